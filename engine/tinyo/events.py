@@ -1,0 +1,291 @@
+"""Provides the engine's event bus and the typed, frozen events it carries.
+
+Facts flow up as these events; commands go down as Engine method calls. Subscribers are called on
+the publishing thread (the engine loop) and must be quick: a UI or a printer hands the event to its
+own thread through a bounded buffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+EngineStateName = Literal["starting", "running", "paused", "stopping", "stopped"]
+EventSource = Literal["file", "timer", "manual", "scan", "rerun"]
+RunStatus = Literal["queued", "running", "ok", "failed", "cancelled", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class BusEvent:
+    """Base of every bus event. ``ts`` is the engine clock's time when it was published."""
+
+    kind: ClassVar[str] = "event"
+    ts: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict with a ``type`` key naming the event."""
+        data = {"type": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (frozenset, set, tuple)):
+                value = sorted(value) if isinstance(value, (frozenset, set)) else list(value)
+            data[f.name] = value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class EventReceived(BusEvent):
+    """An event was stored and is being fed to the generators."""
+
+    kind: ClassVar[str] = "event_received"
+    event_id: int
+    name: str
+    source: EventSource
+
+
+@dataclass(frozen=True, slots=True)
+class EventProcessed(BusEvent):
+    """The generators have seen an event; ``des_count`` new or re-emitted DES came of it."""
+
+    kind: ClassVar[str] = "event_processed"
+    event_id: int
+    name: str
+    des_count: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorError(BusEvent):
+    """A generator raised, hung or returned a wrong shape for an event; the engine went on."""
+
+    kind: ClassVar[str] = "generator_error"
+    generator: str
+    event: str
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class DESRegistered(BusEvent):
+    """A DES is known to the document DAG (new, or reloaded from the store at start)."""
+
+    kind: ClassVar[str] = "des_registered"
+    des_id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops: tuple[str, ...]
+    generator: str
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class DESRejectedEvent(BusEvent):
+    """A DES was refused: it would close a cycle or conflicts with another DES over a target."""
+
+    kind: ClassVar[str] = "des_rejected"
+    des_id: str
+    generator: str
+    event: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DESQueued(BusEvent):
+    """A DES became ready and waits for a worker. ``reason`` is the engine's explanation."""
+
+    kind: ClassVar[str] = "des_queued"
+    des_id: str
+    targs: frozenset[str]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DESStateChanged(BusEvent):
+    """A DES moved to another state (waiting, queued, running, ok, failed, cancelled, stale)."""
+
+    kind: ClassVar[str] = "des_state"
+    des_id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpStarted(BusEvent):
+    """A run of a DES's ops started on a worker."""
+
+    kind: ClassVar[str] = "op_started"
+    run_id: int
+    des_id: str
+    op: str
+    worker: str
+    attempt: int
+    targs: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class OpOutput(BusEvent):
+    """One line an op printed (without its newline)."""
+
+    kind: ClassVar[str] = "op_output"
+    run_id: int
+    des_id: str
+    op: str
+    worker: str
+    stream: Literal["stdout", "stderr"]
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpFinished(BusEvent):
+    """A run's ops all succeeded."""
+
+    kind: ClassVar[str] = "op_finished"
+    run_id: int
+    des_id: str
+    op: str
+    worker: str
+    duration: float
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpFailed(BusEvent):
+    """A run failed (raised, worker died, timed out). ``retry_in`` is set when a retry is scheduled."""
+
+    kind: ClassVar[str] = "op_failed"
+    run_id: int
+    des_id: str
+    op: str
+    worker: str
+    duration: float
+    error: str
+    traceback: str
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpCancelled(BusEvent):
+    """A run was cancelled on request."""
+
+    kind: ClassVar[str] = "op_cancelled"
+    run_id: int
+    des_id: str
+    op: str
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentUpdated(BusEvent):
+    """A document got a new version (an event named it, or a DES produced it)."""
+
+    kind: ClassVar[str] = "document_updated"
+    name: str
+    version: int
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired(BusEvent):
+    """A timer ticked; ``event`` is the event string it produced."""
+
+    kind: ClassVar[str] = "timer_fired"
+    name: str
+    tick: float
+    event: str
+    manual: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerChanged(BusEvent):
+    """A worker started, went idle, got busy, died or was replaced."""
+
+    kind: ClassVar[str] = "worker"
+    worker: str
+    pid: int | None
+    state: Literal["idle", "busy", "dead", "stopped"]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowMetrics(BusEvent):
+    """Live metrics of one data-flow step instance (rows in/out per gate, errors, buffer fill)."""
+
+    kind: ClassVar[str] = "flow_metrics"
+    run_id: int | None
+    flow: str
+    flow_run: str
+    step: str
+    instance: int
+    instances: int
+    state: str
+    rows_in: int
+    rows_out: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    rows_per_s: float = 0.0
+    buffer_fill: float = 0.0
+    buffer_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState(BusEvent):
+    """The engine changed state; ``detail`` says why (e.g. "paused: 12 buffered")."""
+
+    kind: ClassVar[str] = "engine_state"
+    state: EngineStateName
+    detail: str = ""
+    buffered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineNotice(BusEvent):
+    """Something the user should know that is not tied to a run (rescan, overflow, recovery)."""
+
+    kind: ClassVar[str] = "notice"
+    level: Literal["info", "warning", "error"]
+    message: str
+
+
+Subscriber = Callable[[BusEvent], None]
+
+
+class Bus:
+    """A synchronous publish/subscribe hub. Thread-safe to subscribe and publish.
+
+    Subscribers are called in subscription order on the publisher's thread; one that raises is
+    reported once on stderr-free terms (the exception is kept in ``errors``) and does not stop the
+    others or the engine.
+    """
+
+    def __init__(self) -> None:
+        self._subs: tuple[Subscriber, ...] = ()
+        self._lock = threading.Lock()
+        self.errors: list[tuple[Subscriber, BaseException]] = []
+        """The first few subscriber failures (bounded), for diagnostics."""
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call ``fn`` for every event from now on; returns a function that unsubscribes."""
+        with self._lock:
+            self._subs = (*self._subs, fn)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subs = tuple(s for s in self._subs if s is not fn)
+
+        return unsubscribe
+
+    def publish(self, event: BusEvent) -> None:
+        """Hand ``event`` to every subscriber."""
+        for fn in self._subs:
+            try:
+                fn(event)
+            except Exception as exc:  # a broken subscriber must not take the engine down
+                if len(self.errors) < 20:
+                    self.errors.append((fn, exc))
+
+    @property
+    def has_subscribers(self) -> bool:
+        """True when at least one subscriber listens (lets hot paths skip building events)."""
+        return bool(self._subs)

@@ -1,0 +1,320 @@
+"""Provides the recipe data model: Config, DES, Execution and TinyOConfig."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+CatchUp = Literal["skip", "latest", "all"]
+
+
+class Config(Mapping[str, Any]):
+    """An immutable mapping passed to an op as ``context['config']``; hashable by value."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, **kw: Any) -> None:
+        merged = dict(data or {})
+        merged.update(kw)
+        self._data = merged
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(canonical(self._data))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Config):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Config, (self._data,))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-dict copy."""
+        return dict(self._data)
+
+
+def canonical(value: Any) -> str:
+    """A stable text form of a value, equal for equal values across processes and restarts."""
+    if isinstance(value, Mapping):
+        items = sorted((canonical(k), canonical(v)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, (set, frozenset)):
+        return "set(" + ",".join(sorted(canonical(v) for v in value)) + ")"
+    if isinstance(value, (list, tuple)):
+        opener, closer = ("[", "]") if isinstance(value, list) else ("(", ")")
+        return opener + ",".join(canonical(v) for v in value) + closer
+    if isinstance(value, (str, int, float, bool, type(None), bytes, datetime, timedelta)):
+        return repr(value)
+    name = getattr(value, "__qualname__", None)
+    if name is not None:
+        return f"<{getattr(value, '__module__', '?')}.{name}>"
+    return f"{type(value).__qualname__}({value!r})"
+
+
+def op_name(fn: Any) -> str:
+    """The display name of an op: its qualified name, or its ``name`` attribute for flows."""
+    qual = getattr(fn, "__qualname__", None)
+    if isinstance(qual, str):
+        return qual
+    name = getattr(fn, "name", None)
+    if isinstance(name, str):
+        return name
+    return type(fn).__qualname__
+
+
+OpSpec = tuple[Callable[[dict[str, Any]], Any], Config]
+
+
+class DES:
+    """A Document Execution Spec: ops that turn the ``deps`` documents into the ``targs`` documents.
+
+    Immutable and hashable. Equal deps, targs, op names and Config values give an equal DES and the
+    same ``id`` in every process and after every restart.
+    """
+
+    __slots__ = ("deps", "targs", "ops", "_id")
+
+    deps: frozenset[str]
+    """Documents this DES reads."""
+    targs: frozenset[str]
+    """Documents this DES produces."""
+    ops: tuple[OpSpec, ...]
+    """``(callable, Config)`` pairs, run in order in one worker."""
+
+    def __init__(self, deps: Iterable[str], targs: Iterable[str], ops: Iterable[OpSpec]) -> None:
+        deps_set = _doc_set("deps", deps)
+        targs_set = _doc_set("targs", targs)
+        op_list: list[OpSpec] = []
+        for index, item in enumerate(ops):
+            if not (isinstance(item, tuple) and len(item) == 2):
+                raise TypeError(
+                    f"DES ops[{index}] must be a (callable, Config) pair, got {type(item).__name__}: {item!r}"
+                )
+            fn, cfg = item
+            if not callable(fn):
+                raise TypeError(f"DES ops[{index}][0] must be callable, got {fn!r}")
+            if not isinstance(cfg, Mapping):
+                raise TypeError(f"DES ops[{index}][1] must be a Config, got {type(cfg).__name__}: {cfg!r}")
+            op_list.append((fn, cfg if isinstance(cfg, Config) else Config(cfg)))
+        if not targs_set:
+            raise TypeError("DES targs must name at least one document")
+        object.__setattr__(self, "deps", deps_set)
+        object.__setattr__(self, "targs", targs_set)
+        object.__setattr__(self, "ops", tuple(op_list))
+        object.__setattr__(self, "_id", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("DES is immutable")
+
+    @property
+    def id(self) -> str:
+        """A stable 16-hex-digit identity derived from deps, targs, op names and Config values."""
+        if self._id is None:
+            text = "|".join(
+                [
+                    "deps=" + "\x1f".join(sorted(self.deps)),
+                    "targs=" + "\x1f".join(sorted(self.targs)),
+                    *(f"op={op_module(fn)}:{op_name(fn)}:{canonical(cfg)}" for fn, cfg in self.ops),
+                ]
+            )
+            object.__setattr__(self, "_id", hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+        return self._id  # type: ignore[return-value]
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DES) and other.id == self.id
+
+    def __repr__(self) -> str:
+        ops = ", ".join(op_name(fn) for fn, _ in self.ops)
+        return f"DES(deps={sorted(self.deps)}, targs={sorted(self.targs)}, ops=[{ops}])"
+
+
+def op_module(fn: Any) -> str:
+    """The module part of an op's identity; recipe modules all map to ``<recipe>`` so ids are stable."""
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    if module.startswith(RECIPE_MODULE_PREFIX) or module == "__main__":
+        return "<recipe>"
+    return module
+
+
+RECIPE_MODULE_PREFIX = "tinyo_recipe_"
+
+
+def _doc_set(field_name: str, values: Iterable[str]) -> frozenset[str]:
+    if isinstance(values, str):
+        raise TypeError(f"DES {field_name} must be a set of document names, not the string {values!r}")
+    result = frozenset(values)
+    for value in result:
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"DES {field_name} must hold non-empty strings, got {value!r}")
+    return result
+
+
+class Execution(enum.Enum):
+    """Where ops run."""
+
+    PROCESSES = "processes"
+    """A pool of worker processes (default)."""
+    THREADS = "threads"
+    """A pool of threads in the orchestrator process."""
+    INLINE = "inline"
+    """In the orchestrator loop itself, one at a time (for debugging)."""
+    DASK = "dask"
+    """A dask.distributed cluster at ``executor_address``."""
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """A grid-aligned timer: ticks at ``initial + k * interval``."""
+
+    name: str
+    initial: datetime
+    interval: timedelta
+
+
+@dataclass
+class TinyOConfig:
+    """The recipe's ``config``: where state lives, what is watched, and how ops run."""
+
+    sql_conn: str = "tinyo.db"
+    """SQLite path (relative to the working directory) or ``:memory:``."""
+    dirs: list[str] = field(default_factory=list)
+    """Folders watched for file events; created if missing."""
+    maxevents: int = 30
+    """The most events taken from intake in one orchestrator cycle before ready work is dispatched."""
+    max_workers: int = 2
+    """Size of the worker pool."""
+    execution: Execution = Execution.PROCESSES
+    """Where ops run."""
+    timers: list[Any] = field(default_factory=list)
+    """``{'name', 'initial': datetime, 'interval': timedelta}`` dicts (or TimerSpec)."""
+    retries: int = 0
+    """How many times a failed DES is retried before it stays failed."""
+    retry_delay: float = 1.0
+    """Seconds before the first retry; doubled for every further one (exponential backoff)."""
+    retry_max_delay: float = 300.0
+    """Upper bound on the backoff delay, in seconds."""
+    op_timeout: float | None = None
+    """Seconds a DES's ops may run before the worker is stopped and the run fails; None: no limit."""
+    debounce: float = 0.2
+    """Seconds a created/modified file must stay quiet (when no close event comes) before its event."""
+    recursive: bool = False
+    """Watch sub-folders of ``dirs`` too."""
+    catch_up: CatchUp = "skip"
+    """Timer ticks missed while down: ``skip`` them, fire the ``latest`` one, or ``all`` (bounded)."""
+    catch_up_limit: int = 1000
+    """With ``catch_up='all'``, the most missed ticks fired per timer."""
+    rescan_interval: float | None = None
+    """Seconds between periodic rescans of ``dirs`` (for file systems without inotify); None: off."""
+    hash_files: bool = True
+    """Hash file content to decide a new version; False trusts (mtime_ns, size) alone."""
+    generator_timeout: float = 10.0
+    """Seconds a batch of generator calls may take before it is reported as hung."""
+    executor_address: str | None = None
+    """Address of a distributed scheduler (``Execution.DASK``)."""
+    retention_events: int | None = None
+    """Keep at most this many processed events in the store (None: keep all)."""
+    retention_runs: int | None = None
+    """Keep at most this many finished runs in the store (None: keep all)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field's type and range; raise ConfigError naming the field and the value."""
+        _check(isinstance(self.sql_conn, str) and self.sql_conn, "sql_conn", self.sql_conn, "a non-empty path string")
+        if isinstance(self.dirs, (str, bytes)) or not isinstance(self.dirs, (list, tuple)):
+            raise ConfigError(f"TinyOConfig.dirs must be a list of folder paths, got {self.dirs!r}")
+        for d in self.dirs:
+            _check(isinstance(d, str) and d, "dirs", d, "folder path strings")
+        self.dirs = list(self.dirs)
+        _check(_is_int(self.maxevents) and self.maxevents >= 1, "maxevents", self.maxevents, "an int >= 1")
+        _check(_is_int(self.max_workers) and self.max_workers >= 1, "max_workers", self.max_workers, "an int >= 1")
+        _check(isinstance(self.execution, Execution), "execution", self.execution,
+               "an Execution member (Execution.PROCESSES, THREADS, INLINE or DASK)")
+        _check(_is_int(self.retries) and self.retries >= 0, "retries", self.retries, "an int >= 0")
+        for name in ("retry_delay", "retry_max_delay", "debounce", "generator_timeout"):
+            value = getattr(self, name)
+            _check(_is_num(value) and value >= 0, name, value, "a number of seconds >= 0")
+        for name in ("op_timeout", "rescan_interval"):
+            value = getattr(self, name)
+            _check(value is None or (_is_num(value) and value > 0), name, value, "None or seconds > 0")
+        _check(isinstance(self.recursive, bool), "recursive", self.recursive, "True or False")
+        _check(isinstance(self.hash_files, bool), "hash_files", self.hash_files, "True or False")
+        _check(self.catch_up in ("skip", "latest", "all"), "catch_up", self.catch_up, "'skip', 'latest' or 'all'")
+        _check(_is_int(self.catch_up_limit) and self.catch_up_limit >= 1, "catch_up_limit", self.catch_up_limit,
+               "an int >= 1")
+        for name in ("retention_events", "retention_runs"):
+            value = getattr(self, name)
+            _check(value is None or (_is_int(value) and value >= 1), name, value, "None or an int >= 1")
+        _check(self.executor_address is None or isinstance(self.executor_address, str), "executor_address",
+               self.executor_address, "None or an address string like 'tcp://host:8786'")
+        if not isinstance(self.timers, (list, tuple)):
+            raise ConfigError(f"TinyOConfig.timers must be a list of timer dicts, got {self.timers!r}")
+        self.timers = [_timer_spec(i, t) for i, t in enumerate(self.timers)]
+        names = [t.name for t in self.timers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"TinyOConfig.timers: timer names must be unique, {dupes} appear more than once")
+
+    @property
+    def timer_specs(self) -> list[TimerSpec]:
+        """The timers, normalised."""
+        return list(self.timers)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(ok: Any, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"TinyOConfig.{name} must be {expected}, got {value!r}")
+
+
+def _timer_spec(index: int, value: Any) -> TimerSpec:
+    if isinstance(value, TimerSpec):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"TinyOConfig.timers[{index}] must be a dict with name, initial, interval; got {value!r}")
+    unknown = sorted(set(value) - {"name", "initial", "interval"})
+    if unknown:
+        raise ConfigError(f"TinyOConfig.timers[{index}] has unknown keys {unknown}; expected name, initial, interval")
+    name, initial, interval = value.get("name"), value.get("initial"), value.get("interval")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"TinyOConfig.timers[{index}]['name'] must be a non-empty string, got {name!r}")
+    if not isinstance(initial, datetime):
+        raise ConfigError(f"timer {name!r}: 'initial' must be a datetime, got {initial!r}")
+    if not isinstance(interval, timedelta) or interval.total_seconds() <= 0:
+        raise ConfigError(f"timer {name!r}: 'interval' must be a positive timedelta, got {interval!r}")
+    return TimerSpec(name, initial, interval)

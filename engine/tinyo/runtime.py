@@ -1,0 +1,85 @@
+"""Provides what runs inside an op: the current run's identity and a channel back to the engine bus.
+
+An op (a function or a data flow) calls ``current_run()`` to learn its run id and worker, and
+``emit_metrics(...)`` to publish live data-flow metrics. The same calls work whether the op runs in
+a worker process, a worker thread, inline in the orchestrator, or on a distributed worker: the
+executor installs the channel before the op starts. Outside any op they are harmless no-ops
+(``current_run()`` returns None), unless a fallback sink was installed with ``metrics_sink``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+Emit = Callable[[str, int, Any], None]
+"""``emit(kind, run_id, payload)``: how an executor carries a message back to the engine."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run an op is executing in."""
+
+    run_id: int
+    """The engine's run id (unique per store)."""
+    des_id: str
+    """The DES whose ops are running."""
+    worker: str
+    """The worker's name (``w1``, ``t2``, ``inline``, or a distributed worker address)."""
+    emit: Emit
+    """Send a message to the engine (used by ``emit_metrics``)."""
+
+
+_local = threading.local()
+_fallback_lock = threading.Lock()
+_fallback_sinks: list[Callable[[dict[str, Any]], None]] = []
+
+
+def current_run() -> RunContext | None:
+    """The run the calling thread is executing, or None outside an op."""
+    return getattr(_local, "run", None)
+
+
+@contextlib.contextmanager
+def running(ctx: RunContext) -> Iterator[RunContext]:
+    """Install ``ctx`` as the calling thread's current run for the duration of the block."""
+    previous = getattr(_local, "run", None)
+    _local.run = ctx
+    try:
+        yield ctx
+    finally:
+        _local.run = previous
+
+
+def bind(ctx: RunContext | None) -> None:
+    """Make ``ctx`` the current run of the calling thread (for threads an op starts itself)."""
+    _local.run = ctx
+
+
+def emit_metrics(**fields: Any) -> None:
+    """Publish one data-flow metrics sample; the engine turns it into a ``FlowMetrics`` bus event.
+
+    ``fields`` are FlowMetrics' fields other than ``ts`` and ``run_id`` (flow, flow_run, step,
+    instance, instances, state, rows_in, rows_out, errors, rows_per_s, buffer_fill, buffer_size).
+    """
+    ctx = current_run()
+    if ctx is not None:
+        ctx.emit("metric", ctx.run_id, fields)
+        return
+    for sink in tuple(_fallback_sinks):
+        sink(fields)
+
+
+@contextlib.contextmanager
+def metrics_sink(sink: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+    """Receive metrics emitted outside any op (e.g. ``flow.run()`` called from a script or a test)."""
+    with _fallback_lock:
+        _fallback_sinks.append(sink)
+    try:
+        yield
+    finally:
+        with _fallback_lock:
+            _fallback_sinks.remove(sink)
