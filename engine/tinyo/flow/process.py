@@ -1,0 +1,287 @@
+"""Provides process-mode step instances: a worker process per instance, fed whole chunks by pickling.
+
+The parent keeps two threads per instance: a *feeder* reads the instance's inbox and sends chunks
+to the worker (at most ``window`` chunks ahead of the results), and a *collector* reads what the
+worker sends back (output chunks per gate, then an acknowledgement with the worker's counters) and
+routes it downstream like a thread-mode instance would, so back-pressure and metrics work the same
+way. Samples are emitted from the parent. What the worker prints is relayed line by line to the
+parent's stdout/stderr (so it reaches the orchestrator console).
+
+Workers are started as ``python -m tinyo.flow.procworker`` (not with ``multiprocessing``, whose
+daemonic pool workers may not have children), and import the step's module by name, or by file for
+recipes loaded by path; hence a process-mode step function must be defined at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import runtime
+from .base import FunctionStep, Step, function_name
+from .channel import Window
+from .errors import ProcessModeError, Stopped
+from .modules import dumps_with_modules
+
+if TYPE_CHECKING:
+    from .instance import Instance
+    from .runner import Runner
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+"""The folder holding the ``tinyo`` package, put on the worker's PYTHONPATH."""
+
+
+def check_importable(step: Step, where: str) -> None:
+    """Raise ProcessModeError unless ``step`` can be pickled and found again by a worker process."""
+    if isinstance(step, FunctionStep):
+        fn = step.fn
+        qual = getattr(fn, "__qualname__", "")
+        if "<lambda>" in qual or "<locals>" in qual:
+            raise ProcessModeError(
+                f"{where} runs in processes, so its function must be importable: define "
+                f"{function_name(fn)} with def at module level (lambdas and nested functions cannot be "
+                "sent to a worker process)"
+            )
+    try:
+        dumps_with_modules(step)
+    except Exception as exc:
+        raise ProcessModeError(
+            f"{where} runs in processes, but its step ({step.describe()}) cannot be sent to a worker: "
+            f"{type(exc).__name__}: {exc}. Use module-level functions and picklable settings."
+        ) from exc
+
+
+class ProcHandle:
+    """One worker process and the pipes to it."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.to_child: Any = None
+        self.from_child: Any = None
+        self.stderr_tail: list[str] = []
+        self._lock = threading.Lock()
+        self.killed = False
+
+    def spawn(self) -> None:
+        """Start the worker with a pair of pipes for the chunk protocol."""
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [PACKAGE_ROOT, env.get("PYTHONPATH", "")] if p)
+        try:
+            with self._lock:
+                if self.killed:
+                    raise Stopped()
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "tinyo.flow.procworker", str(down_r), str(up_w)],
+                    pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, env=env, close_fds=True,
+                )
+        finally:
+            os.close(down_r)
+            os.close(up_w)
+        self.to_child = os.fdopen(down_w, "wb", buffering=1 << 16)
+        self.from_child = os.fdopen(up_r, "rb", buffering=1 << 16)
+
+    def send(self, message: Any) -> None:
+        """Write one message and flush it."""
+        pickle.dump(message, self.to_child, protocol=pickle.HIGHEST_PROTOCOL)
+        self.to_child.flush()
+
+    def abort(self) -> None:
+        """Stop signal: kill the worker so that blocked pipe reads and writes return."""
+        self.kill_now()
+
+    def kill_now(self) -> None:
+        """Kill the worker if it still runs."""
+        with self._lock:
+            self.killed = True
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def exit_reason(self) -> str:
+        """Why the worker went away (exit status and the end of its stderr)."""
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = "still running"
+        tail = "".join(self.stderr_tail[-20:]).rstrip()
+        return f"exit status {code}" + (f"; its stderr ended with:\n{tail}" if tail else "")
+
+
+def _pump(stream: Any, target: str, handle: ProcHandle, run_ctx: Any) -> None:
+    """Relay a worker's stdout or stderr to ours, line by line."""
+    runtime.bind(run_ctx)
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        if target == "stderr":
+            handle.stderr_tail.append(line)
+            del handle.stderr_tail[:-50]
+        out = sys.stderr if target == "stderr" else sys.stdout
+        out.write(line)
+        out.flush()
+    stream.close()
+
+
+def start_process_instance(runner: Runner, inst: Instance) -> None:
+    """Start the collector thread of a process-mode instance (it starts the worker and the feeder)."""
+    thread = threading.Thread(target=_collector, args=(runner, inst), daemon=True,
+                              name=f"flow:{runner.flow.name}:{inst.spec.name}#{inst.index}:collect")
+    inst.threads.append(thread)
+    thread.start()
+
+
+def _init_message(runner: Runner, inst: Instance) -> dict[str, Any]:
+    step_bytes, modules = dumps_with_modules(inst.spec.impl)
+    main = sys.modules.get("__main__")
+    if "__main__" in modules:
+        modules["__main__"] = getattr(main, "__file__", None)
+    ctx = inst.ctx
+    message = {
+        "sys_path": [p if p else os.getcwd() for p in sys.path],
+        "modules": modules,
+        "step": step_bytes,
+        "flow": ctx.flow.name,
+        "run_id": ctx.flow.run_id,
+        "step_name": ctx.step,
+        "index": inst.index,
+        "count": inst.count,
+        "params": dict(ctx.params),
+        "variables": dict(ctx.variables),
+        "services": dict(ctx.services),
+        "error_hopped": ctx.error_hopped,
+        "hopped": ctx.hopped,
+        "chunk_size": ctx.chunk_size,
+    }
+    try:
+        pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise ProcessModeError(
+            f"{inst.where} runs in processes, but its parameters, variables or services cannot be sent "
+            f"to a worker: {type(exc).__name__}: {exc}"
+        ) from exc
+    return message
+
+
+def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) -> None:
+    runtime.bind(runner.run_ctx)
+    meter = inst.meter
+    try:
+        if inst.inbox is None:
+            window.acquire()
+            meter.rows_in += 1
+            handle.send(("rows", [{}]))
+        else:
+            get = inst.inbox.get
+            while True:
+                rows = get(meter)
+                if rows is None:
+                    break
+                window.acquire()
+                try:
+                    handle.send(("rows", rows))
+                except pickle.PicklingError as exc:
+                    raise ProcessModeError(
+                        f"{inst.where} runs in processes, and a row it was sent cannot be pickled: {exc}"
+                    ) from exc
+                meter.rows_in += len(rows)
+                meter.tick()
+        handle.send(("finish",))
+    except Stopped:
+        return
+    except (BrokenPipeError, OSError, ValueError) as exc:
+        if not runner.stop.is_set:
+            runner.fail(inst, f"{inst.where}: lost its worker process ({exc}); {handle.exit_reason()}", "")
+    except Exception as exc:
+        runner.fail(inst, f"{inst.where} could not feed its worker process: {type(exc).__name__}: {exc}",
+                    "".join(traceback.format_exception(exc)))
+
+
+def _collector(runner: Runner, inst: Instance) -> None:
+    runtime.bind(runner.run_ctx)
+    meter = inst.meter
+    handle = ProcHandle(inst.where)
+    state = "failed"
+    feeder: threading.Thread | None = None
+    try:
+        runner.stop.register(handle)
+        runner.processes.append(handle)
+        window = Window(inst.spec.window, runner.stop)
+        init = _init_message(runner, inst)
+        handle.spawn()
+        assert handle.proc is not None
+        for stream, target in ((handle.proc.stdout, "stdout"), (handle.proc.stderr, "stderr")):
+            pump = threading.Thread(target=_pump, args=(stream, target, handle, runner.run_ctx), daemon=True,
+                                    name=f"flow:{runner.flow.name}:{inst.spec.name}#{inst.index}:{target}")
+            pump.start()
+            inst.threads.append(pump)
+        handle.send(("init", init))
+        meter.set_state("running")
+        feeder = threading.Thread(target=_feeder, args=(runner, inst, handle, window), daemon=True,
+                                  name=f"flow:{runner.flow.name}:{inst.spec.name}#{inst.index}:feed")
+        inst.threads.append(feeder)
+        feeder.start()
+        outlet = inst.outlet
+        reader = handle.from_child
+        while True:
+            try:
+                message = pickle.load(reader)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                if runner.stop.is_set:
+                    raise Stopped() from None
+                runner.fail(inst, f"{inst.where}: its worker process ended unexpectedly ({type(exc).__name__}); "
+                            f"{handle.exit_reason()}", "")
+                return
+            kind = message[0]
+            if kind == "out":
+                outlet.send(message[1], message[2])
+            elif kind == "ack":
+                meter.errors = message[1]
+                window.release()
+                meter.tick()
+            elif kind == "done":
+                meter.errors = message[1]
+                break
+            elif kind == "fail":
+                runner.fail(inst, message[1], message[2])
+                return
+            elif kind == "ready":
+                continue
+            else:
+                raise ProcessModeError(f"{inst.where}: unexpected message {kind!r} from its worker process")
+        outlet.close()
+        if handle.proc is not None:
+            handle.proc.wait(timeout=30)
+        state = "done"
+    except Stopped:
+        state = "stopped"
+    except ProcessModeError as exc:
+        runner.fail(inst, str(exc), "".join(traceback.format_exception(exc)))
+    except BaseException as exc:  # the run must learn of any failure of this instance
+        runner.fail(inst, f"{inst.where} (process mode) raised {type(exc).__name__}: {exc}",
+                    "".join(traceback.format_exception(exc)))
+    finally:
+        if state != "done":
+            handle.kill_now()
+        if feeder is not None:
+            feeder.join(30)
+        for stream in (handle.to_child, handle.from_child):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass  # the worker is gone; the pipe's buffered bytes are moot
+        try:
+            meter.finish(state)  # type: ignore[arg-type]
+        finally:
+            runner.instance_done(inst)
