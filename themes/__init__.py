@@ -1,0 +1,1 @@
+"""Provides the console themes (TOML palettes) and stylesheet, shipped as tinyo_tui.themes."""

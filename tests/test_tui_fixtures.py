@@ -1,0 +1,238 @@
+"""Provides ScriptedEngine: a deterministic stand-in for tinyo's Engine that publishes scripted bus events.
+
+Snapshot tests drive the console with it (every time comes from a ManualClock, every id is fixed), so
+screenshots are byte-identical run after run. Pilot tests use the real engine instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from tinyo import events as ev
+from tinyo.clock import ManualClock
+
+START = 1_730_000_000.0
+
+
+@dataclass
+class _Des:
+    des_id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops: tuple[str, ...]
+    generator: str
+    event: str
+    state: str = "waiting"
+    reason: str = ""
+    runs: list[SimpleNamespace] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+    traceback: str | None = None
+
+
+def des_id_of(*parts: str) -> str:
+    """A stable 16-hex-digit id."""
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
+
+
+class ScriptedEngine:
+    """Implements the Engine surface the console uses; commands are recorded and scripted."""
+
+    def __init__(self, name: str = "retail_dynamic_demo", timers: int = 2, clock: ManualClock | None = None) -> None:
+        self.clock = clock or ManualClock(START)
+        self.bus = ev.Bus()
+        timer_specs = [
+            SimpleNamespace(name="ten_seconds", initial=datetime(2024, 10, 27), interval=timedelta(seconds=10)),
+            SimpleNamespace(name="nightly", initial=datetime(2024, 10, 27), interval=timedelta(days=1)),
+        ][:timers]
+        self.recipe = SimpleNamespace(name=name, path=Path(f"/srv/recipes/{name}.py"),
+                                      config=SimpleNamespace(max_workers=2), generators=[])
+        self.timers = timer_specs
+        self.calls: list[tuple[Any, ...]] = []
+        self.paused = False
+        self.started = False
+        self.stopped = False
+        self._des: dict[str, _Des] = {}
+        self._event_id = 0
+        self._run_id = 0
+        self._docs: dict[str, int] = {}
+
+    # ------------------------------------------------------------ engine surface
+    def start(self) -> None:
+        self.started = True
+        self.pub(ev.EngineState, state="running")
+        for w in ("w1", "w2"):
+            self.pub(ev.WorkerChanged, worker=w, pid=4100 + int(w[1]), state="idle")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopped = True
+        self.pub(ev.EngineState, state="stopped")
+
+    def inject(self, event: str) -> None:
+        self.calls.append(("inject", event))
+
+    def fire_timer(self, name: str) -> None:
+        self.calls.append(("fire", name))
+
+    def rerun(self, des_id: str, downstream: bool = False) -> None:
+        self.calls.append(("rerun", des_id, downstream))
+
+    def rerun_document(self, name: str, downstream: bool = False) -> None:
+        self.calls.append(("rerun_document", name, downstream))
+
+    def pause(self) -> None:
+        self.calls.append(("pause",))
+
+    def resume(self) -> None:
+        self.calls.append(("resume",))
+
+    def cancel(self, run_id: int) -> None:
+        self.calls.append(("cancel", run_id))
+
+    def documents(self, prefix: str | None = None, limit: int = 1000) -> list[Any]:
+        return []
+
+    def workers(self) -> list[Any]:
+        return []
+
+    def stats(self) -> Any:
+        return SimpleNamespace()
+
+    def explain(self, name: str) -> str:
+        node = self._des.get(name)
+        if node is not None:
+            if node.state == "failed":
+                return f"failed: run {node.runs[-1].run_id} raised {node.runs[-1].error}"
+            return f"{node.state}: {node.reason or 'all deps unchanged since the last success'}"
+        if name in self._docs:
+            return f"document {name} is at version {self._docs[name]}"
+        return f"document {name} has no version yet"
+
+    def des_details(self, des_id: str) -> Any:
+        d = self._des[des_id]
+        return SimpleNamespace(des_id=d.des_id, deps=d.deps, targs=d.targs,
+                               ops=[(op, {"date": "20241027"} if "load" in op else {}) for op in d.ops],
+                               state=d.state, reason=d.reason, generator=d.generator, event=d.event,
+                               runs=list(d.runs), last_traceback=d.traceback, output=list(d.output))
+
+    # ------------------------------------------------------------ scripting
+    def pub(self, cls: type[ev.BusEvent], **fields: Any) -> None:
+        self.bus.publish(cls(ts=self.clock.time(), **fields))
+
+    def receive(self, name: str, source: str = "file", des: list[tuple[str, list[str], list[str], list[str]]] = (),
+                error: tuple[str, str] | None = None) -> list[str]:
+        """An event arrives; generators make ``des`` [(generator, deps, targs, ops)] or ``error``."""
+        self._event_id += 1
+        eid = self._event_id
+        self.pub(ev.EventReceived, event_id=eid, name=name, source=source)
+        self._docs[name] = self._docs.get(name, 0) + 1
+        self.pub(ev.DocumentUpdated, name=name, version=self._docs[name], by="event")
+        ids = []
+        for generator, deps, targs, ops in des:
+            des_id = des_id_of(generator, *deps, *targs)
+            ids.append(des_id)
+            node = _Des(des_id, frozenset(deps), frozenset(targs), tuple(ops), generator, name)
+            self._des[des_id] = node
+            self.pub(ev.DESRegistered, des_id=des_id, deps=node.deps, targs=node.targs, ops=node.ops,
+                     generator=generator, event=name)
+        if error is not None:
+            self.pub(ev.GeneratorError, generator=error[0], event=name, error=error[1],
+                     traceback=f"Traceback (most recent call last):\n  File \"recipe.py\", line 12, in {error[0]}\n{error[1]}\n")
+        self.pub(ev.EventProcessed, event_id=eid, name=name, des_count=len(ids), errors=1 if error else 0)
+        return ids
+
+    def state(self, des_id: str, state: str, reason: str = "") -> None:
+        node = self._des[des_id]
+        node.state, node.reason = state, reason
+        if state == "queued":
+            self.pub(ev.DESQueued, des_id=des_id, targs=node.targs, reason=reason)
+        self.pub(ev.DESStateChanged, des_id=des_id, state=state, reason=reason)
+
+    def run(self, des_id: str, worker: str, lines: list[str], seconds: float = 0.4,
+            error: str | None = None, finish: bool = True) -> int:
+        """Run a DES on ``worker``: start, print ``lines``, then finish, fail (``error``), or stay running."""
+        node = self._des[des_id]
+        self._run_id += 1
+        run_id = self._run_id
+        self.state(des_id, "queued", "never built")
+        run = SimpleNamespace(run_id=run_id, attempt=len(node.runs) + 1, worker=worker,
+                              start=self.clock.time(), end=None, status="running", error=None)
+        node.runs.append(run)
+        self.state(des_id, "running")
+        self.pub(ev.WorkerChanged, worker=worker, pid=4100 + int(worker[1]), state="busy")
+        self.pub(ev.OpStarted, run_id=run_id, des_id=des_id, op=node.ops[0], worker=worker,
+                 attempt=run.attempt, targs=node.targs)
+        for line in lines:
+            node.output.append(line)
+            self.pub(ev.OpOutput, run_id=run_id, des_id=des_id, op=node.ops[0], worker=worker,
+                     stream="stdout", line=line)
+        if not finish:
+            return run_id
+        self.clock.advance(seconds)
+        run.end = self.clock.time()
+        if error is None:
+            run.status = "ok"
+            self.pub(ev.OpFinished, run_id=run_id, des_id=des_id, op=node.ops[0], worker=worker,
+                     duration=seconds)
+            for targ in sorted(node.targs):
+                self._docs[targ] = self._docs.get(targ, 0) + 1
+                self.pub(ev.DocumentUpdated, name=targ, version=self._docs[targ], by=des_id)
+            self.state(des_id, "ok")
+        else:
+            run.status, run.error = "failed", error
+            node.traceback = (f"Traceback (most recent call last):\n  File \"recipe.py\", line 9, in "
+                              f"{node.ops[0]}\n    raise ValueError({error!r})\nValueError: {error}")
+            self.pub(ev.OpFailed, run_id=run_id, des_id=des_id, op=node.ops[0], worker=worker,
+                     duration=seconds, error=f"ValueError: {error}", traceback=node.traceback)
+            self.state(des_id, "failed", f"ValueError: {error}")
+        self.pub(ev.WorkerChanged, worker=worker, pid=4100 + int(worker[1]), state="idle")
+        return run_id
+
+
+def retail_scenario(engine: ScriptedEngine, *, fail: bool = False, leave_running: bool = False) -> dict[str, str]:
+    """The retail demo: a dimensional file, two fact files, their loads and one facts transform."""
+    ids: dict[str, str] = {}
+    clock = engine.clock
+    [ids["dim"]] = engine.receive("/tmp/data/dimensional_file.csv", des=[
+        ("load_dimensional_file", ["/tmp/data/dimensional_file.csv"], ["dimensional_table"], ["load"])])
+    engine.run(ids["dim"], "w1", ["Loading ['/tmp/data/dimensional_file.csv'] -> ['dimensional_table'] ..."])
+    for day in ("20241027", "20241028"):
+        clock.advance(1.0)
+        [ids[f"fact_{day}"]] = engine.receive(f"/tmp/data/fact_file_{day}.csv", des=[
+            ("load_fact_file", [f"/tmp/data/fact_file_{day}.csv"], [f"staging.fact_table_{day}"], ["load"])])
+        ids[f"facts_{day}"] = engine.receive(day, source="manual", des=[
+            ("create_facts", [f"staging.fact_table_{day}", "dimensional_table"], [f"facts_with_{day}"],
+             ["transform"])])[0]
+        engine.state(ids[f"facts_{day}"], "waiting", f"waiting on staging.fact_table_{day}")
+        engine.run(ids[f"fact_{day}"], "w2", [f"Loading ['/tmp/data/fact_file_{day}.csv'] ..."])
+    clock.advance(0.5)
+    engine.run(ids["facts_20241027"], "w1", ["Transforming staging.fact_table_20241027, dimensional_table ..."])
+    clock.advance(0.5)
+    engine.receive("/tmp/data/notes.txt")
+    engine.receive("/tmp/data/fact_file_2024.csv", error=("load_fact_file", "ValueError: time data '2024' does not match format '%Y%m%d'"))
+    if fail:
+        engine.run(ids["facts_20241028"], "w2", ["Transforming staging.fact_table_20241028 ..."],
+                   error="column 'amount' is missing")
+    elif leave_running:
+        engine.run(ids["facts_20241028"], "w2", ["Transforming staging.fact_table_20241028 ..."], finish=False)
+    return ids
+
+
+def test_scripted_engine_publishes_a_consistent_story() -> None:
+    """The scripted retail run publishes events the console model can fold without surprises."""
+    from tinyo_tui.state import ConsoleState
+
+    engine = ScriptedEngine()
+    seen: list[ev.BusEvent] = []
+    engine.bus.subscribe(seen.append)
+    engine.start()
+    ids = retail_scenario(engine, fail=True)
+    state = ConsoleState()
+    state.apply(seen)
+    assert state.des[ids["facts_20241028"]].state == "failed"
+    assert state.docs["facts_with_20241027"].state == "up to date"
+    assert state.failed == 1 and state.running == 0

@@ -1,0 +1,346 @@
+"""Provides TinyoApp, the operations console, and ``build_app`` (used by the CLI and the tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+
+from tinyo.clock import Clock, SystemClock
+
+from .bridge import Bridge
+from .commands import Commands
+from .messages import BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, Target
+from .palette import Palette
+from .safe_text import short_id, visible
+from .screens.confirm import ConfirmDialog
+from .screens.details import DetailsScreen
+from .screens.help import HelpScreen
+from .screens.inject import InjectDialog
+from .screens.main import PANE_KEYS, MainScreen
+from .screens.timer_picker import TimerPicker
+from .state import _RATE_WINDOW, Changes, ConsoleState, EventRow
+from .theming import load_themes, resolve_theme, stylesheet_path
+
+DRAIN_HZ = 12
+"""Bus batches per second while events flow (a frame tick: 10-15 UI updates per second per pane)."""
+SYNC_LIMIT = 100_000
+"""Documents read from the store at start-up."""
+
+
+class TinyoApp(App[int]):
+    """The console. The engine runs on its own threads; this loop only drains the bridge and paints."""
+
+    CSS_PATH = str(stylesheet_path())
+    TITLE = "tinyo"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", tooltip="Quit (stops the engine gracefully)"),
+        Binding("question_mark", "help", "Help", tooltip="Show every key"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, engine: Any, *, clock: Clock | None = None, theme: str | None = None,
+                 start_engine: bool = True) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self.state = ConsoleState()
+        self.palette = Palette()
+        self.bridge = Bridge()
+        self.commands = Commands(engine, self.note)
+        self.recipe_name = str(getattr(engine.recipe, "name", "recipe"))
+        self._start_engine = start_engine
+        self._drain_timer: Timer | None = None
+        self._ticker: Timer | None = None
+        self._settle: Timer | None = None
+        self._stopping = False
+        for item in load_themes().values():
+            self.register_theme(item)
+        self.theme = resolve_theme(theme, list(self.available_themes))
+        self.animation_level = "none"
+
+    # ------------------------------------------------------------------ life cycle
+    def now(self) -> float:
+        """The injected clock's time."""
+        return self.clock.time()
+
+    def on_mount(self) -> None:
+        self.palette.refresh(self)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.bridge.attach(self.engine.bus, self)
+        # Drains run only while there is something to drain: paused until the bus wakes us.
+        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain, pause=True)
+        self.push_screen(MainScreen())
+        self._install_signals()
+        if self._start_engine:
+            self._boot()
+
+    def _install_signals(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._hangup)
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            # Not the main thread, or a platform without these signals: the CLI's finally still
+            # stops the engine when the app ends.
+            return
+
+    def _hangup(self) -> None:
+        """SIGHUP/SIGTERM (the terminal went away): stop the engine gracefully, then exit."""
+        self.shutdown()
+
+    @work(thread=True, exclusive=True, group="engine")
+    def _boot(self) -> None:
+        """Start the engine (non-blocking, but it opens the store) and read what it already knows."""
+        engine = self.engine
+        try:
+            engine.start()
+            docs = engine.documents(limit=SYNC_LIMIT)
+        except Exception as exc:  # the console stays up to show why the engine did not start
+            self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(QueryResult("boot", [(d.name, d.version, d.producer) for d in docs]))
+
+    def on_query_result(self, message: QueryResult) -> None:
+        if message.query != "boot":
+            return
+        if message.error:
+            self.note(f"engine did not start: {message.error}", "error")
+            self.notify(message.error, title="engine did not start", severity="error", markup=False,
+                        timeout=30)
+            return
+        changes = Changes()
+        self.state.set_documents(message.value, changes)
+        self._publish(changes)
+
+    # ------------------------------------------------------------------ the bridge
+    def on_bus_wake(self, _message: BusWake) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.resume()
+
+    def drain(self) -> None:
+        """Fold everything the bus buffered into the model, then tell the screens what changed."""
+        batch = self.bridge.drain()
+        if not batch:
+            if self._drain_timer is not None:
+                self._drain_timer.pause()
+            self._schedule_settle()
+            return
+        changes = self.state.apply(batch)
+        for level, message in changes.notices:
+            if level != "info":
+                self.notify(message, severity="error" if level == "error" else "warning", markup=False)
+        self._publish(changes)
+        self._keep_ticking()
+
+    def _publish(self, changes: Changes) -> None:
+        main = self._main()
+        if main is not None:
+            main.post_message(StateChanged(changes))
+        screen = self.screen
+        if isinstance(screen, DetailsScreen) and changes.changed_des.intersection(screen.des_ids):
+            screen.action_reload()
+
+    def _main(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def _keep_ticking(self) -> None:
+        """While ops run, elapsed times and uptime move: tick once a second. Stop when idle."""
+        if self.state.running and self._ticker is None:
+            self._ticker = self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        self.post_message(HeaderTick())
+        if not self.state.running and self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+
+    def _schedule_settle(self) -> None:
+        """One last header refresh after the rate window, so events/s falls to 0; then no timers."""
+        if self._settle is not None:
+            self._settle.stop()
+        self._settle = self.set_timer(_RATE_WINDOW + 0.2, lambda: self.post_message(HeaderTick()))
+
+    def on_header_tick(self, _message: HeaderTick) -> None:
+        main = self._main()
+        if main is not None:
+            main.tick()
+
+    def note(self, line: str, kind: str) -> None:
+        """Add a console line (an echoed CLI command, an error) to the output pane."""
+        self.state.note(line, kind, self.now())  # type: ignore[arg-type]
+        self._publish(Changes(new_output=1))
+
+    # ------------------------------------------------------------------ look-ups
+    def find_event_row(self, seq: str) -> EventRow | None:
+        """The event-stream row with this sequence number, if still in memory."""
+        for row in reversed(self.state.events):
+            if str(row.seq) == seq:
+                return row
+        return None
+
+    def describe_des(self, des_id: str) -> str:
+        """A one-line name for a DES: its ops and targets."""
+        node = self.state.des.get(des_id)
+        if node is None:
+            return f"DES {short_id(des_id)}"
+        targets = sorted(node.targs)
+        shown = ", ".join(targets[:2]) + (f" +{len(targets) - 2}" if len(targets) > 2 else "")
+        return f"{node.op_label} -> {shown}"
+
+    def known_flows(self) -> list[str]:
+        """Data flows named by the recipe's ops (none until a flow op is seen)."""
+        return []
+
+    # ------------------------------------------------------------------ commands
+    def open_details(self, kind: Target, key: str, des_id: str | None = None) -> None:
+        """Push the details screen for an item."""
+        self.push_screen(DetailsScreen(kind, key, des_id))
+
+    def on_open_details(self, message: OpenDetails) -> None:
+        self.open_details(message.kind, message.key, message.des_id)
+
+    def toggle_pause(self) -> None:
+        """Pause or resume intake."""
+        if self.state.paused:
+            self.commands.resume()
+        else:
+            self.commands.pause()
+
+    def ask_inject(self, value: str = "") -> None:
+        """Ask for an event string and inject it."""
+        def done(event: str | None) -> None:
+            if event:
+                self.commands.inject(event)
+
+        self.push_screen(InjectDialog(self.commands.recipe, value), done)
+
+    def pick_timer(self) -> None:
+        """Fire a timer: directly when there is one, else pick from a list."""
+        timers = list(self.engine.timers)
+        if not timers:
+            self.notify("this recipe has no timers", severity="warning", markup=False)
+            return
+        if len(timers) == 1:
+            self.commands.fire(timers[0].name)
+            return
+
+        def done(name: str | None) -> None:
+            if name:
+                self.commands.fire(name)
+
+        self.push_screen(TimerPicker(timers), done)
+
+    def confirm_cancel(self, run_id: int, des_id: str) -> None:
+        """Ask before cancelling a running op (the dialog names it); Cancel is the default."""
+        node = self.state.des.get(des_id)
+        body = Text()
+        body.append(f"run {run_id} of DES {short_id(des_id)}\n", style="bold")
+        if node is not None:
+            body.append(f"op: {visible(node.op_label)}\n")
+            body.append(f"worker: {visible(node.worker or '-')}\n")
+            body.append("targets: " + visible(", ".join(sorted(node.targs))) + "\n")
+        body.append("\nThe op is stopped and the DES marked cancelled; its targets keep their versions.")
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.commands.cancel(run_id)
+
+        self.push_screen(ConfirmDialog("Stop this running op?", body, "Stop op"), done)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        rows: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if binding.action in seen and not binding.show:
+                continue
+            seen.add(binding.action)
+            description = binding.tooltip or binding.description
+            rows.append((binding.key_display or self.get_key_display(binding), description))
+        self.push_screen(HelpScreen(rows, PANE_KEYS))
+
+    async def action_quit(self) -> None:
+        if self._stopping:
+            return
+        running = self.state.running
+        if running:
+            body = Text(f"{running} op(s) still running. The engine stops gracefully: running ops are "
+                        "recorded as interrupted and re-run on the next start; nothing is lost.")
+
+            def done(yes: bool | None) -> None:
+                if yes:
+                    self.shutdown()
+
+            self.push_screen(ConfirmDialog("Quit tinyo?", body, "Quit"), done)
+            return
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the engine off the UI loop (it commits its state), then exit."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.state.engine_state = "stopping"
+        self._publish(Changes(header=True))
+        self._stop_engine()
+
+    @work(thread=True, exclusive=True, group="stop")
+    def _stop_engine(self) -> None:
+        try:
+            self.engine.stop(timeout=10.0)
+        except Exception as exc:  # report it, but exit anyway: the CLI retries stop() in its finally
+            self.post_message(EngineStopped(f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(EngineStopped())
+
+    def on_engine_stopped(self, message: EngineStopped) -> None:
+        self.bridge.detach()
+        self.exit(1 if message.error else 0, message=message.error)
+
+    # ------------------------------------------------------------------ theme and palette
+    def _theme_changed(self, _theme: object) -> None:
+        self.palette.refresh(self)
+        main = self._main()
+        if main is not None:
+            main.restyle()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.state.paused:
+            yield SystemCommand("Resume intake", "Release the buffered events (p)", self.toggle_pause)
+        else:
+            yield SystemCommand("Pause intake", "Store and queue events without acting (p)", self.toggle_pause)
+        yield SystemCommand("Inject event", "Inject an event string (i)", self.ask_inject)
+        for timer in self.engine.timers:
+            yield SystemCommand(f"Fire timer {timer.name}", f"every {timer.interval}",
+                                lambda name=timer.name: self.commands.fire(name))
+        for name in sorted(self.available_themes):
+            if name.startswith("tinyo-"):
+                yield SystemCommand(f"Theme {name.removeprefix('tinyo-')}", f"Switch to the {name} theme",
+                                    lambda name=name: setattr(self, "theme", name))
+        for des_id in list(self.state.des)[-300:]:
+            label = self.describe_des(des_id)
+            yield SystemCommand(f"Rerun {label} [{short_id(des_id)}]", "Force this DES to run again (r)",
+                                lambda des_id=des_id: self.commands.rerun(des_id))
+
+
+def build_app(engine: Any, *, clock: Clock | None = None, theme: str | None = None,
+              start_engine: bool = True) -> TinyoApp:
+    """Build the console for ``engine`` (not started: the app starts it once it is on screen)."""
+    return TinyoApp(engine, clock=clock, theme=theme, start_engine=start_engine)

@@ -1,0 +1,108 @@
+"""Provides the one bridge from the engine bus to the UI: bounded buffers and a ~12 Hz drain.
+
+The bus calls ``Bridge.publish`` on the engine thread for every event. It only appends to bounded
+deques under a lock (quick, thread-safe) and, when the buffer goes from empty to non-empty, posts one
+``BusWake`` to the app (``post_message`` is thread-safe). The app then resumes a ~12 Hz interval that
+drains the buffers on the UI loop and folds them into ``ConsoleState`` in batches: at 2,000 events/s
+that is one repaint per pane per tick instead of tens of thousands. The interval pauses again on the
+first tick that finds nothing, so an idle console runs no timers at all.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tinyo import events as ev
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+MAX_FACTS = 100_000
+"""Bound on buffered state events between two drains (several seconds of a heavy flood)."""
+MAX_OUTPUT = 5_000
+"""Bound on buffered op output lines between two drains; older lines are dropped and counted."""
+
+
+class Bridge:
+    """The bus subscriber and its buffers. ``drain`` is called on the UI loop only."""
+
+    def __init__(self, wake: Callable[[], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._facts: deque[ev.BusEvent] = deque()
+        self._output: deque[ev.OpOutput] = deque(maxlen=MAX_OUTPUT)
+        self._metrics: dict[tuple[str, str, int], ev.FlowMetrics] = {}
+        self._pending = False
+        self._wake = wake
+        self.dropped_facts = 0
+        """State events dropped because the UI fell behind (the app resyncs from the engine)."""
+        self.dropped_output = 0
+        """Output lines dropped between two drains."""
+        self.received = 0
+        """Every event the bus handed over."""
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def attach(self, bus: ev.Bus, app: App[object] | None = None) -> None:
+        """Subscribe to ``bus``; wake ``app`` (with a BusWake message) when events arrive."""
+        if app is not None:
+            from .messages import BusWake
+
+            self._wake = lambda: app.post_message(BusWake())
+        self._unsubscribe = bus.subscribe(self.publish)
+
+    def detach(self) -> None:
+        """Stop listening to the bus."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def publish(self, event: ev.BusEvent) -> None:
+        """The bus subscriber: runs on the engine thread, so it only buffers."""
+        wake = False
+        with self._lock:
+            self.received += 1
+            if isinstance(event, ev.OpOutput):
+                if len(self._output) == MAX_OUTPUT:
+                    self.dropped_output += 1
+                self._output.append(event)
+            elif isinstance(event, ev.FlowMetrics):
+                # Only the newest sample of a lane matters: coalesce by (flow run, step, instance).
+                self._metrics[(event.flow_run, event.step, event.instance)] = event
+            else:
+                if len(self._facts) >= MAX_FACTS:
+                    self._facts.popleft()
+                    self.dropped_facts += 1
+                self._facts.append(event)
+            if not self._pending:
+                self._pending = wake = True
+        if wake and self._wake is not None:
+            self._wake()
+
+    def drain(self) -> list[ev.BusEvent]:
+        """Everything buffered since the last drain, in publish order per kind (UI loop only).
+
+        An empty result means the buffer is idle again; the next event posts a new wake-up.
+        """
+        with self._lock:
+            facts, self._facts = self._facts, deque()
+            output = list(self._output)
+            self._output.clear()
+            metrics = list(self._metrics.values())
+            self._metrics.clear()
+            self._pending = bool(facts or output or metrics)
+        batch: list[ev.BusEvent]
+        if output:
+            # Output lines interleave with facts by time; merging (never sorting) keeps each
+            # stream's own order even if the wall clock steps back.
+            batch = list(heapq.merge(facts, output, key=_ts))
+        else:
+            batch = list(facts)
+        batch.extend(metrics)
+        return batch
+
+
+def _ts(event: ev.BusEvent) -> float:
+    return event.ts

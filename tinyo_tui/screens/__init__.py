@@ -1,0 +1,1 @@
+"""Provides the console's screens and dialogs (details, help, inject, confirm, timer picker)."""

@@ -1,0 +1,501 @@
+"""Provides the console's in-memory view of the engine, fed by bus events; pure Python, no Textual.
+
+Everything here is bounded except the document DAG itself (which mirrors the engine's). The bridge
+hands batches of bus events to ``ConsoleState.apply``; it returns a ``Changes`` that says which
+parts of the screen need repainting, so a pane repaints only what moved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Literal
+
+from tinyo import events as ev
+
+DocState = Literal[
+    "up to date", "stale", "waiting", "queued", "running", "failed", "cancelled", "never built",
+    "source", "missing",
+]
+RowKind = Literal["event", "timer", "error", "notice", "rejected"]
+
+DES_TO_DOC: dict[str, DocState] = {
+    "ok": "up to date",
+    "stale": "stale",
+    "waiting": "waiting",
+    "queued": "queued",
+    "running": "running",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "interrupted": "queued",
+    "registered": "never built",
+}
+"""How a producing DES's state reads on the documents it makes."""
+
+MAX_EVENT_ROWS = 5000
+"""The event stream keeps the newest this many rows; older ones are only in the store."""
+MAX_OUTPUT_ROWS = 5000
+"""The output pane keeps the newest this many lines."""
+MAX_FLOW_RUNS = 8
+"""Lanes of this many recent flow runs are kept."""
+_RATE_WINDOW = 5.0
+
+_NUMBERS = re.compile(r"\d+(?:[._:-]\d+)*")
+
+
+def group_key(name: str) -> str:
+    """The pattern that groups similar document names: digit runs become ``*``.
+
+    ``print.20241027`` and ``print.20241028`` share ``print.*``; ``/d/fact_file_20241027.csv``
+    gives ``/d/fact_file_*.csv``; timer documents ``ten_seconds_1730000010.0`` give ``ten_seconds_*``.
+    """
+    return _NUMBERS.sub("*", name)
+
+
+@dataclass
+class DesNode:
+    """What the console knows about one DES."""
+
+    des_id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops: tuple[str, ...]
+    generator: str
+    event: str
+    state: str = "registered"
+    reason: str = ""
+    runs: int = 0
+    run_id: int | None = None
+    worker: str | None = None
+    started: float | None = None
+    error: str = ""
+
+    @property
+    def op_label(self) -> str:
+        """The op names, joined."""
+        return ", ".join(self.ops) or "(no ops)"
+
+
+@dataclass
+class DocNode:
+    """What the console knows about one document."""
+
+    name: str
+    version: int | None = None
+    producer: str | None = None
+    consumers: set[str] = field(default_factory=set)
+    state: DocState = "missing"
+    detail: str = ""
+
+
+@dataclass
+class DocGroup:
+    """Documents whose names share a pattern (``print.*``), with a count per state."""
+
+    pattern: str
+    names: dict[str, None] = field(default_factory=dict)
+    states: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class EventRow:
+    """One line of the event stream."""
+
+    seq: int
+    ts: float
+    kind: RowKind
+    source: str
+    name: str
+    event_id: int | None = None
+    des_count: int | None = None
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
+    des_ids: list[str] = field(default_factory=list)
+    version: int = 0
+    """Bumped whenever the row changes, so a cached rendering can be dropped."""
+
+
+@dataclass
+class OutputRow:
+    """One line of the output pane: an op's output line, or a console note (``cmd``/``info``)."""
+
+    seq: int
+    ts: float
+    kind: Literal["stdout", "stderr", "cmd", "info", "error"]
+    line: str
+    op: str = ""
+    worker: str = ""
+    des_id: str = ""
+    run_id: int | None = None
+
+
+@dataclass
+class WorkerRow:
+    """One worker and what it runs."""
+
+    name: str
+    pid: int | None = None
+    state: str = "idle"
+    detail: str = ""
+    run_id: int | None = None
+    des_id: str | None = None
+    op: str = ""
+    targs: frozenset[str] = frozenset()
+    since: float | None = None
+
+
+@dataclass
+class Changes:
+    """What one ``apply`` changed, for the panes to repaint just that."""
+
+    new_events: int = 0
+    updated_events: bool = False
+    new_output: int = 0
+    new_docs: set[str] = field(default_factory=set)
+    changed_docs: set[str] = field(default_factory=set)
+    changed_des: set[str] = field(default_factory=set)
+    workers: bool = False
+    lanes: bool = False
+    header: bool = False
+    notices: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.new_events or self.updated_events or self.new_output or self.new_docs
+            or self.changed_docs or self.changed_des or self.workers or self.lanes or self.header
+        )
+
+
+class ConsoleState:
+    """The console's model of the engine. Call ``apply`` on the UI thread only."""
+
+    def __init__(self, *, max_events: int = MAX_EVENT_ROWS, max_output: int = MAX_OUTPUT_ROWS) -> None:
+        self.events: deque[EventRow] = deque(maxlen=max_events)
+        self.events_dropped = 0
+        """Rows that fell off the top of the stream (still in the store)."""
+        self._event_by_id: dict[int, EventRow] = {}
+        self._event_by_name: dict[str, EventRow] = {}
+        self.output: deque[OutputRow] = deque(maxlen=max_output)
+        self.output_dropped = 0
+        self.des: dict[str, DesNode] = {}
+        self.docs: dict[str, DocNode] = {}
+        self.groups: dict[str, DocGroup] = {}
+        self.workers: dict[str, WorkerRow] = {}
+        self.flows: OrderedDict[str, dict[tuple[str, int], ev.FlowMetrics]] = OrderedDict()
+        self.des_states: Counter[str] = Counter()
+        self.engine_state: str = "starting"
+        self.engine_detail: str = ""
+        self.buffered = 0
+        self.started_at: float | None = None
+        self.events_total = 0
+        self._recent: deque[float] = deque(maxlen=20_000)
+        self._seq = count()
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def paused(self) -> bool:
+        """True while intake is paused."""
+        return self.engine_state == "paused"
+
+    @property
+    def queued(self) -> int:
+        """DES waiting for a worker."""
+        return self.des_states["queued"] + self.des_states["interrupted"]
+
+    @property
+    def running(self) -> int:
+        """DES running now."""
+        return self.des_states["running"]
+
+    @property
+    def failed(self) -> int:
+        """DES whose last run failed."""
+        return self.des_states["failed"]
+
+    def events_per_s(self, now: float) -> float:
+        """Events received per second over the last few seconds (by the engine clock)."""
+        recent = self._recent
+        while recent and recent[0] < now - _RATE_WINDOW:
+            recent.popleft()
+        return len(recent) / _RATE_WINDOW
+
+    def uptime(self, now: float) -> float | None:
+        """Seconds since the engine started running."""
+        return None if self.started_at is None else max(0.0, now - self.started_at)
+
+    def sorted_group_names(self, pattern: str) -> list[str]:
+        """The documents of a group, sorted."""
+        group = self.groups.get(pattern)
+        return sorted(group.names) if group else []
+
+    # ------------------------------------------------------------------ updates
+    def note(self, line: str, kind: Literal["cmd", "info", "error"], ts: float) -> OutputRow:
+        """Add a console line (an echoed CLI command, an info or error note) to the output pane."""
+        row = OutputRow(next(self._seq), ts, kind, line)
+        self._append_output(row)
+        return row
+
+    def apply(self, batch: list[ev.BusEvent], changes: Changes | None = None) -> Changes:
+        """Fold a batch of bus events (in publish order) into the model."""
+        ch = changes if changes is not None else Changes()
+        for event in batch:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event, ch)
+        return ch
+
+    def set_documents(self, docs: list[tuple[str, int | None, str | None]], ch: Changes) -> None:
+        """Seed document versions (and producers) from the store (start-up or a resync)."""
+        for name, version, producer in docs:
+            doc, new = self._doc(name)
+            if new:
+                ch.new_docs.add(name)
+            if version is not None and version != doc.version:
+                doc.version = version
+                ch.changed_docs.add(name)
+            if producer and producer in self.des and doc.producer is None:
+                doc.producer = producer
+            self._restate_doc(doc, ch)
+
+    def _doc(self, name: str) -> tuple[DocNode, bool]:
+        doc = self.docs.get(name)
+        if doc is not None:
+            return doc, False
+        doc = self.docs[name] = DocNode(name)
+        key = group_key(name)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = DocGroup(key)
+        group.names[name] = None
+        group.states[doc.state] += 1
+        return doc, True
+
+    def _restate_doc(self, doc: DocNode, ch: Changes) -> None:
+        if doc.producer is not None and doc.producer in self.des:
+            des = self.des[doc.producer]
+            state: DocState = DES_TO_DOC.get(des.state, "never built")
+            detail = des.reason if state in ("waiting", "stale", "failed") else ""
+        elif doc.version is not None:
+            state, detail = "source", ""
+        else:
+            state, detail = "missing", "no version yet"
+        if state != doc.state or detail != doc.detail:
+            states = self.groups[group_key(doc.name)].states
+            states[doc.state] -= 1
+            states[state] += 1
+            doc.state, doc.detail = state, detail
+            ch.changed_docs.add(doc.name)
+
+    def _append_output(self, row: OutputRow) -> None:
+        if len(self.output) == self.output.maxlen:
+            self.output_dropped += 1
+        self.output.append(row)
+
+    def _append_event(self, row: EventRow) -> None:
+        if len(self.events) == self.events.maxlen:
+            old = self.events[0]
+            self.events_dropped += 1
+            if old.event_id is not None and self._event_by_id.get(old.event_id) is old:
+                del self._event_by_id[old.event_id]
+            if self._event_by_name.get(old.name) is old:
+                del self._event_by_name[old.name]
+        self.events.append(row)
+        if row.event_id is not None:
+            self._event_by_id[row.event_id] = row
+        if row.kind in ("event", "timer"):
+            self._event_by_name[row.name] = row
+
+    # ------------------------------------------------------------------ handlers
+    def _on_received(self, e: ev.EventReceived, ch: Changes) -> None:
+        self.events_total += 1
+        self._recent.append(e.ts)
+        kind: RowKind = "timer" if e.source == "timer" else "event"
+        self._append_event(EventRow(next(self._seq), e.ts, kind, e.source, e.name, event_id=e.event_id))
+        ch.new_events += 1
+        ch.header = True
+
+    def _on_processed(self, e: ev.EventProcessed, ch: Changes) -> None:
+        row = self._event_by_id.get(e.event_id)
+        if row is not None:
+            row.des_count = e.des_count
+            row.version += 1
+            ch.updated_events = True
+
+    def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
+        row = self._event_by_name.get(e.event)
+        if row is not None:
+            row.errors.append((e.generator, e.error, e.traceback))
+            row.version += 1
+            ch.updated_events = True
+        else:
+            self._append_event(EventRow(next(self._seq), e.ts, "error", e.generator, e.event,
+                                        errors=[(e.generator, e.error, e.traceback)]))
+            ch.new_events += 1
+
+    def _on_rejected(self, e: ev.DESRejectedEvent, ch: Changes) -> None:
+        row = EventRow(next(self._seq), e.ts, "rejected", e.generator, e.event,
+                       errors=[(e.generator, f"DES {e.des_id[:8]} rejected: {e.reason}", "")])
+        self._append_event(row)
+        ch.new_events += 1
+
+    def _on_notice(self, e: ev.EngineNotice, ch: Changes) -> None:
+        self._append_event(EventRow(next(self._seq), e.ts, "notice", e.level, e.message))
+        ch.new_events += 1
+        ch.notices.append((e.level, e.message))
+
+    def _on_timer(self, e: ev.TimerFired, ch: Changes) -> None:
+        # The timer's event arrives as its own EventReceived(source="timer"); nothing to add here.
+        return None
+
+    def _on_registered(self, e: ev.DESRegistered, ch: Changes) -> None:
+        node = self.des.get(e.des_id)
+        if node is None:
+            node = self.des[e.des_id] = DesNode(e.des_id, e.deps, e.targs, e.ops, e.generator, e.event)
+            self.des_states[node.state] += 1
+        ch.changed_des.add(e.des_id)
+        row = self._event_by_name.get(e.event)
+        if row is not None and e.des_id not in row.des_ids and len(row.des_ids) < 100:
+            row.des_ids.append(e.des_id)
+        for name in e.deps:
+            doc, new = self._doc(name)
+            doc.consumers.add(e.des_id)
+            if new:
+                ch.new_docs.add(name)
+            ch.changed_docs.add(name)
+        for name in e.targs:
+            doc, new = self._doc(name)
+            doc.producer = e.des_id
+            if new:
+                ch.new_docs.add(name)
+            self._restate_doc(doc, ch)
+            ch.changed_docs.add(name)
+
+    def _set_des_state(self, des_id: str, state: str, reason: str, ch: Changes) -> DesNode | None:
+        node = self.des.get(des_id)
+        if node is None:
+            return None
+        if node.state != state:
+            self.des_states[node.state] -= 1
+            self.des_states[state] += 1
+            node.state = state
+            ch.header = True
+        node.reason = reason
+        ch.changed_des.add(des_id)
+        for name in node.targs:
+            doc = self.docs.get(name)
+            if doc is not None:
+                self._restate_doc(doc, ch)
+        return node
+
+    def _on_queued(self, e: ev.DESQueued, ch: Changes) -> None:
+        self._set_des_state(e.des_id, "queued", e.reason, ch)
+
+    def _on_state(self, e: ev.DESStateChanged, ch: Changes) -> None:
+        self._set_des_state(e.des_id, e.state, e.reason, ch)
+
+    def _on_op_started(self, e: ev.OpStarted, ch: Changes) -> None:
+        node = self.des.get(e.des_id)
+        if node is not None:
+            node.runs += 1
+            node.run_id, node.worker, node.started = e.run_id, e.worker, e.ts
+            ch.changed_des.add(e.des_id)
+        row = self.workers.get(e.worker) or WorkerRow(e.worker)
+        row.state, row.run_id, row.des_id, row.op = "busy", e.run_id, e.des_id, e.op
+        row.targs, row.since = e.targs, e.ts
+        self.workers[e.worker] = row
+        ch.workers = True
+
+    def _finish_worker(self, worker: str, run_id: int, ts: float, ch: Changes) -> None:
+        row = self.workers.get(worker)
+        if row is not None and row.run_id == run_id:
+            row.state, row.run_id, row.des_id, row.op = "idle", None, None, ""
+            row.targs, row.since = frozenset(), ts
+            ch.workers = True
+
+    def _on_op_finished(self, e: ev.OpFinished, ch: Changes) -> None:
+        node = self.des.get(e.des_id)
+        if node is not None:
+            node.error = ""
+        self._finish_worker(e.worker, e.run_id, e.ts, ch)
+
+    def _on_op_failed(self, e: ev.OpFailed, ch: Changes) -> None:
+        node = self.des.get(e.des_id)
+        if node is not None:
+            node.error = e.error
+            ch.changed_des.add(e.des_id)
+        retry = f" (retry in {e.retry_in:.0f}s)" if e.retry_in is not None else ""
+        self._append_output(OutputRow(next(self._seq), e.ts, "error", f"failed: {e.error}{retry}",
+                                      e.op, e.worker, e.des_id, e.run_id))
+        ch.new_output += 1
+        self._finish_worker(e.worker, e.run_id, e.ts, ch)
+
+    def _on_op_cancelled(self, e: ev.OpCancelled, ch: Changes) -> None:
+        self._append_output(OutputRow(next(self._seq), e.ts, "info", "cancelled", e.op, e.worker,
+                                      e.des_id, e.run_id))
+        ch.new_output += 1
+        self._finish_worker(e.worker, e.run_id, e.ts, ch)
+
+    def _on_output(self, e: ev.OpOutput, ch: Changes) -> None:
+        self._append_output(OutputRow(next(self._seq), e.ts, e.stream, e.line, e.op, e.worker,
+                                      e.des_id, e.run_id))
+        ch.new_output += 1
+
+    def _on_document(self, e: ev.DocumentUpdated, ch: Changes) -> None:
+        doc, new = self._doc(e.name)
+        if new:
+            ch.new_docs.add(e.name)
+        doc.version = e.version
+        self._restate_doc(doc, ch)
+        ch.changed_docs.add(e.name)
+
+    def _on_worker(self, e: ev.WorkerChanged, ch: Changes) -> None:
+        row = self.workers.get(e.worker) or WorkerRow(e.worker)
+        row.pid = e.pid if e.pid is not None else row.pid
+        row.detail = e.detail
+        if e.state != "busy" or row.run_id is not None:
+            row.state = e.state
+        if e.state in ("idle", "dead", "stopped"):
+            row.run_id, row.des_id, row.op, row.targs = None, None, "", frozenset()
+            row.since = e.ts
+        self.workers[e.worker] = row
+        ch.workers = True
+
+    def _on_flow(self, e: ev.FlowMetrics, ch: Changes) -> None:
+        lanes = self.flows.get(e.flow_run)
+        if lanes is None:
+            lanes = self.flows[e.flow_run] = {}
+            while len(self.flows) > MAX_FLOW_RUNS:
+                self.flows.popitem(last=False)
+        else:
+            self.flows.move_to_end(e.flow_run)
+        lanes[(e.step, e.instance)] = e
+        ch.lanes = True
+
+    def _on_engine(self, e: ev.EngineState, ch: Changes) -> None:
+        if e.state == "running" and self.started_at is None:
+            self.started_at = e.ts
+        self.engine_state, self.engine_detail, self.buffered = e.state, e.detail, e.buffered
+        ch.header = True
+
+
+_HANDLERS = {
+    ev.EventReceived: ConsoleState._on_received,
+    ev.EventProcessed: ConsoleState._on_processed,
+    ev.GeneratorError: ConsoleState._on_generator_error,
+    ev.DESRejectedEvent: ConsoleState._on_rejected,
+    ev.EngineNotice: ConsoleState._on_notice,
+    ev.TimerFired: ConsoleState._on_timer,
+    ev.DESRegistered: ConsoleState._on_registered,
+    ev.DESQueued: ConsoleState._on_queued,
+    ev.DESStateChanged: ConsoleState._on_state,
+    ev.OpStarted: ConsoleState._on_op_started,
+    ev.OpFinished: ConsoleState._on_op_finished,
+    ev.OpFailed: ConsoleState._on_op_failed,
+    ev.OpCancelled: ConsoleState._on_op_cancelled,
+    ev.OpOutput: ConsoleState._on_output,
+    ev.DocumentUpdated: ConsoleState._on_document,
+    ev.WorkerChanged: ConsoleState._on_worker,
+    ev.FlowMetrics: ConsoleState._on_flow,
+    ev.EngineState: ConsoleState._on_engine,
+}

@@ -1,0 +1,376 @@
+"""Provides DocumentTree: the document DAG as a lazily expanded tree, grouped by name pattern.
+
+Top level: one node per name pattern (``print.* (12)`` with a count per state), or the document itself
+when the pattern has one member. A document expands into the DES that produces it (upstream) and
+the DES that read it (downstream); a DES expands into its deps or its targets, following the
+direction it was reached from. Children are built on expand and dropped on collapse, so the tree
+stays small with 100,000 documents; a state change repaints only the nodes that show it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import ClassVar, Literal
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from ..messages import OpenDetails, Selected
+from ..palette import Palette, glyph
+from ..safe_text import short_id, visible
+from ..state import Changes, ConsoleState, DocGroup, group_key
+
+PAGE = 200
+"""Documents listed per page when a group is expanded."""
+MAX_LINKS = 50
+"""Consumer DES listed under a document."""
+_STATE_ORDER = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built",
+                "missing", "up to date", "source")
+
+Direction = Literal["up", "down", "both"]
+NodeData = tuple[str, str, Direction, int]
+"""(kind, key, direction, offset): kind is group, doc, des or more."""
+
+
+class DocumentTree(Tree[NodeData]):
+    """The documents pane."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("right,l", "expand", "Expand", show=False),
+        Binding("left,h", "collapse", "Collapse", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    DocumentTree { scrollbar-size-vertical: 1; overflow-x: hidden; }
+    """
+
+    def __init__(self, state: ConsoleState, palette: Palette, *, id: str | None = None) -> None:
+        super().__init__("documents", id=id)
+        self.show_root = False
+        self.auto_expand = False
+        self.guide_depth = 2
+        self._state = state
+        self._palette = palette
+        self._groups: dict[str, TreeNode[NodeData]] = {}
+        self._group_order: list[str] = []
+        self._docs: dict[str, list[TreeNode[NodeData]]] = {}
+        self._des: dict[str, list[TreeNode[NodeData]]] = {}
+
+    # ------------------------------------------------------------------ labels
+    def _doc_label(self, name: str, arrow: str = "") -> Text:
+        doc = self._state.docs.get(name)
+        style = self._palette.style
+        text = Text(no_wrap=True, end="")
+        if arrow:
+            text.append(arrow + " ", style=style("muted"))
+        if doc is None:
+            text.append(visible(name))
+            return text
+        text.append(glyph(doc.state) + " ", style=style(doc.state))
+        text.append(visible(name))
+        if doc.version is not None:
+            text.append(f" v{doc.version}", style=style("muted"))
+        label = doc.state
+        if doc.detail and doc.state in ("waiting", "stale", "failed"):
+            label = f"{doc.state}: {doc.detail}"
+        text.append(f"  {visible(label)}", style=style(doc.state))
+        return text
+
+    def _des_label(self, des_id: str, arrow: str) -> Text:
+        node = self._state.des.get(des_id)
+        style = self._palette.style
+        text = Text(no_wrap=True, end="")
+        text.append(arrow + " ", style=style("muted"))
+        if node is None:
+            text.append(f"DES {short_id(des_id)}")
+            return text
+        state = "never built" if node.state == "registered" else node.state
+        text.append(glyph(state) + " ", style=style(state))
+        text.append("⚙ " + visible(node.op_label), style=style("primary"))
+        text.append(f" [{short_id(des_id)}]", style=style("muted"))
+        detail = f"{state}: {node.reason}" if node.reason and state in ("waiting", "stale", "failed") else state
+        if node.worker and state == "running":
+            detail += f" on {node.worker}"
+        text.append(f"  {visible(detail)}", style=style(state))
+        return text
+
+    def _group_label(self, group: DocGroup) -> Text:
+        if len(group.names) == 1:
+            return self._doc_label(next(iter(group.names)))
+        style = self._palette.style
+        text = Text(no_wrap=True, end="")
+        text.append(visible(group.pattern), style="bold")
+        text.append(f" ({len(group.names)})", style=style("muted"))
+        for state in _STATE_ORDER:
+            n = group.states.get(state, 0)
+            if n:
+                text.append(f"  {glyph(state)}{n}", style=style(state))
+        return text
+
+    # ------------------------------------------------------------------ building
+    def _register(self, node: TreeNode[NodeData]) -> TreeNode[NodeData]:
+        assert node.data is not None
+        kind, key = node.data[0], node.data[1]
+        if kind == "doc":
+            self._docs.setdefault(key, []).append(node)
+        elif kind == "des":
+            self._des.setdefault(key, []).append(node)
+        return node
+
+    def _unregister_children(self, node: TreeNode[NodeData]) -> None:
+        for child in node.children:
+            self._unregister_children(child)
+            if child.data is None:
+                continue
+            kind, key = child.data[0], child.data[1]
+            registry = self._docs if kind == "doc" else self._des if kind == "des" else None
+            if registry is not None and key in registry:
+                nodes = [n for n in registry[key] if n is not child]
+                if nodes:
+                    registry[key] = nodes
+                else:
+                    del registry[key]
+
+    def _add_group(self, pattern: str) -> None:
+        group = self._state.groups[pattern]
+        index = bisect.bisect(self._group_order, pattern)
+        self._group_order.insert(index, pattern)
+        before = index if index < len(self.root.children) else None
+        node = self.root.add(self._group_label(group), ("group", pattern, "both", 0), before=before)
+        self._groups[pattern] = node
+
+    def _add_doc(self, parent: TreeNode[NodeData], name: str, direction: Direction, arrow: str = "",
+                 before: int | None = None) -> TreeNode[NodeData]:
+        doc = self._state.docs.get(name)
+        has_links = doc is not None and (doc.producer is not None or bool(doc.consumers))
+        node = parent.add(self._doc_label(name, arrow), ("doc", name, direction, 0), before=before,
+                          allow_expand=has_links)
+        return self._register(node)
+
+    def _add_des(self, parent: TreeNode[NodeData], des_id: str, direction: Direction, arrow: str) -> None:
+        node = parent.add(self._des_label(des_id, arrow), ("des", des_id, direction, 0))
+        self._register(node)
+
+    def _fill(self, node: TreeNode[NodeData]) -> None:
+        """Build ``node``'s children (on expand)."""
+        if node.data is None:
+            return
+        kind, key, direction, offset = node.data
+        state = self._state
+        if kind == "group":
+            group = state.groups.get(key)
+            if group is None:
+                return
+            if len(group.names) == 1:
+                self._fill_doc(node, next(iter(group.names)), "both")
+                return
+            names = state.sorted_group_names(key)
+            start = max(0, min(offset, len(names) - 1))
+            if start > 0:
+                node.add_leaf(Text(f"… {start} earlier (enter)", style=self._palette.style("muted")),
+                              ("more", key, "both", max(0, start - PAGE)))
+            for name in names[start:start + PAGE]:
+                self._add_doc(node, name, "both")
+            rest = len(names) - start - PAGE
+            if rest > 0:
+                node.add_leaf(Text(f"… {rest} more (enter, or / to jump)", style=self._palette.style("muted")),
+                              ("more", key, "both", start + PAGE))
+        elif kind == "doc":
+            self._fill_doc(node, key, direction)
+        elif kind == "des":
+            des = state.des.get(key)
+            if des is None:
+                return
+            if direction in ("up", "both"):
+                for name in sorted(des.deps):
+                    self._add_doc(node, name, "up", "←")
+            if direction in ("down", "both"):
+                for name in sorted(des.targs):
+                    self._add_doc(node, name, "down", "→")
+
+    def _fill_doc(self, node: TreeNode[NodeData], name: str, direction: Direction) -> None:
+        doc = self._state.docs.get(name)
+        if doc is None:
+            return
+        if doc.producer is not None and direction in ("up", "both"):
+            self._add_des(node, doc.producer, "up", "made by")
+        if direction in ("down", "both"):
+            consumers = sorted(doc.consumers)
+            for des_id in consumers[:MAX_LINKS]:
+                self._add_des(node, des_id, "down", "feeds")
+            if len(consumers) > MAX_LINKS:
+                node.add_leaf(Text(f"… {len(consumers) - MAX_LINKS} more DES", style=self._palette.style("muted")),
+                              ("more", name, "down", 0))
+
+    def _empty(self, node: TreeNode[NodeData]) -> None:
+        self._unregister_children(node)
+        node.remove_children()
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
+        event.stop()
+        if not event.node.children:
+            self._fill(event.node)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[NodeData]) -> None:
+        event.stop()
+        self._empty(event.node)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeData]) -> None:
+        event.stop()
+        data = event.node.data
+        if data is None:
+            return
+        des_id = self.des_for(event.node)
+        kind = "des" if data[0] == "des" else "document"
+        self.post_message(Selected(kind, data[1], des_id=des_id))
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[NodeData]) -> None:
+        event.stop()
+        node = event.node
+        data = node.data
+        if data is None:
+            return
+        if data[0] == "more":
+            parent = node.parent
+            if parent is not None and parent.data is not None and data[2] == "both":
+                self._empty(parent)
+                parent.data = (parent.data[0], parent.data[1], parent.data[2], data[3])
+                self._fill(parent)
+            return
+        if data[0] == "group":
+            group = self._state.groups.get(data[1])
+            if group is not None and len(group.names) > 1:
+                node.toggle()
+                return
+            name = next(iter(group.names)) if group else data[1]
+            self.post_message(OpenDetails("document", name, des_id=self.des_for(node)))
+            return
+        kind = "des" if data[0] == "des" else "document"
+        self.post_message(OpenDetails(kind, data[1], des_id=self.des_for(node)))
+
+    def des_for(self, node: TreeNode[NodeData]) -> str | None:
+        """The DES a node stands for: itself, or the producer of its document."""
+        data = node.data
+        if data is None:
+            return None
+        if data[0] == "des":
+            return data[1]
+        name = data[1]
+        if data[0] == "group":
+            group = self._state.groups.get(name)
+            if group is None or len(group.names) != 1:
+                return None
+            name = next(iter(group.names))
+        doc = self._state.docs.get(name)
+        return doc.producer if doc is not None else None
+
+    def action_expand(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand and not node.is_expanded:
+            node.expand()
+
+    def action_collapse(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and not node.parent.is_root:
+            self.select_node(None)
+            self.move_cursor(node.parent)
+
+    # ------------------------------------------------------------------ updates
+    def apply(self, changes: Changes) -> None:
+        """Repaint what ``changes`` touched; add groups for new documents."""
+        state = self._state
+        touched_groups: set[str] = set()
+        for name in changes.new_docs:
+            pattern = group_key(name)
+            if pattern not in self._groups:
+                self._add_group(pattern)
+                continue
+            touched_groups.add(pattern)
+            node = self._groups[pattern]
+            group = state.groups[pattern]
+            if node.is_expanded and len(group.names) == 2:
+                # The group was showing its single document's links; it becomes a list now.
+                self._empty(node)
+                self._fill(node)
+            elif node.is_expanded:
+                names = state.sorted_group_names(pattern) if len(node.children) < PAGE else None
+                if names is not None:
+                    index = names.index(name)
+                    if index <= len(node.children):
+                        self._add_doc(node, name, "both", before=index if index < len(node.children) else None)
+        for name in changes.changed_docs:
+            touched_groups.add(group_key(name))
+            for node in self._docs.get(name, ()):
+                arrow = "←" if node.data and node.data[2] == "up" else "→" if node.data and node.data[2] == "down" else ""
+                node.set_label(self._doc_label(name, arrow))
+                if not node.allow_expand:
+                    doc = state.docs.get(name)
+                    if doc is not None and (doc.producer or doc.consumers):
+                        node.allow_expand = True
+        for des_id in changes.changed_des:
+            for node in self._des.get(des_id, ()):
+                arrow = "made by" if node.data and node.data[2] == "up" else "feeds"
+                node.set_label(self._des_label(des_id, arrow))
+        for pattern in touched_groups:
+            node = self._groups.get(pattern)
+            group = state.groups.get(pattern)
+            if node is not None and group is not None:
+                node.set_label(self._group_label(group))
+
+    def relabel_all(self) -> None:
+        """Rebuild every label (after a theme change)."""
+        for pattern, node in self._groups.items():
+            node.set_label(self._group_label(self._state.groups[pattern]))
+        for name, nodes in self._docs.items():
+            for node in nodes:
+                arrow = "←" if node.data and node.data[2] == "up" else "→" if node.data and node.data[2] == "down" else ""
+                node.set_label(self._doc_label(name, arrow))
+        for des_id, nodes in self._des.items():
+            for node in nodes:
+                node.set_label(self._des_label(des_id, "made by" if node.data and node.data[2] == "up" else "feeds"))
+
+    # ------------------------------------------------------------------ jump
+    def jump(self, query: str) -> str | None:
+        """Select the first document whose name matches ``query`` (regex, else substring).
+
+        Returns the document's name, or None when nothing matches.
+        """
+        try:
+            pattern = re.compile(query, re.IGNORECASE)
+            match = pattern.search
+        except re.error:
+            lowered = query.lower()
+            match = lambda name: lowered in name.lower()  # noqa: E731
+        names = sorted(n for n in self._state.docs if match(n))
+        if not names:
+            return None
+        name = names[0]
+        key = group_key(name)
+        node = self._groups.get(key)
+        if node is None:
+            return None
+        group = self._state.groups[key]
+        if len(group.names) == 1:
+            self.move_cursor(node)
+            return name
+        members = self._state.sorted_group_names(key)
+        index = members.index(name)
+        offset = (index // PAGE) * PAGE
+        self._empty(node)
+        assert node.data is not None
+        node.data = (node.data[0], node.data[1], node.data[2], offset)
+        self._fill(node)
+        node.expand()
+        for child in node.children:
+            if child.data is not None and child.data[0] == "doc" and child.data[1] == name:
+                self.move_cursor(child)
+                self.scroll_to_node(child, animate=False)
+                break
+        return name

@@ -1,0 +1,79 @@
+"""Provides EventStream: the incoming events (time, source, event, what the generators made of it)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+
+from ..messages import OpenDetails, Selected
+from ..safe_text import clock_time, visible
+from ..state import ConsoleState, EventRow
+from ..palette import Palette
+from .stream_log import StreamLog
+
+_SOURCE_STYLE = {"file": "primary", "timer": "accent", "manual": "cmd", "scan": "muted", "rerun": "cmd"}
+
+
+class EventStream(StreamLog[EventRow]):
+    """The event stream pane. Newest at the bottom; follows unless scrolled up."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Details", show=False)]
+
+    DEFAULT_CSS = """
+    EventStream > .stream-log--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
+    """
+
+    def __init__(self, state: ConsoleState, palette: Palette, *, id: str | None = None) -> None:
+        super().__init__(state.events, palette, id=id)
+        self._state = state
+
+    def pane_note(self) -> str:
+        dropped = self._state.events_dropped
+        return f"{dropped} older in the store" if dropped else ""
+
+    def row_text(self, row: EventRow) -> Text:
+        style = self._palette.style
+        text = Text(no_wrap=True, end="")
+        text.append(clock_time(row.ts), style=style("muted"))
+        text.append(" ")
+        if row.kind in ("event", "timer"):
+            text.append(f"{row.source:<6.6}", style=style(_SOURCE_STYLE.get(row.source, "muted")))
+            text.append(" ")
+            text.append(visible(row.name))
+            if row.errors:
+                generator, error, _tb = row.errors[-1]
+                more = f" (+{len(row.errors) - 1})" if len(row.errors) > 1 else ""
+                text.append(f"  ✗ {visible(generator)}: {visible(error)}{more}", style=style("failed"))
+            elif row.des_count is None:
+                text.append("  …", style=style("muted"))
+            elif row.des_count == 0:
+                text.append("  → no DES", style=style("muted"))
+            else:
+                text.append(f"  → {row.des_count} DES", style=style("up to date"))
+        elif row.kind == "notice":
+            text.append(f"{row.source:<6.6} ", style=style("failed" if row.source == "error" else "stale"))
+            text.append(visible(row.name))
+        else:
+            label = "reject" if row.kind == "rejected" else "error"
+            text.append(f"{label:<6} ", style=style("failed"))
+            text.append(visible(row.name))
+            generator, error, _tb = row.errors[-1]
+            text.append(f"  ✗ {visible(generator)}: {visible(error)}", style=style("failed"))
+        return text
+
+    def row_plain(self, row: EventRow) -> str:
+        extra = " ".join(f"{g}: {e}" for g, e, _ in row.errors)
+        return f"{row.source} {row.name} {extra}"
+
+    def on_cursor_moved(self) -> None:
+        row = self.selected
+        if row is not None:
+            des_id = row.des_ids[0] if len(row.des_ids) == 1 else None
+            self.post_message(Selected("event", str(row.seq), des_id=des_id))
+
+    def action_open(self) -> None:
+        row = self.selected
+        if row is not None:
+            self.post_message(OpenDetails("event", str(row.seq)))

@@ -1,0 +1,106 @@
+"""Provides WorkersTable: one row per worker (id/pid, state, op, DES targets, elapsed) and the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from ..messages import OpenDetails, Selected
+from ..palette import Palette, glyph
+from ..safe_text import duration, visible
+from ..state import ConsoleState, WorkerRow
+
+COLUMNS = ("worker", "pid", "state", "op", "targets", "elapsed")
+
+
+class WorkersTable(DataTable[Text]):
+    """The workers pane. Rows are keyed by worker name, so the selection stays on its worker."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Details", show=False)]
+
+    DEFAULT_CSS = """
+    WorkersTable { scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, state: ConsoleState, palette: Palette, now: Callable[[], float],
+                 *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_cursor=True)
+        self._state = state
+        self._palette = palette
+        self._now = now
+        self._shown: dict[str, tuple[Text, ...]] = {}
+
+    def on_mount(self) -> None:
+        for name in COLUMNS:
+            self.add_column(name, key=name)
+        self.refresh_rows()
+
+    def _cells(self, row: WorkerRow, now: float) -> tuple[Text, ...]:
+        style = self._palette.style
+        state = row.state
+        targets = ", ".join(sorted(row.targs)[:3]) + (" …" if len(row.targs) > 3 else "")
+        elapsed = duration(now - row.since) if row.since is not None and state == "busy" else ""
+        return (
+            Text(visible(row.name), style=style("accent")),
+            Text(str(row.pid) if row.pid is not None else "-", style=style("muted")),
+            Text(f"{glyph(state)} {state}", style=style(state)),
+            Text(visible(row.op or row.detail)),
+            Text(visible(targets)),
+            Text(elapsed, style=style("muted")),
+        )
+
+    def refresh_rows(self) -> None:
+        """Add new workers and update changed cells in place (cheap when nothing changed)."""
+        now = self._now()
+        for name in sorted(self._state.workers):
+            cells = self._cells(self._state.workers[name], now)
+            old = self._shown.get(name)
+            if old is None:
+                self.add_row(*cells, key=name)
+            else:
+                for column, (before, after) in zip(COLUMNS, zip(old, cells)):
+                    if before != after:
+                        try:
+                            self.update_cell(name, column, after)
+                        except RowDoesNotExist:
+                            break
+            self._shown[name] = cells
+        busy = sum(1 for w in self._state.workers.values() if w.state == "busy")
+        self.border_subtitle = f"queue {self._state.queued} · busy {busy}/{len(self._state.workers)}"
+
+    def relabel_all(self) -> None:
+        """Redraw every row (after a theme change)."""
+        self.clear()
+        self._shown.clear()
+        self.refresh_rows()
+
+    @property
+    def selected_worker(self) -> WorkerRow | None:
+        """The worker under the cursor."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except CellDoesNotExist:  # the cursor can be out of range while rows are being added
+            return None
+        return self._state.workers.get(key or "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        row = self.selected_worker
+        if row is not None:
+            self.post_message(Selected("worker", row.name, des_id=row.des_id, run_id=row.run_id))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        row = self.selected_worker
+        if row is not None:
+            self.post_message(OpenDetails("worker", row.name, des_id=row.des_id))
