@@ -1,0 +1,321 @@
+"""Provides the headless command line ``tinyo`` (typer): run, validate, status, dag, why, rerun, inject, fire."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .errors import StoreError, TinyoError
+from .model import Execution
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="tinyo: an event-driven orchestrator for data pipelines (headless). The console is `tinyo-tui`.",
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_OP_FAILED, EXIT_USAGE = 0, 1, 2
+
+RecipeArg = Annotated[Path, typer.Argument(help="The recipe file (a Python file defining `config` and generators).")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="State file to use instead of the recipe's sql_conn.")]
+
+
+class ExecChoice(str, Enum):
+    processes = "processes"
+    threads = "threads"
+    inline = "inline"
+
+
+class Fmt(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+_debug = False
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    typer.echo(f"tinyo: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(recipe: Path):  # noqa: ANN202 - returns a Recipe
+    from .recipe import load_recipe
+
+    return load_recipe(recipe)
+
+
+def _db_for(recipe: Path, db: str | None) -> str:
+    return db or _load(recipe).config.sql_conn
+
+
+def _guard(fn):  # noqa: ANN001, ANN202 - decorator keeping typer's signature
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TinyoError as exc:
+            if _debug:
+                raise
+            _fail(str(exc))
+
+    return wrapper
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    global _debug
+    _debug = _debug or debug
+
+
+# ------------------------------------------------------------------------------------------ run
+def run_headless(
+    recipe: str | Path,
+    *,
+    db: str | None = None,
+    idle_exit: float | None = None,
+    stop_after: int | None = None,
+    json_lines: bool = False,
+    debug: bool = False,
+    execution: Execution | None = None,
+    workers: int | None = None,
+    verbose: bool = False,
+    grace: float = 10.0,
+) -> int:
+    """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
+    from .engine import Engine
+    from .report import JsonReporter, TextReporter
+
+    try:
+        engine = Engine.from_path(recipe, db=db, execution=execution, max_workers=workers)
+    except TinyoError as exc:
+        if debug:
+            raise
+        print(f"tinyo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
+    engine.bus.subscribe(reporter)
+    stopping = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping["n"] += 1
+        if stopping["n"] > 1:
+            engine._stop_grace = 0.0  # a second Ctrl-C: stop running ops now (they run again next start)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        engine.start()
+        if engine.fatal is not None:
+            raise engine.fatal
+        while not engine.wait(0.05):
+            if engine.fatal is not None:
+                break
+            idle = engine.idle_since
+            if idle is not None:
+                if stop_after is not None and engine.events_taken >= stop_after:
+                    break
+                if idle_exit is not None and time.monotonic() - idle >= idle_exit:
+                    break
+        engine.stop(grace)
+    except KeyboardInterrupt:
+        print("tinyo: stopping (running ops get %gs to finish; Ctrl-C again to stop them now)" % grace,
+              file=sys.stderr)
+        try:
+            engine.stop(grace)
+        except KeyboardInterrupt:
+            engine._stop_grace = 0.0
+            engine.stop(0)
+    except TinyoError as exc:
+        engine.stop(0)
+        reporter.close()
+        if debug:
+            raise
+        print(f"tinyo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    reporter.close()
+    if engine.fatal is not None:
+        print(f"tinyo: error: {engine.fatal}", file=sys.stderr)
+        if debug:
+            raise engine.fatal
+        return EXIT_USAGE
+    bounded = idle_exit is not None or stop_after is not None
+    return EXIT_OP_FAILED if bounded and engine.failures else EXIT_OK
+
+
+@app.command()
+def run(
+    recipe: RecipeArg,
+    db: DbOpt = None,
+    idle_exit: Annotated[Optional[float], typer.Option("--idle-exit", metavar="SECONDS",
+                         help="Exit once nothing arrived, was queued or ran for this many seconds.")] = None,
+    stop_after: Annotated[Optional[int], typer.Option("--stop-after", metavar="N",
+                          help="Exit after N events were taken in and the work they caused finished.")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per bus event.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    execution: Annotated[Optional[ExecChoice], typer.Option("--execution", help="Override the recipe's execution.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Override max_workers.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print state changes.")] = False,
+) -> None:
+    """Run a recipe headless: watch its folders and timers, run its ops, log what happens."""
+    code = run_headless(recipe, db=db, idle_exit=idle_exit, stop_after=stop_after, json_lines=json_lines,
+                        debug=debug or _debug, execution=Execution(execution.value) if execution else None,
+                        workers=workers, verbose=verbose)
+    raise typer.Exit(code)
+
+
+# ------------------------------------------------------------------------------------------ inspection
+@app.command()
+@_guard
+def validate(recipe: RecipeArg) -> None:
+    """Load a recipe and check it (config, generator graph, op importability) without running it."""
+    loaded = _load(recipe)
+    cfg = loaded.config
+    typer.echo(f"{loaded.path}: ok")
+    typer.echo(f"  generators: " + ", ".join(
+        f"{g.name}{' (root)' if g.root else ''}{' -> ' + ', '.join(g.download) if g.download else ''}"
+        for g in loaded.generators))
+    typer.echo(f"  state: {cfg.sql_conn}   watch: {', '.join(cfg.dirs) or '-'}   "
+               f"execution: {cfg.execution.value} x{cfg.max_workers}   maxevents: {cfg.maxevents}")
+    for timer in cfg.timer_specs:
+        typer.echo(f"  timer {timer.name}: every {timer.interval} from {timer.initial}")
+
+
+def _open_ro(recipe: Path, db: str | None):  # noqa: ANN202
+    from .store import Store
+
+    path = _db_for(recipe, db)
+    return Store(path, read_only=True, lock=False)
+
+
+@app.command()
+@_guard
+def status(recipe: RecipeArg, db: DbOpt = None,
+           json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Show documents, DES states and recent runs from the state file."""
+    from .offline import status as read_status
+    from .text import printable
+
+    store = _open_ro(recipe, db)
+    try:
+        info = read_status(store)
+    finally:
+        store.close()
+    if json_out:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    typer.echo(f"state file: {info['db']}")
+    typer.echo(f"events: {info['events']} ({info['events_pending']} not processed yet)   documents: {info['documents']}"
+               f"   DES: {info['des']}")
+    typer.echo("DES states: " + (", ".join(f"{k} {v}" for k, v in info["des_states"].items()) or "-"))
+    typer.echo("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(info["runs"].items())) or "-"))
+    for item in info["failed"]:
+        typer.echo(printable(f"  FAILED {item['des_id']} {'+'.join(item['ops'])} -> {', '.join(item['targs'])}"))
+    if info["recent_runs"]:
+        typer.echo("recent runs:")
+        for r in info["recent_runs"]:
+            err = f"  {r['error']}" if r["error"] else ""
+            typer.echo(printable(f"  #{r['run_id']} {r['des_id']} attempt {r['attempt']} on {r['worker'] or '-'}: "
+                                 f"{r['status']}{err}"))
+
+
+@app.command()
+@_guard
+def dag(recipe: RecipeArg, fmt: Annotated[Fmt, typer.Option("--format", help="mermaid or dot")] = Fmt.mermaid,
+        db: DbOpt = None) -> None:
+    """Export the document DAG (documents and the DES between them) as Mermaid or Graphviz DOT."""
+    from .offline import export
+
+    store = _open_ro(recipe, db)
+    try:
+        typer.echo(export(store, fmt.value), nl=False)
+    finally:
+        store.close()
+
+
+@app.command()
+@_guard
+def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(help="A document name or a DES id.")],
+        db: DbOpt = None) -> None:
+    """Explain why a document (or DES) is up to date, stale, waiting or failed."""
+    from .offline import explain
+    from .text import printable
+
+    store = _open_ro(recipe, db)
+    try:
+        typer.echo(printable(explain(store, document)).replace("\\n", "\n"))
+    finally:
+        store.close()
+
+
+def _request(recipe: Path, db: str | None, kind: str, arg: str, wait_for: str) -> None:
+    """Hand a request to a running engine, or run the engine now until the work is done."""
+    from .store import Store
+
+    path = _db_for(recipe, db)
+    try:
+        probe = Store(path)
+    except StoreError as exc:
+        if "another tinyo engine is running" not in str(exc):
+            raise
+        store = Store(path, lock=False)
+        try:
+            store.add_request(time.time(), kind, arg)
+        finally:
+            store.close()
+        typer.echo(f"asked the running engine to {wait_for}; it picks the request up within a second")
+        return
+    probe.add_request(time.time(), kind, arg)
+    probe.close()
+    code = run_headless(recipe, db=db, idle_exit=0.3, debug=_debug)
+    raise typer.Exit(code)
+
+
+@app.command()
+@_guard
+def rerun(recipe: RecipeArg, target: Annotated[str, typer.Argument(help="A document (its producing DES runs) or a DES id.")],
+          downstream: Annotated[bool, typer.Option("--downstream", "-R", help="Also rerun everything downstream.")] = False,
+          db: DbOpt = None) -> None:
+    """Force a rerun of the DES producing TARGET, even if it is up to date."""
+    _request(recipe, db, "rerun_down" if downstream else "rerun", target, f"rerun {target}")
+
+
+@app.command()
+@_guard
+def inject(recipe: RecipeArg, event: Annotated[str, typer.Argument(help="The event string.")], db: DbOpt = None) -> None:
+    """Take an event in by hand, as if it had happened."""
+    _request(recipe, db, "inject", event, f"take in {event!r}")
+
+
+@app.command()
+@_guard
+def fire(recipe: RecipeArg, timer: Annotated[str, typer.Argument(help="The timer's name.")], db: DbOpt = None) -> None:
+    """Fire a timer now."""
+    names = [t.name for t in _load(recipe).config.timer_specs]
+    if timer not in names:
+        _fail(f"no timer named {timer!r} in {recipe} (timers: {', '.join(names) or 'none'})")
+    _request(recipe, db, "fire", timer, f"fire {timer}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Provides the document DAG and its readiness rule: pure logic, no processes, no I/O.
+
+Documents are nodes; each DES is a hyper-edge from its deps to its targs. A DES is ready when every
+dep has a version, no dep is produced by a DES that is itself pending (queued, running, stale, or
+failed — transitively), and either it never succeeded or the dep versions recorded at its last
+success (its *trace*) differ from the current ones (verifying traces, as in Shake).
+
+Each node caches its evaluated state and whether it *blocks* its consumers. ``settle`` re-evaluates
+only the DES it is handed (those an event or a run touched) and walks on to consumers only when a
+node's blocking flag changes, so per-event work is proportional to what the event touches, never to
+the size of the DAG.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import DESRejected
+
+State = Literal["new", "waiting", "stale", "queued", "running", "retry", "ok", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "retry"]
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    """A DES in the graph, with what readiness needs to know about it."""
+
+    id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops_desc: tuple[str, ...] = ()
+    generator: str = ""
+    event: str = ""
+    trace: dict[str, int] | None = None
+    """Dep versions at the last success (None: never succeeded)."""
+    failed_trace: dict[str, int] | None = None
+    """Dep versions at the last failure or cancellation."""
+    failed_state: Literal["failed", "cancelled"] | None = None
+    forced: bool = False
+    """A rerun was asked for: run even if up to date."""
+    status: RunStatus | None = None
+    """Engine-owned: the DES is queued, running, or waiting for a retry."""
+    state: State = "new"
+    blocking: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What ``evaluate`` concluded about a DES."""
+
+    state: State
+    blocking: bool
+    reason: str
+
+
+class Graph:
+    """The in-memory document DAG with a reverse index (document → dependent DES)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int] = {}
+        """Current version of every document that has one."""
+        self.producer: dict[str, str] = {}
+        """Document → id of the DES that produces it."""
+        self.consumers: dict[str, set[str]] = {}
+        """Document → ids of the DES that read it (the reverse index)."""
+        self.nodes: dict[str, Node] = {}
+
+    # ------------------------------------------------------------ structure
+    def check(self, des_id: str, deps: frozenset[str], targs: frozenset[str]) -> None:
+        """Raise DESRejected if adding this DES would create a target conflict or a cycle."""
+        for targ in sorted(targs):
+            owner = self.producer.get(targ)
+            if owner is not None and owner != des_id:
+                other = self.nodes[owner]
+                raise DESRejected(
+                    f"conflict: target {targ!r} is already produced by DES {owner} "
+                    f"(ops {', '.join(other.ops_desc) or '-'}, from generator {other.generator or '?'}); "
+                    "two DES may not produce the same document"
+                )
+        loop = deps & targs
+        if loop:
+            raise DESRejected(f"cycle: DES reads and writes {sorted(loop)[0]!r}")
+        # walk downstream from the new targets; reaching one of the new deps closes a cycle
+        parent: dict[str, str | None] = {t: None for t in targs}
+        frontier = deque(targs)
+        while frontier:
+            doc = frontier.popleft()
+            for cid in self.consumers.get(doc, ()):
+                for out in self.nodes[cid].targs:
+                    if out in parent:
+                        continue
+                    parent[out] = doc
+                    if out in deps:
+                        path = [out]
+                        cur: str | None = doc
+                        while cur is not None:
+                            path.append(cur)
+                            cur = parent[cur]
+                        path.reverse()
+                        raise DESRejected(
+                            f"cycle: this DES reads {path[-1]!r} and writes {path[0]!r}, but "
+                            f"{' -> '.join(path)} already flows from one to the other"
+                        )
+                    frontier.append(out)
+
+    def add(self, node: Node) -> bool:
+        """Add a DES (after ``check``). Returns False if it was already present."""
+        if node.id in self.nodes:
+            return False
+        self.nodes[node.id] = node
+        for targ in node.targs:
+            self.producer[targ] = node.id
+        for dep in node.deps:
+            self.consumers.setdefault(dep, set()).add(node.id)
+        return True
+
+    def downstream(self, des_id: str) -> list[str]:
+        """Every DES that reads, directly or transitively, what ``des_id`` produces (BFS order)."""
+        seen: set[str] = {des_id}
+        order: list[str] = []
+        frontier = deque([des_id])
+        while frontier:
+            node = self.nodes[frontier.popleft()]
+            for targ in node.targs:
+                for cid in self.consumers.get(targ, ()):
+                    if cid not in seen:
+                        seen.add(cid)
+                        order.append(cid)
+                        frontier.append(cid)
+        return order
+
+    def consumers_of(self, node: Node) -> list[str]:
+        """Ids of the DES that read any target of ``node``."""
+        out: list[str] = []
+        for targ in node.targs:
+            out.extend(self.consumers.get(targ, ()))
+        return out
+
+    # ------------------------------------------------------------ versions
+    def set_version(self, doc: str, version: int) -> list[str]:
+        """Record a document's version; return the DES to re-evaluate (its consumers)."""
+        if self.versions.get(doc) == version:
+            return []
+        self.versions[doc] = version
+        return list(self.consumers.get(doc, ()))
+
+    def current(self, node: Node) -> dict[str, int]:
+        """The dep versions now (only meaningful when every dep has one)."""
+        return {d: self.versions[d] for d in node.deps}
+
+    # ------------------------------------------------------------ readiness
+    def evaluate(self, node: Node) -> Verdict:
+        """The state of ``node`` from its own record and its producers' cached states."""
+        if node.status == "queued":
+            return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
+        if node.status == "running":
+            return Verdict("running", True, "running")
+        if node.status == "retry":
+            return Verdict("retry", True, node.reason or "waiting to retry")
+        missing: list[str] = []
+        blockers: list[tuple[str, Node]] = []
+        for dep in node.deps:
+            owner = self.producer.get(dep)
+            upstream = self.nodes.get(owner) if owner is not None and owner != node.id else None
+            if upstream is not None and upstream.blocking:
+                blockers.append((dep, upstream))
+            elif dep not in self.versions:
+                missing.append(dep)
+        if blockers or missing:
+            parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers, key=lambda b: b[0])]
+            parts += [f"{dep} (no version yet)" for dep in sorted(missing)]
+            return Verdict("waiting", bool(blockers), "waiting for " + ", ".join(parts))
+        current = self.current(node)
+        if node.forced:
+            return Verdict("stale", True, "rerun requested")
+        if node.failed_state is not None and node.failed_trace == current:
+            return Verdict(node.failed_state, True,
+                           f"{node.failed_state} with these dep versions; it runs again when a dep changes or on rerun")
+        if node.trace is None:
+            return Verdict("stale", True, "never built")
+        if node.trace != current:
+            changed = [f"{d} v{node.trace.get(d)} -> v{current[d]}" for d in sorted(current) if node.trace.get(d) != current[d]]
+            return Verdict("stale", True, "dep changed: " + ", ".join(changed))
+        versions = ", ".join(f"{d} v{v}" for d, v in sorted(current.items())) or "no deps"
+        return Verdict("ok", False, f"up to date: deps unchanged since the last success ({versions})")
+
+    def settle(self, touched: Iterable[str]) -> tuple[list[str], list[Node]]:
+        """Re-evaluate ``touched`` DES, walking to consumers where blocking changed.
+
+        Returns (ids that are ready to dispatch, nodes whose state changed).
+        """
+        work = deque(touched)
+        in_work = set(work)
+        evaluated: dict[str, None] = {}
+        changed: dict[str, Node] = {}
+        while work:
+            nid = work.popleft()
+            in_work.discard(nid)
+            node = self.nodes.get(nid)
+            if node is None:
+                continue
+            evaluated[nid] = None
+            verdict = self.evaluate(node)
+            moved = verdict.state != node.state or verdict.reason != node.reason
+            flip = verdict.blocking != node.blocking
+            if moved:
+                changed[nid] = node
+            node.state, node.blocking, node.reason = verdict.state, verdict.blocking, verdict.reason
+            if flip or moved:
+                for cid in self.consumers_of(node):
+                    if cid not in in_work and cid != nid:
+                        in_work.add(cid)
+                        work.append(cid)
+        ready = [nid for nid in evaluated if self.nodes[nid].state == "stale"]
+        return ready, list(changed.values())
+
+    # ------------------------------------------------------------ explanations
+    def explain_des(self, des_id: str) -> str:
+        node = self.nodes.get(des_id)
+        if node is None:
+            return f"no DES {des_id!r} is known"
+        verdict = self.evaluate(node)
+        ops = ", ".join(node.ops_desc) or "-"
+        lines = [
+            f"DES {node.id}: {verdict.state}: {verdict.reason}",
+            f"  ops: {ops}   (generator {node.generator or '?'}, event {node.event or '?'})",
+            "  deps: " + (", ".join(f"{d} v{self.versions.get(d, '-')}" for d in sorted(node.deps)) or "-"),
+            "  targs: " + ", ".join(f"{t} v{self.versions.get(t, '-')}" for t in sorted(node.targs)),
+        ]
+        if node.trace is not None:
+            lines.append("  last success used: " + (", ".join(f"{d} v{v}" for d, v in sorted(node.trace.items())) or "no deps"))
+        return "\n".join(lines)
+
+    def explain_document(self, name: str) -> str:
+        version = self.versions.get(name)
+        owner = self.producer.get(name)
+        readers = sorted(self.consumers.get(name, ()))
+        head = f"document {name}: " + (f"version {version}" if version is not None else "no version yet")
+        lines = [head]
+        if owner is not None:
+            node = self.nodes[owner]
+            verdict = self.evaluate(node)
+            lines.append(f"  produced by DES {owner} ({', '.join(node.ops_desc) or '-'}): {verdict.state}: {verdict.reason}")
+        elif version is not None:
+            lines.append("  an input: its versions come from events (files, timers, injections), no DES produces it")
+        else:
+            lines.append("  no event has named it and no DES produces it")
+        if readers:
+            shown = ", ".join(readers[:10]) + (f" and {len(readers) - 10} more" if len(readers) > 10 else "")
+            lines.append(f"  read by {len(readers)} DES: {shown}")
+        return "\n".join(lines)

@@ -1,0 +1,1024 @@
+"""Provides the Engine: one loop thread that owns the document DAG and the store.
+
+Everything reaches the loop through two bounded queues (intake events; executor reports and
+commands) and a wake flag. A cycle: handle reports and commands, fire due timers and retries, store
+up to a bounded number of intake events, feed at most ``maxevents`` stored events to the generators,
+settle the DES they touched, write run rows, commit, hand tasks to the executor, and only then
+publish the cycle's facts on the bus (so the bus never announces what is not durable).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import events as ev
+from .clock import Clock, ManualClock, SystemClock
+from .dag import Graph, Node
+from .engine_state import DESDetails, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
+from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
+from .executors import Executor, WorkerInfo, make_executor
+from .generators import Emission, GeneratorRunner
+from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
+from .model import Execution, TimerSpec
+from .recipe import OpResolver, Recipe, load_recipe
+from .store import Store, dump_ops, load_ops
+from .watch import FileWatcher, scan_folder
+from .worker import Task
+
+T = TypeVar("T")
+
+INTAKE_MAX = 100_000
+"""Events waiting to be stored; a full intake blocks the watcher (the kernel queue then overflows and
+the rescan finds the files), so memory stays bounded and nothing is lost."""
+INBOX_MAX = 50_000
+"""Executor reports and commands waiting for the loop; a full inbox back-pressures the workers."""
+BACKLOG_MAX = 20_000
+"""Stored-but-unprocessed events kept in memory; the rest are read back from the store in order."""
+STORE_PER_CYCLE = 5_000
+"""The most intake events stored in one cycle."""
+OUTPUT_TAIL = 200
+"""Output lines kept per run (and stored with it)."""
+REQUEST_POLL = 1.0
+"""Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
+
+
+class Engine:
+    """The orchestrator. Commands are thread-safe method calls; facts come up as bus events."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        db: str | None = None,
+        clock: Clock | None = None,
+        execution: Execution | None = None,
+        max_workers: int | None = None,
+        bus: ev.Bus | None = None,
+        watch: bool = True,
+    ) -> None:
+        self.recipe = recipe
+        self.config = recipe.config
+        self.clock: Clock = clock or SystemClock()
+        self.bus = bus or ev.Bus()
+        self.execution = execution or self.config.execution
+        self.max_workers = max_workers or self.config.max_workers
+        self.watch_files = watch
+        self.db_path = db or self.config.sql_conn
+        self.store = Store(self.db_path)
+        self.resolver = OpResolver(recipe.module, recipe.path)
+        self.graph = Graph()
+        self.timers: list[TimerSpec] = self.config.timer_specs
+        self._schedule = TimerSchedule(self.timers)
+        self._generators = GeneratorRunner(recipe.roots, self.config.generator_timeout)
+        self._intake: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=INTAKE_MAX)
+        self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=INBOX_MAX)
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._executor: Executor | None = None
+        self._watcher: FileWatcher | None = None
+        self._state: ev.EngineStateName = "starting"
+        self._stop_requested = False
+        self._stop_grace = 10.0
+        self._stopped = threading.Event()
+        self._started = threading.Event()
+        self.fatal: BaseException | None = None
+        # loop-owned state
+        self._bus_out: list[ev.BusEvent] = []
+        self._backlog: deque[tuple[int, str, str]] = deque()
+        self._backlog_in_store = True
+        self._last_backlog_id = 0
+        self._ready: deque[str] = deque()
+        self._open: dict[int, OpenRun] = {}
+        self._ops: dict[str, tuple[tuple[str, Any], ...]] = {}
+        self._attempts: dict[str, int] = {}
+        self._retries: list[tuple[float, str]] = []
+        self._cancel_intent: dict[int, str] = {}
+        self._files: dict[str, FileState] = {}
+        self._doc_files: dict[str, FileState] = {}
+        self._touched: list[str] = []
+        self._next_run_id = 1
+        self._rescan_wanted = False
+        self._next_rescan: float | None = None
+        self._next_request_poll = 0.0
+        self._rate = RateMeter()
+        self._paused = False
+        self._pending_events = 0
+        self._events_base = 0
+        self._requeue: deque[OpenRun] = deque()
+        self.events_taken = 0
+        """Events stored by this engine (for ``--stop-after``)."""
+        self.idle_since: float | None = None
+        """Monotonic time since when nothing was pending or running (None while busy)."""
+        self.failures = 0
+        """Runs that failed for good in this engine's lifetime (for the exit status)."""
+        self.started_at: float | None = None
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | Path,
+        db: str | None = None,
+        clock: Clock | None = None,
+        execution: Execution | None = None,
+        max_workers: int | None = None,
+        **kw: Any,
+    ) -> Engine:
+        """Load the recipe at ``path`` and build an engine for it (RecipeError on a bad recipe)."""
+        return cls(load_recipe(path), db=db, clock=clock, execution=execution, max_workers=max_workers, **kw)
+
+    # ================================================================ lifecycle
+    def start(self) -> None:
+        """Start the loop thread (non-blocking). Start-up errors surface as ``fatal`` and on the bus."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._main, name="tinyo-engine", daemon=True)
+        self._thread.start()
+        self._started.wait(timeout=60)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully: intake stops, running ops get ``timeout`` seconds to finish (then they are
+        stopped and recorded as interrupted, to run again next start), the state is committed."""
+        if self._thread is None:
+            self._close_unstarted()
+            return
+        self._stop_grace = timeout
+        self._stop_requested = True
+        self._wake.set()
+        self._thread.join(timeout=timeout + 30)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the engine has stopped; True if it did."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def state(self) -> ev.EngineStateName:
+        return self._state
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _close_unstarted(self) -> None:
+        if not self._stopped.is_set():
+            self.store.close()
+            self._stopped.set()
+
+    # ================================================================ commands (any thread)
+    def inject(self, event: str) -> None:
+        """Take ``event`` in as if it had happened (source ``manual``)."""
+        if not isinstance(event, str) or not event:
+            raise TinyoError(f"an event must be a non-empty string, got {event!r}")
+        self._put_intake(("manual", event))
+
+    def fire_timer(self, name: str) -> None:
+        """Fire timer ``name`` now, off the grid (the event uses the current time as its tick)."""
+        if name not in {t.name for t in self.timers}:
+            known = ", ".join(t.name for t in self.timers) or "none"
+            raise TinyoError(f"no timer named {name!r} in {self.recipe.path.name} (timers: {known})")
+        self._command("fire", name)
+
+    def rerun(self, des_id: str, downstream: bool = False) -> None:
+        """Run a DES again even if it is up to date (and, with ``downstream``, all that depends on it)."""
+        self._command("rerun", des_id, downstream)
+
+    def rerun_document(self, name: str, downstream: bool = False) -> None:
+        """Rerun the DES that produces document ``name``."""
+        self._command("rerun_doc", name, downstream)
+
+    def pause(self) -> None:
+        """Stop feeding events to the generators; they are still stored, in order, and kept."""
+        self._command("pause")
+
+    def resume(self) -> None:
+        self._command("resume")
+
+    def cancel(self, run_id: int) -> None:
+        """Cancel a queued or running run (the worker running it is stopped and replaced)."""
+        self._command("cancel", run_id)
+
+    def rescan(self) -> None:
+        """Look at the watched folders for files the watcher did not report."""
+        self._rescan_wanted = True
+        self._wake.set()
+
+    def _command(self, *args: Any) -> None:
+        self._inbox.put(("cmd", *args))
+        self._wake.set()
+
+    def _put_intake(self, item: tuple[str, str]) -> None:
+        self._intake.put(item)
+        self._wake.set()
+
+    # ================================================================ queries (any thread)
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``fn`` on the engine thread and return its result (directly if the loop is not running)."""
+        if self._thread is None or not self._thread.is_alive() or threading.current_thread() is self._thread:
+            return fn()
+        future: Future[T] = Future()
+        self._inbox.put(("query", fn, future))
+        self._wake.set()
+        return future.result(timeout)
+
+    def stats(self) -> EngineStats:
+        return self.call(self._stats)
+
+    def des_details(self, des_id: str) -> DESDetails | None:
+        return self.call(lambda: self._des_details(des_id))
+
+    def explain(self, name: str) -> str:
+        def run() -> str:
+            if name in self.graph.nodes:
+                return self.graph.explain_des(name)
+            return self.graph.explain_document(name)
+
+        return self.call(run)
+
+    def documents(self, prefix: str | None = None, limit: int = 1000) -> list[DocInfo]:
+        return self.call(lambda: self._documents(prefix, limit))
+
+    def workers(self) -> list[WorkerInfo]:
+        executor = self._executor
+        return executor.workers() if executor is not None else []
+
+    def is_idle(self) -> bool:
+        return self.idle_since is not None
+
+    # ================================================================ the loop
+    def _main(self) -> None:
+        try:
+            self._startup()
+        except BaseException as exc:
+            self.fatal = exc
+            self._publish_now(ev.EngineNotice(self.clock.time(), "error", f"engine could not start: {exc}"))
+            self._state = "stopped"
+            self._started.set()
+            self._teardown(grace=0)
+            return
+        self._started.set()
+        try:
+            while not self._stop_requested:
+                self._wake.wait(self._wait_time())
+                self._wake.clear()
+                self._cycle()
+            self._graceful_stop()
+        except BaseException as exc:
+            self.fatal = exc
+            self._publish_now(ev.EngineNotice(self.clock.time(), "error", f"engine stopped on an error: {exc!r}"))
+            self._teardown(grace=0)
+
+    def _startup(self) -> None:
+        now = self.clock.time()
+        self.started_at = now
+        self._set_state("starting", "loading state")
+        self._load_state()
+        self._executor = make_executor(
+            self.execution,
+            recipe_path=str(self.recipe.path),
+            max_workers=self.max_workers,
+            sink=self._sink,
+            resolver=self.resolver,
+            clock=self.clock.time,
+            address=self.config.executor_address,
+        )
+        self._executor.start()
+        if self.watch_files and self.config.dirs:
+            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+            self._watcher = FileWatcher(
+                self.config.dirs, self._on_file, self.rescan,
+                recursive=self.config.recursive, debounce=self.config.debounce, ignore=ignore,
+            )
+            self._watcher.start()
+        catch_up = self._schedule.start(
+            datetime.fromtimestamp(now), self.store.timer_ticks(), self.config.catch_up, self.config.catch_up_limit
+        )
+        for name, tick in catch_up:
+            self._fire(name, tick, manual=False)
+        self._scan()
+        if self.config.rescan_interval:
+            self._next_rescan = self.clock.monotonic() + self.config.rescan_interval
+        self._set_state("running")
+        self._commit_and_publish([])
+
+    def _load_state(self) -> None:
+        store = self.store
+        for name, version, digest, mtime_ns, size in store.load_documents():
+            self.graph.versions[name] = version
+            if mtime_ns is not None and size is not None:
+                self._doc_files[name] = FileState(mtime_ns, size, digest)
+        for row in store.load_des():
+            node = Node(row.id, row.deps, row.targs, row.ops_desc, row.generator, row.event,
+                        trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
+            if row.state in ("failed", "cancelled"):
+                node.failed_state = row.state  # type: ignore[assignment]
+            self.graph.add(node)
+        interrupted = store.open_runs()
+        if interrupted:
+            store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
+                                "it is dispatched again", None, None, None, None, rid) for rid, _ in interrupted])
+            self._emit(ev.EngineNotice(self.clock.time(), "warning",
+                                       f"{len(interrupted)} run(s) were interrupted by the last stop; running them again"))
+        self._next_run_id = store.next_run_id()
+        self._pending_events = store.count("events", "WHERE status = 'new'")
+        self._events_base = store.count("events")
+        self._touched.extend(self.graph.nodes)
+        for des_id in self.graph.nodes:
+            node = self.graph.nodes[des_id]
+            self._emit(ev.DESRegistered(self.clock.time(), node.id, node.deps, node.targs, node.ops_desc,
+                                        node.generator, node.event))
+
+    def _wait_time(self) -> float | None:
+        """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""
+        mono = self.clock.monotonic()
+        deadlines: list[float] = []
+        nxt = self._schedule.next_due()
+        if nxt is not None:
+            deadlines.append(mono + max(0.0, nxt.timestamp() - self.clock.time()))
+        if self._retries:
+            deadlines.append(self._retries[0][0])
+        if self._next_rescan is not None:
+            deadlines.append(self._next_rescan)
+        if self.config.op_timeout and self._open:
+            deadlines.append(mono + 0.1)
+        if not self.store.memory:
+            deadlines.append(self._next_request_poll)
+        if not deadlines:
+            return None
+        # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
+        return min(max(0.0, min(deadlines) - mono), 0.05 if isinstance(self.clock, ManualClock) else 3600.0)
+
+    def _cycle(self) -> None:
+        mono = self.clock.monotonic()
+        handled = 0
+        while handled < INBOX_MAX:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            handled += 1
+            self._handle(item)
+        self._fire_due_timers()
+        self._due_retries(mono)
+        self._check_timeouts()
+        if mono >= self._next_request_poll:
+            self._next_request_poll = mono + REQUEST_POLL
+            self._poll_requests()
+        if self._next_rescan is not None and mono >= self._next_rescan:
+            self._next_rescan = mono + (self.config.rescan_interval or 0)
+            self._rescan_wanted = True
+        if self._rescan_wanted:
+            self._rescan_wanted = False
+            self._scan()
+        self._store_intake()
+        if not self._paused:
+            self._process_backlog()
+        tasks = self._settle_and_prepare()
+        self._commit_and_publish(tasks)
+        more = (not self._intake.empty() or not self._inbox.empty()
+                or (not self._paused and (self._backlog or self._backlog_in_store))
+                or (self._ready and self._executor is not None and self._executor.free_slots() > 0))
+        if more:
+            self._wake.set()
+        self._update_idle()
+
+    def _commit_and_publish(self, tasks: list[Task]) -> None:
+        self.store.commit()
+        if tasks and self._executor is not None:
+            self._executor.submit(tasks)
+        out, self._bus_out = self._bus_out, []
+        for event in out:
+            self.bus.publish(event)
+
+    def _update_idle(self) -> None:
+        busy = (self._open or self._ready or self._retries or self._backlog or self._backlog_in_store
+                or not self._intake.empty() or not self._inbox.empty())
+        if busy:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = time.monotonic()
+
+    # ================================================================ bus helpers
+    def _emit(self, event: ev.BusEvent) -> None:
+        self._bus_out.append(event)
+
+    def _publish_now(self, event: ev.BusEvent) -> None:
+        self.bus.publish(event)
+
+    def _set_state(self, state: ev.EngineStateName, detail: str = "") -> None:
+        self._state = state
+        buffered = len(self._backlog) if self._paused else 0
+        self._emit(ev.EngineState(self.clock.time(), state, detail, buffered))
+
+    # ================================================================ intake
+    def _on_file(self, path: str) -> None:
+        self._put_intake(("file", path))
+
+    def _sink(self, item: tuple[Any, ...]) -> None:
+        self._inbox.put(item)
+        self._wake.set()
+
+    def _scan(self) -> None:
+        """Emit events for files in the watched folders whose content differs from the last event."""
+        if not self.config.dirs:
+            return
+        found = 0
+        for folder in self.config.dirs:
+            folder_abs = str(Path(folder).expanduser().resolve())
+            os.makedirs(folder_abs, exist_ok=True)
+            seen = self.store.files_seen_under(folder_abs)
+            for path, st in scan_folder(folder_abs, self.config.recursive):
+                known = seen.get(path)
+                if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
+                    continue
+                if self._is_own_file(path):
+                    continue
+                try:
+                    self._intake.put_nowait(("scan", path))
+                    found += 1
+                except queue.Full:
+                    self._rescan_wanted = True  # the rest next cycle; nothing is lost
+                    break
+        if found:
+            self._emit(ev.EngineNotice(self.clock.time(), "info", f"scan found {found} new or changed file(s)"))
+
+    def _is_own_file(self, path: str) -> bool:
+        return path.startswith(self.store.path) if not self.store.memory else False
+
+    def _store_intake(self) -> None:
+        """Store waiting intake events (file events only when the file's content is new)."""
+        items: list[tuple[str, str]] = []
+        files: set[str] = set()
+        while len(items) < STORE_PER_CYCLE:
+            try:
+                source, name = self._intake.get_nowait()
+            except queue.Empty:
+                break
+            if source in ("file", "scan"):
+                if name in files:
+                    continue  # a burst on one path coalesces into one event
+                files.add(name)
+            items.append((source, name))
+        if not items:
+            return
+        now = self.clock.time()
+        rows = [(now, source, name, "new") for source, name in items
+                if source not in ("file", "scan") or self._file_is_new(name)]
+        if not rows:
+            return
+        ids = self.store.add_events(rows)
+        self.events_taken += len(ids)
+        self._pending_events += len(ids)
+        self._rate.add(now, len(ids))
+        for event_id, (_, source, name, _) in zip(ids, rows):
+            if not self._backlog_in_store and len(self._backlog) < BACKLOG_MAX:
+                self._backlog.append((event_id, source, name))
+                self._last_backlog_id = event_id
+            else:
+                self._backlog_in_store = True
+        if self._paused:
+            self._set_state("paused", f"paused: {self._buffered()} buffered")
+
+    def _file_is_new(self, path: str) -> bool:
+        known = self._files.get(path)
+        if known is None:
+            row = self.store.file_seen(path)
+            known = FileState(*row) if row else None
+        changed, state = compare_file(path, known, self.config.hash_files)
+        if state is None:
+            return False
+        if state != known:
+            self.store.set_file_seen(path, state.mtime_ns, state.size, state.digest)
+            self._files[path] = state
+            if len(self._files) > 50_000:
+                self._files.clear()  # a cache only; the store has them all
+        return changed
+
+    def _buffered(self) -> int:
+        return self._pending_events
+
+    def _refill_backlog(self) -> None:
+        rows = self.store.new_events(self._last_backlog_id, BACKLOG_MAX // 2)
+        for event_id, _, source, name in rows:
+            self._backlog.append((event_id, source, name))
+            self._last_backlog_id = event_id
+        if len(rows) < BACKLOG_MAX // 2:
+            self._backlog_in_store = False
+
+    def _process_backlog(self) -> None:
+        if not self._backlog and self._backlog_in_store:
+            self._refill_backlog()
+        if not self._backlog:
+            return
+        batch = [self._backlog.popleft() for _ in range(min(self.config.maxevents, len(self._backlog)))]
+        self._pending_events -= len(batch)
+        now = self.clock.time()
+        for event_id, source, name in batch:
+            self._emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
+            self._mark_document_from_event(name)
+        emissions, hung = self._generators.run([(eid, name) for eid, _, name in batch])
+        done_ids = {e.event_id for e in emissions}
+        marks: list[tuple[str, str | None, int]] = []
+        for emission in emissions:
+            marks.append(self._apply_emission(emission))
+        if hung is not None:
+            event_id, generator, given = hung
+            message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
+            self._emit(ev.GeneratorError(now, generator, given, message, ""))
+            marks.append(("error", f"generator {generator} hung", event_id))
+            done_ids.add(event_id)
+            # the events after the hung one go back to the front, in order
+            rest = [item for item in batch if item[0] not in done_ids]
+            self._backlog.extendleft(reversed(rest))
+            self._pending_events += len(rest)
+        self.store.mark_events(marks)
+
+    def _mark_document_from_event(self, name: str) -> None:
+        if os.path.isabs(name):
+            self._refresh_file_document(name, by="event")
+        else:
+            self._bump_document(name, by="event")
+
+    def _bump_document(self, name: str, by: str) -> None:
+        version = self.graph.versions.get(name, 0) + 1
+        self._touched.extend(self.graph.set_version(name, version))
+        self.store.put_documents([(name, version, None, None, None, self.clock.time(), by)])
+        self._emit(ev.DocumentUpdated(self.clock.time(), name, version, by))
+
+    def _refresh_file_document(self, path: str, by: str) -> bool:
+        """Give a file document a new version if its content changed; False if the file is missing."""
+        known = self._doc_files.get(path)
+        changed, state = compare_file(path, known, self.config.hash_files)
+        if state is None:
+            return False
+        version = self.graph.versions.get(path)
+        if changed or version is None:
+            version = (version or 0) + 1
+            self._touched.extend(self.graph.set_version(path, version))
+            self._emit(ev.DocumentUpdated(self.clock.time(), path, version, by))
+        if changed or state != known or known is None:
+            self._doc_files[path] = state
+            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, self.clock.time(), by)])
+        return True
+
+    def _apply_emission(self, emission: Emission) -> tuple[str, str | None, int]:
+        now = self.clock.time()
+        for generator, given, message, tb in emission.errors:
+            self._emit(ev.GeneratorError(now, generator, given, message, tb))
+        new = 0
+        for generator, given, des in emission.des:
+            if self._register(des, generator, given, emission.event):
+                new += 1
+        self._emit(ev.EventProcessed(now, emission.event_id, emission.event, len(emission.des), len(emission.errors)))
+        status = "error" if emission.errors else "done"
+        detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
+        return status, detail, emission.event_id
+
+    def _register(self, des: Any, generator: str, given: str, event: str) -> bool:
+        des_id = des.id
+        if des_id in self.graph.nodes:
+            if des_id not in self._ops:
+                self._ops[des_id] = self._refs(des)  # reloaded from the store: keep the live ops
+            return False
+        now = self.clock.time()
+        try:
+            refs = self._refs(des)
+            self.graph.check(des_id, des.deps, des.targs)
+        except (DESRejected, OpNotImportable) as exc:
+            self._emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
+            self._emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
+            return False
+        ops_desc = tuple(ref.partition(":")[2] for ref, _ in refs)
+        node = Node(des_id, des.deps, des.targs, ops_desc, generator, given if given == event else f"{given} (from {event})")
+        self.graph.add(node)
+        self._ops[des_id] = refs
+        try:
+            blob = dump_ops(list(refs)) if all(not r.startswith("<memory>") for r, _ in refs) else None
+        except Exception:
+            blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
+        self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
+        for dep in des.deps:
+            if dep not in self.graph.versions and os.path.isabs(dep):
+                self._refresh_file_document(dep, by="found")
+        self._touched.append(des_id)
+        self._emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
+        return True
+
+    def _refs(self, des: Any) -> tuple[tuple[str, Any], ...]:
+        strict = self.execution in (Execution.PROCESSES, Execution.DASK)
+        out = []
+        for fn, cfg in des.ops:
+            try:
+                out.append((self.resolver.ref(fn), cfg))
+            except OpNotImportable:
+                if strict:
+                    raise
+                ref = f"<memory>:{getattr(fn, '__qualname__', type(fn).__name__)}#{id(fn)}"
+                self.resolver._objs[ref] = fn
+                out.append((ref, cfg))
+        return tuple(out)
+
+    # ================================================================ timers
+    def _fire_due_timers(self) -> None:
+        if not self.timers:
+            return
+        now = datetime.fromtimestamp(self.clock.time())
+        for name, tick in self._schedule.due(now):
+            self._fire(name, tick, manual=False)
+
+    def _fire(self, name: str, tick: datetime, manual: bool) -> None:
+        event = timer_event(name, tick)
+        if not manual:
+            self.store.set_timer_tick(name, tick.timestamp())
+        self._emit(ev.TimerFired(self.clock.time(), name, tick.timestamp(), event, manual))
+        self._intake.put(("timer", event))
+
+    # ================================================================ commands and reports
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "msgs":
+            worker = item[1]
+            for msg_kind, run_id, payload in item[2]:
+                self._on_message(worker, msg_kind, run_id, payload)
+        elif kind == "lost":
+            self._on_lost(*item[1:])
+        elif kind == "worker":
+            _, name, pid, state, detail = item
+            self._emit(ev.WorkerChanged(self.clock.time(), name, pid, state, detail))
+        elif kind == "cmd":
+            self._on_command(item[1], *item[2:])
+        elif kind == "query":
+            _, fn, future = item
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # the caller gets the exception
+                future.set_exception(exc)
+
+    def _on_command(self, name: str, *args: Any) -> None:
+        now = self.clock.time()
+        if name == "fire":
+            self._fire(args[0], datetime.fromtimestamp(now), manual=True)
+        elif name in ("rerun", "rerun_doc"):
+            target, downstream = args
+            des_id = target if name == "rerun" else self.graph.producer.get(target)
+            if des_id is None or des_id not in self.graph.nodes:
+                what = "DES" if name == "rerun" else "DES producing document"
+                self._emit(ev.EngineNotice(now, "error", f"rerun: no {what} {target!r}"))
+                return
+            ids = [des_id, *(self.graph.downstream(des_id) if downstream else [])]
+            for nid in ids:
+                node = self.graph.nodes[nid]
+                node.forced = True
+                self._touched.append(nid)
+            self.store.update_des([(self.graph.nodes[n].state, self.graph.nodes[n].trace, self.graph.nodes[n].failed_trace,
+                                    True, n) for n in ids])
+            self._emit(ev.EngineNotice(now, "info", f"rerun of {len(ids)} DES requested"))
+        elif name == "pause":
+            if not self._paused:
+                self._paused = True
+                self._set_state("paused", f"paused: {self._buffered()} buffered")
+        elif name == "resume":
+            if self._paused:
+                self._paused = False
+                self._set_state("running", "resumed")
+        elif name == "cancel":
+            run_id = args[0]
+            run = self._open.get(run_id)
+            if run is None:
+                self._emit(ev.EngineNotice(now, "error", f"cancel: run {run_id} is not queued or running"))
+                return
+            self._cancel_intent[run_id] = "cancel"
+            if run.submitted and self._executor is not None:
+                self._executor.cancel(run_id, "cancel")
+            else:
+                self._finish_failed(run, "cancelled before it started", None, 0.0, cause="cancel")
+
+    def _poll_requests(self) -> None:
+        try:
+            requests = self.store.pending_requests()
+        except Exception as exc:
+            raise StoreError(f"{self.store.path}: cannot read requests ({exc})") from exc
+        for req_id, kind, arg in requests:
+            if kind in ("rerun", "rerun_down"):
+                self._on_command("rerun_doc" if arg not in self.graph.nodes else "rerun", arg, kind == "rerun_down")
+            elif kind == "inject":
+                self._intake.put(("manual", arg))
+            elif kind == "fire" and arg in {t.name for t in self.timers}:
+                self._fire(arg, datetime.fromtimestamp(self.clock.time()), manual=True)
+            self.store.mark_request(req_id)
+
+    def _on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
+        run = self._open.get(run_id)
+        now = self.clock.time()
+        if kind == "out":
+            stream, line = payload
+            if run is not None:
+                run.output.append(line if stream == "stdout" else f"[stderr] {line}")
+            self._emit(ev.OpOutput(now, run_id, run.des_id if run else "", run.op if run else "", worker, stream, line))
+        elif kind == "start":
+            if run is None:
+                return
+            run.worker, run.start = worker, payload[1]
+            run.start_mono = self.clock.monotonic()
+            node = self.graph.nodes.get(run.des_id)
+            if node is not None:
+                node.status = "running"
+                self._touched.append(node.id)
+            self.store.start_runs([(worker, payload[1], run_id)])
+            self._emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+            self._emit(ev.WorkerChanged(now, worker, None, "busy", run.op))
+        elif kind == "metric":
+            fields = dict(payload)
+            fields.pop("run_id", None)
+            self._emit(ev.FlowMetrics(now, run_id, **fields))
+        elif kind == "done":
+            if run is None:
+                return
+            ok, error, tb, result, duration = payload
+            run.worker = run.worker or worker
+            if ok:
+                self._finish_ok(run, result, duration)
+            else:
+                cause = self._cancel_intent.pop(run_id, None)
+                if error and error.startswith("cancelled") and cause is None:
+                    cause = "cancel"
+                self._finish_failed(run, error or "failed", tb, duration, cause=cause)
+            self._emit(ev.WorkerChanged(now, worker, None, "idle", ""))
+        elif kind == "fatal":
+            self._emit(ev.EngineNotice(now, "error", str(payload)))
+
+    def _on_lost(self, worker: str, pid: int | None, reason: str, running_id: int | None, cause: str | None,
+                 requeue: list[Task]) -> None:
+        now = self.clock.time()
+        self._emit(ev.WorkerChanged(now, worker, pid, "dead", reason))
+        if running_id is not None and running_id in self._open:
+            run = self._open[running_id]
+            run.worker = run.worker or worker
+            intent = self._cancel_intent.pop(running_id, None) or cause
+            duration = self.clock.monotonic() - run.start_mono if run.start_mono else 0.0
+            if intent == "timeout":
+                message = f"timed out after {self.config.op_timeout:g}s; {reason.replace('was killed (SIGKILL)', 'was stopped')}"
+            elif intent == "cancel":
+                message = "cancelled"
+            else:
+                message = f"{reason} while running op {run.op}"
+            self._finish_failed(run, message, None, duration, cause=intent if intent == "cancel" else None)
+        for task in requeue:
+            run = self._open.get(task.run_id)
+            if run is not None:
+                run.submitted = False
+                self._requeue.append(run)
+
+    # ================================================================ run outcomes
+    def _finish_ok(self, run: OpenRun, result: str | None, duration: float) -> None:
+        node = self.graph.nodes.get(run.des_id)
+        self._open.pop(run.run_id, None)
+        now = self.clock.time()
+        if node is None:
+            return
+        missing = [t for t in sorted(node.targs) if os.path.isabs(t) and stat_file(t) is None]
+        if missing:
+            self._finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
+                                duration)
+            return
+        self.store.finish_runs([("ok", now, None, None, "\n".join(run.output), result, run.worker, run.run_id)])
+        node.status = None
+        node.forced = False
+        node.failed_state = None
+        node.failed_trace = None
+        node.trace = dict(run.dep_versions)
+        self._attempts.pop(node.id, None)
+        self._emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
+        for targ in sorted(node.targs):
+            if os.path.isabs(targ):
+                self._refresh_file_document(targ, by=node.id)
+            else:
+                self._bump_document(targ, by=node.id)
+        self.store.update_des([("ok", node.trace, None, False, node.id)])
+        self._touched.append(node.id)
+
+    def _finish_failed(self, run: OpenRun, error: str, tb: str | None, duration: float, cause: str | None = None) -> None:
+        node = self.graph.nodes.get(run.des_id)
+        self._open.pop(run.run_id, None)
+        now = self.clock.time()
+        status = "cancelled" if cause == "cancel" else "failed"
+        self.store.finish_runs([(status, now, error, tb, "\n".join(run.output), None, run.worker, run.run_id)])
+        if node is None:
+            return
+        node.status = None
+        retry_in: float | None = None
+        if status == "failed" and run.attempt <= self.config.retries:
+            retry_in = min(self.config.retry_max_delay, self.config.retry_delay * (2 ** (run.attempt - 1)))
+            self._attempts[node.id] = run.attempt + 1
+            node.status = "retry"
+            node.reason = f"retry {run.attempt + 1} of {self.config.retries + 1} in {retry_in:g}s after: {error}"
+            heapq.heappush(self._retries, (self.clock.monotonic() + retry_in, node.id))
+        else:
+            self._attempts.pop(node.id, None)
+            node.failed_state = status  # type: ignore[assignment]
+            node.failed_trace = dict(run.dep_versions)
+            node.forced = False
+            self.store.update_des([(status, node.trace, node.failed_trace, False, node.id)])
+            if status == "failed":
+                self.failures += 1
+        if status == "cancelled":
+            self._emit(ev.OpCancelled(now, run.run_id, node.id, run.op, run.worker or ""))
+        else:
+            self._emit(ev.OpFailed(now, run.run_id, node.id, run.op, run.worker or "", duration, error, tb or "", retry_in))
+        self._touched.append(node.id)
+
+    def _due_retries(self, mono: float) -> None:
+        while self._retries and self._retries[0][0] <= mono:
+            _, des_id = heapq.heappop(self._retries)
+            node = self.graph.nodes.get(des_id)
+            if node is not None and node.status == "retry":
+                node.status = None
+                node.forced = True  # a retry runs even if the deps are as they were
+                self._touched.append(des_id)
+
+    def _check_timeouts(self) -> None:
+        limit = self.config.op_timeout
+        if not limit or not self._open or self._executor is None:
+            return
+        now = self.clock.time()
+        for run_id, started in self._executor.running().items():
+            if now - started > limit and run_id not in self._cancel_intent and run_id in self._open:
+                self._cancel_intent[run_id] = "timeout"
+                self._executor.cancel(run_id, "timeout")
+
+    # ================================================================ readiness and dispatch
+    def _settle_and_prepare(self) -> list[Task]:
+        if self._touched:
+            touched, self._touched = self._touched, []
+            ready, changed = self.graph.settle(dict.fromkeys(touched))
+            now = self.clock.time()
+            for node in changed:
+                self._emit(ev.DESStateChanged(now, node.id, node.state, node.reason))
+            for des_id in ready:
+                node = self.graph.nodes[des_id]
+                reason = node.reason
+                node.status = "queued"
+                node.state = "queued"
+                node.reason = f"queued: {reason}"
+                self._ready.append(des_id)
+                self._emit(ev.DESQueued(now, des_id, node.targs, reason))
+                self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason))
+        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None:
+            return []
+        slots = self._executor.free_slots()
+        tasks: list[Task] = []
+        rows = []
+        while slots > 0 and self._requeue:
+            run = self._requeue.popleft()
+            if run.run_id in self._open:
+                run.submitted = True
+                tasks.append(run.task)
+                slots -= 1
+        while slots > 0 and self._ready:
+            des_id = self._ready.popleft()
+            node = self.graph.nodes[des_id]
+            ops = self._ops.get(des_id) or self._load_ops(des_id)
+            if ops is None:
+                continue
+            attempt = self._attempts.get(des_id, 1)
+            run_id = self._next_run_id
+            self._next_run_id += 1
+            dep_versions = self.graph.current(node) if all(d in self.graph.versions for d in node.deps) else {}
+            task = Task(run_id, des_id, attempt, str(self.recipe.path), ops, node.deps, node.targs)
+            self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, node.targs)
+            rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
+            tasks.append(task)
+            slots -= 1
+        if rows:
+            self.store.add_runs(rows)
+        return tasks
+
+    def _load_ops(self, des_id: str) -> tuple[tuple[str, Any], ...] | None:
+        row = self.store.des_row(des_id)
+        if row is None or row.ops_blob is None:
+            node = self.graph.nodes[des_id]
+            node.status = None
+            node.failed_state = "failed"
+            node.failed_trace = self.graph.current(node)
+            self._emit(ev.EngineNotice(self.clock.time(), "error",
+                                       f"DES {des_id}: its ops were not stored (not importable); it runs again when "
+                                       "its generator emits it"))
+            self._touched.append(des_id)
+            return None
+        try:
+            ops = tuple(load_ops(row.ops_blob))
+        except Exception as exc:
+            self._emit(ev.EngineNotice(self.clock.time(), "error", f"DES {des_id}: cannot load its stored ops: {exc}"))
+            return None
+        self._ops[des_id] = ops
+        return ops
+
+    # ================================================================ stopping
+    def _graceful_stop(self) -> None:
+        self._set_state("stopping", "stopping: no new work is started")
+        self._commit_and_publish([])
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        deadline = time.monotonic() + self._stop_grace
+        while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
+            self._wake.wait(0.05)
+            self._wake.clear()
+            self._cycle()
+        self._teardown(grace=0.0)
+
+    def _teardown(self, grace: float) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if self._executor is not None:
+            self._executor.shutdown(grace)
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item[0] in ("msgs", "lost", "worker"):
+                    self._handle(item)
+                elif item[0] == "query":
+                    item[2].set_exception(TinyoError("the engine has stopped"))
+        now = self.clock.time()
+        open_ids = [rid for rid in self._open]
+        if open_ids:
+            try:
+                self.store.finish_runs([("interrupted", now, "the engine stopped before this run finished; it runs "
+                                         "again at the next start", None, "\n".join(self._open[r].output), None, None, r)
+                                        for r in open_ids])
+            except StoreError:
+                pass  # reported below: the store is what failed
+        self._state = "stopped"
+        self._emit(ev.EngineState(now, "stopped", f"{len(open_ids)} run(s) interrupted" if open_ids else ""))
+        try:
+            self.store.commit()
+        finally:
+            self.store.close()
+            out, self._bus_out = self._bus_out, []
+            for event in out:
+                self.bus.publish(event)
+            self._stopped.set()
+
+    # ================================================================ query bodies (engine thread)
+    def _stats(self) -> EngineStats:
+        now = self.clock.time()
+        failed = sum(1 for n in self.graph.nodes.values() if n.state in ("failed",))
+        running = sum(1 for r in self._open.values() if r.start is not None)
+        return EngineStats(
+            state=self._state,
+            started_at=self.started_at or now,
+            uptime=now - (self.started_at or now),
+            events_total=self._events_base + self.events_taken,
+            events_per_s=self._rate.rate(now),
+            queued=len(self._ready) + sum(1 for r in self._open.values() if r.start is None),
+            running=running,
+            failed=failed,
+            buffered=self._buffered() if self._paused else 0,
+            des_total=len(self.graph.nodes),
+            docs_total=len(self.graph.versions),
+        )
+
+    def _des_details(self, des_id: str) -> DESDetails | None:
+        node = self.graph.nodes.get(des_id)
+        if node is None:
+            return None
+        ops = [(ref.partition(":")[2], dict(cfg)) for ref, cfg in (self._ops.get(des_id) or self._load_ops_quiet(des_id))]
+        runs = self.store.runs_for(des_id)
+        last_tb = next((r.traceback or r.error for r in reversed(runs) if r.status in ("failed", "cancelled")), None)
+        open_run = next((r for r in self._open.values() if r.des_id == des_id), None)
+        output = list(open_run.output) if open_run else ((runs[-1].output or "").splitlines() if runs else [])
+        return DESDetails(
+            des_id=des_id, deps=node.deps, targs=node.targs, ops=ops, state=node.state, reason=node.reason,
+            generator=node.generator, event=node.event,
+            runs=[RunInfo(r.id, r.attempt, r.worker, r.start, r.end, r.status, r.error) for r in runs],
+            last_traceback=last_tb, output=output,
+        )
+
+    def _load_ops_quiet(self, des_id: str) -> tuple[tuple[str, Any], ...]:
+        row = self.store.des_row(des_id)
+        if row is None or row.ops_blob is None:
+            return ()
+        try:
+            return tuple(load_ops(row.ops_blob))
+        except Exception:
+            return ()
+
+    def _documents(self, prefix: str | None, limit: int) -> list[DocInfo]:
+        out: list[DocInfo] = []
+        names = set(self.graph.versions) | set(self.graph.producer)
+        for name in sorted(n for n in names if prefix is None or n.startswith(prefix))[:limit]:
+            owner = self.graph.producer.get(name)
+            state = self.graph.nodes[owner].state if owner else ("input" if name in self.graph.versions else "missing")
+            out.append(DocInfo(name, self.graph.versions.get(name), owner, state))
+        return out

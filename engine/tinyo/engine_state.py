@@ -1,0 +1,104 @@
+"""Provides the engine's query results (read-only snapshots) and its small bookkeeping records."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .worker import Task
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Counters for the console header and ``tinyo status``."""
+
+    state: str
+    started_at: float
+    uptime: float
+    events_total: int
+    events_per_s: float
+    queued: int
+    running: int
+    failed: int
+    buffered: int
+    des_total: int
+    docs_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One recorded run of a DES."""
+
+    run_id: int
+    attempt: int
+    worker: str | None
+    start: float | None
+    end: float | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DESDetails:
+    """Everything the details screen shows about a DES."""
+
+    des_id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops: list[tuple[str, dict[str, Any]]]
+    state: str
+    reason: str
+    generator: str
+    event: str
+    runs: list[RunInfo]
+    last_traceback: str | None
+    output: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DocInfo:
+    """A document and the state of the DES that produces it."""
+
+    name: str
+    version: int | None
+    producer: str | None
+    state: str
+
+
+@dataclass(slots=True, eq=False)
+class OpenRun:
+    """A run that is queued or running (engine-thread bookkeeping)."""
+
+    run_id: int
+    des_id: str
+    attempt: int
+    task: Task
+    dep_versions: dict[str, int]
+    op: str
+    targs: frozenset[str]
+    worker: str | None = None
+    start: float | None = None
+    start_mono: float | None = None
+    submitted: bool = True
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=200))
+
+
+class RateMeter:
+    """Events per second over the last few seconds, in bounded memory (one bucket per second)."""
+
+    def __init__(self, window: int = 5) -> None:
+        self.window = window
+        self._buckets: deque[list[float]] = deque(maxlen=window + 1)
+
+    def add(self, now: float, count: int) -> None:
+        second = float(int(now))
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += count
+        else:
+            self._buckets.append([second, float(count)])
+
+    def rate(self, now: float) -> float:
+        horizon = int(now) - self.window
+        total = sum(c for s, c in self._buckets if s > horizon)
+        return total / self.window

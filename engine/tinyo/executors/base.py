@@ -1,0 +1,104 @@
+"""Provides the small executor interface the engine talks to, and the factory that picks one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ..model import Execution
+
+if TYPE_CHECKING:
+    from ..recipe import OpResolver
+    from ..worker import Task
+
+Sink = Callable[[tuple[Any, ...]], None]
+"""How an executor reports to the engine (any thread). Items:
+
+- ``("msgs", worker, [(kind, run_id, payload), ...])``: start / out / metric / done messages;
+- ``("lost", worker, pid, reason, running_run_id | None, kill_cause | None, [requeued Task, ...])``:
+  a worker died; the running run (if any) failed, the others were not started and go back to the queue;
+- ``("worker", worker, pid, state, detail)``: a worker came up, or could not.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as the console shows it."""
+
+    name: str
+    pid: int | None
+    state: Literal["idle", "busy", "starting", "dead"]
+    run_id: int | None
+    des_id: str | None
+    op: str | None
+    since: float | None
+
+
+class Executor(Protocol):
+    """Runs tasks somewhere and reports back through the sink; never blocks the engine loop for long."""
+
+    name: str
+
+    def start(self) -> None:
+        """Bring the workers up."""
+        ...
+
+    def free_slots(self) -> int:
+        """How many more tasks ``submit`` accepts now."""
+        ...
+
+    def submit(self, tasks: list[Task]) -> None:
+        """Hand tasks over (at most ``free_slots()`` of them)."""
+        ...
+
+    def cancel(self, run_id: int, cause: Literal["cancel", "timeout"] = "cancel") -> bool:
+        """Stop a run (running or not yet started); False if the executor does not hold it."""
+        ...
+
+    def running(self) -> dict[int, float]:
+        """Run id → start time (engine clock) of the runs a worker has started."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]:
+        ...
+
+    def shutdown(self, grace: float) -> list[int]:
+        """Stop: wait up to ``grace`` seconds for running ops, then kill. Returns run ids not finished."""
+        ...
+
+
+def make_executor(
+    execution: Execution,
+    *,
+    recipe_path: str,
+    max_workers: int,
+    sink: Sink,
+    resolver: OpResolver,
+    clock: Callable[[], float],
+    address: str | None = None,
+) -> Executor:
+    """The executor for ``execution``."""
+    if execution is Execution.PROCESSES:
+        from .process import ProcessExecutor
+
+        return ProcessExecutor(recipe_path, max_workers, sink, clock)
+    if execution is Execution.THREADS:
+        from .threads import ThreadExecutor
+
+        return ThreadExecutor(max_workers, sink, resolver, clock)
+    if execution is Execution.INLINE:
+        from .threads import InlineExecutor
+
+        return InlineExecutor(sink, resolver, clock)
+    if execution is Execution.DASK:
+        from ..errors import TinyoError
+
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise TinyoError(
+                "Execution.DASK needs dask.distributed: install it with  pip install \"tinyo[dask]\""
+            ) from None
+        raise TinyoError("Execution.DASK is not available in this version yet; use PROCESSES")
+    raise ValueError(f"unknown execution {execution!r}")

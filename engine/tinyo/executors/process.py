@@ -1,0 +1,310 @@
+"""Provides the process-pool executor: its own pool, so a worker that dies fails only its op.
+
+concurrent.futures.ProcessPoolExecutor marks the whole pool broken when one worker dies and cannot
+stop a running call, so tinyo keeps its own workers: each has a task pipe and a result pipe, one
+reader thread waits on every result pipe and every process sentinel, and a dead worker is replaced.
+Workers start from a fork server (or spawn), never from a fork of the orchestrator, so nothing
+relies on inherited state: they import the recipe by path and resolve ops by qualified name.
+
+Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
+not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
+waits behind a long one while another worker is idle.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Literal
+
+from ..worker import Task, process_main
+from .base import Sink, WorkerInfo
+
+FAST_OP = 0.002
+"""Ops whose recent mean duration is below this many seconds are prefetched."""
+PREFETCH = 24
+"""Tasks a worker may hold when ops are fast."""
+
+
+class _Worker:
+    __slots__ = ("name", "process", "pid", "task_conn", "result_conn", "inflight", "started", "kill_cause",
+                 "eof", "ready", "dead")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.process: Any = None
+        self.pid: int | None = None
+        self.task_conn: Any = None
+        self.result_conn: Any = None
+        self.inflight: OrderedDict[int, Task] = OrderedDict()
+        self.started: dict[int, float] = {}
+        self.kill_cause: dict[int, str] = {}
+        self.eof = False
+        self.ready = False
+        self.dead = False
+
+
+class ProcessExecutor:
+    """Ops in worker processes."""
+
+    name = "processes"
+
+    def __init__(self, recipe_path: str, max_workers: int, sink: Sink, clock: Callable[[], float]) -> None:
+        self.recipe_path = recipe_path
+        self.max_workers = max_workers
+        self.sink = sink
+        self.clock = clock
+        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        self._ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            self._ctx.set_forkserver_preload(["tinyo.worker", "tinyo.recipe"])
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+        self._wake_r, self._wake_w = os.pipe()
+        self._closing = False
+        self._reader: threading.Thread | None = None
+        self._mean = 1.0
+        self._rr = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        for index in range(self.max_workers):
+            worker = _Worker(f"w{index + 1}")
+            self._spawn(worker)
+            self._workers.append(worker)
+        self._reader = threading.Thread(target=self._read_loop, name="tinyo-pool-reader", daemon=True)
+        self._reader.start()
+
+    def _spawn(self, worker: _Worker) -> None:
+        task_r, task_w = self._ctx.Pipe(duplex=False)
+        res_r, res_w = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=process_main,
+            args=(task_r, res_w, worker.name, self.recipe_path, list(sys.path), os.getcwd()),
+            name=f"tinyo-{worker.name}",
+            daemon=True,
+        )
+        process.start()
+        task_r.close()
+        res_w.close()
+        worker.process, worker.pid = process, process.pid
+        worker.task_conn, worker.result_conn = task_w, res_r
+        worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
+        worker.eof = worker.ready = worker.dead = False
+        self.sink(("worker", worker.name, process.pid, "idle", "started"))
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # closed during shutdown; nobody is waiting any more
+
+    # ------------------------------------------------------------ dispatch
+    def _limit(self) -> int:
+        return PREFETCH if self._mean < FAST_OP else 1
+
+    def free_slots(self) -> int:
+        limit = self._limit()
+        with self._lock:
+            return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
+
+    def submit(self, tasks: list[Task]) -> None:
+        limit = self._limit()
+        batches: dict[str, list[Task]] = {}
+        with self._lock:
+            live = [w for w in self._workers if not w.dead]
+            for task in tasks:
+                candidates = [w for w in live if len(w.inflight) < limit] or live
+                if not candidates:
+                    raise RuntimeError("no live worker to run tasks on")
+                best = min(len(w.inflight) for w in candidates)
+                picks = [w for w in candidates if len(w.inflight) == best]
+                worker = picks[self._rr % len(picks)]
+                self._rr += 1
+                worker.inflight[task.run_id] = task
+                batches.setdefault(worker.name, []).append(task)
+            by_name = {w.name: w for w in live}
+        for name, batch in batches.items():
+            worker = by_name[name]
+            try:
+                worker.task_conn.send(("run", batch))
+            except (OSError, ValueError):
+                pass  # the worker died meanwhile; its death handler requeues these tasks
+
+    def cancel(self, run_id: int, cause: Literal["cancel", "timeout"] = "cancel") -> bool:
+        with self._lock:
+            for worker in self._workers:
+                if run_id not in worker.inflight:
+                    continue
+                first = next(iter(worker.inflight))
+                if first == run_id:
+                    worker.kill_cause[run_id] = cause
+                    if worker.pid:
+                        try:
+                            os.kill(worker.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass  # already gone; the sentinel reports it
+                else:
+                    try:
+                        worker.task_conn.send(("cancel", run_id))
+                    except (OSError, ValueError):
+                        pass  # the worker died; its death handler requeues or fails the run
+                return True
+        return False
+
+    def running(self) -> dict[int, float]:
+        with self._lock:
+            out: dict[int, float] = {}
+            for worker in self._workers:
+                out.update(worker.started)
+            return out
+
+    def workers(self) -> list[WorkerInfo]:
+        infos = []
+        with self._lock:
+            for w in self._workers:
+                if w.dead:
+                    infos.append(WorkerInfo(w.name, w.pid, "dead", None, None, None, None))
+                    continue
+                if w.started:
+                    run_id = next(iter(w.started))
+                    task = w.inflight.get(run_id)
+                    infos.append(WorkerInfo(w.name, w.pid, "busy", run_id, task.des_id if task else None,
+                                            task.op_label if task else None, w.started[run_id]))
+                else:
+                    infos.append(WorkerInfo(w.name, w.pid, "idle" if w.ready else "starting", None, None, None, None))
+        return infos
+
+    # ------------------------------------------------------------ results
+    def _read_loop(self) -> None:
+        while not self._closing:
+            with self._lock:
+                conns = {w.result_conn: w for w in self._workers if not w.dead and not w.eof}
+                sentinels = {w.process.sentinel: w for w in self._workers if not w.dead}
+            try:
+                ready = multiprocessing.connection.wait([*conns, *sentinels, self._wake_r])
+            except OSError:
+                if self._closing:
+                    return
+                continue
+            for item in ready:
+                if item == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except OSError:
+                        return
+                elif item in conns:
+                    self._receive(conns[item])
+            for item in ready:
+                if item in sentinels and not self._closing:
+                    self._on_death(sentinels[item])
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            batch = worker.result_conn.recv()
+        except (EOFError, OSError):
+            worker.eof = True
+            return
+        self._account(worker, batch)
+        self.sink(("msgs", worker.name, batch))
+
+    def _account(self, worker: _Worker, batch: list[tuple[str, int, Any]]) -> None:
+        with self._lock:
+            for kind, run_id, payload in batch:
+                if kind == "start":
+                    worker.started[run_id] = payload[1]
+                elif kind == "done":
+                    worker.inflight.pop(run_id, None)
+                    worker.started.pop(run_id, None)
+                    self._mean = self._mean * 0.7 + float(payload[4]) * 0.3
+                elif kind == "ready":
+                    worker.ready = True
+
+    def _on_death(self, worker: _Worker) -> None:
+        while not worker.eof:
+            try:
+                if not worker.result_conn.poll(0):
+                    break
+                batch = worker.result_conn.recv()
+            except (EOFError, OSError):
+                break
+            self._account(worker, batch)
+            self.sink(("msgs", worker.name, batch))
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        with self._lock:
+            pending = list(worker.inflight.values())
+            running = pending[0] if pending else None
+            cause = worker.kill_cause.get(running.run_id) if running else None
+            worker.dead = True
+        reason = _death_reason(worker.name, worker.pid, code)
+        self.sink(("lost", worker.name, worker.pid, reason, running.run_id if running else None, cause, pending[1:]))
+        for conn in (worker.task_conn, worker.result_conn):
+            conn.close()
+        if not self._closing:
+            self._spawn(worker)
+
+    # ------------------------------------------------------------ shutdown
+    def shutdown(self, grace: float) -> list[int]:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = any(w.started for w in self._workers if not w.dead)
+            if not busy:
+                break
+            time.sleep(0.02)
+        self._closing = True
+        with self._lock:
+            unfinished = [rid for w in self._workers for rid in w.inflight]
+            workers = list(self._workers)
+        for w in workers:
+            if w.dead:
+                continue
+            if w.inflight:
+                w.process.kill()
+            else:
+                try:
+                    w.task_conn.send(("stop",))
+                except (OSError, ValueError):
+                    w.process.kill()
+        for w in workers:
+            w.process.join(timeout=2)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=1)
+        self._wake()
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        for w in workers:
+            for conn in (w.task_conn, w.result_conn):
+                try:
+                    conn.close()
+                except OSError:
+                    pass  # already closed by the death handler
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # already closed
+        return unfinished
+
+
+def _death_reason(name: str, pid: int | None, code: int | None) -> str:
+    if code is None:
+        return f"worker {name} (pid {pid}) stopped responding"
+    if code < 0:
+        try:
+            sig = signal.Signals(-code).name
+        except ValueError:
+            sig = f"signal {-code}"
+        what = {"SIGSEGV": "crashed (segmentation fault, SIGSEGV)", "SIGKILL": "was killed (SIGKILL)",
+                "SIGABRT": "aborted (SIGABRT)", "SIGTERM": "was terminated (SIGTERM)"}.get(sig, f"died of {sig}")
+        return f"worker {name} (pid {pid}) {what}"
+    return f"worker {name} (pid {pid}) exited with status {code}"

@@ -1,0 +1,140 @@
+"""Provides intake helpers: file versions (cheap stat check, then content hash) and the timer grid."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+from .model import CatchUp, TimerSpec
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What identifies a file's content: (mtime_ns, size) cheaply, the hash when those changed."""
+
+    mtime_ns: int
+    size: int
+    digest: str | None
+
+
+def stat_file(path: str) -> os.stat_result | None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+    return st if _is_regular(st) else None
+
+
+def _is_regular(st: os.stat_result) -> bool:
+    import stat as stat_mod
+
+    return stat_mod.S_ISREG(st.st_mode)
+
+
+def digest_file(path: str) -> str | None:
+    """BLAKE2b of the file's content, or None if it cannot be read."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat_result | None = None) -> tuple[bool, FileState | None]:
+    """(content changed?, new state) for ``path`` against the ``known`` state; state None if the file is gone.
+
+    A file with the same (mtime_ns, size) is unchanged without reading it; otherwise, with hashing on,
+    it changed only if the content hash differs (so ``touch`` alone changes nothing).
+    """
+    st = st if st is not None else stat_file(path)
+    if st is None:
+        return False, None
+    if known is not None and known.mtime_ns == st.st_mtime_ns and known.size == st.st_size:
+        return False, known
+    if not use_hash:
+        return True, FileState(st.st_mtime_ns, st.st_size, None)
+    digest = digest_file(path)
+    if digest is None:
+        return False, None
+    state = FileState(st.st_mtime_ns, st.st_size, digest)
+    if known is not None and known.digest == digest:
+        return False, state
+    return True, state
+
+
+# ---------------------------------------------------------------- timers
+
+
+def timer_event(name: str, tick: datetime) -> str:
+    """The event string of a tick: ``f"{name}_{ts}"`` with ``ts = str(tick.timestamp())``."""
+    return f"{name}_{tick.timestamp()}"
+
+
+def first_tick_at_or_after(spec: TimerSpec, now: datetime) -> datetime:
+    if now <= spec.initial:
+        return spec.initial
+    k = (now - spec.initial) // spec.interval
+    tick = spec.initial + k * spec.interval
+    if tick < now:
+        tick += spec.interval
+    return tick
+
+
+def last_tick_at_or_before(spec: TimerSpec, now: datetime) -> datetime | None:
+    if now < spec.initial:
+        return None
+    k = (now - spec.initial) // spec.interval
+    return spec.initial + k * spec.interval
+
+
+class TimerSchedule:
+    """When each timer fires next, and which ticks missed while down are fired on start."""
+
+    def __init__(self, specs: list[TimerSpec]) -> None:
+        self.specs = {s.name: s for s in specs}
+        self.next_tick: dict[str, datetime] = {}
+
+    def start(self, now: datetime, last_fired: dict[str, float], policy: CatchUp, limit: int) -> list[tuple[str, datetime]]:
+        """Set up the grid from ``now``; return the catch-up ticks to fire now (oldest first)."""
+        catch_up: list[tuple[str, datetime]] = []
+        for name, spec in self.specs.items():
+            first = first_tick_at_or_after(spec, now)
+            self.next_tick[name] = first
+            last = last_fired.get(name)
+            if last is None or policy == "skip":
+                continue
+            latest = last_tick_at_or_before(spec, now)
+            if latest is None or latest >= first or latest.timestamp() <= last:
+                continue  # nothing was missed (a tick exactly at ``now`` fires as the first tick)
+            if policy == "latest":
+                catch_up.append((name, latest))
+                continue
+            ticks: list[datetime] = []
+            tick = latest
+            while tick >= spec.initial and tick.timestamp() > last and len(ticks) < limit:
+                ticks.append(tick)
+                tick = tick - spec.interval
+            catch_up.extend((name, t) for t in reversed(ticks))
+        catch_up.sort(key=lambda item: item[1])
+        return catch_up
+
+    def due(self, now: datetime) -> list[tuple[str, datetime]]:
+        """Ticks at or before ``now`` (each timer at most its latest one: a stalled loop skips, it does
+        not flood), advancing the grid."""
+        fired: list[tuple[str, datetime]] = []
+        for name, tick in self.next_tick.items():
+            if tick <= now:
+                spec = self.specs[name]
+                latest = last_tick_at_or_before(spec, now) or tick
+                fired.append((name, latest))
+                self.next_tick[name] = latest + spec.interval
+        fired.sort(key=lambda item: item[1])
+        return fired
+
+    def next_due(self) -> datetime | None:
+        return min(self.next_tick.values(), default=None)

@@ -1,0 +1,449 @@
+"""Provides the SQLite state store: events, documents, DES and traces, runs, timers, files seen.
+
+One connection, owned by the engine thread. WAL mode, ``synchronous=NORMAL`` (a killed process loses
+nothing committed), explicit transactions batched per engine cycle, a versioned schema, and a clear
+StoreError for a foreign, corrupt, newer, read-only or locked file. Every statement is parameterised.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pickle
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, source TEXT NOT NULL, name TEXT NOT NULL,
+    status TEXT NOT NULL, detail TEXT);
+CREATE INDEX IF NOT EXISTS events_new ON events(id) WHERE status = 'new';
+CREATE TABLE IF NOT EXISTS documents(
+    name TEXT PRIMARY KEY, version INTEGER NOT NULL, hash TEXT, mtime_ns INTEGER, size INTEGER,
+    updated REAL NOT NULL, by TEXT);
+CREATE TABLE IF NOT EXISTS files_seen(
+    path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, hash TEXT);
+CREATE TABLE IF NOT EXISTS des(
+    id TEXT PRIMARY KEY, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
+    generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
+    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS des_docs(doc TEXT NOT NULL, des_id TEXT NOT NULL, role TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS des_docs_doc ON des_docs(doc, role);
+CREATE TABLE IF NOT EXISTS runs(
+    id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
+    start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
+    dep_versions TEXT, result TEXT);
+CREATE INDEX IF NOT EXISTS runs_des ON runs(des_id, id);
+CREATE INDEX IF NOT EXISTS runs_open ON runs(id) WHERE status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS requests(
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, arg TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+@dataclass(frozen=True)
+class StoredDES:
+    """A DES row as loaded from the store."""
+
+    id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops_desc: tuple[str, ...]
+    ops_blob: bytes | None
+    generator: str
+    event: str
+    state: str
+    trace: dict[str, int] | None
+    failed_trace: dict[str, int] | None
+    forced: bool
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as recorded."""
+
+    id: int
+    des_id: str
+    attempt: int
+    worker: str | None
+    start: float | None
+    end: float | None
+    status: str
+    error: str | None
+    traceback: str | None
+    output: str | None
+    result: str | None = None
+
+
+class Store:
+    """The engine's state file. Not thread-safe: one thread (the engine loop) uses it."""
+
+    def __init__(self, path: str, *, read_only: bool = False, lock: bool = True) -> None:
+        self.path = path
+        self.memory = path == ":memory:"
+        self._lock_fd: int | None = None
+        self._in_tx = False
+        if not self.memory:
+            abspath = Path(path).expanduser().resolve()
+            self.path = str(abspath)
+            if not read_only:
+                abspath.parent.mkdir(parents=True, exist_ok=True)
+                self._check_writable(abspath)
+                if lock:
+                    self._take_lock(abspath)
+            elif not abspath.exists():
+                raise StoreError(f"{abspath}: no state file here yet (run the recipe first)")
+        try:
+            self.conn = self._connect(read_only)
+            self._init_schema(read_only)
+        except StoreError:
+            self.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"{self.path}: not a usable tinyo state file ({exc})") from exc
+
+    # ------------------------------------------------------------ opening
+    def _check_writable(self, path: Path) -> None:
+        if path.exists() and not os.access(path, os.W_OK):
+            raise StoreError(f"{path}: the state file is read-only; tinyo needs to write it")
+        if not path.exists():
+            if not os.access(path.parent, os.W_OK):
+                raise StoreError(f"{path.parent}: cannot create the state file here (folder not writable)")
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        os.chmod(path, 0o600)
+
+    def _take_lock(self, path: Path) -> None:
+        lock_path = str(path) + ".lock"
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{path}: another tinyo engine is running on this state file") from None
+        self._lock_fd = fd
+
+    def _connect(self, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        return conn
+
+    def _init_schema(self, read_only: bool) -> None:
+        conn = self.conn
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a SQLite database, or a corrupt one ({exc})") from exc
+        if tables and app_id != APP_ID:
+            raise StoreError(
+                f"{self.path}: this SQLite file belongs to another program (tables: {', '.join(sorted(tables)[:5])}); "
+                "point sql_conn or --db at a new file"
+            )
+        if app_id == APP_ID:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: written by a newer tinyo (schema {version}, this one reads {SCHEMA_VERSION}); "
+                    "upgrade tinyo or use another file"
+                )
+            if version == SCHEMA_VERSION:
+                if not read_only:
+                    self._pragmas()
+                return
+        if read_only:
+            raise StoreError(f"{self.path}: no tinyo state in this file yet")
+        self._pragmas()
+        conn.executescript(
+            "BEGIN IMMEDIATE;" + SCHEMA
+            + f"INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
+            + f"PRAGMA application_id = {APP_ID};"
+            + "COMMIT;"
+        )
+
+    def _pragmas(self) -> None:
+        if not self.memory:
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch the state file to WAL mode (got {mode})")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+
+    def close(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            try:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+                conn.close()
+            except sqlite3.Error:
+                pass  # closing a broken connection: the error was already reported when it broke
+            self.conn = None  # type: ignore[assignment]
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------ transactions
+    def begin(self) -> None:
+        """Open a write transaction if none is open (writes are batched until ``commit``)."""
+        if not self._in_tx:
+            self.conn.execute("BEGIN")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        if self._in_tx:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self.conn.execute("ROLLBACK")
+                self._in_tx = False
+                raise StoreError(f"{self.path}: could not commit ({exc})") from exc
+            self._in_tx = False
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self.conn.execute("ROLLBACK")
+            self._in_tx = False
+
+    def _w(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        self.begin()
+        return self.conn.execute(sql, tuple(params))
+
+    def _wm(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self.begin()
+        self.conn.executemany(sql, rows)
+
+    # ------------------------------------------------------------ events
+    def add_events(self, rows: list[tuple[float, str, str, str]]) -> list[int]:
+        """Insert (ts, source, name, status) rows; return their ids in order."""
+        ids = []
+        for ts, source, name, status in rows:
+            cur = self._w("INSERT INTO events(ts, source, name, status) VALUES (?, ?, ?, ?)", (ts, source, name, status))
+            ids.append(cur.lastrowid)
+        return ids
+
+    def mark_events(self, rows: list[tuple[str, str | None, int]]) -> None:
+        """Set (status, detail) of events by id."""
+        self._wm("UPDATE events SET status = ?, detail = ? WHERE id = ?", rows)
+
+    def new_events(self, after_id: int, limit: int) -> list[tuple[int, float, str, str]]:
+        """Stored events not yet processed, oldest first: (id, ts, source, name)."""
+        return self.conn.execute(
+            "SELECT id, ts, source, name FROM events WHERE status = 'new' AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+
+    def recent_events(self, limit: int) -> list[tuple[int, float, str, str, str, str | None]]:
+        rows = self.conn.execute(
+            "SELECT id, ts, source, name, status, detail FROM events ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return rows[::-1]
+
+    def count(self, table: str, where: str = "", params: tuple[Any, ...] = ()) -> int:
+        assert table in {"events", "documents", "des", "runs", "files_seen", "requests"}
+        return self.conn.execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
+
+    # ------------------------------------------------------------ files and documents
+    def file_seen(self, path: str) -> tuple[int, int, str | None] | None:
+        row = self.conn.execute("SELECT mtime_ns, size, hash FROM files_seen WHERE path = ?", (path,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def files_seen_under(self, folder: str) -> dict[str, tuple[int, int, str | None]]:
+        prefix = folder.rstrip("/") + "/"
+        rows = self.conn.execute(
+            "SELECT path, mtime_ns, size, hash FROM files_seen WHERE path >= ? AND path < ?",
+            (prefix, prefix[:-1] + "0"),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def set_file_seen(self, path: str, mtime_ns: int, size: int, digest: str | None) -> None:
+        self._w(
+            "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
+            (path, mtime_ns, size, digest),
+        )
+
+    def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
+        yield from self.conn.execute("SELECT name, version, hash, mtime_ns, size FROM documents")
+
+    def document(self, name: str) -> tuple[int, str | None, int | None, int | None, float, str | None] | None:
+        return self.conn.execute(
+            "SELECT version, hash, mtime_ns, size, updated, by FROM documents WHERE name = ?", (name,)
+        ).fetchone()
+
+    def put_documents(self, rows: list[tuple[str, int, str | None, int | None, int | None, float, str]]) -> None:
+        """Upsert (name, version, hash, mtime_ns, size, updated, by)."""
+        self._wm(
+            "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
+            "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
+            rows,
+        )
+
+    # ------------------------------------------------------------ DES
+    def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
+        """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created)."""
+        self._wm(
+            "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
+            [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows],
+        )
+        docs = []
+        for i, d, t, *_ in rows:
+            docs.extend((doc, i, "dep") for doc in d)
+            docs.extend((doc, i, "targ") for doc in t)
+        self._wm("INSERT INTO des_docs(doc, des_id, role) VALUES (?, ?, ?)", docs)
+
+    def update_des(self, rows: list[tuple[str, dict[str, int] | None, dict[str, int] | None, bool, str]]) -> None:
+        """Set (state, trace, failed_trace, forced) of DES: rows are (state, trace, failed_trace, forced, id)."""
+        self._wm(
+            "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ? WHERE id = ?",
+            [(s, _jmap(t), _jmap(f), int(fo), i) for s, t, f, fo, i in rows],
+        )
+
+    def load_des(self) -> Iterator[StoredDES]:
+        for row in self.conn.execute(
+            "SELECT id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced FROM des"
+        ):
+            yield StoredDES(
+                row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
+                row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]),
+            )
+
+    def des_row(self, des_id: str) -> StoredDES | None:
+        row = self.conn.execute(
+            "SELECT id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced "
+            "FROM des WHERE id = ?", (des_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredDES(
+            row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
+            row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]),
+        )
+
+    def des_ids_for_doc(self, doc: str, role: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT des_id FROM des_docs WHERE doc = ? AND role = ?", (doc, role))]
+
+    # ------------------------------------------------------------ runs
+    def next_run_id(self) -> int:
+        return (self.conn.execute("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
+
+    def add_runs(self, rows: list[tuple[int, str, int, str | None, float | None, str, dict[str, int]]]) -> None:
+        """Insert (id, des_id, attempt, worker, start, status, dep_versions)."""
+        self._wm(
+            "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(i, d, a, w, s, st, json.dumps(v)) for i, d, a, w, s, st, v in rows],
+        )
+
+    def start_runs(self, rows: list[tuple[str, float, int]]) -> None:
+        """Mark runs running: (worker, start, id)."""
+        self._wm("UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?", rows)
+
+    def finish_runs(self, rows: list[tuple[str, float, str | None, str | None, str | None, str | None, str | None, int]]) -> None:
+        """(status, end, error, traceback, output, result, worker, id)."""
+        self._wm(
+            "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
+            "worker = coalesce(?, worker) WHERE id = ?",
+            rows,
+        )
+
+    def open_runs(self) -> list[tuple[int, str]]:
+        return self.conn.execute("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
+
+    def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
+        rows = self.conn.execute(
+            "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "
+            "FROM runs WHERE des_id = ? ORDER BY id DESC LIMIT ?", (des_id, limit)
+        ).fetchall()
+        return [RunRow(*r) for r in rows[::-1]]
+
+    def recent_runs(self, limit: int) -> list[RunRow]:
+        rows = self.conn.execute(
+            "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "
+            "FROM runs ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [RunRow(*r) for r in rows[::-1]]
+
+    def run_counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+
+    # ------------------------------------------------------------ timers and requests
+    def timer_ticks(self) -> dict[str, float]:
+        return dict(self.conn.execute("SELECT name, last_tick FROM timers").fetchall())
+
+    def set_timer_tick(self, name: str, tick: float) -> None:
+        self._w(
+            "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
+            (name, tick),
+        )
+
+    def add_request(self, ts: float, kind: str, arg: str) -> int:
+        cur = self._w("INSERT INTO requests(ts, kind, arg) VALUES (?, ?, ?)", (ts, kind, arg))
+        self.commit()
+        return cur.lastrowid or 0
+
+    def pending_requests(self) -> list[tuple[int, str, str]]:
+        return self.conn.execute("SELECT id, kind, arg FROM requests WHERE done = 0 ORDER BY id").fetchall()
+
+    def mark_request(self, req_id: int) -> None:
+        self._w("UPDATE requests SET done = 1 WHERE id = ?", (req_id,))
+
+    # ------------------------------------------------------------ retention
+    def prune(self, keep_events: int | None, keep_runs: int | None) -> tuple[int, int]:
+        """Delete the oldest processed events / finished runs beyond the kept counts."""
+        removed_events = removed_runs = 0
+        if keep_events:
+            cur = self._w(
+                "DELETE FROM events WHERE status != 'new' AND id <= (SELECT max(id) FROM events) - ?", (keep_events,)
+            )
+            removed_events = cur.rowcount
+        if keep_runs:
+            cur = self._w(
+                "DELETE FROM runs WHERE status NOT IN ('queued', 'running') AND id <= (SELECT max(id) FROM runs) - ?",
+                (keep_runs,),
+            )
+            removed_runs = cur.rowcount
+        return removed_events, removed_runs
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _jset(values: frozenset[str]) -> str:
+    return json.dumps(sorted(values))
+
+
+def _jmap(value: dict[str, int] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _umap(text: str | None) -> dict[str, int] | None:
+    return None if text is None else json.loads(text)
+
+
+def dump_ops(ops: list[tuple[str, Any]]) -> bytes:
+    """Serialise a DES's (op ref, Config) pairs for re-dispatch after a restart."""
+    return pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_ops(blob: bytes) -> list[tuple[str, Any]]:
+    return pickle.loads(blob)

@@ -1,0 +1,163 @@
+"""Provides the file watcher: watchdog events turned into one event per file once it is complete.
+
+A file is reported when it is written and closed, or moved in; a file created or modified without a
+close (mmap, a hard link, a file system without close events) is reported once it has been quiet
+for ``debounce`` seconds. Only the event types needed are asked for, which keeps the kernel queue
+from overflowing under bursts; when it overflows anyway (watchdog only logs it), ``on_overflow`` is
+called so the engine rescans. Knows nothing of the store or the UI: it calls back with paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+class _OverflowHook(logging.Handler):
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.callback()
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: FileWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        if isinstance(event, FileMovedEvent):
+            self.watcher._complete(os.fsdecode(event.dest_path))
+        elif isinstance(event, FileClosedEvent):
+            self.watcher._complete(os.fsdecode(event.src_path))
+        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+            self.watcher._touch(os.fsdecode(event.src_path))
+
+
+class FileWatcher:
+    """Watches folders; calls ``on_file(abs_path)`` once per completed write or move-in."""
+
+    def __init__(
+        self,
+        dirs: Iterable[str],
+        on_file: Callable[[str], None],
+        on_overflow: Callable[[], None],
+        *,
+        recursive: bool = False,
+        debounce: float = 0.2,
+        ignore: Iterable[str] = (),
+    ) -> None:
+        self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
+        self.on_file = on_file
+        self.on_overflow = on_overflow
+        self.recursive = recursive
+        self.debounce = debounce
+        self.ignore = {str(Path(p).resolve()) for p in ignore}
+        self._observer: Observer | None = None
+        self._pending: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self._stop = False
+        self._debouncer: threading.Thread | None = None
+        self._hook = _OverflowHook(on_overflow)
+
+    def start(self) -> None:
+        for folder in self.dirs:
+            os.makedirs(folder, exist_ok=True)
+        for name in OVERFLOW_LOGGERS:
+            logging.getLogger(name).addHandler(self._hook)
+        observer = Observer()
+        handler = _Handler(self)
+        kinds = [FileClosedEvent, FileMovedEvent, FileCreatedEvent, FileModifiedEvent]
+        for folder in self.dirs:
+            observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        self._debouncer = threading.Thread(target=self._debounce_loop, name="tinyo-debounce", daemon=True)
+        self._debouncer.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        for name in OVERFLOW_LOGGERS:
+            logging.getLogger(name).removeHandler(self._hook)
+
+    def _wanted(self, path: str) -> bool:
+        return path not in self.ignore
+
+    def _complete(self, path: str) -> None:
+        if not self._wanted(path):
+            return
+        with self._cond:
+            self._pending.pop(path, None)
+        self.on_file(path)
+
+    def _touch(self, path: str) -> None:
+        if not self._wanted(path):
+            return
+        with self._cond:
+            was_empty = not self._pending
+            self._pending[path] = time.monotonic() + self.debounce
+            if was_empty:
+                self._cond.notify()
+
+    def _debounce_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop:
+                    self._cond.wait()  # no timer runs while nothing is pending
+                if self._stop:
+                    return
+                now = time.monotonic()
+                due = [p for p, t in self._pending.items() if t <= now]
+                for path in due:
+                    del self._pending[path]
+                if not due:
+                    self._cond.wait(timeout=max(0.001, min(self._pending.values()) - now))
+                    continue
+            for path in due:
+                if os.path.isfile(path):
+                    self.on_file(path)
+
+
+def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_result]]:
+    """Every regular file in ``folder`` (and below, if recursive) with its stat."""
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    yield entry.path, entry.stat(follow_symlinks=False)
+                elif recursive and entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+            except FileNotFoundError:
+                continue

@@ -1,0 +1,266 @@
+"""Provides what runs an op wherever it runs: output capture, the op call, and the process worker.
+
+Kept free of heavy imports: worker processes import this module (and the recipe) and nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import runtime
+from .model import Config
+
+MAX_LINE = 1 << 20
+"""Longest output line carried whole; longer ones are cut with a note (bounded memory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One run of a DES's ops, as sent to a worker (picklable, no callables)."""
+
+    run_id: int
+    des_id: str
+    attempt: int
+    recipe_path: str
+    ops: tuple[tuple[str, Config], ...]
+    """(op reference ``module:qualname``, Config) pairs, run in order."""
+    deps: frozenset[str]
+    targs: frozenset[str]
+
+    @property
+    def op_label(self) -> str:
+        """The op names, for display (``load`` or ``extract+load``)."""
+        return "+".join(ref.partition(":")[2] for ref, _ in self.ops)
+
+
+# ---------------------------------------------------------------- output capture
+
+_capture = threading.local()
+
+
+class _Sink:
+    __slots__ = ("run_id", "emit", "buffers")
+
+    def __init__(self, run_id: int, emit: runtime.Emit) -> None:
+        self.run_id = run_id
+        self.emit = emit
+        self.buffers = {"stdout": "", "stderr": ""}
+
+
+class LineRouter(io.TextIOBase):
+    """A sys.stdout/sys.stderr stand-in: lines written by a thread running an op go to that op's
+    run, whole lines at a time; anything else goes to the original stream."""
+
+    def __init__(self, stream_name: str, original: Any) -> None:
+        self.stream_name = stream_name
+        self.original = original
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        if self.original is not None:
+            return self.original.fileno()
+        raise io.UnsupportedOperation("fileno")
+
+    def write(self, text: str) -> int:
+        sink: _Sink | None = getattr(_capture, "sink", None)
+        if sink is None:
+            if self.original is not None:
+                return self.original.write(text)
+            return len(text)
+        buf = sink.buffers[self.stream_name] + text
+        if "\n" in buf:
+            *lines, buf = buf.split("\n")
+            for line in lines:
+                sink.emit("out", sink.run_id, (self.stream_name, _cut(line)))
+        if len(buf) > MAX_LINE:
+            sink.emit("out", sink.run_id, (self.stream_name, _cut(buf)))
+            buf = ""
+        sink.buffers[self.stream_name] = buf
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(_capture, "sink", None) is None and self.original is not None:
+            self.original.flush()
+
+
+def _cut(line: str) -> str:
+    line = line.rstrip("\r")
+    if len(line) > MAX_LINE:
+        return line[:MAX_LINE] + f" … [{len(line) - MAX_LINE} more characters cut]"
+    return line
+
+
+_install_lock = threading.Lock()
+
+
+def install_routers() -> None:
+    """Replace sys.stdout/sys.stderr by routers (once per process)."""
+    with _install_lock:
+        if not isinstance(sys.stdout, LineRouter):
+            sys.stdout = LineRouter("stdout", sys.stdout)
+        if not isinstance(sys.stderr, LineRouter):
+            sys.stderr = LineRouter("stderr", sys.stderr)
+
+
+# ---------------------------------------------------------------- running a task
+
+
+class CancelledRun(BaseException):
+    """Raised inside a thread-run op when it is cancelled or timed out."""
+
+
+Resolve = Callable[[str], Any]
+
+
+def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, clock: Callable[[], float] = time.time) -> None:
+    """Run every op of ``task`` in order; report start, output lines, and the outcome through ``emit``.
+
+    Messages: ("start", run_id, (worker, ts)), ("out", run_id, (stream, line)),
+    ("done", run_id, (ok, error, traceback, result_repr, duration)).
+    """
+    emit("start", task.run_id, (worker, clock()))
+    sink = _Sink(task.run_id, emit)
+    previous = getattr(_capture, "sink", None)
+    _capture.sink = sink
+    started = time.perf_counter()
+    ctx = runtime.RunContext(task.run_id, task.des_id, worker, emit)
+    current_ref = ""
+    try:
+        with runtime.running(ctx):
+            result = None
+            for ref, cfg in task.ops:
+                current_ref = ref
+                fn = resolve(ref)
+                result = fn({
+                    "deps": task.deps,
+                    "targs": task.targs,
+                    "config": cfg,
+                    "run_id": task.run_id,
+                    "attempt": task.attempt,
+                    "des_id": task.des_id,
+                    "worker": worker,
+                })
+        _flush_partial(sink)
+        emit("done", task.run_id, (True, None, None, _result_repr(result), time.perf_counter() - started))
+    except CancelledRun as exc:
+        _flush_partial(sink)
+        emit("done", task.run_id, (False, f"cancelled: {exc}", None, None, time.perf_counter() - started))
+    except BaseException as exc:  # the op's failure travels back as a value (message + traceback)
+        _flush_partial(sink)
+        name = current_ref.partition(":")[2] or current_ref
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        tb = "".join(traceback.format_exception(exc))
+        emit("done", task.run_id, (False, f"op {name} raised {message}", tb, None, time.perf_counter() - started))
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+            raise
+    finally:
+        _capture.sink = previous
+
+
+def _flush_partial(sink: _Sink) -> None:
+    for stream, buf in sink.buffers.items():
+        if buf:
+            sink.emit("out", sink.run_id, (stream, _cut(buf)))
+            sink.buffers[stream] = ""
+
+
+def _result_repr(result: Any) -> str | None:
+    if result is None:
+        return None
+    text = repr(result)
+    return text if len(text) <= 4000 else text[:4000] + " …"
+
+
+# ---------------------------------------------------------------- process worker
+
+
+def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, sys_path: list[str], cwd: str) -> None:
+    """Entry point of a worker process: receive task batches, run them, stream results back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides what Ctrl-C does
+    os.chdir(cwd)
+    for entry in reversed(sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    install_routers()
+    from .recipe import OpResolver, import_recipe_module
+
+    outbox: queue.Queue[tuple[str, int, Any]] = queue.Queue(maxsize=20_000)
+    inbox: queue.Queue[Any] = queue.Queue()
+    skip: set[int] = set()
+
+    def emit(kind: str, run_id: int, payload: Any) -> None:
+        outbox.put((kind, run_id, payload))
+
+    def sender() -> None:
+        while True:
+            item = outbox.get()
+            batch = [item]
+            while len(batch) < 2000:
+                try:
+                    batch.append(outbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                result_conn.send(batch)
+            except (OSError, EOFError):
+                os._exit(1)  # the orchestrator is gone
+
+    def receiver() -> None:
+        while True:
+            try:
+                msg = task_conn.recv()
+            except (EOFError, OSError):
+                os._exit(1)  # the orchestrator is gone: stop at once (its store marks the run interrupted)
+            kind = msg[0]
+            if kind == "cancel":
+                skip.add(msg[1])
+            elif kind == "stop":
+                inbox.put(None)
+            else:
+                for task in msg[1]:
+                    inbox.put(task)
+
+    threading.Thread(target=sender, name="tinyo-sender", daemon=True).start()
+    threading.Thread(target=receiver, name="tinyo-receiver", daemon=True).start()
+    try:
+        resolver = OpResolver(import_recipe_module(recipe_path), None)
+    except Exception as exc:
+        emit("fatal", 0, f"worker {name} cannot import the recipe {recipe_path}: {exc}")
+        time.sleep(0.5)
+        os._exit(3)
+    emit("ready", 0, os.getpid())
+    while True:
+        task = inbox.get()
+        if task is None:
+            break
+        if task.run_id in skip:
+            skip.discard(task.run_id)
+            emit("done", task.run_id, (False, "cancelled before it started", None, None, 0.0))
+            continue
+        try:
+            run_task(task, resolver.resolve, emit, name)
+        except BaseException as exc:  # run_task reports op errors itself; this is a worker bug
+            emit("done", task.run_id, (False, f"worker error: {exc!r}", traceback.format_exc(), None, 0.0))
+    # let the sender drain before exiting
+    deadline = time.monotonic() + 5
+    while not outbox.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
