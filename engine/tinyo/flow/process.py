@@ -39,8 +39,8 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 def check_importable(step: Step, where: str) -> None:
     """Raise ProcessModeError unless ``step`` can be pickled and found again by a worker process."""
-    if isinstance(step, FunctionStep):
-        fn = step.fn
+    functions = [step.fn] if isinstance(step, FunctionStep) else [v for v in vars(step).values() if callable(v)]
+    for fn in functions:
         qual = getattr(fn, "__qualname__", "")
         if "<lambda>" in qual or "<locals>" in qual:
             raise ProcessModeError(

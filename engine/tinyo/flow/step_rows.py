@@ -28,7 +28,7 @@ class Generate(Step):
     of the input row (the empty kickstart row for a step with no incoming hop).
     """
 
-    settings = ("count",)
+    settings = ("count", "fields")
 
     def __init__(
         self,

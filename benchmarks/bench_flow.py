@@ -1,0 +1,157 @@
+"""Provides the data-flow speed benchmark: each figure beside a baseline measured in the same run.
+
+    python benchmarks/bench_flow.py [--rows 1000000] [--cpu-rows 100000] [--json PATH]
+
+Cases:
+- ``map2``: Generate -> Map -> Map -> count, one lane, against a plain loop doing the same work
+  (target: >= 0.5x the loop);
+- ``cpu``: a CPU-bound Map in worker processes, 2 instances against 1 (target: >= 1.6x);
+- ``repartition``: the ``map2`` flow with the second Map in 2 instances fed by a partition function.
+No assertions: it prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "engine"))
+
+from tinyo.flow import Flow, steps  # noqa: E402
+
+
+class Count(steps.Step):
+    """A sink that counts rows (keeps nothing)."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def process(self, rows: list[dict[str, Any]]) -> None:
+        self.n += len(rows)
+        return None
+
+
+def double(row: dict[str, Any]) -> dict[str, Any]:
+    row["x"] = row["i"] * 2
+    return row
+
+
+def plus_one(row: dict[str, Any]) -> dict[str, Any]:
+    row["y"] = row["x"] + 1
+    return row
+
+
+def burn(row: dict[str, Any]) -> dict[str, Any]:
+    """About 20 microseconds of pure-Python arithmetic per row."""
+    x = row["i"]
+    acc = 0
+    for k in range(300):
+        acc = (acc + x * k) % 1_000_003
+    row["h"] = acc
+    return row
+
+
+def plain_loop(n: int) -> float:
+    start = time.perf_counter()
+    count = 0
+    for i in range(n):
+        row = {"i": i}
+        row = double(row)
+        row = plus_one(row)
+        count += 1
+    assert count == n
+    return time.perf_counter() - start
+
+
+def plain_burn(n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        burn({"i": i})
+    return time.perf_counter() - start
+
+
+def map2_flow(n: int, repartition: bool = False) -> float:
+    flow = Flow("bench_map2", params={"n": n})
+    gen = flow.step("gen", steps.Generate("${params.n}"))
+    m1 = flow.step("double", steps.Map(double))
+    m2 = flow.step("plus_one", steps.Map(plus_one), instances=2 if repartition else 1)
+    sink = flow.step("count", Count(), instances=2 if repartition else 1)
+    flow.hop(gen, m1)
+    flow.hop(m1, m2, partition=(lambda r: r["i"] % 16) if repartition else None)
+    flow.hop(m2, sink)
+    start = time.perf_counter()
+    run = flow.run()
+    elapsed = time.perf_counter() - start
+    if not run.ok or run.rows_in("count") != n:
+        raise SystemExit(f"map2 flow failed: {run.error or run.rows_in('count')}")
+    return elapsed
+
+
+def cpu_flow(n: int, instances: int, processes: bool) -> float:
+    flow = Flow("bench_cpu", chunk_size=1000)
+    gen = flow.step("gen", steps.Generate(n))
+    work = flow.step("burn", steps.Map(burn), instances=instances, processes=processes)
+    sink = flow.step("count", Count())
+    flow.hop(gen, work)
+    flow.hop(work, sink)
+    start = time.perf_counter()
+    run = flow.run()
+    elapsed = time.perf_counter() - start
+    if not run.ok or run.rows_in("count") != n:
+        raise SystemExit(f"cpu flow failed: {run.error or run.rows_in('count')}")
+    return elapsed
+
+
+def best(fn: Any, *args: Any, repeat: int = 3) -> float:
+    return min(fn(*args) for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cpu-rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "tinyo_bench_flow.json"))
+    args = parser.parse_args()
+    n, c, r = args.rows, args.cpu_rows, args.repeat
+
+    loop = best(plain_loop, n, repeat=r)
+    flow1 = best(map2_flow, n, repeat=r)
+    repart = best(map2_flow, n, True, repeat=r)
+    burn_loop = best(plain_burn, c, repeat=r)
+    burn_thread = best(cpu_flow, c, 1, False, repeat=r)
+    burn_p1 = best(cpu_flow, c, 1, True, repeat=r)
+    burn_p2 = best(cpu_flow, c, 2, True, repeat=r)
+
+    rows = [
+        ("map2: plain loop (baseline)", n, loop, None, None),
+        ("map2: flow, 1 lane", n, flow1, loop / flow1, 0.5),
+        ("map2: flow, repartitioned 1->2", n, repart, loop / repart, None),
+        ("cpu: plain loop", c, burn_loop, None, None),
+        ("cpu: flow, 1 thread", c, burn_thread, burn_loop / burn_thread, None),
+        ("cpu: flow, 1 process (baseline)", c, burn_p1, None, None),
+        ("cpu: flow, 2 processes", c, burn_p2, burn_p1 / burn_p2, 1.6),
+    ]
+    print(f"{'case':36} {'rows':>9} {'seconds':>8} {'rows/s':>11} {'ratio':>6} {'target':>7}")
+    results = []
+    for name, count, secs, ratio, target in rows:
+        rate = count / secs
+        ratio_s = f"{ratio:.2f}x" if ratio is not None else ""
+        target_s = f">={target}x" if target is not None else ""
+        print(f"{name:36} {count:>9} {secs:>8.3f} {rate:>11,.0f} {ratio_s:>6} {target_s:>7}")
+        results.append({"case": name, "rows": count, "seconds": round(secs, 4), "rows_per_s": round(rate),
+                        "ratio": round(ratio, 3) if ratio is not None else None, "target": target})
+    report = {"python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(),
+              "results": results}
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"\nwritten {args.json}")
+
+
+if __name__ == "__main__":
+    main()
