@@ -40,11 +40,14 @@ class Step:
 
     ctx: StepContext
     """Set on the per-instance copy by ``open``."""
+    raw_settings: dict[str, Any]
+    """The settings as configured, before interpolation (set by ``open``)."""
 
     def open(self, ctx: StepContext) -> Step:
         """A per-instance copy with interpolated settings, set up and ready for ``process``."""
         inst = copy.copy(self)
         inst.ctx = ctx
+        inst.raw_settings = {name: getattr(self, name) for name in self.settings}
         for name in self.settings:
             setattr(inst, name, _interpolate_value(getattr(self, name), ctx, name))
         inst.setup()

@@ -145,9 +145,17 @@ class StepContext:
             "step": {"name": self.step},
         }
 
-    def interpolate(self, text: str, setting: str = "setting") -> str:
-        """``text`` with every ``${a.b}`` replaced (``$${`` stands for a literal ``${``)."""
-        return interpolate(text, self.scope(), f"{self.where}, setting {setting!r}")
+    def interpolate(self, text: str, setting: str = "setting") -> Any:
+        """``text`` with every ``${a.b}`` replaced (``$${`` stands for a literal ``${``).
+
+        A setting that is exactly one reference (``"${params.n}"``) takes the value itself, keeping
+        its type (an int stays an int, e.g. for SQL arguments).
+        """
+        where = f"{self.where}, setting {setting!r}"
+        whole = _REFERENCE.fullmatch(text)
+        if whole is not None and whole.group(0) != "$${":
+            return resolve(whole.group(1).strip(), self.scope(), where)
+        return interpolate(text, self.scope(), where)
 
     def row_failed(self, row: Any, exc: BaseException) -> None:
         """Report a row that raised: an error row on the ``error`` gate, or (no such hop) fail the flow."""

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .base import Output, Step
-from .context import Row
+from .context import Row, interpolate
 from .errors import FlowDefinitionError, RowFailure, Stopped
-
-_writers_lock = threading.Lock()
-_writers: dict[tuple[str, str], str] = {}
-"""(run id, absolute path) -> the instance writing it, so two instances never write one file."""
 
 
 def convert(types: Mapping[str, Callable[[str], Any]], row: dict[str, Any]) -> dict[str, Any]:
@@ -130,15 +125,18 @@ class CsvOutput(Step):
 
     def setup(self) -> None:
         ctx = self.ctx
-        self._key = (ctx.flow.run_id, os.path.abspath(self.path))
-        with _writers_lock:
-            other = _writers.get(self._key)
-            if other is not None:
-                raise FlowDefinitionError(
-                    f"{ctx.where}: {other} already writes {self.path!r}; give each instance its own file, "
-                    "e.g. path='out_${instance.index}.csv'"
-                )
-            _writers[self._key] = f"instance {ctx.instance.index}"
+        raw = self.raw_settings["path"]
+        if ctx.instance.count > 1 and isinstance(raw, str):
+            mine = os.path.abspath(str(self.path))
+            for other in range(ctx.instance.count):
+                if other == ctx.instance.index:
+                    continue
+                scope = {**ctx.scope(), "instance": {"count": ctx.instance.count, "index": other}}
+                if os.path.abspath(interpolate(raw, scope, f"{ctx.where}, setting 'path'")) == mine:
+                    raise FlowDefinitionError(
+                        f"{ctx.where}: instance {other} already writes {self.path!r}; give each instance its "
+                        "own file, e.g. path='out_${instance.index}.csv'"
+                    )
         self._fh: Any = None
         self._writer: Any = None
 
@@ -183,5 +181,3 @@ class CsvOutput(Step):
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        with _writers_lock:
-            _writers.pop(self._key, None)

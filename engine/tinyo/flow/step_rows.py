@@ -273,6 +273,8 @@ class SetFlowResult(Step):
     def setup(self) -> None:
         if self.ctx.result is None:
             raise FlowDefinitionError(f"{self.ctx.where}: Set Flow Result cannot run in a worker process; use threads")
+        if self.collect:
+            self.ctx.result.append(self.ctx.instance.index, [])
 
     def process(self, rows: list[Row]) -> Output:
         values = map_rows(rows, self._pick, self.ctx, False) if self.value is not None else [dict(r) for r in rows]
