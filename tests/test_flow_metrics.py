@@ -94,3 +94,35 @@ def test_a_failing_metrics_callback_fails_the_run_clearly():
 
     run = _flow(10).run(on_metrics=broken)
     assert not run.ok and "on_metrics callback raised RuntimeError: callback broke" in run.message
+
+
+def test_inside_an_engine_run_prints_and_metrics_of_step_threads_belong_to_the_op():
+    """Run the flow through the engine's op runner: Log lines from step threads become op output."""
+    import sys
+
+    from tinyo import worker
+
+    messages = []
+    lock = threading.Lock()
+
+    def emit(kind, run_id, payload):
+        with lock:
+            messages.append((kind, run_id, payload))
+
+    flow = Flow("engine_op", params={"n": 3})
+    gen = flow.step("gen", steps.Generate("${params.n}"))
+    flow.hop(gen, flow.step("log", steps.Log(prefix="row:"), instances=2))
+    task = worker.Task(run_id=7, des_id="d1", attempt=1, recipe_path="", ops=(("<recipe>:flow", Config({"n": 3})),),
+                       deps=frozenset(), targs=frozenset({"t"}))
+    saved = sys.stdout, sys.stderr
+    try:
+        worker.install_routers()
+        worker.run_task(task, lambda ref: flow, emit, "w1")
+    finally:
+        sys.stdout, sys.stderr = saved
+    done = [p for k, _, p in messages if k == "done"]
+    assert done and done[0][0] is True, done
+    lines = sorted(p[1] for k, _, p in messages if k == "out" and p[0] == "stdout")
+    assert lines == ["row: {'i': 0}", "row: {'i': 1}", "row: {'i': 2}"]
+    metric_steps = {p["step"] for k, rid, p in messages if k == "metric" and rid == 7}
+    assert metric_steps == {"gen", "log"}

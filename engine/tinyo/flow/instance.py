@@ -5,7 +5,6 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from .. import runtime
 from .errors import FlowError, RowFailure, Stopped
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ def finish_step(step: Step, inst: Instance) -> None:
 
 def run_thread_instance(runner: Runner, inst: Instance) -> None:
     """The body of a thread-mode instance's thread."""
-    runtime.bind(runner.run_ctx)
+    runner.binding.apply()
     meter = inst.meter
     ctx = inst.ctx
     state = "done"

@@ -23,8 +23,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import runtime
 from .base import FunctionStep, Step, function_name
+from .binding import ThreadBinding
 from .channel import Window
 from .errors import ProcessModeError, Stopped
 from .modules import dumps_with_modules
@@ -119,9 +119,9 @@ class ProcHandle:
         return f"exit status {code}" + (f"; its stderr ended with:\n{tail}" if tail else "")
 
 
-def _pump(stream: Any, target: str, handle: ProcHandle, run_ctx: Any) -> None:
+def _pump(stream: Any, target: str, handle: ProcHandle, binding: ThreadBinding) -> None:
     """Relay a worker's stdout or stderr to ours, line by line."""
-    runtime.bind(run_ctx)
+    binding.apply()
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         if target == "stderr":
@@ -174,7 +174,7 @@ def _init_message(runner: Runner, inst: Instance) -> dict[str, Any]:
 
 
 def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) -> None:
-    runtime.bind(runner.run_ctx)
+    runner.binding.apply()
     meter = inst.meter
     try:
         if inst.inbox is None:
@@ -208,7 +208,7 @@ def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) 
 
 
 def _collector(runner: Runner, inst: Instance) -> None:
-    runtime.bind(runner.run_ctx)
+    runner.binding.apply()
     meter = inst.meter
     handle = ProcHandle(inst.where)
     state = "failed"
@@ -221,7 +221,7 @@ def _collector(runner: Runner, inst: Instance) -> None:
         handle.spawn()
         assert handle.proc is not None
         for stream, target in ((handle.proc.stdout, "stdout"), (handle.proc.stderr, "stderr")):
-            pump = threading.Thread(target=_pump, args=(stream, target, handle, runner.run_ctx), daemon=True,
+            pump = threading.Thread(target=_pump, args=(stream, target, handle, runner.binding), daemon=True,
                                     name=f"flow:{runner.flow.name}:{inst.spec.name}#{inst.index}:{target}")
             pump.start()
             inst.threads.append(pump)

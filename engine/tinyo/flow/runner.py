@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
+from .binding import ThreadBinding
 from .channel import Inbox, StopSignal
 from .context import FlowInfo, InstanceInfo, StepContext, Values
 from .errors import FlowError
@@ -116,7 +117,7 @@ class Runner:
         self.variables = Values(variables, "variables")
         self.services = Values(services, "services")
         self.counts = counts
-        self.run_ctx = runtime.current_run()
+        self.binding = ThreadBinding()
         self.stop = StopSignal()
         self.result = ResultHolder()
         self.instances: list[Instance] = []
