@@ -212,10 +212,12 @@ class Engine:
         self._wake.set()
 
     def _command(self, *args: Any) -> None:
+        self.idle_since = None
         self._inbox.put(("cmd", *args))
         self._wake.set()
 
     def _put_intake(self, item: tuple[str, str]) -> None:
+        self.idle_since = None
         self._intake.put(item)
         self._wake.set()
 
@@ -423,6 +425,7 @@ class Engine:
         self._put_intake(("file", path))
 
     def _sink(self, item: tuple[Any, ...]) -> None:
+        self.idle_since = None
         self._inbox.put(item)
         self._wake.set()
 
@@ -759,7 +762,7 @@ class Engine:
                  requeue: list[Task]) -> None:
         now = self.clock.time()
         self._emit(ev.WorkerChanged(now, worker, pid, "dead", reason))
-        if running_id is not None and running_id in self._open:
+        if running_id is not None and running_id in self._open and not self._stop_requested:
             run = self._open[running_id]
             run.worker = run.worker or worker
             intent = self._cancel_intent.pop(running_id, None) or cause

@@ -195,7 +195,10 @@ def _result_repr(result: Any) -> str | None:
 
 def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, sys_path: list[str], cwd: str) -> None:
     """Entry point of a worker process: receive task batches, run them, stream results back."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides what Ctrl-C does
+    # Ctrl-C, a terminal hang-up or a TERM sent to the whole process group reach the workers too;
+    # the orchestrator decides what happens to running ops (it stops workers with SIGKILL if it must)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     os.chdir(cwd)
     for entry in reversed(sys_path):
         if entry not in sys.path:

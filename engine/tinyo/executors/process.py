@@ -64,7 +64,7 @@ class ProcessExecutor:
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         self._ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            self._ctx.set_forkserver_preload(["tinyo.worker", "tinyo.recipe"])
+            self._ctx.set_forkserver_preload(["tinyo._detach", "tinyo.worker", "tinyo.recipe"])
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._wake_r, self._wake_w = os.pipe()
