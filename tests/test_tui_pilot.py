@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import functools
 import textwrap
 from collections.abc import Callable, Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
+from textual.widgets import Static
 
 from tinyo.engine import Engine
 from tinyo_tui.app import TinyoApp, build_app
@@ -88,6 +91,13 @@ def console(recipe: Path) -> Iterator[tuple[Engine, TinyoApp]]:
     engine.stop(timeout=2.0)
 
 
+def render_text(renderable: Any) -> str:
+    """Plain text of a rich renderable."""
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
 def sync(test: Callable[..., Any]) -> Callable[..., None]:
     """Run an async test with asyncio.run (no async pytest plugin needed)."""
 
@@ -124,7 +134,7 @@ async def select_in_tree(pilot: Any, app: TinyoApp, key: str) -> None:
     tree = app.screen.query_one(DocumentTree)
     for _ in range(60):
         node = tree.cursor_node
-        if node is not None and node.data is not None and node.data[1] == key:
+        if node is not None and node.data is not None and node.data[1] in (key, group_key(key)):
             return
         await pilot.press("down")
     raise AssertionError(f"{key} not found in the document tree")
@@ -316,8 +326,8 @@ async def test_enter_opens_details_and_escape_goes_back(console: tuple[Engine, T
         assert isinstance(app.screen, DetailsScreen)
         await app.workers.wait_for_complete()
         await pilot.pause()
-        body = str(app.screen.query_one("#body").render())
-        assert "runs (1)" in body and "loading fact_file_20241031" not in body
+        body = render_text(app.screen.query_one("#body", Static).content)
+        assert "runs (1)" in body and "staging.20241031" in body and "loading " in body
         await pilot.press("escape")
         assert not isinstance(app.screen, DetailsScreen)
 

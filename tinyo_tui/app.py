@@ -95,6 +95,14 @@ class TinyoApp(App[int]):
             # stops the engine when the app ends.
             return
 
+    def on_unmount(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            return
+
     def _hangup(self) -> None:
         """SIGHUP/SIGTERM (the terminal went away): stop the engine gracefully, then exit."""
         self.shutdown()
@@ -262,18 +270,24 @@ class TinyoApp(App[int]):
         self.push_screen(ConfirmDialog("Stop this running op?", body, "Stop op"), done)
 
     def action_help(self) -> None:
+        """Show every key: generated from the console's own bindings that are active now."""
         if isinstance(self.screen, HelpScreen):
             return
-        rows: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for key, active in self.screen.active_bindings.items():
+        keys: dict[tuple[bool, str, str], list[str]] = {}
+        for active in self.screen.active_bindings.values():
             binding = active.binding
-            if binding.action in seen and not binding.show:
+            if (binding.key, binding.action) not in _own_bindings(type(active.node)):
                 continue
-            seen.add(binding.action)
+            key = binding.key_display or self.get_key_display(binding)
             description = binding.tooltip or binding.description
-            rows.append((binding.key_display or self.get_key_display(binding), description))
-        self.push_screen(HelpScreen(rows, PANE_KEYS))
+            shown = keys.setdefault((not binding.show, binding.action, description), [])
+            if key not in shown:
+                shown.append(key)
+        listed = [(", ".join(k), description)
+                  for (_hidden, _action, description), k in sorted(keys.items(), key=lambda item: item[0][0])]
+        listed.append((self.get_key_display(Binding(self.COMMAND_PALETTE_BINDING, "")),
+                       "command palette: rerun X, fire timer Y, theme, pause"))
+        self.push_screen(HelpScreen(listed, PANE_KEYS))
 
     async def action_quit(self) -> None:
         if self._stopping:
@@ -338,6 +352,19 @@ class TinyoApp(App[int]):
             label = self.describe_des(des_id)
             yield SystemCommand(f"Rerun {label} [{short_id(des_id)}]", "Force this DES to run again (r)",
                                 lambda des_id=des_id: self.commands.rerun(des_id))
+
+
+def _own_bindings(cls: type) -> set[tuple[str, str]]:
+    """(key, action) of the bindings declared by the console's own classes in ``cls``'s MRO."""
+    own: set[tuple[str, str]] = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("tinyo_tui"):
+            continue
+        for binding in klass.__dict__.get("BINDINGS", ()):
+            if isinstance(binding, Binding):
+                for key in binding.key.split(","):
+                    own.add((key.strip(), binding.action))
+    return own
 
 
 def build_app(engine: Any, *, clock: Clock | None = None, theme: str | None = None,

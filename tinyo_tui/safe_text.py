@@ -78,3 +78,10 @@ def duration(seconds: float | None) -> str:
 def short_id(des_id: str) -> str:
     """The first 8 hex digits of a DES id (what the panes show)."""
     return des_id[:8]
+
+
+def uptime(seconds: float | None) -> str:
+    """Whole-second uptime: ``42s``, ``4m05s``, ``2h03m``, ``3d04h``."""
+    if seconds is None:
+        return "-"
+    return f"{int(seconds)}s" if seconds < 60 else duration(seconds)

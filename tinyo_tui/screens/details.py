@@ -208,7 +208,8 @@ class DetailsScreen(Screen[None]):
                     parts.append(Text(f"DES {des_id} is not known to the engine", style="dim"))
                     continue
                 explanation = engine.explain(des_id)
-                parts.append(Text("─" * 40, style="dim"))
+                if parts:
+                    parts.append(Text("─" * 40, style="dim"))
                 parts.extend(des_renderables(details, explanation))
         except Exception as exc:  # an engine query failed: show why instead of a blank screen
             self.post_message(QueryResult("details", None, f"{type(exc).__name__}: {exc}"))

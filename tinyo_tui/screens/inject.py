@@ -39,6 +39,10 @@ class InjectDialog(ModalScreen[str | None]):
                         id="event")
             yield Static(Text(f"enter: inject into {self._recipe} · esc: cancel"), classes="hint")
 
+    def on_mount(self) -> None:
+        # No blinking cursor: a blink is a timer, and over SSH every blink is traffic.
+        self.query_one(Input).cursor_blink = False
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         value = event.value

@@ -77,7 +77,6 @@ class MainScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.selection: dict[str, Selected] = {}
         self.active_pane = "events"
 
     @property
@@ -177,17 +176,21 @@ class MainScreen(Screen[None]):
 
     # ------------------------------------------------------------------ selection
     def on_selected(self, message: Selected) -> None:
-        pane = {"event": "events", "des": "documents", "document": "documents", "worker": "workers",
-                "output": "output"}[message.kind]
-        self.selection[pane] = message
+        message.stop()
 
     def on_open_details(self, message: OpenDetails) -> None:
         message.stop()
         self.tinyo.open_details(message.kind, message.key, message.des_id)
 
+    def current(self) -> Selected | None:
+        """The active pane's selection, read from the pane itself (not from a message that may lag)."""
+        pane = self.pane(self.active_pane)
+        getter = getattr(pane, "current_selection", None)
+        return getter() if getter is not None else None
+
     def _selected_des(self) -> tuple[str | None, str | None]:
         """(DES id, document name) the keys act on, from the active pane's selection."""
-        sel = self.selection.get(self.active_pane)
+        sel = self.current()
         if sel is None:
             return None, None
         if sel.kind == "document":
@@ -209,7 +212,7 @@ class MainScreen(Screen[None]):
 
     def action_cancel_op(self) -> None:
         app = self.tinyo
-        sel = self.selection.get(self.active_pane)
+        sel = self.current()
         des_id = sel.des_id if sel else None
         node = app.state.des.get(des_id) if des_id else None
         run_id = sel.run_id if sel and sel.run_id is not None else (node.run_id if node else None)

@@ -33,11 +33,11 @@ class TimerPicker(ModalScreen[str | None]):
 
     def __init__(self, timers: Sequence[Any]) -> None:
         super().__init__()
-        self._timers = list(timers)
+        self._specs = list(timers)
 
     def compose(self) -> ComposeResult:
         options = []
-        for timer in self._timers:
+        for timer in self._specs:
             label = Text(visible(timer.name), style="bold")
             label.append(f"  every {timer.interval}", style="dim")
             options.append(Option(label, id=timer.name))

@@ -218,14 +218,27 @@ class DocumentTree(Tree[NodeData]):
         event.stop()
         self._empty(event.node)
 
+    def current_selection(self) -> Selected | None:
+        """What the keys act on: the DES under the cursor, or the document (and its producer)."""
+        node = self.cursor_node
+        if node is None or node.data is None or node.data[0] == "more":
+            return None
+        kind, key = node.data[0], node.data[1]
+        if kind == "group":
+            group = self._state.groups.get(key)
+            if group is None or len(group.names) != 1:
+                return None
+            key = next(iter(group.names))
+        des_id = self.des_for(node)
+        des = self._state.des.get(des_id or "")
+        run_id = des.run_id if des is not None and des.state == "running" else None
+        return Selected("des" if kind == "des" else "document", key, des_id=des_id, run_id=run_id)
+
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeData]) -> None:
         event.stop()
-        data = event.node.data
-        if data is None:
-            return
-        des_id = self.des_for(event.node)
-        kind = "des" if data[0] == "des" else "document"
-        self.post_message(Selected(kind, data[1], des_id=des_id))
+        selection = self.current_selection()
+        if selection is not None:
+            self.post_message(selection)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[NodeData]) -> None:
         event.stop()

@@ -25,6 +25,8 @@ class EventStream(StreamLog[EventRow]):
     EventStream > .stream-log--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     """
 
+    empty_text = "waiting for events… (i injects one, t fires a timer)"
+
     def __init__(self, state: ConsoleState, palette: Palette, *, id: str | None = None) -> None:
         super().__init__(state.events, palette, id=id)
         self._state = state
@@ -67,11 +69,18 @@ class EventStream(StreamLog[EventRow]):
         extra = " ".join(f"{g}: {e}" for g, e, _ in row.errors)
         return f"{row.source} {row.name} {extra}"
 
-    def on_cursor_moved(self) -> None:
+    def current_selection(self) -> Selected | None:
+        """What the keys act on: the event under the cursor (and its DES when it made exactly one)."""
         row = self.selected
-        if row is not None:
-            des_id = row.des_ids[0] if len(row.des_ids) == 1 else None
-            self.post_message(Selected("event", str(row.seq), des_id=des_id))
+        if row is None:
+            return None
+        des_id = row.des_ids[0] if len(row.des_ids) == 1 else None
+        return Selected("event", str(row.seq), des_id=des_id)
+
+    def on_cursor_moved(self) -> None:
+        selection = self.current_selection()
+        if selection is not None:
+            self.post_message(selection)
 
     def action_open(self) -> None:
         row = self.selected

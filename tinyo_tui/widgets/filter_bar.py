@@ -28,6 +28,10 @@ class FilterBar(Input):
     FilterBar.-open { display: block; }
     """
 
+    def on_mount(self) -> None:
+        # No blinking cursor: a blink is a timer, and over SSH every blink is traffic.
+        self.cursor_blink = False
+
     def open(self, target: str, current: str = "", jump: bool = False) -> None:
         """Show the bar for the pane ``target``, starting from its current filter."""
         self.target = target

@@ -33,6 +33,10 @@ class LanesView(Widget, can_focus=True):
         self.known_flows: list[str] = []
         """Flows the recipe defines (shown while none runs)."""
 
+    def current_selection(self) -> None:
+        """Lanes have no selectable item."""
+        return None
+
     def render(self) -> Table | Text:
         style = self._palette.style
         flows = self._state.flows

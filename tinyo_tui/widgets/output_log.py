@@ -23,6 +23,8 @@ class OutputLog(StreamLog[OutputRow]):
     OutputLog > .stream-log--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     """
 
+    empty_text = "no output yet: what ops print shows here, tagged with op and worker"
+
     def __init__(self, state: ConsoleState, palette: Palette, *, id: str | None = None) -> None:
         super().__init__(state.output, palette, id=id)
         self._state = state
@@ -53,10 +55,17 @@ class OutputLog(StreamLog[OutputRow]):
     def row_plain(self, row: OutputRow) -> str:
         return f"{row.worker} {row.op} {row.line}"
 
-    def on_cursor_moved(self) -> None:
+    def current_selection(self) -> Selected | None:
+        """What the keys act on: the run that printed the line under the cursor."""
         row = self.selected
-        if row is not None and row.des_id:
-            self.post_message(Selected("output", str(row.seq), des_id=row.des_id, run_id=row.run_id))
+        if row is None or not row.des_id:
+            return None
+        return Selected("output", str(row.seq), des_id=row.des_id, run_id=row.run_id)
+
+    def on_cursor_moved(self) -> None:
+        selection = self.current_selection()
+        if selection is not None:
+            self.post_message(selection)
 
     def action_open(self) -> None:
         row = self.selected

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ..palette import Palette, glyph
-from ..safe_text import duration, visible
+from ..safe_text import uptime as uptime_text, visible
 from ..state import ConsoleState
 
 _REVERSE = Style(reverse=True)
@@ -48,7 +48,7 @@ class StatusHeader(Widget):
         uptime = state.uptime(now)
         # (priority, label, role): the lowest priorities are dropped first when the line is too narrow.
         parts: list[tuple[int, str, str]] = [
-            (1, f"up {duration(uptime)}" if uptime is not None else "up -", "muted"),
+            (1, f"up {uptime_text(uptime)}", "muted"),
             (2, f"{state.events_per_s(now):.1f} ev/s", "muted"),
             (5, f"queued {state.queued}", "queued" if state.queued else "muted"),
             (5, f"running {state.running}", "running" if state.running else "muted"),
@@ -86,9 +86,9 @@ class StatusHeader(Widget):
         text.append(" ")
         text.append(visible(self._recipe), style="bold")
         text.append("  ")
-        text.append(f"{glyph(engine_state)} {engine_state}",
-                    style=style("up to date" if engine_state == "running" else engine_state))
         if state.paused:
-            text.append("  ")
-            text.append(f" paused: {state.buffered} buffered ", style=style("paused") + _REVERSE)
+            text.append(f" {glyph('paused')} paused: {state.buffered} buffered ", style=style("paused") + _REVERSE)
+        else:
+            text.append(f"{glyph(engine_state)} {engine_state}",
+                        style=style("up to date" if engine_state == "running" else engine_state))
         return text

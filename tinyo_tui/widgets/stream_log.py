@@ -51,8 +51,8 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
     unseen: reactive[int] = reactive(0)
     """Rows that arrived while not following."""
 
-    title: ClassVar[str] = "Log"
-    """Shown in the border title."""
+    empty_text: ClassVar[str] = ""
+    """Shown (dimmed) while there are no rows."""
 
     def __init__(self, rows: deque[RowT], palette: Palette, *, id: str | None = None,
                  classes: str | None = None) -> None:
@@ -218,6 +218,11 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         width = self.scrollable_content_region.width
         view = self.view
         if index >= len(view) or width <= 0:
+            if index == 0 and width > 0 and self.empty_text:
+                hint = self.empty_text if not self._pattern else "no rows match the filter"
+                text = Text(hint, style=self._palette.style("muted"), no_wrap=True, end="")
+                text.truncate(width, pad=True)
+                return Strip(list(text.render(self.app.console))).adjust_cell_length(width, self.rich_style)
             return Strip.blank(width, self.rich_style)
         row = view[index]
         selected = index == self.cursor and self.has_focus

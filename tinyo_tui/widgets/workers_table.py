@@ -49,7 +49,7 @@ class WorkersTable(DataTable[Text]):
             Text(visible(row.name), style=style("accent")),
             Text(str(row.pid) if row.pid is not None else "-", style=style("muted")),
             Text(f"{glyph(state)} {state}", style=style(state)),
-            Text(visible(row.op or row.detail)),
+            Text(visible(row.op if state == "busy" else row.detail if state == "dead" else "")),
             Text(visible(targets)),
             Text(elapsed, style=style("muted")),
         )
@@ -66,7 +66,7 @@ class WorkersTable(DataTable[Text]):
                 for column, (before, after) in zip(COLUMNS, zip(old, cells)):
                     if before != after:
                         try:
-                            self.update_cell(name, column, after)
+                            self.update_cell(name, column, after, update_width=True)
                         except RowDoesNotExist:
                             break
             self._shown[name] = cells
@@ -90,11 +90,18 @@ class WorkersTable(DataTable[Text]):
             return None
         return self._state.workers.get(key or "")
 
+    def current_selection(self) -> Selected | None:
+        """What the keys act on: the worker under the cursor and the run it is busy with."""
+        row = self.selected_worker
+        if row is None:
+            return None
+        return Selected("worker", row.name, des_id=row.des_id, run_id=row.run_id)
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        row = self.selected_worker
-        if row is not None:
-            self.post_message(Selected("worker", row.name, des_id=row.des_id, run_id=row.run_id))
+        selection = self.current_selection()
+        if selection is not None:
+            self.post_message(selection)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
