@@ -143,3 +143,12 @@ def test_partition_by_field_name_with_equal_counts_still_partitions():
     assert flow.run().ok
     assert all(instances == {g % 3} for g, instances in seen_by.items())
     assert len(seen_by) == 10
+
+
+def test_a_partition_function_that_raises_fails_the_flow_naming_the_hop():
+    flow = Flow("bad_partition")
+    gen = flow.step("gen", steps.Generate(5))
+    flow.hop(gen, flow.step("sink", lambda r, c: None, instances=2), partition=lambda row: row["nope"])
+    run = flow.run()
+    assert not run.ok and run.failed_step == "gen"
+    assert "flow 'bad_partition' hop 'gen'.out -> 'sink': the partition function raised KeyError: 'nope'" in run.message

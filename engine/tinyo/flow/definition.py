@@ -159,8 +159,10 @@ class Flow:
                 f"{where} step {name!r}: instances must be an int, a '${{params.x}}' string or a function of "
                 f"the parameters, got {instances!r}"
             )
-        if isinstance(instances, int):
-            _instance_count(where, name, instances)
+        if isinstance(instances, int) and not 1 <= instances <= MAX_INSTANCES:
+            raise FlowDefinitionError(
+                f"{where} step {name!r}: instances must be an int from 1 to {MAX_INSTANCES}, got {instances!r}"
+            )
         if not isinstance(window, int) or window < 1:
             raise FlowDefinitionError(f"{where} step {name!r}: window must be an int >= 1, got {window!r}")
         step.check(name, self.name)

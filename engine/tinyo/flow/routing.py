@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import traceback
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .errors import RowFailure
 
 if TYPE_CHECKING:
     from .channel import Inbox
@@ -82,8 +85,15 @@ class Route:
             return
         key = self.partition
         buckets: list[list[Any]] = [[] for _ in range(m)]
-        for row in rows:
-            buckets[stable_hash(key(row)) % m].append(row)
+        row: Any = None
+        try:
+            for row in rows:
+                buckets[stable_hash(key(row)) % m].append(row)
+        except Exception as exc:
+            raise RowFailure(
+                f"{self.describe}: the partition function raised {type(exc).__name__}: {exc} on row {row!r}",
+                "".join(traceback.format_exception(exc)),
+            ) from exc
         for j, part in enumerate(buckets):
             if part:
                 targets[j].put(self.slots[j], part, meter)

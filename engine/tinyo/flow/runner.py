@@ -193,7 +193,7 @@ class Runner:
                         targets,  # type: ignore[arg-type]
                         [slot_of[id(hop)]] * len(targets),
                         hop.partition,
-                        f"hop {name!r}.{hop.gate} -> {hop.target!r}",
+                        f"flow {flow.name!r} hop {name!r}.{hop.gate} -> {hop.target!r}",
                     )
                     routes.setdefault(hop.gate, []).append(route)
                 self.instances.append(Instance(spec, i, n, ctx, meter, inbox, Outlet(routes, meter)))

@@ -25,7 +25,8 @@ class Generate(Step):
     """Generate Rows: ``count`` rows (an int or ``"${params.n}"``), or copies of the given ``rows``.
 
     Each row holds ``fields`` plus ``index`` (the row number, 0-based; None to leave it out), on top
-    of the input row (the empty kickstart row for a step with no incoming hop).
+    of the input row (the empty kickstart row for a step with no incoming hop). Every instance
+    generates its own rows.
     """
 
     settings = ("count", "fields")
