@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -26,6 +27,17 @@ def square(row):
 def fails_on_seven(row, ctx):
     if row["i"] == 7:
         raise ValueError("seven is not allowed")
+    return row
+
+
+def die_on_three(row, ctx):
+    if row["i"] == 3:
+        os._exit(3)
+    return row
+
+
+def slow_identity(row, ctx):
+    time.sleep(0.01)
     return row
 
 
@@ -122,3 +134,28 @@ def test_what_a_worker_prints_reaches_our_stdout(capfd):
     assert run.ok, run.error
     out = capfd.readouterr().out
     assert "worker says 0" in out and "worker says 2" in out
+
+
+def test_a_worker_process_that_dies_fails_the_flow_with_its_exit_status():
+    flow = Flow("proc_dies")
+    gen = flow.step("gen", steps.Generate(10))
+    flow.hop(gen, flow.step("die", die_on_three, processes=True))
+    run = flow.run()
+    assert not run.ok and run.failed_step == "die"
+    assert "worker process ended unexpectedly" in run.message and "exit status 3" in run.message
+
+
+def test_a_failure_elsewhere_stops_worker_processes_promptly():
+    def fail_soon(row, ctx):
+        raise RuntimeError("downstream broke")
+
+    flow = Flow("proc_stop", chunk_size=10)
+    gen = flow.step("gen", steps.Generate(100_000))
+    slow = flow.step("slow", slow_identity, instances=2, processes=True)
+    flow.hop(gen, slow)
+    flow.hop(slow, flow.step("fail", fail_soon))
+    started = time.monotonic()
+    run = flow.run()
+    assert time.monotonic() - started < 10
+    assert not run.ok and run.failed_step == "fail" and "downstream broke" in run.message
+    assert {m.state for m in run.metrics["slow"]} == {"stopped"}
