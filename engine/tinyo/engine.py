@@ -115,6 +115,9 @@ class Engine:
         self._pending_events = 0
         self._events_base = 0
         self._requeue: deque[OpenRun] = deque()
+        self._failed_ids: set[str] = set()
+        self._since_prune = 0
+        self._processed = 0
         self.events_taken = 0
         """Events stored by this engine (for ``--stop-after``)."""
         self.idle_since: float | None = None
@@ -336,7 +339,7 @@ class Engine:
         for des_id in self.graph.nodes:
             node = self.graph.nodes[des_id]
             self._emit(ev.DESRegistered(self.clock.time(), node.id, node.deps, node.targs, node.ops_desc,
-                                        node.generator, node.event))
+                                        node.generator, node.event, restored=True))
 
     def _wait_time(self) -> float | None:
         """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""
@@ -393,6 +396,9 @@ class Engine:
         self._update_idle()
 
     def _commit_and_publish(self, tasks: list[Task]) -> None:
+        if (self.config.retention_events or self.config.retention_runs) and self._processed - self._since_prune >= 500:
+            self._since_prune = self._processed
+            self.store.prune(self.config.retention_events, self.config.retention_runs)
         self.store.commit()
         if tasks and self._executor is not None:
             self._executor.submit(tasks)
@@ -523,6 +529,7 @@ class Engine:
             return
         batch = [self._backlog.popleft() for _ in range(min(self.config.maxevents, len(self._backlog)))]
         self._pending_events -= len(batch)
+        self._processed += len(batch)
         now = self.clock.time()
         for event_id, source, name in batch:
             self._emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
@@ -864,6 +871,10 @@ class Engine:
             ready, changed = self.graph.settle(dict.fromkeys(touched))
             now = self.clock.time()
             for node in changed:
+                if node.state == "failed":
+                    self._failed_ids.add(node.id)
+                else:
+                    self._failed_ids.discard(node.id)
                 self._emit(ev.DESStateChanged(now, node.id, node.state, node.reason))
             for des_id in ready:
                 node = self.graph.nodes[des_id]
@@ -976,7 +987,7 @@ class Engine:
     # ================================================================ query bodies (engine thread)
     def _stats(self) -> EngineStats:
         now = self.clock.time()
-        failed = sum(1 for n in self.graph.nodes.values() if n.state in ("failed",))
+        failed = len(self._failed_ids)
         running = sum(1 for r in self._open.values() if r.start is not None)
         return EngineStats(
             state=self._state,

@@ -79,6 +79,8 @@ class DESRegistered(BusEvent):
     ops: tuple[str, ...]
     generator: str
     event: str
+    restored: bool = False
+    """True for DES reloaded from the store at start (not newly generated)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,7 @@ class TextReporter(_Printer):
                 self.console.print(Text(event.traceback.rstrip(), style="red"))
         elif isinstance(event, ev.DESRejectedEvent):
             self._line(ts, "REJECT", "bold red", f"DES {event.des_id} from {event.generator}: {event.reason}")
-        elif isinstance(event, ev.DESRegistered):
+        elif isinstance(event, ev.DESRegistered) and not event.restored:
             arrow = f"{', '.join(sorted(event.deps)) or '-'} -> {', '.join(sorted(event.targs))}"
             self._line(ts, "des", "magenta", f"{event.des_id} {'+'.join(event.ops)}: {arrow}")
         elif isinstance(event, ev.OpStarted):
