@@ -119,3 +119,17 @@ def test_cli_validate_and_broken_recipe_exit_status(tmp_path):
     assert len(lines) == 1 and "bad.py:5: syntax error" in lines[0] and "Traceback" not in result.stderr
     missing = cli("validate", str(tmp_path / "nope.py"))
     assert missing.returncode == 2 and "recipe file not found" in missing.stderr
+
+
+def test_world_writable_recipe_is_refused_unless_allowed(tmp_path):
+    import os
+
+    path = write_recipe(tmp_path, GOOD_GEN + "config = TinyOConfig(sql_conn=':memory:')\n", name="open.py")
+    os.chmod(path, 0o666)
+    with pytest.raises(RecipeError, match="world-writable.*chmod o-w"):
+        load_recipe(path)
+    assert load_recipe(path, allow_world_writable=True).name == "open"
+    result = cli("run", str(path), "--idle-exit", "0.2")
+    assert result.returncode == 2 and "world-writable" in result.stderr
+    allowed = cli("run", str(path), "--idle-exit", "0.2", "--allow-world-writable")
+    assert allowed.returncode == 0, allowed.stderr

@@ -92,13 +92,15 @@ def run_headless(
     workers: int | None = None,
     verbose: bool = False,
     grace: float = 10.0,
+    allow_world_writable: bool = False,
 ) -> int:
     """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
     from .engine import Engine
     from .report import JsonReporter, TextReporter
 
     try:
-        engine = Engine.from_path(recipe, db=db, execution=execution, max_workers=workers)
+        engine = Engine.from_path(recipe, db=db, execution=execution, max_workers=workers,
+                                  allow_world_writable=allow_world_writable)
     except TinyoError as exc:
         if debug:
             raise
@@ -170,11 +172,13 @@ def run(
     execution: Annotated[Optional[ExecChoice], typer.Option("--execution", help="Override the recipe's execution.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Override max_workers.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print state changes.")] = False,
+    allow_world_writable: Annotated[bool, typer.Option("--allow-world-writable",
+                                    help="Load the recipe even if any user may write it.")] = False,
 ) -> None:
     """Run a recipe headless: watch its folders and timers, run its ops, log what happens."""
     code = run_headless(recipe, db=db, idle_exit=idle_exit, stop_after=stop_after, json_lines=json_lines,
                         debug=debug or _debug, execution=Execution(execution.value) if execution else None,
-                        workers=workers, verbose=verbose)
+                        workers=workers, verbose=verbose, allow_world_writable=allow_world_writable)
     raise typer.Exit(code)
 
 

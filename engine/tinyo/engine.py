@@ -134,10 +134,12 @@ class Engine:
         clock: Clock | None = None,
         execution: Execution | None = None,
         max_workers: int | None = None,
+        allow_world_writable: bool = False,
         **kw: Any,
     ) -> Engine:
         """Load the recipe at ``path`` and build an engine for it (RecipeError on a bad recipe)."""
-        return cls(load_recipe(path), db=db, clock=clock, execution=execution, max_workers=max_workers, **kw)
+        recipe = load_recipe(path, allow_world_writable=allow_world_writable)
+        return cls(recipe, db=db, clock=clock, execution=execution, max_workers=max_workers, **kw)
 
     # ================================================================ lifecycle
     def start(self) -> None:
@@ -296,6 +298,7 @@ class Engine:
             address=self.config.executor_address,
         )
         self._executor.start()
+        self._reconcile_open_runs()
         if self.watch_files and self.config.dirs:
             ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
             self._watcher = FileWatcher(
@@ -326,12 +329,6 @@ class Engine:
             if row.state in ("failed", "cancelled"):
                 node.failed_state = row.state  # type: ignore[assignment]
             self.graph.add(node)
-        interrupted = store.open_runs()
-        if interrupted:
-            store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
-                                "it is dispatched again", None, None, None, None, rid) for rid, _ in interrupted])
-            self._emit(ev.EngineNotice(self.clock.time(), "warning",
-                                       f"{len(interrupted)} run(s) were interrupted by the last stop; running them again"))
         self._next_run_id = store.next_run_id()
         self._pending_events = store.count("events", "WHERE status = 'new'")
         self._events_base = store.count("events")
@@ -340,6 +337,40 @@ class Engine:
             node = self.graph.nodes[des_id]
             self._emit(ev.DESRegistered(self.clock.time(), node.id, node.deps, node.targs, node.ops_desc,
                                         node.generator, node.event, restored=True))
+
+    def _reconcile_open_runs(self) -> None:
+        """Runs the store still has open from the last engine: an executor that runs apart from the
+        orchestrator (a cluster) may still hold them (they are awaited, or their results collected);
+        the others were interrupted and are dispatched again."""
+        store = self.store
+        open_runs = store.open_runs_full()
+        if not open_runs:
+            return
+        adopted: set[int] = set()
+        reconcile = getattr(self._executor, "reconcile", None)
+        tasks: dict[int, Task] = {}
+        if reconcile is not None:
+            for run_id, des_id, attempt, dep_versions in open_runs:
+                node = self.graph.nodes.get(des_id)
+                ops = self._load_ops(des_id) if node is not None else None
+                if node is None or ops is None:
+                    continue
+                tasks[run_id] = Task(run_id, des_id, attempt, str(self.recipe.path), ops, node.deps, node.targs)
+            adopted = set(reconcile(list(tasks.values())))
+        for run_id, des_id, attempt, dep_versions in open_runs:
+            if run_id in adopted:
+                task = tasks[run_id]
+                self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, task.targs)
+                self.graph.nodes[des_id].status = "running"
+        lost = [rid for rid, *_ in open_runs if rid not in adopted]
+        if lost:
+            store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
+                                "it is dispatched again", None, None, None, None, rid) for rid in lost])
+            self._emit(ev.EngineNotice(self.clock.time(), "warning",
+                                       f"{len(lost)} run(s) were interrupted by the last stop; running them again"))
+        if adopted:
+            self._emit(ev.EngineNotice(self.clock.time(), "info",
+                                       f"{len(adopted)} run(s) from the last engine are still held by the executor; awaiting them"))
 
     def _wait_time(self) -> float | None:
         """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import stat
 import sys
 import threading
 import traceback
@@ -151,9 +152,15 @@ def _describe_load_error(path: Path, exc: BaseException) -> str:
     return f"{path}:{line}: {type(exc).__name__} while loading the recipe: {exc}"
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Load and validate a recipe file."""
+def load_recipe(path: str | Path, *, allow_world_writable: bool = False) -> Recipe:
+    """Load and validate a recipe file.
+
+    A recipe is code, trusted like a Makefile; one that anybody on the machine may change is refused
+    unless ``allow_world_writable``.
+    """
     path = Path(path).expanduser().resolve()
+    if not allow_world_writable:
+        check_not_world_writable(path)
     module = import_recipe_module(path)
     config = getattr(module, "config", None)
     if config is None:
@@ -168,6 +175,19 @@ def load_recipe(path: str | Path) -> Recipe:
     _validate_generator_graph(path, tasks)
     infos = [GeneratorInfo(t.name, t.root, tuple(d.name for d in t.download)) for t in tasks.values()]
     return Recipe(path=path, module=module, config=config, generators=infos, tasks=tasks)
+
+
+def check_not_world_writable(path: Path) -> None:
+    """Refuse a recipe file that every user of the machine may write."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    if mode & stat.S_IWOTH:
+        raise RecipeError(
+            f"{path}: the recipe is world-writable, so anyone on this machine could change the code tinyo runs; "
+            f"run `chmod o-w {path}` (or pass --allow-world-writable if you really mean it)"
+        )
 
 
 def _collect_generators(path: Path, module: ModuleType) -> dict[str, MetaTask]:

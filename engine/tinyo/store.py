@@ -368,6 +368,13 @@ class Store:
     def open_runs(self) -> list[tuple[int, str]]:
         return self.conn.execute("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
 
+    def open_runs_full(self) -> list[tuple[int, str, int, dict[str, int]]]:
+        """Open runs as (id, des_id, attempt, dep_versions)."""
+        rows = self.conn.execute(
+            "SELECT id, des_id, attempt, dep_versions FROM runs WHERE status IN ('queued', 'running') ORDER BY id"
+        ).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows]
+
     def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
         rows = self.conn.execute(
             "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "

@@ -67,6 +67,12 @@ class Executor(Protocol):
         """Stop: wait up to ``grace`` seconds for running ops, then kill. Returns run ids not finished."""
         ...
 
+    # Optional, for executors that run apart from the orchestrator (e.g. a cluster):
+    #   def reconcile(self, tasks: list[Task]) -> list[int]
+    # Called once after start() with the runs the store still has open from the last engine. Returns
+    # the run ids the executor will report on (still running there, or finished: their start/out/done
+    # messages then come through the sink as usual); the others are marked interrupted and run again.
+
 
 def make_executor(
     execution: Execution,

@@ -110,7 +110,8 @@ class SqlOutput(Step):
     """SQL Output: write rows in batches (one transaction per chunk); rows pass through to ``out``.
 
     Either ``table`` (with ``fields``, default the first row's keys; ``mode`` ``insert``, ``replace``
-    or ``ignore``; ``create=True`` creates a missing table with those columns), or a ``statement``
+    or ``ignore``, the last two acting on the table's primary key or unique indexes; ``create=True``
+    creates a missing table with those columns, untyped and without a key), or a ``statement``
     with ``:field`` placeholders (e.g. an UPDATE). A failing batch is rolled back and retried row by
     row, so only the failing rows go to the ``error`` gate (or fail the flow).
     """
