@@ -10,6 +10,8 @@ block the reader: a deadlock outside the flow graph).
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,8 +37,34 @@ class Sqlite:
         """A new connection (one per step instance)."""
         conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
         if self.wal and self.path != ":memory:" and not self.path.startswith("file::memory"):
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                _use_wal(conn, self.timeout)
+            except BaseException:
+                conn.close()
+                raise
         return conn
+
+
+_wal_lock = threading.Lock()
+
+
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the database to WAL once. Changing the journal mode needs an exclusive lock and SQLite
+    does not wait for it (no busy handler), so instances opening together retry for a bounded time."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    with _wal_lock:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def service_db(step: Step, name: str) -> Sqlite:
