@@ -41,7 +41,7 @@ class SlowSink(steps.Step):
         in_flight = self.produced[0] - self.consumed
         if in_flight > self.worst[0]:
             self.worst[0] = in_flight
-        time.sleep(0.0005)
+        time.sleep(0.001)
         return None
 
 
