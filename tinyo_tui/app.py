@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -57,6 +59,8 @@ class TinyoApp(App[int]):
         self.state = ConsoleState()
         self.palette = Palette()
         self.bridge = Bridge()
+        # Subscribe now, before anyone starts the engine, so the console misses no event.
+        self.bridge.attach(engine.bus, self)
         self.commands = Commands(engine, self.note)
         self.recipe_name = str(getattr(engine.recipe, "name", "recipe"))
         self._start_engine = start_engine
@@ -64,6 +68,7 @@ class TinyoApp(App[int]):
         self._ticker: Timer | None = None
         self._settle: Timer | None = None
         self._stopping = False
+        self._terminal_lost = False
         for item in load_themes().values():
             self.register_theme(item)
         self.theme = resolve_theme(theme, list(self.available_themes))
@@ -77,9 +82,9 @@ class TinyoApp(App[int]):
     def on_mount(self) -> None:
         self.palette.refresh(self)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        self.bridge.attach(self.engine.bus, self)
-        # Drains run only while there is something to drain: paused until the bus wakes us.
-        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain, pause=True)
+        # Drains run only while there is something to drain: paused until the bus wakes us. The
+        # first tick drains whatever the engine published before the app was on screen.
+        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain)
         self.push_screen(MainScreen())
         self._install_signals()
         if self._start_engine:
@@ -88,8 +93,8 @@ class TinyoApp(App[int]):
     def _install_signals(self) -> None:
         try:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._hangup)
+            loop.add_signal_handler(signal.SIGHUP, self._hangup)
+            loop.add_signal_handler(signal.SIGTERM, self.shutdown)
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):
             # Not the main thread, or a platform without these signals: the CLI's finally still
             # stops the engine when the app ends.
@@ -104,7 +109,20 @@ class TinyoApp(App[int]):
             return
 
     def _hangup(self) -> None:
-        """SIGHUP/SIGTERM (the terminal went away): stop the engine gracefully, then exit."""
+        """SIGHUP: the terminal is gone (SSH dropped, tmux pane killed). Stop the engine gracefully.
+
+        Writes to a hung-up terminal fail, and Textual's writer thread dies on the first one, after
+        which its shutdown blocks forever on a full queue. So output goes to /dev/null from now on,
+        and once the engine has committed, a watchdog makes sure the process really ends.
+        """
+        self._terminal_lost = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+        except OSError as exc:  # keep going: stopping the engine matters more than quiet output
+            self.log.warning(f"could not detach from the lost terminal: {exc}")
         self.shutdown()
 
     @work(thread=True, exclusive=True, group="engine")
@@ -113,6 +131,9 @@ class TinyoApp(App[int]):
         engine = self.engine
         try:
             engine.start()
+            fatal = getattr(engine, "fatal", None)
+            if fatal is not None:
+                raise fatal
             docs = engine.documents(limit=SYNC_LIMIT)
         except Exception as exc:  # the console stays up to show why the engine did not start
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
@@ -325,7 +346,15 @@ class TinyoApp(App[int]):
 
     def on_engine_stopped(self, message: EngineStopped) -> None:
         self.bridge.detach()
-        self.exit(1 if message.error else 0, message=message.error)
+        if self._terminal_lost:
+            # The state is committed; nothing is left to lose. Do not let a terminal that is gone
+            # keep the process alive.
+            watchdog = threading.Timer(5.0, os._exit, args=(0,))
+            watchdog.daemon = True
+            watchdog.start()
+        code = 1 if message.error else 0
+        self.exit(code, return_code=code,
+                  message=Text(f"tinyo-tui: engine stop failed: {message.error}") if message.error else None)
 
     # ------------------------------------------------------------------ theme and palette
     def _theme_changed(self, _theme: object) -> None:

@@ -50,7 +50,12 @@ class Bridge:
         if app is not None:
             from .messages import BusWake
 
-            self._wake = lambda: app.post_message(BusWake())
+            def wake() -> None:
+                # Before the app runs there is no loop to post to; the app drains once on mount.
+                if app.is_running:
+                    app.post_message(BusWake())
+
+            self._wake = wake
         self._unsubscribe = bus.subscribe(self.publish)
 
     def detach(self) -> None:

@@ -36,9 +36,31 @@ class WorkersTable(DataTable[Text]):
         self._shown: dict[str, tuple[Text, ...]] = {}
 
     def on_mount(self) -> None:
-        for name in COLUMNS:
-            self.add_column(name, key=name)
+        self._layout_columns()
+
+    def on_resize(self) -> None:
+        self._layout_columns()
+
+    def _widths(self) -> tuple[int, ...]:
+        """Fixed column widths for the pane's width (fixed, so rows never shift as values change)."""
+        width = max(40, self.scrollable_content_region.width or self.size.width)
+        rest = max(16, width - 2 * len(COLUMNS) - (7 + 7 + 8 + 7))
+        op = max(8, rest * 2 // 5)
+        return (7, 7, 8, op, max(8, rest - op), 7)
+
+    def _layout_columns(self) -> None:
+        widths = self._widths()
+        if widths == getattr(self, "_column_widths", None):
+            return
+        self._column_widths = widths
+        selected = self.selected_worker
+        self.clear(columns=True)
+        self._shown.clear()
+        for name, width in zip(COLUMNS, widths):
+            self.add_column(name, key=name, width=width)
         self.refresh_rows()
+        if selected is not None:
+            self.move_cursor(row=self.get_row_index(selected.name), animate=False)
 
     def _cells(self, row: WorkerRow, now: float) -> tuple[Text, ...]:
         style = self._palette.style
@@ -66,7 +88,7 @@ class WorkersTable(DataTable[Text]):
                 for column, (before, after) in zip(COLUMNS, zip(old, cells)):
                     if before != after:
                         try:
-                            self.update_cell(name, column, after, update_width=True)
+                            self.update_cell(name, column, after)
                         except RowDoesNotExist:
                             break
             self._shown[name] = cells
@@ -75,9 +97,8 @@ class WorkersTable(DataTable[Text]):
 
     def relabel_all(self) -> None:
         """Redraw every row (after a theme change)."""
-        self.clear()
-        self._shown.clear()
-        self.refresh_rows()
+        self._column_widths = ()
+        self._layout_columns()
 
     @property
     def selected_worker(self) -> WorkerRow | None:

@@ -1,0 +1,91 @@
+"""Provides ``tinyo-tui RECIPE``: the console, or the headless engine when there is no terminal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="tinyo-tui",
+        description="tinyo's operations console: live events, document DAG, workers, lanes and output.",
+        epilog="Without a terminal (stdout not a TTY) it runs the headless engine, like `tinyo run`.",
+    )
+    parser.add_argument("recipe", help="the recipe file (a Python file defining `config` and generators)")
+    parser.add_argument("--theme", default=os.environ.get("TINYO_THEME"),
+                        help="dark (default), light, high-contrast, or any Textual theme name")
+    parser.add_argument("--db", default=None, help="state file to use instead of the recipe's sql_conn")
+    parser.add_argument("--execution", choices=("processes", "threads", "inline"), default=None,
+                        help="where ops run (default: the recipe's config)")
+    parser.add_argument("--workers", type=int, default=None, help="worker pool size (default: the recipe's)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the console (or the headless fallback); returns the exit status."""
+    args = parse_args(argv)
+    from tinyo.errors import TinyoError
+    from tinyo.model import Execution
+
+    execution = Execution(args.execution) if args.execution else None
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {args.recipe}`)",
+              file=sys.stderr)
+        from tinyo.cli import run_headless
+
+        return run_headless(args.recipe, db=args.db, execution=execution, workers=args.workers,
+                            debug=args.debug)
+
+    from tinyo.engine import Engine
+
+    from .theming import ThemeError, load_themes, resolve_theme
+
+    try:
+        resolve_theme(args.theme, [*load_themes(), *_textual_themes()])
+    except ThemeError as exc:
+        print(f"tinyo-tui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        engine = Engine.from_path(args.recipe, db=args.db, execution=execution, max_workers=args.workers)
+    except TinyoError as exc:
+        if args.debug:
+            raise
+        print(f"tinyo-tui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from .app import build_app
+
+    app = build_app(engine, theme=args.theme)
+    try:
+        # Start the engine before Textual takes over the terminal: worker processes start from a
+        # fork server, which needs the real stderr (inside the app sys.stderr is a capture without
+        # a file descriptor). start() is idempotent, so the app's own start is then a no-op.
+        engine.start()
+        app.run()
+    finally:
+        # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully
+        # and commits its state; stop() is idempotent, so a clean quit costs nothing here.
+        engine.stop(timeout=10.0)
+    return app.return_code or EXIT_OK
+
+
+def _textual_themes() -> list[str]:
+    from textual.theme import BUILTIN_THEMES
+
+    return list(BUILTIN_THEMES)
+
+
+if __name__ == "__main__":
+    main()
