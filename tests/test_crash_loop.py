@@ -1,0 +1,169 @@
+"""Crash-restart loop: the orchestrator is killed with SIGKILL at random moments while files keep
+arriving, and restarted each time. At the end every file's DES succeeded exactly once, the ledger
+written by the op has each file once (plus at most one more line per run the store marks
+``interrupted``), no worker outlived its orchestrator, and the state file is intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import drop, write_recipe
+
+RECIPE = """
+def record(context):
+    (src,) = context['deps']
+    fd = os.open('{ledger}', os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (os.path.basename(src) + '\\n').encode())  # one write: atomic under O_APPEND
+    finally:
+        os.close(fd)
+
+@meta_task(root=True)
+def on_file(event):
+    if os.path.isabs(event):
+        return (None, [DES(deps=frozenset([event]), targs=frozenset(['done.' + os.path.basename(event)]),
+                           ops=[(record, Config({}))])])
+    return (None, [])
+
+config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=2, execution=Execution.PROCESSES,
+                     maxevents=50, debounce=0.05)
+"""
+
+FILES = 1000
+PRE_DROPPED = 600
+KILLS = 6
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _run_until_kill(cmd: list[str], env: dict[str, str], rng: random.Random) -> tuple[set[int], str]:
+    """Start the engine, SIGKILL it at a random moment; return (worker pids seen, how it was killed)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    pids: set[int] = set()
+    mode = rng.choice(["after_ops", "after_ops", "after_ops", "timed"])
+    target = rng.randint(10, 220)
+    delay = rng.uniform(0.05, 1.2)
+    # "timed" may land during start-up, the scan, or the work; "after_ops" falls back to a timed kill
+    # when fewer ops than its target are left (the engine is idle and prints nothing more)
+    timer = threading.Timer(delay if mode == "timed" else 4.0,
+                            lambda: proc.poll() is None and proc.send_signal(signal.SIGKILL))
+    timer.start()
+    finished = 0
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["type"] == "worker" and event.get("pid"):
+                pids.add(int(event["pid"]))
+            elif event["type"] == "op_finished":
+                finished += 1
+                if mode == "after_ops" and finished >= target:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    how = f"after {finished} ops" if mode == "after_ops" and finished >= target else f"timed ({finished} ops)"
+    return pids, how
+
+
+def test_sigkill_restart_loop_loses_nothing_and_reruns_only_interrupted_runs(tmp_path):
+    seed = int(os.environ.get("TINYO_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    db = tmp_path / "state.db"
+    ledger = tmp_path / "ledger"
+    recipe = write_recipe(tmp_path, RECIPE, db=db, inbox=inbox, ledger=ledger)
+    names = [f"f{i:04d}.txt" for i in range(FILES)]
+    for name in names[:PRE_DROPPED]:
+        drop(inbox, name, name)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--json"]
+
+    # the rest arrive while the engine runs, dies and restarts
+    stop_dropping = threading.Event()
+
+    def dropper() -> None:
+        for name in names[PRE_DROPPED:]:
+            drop(inbox, name, name)
+            if stop_dropping.wait(rng.uniform(0.0, 0.012)):
+                break
+
+    thread = threading.Thread(target=dropper, daemon=True)
+    thread.start()
+    kills: list[str] = []
+    try:
+        for _ in range(KILLS):
+            pids, how = _run_until_kill(cmd, env, rng)
+            kills.append(how)
+            # workers must not outlive the orchestrator (they would run ops behind the next engine's back)
+            deadline = time.monotonic() + 10
+            while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            survivors = [p for p in pids if _alive(p)]
+            assert not survivors, f"workers {survivors} outlived the killed orchestrator (seed {seed})"
+    finally:
+        thread.join(timeout=30)
+        stop_dropping.set()
+    assert len(list(inbox.iterdir())) == FILES
+
+    final = subprocess.run([sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--idle-exit", "0.5"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    context = f"seed {seed}, kills: {kills}"
+    assert final.returncode == 0, f"{context}\n{final.stderr[-2000:]}"
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        des = {des_id: (state, json.loads(targs)) for des_id, state, targs in
+               conn.execute("SELECT id, state, targs FROM des")}
+        runs = conn.execute("SELECT des_id, status FROM runs").fetchall()
+        seen = {Path(p).name for (p,) in conn.execute("SELECT path FROM files_seen")}
+        new_events = conn.execute("SELECT count(*) FROM events WHERE status = 'new'").fetchone()[0]
+    finally:
+        conn.close()
+    assert seen == set(names), context
+    assert new_events == 0, context
+    assert len(des) == FILES, context
+    assert {state for state, _ in des.values()} == {"ok"}, context
+    file_of = {des_id: targs[0].removeprefix("done.") for des_id, (_, targs) in des.items()}
+    status_by_file: dict[str, Counter[str]] = {name: Counter() for name in names}
+    for des_id, status in runs:
+        status_by_file[file_of[des_id]][status] += 1
+    assert {s for c in status_by_file.values() for s in c} <= {"ok", "interrupted"}, context
+    bad_ok = {n: c for n, c in status_by_file.items() if c["ok"] != 1}
+    assert not bad_ok, f"DES that succeeded other than exactly once: {list(bad_ok.items())[:5]} ({context})"
+
+    lines = Counter(ledger.read_text().split())
+    assert set(lines) == set(names), context
+    # an op runs again only if the store says its run was interrupted: at most once more per such run
+    extra = {n: (lines[n], status_by_file[n]["interrupted"]) for n in names
+             if lines[n] - 1 > status_by_file[n]["interrupted"]}
+    assert not extra, f"ops ran more often than their interrupted runs explain: {list(extra.items())[:5]} ({context})"
+    interrupted = sum(c["interrupted"] for c in status_by_file.values())
+    print(f"{context}; interrupted runs {interrupted}, extra ledger lines {sum(lines.values()) - FILES}")
+    assert interrupted >= 1, f"no kill landed while a run was open; the loop tested nothing ({context})"
