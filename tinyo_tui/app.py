@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -34,6 +35,8 @@ from .theming import load_themes, resolve_theme, stylesheet_path
 
 DRAIN_HZ = 12
 """Bus batches per second while events flow (a frame tick: 10-15 UI updates per second per pane)."""
+MAX_DRAIN_DELAY = 0.5
+"""Even under the heaviest flood the panes update at least twice a second."""
 SYNC_LIMIT = 100_000
 """Documents read from the store at start-up."""
 
@@ -65,6 +68,8 @@ class TinyoApp(App[int]):
         self.recipe_name = str(getattr(engine.recipe, "name", "recipe"))
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
+        self._tick_cost = 0.0
+        """Moving average of one drain plus the repaint it causes, in seconds."""
         self._ticker: Timer | None = None
         self._settle: Timer | None = None
         self._stopping = False
@@ -82,9 +87,9 @@ class TinyoApp(App[int]):
     def on_mount(self) -> None:
         self.palette.refresh(self)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        # Drains run only while there is something to drain: paused until the bus wakes us. The
-        # first tick drains whatever the engine published before the app was on screen.
-        self._drain_timer = self.set_interval(1 / DRAIN_HZ, self.drain)
+        # Drains run only while there is something to drain; the bus wakes us. The first one
+        # takes whatever the engine published before the app was on screen.
+        self._schedule_drain(0.0)
         self.push_screen(MainScreen())
         self._install_signals()
         if self._start_engine:
@@ -154,15 +159,24 @@ class TinyoApp(App[int]):
 
     # ------------------------------------------------------------------ the bridge
     def on_bus_wake(self, _message: BusWake) -> None:
-        if self._drain_timer is not None:
-            self._drain_timer.resume()
+        self._schedule_drain(self._drain_delay())
+
+    def _schedule_drain(self, delay: float) -> None:
+        if self._drain_timer is None:
+            self._drain_timer = self.set_timer(max(delay, 0.001), self.drain, name="drain")
+
+    def _drain_delay(self) -> float:
+        """About 12 drains a second; fewer when a drain and its repaint get expensive (a flood), so
+        the loop stays at most ~2/3 busy and a key press never waits behind a queue of repaints."""
+        return min(MAX_DRAIN_DELAY, max(1 / DRAIN_HZ, 1.5 * self._tick_cost))
 
     def drain(self) -> None:
         """Fold everything the bus buffered into the model, then tell the screens what changed."""
+        self._drain_timer = None
+        started = time.perf_counter()
         batch = self.bridge.drain()
         if not batch:
-            if self._drain_timer is not None:
-                self._drain_timer.pause()
+            # Idle: no drain is scheduled until the bus wakes us again.
             self._schedule_settle()
             return
         changes = self.state.apply(batch)
@@ -171,6 +185,12 @@ class TinyoApp(App[int]):
                 self.notify(message, severity="error" if level == "error" else "warning", markup=False)
         self._publish(changes)
         self._keep_ticking()
+        self.call_after_refresh(self._measure_tick, started)
+        self._schedule_drain(self._drain_delay())
+
+    def _measure_tick(self, started: float) -> None:
+        cost = time.perf_counter() - started
+        self._tick_cost = cost if self._tick_cost == 0 else 0.7 * self._tick_cost + 0.3 * cost
 
     def _publish(self, changes: Changes) -> None:
         main = self._main()

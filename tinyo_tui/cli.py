@@ -69,10 +69,13 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     app = build_app(engine, theme=args.theme)
     try:
-        # Start the engine before Textual takes over the terminal: worker processes start from a
-        # fork server, which needs the real stderr (inside the app sys.stderr is a capture without
-        # a file descriptor). start() is idempotent, so the app's own start is then a no-op.
-        engine.start()
+        if engine.execution in (Execution.PROCESSES, Execution.DASK):
+            # Start the engine before Textual takes over the terminal: worker processes start from
+            # a fork server, which needs the real stderr (inside the app sys.stderr is a capture
+            # without a file descriptor). start() is idempotent, so the app's start is a no-op.
+            # Thread and inline ops must start inside the app instead: their print() capture wraps
+            # whatever sys.stdout is when the engine starts.
+            engine.start()
         app.run()
     finally:
         # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully

@@ -1,0 +1,196 @@
+"""Provides the console speed benchmark: key latency under an event flood, memory, idle CPU, first frame.
+
+    python benchmarks/bench_tui.py [--rate 2000] [--seconds 30] [--mode files|inject]
+                                   [--execution threads|processes] [--json PATH]
+
+A real engine on a temp folder runs a recipe whose root generator turns every file event into one
+DES with a trivial op that prints one line; the console runs headless (Textual's test driver, a
+120x40 screen) with the engine started the way ``tinyo-tui`` starts it. Measured, not asserted
+(targets from the issue in brackets):
+
+- ``first_frame``: engine start + app start until the first frame is painted [< 1 s];
+- ``key_p95``: during the flood, a pane key (1..5) every 0.25 s; time from the key event to the
+  first repaint after the pane switched, p50/p95/max [p95 < 100 ms];
+- ``rss_growth``: resident memory at the end of the flood minus before it [< 50 MB];
+- ``lost``: events written/injected minus events the engine stored (read from its stats) [0];
+- ``idle_cpu``: process CPU over 10 s once everything is done and the console is idle [< 1 %];
+- ``idle_timers``: active Textual timers of the app while idle (the drain interval must be paused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for extra in (ROOT / "engine", ROOT):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+RECIPE = '''
+from tinyo import DES, TinyOConfig, Config, Execution, meta_task
+
+def touch(context):
+    print("handled", context["config"]["n"])
+
+@meta_task(root=True)
+def every_file(event):
+    if event.endswith(".csv") or event.startswith("flood_"):
+        n = event.rsplit("_", 1)[-1].split(".")[0]
+        return (None, [DES(deps=[event], targs=[f"out.{n}"], ops=[(touch, Config(n=n))])])
+    return (None, [])
+
+config = TinyOConfig(sql_conn=SQL, dirs=[DATA], max_workers=2, execution=Execution.EXECUTION,
+                     debounce=0.05, maxevents=500)
+'''
+
+
+def rss_mb() -> float:
+    """Resident set size of this process, in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError):
+        return 0.0
+
+
+def flood(stop: threading.Event, rate: int, seconds: float, mode: str, data: Path, engine: Any,
+          sent: list[int]) -> None:
+    """Write (or inject) ``rate`` events per second in 10 ms slices until ``seconds`` pass."""
+    start = time.perf_counter()
+    n = 0
+    while not stop.is_set():
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+        due = int(elapsed * rate)
+        while n < due:
+            if mode == "files":
+                (data / f"flood_{n}.csv").write_text(f"{n}\n")
+            else:
+                engine.inject(f"flood_{n}")
+            n += 1
+        time.sleep(0.01)
+    sent.append(n)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from textual import events
+
+    from tinyo.engine import Engine
+    from tinyo_tui.app import build_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="tinyo-bench-tui-"))
+    data = tmp / "data"
+    data.mkdir()
+    recipe = tmp / "bench_tui_recipe.py"
+    recipe.write_text(RECIPE.replace("SQL", repr(str(tmp / "state.db"))).replace("DATA", repr(str(data)))
+                      .replace("EXECUTION", args.execution.upper()))
+    results: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds, "mode": args.mode,
+                               "execution": args.execution}
+
+    t0 = time.perf_counter()
+    engine = Engine.from_path(recipe)
+    if args.execution == "processes":
+        engine.start()  # as tinyo-tui does: the fork server must start with the real stderr
+    app = build_app(engine, theme="dark")
+    first_frame: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.call_after_refresh(lambda: first_frame.append(time.perf_counter() - t0))
+        while not first_frame:
+            await asyncio.sleep(0.005)
+        results["first_frame_s"] = round(first_frame[0], 3)
+        await pilot.pause(0.5)
+
+        rss_before = rss_mb()
+        stop = threading.Event()
+        sent: list[int] = []
+        thread = threading.Thread(target=flood, args=(stop, args.rate, args.seconds, args.mode, data, engine, sent),
+                                  daemon=True)
+        thread.start()
+        latencies: list[float] = []
+        panes = ["2", "3", "4", "5", "1"]
+        names = ["documents", "workers", "lanes", "output", "events"]
+        index = 0
+        cpu0 = time.process_time()
+        while thread.is_alive():
+            await asyncio.sleep(0.25)
+            key, target = panes[index % 5], names[index % 5]
+            index += 1
+            painted: list[float] = []
+            start = time.perf_counter()
+            app._driver.send_message(events.Key(key, key))  # as if typed: through the driver's queue
+            while app.screen.active_pane != target:
+                await asyncio.sleep(0.001)
+                if time.perf_counter() - start > 5:
+                    break
+            app.screen.call_after_refresh(lambda: painted.append(time.perf_counter()))
+            while not painted and time.perf_counter() - start < 5:
+                await asyncio.sleep(0.001)
+            if painted:
+                latencies.append((painted[0] - start) * 1000)
+        results["flood_cpu_s"] = round(time.process_time() - cpu0, 2)
+        results["rss_growth_mb"] = round(rss_mb() - rss_before, 1)
+        total = sent[0] if sent else 0
+        results["sent"] = total
+        # Let the engine take in the rest, then compare what it stored with what was sent.
+        deadline = time.perf_counter() + 120
+        stats = await asyncio.to_thread(engine.stats)
+        while stats.events_total < total and time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+            stats = await asyncio.to_thread(engine.stats)
+        results["stored"] = stats.events_total
+        results["lost"] = total - stats.events_total
+        results["console_rows_kept"] = len(app.state.events)
+        results["console_output_lines"] = len(app.state.output) + app.state.output_dropped
+        results["console_rows_older"] = app.state.events_dropped
+        results["bridge_dropped_facts"] = app.bridge.dropped_facts
+        if latencies:
+            ordered = sorted(latencies)
+            results["key_ms_p50"] = round(statistics.median(ordered), 1)
+            results["key_ms_p95"] = round(ordered[int(0.95 * (len(ordered) - 1))], 1)
+            results["key_ms_max"] = round(ordered[-1], 1)
+            results["key_samples"] = len(ordered)
+        while not engine.is_idle():
+            await asyncio.sleep(0.5)
+        await pilot.pause(8.0)  # the drain interval stops after one empty tick; the settle tick after ~5 s
+        nodes = [app, *app.screen_stack, *app.screen.walk_children()]
+        active = [t for node in nodes for t in getattr(node, "_timers", ())
+                  if t._task is not None and not t._task.done() and t._active.is_set()]
+        results["idle_timers"] = len(active)
+        results["idle_timer_names"] = sorted({t.name for t in active})
+        cpu1, wall1 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(10)
+        results["idle_cpu_pct"] = round(100 * (time.process_time() - cpu1) / (time.perf_counter() - wall1), 2)
+        stop.set()
+    engine.stop(timeout=10)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--mode", choices=("files", "inject"), default="files")
+    parser.add_argument("--execution", choices=("threads", "processes"), default="processes")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    for key, value in results.items():
+        print(f"{key:>22}: {value}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
