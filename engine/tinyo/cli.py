@@ -93,14 +93,17 @@ def run_headless(
     verbose: bool = False,
     grace: float = 10.0,
     allow_world_writable: bool = False,
+    executor_address: str | None = None,
 ) -> int:
     """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
     from .engine import Engine
     from .report import JsonReporter, TextReporter
 
+    if executor_address is not None:
+        execution = Execution.DASK
     try:
         engine = Engine.from_path(recipe, db=db, execution=execution, max_workers=workers,
-                                  allow_world_writable=allow_world_writable)
+                                  allow_world_writable=allow_world_writable, executor_address=executor_address)
     except TinyoError as exc:
         if debug:
             raise
@@ -174,11 +177,21 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print state changes.")] = False,
     allow_world_writable: Annotated[bool, typer.Option("--allow-world-writable",
                                     help="Load the recipe even if any user may write it.")] = False,
+    executor: Annotated[Optional[str], typer.Option(
+        "--executor", metavar="ADDRESS",
+        help="Run ops on a Dask cluster: the scheduler's address (tcp://host:8786), or local-dask to start "
+             "a local cluster (needs pip install \"tinyo[dask]\").")] = None,
 ) -> None:
     """Run a recipe headless: watch its folders and timers, run its ops, log what happens."""
+    if executor is not None:
+        if executor != "local-dask" and "://" not in executor:
+            _fail(f"--executor must be a Dask scheduler address like tcp://host:8786, or local-dask; got {executor!r}")
+        if execution is not None:
+            _fail(f"--executor {executor} runs ops on Dask; it cannot be combined with --execution {execution.value}")
     code = run_headless(recipe, db=db, idle_exit=idle_exit, stop_after=stop_after, json_lines=json_lines,
                         debug=debug or _debug, execution=Execution(execution.value) if execution else None,
-                        workers=workers, verbose=verbose, allow_world_writable=allow_world_writable)
+                        workers=workers, verbose=verbose, allow_world_writable=allow_world_writable,
+                        executor_address=executor)
     raise typer.Exit(code)
 
 

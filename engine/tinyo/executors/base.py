@@ -72,6 +72,9 @@ class Executor(Protocol):
     # Called once after start() with the runs the store still has open from the last engine. Returns
     # the run ids the executor will report on (still running there, or finished: their start/out/done
     # messages then come through the sink as usual); the others are marked interrupted and run again.
+    #   def detached(self) -> list[int]
+    # Called after shutdown(): the run ids left running apart from the orchestrator; the engine keeps
+    # them open in the store (not interrupted) for the next start's reconcile.
 
 
 def make_executor(
@@ -83,6 +86,7 @@ def make_executor(
     resolver: OpResolver,
     clock: Callable[[], float],
     address: str | None = None,
+    store_path: str | None = None,
 ) -> Executor:
     """The executor for ``execution``."""
     if execution is Execution.PROCESSES:
@@ -106,5 +110,12 @@ def make_executor(
             raise TinyoError(
                 "Execution.DASK needs dask.distributed: install it with  pip install \"tinyo[dask]\""
             ) from None
-        raise TinyoError("Execution.DASK is not available in this version yet; use PROCESSES")
+        if not address:
+            raise TinyoError(
+                "Execution.DASK needs the scheduler's address: TinyOConfig(executor_address='tcp://host:8786'), "
+                "or `tinyo run RECIPE --executor tcp://host:8786` (or --executor local-dask to try it on this machine)"
+            )
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(recipe_path, address, max_workers, sink, clock, store_path)
     raise ValueError(f"unknown execution {execution!r}")

@@ -1,0 +1,1062 @@
+"""Provides the Dask executor: ops run on the workers of a ``dask.distributed`` cluster.
+
+How it works (see docs/scaling-out.md for the user's view):
+
+- **Addressing.** A task is the same ``Task`` the process pool gets (recipe path + ``module:qualname``
+  refs); a Dask worker imports the recipe by path and runs it with ``worker.run_task``. The recipe
+  must be at the same path on every worker (a shared folder): ``start`` checks every worker with
+  ``client.run`` (the file is there, has the orchestrator's content, and imports) and raises a
+  TinyoError naming the worker otherwise. Workers that join later are checked when they join.
+- **Keys.** Each run is submitted under a deterministic key ``tinyo-<ns>-<run_id>-<des_id>``, where
+  ``<ns>`` is derived from the host and the absolute path of the state file, and is also published
+  as a named dataset of the same name (future, des_id, attempt). The dataset keeps the task alive
+  on the cluster when the orchestrator goes away, and is how a restarted orchestrator finds it.
+- **Messages.** On the worker, start/out/metric/done messages are numbered per run and sent in
+  batches (every ``FLUSH_INTERVAL`` seconds, and at once when the run ends) as Dask events
+  (``Worker.log_event``) on the topic ``tinyo-<ns>``; the orchestrator's client subscribes to it and
+  one forwarder thread hands them to the engine's sink. The run's final result also carries its
+  start, the last ``RESULT_TAIL`` output lines and done (for runs that ended while nobody listened);
+  numbering lets the forwarder drop what it has already passed on.
+- **Decoupling.** On a remote cluster, stopping the orchestrator leaves running runs on the cluster
+  (``detached()``) and their runs open in the store; ``reconcile`` looks each one up by its dataset:
+  finished → its result is reported (start/out/done), still running or queued → awaited, unknown
+  (or failed in Dask) → not adopted, so the engine runs it again. A ``local-dask`` cluster lives in
+  the orchestrator's process and stops with it.
+- **Lost workers.** Tasks are submitted with ``retries=0``. The forwarder also listens to the
+  scheduler's ``remove-worker`` events: a run whose start came from a worker that left is reported
+  lost (the engine fails it and its retry policy applies) and its future is cancelled, so Dask does
+  not silently run it again elsewhere. With ``distributed.scheduler.allowed-failures: 0`` (what
+  ``local-dask`` uses) Dask itself fails such a task with KilledWorker, which is reported the same.
+- **Scheduler unreachable.** ``start`` raises a TinyoError naming the address. Later on,
+  ``free_slots()`` is 0 while the client is not connected (ops stay queued in the store); when it is
+  back (or a new client connects), runs in flight are looked up again by dataset, and dispatch
+  resumes.
+- **Cancel / timeout.** A run that has started is interrupted in its worker thread (``client.run``
+  raising CancelledRun in that thread, like the thread executor does); if it has not stopped after
+  ``CANCEL_GRACE`` seconds, or had not started, its future is cancelled and the run reported done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import itertools
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import RecipeError, TinyoError
+from ..worker import CancelledRun, Task, install_routers, run_task
+from .base import Sink, WorkerInfo
+
+LOCAL = "local-dask"
+"""The address that makes the executor start its own LocalCluster (for trying it out)."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to reach the scheduler at start."""
+RPC_TIMEOUT = 20.0
+"""Seconds any one call to the scheduler may take before it is abandoned (and retried later)."""
+FLUSH_INTERVAL = 0.01
+"""Seconds between batches of messages sent from a Dask worker."""
+BATCH_BYTES = 16_000
+"""Approximate size of one batch of messages (the scheduler keeps the last 1,000 per topic)."""
+RESULT_TAIL = 500
+"""Output lines carried in a run's result (what a restarted orchestrator can still show)."""
+CANCEL_GRACE = 2.0
+"""Seconds a started run has to stop after it was interrupted before its future is cancelled."""
+POLL_INTERVAL = 0.2
+"""Seconds between looks at the futures in flight (errors, results that came without events)."""
+HOUSEKEEPING_INTERVAL = 1.0
+"""Seconds between looks at the connection and the workers."""
+RECONNECT_INTERVAL = 2.0
+"""Seconds between attempts to connect a new client once the old one gave up."""
+FAST_OP = 0.05
+"""Ops whose recent mean duration is below this many seconds are submitted deeper."""
+FAST_WINDOW = 32
+"""Tasks submitted per worker thread when ops are fast (Dask queues them on the scheduler)."""
+QUEUE_WORKER = "dask-queue"
+"""The worker name used for runs that ended without reaching a worker (cancelled while queued)."""
+
+
+def _namespace(store_path: str | None) -> str:
+    if not store_path or store_path == ":memory:":
+        return uuid.uuid4().hex[:12]
+    text = f"{socket.gethostname()}\0{os.path.abspath(store_path)}"
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class _Run:
+    """A run the executor holds (orchestrator side; forwarder-thread state under the lock)."""
+
+    task: Task
+    key: str
+    future: Any = None
+    published: bool = False
+    seen: int = 0
+    """Highest message number passed on to the engine."""
+    worker: str | None = None
+    started: float | None = None
+    """Engine-clock time the start message arrived."""
+    cancel: str | None = None
+    cancel_at: float | None = None
+    finished_at: float | None = None
+    """Monotonic time the future was seen finished (its done message normally came before)."""
+
+
+class DaskExecutor:
+    """Ops on a dask.distributed cluster."""
+
+    name = "dask"
+
+    def __init__(self, recipe_path: str, address: str, max_workers: int, sink: Sink,
+                 clock: Callable[[], float], store_path: str | None = None) -> None:
+        self.recipe_path = str(Path(recipe_path).resolve())
+        self.address = address
+        self.max_workers = max_workers
+        self.sink = sink
+        self.clock = clock
+        self.ns = _namespace(store_path)
+        self.topic = f"tinyo-{self.ns}"
+        self.digest = ""
+        self.local = address == LOCAL
+        self._cluster: Any = None
+        self._client: Any = None
+        self._lock = threading.RLock()
+        self._runs: dict[int, _Run] = {}
+        self._by_key: dict[str, int] = {}
+        self._workers: dict[str, int] = {}
+        self._busy: dict[str, list[int]] = {}
+        self._connected = False
+        self._q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._mean = 1.0
+        self._stale: set[str] | None = None
+        self._to_unpublish: list[str] = []
+        self._detached: list[int] = []
+        self._last_connect_try = 0.0
+
+    # ================================================================ lifecycle
+    def start(self) -> None:
+        import distributed
+
+        try:
+            self.digest = _digest(Path(self.recipe_path).read_bytes())
+        except OSError as exc:
+            raise RecipeError(f"{self.recipe_path}: cannot read the recipe ({exc})") from exc
+        if self.local:
+            self._start_local_cluster(distributed)
+            address = self._cluster.scheduler_address
+        else:
+            address = self.address
+        try:
+            self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            self._close_cluster()
+            raise TinyoError(
+                f"cannot reach the Dask scheduler at {address} ({exc}); start one with `dask scheduler` "
+                f"and workers with `dask worker {address}` (docs/scaling-out.md)"
+            ) from None
+        try:
+            self._check_workers()
+            self._subscribe()
+            self._stale = {name for name in self._rpc(self._client.scheduler.publish_list)
+                           if isinstance(name, str) and name.startswith(self.topic + "-")}
+        except BaseException:
+            self._close_client()
+            self._close_cluster()
+            raise
+        self._connected = True
+        self._thread = threading.Thread(target=self._forward_loop, name="tinyo-dask-forwarder", daemon=True)
+        self._thread.start()
+
+    def _start_local_cluster(self, distributed: Any) -> None:
+        import logging
+
+        import dask
+
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.max_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=logging.ERROR,
+            )
+
+    def _check_workers(self) -> None:
+        client = self._client
+        workers = client.nthreads()
+        if not workers:
+            try:
+                client.wait_for_workers(1, timeout=5)
+            except TimeoutError:
+                pass  # ops stay queued until a worker joins; it is checked when it joins
+            workers = client.nthreads()
+        problems = self._check_recipe_on(list(workers))
+        if problems:
+            lines = "\n".join(f"  {addr}: {why}" for addr, why in sorted(problems.items()))
+            raise TinyoError(
+                f"{len(problems)} of {len(workers)} Dask worker(s) at {self._where()} cannot run this recipe:\n{lines}\n"
+                "tinyo runs ops on Dask workers by importing the recipe at the same path as here: put the "
+                "recipe folder on a shared file system mounted at the same path on every worker, and install "
+                'tinyo there (pip install "tinyo[dask]")'
+            )
+        with self._lock:
+            self._workers = {addr: n for addr, n in workers.items()}
+        for addr, n in sorted(workers.items()):
+            self.sink(("worker", addr, None, "idle", f"dask worker ({n} thread{'s' if n != 1 else ''})"))
+
+    def _check_recipe_on(self, addresses: list[str]) -> dict[str, str]:
+        """Worker address → why it cannot run the recipe (only the ones that cannot)."""
+        if not addresses:
+            return {}
+        results = self._client.run(_check_recipe, self.recipe_path, self.digest, workers=addresses,
+                                   on_error="return")
+        problems: dict[str, str] = {}
+        for addr, result in results.items():
+            if isinstance(result, BaseException):
+                if isinstance(result, ModuleNotFoundError) and (result.name or "").startswith("tinyo"):
+                    problems[addr] = 'tinyo is not installed there (pip install "tinyo[dask]")'
+                else:
+                    problems[addr] = f"{type(result).__name__}: {result}"
+            elif result is not None:
+                problems[addr] = str(result)
+        return problems
+
+    def _subscribe(self) -> None:
+        q = self._q
+        self._client.subscribe_topic(self.topic, lambda event: q.put(("ev", event[1])))
+        self._client.subscribe_topic("all", lambda event: q.put(("sys", event[1]))
+                                     if isinstance(event[1], dict)
+                                     and event[1].get("action") in ("add-worker", "remove-worker") else None)
+
+    def _where(self) -> str:
+        return f"{self.address}" + (f" ({self._cluster.scheduler_address})" if self._cluster is not None else "")
+
+    def _rpc(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a client coroutine function from a non-loop thread, bounded by RPC_TIMEOUT."""
+        return self._client.sync(fn, *args, callback_timeout=RPC_TIMEOUT, **kwargs)
+
+    def key(self, task: Task) -> str:
+        """The Dask key (and dataset name) of a run."""
+        return f"{self.topic}-{task.run_id}-{task.des_id}"
+
+    # ================================================================ dispatch (engine thread)
+    def free_slots(self) -> int:
+        with self._lock:
+            if not self._connected or self._stopping:
+                return 0
+            threads = sum(self._workers.values())
+            if threads <= 0:
+                return 0
+            limit = threads * (FAST_WINDOW if self._mean < FAST_OP else 2)
+            return max(0, limit - len(self._runs))
+
+    def submit(self, tasks: list[Task]) -> None:
+        runs = [_Run(task, self.key(task)) for task in tasks]
+        with self._lock:
+            for run in runs:
+                self._runs[run.task.run_id] = run
+                self._by_key[run.key] = run.task.run_id
+            connected = self._connected
+        if connected:
+            self._submit_runs(runs)
+        self._q.put(("submitted",))
+
+    def _submit_runs(self, runs: list[_Run]) -> None:
+        """Submit runs to the cluster (any thread); the forwarder publishes them."""
+        try:
+            futures = self._client.map(
+                _run_on_worker, [r.task for r in runs], key=[r.key for r in runs], topic=self.topic,
+                digest=self.digest, pure=False, retries=0,
+            )
+        except Exception as exc:  # a client that just lost its scheduler: resubmitted on reconnect
+            self._notice(f"could not submit {len(runs)} run(s) to the Dask scheduler at {self._where()}: {exc}; "
+                         "they are submitted again when it is reachable")
+            return
+        with self._lock:
+            for run, future in zip(runs, futures):
+                if self._runs.get(run.task.run_id) is run:
+                    run.future = future
+                    run.published = False
+
+    def cancel(self, run_id: int, cause: Literal["cancel", "timeout"] = "cancel") -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return False
+        self._q.put(("cancel", run_id, cause))
+        return True
+
+    def running(self) -> dict[int, float]:
+        with self._lock:
+            return {rid: r.started for rid, r in self._runs.items() if r.started is not None}
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            out = []
+            connected = self._connected
+            for addr in sorted(self._workers):
+                mine = [self._runs[rid] for rid in self._busy.get(addr, ()) if rid in self._runs]
+                if not connected:
+                    out.append(WorkerInfo(addr, None, "starting", None, None, None, None))
+                elif mine:
+                    first = mine[0]
+                    label = first.task.op_label + (f" (+{len(mine) - 1})" if len(mine) > 1 else "")
+                    out.append(WorkerInfo(addr, None, "busy", first.task.run_id, first.task.des_id, label,
+                                          first.started))
+                else:
+                    out.append(WorkerInfo(addr, None, "idle", None, None, None, None))
+            return out
+
+    def detached(self) -> list[int]:
+        """After ``shutdown``: the runs left running on the cluster, to be reconciled at the next start."""
+        return list(self._detached)
+
+    # ================================================================ shutdown
+    def shutdown(self, grace: float) -> list[int]:
+        """Stop forwarding. On a remote cluster, runs in flight keep running there (see ``detached``);
+        a local cluster stops, and its runs with it. Returns the run ids not finished."""
+        if self._stopping:
+            return []
+        self._stopping = True
+        self._q.put(("stop",))
+        if self._thread is not None:
+            self._thread.join(timeout=RPC_TIMEOUT + 5)
+        with self._lock:
+            unfinished = sorted(self._runs)
+            published = [rid for rid, r in self._runs.items() if r.published]
+        if self._client is not None and self._connected and not self.local:
+            self._detached = published
+        elif self._client is not None and self._connected:
+            futures = [r.future for r in self._runs.values() if r.future is not None]
+            if futures:
+                try:
+                    self._client.cancel(futures, force=True)
+                except Exception as exc:  # the cluster is going away with us anyway
+                    print(f"tinyo: could not cancel runs on the local Dask cluster: {exc}", file=sys.stderr)
+        self._close_client()
+        self._close_cluster()
+        return unfinished
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            for topic in (self.topic, "all"):
+                try:
+                    client.unsubscribe_topic(topic)
+                except (ValueError, KeyError):
+                    pass  # not subscribed (start failed before it)
+            try:
+                client.close(timeout=5)
+            except Exception as exc:  # closing a client whose scheduler is gone may time out
+                print(f"tinyo: closing the Dask client: {exc}", file=sys.stderr)
+
+    def _close_cluster(self) -> None:
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            try:
+                cluster.close(timeout=10)
+            except Exception as exc:  # a worker that does not stop in time is killed by its nanny
+                print(f"tinyo: closing the local Dask cluster: {exc}", file=sys.stderr)
+
+    # ================================================================ reconcile (engine thread, once)
+    def reconcile(self, tasks: list[Task]) -> list[int]:
+        """Adopt the runs left open by the last engine that are still known to the cluster."""
+        import distributed
+
+        client = self._client
+        by_key = {self.key(t): t for t in tasks}
+        names = list(by_key)
+        found = self._rpc(client._get_dataset, names, default=None) if names else []
+        candidates: list[tuple[Task, Any]] = []
+        for name, data in zip(names, found):
+            task = by_key[name]
+            if data is None:
+                continue
+            future, des_id, attempt = data
+            if des_id != task.des_id or attempt != task.attempt:
+                self._to_unpublish.append(name)
+                continue
+            candidates.append((task, future))
+        stale = (self._stale or set()) - {self.key(t) for t, _ in candidates}
+        self._to_unpublish.extend(sorted(stale))
+        self._stale = set()
+        if not candidates:
+            return []
+        # the scheduler tells the new client about these keys asynchronously: ask it directly
+        keys = [f.key for _, f in candidates]
+        holders = self._rpc(client.scheduler.who_has, keys=keys)
+        processing = self._rpc(client.scheduler.processing)
+        where = {k: addr for addr, ks in processing.items() for k in ks}
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and any(
+                f.status == "pending" and f.key not in where and not holders.get(f.key) for _, f in candidates):
+            time.sleep(0.02)
+        finished: list[tuple[Task, Any]] = []
+        adopted: list[int] = []
+        for task, future in candidates:
+            if holders.get(future.key):
+                finished.append((task, future))
+            elif future.status == "pending":
+                run = _Run(task, future.key, future, published=True)
+                addr = where.get(future.key)
+                with self._lock:
+                    self._runs[task.run_id] = run
+                    self._by_key[run.key] = task.run_id
+                    if addr is not None:
+                        run.worker, run.started = addr, self.clock()
+                        self._busy.setdefault(addr, []).append(task.run_id)
+                if addr is not None:
+                    self.sink(("msgs", addr, [("start", task.run_id, (addr, time.time()))]))
+                adopted.append(task.run_id)
+            else:  # failed in Dask (e.g. KilledWorker) or lost: the engine runs it again
+                self._to_unpublish.append(future.key)
+        if finished:
+            try:
+                results = self._rpc(client._gather, [f for _, f in finished], errors="skip")
+            except Exception as exc:  # results lost with their worker: those runs are run again
+                self._notice(f"could not collect {len(finished)} finished run(s) from the Dask cluster: {exc}")
+                results = []
+            got = {id(f): r for (_, f), r in zip(finished, results)} if len(results) == len(finished) else {}
+            for task, future in finished:
+                result = got.get(id(future))
+                self._to_unpublish.append(future.key)
+                if not isinstance(result, dict):
+                    continue
+                self._report_result(task.run_id, result, seen=0)
+                adopted.append(task.run_id)
+        self._q.put(("submitted",))
+        return adopted
+
+    # ================================================================ forwarder thread
+    def _forward_loop(self) -> None:
+        next_poll = time.monotonic() + POLL_INTERVAL
+        next_house = time.monotonic() + HOUSEKEEPING_INTERVAL
+        while True:
+            timeout = max(0.0, min(next_poll, next_house) - time.monotonic())
+            items: list[tuple[Any, ...]] = []
+            try:
+                items.append(self._q.get(timeout=timeout))
+                while len(items) < 5000:
+                    items.append(self._q.get_nowait())
+            except queue.Empty:
+                pass
+            stop = False
+            try:
+                for item in items:
+                    kind = item[0]
+                    if kind == "ev":
+                        self._on_event(item[1])
+                    elif kind == "sys":
+                        self._on_cluster_event(item[1])
+                    elif kind == "cancel":
+                        self._on_cancel(item[1], item[2])
+                    elif kind == "stop":
+                        stop = True
+                now = time.monotonic()
+                if self._connected:
+                    self._publish_pending()
+                if now >= next_poll or stop:
+                    next_poll = now + POLL_INTERVAL
+                    if self._connected:
+                        self._poll_futures()
+                if now >= next_house:
+                    next_house = now + HOUSEKEEPING_INTERVAL
+                    self._housekeeping()
+                if self._connected:
+                    self._unpublish_pending()
+            except Exception as exc:  # keep forwarding; say what went wrong
+                self._notice(f"Dask executor: {type(exc).__name__}: {exc}")
+                traceback.print_exc(file=sys.stderr)
+            if stop:
+                return
+
+    # ------------------------------------------------------------ messages from the workers
+    def _on_event(self, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            return
+        worker = str(msg.get("w", "?"))
+        out: list[tuple[str, int, Any]] = []
+        with self._lock:
+            for seq, kind, run_id, payload in msg.get("m", ()):
+                run = self._runs.get(run_id)
+                if run is None or seq <= run.seen:
+                    continue
+                run.seen = seq
+                out.append(self._account(run, worker, kind, payload))
+        if out:
+            self.sink(("msgs", worker, out))
+
+    def _account(self, run: _Run, worker: str, kind: str, payload: Any) -> tuple[str, int, Any]:
+        """Track one message of ``run`` (lock held) and return it in the engine's form."""
+        rid = run.task.run_id
+        if kind == "start":
+            run.worker, run.started = worker, self.clock()
+            self._busy.setdefault(worker, []).append(rid)
+            return ("start", rid, tuple(payload))
+        if kind == "done":
+            self._forget(run)
+            self._mean = self._mean * 0.7 + float(payload[4]) * 0.3
+            return ("done", rid, tuple(payload))
+        if kind == "out":
+            return ("out", rid, tuple(payload))
+        return (kind, rid, payload)
+
+    def _forget(self, run: _Run) -> Any:
+        """The run is over for the executor (lock held): drop it, queue its dataset's release, and
+        return its future (None if it had none)."""
+        rid = run.task.run_id
+        self._runs.pop(rid, None)
+        self._by_key.pop(run.key, None)
+        if run.worker is not None:
+            busy = self._busy.get(run.worker)
+            if busy and rid in busy:
+                busy.remove(rid)
+        future, run.future = run.future, None
+        self._to_unpublish.append(run.key)
+        return future
+
+    def _report_result(self, run_id: int, result: dict[str, Any], seen: int) -> None:
+        """Pass on what a run's result carries beyond message ``seen`` (start, output tail, done)."""
+        worker = str(result.get("worker") or QUEUE_WORKER)
+        msgs = [m for m in result.get("msgs", ()) if m[0] > seen]
+        out: list[tuple[str, int, Any]] = []
+        dropped = result.get("dropped", 0)
+        for seq, kind, _rid, payload in msgs:
+            if kind == "out" and dropped and not any(k == "out" for _, k, _, _ in out):
+                out.append(("out", run_id, ("stderr", f"[tinyo] {dropped} earlier output line(s) of this run "
+                                                      "are not shown (printed while nobody listened)")))
+            out.append((kind, run_id, tuple(payload) if kind != "metric" else payload))
+        if out:
+            self.sink(("msgs", worker, out))
+
+    # ------------------------------------------------------------ cluster events
+    def _on_cluster_event(self, msg: dict[str, Any]) -> None:
+        action = msg.get("action")
+        addr = str(msg.get("worker", ""))
+        if action == "add-worker":
+            self._on_worker_added(addr)
+        elif action == "remove-worker":
+            self._on_worker_removed(addr, set(msg.get("processing-tasks") or ()), bool(msg.get("expected")))
+
+    def _on_worker_added(self, addr: str) -> None:
+        try:
+            nthreads = self._rpc(self._client.scheduler.ncores, workers=[addr]).get(addr, 1)
+            problems = self._check_recipe_on([addr])
+        except Exception as exc:  # it may have left again already
+            self._notice(f"Dask worker {addr} joined but could not be checked: {exc}")
+            return
+        with self._lock:
+            self._workers[addr] = nthreads
+        if problems:
+            self._notice(f"Dask worker {addr} joined but cannot run this recipe: {problems.get(addr)}; ops "
+                         "sent to it fail (and are retried per the recipe's retry policy)")
+            self.sink(("worker", addr, None, "dead", f"cannot run the recipe: {problems.get(addr)}"))
+        else:
+            self.sink(("worker", addr, None, "idle", "dask worker joined"))
+
+    def _on_worker_removed(self, addr: str, processing: set[str], expected: bool) -> None:
+        lost: list[_Run] = []
+        with self._lock:
+            self._workers.pop(addr, None)
+            for rid in list(self._busy.pop(addr, ())):
+                run = self._runs.get(rid)
+                if run is not None and run.worker == addr:
+                    lost.append(run)
+            futures = [f for f in (self._forget(run) for run in lost) if f is not None]
+        how = "left the cluster" if expected else "died (or stopped answering)"
+        if not lost:
+            self.sink(("worker", addr, None, "dead", f"Dask worker {how}"))
+        for run in lost:
+            reason = f"Dask worker {addr} {how}"
+            self.sink(("lost", addr, None, reason, run.task.run_id, run.cancel, []))
+        if futures:
+            try:
+                self._rpc(self._client._cancel, futures, force=True, reason="tinyo: worker lost",
+                          msg="tinyo re-dispatches this run per its retry policy")
+            except Exception as exc:  # Dask may then run it again; its result is ignored
+                self._notice(f"could not cancel {len(futures)} run(s) lost with Dask worker {addr}: {exc}")
+
+    # ------------------------------------------------------------ cancel
+    def _on_cancel(self, run_id: int, cause: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return
+            if run.cancel is None:
+                run.cancel, run.cancel_at = cause, time.monotonic()
+            worker = run.worker
+            key = run.key
+        if worker is not None:
+            try:
+                self._rpc(self._client._run, _interrupt, key, cause, workers=[worker], nanny=False,
+                          on_error="return")
+            except Exception as exc:  # the grace period ends it below
+                self._notice(f"could not interrupt run {run_id} on Dask worker {worker}: {exc}")
+            return
+        self._end_cancelled(run, "cancelled before it started" if cause == "cancel"
+                            else "timed out before it started")
+        try:  # it may have just started somewhere: interrupt it wherever it is
+            self._rpc(self._client._run, _interrupt, key, cause, nanny=False, on_error="return")
+        except Exception as exc:  # its messages are ignored from now on anyway
+            self._notice(f"could not reach the Dask workers to stop run {run_id}: {exc}")
+
+    def _end_cancelled(self, run: _Run, error: str) -> None:
+        """Report a run done (cancelled or timed out) without its worker's word, and cancel its future."""
+        with self._lock:
+            if self._runs.get(run.task.run_id) is not run:
+                return
+            worker = run.worker or QUEUE_WORKER
+            future = self._forget(run)
+        self.sink(("msgs", worker, [("done", run.task.run_id, (False, error, None, None, 0.0))]))
+        if future is None:
+            return
+        try:
+            self._rpc(self._client._cancel, [future], force=True, reason="tinyo: cancelled", msg=error)
+        except Exception as exc:  # the task may still run; its result is ignored
+            self._notice(f"could not cancel the Dask future of run {run.task.run_id}: {exc}")
+
+    # ------------------------------------------------------------ futures
+    def _publish_pending(self) -> None:
+        with self._lock:
+            todo = [r for r in self._runs.values() if not r.published and r.future is not None]
+        if self._stale:
+            stale, self._stale = self._stale, set()
+            self._to_unpublish.extend(sorted(stale))
+        if not todo:
+            return
+        data = {r.key: (r.future, r.task.des_id, r.task.attempt) for r in todo}
+        try:
+            self._rpc(self._client._publish_dataset, override=True, **data)
+        except Exception as exc:  # tried again next round
+            self._notice(f"could not register {len(todo)} run(s) with the Dask scheduler: {exc}")
+            return
+        with self._lock:
+            for run in todo:
+                run.published = True
+
+    def _unpublish_pending(self) -> None:
+        if not self._to_unpublish:
+            return
+        names, self._to_unpublish = self._to_unpublish, []
+        try:
+            self._rpc(self._client._unpublish_dataset, names)
+        except Exception as exc:  # tried again next round
+            self._to_unpublish.extend(names)
+            self._notice(f"could not release {len(names)} finished run(s) on the Dask scheduler: {exc}")
+
+    def _poll_futures(self) -> None:
+        now = time.monotonic()
+        collect: list[_Run] = []
+        errors: list[_Run] = []
+        overdue: list[_Run] = []
+        with self._lock:
+            for run in list(self._runs.values()):
+                future = run.future
+                if run.cancel is not None and run.cancel_at is not None and now - run.cancel_at > CANCEL_GRACE:
+                    overdue.append(run)
+                    continue
+                if future is None:
+                    continue
+                status = future.status
+                if status == "finished":
+                    if run.finished_at is None:
+                        run.finished_at = now
+                    elif now - run.finished_at > 1.0:
+                        collect.append(run)
+                elif status in ("error", "cancelled", "lost"):
+                    errors.append(run)
+        for run in overdue:
+            where = f" on Dask worker {run.worker}" if run.worker else ""
+            what = "timed out" if run.cancel == "timeout" else "cancelled"
+            self._end_cancelled(run, f"{what}; the op did not stop within {CANCEL_GRACE:g}s{where} (its thread runs on "
+                                     "until its current call returns; its result is dropped)")
+        if collect:
+            try:
+                results = self._rpc(self._client._gather, [r.future for r in collect], errors="skip")
+            except Exception as exc:
+                self._notice(f"could not collect {len(collect)} result(s) from the Dask cluster: {exc}")
+                results = []
+            for run, result in zip(collect, results):
+                with self._lock:
+                    if self._runs.get(run.task.run_id) is not run:
+                        continue
+                    seen = run.seen
+                    self._forget(run)
+                if isinstance(result, dict):
+                    self._report_result(run.task.run_id, result, seen)
+        for run in errors:
+            self._on_future_failed(run)
+
+    def _on_future_failed(self, run: _Run) -> None:
+        future = run.future
+        status = future.status if future is not None else "lost"
+        rid = run.task.run_id
+        if status == "cancelled" and not self._connected:
+            return  # the client lost its scheduler; handled when it is back
+        if status == "cancelled" and run.cancel is not None:
+            what = "cancelled" if run.cancel == "cancel" else "timed out"
+            self._end_cancelled(run, f"{what}: the Dask future was cancelled")
+            return
+        exc: BaseException | None = None
+        if status == "error":
+            try:
+                exc = future.exception(timeout=RPC_TIMEOUT)
+            except Exception as err:  # the error itself could not be fetched
+                exc = err
+        with self._lock:
+            if self._runs.get(rid) is not run:
+                return
+            worker = run.worker
+            self._forget(run)
+        killed = type(exc).__name__ == "KilledWorker"
+        if killed or status == "lost":
+            last = getattr(getattr(exc, "last_worker", None), "address", None) or worker or QUEUE_WORKER
+            reason = f"Dask worker {last} died while running it (KilledWorker)" if killed else \
+                "the Dask cluster lost the task"
+            self.sink(("lost", last, None, reason, rid, run.cancel, []))
+            return
+        if status == "cancelled":
+            error = "the Dask future was cancelled on the cluster (not by tinyo)"
+            tb = None
+        else:
+            error = f"Dask could not run the task: {type(exc).__name__}: {exc}"
+            tb = "".join(traceback.format_exception(exc)) if exc is not None else None
+        self.sink(("msgs", worker or QUEUE_WORKER, [("done", rid, (False, error, tb, None, 0.0))]))
+
+    # ------------------------------------------------------------ connection and workers
+    def _housekeeping(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        status = client.status
+        if status == "running":
+            if not self._connected:
+                self._on_reconnected()
+            else:
+                self._refresh_workers()
+        elif status == "connecting":
+            if self._connected:
+                self._on_disconnected()
+        else:  # closed: the client gave up reconnecting; try a new one now and then
+            if self._connected:
+                self._on_disconnected()
+            if time.monotonic() - self._last_connect_try >= RECONNECT_INTERVAL and not self._stopping:
+                self._last_connect_try = time.monotonic()
+                self._try_new_client()
+
+    def _refresh_workers(self) -> None:
+        try:
+            workers = self._rpc(self._client.scheduler.ncores)
+        except Exception as exc:  # the connection check above catches a lasting problem
+            self._notice(f"could not list the Dask workers at {self._where()}: {exc}")
+            return
+        with self._lock:
+            gone = set(self._workers) - set(workers)
+            self._workers = dict(workers)
+        for addr in gone:  # normally reported by a remove-worker event first
+            self._on_worker_removed(addr, set(), expected=False)
+
+    def _on_disconnected(self) -> None:
+        with self._lock:
+            self._connected = False
+        self._notice(f"lost the connection to the Dask scheduler at {self._where()}; ops stay queued until it is "
+                     "reachable again (runs already on the cluster are looked up then)")
+
+    def _try_new_client(self) -> None:
+        import distributed
+
+        try:
+            client = distributed.Client(self._cluster.scheduler_address if self._cluster else self.address,
+                                        timeout=RECONNECT_INTERVAL, set_as_default=False)
+        except (OSError, TimeoutError):
+            return  # still unreachable
+        old, self._client = self._client, client
+        try:
+            old.close(timeout=1)
+        except Exception as exc:  # it had given up already
+            print(f"tinyo: closing the old Dask client: {exc}", file=sys.stderr)
+        self._on_reconnected()
+
+    def _on_reconnected(self) -> None:
+        client = self._client
+        self._subscribe()
+        with self._lock:
+            runs = list(self._runs.values())
+        names = [r.key for r in runs if r.published]
+        found = self._rpc(client._get_dataset, names, default=None) if names else []
+        by_name = dict(zip(names, found))
+        resubmit: list[_Run] = []
+        lost: list[_Run] = []
+        with self._lock:
+            for run in runs:
+                data = by_name.get(run.key)
+                if data is not None:
+                    run.future = data[0]
+                elif run.worker is not None:
+                    lost.append(run)
+                else:
+                    run.future, run.published = None, False
+                    resubmit.append(run)
+            for run in lost:
+                self._forget(run)
+            self._connected = True
+        for run in lost:
+            self.sink(("lost", run.worker, None, f"the Dask scheduler at {self._where()} lost the run while it was "
+                       "unreachable", run.task.run_id, run.cancel, []))
+        if resubmit:
+            self._submit_runs(resubmit)
+        self._refresh_workers()
+        for addr in sorted(self._workers):
+            self.sink(("worker", addr, None, "idle", "Dask scheduler reachable again"))
+
+    def _notice(self, text: str) -> None:
+        self.sink(("msgs", QUEUE_WORKER, [("fatal", 0, text)]))
+
+
+# ====================================================================== on the Dask worker
+
+_worker_lock = threading.Lock()
+_resolvers: dict[tuple[str, str], Any] = {}
+_module_digest: dict[str, str] = {}
+_outboxes: dict[str, _Outbox] = {}
+_threads: dict[str, int] = {}
+
+
+class _Outbox:
+    """A worker process's messages on their way to the orchestrator(s), sent in batches as Dask events."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.lock = threading.Lock()
+        self.items: dict[str, list[list[Any]]] = {}
+        self.size = 0
+        self.wake = threading.Event()
+        self.seqs: dict[int, Any] = {}
+        thread = threading.Thread(target=self._loop, name="tinyo-dask-outbox", daemon=True)
+        thread.start()
+
+    def put(self, topic: str, item: list[Any], size: int) -> None:
+        self.items.setdefault(topic, []).append(item)
+        self.size += size
+        if self.size >= BATCH_BYTES:
+            self.wake.set()
+
+    def flush(self) -> None:
+        with self.lock:
+            items, self.items, self.size = self.items, {}, 0
+            address = self.worker.address
+            for topic, batch in items.items():
+                chunk: list[list[Any]] = []
+                size = 0
+                for item in batch:
+                    chunk.append(item)
+                    size += _size(item)
+                    if size >= BATCH_BYTES:
+                        self.worker.log_event(topic, {"w": address, "m": chunk})
+                        chunk, size = [], 0
+                if chunk:
+                    self.worker.log_event(topic, {"w": address, "m": chunk})
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(FLUSH_INTERVAL)
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a closing worker; the run's result still carries its messages
+                traceback.print_exc(file=sys.__stderr__)
+                return
+
+
+def _size(item: list[Any]) -> int:
+    payload = item[3]
+    if item[1] == "out":
+        return len(payload[1]) + 40
+    if item[1] == "done":
+        return sum(len(p) for p in payload[1:4] if isinstance(p, str)) + 60
+    return 200
+
+
+def _outbox(worker: Any) -> _Outbox:
+    with _worker_lock:
+        box = _outboxes.get(worker.address)
+        if box is None:
+            box = _outboxes[worker.address] = _Outbox(worker)
+        return box
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if type(value) is str else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as what a Dask event may carry (msgpack types)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return _text(value) if type(value) is str else value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return _text(value)
+
+
+def _wire(kind: str, payload: Any) -> Any:
+    if kind == "out":
+        return [str(payload[0]), _text(payload[1])]
+    if kind == "start":
+        return [str(payload[0]), float(payload[1])]
+    if kind == "done":
+        ok, error, tb, result, duration = payload
+        return [bool(ok), _text(error), _text(tb), _text(result), float(duration)]
+    return _plain(payload)
+
+
+def _resolver(path: str, digest: str, where: str) -> Any:
+    """The op resolver for the recipe at ``path`` with content ``digest`` (imported once per content)."""
+    from ..recipe import OpResolver, import_recipe_module, module_name_for
+
+    cached = _resolvers.get((path, digest))
+    if cached is not None:
+        return cached
+    with _worker_lock:
+        cached = _resolvers.get((path, digest))
+        if cached is not None:
+            return cached
+        file = Path(path)
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise RecipeError(f"the recipe {path} does not exist on Dask worker {where}: tinyo imports it by path, "
+                              "so it must be at the same path on every worker (a shared folder)") from None
+        except OSError as exc:
+            raise RecipeError(f"Dask worker {where} cannot read the recipe {path}: {exc}") from None
+        if _digest(data) != digest:
+            raise RecipeError(f"the recipe {path} on Dask worker {where} differs from the orchestrator's copy "
+                              "(the shared folder is not in sync, or the file changed since tinyo started)")
+        name = module_name_for(file.resolve())
+        loaded = sys.modules.get(name)
+        if loaded is not None and _module_digest.setdefault(name, digest) != digest:
+            del sys.modules[name]  # an older version of the recipe: import the current one
+        module = import_recipe_module(path)
+        _module_digest[name] = digest
+        resolver = OpResolver(module, None)
+        _resolvers[(path, digest)] = resolver
+        return resolver
+
+
+def _check_recipe(path: str, digest: str) -> str | None:
+    """Run on each worker at start (``client.run``): None if it can run the recipe, else why not."""
+    import distributed
+
+    try:
+        where = distributed.get_worker().address
+    except ValueError:
+        where = "?"
+    try:
+        _resolver(path, digest, where)
+    except RecipeError as exc:
+        return str(exc)
+    except Exception as exc:  # anything the recipe raises while loading
+        return f"importing the recipe {path} failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+class _Interrupted(CancelledRun):
+    def __str__(self) -> str:
+        return "the run was cancelled (its Dask task was interrupted)"
+
+
+class _TimedOut(CancelledRun):
+    def __str__(self) -> str:
+        return "timed out (its Dask task was interrupted)"
+
+
+def _interrupt(key: str, cause: str) -> bool:
+    """Run on a worker (``client.run``): raise CancelledRun in the thread running ``key``, if any."""
+    with _worker_lock:
+        ident = _threads.get(key)
+        if ident is None:
+            return False
+        exc = _TimedOut if cause == "timeout" else _Interrupted
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+        return True
+
+
+def _run_on_worker(task: Task, topic: str, digest: str) -> dict[str, Any]:
+    """The Dask task: run ``task`` with ``worker.run_task``, stream its messages, return its summary."""
+    import distributed
+    from distributed.worker import thread_state
+
+    worker = distributed.get_worker()
+    address = worker.address
+    key = str(getattr(thread_state, "key", ""))
+    install_routers()
+    box = _outbox(worker)
+    counter = itertools.count(1)
+    head: list[list[Any]] = []
+    tail: deque[list[Any]] = deque(maxlen=RESULT_TAIL)
+    dropped = 0
+
+    def emit(kind: str, run_id: int, payload: Any) -> None:
+        nonlocal dropped
+        wire = _wire(kind, payload)
+        with box.lock:
+            item = [next(counter), kind, run_id, wire]
+            box.put(topic, item, _size(item))
+        if kind == "out":
+            if len(tail) == RESULT_TAIL:
+                dropped += 1
+            tail.append(item)
+        elif kind in ("start", "done"):
+            head.append(item)
+        if kind == "done":
+            box.wake.set()
+
+    with _worker_lock:
+        _threads[key] = threading.get_ident()
+    try:
+        try:
+            try:
+                resolver = _resolver(task.recipe_path, digest, address)
+            except Exception as exc:  # reported as the run's failure, like an op error
+                emit("start", task.run_id, (address, time.time()))
+                emit("done", task.run_id, (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), None, 0.0))
+            else:
+                run_task(task, resolver.resolve, emit, address)
+        except CancelledRun:
+            pass  # arrived after run_task had reported
+        with _worker_lock:
+            _threads.pop(key, None)
+    except CancelledRun:
+        with _worker_lock:
+            _threads.pop(key, None)
+    box.flush()  # now, so the done message travels ahead of the task's completion
+    msgs = [m for m in head if m[1] == "start"] + list(tail) + [m for m in head if m[1] == "done"]
+    return {"worker": address, "msgs": msgs, "dropped": dropped}
