@@ -65,12 +65,14 @@ class Engine:
         max_workers: int | None = None,
         bus: ev.Bus | None = None,
         watch: bool = True,
+        executor_address: str | None = None,
     ) -> None:
         self.recipe = recipe
         self.config = recipe.config
         self.clock: Clock = clock or SystemClock()
         self.bus = bus or ev.Bus()
         self.execution = execution or self.config.execution
+        self.executor_address = executor_address or self.config.executor_address
         self.max_workers = max_workers or self.config.max_workers
         self.watch_files = watch
         self.db_path = db or self.config.sql_conn
@@ -295,7 +297,8 @@ class Engine:
             sink=self._sink,
             resolver=self.resolver,
             clock=self.clock.time,
-            address=self.config.executor_address,
+            address=self.executor_address,
+            store_path=self.store.path,
         )
         self._executor.start()
         self._reconcile_open_runs()
@@ -996,7 +999,8 @@ class Engine:
                 elif item[0] == "query":
                     item[2].set_exception(TinyoError("the engine has stopped"))
         now = self.clock.time()
-        open_ids = [rid for rid in self._open]
+        detached = set(getattr(self._executor, "detached", list)()) if self._executor is not None else set()
+        open_ids = [rid for rid in self._open if rid not in detached]
         if open_ids:
             try:
                 self.store.finish_runs([("interrupted", now, "the engine stopped before this run finished; it runs "
