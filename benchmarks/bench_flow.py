@@ -6,7 +6,9 @@ Cases:
 - ``map2``: Generate -> Map -> Map -> count, one lane, against a plain loop doing the same work
   (target: >= 0.5x the loop);
 - ``cpu``: a CPU-bound Map in worker processes, 2 instances against 1 (target: >= 1.6x);
-- ``repartition``: the ``map2`` flow with the second Map in 2 instances fed by a partition function.
+- ``repartition``: the ``map2`` flow with the second Map in 2 instances fed by a partition function;
+- ``wait-bound``: a Map that waits 1 ms on every fifth row, 2 worker processes against 1: shows the
+  process plumbing scales even when other load on the machine hides CPU scaling.
 No assertions: it prints a table and writes JSON.
 """
 
@@ -57,6 +59,13 @@ def burn(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def nap(row: dict[str, Any]) -> dict[str, Any]:
+    """Waits 1 ms on every fifth row: scales with workers even on a busy machine."""
+    if row["i"] % 5 == 0:
+        time.sleep(0.001)
+    return row
+
+
 def plain_loop(n: int) -> float:
     start = time.perf_counter()
     count = 0
@@ -93,10 +102,10 @@ def map2_flow(n: int, repartition: bool = False) -> float:
     return elapsed
 
 
-def cpu_flow(n: int, instances: int, processes: bool) -> float:
+def cpu_flow(n: int, instances: int, processes: bool, fn: Any = burn) -> float:
     flow = Flow("bench_cpu", chunk_size=1000)
     gen = flow.step("gen", steps.Generate(n))
-    work = flow.step("burn", steps.Map(burn), instances=instances, processes=processes)
+    work = flow.step("work", steps.Map(fn), instances=instances, processes=processes)
     sink = flow.step("count", Count())
     flow.hop(gen, work)
     flow.hop(work, sink)
@@ -120,6 +129,7 @@ def main() -> None:
     parser.add_argument("--json", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "tinyo_bench_flow.json"))
     args = parser.parse_args()
     n, c, r = args.rows, args.cpu_rows, args.repeat
+    load_before = os.getloadavg()[0]
 
     loop = best(plain_loop, n, repeat=r)
     flow1 = best(map2_flow, n, repeat=r)
@@ -128,6 +138,9 @@ def main() -> None:
     burn_thread = best(cpu_flow, c, 1, False, repeat=r)
     burn_p1 = best(cpu_flow, c, 1, True, repeat=r)
     burn_p2 = best(cpu_flow, c, 2, True, repeat=r)
+    nap_p1 = best(cpu_flow, 10_000, 1, True, nap, repeat=r)
+    nap_p2 = best(cpu_flow, 10_000, 2, True, nap, repeat=r)
+    load_after = os.getloadavg()[0]
 
     rows = [
         ("map2: plain loop (baseline)", n, loop, None, None),
@@ -137,18 +150,22 @@ def main() -> None:
         ("cpu: flow, 1 thread", c, burn_thread, burn_loop / burn_thread, None),
         ("cpu: flow, 1 process (baseline)", c, burn_p1, None, None),
         ("cpu: flow, 2 processes", c, burn_p2, burn_p1 / burn_p2, 1.6),
+        ("wait-bound: flow, 1 process (baseline)", 10_000, nap_p1, None, None),
+        ("wait-bound: flow, 2 processes", 10_000, nap_p2, nap_p1 / nap_p2, None),
     ]
-    print(f"{'case':36} {'rows':>9} {'seconds':>8} {'rows/s':>11} {'ratio':>6} {'target':>7}")
+    print(f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} after "
+          "(ratios of parallel cases need an otherwise idle machine)")
+    print(f"{'case':40} {'rows':>9} {'seconds':>8} {'rows/s':>11} {'ratio':>6} {'target':>7}")
     results = []
     for name, count, secs, ratio, target in rows:
         rate = count / secs
         ratio_s = f"{ratio:.2f}x" if ratio is not None else ""
         target_s = f">={target}x" if target is not None else ""
-        print(f"{name:36} {count:>9} {secs:>8.3f} {rate:>11,.0f} {ratio_s:>6} {target_s:>7}")
+        print(f"{name:40} {count:>9} {secs:>8.3f} {rate:>11,.0f} {ratio_s:>6} {target_s:>7}")
         results.append({"case": name, "rows": count, "seconds": round(secs, 4), "rows_per_s": round(rate),
                         "ratio": round(ratio, 3) if ratio is not None else None, "target": target})
     report = {"python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(),
-              "results": results}
+              "load_before": load_before, "load_after": load_after, "results": results}
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"\nwritten {args.json}")
 

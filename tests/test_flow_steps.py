@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import sqlite3
 
+from tinyo import runtime
 from tinyo.flow import Flow, steps
 
 
@@ -153,24 +154,34 @@ def test_lookup_from_a_table_with_other_key_names_and_prefix(tmp_path):
 
 
 def test_run_flow_puts_the_sub_flow_result_in_the_row():
-    sub = Flow("sum_to", params={"n": 0, "scale": 1})
+    sub = Flow("sum_to", params={"n": 0})
     gen = sub.step("gen", steps.Generate("${params.n}"))
     tot = sub.step("total", steps.Aggregate((), {"s": ("sum", "i")}))
-    res = sub.step("res", steps.SetFlowResult(lambda r: r["s"] * 1))
+    res = sub.step("res", steps.SetFlowResult("s"))
     sub.hop(gen, tot)
     sub.hop(tot, res)
-    sub_scaled = Flow("scaled", params={"n": 0, "scale": 1})
-    g2 = sub_scaled.step("gen", steps.Generate(1))
-    sub_scaled.hop(g2, sub_scaled.step("res", steps.SetFlowResult(lambda r: "x")))
-
     flow = Flow("outer")
     gen = flow.step("gen", steps.Generate(rows=[{"n": 3}, {"n": 10}, {"n": 0}], index=None))
     run_sub = flow.step("sum", steps.RunFlow(sub, from_row=["n"], result_field="total"))
     flow.hop(gen, run_sub)
     flow.hop(run_sub, flow.step("res", steps.SetFlowResult(collect=True)))
-    run = flow.run()
+    seen = []
+    with runtime.metrics_sink(seen.append):
+        run = flow.run()
     assert run.ok, run.error
     assert run.result == [{"n": 3, "total": 3}, {"n": 10, "total": 45}, {"n": 0, "total": None}]
+    # each sub-flow run reported its own lanes
+    assert len({s["flow_run"] for s in seen if s["flow"] == "sum_to"}) == 3
+
+    quiet = Flow("outer_quiet")
+    g = quiet.step("gen", steps.Generate(rows=[{"n": 2}], index=None))
+    r = quiet.step("sum", steps.RunFlow(sub, from_row=["n"], report_metrics=False))
+    quiet.hop(g, r)
+    quiet.hop(r, quiet.step("res", steps.SetFlowResult("result")))
+    seen.clear()
+    with runtime.metrics_sink(seen.append):
+        assert quiet.run().result == 1
+    assert seen and not [s for s in seen if s["flow"] == "sum_to"]
 
 
 def test_run_flow_failure_is_an_error_row():

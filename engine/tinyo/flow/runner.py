@@ -110,6 +110,7 @@ class Runner:
         services: dict[str, Any],
         counts: dict[str, int],
         on_metrics: Callable[[dict[str, Any]], None] | None,
+        report: bool = True,
     ) -> None:
         self.flow = flow
         self.info = info
@@ -126,7 +127,7 @@ class Runner:
         self._finished: set[int] = set()
         self.failure: tuple[Instance | None, str, str] | None = None
         self.processes: list[Any] = []
-        self.sinks: list[Callable[[dict[str, Any]], None]] = [self._to_runtime]
+        self.sinks: list[Callable[[dict[str, Any]], None]] = [self._to_runtime] if report else []
         if on_metrics is not None:
             self.sinks.append(self._guard(on_metrics))
 
@@ -288,8 +289,11 @@ class Runner:
         return run
 
 
-def execute(flow: Flow, given: Mapping[str, Any], on_metrics: Callable[[dict[str, Any]], None] | None) -> FlowRun:
-    """Run ``flow`` with the ``given`` parameters (see ``Flow.run``)."""
+def execute(
+    flow: Flow, given: Mapping[str, Any], on_metrics: Callable[[dict[str, Any]], None] | None, report: bool = True
+) -> FlowRun:
+    """Run ``flow`` with the ``given`` parameters (see ``Flow.run``); ``report=False`` keeps its metrics
+    from ``tinyo.runtime`` (only ``on_metrics`` gets them)."""
     started = time.monotonic()
     info = FlowInfo(flow.name, uuid.uuid4().hex[:12])
     try:
@@ -299,7 +303,7 @@ def execute(flow: Flow, given: Mapping[str, Any], on_metrics: Callable[[dict[str
         counts = {name: flow.instance_count(step, params, variables, info) for name, step in flow.steps.items()}
         if not flow.steps:
             raise FlowError(f"flow {flow.name!r} has no steps")
-        runner = Runner(flow, info, params, variables, services, counts, on_metrics)
+        runner = Runner(flow, info, params, variables, services, counts, on_metrics, report)
         runner.build()
     except FlowError as exc:
         message = str(exc)

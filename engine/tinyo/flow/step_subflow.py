@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .base import Output, Step
 from .context import Row
 from .errors import FlowDefinitionError, FlowFailed, RowFailure, Stopped
+from .runner import execute
 
 if TYPE_CHECKING:
     from .definition import Flow
@@ -19,7 +20,9 @@ class RunFlow(Step):
     Parameters are ``params`` (fixed values; strings may use ``${...}``) updated with values taken
     from the row: ``from_row`` maps parameter names to field names (a list means same names), or is
     a function of the row returning a dict. A failed sub-flow is an error for that row (the
-    ``error`` gate gets it, or the flow fails with the sub-flow's message).
+    ``error`` gate gets it, or the flow fails with the sub-flow's message). Each sub-flow run
+    reports its own metrics (its lanes show in the console) unless ``report_metrics=False``, which
+    suits many short runs.
     """
 
     settings = ("params",)
@@ -31,6 +34,7 @@ class RunFlow(Step):
         params: Mapping[str, Any] | None = None,
         from_row: Mapping[str, str] | Iterable[str] | Callable[[Row], Mapping[str, Any]] | None = None,
         result_field: str = "result",
+        report_metrics: bool = True,
     ) -> None:
         from .definition import Flow
 
@@ -45,6 +49,7 @@ class RunFlow(Step):
         else:
             self.from_row = {name: name for name in from_row}
         self.result_field = result_field
+        self.report_metrics = report_metrics
 
     def describe(self) -> str:
         return f"RunFlow({self.flow.name!r})"
@@ -63,7 +68,7 @@ class RunFlow(Step):
         out: list[Row] = []
         for row in rows:
             try:
-                run = self.flow.run(self._params(row))
+                run = execute(self.flow, self._params(row), None, self.report_metrics)
                 if not run.ok:
                     raise FlowFailed(f"sub-flow {self.flow.name!r} failed: {run.message}", run)
                 row[self.result_field] = run.result
