@@ -273,6 +273,11 @@ def _collector(runner: Runner, inst: Instance) -> None:
     finally:
         if state != "done":
             handle.kill_now()
+            if handle.proc is not None:
+                try:
+                    handle.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    runner.fail(inst, f"{inst.where}: worker process {handle.proc.pid} did not exit after kill", "")
         if feeder is not None:
             feeder.join(30)
         for stream in (handle.to_child, handle.from_child):
