@@ -38,6 +38,8 @@ How it works (see docs/scaling-out.md for the user's view):
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ctypes
 import hashlib
 import itertools
@@ -106,6 +108,7 @@ class _Run:
     key: str
     future: Any = None
     published: bool = False
+    publishing: bool = False
     seen: int = 0
     """Highest message number passed on to the engine."""
     worker: str | None = None
@@ -149,6 +152,7 @@ class DaskExecutor:
         self._to_unpublish: list[str] = []
         self._detached: list[int] = []
         self._last_connect_try = 0.0
+        self._inflight_calls: set[concurrent.futures.Future[Any]] = set()
 
     # ================================================================ lifecycle
     def start(self) -> None:
@@ -335,6 +339,12 @@ class DaskExecutor:
         self._q.put(("stop",))
         if self._thread is not None:
             self._thread.join(timeout=RPC_TIMEOUT + 5)
+        if self._client is not None and self._connected and not self.local:
+            # the runs in flight must be registered before the client goes, or they go with it
+            self._wait_calls(RPC_TIMEOUT)
+            self._publish_pending()
+            self._unpublish_pending()
+            self._wait_calls(RPC_TIMEOUT)
         with self._lock:
             unfinished = sorted(self._runs)
             published = [rid for rid, r in self._runs.items() if r.published]
@@ -464,6 +474,10 @@ class DaskExecutor:
                         self._on_cluster_event(item[1])
                     elif kind == "cancel":
                         self._on_cancel(item[1], item[2])
+                    elif kind == "notice":
+                        self._notice(item[1])
+                    elif kind == "unpublish":
+                        self._to_unpublish.extend(item[1])
                     elif kind == "stop":
                         stop = True
                 now = time.monotonic()
@@ -631,32 +645,64 @@ class DaskExecutor:
 
     # ------------------------------------------------------------ futures
     def _publish_pending(self) -> None:
+        """Publish new runs as datasets (one call for all of them, without waiting for it)."""
         with self._lock:
-            todo = [r for r in self._runs.values() if not r.published and r.future is not None]
+            todo = [r for r in self._runs.values() if not r.published and not r.publishing and r.future is not None]
+            for run in todo:
+                run.publishing = True
         if self._stale:
             stale, self._stale = self._stale, set()
             self._to_unpublish.extend(sorted(stale))
         if not todo:
             return
         data = {r.key: (r.future, r.task.des_id, r.task.attempt) for r in todo}
-        try:
-            self._rpc(self._client._publish_dataset, override=True, **data)
-        except Exception as exc:  # tried again next round
-            self._notice(f"could not register {len(todo)} run(s) with the Dask scheduler: {exc}")
-            return
-        with self._lock:
-            for run in todo:
-                run.published = True
+
+        def done(error: BaseException | None) -> None:
+            with self._lock:
+                for run in todo:
+                    run.publishing = False
+                    if error is None and run.future is not None:
+                        run.published = True
+            if error is not None:
+                self._q.put(("notice", f"could not register {len(todo)} run(s) with the Dask scheduler at "
+                                       f"{self._where()} ({error}); trying again"))
+
+        self._spawn(self._client._publish_dataset, done, override=True, **data)
 
     def _unpublish_pending(self) -> None:
+        """Release the datasets of runs that are over (without waiting for it)."""
         if not self._to_unpublish:
             return
         names, self._to_unpublish = self._to_unpublish, []
-        try:
-            self._rpc(self._client._unpublish_dataset, names)
-        except Exception as exc:  # tried again next round
-            self._to_unpublish.extend(names)
-            self._notice(f"could not release {len(names)} finished run(s) on the Dask scheduler: {exc}")
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                self._q.put(("unpublish", names))
+
+        self._spawn(self._client._unpublish_dataset, done, names)
+
+    def _spawn(self, fn: Callable[..., Any], done: Callable[[BaseException | None], None], *args: Any,
+               **kwargs: Any) -> None:
+        """Run the client coroutine ``fn(*args, **kwargs)`` on the client's loop; ``done(error)`` after."""
+        client = self._client
+        future = asyncio.run_coroutine_threadsafe(
+            asyncio.wait_for(fn(*args, **kwargs), RPC_TIMEOUT), client.loop.asyncio_loop)
+        with self._lock:
+            self._inflight_calls.add(future)
+
+        def finished(f: concurrent.futures.Future[Any]) -> None:
+            with self._lock:
+                self._inflight_calls.discard(f)
+            done(None if f.cancelled() or f.exception() is None else f.exception())
+
+        future.add_done_callback(finished)
+
+    def _wait_calls(self, timeout: float) -> None:
+        """Wait for the calls started with ``_spawn`` (at shutdown)."""
+        with self._lock:
+            pending = list(self._inflight_calls)
+        if pending:
+            concurrent.futures.wait(pending, timeout=timeout)
 
     def _poll_futures(self) -> None:
         now = time.monotonic()
