@@ -145,3 +145,49 @@ def test_retries_follow_the_policy_with_backoff(tmp_path, harness):
     assert [s.attempt for s in starts] == [1, 2, 3]
     assert starts[1].ts - failed[0].ts >= 0.18 and starts[2].ts - failed[1].ts >= 0.38
     assert len({s.run_id for s in starts}) == 3
+
+
+FD_OUTPUT = """
+import subprocess
+
+def shell(context):
+    subprocess.run(['sh', '-c', 'echo from a subprocess'], check=True)
+    print('from python')
+
+@meta_task(root=True)
+def gen(event):
+    return (None, [DES(deps=frozenset([event]), targs=frozenset(['o.' + event]), ops=[(shell, Config({}))])])
+
+config = TinyOConfig(sql_conn='{db}', dirs=[], max_workers=1)
+"""
+
+
+def test_output_written_to_file_descriptors_reaches_the_bus(tmp_path, harness):
+    recipe = write_recipe(tmp_path, FD_OUTPUT, db=tmp_path / "o.db")
+    with harness(recipe) as h:
+        h.engine.inject("go")
+        h.wait_for(lambda: "from a subprocess" in h.lines(), what="subprocess output")
+        h.wait_idle()
+    tagged = {e.line: (e.op, e.worker) for e in h.of(ev.OpOutput)}
+    assert tagged["from python"] == ("shell", "w1")
+    assert tagged["from a subprocess"][1] == "w1"
+
+
+def test_an_unguarded_script_embedding_the_engine_does_not_start_engines_in_workers(tmp_path):
+    import subprocess as sp
+    import sys
+
+    recipe = write_recipe(tmp_path, FD_OUTPUT, db=tmp_path / "u.db")
+    script = tmp_path / "embed.py"
+    script.write_text(
+        "import time\n"
+        "from tinyo.engine import Engine\n"
+        f"e = Engine.from_path({str(recipe)!r})\n"
+        "e.start(); e.inject('go')\n"
+        "time.sleep(0.3)\n"
+        "while e.idle_since is None: time.sleep(0.05)\n"
+        "e.stop(); print('clean exit')\n"
+    )
+    result = sp.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "clean exit" in result.stdout, result.stderr
+    assert "another tinyo engine" not in result.stderr

@@ -41,7 +41,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import functools
 import hashlib
+import inspect
 import itertools
 import os
 import queue
@@ -94,6 +96,29 @@ def _namespace(store_path: str | None) -> str:
         return uuid.uuid4().hex[:12]
     text = f"{socket.gethostname()}\0{os.path.abspath(store_path)}"
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+@functools.cache
+def _batched_datasets() -> bool:
+    """Whether this distributed publishes, looks up and releases many datasets in one call (newer
+    releases); older ones take one name per call."""
+    from distributed.publish import PublishExtension
+
+    return "names" in inspect.signature(PublishExtension.delete).parameters
+
+
+async def _get_datasets(client: Any, names: list[str]) -> list[Any]:
+    """The datasets ``names`` (None for the missing ones)."""
+    if _batched_datasets():
+        return list(await client._get_dataset(names, default=None))
+    return list(await asyncio.gather(*(client._get_dataset(name, default=None) for name in names)))
+
+
+async def _unpublish_datasets(client: Any, names: list[str]) -> None:
+    if _batched_datasets():
+        await client._unpublish_dataset(names)
+    else:
+        await asyncio.gather(*(client._unpublish_dataset(name) for name in names))
 
 
 def _digest(data: bytes) -> str:
@@ -390,7 +415,7 @@ class DaskExecutor:
         client = self._client
         by_key = {self.key(t): t for t in tasks}
         names = list(by_key)
-        found = self._rpc(client._get_dataset, names, default=None) if names else []
+        found = self._rpc(_get_datasets, client, names) if names else []
         candidates: list[tuple[Task, Any]] = []
         for name, data in zip(names, found):
             task = by_key[name]
@@ -679,7 +704,7 @@ class DaskExecutor:
             if error is not None:
                 self._q.put(("unpublish", names))
 
-        self._spawn(self._client._unpublish_dataset, done, names)
+        self._spawn(_unpublish_datasets, done, self._client, names)
 
     def _spawn(self, fn: Callable[..., Any], done: Callable[[BaseException | None], None], *args: Any,
                **kwargs: Any) -> None:
@@ -843,7 +868,7 @@ class DaskExecutor:
         with self._lock:
             runs = list(self._runs.values())
         names = [r.key for r in runs if r.published]
-        found = self._rpc(client._get_dataset, names, default=None) if names else []
+        found = self._rpc(_get_datasets, client, names) if names else []
         by_name = dict(zip(names, found))
         resubmit: list[_Run] = []
         lost: list[_Run] = []

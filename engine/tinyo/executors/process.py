@@ -2,9 +2,14 @@
 
 concurrent.futures.ProcessPoolExecutor marks the whole pool broken when one worker dies and cannot
 stop a running call, so tinyo keeps its own workers: each has a task pipe and a result pipe, one
-reader thread waits on every result pipe and every process sentinel, and a dead worker is replaced.
-Workers start from a fork server (or spawn), never from a fork of the orchestrator, so nothing
-relies on inherited state: they import the recipe by path and resolve ops by qualified name.
+reader thread waits on every result pipe (end of file there means the worker died), and a dead worker is replaced.
+Workers are fresh interpreters (``python -m tinyo._worker_main``) in a session of their own: nothing
+is inherited from the orchestrator (not even its ``__main__`` script, which multiprocessing's spawn
+and fork-server methods would re-run), Ctrl-C or a hang-up sent to the terminal's process group does
+not reach them (the orchestrator decides what happens to running ops), and they exit when the
+orchestrator is gone (their task pipe closes). They import the recipe by path and resolve ops by
+qualified name. What they write straight to file descriptors 1 and 2 (subprocesses, C libraries)
+is read back and attributed to the run in progress.
 
 Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
 not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
@@ -13,18 +18,21 @@ waits behind a long one while another worker is idle.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import multiprocessing.connection
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Literal
 
-from ..worker import Task, process_main
+from ..worker import Task
 from .base import Sink, WorkerInfo
 
 FAST_OP = 0.002
@@ -35,7 +43,7 @@ PREFETCH = 24
 
 class _Worker:
     __slots__ = ("name", "process", "pid", "task_conn", "result_conn", "inflight", "started", "kill_cause",
-                 "eof", "ready", "dead")
+                 "eof", "ready", "dead", "stdio", "partial")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -49,6 +57,8 @@ class _Worker:
         self.eof = False
         self.ready = False
         self.dead = False
+        self.stdio: Any = None
+        self.partial = b""
 
 
 class ProcessExecutor:
@@ -61,10 +71,6 @@ class ProcessExecutor:
         self.max_workers = max_workers
         self.sink = sink
         self.clock = clock
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-        self._ctx = multiprocessing.get_context(method)
-        if method == "forkserver":
-            self._ctx.set_forkserver_preload(["tinyo._detach", "tinyo.worker", "tinyo.recipe"])
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._wake_r, self._wake_w = os.pipe()
@@ -83,19 +89,26 @@ class ProcessExecutor:
         self._reader.start()
 
     def _spawn(self, worker: _Worker) -> None:
-        task_r, task_w = self._ctx.Pipe(duplex=False)
-        res_r, res_w = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=process_main,
-            args=(task_r, res_w, worker.name, self.recipe_path, list(sys.path), os.getcwd()),
-            name=f"tinyo-{worker.name}",
-            daemon=True,
-        )
-        process.start()
-        task_r.close()
-        res_w.close()
+        task_r, task_w = os.pipe()
+        res_r, res_w = os.pipe()
+        out_r, out_w = os.pipe()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+        args = [sys.executable, "-m", "tinyo._worker_main", str(task_r), str(res_w), worker.name, self.recipe_path,
+                os.getcwd(), json.dumps([p for p in sys.path if isinstance(p, str)])]
+        try:
+            process = subprocess.Popen(args, pass_fds=(task_r, res_w), stdin=subprocess.DEVNULL, stdout=out_w,
+                                       stderr=out_w, env=env, start_new_session=True, close_fds=True)
+        finally:
+            for fd in (task_r, res_w, out_w):
+                os.close(fd)
         worker.process, worker.pid = process, process.pid
-        worker.task_conn, worker.result_conn = task_w, res_r
+        worker.task_conn = Connection(task_w, readable=False, writable=True)
+        worker.result_conn = Connection(res_r, readable=True, writable=False)
+        os.set_blocking(out_r, False)
+        worker.stdio = out_r
+        worker.partial = b""
         worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
         worker.eof = worker.ready = worker.dead = False
         self.sink(("worker", worker.name, process.pid, "idle", "started"))
@@ -150,7 +163,7 @@ class ProcessExecutor:
                         try:
                             os.kill(worker.pid, signal.SIGKILL)
                         except ProcessLookupError:
-                            pass  # already gone; the sentinel reports it
+                            pass  # already gone; its closed result pipe reports it
                 else:
                     try:
                         worker.task_conn.send(("cancel", run_id))
@@ -186,10 +199,10 @@ class ProcessExecutor:
     def _read_loop(self) -> None:
         while not self._closing:
             with self._lock:
-                conns = {w.result_conn: w for w in self._workers if not w.dead and not w.eof}
-                sentinels = {w.process.sentinel: w for w in self._workers if not w.dead}
+                conns = {w.result_conn: w for w in self._workers if not w.dead}
+                stdio = {w.stdio: w for w in self._workers if not w.dead and w.stdio is not None}
             try:
-                ready = multiprocessing.connection.wait([*conns, *sentinels, self._wake_r])
+                ready = multiprocessing.connection.wait([*conns, *stdio, self._wake_r])
             except OSError:
                 if self._closing:
                     return
@@ -200,11 +213,36 @@ class ProcessExecutor:
                         os.read(self._wake_r, 4096)
                     except OSError:
                         return
-                elif item in conns:
-                    self._receive(conns[item])
+                elif item in stdio:
+                    self._forward_stdio(stdio[item])
             for item in ready:
-                if item in sentinels and not self._closing:
-                    self._on_death(sentinels[item])
+                if item in conns:
+                    worker = conns[item]
+                    self._receive(worker)
+                    if worker.eof and not self._closing:
+                        self._on_death(worker)
+
+    def _forward_stdio(self, worker: _Worker) -> None:
+        """Lines a worker wrote to its file descriptors 1/2 go to the run in progress there."""
+        try:
+            data = os.read(worker.stdio, 65536)
+        except BlockingIOError:
+            return  # nothing more now (a child of the op may still hold the pipe open)
+        except OSError:
+            data = b""
+        if not data:
+            os.close(worker.stdio)
+            worker.stdio = None
+            data, worker.partial = worker.partial + b"\n", b""
+            if data == b"\n":
+                return
+        buf = worker.partial + data
+        *lines, worker.partial = buf.split(b"\n")
+        if not lines:
+            return
+        with self._lock:
+            run_id = next(iter(worker.started), 0)
+        self.sink(("msgs", worker.name, [("out", run_id, ("stderr", line.decode("utf-8", "replace"))) for line in lines]))
 
     def _receive(self, worker: _Worker) -> None:
         try:
@@ -228,17 +266,21 @@ class ProcessExecutor:
                     worker.ready = True
 
     def _on_death(self, worker: _Worker) -> None:
-        while not worker.eof:
-            try:
-                if not worker.result_conn.poll(0):
-                    break
-                batch = worker.result_conn.recv()
-            except (EOFError, OSError):
+        try:
+            code = worker.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            code = worker.process.wait(timeout=2)
+        for _ in range(64):  # what the worker wrote last (bounded: a grandchild may keep the pipe open)
+            if worker.stdio is None:
                 break
-            self._account(worker, batch)
-            self.sink(("msgs", worker.name, batch))
-        worker.process.join(timeout=1)
-        code = worker.process.exitcode
+            before = worker.partial
+            self._forward_stdio(worker)
+            if worker.stdio is not None and worker.partial == before:
+                break
+        if worker.stdio is not None:
+            os.close(worker.stdio)
+            worker.stdio = None
         with self._lock:
             pending = list(worker.inflight.values())
             running = pending[0] if pending else None
@@ -275,10 +317,11 @@ class ProcessExecutor:
                 except (OSError, ValueError):
                     w.process.kill()
         for w in workers:
-            w.process.join(timeout=2)
-            if w.process.is_alive():
+            try:
+                w.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 w.process.kill()
-                w.process.join(timeout=1)
+                w.process.wait(timeout=2)
         self._wake()
         if self._reader is not None:
             self._reader.join(timeout=2)
@@ -288,6 +331,9 @@ class ProcessExecutor:
                     conn.close()
                 except OSError:
                     pass  # already closed by the death handler
+            if w.stdio is not None:
+                os.close(w.stdio)
+                w.stdio = None
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
