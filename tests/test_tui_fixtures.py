@@ -193,6 +193,20 @@ class ScriptedEngine:
         return run_id
 
 
+def flow_lanes(engine: ScriptedEngine) -> None:
+    """An enrich flow running with two reader instances feeding one writer, one lookup miss."""
+    for instance, rows in ((0, 2500), (1, 2430)):
+        engine.pub(ev.FlowMetrics, run_id=7, flow="enrich_orders", flow_run="enrich_orders#7", step="read_orders",
+                   instance=instance, instances=2, state="finished", rows_in=1, rows_out={"main": rows},
+                   rows_per_s=0.0, buffer_fill=0.0, buffer_size=1000)
+    engine.pub(ev.FlowMetrics, run_id=7, flow="enrich_orders", flow_run="enrich_orders#7", step="lookup_customer",
+               instance=0, instances=1, state="running", rows_in=4100, rows_out={"main": 4090, "miss": 9},
+               errors=1, rows_per_s=1830.0, buffer_fill=0.75, buffer_size=1000)
+    engine.pub(ev.FlowMetrics, run_id=7, flow="enrich_orders", flow_run="enrich_orders#7", step="write_enriched",
+               instance=0, instances=1, state="blocked", rows_in=4090, rows_out={"main": 4090},
+               rows_per_s=1790.0, buffer_fill=1.0, buffer_size=1000)
+
+
 def retail_scenario(engine: ScriptedEngine, *, fail: bool = False, leave_running: bool = False) -> dict[str, str]:
     """The retail demo: a dimensional file, two fact files, their loads and one facts transform."""
     ids: dict[str, str] = {}

@@ -346,3 +346,29 @@ async def test_tab_and_number_keys_move_between_panes(console: tuple[Engine, Tin
         await pilot.press("3")
         assert screen.active_pane == "workers" and screen.query_one("#workers").display
         assert not screen.query_one("#events").display
+
+
+@sync
+async def test_theme_switch_repaints_with_the_new_palette(console: tuple[Engine, TinyoApp]) -> None:
+    engine, app = console
+    async with app.run_test(size=(140, 40)) as pilot:
+        await started(pilot, app)
+        dark_error = app.palette.style("failed").color
+        app.theme = "tinyo-light"
+        await pilot.pause()
+        assert app.palette.style("failed").color != dark_error
+
+
+@sync
+async def test_help_lists_the_keys(console: tuple[Engine, TinyoApp]) -> None:
+    engine, app = console
+    async with app.run_test(size=(140, 40)) as pilot:
+        await started(pilot, app)
+        await pilot.press("question_mark")
+        from tinyo_tui.screens.help import HelpScreen
+
+        assert isinstance(app.screen, HelpScreen)
+        keys = {key for key, _ in app.screen._rows}
+        assert {"r", "R", "t", "i", "p", "c", "/", "q", "?"} <= {k for row in keys for k in row.split(", ")}
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)

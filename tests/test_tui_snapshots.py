@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from test_tui_fixtures import ScriptedEngine, retail_scenario
+from test_tui_fixtures import ScriptedEngine, flow_lanes, retail_scenario
 from tinyo import events as ev
 from tinyo_tui.app import TinyoApp, build_app
 
@@ -200,3 +200,12 @@ def test_hostile_names(snap_compare: Any) -> None:
             engine.run(des_id, "w1", [f"printed {name}", "[link=http://x]click[/link] \x1b[2J cleared?"])
 
     assert snap_compare(app, terminal_size=WIDE, run_before=scripted(app, script))
+
+
+def test_lanes(snap_compare: Any) -> None:
+    """At 80x24 on the Lanes tab with a flow running: enrich_orders/read_orders 1/2 and 2/2 finished
+    (2500 and 2430 rows out), lookup_customer running at 1830 rows/s with main=4090 miss=9, 1 error in
+    red and a 75% buffer bar, write_enriched ⧖ blocked with a full buffer."""
+    engine, app = console()
+    assert snap_compare(app, press=["4"], terminal_size=(80, 24),
+                        run_before=scripted(app, lambda: flow_lanes(engine)))

@@ -251,8 +251,13 @@ class TinyoApp(App[int]):
         return f"{node.op_label} -> {shown}"
 
     def known_flows(self) -> list[str]:
-        """Data flows named by the recipe's ops (none until a flow op is seen)."""
-        return []
+        """The data flows the recipe module defines (``tinyo.flow.Flow`` objects), by name."""
+        module = getattr(self.engine.recipe, "module", None)
+        if module is None:
+            return []
+        from tinyo.flow import Flow
+
+        return sorted({value.name for value in vars(module).values() if isinstance(value, Flow)})
 
     # ------------------------------------------------------------------ commands
     def open_details(self, kind: Target, key: str, des_id: str | None = None) -> None:

@@ -37,6 +37,7 @@ GLYPHS: dict[str, str] = {
     "starting": "…",
     "stopping": "■",
     "finished": "✓",
+    "blocked": "⧖",
 }
 
 _ROLE: dict[str, tuple[str, str]] = {
@@ -67,6 +68,7 @@ _ROLE: dict[str, tuple[str, str]] = {
     "primary": ("primary", ""),
     "cmd": ("secondary", "bold"),
     "stderr": ("warning", ""),
+    "blocked": ("warning", ""),
 }
 
 

@@ -54,7 +54,7 @@ def group_key(name: str) -> str:
     return _NUMBERS.sub("*", name)
 
 
-@dataclass
+@dataclass(slots=True)
 class DesNode:
     """What the console knows about one DES."""
 
@@ -78,7 +78,7 @@ class DesNode:
         return ", ".join(self.ops) or "(no ops)"
 
 
-@dataclass
+@dataclass(slots=True)
 class DocNode:
     """What the console knows about one document."""
 
@@ -99,7 +99,7 @@ class DocGroup:
     states: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass
+@dataclass(slots=True)
 class EventRow:
     """One line of the event stream."""
 
@@ -116,7 +116,7 @@ class EventRow:
     """Bumped whenever the row changes, so a cached rendering can be dropped."""
 
 
-@dataclass
+@dataclass(slots=True)
 class OutputRow:
     """One line of the output pane: an op's output line, or a console note (``cmd``/``info``)."""
 
@@ -130,7 +130,7 @@ class OutputRow:
     run_id: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkerRow:
     """One worker and what it runs."""
 

@@ -82,9 +82,7 @@ class MainScreen(Screen[None]):
     @property
     def tinyo(self) -> TinyoApp:
         """The console app."""
-        from ..app import TinyoApp
-
-        return cast(TinyoApp, self.app) if isinstance(self.app, TinyoApp) else cast(TinyoApp, self.app)
+        return cast("TinyoApp", self.app)
 
     def compose(self) -> ComposeResult:
         app = self.tinyo

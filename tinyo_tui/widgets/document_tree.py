@@ -383,7 +383,11 @@ class DocumentTree(Tree[NodeData]):
         node.expand()
         for child in node.children:
             if child.data is not None and child.data[0] == "doc" and child.data[1] == name:
-                self.move_cursor(child)
-                self.scroll_to_node(child, animate=False)
+                # The new lines exist only after the tree rebuilds them (on refresh).
+                self.call_after_refresh(self._select, child)
                 break
         return name
+
+    def _select(self, node: TreeNode[NodeData]) -> None:
+        self.move_cursor(node)
+        self.scroll_to_node(node, animate=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
@@ -37,7 +40,7 @@ class LanesView(Widget, can_focus=True):
         """Lanes have no selectable item."""
         return None
 
-    def render(self) -> Table | Text:
+    def render(self) -> RenderableType:
         style = self._palette.style
         flows = self._state.flows
         if not flows:
@@ -47,24 +50,44 @@ class LanesView(Widget, can_focus=True):
                 text.append("\nflows: ", style=style("muted"))
                 text.append(visible(", ".join(self.known_flows)))
             return text
+        wide = self.size.width >= 100
+        parts: list[RenderableType] = []
+        for flow_run, lanes in reversed(flows.items()):
+            first = next(iter(lanes.values()))
+            title = Text(visible(first.flow), style="bold", no_wrap=True, overflow="ellipsis")
+            title.append(f"  {visible(flow_run)}" + (f" · run {first.run_id}" if first.run_id is not None else ""),
+                         style=style("muted"))
+            parts.append(title)
+            parts.append(self._table(lanes, wide))
+        return Group(*parts)
+
+    def _table(self, lanes: dict[tuple[str, int], Any], wide: bool) -> Table:
+        style = self._palette.style
         table = Table(box=None, expand=True, pad_edge=False, padding=(0, 1), show_edge=False,
                       header_style="bold")
-        for name, justify in (("flow/step", "left"), ("i/n", "right"), ("state", "left"),
-                              ("in", "right"), ("out", "right"), ("err", "right"),
-                              ("rows/s", "right"), ("buffer", "left")):
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        for flow_run, lanes in reversed(flows.items()):
-            for (step, instance), m in sorted(lanes.items()):
-                state = "running" if m.state == "running" else "failed" if m.errors or m.state == "failed" else m.state
-                out = " ".join(f"{visible(gate)}={n}" for gate, n in sorted(m.rows_out.items())) or "0"
-                table.add_row(
-                    Text(f"{visible(m.flow)}/{visible(step)}"),
-                    Text(f"{instance + 1}/{m.instances}", style=style("muted")),
-                    Text(f"{glyph(state)} {visible(m.state)}", style=style(state)),
-                    Text(str(m.rows_in)),
-                    Text(out),
-                    Text(str(m.errors), style=style("failed") if m.errors else style("muted")),
-                    Text(f"{m.rows_per_s:.0f}"),
-                    Text(f"{_bar(m.buffer_fill)} {m.buffer_fill:4.0%}", style=style("primary")),
-                )
+        table.add_column("step", ratio=1, min_width=10, no_wrap=True, overflow="ellipsis")
+        table.add_column("i/n", justify="right", no_wrap=True, width=5)
+        table.add_column("state", no_wrap=True, width=10, overflow="ellipsis")
+        table.add_column("in", justify="right", no_wrap=True, width=6)
+        table.add_column("out", justify="right", no_wrap=True, min_width=6, max_width=16, overflow="ellipsis")
+        table.add_column("err", justify="right", no_wrap=True, width=4)
+        table.add_column("rows/s", justify="right", no_wrap=True, width=7)
+        table.add_column("buffer", no_wrap=True, width=_BAR + (5 if wide else 0))
+        for (step, instance), m in sorted(lanes.items()):
+            state = "failed" if m.errors and m.state not in ("running", "blocked", "waiting") else m.state
+            gates = dict(m.rows_out)
+            main = gates.pop("main", None)
+            out = " ".join(([str(main)] if main is not None else [])
+                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())])
+            bar = _bar(m.buffer_fill) + (f" {m.buffer_fill:4.0%}" if wide else "")
+            table.add_row(
+                Text(visible(step)),
+                Text(f"{instance + 1}/{m.instances}", style=style("muted")),
+                Text(f"{glyph(state)} {visible(m.state)}", style=style(state)),
+                Text(str(m.rows_in)),
+                Text(out or "0"),
+                Text(str(m.errors), style=style("failed") if m.errors else style("muted")),
+                Text(f"{m.rows_per_s:.0f}"),
+                Text(bar, style=style("stale") if m.buffer_fill >= 0.95 else style("primary")),
+            )
         return table

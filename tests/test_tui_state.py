@@ -1,0 +1,134 @@
+"""Unit tests of the console's pure parts (model, bridge, safe text, themes) and of the tree at scale."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rich.color import Color as RichColor
+
+from test_tui_fixtures import ScriptedEngine
+from tinyo import events as ev
+from tinyo_tui.app import build_app
+from tinyo_tui.bridge import MAX_OUTPUT, Bridge
+from tinyo_tui.safe_text import visible
+from tinyo_tui.state import ConsoleState, group_key
+from tinyo_tui.theming import load_themes, resolve_theme
+from tinyo_tui.widgets.document_tree import PAGE, DocumentTree
+
+
+def test_group_key_folds_numbers() -> None:
+    assert group_key("print.20241027") == "print.*"
+    assert group_key("/d/fact_file_20241027.csv") == "/d/fact_file_*.csv"
+    assert group_key("ten_seconds_1730000010.0") == "ten_seconds_*"
+    assert group_key("dimensional_table") == "dimensional_table"
+
+
+def test_visible_escapes_control_characters_and_keeps_markup_literal() -> None:
+    assert visible("a\x1b[31mb") == "a\\e[31mb"
+    assert visible("x\ny\r\t") == "x\\ny\\r\\t"
+    assert visible("bell\x07 del\x7f rtl\u202e") == "bell\\x07 del\\x7f rtl\\u202e"
+    assert visible("[red]not markup[/]") == "[red]not markup[/]"
+    assert visible("ünïcødé 日本") == "ünïcødé 日本"
+
+
+def test_bridge_wakes_once_and_bounds_output() -> None:
+    wakes: list[int] = []
+    bridge = Bridge(wake=lambda: wakes.append(1))
+    for i in range(MAX_OUTPUT + 50):
+        bridge.publish(ev.OpOutput(ts=1.0, run_id=1, des_id="d", op="o", worker="w", stream="stdout", line=str(i)))
+    bridge.publish(ev.EventReceived(ts=2.0, event_id=1, name="e", source="manual"))
+    assert wakes == [1], "one wake-up per empty -> non-empty transition"
+    batch = bridge.drain()
+    assert bridge.dropped_output == 50
+    assert len(batch) == MAX_OUTPUT + 1
+    assert isinstance(batch[-1], ev.EventReceived), "merged by time, each stream in its own order"
+    assert bridge.drain() == [], "an empty drain marks the buffer idle"
+    bridge.publish(ev.EventReceived(ts=3.0, event_id=2, name="f", source="manual"))
+    assert wakes == [1, 1]
+
+
+def test_bridge_coalesces_flow_metrics_per_lane() -> None:
+    bridge = Bridge()
+    for rows in (10, 20, 30):
+        bridge.publish(ev.FlowMetrics(ts=1.0, run_id=1, flow="f", flow_run="f#1", step="s", instance=0,
+                                      instances=1, state="running", rows_in=rows))
+    batch = bridge.drain()
+    assert [m.rows_in for m in batch] == [30]
+
+
+def test_event_stream_is_bounded_and_counts_older_rows() -> None:
+    state = ConsoleState(max_events=100)
+    batch: list[ev.BusEvent] = []
+    for i in range(250):
+        batch.append(ev.EventReceived(ts=float(i), event_id=i, name=f"e{i}", source="file"))
+        batch.append(ev.EventProcessed(ts=float(i), event_id=i, name=f"e{i}", des_count=0, errors=0))
+    state.apply(batch)
+    assert len(state.events) == 100 and state.events_dropped == 150
+    assert len(state._event_by_id) == 100 and len(state._event_by_name) == 100
+    assert state.events[-1].des_count == 0
+
+
+def test_des_states_drive_document_states_and_counts() -> None:
+    state = ConsoleState()
+    state.apply([
+        ev.DESRegistered(ts=0, des_id="a" * 16, deps=frozenset({"in"}), targs=frozenset({"out"}), ops=("op",),
+                         generator="g", event="in"),
+        ev.DESStateChanged(ts=0, des_id="a" * 16, state="waiting", reason="waiting on in"),
+    ])
+    assert state.docs["out"].state == "waiting" and state.docs["out"].detail == "waiting on in"
+    state.apply([ev.DESStateChanged(ts=1, des_id="a" * 16, state="running", reason="")])
+    assert state.running == 1 and state.docs["out"].state == "running"
+    state.apply([ev.DESStateChanged(ts=2, des_id="a" * 16, state="failed", reason="boom")])
+    assert state.running == 0 and state.failed == 1
+    assert state.groups["out"].states["failed"] == 1
+
+
+def _xterm_256() -> set[tuple[int, int, int]]:
+    levels = (0, 95, 135, 175, 215, 255)
+    cube = {(r, g, b) for r in levels for g in levels for b in levels}
+    ramp = {(v, v, v) for v in range(8, 239, 10)}
+    return cube | ramp
+
+
+def test_themes_load_and_use_exact_xterm_256_colours() -> None:
+    """dark and light use only xterm-256 palette entries, so a 256-colour terminal shows them exactly."""
+    themes = load_themes()
+    assert {"tinyo-dark", "tinyo-light", "tinyo-high-contrast"} <= set(themes)
+    assert resolve_theme("light", list(themes)) == "tinyo-light"
+    palette = _xterm_256()
+    for name in ("tinyo-dark", "tinyo-light", "tinyo-high-contrast"):
+        theme = themes[name]
+        for field in ("primary", "secondary", "accent", "foreground", "background", "surface", "panel",
+                      "success", "warning", "error"):
+            triplet = tuple(RichColor.parse(getattr(theme, field)).get_truecolor())
+            assert triplet in palette, f"{name}.{field} = {getattr(theme, field)} is not an xterm-256 colour"
+
+
+def test_tree_stays_usable_with_100000_documents() -> None:
+    """100,000 timer documents fold into one group; expanding lists one page; jump finds any one."""
+    engine = ScriptedEngine()
+    app = build_app(engine, clock=engine.clock, theme="dark")
+
+    async def run() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            started = time.perf_counter()
+            for i in range(100_000):
+                engine.pub(ev.DocumentUpdated, name=f"print.tick_{1_730_000_000 + 10 * i}.0", version=1, by="event")
+            app.drain()
+            await pilot.pause()
+            elapsed = time.perf_counter() - started
+            tree = app.screen.query_one(DocumentTree)
+            assert len(tree.root.children) == 1
+            assert "(100000)" in tree.root.children[0].label.plain
+            tree.root.children[0].expand()
+            await pilot.pause()
+            assert len(tree.root.children[0].children) == PAGE + 1
+            name = tree.jump("tick_1730500000")
+            await pilot.pause()
+            assert name == "print.tick_1730500000.0"
+            assert tree.cursor_node is not None and tree.cursor_node.data[1] == name
+            assert elapsed < 10, f"100,000 documents took {elapsed:.1f}s to fold in"
+
+    asyncio.run(run())
