@@ -318,26 +318,15 @@ class Store:
             [(s, _jmap(t), _jmap(f), int(fo), i) for s, t, f, fo, i in rows],
         )
 
+    _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced"
+
     def load_des(self) -> Iterator[StoredDES]:
-        for row in self.conn.execute(
-            "SELECT id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced FROM des"
-        ):
-            yield StoredDES(
-                row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
-                row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]),
-            )
+        for row in self.conn.execute(f"SELECT {self._DES_COLUMNS} FROM des"):
+            yield _stored_des(row)
 
     def des_row(self, des_id: str) -> StoredDES | None:
-        row = self.conn.execute(
-            "SELECT id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced "
-            "FROM des WHERE id = ?", (des_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return StoredDES(
-            row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
-            row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]),
-        )
+        row = self.conn.execute(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,)).fetchone()
+        return None if row is None else _stored_des(row)
 
     def des_ids_for_doc(self, doc: str, role: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT des_id FROM des_docs WHERE doc = ? AND role = ?", (doc, role))]
@@ -433,6 +422,13 @@ class Store:
 
     def integrity_check(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _stored_des(row: tuple[Any, ...]) -> StoredDES:
+    return StoredDES(
+        row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
+        row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]),
+    )
 
 
 def _jset(values: frozenset[str]) -> str:
