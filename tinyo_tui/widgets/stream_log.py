@@ -220,24 +220,14 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         if index >= len(view) or width <= 0:
             if index == 0 and width > 0 and self.empty_text:
                 hint = self.empty_text if not self._pattern else "no rows match the filter"
-                text = Text(hint, style=self._palette.style("muted"), no_wrap=True, end="")
-                text.truncate(width, pad=True)
-                return Strip(list(text.render(self.app.console))).adjust_cell_length(width, self.rich_style)
+                return self._strip(Text(hint, style=self._palette.style("muted"), no_wrap=True, end=""), width)
             return Strip.blank(width, self.rich_style)
         row = view[index]
         selected = index == self.cursor and self.has_focus
         key = (*self.row_key(row), selected, width)
         strip = self._cache.get(key)
         if strip is None:
-            text = self.row_text(row)
-            text.no_wrap = True
-            text.overflow = "ellipsis"
-            text.truncate(width, overflow="ellipsis", pad=True)
-            base = self.rich_style
-            segments = list(text.render(self.app.console))
-            segments = [Segment(seg.text, base + seg.style if seg.style else base, seg.control)
-                        for seg in segments if seg.text != "\n"]
-            strip = Strip(segments).adjust_cell_length(width, base)
+            strip = self._strip(self.row_text(row), width)
             if selected:
                 cursor = self.get_component_rich_style("stream-log--cursor")
                 strip = strip.apply_style(cursor)
@@ -247,6 +237,18 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         return strip
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"stream-log--cursor"}
+
+    def _strip(self, text: Text, width: int) -> Strip:
+        """One line of ``text``, cut to ``width`` with an ellipsis, on the widget's base style.
+
+        Every segment gets a real style (never None): the NO_COLOR filter needs one."""
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        text.truncate(width, overflow="ellipsis", pad=True)
+        base = self.rich_style
+        segments = [Segment(seg.text, base + seg.style if seg.style else base)
+                    for seg in text.render(self.app.console) if seg.text and seg.text != "\n"]
+        return Strip(segments).adjust_cell_length(width, base)
 
     # ---------------------------------------------------------------- cursor
     def _move(self, delta: int) -> None:
