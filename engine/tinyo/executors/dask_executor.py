@@ -730,6 +730,10 @@ class DaskExecutor:
             concurrent.futures.wait(pending, timeout=timeout)
 
     def _poll_futures(self) -> None:
+        if self._client.status != "running":  # its futures were just cancelled by the client itself
+            if self._connected:
+                self._on_disconnected()
+            return
         now = time.monotonic()
         collect: list[_Run] = []
         errors: list[_Run] = []
@@ -776,7 +780,7 @@ class DaskExecutor:
         future = run.future
         status = future.status if future is not None else "lost"
         rid = run.task.run_id
-        if status == "cancelled" and not self._connected:
+        if status == "cancelled" and (not self._connected or self._client.status != "running"):
             return  # the client lost its scheduler; handled when it is back
         if status == "cancelled" and run.cancel is not None:
             what = "cancelled" if run.cancel == "cancel" else "timed out"
@@ -837,13 +841,19 @@ class DaskExecutor:
             return
         with self._lock:
             gone = set(self._workers) - set(workers)
+            new = set(workers) - set(self._workers)
             self._workers = dict(workers)
         for addr in gone:  # normally reported by a remove-worker event first
             self._on_worker_removed(addr, set(), expected=False)
+        for addr in sorted(new):  # (this also wakes the engine: there is room for more runs)
+            self.sink(("worker", addr, None, "idle", "dask worker"))
 
     def _on_disconnected(self) -> None:
         with self._lock:
             self._connected = False
+            workers = sorted(self._workers)
+        for addr in workers:
+            self.sink(("worker", addr, None, "dead", f"the Dask scheduler at {self._where()} is unreachable"))
         self._notice(f"lost the connection to the Dask scheduler at {self._where()}; ops stay queued until it is "
                      "reachable again (runs already on the cluster are looked up then)")
 
