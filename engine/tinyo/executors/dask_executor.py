@@ -66,7 +66,8 @@ from .base import Sink, WorkerInfo
 LOCAL = "local-dask"
 """The address that makes the executor start its own LocalCluster (for trying it out)."""
 CONNECT_TIMEOUT = 10.0
-"""Seconds to reach the scheduler at start."""
+"""Seconds to reach the scheduler at start (at most; less if Dask's ``distributed.comm.timeouts.connect``
+is set lower, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=2s``)."""
 RPC_TIMEOUT = 20.0
 """Seconds any one call to the scheduler may take before it is abandoned (and retried later)."""
 FLUSH_INTERVAL = 0.01
@@ -96,6 +97,14 @@ def _namespace(store_path: str | None) -> str:
         return uuid.uuid4().hex[:12]
     text = f"{socket.gethostname()}\0{os.path.abspath(store_path)}"
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def _connect_timeout() -> float:
+    import dask
+    from dask.utils import parse_timedelta
+
+    configured = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect", "30s"), default="seconds")
+    return min(CONNECT_TIMEOUT, configured or CONNECT_TIMEOUT)
 
 
 @functools.cache
@@ -193,7 +202,7 @@ class DaskExecutor:
         else:
             address = self.address
         try:
-            self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+            self._client = distributed.Client(address, timeout=_connect_timeout(), set_as_default=False)
         except (OSError, TimeoutError) as exc:
             self._close_cluster()
             raise TinyoError(
