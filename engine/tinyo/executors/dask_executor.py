@@ -183,6 +183,7 @@ class DaskExecutor:
         self._stopping = False
         self._mean = 1.0
         self._stale: set[str] | None = None
+        self._stale_settled = False
         self._to_unpublish: list[str] = []
         self._detached: list[int] = []
         self._last_connect_try = 0.0
@@ -305,6 +306,7 @@ class DaskExecutor:
     def submit(self, tasks: list[Task]) -> None:
         runs = [_Run(task, self.key(task)) for task in tasks]
         with self._lock:
+            self._stale_settled = True
             for run in runs:
                 self._runs[run.task.run_id] = run
                 self._by_key[run.key] = run.task.run_id
@@ -382,7 +384,9 @@ class DaskExecutor:
         with self._lock:
             unfinished = sorted(self._runs)
             published = [rid for rid, r in self._runs.items() if r.published]
-        if self._client is not None and self._connected and not self.local:
+        if not self.local:
+            # (even if the scheduler is unreachable now: the next start looks them up, and runs again
+            # the ones the cluster no longer knows)
             self._detached = published
         elif self._client is not None and self._connected:
             futures = [r.future for r in self._runs.values() if r.future is not None]
@@ -419,9 +423,8 @@ class DaskExecutor:
     # ================================================================ reconcile (engine thread, once)
     def reconcile(self, tasks: list[Task]) -> list[int]:
         """Adopt the runs left open by the last engine that are still known to the cluster."""
-        import distributed
-
         client = self._client
+        release: list[str] = []
         by_key = {self.key(t): t for t in tasks}
         names = list(by_key)
         found = self._rpc(_get_datasets, client, names) if names else []
@@ -432,13 +435,15 @@ class DaskExecutor:
                 continue
             future, des_id, attempt = data
             if des_id != task.des_id or attempt != task.attempt:
-                self._to_unpublish.append(name)
+                release.append(name)
                 continue
             candidates.append((task, future))
-        stale = (self._stale or set()) - {self.key(t) for t, _ in candidates}
-        self._to_unpublish.extend(sorted(stale))
-        self._stale = set()
+        with self._lock:
+            stale = (self._stale or set()) - {self.key(t) for t, _ in candidates}
+            self._stale = set()
+        release.extend(sorted(stale))
         if not candidates:
+            self._q.put(("unpublish", release))
             return []
         # the scheduler tells the new client about these keys asynchronously: ask it directly
         keys = [f.key for _, f in candidates]
@@ -467,7 +472,7 @@ class DaskExecutor:
                     self.sink(("msgs", addr, [("start", task.run_id, (addr, time.time()))]))
                 adopted.append(task.run_id)
             else:  # failed in Dask (e.g. KilledWorker) or lost: the engine runs it again
-                self._to_unpublish.append(future.key)
+                release.append(future.key)
         if finished:
             try:
                 results = self._rpc(client._gather, [f for _, f in finished], errors="skip")
@@ -477,12 +482,12 @@ class DaskExecutor:
             got = {id(f): r for (_, f), r in zip(finished, results)} if len(results) == len(finished) else {}
             for task, future in finished:
                 result = got.get(id(future))
-                self._to_unpublish.append(future.key)
+                release.append(future.key)
                 if not isinstance(result, dict):
                     continue
                 self._report_result(task.run_id, result, seen=0)
                 adopted.append(task.run_id)
-        self._q.put(("submitted",))
+        self._q.put(("unpublish", release))
         return adopted
 
     # ================================================================ forwarder thread
@@ -684,8 +689,13 @@ class DaskExecutor:
             todo = [r for r in self._runs.values() if not r.published and not r.publishing and r.future is not None]
             for run in todo:
                 run.publishing = True
-        if self._stale:
-            stale, self._stale = self._stale, set()
+        with self._lock:
+            # left by an engine on this state file that has no open run for them any more; kept until
+            # reconcile (or the first submit) so that none it adopts is released before
+            stale = self._stale if self._stale_settled else None
+            if stale:
+                self._stale = set()
+        if stale:
             self._to_unpublish.extend(sorted(stale))
         if not todo:
             return
