@@ -261,8 +261,8 @@ class DaskExecutor:
         """Worker address → why it cannot run the recipe (only the ones that cannot)."""
         if not addresses:
             return {}
-        results = self._client.run(_check_recipe, self.recipe_path, self.digest, workers=addresses,
-                                   on_error="return")
+        results = self._rpc(self._client._run, _check_recipe, self.recipe_path, self.digest, workers=addresses,
+                            on_error="return")
         problems: dict[str, str] = {}
         for addr, result in results.items():
             if isinstance(result, BaseException):
@@ -587,7 +587,7 @@ class DaskExecutor:
         worker = str(result.get("worker") or QUEUE_WORKER)
         msgs = [m for m in result.get("msgs", ()) if m[0] > seen]
         out: list[tuple[str, int, Any]] = []
-        dropped = result.get("dropped", 0)
+        dropped = result.get("dropped", 0) if seen == 0 else 0
         for seq, kind, _rid, payload in msgs:
             if kind == "out" and dropped and not any(k == "out" for _, k, _, _ in out):
                 out.append(("out", run_id, ("stderr", f"[tinyo] {dropped} earlier output line(s) of this run "
@@ -603,9 +603,12 @@ class DaskExecutor:
         if action == "add-worker":
             self._on_worker_added(addr)
         elif action == "remove-worker":
-            self._on_worker_removed(addr, set(msg.get("processing-tasks") or ()), bool(msg.get("expected")))
+            self._on_worker_removed(addr, bool(msg.get("expected")))
 
     def _on_worker_added(self, addr: str) -> None:
+        with self._lock:
+            if addr in self._workers:
+                return  # seen already (by the periodic look, or the event)
         try:
             nthreads = self._rpc(self._client.scheduler.ncores, workers=[addr]).get(addr, 1)
             problems = self._check_recipe_on([addr])
@@ -621,9 +624,13 @@ class DaskExecutor:
         else:
             self.sink(("worker", addr, None, "idle", "dask worker joined"))
 
-    def _on_worker_removed(self, addr: str, processing: set[str], expected: bool) -> None:
+    def _on_worker_removed(self, addr: str, expected: bool) -> None:
+        """A worker left: the runs that had started on it are lost (the engine's retry policy decides
+        what happens next); runs Dask had only queued there are given to another worker by Dask."""
         lost: list[_Run] = []
         with self._lock:
+            if addr not in self._workers and addr not in self._busy:
+                return  # reported already
             self._workers.pop(addr, None)
             for rid in list(self._busy.pop(addr, ())):
                 run = self._runs.get(rid)
@@ -861,11 +868,13 @@ class DaskExecutor:
         with self._lock:
             gone = set(self._workers) - set(workers)
             new = set(workers) - set(self._workers)
-            self._workers = dict(workers)
+            for addr, n in workers.items():
+                if addr in self._workers:
+                    self._workers[addr] = n
         for addr in gone:  # normally reported by a remove-worker event first
-            self._on_worker_removed(addr, set(), expected=False)
+            self._on_worker_removed(addr, expected=False)
         for addr in sorted(new):  # (this also wakes the engine: there is room for more runs)
-            self.sink(("worker", addr, None, "idle", "dask worker"))
+            self._on_worker_added(addr)
 
     def _on_disconnected(self) -> None:
         with self._lock:
