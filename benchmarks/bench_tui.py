@@ -140,6 +140,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if painted:
                 latencies.append((painted[0] - start) * 1000)
         results["flood_cpu_s"] = round(time.process_time() - cpu0, 2)
+        results["tick_cost_ms_at_end"] = round(app._tick_cost * 1000, 1)
         results["rss_growth_mb"] = round(rss_mb() - rss_before, 1)
         total = sent[0] if sent else 0
         results["sent"] = total

@@ -8,6 +8,7 @@ parts of the screen need repainting, so a pane repaints only what moved.
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import count
@@ -59,8 +60,8 @@ class DesNode:
     """What the console knows about one DES."""
 
     des_id: str
-    deps: frozenset[str]
-    targs: frozenset[str]
+    deps: tuple[str, ...]
+    targs: tuple[str, ...]
     ops: tuple[str, ...]
     generator: str
     event: str
@@ -85,17 +86,25 @@ class DocNode:
     name: str
     version: int | None = None
     producer: str | None = None
-    consumers: set[str] = field(default_factory=set)
+    consumers: set[str] | None = None
+    """DES that read this document (None until one does: most documents have none or one)."""
     state: DocState = "missing"
     detail: str = ""
+    group: str = ""
+    """The interned name pattern of the document's group."""
 
 
 @dataclass
 class DocGroup:
-    """Documents whose names share a pattern (``print.*``), with a count per state."""
+    """Documents whose names share a pattern (``print.*``), with a count per state.
+
+    Members are not listed here (that would double the memory of 100,000 documents); expanding a
+    group scans the documents once instead."""
 
     pattern: str
-    names: dict[str, None] = field(default_factory=dict)
+    count: int = 0
+    first: str = ""
+    """The first member (the document a one-member group stands for)."""
     states: Counter[str] = field(default_factory=Counter)
 
 
@@ -225,9 +234,14 @@ class ConsoleState:
         return None if self.started_at is None else max(0.0, now - self.started_at)
 
     def sorted_group_names(self, pattern: str) -> list[str]:
-        """The documents of a group, sorted."""
+        """The documents of a group, sorted (a scan of all documents: done on expand only)."""
         group = self.groups.get(pattern)
-        return sorted(group.names) if group else []
+        if group is None:
+            return []
+        if group.count == 1:
+            return [group.first]
+        key = group.pattern
+        return sorted(name for name, doc in self.docs.items() if doc.group is key)
 
     # ------------------------------------------------------------------ updates
     def note(self, line: str, kind: Literal["cmd", "info", "error"], ts: float) -> OutputRow:
@@ -262,12 +276,12 @@ class ConsoleState:
         doc = self.docs.get(name)
         if doc is not None:
             return doc, False
-        doc = self.docs[name] = DocNode(name)
         key = group_key(name)
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = DocGroup(key)
-        group.names[name] = None
+            group = self.groups[key] = DocGroup(sys.intern(key), first=name)
+        doc = self.docs[name] = DocNode(name, group=group.pattern)
+        group.count += 1
         group.states[doc.state] += 1
         return doc, True
 
@@ -281,7 +295,7 @@ class ConsoleState:
         else:
             state, detail = "missing", "no version yet"
         if state != doc.state or detail != doc.detail:
-            states = self.groups[group_key(doc.name)].states
+            states = self.groups[doc.group].states
             states[doc.state] -= 1
             states[state] += 1
             doc.state, doc.detail = state, detail
@@ -351,7 +365,8 @@ class ConsoleState:
     def _on_registered(self, e: ev.DESRegistered, ch: Changes) -> None:
         node = self.des.get(e.des_id)
         if node is None:
-            node = self.des[e.des_id] = DesNode(e.des_id, e.deps, e.targs, e.ops, e.generator, e.event)
+            node = self.des[e.des_id] = DesNode(e.des_id, tuple(sorted(e.deps)), tuple(sorted(e.targs)), e.ops,
+                                                e.generator, e.event)
             self.des_states[node.state] += 1
         ch.changed_des.add(e.des_id)
         row = self._event_by_name.get(e.event)
@@ -359,6 +374,8 @@ class ConsoleState:
             row.des_ids.append(e.des_id)
         for name in e.deps:
             doc, new = self._doc(name)
+            if doc.consumers is None:
+                doc.consumers = set()
             doc.consumers.add(e.des_id)
             if new:
                 ch.new_docs.add(name)

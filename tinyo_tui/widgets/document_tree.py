@@ -98,12 +98,12 @@ class DocumentTree(Tree[NodeData]):
         return text
 
     def _group_label(self, group: DocGroup) -> Text:
-        if len(group.names) == 1:
-            return self._doc_label(next(iter(group.names)))
+        if group.count == 1:
+            return self._doc_label(group.first)
         style = self._palette.style
         text = Text(no_wrap=True, end="")
         text.append(visible(group.pattern), style="bold")
-        text.append(f" ({len(group.names)})", style=style("muted"))
+        text.append(f" ({group.count})", style=style("muted"))
         for state in _STATE_ORDER:
             n = group.states.get(state, 0)
             if n:
@@ -164,8 +164,8 @@ class DocumentTree(Tree[NodeData]):
             group = state.groups.get(key)
             if group is None:
                 return
-            if len(group.names) == 1:
-                self._fill_doc(node, next(iter(group.names)), "both")
+            if group.count == 1:
+                self._fill_doc(node, group.first, "both")
                 return
             names = state.sorted_group_names(key)
             start = max(0, min(offset, len(names) - 1))
@@ -198,7 +198,7 @@ class DocumentTree(Tree[NodeData]):
         if doc.producer is not None and direction in ("up", "both"):
             self._add_des(node, doc.producer, "up", "made by")
         if direction in ("down", "both"):
-            consumers = sorted(doc.consumers)
+            consumers = sorted(doc.consumers or ())
             for des_id in consumers[:MAX_LINKS]:
                 self._add_des(node, des_id, "down", "feeds")
             if len(consumers) > MAX_LINKS:
@@ -226,9 +226,9 @@ class DocumentTree(Tree[NodeData]):
         kind, key = node.data[0], node.data[1]
         if kind == "group":
             group = self._state.groups.get(key)
-            if group is None or len(group.names) != 1:
+            if group is None or group.count != 1:
                 return None
-            key = next(iter(group.names))
+            key = group.first
         des_id = self.des_for(node)
         des = self._state.des.get(des_id or "")
         run_id = des.run_id if des is not None and des.state == "running" else None
@@ -255,10 +255,10 @@ class DocumentTree(Tree[NodeData]):
             return
         if data[0] == "group":
             group = self._state.groups.get(data[1])
-            if group is not None and len(group.names) > 1:
+            if group is not None and group.count > 1:
                 node.toggle()
                 return
-            name = next(iter(group.names)) if group else data[1]
+            name = group.first if group else data[1]
             self.post_message(OpenDetails("document", name, des_id=self.des_for(node)))
             return
         kind = "des" if data[0] == "des" else "document"
@@ -274,9 +274,9 @@ class DocumentTree(Tree[NodeData]):
         name = data[1]
         if data[0] == "group":
             group = self._state.groups.get(name)
-            if group is None or len(group.names) != 1:
+            if group is None or group.count != 1:
                 return None
-            name = next(iter(group.names))
+            name = group.first
         doc = self._state.docs.get(name)
         return doc.producer if doc is not None else None
 
@@ -308,16 +308,15 @@ class DocumentTree(Tree[NodeData]):
             touched_groups.add(pattern)
             node = self._groups[pattern]
             group = state.groups[pattern]
-            if node.is_expanded and len(group.names) == 2:
+            if node.is_expanded and group.count == 2:
                 # The group was showing its single document's links; it becomes a list now.
                 self._empty(node)
                 self._fill(node)
-            elif node.is_expanded:
-                names = state.sorted_group_names(pattern) if len(node.children) < PAGE else None
-                if names is not None:
-                    index = names.index(name)
-                    if index <= len(node.children):
-                        self._add_doc(node, name, "both", before=index if index < len(node.children) else None)
+            elif node.is_expanded and group.count <= PAGE:
+                # The whole group is listed: insert the new document in name order.
+                shown = [child.data[1] for child in node.children if child.data and child.data[0] == "doc"]
+                index = bisect.bisect(shown, name)
+                self._add_doc(node, name, "both", before=index if index < len(node.children) else None)
         for name in changes.changed_docs:
             touched_groups.add(group_key(name))
             for node in self._docs.get(name, ()):
@@ -370,7 +369,7 @@ class DocumentTree(Tree[NodeData]):
         if node is None:
             return None
         group = self._state.groups[key]
-        if len(group.names) == 1:
+        if group.count == 1:
             self.move_cursor(node)
             return name
         members = self._state.sorted_group_names(key)
