@@ -59,6 +59,30 @@ def bind(ctx: RunContext | None) -> None:
     _local.run = ctx
 
 
+@dataclass(frozen=True)
+class ThreadShare:
+    """What a thread running an op shares with threads it starts: the run, and its output capture."""
+
+    run: RunContext | None
+    output: Any
+
+
+def share() -> ThreadShare:
+    """Capture the calling thread's run and output capture, to ``adopt`` in other threads."""
+    from .worker import capture
+
+    return ThreadShare(current_run(), capture())
+
+
+def adopt(shared: ThreadShare) -> None:
+    """Make the calling thread part of ``shared``'s run: its metrics and printed lines go there."""
+    from .worker import bind_capture
+
+    _local.run = shared.run
+    if shared.output is not None:
+        bind_capture(shared.output)
+
+
 def emit_metrics(**fields: Any) -> None:
     """Publish one data-flow metrics sample; the engine turns it into a ``FlowMetrics`` bus event.
 

@@ -49,12 +49,26 @@ _capture = threading.local()
 
 
 class _Sink:
-    __slots__ = ("run_id", "emit", "buffers")
+    """Where one run's printed lines go. Partial lines are buffered per (thread, stream), so threads
+    an op starts (e.g. a data flow's steps) never splice their lines together."""
+
+    __slots__ = ("run_id", "emit", "buffers", "lock")
 
     def __init__(self, run_id: int, emit: runtime.Emit) -> None:
         self.run_id = run_id
         self.emit = emit
-        self.buffers = {"stdout": "", "stderr": ""}
+        self.buffers: dict[tuple[int, str], str] = {}
+        self.lock = threading.Lock()
+
+
+def capture() -> object | None:
+    """The calling thread's output capture (an opaque handle), or None outside an op."""
+    return getattr(_capture, "sink", None)
+
+
+def bind_capture(handle: object | None) -> None:
+    """Send what the calling thread prints to the run behind ``handle`` (from ``capture()``)."""
+    _capture.sink = handle
 
 
 class LineRouter(io.TextIOBase):
@@ -86,15 +100,21 @@ class LineRouter(io.TextIOBase):
             if self.original is not None:
                 return self.original.write(text)
             return len(text)
-        buf = sink.buffers[self.stream_name] + text
-        if "\n" in buf:
-            *lines, buf = buf.split("\n")
-            for line in lines:
-                sink.emit("out", sink.run_id, (self.stream_name, _cut(line)))
-        if len(buf) > MAX_LINE:
-            sink.emit("out", sink.run_id, (self.stream_name, _cut(buf)))
-            buf = ""
-        sink.buffers[self.stream_name] = buf
+        key = (threading.get_ident(), self.stream_name)
+        with sink.lock:
+            buf = sink.buffers.get(key, "") + text
+            lines: list[str] = []
+            if "\n" in buf:
+                *lines, buf = buf.split("\n")
+            if len(buf) > MAX_LINE:
+                lines.append(buf)
+                buf = ""
+            if buf:
+                sink.buffers[key] = buf
+            else:
+                sink.buffers.pop(key, None)
+        for line in lines:
+            sink.emit("out", sink.run_id, (self.stream_name, _cut(line)))
         return len(text)
 
     def flush(self) -> None:
@@ -177,10 +197,11 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
 
 
 def _flush_partial(sink: _Sink) -> None:
-    for stream, buf in sink.buffers.items():
-        if buf:
-            sink.emit("out", sink.run_id, (stream, _cut(buf)))
-            sink.buffers[stream] = ""
+    with sink.lock:
+        pending = list(sink.buffers.items())
+        sink.buffers.clear()
+    for (_, stream), buf in pending:
+        sink.emit("out", sink.run_id, (stream, _cut(buf)))
 
 
 def _result_repr(result: Any) -> str | None:
