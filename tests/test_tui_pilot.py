@@ -372,3 +372,16 @@ async def test_help_lists_the_keys(console: tuple[Engine, TinyoApp]) -> None:
         assert {"r", "R", "t", "i", "p", "c", "/", "q", "?"} <= {k for row in keys for k in row.split(", ")}
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+@sync
+async def test_command_palette_fires_a_timer(console: tuple[Engine, TinyoApp]) -> None:
+    engine, app = console
+    async with app.run_test(size=(140, 40)) as pilot:
+        await started(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"fire timer tick")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: any(r.source == "timer" for r in app.state.events), what="timer event from palette")
+        assert any(row.kind == "cmd" and row.line.startswith("tinyo fire ") for row in app.state.output)

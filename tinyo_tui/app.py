@@ -8,12 +8,14 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.timer import Timer
 
@@ -389,6 +391,9 @@ class TinyoApp(App[int]):
             main.restyle()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette's commands: Textual's own, then pause/resume, inject, timers, themes, reruns.
+
+        The palette reads titles as markup, so every name from the recipe or the engine is escaped."""
         yield from super().get_system_commands(screen)
         if self.state.paused:
             yield SystemCommand("Resume intake", "Release the buffered events (p)", self.toggle_pause)
@@ -396,16 +401,20 @@ class TinyoApp(App[int]):
             yield SystemCommand("Pause intake", "Store and queue events without acting (p)", self.toggle_pause)
         yield SystemCommand("Inject event", "Inject an event string (i)", self.ask_inject)
         for timer in self.engine.timers:
-            yield SystemCommand(f"Fire timer {timer.name}", f"every {timer.interval}",
-                                lambda name=timer.name: self.commands.fire(name))
+            yield SystemCommand(f"Fire timer {_palette_text(timer.name)}", f"every {timer.interval}",
+                                partial(self.commands.fire, timer.name))
         for name in sorted(self.available_themes):
             if name.startswith("tinyo-"):
                 yield SystemCommand(f"Theme {name.removeprefix('tinyo-')}", f"Switch to the {name} theme",
-                                    lambda name=name: setattr(self, "theme", name))
+                                    partial(setattr, self, "theme", name))
         for des_id in list(self.state.des)[-300:]:
-            label = self.describe_des(des_id)
-            yield SystemCommand(f"Rerun {label} [{short_id(des_id)}]", "Force this DES to run again (r)",
-                                lambda des_id=des_id: self.commands.rerun(des_id))
+            yield SystemCommand(_palette_text(f"Rerun {self.describe_des(des_id)} [{short_id(des_id)}]"),
+                                "Force this DES to run again (r)", partial(self.commands.rerun, des_id))
+
+
+def _palette_text(value: str) -> str:
+    """A name shown in the command palette: control characters escaped, then markup escaped."""
+    return escape_markup(visible(value))
 
 
 def _own_bindings(cls: type) -> set[tuple[str, str]]:
