@@ -14,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from ..messages import FilterChanged, OpenDetails, Selected, StateChanged
-from ..safe_text import short_id, visible
+from ..safe_text import visible
 from ..widgets.document_tree import DocumentTree
 from ..widgets.event_stream import EventStream
 from ..widgets.filter_bar import FilterBar
@@ -265,11 +265,3 @@ class MainScreen(Screen[None]):
         log = self.pane(self.active_pane)
         if isinstance(log, StreamLog) and log.filter_text:
             log.set_filter("")
-
-    def describe_des(self, des_id: str) -> str:
-        """A one-line name for a DES: its ops, id and targets."""
-        node = self.tinyo.state.des.get(des_id)
-        if node is None:
-            return f"DES {short_id(des_id)}"
-        targets = ", ".join(sorted(node.targs)[:3])
-        return f"{node.op_label} [{short_id(des_id)}] -> {targets}"
