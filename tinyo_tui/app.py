@@ -342,8 +342,9 @@ class TinyoApp(App[int]):
             return
         running = self.state.running
         if running:
-            body = Text(f"{running} op(s) still running. The engine stops gracefully: running ops are "
-                        "recorded as interrupted and re-run on the next start; nothing is lost.")
+            body = Text(f"{running} op(s) still running. The engine stops gracefully: running ops get up "
+                        "to 10 s to finish; any still running then are stopped and run again on the next "
+                        "start. Nothing is lost.")
 
             def done(yes: bool | None) -> None:
                 if yes:

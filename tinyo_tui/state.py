@@ -51,7 +51,11 @@ def group_key(name: str) -> str:
 
     ``print.20241027`` and ``print.20241028`` share ``print.*``; ``/d/fact_file_20241027.csv``
     gives ``/d/fact_file_*.csv``; timer documents ``ten_seconds_1730000010.0`` give ``ten_seconds_*``.
+    In a path only the file name is folded (``/srv/run2/a_1.csv`` gives ``/srv/run2/a_*.csv``).
     """
+    if name.startswith("/"):
+        folder, _, base = name.rpartition("/")
+        return f"{folder}/{_NUMBERS.sub('*', base)}"
     return _NUMBERS.sub("*", name)
 
 
@@ -289,7 +293,7 @@ class ConsoleState:
         if doc.producer is not None and doc.producer in self.des:
             des = self.des[doc.producer]
             state: DocState = DES_TO_DOC.get(des.state, "never built")
-            detail = des.reason if state in ("waiting", "stale", "failed") else ""
+            detail = (des.error or des.reason) if state == "failed" else des.reason if state in ("waiting", "stale") else ""
         elif doc.version is not None:
             state, detail = "source", ""
         else:

@@ -49,6 +49,9 @@ def des_renderables(details: Any, explanation: str | None) -> list[RenderableTyp
     if details.reason:
         head.append(f" ({visible(details.reason)})")
     out.append(head)
+    last_error = next((run.error for run in reversed(list(details.runs)) if run.error), None)
+    if details.state == "failed" and last_error:
+        out.append(Text(f"error: {visible(last_error)}", style="bold"))
     origin = Text(f"made by generator {visible(details.generator)} from event {visible(details.event)}",
                   style="dim")
     out.append(origin)
