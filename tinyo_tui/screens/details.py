@@ -131,8 +131,12 @@ class DetailsScreen(Screen[None]):
 
     def _title(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{self.kind}: ")
-        text.append(visible(self.key if self.kind != "event" else self._event_name()))
+        if self.kind == "des":
+            text.append("DES ")
+            text.append(visible(f"{self.tinyo.describe_des(self.key)}  [{self.key}]"))
+        else:
+            text.append(f"{self.kind}: ")
+            text.append(visible(self.key if self.kind != "event" else self._event_name()))
         text.append("   esc: back", style="dim")
         return text
 
