@@ -48,6 +48,8 @@ STORE_PER_CYCLE = 5_000
 """The most intake events stored in one cycle."""
 OUTPUT_TAIL = 200
 """Output lines kept per run (and stored with it)."""
+REGISTER_SLICE = 1000
+"""DES registered from one emission before ready work is dispatched (bounds first-op latency)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
 
@@ -105,7 +107,8 @@ class Engine:
         self._attempts: dict[str, int] = {}
         self._retries: list[tuple[float, str]] = []
         self._cancel_intent: dict[int, str] = {}
-        self._files: dict[str, FileState] = {}
+        self._files: dict[str, FileState | None] = {}
+        self._fresh: dict[str, FileState] = {}
         self._doc_files: dict[str, FileState] = {}
         self._touched: list[str] = []
         self._next_run_id = 1
@@ -282,7 +285,9 @@ class Engine:
             self._graceful_stop()
         except BaseException as exc:
             self.fatal = exc
-            self._publish_now(ev.EngineNotice(self.clock.time(), "error", f"engine stopped on an error: {exc!r}"))
+            message = str(exc) if isinstance(exc, TinyoError) else f"engine stopped on an unexpected error: {exc!r}"
+            self._bus_out.clear()  # facts of the failed cycle were not committed: they are not announced
+            self._publish_now(ev.EngineNotice(self.clock.time(), "error", message))
             self._teardown(grace=0)
 
     def _startup(self) -> None:
@@ -513,8 +518,16 @@ class Engine:
         if not items:
             return
         now = self.clock.time()
+        unknown = [name for name in files if name not in self._files]
+        if unknown:
+            found = self.store.files_seen_many(unknown)
+            for name in unknown:
+                row = found.get(name)
+                self._files[name] = FileState(*row) if row else None
         rows = [(now, source, name, "new") for source, name in items
                 if source not in ("file", "scan") or self._file_is_new(name)]
+        if len(self._files) > 50_000:
+            self._files.clear()  # a cache only; the store has them all
         if not rows:
             return
         ids = self.store.add_events(rows)
@@ -532,17 +545,16 @@ class Engine:
 
     def _file_is_new(self, path: str) -> bool:
         known = self._files.get(path)
-        if known is None:
-            row = self.store.file_seen(path)
-            known = FileState(*row) if row else None
         changed, state = compare_file(path, known, self.config.hash_files)
         if state is None:
             return False
         if state != known:
             self.store.set_file_seen(path, state.mtime_ns, state.size, state.digest)
             self._files[path] = state
-            if len(self._files) > 50_000:
-                self._files.clear()  # a cache only; the store has them all
+        if changed:
+            if len(self._fresh) > BACKLOG_MAX:
+                self._fresh.clear()  # hints only: without one the file is hashed again
+            self._fresh[path] = state
         return changed
 
     def _buffered(self) -> int:
@@ -600,7 +612,7 @@ class Engine:
     def _refresh_file_document(self, path: str, by: str) -> bool:
         """Give a file document a new version if its content changed; False if the file is missing."""
         known = self._doc_files.get(path)
-        changed, state = compare_file(path, known, self.config.hash_files)
+        changed, state = compare_file(path, known, self.config.hash_files, hint=self._fresh.pop(path, None))
         if state is None:
             return False
         version = self.graph.versions.get(path)
@@ -617,10 +629,11 @@ class Engine:
         now = self.clock.time()
         for generator, given, message, tb in emission.errors:
             self._emit(ev.GeneratorError(now, generator, given, message, tb))
-        new = 0
-        for generator, given, des in emission.des:
-            if self._register(des, generator, given, emission.event):
-                new += 1
+        for index, (generator, given, des) in enumerate(emission.des, 1):
+            self._register(des, generator, given, emission.event)
+            if index % REGISTER_SLICE == 0:
+                # a huge emission: start dispatching what is ready instead of registering all first
+                self._commit_and_publish(self._settle_and_prepare())
         self._emit(ev.EventProcessed(now, emission.event_id, emission.event, len(emission.des), len(emission.errors)))
         status = "error" if emission.errors else "done"
         detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
@@ -778,7 +791,6 @@ class Engine:
                 self._touched.append(node.id)
             self.store.start_runs([(worker, payload[1], run_id)])
             self._emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
-            self._emit(ev.WorkerChanged(now, worker, None, "busy", run.op))
         elif kind == "metric":
             fields = dict(payload)
             fields.pop("run_id", None)
@@ -795,7 +807,6 @@ class Engine:
                 if error and error.startswith("cancelled") and cause is None:
                     cause = "cancel"
                 self._finish_failed(run, error or "failed", tb, duration, cause=cause)
-            self._emit(ev.WorkerChanged(now, worker, None, "idle", ""))
         elif kind == "fatal":
             self._emit(ev.EngineNotice(now, "error", str(payload)))
 
@@ -1001,18 +1012,21 @@ class Engine:
         now = self.clock.time()
         detached = set(getattr(self._executor, "detached", list)()) if self._executor is not None else set()
         open_ids = [rid for rid in self._open if rid not in detached]
-        if open_ids:
-            try:
+        self._state = "stopped"
+        try:
+            if open_ids:
                 self.store.finish_runs([("interrupted", now, "the engine stopped before this run finished; it runs "
                                          "again at the next start", None, "\n".join(self._open[r].output), None, None, r)
                                         for r in open_ids])
-            except StoreError:
-                pass  # reported below: the store is what failed
-        self._state = "stopped"
-        self._emit(ev.EngineState(now, "stopped", f"{len(open_ids)} run(s) interrupted" if open_ids else ""))
-        try:
             self.store.commit()
+        except StoreError as exc:
+            # the store cannot be written (disk full, I/O error): what was committed before stands, and runs
+            # still open there are marked interrupted at the next start
+            if self.fatal is None:
+                self.fatal = exc
+            self._emit(ev.EngineNotice(now, "error", str(exc)))
         finally:
+            self._emit(ev.EngineState(now, "stopped", f"{len(open_ids)} run(s) interrupted" if open_ids else ""))
             self.store.close()
             out, self._bus_out = self._bus_out, []
             for event in out:

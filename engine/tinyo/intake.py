@@ -45,11 +45,13 @@ def digest_file(path: str) -> str | None:
     return h.hexdigest()
 
 
-def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat_result | None = None) -> tuple[bool, FileState | None]:
+def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat_result | None = None,
+                 hint: FileState | None = None) -> tuple[bool, FileState | None]:
     """(content changed?, new state) for ``path`` against the ``known`` state; state None if the file is gone.
 
     A file with the same (mtime_ns, size) is unchanged without reading it; otherwise, with hashing on,
-    it changed only if the content hash differs (so ``touch`` alone changes nothing).
+    it changed only if the content hash differs (so ``touch`` alone changes nothing). ``hint`` is a
+    state just computed for the same file: its hash is reused while mtime and size still match.
     """
     st = st if st is not None else stat_file(path)
     if st is None:
@@ -58,7 +60,10 @@ def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat
         return False, known
     if not use_hash:
         return True, FileState(st.st_mtime_ns, st.st_size, None)
-    digest = digest_file(path)
+    if hint is not None and hint.digest and hint.mtime_ns == st.st_mtime_ns and hint.size == st.st_size:
+        digest: str | None = hint.digest
+    else:
+        digest = digest_file(path)
     if digest is None:
         return False, None
     state = FileState(st.st_mtime_ns, st.st_size, digest)

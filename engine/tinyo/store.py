@@ -3,6 +3,11 @@
 One connection, owned by the engine thread. WAL mode, ``synchronous=NORMAL`` (a killed process loses
 nothing committed), explicit transactions batched per engine cycle, a versioned schema, and a clear
 StoreError for a foreign, corrupt, newer, read-only or locked file. Every statement is parameterised.
+
+Writes are deferred and flushed per commit as one ``executemany`` per statement, in a fixed order
+that follows every row's life (insert before update); a read flushes first, so reads always see the
+writes before them. WAL checkpoints run on a thread of their own, not inside the engine's commits,
+so the cost of a commit does not grow with the size of the file.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import pickle
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +56,60 @@ CREATE TABLE IF NOT EXISTS requests(
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, arg TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0);
 """
+
+
+_DEFERRED = {
+    "events": "INSERT INTO events(id, ts, source, name, status) VALUES (?, ?, ?, ?, ?)",
+    "events_mark": "UPDATE events SET status = ?, detail = ? WHERE id = ?",
+    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
+    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
+            "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
+    "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
+    "des_docs": "INSERT INTO des_docs(doc, des_id, role) VALUES (?, ?, ?)",
+    "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ? WHERE id = ?",
+    "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
+    "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
+                   "worker = coalesce(?, worker) WHERE id = ?",
+    "timers": "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
+              "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
+}
+"""Deferred statements, in the order they are flushed."""
+
+CHECKPOINT_BYTES = 4 << 20
+"""WAL size past which the checkpoint thread copies it back into the database (without blocking)."""
+RESET_BYTES = 16 << 20
+"""WAL size past which the checkpoint thread truncates it, holding writers for that moment: under a
+steady stream of commits a passive checkpoint never catches up, and the WAL must not fill the disk."""
+
+
+class _Checkpointer(threading.Thread):
+    """Runs WAL checkpoints on its own connection, so the engine's commits stay cheap."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="tinyo-checkpoint", daemon=True)
+        self.path = path
+        self.stopping = threading.Event()
+        self.failures = 0
+
+    def run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 2000")
+        try:
+            while not self.stopping.wait(0.25):
+                try:
+                    size = os.path.getsize(self.path + "-wal")
+                    if size > RESET_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    elif size > CHECKPOINT_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error):
+                    self.failures += 1  # busy or gone: the next round tries again; close checkpoints anyway
+        finally:
+            conn.close()
 
 
 @dataclass(frozen=True)
@@ -93,7 +153,9 @@ class Store:
         self.path = path
         self.memory = path == ":memory:"
         self._lock_fd: int | None = None
-        self._in_tx = False
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._next_event_id: int | None = None
+        self._checkpointer: _Checkpointer | None = None
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
             self.path = str(abspath)
@@ -183,15 +245,27 @@ class Store:
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch the state file to WAL mode (got {mode})")
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = OFF")
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stopping.set()
+            self._checkpointer.join(timeout=5)
+            self._checkpointer = None
         conn = getattr(self, "conn", None)
         if conn is not None:
             try:
+                if self._pending:
+                    self.flush()
                 if conn.in_transaction:
                     conn.execute("COMMIT")
+            except (sqlite3.Error, StoreError):
+                pass  # closing after a failed write: the failure was already reported
+            try:
                 conn.close()
             except sqlite3.Error:
                 pass  # closing a broken connection: the error was already reported when it broke
@@ -203,194 +277,211 @@ class Store:
     # ------------------------------------------------------------ transactions
     def begin(self) -> None:
         """Open a write transaction if none is open (writes are batched until ``commit``)."""
-        if not self._in_tx:
+        if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
-            self._in_tx = True
+
+    def _defer(self, kind: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        self.begin()  # the transaction is open from the first write on: all of it commits, or none
+        self._pending.setdefault(kind, []).extend(rows)
+
+    def flush(self) -> None:
+        """Write the deferred rows (inside the open transaction)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        try:
+            self.begin()
+            for kind, sql in _DEFERRED.items():
+                rows = pending.get(kind)
+                if rows:
+                    self.conn.executemany(sql, rows)
+        except sqlite3.OperationalError as exc:
+            self._abort(exc)
 
     def commit(self) -> None:
-        if self._in_tx:
+        """Make everything written since the last commit durable, or nothing of it (StoreError)."""
+        self.flush()
+        if self.conn.in_transaction:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
+                self._abort(exc)
+
+    def _abort(self, exc: sqlite3.Error) -> None:
+        """A write failed (disk full, I/O error): drop the whole transaction and say why."""
+        self._pending.clear()
+        if self.conn.in_transaction:  # SQLite may already have rolled back by itself
+            try:
                 self.conn.execute("ROLLBACK")
-                self._in_tx = False
-                raise StoreError(f"{self.path}: could not commit ({exc})") from exc
-            self._in_tx = False
+            except sqlite3.OperationalError:
+                pass  # nothing left to roll back: the transaction is gone either way
+        hint = " (free some space, then start again: nothing of this cycle was written)" \
+            if "full" in str(exc).lower() else ""
+        raise StoreError(f"{self.path}: could not write the state file: {exc}{hint}") from exc
 
     def rollback(self) -> None:
-        if self._in_tx:
+        self._pending.clear()
+        if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-            self._in_tx = False
 
     def _w(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        self.flush()
         self.begin()
         return self.conn.execute(sql, tuple(params))
 
-    def _wm(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        self.begin()
-        self.conn.executemany(sql, rows)
+    def _r(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """A read, after the deferred writes (so it sees them)."""
+        self.flush()
+        return self.conn.execute(sql, tuple(params))
 
     # ------------------------------------------------------------ events
     def add_events(self, rows: list[tuple[float, str, str, str]]) -> list[int]:
         """Insert (ts, source, name, status) rows; return their ids in order."""
-        ids = []
-        for ts, source, name, status in rows:
-            cur = self._w("INSERT INTO events(ts, source, name, status) VALUES (?, ?, ?, ?)", (ts, source, name, status))
-            ids.append(cur.lastrowid)
-        return ids
+        if self._next_event_id is None:
+            self._next_event_id = (self.conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        first = self._next_event_id
+        self._next_event_id += len(rows)
+        self._defer("events", [(first + i, *row) for i, row in enumerate(rows)])
+        return list(range(first, first + len(rows)))
 
     def mark_events(self, rows: list[tuple[str, str | None, int]]) -> None:
         """Set (status, detail) of events by id."""
-        self._wm("UPDATE events SET status = ?, detail = ? WHERE id = ?", rows)
+        self._defer("events_mark", rows)
 
     def new_events(self, after_id: int, limit: int) -> list[tuple[int, float, str, str]]:
         """Stored events not yet processed, oldest first: (id, ts, source, name)."""
-        return self.conn.execute(
+        return self._r(
             "SELECT id, ts, source, name FROM events WHERE status = 'new' AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
 
     def recent_events(self, limit: int) -> list[tuple[int, float, str, str, str, str | None]]:
-        rows = self.conn.execute(
+        rows = self._r(
             "SELECT id, ts, source, name, status, detail FROM events ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return rows[::-1]
 
     def count(self, table: str, where: str = "", params: tuple[Any, ...] = ()) -> int:
         assert table in {"events", "documents", "des", "runs", "files_seen", "requests"}
-        return self.conn.execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
+        return self._r(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
 
     # ------------------------------------------------------------ files and documents
     def file_seen(self, path: str) -> tuple[int, int, str | None] | None:
-        row = self.conn.execute("SELECT mtime_ns, size, hash FROM files_seen WHERE path = ?", (path,)).fetchone()
+        row = self._r("SELECT mtime_ns, size, hash FROM files_seen WHERE path = ?", (path,)).fetchone()
         return (row[0], row[1], row[2]) if row else None
+
+    def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
+        """The last-evented state of each of ``paths`` that has one (in chunks of 500 per query)."""
+        self.flush()
+        out: dict[str, tuple[int, int, str | None]] = {}
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT path, mtime_ns, size, hash FROM files_seen WHERE path IN ({marks})", chunk
+            ):
+                out[row[0]] = (row[1], row[2], row[3])
+        return out
 
     def files_seen_under(self, folder: str) -> dict[str, tuple[int, int, str | None]]:
         prefix = folder.rstrip("/") + "/"
-        rows = self.conn.execute(
+        rows = self._r(
             "SELECT path, mtime_ns, size, hash FROM files_seen WHERE path >= ? AND path < ?",
             (prefix, prefix[:-1] + "0"),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def set_file_seen(self, path: str, mtime_ns: int, size: int, digest: str | None) -> None:
-        self._w(
-            "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
-            (path, mtime_ns, size, digest),
-        )
+        self._defer("files", [(path, mtime_ns, size, digest)])
 
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
-        yield from self.conn.execute("SELECT name, version, hash, mtime_ns, size FROM documents")
+        yield from self._r("SELECT name, version, hash, mtime_ns, size FROM documents")
 
     def document(self, name: str) -> tuple[int, str | None, int | None, int | None, float, str | None] | None:
-        return self.conn.execute(
+        return self._r(
             "SELECT version, hash, mtime_ns, size, updated, by FROM documents WHERE name = ?", (name,)
         ).fetchone()
 
     def put_documents(self, rows: list[tuple[str, int, str | None, int | None, int | None, float, str]]) -> None:
         """Upsert (name, version, hash, mtime_ns, size, updated, by)."""
-        self._wm(
-            "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
-            "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
-            rows,
-        )
+        self._defer("docs", rows)
 
     # ------------------------------------------------------------ DES
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created)."""
-        self._wm(
-            "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-            [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows],
-        )
+        self._defer("des", [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
         docs = []
         for i, d, t, *_ in rows:
             docs.extend((doc, i, "dep") for doc in d)
             docs.extend((doc, i, "targ") for doc in t)
-        self._wm("INSERT INTO des_docs(doc, des_id, role) VALUES (?, ?, ?)", docs)
+        self._defer("des_docs", docs)
 
     def update_des(self, rows: list[tuple[str, dict[str, int] | None, dict[str, int] | None, bool, str]]) -> None:
         """Set (state, trace, failed_trace, forced) of DES: rows are (state, trace, failed_trace, forced, id)."""
-        self._wm(
-            "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ? WHERE id = ?",
-            [(s, _jmap(t), _jmap(f), int(fo), i) for s, t, f, fo, i in rows],
-        )
+        self._defer("des_update", [(s, _jmap(t), _jmap(f), int(fo), i) for s, t, f, fo, i in rows])
 
     _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced"
 
     def load_des(self) -> Iterator[StoredDES]:
-        for row in self.conn.execute(f"SELECT {self._DES_COLUMNS} FROM des"):
+        for row in self._r(f"SELECT {self._DES_COLUMNS} FROM des"):
             yield _stored_des(row)
 
     def des_row(self, des_id: str) -> StoredDES | None:
-        row = self.conn.execute(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,)).fetchone()
+        row = self._r(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,)).fetchone()
         return None if row is None else _stored_des(row)
 
     def des_ids_for_doc(self, doc: str, role: str) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT des_id FROM des_docs WHERE doc = ? AND role = ?", (doc, role))]
+        return [r[0] for r in self._r("SELECT des_id FROM des_docs WHERE doc = ? AND role = ?", (doc, role))]
 
     # ------------------------------------------------------------ runs
     def next_run_id(self) -> int:
-        return (self.conn.execute("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
+        return (self._r("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
 
     def add_runs(self, rows: list[tuple[int, str, int, str | None, float | None, str, dict[str, int]]]) -> None:
         """Insert (id, des_id, attempt, worker, start, status, dep_versions)."""
-        self._wm(
-            "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(i, d, a, w, s, st, json.dumps(v)) for i, d, a, w, s, st, v in rows],
-        )
+        self._defer("runs", [(i, d, a, w, s, st, json.dumps(v)) for i, d, a, w, s, st, v in rows])
 
     def start_runs(self, rows: list[tuple[str, float, int]]) -> None:
         """Mark runs running: (worker, start, id)."""
-        self._wm("UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?", rows)
+        self._defer("runs_start", rows)
 
     def finish_runs(self, rows: list[tuple[str, float, str | None, str | None, str | None, str | None, str | None, int]]) -> None:
         """(status, end, error, traceback, output, result, worker, id)."""
-        self._wm(
-            "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
-            "worker = coalesce(?, worker) WHERE id = ?",
-            rows,
-        )
+        self._defer("runs_finish", rows)
 
     def open_runs(self) -> list[tuple[int, str]]:
-        return self.conn.execute("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
+        return self._r("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
 
     def open_runs_full(self) -> list[tuple[int, str, int, dict[str, int]]]:
         """Open runs as (id, des_id, attempt, dep_versions)."""
-        rows = self.conn.execute(
+        rows = self._r(
             "SELECT id, des_id, attempt, dep_versions FROM runs WHERE status IN ('queued', 'running') ORDER BY id"
         ).fetchall()
         return [(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows]
 
     def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
-        rows = self.conn.execute(
+        rows = self._r(
             "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "
             "FROM runs WHERE des_id = ? ORDER BY id DESC LIMIT ?", (des_id, limit)
         ).fetchall()
         return [RunRow(*r) for r in rows[::-1]]
 
     def recent_runs(self, limit: int) -> list[RunRow]:
-        rows = self.conn.execute(
+        rows = self._r(
             "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "
             "FROM runs ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [RunRow(*r) for r in rows[::-1]]
 
     def run_counts(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+        return dict(self._r("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
 
     # ------------------------------------------------------------ timers and requests
     def timer_ticks(self) -> dict[str, float]:
-        return dict(self.conn.execute("SELECT name, last_tick FROM timers").fetchall())
+        return dict(self._r("SELECT name, last_tick FROM timers").fetchall())
 
     def set_timer_tick(self, name: str, tick: float) -> None:
-        self._w(
-            "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
-            (name, tick),
-        )
+        self._defer("timers", [(name, tick)])
 
     def add_request(self, ts: float, kind: str, arg: str) -> int:
         cur = self._w("INSERT INTO requests(ts, kind, arg) VALUES (?, ?, ?)", (ts, kind, arg))
@@ -398,7 +489,7 @@ class Store:
         return cur.lastrowid or 0
 
     def pending_requests(self) -> list[tuple[int, str, str]]:
-        return self.conn.execute("SELECT id, kind, arg FROM requests WHERE done = 0 ORDER BY id").fetchall()
+        return self._r("SELECT id, kind, arg FROM requests WHERE done = 0 ORDER BY id").fetchall()
 
     def mark_request(self, req_id: int) -> None:
         self._w("UPDATE requests SET done = 1 WHERE id = ?", (req_id,))
@@ -421,7 +512,7 @@ class Store:
         return removed_events, removed_runs
 
     def integrity_check(self) -> str:
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return self._r("PRAGMA integrity_check").fetchone()[0]
 
 
 def _stored_des(row: tuple[Any, ...]) -> StoredDES:
