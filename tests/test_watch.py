@@ -92,3 +92,13 @@ def test_the_state_file_inside_a_watched_folder_is_not_an_event(tmp_path, inbox,
         (inbox / "real.txt").write_text("r")
         h.wait_idle()
     assert [os.path.basename(e.name) for e in h.of(ev.EventReceived)] == ["real.txt"]
+
+
+def test_a_hard_link_without_a_close_is_reported_once_quiet(tmp_path, inbox, harness):
+    source = tmp_path / "outside.txt"
+    source.write_text("linked")
+    with harness(recipe_for(tmp_path, inbox)) as h:
+        os.link(source, inbox / "link.txt")  # IN_CREATE only: no close, no move
+        h.wait_for(lambda: h.lines(), what="the linked file", timeout=10)
+        h.wait_idle()
+    assert h.lines() == ["link.txt linked"]

@@ -1,10 +1,11 @@
 """Provides the file watcher: watchdog events turned into one event per file once it is complete.
 
-A file is reported when it is written and closed, or moved in; a file created or modified without a
-close (mmap, a hard link, a file system without close events) is reported once it has been quiet
-for ``debounce`` seconds. Only the event types needed are asked for, which keeps the kernel queue
-from overflowing under bursts; when it overflows anyway (watchdog only logs it), ``on_overflow`` is
-called so the engine rescans. Knows nothing of the store or the UI: it calls back with paths.
+A file is reported when it is written and closed, or moved in; a file created without a close
+(a hard link, a file system without close events) is reported once its size and mtime have stayed
+the same for ``debounce`` seconds. Only these event types are asked for (not every write's "modified"), which
+keeps the kernel queue from overflowing under bursts; when it overflows anyway (watchdog only logs
+it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
+by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
-    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -50,7 +50,7 @@ class _Handler(FileSystemEventHandler):
             self.watcher._complete(os.fsdecode(event.dest_path))
         elif isinstance(event, FileClosedEvent):
             self.watcher._complete(os.fsdecode(event.src_path))
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        elif isinstance(event, FileCreatedEvent):
             self.watcher._touch(os.fsdecode(event.src_path))
 
 
@@ -74,7 +74,7 @@ class FileWatcher:
         self.debounce = debounce
         self.ignore = {str(Path(p).resolve()) for p in ignore}
         self._observer: Observer | None = None
-        self._pending: dict[str, float] = {}
+        self._pending: dict[str, tuple[float, tuple[int, int] | None]] = {}
         self._cond = threading.Condition()
         self._stop = False
         self._debouncer: threading.Thread | None = None
@@ -87,7 +87,7 @@ class FileWatcher:
             logging.getLogger(name).addHandler(self._hook)
         observer = Observer()
         handler = _Handler(self)
-        kinds = [FileClosedEvent, FileMovedEvent, FileCreatedEvent, FileModifiedEvent]
+        kinds = [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
         for folder in self.dirs:
             observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
         observer.daemon = True
@@ -121,7 +121,7 @@ class FileWatcher:
             return
         with self._cond:
             was_empty = not self._pending
-            self._pending[path] = time.monotonic() + self.debounce
+            self._pending[path] = (time.monotonic() + self.debounce, _signature(path))
             if was_empty:
                 self._cond.notify()
 
@@ -133,15 +133,29 @@ class FileWatcher:
                 if self._stop:
                     return
                 now = time.monotonic()
-                due = [p for p, t in self._pending.items() if t <= now]
-                for path in due:
-                    del self._pending[path]
+                due = [(p, sig) for p, (t, sig) in self._pending.items() if t <= now]
                 if not due:
-                    self._cond.wait(timeout=max(0.001, min(self._pending.values()) - now))
+                    self._cond.wait(timeout=max(0.001, min(t for t, _ in self._pending.values()) - now))
                     continue
-            for path in due:
-                if os.path.isfile(path):
-                    self.on_file(path)
+                quiet = []
+                for path, sig in due:
+                    current = _signature(path)
+                    if current is not None and current != sig:
+                        self._pending[path] = (now + self.debounce, current)  # still being written
+                    else:
+                        del self._pending[path]
+                        if current is not None:
+                            quiet.append(path)
+            for path in quiet:
+                self.on_file(path)
+
+
+def _signature(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_result]]:
