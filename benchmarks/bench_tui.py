@@ -151,7 +151,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.5)
             stats = await asyncio.to_thread(engine.stats)
         results["stored"] = stats.events_total
-        results["lost"] = total - stats.events_total
+        results["lost"] = max(0, total - stats.events_total)
         results["console_rows_kept"] = len(app.state.events)
         results["console_output_lines"] = len(app.state.output) + app.state.output_dropped
         results["console_rows_older"] = app.state.events_dropped

@@ -42,7 +42,7 @@ def scripted(app: TinyoApp, script: Callable[[], Any] | None = None) -> Callable
         await pilot.pause()
         if script is not None:
             script()
-        app.drain()
+        app.drain_all()
         await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()

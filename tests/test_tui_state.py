@@ -116,7 +116,7 @@ def test_tree_stays_usable_with_100000_documents() -> None:
             started = time.perf_counter()
             for i in range(100_000):
                 engine.pub(ev.DocumentUpdated, name=f"print.tick_{1_730_000_000 + 10 * i}.0", version=1, by="event")
-            app.drain()
+            app.drain_all()
             await pilot.pause()
             elapsed = time.perf_counter() - started
             tree = app.screen.query_one(DocumentTree)
