@@ -121,6 +121,7 @@ class Engine:
         self._events_base = 0
         self._requeue: deque[OpenRun] = deque()
         self._failed_ids: set[str] = set()
+        self._unsaved_starts: set[int] = set()
         self._since_prune = 0
         self._processed = 0
         self.events_taken = 0
@@ -434,7 +435,17 @@ class Engine:
             self._wake.set()
         self._update_idle()
 
+    def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
+                    result: str | None) -> tuple[Any, ...]:
+        start = run.start if run.run_id in self._unsaved_starts else None
+        self._unsaved_starts.discard(run.run_id)
+        return (status, end, error, tb, "\n".join(run.output), result, run.worker, start, run.run_id)
+
     def _commit_and_publish(self, tasks: list[Task]) -> None:
+        if self._unsaved_starts:
+            self.store.start_runs([(self._open[r].worker, self._open[r].start, r)
+                                   for r in self._unsaved_starts if r in self._open])
+            self._unsaved_starts.clear()
         if (self.config.retention_events or self.config.retention_runs) and self._processed - self._since_prune >= 500:
             self._since_prune = self._processed
             self.store.prune(self.config.retention_events, self.config.retention_runs)
@@ -789,7 +800,7 @@ class Engine:
             if node is not None:
                 node.status = "running"
                 self._touched.append(node.id)
-            self.store.start_runs([(worker, payload[1], run_id)])
+            self._unsaved_starts.add(run_id)  # written at commit, or with its finish if that comes first
             self._emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
         elif kind == "metric":
             fields = dict(payload)
@@ -844,7 +855,7 @@ class Engine:
             self._finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
                                 duration)
             return
-        self.store.finish_runs([("ok", now, None, None, "\n".join(run.output), result, run.worker, run.run_id)])
+        self.store.finish_runs([self._finish_row(run, "ok", now, None, None, result)])
         node.status = None
         node.forced = False
         node.failed_state = None
@@ -865,7 +876,7 @@ class Engine:
         self._open.pop(run.run_id, None)
         now = self.clock.time()
         status = "cancelled" if cause == "cancel" else "failed"
-        self.store.finish_runs([(status, now, error, tb, "\n".join(run.output), None, run.worker, run.run_id)])
+        self.store.finish_runs([self._finish_row(run, status, now, error, tb, None)])
         if node is None:
             return
         node.status = None

@@ -53,6 +53,10 @@ def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat
     it changed only if the content hash differs (so ``touch`` alone changes nothing). ``hint`` is a
     state just computed for the same file: its hash is reused while mtime and size still match.
     """
+    if st is None and hint is not None and hint.digest and known is not None and known.digest == hint.digest:
+        return False, FileState(hint.mtime_ns, hint.size, hint.digest)  # just read by intake: same content
+    if st is None and hint is not None and hint.digest and (known is None or known.digest != hint.digest):
+        return True, hint  # just read by intake (this cycle): no second stat or hash
     st = st if st is not None else stat_file(path)
     if st is None:
         return False, None

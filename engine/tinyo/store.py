@@ -43,8 +43,6 @@ CREATE TABLE IF NOT EXISTS des(
     id TEXT PRIMARY KEY, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
     generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
     failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS des_docs(doc TEXT NOT NULL, des_id TEXT NOT NULL, role TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS des_docs_doc ON des_docs(doc, role);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
     start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
@@ -59,7 +57,7 @@ CREATE TABLE IF NOT EXISTS requests(
 
 
 _DEFERRED = {
-    "events": "INSERT INTO events(id, ts, source, name, status) VALUES (?, ?, ?, ?, ?)",
+    "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, ?, ?, ?)",
     "events_mark": "UPDATE events SET status = ?, detail = ? WHERE id = ?",
     "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
              "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
@@ -68,12 +66,11 @@ _DEFERRED = {
             "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-    "des_docs": "INSERT INTO des_docs(doc, des_id, role) VALUES (?, ?, ?)",
     "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ? WHERE id = ?",
     "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
-                   "worker = coalesce(?, worker) WHERE id = ?",
+                   "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
     "timers": "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
               "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
 }
@@ -153,7 +150,8 @@ class Store:
         self.path = path
         self.memory = path == ":memory:"
         self._lock_fd: int | None = None
-        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._pending: dict[str, list[Any]] = {}
+        self._unflushed_events: dict[int, list[Any]] = {}
         self._next_event_id: int | None = None
         self._checkpointer: _Checkpointer | None = None
         if not self.memory:
@@ -289,6 +287,7 @@ class Store:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
+        self._unflushed_events.clear()
         try:
             self.begin()
             for kind, sql in _DEFERRED.items():
@@ -310,6 +309,7 @@ class Store:
     def _abort(self, exc: sqlite3.Error) -> None:
         """A write failed (disk full, I/O error): drop the whole transaction and say why."""
         self._pending.clear()
+        self._unflushed_events.clear()
         if self.conn.in_transaction:  # SQLite may already have rolled back by itself
             try:
                 self.conn.execute("ROLLBACK")
@@ -321,6 +321,7 @@ class Store:
 
     def rollback(self) -> None:
         self._pending.clear()
+        self._unflushed_events.clear()
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
@@ -341,12 +342,23 @@ class Store:
             self._next_event_id = (self.conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         first = self._next_event_id
         self._next_event_id += len(rows)
-        self._defer("events", [(first + i, *row) for i, row in enumerate(rows)])
+        new = [[first + i, *row, None] for i, row in enumerate(rows)]
+        self._defer("events", new)
+        for row in new:
+            self._unflushed_events[row[0]] = row
         return list(range(first, first + len(rows)))
 
     def mark_events(self, rows: list[tuple[str, str | None, int]]) -> None:
-        """Set (status, detail) of events by id."""
-        self._defer("events_mark", rows)
+        """Set (status, detail) of events by id (in place while their insert is not flushed yet)."""
+        later = []
+        for status, detail, event_id in rows:
+            pending = self._unflushed_events.get(event_id)
+            if pending is not None:
+                pending[4], pending[5] = status, detail
+            else:
+                later.append((status, detail, event_id))
+        if later:
+            self._defer("events_mark", later)
 
     def new_events(self, after_id: int, limit: int) -> list[tuple[int, float, str, str]]:
         """Stored events not yet processed, oldest first: (id, ts, source, name)."""
@@ -410,11 +422,6 @@ class Store:
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created)."""
         self._defer("des", [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
-        docs = []
-        for i, d, t, *_ in rows:
-            docs.extend((doc, i, "dep") for doc in d)
-            docs.extend((doc, i, "targ") for doc in t)
-        self._defer("des_docs", docs)
 
     def update_des(self, rows: list[tuple[str, dict[str, int] | None, dict[str, int] | None, bool, str]]) -> None:
         """Set (state, trace, failed_trace, forced) of DES: rows are (state, trace, failed_trace, forced, id)."""
@@ -430,9 +437,6 @@ class Store:
         row = self._r(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,)).fetchone()
         return None if row is None else _stored_des(row)
 
-    def des_ids_for_doc(self, doc: str, role: str) -> list[str]:
-        return [r[0] for r in self._r("SELECT des_id FROM des_docs WHERE doc = ? AND role = ?", (doc, role))]
-
     # ------------------------------------------------------------ runs
     def next_run_id(self) -> int:
         return (self._r("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
@@ -445,9 +449,10 @@ class Store:
         """Mark runs running: (worker, start, id)."""
         self._defer("runs_start", rows)
 
-    def finish_runs(self, rows: list[tuple[str, float, str | None, str | None, str | None, str | None, str | None, int]]) -> None:
-        """(status, end, error, traceback, output, result, worker, id)."""
-        self._defer("runs_finish", rows)
+    def finish_runs(self, rows: list[tuple[Any, ...]]) -> None:
+        """(status, end, error, traceback, output, result, worker, id), or with the start time before the id
+        (when the run's start was not written yet)."""
+        self._defer("runs_finish", [r if len(r) == 9 else (*r[:7], None, r[7]) for r in rows])
 
     def open_runs(self) -> list[tuple[int, str]]:
         return self._r("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
