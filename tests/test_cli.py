@@ -124,3 +124,28 @@ def test_rerun_is_handed_to_a_running_engine(recipe, inbox):
         out, err = proc.communicate(timeout=20)
     assert out.count("report built") == 2, out
     assert proc.returncode == 0, err
+
+
+def test_pause_resume_and_cancel_go_to_the_running_engine(recipe, inbox):
+    assert tinyo("pause", str(recipe)).returncode == 2  # nothing is running
+    proc = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        time.sleep(1.0)
+        assert tinyo("pause", str(recipe)).returncode == 0
+        time.sleep(1.5)
+        drop(inbox, "held.csv")
+        time.sleep(1.5)
+        assert tinyo("resume", str(recipe)).returncode == 0
+        time.sleep(2.0)
+        assert tinyo("cancel", str(recipe), "999").returncode == 0
+        time.sleep(1.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    lines = out.splitlines()
+    paused = next(i for i, line in enumerate(lines) if "engine paused" in line)
+    resumed = next(i for i, line in enumerate(lines) if "resumed" in line)
+    loaded = next(i for i, line in enumerate(lines) if "loaded held.csv" in line)
+    assert paused < resumed < loaded
+    assert "cancel: run 999 is not queued or running" in out

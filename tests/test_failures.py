@@ -77,6 +77,7 @@ def test_failed_op_stores_error_and_traceback_and_downstream_waits(tmp_path, har
         h.wait_idle()
         failed = h.of(ev.OpFailed)
         assert len(failed) == 1 and "op boom raised ValueError: bad row 42 in x" in failed[0].error
+        assert "failed: op boom raised ValueError" in h.engine.explain(failed[0].des_id)
         assert "Traceback" in failed[0].traceback and "boom" in failed[0].traceback
         assert "downstream ran" not in h.lines()
         details = h.engine.des_details(failed[0].des_id)

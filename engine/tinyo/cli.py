@@ -328,6 +328,49 @@ def fire(recipe: RecipeArg, timer: Annotated[str, typer.Argument(help="The timer
     _request(recipe, db, "fire", timer, f"fire {timer}")
 
 
+def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> None:
+    """Hand a request to the engine running on the recipe's state file; error if none is."""
+    from .store import Store
+
+    path = _db_for(recipe, db)
+    try:
+        probe = Store(path)
+    except StoreError as exc:
+        if "another tinyo engine is running" not in str(exc):
+            raise
+    else:
+        probe.close()
+        _fail(f"no tinyo engine is running on {path}: nothing to {what}")
+    store = Store(path, lock=False)
+    try:
+        store.add_request(time.time(), kind, arg)
+    finally:
+        store.close()
+    typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
+
+
+@app.command()
+@_guard
+def pause(recipe: RecipeArg, db: DbOpt = None) -> None:
+    """Pause intake of the running engine: events are still stored, in order, and processed on resume."""
+    _to_running_engine(recipe, db, "pause", "", "pause intake")
+
+
+@app.command()
+@_guard
+def resume(recipe: RecipeArg, db: DbOpt = None) -> None:
+    """Resume intake of the running engine."""
+    _to_running_engine(recipe, db, "resume", "", "resume intake")
+
+
+@app.command()
+@_guard
+def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(help="The run to cancel (see `tinyo status`).")],
+           db: DbOpt = None) -> None:
+    """Cancel a queued or running run of the running engine."""
+    _to_running_engine(recipe, db, "cancel", str(run_id), f"cancel run {run_id}")
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

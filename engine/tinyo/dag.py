@@ -41,6 +41,8 @@ class Node:
     failed_state: Literal["failed", "cancelled"] | None = None
     forced: bool = False
     """A rerun was asked for: run even if up to date."""
+    error: str = ""
+    """The last failure's message (shown with the failed state)."""
     status: RunStatus | None = None
     """Engine-owned: the DES is queued, running, or waiting for a retry."""
     state: State = "new"
@@ -178,8 +180,9 @@ class Graph:
         if node.forced:
             return Verdict("stale", True, "rerun requested")
         if node.failed_state is not None and node.failed_trace == current:
+            what = f"{node.failed_state}: {node.error}" if node.error else node.failed_state
             return Verdict(node.failed_state, True,
-                           f"{node.failed_state} with these dep versions; it runs again when a dep changes or on rerun")
+                           f"{what}; it runs again when a dep changes or on rerun")
         if node.trace is None:
             return Verdict("stale", True, "never built")
         if node.trace != current:

@@ -781,6 +781,10 @@ class Engine:
                 self._intake.put(("manual", arg))
             elif kind == "fire" and arg in {t.name for t in self.timers}:
                 self._fire(arg, datetime.fromtimestamp(self.clock.time()), manual=True)
+            elif kind in ("pause", "resume"):
+                self._on_command(kind)
+            elif kind == "cancel" and arg.isdigit():
+                self._on_command("cancel", int(arg))
             self.store.mark_request(req_id)
 
     def _on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
@@ -891,6 +895,7 @@ class Engine:
             self._attempts.pop(node.id, None)
             node.failed_state = status  # type: ignore[assignment]
             node.failed_trace = dict(run.dep_versions)
+            node.error = error
             node.forced = False
             self.store.update_des([(status, node.trace, node.failed_trace, False, node.id)])
             if status == "failed":

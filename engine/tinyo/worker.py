@@ -157,6 +157,8 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
     Messages: ("start", run_id, (worker, ts)), ("out", run_id, (stream, line)),
     ("done", run_id, (ok, error, traceback, result_repr, duration)).
     """
+    if not isinstance(sys.stdout, LineRouter) or not isinstance(sys.stderr, LineRouter):
+        install_routers()  # something (e.g. a UI) replaced sys.stdout since the executor started
     emit("start", task.run_id, (worker, clock()))
     sink = _Sink(task.run_id, emit)
     previous = getattr(_capture, "sink", None)

@@ -188,6 +188,8 @@ class DaskExecutor:
         self._detached: list[int] = []
         self._last_connect_try = 0.0
         self._inflight_calls: set[concurrent.futures.Future[Any]] = set()
+        self._zombies: list[Any] = []
+        """Futures of runs already reported lost, held until Dask's retry of them has ended."""
 
     # ================================================================ lifecycle
     def start(self) -> None:
@@ -483,8 +485,8 @@ class DaskExecutor:
             for task, future in finished:
                 result = got.get(id(future))
                 release.append(future.key)
-                if not isinstance(result, dict):
-                    continue
+                if not isinstance(result, dict) or result.get("lost"):
+                    continue  # (lost with a worker while nobody listened: the engine runs it again)
                 self._report_result(task.run_id, result, seen=0)
                 adopted.append(task.run_id)
         self._q.put(("unpublish", release))
@@ -585,6 +587,10 @@ class DaskExecutor:
     def _report_result(self, run_id: int, result: dict[str, Any], seen: int) -> None:
         """Pass on what a run's result carries beyond message ``seen`` (start, output tail, done)."""
         worker = str(result.get("worker") or QUEUE_WORKER)
+        if result.get("lost"):
+            first = str(result["lost"])
+            self.sink(("lost", first, None, f"Dask worker {first} was lost", run_id, None, []))
+            return
         msgs = [m for m in result.get("msgs", ()) if m[0] > seen]
         out: list[tuple[str, int, Any]] = []
         dropped = result.get("dropped", 0) if seen == 0 else 0
@@ -636,19 +642,19 @@ class DaskExecutor:
                 run = self._runs.get(rid)
                 if run is not None and run.worker == addr:
                     lost.append(run)
-            futures = [f for f in (self._forget(run) for run in lost) if f is not None]
+            for run in lost:
+                future = self._forget(run)
+                if future is not None:
+                    # held until Dask's own attempt to run it again has ended: that attempt finds the
+                    # claim of the lost worker on the task and returns without running the op (the claim
+                    # lives as long as the task, so the task must not be released before)
+                    self._zombies.append(future)
         how = "left the cluster" if expected else "died (or stopped answering)"
         if not lost:
             self.sink(("worker", addr, None, "dead", f"Dask worker {how}"))
         for run in lost:
             reason = f"Dask worker {addr} {how}"
             self.sink(("lost", addr, None, reason, run.task.run_id, run.cancel, []))
-        if futures:
-            try:
-                self._rpc(self._client._cancel, futures, force=True, reason="tinyo: worker lost",
-                          msg="tinyo re-dispatches this run per its retry policy")
-            except Exception as exc:  # Dask may then run it again; its result is ignored
-                self._notice(f"could not cancel {len(futures)} run(s) lost with Dask worker {addr}: {exc}")
 
     # ------------------------------------------------------------ cancel
     def _on_cancel(self, run_id: int, cause: str) -> None:
@@ -761,6 +767,8 @@ class DaskExecutor:
                 self._on_disconnected()
             return
         now = time.monotonic()
+        if self._zombies:
+            self._zombies = [f for f in self._zombies if f.status == "pending"]
         collect: list[_Run] = []
         errors: list[_Run] = []
         overdue: list[_Run] = []
@@ -1118,14 +1126,32 @@ def _interrupt(key: str, cause: str) -> bool:
         return True
 
 
+CLAIM = "tinyo-started-on"
+"""The scheduler-side task metadata that records which worker started a run (forgotten with the task)."""
+
+
+async def _claim(scheduler: Any, key: str, address: str) -> str | None:
+    """Record on the scheduler that ``address`` starts task ``key``; the worker that did before, if any."""
+    first = await scheduler.get_metadata(keys=[key, CLAIM], default=None)
+    if first is None:
+        await scheduler.set_metadata(keys=[key, CLAIM], value=address)
+    return first
+
+
 def _run_on_worker(task: Task, topic: str, digest: str) -> dict[str, Any]:
     """The Dask task: run ``task`` with ``worker.run_task``, stream its messages, return its summary."""
     import distributed
+    from distributed.utils import sync
     from distributed.worker import thread_state
 
     worker = distributed.get_worker()
     address = worker.address
     key = str(getattr(thread_state, "key", ""))
+    first = sync(worker.loop, _claim, worker.scheduler, key, address)
+    if first is not None:
+        # Dask runs it again because the worker that started it was lost: the run is lost, and the
+        # orchestrator's retry policy decides (an op never runs twice behind its back)
+        return {"worker": address, "msgs": [], "dropped": 0, "lost": str(first)}
     install_routers()
     box = _outbox(worker)
     counter = itertools.count(1)
