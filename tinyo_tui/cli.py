@@ -25,6 +25,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="where ops run (default: the recipe's config)")
     parser.add_argument("--workers", type=int, default=None, help="worker pool size (default: the recipe's)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--allow-world-writable", action="store_true",
+                        help="load the recipe even if any user of the machine may write it")
     return parser.parse_args(argv)
 
 
@@ -46,7 +48,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         from tinyo.cli import run_headless
 
         return run_headless(args.recipe, db=args.db, execution=execution, workers=args.workers,
-                            debug=args.debug)
+                            debug=args.debug, allow_world_writable=args.allow_world_writable)
 
     from tinyo.engine import Engine
 
@@ -58,7 +60,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        engine = Engine.from_path(args.recipe, db=args.db, execution=execution, max_workers=args.workers)
+        engine = Engine.from_path(args.recipe, db=args.db, execution=execution, max_workers=args.workers,
+                                  allow_world_writable=args.allow_world_writable)
     except TinyoError as exc:
         if args.debug:
             raise
