@@ -23,6 +23,9 @@ from .errors import DESRejected
 State = Literal["new", "waiting", "stale", "queued", "running", "retry", "ok", "failed", "cancelled"]
 RunStatus = Literal["queued", "running", "retry"]
 
+UP_TO_DATE = "up to date: deps unchanged since the last success"
+"""One shared string: the versions are in ``explain_des`` (memory per DES stays small)."""
+
 
 @dataclass(slots=True, eq=False)
 class Node:
@@ -188,8 +191,7 @@ class Graph:
         if node.trace != current:
             changed = [f"{d} v{node.trace.get(d)} -> v{current[d]}" for d in sorted(current) if node.trace.get(d) != current[d]]
             return Verdict("stale", True, "dep changed: " + ", ".join(changed))
-        versions = ", ".join(f"{d} v{v}" for d, v in sorted(current.items())) or "no deps"
-        return Verdict("ok", False, f"up to date: deps unchanged since the last success ({versions})")
+        return Verdict("ok", False, UP_TO_DATE)
 
     def settle(self, touched: Iterable[str]) -> tuple[list[str], list[Node]]:
         """Re-evaluate ``touched`` DES, walking to consumers where blocking changed.

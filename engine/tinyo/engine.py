@@ -866,6 +866,9 @@ class Engine:
         node.failed_trace = None
         node.trace = dict(run.dep_versions)
         self._attempts.pop(node.id, None)
+        ops = self._ops.get(node.id)
+        if ops is not None and not any(ref.startswith("<memory>") for ref, _ in ops):
+            del self._ops[node.id]  # up to date: a rerun reloads the ops from the store
         self._emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
         for targ in sorted(node.targs):
             if os.path.isabs(targ):
