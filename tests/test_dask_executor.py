@@ -187,6 +187,8 @@ DIE = """
 import signal
 
 def fragile(context):
+    with open('{ledger}', 'a') as fh:
+        fh.write(str(context['attempt']) + '\\n')
     marker = '{marker}'
     if not os.path.exists(marker):
         open(marker, 'w').close()
@@ -205,7 +207,7 @@ config = TinyOConfig(sql_conn='{db}', max_workers=2, retries=1, retry_delay=0.1)
 
 def test_a_worker_killed_mid_op_fails_the_run_and_the_retry_policy_runs_it_again(tmp_path, dask_harness, cluster):
     _, client = cluster
-    recipe = write_recipe(tmp_path, DIE, db=tmp_path / "d.db", marker=tmp_path / "marker")
+    recipe = write_recipe(tmp_path, DIE, db=tmp_path / "d.db", marker=tmp_path / "marker", ledger=tmp_path / "ledger")
     with dask_harness(recipe) as h:
         h.engine.inject("go")
         h.wait_for(lambda: h.of(ev.OpFinished), timeout=60, what="the retried run")
@@ -219,6 +221,8 @@ def test_a_worker_killed_mid_op_fails_the_run_and_the_retry_policy_runs_it_again
     runs = store.recent_runs(10)
     store.close()
     assert [(r.attempt, r.status) for r in runs] == [(1, "failed"), (2, "ok")]
+    time.sleep(0.5)
+    assert (tmp_path / "ledger").read_text().split() == ["1", "2"], "Dask ran the lost op again by itself"
     client.wait_for_workers(2, timeout=60)
 
 

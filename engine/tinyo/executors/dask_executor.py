@@ -7,10 +7,13 @@ How it works (see docs/scaling-out.md for the user's view):
   must be at the same path on every worker (a shared folder): ``start`` checks every worker with
   ``client.run`` (the file is there, has the orchestrator's content, and imports) and raises a
   TinyoError naming the worker otherwise. Workers that join later are checked when they join.
-- **Keys.** Each run is submitted under a deterministic key ``tinyo-<ns>-<run_id>-<des_id>``, where
-  ``<ns>`` is derived from the host and the absolute path of the state file, and is also published
-  as a named dataset of the same name (future, des_id, attempt). The dataset keeps the task alive
-  on the cluster when the orchestrator goes away, and is how a restarted orchestrator finds it.
+- **Keys and placement.** Each run is pinned to one worker (``workers=[w]``,
+  ``allow_other_workers=False``; the least loaded one, see ``_place``) and submitted under the key
+  ``tinyo-<ns>-<run_id>-<des_id>`` (``-<n>`` added when it has to be submitted again), where ``<ns>``
+  is derived from the host and the absolute path of the state file. It is also published as a named
+  dataset ``tinyo-<ns>-<run_id>-<des_id>`` (future, des_id, attempt, worker): the dataset keeps the
+  task alive on the cluster when the orchestrator goes away, and is how a restarted orchestrator
+  finds it.
 - **Messages.** On the worker, start/out/metric/done messages are numbered per run and sent in
   batches (every ``FLUSH_INTERVAL`` seconds, and at once when the run ends) as Dask events
   (``Worker.log_event``) on the topic ``tinyo-<ns>``; the orchestrator's client subscribes to it and
@@ -19,14 +22,16 @@ How it works (see docs/scaling-out.md for the user's view):
   numbering lets the forwarder drop what it has already passed on.
 - **Decoupling.** On a remote cluster, stopping the orchestrator leaves running runs on the cluster
   (``detached()``) and their runs open in the store; ``reconcile`` looks each one up by its dataset:
-  finished → its result is reported (start/out/done), still running or queued → awaited, unknown
-  (or failed in Dask) → not adopted, so the engine runs it again. A ``local-dask`` cluster lives in
-  the orchestrator's process and stops with it.
-- **Lost workers.** Tasks are submitted with ``retries=0``. The forwarder also listens to the
-  scheduler's ``remove-worker`` events: a run whose start came from a worker that left is reported
-  lost (the engine fails it and its retry policy applies) and its future is cancelled, so Dask does
-  not silently run it again elsewhere. With ``distributed.scheduler.allowed-failures: 0`` (what
-  ``local-dask`` uses) Dask itself fails such a task with KilledWorker, which is reported the same.
+  finished → its result is reported (start/out/done), still running or waiting on its (live) worker
+  → awaited, unknown, failed in Dask, or pinned to a worker that is gone → not adopted, so the
+  engine runs it again. A ``local-dask`` cluster lives in the orchestrator's process and stops with it.
+- **Lost workers.** Tasks are submitted with ``retries=0`` and pinned, so Dask never runs a task
+  again elsewhere when its worker dies (it would otherwise, behind the engine's back). The forwarder
+  listens to the scheduler's ``remove-worker`` events: a run whose start came from that worker is
+  reported lost (the engine fails it and its retry policy applies); runs only waiting there are
+  pinned to another worker and submitted again; the old tasks are cancelled. A worker sends a run's
+  start at once, so the window in which a run has started unbeknownst to the orchestrator is a few
+  milliseconds.
 - **Scheduler unreachable.** ``start`` raises a TinyoError naming the address. Later on,
   ``free_slots()`` is 0 while the client is not connected (ops stay queued in the store); when it is
   back (or a new client connects), runs in flight are looked up again by dataset, and dispatch
@@ -85,9 +90,9 @@ HOUSEKEEPING_INTERVAL = 1.0
 RECONNECT_INTERVAL = 2.0
 """Seconds between attempts to connect a new client once the old one gave up."""
 FAST_OP = 0.05
-"""Ops whose recent mean duration is below this many seconds are submitted deeper."""
+"""Ops whose recent mean duration is below this many seconds are submitted deeper (else 2 per thread)."""
 FAST_WINDOW = 32
-"""Tasks submitted per worker thread when ops are fast (Dask queues them on the scheduler)."""
+"""Tasks pinned per worker thread when ops are fast (they wait on the worker: no round trip between)."""
 QUEUE_WORKER = "dask-queue"
 """The worker name used for runs that ended without reaching a worker (cancelled while queued)."""
 
@@ -136,16 +141,22 @@ def _digest(data: bytes) -> str:
 
 @dataclass(slots=True)
 class _Run:
-    """A run the executor holds (orchestrator side; forwarder-thread state under the lock)."""
+    """A run the executor holds (orchestrator side; shared state under the executor's lock)."""
 
     task: Task
-    key: str
+    name: str
+    """Its dataset name on the scheduler (the same for every submission of the run)."""
+    key: str = ""
+    """Its Dask key (the name, with a suffix when it had to be submitted again)."""
+    target: str | None = None
+    """The worker it is pinned to (None: waiting for a usable worker)."""
     future: Any = None
     published: bool = False
     publishing: bool = False
     seen: int = 0
     """Highest message number passed on to the engine."""
     worker: str | None = None
+    """The worker its start came from."""
     started: float | None = None
     """Engine-clock time the start message arrived."""
     cancel: str | None = None
@@ -174,9 +185,14 @@ class DaskExecutor:
         self._client: Any = None
         self._lock = threading.RLock()
         self._runs: dict[int, _Run] = {}
-        self._by_key: dict[str, int] = {}
         self._workers: dict[str, int] = {}
-        self._busy: dict[str, list[int]] = {}
+        """Usable workers → threads."""
+        self._unusable: dict[str, str] = {}
+        """Workers that cannot run the recipe → why."""
+        self._load: dict[str, int] = {}
+        """Runs pinned to each worker."""
+        self._submissions: dict[int, int] = {}
+        self._rr = 0
         self._connected = False
         self._q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -188,8 +204,6 @@ class DaskExecutor:
         self._detached: list[int] = []
         self._last_connect_try = 0.0
         self._inflight_calls: set[concurrent.futures.Future[Any]] = set()
-        self._zombies: list[Any] = []
-        """Futures of runs already reported lost, held until Dask's retry of them has ended."""
 
     # ================================================================ lifecycle
     def start(self) -> None:
@@ -255,7 +269,7 @@ class DaskExecutor:
                 'tinyo there (pip install "tinyo[dask]")'
             )
         with self._lock:
-            self._workers = {addr: n for addr, n in workers.items()}
+            self._workers = dict(workers)
         for addr, n in sorted(workers.items()):
             self.sink(("worker", addr, None, "idle", f"dask worker ({n} thread{'s' if n != 1 else ''})"))
 
@@ -290,54 +304,83 @@ class DaskExecutor:
         """Call a client coroutine function from a non-loop thread, bounded by RPC_TIMEOUT."""
         return self._client.sync(fn, *args, callback_timeout=RPC_TIMEOUT, **kwargs)
 
-    def key(self, task: Task) -> str:
-        """The Dask key (and dataset name) of a run."""
+    def dataset(self, task: Task) -> str:
+        """The dataset name of a run on the scheduler (also its Dask key when first submitted)."""
         return f"{self.topic}-{task.run_id}-{task.des_id}"
 
     # ================================================================ dispatch (engine thread)
+    def _per_thread(self) -> int:
+        return FAST_WINDOW if self._mean < FAST_OP else 2
+
     def free_slots(self) -> int:
         with self._lock:
             if not self._connected or self._stopping:
                 return 0
-            threads = sum(self._workers.values())
-            if threads <= 0:
-                return 0
-            limit = threads * (FAST_WINDOW if self._mean < FAST_OP else 2)
-            return max(0, limit - len(self._runs))
+            per = self._per_thread()
+            return sum(max(0, n * per - self._load.get(addr, 0)) for addr, n in self._workers.items())
 
     def submit(self, tasks: list[Task]) -> None:
-        runs = [_Run(task, self.key(task)) for task in tasks]
+        runs = [_Run(task, self.dataset(task)) for task in tasks]
         with self._lock:
             self._stale_settled = True
             for run in runs:
                 self._runs[run.task.run_id] = run
-                self._by_key[run.key] = run.task.run_id
+            self._place(runs)
             connected = self._connected
         if connected:
             self._submit_runs(runs)
         self._q.put(("submitted",))
 
+    def _place(self, runs: list[_Run]) -> None:
+        """Pin each run to a usable worker (lock held); None if there is none.
+
+        Runs are pinned (``workers=[w], allow_other_workers=False``) so that Dask never runs one again
+        on another worker when its worker dies: the executor decides (lost if it had started, else
+        placed again), and the engine's retry policy applies. A run goes to the least loaded worker
+        (runs per thread), except that a batch stays on the worker it started on while that one has
+        an idle thread (fast ops: room in its window): fewer, larger submissions for the scheduler."""
+        addrs = sorted(self._workers)
+        if addrs:
+            start = self._rr % len(addrs)
+            addrs = addrs[start:] + addrs[:start]  # ties go round
+            self._rr += 1
+        sticky = self._per_thread() if self._mean < FAST_OP else 1
+        current: str | None = None
+        for run in runs:
+            n = self._submissions.get(run.task.run_id, 0) + 1
+            self._submissions[run.task.run_id] = n
+            run.key = run.name if n == 1 else f"{run.name}-{n}"
+            run.future, run.published, run.worker, run.started, run.seen = None, False, None, None, 0
+            if current is None or self._load.get(current, 0) >= self._workers[current] * sticky:
+                current = min(addrs, key=lambda a: self._load.get(a, 0) / self._workers[a]) if addrs else None
+            run.target = current
+            if current is not None:
+                self._load[current] = self._load.get(current, 0) + 1
+
     def _submit_runs(self, runs: list[_Run]) -> None:
-        """Submit runs to the cluster (any thread); the forwarder publishes them."""
-        try:
-            futures = self._client.map(
-                _run_on_worker, [r.task for r in runs], key=[r.key for r in runs], topic=self.topic,
-                digest=self.digest, pure=False, retries=0,
-            )
-        except Exception as exc:  # a client that just lost its scheduler: resubmitted on reconnect
-            self._notice(f"could not submit {len(runs)} run(s) to the Dask scheduler at {self._where()}: {exc}; "
-                         "they are submitted again when it is reachable")
-            return
-        with self._lock:
-            for run, future in zip(runs, futures):
-                if self._runs.get(run.task.run_id) is run:
-                    run.future = future
-                    run.published = False
+        """Submit placed runs to the cluster (any thread); the forwarder publishes them."""
+        groups: dict[str, list[_Run]] = {}
+        for run in runs:
+            if run.target is not None:
+                groups.setdefault(run.target, []).append(run)
+        for target, group in groups.items():
+            try:
+                futures = self._client.map(
+                    _run_on_worker, [r.task for r in group], key=[r.key for r in group], topic=self.topic,
+                    digest=self.digest, workers=[target], allow_other_workers=False, pure=False, retries=0,
+                )
+            except Exception as exc:  # a client that just lost its scheduler: submitted again on reconnect
+                self._notice(f"could not submit {len(group)} run(s) to the Dask scheduler at {self._where()}: "
+                             f"{exc}; they are submitted again when it is reachable")
+                continue
+            with self._lock:
+                for run, future in zip(group, futures):
+                    if self._runs.get(run.task.run_id) is run and run.target == target:
+                        run.future = future
 
     def cancel(self, run_id: int, cause: Literal["cancel", "timeout"] = "cancel") -> bool:
         with self._lock:
-            run = self._runs.get(run_id)
-            if run is None:
+            if run_id not in self._runs:
                 return False
         self._q.put(("cancel", run_id, cause))
         return True
@@ -349,11 +392,14 @@ class DaskExecutor:
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
             out = []
-            connected = self._connected
-            for addr in sorted(self._workers):
-                mine = [self._runs[rid] for rid in self._busy.get(addr, ()) if rid in self._runs]
-                if not connected:
-                    out.append(WorkerInfo(addr, None, "starting", None, None, None, None))
+            started: dict[str, list[_Run]] = {}
+            for run in self._runs.values():
+                if run.worker is not None:
+                    started.setdefault(run.worker, []).append(run)
+            for addr in sorted(set(self._workers) | set(self._unusable)):
+                mine = sorted(started.get(addr, ()), key=lambda r: r.started or 0.0)
+                if not self._connected or addr in self._unusable:
+                    out.append(WorkerInfo(addr, None, "dead", None, None, None, None))
                 elif mine:
                     first = mine[0]
                     label = first.task.op_label + (f" (+{len(mine) - 1})" if len(mine) > 1 else "")
@@ -424,57 +470,69 @@ class DaskExecutor:
 
     # ================================================================ reconcile (engine thread, once)
     def reconcile(self, tasks: list[Task]) -> list[int]:
-        """Adopt the runs left open by the last engine that are still known to the cluster."""
+        """Adopt the runs left open by the last engine that are still alive on the cluster."""
         client = self._client
         release: list[str] = []
-        by_key = {self.key(t): t for t in tasks}
-        names = list(by_key)
+        by_name = {self.dataset(t): t for t in tasks}
+        names = list(by_name)
         found = self._rpc(_get_datasets, client, names) if names else []
-        candidates: list[tuple[Task, Any]] = []
+        candidates: list[tuple[Task, Any, str]] = []
         for name, data in zip(names, found):
-            task = by_key[name]
+            task = by_name[name]
             if data is None:
                 continue
-            future, des_id, attempt = data
+            future, des_id, attempt, target = data
             if des_id != task.des_id or attempt != task.attempt:
                 release.append(name)
                 continue
-            candidates.append((task, future))
+            candidates.append((task, future, target))
         with self._lock:
-            stale = (self._stale or set()) - {self.key(t) for t, _ in candidates}
+            stale = (self._stale or set()) - {self.dataset(t) for t, _, _ in candidates}
             self._stale = set()
         release.extend(sorted(stale))
         if not candidates:
             self._q.put(("unpublish", release))
             return []
         # the scheduler tells the new client about these keys asynchronously: ask it directly
-        keys = [f.key for _, f in candidates]
+        keys = [f.key for _, f, _ in candidates]
         holders = self._rpc(client.scheduler.who_has, keys=keys)
         processing = self._rpc(client.scheduler.processing)
         where = {k: addr for addr, ks in processing.items() for k in ks}
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and any(
-                f.status == "pending" and f.key not in where and not holders.get(f.key) for _, f in candidates):
-            time.sleep(0.02)
+        # pinned tasks are "processing" while they wait on their worker too: which ones run?
+        addrs = sorted({where[k] for k in keys if k in where})
+        executing: set[str] = set()
+        if addrs:
+            answers = self._rpc(client._run, _executing_keys, self.topic, workers=addrs, on_error="return")
+            for answer in answers.values():
+                if isinstance(answer, list):
+                    executing.update(answer)
         finished: list[tuple[Task, Any]] = []
         adopted: list[int] = []
-        for task, future in candidates:
+        gone: list[Any] = []
+        for task, future, target in candidates:
+            name = self.dataset(task)
             if holders.get(future.key):
                 finished.append((task, future))
-            elif future.status == "pending":
-                run = _Run(task, future.key, future, published=True)
-                addr = where.get(future.key)
+            elif future.key in where and target in self._workers:
+                run = _Run(task, name, future.key, target, future, published=True)
+                addr = where[future.key]
                 with self._lock:
                     self._runs[task.run_id] = run
-                    self._by_key[run.key] = task.run_id
-                    if addr is not None:
+                    self._load[target] = self._load.get(target, 0) + 1
+                    self._submissions[task.run_id] = 1
+                    if future.key in executing:
                         run.worker, run.started = addr, self.clock()
-                        self._busy.setdefault(addr, []).append(task.run_id)
-                if addr is not None:
+                if future.key in executing:  # (its own start message went out while nobody listened)
                     self.sink(("msgs", addr, [("start", task.run_id, (addr, time.time()))]))
                 adopted.append(task.run_id)
-            else:  # failed in Dask (e.g. KilledWorker) or lost: the engine runs it again
-                release.append(future.key)
+            else:  # its worker is gone (or it failed in Dask): the engine runs it again
+                release.append(name)
+                gone.append(future)
+        if gone:
+            try:
+                self._rpc(client._cancel, gone, force=True, reason="tinyo: lost", msg="its worker is gone")
+            except Exception as exc:  # they stay pinned to a worker that is gone: they never run
+                self._notice(f"could not cancel {len(gone)} lost run(s) on the Dask cluster: {exc}")
         if finished:
             try:
                 results = self._rpc(client._gather, [f for _, f in finished], errors="skip")
@@ -484,9 +542,9 @@ class DaskExecutor:
             got = {id(f): r for (_, f), r in zip(finished, results)} if len(results) == len(finished) else {}
             for task, future in finished:
                 result = got.get(id(future))
-                release.append(future.key)
-                if not isinstance(result, dict) or result.get("lost"):
-                    continue  # (lost with a worker while nobody listened: the engine runs it again)
+                release.append(self.dataset(task))
+                if not isinstance(result, dict):
+                    continue
                 self._report_result(task.run_id, result, seen=0)
                 adopted.append(task.run_id)
         self._q.put(("unpublish", release))
@@ -548,8 +606,8 @@ class DaskExecutor:
         with self._lock:
             for seq, kind, run_id, payload in msg.get("m", ()):
                 run = self._runs.get(run_id)
-                if run is None or seq <= run.seen:
-                    continue
+                if run is None or seq <= run.seen or run.target != worker:
+                    continue  # over, seen already, or from a submission that was given up
                 run.seen = seq
                 out.append(self._account(run, worker, kind, payload))
         if out:
@@ -560,7 +618,6 @@ class DaskExecutor:
         rid = run.task.run_id
         if kind == "start":
             run.worker, run.started = worker, self.clock()
-            self._busy.setdefault(worker, []).append(rid)
             return ("start", rid, tuple(payload))
         if kind == "done":
             self._forget(run)
@@ -570,32 +627,30 @@ class DaskExecutor:
             return ("out", rid, tuple(payload))
         return (kind, rid, payload)
 
+    def _unpin(self, run: _Run) -> None:
+        """Take the run off its worker's load (lock held)."""
+        if run.target is not None and self._load.get(run.target):
+            self._load[run.target] -= 1
+
     def _forget(self, run: _Run) -> Any:
         """The run is over for the executor (lock held): drop it, queue its dataset's release, and
         return its future (None if it had none)."""
         rid = run.task.run_id
         self._runs.pop(rid, None)
-        self._by_key.pop(run.key, None)
-        if run.worker is not None:
-            busy = self._busy.get(run.worker)
-            if busy and rid in busy:
-                busy.remove(rid)
+        self._submissions.pop(rid, None)
+        self._unpin(run)
         future, run.future = run.future, None
-        self._to_unpublish.append(run.key)
+        self._to_unpublish.append(run.name)
         return future
 
     def _report_result(self, run_id: int, result: dict[str, Any], seen: int) -> None:
         """Pass on what a run's result carries beyond message ``seen`` (start, output tail, done)."""
         worker = str(result.get("worker") or QUEUE_WORKER)
-        if result.get("lost"):
-            first = str(result["lost"])
-            self.sink(("lost", first, None, f"Dask worker {first} was lost", run_id, None, []))
-            return
         msgs = [m for m in result.get("msgs", ()) if m[0] > seen]
         out: list[tuple[str, int, Any]] = []
         dropped = result.get("dropped", 0) if seen == 0 else 0
-        for seq, kind, _rid, payload in msgs:
-            if kind == "out" and dropped and not any(k == "out" for _, k, _, _ in out):
+        for _seq, kind, _rid, payload in msgs:
+            if kind == "out" and dropped and not any(k == "out" for k, _, _ in out):
                 out.append(("out", run_id, ("stderr", f"[tinyo] {dropped} earlier output line(s) of this run "
                                                       "are not shown (printed while nobody listened)")))
             out.append((kind, run_id, tuple(payload) if kind != "metric" else payload))
@@ -613,48 +668,60 @@ class DaskExecutor:
 
     def _on_worker_added(self, addr: str) -> None:
         with self._lock:
-            if addr in self._workers:
+            if addr in self._workers or addr in self._unusable:
                 return  # seen already (by the periodic look, or the event)
         try:
             nthreads = self._rpc(self._client.scheduler.ncores, workers=[addr]).get(addr, 1)
             problems = self._check_recipe_on([addr])
-        except Exception as exc:  # it may have left again already
+        except Exception as exc:  # it may have left again already; the periodic look tries again
             self._notice(f"Dask worker {addr} joined but could not be checked: {exc}")
+            return
+        if problems:
+            with self._lock:
+                self._unusable[addr] = problems[addr]
+            self._notice(f"Dask worker {addr} joined but cannot run this recipe ({problems[addr]}); tinyo sends "
+                         "it no ops")
+            self.sink(("worker", addr, None, "dead", f"cannot run the recipe: {problems[addr]}"))
             return
         with self._lock:
             self._workers[addr] = nthreads
-        if problems:
-            self._notice(f"Dask worker {addr} joined but cannot run this recipe: {problems.get(addr)}; ops "
-                         "sent to it fail (and are retried per the recipe's retry policy)")
-            self.sink(("worker", addr, None, "dead", f"cannot run the recipe: {problems.get(addr)}"))
-        else:
-            self.sink(("worker", addr, None, "idle", "dask worker joined"))
+            waiting = [r for r in self._runs.values() if r.target is None]
+            self._place(waiting)
+        if waiting:
+            self._submit_runs(waiting)
+        self.sink(("worker", addr, None, "idle", "dask worker joined"))  # (also wakes the engine: more room)
 
     def _on_worker_removed(self, addr: str, expected: bool) -> None:
-        """A worker left: the runs that had started on it are lost (the engine's retry policy decides
-        what happens next); runs Dask had only queued there are given to another worker by Dask."""
-        lost: list[_Run] = []
+        """A worker left: the runs that had started on it are lost (the engine fails them and its retry
+        policy decides); the ones only waiting there are placed on another worker."""
         with self._lock:
-            if addr not in self._workers and addr not in self._busy:
+            if addr not in self._workers and addr not in self._unusable:
                 return  # reported already
             self._workers.pop(addr, None)
-            for rid in list(self._busy.pop(addr, ())):
-                run = self._runs.get(rid)
-                if run is not None and run.worker == addr:
-                    lost.append(run)
+            self._unusable.pop(addr, None)
+            self._load.pop(addr, None)
+            mine = [r for r in self._runs.values() if r.target == addr]
+            lost = [r for r in mine if r.worker == addr]
+            again = [r for r in mine if r.worker != addr]
+            futures = [r.future for r in mine if r.future is not None]
             for run in lost:
-                future = self._forget(run)
-                if future is not None:
-                    # held until Dask's own attempt to run it again has ended: that attempt finds the
-                    # claim of the lost worker on the task and returns without running the op (the claim
-                    # lives as long as the task, so the task must not be released before)
-                    self._zombies.append(future)
+                self._forget(run)
+            for run in again:
+                run.target = None
+            self._place(again)
         how = "left the cluster" if expected else "died (or stopped answering)"
+        if futures:  # pinned to a worker that is gone: they would never run (and must not run again)
+            try:
+                self._rpc(self._client._cancel, futures, force=True, reason="tinyo: worker lost",
+                          msg=f"Dask worker {addr} {how}")
+            except Exception as exc:  # pinned to a gone worker, they cannot run anyway
+                self._notice(f"could not cancel {len(futures)} run(s) of Dask worker {addr} that left: {exc}")
+        if again:
+            self._submit_runs(again)
         if not lost:
             self.sink(("worker", addr, None, "dead", f"Dask worker {how}"))
         for run in lost:
-            reason = f"Dask worker {addr} {how}"
-            self.sink(("lost", addr, None, reason, run.task.run_id, run.cancel, []))
+            self.sink(("lost", addr, None, f"Dask worker {addr} {how}", run.task.run_id, run.cancel, []))
 
     # ------------------------------------------------------------ cancel
     def _on_cancel(self, run_id: int, cause: str) -> None:
@@ -664,8 +731,7 @@ class DaskExecutor:
                 return
             if run.cancel is None:
                 run.cancel, run.cancel_at = cause, time.monotonic()
-            worker = run.worker
-            key = run.key
+            worker, key, target = run.worker, run.key, run.target
         if worker is not None:
             try:
                 self._rpc(self._client._run, _interrupt, key, cause, workers=[worker], nanny=False,
@@ -675,17 +741,19 @@ class DaskExecutor:
             return
         self._end_cancelled(run, "cancelled before it started" if cause == "cancel"
                             else "timed out before it started")
-        try:  # it may have just started somewhere: interrupt it wherever it is
-            self._rpc(self._client._run, _interrupt, key, cause, nanny=False, on_error="return")
-        except Exception as exc:  # its messages are ignored from now on anyway
-            self._notice(f"could not reach the Dask workers to stop run {run_id}: {exc}")
+        if target is not None:
+            try:  # it may have just started: interrupt it there
+                self._rpc(self._client._run, _interrupt, key, cause, workers=[target], nanny=False,
+                          on_error="return")
+            except Exception as exc:  # its messages are ignored from now on anyway
+                self._notice(f"could not reach Dask worker {target} to stop run {run_id}: {exc}")
 
     def _end_cancelled(self, run: _Run, error: str) -> None:
         """Report a run done (cancelled or timed out) without its worker's word, and cancel its future."""
         with self._lock:
             if self._runs.get(run.task.run_id) is not run:
                 return
-            worker = run.worker or QUEUE_WORKER
+            worker = run.worker or run.target or QUEUE_WORKER
             future = self._forget(run)
         self.sink(("msgs", worker, [("done", run.task.run_id, (False, error, None, None, 0.0))]))
         if future is None:
@@ -702,9 +770,8 @@ class DaskExecutor:
             todo = [r for r in self._runs.values() if not r.published and not r.publishing and r.future is not None]
             for run in todo:
                 run.publishing = True
-        with self._lock:
-            # left by an engine on this state file that has no open run for them any more; kept until
-            # reconcile (or the first submit) so that none it adopts is released before
+            # datasets left by an engine on this state file that has no open run for them any more;
+            # kept until reconcile (or the first submit), so none it adopts is released before
             stale = self._stale if self._stale_settled else None
             if stale:
                 self._stale = set()
@@ -712,13 +779,14 @@ class DaskExecutor:
             self._to_unpublish.extend(sorted(stale))
         if not todo:
             return
-        data = {r.key: (r.future, r.task.des_id, r.task.attempt) for r in todo}
+        data = {r.name: (r.future, r.task.des_id, r.task.attempt, r.target) for r in todo}
+        futures = {r.name: r.future for r in todo}
 
         def done(error: BaseException | None) -> None:
             with self._lock:
                 for run in todo:
                     run.publishing = False
-                    if error is None and run.future is not None:
+                    if error is None and run.future is futures[run.name]:
                         run.published = True
             if error is not None:
                 self._q.put(("notice", f"could not register {len(todo)} run(s) with the Dask scheduler at "
@@ -767,8 +835,6 @@ class DaskExecutor:
                 self._on_disconnected()
             return
         now = time.monotonic()
-        if self._zombies:
-            self._zombies = [f for f in self._zombies if f.status == "pending"]
         collect: list[_Run] = []
         errors: list[_Run] = []
         overdue: list[_Run] = []
@@ -829,7 +895,7 @@ class DaskExecutor:
         with self._lock:
             if self._runs.get(rid) is not run:
                 return
-            worker = run.worker
+            worker = run.worker or run.target
             self._forget(run)
         killed = type(exc).__name__ == "KilledWorker"
         if killed or status == "lost":
@@ -874,14 +940,15 @@ class DaskExecutor:
             self._notice(f"could not list the Dask workers at {self._where()}: {exc}")
             return
         with self._lock:
-            gone = set(self._workers) - set(workers)
-            new = set(workers) - set(self._workers)
+            known = set(self._workers) | set(self._unusable)
+            gone = known - set(workers)
+            new = set(workers) - known
             for addr, n in workers.items():
                 if addr in self._workers:
                     self._workers[addr] = n
-        for addr in gone:  # normally reported by a remove-worker event first
+        for addr in sorted(gone):  # normally reported by a remove-worker event first
             self._on_worker_removed(addr, expected=False)
-        for addr in sorted(new):  # (this also wakes the engine: there is room for more runs)
+        for addr in sorted(new):
             self._on_worker_added(addr)
 
     def _on_disconnected(self) -> None:
@@ -909,35 +976,42 @@ class DaskExecutor:
         self._on_reconnected()
 
     def _on_reconnected(self) -> None:
+        """The scheduler is reachable again: workers that went are handled as gone; each run in flight
+        is looked up again (its dataset), and submitted again if the scheduler forgot it before it
+        started (lost if it had started)."""
         client = self._client
         self._subscribe()
+        self._refresh_workers()
         with self._lock:
-            runs = list(self._runs.values())
-        names = [r.key for r in runs if r.published]
+            runs = [r for r in self._runs.values() if r.target is not None]
+        names = [r.name for r in runs if r.published]
         found = self._rpc(_get_datasets, client, names) if names else []
         by_name = dict(zip(names, found))
-        resubmit: list[_Run] = []
+        again: list[_Run] = []
         lost: list[_Run] = []
         with self._lock:
             for run in runs:
-                data = by_name.get(run.key)
-                if data is not None:
+                data = by_name.get(run.name)
+                if data is not None and data[0].key == run.key:
                     run.future = data[0]
                 elif run.worker is not None:
                     lost.append(run)
                 else:
-                    run.future, run.published = None, False
-                    resubmit.append(run)
+                    again.append(run)
             for run in lost:
                 self._forget(run)
+            for run in again:
+                self._unpin(run)
+            self._place(again)
             self._connected = True
         for run in lost:
             self.sink(("lost", run.worker, None, f"the Dask scheduler at {self._where()} lost the run while it was "
                        "unreachable", run.task.run_id, run.cancel, []))
-        if resubmit:
-            self._submit_runs(resubmit)
-        self._refresh_workers()
-        for addr in sorted(self._workers):
+        if again:
+            self._submit_runs(again)
+        with self._lock:
+            workers = sorted(self._workers)
+        for addr in workers:
             self.sink(("worker", addr, None, "idle", "Dask scheduler reachable again"))
 
     def _notice(self, text: str) -> None:
@@ -1126,32 +1200,20 @@ def _interrupt(key: str, cause: str) -> bool:
         return True
 
 
-CLAIM = "tinyo-started-on"
-"""The scheduler-side task metadata that records which worker started a run (forgotten with the task)."""
-
-
-async def _claim(scheduler: Any, key: str, address: str) -> str | None:
-    """Record on the scheduler that ``address`` starts task ``key``; the worker that did before, if any."""
-    first = await scheduler.get_metadata(keys=[key, CLAIM], default=None)
-    if first is None:
-        await scheduler.set_metadata(keys=[key, CLAIM], value=address)
-    return first
+def _executing_keys(topic: str) -> list[str]:
+    """Run on a worker (``client.run``): the keys of this orchestrator's runs executing there now."""
+    with _worker_lock:
+        return [key for key in _threads if key.startswith(topic + "-")]
 
 
 def _run_on_worker(task: Task, topic: str, digest: str) -> dict[str, Any]:
     """The Dask task: run ``task`` with ``worker.run_task``, stream its messages, return its summary."""
     import distributed
-    from distributed.utils import sync
     from distributed.worker import thread_state
 
     worker = distributed.get_worker()
     address = worker.address
     key = str(getattr(thread_state, "key", ""))
-    first = sync(worker.loop, _claim, worker.scheduler, key, address)
-    if first is not None:
-        # Dask runs it again because the worker that started it was lost: the run is lost, and the
-        # orchestrator's retry policy decides (an op never runs twice behind its back)
-        return {"worker": address, "msgs": [], "dropped": 0, "lost": str(first)}
     install_routers()
     box = _outbox(worker)
     counter = itertools.count(1)
@@ -1171,7 +1233,7 @@ def _run_on_worker(task: Task, topic: str, digest: str) -> dict[str, Any]:
             tail.append(item)
         elif kind in ("start", "done"):
             head.append(item)
-        if kind == "done":
+        if kind in ("start", "done"):  # at once: a worker lost right after a start is known to have started it
             box.wake.set()
 
     with _worker_lock:
