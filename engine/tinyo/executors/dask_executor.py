@@ -981,9 +981,11 @@ class DaskExecutor:
         started (lost if it had started)."""
         client = self._client
         self._subscribe()
-        self._refresh_workers()
         with self._lock:
-            runs = [r for r in self._runs.values() if r.target is not None]
+            before = {rid: r.key for rid, r in self._runs.items()}
+        self._refresh_workers()  # (runs of workers that went are handled there, under new keys)
+        with self._lock:
+            runs = [r for rid, r in self._runs.items() if before.get(rid) == r.key]
         names = [r.name for r in runs if r.published]
         found = self._rpc(_get_datasets, client, names) if names else []
         by_name = dict(zip(names, found))
@@ -991,12 +993,12 @@ class DaskExecutor:
         lost: list[_Run] = []
         with self._lock:
             for run in runs:
-                data = by_name.get(run.name)
+                data = by_name.get(run.name) if run.published else None
                 if data is not None and data[0].key == run.key:
                     run.future = data[0]
                 elif run.worker is not None:
                     lost.append(run)
-                else:
+                else:  # forgotten (or never registered) before it started: submit it again
                     again.append(run)
             for run in lost:
                 self._forget(run)
