@@ -270,11 +270,10 @@ def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(help="A docum
         db: DbOpt = None) -> None:
     """Explain why a document (or DES) is up to date, stale, waiting or failed."""
     from .offline import explain
-    from .text import printable
 
     store = _open_ro(recipe, db)
     try:
-        typer.echo(printable(explain(store, document)).replace("\\n", "\n"))
+        typer.echo(explain(store, document))  # names in it are escaped already
     finally:
         store.close()
 

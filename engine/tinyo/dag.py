@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import DESRejected
+from .text import printable as _p
 
 State = Literal["new", "waiting", "stale", "queued", "running", "retry", "ok", "failed", "cancelled"]
 RunStatus = Literal["queued", "running", "retry"]
@@ -225,31 +226,35 @@ class Graph:
 
     # ------------------------------------------------------------ explanations
     def explain_des(self, des_id: str) -> str:
+        """Why a DES is in its state, one line per fact (names shown literally, control characters escaped)."""
         node = self.nodes.get(des_id)
         if node is None:
-            return f"no DES {des_id!r} is known"
+            return f"no DES {_p(des_id)!r} is known"
         verdict = self.evaluate(node)
         ops = ", ".join(node.ops_desc) or "-"
         lines = [
-            f"DES {node.id}: {verdict.state}: {verdict.reason}",
-            f"  ops: {ops}   (generator {node.generator or '?'}, event {node.event or '?'})",
-            "  deps: " + (", ".join(f"{d} v{self.versions.get(d, '-')}" for d in sorted(node.deps)) or "-"),
-            "  targs: " + ", ".join(f"{t} v{self.versions.get(t, '-')}" for t in sorted(node.targs)),
+            f"DES {node.id}: {verdict.state}: {_p(verdict.reason)}",
+            f"  ops: {_p(ops)}   (generator {node.generator or '?'}, event {_p(node.event) or '?'})",
+            "  deps: " + (", ".join(f"{_p(d)} v{self.versions.get(d, '-')}" for d in sorted(node.deps)) or "-"),
+            "  targs: " + ", ".join(f"{_p(t)} v{self.versions.get(t, '-')}" for t in sorted(node.targs)),
         ]
         if node.trace is not None:
-            lines.append("  last success used: " + (", ".join(f"{d} v{v}" for d, v in sorted(node.trace.items())) or "no deps"))
+            lines.append("  last success used: "
+                         + (", ".join(f"{_p(d)} v{v}" for d, v in sorted(node.trace.items())) or "no deps"))
         return "\n".join(lines)
 
     def explain_document(self, name: str) -> str:
+        """Why a document has the version it has, who produces it and who reads it."""
         version = self.versions.get(name)
         owner = self.producer.get(name)
         readers = sorted(self.consumers.get(name, ()))
-        head = f"document {name}: " + (f"version {version}" if version is not None else "no version yet")
+        head = f"document {_p(name)}: " + (f"version {version}" if version is not None else "no version yet")
         lines = [head]
         if owner is not None:
             node = self.nodes[owner]
             verdict = self.evaluate(node)
-            lines.append(f"  produced by DES {owner} ({', '.join(node.ops_desc) or '-'}): {verdict.state}: {verdict.reason}")
+            lines.append(f"  produced by DES {owner} ({_p(', '.join(node.ops_desc) or '-')}): "
+                         f"{verdict.state}: {_p(verdict.reason)}")
         elif version is not None:
             lines.append("  an input: its versions come from events (files, timers, injections), no DES produces it")
         else:

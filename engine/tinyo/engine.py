@@ -122,6 +122,7 @@ class Engine:
         self._requeue: deque[OpenRun] = deque()
         self._failed_ids: set[str] = set()
         self._unsaved_starts: set[int] = set()
+        self._failing_workers: set[str] = set()
         self._since_prune = 0
         self._processed = 0
         self.events_taken = 0
@@ -337,6 +338,10 @@ class Engine:
                         trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
             if row.state in ("failed", "cancelled"):
                 node.failed_state = row.state  # type: ignore[assignment]
+            elif row.state == "retry":
+                # a retry was waiting for its backoff at the last stop: it runs now, as the attempt it was
+                self._attempts[row.id] = row.attempt
+                node.forced = True
             self.graph.add(node)
         self._next_run_id = store.next_run_id()
         self._pending_events = store.count("events", "WHERE status = 'new'")
@@ -417,6 +422,7 @@ class Engine:
         if mono >= self._next_request_poll:
             self._next_request_poll = mono + REQUEST_POLL
             self._poll_requests()
+            self._check_watched_folders()
         if self._next_rescan is not None and mono >= self._next_rescan:
             self._next_rescan = mono + (self.config.rescan_interval or 0)
             self._rescan_wanted = True
@@ -508,6 +514,21 @@ class Engine:
                     break
         if found:
             self._emit(ev.EngineNotice(self.clock.time(), "info", f"scan found {found} new or changed file(s)"))
+
+    def _check_watched_folders(self) -> None:
+        """A watched folder replaced wholesale is watched anew and rescanned (about once a second)."""
+        watcher = self._watcher
+        if watcher is None or not watcher.roots_changed():
+            return
+        watcher.stop()
+        self._watcher = FileWatcher(
+            self.config.dirs, self._on_file, self.rescan,
+            recursive=self.config.recursive, debounce=self.config.debounce, ignore=watcher.ignore,
+        )
+        self._watcher.start()
+        self._rescan_wanted = True
+        self._emit(ev.EngineNotice(self.clock.time(), "warning",
+                                   "a watched folder was replaced or removed: watching it anew and rescanning"))
 
     def _is_own_file(self, path: str) -> bool:
         return path.startswith(self.store.path) if not self.store.memory else False
@@ -718,6 +739,12 @@ class Engine:
                 self._on_message(worker, msg_kind, run_id, payload)
         elif kind == "lost":
             self._on_lost(*item[1:])
+        elif kind == "requeue":
+            for task in item[2]:
+                run = self._open.get(task.run_id)
+                if run is not None:
+                    run.submitted = False
+                    self._requeue.append(run)
         elif kind == "worker":
             _, name, pid, state, detail = item
             self._emit(ev.WorkerChanged(self.clock.time(), name, pid, state, detail))
@@ -823,7 +850,11 @@ class Engine:
                     cause = "cancel"
                 self._finish_failed(run, error or "failed", tb, duration, cause=cause)
         elif kind == "fatal":
-            self._emit(ev.EngineNotice(now, "error", str(payload)))
+            if worker not in self._failing_workers:  # once per streak of failed starts, not per respawn
+                self._failing_workers.add(worker)
+                self._emit(ev.EngineNotice(now, "error", f"{payload}; retrying with back-off"))
+        elif kind == "ready":
+            self._failing_workers.discard(worker)
 
     def _on_lost(self, worker: str, pid: int | None, reason: str, running_id: int | None, cause: str | None,
                  requeue: list[Task]) -> None:
@@ -894,6 +925,7 @@ class Engine:
             node.status = "retry"
             node.reason = f"retry {run.attempt + 1} of {self.config.retries + 1} in {retry_in:g}s after: {error}"
             heapq.heappush(self._retries, (self.clock.monotonic() + retry_in, node.id))
+            self.store.update_des([("retry", node.trace, node.failed_trace, node.forced, run.attempt + 1, node.id)])
         else:
             self._attempts.pop(node.id, None)
             node.failed_state = status  # type: ignore[assignment]
@@ -1002,10 +1034,15 @@ class Engine:
     # ================================================================ stopping
     def _graceful_stop(self) -> None:
         self._set_state("stopping", "stopping: no new work is started")
+        while not self._intake.empty():
+            self._store_intake()  # accepted events are stored (not processed): the next start takes them
         self._commit_and_publish([])
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+            while not self._intake.empty():
+                self._store_intake()
+            self._commit_and_publish([])
         deadline = time.monotonic() + self._stop_grace
         while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
             self._wake.wait(0.05)

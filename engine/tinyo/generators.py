@@ -7,6 +7,7 @@ abandoned on its daemon thread, and a fresh thread takes over, so the engine kee
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
         try:
             result = task.fn(given)
         except Exception as exc:
-            out.errors.append((task.name, _label(given), f"raised {type(exc).__name__}: {exc}",
+            out.errors.append((task.name, _label(given), f"raised {type(exc).__name__}: {exc}{_where(task, exc)}",
                                "".join(traceback.format_exception(exc))))
             continue
         problem = _shape_problem(result)
@@ -57,6 +58,18 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
             frontier.extend((child, key) for child in task.download)
     progress[:] = []
     return out
+
+
+def _where(task: MetaTask, exc: BaseException) -> str:
+    """`` (at recipe.py:12)``: the deepest line of the generator's own file in the traceback."""
+    code = getattr(task.fn, "__code__", None)
+    if code is None:
+        return ""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == code.co_filename:
+            line = frame.lineno
+    return f" (at {os.path.basename(code.co_filename)}:{line})" if line is not None else ""
 
 
 def _shape_problem(result: Any) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .dag import Graph, Node
 from .store import Store
+from .text import printable
 
 
 def load_graph(store: Store) -> Graph:
@@ -69,7 +70,7 @@ def explain(store: Store, name: str) -> str:
             last = runs[-1]
             text += f"\n  last run: #{last.id} attempt {last.attempt} on {last.worker or '-'}: {last.status}"
             if last.error:
-                text += f": {last.error}"
+                text += f": {printable(last.error)}"
     return text
 
 

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS files_seen(
 CREATE TABLE IF NOT EXISTS des(
     id TEXT PRIMARY KEY, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
     generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
-    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0);
+    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
     start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
@@ -66,7 +66,7 @@ _DEFERRED = {
             "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-    "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ? WHERE id = ?",
+    "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ?, attempt = ? WHERE id = ?",
     "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
@@ -124,6 +124,7 @@ class StoredDES:
     trace: dict[str, int] | None
     failed_trace: dict[str, int] | None
     forced: bool
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,14 @@ class Store:
         if read_only:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
                                    check_same_thread=False)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                # a read-only folder: SQLite cannot make the WAL's shared-memory file beside it; read the
+                # file as it is (a cleanly stopped engine leaves everything in it)
+                conn.close()
+                conn = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None,
+                                       check_same_thread=False)
         else:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
@@ -227,6 +236,9 @@ class Store:
             if version == SCHEMA_VERSION:
                 if not read_only:
                     self._pragmas()
+                    columns = {r[1] for r in conn.execute("PRAGMA table_info(des)")}
+                    if "attempt" not in columns:  # files from before the column existed
+                        conn.execute("ALTER TABLE des ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
                 return
         if read_only:
             raise StoreError(f"{self.path}: no tinyo state in this file yet")
@@ -423,11 +435,13 @@ class Store:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created)."""
         self._defer("des", [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
 
-    def update_des(self, rows: list[tuple[str, dict[str, int] | None, dict[str, int] | None, bool, str]]) -> None:
-        """Set (state, trace, failed_trace, forced) of DES: rows are (state, trace, failed_trace, forced, id)."""
-        self._defer("des_update", [(s, _jmap(t), _jmap(f), int(fo), i) for s, t, f, fo, i in rows])
+    def update_des(self, rows: list[tuple[Any, ...]]) -> None:
+        """Set the state of DES: rows are (state, trace, failed_trace, forced, id), or with the next attempt
+        number before the id (a retry waiting for its backoff keeps its count across a restart)."""
+        self._defer("des_update", [(r[0], _jmap(r[1]), _jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
+                                   for r in rows])
 
-    _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced"
+    _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced, attempt"
 
     def load_des(self) -> Iterator[StoredDES]:
         for row in self._r(f"SELECT {self._DES_COLUMNS} FROM des"):
@@ -523,7 +537,7 @@ class Store:
 def _stored_des(row: tuple[Any, ...]) -> StoredDES:
     return StoredDES(
         row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
-        row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]),
+        row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]), row[11],
     )
 
 

@@ -79,10 +79,12 @@ class FileWatcher:
         self._stop = False
         self._debouncer: threading.Thread | None = None
         self._hook = _OverflowHook(on_overflow)
+        self._roots: dict[str, tuple[int, int] | None] = {}
 
     def start(self) -> None:
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
+        self._roots = {folder: _identity(folder) for folder in self.dirs}
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._hook)
         observer = Observer()
@@ -105,6 +107,17 @@ class FileWatcher:
             self._observer.join(timeout=5)
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).removeHandler(self._hook)
+
+    def roots_changed(self) -> bool:
+        """True when a watched folder was replaced (moved over, or deleted and made again) or is gone:
+        the kernel watch follows the old folder, so the watcher must be started again and the folder
+        rescanned."""
+        if any(_identity(folder) != ident for folder, ident in self._roots.items()):
+            return True
+        # a folder deleted and made again may get the same inode number back; watchdog stops the
+        # emitter of a watch whose folder was deleted, so a dead emitter says it too
+        observer = self._observer
+        return observer is not None and any(not e.is_alive() for e in list(observer.emitters))
 
     def _wanted(self, path: str) -> bool:
         return path not in self.ignore
@@ -148,6 +161,14 @@ class FileWatcher:
                             quiet.append(path)
             for path in quiet:
                 self.on_file(path)
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _signature(path: str) -> tuple[int, int] | None:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -227,10 +228,15 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
         if entry not in sys.path:
             sys.path.insert(0, entry)
     install_routers()
+    import multiprocessing
+
+    multiprocessing.current_process().name = f"tinyo-{name}"  # recipes may tell a worker apart by it
+    os.environ["TINYO_WORKER"] = name
     from .recipe import OpResolver, import_recipe_module
 
     outbox: queue.Queue[tuple[str, int, Any]] = queue.Queue(maxsize=20_000)
-    inbox: queue.Queue[Any] = queue.Queue()
+    inbox: deque[Task | None] = deque()
+    ready = threading.Condition()
     skip: set[int] = set()
 
     def emit(kind: str, run_id: int, payload: Any) -> None:
@@ -257,13 +263,20 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
             except (EOFError, OSError):
                 os._exit(1)  # the orchestrator is gone: stop at once (its store marks the run interrupted)
             kind = msg[0]
-            if kind == "cancel":
-                skip.add(msg[1])
-            elif kind == "stop":
-                inbox.put(None)
-            else:
-                for task in msg[1]:
-                    inbox.put(task)
+            with ready:
+                if kind == "cancel":
+                    skip.add(msg[1])
+                elif kind == "withdraw":
+                    # hand back tasks that have not started (the running op may be stuck: do it here)
+                    wanted = set(msg[1])
+                    for task in [t for t in inbox if t is not None and t.run_id in wanted]:
+                        inbox.remove(task)
+                        emit("withdrawn", task.run_id, None)
+                elif kind == "stop":
+                    inbox.append(None)
+                else:
+                    inbox.extend(msg[1])
+                ready.notify()
 
     threading.Thread(target=sender, name="tinyo-sender", daemon=True).start()
     threading.Thread(target=receiver, name="tinyo-receiver", daemon=True).start()
@@ -275,11 +288,15 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
         os._exit(3)
     emit("ready", 0, os.getpid())
     while True:
-        task = inbox.get()
-        if task is None:
-            break
-        if task.run_id in skip:
+        with ready:
+            while not inbox:
+                ready.wait()
+            task = inbox.popleft()
+            if task is None:
+                break
+            skipped = task.run_id in skip
             skip.discard(task.run_id)
+        if skipped:
             emit("done", task.run_id, (False, "cancelled before it started", None, None, 0.0))
             continue
         try:

@@ -39,11 +39,15 @@ FAST_OP = 0.002
 """Ops whose recent mean duration is below this many seconds are prefetched."""
 PREFETCH = 24
 """Tasks a worker may hold when ops are fast."""
+RESPAWN_FIRST = 2.0
+RESPAWN_MAX = 60.0
+"""Back-off (seconds, doubling) before restarting a worker that died before it could take work."""
 
 
 class _Worker:
     __slots__ = ("name", "process", "pid", "task_conn", "result_conn", "inflight", "started", "kill_cause",
-                 "eof", "ready", "dead", "stdio", "partial")
+                 "eof", "ready", "dead", "stdio", "partial", "started_mono", "withdrawing", "failed_starts",
+                 "respawn_at")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -59,6 +63,10 @@ class _Worker:
         self.dead = False
         self.stdio: Any = None
         self.partial = b""
+        self.started_mono: dict[int, float] = {}
+        self.withdrawing: set[int] = set()
+        self.failed_starts = 0
+        self.respawn_at: float | None = None
 
 
 class ProcessExecutor:
@@ -110,6 +118,7 @@ class ProcessExecutor:
         worker.stdio = out_r
         worker.partial = b""
         worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
+        worker.started_mono, worker.withdrawing, worker.respawn_at = {}, set(), None
         worker.eof = worker.ready = worker.dead = False
         self.sink(("worker", worker.name, process.pid, "idle", "started"))
 
@@ -133,8 +142,10 @@ class ProcessExecutor:
         batches: dict[str, list[Task]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
+            now = time.monotonic()
+            flowing = [w for w in live if not self._stalled(w, now)] or live
             for task in tasks:
-                candidates = [w for w in live if len(w.inflight) < limit] or live
+                candidates = [w for w in flowing if len(w.inflight) < limit] or flowing
                 if not candidates:
                     raise RuntimeError("no live worker to run tasks on")
                 best = min(len(w.inflight) for w in candidates)
@@ -150,6 +161,36 @@ class ProcessExecutor:
                 worker.task_conn.send(("run", batch))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
+
+    def _stall_limit(self) -> float:
+        return max(0.05, 20 * self._mean)
+
+    def _stalled(self, worker: _Worker, now: float) -> bool:
+        """True when the op running on ``worker`` has taken far longer than ops have lately."""
+        if not worker.started_mono:
+            return False
+        first = next(iter(worker.started_mono.values()))
+        return now - first > self._stall_limit()
+
+    def _rebalance(self) -> None:
+        """An idle worker beside one whose op stalls: take back the tasks waiting behind that op."""
+        now = time.monotonic()
+        sends: list[tuple[_Worker, list[int]]] = []
+        with self._lock:
+            live = [w for w in self._workers if not w.dead]
+            if not any(w.ready and not w.inflight for w in live):
+                return
+            for w in live:
+                if len(w.inflight) > 1 and self._stalled(w, now):
+                    waiting = [rid for rid in list(w.inflight)[1:] if rid not in w.withdrawing]
+                    if waiting:
+                        w.withdrawing.update(waiting)
+                        sends.append((w, waiting))
+        for w, ids in sends:
+            try:
+                w.task_conn.send(("withdraw", ids))
+            except (OSError, ValueError):
+                pass  # the worker died meanwhile: its death handler requeues these tasks
 
     def cancel(self, run_id: int, cause: Literal["cancel", "timeout"] = "cancel") -> bool:
         with self._lock:
@@ -201,12 +242,22 @@ class ProcessExecutor:
             with self._lock:
                 conns = {w.result_conn: w for w in self._workers if not w.dead}
                 stdio = {w.stdio: w for w in self._workers if not w.dead and w.stdio is not None}
+                waiting = any(len(w.inflight) > 1 for w in self._workers if not w.dead)
+                respawns = [w.respawn_at for w in self._workers if w.dead and w.respawn_at is not None]
+            timeout = None
+            if waiting:
+                timeout = 0.05  # look for a stalled op with tasks behind it
+            if respawns:
+                until = max(0.0, min(respawns) - time.monotonic())
+                timeout = until if timeout is None else min(timeout, until)
             try:
-                ready = multiprocessing.connection.wait([*conns, *stdio, self._wake_r])
+                ready = multiprocessing.connection.wait([*conns, *stdio, self._wake_r], timeout)
             except OSError:
                 if self._closing:
                     return
                 continue
+            self._respawn_due()
+            self._rebalance()
             for item in ready:
                 if item == self._wake_r:
                     try:
@@ -254,16 +305,27 @@ class ProcessExecutor:
         self.sink(("msgs", worker.name, batch))
 
     def _account(self, worker: _Worker, batch: list[tuple[str, int, Any]]) -> None:
+        returned: list[Task] = []
         with self._lock:
             for kind, run_id, payload in batch:
                 if kind == "start":
                     worker.started[run_id] = payload[1]
+                    worker.started_mono[run_id] = time.monotonic()
                 elif kind == "done":
                     worker.inflight.pop(run_id, None)
                     worker.started.pop(run_id, None)
+                    worker.started_mono.pop(run_id, None)
                     self._mean = self._mean * 0.7 + float(payload[4]) * 0.3
+                elif kind == "withdrawn":
+                    worker.withdrawing.discard(run_id)
+                    task = worker.inflight.pop(run_id, None)
+                    if task is not None:
+                        returned.append(task)
                 elif kind == "ready":
                     worker.ready = True
+                    worker.failed_starts = 0
+        if returned:
+            self.sink(("requeue", worker.name, returned))
 
     def _on_death(self, worker: _Worker) -> None:
         try:
@@ -290,8 +352,23 @@ class ProcessExecutor:
         self.sink(("lost", worker.name, worker.pid, reason, running.run_id if running else None, cause, pending[1:]))
         for conn in (worker.task_conn, worker.result_conn):
             conn.close()
-        if not self._closing:
+        if self._closing:
+            return
+        if worker.ready:
             self._spawn(worker)
+            return
+        # it died before it could take work (e.g. it cannot import the recipe): back off, do not spin
+        worker.failed_starts += 1
+        delay = min(RESPAWN_MAX, RESPAWN_FIRST * 2 ** (worker.failed_starts - 1))
+        worker.respawn_at = time.monotonic() + delay
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if worker.dead and worker.respawn_at is not None and worker.respawn_at <= now and not self._closing:
+                failed = worker.failed_starts
+                self._spawn(worker)
+                worker.failed_starts = failed
 
     # ------------------------------------------------------------ shutdown
     def shutdown(self, grace: float) -> list[int]:
