@@ -25,6 +25,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="where ops run (default: the recipe's config)")
     parser.add_argument("--workers", type=int, default=None, help="worker pool size (default: the recipe's)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--executor", default=None, metavar="ADDRESS",
+                        help="run ops on a Dask cluster: tcp://host:8786, or local-dask to start one here")
     parser.add_argument("--allow-world-writable", action="store_true",
                         help="load the recipe even if any user of the machine may write it")
     return parser.parse_args(argv)
@@ -42,13 +44,20 @@ def run(argv: Sequence[str] | None = None) -> int:
     from tinyo.model import Execution
 
     execution = Execution(args.execution) if args.execution else None
+    if args.executor is not None:
+        if args.execution is not None:
+            print("tinyo-tui: error: --executor runs ops on Dask; it cannot be combined with --execution",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        execution = Execution.DASK
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {args.recipe}`)",
               file=sys.stderr)
         from tinyo.cli import run_headless
 
         return run_headless(args.recipe, db=args.db, execution=execution, workers=args.workers,
-                            debug=args.debug, allow_world_writable=args.allow_world_writable)
+                            debug=args.debug, allow_world_writable=args.allow_world_writable,
+                            executor_address=args.executor)
 
     from tinyo.engine import Engine
 
@@ -61,7 +70,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         engine = Engine.from_path(args.recipe, db=args.db, execution=execution, max_workers=args.workers,
-                                  allow_world_writable=args.allow_world_writable)
+                                  allow_world_writable=args.allow_world_writable, executor_address=args.executor)
     except TinyoError as exc:
         if args.debug:
             raise

@@ -44,9 +44,12 @@ class WorkersTable(DataTable[Text]):
     def _widths(self) -> tuple[int, ...]:
         """Fixed column widths for the pane's width (fixed, so rows never shift as values change)."""
         width = max(40, self.scrollable_content_region.width or self.size.width)
-        rest = max(16, width - 2 * len(COLUMNS) - (7 + 7 + 8 + 7))
+        # worker names: w1, t2, inline, or a Dask worker's address (tcp://10.0.0.7:40123): fit them
+        longest = max((len(visible(name)) for name in self._state.workers), default=0)
+        name = min(max(7, longest), max(7, width // 4))
+        rest = max(16, width - 2 * len(COLUMNS) - (name + 7 + 8 + 7))
         op = max(8, rest * 2 // 5)
-        return (7, 7, 8, op, max(8, rest - op), 7)
+        return (name, 7, 8, op, max(8, rest - op), 7)
 
     def _layout_columns(self) -> None:
         widths = self._widths()
@@ -78,6 +81,9 @@ class WorkersTable(DataTable[Text]):
 
     def refresh_rows(self) -> None:
         """Add new workers and update changed cells in place (cheap when nothing changed)."""
+        if self._widths() != getattr(self, "_column_widths", None):
+            self._layout_columns()  # a longer worker name arrived: lay the columns out again
+            return
         now = self._now()
         for name in sorted(self._state.workers):
             cells = self._cells(self._state.workers[name], now)
