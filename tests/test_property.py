@@ -32,15 +32,6 @@ from tinyo.store import Store
 
 from conftest import write_recipe
 
-# Known engine bugs, each exposed by a strict xfail test; flip these to False once they are fixed so the
-# properties cover those cases again.
-KNOWN_BUG_RETRY_RESET = True
-"""A retry pending at a stop is forgotten: the next engine runs the DES again as attempt 1
-(test_faults_live.py::test_a_retry_pending_at_a_stop_keeps_its_attempt_count)."""
-KNOWN_BUG_INJECT_LOST_AT_STOP = True
-"""An event injected just before a stop can be lost (test_faults_live.py::
-test_an_event_injected_just_before_a_stop_is_not_lost); the scenarios wait until it is stored."""
-
 RECIPE = """
 import json
 
@@ -146,8 +137,6 @@ class Run:
         self.engine: Engine | None = None
         self.lock = threading.Lock()
         self.generation = 0
-        self.boundaries: list[int] = []
-        """The first run id of each engine after the first."""
 
     def _record(self, event: ev.BusEvent) -> None:
         with self.lock:
@@ -156,12 +145,6 @@ class Run:
     def start(self) -> Engine:
         engine = Engine.from_path(self.recipe)
         engine.bus.subscribe(self._record)
-        if self.generation:
-            store = Store(str(self.folder / "state.db"), lock=False)
-            try:
-                self.boundaries.append(store.next_run_id())
-            finally:
-                store.close()
         engine.start()
         assert engine.fatal is None, engine.fatal
         self.engine = engine
@@ -246,9 +229,6 @@ def check_runs(run: Run) -> None:
                 if prev_deps != deps:
                     continue
                 retry = prev_status == "failed" and attempt == prev_attempt + 1
-                restarted = any(prev_id < b <= run_id for b in run.boundaries)
-                if KNOWN_BUG_RETRY_RESET and prev_status == "failed" and attempt == 1 and restarted:
-                    continue
                 assert prev_status == "interrupted" or retry, \
                     f"DES {des_id} ran again (run {run_id}) with the dep versions of run {prev_id} ({prev_status})"
     ledger = run.folder / "ledger"
@@ -284,7 +264,7 @@ def play(scenario: dict[str, Any]) -> None:
         run = Run(Path(tmp), scenario)
         engine = run.start()
         try:
-            for index, (kind, arg, flag) in enumerate(scenario["steps"]):  # flag: what to wait for (inject), grace (restart)
+            for kind, arg, flag in scenario["steps"]:  # flag: what to wait for (inject), grace (restart)
                 if kind == "inject":
                     engine.inject(arg)
                     if flag == "quiet":
@@ -297,11 +277,6 @@ def play(scenario: dict[str, Any]) -> None:
                     time.sleep(flag)
                     kind, arg, flag = "restart", False, 0.0
                 # restart
-                if KNOWN_BUG_INJECT_LOST_AT_STOP:
-                    injected = sum(1 for k, *_ in scenario["steps"][:index + 1] if k in ("inject", "crash"))
-                    deadline = time.monotonic() + 10
-                    while len(run.of(ev.EventReceived)) < injected and time.monotonic() < deadline:
-                        time.sleep(0.002)
                 before = None
                 if arg:
                     run.quiet()
