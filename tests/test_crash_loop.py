@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from conftest import drop, write_recipe
 
@@ -45,7 +44,7 @@ FILES = 1000
 KILLS = 6
 """Kills at least; more (up to MAX_KILLS) until two of them landed while runs were open."""
 MAX_KILLS = 12
-KNOWN_BUG_PARTIAL_SCAN = True
+KNOWN_BUG_PARTIAL_SCAN = False
 """Engine bug (test_faults_live.py::test_a_file_still_being_written_at_start_up_is_processed_once_complete):
 the start-up scan can take in a file the dropper is still writing, so its DES succeeds twice, once
 per content (different dep versions, so no promise about same inputs is broken). Set to False once

@@ -1,14 +1,12 @@
 """Failures stay contained: a bad generator, a failing op, a dying worker, a hung op."""
 
-import os
-import signal
 
 import pytest
 
 from tinyo import events as ev
 from tinyo.store import Store
 
-from conftest import drop, write_recipe
+from conftest import write_recipe
 
 FAULTS = """
 import ctypes, signal

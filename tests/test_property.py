@@ -24,7 +24,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinyo import Execution
 from tinyo import events as ev
 from tinyo.engine import Engine
 from tinyo.offline import load_graph

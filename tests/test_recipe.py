@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tinyo.errors import ConfigError, RecipeError
+from tinyo.errors import RecipeError
 from tinyo.recipe import OpResolver, load_recipe
 
 from conftest import write_recipe

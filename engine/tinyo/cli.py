@@ -203,7 +203,7 @@ def validate(recipe: RecipeArg) -> None:
     loaded = _load(recipe)
     cfg = loaded.config
     typer.echo(f"{loaded.path}: ok")
-    typer.echo(f"  generators: " + ", ".join(
+    typer.echo("  generators: " + ", ".join(
         f"{g.name}{' (root)' if g.root else ''}{' -> ' + ', '.join(g.download) if g.download else ''}"
         for g in loaded.generators))
     typer.echo(f"  state: {cfg.sql_conn}   watch: {', '.join(cfg.dirs) or '-'}   "

@@ -48,6 +48,8 @@ STORE_PER_CYCLE = 5_000
 """The most intake events stored in one cycle."""
 OUTPUT_TAIL = 200
 """Output lines kept per run (and stored with it)."""
+SCAN_QUIET = 0.5
+"""A file a scan finds modified less than this many seconds ago waits to be quiet (it may be half written)."""
 REGISTER_SLICE = 1000
 """DES registered from one emission before ready work is dispatched (bounds first-op latency)."""
 REQUEST_POLL = 1.0
@@ -496,6 +498,7 @@ class Engine:
         if not self.config.dirs:
             return
         found = 0
+        now = time.time()
         for folder in self.config.dirs:
             folder_abs = str(Path(folder).expanduser().resolve())
             os.makedirs(folder_abs, exist_ok=True)
@@ -505,6 +508,10 @@ class Engine:
                 if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
                     continue
                 if self._is_own_file(path):
+                    continue
+                if self._watcher is not None and now - st.st_mtime < max(self.config.debounce, SCAN_QUIET):
+                    # written moments ago: maybe still being written; its close (or its staying quiet) reports it
+                    self._watcher.settle(path)
                     continue
                 try:
                     self._intake.put_nowait(("scan", path))

@@ -105,8 +105,8 @@ def export(store: Store, fmt: str) -> str:
 
 
 def _mermaid(text: str) -> str:
-    return text.replace('"', "#quot;").replace("\n", " ")
+    return printable(text).replace('"', "#quot;")
 
 
 def _dot(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n")
+    return printable(text).replace("\\", "\\\\").replace('"', '\\"').replace("\\\\n", "\\n")

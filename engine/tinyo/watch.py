@@ -129,6 +129,11 @@ class FileWatcher:
             self._pending.pop(path, None)
         self.on_file(path)
 
+    def settle(self, path: str) -> None:
+        """Report ``path`` once its size and mtime stay the same for ``debounce`` seconds (or at once on
+        its close): for files found by a scan that may still be being written."""
+        self._touch(path)
+
     def _touch(self, path: str) -> None:
         if not self._wanted(path):
             return
