@@ -13,6 +13,7 @@ the size of the DAG.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ class Node:
     """A DES in the graph, with what readiness needs to know about it."""
 
     id: str
-    deps: frozenset[str]
-    targs: frozenset[str]
+    deps: tuple[str, ...] | frozenset[str]
+    targs: tuple[str, ...] | frozenset[str]
     ops_desc: tuple[str, ...] = ()
     generator: str = ""
     event: str = ""
@@ -151,7 +152,7 @@ class Graph:
         """Record a document's version; return the DES to re-evaluate (its consumers)."""
         if self.versions.get(doc) == version:
             return []
-        self.versions[doc] = version
+        self.versions[sys.intern(doc)] = version
         return list(self.consumers.get(doc, ()))
 
     def current(self, node: Node) -> dict[str, int]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import heapq
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,12 @@ REGISTER_SLICE = 1000
 """DES registered from one emission before ready work is dispatched (bounds first-op latency)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
+
+
+def _names(docs: Iterable[str]) -> tuple[str, ...]:
+    """Document names as a small tuple of interned strings: one copy of each name is shared by the
+    version map, the reverse index and every DES that names it (a 1-item frozenset costs 216 bytes)."""
+    return tuple(sys.intern(d) for d in docs)
 
 
 class Engine:
@@ -125,6 +132,8 @@ class Engine:
         self._failed_ids: set[str] = set()
         self._unsaved_starts: set[int] = set()
         self._failing_workers: set[str] = set()
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
         self._since_prune = 0
         self._processed = 0
         self.events_taken = 0
@@ -336,7 +345,8 @@ class Engine:
             if mtime_ns is not None and size is not None:
                 self._doc_files[name] = FileState(mtime_ns, size, digest)
         for row in store.load_des():
-            node = Node(row.id, row.deps, row.targs, row.ops_desc, row.generator, row.event,
+            node = Node(row.id, _names(row.deps), _names(row.targs), self._shared.setdefault(row.ops_desc, row.ops_desc),
+                        row.generator, row.event,
                         trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
             if row.state in ("failed", "cancelled"):
                 node.failed_state = row.state  # type: ignore[assignment]
@@ -351,7 +361,7 @@ class Engine:
         self._touched.extend(self.graph.nodes)
         for des_id in self.graph.nodes:
             node = self.graph.nodes[des_id]
-            self._emit(ev.DESRegistered(self.clock.time(), node.id, node.deps, node.targs, node.ops_desc,
+            self._emit(ev.DESRegistered(self.clock.time(), node.id, frozenset(node.deps), frozenset(node.targs), node.ops_desc,
                                         node.generator, node.event, restored=True))
 
     def _reconcile_open_runs(self) -> None:
@@ -371,7 +381,8 @@ class Engine:
                 ops = self._load_ops(des_id) if node is not None else None
                 if node is None or ops is None:
                     continue
-                tasks[run_id] = Task(run_id, des_id, attempt, str(self.recipe.path), ops, node.deps, node.targs)
+                tasks[run_id] = Task(run_id, des_id, attempt, str(self.recipe.path), ops, frozenset(node.deps),
+                                     frozenset(node.targs))
             adopted = set(reconcile(list(tasks.values())))
         for run_id, des_id, attempt, dep_versions in open_runs:
             if run_id in adopted:
@@ -693,7 +704,9 @@ class Engine:
             self._emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
             return False
         ops_desc = tuple(ref.partition(":")[2] for ref, _ in refs)
-        node = Node(des_id, des.deps, des.targs, ops_desc, generator, given if given == event else f"{given} (from {event})")
+        ops_desc = self._shared.setdefault(ops_desc, ops_desc)
+        node = Node(des_id, _names(des.deps), _names(des.targs), ops_desc, generator,
+                    sys.intern(given) if given == event else f"{given} (from {event})")
         self.graph.add(node)
         self._ops[des_id] = refs
         try:
@@ -986,7 +999,7 @@ class Engine:
                 node.state = "queued"
                 node.reason = f"queued: {reason}"
                 self._ready.append(des_id)
-                self._emit(ev.DESQueued(now, des_id, node.targs, reason))
+                self._emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
                 self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason))
         if self._stop_requested or not (self._ready or self._requeue) or self._executor is None:
             return []
@@ -1009,7 +1022,7 @@ class Engine:
             run_id = self._next_run_id
             self._next_run_id += 1
             dep_versions = self.graph.current(node) if all(d in self.graph.versions for d in node.deps) else {}
-            task = Task(run_id, des_id, attempt, str(self.recipe.path), ops, node.deps, node.targs)
+            task = Task(run_id, des_id, attempt, str(self.recipe.path), ops, frozenset(node.deps), frozenset(node.targs))
             self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, node.targs)
             rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
             tasks.append(task)
@@ -1125,7 +1138,8 @@ class Engine:
         open_run = next((r for r in self._open.values() if r.des_id == des_id), None)
         output = list(open_run.output) if open_run else ((runs[-1].output or "").splitlines() if runs else [])
         return DESDetails(
-            des_id=des_id, deps=node.deps, targs=node.targs, ops=ops, state=node.state, reason=node.reason,
+            des_id=des_id, deps=frozenset(node.deps), targs=frozenset(node.targs), ops=ops, state=node.state,
+            reason=node.reason,
             generator=node.generator, event=node.event,
             runs=[RunInfo(r.id, r.attempt, r.worker, r.start, r.end, r.status, r.error) for r in runs],
             last_traceback=last_tb, output=output,
