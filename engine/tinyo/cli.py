@@ -278,27 +278,32 @@ def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(help="A docum
         store.close()
 
 
-def _request(recipe: Path, db: str | None, kind: str, arg: str, wait_for: str) -> None:
-    """Hand a request to a running engine, or run the engine now until the work is done."""
+def _send_request(path: str, kind: str, arg: str) -> bool:
+    """Store a request for the engine on ``path``: True if an engine is running there (it picks the
+    request up within a second), False if none is (the request waits for the next start)."""
     from .store import Store
 
-    path = _db_for(recipe, db)
     try:
-        probe = Store(path)
+        store = Store(path)
+        running = False
     except StoreError as exc:
         if "another tinyo engine is running" not in str(exc):
             raise
         store = Store(path, lock=False)
-        try:
-            store.add_request(time.time(), kind, arg)
-        finally:
-            store.close()
-        typer.echo(f"asked the running engine to {wait_for}; it picks the request up within a second")
+        running = True
+    try:
+        store.add_request(time.time(), kind, arg)
+    finally:
+        store.close()
+    return running
+
+
+def _request(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> None:
+    """Hand a request to a running engine, or run the engine now until the work is done."""
+    if _send_request(_db_for(recipe, db), kind, arg):
+        typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
         return
-    probe.add_request(time.time(), kind, arg)
-    probe.close()
-    code = run_headless(recipe, db=db, idle_exit=0.3, debug=_debug)
-    raise typer.Exit(code)
+    raise typer.Exit(run_headless(recipe, db=db, idle_exit=0.3, debug=_debug))
 
 
 @app.command()
@@ -333,19 +338,14 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
 
     path = _db_for(recipe, db)
     try:
-        probe = Store(path)
+        Store(path).close()  # took the lock: no engine is running
     except StoreError as exc:
         if "another tinyo engine is running" not in str(exc):
             raise
-    else:
-        probe.close()
-        _fail(f"no tinyo engine is running on {path}: nothing to {what}")
-    store = Store(path, lock=False)
-    try:
-        store.add_request(time.time(), kind, arg)
-    finally:
-        store.close()
-    typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
+        _send_request(path, kind, arg)
+        typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
+        return
+    _fail(f"no tinyo engine is running on {path}: nothing to {what}")
 
 
 @app.command()
