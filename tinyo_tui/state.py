@@ -90,8 +90,8 @@ class DocNode:
     name: str
     version: int | None = None
     producer: str | None = None
-    consumers: set[str] | None = None
-    """DES that read this document (None until one does: most documents have none or one)."""
+    consumers: tuple[str, ...] | set[str] | None = None
+    """DES that read this document (None until one does; a small tuple, a set past 8 readers)."""
     state: DocState = "missing"
     detail: str = ""
     group: str = ""
@@ -378,9 +378,14 @@ class ConsoleState:
             row.des_ids.append(e.des_id)
         for name in e.deps:
             doc, new = self._doc(name)
-            if doc.consumers is None:
-                doc.consumers = set()
-            doc.consumers.add(e.des_id)
+            readers = doc.consumers
+            if readers is None:
+                doc.consumers = (e.des_id,)  # most documents have one reader: a 1-tuple, not a 216-byte set
+            elif isinstance(readers, tuple):
+                if e.des_id not in readers:
+                    doc.consumers = readers + (e.des_id,) if len(readers) < 8 else {*readers, e.des_id}
+            else:
+                readers.add(e.des_id)
             if new:
                 ch.new_docs.add(name)
             ch.changed_docs.add(name)
