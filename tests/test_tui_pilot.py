@@ -385,3 +385,34 @@ async def test_command_palette_fires_a_timer(console: tuple[Engine, TinyoApp]) -
         await pilot.press("enter")
         await until(pilot, lambda: any(r.source == "timer" for r in app.state.events), what="timer event from palette")
         assert any(row.kind == "cmd" and row.line.startswith("tinyo fire ") for row in app.state.output)
+
+
+HOSTILE_FILES = ["[bold]loud.txt", "x[red]y[dim].txt", "esc\x1b[31mred.txt", "new\nline.txt", "ünï ✓ 名前.txt",
+                 "sp ace.txt"]
+
+
+@sync
+async def test_hostile_file_names_on_a_real_engine_show_literally(console: tuple[Engine, TinyoApp],
+                                                                   recipe: Path) -> None:
+    """Real files with markup, escapes, newlines and unicode in their names: each one event, shown literally."""
+    from tinyo_tui.widgets.event_stream import EventStream
+
+    engine, app = console
+    data = recipe.parent / "data"
+    async with app.run_test(size=(140, 40)) as pilot:
+        await started(pilot, app)
+        for name in HOSTILE_FILES:
+            (data / name).write_text("x")
+        await until(pilot, lambda: len([r for r in app.state.events if r.kind == "event"]) >= len(HOSTILE_FILES),
+                    what="the hostile files' events")
+        await pilot.pause(0.3)
+        rows = [r for r in app.state.events if r.kind == "event"]
+        assert sorted(Path(r.name).name for r in rows) == sorted(HOSTILE_FILES)  # each exactly once
+        stream = app.screen.query_one(EventStream)
+        shown = [render_text(stream.row_text(row)) for row in rows]
+        text = "\n".join(shown)
+        assert "\x1b" not in text, "an escape sequence would reach the terminal"
+        assert "[bold]loud.txt" in text and "x[red]y[dim].txt" in text  # markup shown as text
+        assert "esc\\e[31mred.txt" in text and "new\\nline.txt" in text  # control characters escaped
+        assert "ünï ✓ 名前.txt" in text
+        assert all(line.count("\n") == 1 for line in shown), "a name broke a row into several lines"
