@@ -185,9 +185,8 @@ class Graph:
         if node.forced:
             return Verdict("stale", True, "rerun requested")
         if node.failed_state is not None and node.failed_trace == current:
-            what = f"{node.failed_state}: {node.error}" if node.error else node.failed_state
-            return Verdict(node.failed_state, True,
-                           f"{what}; it runs again when a dep changes or on rerun")
+            cause = f"{node.error}; " if node.error else ""
+            return Verdict(node.failed_state, True, f"{cause}it runs again when a dep changes or on rerun")
         if node.trace is None:
             return Verdict("stale", True, "never built")
         if node.trace != current:

@@ -350,6 +350,7 @@ class Engine:
                         trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
             if row.state in ("failed", "cancelled"):
                 node.failed_state = row.state  # type: ignore[assignment]
+                node.error = store.last_error(row.id)
             elif row.state == "retry":
                 # a retry was waiting for its backoff at the last stop: it runs now, as the attempt it was
                 self._attempts[row.id] = row.attempt

@@ -21,6 +21,7 @@ def load_graph(store: Store) -> Graph:
                     trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
         if row.state in ("failed", "cancelled"):
             node.failed_state = row.state  # type: ignore[assignment]
+            node.error = store.last_error(row.id)
         graph.add(node)
     for rid, des_id in store.open_runs():
         node = graph.nodes.get(des_id)

@@ -478,6 +478,11 @@ class Store:
         ).fetchall()
         return [(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows]
 
+    def last_error(self, des_id: str) -> str:
+        """The error of the DES's latest run ('' if none)."""
+        row = self._r("SELECT error FROM runs WHERE des_id = ? ORDER BY id DESC LIMIT 1", (des_id,)).fetchone()
+        return (row[0] or "") if row else ""
+
     def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
         rows = self._r(
             "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "
