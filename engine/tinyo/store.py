@@ -390,10 +390,6 @@ class Store:
         return self._r(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
 
     # ------------------------------------------------------------ files and documents
-    def file_seen(self, path: str) -> tuple[int, int, str | None] | None:
-        row = self._r("SELECT mtime_ns, size, hash FROM files_seen WHERE path = ?", (path,)).fetchone()
-        return (row[0], row[1], row[2]) if row else None
-
     def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
         """The last-evented state of each of ``paths`` that has one (in chunks of 500 per query)."""
         self.flush()
@@ -420,11 +416,6 @@ class Store:
 
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
         yield from self._r("SELECT name, version, hash, mtime_ns, size FROM documents")
-
-    def document(self, name: str) -> tuple[int, str | None, int | None, int | None, float, str | None] | None:
-        return self._r(
-            "SELECT version, hash, mtime_ns, size, updated, by FROM documents WHERE name = ?", (name,)
-        ).fetchone()
 
     def put_documents(self, rows: list[tuple[str, int, str | None, int | None, int | None, float, str]]) -> None:
         """Upsert (name, version, hash, mtime_ns, size, updated, by)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlowError, RowFailure, Stopped
@@ -94,10 +95,10 @@ def chunk_failed(inst: Instance, rows: list[Row] | None, exc: Exception) -> None
     raise RowFailure(f"{inst.where} raised {type(exc).__name__}: {exc}{size}", "".join(traceback.format_exception(exc))) from exc
 
 
-def process_chunk(step: Step, inst: Instance, rows: list[Row]) -> None:
-    """``step.process(rows)`` and deliver the output."""
+def _call_and_deliver(call: Callable[[], Any], inst: Instance, rows: list[Row] | None) -> None:
+    """Run ``call`` (a step's process or finish) and deliver its output; a failure goes to the rows' error gate."""
     try:
-        out = step.process(rows)
+        out = call()
     except (Stopped, RowFailure):
         raise
     except Exception as exc:
@@ -106,16 +107,14 @@ def process_chunk(step: Step, inst: Instance, rows: list[Row]) -> None:
     deliver(out, inst, rows)
 
 
+def process_chunk(step: Step, inst: Instance, rows: list[Row]) -> None:
+    """``step.process(rows)`` and deliver the output."""
+    _call_and_deliver(lambda: step.process(rows), inst, rows)
+
+
 def finish_step(step: Step, inst: Instance) -> None:
     """``step.finish()`` and deliver what it flushes."""
-    try:
-        out = step.finish()
-    except (Stopped, RowFailure):
-        raise
-    except Exception as exc:
-        chunk_failed(inst, None, exc)
-        out = None
-    deliver(out, inst, None)
+    _call_and_deliver(step.finish, inst, None)
 
 
 def run_thread_instance(runner: Runner, inst: Instance) -> None:
