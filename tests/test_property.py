@@ -24,6 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tinyo import dag
 from tinyo import events as ev
 from tinyo.engine import Engine
 from tinyo.offline import load_graph
@@ -116,6 +117,7 @@ def scenarios(draw: st.DrawFn, executions: list[str]) -> dict[str, Any]:
         "inputs": inputs, "des": des, "steps": steps, "fails": sorted(fails), "sleeps": sleeps,
         "retries": draw(st.sampled_from([0, 0, 1])), "maxevents": draw(st.integers(1, 5)),
         "execution": draw(st.sampled_from(executions)),
+        "evict": draw(st.booleans()),
     }
 
 
@@ -177,12 +179,18 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     """The engine's in-memory document DAG, read on its own thread."""
 
     def read() -> dict[str, Any]:
+        # every DES and document the engine knows, whether it is in memory or only in the store
+        # (looking one up brings it back, as any event touching it would)
         graph = engine.graph
+        ids = [row.id for row in engine.store.load_des()]
+        names = [name for name, *_ in engine.store.all_names()]
+        nodes = {nid: graph.node(nid) for nid in ids}
         return {
-            "versions": dict(graph.versions),
+            "versions": {d: v for d in names if (v := graph.version(d)) is not None},
             "nodes": {
-                nid: (n.deps, n.targs, n.trace, n.failed_trace, n.failed_state, n.forced, n.state)
-                for nid, n in graph.nodes.items()
+                nid: (frozenset(n.deps), frozenset(n.targs), n.trace, n.failed_trace, n.failed_state, n.forced,
+                      n.state)
+                for nid, n in nodes.items() if n is not None
             },
         }
 
@@ -259,6 +267,17 @@ def check_no_event_lost(run: Run, scenario: dict[str, Any]) -> None:
 
 
 def play(scenario: dict[str, Any]) -> None:
+    # with "evict", the engine drops every up-to-date DES and cached fact from memory after every commit,
+    # so every later look goes to the store: the promises must hold the same
+    saved = dag.EVICT_MIN
+    dag.EVICT_MIN = 1 if scenario.get("evict") else saved
+    try:
+        _play(scenario)
+    finally:
+        dag.EVICT_MIN = saved
+
+
+def _play(scenario: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(Path(tmp), scenario)
         engine = run.start()

@@ -17,13 +17,16 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from .errors import DESRejected
 from .text import printable as _p
 
 State = Literal["new", "waiting", "stale", "queued", "running", "retry", "ok", "failed", "cancelled"]
 RunStatus = Literal["queued", "running", "retry"]
+
+EVICT_MIN = 4000
+"""Entries (DES plus cached document facts) a backed graph holds before its first eviction."""
 
 UP_TO_DATE = "up to date: deps unchanged since the last success"
 """One shared string: the versions are in ``explain_des`` (memory per DES stays small)."""
@@ -51,6 +54,8 @@ class Node:
     status: RunStatus | None = None
     """Engine-owned: the DES is queued, running, or waiting for a retry."""
     state: State = "new"
+    was: State = "new"
+    """The state before the last change ``settle`` reported."""
     blocking: bool = True
     reason: str = ""
 
@@ -64,28 +69,102 @@ class Verdict:
     reason: str
 
 
-class Graph:
-    """The in-memory document DAG with a reverse index (document → dependent DES)."""
+class Backing(Protocol):
+    """Where the DES and documents that are not in memory are looked up (the store)."""
 
-    def __init__(self) -> None:
+    def node(self, des_id: str) -> Node | None: ...
+    def version(self, doc: str) -> int | None: ...
+    def producer(self, doc: str) -> str | None: ...
+    def consumers(self, doc: str) -> list[str]: ...
+    def has_des(self, des_id: str) -> bool: ...
+
+
+_UNKNOWN = object()
+
+
+class Graph:
+    """The document DAG with a reverse index (document → dependent DES).
+
+    Without a ``backing`` every DES and document lives in memory. With one, memory holds only the
+    *hot* part: every DES that is not up to date (so ``nodes`` holds every blocking DES), plus caches
+    of versions, producers and consumers; ``evict`` drops up-to-date DES and cached entries, and a
+    lookup that misses asks the backing. An evicted DES is up to date by construction, so it never
+    blocks anyone and re-enters memory only when something touches it.
+    """
+
+    def __init__(self, backing: Backing | None = None) -> None:
+        self.backing = backing
         self.versions: dict[str, int] = {}
-        """Current version of every document that has one."""
-        self.producer: dict[str, str] = {}
-        """Document → id of the DES that produces it."""
+        """Document → current version (0: known to have none; a cache when there is a backing)."""
+        self.producer: dict[str, str | None] = {}
+        """Document → id of the DES that produces it (None: none; a cache when there is a backing)."""
         self.consumers: dict[str, set[str]] = {}
-        """Document → ids of the DES that read it (the reverse index)."""
+        """Document → ids of every DES that reads it (the reverse index; an entry is always complete)."""
         self.nodes: dict[str, Node] = {}
+        self._evict_at = EVICT_MIN
+
+    # ------------------------------------------------------------ lookups
+    def version(self, doc: str) -> int | None:
+        """The current version of ``doc`` (None: it has none)."""
+        v = self.versions.get(doc)
+        if v is None:
+            if self.backing is None:
+                return None
+            v = self.backing.version(doc) or 0
+            self.versions[doc] = v
+        return v or None
+
+    def producer_of(self, doc: str) -> str | None:
+        """The id of the DES that produces ``doc``."""
+        p = self.producer.get(doc, _UNKNOWN)
+        if p is _UNKNOWN:
+            if self.backing is None:
+                return None
+            p = self.producer[doc] = self.backing.producer(doc)
+        return p  # type: ignore[return-value]
+
+    def readers(self, doc: str) -> set[str]:
+        """The ids of the DES that read ``doc`` (the live set: do not change it)."""
+        c = self.consumers.get(doc)
+        if c is None:
+            c = set(self.backing.consumers(doc)) if self.backing is not None else set()
+            if self.backing is not None or c:
+                self.consumers[doc] = c
+        return c
+
+    def node(self, des_id: str) -> Node | None:
+        """The DES ``des_id``, brought back into memory if it was evicted."""
+        n = self.nodes.get(des_id)
+        if n is None and self.backing is not None:
+            n = self.backing.node(des_id)
+            if n is not None:
+                n.state, n.was, n.blocking, n.reason = "ok", "ok", False, UP_TO_DATE
+                self.nodes[des_id] = n
+        return n
+
+    def has(self, des_id: str) -> bool:
+        """Whether the DES is known (in memory or in the backing)."""
+        return des_id in self.nodes or (self.backing is not None and self.backing.has_des(des_id))
+
+    def upstream_blocking(self, doc: str) -> Node | None:
+        """The producer of ``doc`` if it blocks its readers (only DES in memory can)."""
+        owner = self.producer_of(doc)
+        up = self.nodes.get(owner) if owner is not None else None
+        return up if up is not None and up.blocking else None
 
     # ------------------------------------------------------------ structure
-    def check(self, des_id: str, deps: frozenset[str], targs: frozenset[str]) -> None:
+    def check(self, des_id: str, deps: Iterable[str], targs: Iterable[str]) -> None:
         """Raise DESRejected if adding this DES would create a target conflict or a cycle."""
+        deps, targs = frozenset(deps), frozenset(targs)
         for targ in sorted(targs):
-            owner = self.producer.get(targ)
+            owner = self.producer_of(targ)
             if owner is not None and owner != des_id:
-                other = self.nodes[owner]
+                other = self.node(owner)
+                ops = ", ".join(other.ops_desc) if other is not None else "-"
+                generator = other.generator if other is not None else "?"
                 raise DESRejected(
                     f"conflict: target {targ!r} is already produced by DES {owner} "
-                    f"(ops {', '.join(other.ops_desc) or '-'}, from generator {other.generator or '?'}); "
+                    f"(ops {ops or '-'}, from generator {generator or '?'}); "
                     "two DES may not produce the same document"
                 )
         loop = deps & targs
@@ -96,8 +175,9 @@ class Graph:
         frontier = deque(targs)
         while frontier:
             doc = frontier.popleft()
-            for cid in self.consumers.get(doc, ()):
-                for out in self.nodes[cid].targs:
+            for cid in list(self.readers(doc)):
+                consumer = self.node(cid)
+                for out in (consumer.targs if consumer is not None else ()):
                     if out in parent:
                         continue
                     parent[out] = doc
@@ -118,11 +198,13 @@ class Graph:
         """Add a DES (after ``check``). Returns False if it was already present."""
         if node.id in self.nodes:
             return False
+        for dep in node.deps:
+            readers = self.readers(dep)  # loads the complete set first, so adding keeps it complete
+            readers.add(node.id)
+            self.consumers[dep] = readers
         self.nodes[node.id] = node
         for targ in node.targs:
             self.producer[targ] = node.id
-        for dep in node.deps:
-            self.consumers.setdefault(dep, set()).add(node.id)
         return True
 
     def downstream(self, des_id: str) -> list[str]:
@@ -131,9 +213,9 @@ class Graph:
         order: list[str] = []
         frontier = deque([des_id])
         while frontier:
-            node = self.nodes[frontier.popleft()]
-            for targ in node.targs:
-                for cid in self.consumers.get(targ, ()):
+            node = self.node(frontier.popleft())
+            for targ in (node.targs if node is not None else ()):
+                for cid in list(self.readers(targ)):
                     if cid not in seen:
                         seen.add(cid)
                         order.append(cid)
@@ -144,20 +226,49 @@ class Graph:
         """Ids of the DES that read any target of ``node``."""
         out: list[str] = []
         for targ in node.targs:
-            out.extend(self.consumers.get(targ, ()))
+            out.extend(self.readers(targ))
         return out
 
     # ------------------------------------------------------------ versions
     def set_version(self, doc: str, version: int) -> list[str]:
         """Record a document's version; return the DES to re-evaluate (its consumers)."""
-        if self.versions.get(doc) == version:
+        if self.version(doc) == version:
             return []
         self.versions[sys.intern(doc)] = version
-        return list(self.consumers.get(doc, ()))
+        return list(self.readers(doc))
 
     def current(self, node: Node) -> dict[str, int]:
         """The dep versions now (only meaningful when every dep has one)."""
-        return {d: self.versions[d] for d in node.deps}
+        return {d: self.version(d) or 0 for d in node.deps}
+
+    def has_all_versions(self, node: Node) -> bool:
+        return all(self.version(d) is not None for d in node.deps)
+
+    # ------------------------------------------------------------ memory
+    def evict(self, keep: Iterable[str] = ()) -> int:
+        """Drop up-to-date DES (except ``keep``) and the cached entries only they used; returns how many
+        DES were dropped. A no-op without a backing, or while memory is below the last high mark: the
+        mark doubles past what stays, so eviction costs O(1) per DES over time."""
+        if self.backing is None:
+            return 0
+        size = len(self.nodes) + len(self.versions) + len(self.producer) + len(self.consumers)
+        if size < self._evict_at:
+            return 0
+        pinned = set(keep)
+        drop = [nid for nid, n in self.nodes.items()
+                if n.state == "ok" and n.status is None and not n.forced and nid not in pinned]
+        for nid in drop:
+            del self.nodes[nid]
+        hot_docs: set[str] = set()
+        for n in self.nodes.values():
+            hot_docs.update(n.deps)
+            hot_docs.update(n.targs)
+        self.versions = {d: v for d, v in self.versions.items() if d in hot_docs}
+        self.producer = {d: p for d, p in self.producer.items() if d in hot_docs}
+        self.consumers = {d: c for d, c in self.consumers.items() if d in hot_docs}
+        kept = len(self.nodes) + len(self.versions) + len(self.producer) + len(self.consumers)
+        self._evict_at = max(EVICT_MIN, 2 * kept)
+        return len(drop)
 
     # ------------------------------------------------------------ readiness
     def evaluate(self, node: Node) -> Verdict:
@@ -171,11 +282,11 @@ class Graph:
         missing: list[str] = []
         blockers: list[tuple[str, Node]] = []
         for dep in node.deps:
-            owner = self.producer.get(dep)
+            owner = self.producer_of(dep)
             upstream = self.nodes.get(owner) if owner is not None and owner != node.id else None
             if upstream is not None and upstream.blocking:
                 blockers.append((dep, upstream))
-            elif dep not in self.versions:
+            elif self.version(dep) is None:
                 missing.append(dep)
         if blockers or missing:
             parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers, key=lambda b: b[0])]
@@ -197,7 +308,8 @@ class Graph:
     def settle(self, touched: Iterable[str]) -> tuple[list[str], list[Node]]:
         """Re-evaluate ``touched`` DES, walking to consumers where blocking changed.
 
-        Returns (ids that are ready to dispatch, nodes whose state changed).
+        Returns (ids that are ready to dispatch, nodes whose state changed); a changed node's ``was``
+        holds its state before.
         """
         work = deque(touched)
         in_work = set(work)
@@ -206,14 +318,15 @@ class Graph:
         while work:
             nid = work.popleft()
             in_work.discard(nid)
-            node = self.nodes.get(nid)
+            node = self.node(nid)
             if node is None:
                 continue
             evaluated[nid] = None
             verdict = self.evaluate(node)
             moved = verdict.state != node.state or verdict.reason != node.reason
             flip = verdict.blocking != node.blocking
-            if moved:
+            if moved and nid not in changed:
+                node.was = node.state
                 changed[nid] = node
             node.state, node.blocking, node.reason = verdict.state, verdict.blocking, verdict.reason
             if flip or moved:
@@ -227,7 +340,7 @@ class Graph:
     # ------------------------------------------------------------ explanations
     def explain_des(self, des_id: str) -> str:
         """Why a DES is in its state, one line per fact (names shown literally, control characters escaped)."""
-        node = self.nodes.get(des_id)
+        node = self.node(des_id)
         if node is None:
             return f"no DES {_p(des_id)!r} is known"
         verdict = self.evaluate(node)
@@ -235,8 +348,8 @@ class Graph:
         lines = [
             f"DES {node.id}: {verdict.state}: {_p(verdict.reason)}",
             f"  ops: {_p(ops)}   (generator {node.generator or '?'}, event {_p(node.event) or '?'})",
-            "  deps: " + (", ".join(f"{_p(d)} v{self.versions.get(d, '-')}" for d in sorted(node.deps)) or "-"),
-            "  targs: " + ", ".join(f"{_p(t)} v{self.versions.get(t, '-')}" for t in sorted(node.targs)),
+            "  deps: " + (", ".join(f"{_p(d)} v{self.version(d) or '-'}" for d in sorted(node.deps)) or "-"),
+            "  targs: " + ", ".join(f"{_p(t)} v{self.version(t) or '-'}" for t in sorted(node.targs)),
         ]
         if node.trace is not None:
             lines.append("  last success used: "
@@ -245,13 +358,13 @@ class Graph:
 
     def explain_document(self, name: str) -> str:
         """Why a document has the version it has, who produces it and who reads it."""
-        version = self.versions.get(name)
-        owner = self.producer.get(name)
-        readers = sorted(self.consumers.get(name, ()))
+        version = self.version(name)
+        owner = self.producer_of(name)
+        readers = sorted(self.readers(name))
         head = f"document {_p(name)}: " + (f"version {version}" if version is not None else "no version yet")
         lines = [head]
-        if owner is not None:
-            node = self.nodes[owner]
+        node = self.node(owner) if owner is not None else None
+        if owner is not None and node is not None:
             verdict = self.evaluate(node)
             lines.append(f"  produced by DES {owner} ({_p(', '.join(node.ops_desc) or '-')}): "
                          f"{verdict.state}: {_p(verdict.reason)}")

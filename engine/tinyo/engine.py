@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 from . import events as ev
 from .clock import Clock, ManualClock, SystemClock
 from .dag import Graph, Node
-from .engine_state import DESDetails, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
+from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
 from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
 from .executors import Executor, WorkerInfo, make_executor
 from .generators import Emission, GeneratorRunner
+from .groups import DES_TO_DOC, Groups, GroupSummary
 from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .recipe import OpResolver, Recipe, load_recipe
@@ -55,6 +56,10 @@ REGISTER_SLICE = 1000
 """DES registered from one emission before ready work is dispatched (bounds first-op latency)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
+FILE_CACHE_MAX = 4096
+"""File states (last evented, last versioned) cached in memory; the store has them all."""
+READERS_SHOWN = 50
+"""Readers of a document listed in a DocInfo."""
 
 
 def _names(docs: Iterable[str]) -> tuple[str, ...]:
@@ -89,7 +94,9 @@ class Engine:
         self.db_path = db or self.config.sql_conn
         self.store = Store(self.db_path)
         self.resolver = OpResolver(recipe.module, recipe.path)
-        self.graph = Graph()
+        self.graph = Graph(_StoreBacking(self.store))
+        self.groups = Groups()
+        """Documents counted per name pattern and state (what the console's tree shows)."""
         self.timers: list[TimerSpec] = self.config.timer_specs
         self._schedule = TimerSchedule(self.timers)
         self._generators = GeneratorRunner(recipe.roots, self.config.generator_timeout)
@@ -134,6 +141,8 @@ class Engine:
         self._failing_workers: set[str] = set()
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
+        self._des_total = 0
+        self._docs_total = 0
         self._since_prune = 0
         self._processed = 0
         self.events_taken = 0
@@ -262,14 +271,41 @@ class Engine:
 
     def explain(self, name: str) -> str:
         def run() -> str:
-            if name in self.graph.nodes:
+            if self.graph.has(name):
                 return self.graph.explain_des(name)
             return self.graph.explain_document(name)
 
         return self.call(run)
 
     def documents(self, prefix: str | None = None, limit: int = 1000) -> list[DocInfo]:
+        """Documents whose name starts with ``prefix`` (all: None), in name order, at most ``limit``."""
         return self.call(lambda: self._documents(prefix, limit))
+
+    def groups_summary(self) -> list[GroupSummary]:
+        """Every document group with its counts."""
+        return self.call(self.groups.summaries)
+
+    def group_members(self, pattern: str, offset: int = 0, limit: int = 200) -> list[DocInfo]:
+        """One page of a group's documents, in name order."""
+        return self.call(lambda: self._group_members(pattern, offset, limit))
+
+    def group_index(self, pattern: str, name: str) -> int:
+        """The position of ``name`` in its group (name order)."""
+        return self.call(lambda: self.store.group_index(pattern, name))
+
+    def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
+        """What is known about each of ``names`` (unknown names are left out)."""
+        wanted = list(names)
+        return self.call(lambda: [i for i in map(self._doc_info, wanted) if i is not None])
+
+    def des_infos(self, ids: Iterable[str]) -> list[DESInfo]:
+        """The tree's view of each DES in ``ids`` (unknown ids are left out)."""
+        wanted = list(ids)
+        return self.call(lambda: [i for i in map(self._des_info, wanted) if i is not None])
+
+    def find_documents(self, match: Callable[[str], bool], limit: int = 1) -> list[str]:
+        """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
+        return self.call(lambda: self.store.find_names(match, limit))
 
     def workers(self) -> list[WorkerInfo]:
         executor = self._executor
@@ -339,23 +375,28 @@ class Engine:
         self._commit_and_publish([])
 
     def _load_state(self) -> None:
+        """Bring back the DES that may need work (the rest stay in the store until something touches
+        them) and the document groups' counts."""
         store = self.store
-        for name, version, digest, mtime_ns, size in store.load_documents():
-            self.graph.versions[name] = version
-            if mtime_ns is not None and size is not None:
-                self._doc_files[name] = FileState(mtime_ns, size, digest)
-        for row in store.load_des():
-            node = Node(row.id, _names(row.deps), _names(row.targs), self._shared.setdefault(row.ops_desc, row.ops_desc),
-                        row.generator, row.event,
-                        trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
-            if row.state in ("failed", "cancelled"):
-                node.failed_state = row.state  # type: ignore[assignment]
-                node.error = store.last_error(row.id)
-            elif row.state == "retry":
+        for row in store.load_open_des():
+            node = self._node_from_row(row)
+            if row.state == "retry":
                 # a retry was waiting for its backoff at the last stop: it runs now, as the attempt it was
                 self._attempts[row.id] = row.attempt
                 node.forced = True
-            self.graph.add(node)
+            self.graph.nodes[node.id] = node
+            for targ in node.targs:
+                self.graph.producer[targ] = node.id
+        for name, pattern, version, producer in store.all_names():
+            if producer is not None:
+                hot = self.graph.nodes.get(producer)
+                state = DES_TO_DOC[hot.state] if hot is not None else "up to date"
+            else:
+                state = "source" if version else "missing"
+            self.groups.join(name, state, pattern)
+        self.groups.touched.clear()
+        self._des_total = store.count("des")
+        self._docs_total = store.count("names")
         self._next_run_id = store.next_run_id()
         self._pending_events = store.count("events", "WHERE status = 'new'")
         self._events_base = store.count("events")
@@ -364,6 +405,15 @@ class Engine:
             node = self.graph.nodes[des_id]
             self._emit(ev.DESRegistered(self.clock.time(), node.id, frozenset(node.deps), frozenset(node.targs), node.ops_desc,
                                         node.generator, node.event, restored=True))
+
+    def _node_from_row(self, row: Any) -> Node:
+        node = Node(row.id, _names(row.deps), _names(row.targs), self._shared.setdefault(row.ops_desc, row.ops_desc),
+                    row.generator, row.event,
+                    trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
+        if row.state in ("failed", "cancelled"):
+            node.failed_state = row.state  # type: ignore[assignment]
+            node.error = self.store.last_error(row.id)
+        return node
 
     def _reconcile_open_runs(self) -> None:
         """Runs the store still has open from the last engine: an executor that runs apart from the
@@ -378,7 +428,7 @@ class Engine:
         tasks: dict[int, Task] = {}
         if reconcile is not None:
             for run_id, des_id, attempt, dep_versions in open_runs:
-                node = self.graph.nodes.get(des_id)
+                node = self.graph.node(des_id)
                 ops = self._load_ops(des_id) if node is not None else None
                 if node is None or ops is None:
                     continue
@@ -389,7 +439,9 @@ class Engine:
             if run_id in adopted:
                 task = tasks[run_id]
                 self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, task.targs)
-                self.graph.nodes[des_id].status = "running"
+                node = self.graph.node(des_id)
+                if node is not None:
+                    node.status = "running"
         lost = [rid for rid, *_ in open_runs if rid not in adopted]
         if lost:
             store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
@@ -472,9 +524,22 @@ class Engine:
         self.store.commit()
         if tasks and self._executor is not None:
             self._executor.submit(tasks)
+        groups = self.groups.take_touched()
+        if groups:
+            self._bus_out.append(ev.GroupsChanged(self.clock.time(), groups))
         out, self._bus_out = self._bus_out, []
         for event in out:
             self.bus.publish(event)
+        self._trim_memory()
+
+    def _trim_memory(self) -> None:
+        """After a commit (nothing is deferred): drop up-to-date DES and cached file states from memory."""
+        if self.graph.evict():
+            self._ops = {k: v for k, v in self._ops.items() if k in self.graph.nodes}
+        if len(self._doc_files) > FILE_CACHE_MAX:
+            self._doc_files.clear()
+        if len(self._files) > FILE_CACHE_MAX:
+            self._files.clear()
 
     def _update_idle(self) -> None:
         busy = (self._open or self._ready or self._retries or self._backlog or self._backlog_in_store
@@ -577,8 +642,6 @@ class Engine:
                 self._files[name] = FileState(*row) if row else None
         rows = [(now, source, name, "new") for source, name in items
                 if source not in ("file", "scan") or self._file_is_new(name)]
-        if len(self._files) > 50_000:
-            self._files.clear()  # a cache only; the store has them all
         if not rows:
             return
         ids = self.store.add_events(rows)
@@ -655,19 +718,24 @@ class Engine:
             self._bump_document(name, by="event")
 
     def _bump_document(self, name: str, by: str) -> None:
-        version = self.graph.versions.get(name, 0) + 1
+        old = self.graph.version(name)
+        version = (old or 0) + 1
         self._touched.extend(self.graph.set_version(name, version))
+        if old is None:
+            self._first_version(name)
         self.store.put_documents([(name, version, None, None, None, self.clock.time(), by)])
         self._emit(ev.DocumentUpdated(self.clock.time(), name, version, by))
 
     def _refresh_file_document(self, path: str, by: str) -> bool:
         """Give a file document a new version if its content changed; False if the file is missing."""
-        known = self._doc_files.get(path)
+        known = self._file_state(path)
         changed, state = compare_file(path, known, self.config.hash_files, hint=self._fresh.pop(path, None))
         if state is None:
             return False
-        version = self.graph.versions.get(path)
+        version = self.graph.version(path)
         if changed or version is None:
+            if version is None:
+                self._first_version(path)
             version = (version or 0) + 1
             self._touched.extend(self.graph.set_version(path, version))
             self._emit(ev.DocumentUpdated(self.clock.time(), path, version, by))
@@ -675,6 +743,46 @@ class Engine:
             self._doc_files[path] = state
             self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, self.clock.time(), by)])
         return True
+
+    def _file_state(self, path: str) -> FileState | None:
+        """The file state behind a document's current version (memory, else the store)."""
+        known = self._doc_files.get(path)
+        if known is None:
+            row = self.store.doc_file(path)
+            if row is not None and row[2] is not None and row[3] is not None:
+                known = self._doc_files[path] = FileState(row[2], row[3], row[1])
+        return known
+
+    # ------------------------------------------------------------ document groups
+    def _doc_state(self, doc: str) -> str | None:
+        """A document's state as its group counts it (None: not in the DAG yet)."""
+        owner = self.graph.producer_of(doc)
+        if owner is not None:
+            node = self.graph.nodes.get(owner)
+            return DES_TO_DOC[node.state] if node is not None else "up to date"
+        if self.graph.version(doc) is not None:
+            return "source"
+        return "missing" if self.graph.readers(doc) else None
+
+    def _join(self, doc: str, state: str) -> None:
+        pattern = self.groups.join(doc, state)
+        self.store.add_names([(doc, pattern)])
+        self._docs_total += 1
+
+    def _first_version(self, doc: str) -> None:
+        """``doc`` is about to get its first version: an input turns from missing to source."""
+        if self.graph.producer_of(doc) is not None:
+            return
+        if self.graph.readers(doc):
+            self.groups.move(doc, "missing", "source")
+        else:
+            self._join(doc, "source")
+
+    def _des_moved(self, node: Node, old: str, new: str) -> None:
+        old_doc, new_doc = DES_TO_DOC[old], DES_TO_DOC[new]
+        if old_doc != new_doc:
+            for targ in node.targs:
+                self.groups.move(targ, old_doc, new_doc)
 
     def _apply_emission(self, emission: Emission) -> tuple[str, str | None, int]:
         now = self.clock.time()
@@ -692,8 +800,8 @@ class Engine:
 
     def _register(self, des: Any, generator: str, given: str, event: str) -> bool:
         des_id = des.id
-        if des_id in self.graph.nodes:
-            if des_id not in self._ops:
+        if des_id in self.graph.nodes or self.graph.has(des_id):
+            if des_id in self.graph.nodes and des_id not in self._ops:
                 self._ops[des_id] = self._refs(des)  # reloaded from the store: keep the live ops
             return False
         now = self.clock.time()
@@ -708,7 +816,17 @@ class Engine:
         ops_desc = self._shared.setdefault(ops_desc, ops_desc)
         node = Node(des_id, _names(des.deps), _names(des.targs), ops_desc, generator,
                     sys.intern(given) if given == event else f"{given} (from {event})")
+        for targ in node.targs:
+            before = self._doc_state(targ)
+            if before is None:
+                self._join(targ, "never built")
+            else:
+                self.groups.move(targ, before, "never built")
+        for dep in node.deps:
+            if self._doc_state(dep) is None:
+                self._join(dep, "missing")
         self.graph.add(node)
+        self._des_total += 1
         self._ops[des_id] = refs
         try:
             blob = dump_ops(list(refs)) if all(not r.startswith("<memory>") for r, _ in refs) else None
@@ -716,7 +834,7 @@ class Engine:
             blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
         self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
         for dep in des.deps:
-            if dep not in self.graph.versions and os.path.isabs(dep):
+            if os.path.isabs(dep) and self.graph.version(dep) is None:
                 self._refresh_file_document(dep, by="found")
         self._touched.append(des_id)
         self._emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
@@ -784,18 +902,22 @@ class Engine:
             self._fire(args[0], datetime.fromtimestamp(now), manual=True)
         elif name in ("rerun", "rerun_doc"):
             target, downstream = args
-            des_id = target if name == "rerun" else self.graph.producer.get(target)
-            if des_id is None or des_id not in self.graph.nodes:
+            des_id = target if name == "rerun" else self.graph.producer_of(target)
+            if des_id is None or self.graph.node(des_id) is None:
                 what = "DES" if name == "rerun" else "DES producing document"
                 self._emit(ev.EngineNotice(now, "error", f"rerun: no {what} {target!r}"))
                 return
             ids = [des_id, *(self.graph.downstream(des_id) if downstream else [])]
+            rows = []
             for nid in ids:
-                node = self.graph.nodes[nid]
+                node = self.graph.node(nid)
+                if node is None:
+                    continue
                 node.forced = True
                 self._touched.append(nid)
-            self.store.update_des([(self.graph.nodes[n].state, self.graph.nodes[n].trace, self.graph.nodes[n].failed_trace,
-                                    True, n) for n in ids])
+                stored = node.failed_state or ("ok" if node.trace is not None else "new")
+                rows.append((stored, node.trace, node.failed_trace, True, nid))
+            self.store.update_des(rows)
             self._emit(ev.EngineNotice(now, "info", f"rerun of {len(ids)} DES requested"))
         elif name == "pause":
             if not self._paused:
@@ -824,7 +946,7 @@ class Engine:
             raise StoreError(f"{self.store.path}: cannot read requests ({exc})") from exc
         for req_id, kind, arg in requests:
             if kind in ("rerun", "rerun_down"):
-                self._on_command("rerun_doc" if arg not in self.graph.nodes else "rerun", arg, kind == "rerun_down")
+                self._on_command("rerun" if self.graph.has(arg) else "rerun_doc", arg, kind == "rerun_down")
             elif kind == "inject":
                 self._intake.put(("manual", arg))
             elif kind == "fire" and arg in {t.name for t in self.timers}:
@@ -992,16 +1114,18 @@ class Engine:
                     self._failed_ids.add(node.id)
                 else:
                     self._failed_ids.discard(node.id)
-                self._emit(ev.DESStateChanged(now, node.id, node.state, node.reason))
+                self._des_moved(node, node.was, node.state)
+                self._emit(ev.DESStateChanged(now, node.id, node.state, node.reason, node.was, node.targs))
             for des_id in ready:
                 node = self.graph.nodes[des_id]
                 reason = node.reason
                 node.status = "queued"
-                node.state = "queued"
+                was, node.state = node.state, "queued"
                 node.reason = f"queued: {reason}"
                 self._ready.append(des_id)
+                self._des_moved(node, was, "queued")
                 self._emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
-                self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason))
+                self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
         if self._stop_requested or not (self._ready or self._requeue) or self._executor is None:
             return []
         slots = self._executor.free_slots()
@@ -1022,7 +1146,7 @@ class Engine:
             attempt = self._attempts.get(des_id, 1)
             run_id = self._next_run_id
             self._next_run_id += 1
-            dep_versions = self.graph.current(node) if all(d in self.graph.versions for d in node.deps) else {}
+            dep_versions = self.graph.current(node) if self.graph.has_all_versions(node) else {}
             task = Task(run_id, des_id, attempt, str(self.recipe.path), ops, frozenset(node.deps), frozenset(node.targs))
             self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, node.targs)
             rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
@@ -1125,12 +1249,12 @@ class Engine:
             running=running,
             failed=failed,
             buffered=self._buffered() if self._paused else 0,
-            des_total=len(self.graph.nodes),
-            docs_total=len(self.graph.versions),
+            des_total=self._des_total,
+            docs_total=self._docs_total,
         )
 
     def _des_details(self, des_id: str) -> DESDetails | None:
-        node = self.graph.nodes.get(des_id)
+        node = self.graph.node(des_id)
         if node is None:
             return None
         ops = [(ref.partition(":")[2], dict(cfg)) for ref, cfg in (self._ops.get(des_id) or self._load_ops_quiet(des_id))]
@@ -1156,10 +1280,63 @@ class Engine:
             return ()
 
     def _documents(self, prefix: str | None, limit: int) -> list[DocInfo]:
-        out: list[DocInfo] = []
-        names = set(self.graph.versions) | set(self.graph.producer)
-        for name in sorted(n for n in names if prefix is None or n.startswith(prefix))[:limit]:
-            owner = self.graph.producer.get(name)
-            state = self.graph.nodes[owner].state if owner else ("input" if name in self.graph.versions else "missing")
-            out.append(DocInfo(name, self.graph.versions.get(name), owner, state))
-        return out
+        names = self.store.find_names((lambda n: True) if prefix is None else (lambda n: n.startswith(prefix)), limit)
+        return [i for i in map(self._doc_info, names) if i is not None]
+
+    def _doc_info(self, name: str) -> DocInfo | None:
+        state = self._doc_state(name)
+        if state is None:
+            return None
+        owner = self.graph.producer_of(name)
+        detail = ""
+        if owner is not None:
+            node = self.graph.nodes.get(owner)
+            if node is not None and node.state in ("waiting", "stale", "failed", "retry"):
+                detail = node.error if node.state == "failed" and node.error else node.reason
+        readers = self.graph.readers(name)
+        shown = tuple(sorted(readers)[:READERS_SHOWN]) if len(readers) <= 1000 else tuple(sorted(
+            list(readers)[:READERS_SHOWN]))
+        return DocInfo(name, self.graph.version(name), owner, state, detail, shown, len(readers))
+
+    def _group_members(self, pattern: str, offset: int, limit: int) -> list[DocInfo]:
+        rows = self.store.group_members(pattern, offset, limit)
+        return [i for i in (self._doc_info(name) for name, _, _ in rows) if i is not None]
+
+    def _des_info(self, des_id: str) -> DESInfo | None:
+        node = self.graph.nodes.get(des_id)
+        if node is None:
+            row = self.store.des_lookup(des_id)
+            if row is None:
+                return None
+            node = self._node_from_row(row)
+            node.state, node.reason = "ok", ""
+        run = next((r for r in self._open.values() if r.des_id == des_id), None) if node.status else None
+        return DESInfo(des_id, tuple(sorted(node.deps)), tuple(sorted(node.targs)), node.ops_desc, node.generator,
+                       node.event, node.state, node.reason, node.error,
+                       run.run_id if run is not None else None, run.worker if run is not None else None)
+
+
+class _StoreBacking:
+    """The graph's view of the store: DES and document facts evicted from memory are read back here."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def node(self, des_id: str) -> Node | None:
+        row = self.store.des_lookup(des_id)
+        if row is None:
+            return None
+        return Node(row.id, _names(row.deps), _names(row.targs), row.ops_desc, row.generator, row.event,
+                    trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
+
+    def version(self, doc: str) -> int | None:
+        return self.store.doc_version(doc)
+
+    def producer(self, doc: str) -> str | None:
+        return self.store.producer_of(doc)
+
+    def consumers(self, doc: str) -> list[str]:
+        return self.store.consumers_of(doc)
+
+    def has_des(self, des_id: str) -> bool:
+        return self.store.des_exists(des_id)

@@ -58,12 +58,34 @@ class DESDetails:
 
 @dataclass(frozen=True, slots=True)
 class DocInfo:
-    """A document and the state of the DES that produces it."""
+    """A document, its state (that of the DES producing it, or source/missing) and who reads it."""
 
     name: str
     version: int | None
     producer: str | None
     state: str
+    detail: str = ""
+    """Why, when the state is waiting, stale or failed."""
+    readers: tuple[str, ...] = ()
+    """The first DES that read it (in id order)."""
+    reader_count: int = 0
+
+
+@dataclass(frozen=True)
+class DESInfo:
+    """What the console shows for a DES in the documents tree."""
+
+    des_id: str
+    deps: tuple[str, ...]
+    targs: tuple[str, ...]
+    ops: tuple[str, ...]
+    generator: str
+    event: str
+    state: str
+    reason: str
+    error: str = ""
+    run_id: int | None = None
+    worker: str | None = None
 
 
 @dataclass(slots=True, eq=False)

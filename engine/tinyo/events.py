@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from .groups import GroupSummary
+
 EngineStateName = Literal["starting", "running", "paused", "stopping", "stopped"]
 EventSource = Literal["file", "timer", "manual", "scan", "rerun"]
 RunStatus = Literal["queued", "running", "ok", "failed", "cancelled", "interrupted"]
@@ -31,7 +33,8 @@ class BusEvent:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (frozenset, set, tuple)):
-                value = sorted(value) if isinstance(value, (frozenset, set)) else list(value)
+                value = sorted(value) if isinstance(value, (frozenset, set)) else [
+                    dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
             data[f.name] = value
         return data
 
@@ -112,6 +115,10 @@ class DESStateChanged(BusEvent):
     des_id: str
     state: str
     reason: str
+    previous: str = ""
+    """The state it left ("new" for a DES not evaluated before)."""
+    targs: tuple[str, ...] = ()
+    """The documents it produces (their state follows this one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +194,14 @@ class DocumentUpdated(BusEvent):
     name: str
     version: int
     by: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupsChanged(BusEvent):
+    """Document groups whose counts changed in one engine cycle (pattern, count, first member, per state)."""
+
+    kind: ClassVar[str] = "groups_changed"
+    groups: tuple[GroupSummary, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
 SCHEMA = """
@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS runs(
 CREATE INDEX IF NOT EXISTS runs_des ON runs(des_id, id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(id) WHERE status IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS producers(doc TEXT PRIMARY KEY, des_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumers(doc TEXT NOT NULL, des_id TEXT NOT NULL, PRIMARY KEY(doc, des_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS names(name TEXT PRIMARY KEY, grp TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS names_grp ON names(grp, name);
 CREATE TABLE IF NOT EXISTS requests(
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, arg TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0);
@@ -66,6 +70,9 @@ _DEFERRED = {
             "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
+    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (?, ?)",
+    "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (?, ?)",
+    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
     "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ?, attempt = ? WHERE id = ?",
     "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
@@ -78,7 +85,7 @@ _DEFERRED = {
 
 CHECKPOINT_BYTES = 4 << 20
 """WAL size past which the checkpoint thread copies it back into the database (without blocking)."""
-RESET_BYTES = 16 << 20
+RESET_BYTES = 8 << 20
 """WAL size past which the checkpoint thread truncates it, holding writers for that moment: under a
 steady stream of commits a passive checkpoint never catches up, and the WAL must not fill the disk."""
 
@@ -236,9 +243,10 @@ class Store:
             if version == SCHEMA_VERSION:
                 if not read_only:
                     self._pragmas()
-                    columns = {r[1] for r in conn.execute("PRAGMA table_info(des)")}
-                    if "attempt" not in columns:  # files from before the column existed
-                        conn.execute("ALTER TABLE des ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
+                return
+            if version == 1 and not read_only:
+                self._pragmas()
+                self._migrate_v1()
                 return
         if read_only:
             raise StoreError(f"{self.path}: no tinyo state in this file yet")
@@ -249,6 +257,31 @@ class Store:
             + f"PRAGMA application_id = {APP_ID};"
             + "COMMIT;"
         )
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 to 2: the reverse index (producers, consumers) and document groups (names) as tables,
+        so the engine can keep only the DES that matter now in memory."""
+        from .groups import Groups
+
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(des)")}
+            if "attempt" not in columns:  # files from before the column existed
+                conn.execute("ALTER TABLE des ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
+            conn.executescript(SCHEMA)
+            conn.execute("INSERT OR REPLACE INTO producers(doc, des_id) SELECT j.value, d.id FROM des d, json_each(d.targs) j")
+            conn.execute("INSERT OR IGNORE INTO consumers(doc, des_id) SELECT j.value, d.id FROM des d, json_each(d.deps) j")
+            groups = Groups()
+            rows = conn.execute("SELECT name FROM documents UNION SELECT doc FROM producers UNION SELECT doc FROM consumers "
+                                "ORDER BY 1").fetchall()
+            conn.executemany("INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
+                             [(name, groups.join(name, "source")) for (name,) in rows])
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
 
     def _pragmas(self) -> None:
         if not self.memory:
@@ -286,9 +319,16 @@ class Store:
 
     # ------------------------------------------------------------ transactions
     def begin(self) -> None:
-        """Open a write transaction if none is open (writes are batched until ``commit``)."""
+        """Open a write transaction if none is open (writes are batched until ``commit``).
+
+        IMMEDIATE: the write lock is taken now (waiting, if need be, for the checkpoint thread), because the
+        writes are deferred and the lookups that come first would otherwise make this a read transaction,
+        which SQLite cannot upgrade while a checkpoint holds the lock: it fails at once as 'locked'."""
         if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                self._abort(exc)
 
     def _defer(self, kind: str, rows: Iterable[tuple[Any, ...]]) -> None:
         self.begin()  # the transaction is open from the first write on: all of it commits, or none
@@ -317,6 +357,22 @@ class Store:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 self._abort(exc)
+            self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Keep the WAL from growing past RESET_BYTES under a steady stream of commits.
+
+        The checkpoint thread copies the WAL back in the background, but SQLite rewinds the WAL only when
+        a write starts right after a *complete* checkpoint, which a busy loop rarely leaves room for. Past
+        the bound, the engine finishes the checkpoint itself (only the few frames the thread has not
+        copied yet), so its next write starts the WAL over instead of appending to it."""
+        if self._checkpointer is None:
+            return
+        try:
+            if os.path.getsize(self.path + "-wal") > RESET_BYTES:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (OSError, sqlite3.OperationalError):
+            pass  # busy: the checkpoint thread or the next commit tries again
 
     def _abort(self, exc: sqlite3.Error) -> None:
         """A write failed (disk full, I/O error): drop the whole transaction and say why."""
@@ -386,7 +442,7 @@ class Store:
         return rows[::-1]
 
     def count(self, table: str, where: str = "", params: tuple[Any, ...] = ()) -> int:
-        assert table in {"events", "documents", "des", "runs", "files_seen", "requests"}
+        assert table in {"events", "documents", "des", "runs", "files_seen", "requests", "names"}
         return self._r(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
 
     # ------------------------------------------------------------ files and documents
@@ -423,8 +479,86 @@ class Store:
 
     # ------------------------------------------------------------ DES
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
-        """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created)."""
+        """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created), with the reverse
+        index rows (document -> producer, document -> consumers)."""
         self._defer("des", [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
+        self._defer("producers", [(t, row[0]) for row in rows for t in row[2]])
+        self._defer("consumers", [(d, row[0]) for row in rows for d in row[1]])
+
+    def add_names(self, rows: list[tuple[str, str]]) -> None:
+        """Documents first named now, with their group: (name, group)."""
+        self._defer("names", rows)
+
+    # Point lookups for the engine's in-memory caches. They do not flush: whatever is still deferred is
+    # also in the engine's memory (its caches are trimmed only right after a commit), so the engine never
+    # asks the store for it. Reads that may not rely on that go through ``_r``.
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """The first row of a point lookup, with the statement finished (an unfinished one would hold a read
+        snapshot open, and a later write from that old snapshot fails as 'database is locked')."""
+        rows = self.conn.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    def doc_version(self, name: str) -> int | None:
+        row = self._one("SELECT version FROM documents WHERE name = ?", (name,))
+        return None if row is None else row[0]
+
+    def doc_file(self, name: str) -> tuple[int, str | None, int | None, int | None] | None:
+        """(version, hash, mtime_ns, size) of a document, or None."""
+        return self._one("SELECT version, hash, mtime_ns, size FROM documents WHERE name = ?", (name,))
+
+    def producer_of(self, doc: str) -> str | None:
+        row = self._one("SELECT des_id FROM producers WHERE doc = ?", (doc,))
+        return None if row is None else row[0]
+
+    def consumers_of(self, doc: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT des_id FROM consumers WHERE doc = ?", (doc,)).fetchall()]
+
+    def des_exists(self, des_id: str) -> bool:
+        return self._one("SELECT 1 FROM des WHERE id = ?", (des_id,)) is not None
+
+    def des_lookup(self, des_id: str) -> StoredDES | None:
+        row = self._one(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,))
+        return None if row is None else _stored_des(row)
+
+    def group_of(self, name: str) -> str | None:
+        row = self._one("SELECT grp FROM names WHERE name = ?", (name,))
+        return None if row is None else row[0]
+
+    def group_members(self, group: str, offset: int, limit: int) -> list[tuple[str, int | None, str | None]]:
+        """(name, version, producer) of a group's documents in name order, one page."""
+        return self._r(
+            "SELECT n.name, d.version, p.des_id FROM names n LEFT JOIN documents d ON d.name = n.name "
+            "LEFT JOIN producers p ON p.doc = n.name WHERE n.grp = ? ORDER BY n.name LIMIT ? OFFSET ?",
+            (group, limit, offset),
+        ).fetchall()
+
+    def group_index(self, group: str, name: str) -> int:
+        """How many documents of ``group`` sort before ``name``."""
+        return self._r("SELECT count(*) FROM names WHERE grp = ? AND name < ?", (group, name)).fetchone()[0]
+
+    def find_names(self, match: Any, limit: int) -> list[str]:
+        """The first ``limit`` document names (in name order) for which ``match(name)`` is true."""
+        out: list[str] = []
+        cur = self._r("SELECT name FROM names ORDER BY name")
+        try:
+            for (name,) in cur:
+                if match(name):
+                    out.append(name)
+                    if len(out) >= limit:
+                        break
+        finally:
+            cur.close()
+        return out
+
+    def all_names(self) -> Iterator[tuple[str, str, int | None, str | None]]:
+        """Every document: (name, group, version, producer), for rebuilding group counts at start-up."""
+        yield from self._r(
+            "SELECT n.name, n.grp, d.version, p.des_id FROM names n LEFT JOIN documents d ON d.name = n.name "
+            "LEFT JOIN producers p ON p.doc = n.name"
+        )
+
+    def consumer_count(self, doc: str) -> int:
+        return self._r("SELECT count(*) FROM consumers WHERE doc = ?", (doc,)).fetchone()[0]
 
     def update_des(self, rows: list[tuple[Any, ...]]) -> None:
         """Set the state of DES: rows are (state, trace, failed_trace, forced, id), or with the next attempt
@@ -437,6 +571,16 @@ class Store:
     def load_des(self) -> Iterator[StoredDES]:
         for row in self._r(f"SELECT {self._DES_COLUMNS} FROM des"):
             yield _stored_des(row)
+
+    def load_open_des(self) -> Iterator[StoredDES]:
+        """The DES that may need work: every one not up to date by its record (failed, cancelled, waiting to
+        retry, never built, rerun asked for) and every up-to-date one whose deps changed since its last success
+        (the comparison runs inside SQLite, so a start does not build the whole DAG in Python)."""
+        cols = ", ".join(f"d.{c.strip()}" for c in self._DES_COLUMNS.split(","))
+        yield from (_stored_des(r) for r in self._r(
+            f"SELECT {cols} FROM des d WHERE d.state != 'ok' OR d.forced != 0 OR d.trace IS NULL "
+            "OR EXISTS (SELECT 1 FROM json_each(d.deps) j LEFT JOIN documents doc ON doc.name = j.value "
+            "WHERE doc.version IS NOT (SELECT t.value FROM json_each(d.trace) t WHERE t.key = j.value))"))
 
     def des_row(self, des_id: str) -> StoredDES | None:
         row = self._r(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,)).fetchone()

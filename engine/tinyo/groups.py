@@ -1,0 +1,155 @@
+"""Provides document groups: similar names (``print.*``) counted per state, kept up to date by the engine.
+
+The console shows the document DAG as groups with a count per state. The engine keeps those counts
+from the state changes it makes (old state out, new state in), so neither side has to hold every
+document in memory: the counts are O(number of groups), and a group's members are read from the
+store page by page when someone looks. Pure Python, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+DOC_STATES = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built", "missing",
+              "up to date", "source")
+"""A document's states, most urgent first: that of its producing DES, or source/missing for an input."""
+
+DES_TO_DOC = {
+    "new": "never built",
+    "waiting": "waiting",
+    "stale": "stale",
+    "queued": "queued",
+    "running": "running",
+    "retry": "waiting",
+    "ok": "up to date",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+"""How a producing DES's state reads on the documents it makes."""
+
+MAX_GROUPS = 2000
+"""Past this many name patterns, a new pattern is folded into a coarser one (its folder, or its first
+word), so hostile or random names cannot make the groups themselves unbounded."""
+
+_NUMBERS = re.compile(r"\d+(?:[._:-]\d+)*")
+_WORD = re.compile(r"^[^._:/-]*")
+
+
+def group_key(name: str) -> str:
+    """The pattern that groups similar document names: digit runs become ``*``.
+
+    ``print.20241027`` and ``print.20241028`` share ``print.*``; ``/d/fact_file_20241027.csv``
+    gives ``/d/fact_file_*.csv``; timer documents ``ten_seconds_1730000010.0`` give ``ten_seconds_*``.
+    In a path only the file name is folded (``/srv/run2/a_1.csv`` gives ``/srv/run2/a_*.csv``).
+    """
+    if name.startswith("/"):
+        folder, _, base = name.rpartition("/")
+        return f"{folder}/{_NUMBERS.sub('*', base)}"
+    return _NUMBERS.sub("*", name)
+
+
+def coarse_key(name: str) -> str:
+    """The fallback pattern once there are too many: the folder of a path, or the first word of a name."""
+    if name.startswith("/"):
+        return name.rpartition("/")[0] + "/…"
+    word = _WORD.match(name)
+    return (word.group(0) if word else "") + "…"
+
+
+def doc_state(des_state: str | None, has_version: bool) -> str:
+    """A document's state from its producer's state (None: no producer)."""
+    if des_state is not None:
+        return DES_TO_DOC.get(des_state, "never built")
+    return "source" if has_version else "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """A group as the console shows it: its pattern, how many documents, the first one, counts per state."""
+
+    pattern: str
+    count: int
+    first: str
+    states: tuple[tuple[str, int], ...]
+
+    def state_count(self, state: str) -> int:
+        for name, n in self.states:
+            if name == state:
+                return n
+        return 0
+
+
+@dataclass(slots=True)
+class _Group:
+    count: int = 0
+    first: str = ""
+    states: Counter[str] = field(default_factory=Counter)
+
+
+class Groups:
+    """Document counts per name pattern and state, moved by the engine as states change."""
+
+    def __init__(self, max_groups: int = MAX_GROUPS) -> None:
+        self.max_groups = max_groups
+        self._groups: dict[str, _Group] = {}
+        self.touched: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def key(self, name: str) -> str:
+        """The group of a document already counted, or the one it would join now.
+
+        Fine patterns are never removed, so a name's group is the same every time it is asked for
+        (and after a restart, which rebuilds the same patterns from the store)."""
+        fine = group_key(name)
+        if fine in self._groups or len(self._groups) < self.max_groups:
+            return fine
+        return coarse_key(name)
+
+    def join(self, name: str, state: str, pattern: str | None = None) -> str:
+        """Count a document new to the DAG; returns its group."""
+        key = pattern or self.key(name)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(first=name)
+        elif name < group.first:
+            group.first = name
+        group.count += 1
+        group.states[state] += 1
+        self.touched.add(key)
+        return key
+
+    def move(self, name: str, old: str, new: str) -> None:
+        """A counted document changed state."""
+        if old == new:
+            return
+        key = self.key(name)
+        group = self._groups.get(key)
+        if group is None:
+            return
+        group.states[old] -= 1
+        if group.states[old] <= 0:
+            del group.states[old]
+        group.states[new] += 1
+        self.touched.add(key)
+
+    def summary(self, pattern: str) -> GroupSummary | None:
+        group = self._groups.get(pattern)
+        if group is None:
+            return None
+        states = tuple((s, group.states[s]) for s in DOC_STATES if group.states.get(s, 0) > 0)
+        return GroupSummary(pattern, group.count, group.first, states)
+
+    def summaries(self) -> list[GroupSummary]:
+        """Every group, in pattern order."""
+        return [s for s in (self.summary(p) for p in sorted(self._groups)) if s is not None]
+
+    def take_touched(self) -> tuple[GroupSummary, ...]:
+        """The groups that changed since the last call."""
+        if not self.touched:
+            return ()
+        touched, self.touched = self.touched, set()
+        return tuple(s for s in (self.summary(p) for p in sorted(touched)) if s is not None)
