@@ -269,12 +269,13 @@ def check_no_event_lost(run: Run, scenario: dict[str, Any]) -> None:
 def play(scenario: dict[str, Any]) -> None:
     # with "evict", the engine drops every up-to-date DES and cached fact from memory after every commit,
     # so every later look goes to the store: the promises must hold the same
-    saved = dag.EVICT_MIN
-    dag.EVICT_MIN = 1 if scenario.get("evict") else saved
+    saved = dag.EVICT_MIN, dag.EVICT_GROWTH
+    if scenario.get("evict"):
+        dag.EVICT_MIN, dag.EVICT_GROWTH = 1, 0.0
     try:
         _play(scenario)
     finally:
-        dag.EVICT_MIN = saved
+        dag.EVICT_MIN, dag.EVICT_GROWTH = saved
 
 
 def _play(scenario: dict[str, Any]) -> None:

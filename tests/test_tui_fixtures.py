@@ -15,6 +15,8 @@ from typing import Any
 
 from tinyo import events as ev
 from tinyo.clock import ManualClock
+from tinyo.engine_state import DESInfo, DocInfo
+from tinyo.groups import DES_TO_DOC, Groups
 
 START = 1_730_000_000.0
 
@@ -60,6 +62,10 @@ class ScriptedEngine:
         self._event_id = 0
         self._run_id = 0
         self._docs: dict[str, int] = {}
+        self._groups = Groups()
+        self._doc_states: dict[str, str] = {}
+        self._producer: dict[str, str] = {}
+        self._readers: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------ engine surface
     def start(self) -> None:
@@ -96,6 +102,44 @@ class ScriptedEngine:
     def documents(self, prefix: str | None = None, limit: int = 1000) -> list[Any]:
         return []
 
+    def groups_summary(self) -> list[Any]:
+        return self._groups.summaries()
+
+    def _doc_info(self, name: str) -> DocInfo | None:
+        if name not in self._doc_states:
+            return None
+        producer = self._producer.get(name)
+        node = self._des.get(producer or "")
+        detail = node.reason if node is not None and node.state in ("waiting", "stale", "failed") else ""
+        readers = tuple(sorted(self._readers.get(name, ())))
+        return DocInfo(name, self._docs.get(name), producer, self._doc_states[name], detail, readers, len(readers))
+
+    def doc_infos(self, names: Any) -> list[DocInfo]:
+        return [i for i in map(self._doc_info, names) if i is not None]
+
+    def des_infos(self, ids: Any) -> list[DESInfo]:
+        out = []
+        for des_id in ids:
+            d = self._des.get(des_id)
+            if d is not None:
+                run = d.runs[-1] if d.runs and d.state == "running" else None
+                out.append(DESInfo(des_id, tuple(sorted(d.deps)), tuple(sorted(d.targs)), d.ops, d.generator, d.event,
+                                   d.state, d.reason, "", run.run_id if run else None, run.worker if run else None))
+        return out
+
+    def group_members(self, pattern: str, offset: int = 0, limit: int = 200) -> list[DocInfo]:
+        names = sorted(n for n in self._doc_states if self._groups.key(n) == pattern)
+        return self.doc_infos(names[offset:offset + limit])
+
+    def find_documents(self, match: Any, limit: int = 1) -> list[str]:
+        return [n for n in sorted(self._doc_states) if match(n)][:limit]
+
+    def locate(self, name: str) -> tuple[str, int] | None:
+        if name not in self._doc_states:
+            return None
+        key = self._groups.key(name)
+        return key, sorted(n for n in self._doc_states if self._groups.key(n) == key).index(name)
+
     def workers(self) -> list[Any]:
         return []
 
@@ -122,6 +166,25 @@ class ScriptedEngine:
     # ------------------------------------------------------------ scripting
     def pub(self, cls: type[ev.BusEvent], **fields: Any) -> None:
         self.bus.publish(cls(ts=self.clock.time(), **fields))
+        groups = self._groups.take_touched()
+        if groups:
+            self.bus.publish(ev.GroupsChanged(ts=self.clock.time(), groups=groups))
+
+    def _doc_to(self, name: str, state: str) -> None:
+        """Count a document's state the way the engine does (the console's group counts come from it)."""
+        old = self._doc_states.get(name)
+        if old is None:
+            self._groups.join(name, state)
+        else:
+            self._groups.move(name, old, state)
+        self._doc_states[name] = state
+
+    def document(self, name: str) -> None:
+        """An input document gets a new version (no event row, no generators)."""
+        self._docs[name] = self._docs.get(name, 0) + 1
+        if name not in self._doc_states:
+            self._doc_to(name, "source")
+        self.pub(ev.DocumentUpdated, name=name, version=self._docs[name], by="event")
 
     def receive(self, name: str, source: str = "file", des: list[tuple[str, list[str], list[str], list[str]]] = (),
                 error: tuple[str, str] | None = None) -> list[str]:
@@ -130,13 +193,22 @@ class ScriptedEngine:
         eid = self._event_id
         self.pub(ev.EventReceived, event_id=eid, name=name, source=source)
         self._docs[name] = self._docs.get(name, 0) + 1
+        if name not in self._producer:
+            self._doc_to(name, "source")
         self.pub(ev.DocumentUpdated, name=name, version=self._docs[name], by="event")
         ids = []
         for generator, deps, targs, ops in des:
             des_id = des_id_of(generator, *deps, *targs)
             ids.append(des_id)
-            node = _Des(des_id, frozenset(deps), frozenset(targs), tuple(ops), generator, name)
+            node = _Des(des_id, frozenset(deps), frozenset(targs), tuple(ops), generator, name, state="new")
             self._des[des_id] = node
+            for targ in targs:
+                self._producer[targ] = des_id
+                self._doc_to(targ, "never built")
+            for dep in deps:
+                self._readers.setdefault(dep, []).append(des_id)
+                if dep not in self._doc_states:
+                    self._doc_to(dep, "source" if dep in self._docs else "missing")
             self.pub(ev.DESRegistered, des_id=des_id, deps=node.deps, targs=node.targs, ops=node.ops,
                      generator=generator, event=name)
         if error is not None:
@@ -147,10 +219,14 @@ class ScriptedEngine:
 
     def state(self, des_id: str, state: str, reason: str = "") -> None:
         node = self._des[des_id]
+        previous = node.state
         node.state, node.reason = state, reason
+        for targ in node.targs:
+            self._doc_to(targ, DES_TO_DOC[state])
         if state == "queued":
             self.pub(ev.DESQueued, des_id=des_id, targs=node.targs, reason=reason)
-        self.pub(ev.DESStateChanged, des_id=des_id, state=state, reason=reason)
+        self.pub(ev.DESStateChanged, des_id=des_id, state=state, reason=reason, previous=previous,
+                 targs=tuple(sorted(node.targs)))
 
     def run(self, des_id: str, worker: str, lines: list[str], seconds: float = 0.4,
             error: str | None = None, finish: bool = True) -> int:

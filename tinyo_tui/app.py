@@ -41,8 +41,6 @@ DRAIN_CHUNK = 4000
 """The most bus events folded in per tick."""
 MAX_DRAIN_DELAY = 0.5
 """Even under the heaviest flood the panes update at least twice a second."""
-SYNC_LIMIT = 100_000
-"""Documents read from the store at start-up."""
 
 
 class TinyoApp(App[int]):
@@ -144,11 +142,11 @@ class TinyoApp(App[int]):
             fatal = getattr(engine, "fatal", None)
             if fatal is not None:
                 raise fatal
-            docs = engine.documents(limit=SYNC_LIMIT)
+            groups = engine.groups_summary()
         except Exception as exc:  # the console stays up to show why the engine did not start
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(QueryResult("boot", [(d.name, d.version, d.producer) for d in docs]))
+        self.post_message(QueryResult("boot", groups))
 
     def on_query_result(self, message: QueryResult) -> None:
         if message.query != "boot":
@@ -159,7 +157,7 @@ class TinyoApp(App[int]):
                         timeout=30)
             return
         changes = Changes()
-        self.state.set_documents(message.value, changes)
+        self.state.set_groups(message.value, changes)
         self._publish(changes)
 
     # ------------------------------------------------------------------ the bridge

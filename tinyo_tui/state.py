@@ -1,20 +1,26 @@
 """Provides the console's in-memory view of the engine, fed by bus events; pure Python, no Textual.
 
-Everything here is bounded except the document DAG itself (which mirrors the engine's). The bridge
+Everything here is bounded. The document DAG is not mirrored: the engine keeps the group counts the
+tree shows (they arrive as ``GroupsChanged``), and documents and DES are cached only while they are
+on screen or recently heard of; the rest is read from the engine when the tree expands. The bridge
 hands batches of bus events to ``ConsoleState.apply``; it returns a ``Changes`` that says which
 parts of the screen need repainting, so a pane repaints only what moved.
 """
 
 from __future__ import annotations
 
-import re
-import sys
 from collections import Counter, OrderedDict, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Literal
 
 from tinyo import events as ev
+from tinyo.engine_state import DESInfo, DocInfo
+from tinyo.groups import DES_TO_DOC as _ENGINE_DES_TO_DOC
+from tinyo.groups import GroupSummary, group_key
+
+__all__ = ["ConsoleState", "group_key"]
 
 DocState = Literal[
     "up to date", "stale", "waiting", "queued", "running", "failed", "cancelled", "never built",
@@ -22,18 +28,12 @@ DocState = Literal[
 ]
 RowKind = Literal["event", "timer", "error", "notice", "rejected"]
 
-DES_TO_DOC: dict[str, DocState] = {
-    "ok": "up to date",
-    "stale": "stale",
-    "waiting": "waiting",
-    "queued": "queued",
-    "running": "running",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "interrupted": "queued",
-    "registered": "never built",
-}
+DES_TO_DOC: dict[str, DocState] = {**_ENGINE_DES_TO_DOC, "registered": "never built"}  # type: ignore[dict-item]
 """How a producing DES's state reads on the documents it makes."""
+COUNTED = ("queued", "running", "failed")
+"""DES states the header counts (kept from the engine's transitions, with no per-DES memory)."""
+MAX_CACHED = 2000
+"""Documents (and DES) kept in memory beyond those on screen; the engine has them all."""
 
 MAX_EVENT_ROWS = 5000
 """The event stream keeps the newest this many rows; older ones are only in the store."""
@@ -42,22 +42,6 @@ MAX_OUTPUT_ROWS = 5000
 MAX_FLOW_RUNS = 8
 """Lanes of this many recent flow runs are kept."""
 _RATE_WINDOW = 5.0
-
-_NUMBERS = re.compile(r"\d+(?:[._:-]\d+)*")
-
-
-def group_key(name: str) -> str:
-    """The pattern that groups similar document names: digit runs become ``*``.
-
-    ``print.20241027`` and ``print.20241028`` share ``print.*``; ``/d/fact_file_20241027.csv``
-    gives ``/d/fact_file_*.csv``; timer documents ``ten_seconds_1730000010.0`` give ``ten_seconds_*``.
-    In a path only the file name is folded (``/srv/run2/a_1.csv`` gives ``/srv/run2/a_*.csv``).
-    """
-    if name.startswith("/"):
-        folder, _, base = name.rpartition("/")
-        return f"{folder}/{_NUMBERS.sub('*', base)}"
-    return _NUMBERS.sub("*", name)
-
 
 @dataclass(slots=True)
 class DesNode:
@@ -92,24 +76,12 @@ class DocNode:
     producer: str | None = None
     consumers: tuple[str, ...] | set[str] | None = None
     """DES that read this document (None until one does; a small tuple, a set past 8 readers)."""
+    reader_count: int = 0
+    """How many DES read it, when the engine said so (it lists only the first ones)."""
     state: DocState = "missing"
     detail: str = ""
     group: str = ""
-    """The interned name pattern of the document's group."""
-
-
-@dataclass
-class DocGroup:
-    """Documents whose names share a pattern (``print.*``), with a count per state.
-
-    Members are not listed here (that would double the memory of 100,000 documents); expanding a
-    group scans the documents once instead."""
-
-    pattern: str
-    count: int = 0
-    first: str = ""
-    """The first member (the document a one-member group stands for)."""
-    states: Counter[str] = field(default_factory=Counter)
+    """The name pattern of the document's group."""
 
 
 @dataclass(slots=True)
@@ -167,6 +139,8 @@ class Changes:
     new_output: int = 0
     new_docs: set[str] = field(default_factory=set)
     changed_docs: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    """Patterns whose counts changed (or that are new)."""
     changed_des: set[str] = field(default_factory=set)
     workers: bool = False
     lanes: bool = False
@@ -175,7 +149,7 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(
-            self.new_events or self.updated_events or self.new_output or self.new_docs
+            self.new_events or self.updated_events or self.new_output or self.new_docs or self.groups
             or self.changed_docs or self.changed_des or self.workers or self.lanes or self.header
         )
 
@@ -183,7 +157,8 @@ class Changes:
 class ConsoleState:
     """The console's model of the engine. Call ``apply`` on the UI thread only."""
 
-    def __init__(self, *, max_events: int = MAX_EVENT_ROWS, max_output: int = MAX_OUTPUT_ROWS) -> None:
+    def __init__(self, *, max_events: int = MAX_EVENT_ROWS, max_output: int = MAX_OUTPUT_ROWS,
+                 max_cached: int = MAX_CACHED) -> None:
         self.events: deque[EventRow] = deque(maxlen=max_events)
         self.events_dropped = 0
         """Rows that fell off the top of the stream (still in the store)."""
@@ -192,8 +167,15 @@ class ConsoleState:
         self.output: deque[OutputRow] = deque(maxlen=max_output)
         self.output_dropped = 0
         self.des: dict[str, DesNode] = {}
+        """A cache: DES on screen, queued or running, and the most recently heard of."""
         self.docs: dict[str, DocNode] = {}
-        self.groups: dict[str, DocGroup] = {}
+        """A cache: documents on screen and the most recently heard of."""
+        self.groups: dict[str, GroupSummary] = {}
+        """Every document group, as the engine counts it."""
+        self.max_cached = max_cached
+        self.pinned_docs: Collection[str] = ()
+        """Documents on screen (the tree's): never dropped from the cache."""
+        self.pinned_des: Collection[str] = ()
         self.workers: dict[str, WorkerRow] = {}
         self.flows: OrderedDict[str, dict[tuple[str, int], ev.FlowMetrics]] = OrderedDict()
         self.des_states: Counter[str] = Counter()
@@ -237,16 +219,6 @@ class ConsoleState:
         """Seconds since the engine started running."""
         return None if self.started_at is None else max(0.0, now - self.started_at)
 
-    def sorted_group_names(self, pattern: str) -> list[str]:
-        """The documents of a group, sorted (a scan of all documents: done on expand only)."""
-        group = self.groups.get(pattern)
-        if group is None:
-            return []
-        if group.count == 1:
-            return [group.first]
-        key = group.pattern
-        return sorted(name for name, doc in self.docs.items() if doc.group is key)
-
     # ------------------------------------------------------------------ updates
     def note(self, line: str, kind: Literal["cmd", "info", "error"], ts: float) -> OutputRow:
         """Add a console line (an echoed CLI command, an info or error note) to the output pane."""
@@ -261,47 +233,61 @@ class ConsoleState:
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event, ch)
+        self.trim()
         return ch
 
-    def set_documents(self, docs: list[tuple[str, int | None, str | None]], ch: Changes) -> None:
-        """Seed document versions (and producers) from the store (start-up or a resync)."""
-        for name, version, producer in docs:
-            doc, new = self._doc(name)
-            if new:
-                ch.new_docs.add(name)
-            if version is not None and version != doc.version:
-                doc.version = version
-                ch.changed_docs.add(name)
-            if producer and producer in self.des and doc.producer is None:
-                doc.producer = producer
-            self._restate_doc(doc, ch)
+    def trim(self) -> None:
+        """Drop cached documents and DES beyond ``max_cached`` (oldest first), except those on screen
+        and the DES queued or running (the header, workers and cancel need those)."""
+        limit = self.max_cached
+        if len(self.docs) > limit:
+            pinned = self.pinned_docs
+            drop = [n for n in self.docs if n not in pinned][: len(self.docs) - limit // 2]
+            for name in drop:
+                del self.docs[name]
+        if len(self.des) > limit:
+            pinned = self.pinned_des
+            drop = [i for i, d in self.des.items() if i not in pinned and d.state not in ("queued", "running")]
+            for des_id in drop[: len(self.des) - limit // 2]:
+                del self.des[des_id]
+
+    def set_groups(self, groups: list[GroupSummary], ch: Changes) -> None:
+        """Seed the group counts (start-up)."""
+        for group in groups:
+            self.groups[group.pattern] = group
+            ch.groups.add(group.pattern)
+
+    def put_doc_info(self, info: DocInfo) -> DocNode:
+        """Cache what the engine said about a document (the tree asked for it)."""
+        doc = self.docs.get(info.name)
+        if doc is None:
+            doc = self.docs[info.name] = DocNode(info.name, group=group_key(info.name))
+        doc.version, doc.producer = info.version, info.producer
+        doc.state, doc.detail = info.state, info.detail  # type: ignore[assignment]
+        doc.consumers = info.readers
+        doc.reader_count = info.reader_count
+        return doc
+
+    def put_des_info(self, info: DESInfo) -> DesNode:
+        """Cache what the engine said about a DES (the tree asked for it)."""
+        node = self.des.get(info.des_id)
+        if node is None:
+            node = self.des[info.des_id] = DesNode(info.des_id, info.deps, info.targs, info.ops, info.generator,
+                                                   info.event)
+        node.state, node.reason, node.error = info.state, info.reason, info.error
+        if info.run_id is not None:
+            node.run_id, node.worker = info.run_id, info.worker
+        return node
 
     def _doc(self, name: str) -> tuple[DocNode, bool]:
         doc = self.docs.get(name)
         if doc is not None:
             return doc, False
-        key = group_key(name)
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = DocGroup(sys.intern(key), first=name)
-        doc = self.docs[name] = DocNode(name, group=group.pattern)
-        group.count += 1
-        group.states[doc.state] += 1
+        doc = self.docs[name] = DocNode(name, group=group_key(name))
         return doc, True
 
-    def _restate_doc(self, doc: DocNode, ch: Changes) -> None:
-        if doc.producer is not None and doc.producer in self.des:
-            des = self.des[doc.producer]
-            state: DocState = DES_TO_DOC.get(des.state, "never built")
-            detail = (des.error or des.reason) if state == "failed" else des.reason if state in ("waiting", "stale") else ""
-        elif doc.version is not None:
-            state, detail = "source", ""
-        else:
-            state, detail = "missing", "no version yet"
+    def _set_doc_state(self, doc: DocNode, state: DocState, detail: str, ch: Changes) -> None:
         if state != doc.state or detail != doc.detail:
-            states = self.groups[doc.group].states
-            states[doc.state] -= 1
-            states[state] += 1
             doc.state, doc.detail = state, detail
             ch.changed_docs.add(doc.name)
 
@@ -371,7 +357,6 @@ class ConsoleState:
         if node is None:
             node = self.des[e.des_id] = DesNode(e.des_id, tuple(sorted(e.deps)), tuple(sorted(e.targs)), e.ops,
                                                 e.generator, e.event)
-            self.des_states[node.state] += 1
         ch.changed_des.add(e.des_id)
         row = self._event_by_name.get(e.event)
         if row is not None and e.des_id not in row.des_ids and len(row.des_ids) < 100:
@@ -386,39 +371,46 @@ class ConsoleState:
                     doc.consumers = readers + (e.des_id,) if len(readers) < 8 else {*readers, e.des_id}
             else:
                 readers.add(e.des_id)
+            if doc.reader_count:
+                doc.reader_count = max(doc.reader_count, len(doc.consumers or ()))
             if new:
                 ch.new_docs.add(name)
+                if doc.version is None:
+                    doc.state, doc.detail = "missing", "no version yet"
             ch.changed_docs.add(name)
         for name in e.targs:
             doc, new = self._doc(name)
             doc.producer = e.des_id
             if new:
                 ch.new_docs.add(name)
-            self._restate_doc(doc, ch)
+            self._set_doc_state(doc, DES_TO_DOC.get(node.state, "never built"), "", ch)
             ch.changed_docs.add(name)
 
-    def _set_des_state(self, des_id: str, state: str, reason: str, ch: Changes) -> DesNode | None:
-        node = self.des.get(des_id)
-        if node is None:
-            return None
-        if node.state != state:
-            self.des_states[node.state] -= 1
-            self.des_states[state] += 1
-            node.state = state
-            ch.header = True
-        node.reason = reason
-        ch.changed_des.add(des_id)
-        for name in node.targs:
-            doc = self.docs.get(name)
-            if doc is not None:
-                self._restate_doc(doc, ch)
-        return node
-
     def _on_queued(self, e: ev.DESQueued, ch: Changes) -> None:
-        self._set_des_state(e.des_id, "queued", e.reason, ch)
+        return None  # the DESStateChanged to queued that follows carries the change
 
     def _on_state(self, e: ev.DESStateChanged, ch: Changes) -> None:
-        self._set_des_state(e.des_id, e.state, e.reason, ch)
+        node = self.des.get(e.des_id)
+        previous = e.previous or (node.state if node is not None else "")
+        if previous != e.state:
+            if previous in COUNTED and self.des_states[previous] > 0:
+                self.des_states[previous] -= 1
+            if e.state in COUNTED:
+                self.des_states[e.state] += 1
+            ch.header = True
+        targs = e.targs or (node.targs if node is not None else ())
+        if node is not None:
+            node.state, node.reason = e.state, e.reason
+            if e.state != "failed":
+                node.error = ""
+            ch.changed_des.add(e.des_id)
+        doc_state: DocState = DES_TO_DOC.get(e.state, "never built")
+        detail = e.reason if doc_state in ("waiting", "stale", "failed") else ""
+        for name in targs:
+            doc = self.docs.get(name)
+            if doc is not None:
+                doc.producer = doc.producer or e.des_id
+                self._set_doc_state(doc, doc_state, detail, ch)
 
     def _on_op_started(self, e: ev.OpStarted, ch: Changes) -> None:
         node = self.des.get(e.des_id)
@@ -472,8 +464,16 @@ class ConsoleState:
         if new:
             ch.new_docs.add(e.name)
         doc.version = e.version
-        self._restate_doc(doc, ch)
+        if e.by not in ("event", "found"):
+            doc.producer = doc.producer or e.by  # made by the DES ``by``: its state change follows
+        elif doc.producer is None:
+            self._set_doc_state(doc, "source", "", ch)
         ch.changed_docs.add(e.name)
+
+    def _on_groups(self, e: ev.GroupsChanged, ch: Changes) -> None:
+        for group in e.groups:
+            self.groups[group.pattern] = group
+            ch.groups.add(group.pattern)
 
     def _on_worker(self, e: ev.WorkerChanged, ch: Changes) -> None:
         row = self.workers.get(e.worker) or WorkerRow(e.worker)
@@ -521,6 +521,7 @@ _HANDLERS = {
     ev.OpCancelled: ConsoleState._on_op_cancelled,
     ev.OpOutput: ConsoleState._on_output,
     ev.DocumentUpdated: ConsoleState._on_document,
+    ev.GroupsChanged: ConsoleState._on_groups,
     ev.WorkerChanged: ConsoleState._on_worker,
     ev.FlowMetrics: ConsoleState._on_flow,
     ev.EngineState: ConsoleState._on_engine,

@@ -28,6 +28,10 @@ RunStatus = Literal["queued", "running", "retry"]
 EVICT_MIN = 4000
 """Entries (DES plus cached document facts) a backed graph holds before its first eviction."""
 
+EVICT_GROWTH = 1.0
+"""After an eviction, the next waits until memory grew by this fraction of what stayed (at least
+EVICT_MIN entries): eviction costs O(what stays), so this keeps it O(1) per entry over time."""
+
 UP_TO_DATE = "up to date: deps unchanged since the last success"
 """One shared string: the versions are in ``explain_des`` (memory per DES stays small)."""
 
@@ -102,6 +106,8 @@ class Graph:
         """Document → ids of every DES that reads it (the reverse index; an entry is always complete)."""
         self.nodes: dict[str, Node] = {}
         self._evict_at = EVICT_MIN
+        self._settled = 0
+        """DES that became up to date since the last eviction."""
 
     # ------------------------------------------------------------ lookups
     def version(self, doc: str) -> int | None:
@@ -247,13 +253,14 @@ class Graph:
     # ------------------------------------------------------------ memory
     def evict(self, keep: Iterable[str] = ()) -> int:
         """Drop up-to-date DES (except ``keep``) and the cached entries only they used; returns how many
-        DES were dropped. A no-op without a backing, or while memory is below the last high mark: the
-        mark doubles past what stays, so eviction costs O(1) per DES over time."""
+        DES were dropped. A no-op without a backing, or until memory grew enough since the last one
+        (``EVICT_MIN``, ``EVICT_GROWTH``)."""
         if self.backing is None:
             return 0
         size = len(self.nodes) + len(self.versions) + len(self.producer) + len(self.consumers)
-        if size < self._evict_at:
+        if size < self._evict_at and self._settled < max(EVICT_MIN, int(len(self.nodes) * EVICT_GROWTH)):
             return 0
+        self._settled = 0
         pinned = set(keep)
         drop = [nid for nid, n in self.nodes.items()
                 if n.state == "ok" and n.status is None and not n.forced and nid not in pinned]
@@ -267,7 +274,7 @@ class Graph:
         self.producer = {d: p for d, p in self.producer.items() if d in hot_docs}
         self.consumers = {d: c for d, c in self.consumers.items() if d in hot_docs}
         kept = len(self.nodes) + len(self.versions) + len(self.producer) + len(self.consumers)
-        self._evict_at = max(EVICT_MIN, 2 * kept)
+        self._evict_at = kept + max(EVICT_MIN, int(kept * EVICT_GROWTH))
         return len(drop)
 
     # ------------------------------------------------------------ readiness
@@ -328,6 +335,8 @@ class Graph:
             if moved and nid not in changed:
                 node.was = node.state
                 changed[nid] = node
+                if verdict.state == "ok":
+                    self._settled += 1
             node.state, node.blocking, node.reason = verdict.state, verdict.blocking, verdict.reason
             if flip or moved:
                 for cid in self.consumers_of(node):

@@ -289,9 +289,13 @@ class Engine:
         """One page of a group's documents, in name order."""
         return self.call(lambda: self._group_members(pattern, offset, limit))
 
-    def group_index(self, pattern: str, name: str) -> int:
-        """The position of ``name`` in its group (name order)."""
-        return self.call(lambda: self.store.group_index(pattern, name))
+    def locate(self, name: str) -> tuple[str, int] | None:
+        """The group of document ``name`` and its position there (name order); None if unknown."""
+        def run() -> tuple[str, int] | None:
+            pattern = self.store.group_of(name)
+            return None if pattern is None else (pattern, self.store.group_index(pattern, name))
+
+        return self.call(run)
 
     def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
         """What is known about each of ``names`` (unknown names are left out)."""

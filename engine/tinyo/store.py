@@ -521,8 +521,8 @@ class Store:
         return None if row is None else _stored_des(row)
 
     def group_of(self, name: str) -> str | None:
-        row = self._one("SELECT grp FROM names WHERE name = ?", (name,))
-        return None if row is None else row[0]
+        rows = self._r("SELECT grp FROM names WHERE name = ?", (name,)).fetchall()
+        return rows[0][0] if rows else None
 
     def group_members(self, group: str, offset: int, limit: int) -> list[tuple[str, int | None, str | None]]:
         """(name, version, producer) of a group's documents in name order, one page."""

@@ -5,23 +5,29 @@ when the pattern has one member. A document expands into the DES that produces i
 the DES that read it (downstream); a DES expands into its deps or its targets, following the
 direction it was reached from. Children are built on expand and dropped on collapse, so the tree
 stays small with 100,000 documents; a state change repaints only the nodes that show it.
+
+The group counts come from the engine (it keeps them as states change); members, producers and readers
+are asked of the engine when a node expands, and what is on screen stays in the console's cache, where
+bus events keep it current.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from tinyo.groups import GroupSummary
+
 from ..messages import OpenDetails, Selected
 from ..palette import Palette, glyph
 from ..safe_text import short_id, visible
-from ..state import Changes, ConsoleState, DocGroup, group_key
+from ..state import Changes, ConsoleState, group_key
 
 PAGE = 200
 """Documents listed per page when a group is expanded."""
@@ -58,7 +64,35 @@ class DocumentTree(Tree[NodeData]):
         self._group_order: list[str] = []
         self._docs: dict[str, list[TreeNode[NodeData]]] = {}
         self._des: dict[str, list[TreeNode[NodeData]]] = {}
+        # what is on screen stays in the console's cache
+        state.pinned_docs = self._docs
+        state.pinned_des = self._des
 
+    # ------------------------------------------------------------------ the engine
+    @property
+    def _engine(self) -> Any:
+        return getattr(self.app, "engine", None)
+
+    def _fetch_docs(self, names: list[str]) -> None:
+        """Cache the engine's current view of ``names`` (documents about to be shown)."""
+        engine = self._engine
+        if engine is None or not names:
+            return
+        try:
+            for info in engine.doc_infos(names):
+                self._state.put_doc_info(info)
+        except Exception as exc:  # the engine stopped or is busy: show what the cache has
+            self.log.warning(f"documents lookup failed: {exc}")
+
+    def _fetch_des(self, ids: list[str]) -> None:
+        engine = self._engine
+        if engine is None or not ids:
+            return
+        try:
+            for info in engine.des_infos(ids):
+                self._state.put_des_info(info)
+        except Exception as exc:  # the engine stopped or is busy: show what the cache has
+            self.log.warning(f"DES lookup failed: {exc}")
     # ------------------------------------------------------------------ labels
     def _doc_label(self, name: str, arrow: str = "") -> Text:
         doc = self._state.docs.get(name)
@@ -97,7 +131,7 @@ class DocumentTree(Tree[NodeData]):
         text.append(f"  {visible(detail)}", style=style(state))
         return text
 
-    def _group_label(self, group: DocGroup) -> Text:
+    def _group_label(self, group: GroupSummary) -> Text:
         if group.count == 1:
             return self._doc_label(group.first)
         style = self._palette.style
@@ -105,7 +139,7 @@ class DocumentTree(Tree[NodeData]):
         text.append(visible(group.pattern), style="bold")
         text.append(f" ({group.count})", style=style("muted"))
         for state in _STATE_ORDER:
-            n = group.states.get(state, 0)
+            n = group.state_count(state)
             if n:
                 text.append(f"  {glyph(state)}{n}", style=style(state))
         return text
@@ -136,6 +170,8 @@ class DocumentTree(Tree[NodeData]):
 
     def _add_group(self, pattern: str) -> None:
         group = self._state.groups[pattern]
+        if group.count == 1 and group.first not in self._state.docs:
+            self._fetch_docs([group.first])
         index = bisect.bisect(self._group_order, pattern)
         self._group_order.insert(index, pattern)
         before = index if index < len(self.root.children) else None
@@ -145,7 +181,7 @@ class DocumentTree(Tree[NodeData]):
     def _add_doc(self, parent: TreeNode[NodeData], name: str, direction: Direction, arrow: str = "",
                  before: int | None = None) -> TreeNode[NodeData]:
         doc = self._state.docs.get(name)
-        has_links = doc is not None and (doc.producer is not None or bool(doc.consumers))
+        has_links = doc is not None and (doc.producer is not None or bool(doc.consumers) or doc.reader_count > 0)
         node = parent.add(self._doc_label(name, arrow), ("doc", name, direction, 0), before=before,
                           allow_expand=has_links)
         return self._register(node)
@@ -167,23 +203,27 @@ class DocumentTree(Tree[NodeData]):
             if group.count == 1:
                 self._fill_doc(node, group.first, "both")
                 return
-            names = state.sorted_group_names(key)
-            start = max(0, min(offset, len(names) - 1))
+            start = max(0, min(offset, group.count - 1))
+            names = self._page(key, start)
             if start > 0:
                 node.add_leaf(Text(f"… {start} earlier (enter)", style=self._palette.style("muted")),
                               ("more", key, "both", max(0, start - PAGE)))
-            for name in names[start:start + PAGE]:
+            for name in names:
                 self._add_doc(node, name, "both")
-            rest = len(names) - start - PAGE
+            rest = group.count - start - len(names)
             if rest > 0:
                 node.add_leaf(Text(f"… {rest} more (enter, or / to jump)", style=self._palette.style("muted")),
                               ("more", key, "both", start + PAGE))
         elif kind == "doc":
             self._fill_doc(node, key, direction)
         elif kind == "des":
+            self._fetch_des([key])
             des = state.des.get(key)
             if des is None:
                 return
+            shown = [*(des.deps if direction in ("up", "both") else ()),
+                     *(des.targs if direction in ("down", "both") else ())]
+            self._fetch_docs([n for n in shown if n not in state.docs])
             if direction in ("up", "both"):
                 for name in sorted(des.deps):
                     self._add_doc(node, name, "up", "←")
@@ -191,18 +231,35 @@ class DocumentTree(Tree[NodeData]):
                 for name in sorted(des.targs):
                     self._add_doc(node, name, "down", "→")
 
+    def _page(self, pattern: str, start: int) -> list[str]:
+        """One page of a group's documents, from the engine (cached for their labels)."""
+        engine = self._engine
+        if engine is None:
+            return []
+        try:
+            infos = engine.group_members(pattern, start, PAGE)
+        except Exception as exc:  # the engine stopped or is busy: an empty page, the counts stay
+            self.log.warning(f"group lookup failed: {exc}")
+            return []
+        return [self._state.put_doc_info(info).name for info in infos]
+
     def _fill_doc(self, node: TreeNode[NodeData], name: str, direction: Direction) -> None:
+        self._fetch_docs([name])
         doc = self._state.docs.get(name)
         if doc is None:
             return
+        consumers = sorted(doc.consumers or ()) if direction in ("down", "both") else []
+        wanted = [*([doc.producer] if doc.producer is not None and direction in ("up", "both") else []),
+                  *consumers[:MAX_LINKS]]
+        self._fetch_des([d for d in wanted if d not in self._state.des])
         if doc.producer is not None and direction in ("up", "both"):
             self._add_des(node, doc.producer, "up", "made by")
         if direction in ("down", "both"):
-            consumers = sorted(doc.consumers or ())
             for des_id in consumers[:MAX_LINKS]:
                 self._add_des(node, des_id, "down", "feeds")
-            if len(consumers) > MAX_LINKS:
-                node.add_leaf(Text(f"… {len(consumers) - MAX_LINKS} more DES", style=self._palette.style("muted")),
+            total = max(len(consumers), doc.reader_count)
+            if total > MAX_LINKS:
+                node.add_leaf(Text(f"… {total - MAX_LINKS} more DES", style=self._palette.style("muted")),
                               ("more", name, "down", 0))
 
     def _empty(self, node: TreeNode[NodeData]) -> None:
@@ -297,26 +354,33 @@ class DocumentTree(Tree[NodeData]):
 
     # ------------------------------------------------------------------ updates
     def apply(self, changes: Changes) -> None:
-        """Repaint what ``changes`` touched; add groups for new documents."""
+        """Repaint what ``changes`` touched; add nodes for new groups."""
         state = self._state
-        touched_groups: set[str] = set()
-        for name in changes.new_docs:
-            pattern = group_key(name)
-            if pattern not in self._groups:
-                self._add_group(pattern)
+        touched_groups: set[str] = set(changes.groups)
+        for pattern in changes.groups:
+            group = state.groups.get(pattern)
+            node = self._groups.get(pattern)
+            if group is None:
                 continue
-            touched_groups.add(pattern)
-            node = self._groups[pattern]
-            group = state.groups[pattern]
-            if node.is_expanded and group.count == 2:
+            if node is None:
+                self._add_group(pattern)
+            elif node.is_expanded and group.count == 2 and not any(
+                    c.data and c.data[0] == "doc" and c.data[2] == "both" for c in node.children):
                 # The group was showing its single document's links; it becomes a list now.
                 self._empty(node)
                 self._fill(node)
-            elif node.is_expanded and group.count <= PAGE:
-                # The whole group is listed: insert the new document in name order.
-                shown = [child.data[1] for child in node.children if child.data and child.data[0] == "doc"]
-                index = bisect.bisect(shown, name)
-                self._add_doc(node, name, "both", before=index if index < len(node.children) else None)
+        for name in changes.new_docs:
+            pattern = group_key(name)
+            node = self._groups.get(pattern)
+            group = state.groups.get(pattern)
+            if node is None or group is None or not node.is_expanded or group.count > PAGE or group.count < 2:
+                continue
+            shown = [child.data[1] for child in node.children if child.data and child.data[0] == "doc"]
+            if name in shown:
+                continue
+            # The whole group is listed: insert the new document in name order.
+            index = bisect.bisect(shown, name)
+            self._add_doc(node, name, "both", before=index if index < len(node.children) else None)
         for name in changes.changed_docs:
             touched_groups.add(group_key(name))
             for node in self._docs.get(name, ()):
@@ -330,6 +394,9 @@ class DocumentTree(Tree[NodeData]):
             for node in self._des.get(des_id, ()):
                 arrow = "made by" if node.data and node.data[2] == "up" else "feeds"
                 node.set_label(self._des_label(des_id, arrow))
+        singles = [g.first for p in touched_groups if (g := state.groups.get(p)) is not None
+                   and g.count == 1 and g.first not in state.docs]
+        self._fetch_docs(singles)
         for pattern in touched_groups:
             node = self._groups.get(pattern)
             group = state.groups.get(pattern)
@@ -339,7 +406,9 @@ class DocumentTree(Tree[NodeData]):
     def relabel_all(self) -> None:
         """Rebuild every label (after a theme change)."""
         for pattern, node in self._groups.items():
-            node.set_label(self._group_label(self._state.groups[pattern]))
+            group = self._state.groups.get(pattern)
+            if group is not None:
+                node.set_label(self._group_label(group))
         for name, nodes in self._docs.items():
             for node in nodes:
                 arrow = "←" if node.data and node.data[2] == "up" else "→" if node.data and node.data[2] == "down" else ""
@@ -360,20 +429,23 @@ class DocumentTree(Tree[NodeData]):
         except re.error:
             lowered = query.lower()
             match = lambda name: lowered in name.lower()  # noqa: E731
-        names = sorted(n for n in self._state.docs if match(n))
-        if not names:
+        engine = self._engine
+        try:
+            found = engine.find_documents(match, 1) if engine is not None else []
+            place = engine.locate(found[0]) if found else None
+        except Exception as exc:  # the engine stopped or is busy
+            self.log.warning(f"jump failed: {exc}")
             return None
-        name = names[0]
-        key = group_key(name)
+        if place is None:
+            return None
+        name, (key, index) = found[0], place
         node = self._groups.get(key)
-        if node is None:
+        group = self._state.groups.get(key)
+        if node is None or group is None:
             return None
-        group = self._state.groups[key]
         if group.count == 1:
             self.move_cursor(node)
             return name
-        members = self._state.sorted_group_names(key)
-        index = members.index(name)
         offset = (index // PAGE) * PAGE
         self._empty(node)
         assert node.data is not None
