@@ -44,8 +44,11 @@ INTAKE_MAX = 100_000
 the rescan finds the files), so memory stays bounded and nothing is lost."""
 INBOX_MAX = 50_000
 """Executor reports and commands waiting for the loop; a full inbox back-pressures the workers."""
-BACKLOG_MAX = 20_000
+BACKLOG_MAX = 5_000
 """Stored-but-unprocessed events kept in memory; the rest are read back from the store in order."""
+READY_MAX = 2_000
+"""DES ready and waiting for a worker past which no further events are fed to the generators: when
+events arrive faster than ops run, they wait stored in order (not as DES in memory), nothing is lost."""
 STORE_PER_CYCLE = 5_000
 """The most intake events stored in one cycle."""
 OUTPUT_TAIL = 200
@@ -500,12 +503,12 @@ class Engine:
             self._rescan_wanted = False
             self._scan()
         self._store_intake()
-        if not self._paused:
+        if not self._paused and len(self._ready) < READY_MAX:
             self._process_backlog()
         tasks = self._settle_and_prepare()
         self._commit_and_publish(tasks)
         more = (not self._intake.empty() or not self._inbox.empty()
-                or (not self._paused and (self._backlog or self._backlog_in_store))
+                or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX)
                 or (self._ready and self._executor is not None and self._executor.free_slots() > 0))
         if more:
             self._wake.set()

@@ -11,13 +11,14 @@ from textual.containers import Container
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..messages import FilterChanged, OpenDetails, Selected, StateChanged
 from ..safe_text import visible
 from ..widgets.document_tree import DocumentTree
 from ..widgets.event_stream import EventStream
 from ..widgets.filter_bar import FilterBar
+from ..widgets.footer import StableFooter
 from ..widgets.lanes_view import LanesView
 from ..widgets.output_log import OutputLog
 from ..widgets.pane_tabs import PANES, PaneTabs
@@ -72,7 +73,7 @@ class MainScreen(Screen[None]):
         content-align: center middle; text-style: bold; background: $error 30%;
     }
     MainScreen.-too-small #too-small { display: block; }
-    MainScreen.-too-small #panes, MainScreen.-too-small PaneTabs, MainScreen.-too-small Footer { display: none; }
+    MainScreen.-too-small #panes, MainScreen.-too-small PaneTabs, MainScreen.-too-small StableFooter { display: none; }
     """
 
     def __init__(self) -> None:
@@ -96,7 +97,7 @@ class MainScreen(Screen[None]):
             yield WorkersTable(state, palette, now, id="workers")
             yield LanesView(state, palette, id="lanes")
         yield FilterBar(id="filter")
-        yield Footer(show_command_palette=False)
+        yield StableFooter(show_command_palette=False)
         yield Static(Text(f"terminal too small: need {MIN_WIDTH}x{MIN_HEIGHT}"), id="too-small")
 
     def on_mount(self) -> None:
