@@ -386,9 +386,6 @@ class ConsoleState:
             self._set_doc_state(doc, DES_TO_DOC.get(node.state, "never built"), "", ch)
             ch.changed_docs.add(name)
 
-    def _on_queued(self, e: ev.DESQueued, ch: Changes) -> None:
-        return None  # the DESStateChanged to queued that follows carries the change
-
     def _on_state(self, e: ev.DESStateChanged, ch: Changes) -> None:
         node = self.des.get(e.des_id)
         previous = e.previous or (node.state if node is not None else "")
@@ -513,7 +510,6 @@ _HANDLERS = {
     ev.EngineNotice: ConsoleState._on_notice,
     ev.TimerFired: ConsoleState._on_timer,
     ev.DESRegistered: ConsoleState._on_registered,
-    ev.DESQueued: ConsoleState._on_queued,
     ev.DESStateChanged: ConsoleState._on_state,
     ev.OpStarted: ConsoleState._on_op_started,
     ev.OpFinished: ConsoleState._on_op_finished,

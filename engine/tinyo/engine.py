@@ -97,7 +97,7 @@ class Engine:
         self.db_path = db or self.config.sql_conn
         self.store = Store(self.db_path)
         self.resolver = OpResolver(recipe.module, recipe.path)
-        self.graph = Graph(_StoreBacking(self.store))
+        self.graph = Graph(_StoreBacking(self.store, self._node_from_row))
         self.groups = Groups()
         """Documents counted per name pattern and state (what the console's tree shows)."""
         self.timers: list[TimerSpec] = self.config.timer_specs
@@ -807,7 +807,7 @@ class Engine:
 
     def _register(self, des: Any, generator: str, given: str, event: str) -> bool:
         des_id = des.id
-        if des_id in self.graph.nodes or self.graph.has(des_id):
+        if self.graph.has(des_id):
             if des_id in self.graph.nodes and des_id not in self._ops:
                 self._ops[des_id] = self._refs(des)  # reloaded from the store: keep the live ops
             return False
@@ -1287,7 +1287,7 @@ class Engine:
             return ()
 
     def _documents(self, prefix: str | None, limit: int) -> list[DocInfo]:
-        names = self.store.find_names((lambda n: True) if prefix is None else (lambda n: n.startswith(prefix)), limit)
+        names = self.store.names_from(prefix or "", limit)
         return [i for i in map(self._doc_info, names) if i is not None]
 
     def _doc_info(self, name: str) -> DocInfo | None:
@@ -1301,8 +1301,7 @@ class Engine:
             if node is not None and node.state in ("waiting", "stale", "failed", "retry"):
                 detail = node.error if node.state == "failed" and node.error else node.reason
         readers = self.graph.readers(name)
-        shown = tuple(sorted(readers)[:READERS_SHOWN]) if len(readers) <= 1000 else tuple(sorted(
-            list(readers)[:READERS_SHOWN]))
+        shown = tuple(heapq.nsmallest(READERS_SHOWN, readers))
         return DocInfo(name, self.graph.version(name), owner, state, detail, shown, len(readers))
 
     def _group_members(self, pattern: str, offset: int, limit: int) -> list[DocInfo]:
@@ -1326,15 +1325,13 @@ class Engine:
 class _StoreBacking:
     """The graph's view of the store: DES and document facts evicted from memory are read back here."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, build: Callable[[Any], Node]) -> None:
         self.store = store
+        self.build = build
 
     def node(self, des_id: str) -> Node | None:
         row = self.store.des_lookup(des_id)
-        if row is None:
-            return None
-        return Node(row.id, _names(row.deps), _names(row.targs), row.ops_desc, row.generator, row.event,
-                    trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
+        return None if row is None else self.build(row)
 
     def version(self, doc: str) -> int | None:
         return self.store.doc_version(doc)

@@ -550,6 +550,11 @@ class Store:
             cur.close()
         return out
 
+    def names_from(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` document names starting with ``prefix``, in name order (an index range)."""
+        rows = self._r("SELECT name FROM names WHERE name >= ? ORDER BY name LIMIT ?", (prefix, limit)).fetchall()
+        return [name for (name,) in rows if name.startswith(prefix)]
+
     def all_names(self) -> Iterator[tuple[str, str, int | None, str | None]]:
         """Every document: (name, group, version, producer), for rebuilding group counts at start-up."""
         yield from self._r(
@@ -557,8 +562,6 @@ class Store:
             "LEFT JOIN producers p ON p.doc = n.name"
         )
 
-    def consumer_count(self, doc: str) -> int:
-        return self._r("SELECT count(*) FROM consumers WHERE doc = ?", (doc,)).fetchone()[0]
 
     def update_des(self, rows: list[tuple[Any, ...]]) -> None:
         """Set the state of DES: rows are (state, trace, failed_trace, forced, id), or with the next attempt
@@ -583,8 +586,9 @@ class Store:
             "WHERE doc.version IS NOT (SELECT t.value FROM json_each(d.trace) t WHERE t.key = j.value))"))
 
     def des_row(self, des_id: str) -> StoredDES | None:
-        row = self._r(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,)).fetchone()
-        return None if row is None else _stored_des(row)
+        """A DES as stored, after the deferred writes (``des_lookup`` without the flush)."""
+        self.flush()
+        return self.des_lookup(des_id)
 
     # ------------------------------------------------------------ runs
     def next_run_id(self) -> int:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.text import Text
-from textual.binding import Binding, BindingType
 
 from ..messages import OpenDetails, Selected
+from ..palette import Palette
 from ..safe_text import clock_time, visible
 from ..state import ConsoleState, EventRow
-from ..palette import Palette
 from .stream_log import StreamLog
 
 _SOURCE_STYLE = {"file": "primary", "timer": "accent", "manual": "cmd", "scan": "muted", "rerun": "cmd"}
@@ -18,12 +15,6 @@ _SOURCE_STYLE = {"file": "primary", "timer": "accent", "manual": "cmd", "scan": 
 
 class EventStream(StreamLog[EventRow]):
     """The event stream pane. Newest at the bottom; follows unless scrolled up."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Details", show=False)]
-
-    DEFAULT_CSS = """
-    EventStream > .stream-log--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
-    """
 
     empty_text = "waiting for events… (i injects one, t fires a timer)"
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.text import Text
-from textual.binding import Binding, BindingType
 
 from ..messages import OpenDetails, Selected
 from ..palette import Palette
@@ -16,12 +13,6 @@ from .stream_log import StreamLog
 
 class OutputLog(StreamLog[OutputRow]):
     """The output pane; follows the newest line unless scrolled up."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Details", show=False)]
-
-    DEFAULT_CSS = """
-    OutputLog > .stream-log--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
-    """
 
     empty_text = "no output yet: what ops print shows here, tagged with op and worker"
 

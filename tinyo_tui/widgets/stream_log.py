@@ -37,6 +37,7 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home,g", "first", "First", show=False),
         Binding("end,G", "follow", "Follow newest", show=False),
+        Binding("enter", "open", "Details", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -44,7 +45,11 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         scrollbar-size-vertical: 1;
         overflow-x: hidden;
     }
+    StreamLog > .stream-log--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     """
+
+    def action_open(self) -> None:
+        """Enter on a row: subclasses open its details."""
 
     follow: reactive[bool] = reactive(True)
     """Keep the newest row in view (and selected)."""
