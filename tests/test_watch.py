@@ -66,8 +66,13 @@ def test_moved_in_files_and_subfolders(tmp_path, inbox, harness):
 
 def test_overflow_triggers_a_rescan_that_finds_missed_files(tmp_path, inbox, harness):
     with harness(recipe_for(tmp_path, inbox)) as h:
-        h.engine._watcher.stop()  # the watcher goes deaf: these files are never delivered
-        h.engine._watcher = None
+        def go_deaf() -> None:
+            # on the engine thread: from outside, the engine's folder check could see the stopped
+            # watcher's dead emitter between stop and unset, and start a fresh (hearing) one
+            h.engine._watcher.stop()
+            h.engine._watcher = None
+
+        h.engine.call(go_deaf)  # the watcher goes deaf: these files are never delivered
         for i in range(5):
             (inbox / f"missed_{i}.txt").write_text(str(i))
         time.sleep(0.3)
