@@ -107,3 +107,87 @@ def test_a_hard_link_without_a_close_is_reported_once_quiet(tmp_path, inbox, har
         h.wait_for(lambda: h.lines(), what="the linked file", timeout=10)
         h.wait_idle()
     assert h.lines() == ["link.txt linked"]
+
+
+# ---------------------------------------------------------------- the watcher runs in its own process
+
+
+def test_the_watcher_process_sends_each_completed_file_with_its_state_read_there(tmp_path, inbox):
+    import queue
+
+    from tinyo.intake import digest_file
+    from tinyo.watch import WatcherProcess
+
+    got: queue.Queue = queue.Queue()
+    watcher = WatcherProcess([str(inbox)], lambda files: [got.put(f) for f in files], lambda: got.put("overflow"))
+    watcher.start()
+    try:
+        assert watcher._process.pid != os.getpid()
+        for i in range(20):
+            (inbox / f"f{i}.txt").write_text(f"content {i}")
+        seen = {}
+        while len(seen) < 20:
+            path, state = got.get(timeout=10)
+            seen[path] = state
+    finally:
+        watcher.stop()
+    for i in range(20):
+        path = str(inbox / f"f{i}.txt")
+        st = os.stat(path)
+        assert (seen[path].mtime_ns, seen[path].size, seen[path].digest) == (st.st_mtime_ns, st.st_size, digest_file(path))
+    assert watcher._process.poll() == 0, "the watcher process did not exit when stopped"
+
+
+def test_a_stopped_watcher_process_reports_nothing_more(tmp_path, inbox):
+    from tinyo.watch import WatcherProcess
+
+    got = []
+    watcher = WatcherProcess([str(inbox)], got.extend, lambda: None)
+    watcher.start()
+    watcher.stop()
+    (inbox / "late.txt").write_text("late")
+    time.sleep(0.5)
+    assert got == []
+
+
+def test_a_watcher_process_that_cannot_watch_says_which_folder_and_why(tmp_path):
+    import pytest
+
+    from tinyo.watch import WatcherProcess
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    watcher = WatcherProcess([str(blocker / "inbox")], lambda files: None, lambda: None)
+    with pytest.raises(OSError, match=r"cannot watch .*a_file/inbox: .*Error"):
+        watcher.start()
+
+
+def test_a_killed_watcher_process_is_replaced_and_nothing_is_lost(tmp_path, inbox, harness):
+    import signal
+
+    with harness(recipe_for(tmp_path, inbox)) as h:
+        (inbox / "before.txt").write_text("b")
+        h.wait_for(lambda: h.lines(), what="the first file", timeout=10)
+        first = h.engine._watcher
+        os.kill(first._process.pid, signal.SIGKILL)
+        (inbox / "while_dead.txt").write_text("d")  # nobody watches now: the rescan after the restart finds it
+        h.wait_for(lambda: h.engine._watcher is not first, what="a new watcher", timeout=10)
+        h.wait_for(lambda: len(h.lines()) >= 2, what="the file written while no watcher ran", timeout=10)
+        (inbox / "after.txt").write_text("a")
+        h.wait_for(lambda: len(h.lines()) >= 3, what="a file seen by the new watcher", timeout=10)
+        h.wait_idle()
+    assert sorted(h.lines()) == ["after.txt a", "before.txt b", "while_dead.txt d"]
+    sources = {os.path.basename(e.name): e.source for e in h.of(ev.EventReceived)}
+    assert sources["after.txt"] == "file"
+
+
+def test_the_engine_process_runs_no_watchdog_threads(tmp_path, inbox, harness):
+    import threading
+
+    with harness(recipe_for(tmp_path, inbox)) as h:
+        (inbox / "one.txt").write_text("1")
+        h.wait_for(lambda: h.lines(), what="the file", timeout=10)
+        names = [t.name for t in threading.enumerate()]
+        kinds = {type(t).__module__ for t in threading.enumerate()}
+    assert not any(k.startswith("watchdog") for k in kinds), names
+    assert "tinyo-debounce" not in names

@@ -61,7 +61,7 @@ def bench_gen(event):
 config = TinyOConfig(
     sql_conn=os.environ.get("TINYO_BENCH_DB", "bench.db"),
     dirs=[d for d in os.environ.get("TINYO_BENCH_DIRS", "").split(os.pathsep) if d],
-    maxevents=30,
+    maxevents=int(os.environ.get("TINYO_BENCH_MAXEVENTS", "30")),
     max_workers=2,
     execution=Execution.PROCESSES,
 )

@@ -34,7 +34,7 @@ from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_eve
 from .model import Execution, TimerSpec
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store, dump_ops, load_ops
-from .watch import FileWatcher, scan_folder
+from .watch import WatcherProcess, scan_folder
 from .worker import Task
 
 T = TypeVar("T")
@@ -103,12 +103,12 @@ class Engine:
         self.timers: list[TimerSpec] = self.config.timer_specs
         self._schedule = TimerSchedule(self.timers)
         self._generators = GeneratorRunner(recipe.roots, self.config.generator_timeout)
-        self._intake: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=INTAKE_MAX)
+        self._intake: queue.Queue[tuple[str, str, FileState | None]] = queue.Queue(maxsize=INTAKE_MAX)
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=INBOX_MAX)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._executor: Executor | None = None
-        self._watcher: FileWatcher | None = None
+        self._watcher: WatcherProcess | None = None
         self._state: ev.EngineStateName = "starting"
         self._stop_requested = False
         self._stop_grace = 10.0
@@ -117,7 +117,7 @@ class Engine:
         self.fatal: BaseException | None = None
         # loop-owned state
         self._bus_out: list[ev.BusEvent] = []
-        self._backlog: deque[tuple[int, str, str]] = deque()
+        self._backlog: deque[tuple[int, str, str, FileState | None]] = deque()
         self._backlog_in_store = True
         self._last_backlog_id = 0
         self._ready: deque[str] = deque()
@@ -127,7 +127,6 @@ class Engine:
         self._retries: list[tuple[float, str]] = []
         self._cancel_intent: dict[int, str] = {}
         self._files: dict[str, FileState | None] = {}
-        self._fresh: dict[str, FileState] = {}
         self._doc_files: dict[str, FileState] = {}
         self._touched: list[str] = []
         self._next_run_id = 1
@@ -213,7 +212,7 @@ class Engine:
         """Take ``event`` in as if it had happened (source ``manual``)."""
         if not isinstance(event, str) or not event:
             raise TinyoError(f"an event must be a non-empty string, got {event!r}")
-        self._put_intake(("manual", event))
+        self._put_intake(("manual", event, None))
 
     def fire_timer(self, name: str) -> None:
         """Fire timer ``name`` now, off the grid (the event uses the current time as its tick)."""
@@ -251,7 +250,7 @@ class Engine:
         self._inbox.put(("cmd", *args))
         self._wake.set()
 
-    def _put_intake(self, item: tuple[str, str]) -> None:
+    def _put_intake(self, item: tuple[str, str, FileState | None]) -> None:
         self.idle_since = None
         self._intake.put(item)
         self._wake.set()
@@ -361,15 +360,14 @@ class Engine:
             address=self.executor_address,
             store_path=self.store.path,
         )
-        self._executor.start()
-        self._reconcile_open_runs()
         if self.watch_files and self.config.dirs:
             ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
-            self._watcher = FileWatcher(
-                self.config.dirs, self._on_file, self.rescan,
-                recursive=self.config.recursive, debounce=self.config.debounce, ignore=ignore,
-            )
-            self._watcher.start()
+            self._watcher = self._new_watcher(ignore)
+            self._watcher.launch()  # it starts while the executor does
+        self._executor.start()
+        self._reconcile_open_runs()
+        if self._watcher is not None:
+            self._watcher.wait_ready()
         catch_up = self._schedule.start(
             datetime.fromtimestamp(now), self.store.timer_ticks(), self.config.catch_up, self.config.catch_up_limit
         )
@@ -569,8 +567,16 @@ class Engine:
         self._emit(ev.EngineState(self.clock.time(), state, detail, buffered))
 
     # ================================================================ intake
-    def _on_file(self, path: str) -> None:
-        self._put_intake(("file", path))
+    def _on_files(self, files: list[tuple[str, FileState]]) -> None:
+        """Completed files from the watcher process, each with its state as read there."""
+        self.idle_since = None
+        for path, state in files:
+            self._intake.put(("file", path, state))  # blocks while the intake is full: the watcher waits
+        self._wake.set()
+
+    def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:
+        return WatcherProcess(self.config.dirs, self._on_files, self.rescan, recursive=self.config.recursive,
+                              debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files)
 
     def _sink(self, item: tuple[Any, ...]) -> None:
         self.idle_since = None
@@ -598,7 +604,7 @@ class Engine:
                     self._watcher.settle(path)
                     continue
                 try:
-                    self._intake.put_nowait(("scan", path))
+                    self._intake.put_nowait(("scan", path, None))
                     found += 1
                 except queue.Full:
                     self._rescan_wanted = True  # the rest next cycle; nothing is lost
@@ -607,19 +613,17 @@ class Engine:
             self._emit(ev.EngineNotice(self.clock.time(), "info", f"scan found {found} new or changed file(s)"))
 
     def _check_watched_folders(self) -> None:
-        """A watched folder replaced wholesale is watched anew and rescanned (about once a second)."""
+        """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
+        rescan (about once a second)."""
         watcher = self._watcher
         if watcher is None or not watcher.roots_changed():
             return
+        why = watcher.stopped_why()
         watcher.stop()
-        self._watcher = FileWatcher(
-            self.config.dirs, self._on_file, self.rescan,
-            recursive=self.config.recursive, debounce=self.config.debounce, ignore=watcher.ignore,
-        )
+        self._watcher = self._new_watcher(watcher.ignore)
         self._watcher.start()
         self._rescan_wanted = True
-        self._emit(ev.EngineNotice(self.clock.time(), "warning",
-                                   "a watched folder was replaced or removed: watching it anew and rescanning"))
+        self._emit(ev.EngineNotice(self.clock.time(), "warning", f"{why}: watching anew and rescanning"))
 
     def _is_own_file(self, path: str) -> bool:
         return path.startswith(self.store.path) if not self.store.memory else False
@@ -627,16 +631,17 @@ class Engine:
     def _store_intake(self) -> None:
         """Store waiting intake events (file events only when the file's content is new)."""
         items: list[tuple[str, str]] = []
-        files: set[str] = set()
+        files: dict[str, FileState | None] = {}  # path -> its latest state as the watcher read it (None: unread)
         while len(items) < STORE_PER_CYCLE:
             try:
-                source, name = self._intake.get_nowait()
+                source, name, seen = self._intake.get_nowait()
             except queue.Empty:
                 break
             if source in ("file", "scan"):
                 if name in files:
+                    files[name] = seen
                     continue  # a burst on one path coalesces into one event
-                files.add(name)
+                files[name] = seen
             items.append((source, name))
         if not items:
             return
@@ -647,36 +652,51 @@ class Engine:
             for name in unknown:
                 row = found.get(name)
                 self._files[name] = FileState(*row) if row else None
-        rows = [(now, source, name, "new") for source, name in items
-                if source not in ("file", "scan") or self._file_is_new(name)]
+        rows = []
+        states: list[FileState | None] = []  # a file's state as read now: its document need not read it again
+        for source, name in items:
+            state = None
+            if source in ("file", "scan"):
+                state = self._file_change(name, files[name])
+                if state is None:
+                    continue
+            rows.append((now, source, name, "new"))
+            states.append(state)
         if not rows:
             return
         ids = self.store.add_events(rows)
         self.events_taken += len(ids)
         self._pending_events += len(ids)
         self._rate.add(now, len(ids))
-        for event_id, (_, source, name, _) in zip(ids, rows):
+        for event_id, (_, source, name, _), state in zip(ids, rows, states):
             if not self._backlog_in_store and len(self._backlog) < BACKLOG_MAX:
-                self._backlog.append((event_id, source, name))
+                self._backlog.append((event_id, source, name, state))
                 self._last_backlog_id = event_id
             else:
                 self._backlog_in_store = True
         if self._paused:
             self._set_state("paused", f"paused: {self._buffered()} buffered")
 
-    def _file_is_new(self, path: str) -> bool:
+    def _file_change(self, path: str, seen: FileState | None) -> FileState | None:
+        """The file's new state if its content changed since its last event, else None. ``seen``: its state
+        as the watcher read it (else it is read now)."""
         known = self._files.get(path)
-        changed, state = compare_file(path, known, self.config.hash_files)
+        if seen is not None and (seen.digest is not None or not self.config.hash_files):
+            state: FileState | None = seen
+            if known is None:
+                changed = True
+            elif seen.digest is not None and known.digest is not None:
+                changed = seen.digest != known.digest  # a touch alone changes nothing
+            else:
+                changed = (seen.mtime_ns, seen.size) != (known.mtime_ns, known.size)
+        else:
+            changed, state = compare_file(path, known, self.config.hash_files)
         if state is None:
-            return False
+            return None
         if state != known:
             self.store.set_file_seen(path, state.mtime_ns, state.size, state.digest)
             self._files[path] = state
-        if changed:
-            if len(self._fresh) > BACKLOG_MAX:
-                self._fresh.clear()  # hints only: without one the file is hashed again
-            self._fresh[path] = state
-        return changed
+        return state if changed else None
 
     def _buffered(self) -> int:
         return self._pending_events
@@ -684,7 +704,7 @@ class Engine:
     def _refill_backlog(self) -> None:
         rows = self.store.new_events(self._last_backlog_id, BACKLOG_MAX // 2)
         for event_id, _, source, name in rows:
-            self._backlog.append((event_id, source, name))
+            self._backlog.append((event_id, source, name, None))
             self._last_backlog_id = event_id
         if len(rows) < BACKLOG_MAX // 2:
             self._backlog_in_store = False
@@ -698,10 +718,10 @@ class Engine:
         self._pending_events -= len(batch)
         self._processed += len(batch)
         now = self.clock.time()
-        for event_id, source, name in batch:
+        for event_id, source, name, state in batch:
             self._emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
-            self._mark_document_from_event(name)
-        emissions, hung = self._generators.run([(eid, name) for eid, _, name in batch])
+            self._mark_document_from_event(name, state)
+        emissions, hung = self._generators.run([(eid, name) for eid, _, name, _ in batch])
         done_ids = {e.event_id for e in emissions}
         marks: list[tuple[str, str | None, int]] = []
         for emission in emissions:
@@ -718,9 +738,9 @@ class Engine:
             self._pending_events += len(rest)
         self.store.mark_events(marks)
 
-    def _mark_document_from_event(self, name: str) -> None:
+    def _mark_document_from_event(self, name: str, state: FileState | None) -> None:
         if os.path.isabs(name):
-            self._refresh_file_document(name, by="event")
+            self._refresh_file_document(name, by="event", hint=state)
         else:
             self._bump_document(name, by="event")
 
@@ -733,10 +753,11 @@ class Engine:
         self.store.put_documents([(name, version, None, None, None, self.clock.time(), by)])
         self._emit(ev.DocumentUpdated(self.clock.time(), name, version, by))
 
-    def _refresh_file_document(self, path: str, by: str) -> bool:
-        """Give a file document a new version if its content changed; False if the file is missing."""
+    def _refresh_file_document(self, path: str, by: str, hint: FileState | None = None) -> bool:
+        """Give a file document a new version if its content changed; False if the file is missing.
+        ``hint``: the file's state as intake read it moments ago (it is not read again)."""
         known = self._file_state(path)
-        changed, state = compare_file(path, known, self.config.hash_files, hint=self._fresh.pop(path, None))
+        changed, state = compare_file(path, known, self.config.hash_files, hint=hint)
         if state is None:
             return False
         version = self.graph.version(path)
@@ -874,7 +895,7 @@ class Engine:
         if not manual:
             self.store.set_timer_tick(name, tick.timestamp())
         self._emit(ev.TimerFired(self.clock.time(), name, tick.timestamp(), event, manual))
-        self._intake.put(("timer", event))
+        self._intake.put(("timer", event, None))
 
     # ================================================================ commands and reports
     def _handle(self, item: tuple[Any, ...]) -> None:
@@ -955,7 +976,7 @@ class Engine:
             if kind in ("rerun", "rerun_down"):
                 self._on_command("rerun" if self.graph.has(arg) else "rerun_doc", arg, kind == "rerun_down")
             elif kind == "inject":
-                self._intake.put(("manual", arg))
+                self._intake.put(("manual", arg, None))
             elif kind == "fire" and arg in {t.name for t in self.timers}:
                 self._fire(arg, datetime.fromtimestamp(self.clock.time()), manual=True)
             elif kind in ("pause", "resume"):

@@ -33,6 +33,9 @@ MAX_GROUPS = 2000
 """Past this many name patterns, a new pattern is folded into a coarser one (its folder, or its first
 word), so hostile or random names cannot make the groups themselves unbounded."""
 
+KEY_CACHE_MAX = 8192
+"""Names whose pattern is remembered (a document moves through several states in a short time)."""
+
 _NUMBERS = re.compile(r"\d+(?:[._:-]\d+)*")
 _WORD = re.compile(r"^[^._:/-]*")
 
@@ -95,6 +98,7 @@ class Groups:
         self.max_groups = max_groups
         self._groups: dict[str, _Group] = {}
         self.touched: set[str] = set()
+        self._keys: dict[str, str] = {}  # name -> pattern, for names whose state moves often (bounded)
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -104,10 +108,16 @@ class Groups:
 
         Fine patterns are never removed, so a name's group is the same every time it is asked for
         (and after a restart, which rebuilds the same patterns from the store)."""
+        key = self._keys.get(name)
+        if key is not None:
+            return key
         fine = group_key(name)
-        if fine in self._groups or len(self._groups) < self.max_groups:
-            return fine
-        return coarse_key(name)
+        key = fine if fine in self._groups or len(self._groups) < self.max_groups else coarse_key(name)
+        if key in self._groups:  # a pattern that exists is the name's for good
+            if len(self._keys) >= KEY_CACHE_MAX:
+                self._keys.clear()
+            self._keys[name] = key
+        return key
 
     def join(self, name: str, state: str, pattern: str | None = None) -> str:
         """Count a document new to the DAG; returns its group."""

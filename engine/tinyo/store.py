@@ -106,10 +106,8 @@ class _Checkpointer(threading.Thread):
             while not self.stopping.wait(0.25):
                 try:
                     size = os.path.getsize(self.path + "-wal")
-                    if size > RESET_BYTES:
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    elif size > CHECKPOINT_BYTES:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if size > CHECKPOINT_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except (OSError, sqlite3.Error):
                     self.failures += 1  # busy or gone: the next round tries again; close checkpoints anyway
         finally:
@@ -289,6 +287,9 @@ class Store:
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch the state file to WAL mode (got {mode})")
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            # when the WAL starts over (after a complete checkpoint) its file is cut back to this size, so
+            # the file's size tells how much of it is in use
+            self.conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}").fetchall()
             self._checkpointer = _Checkpointer(self.path)
             self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")

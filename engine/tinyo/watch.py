@@ -10,11 +10,15 @@ by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it ca
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from watchdog.events import (
@@ -25,6 +29,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+
+from .intake import FileState
 
 OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
@@ -201,3 +207,152 @@ def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_res
                     stack.append(entry.path)
             except FileNotFoundError:
                 continue
+
+
+class WatcherProcess:
+    """A :class:`FileWatcher` in a process of its own (``python -m tinyo._watch_main``).
+
+    The kernel's events are parsed, and each completed file is stat'ed and hashed, there; the engine's
+    process only receives ``on_files([(path, FileState), ...])`` batches, so a burst of files costs its
+    loop (and the console sharing its interpreter) no watcher threads and no hashing. ``on_overflow`` is
+    called when the kernel dropped events; :meth:`roots_changed` is true once a watched folder was replaced,
+    or the process died: either way the engine starts a new watcher and rescans.
+    """
+
+    def __init__(
+        self,
+        dirs: Iterable[str],
+        on_files: Callable[[list[tuple[str, FileState]]], None],
+        on_overflow: Callable[[], None],
+        *,
+        recursive: bool = False,
+        debounce: float = 0.2,
+        ignore: Iterable[str] = (),
+        use_hash: bool = True,
+    ) -> None:
+        self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
+        self.on_files = on_files
+        self.on_overflow = on_overflow
+        self.recursive = recursive
+        self.debounce = debounce
+        self.ignore = {str(Path(p).resolve()) for p in ignore}
+        self.use_hash = use_hash
+        self._process: subprocess.Popen[bytes] | None = None
+        self._commands: Connection | None = None
+        self._events: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.error: str | None = None
+        """Why the watcher process could not watch, or stopped on its own (None: it did not)."""
+        self._replaced = False
+        self._deaf = False
+        self._lock = threading.Lock()
+
+    def launch(self) -> None:
+        """Start the process (it watches in the background: :meth:`wait_ready` waits for it)."""
+        cmd_r, cmd_w = os.pipe()
+        out_r, out_w = os.pipe()
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+        settings = {"dirs": self.dirs, "recursive": self.recursive, "debounce": self.debounce,
+                    "ignore": sorted(self.ignore), "hash": self.use_hash}
+        args = [sys.executable, "-m", "tinyo._watch_main", str(cmd_r), str(out_w), json.dumps(settings)]
+        try:
+            # its own session (a Ctrl-C meant for the engine does not hit it); quiet (it reports by messages)
+            self._process = subprocess.Popen(args, pass_fds=(cmd_r, out_w), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                             start_new_session=True, close_fds=True)
+        finally:
+            os.close(cmd_r)
+            os.close(out_w)
+        self._commands = Connection(cmd_w, readable=False, writable=True)
+        self._events = Connection(out_r, readable=True, writable=False)
+        self._reader = threading.Thread(target=self._read_loop, name="tinyo-watch-reader", daemon=True)
+        self._reader.start()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the folders are watched; OSError naming the folders if they cannot be."""
+        if not self._ready.wait(timeout) or self.error is not None:
+            reason = self.error or f"no answer within {timeout:g}s"
+            self.stop()
+            raise OSError(f"cannot watch {', '.join(self.dirs)}: {reason}")
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def _read_loop(self) -> None:
+        events = self._events
+        assert events is not None
+        while True:
+            try:
+                message = events.recv()
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "files":
+                if not self._deaf:
+                    self.on_files([(path, FileState(mtime_ns, size, digest))
+                                   for path, mtime_ns, size, digest in message[1]])
+            elif kind == "ready":
+                self._ready.set()
+            elif kind == "error":
+                self.error = message[1]
+                self._ready.set()
+            elif kind == "overflow":
+                if not self._deaf:
+                    self.on_overflow()
+            elif kind == "replaced":
+                self._replaced = True
+        if not self._ready.is_set():
+            self.error = self.error or "the watcher process exited"
+            self._ready.set()
+
+    def settle(self, path: str) -> None:
+        """Report ``path`` once it stays the same for ``debounce`` seconds (or at once on its close)."""
+        with self._lock:
+            if self._commands is None:
+                return
+            try:
+                self._commands.send(("settle", path))
+            except OSError:
+                pass  # the process is gone: roots_changed() says so, and the engine starts another
+
+    def roots_changed(self) -> bool:
+        """True when a watched folder was replaced or removed, or the watcher process died."""
+        process = self._process
+        return self._replaced or (process is not None and process.poll() is not None)
+
+    def stopped_why(self) -> str:
+        """Why :meth:`roots_changed` is true, in words."""
+        process = self._process
+        code = process.poll() if process is not None else None
+        if code is not None and not self._replaced:
+            detail = self.error or (f"killed by signal {-code}" if code < 0 else f"exit status {code}")
+            return f"the watcher process stopped ({detail})"
+        return "a watched folder was replaced or removed"
+
+    def stop(self) -> None:
+        """Stop watching; from the moment this is called, nothing more is reported."""
+        self._deaf = True
+        with self._lock:
+            commands, self._commands = self._commands, None
+        if commands is not None:
+            try:
+                commands.send(("stop",))
+            except OSError:
+                pass  # already gone
+            commands.close()
+        process = self._process
+        if process is not None:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=5)
+        if self._events is not None:
+            self._events.close()
+            self._events = None

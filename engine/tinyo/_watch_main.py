@@ -1,0 +1,124 @@
+"""Provides the command line of the watcher process: ``python -m tinyo._watch_main CMD_FD OUT_FD SETTINGS``.
+
+Started by :class:`tinyo.watch.WatcherProcess`. It runs a :class:`tinyo.watch.FileWatcher` and reads
+each completed file's state (mtime, size and, when hashing, its content hash) here, off the engine's
+loop, then sends the engine batches of ``(path, mtime_ns, size, digest)``. Messages out:
+``("ready",)`` once the folders are watched, ``("error", text)`` if they cannot be, ``("files", [...])``,
+``("overflow",)`` (the kernel dropped events: rescan), ``("replaced",)`` (a watched folder was replaced
+or removed: watch anew and rescan). Messages in: ``("settle", path)``, ``("stop",)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+
+from tinyo.intake import digest_file, stat_file
+from tinyo.watch import FileWatcher
+
+ROOTS_CHECK = 1.0
+"""Seconds between looks at whether a watched folder was replaced."""
+
+
+class _Sender:
+    """Collects completed files from the watcher's threads and sends them in batches (one writer)."""
+
+    def __init__(self, out: Connection, use_hash: bool) -> None:
+        self.out = out
+        self.use_hash = use_hash
+        self._items: list[tuple[str, int, int, str | None]] = []
+        self._cond = threading.Condition()
+        self._send_lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="tinyo-watch-send", daemon=True)
+        self._thread.start()
+
+    def file(self, path: str) -> None:
+        st = stat_file(path)
+        if st is None:
+            return  # gone (or not a regular file) already: a later event or scan says what became of it
+        digest = digest_file(path) if self.use_hash else None
+        if self.use_hash and digest is None:
+            return  # unreadable now: the engine's rescans try again
+        with self._cond:
+            self._items.append((path, st.st_mtime_ns, st.st_size, digest))
+            if len(self._items) == 1:
+                self._cond.notify()
+
+    def send(self, message: tuple[object, ...]) -> None:
+        with self._send_lock:
+            try:
+                self.out.send(message)
+            except OSError:
+                pass  # the engine is gone: nothing to tell
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closed:
+                    self._cond.wait()
+                items, self._items = self._items, []
+                closed = self._closed
+            if items:
+                self.send(("files", items))  # while this is sent, the next batch collects
+            if closed:
+                return
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+
+def main(argv: list[str]) -> int:
+    cmd_fd, out_fd, settings_json = argv
+    settings = json.loads(settings_json)
+    commands = Connection(int(cmd_fd), readable=True, writable=False)
+    sender = _Sender(Connection(int(out_fd), readable=False, writable=True), settings["hash"])
+    watcher = FileWatcher(settings["dirs"], sender.file, lambda: sender.send(("overflow",)),
+                          recursive=settings["recursive"], debounce=settings["debounce"], ignore=settings["ignore"])
+    try:
+        watcher.start()
+    except Exception as exc:  # an inotify limit, a folder that cannot be made: the engine says it
+        sender.send(("error", f"{type(exc).__name__}: {exc}"))
+        sender.close()
+        return 1
+    sender.send(("ready",))
+    try:
+        return _serve(commands, sender, watcher)
+    except Exception as exc:  # a bug here must not pass silently: the engine starts a new watcher
+        sender.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def _serve(commands: Connection, sender: _Sender, watcher: FileWatcher) -> int:
+    replaced = False
+    next_check = time.monotonic() + ROOTS_CHECK
+    try:
+        while True:
+            if commands.poll(max(0.0, next_check - time.monotonic())):
+                try:
+                    message = commands.recv()
+                except (EOFError, OSError):
+                    break  # the engine is gone
+                if message[0] == "stop":
+                    break
+                if message[0] == "settle":
+                    watcher.settle(message[1])
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + ROOTS_CHECK
+                if not replaced and watcher.roots_changed():
+                    replaced = True  # said once: the engine starts a new watcher
+                    sender.send(("replaced",))
+    finally:
+        watcher.stop()
+        sender.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
