@@ -132,3 +132,41 @@ def test_a_file_changed_while_down_reruns_its_evicted_des_on_start(tmp_path, inb
     with harness(recipe) as h2:
         h2.wait_idle()
         assert h2.lines() == ["load f003.csv v2"]
+
+
+def test_a_batch_prefetch_answers_like_one_lookup_per_miss_in_a_few_queries(tmp_path, inbox, harness, evict_always):
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    for i in range(FILES):
+        drop(inbox, f"f{i:03d}.csv", "v1")
+    with harness(recipe) as h:
+        h.wait_idle()
+        engine = h.engine
+
+        def compare():
+            store = engine.store
+            docs = [name for name, *_ in store.all_names()] + ["never.heard.of"]
+            known = [r[0] for r in store.conn.execute("SELECT id FROM des").fetchall()]
+            ids = known + ["0123456789abcdef"]
+            statements: list[str] = []
+            store.conn.set_trace_callback(statements.append)
+            try:
+                batched = dag.Graph(engine.graph.backing)
+                batched.prefetch(docs, ids)
+                during = len(statements)
+                answers_b = ([batched.version(d) for d in docs], [batched.producer_of(d) for d in docs],
+                             [sorted(batched.readers(d)) for d in docs], [batched.has(i) for i in ids])
+                after = len(statements)
+            finally:
+                store.conn.set_trace_callback(None)
+            single = dag.Graph(engine.graph.backing)
+            answers_s = ([single.version(d) for d in docs], [single.producer_of(d) for d in docs],
+                         [sorted(single.readers(d)) for d in docs], [single.has(i) for i in ids])
+            return answers_b, answers_s, during, after, len(docs), len(known)
+
+        answers_b, answers_s, during, after, n_docs, n_des = engine.call(compare)
+    assert n_docs > FILES and n_des == FILES + 1
+    assert answers_b == answers_s
+    assert answers_b[3][-1] is False and all(answers_b[3][:-1])
+    assert during == 4, f"{during} statements for the prefetch (one per table)"
+    # of the DES asked about, only the known ones go to the store again (has() of a known id is not cached)
+    assert after - during == n_des

@@ -85,3 +85,22 @@ def test_sql_is_parameterised_for_hostile_names(tmp_path):
     store.commit()
     assert store.recent_events(1)[0][3] == name
     store.close()
+
+
+def test_the_wal_stays_bounded_under_a_steady_stream_of_commits(tmp_path):
+    from tinyo.store import CHECKPOINT_BYTES, RESET_BYTES
+
+    store = Store(str(tmp_path / "s.db"))
+    wal = tmp_path / "s.db-wal"
+    sizes = []
+    try:
+        for i in range(300):  # about 25 MB written, one commit after another, with no pause
+            store.add_names([(f"doc_{i}_{j}_" + "x" * 200, "g") for j in range(100)])
+            store.commit()
+            sizes.append(wal.stat().st_size)
+    finally:
+        store.close()
+    one_commit = max(b - a for a, b in zip(sizes, sizes[1:]))
+    assert max(sizes) <= RESET_BYTES + one_commit, f"the WAL grew to {max(sizes):,} bytes"
+    # once it has started over, the file is cut back: its size says how much of it is in use
+    assert min(sizes[len(sizes) // 2:]) <= CHECKPOINT_BYTES

@@ -81,6 +81,10 @@ class Backing(Protocol):
     def producer(self, doc: str) -> str | None: ...
     def consumers(self, doc: str) -> list[str]: ...
     def has_des(self, des_id: str) -> bool: ...
+    def versions_many(self, docs: list[str]) -> dict[str, int]: ...
+    def producers_many(self, docs: list[str]) -> dict[str, str]: ...
+    def consumers_many(self, docs: list[str]) -> dict[str, list[str]]: ...
+    def existing_des(self, des_ids: list[str]) -> set[str]: ...
 
 
 _UNKNOWN = object()
@@ -105,6 +109,8 @@ class Graph:
         self.consumers: dict[str, set[str]] = {}
         """Document → ids of every DES that reads it (the reverse index; an entry is always complete)."""
         self.nodes: dict[str, Node] = {}
+        self._absent: set[str] = set()
+        """DES ids the last ``prefetch`` found in neither memory nor the backing."""
         self._evict_at = EVICT_MIN
         self._settled = 0
         """DES that became up to date since the last eviction."""
@@ -150,7 +156,35 @@ class Graph:
 
     def has(self, des_id: str) -> bool:
         """Whether the DES is known (in memory or in the backing)."""
-        return des_id in self.nodes or (self.backing is not None and self.backing.has_des(des_id))
+        if des_id in self.nodes:
+            return True
+        return self.backing is not None and des_id not in self._absent and self.backing.has_des(des_id)
+
+    def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = ()) -> None:
+        """Fill the caches for ``docs`` (and learn which of ``des_ids`` exist) with a few batched lookups,
+        instead of one lookup per miss: for a batch of new events, most of them are misses."""
+        if self.backing is None:
+            return
+        docs = list(dict.fromkeys(docs))
+        want = [d for d in docs if d not in self.versions]
+        if want:
+            found = self.backing.versions_many(want)
+            for d in want:
+                self.versions[d] = found.get(d) or 0
+        want = [d for d in docs if d not in self.producer]
+        if want:
+            owners = self.backing.producers_many(want)
+            for d in want:
+                self.producer[d] = owners.get(d)
+        want = [d for d in docs if d not in self.consumers]
+        if want:
+            readers = self.backing.consumers_many(want)
+            for d in want:
+                self.consumers[d] = set(readers.get(d, ()))
+        ids = [i for i in dict.fromkeys(des_ids) if i not in self.nodes]
+        if ids:
+            present = self.backing.existing_des(ids)
+            self._absent = {i for i in ids if i not in present}
 
     def upstream_blocking(self, doc: str) -> Node | None:
         """The producer of ``doc`` if it blocks its readers (only DES in memory can)."""
@@ -204,6 +238,7 @@ class Graph:
         """Add a DES (after ``check``). Returns False if it was already present."""
         if node.id in self.nodes:
             return False
+        self._absent.discard(node.id)
         for dep in node.deps:
             readers = self.readers(dep)  # loads the complete set first, so adding keeps it complete
             readers.add(node.id)

@@ -128,6 +128,7 @@ class Engine:
         self._cancel_intent: dict[int, str] = {}
         self._files: dict[str, FileState | None] = {}
         self._doc_files: dict[str, FileState] = {}
+        self._no_doc_file: set[str] = set()  # file documents the last batch's lookup found no state for
         self._touched: list[str] = []
         self._next_run_id = 1
         self._rescan_wanted = False
@@ -718,10 +719,12 @@ class Engine:
         self._pending_events -= len(batch)
         self._processed += len(batch)
         now = self.clock.time()
+        self._prefetch_files([name for _, _, name, _ in batch if os.path.isabs(name)])
         for event_id, source, name, state in batch:
             self._emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
             self._mark_document_from_event(name, state)
         emissions, hung = self._generators.run([(eid, name) for eid, _, name, _ in batch])
+        self._prefetch_emitted(emissions)
         done_ids = {e.event_id for e in emissions}
         marks: list[tuple[str, str | None, int]] = []
         for emission in emissions:
@@ -737,6 +740,36 @@ class Engine:
             self._backlog.extendleft(reversed(rest))
             self._pending_events += len(rest)
         self.store.mark_events(marks)
+        self._no_doc_file = set()  # true for this batch only (the file-state cache may be trimmed later)
+
+    def _prefetch_files(self, paths: list[str]) -> None:
+        """What the store knows of a batch's file documents, in a few lookups instead of a few per file."""
+        want = [p for p in paths if p not in self._doc_files]
+        self._no_doc_file = set()
+        if want:
+            rows = self.store.doc_files_many(want)
+            for path in want:
+                row = rows.get(path)
+                if row is None:
+                    self._no_doc_file.add(path)
+                    self.graph.versions.setdefault(path, 0)
+                else:
+                    self.graph.versions.setdefault(path, row[0])
+                    if row[1] is not None and row[2] is not None:
+                        self._doc_files[path] = FileState(row[2], row[3], row[1])
+        self.graph.prefetch(paths)
+
+    def _prefetch_emitted(self, emissions: list[Emission]) -> None:
+        """The store's facts on every document and DES a batch's generators emitted, looked up together."""
+        docs: list[str] = []
+        ids: list[str] = []
+        for emission in emissions:
+            for _, _, des in emission.des:
+                ids.append(des.id)
+                docs.extend(des.deps)
+                docs.extend(des.targs)
+        if ids:
+            self.graph.prefetch(docs, ids)
 
     def _mark_document_from_event(self, name: str, state: FileState | None) -> None:
         if os.path.isabs(name):
@@ -775,7 +808,7 @@ class Engine:
     def _file_state(self, path: str) -> FileState | None:
         """The file state behind a document's current version (memory, else the store)."""
         known = self._doc_files.get(path)
-        if known is None:
+        if known is None and path not in self._no_doc_file:
             row = self.store.doc_file(path)
             if row is not None and row[2] is not None and row[3] is not None:
                 known = self._doc_files[path] = FileState(row[2], row[3], row[1])
@@ -1365,3 +1398,15 @@ class _StoreBacking:
 
     def has_des(self, des_id: str) -> bool:
         return self.store.des_exists(des_id)
+
+    def versions_many(self, docs: list[str]) -> dict[str, int]:
+        return self.store.doc_versions_many(docs)
+
+    def producers_many(self, docs: list[str]) -> dict[str, str]:
+        return self.store.producers_many(docs)
+
+    def consumers_many(self, docs: list[str]) -> dict[str, list[str]]:
+        return self.store.consumers_many(docs)
+
+    def existing_des(self, des_ids: list[str]) -> set[str]:
+        return self.store.des_existing(des_ids)

@@ -84,10 +84,12 @@ _DEFERRED = {
 """Deferred statements, in the order they are flushed."""
 
 CHECKPOINT_BYTES = 4 << 20
-"""WAL size past which the checkpoint thread copies it back into the database (without blocking)."""
+"""WAL size past which the checkpoint thread copies it back into the database (passively: it never holds
+up the engine's writes). When the WAL starts over, its file is also cut back to this size."""
 RESET_BYTES = 8 << 20
-"""WAL size past which the checkpoint thread truncates it, holding writers for that moment: under a
-steady stream of commits a passive checkpoint never catches up, and the WAL must not fill the disk."""
+"""WAL size past which the engine finishes the checkpoint itself right after a commit, so that its next
+write starts the WAL over: under a steady stream of commits a passive checkpoint never catches up, and the
+WAL must not fill the disk."""
 
 
 class _Checkpointer(threading.Thread):
@@ -513,6 +515,35 @@ class Store:
 
     def consumers_of(self, doc: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT des_id FROM consumers WHERE doc = ?", (doc,)).fetchall()]
+
+    def _many(self, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (with one ``IN ({})`` for the keys) for every key, in chunks of 500; no flush,
+        like ``_one``."""
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows.extend(self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
+        return rows
+
+    def doc_versions_many(self, names: list[str]) -> dict[str, int]:
+        return dict(self._many("SELECT name, version FROM documents WHERE name IN ({})", names))
+
+    def doc_files_many(self, names: list[str]) -> dict[str, tuple[int, str | None, int | None, int | None]]:
+        """(version, hash, mtime_ns, size) of each of the documents that exists."""
+        return {r[0]: r[1:] for r in self._many(
+            "SELECT name, version, hash, mtime_ns, size FROM documents WHERE name IN ({})", names)}
+
+    def producers_many(self, docs: list[str]) -> dict[str, str]:
+        return dict(self._many("SELECT doc, des_id FROM producers WHERE doc IN ({})", docs))
+
+    def consumers_many(self, docs: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for doc, des_id in self._many("SELECT doc, des_id FROM consumers WHERE doc IN ({})", docs):
+            out.setdefault(doc, []).append(des_id)
+        return out
+
+    def des_existing(self, des_ids: list[str]) -> set[str]:
+        return {r[0] for r in self._many("SELECT id FROM des WHERE id IN ({})", des_ids)}
 
     def des_exists(self, des_id: str) -> bool:
         return self._one("SELECT 1 FROM des WHERE id = ?", (des_id,)) is not None
