@@ -104,3 +104,26 @@ def test_the_wal_stays_bounded_under_a_steady_stream_of_commits(tmp_path):
     assert max(sizes) <= RESET_BYTES + one_commit, f"the WAL grew to {max(sizes):,} bytes"
     # once it has started over, the file is cut back: its size says how much of it is in use
     assert min(sizes[len(sizes) // 2:]) <= CHECKPOINT_BYTES
+
+
+def test_the_fast_json_forms_are_exactly_what_json_dumps_writes():
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tinyo.store import _jlist, _jmap, _jset
+
+    names = st.text(max_size=30)  # any text: quotes, backslashes, control characters, emoji
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.frozensets(names, max_size=6), st.dictionaries(names, st.integers(), max_size=6))
+    def check(values, trace):
+        assert _jset(values) == json.dumps(sorted(values))
+        assert _jlist(sorted(values)) == json.dumps(sorted(values))
+        assert _jmap(trace) == json.dumps(trace, sort_keys=True)
+        assert json.loads(_jmap(trace)) == trace
+
+    check()
+    assert _jmap(None) is None
+    assert _jmap({"flag": True}) == json.dumps({"flag": True})

@@ -63,6 +63,8 @@ FILE_CACHE_MAX = 4096
 """File states (last evented, last versioned) cached in memory; the store has them all."""
 READERS_SHOWN = 50
 """Readers of a document listed in a DocInfo."""
+BLOB_CACHE_MAX = 256
+"""Distinct op lists whose stored (pickled) form is kept for reuse."""
 
 
 def _names(docs: Iterable[str]) -> tuple[str, ...]:
@@ -128,6 +130,7 @@ class Engine:
         self._cancel_intent: dict[int, str] = {}
         self._files: dict[str, FileState | None] = {}
         self._doc_files: dict[str, FileState] = {}
+        self._blobs: dict[tuple[tuple[str, int], ...], tuple[tuple[tuple[str, Any], ...], bytes | None]] = {}
         self._no_doc_file: set[str] = set()  # file documents the last batch's lookup found no state for
         self._touched: list[str] = []
         self._next_run_id = 1
@@ -889,10 +892,7 @@ class Engine:
         self.graph.add(node)
         self._des_total += 1
         self._ops[des_id] = refs
-        try:
-            blob = dump_ops(list(refs)) if all(not r.startswith("<memory>") for r, _ in refs) else None
-        except Exception:
-            blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
+        blob = self._ops_blob(refs)
         self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
         for dep in des.deps:
             if os.path.isabs(dep) and self.graph.version(dep) is None:
@@ -900,6 +900,22 @@ class Engine:
         self._touched.append(des_id)
         self._emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
         return True
+
+    def _ops_blob(self, refs: tuple[tuple[str, Any], ...]) -> bytes | None:
+        """The ops as stored for a restart (None: they cannot be); one pickling per distinct ops list,
+        as generators mostly pass the same Config objects to many DES."""
+        key = tuple((ref, id(cfg)) for ref, cfg in refs)
+        hit = self._blobs.get(key)
+        if hit is not None:
+            return hit[1]
+        try:
+            blob = dump_ops(list(refs)) if all(not r.startswith("<memory>") for r, _ in refs) else None
+        except Exception:
+            blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
+        if len(self._blobs) >= BLOB_CACHE_MAX:
+            self._blobs.clear()
+        self._blobs[key] = (refs, blob)  # the refs hold their Configs: an id is not reused while cached
+        return blob
 
     def _refs(self, des: Any) -> tuple[tuple[str, Any], ...]:
         strict = self.execution in (Execution.PROCESSES, Execution.DASK)

@@ -17,13 +17,20 @@ CatchUp = Literal["skip", "latest", "all"]
 class Config(Mapping[str, Any]):
     """An immutable mapping passed to an op as ``context['config']``; hashable by value."""
 
-    __slots__ = ("_data", "_hash")
+    __slots__ = ("_data", "_hash", "_text")
 
     def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, **kw: Any) -> None:
         merged = dict(data or {})
         merged.update(kw)
         self._data = merged
         self._hash: int | None = None
+        self._text: str | None = None
+
+    def canonical(self) -> str:
+        """``canonical(self)``, worked out once (a recipe passes the same Config to many DES)."""
+        if self._text is None:
+            self._text = canonical(self._data)
+        return self._text
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -36,7 +43,7 @@ class Config(Mapping[str, Any]):
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash(canonical(self._data))
+            self._hash = hash(self.canonical())
         return self._hash
 
     def __eq__(self, other: object) -> bool:
@@ -59,6 +66,8 @@ class Config(Mapping[str, Any]):
 
 def canonical(value: Any) -> str:
     """A stable text form of a value, equal for equal values across processes and restarts."""
+    if isinstance(value, Config):
+        return value.canonical()
     if isinstance(value, Mapping):
         items = sorted((canonical(k), canonical(v)) for k, v in value.items())
         return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"

@@ -20,6 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -484,7 +485,7 @@ class Store:
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created), with the reverse
         index rows (document -> producer, document -> consumers)."""
-        self._defer("des", [(i, _jset(d), _jset(t), json.dumps(list(o)), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
+        self._defer("des", [(i, _jset(d), _jset(t), _jlist(o), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
         self._defer("producers", [(t, row[0]) for row in rows for t in row[2]])
         self._defer("consumers", [(d, row[0]) for row in rows for d in row[1]])
 
@@ -628,7 +629,7 @@ class Store:
 
     def add_runs(self, rows: list[tuple[int, str, int, str | None, float | None, str, dict[str, int]]]) -> None:
         """Insert (id, des_id, attempt, worker, start, status, dep_versions)."""
-        self._defer("runs", [(i, d, a, w, s, st, json.dumps(v)) for i, d, a, w, s, st, v in rows])
+        self._defer("runs", [(i, d, a, w, s, st, _jmap(v)) for i, d, a, w, s, st, v in rows])
 
     def start_runs(self, rows: list[tuple[str, float, int]]) -> None:
         """Mark runs running: (worker, start, id)."""
@@ -717,12 +718,22 @@ def _stored_des(row: tuple[Any, ...]) -> StoredDES:
     )
 
 
+def _jlist(values: Iterable[str]) -> str:
+    """``json.dumps(list(values))`` for strings, without the encoder's per-call set-up (it runs per DES)."""
+    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
+
+
 def _jset(values: frozenset[str]) -> str:
-    return json.dumps(sorted(values))
+    return _jlist(sorted(values))
 
 
 def _jmap(value: dict[str, int] | None) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
+    """``json.dumps(value, sort_keys=True)`` for a trace (document -> int version)."""
+    if value is None:
+        return None
+    if all(type(v) is int for v in value.values()):
+        return "{" + ", ".join(f"{encode_basestring_ascii(k)}: {v}" for k, v in sorted(value.items())) + "}"
+    return json.dumps(value, sort_keys=True)
 
 
 def _umap(text: str | None) -> dict[str, int] | None:
