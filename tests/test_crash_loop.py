@@ -60,6 +60,21 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _watchers_of(folder: Path) -> list[int]:
+    """Live watcher processes (``python -m tinyo._watch_main``) watching ``folder``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"tinyo._watch_main" in cmdline and str(folder).encode() in cmdline and _alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def _run_until_kill(cmd: list[str], env: dict[str, str], rng: random.Random, work: int) -> tuple[set[int], str]:
     """Start the engine, SIGKILL it at a random moment; return (worker pids seen, how it was killed).
 
@@ -143,6 +158,13 @@ def test_sigkill_restart_loop_loses_nothing_and_reruns_only_interrupted_runs(tmp
             time.sleep(0.02)
         survivors = [p for p in pids if _alive(p)]
         assert not survivors, f"workers {survivors} outlived the killed orchestrator (seed {seed})"
+        # nor does the watcher process (it exits when its pipe from the engine closes)
+        while _watchers_of(inbox) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _watchers_of(inbox), f"a watcher process outlived the killed orchestrator (seed {seed})"
+        if not db.exists():  # killed before it even opened its state file: nothing was stored
+            kills.append(f"{how}: before the state file existed")
+            continue
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             open_runs = conn.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]

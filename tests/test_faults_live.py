@@ -721,7 +721,9 @@ def test_no_network_listener_and_private_state_files(tmp_path, inbox):
         assert finished
         time.sleep(0.3)
         pids = _tree(proc.pid)
-        assert len(pids) >= 3, "the engine and its workers"
+        cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in pids]
+        assert sum(b"tinyo._worker_main" in c for c in cmdlines) == 2, "the engine's two workers"
+        assert sum(b"tinyo._watch_main" in c for c in cmdlines) == 1, "the engine's watcher process"
         inodes = _socket_inodes(pids)
         assert _inet_sockets(inodes) == [], "an engine process holds an internet socket"
         assert _unix_listeners(inodes) == [], "an engine process listens on a unix socket"

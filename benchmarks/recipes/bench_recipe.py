@@ -4,7 +4,8 @@ The benchmark copies this file into a temp folder per engine it starts (a new pa
 module, so the environment read below is read again) and sets:
 
 - ``TINYO_BENCH_DIRS``: watched folders, separated by ``os.pathsep`` (empty: none);
-- ``TINYO_BENCH_DB``: the state file (the benchmark also passes it as ``db=``).
+- ``TINYO_BENCH_DB``: the state file (the benchmark also passes it as ``db=``);
+- ``TINYO_BENCH_MAXEVENTS``: ``maxevents`` (default 30).
 
 Events understood by the root generator:
 

@@ -147,6 +147,8 @@ class Engine:
         self._failing_workers: set[str] = set()
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
+        self._labels: dict[tuple[str, ...], str] = {}  # ops_desc (shared) -> its op label
+        self._recipe_path = str(self.recipe.path)
         self._des_total = 0
         self._docs_total = 0
         self._since_prune = 0
@@ -1224,8 +1226,11 @@ class Engine:
             run_id = self._next_run_id
             self._next_run_id += 1
             dep_versions = self.graph.current(node) if self.graph.has_all_versions(node) else {}
-            task = Task(run_id, des_id, attempt, str(self.recipe.path), ops, frozenset(node.deps), frozenset(node.targs))
-            self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, node.targs)
+            task = Task(run_id, des_id, attempt, self._recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
+            label = self._labels.get(node.ops_desc)
+            if label is None:
+                label = self._labels[node.ops_desc] = "+".join(node.ops_desc)  # == task.op_label
+            self._open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs)
             rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
             tasks.append(task)
             slots -= 1

@@ -87,6 +87,9 @@ _DEFERRED = {
 CHECKPOINT_BYTES = 4 << 20
 """WAL size past which the checkpoint thread copies it back into the database (passively: it never holds
 up the engine's writes). When the WAL starts over, its file is also cut back to this size."""
+KICK_BYTES = 3 << 20
+"""WAL size past which a commit wakes the checkpoint thread at once: it keeps the WAL copied back as it
+grows, so the engine's own checkpoint at RESET_BYTES has little left to do."""
 RESET_BYTES = 8 << 20
 """WAL size past which the engine finishes the checkpoint itself right after a commit, so that its next
 write starts the WAL over: under a steady stream of commits a passive checkpoint never catches up, and the
@@ -100,17 +103,24 @@ class _Checkpointer(threading.Thread):
         super().__init__(name="tinyo-checkpoint", daemon=True)
         self.path = path
         self.stopping = threading.Event()
+        self.kick = threading.Event()
+        """Set by the engine when the WAL grew past KICK_BYTES: copy it back now, not at the next round."""
+        self.busy = threading.Lock()
+        """Held while a checkpoint runs (the thread's or the engine's): SQLite runs one at a time, and a
+        passive one that finds another running gives up at once."""
         self.failures = 0
 
     def run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 2000")
         try:
-            while not self.stopping.wait(0.25):
+            while not self.stopping.is_set():
+                self.kick.wait(0.25)
+                self.kick.clear()
                 try:
-                    size = os.path.getsize(self.path + "-wal")
-                    if size > CHECKPOINT_BYTES:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if os.path.getsize(self.path + "-wal") > KICK_BYTES:
+                        with self.busy:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except (OSError, sqlite3.Error):
                     self.failures += 1  # busy or gone: the next round tries again; close checkpoints anyway
         finally:
@@ -301,6 +311,7 @@ class Store:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stopping.set()
+            self._checkpointer.kick.set()
             self._checkpointer.join(timeout=5)
             self._checkpointer = None
         conn = getattr(self, "conn", None)
@@ -373,8 +384,12 @@ class Store:
         if self._checkpointer is None:
             return
         try:
-            if os.path.getsize(self.path + "-wal") > RESET_BYTES:
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            size = os.path.getsize(self.path + "-wal")
+            if size > KICK_BYTES:
+                self._checkpointer.kick.set()  # it copies while the engine goes on (SQLite releases the GIL)
+            if size > RESET_BYTES:
+                with self._checkpointer.busy:  # after the thread's (which leaves this one little to copy)
+                    self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except (OSError, sqlite3.OperationalError):
             pass  # busy: the checkpoint thread or the next commit tries again
 
