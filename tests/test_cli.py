@@ -100,6 +100,18 @@ def test_status_dag_why_and_rerun(recipe, inbox):
     assert "report built" in only.stdout and "loaded" not in only.stdout
 
 
+def test_a_folder_that_cannot_be_watched_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "c.db", inbox=blocker / "inbox", fail_flag=tmp_path / "fail")
+    result = tinyo("run", str(recipe), "--idle-exit", "1")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tinyo: error:")]
+    assert errors == [f"tinyo: error: config: dirs: cannot watch {blocker / 'inbox'}: NotADirectoryError: "
+                      f"[Errno 20] Not a directory: '{blocker / 'inbox'}'"]
+
+
 def test_inject_and_usage_errors(recipe):
     result = tinyo("inject", str(recipe), "go")
     assert result.returncode == 0 and "loaded go" in result.stdout

@@ -33,3 +33,7 @@ class GeneratorFailure(TinyoError):
 
 class DESRejected(TinyoError):
     """A DES would close a cycle, or conflicts with another DES over a target."""
+
+
+class WatchError(TinyoError):
+    """A watched folder cannot be watched (it cannot be made, or the system's watch limit is reached)."""

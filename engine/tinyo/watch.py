@@ -30,6 +30,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from .errors import WatchError
 from .intake import FileState
 
 OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
@@ -272,11 +273,11 @@ class WatcherProcess:
         self._reader.start()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the folders are watched; OSError naming the folders if they cannot be."""
+        """Until the folders are watched; WatchError naming the folders and the reason if they cannot be."""
         if not self._ready.wait(timeout) or self.error is not None:
             reason = self.error or f"no answer within {timeout:g}s"
             self.stop()
-            raise OSError(f"cannot watch {', '.join(self.dirs)}: {reason}")
+            raise WatchError(f"config: dirs: cannot watch {', '.join(self.dirs)}: {reason}")
 
     def start(self) -> None:
         self.launch()
