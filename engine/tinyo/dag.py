@@ -73,6 +73,12 @@ class Verdict:
     reason: str
 
 
+_RUNNING = Verdict("running", True, "running")
+_RERUN = Verdict("stale", True, "rerun requested")
+_NEVER_BUILT = Verdict("stale", True, "never built")
+_OK = Verdict("ok", False, UP_TO_DATE)
+
+
 class Backing(Protocol):
     """Where the DES and documents that are not in memory are looked up (the store)."""
 
@@ -318,7 +324,7 @@ class Graph:
         if node.status == "queued":
             return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
         if node.status == "running":
-            return Verdict("running", True, "running")
+            return _RUNNING
         if node.status == "retry":
             return Verdict("retry", True, node.reason or "waiting to retry")
         missing: list[str] = []
@@ -336,16 +342,16 @@ class Graph:
             return Verdict("waiting", bool(blockers), "waiting for " + ", ".join(parts))
         current = self.current(node)
         if node.forced:
-            return Verdict("stale", True, "rerun requested")
+            return _RERUN
         if node.failed_state is not None and node.failed_trace == current:
             cause = f"{node.error}; " if node.error else ""
             return Verdict(node.failed_state, True, f"{cause}it runs again when a dep changes or on rerun")
         if node.trace is None:
-            return Verdict("stale", True, "never built")
+            return _NEVER_BUILT
         if node.trace != current:
             changed = [f"{d} v{node.trace.get(d)} -> v{current[d]}" for d in sorted(current) if node.trace.get(d) != current[d]]
             return Verdict("stale", True, "dep changed: " + ", ".join(changed))
-        return Verdict("ok", False, UP_TO_DATE)
+        return _OK
 
     def settle(self, touched: Iterable[str]) -> tuple[list[str], list[Node]]:
         """Re-evaluate ``touched`` DES, walking to consumers where blocking changed.

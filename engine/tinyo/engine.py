@@ -63,8 +63,8 @@ FILE_CACHE_MAX = 4096
 """File states (last evented, last versioned) cached in memory; the store has them all."""
 READERS_SHOWN = 50
 """Readers of a document listed in a DocInfo."""
-BLOB_CACHE_MAX = 256
-"""Distinct op lists whose stored (pickled) form is kept for reuse."""
+OP_CACHE_MAX = 256
+"""Distinct op lists whose names and stored (pickled) form are kept for reuse."""
 
 
 def _names(docs: Iterable[str]) -> tuple[str, ...]:
@@ -130,7 +130,8 @@ class Engine:
         self._cancel_intent: dict[int, str] = {}
         self._files: dict[str, FileState | None] = {}
         self._doc_files: dict[str, FileState] = {}
-        self._blobs: dict[tuple[tuple[str, int], ...], tuple[tuple[tuple[str, Any], ...], bytes | None]] = {}
+        self._op_cache: dict[tuple[tuple[str, int], ...],
+                             tuple[tuple[tuple[str, Any], ...], tuple[str, ...], bytes | None]] = {}
         self._no_doc_file: set[str] = set()  # file documents the last batch's lookup found no state for
         self._touched: list[str] = []
         self._next_run_id = 1
@@ -878,8 +879,7 @@ class Engine:
             self._emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
             self._emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
             return False
-        ops_desc = tuple(ref.partition(":")[2] for ref, _ in refs)
-        ops_desc = self._shared.setdefault(ops_desc, ops_desc)
+        ops_desc, blob = self._op_facts(refs)
         node = Node(des_id, _names(des.deps), _names(des.targs), ops_desc, generator,
                     sys.intern(given) if given == event else f"{given} (from {event})")
         for targ in node.targs:
@@ -894,7 +894,6 @@ class Engine:
         self.graph.add(node)
         self._des_total += 1
         self._ops[des_id] = refs
-        blob = self._ops_blob(refs)
         self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
         for dep in des.deps:
             if os.path.isabs(dep) and self.graph.version(dep) is None:
@@ -903,21 +902,23 @@ class Engine:
         self._emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
         return True
 
-    def _ops_blob(self, refs: tuple[tuple[str, Any], ...]) -> bytes | None:
-        """The ops as stored for a restart (None: they cannot be); one pickling per distinct ops list,
-        as generators mostly pass the same Config objects to many DES."""
+    def _op_facts(self, refs: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, ...], bytes | None]:
+        """(op names, the ops as stored for a restart (None: they cannot be)), worked out once per distinct
+        op list: generators mostly pass the same functions and Config objects to many DES."""
         key = tuple((ref, id(cfg)) for ref, cfg in refs)
-        hit = self._blobs.get(key)
+        hit = self._op_cache.get(key)
         if hit is not None:
-            return hit[1]
+            return hit[1], hit[2]
+        ops_desc = tuple(ref.partition(":")[2] for ref, _ in refs)
+        ops_desc = self._shared.setdefault(ops_desc, ops_desc)
         try:
             blob = dump_ops(list(refs)) if all(not r.startswith("<memory>") for r, _ in refs) else None
         except Exception:
             blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
-        if len(self._blobs) >= BLOB_CACHE_MAX:
-            self._blobs.clear()
-        self._blobs[key] = (refs, blob)  # the refs hold their Configs: an id is not reused while cached
-        return blob
+        if len(self._op_cache) >= OP_CACHE_MAX:
+            self._op_cache.clear()
+        self._op_cache[key] = (refs, ops_desc, blob)  # the refs hold their Configs: no id is reused while cached
+        return ops_desc, blob
 
     def _refs(self, des: Any) -> tuple[tuple[str, Any], ...]:
         strict = self.execution in (Execution.PROCESSES, Execution.DASK)
