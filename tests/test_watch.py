@@ -180,6 +180,8 @@ def test_a_killed_watcher_process_is_replaced_and_nothing_is_lost(tmp_path, inbo
     assert sorted(h.lines()) == ["after.txt a", "before.txt b", "while_dead.txt d"]
     sources = {os.path.basename(e.name): e.source for e in h.of(ev.EventReceived)}
     assert sources["after.txt"] == "file"
+    notices = [n.message for n in h.of(ev.EngineNotice) if "watcher" in n.message]
+    assert notices == ["the watcher process stopped (killed by signal 9): watching anew and rescanning"]
 
 
 def test_the_engine_process_runs_no_watchdog_threads(tmp_path, inbox, harness):
