@@ -65,14 +65,20 @@ def _groups_recount(engine) -> dict[str, Counter]:
     return engine.call(read)
 
 
+def _recipe_with_files(tmp_path, inbox, files: int):
+    """The recipe, with ``files`` input files (content v1) already in its inbox."""
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    for i in range(files):
+        drop(inbox, f"f{i:03d}.csv", "v1")
+    return recipe
+
+
 def _groups_kept(engine) -> dict[str, Counter]:
     return {s.pattern: Counter(dict(s.states)) for s in engine.groups_summary()}
 
 
 def test_settled_des_leave_memory_and_come_back_when_touched(tmp_path, inbox, harness, evict_always):
-    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
-    for i in range(FILES):
-        drop(inbox, f"f{i:03d}.csv", "v1")
+    recipe = _recipe_with_files(tmp_path, inbox, FILES)
     with harness(recipe) as h:
         h.wait_idle()
         engine = h.engine
@@ -122,9 +128,7 @@ def test_settled_des_leave_memory_and_come_back_when_touched(tmp_path, inbox, ha
 
 
 def test_a_file_changed_while_down_reruns_its_evicted_des_on_start(tmp_path, inbox, harness, evict_always):
-    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
-    for i in range(5):
-        drop(inbox, f"f{i:03d}.csv", "v1")
+    recipe = _recipe_with_files(tmp_path, inbox, 5)
     with harness(recipe) as h:
         h.wait_idle()
     time.sleep(0.01)
@@ -135,9 +139,7 @@ def test_a_file_changed_while_down_reruns_its_evicted_des_on_start(tmp_path, inb
 
 
 def test_a_batch_prefetch_answers_like_one_lookup_per_miss_in_a_few_queries(tmp_path, inbox, harness, evict_always):
-    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
-    for i in range(FILES):
-        drop(inbox, f"f{i:03d}.csv", "v1")
+    recipe = _recipe_with_files(tmp_path, inbox, FILES)
     with harness(recipe) as h:
         h.wait_idle()
         engine = h.engine

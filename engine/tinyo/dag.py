@@ -83,13 +83,9 @@ class Backing(Protocol):
     """Where the DES and documents that are not in memory are looked up (the store)."""
 
     def node(self, des_id: str) -> Node | None: ...
-    def version(self, doc: str) -> int | None: ...
-    def producer(self, doc: str) -> str | None: ...
-    def consumers(self, doc: str) -> list[str]: ...
-    def has_des(self, des_id: str) -> bool: ...
-    def versions_many(self, docs: list[str]) -> dict[str, int]: ...
-    def producers_many(self, docs: list[str]) -> dict[str, str]: ...
-    def consumers_many(self, docs: list[str]) -> dict[str, list[str]]: ...
+    def versions(self, docs: list[str]) -> dict[str, int]: ...
+    def producers(self, docs: list[str]) -> dict[str, str]: ...
+    def consumers(self, docs: list[str]) -> dict[str, list[str]]: ...
     def existing_des(self, des_ids: list[str]) -> set[str]: ...
 
 
@@ -128,7 +124,7 @@ class Graph:
         if v is None:
             if self.backing is None:
                 return None
-            v = self.backing.version(doc) or 0
+            v = self.backing.versions([doc]).get(doc) or 0
             self.versions[doc] = v
         return v or None
 
@@ -138,14 +134,14 @@ class Graph:
         if p is _UNKNOWN:
             if self.backing is None:
                 return None
-            p = self.producer[doc] = self.backing.producer(doc)
+            p = self.producer[doc] = self.backing.producers([doc]).get(doc)
         return p  # type: ignore[return-value]
 
     def readers(self, doc: str) -> set[str]:
         """The ids of the DES that read ``doc`` (the live set: do not change it)."""
         c = self.consumers.get(doc)
         if c is None:
-            c = set(self.backing.consumers(doc)) if self.backing is not None else set()
+            c = set(self.backing.consumers([doc]).get(doc, ())) if self.backing is not None else set()
             if self.backing is not None or c:
                 self.consumers[doc] = c
         return c
@@ -164,7 +160,8 @@ class Graph:
         """Whether the DES is known (in memory or in the backing)."""
         if des_id in self.nodes:
             return True
-        return self.backing is not None and des_id not in self._absent and self.backing.has_des(des_id)
+        return (self.backing is not None and des_id not in self._absent
+                and des_id in self.backing.existing_des([des_id]))
 
     def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = ()) -> None:
         """Fill the caches for ``docs`` (and learn which of ``des_ids`` exist) with a few batched lookups,
@@ -174,17 +171,17 @@ class Graph:
         docs = list(dict.fromkeys(docs))
         want = [d for d in docs if d not in self.versions]
         if want:
-            found = self.backing.versions_many(want)
+            found = self.backing.versions(want)
             for d in want:
                 self.versions[d] = found.get(d) or 0
         want = [d for d in docs if d not in self.producer]
         if want:
-            owners = self.backing.producers_many(want)
+            owners = self.backing.producers(want)
             for d in want:
                 self.producer[d] = owners.get(d)
         want = [d for d in docs if d not in self.consumers]
         if want:
-            readers = self.backing.consumers_many(want)
+            readers = self.backing.consumers(want)
             for d in want:
                 self.consumers[d] = set(readers.get(d, ()))
         ids = [i for i in dict.fromkeys(des_ids) if i not in self.nodes]

@@ -688,16 +688,7 @@ class Engine:
         """The file's new state if its content changed since its last event, else None. ``seen``: its state
         as the watcher read it (else it is read now)."""
         known = self._files.get(path)
-        if seen is not None and (seen.digest is not None or not self.config.hash_files):
-            state: FileState | None = seen
-            if known is None:
-                changed = True
-            elif seen.digest is not None and known.digest is not None:
-                changed = seen.digest != known.digest  # a touch alone changes nothing
-            else:
-                changed = (seen.mtime_ns, seen.size) != (known.mtime_ns, known.size)
-        else:
-            changed, state = compare_file(path, known, self.config.hash_files)
+        changed, state = compare_file(path, known, self.config.hash_files, hint=seen)
         if state is None:
             return None
         if state != known:
@@ -751,7 +742,6 @@ class Engine:
     def _prefetch_files(self, paths: list[str]) -> None:
         """What the store knows of a batch's file documents, in a few lookups instead of a few per file."""
         want = [p for p in paths if p not in self._doc_files]
-        self._no_doc_file = set()
         if want:
             rows = self.store.doc_files_many(want)
             for path in want:
@@ -815,7 +805,7 @@ class Engine:
         """The file state behind a document's current version (memory, else the store)."""
         known = self._doc_files.get(path)
         if known is None and path not in self._no_doc_file:
-            row = self.store.doc_file(path)
+            row = self.store.doc_files_many([path]).get(path)
             if row is not None and row[2] is not None and row[3] is not None:
                 known = self._doc_files[path] = FileState(row[2], row[3], row[1])
         return known
@@ -1409,25 +1399,13 @@ class _StoreBacking:
         row = self.store.des_lookup(des_id)
         return None if row is None else self.build(row)
 
-    def version(self, doc: str) -> int | None:
-        return self.store.doc_version(doc)
-
-    def producer(self, doc: str) -> str | None:
-        return self.store.producer_of(doc)
-
-    def consumers(self, doc: str) -> list[str]:
-        return self.store.consumers_of(doc)
-
-    def has_des(self, des_id: str) -> bool:
-        return self.store.des_exists(des_id)
-
-    def versions_many(self, docs: list[str]) -> dict[str, int]:
+    def versions(self, docs: list[str]) -> dict[str, int]:
         return self.store.doc_versions_many(docs)
 
-    def producers_many(self, docs: list[str]) -> dict[str, str]:
+    def producers(self, docs: list[str]) -> dict[str, str]:
         return self.store.producers_many(docs)
 
-    def consumers_many(self, docs: list[str]) -> dict[str, list[str]]:
+    def consumers(self, docs: list[str]) -> dict[str, list[str]]:
         return self.store.consumers_many(docs)
 
     def existing_des(self, des_ids: list[str]) -> set[str]:

@@ -51,12 +51,13 @@ def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat
 
     A file with the same (mtime_ns, size) is unchanged without reading it; otherwise, with hashing on,
     it changed only if the content hash differs (so ``touch`` alone changes nothing). ``hint`` is a
-    state just computed for the same file: its hash is reused while mtime and size still match.
+    state just read for the same file (by the watcher process, or by intake): a hinted hash is trusted
+    without reading the file again.
     """
     if st is None and hint is not None and hint.digest and known is not None and known.digest == hint.digest:
-        return False, FileState(hint.mtime_ns, hint.size, hint.digest)  # just read by intake: same content
+        return False, FileState(hint.mtime_ns, hint.size, hint.digest)  # just read: same content
     if st is None and hint is not None and hint.digest and (known is None or known.digest != hint.digest):
-        return True, hint  # just read by intake (this cycle): no second stat or hash
+        return True, hint  # just read: no second stat or hash
     st = st if st is not None else stat_file(path)
     if st is None:
         return False, None

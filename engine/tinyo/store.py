@@ -468,15 +468,8 @@ class Store:
     def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
         """The last-evented state of each of ``paths`` that has one (in chunks of 500 per query)."""
         self.flush()
-        out: dict[str, tuple[int, int, str | None]] = {}
-        for start in range(0, len(paths), 500):
-            chunk = paths[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT path, mtime_ns, size, hash FROM files_seen WHERE path IN ({marks})", chunk
-            ):
-                out[row[0]] = (row[1], row[2], row[3])
-        return out
+        return {r[0]: r[1:] for r in self._many("SELECT path, mtime_ns, size, hash FROM files_seen WHERE path IN ({})",
+                                                paths)}
 
     def files_seen_under(self, folder: str) -> dict[str, tuple[int, int, str | None]]:
         prefix = folder.rstrip("/") + "/"
@@ -517,21 +510,6 @@ class Store:
         rows = self.conn.execute(sql, params).fetchall()
         return rows[0] if rows else None
 
-    def doc_version(self, name: str) -> int | None:
-        row = self._one("SELECT version FROM documents WHERE name = ?", (name,))
-        return None if row is None else row[0]
-
-    def doc_file(self, name: str) -> tuple[int, str | None, int | None, int | None] | None:
-        """(version, hash, mtime_ns, size) of a document, or None."""
-        return self._one("SELECT version, hash, mtime_ns, size FROM documents WHERE name = ?", (name,))
-
-    def producer_of(self, doc: str) -> str | None:
-        row = self._one("SELECT des_id FROM producers WHERE doc = ?", (doc,))
-        return None if row is None else row[0]
-
-    def consumers_of(self, doc: str) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT des_id FROM consumers WHERE doc = ?", (doc,)).fetchall()]
-
     def _many(self, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` (with one ``IN ({})`` for the keys) for every key, in chunks of 500; no flush,
         like ``_one``."""
@@ -560,9 +538,6 @@ class Store:
 
     def des_existing(self, des_ids: list[str]) -> set[str]:
         return {r[0] for r in self._many("SELECT id FROM des WHERE id IN ({})", des_ids)}
-
-    def des_exists(self, des_id: str) -> bool:
-        return self._one("SELECT 1 FROM des WHERE id = ?", (des_id,)) is not None
 
     def des_lookup(self, des_id: str) -> StoredDES | None:
         row = self._one(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,))

@@ -30,6 +30,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from .children import child_env
 from .errors import WatchError
 from .intake import FileState
 
@@ -253,9 +254,7 @@ class WatcherProcess:
         """Start the process (it watches in the background: :meth:`wait_ready` waits for it)."""
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
-        package_root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+        env = child_env()
         settings = {"dirs": self.dirs, "recursive": self.recursive, "debounce": self.debounce,
                     "ignore": sorted(self.ignore), "hash": self.use_hash}
         args = [sys.executable, "-m", "tinyo._watch_main", str(cmd_r), str(out_w), json.dumps(settings)]

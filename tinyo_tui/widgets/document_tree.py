@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from rich.text import Text
@@ -75,24 +76,21 @@ class DocumentTree(Tree[NodeData]):
 
     def _fetch_docs(self, names: list[str]) -> None:
         """Cache the engine's current view of ``names`` (documents about to be shown)."""
-        engine = self._engine
-        if engine is None or not names:
-            return
-        try:
-            for info in engine.doc_infos(names):
-                self._state.put_doc_info(info)
-        except Exception as exc:  # the engine stopped or is busy: show what the cache has
-            self.log.warning(f"documents lookup failed: {exc}")
+        self._fetch("doc_infos", names, self._state.put_doc_info, "documents")
 
     def _fetch_des(self, ids: list[str]) -> None:
+        self._fetch("des_infos", ids, self._state.put_des_info, "DES")
+
+    def _fetch(self, query: str, keys: list[str], put: Callable[[Any], object], what: str) -> None:
+        """Ask the engine's ``query`` about ``keys`` and cache each answer with ``put``."""
         engine = self._engine
-        if engine is None or not ids:
+        if engine is None or not keys:
             return
         try:
-            for info in engine.des_infos(ids):
-                self._state.put_des_info(info)
+            for info in getattr(engine, query)(keys):
+                put(info)
         except Exception as exc:  # the engine stopped or is busy: show what the cache has
-            self.log.warning(f"DES lookup failed: {exc}")
+            self.log.warning(f"{what} lookup failed: {exc}")
     # ------------------------------------------------------------------ labels
     def _doc_label(self, name: str, arrow: str = "") -> Text:
         doc = self._state.docs.get(name)

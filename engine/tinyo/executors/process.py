@@ -29,9 +29,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Literal
 
+from ..children import child_env
 from ..worker import Task
 from .base import Sink, WorkerInfo
 
@@ -100,9 +100,7 @@ class ProcessExecutor:
         task_r, task_w = os.pipe()
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+        env = child_env()
         args = [sys.executable, "-m", "tinyo._worker_main", str(task_r), str(res_w), worker.name, self.recipe_path,
                 os.getcwd(), json.dumps([p for p in sys.path if isinstance(p, str)])]
         try:

@@ -20,9 +20,9 @@ import subprocess
 import sys
 import threading
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..children import child_env
 from .base import FunctionStep, Step, function_name
 from .binding import ThreadBinding
 from .channel import Window
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from .instance import Instance
     from .runner import Runner
 
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
-"""The folder holding the ``tinyo`` package, put on the worker's PYTHONPATH."""
 
 
 def check_importable(step: Step, where: str) -> None:
@@ -73,8 +71,7 @@ class ProcHandle:
         """Start the worker with a pair of pipes for the chunk protocol."""
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [PACKAGE_ROOT, env.get("PYTHONPATH", "")] if p)
+        env = child_env()
         try:
             with self._lock:
                 if self.killed:
