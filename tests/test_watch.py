@@ -109,6 +109,19 @@ def test_a_hard_link_without_a_close_is_reported_once_quiet(tmp_path, inbox, har
     assert h.lines() == ["link.txt linked"]
 
 
+def test_a_linked_file_still_being_written_elsewhere_is_reported_once_it_is_quiet(tmp_path, inbox, harness):
+    source = tmp_path / "growing.txt"
+    with harness(recipe_for(tmp_path, inbox)) as h, open(source, "w") as fh:
+        os.link(source, inbox / "grow.txt")  # IN_CREATE only; the writes below go through the other name
+        for part in ("a", "b", "c", "d", "e"):
+            fh.write(part)
+            fh.flush()
+            time.sleep(0.15)  # each write moves the mtime, within the recipe's debounce (0.3 s)
+        h.wait_for(lambda: h.lines(), what="the linked file", timeout=10)
+        h.wait_idle()
+    assert h.lines() == ["grow.txt abcde"], "reported while still being written, or more than once"
+
+
 # ---------------------------------------------------------------- the watcher runs in its own process
 
 

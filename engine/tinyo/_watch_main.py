@@ -21,15 +21,22 @@ from tinyo.watch import FileWatcher
 
 ROOTS_CHECK = 1.0
 """Seconds between looks at whether a watched folder was replaced."""
+BATCH = 500
+"""Files read and sent per message at most (the first of a burst goes out without waiting for the rest)."""
 
 
 class _Sender:
-    """Collects completed files from the watcher's threads and sends them in batches (one writer)."""
+    """Collects completed files from the watcher's threads; its own thread reads their states and sends
+    them in batches (one writer).
+
+    The watcher's threads only hand paths over: the stat and the hash run here, a batch at a time, so the
+    threads that parse the kernel's events never wait on file I/O (each such call lets another thread
+    take the interpreter, and getting it back can take a switch interval, 5 ms, while they are busy)."""
 
     def __init__(self, out: Connection, use_hash: bool) -> None:
         self.out = out
         self.use_hash = use_hash
-        self._items: list[tuple[str, int, int, str | None]] = []
+        self._paths: list[str] = []
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._closed = False
@@ -37,16 +44,22 @@ class _Sender:
         self._thread.start()
 
     def file(self, path: str) -> None:
-        st = stat_file(path)
-        if st is None:
-            return  # gone (or not a regular file) already: a later event or scan says what became of it
-        digest = digest_file(path) if self.use_hash else None
-        if self.use_hash and digest is None:
-            return  # unreadable now: the engine's rescans try again
         with self._cond:
-            self._items.append((path, st.st_mtime_ns, st.st_size, digest))
-            if len(self._items) == 1:
+            self._paths.append(path)
+            if len(self._paths) == 1:
                 self._cond.notify()
+
+    def _states(self, paths: list[str]) -> list[tuple[str, int, int, str | None]]:
+        items = []
+        for path in dict.fromkeys(paths):  # reported twice while waiting: read once
+            st = stat_file(path)
+            if st is None:
+                continue  # gone (or not a regular file) already: a later event or scan says what became of it
+            digest = digest_file(path, st.st_size) if self.use_hash else None
+            if self.use_hash and digest is None:
+                continue  # unreadable now: the engine's rescans try again
+            items.append((path, st.st_mtime_ns, st.st_size, digest))
+        return items
 
     def send(self, message: tuple[object, ...]) -> None:
         with self._send_lock:
@@ -58,12 +71,13 @@ class _Sender:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._items and not self._closed:
+                while not self._paths and not self._closed:
                     self._cond.wait()
-                items, self._items = self._items, []
-                closed = self._closed
+                paths, self._paths = self._paths[:BATCH], self._paths[BATCH:]
+                closed = self._closed and not self._paths
+            items = self._states(paths)
             if items:
-                self.send(("files", items))  # while this is sent, the next batch collects
+                self.send(("files", items))  # while this is read and sent, the next batch collects
             if closed:
                 return
 

@@ -33,15 +33,31 @@ def _is_regular(st: os.stat_result) -> bool:
     return stat_mod.S_ISREG(st.st_mode)
 
 
-def digest_file(path: str) -> str | None:
-    """BLAKE2b of the file's content, or None if it cannot be read."""
+READ_CHUNK = 1 << 20
+"""Bytes read at a time when hashing."""
+
+
+def digest_file(path: str, size: int | None = None) -> str | None:
+    """BLAKE2b of the file's content, or None if it cannot be read. ``size``: the size a stat just gave
+    (a small file is then read with one call; a file that grew since is still read to its end)."""
     h = hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        want = READ_CHUNK if size is None else min(READ_CHUNK, size + 1)
+        total = 0
+        while chunk := os.read(fd, want):
+            h.update(chunk)
+            total += len(chunk)
+            if total == size and len(chunk) < want:
+                break  # exactly the size just stat'ed, and no more: no second read to see the end
+            want = READ_CHUNK
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
@@ -68,7 +84,7 @@ def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat
     if hint is not None and hint.digest and hint.mtime_ns == st.st_mtime_ns and hint.size == st.st_size:
         digest: str | None = hint.digest
     else:
-        digest = digest_file(path)
+        digest = digest_file(path, st.st_size)
     if digest is None:
         return False, None
     state = FileState(st.st_mtime_ns, st.st_size, digest)

@@ -145,9 +145,9 @@ class FileWatcher:
     def _touch(self, path: str) -> None:
         if not self._wanted(path):
             return
-        with self._cond:
+        with self._cond:  # no stat here: a burst's creates cost the event threads no file system call
             was_empty = not self._pending
-            self._pending[path] = (time.monotonic() + self.debounce, _signature(path))
+            self._pending[path] = (time.monotonic() + self.debounce, None)
             if was_empty:
                 self._cond.notify()
 
@@ -159,14 +159,25 @@ class FileWatcher:
                 if self._stop:
                     return
                 now = time.monotonic()
-                due = [(p, sig) for p, (t, sig) in self._pending.items() if t <= now]
+                due = [(p, entry) for p, entry in self._pending.items() if entry[0] <= now]
                 if not due:
                     self._cond.wait(timeout=max(0.001, min(t for t, _ in self._pending.values()) - now))
                     continue
-                quiet = []
-                for path, sig in due:
-                    current = _signature(path)
-                    if current is not None and current != sig:
+            looked = [(path, entry, _signature(path)) for path, entry in due]  # outside the lock
+            quiet = []
+            with self._cond:
+                wall = time.time()
+                for path, entry, current in looked:
+                    if self._pending.get(path) is not entry:
+                        continue  # closed (reported) or touched again meanwhile
+                    sig = entry[1]
+                    if sig is None and current is not None:
+                        # first look: quiet if not modified for ``debounce`` seconds (by the file's mtime)
+                        age = wall - current[0] / 1e9
+                        still = not age >= self.debounce  # a clock that disagrees (age < 0): look again
+                    else:
+                        still = current is not None and current != sig
+                    if still:
                         self._pending[path] = (now + self.debounce, current)  # still being written
                     else:
                         del self._pending[path]
