@@ -246,6 +246,25 @@ def child_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each named thread of this process (Linux: /proc), summed per name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -464,11 +483,17 @@ def bench_burst(n: int, base: str, tmp_name: str, timeout: float) -> dict[str, A
                 mark = time.monotonic()
                 watcher = getattr(be.engine, "_watcher", None)
                 watcher_pid = watcher._process.pid if watcher is not None and watcher._process is not None else None
-                c0, w0 = cpu(), child_cpu(watcher_pid)
+                worker_pids = [w.pid for w in be.engine.workers()]
+                c0, w0, t0 = cpu(), child_cpu(watcher_pid), thread_cpu()
+                k0 = sum(child_cpu(pid) for pid in worker_pids)
                 first_open, last_close = drop_files(in_dir, n)
                 ok = col.wait_runs(base_runs + n, timeout)
                 t_last = col.finished[-1][0] if col.finished else float("nan")
                 cpu_s, watcher_s = cpu() - c0, child_cpu(watcher_pid) - w0
+                workers_s = sum(child_cpu(pid) for pid in worker_pids) - k0
+                t1 = thread_cpu()
+                threads_us = {name: round(1e6 * (t1[name] - t0.get(name, 0.0)) / n, 1) for name in t1
+                              if t1[name] - t0.get(name, 0.0) > 0}
                 idle_ok = be.wait_idle(mark, timeout)
                 # stay a little longer: a late duplicate (rescan, watcher) would show up now
                 time.sleep(1.0)
@@ -490,6 +515,8 @@ def bench_burst(n: int, base: str, tmp_name: str, timeout: float) -> dict[str, A
             "files_per_s": n / (t_last - first_open) if ok else 0.0,
             "orchestrator_cpu_us_per_file": 1e6 * cpu_s / n,
             "watcher_process_cpu_us_per_file": 1e6 * watcher_s / n,
+            "workers_cpu_us_per_file": 1e6 * workers_s / n,
+            "engine_threads_cpu_us_per_file": dict(sorted(threads_us.items(), key=lambda kv: -kv[1])),
             "files_with_event": len(ev_rows), "files_with_more_than_one_event": sum(1 for _, c in ev_rows if c > 1),
             "event_sources": ev_sources,
             "bus_des_started": len(bus_runs), "bus_des_started_more_than_once": sum(1 for c in bus_runs.values() if c > 1),
@@ -620,7 +647,12 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                 f"{r['store']['runs_total']}, >1 run {r['store']['des_with_more_than_one_run']}, never ok "
                 f"{r['store']['des_without_ok_run']}); {fmt(r['files_per_s'], 0)} files/s, "
                 f"CPU per file: engine {r['orchestrator_cpu_us_per_file']:.0f} us + watcher process "
-                f"{r['watcher_process_cpu_us_per_file']:.0f} us; events {r['event_sources']}")
+                f"{r['watcher_process_cpu_us_per_file']:.0f} us + workers {r['workers_cpu_us_per_file']:.0f} us; "
+                f"events {r['event_sources']}")
+            threads = r.get("engine_threads_cpu_us_per_file") or {}
+            if threads:
+                rows.append(("", "  engine threads, CPU per file: "
+                             + ", ".join(f"{name} {us:.0f} us" for name, us in list(threads.items())[:5]), "", "", "", ""))
     if "flat" in res:
         r = res["flat"]
         small, big = (r["sizes"][k] for k in r["sizes"])
