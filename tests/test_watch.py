@@ -19,12 +19,12 @@ def gen(event):
         return (None, [DES(deps=frozenset([event]), targs=frozenset(['seen.' + event]), ops=[(note, Config({}))])])
     return (None, [])
 
-config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=2, debounce=0.3, recursive={recursive})
+config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=2, debounce={debounce}, recursive={recursive})
 """
 
 
-def recipe_for(tmp_path, inbox, recursive=False):
-    return write_recipe(tmp_path, RECIPE, db=tmp_path / "w.db", inbox=inbox, recursive=recursive)
+def recipe_for(tmp_path, inbox, recursive=False, debounce=0.3):
+    return write_recipe(tmp_path, RECIPE, db=tmp_path / "w.db", inbox=inbox, recursive=recursive, debounce=debounce)
 
 
 def test_a_file_written_slowly_is_one_event_after_close(tmp_path, inbox, harness):
@@ -111,15 +111,15 @@ def test_a_hard_link_without_a_close_is_reported_once_quiet(tmp_path, inbox, har
 
 def test_a_linked_file_still_being_written_elsewhere_is_reported_once_it_is_quiet(tmp_path, inbox, harness):
     source = tmp_path / "growing.txt"
-    with harness(recipe_for(tmp_path, inbox)) as h, open(source, "w") as fh:
+    with harness(recipe_for(tmp_path, inbox, debounce=1.0)) as h, open(source, "w") as fh:
         os.link(source, inbox / "grow.txt")  # IN_CREATE only; the writes below go through the other name
-        for part in ("a", "b", "c", "d", "e"):
+        for part in "abcdefghijklmnop":  # written for 1.6 s: past the first look, 1 s after the link
             fh.write(part)
             fh.flush()
-            time.sleep(0.15)  # each write moves the mtime, within the recipe's debounce (0.3 s)
+            time.sleep(0.1)  # each write moves the mtime, well within the debounce (1 s)
         h.wait_for(lambda: h.lines(), what="the linked file", timeout=10)
         h.wait_idle()
-    assert h.lines() == ["grow.txt abcde"], "reported while still being written, or more than once"
+    assert h.lines() == ["grow.txt abcdefghijklmnop"], "reported while still being written, or more than once"
 
 
 # ---------------------------------------------------------------- the watcher runs in its own process
