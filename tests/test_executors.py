@@ -41,7 +41,8 @@ def test_other_executors_give_the_same_results(tmp_path, inbox, harness, executi
     assert len(h.of(ev.OpFinished)) == 4
 
 
-HOSTILE = ["[bold]loud.txt", "x[red]y[dim].txt", "new\nline.txt", "esc\x1b[31mred.txt", "ünï ✓ 名前.txt", "sp ace.txt"]
+HOSTILE = ["[bold]loud.txt", "x[red]y[dim].txt", "new\nline.txt", "esc\x1b[31mred.txt", "ünï ✓ 名前.txt", "sp ace.txt",
+           "rtl\u202etxt.exe"]
 
 
 def test_hostile_file_names_are_processed_once_and_printed_literally(tmp_path, inbox):
@@ -54,6 +55,7 @@ def test_hostile_file_names_are_processed_once_and_printed_literally(tmp_path, i
     assert text.returncode == 0, text.stderr
     out = text.stdout
     assert "\x1b" not in out, "an escape sequence reached the terminal"
+    assert "\u202e" not in out and "rtl\\u202etxt.exe" in out, "a bidi override reached the terminal"
     assert "[bold]loud.txt" in out and "esc\\x1b[31mred.txt" in out and "new\\nline.txt" in out
     assert "ünï ✓ 名前.txt" in out and "x[red]y[dim].txt" in out
     injected = subprocess.run([sys.executable, "-m", "tinyo.cli", "inject", str(recipe), "[/]"],

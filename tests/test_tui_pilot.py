@@ -413,6 +413,6 @@ async def test_hostile_file_names_on_a_real_engine_show_literally(console: tuple
         text = "\n".join(shown)
         assert "\x1b" not in text, "an escape sequence would reach the terminal"
         assert "[bold]loud.txt" in text and "x[red]y[dim].txt" in text  # markup shown as text
-        assert "esc\\e[31mred.txt" in text and "new\\nline.txt" in text  # control characters escaped
+        assert "esc\\x1b[31mred.txt" in text and "new\\nline.txt" in text  # control characters escaped
         assert "ünï ✓ 名前.txt" in text
         assert all(line.count("\n") == 1 for line in shown), "a name broke a row into several lines"

@@ -190,7 +190,7 @@ HOSTILE = [
 
 def test_hostile_names(snap_compare: Any) -> None:
     """Events, documents and output lines named with markup, ANSI escapes, newlines, control chars,
-    a bidi override and wide unicode show literally: '[red]alert[/red]', '\\e[31m', '\\n', '\\x07',
+    a bidi override and wide unicode show literally: '[red]alert[/red]', '\\x1b[31m', '\\n', '\\x07',
     '\\u202e' appear as text, nothing is coloured by them, and the frame is intact."""
     engine, app = console()
 

@@ -25,7 +25,7 @@ def test_group_key_folds_numbers() -> None:
 
 
 def test_visible_escapes_control_characters_and_keeps_markup_literal() -> None:
-    assert visible("a\x1b[31mb") == "a\\e[31mb"
+    assert visible("a\x1b[31mb") == "a\\x1b[31mb"
     assert visible("x\ny\r\t") == "x\\ny\\r\\t"
     assert visible("bell\x07 del\x7f rtl\u202e") == "bell\\x07 del\\x7f rtl\\u202e"
     assert visible("[red]not markup[/]") == "[red]not markup[/]"

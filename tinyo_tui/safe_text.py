@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from rich.style import Style
 from rich.text import Text
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group(0)
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from tinyo.text import printable
 
 
 def visible(value: object) -> str:
-    """``value`` as a one-line string whose control characters (ANSI escapes, newlines, bidi
-    overrides) are shown as escapes, so it cannot move the cursor or restyle the screen."""
-    text = value if isinstance(value, str) else str(value)
-    return _CONTROL.sub(_escape, text)
+    """``value`` as a one-line string whose control characters (ANSI escapes, newlines, tabs, bidi
+    overrides) are shown as escapes, so it cannot move the cursor or restyle the screen (the engine's
+    rule, as the headless reporter prints it)."""
+    return printable(value if isinstance(value, str) else str(value), tabs=False)
 
 
 def literal(value: object, style: str | Style = "") -> Text:
