@@ -92,7 +92,7 @@ def test_overflow_triggers_a_rescan_that_finds_missed_files(tmp_path, inbox, har
 
 
 def test_the_state_file_inside_a_watched_folder_is_not_an_event(tmp_path, inbox, harness):
-    recipe = write_recipe(tmp_path, RECIPE, db=inbox / "state.db", inbox=inbox, recursive=False)
+    recipe = write_recipe(tmp_path, RECIPE, db=inbox / "state.db", inbox=inbox, recursive=False, debounce=0.3)
     with harness(recipe) as h:
         (inbox / "real.txt").write_text("r")
         h.wait_idle()
