@@ -173,8 +173,7 @@ class FileWatcher:
                     sig = entry[1]
                     if sig is None and current is not None:
                         # first look: quiet if not modified for ``debounce`` seconds (by the file's mtime)
-                        age = wall - current[0] / 1e9
-                        still = not age >= self.debounce  # a clock that disagrees (age < 0): look again
+                        still = wall - current[0] / 1e9 < self.debounce  # a clock behind the file's: look again
                     else:
                         still = current is not None and current != sig
                     if still:
