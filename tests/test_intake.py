@@ -42,3 +42,44 @@ def test_compare_file_reads_the_hash_only_when_mtime_or_size_moved(tmp_path):
     path.write_text("two!")
     changed, second = compare_file(str(path), touched, True)
     assert changed and second.digest == blake(b"two!")
+
+
+def test_events_waiting_in_the_store_are_not_read_again_when_their_turn_comes(tmp_path, inbox, harness, monkeypatch):
+    """Past the in-memory backlog, file events wait in the store only; when they are taken back, the state
+    the watcher read at intake comes with them, as it does for the events that stayed in memory: the engine
+    neither stats nor hashes those files again, and each file is still processed once, whole."""
+    from conftest import drop, write_recipe
+    from tinyo import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "BACKLOG_MAX", 4)
+    reads: list[str] = []
+    real_digest, real_stat = intake.digest_file, intake.stat_file
+    monkeypatch.setattr(intake, "digest_file", lambda path, size=None: reads.append(path) or real_digest(path, size))
+    monkeypatch.setattr(intake, "stat_file", lambda path: reads.append(path) or real_stat(path))
+    recipe = write_recipe(tmp_path, """
+def load(context):
+    (src,) = context['deps']
+    print('load', os.path.basename(src), open(src).read())
+
+@meta_task(root=True)
+def gen(event):
+    if os.path.isabs(event):
+        return (None, [DES(deps=frozenset([event]), targs=frozenset(['loaded.' + os.path.basename(event)]),
+                           ops=[(load, Config({}))])])
+    return (None, [])
+
+config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=2, execution=Execution.THREADS, maxevents=3)
+""", db=tmp_path / "s.db", inbox=inbox)
+    with harness(recipe) as h:
+        h.engine.pause()
+        h.wait_for(lambda: h.engine.paused, what="paused")
+        for i in range(12):
+            drop(inbox, f"f{i:02d}.csv", f"v{i}")
+        h.wait_for(lambda: h.engine.events_taken >= 12, what="12 events stored")
+        assert h.engine.call(lambda: h.engine._backlog_in_store), "events wait in the store only"
+        reads.clear()
+        h.engine.resume()
+        h.wait_for(lambda: len(h.lines()) >= 12, what="12 loads")
+        h.wait_idle()
+    assert sorted(h.lines()) == [f"load f{i:02d}.csv v{i}" for i in range(12)]
+    assert reads == [], f"files read again by the engine: {reads}"

@@ -169,6 +169,55 @@ def test_a_batch_prefetch_answers_like_one_lookup_per_miss_in_a_few_queries(tmp_
     assert n_docs > FILES and n_des == FILES + 1
     assert answers_b == answers_s
     assert answers_b[3][-1] is False and all(answers_b[3][:-1])
-    assert during == 4, f"{during} statements for the prefetch (one per table)"
+    assert during == 5, f"{during} statements for the prefetch (the names, then one per table)"
     # of the DES asked about, only the known ones go to the store again (has() of a known id is not cached)
     assert after - during == n_des
+
+
+def test_a_prefetch_of_names_the_store_never_saw_takes_one_query_and_answers_like_lookups(tmp_path, inbox, harness,
+                                                                                        evict_always):
+    """A burst of new files: their documents, and the DES they bring whose targets are all new, are known
+    absent after one lookup of the names; what is known (a name already in the store, a DES with a known
+    target) is still looked up, and every answer equals a one-by-one lookup's."""
+    recipe = _recipe_with_files(tmp_path, inbox, 5)
+    with harness(recipe) as h:
+        h.wait_idle()
+        engine = h.engine
+
+        def compare():
+            store = engine.store
+            new_docs = [f"/nowhere/new{i}.csv" for i in range(40)] + [f"loaded.new{i}.csv" for i in range(40)]
+            known_docs = ["loaded.f001.csv", str(inbox / "f002.csv")]
+            (known_id,) = [r[0] for r in store.conn.execute(
+                "SELECT des_id FROM producers WHERE doc = 'loaded.f001.csv'").fetchall()]
+            ids = [f"{i:016x}" for i in range(40)]
+            targs = [frozenset([f"loaded.new{i}.csv"]) for i in range(40)]
+            statements: list[str] = []
+            store.conn.set_trace_callback(statements.append)
+            try:
+                new_only = dag.Graph(engine.graph.backing)
+                new_only.prefetch(new_docs, ids, targs)
+                count_new = len(statements)
+                mixed = dag.Graph(engine.graph.backing)
+                mixed.prefetch(new_docs + known_docs, [*ids, known_id, "fedcba9876543210"],
+                               [*targs, frozenset(["loaded.f001.csv"]), frozenset(["loaded.new1.csv", "total"])])
+                count_mixed = len(statements) - count_new
+            finally:
+                store.conn.set_trace_callback(None)
+            docs = new_docs + known_docs
+            all_ids = [*ids, known_id, "fedcba9876543210"]
+            answers = ([mixed.version(d) for d in docs], [mixed.producer_of(d) for d in docs],
+                       [sorted(mixed.readers(d)) for d in docs], [mixed.has(i) for i in all_ids])
+            single = dag.Graph(engine.graph.backing)
+            expected = ([single.version(d) for d in docs], [single.producer_of(d) for d in docs],
+                        [sorted(single.readers(d)) for d in docs], [single.has(i) for i in all_ids])
+            new_answers = ([new_only.version(d) for d in new_docs], [new_only.has(i) for i in ids])
+            return count_new, count_mixed, answers, expected, new_answers
+
+        count_new, count_mixed, answers, expected, new_answers = engine.call(compare)
+    assert count_new == 1, f"{count_new} statements for names the store never saw"
+    # names, then versions, producers, consumers of the two known names, then the DES that may exist
+    assert count_mixed == 5
+    assert answers == expected
+    assert answers[3][-2] is True and answers[3][-1] is False and not any(answers[3][:-2])
+    assert new_answers == ([None] * 80, [False] * 40)

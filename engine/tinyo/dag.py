@@ -87,6 +87,9 @@ class Backing(Protocol):
     def producers(self, docs: list[str]) -> dict[str, str]: ...
     def consumers(self, docs: list[str]) -> dict[str, list[str]]: ...
     def existing_des(self, des_ids: list[str]) -> set[str]: ...
+    def known(self, docs: list[str]) -> set[str]: ...
+    """Which of ``docs`` the backing has ever named: a name it does not know has no version, producer or
+    reader there, and no DES there produces it."""
 
 
 _UNKNOWN = object()
@@ -163,12 +166,31 @@ class Graph:
         return (self.backing is not None and des_id not in self._absent
                 and des_id in self.backing.existing_des([des_id]))
 
-    def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = ()) -> None:
+    def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = (), targs: Iterable[Iterable[str]] = ()) -> None:
         """Fill the caches for ``docs`` (and learn which of ``des_ids`` exist) with a few batched lookups,
-        instead of one lookup per miss: for a batch of new events, most of them are misses."""
+        instead of one lookup per miss: for a batch of new events, most of them are misses.
+
+        One lookup first finds which of the documents the backing has ever named; the names it does not
+        know need nothing more (a burst of new files costs one query, not four). ``targs``, one per DES
+        id when given, lets a DES whose targets are all such names be known absent without a lookup
+        (a DES in the backing has named its targets there)."""
         if self.backing is None:
             return
         docs = list(dict.fromkeys(docs))
+        unknown = [d for d in docs if d not in self.versions or d not in self.producer or d not in self.consumers]
+        unnamed: set[str] = set()
+        if unknown:
+            named = self.backing.known(unknown)
+            unnamed = {d for d in unknown if d not in named}
+            for d in unnamed:
+                # what this cycle added is in memory already (setdefault keeps it); the backing has nothing
+                self.versions.setdefault(d, 0)
+                self.producer.setdefault(d, None)
+                if d not in self.consumers:
+                    self.consumers[d] = set()
+            docs = [d for d in unknown if d in named]
+        else:
+            docs = []
         want = [d for d in docs if d not in self.versions]
         if want:
             found = self.backing.versions(want)
@@ -184,9 +206,13 @@ class Graph:
             readers = self.backing.consumers(want)
             for d in want:
                 self.consumers[d] = set(readers.get(d, ()))
+        des_ids = list(des_ids)
         ids = [i for i in dict.fromkeys(des_ids) if i not in self.nodes]
         if ids:
-            present = self.backing.existing_des(ids)
+            given = dict(zip(des_ids, targs))
+            absent = {i for i in ids if i in given and all(t in unnamed for t in given[i])}
+            ask = [i for i in ids if i not in absent]
+            present = self.backing.existing_des(ask) if ask else set()
             self._absent = {i for i in ids if i not in present}
 
     def upstream_blocking(self, doc: str) -> Node | None:

@@ -701,8 +701,12 @@ class Engine:
 
     def _refill_backlog(self) -> None:
         rows = self.store.new_events(self._last_backlog_id, BACKLOG_MAX // 2)
+        # a file event's state as intake last recorded it: the file is not read again (as for the events
+        # that stayed in memory); a file changed since has a later event of its own
+        seen = self.store.files_seen_many([name for _, _, source, name in rows if source in ("file", "scan")])
         for event_id, _, source, name in rows:
-            self._backlog.append((event_id, source, name, None))
+            state = seen.get(name) if source in ("file", "scan") else None
+            self._backlog.append((event_id, source, name, FileState(*state) if state is not None else None))
             self._last_backlog_id = event_id
         if len(rows) < BACKLOG_MAX // 2:
             self._backlog_in_store = False
@@ -740,32 +744,33 @@ class Engine:
         self._no_doc_file = set()  # true for this batch only (the file-state cache may be trimmed later)
 
     def _prefetch_files(self, paths: list[str]) -> None:
-        """What the store knows of a batch's file documents, in a few lookups instead of a few per file."""
+        """What the store knows of a batch's file documents, in a few lookups instead of a few per file (none
+        past the one for their names when the files are new)."""
+        self.graph.prefetch(paths)
         want = [p for p in paths if p not in self._doc_files]
         if want:
-            rows = self.store.doc_files_many(want)
+            versioned = [p for p in want if self.graph.versions.get(p)]
+            rows = self.store.doc_files_many(versioned) if versioned else {}
             for path in want:
                 row = rows.get(path)
                 if row is None:
                     self._no_doc_file.add(path)
-                    self.graph.versions.setdefault(path, 0)
-                else:
-                    self.graph.versions.setdefault(path, row[0])
-                    if row[1] is not None and row[2] is not None:
-                        self._doc_files[path] = FileState(row[2], row[3], row[1])
-        self.graph.prefetch(paths)
+                elif row[1] is not None and row[2] is not None:
+                    self._doc_files[path] = FileState(row[2], row[3], row[1])
 
     def _prefetch_emitted(self, emissions: list[Emission]) -> None:
         """The store's facts on every document and DES a batch's generators emitted, looked up together."""
         docs: list[str] = []
         ids: list[str] = []
+        targs: list[frozenset[str]] = []
         for emission in emissions:
             for _, _, des in emission.des:
                 ids.append(des.id)
+                targs.append(des.targs)
                 docs.extend(des.deps)
                 docs.extend(des.targs)
         if ids:
-            self.graph.prefetch(docs, ids)
+            self.graph.prefetch(docs, ids, targs)
 
     def _mark_document_from_event(self, name: str, state: FileState | None) -> None:
         if os.path.isabs(name):
@@ -1410,3 +1415,6 @@ class _StoreBacking:
 
     def existing_des(self, des_ids: list[str]) -> set[str]:
         return self.store.des_existing(des_ids)
+
+    def known(self, docs: list[str]) -> set[str]:
+        return self.store.names_known(docs)

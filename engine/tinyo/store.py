@@ -536,6 +536,10 @@ class Store:
             out.setdefault(doc, []).append(des_id)
         return out
 
+    def names_known(self, names: list[str]) -> set[str]:
+        """Which of ``names`` were ever named as documents (every document, producer and reader row has one)."""
+        return {r[0] for r in self._many("SELECT name FROM names WHERE name IN ({})", names)}
+
     def des_existing(self, des_ids: list[str]) -> set[str]:
         return {r[0] for r in self._many("SELECT id FROM des WHERE id IN ({})", des_ids)}
 
