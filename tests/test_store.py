@@ -127,3 +127,85 @@ def test_the_fast_json_forms_are_exactly_what_json_dumps_writes():
     check()
     assert _jmap(None) is None
     assert _jmap({"flag": True}) == json.dumps({"flag": True})
+
+
+SCHEMA_2 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events(id INTEGER PRIMARY KEY, ts REAL NOT NULL, source TEXT NOT NULL, name TEXT NOT NULL,
+    status TEXT NOT NULL, detail TEXT);
+CREATE INDEX events_new ON events(id) WHERE status = 'new';
+CREATE TABLE documents(name TEXT PRIMARY KEY, version INTEGER NOT NULL, hash TEXT, mtime_ns INTEGER, size INTEGER,
+    updated REAL NOT NULL, by TEXT);
+CREATE TABLE files_seen(path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, hash TEXT);
+CREATE TABLE des(id TEXT PRIMARY KEY, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
+    generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
+    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE runs(id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
+    start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
+    dep_versions TEXT, result TEXT);
+CREATE INDEX runs_des ON runs(des_id, id);
+CREATE INDEX runs_open ON runs(id) WHERE status IN ('queued', 'running');
+CREATE TABLE timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
+CREATE TABLE producers(doc TEXT PRIMARY KEY, des_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE consumers(doc TEXT NOT NULL, des_id TEXT NOT NULL, PRIMARY KEY(doc, des_id)) WITHOUT ROWID;
+CREATE TABLE names(name TEXT PRIMARY KEY, grp TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX names_grp ON names(grp, name);
+CREATE TABLE requests(id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, arg TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0);
+INSERT INTO meta VALUES ('schema_version', '2');
+PRAGMA application_id = 1414090329;
+"""
+"""A state file as tinyo wrote it before schema 3 (DES keyed by their hash id only, runs indexed by it)."""
+
+
+def _schema_2_file(path):
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_2)
+    for des_id, targ in (("bbbb000000000002", "b"), ("aaaa000000000001", "a")):
+        conn.execute("INSERT INTO des(id, deps, targs, ops_desc, created, state) VALUES (?, '[\"x\"]', ?, '[\"op\"]', 1.0, 'ok')",
+                     (des_id, f'["{targ}"]'))
+    conn.executemany("INSERT INTO runs(id, des_id, attempt, status, error) VALUES (?, ?, 1, ?, ?)",
+                     [(1, "bbbb000000000002", "failed", "boom"), (2, "aaaa000000000001", "ok", None),
+                      (3, "bbbb000000000002", "ok", None)])
+    conn.commit()
+    conn.close()
+
+
+def test_a_schema_2_file_is_upgraded_in_place_and_keeps_every_des_and_run(tmp_path):
+    """DES keep their insertion order as their number, each run finds its DES by it, the old hash-keyed
+    runs index is gone, and runs written after the upgrade are indexed the same way."""
+    path = tmp_path / "old.db"
+    _schema_2_file(path)
+    store = Store(str(path))
+    try:
+        conn = store.conn
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert conn.execute("SELECT n, id FROM des ORDER BY n").fetchall() == [(1, "bbbb000000000002"),
+                                                                                (2, "aaaa000000000001")]
+        assert conn.execute("SELECT id, des_n FROM runs ORDER BY id").fetchall() == [(1, 1), (2, 2), (3, 1)]
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "runs_des" not in indexes and "runs_des_n" in indexes
+        assert [r.id for r in store.runs_for("bbbb000000000002")] == [1, 3]
+        assert store.last_error("aaaa000000000001") == ""
+        assert store.des_lookup("aaaa000000000001").targs == frozenset({"a"})
+        store.add_des([("cccc000000000003", frozenset({"a"}), frozenset({"c"}), ("op",), None, "gen", "ev", 2.0)])
+        store.add_runs([(4, "cccc000000000003", 1, None, None, "queued", {"a": 1})])
+        store.commit()
+        assert conn.execute("SELECT n FROM des WHERE id = 'cccc000000000003'").fetchone() == (3,)
+        assert conn.execute("SELECT des_n FROM runs WHERE id = 4").fetchone() == (3,)
+        plan = " ".join(str(r) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE des_n = (SELECT n FROM des WHERE id = ?) ORDER BY id DESC",
+            ("cccc000000000003",)))
+        assert "runs_des_n" in plan
+    finally:
+        store.close()
+    Store(str(path)).close()  # opens again as it is
+
+
+def test_a_schema_2_file_opened_read_only_says_to_upgrade_it(tmp_path):
+    path = tmp_path / "old.db"
+    _schema_2_file(path)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"older tinyo \(schema 2.*run the recipe once"):
+        Store(str(path), read_only=True)
+    assert path.read_bytes() == before

@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
 SCHEMA = """
@@ -41,14 +41,14 @@ CREATE TABLE IF NOT EXISTS documents(
 CREATE TABLE IF NOT EXISTS files_seen(
     path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, hash TEXT);
 CREATE TABLE IF NOT EXISTS des(
-    id TEXT PRIMARY KEY, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
+    n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
     generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
     failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
     start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
-    dep_versions TEXT, result TEXT);
-CREATE INDEX IF NOT EXISTS runs_des ON runs(des_id, id);
+    dep_versions TEXT, result TEXT, des_n INTEGER);
+CREATE INDEX IF NOT EXISTS runs_des_n ON runs(des_n, id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(id) WHERE status IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS producers(doc TEXT PRIMARY KEY, des_id TEXT NOT NULL) WITHOUT ROWID;
@@ -75,7 +75,8 @@ _DEFERRED = {
     "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (?, ?)",
     "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
     "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ?, attempt = ? WHERE id = ?",
-    "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions, des_n) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT n FROM des WHERE id = ?2))",
     "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
                    "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
@@ -255,10 +256,13 @@ class Store:
                 if not read_only:
                     self._pragmas()
                 return
-            if version == 1 and not read_only:
+            if version in (1, 2) and not read_only:
                 self._pragmas()
-                self._migrate_v1()
+                self._migrate(version)
                 return
+            if version in (1, 2):
+                raise StoreError(f"{self.path}: written by an older tinyo (schema {version}, this one reads "
+                                 f"{SCHEMA_VERSION}); run the recipe once (tinyo run) to upgrade the file")
         if read_only:
             raise StoreError(f"{self.path}: no tinyo state in this file yet")
         self._pragmas()
@@ -269,25 +273,46 @@ class Store:
             + "COMMIT;"
         )
 
-    def _migrate_v1(self) -> None:
-        """Schema 1 to 2: the reverse index (producers, consumers) and document groups (names) as tables,
-        so the engine can keep only the DES that matter now in memory."""
+    def _migrate(self, version: int) -> None:
+        """Bring a schema 1 or 2 file to schema 3, in one transaction (all of it, or nothing).
+
+        - 1 to 2: the reverse index (producers, consumers) and document groups (names) as tables, so the
+          engine can keep only the DES that matter now in memory;
+        - 2 to 3: each DES gets a number in insertion order (``des.n``, kept by VACUUM), and runs are
+          indexed by it (``runs.des_n``) instead of by the DES's hash id: a new run's index entry lands at
+          the end of the index, not on a random page (a burst of new DES wrote a quarter of its WAL there).
+        """
         from .groups import Groups
 
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(des)")}
-            if "attempt" not in columns:  # files from before the column existed
+            des_columns = [r[1] for r in conn.execute("PRAGMA table_info(des)")]
+            if "attempt" not in des_columns:  # files from before the column existed
                 conn.execute("ALTER TABLE des ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT OR REPLACE INTO producers(doc, des_id) SELECT j.value, d.id FROM des d, json_each(d.targs) j")
-            conn.execute("INSERT OR IGNORE INTO consumers(doc, des_id) SELECT j.value, d.id FROM des d, json_each(d.deps) j")
-            groups = Groups()
-            rows = conn.execute("SELECT name FROM documents UNION SELECT doc FROM producers UNION SELECT doc FROM consumers "
-                                "ORDER BY 1").fetchall()
-            conn.executemany("INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
-                             [(name, groups.join(name, "source")) for (name,) in rows])
+                des_columns.append("attempt")
+            if "des_n" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
+                conn.execute("ALTER TABLE runs ADD COLUMN des_n INTEGER")
+            if "n" not in des_columns:
+                conn.execute("ALTER TABLE des RENAME TO des_before_v3")
+                conn.execute(_statement(SCHEMA, "CREATE TABLE IF NOT EXISTS des("))
+                columns = ", ".join(des_columns)
+                conn.execute(f"INSERT INTO des(n, {columns}) SELECT rowid, {columns} FROM des_before_v3 ORDER BY rowid")
+                conn.execute("DROP TABLE des_before_v3")
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            if version == 1:
+                conn.execute("INSERT OR REPLACE INTO producers(doc, des_id) "
+                             "SELECT j.value, d.id FROM des d, json_each(d.targs) j")
+                conn.execute("INSERT OR IGNORE INTO consumers(doc, des_id) "
+                             "SELECT j.value, d.id FROM des d, json_each(d.deps) j")
+                groups = Groups()
+                rows = conn.execute("SELECT name FROM documents UNION SELECT doc FROM producers "
+                                    "UNION SELECT doc FROM consumers ORDER BY 1").fetchall()
+                conn.executemany("INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
+                                 [(name, groups.join(name, "source")) for (name,) in rows])
+            conn.execute("UPDATE runs SET des_n = (SELECT n FROM des WHERE des.id = runs.des_id) WHERE des_n IS NULL")
+            conn.execute("DROP INDEX IF EXISTS runs_des")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except sqlite3.Error:
@@ -646,13 +671,14 @@ class Store:
 
     def last_error(self, des_id: str) -> str:
         """The error of the DES's latest run ('' if none)."""
-        row = self._r("SELECT error FROM runs WHERE des_id = ? ORDER BY id DESC LIMIT 1", (des_id,)).fetchone()
+        row = self._r("SELECT error FROM runs WHERE des_n = (SELECT n FROM des WHERE id = ?) ORDER BY id DESC LIMIT 1",
+                      (des_id,)).fetchone()
         return (row[0] or "") if row else ""
 
     def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
         rows = self._r(
             "SELECT id, des_id, attempt, worker, start, end, status, error, traceback, output, result "
-            "FROM runs WHERE des_id = ? ORDER BY id DESC LIMIT ?", (des_id, limit)
+            "FROM runs WHERE des_n = (SELECT n FROM des WHERE id = ?) ORDER BY id DESC LIMIT ?", (des_id, limit)
         ).fetchall()
         return [RunRow(*r) for r in rows[::-1]]
 
@@ -703,6 +729,17 @@ class Store:
 
     def integrity_check(self) -> str:
         return self._r("PRAGMA integrity_check").fetchone()[0]
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a schema script (none of ours has a ';' inside a statement)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _statement(script: str, head: str) -> str:
+    """The one statement of ``script`` that starts with ``head``."""
+    (found,) = [s for s in _statements(script) if s.startswith(head)]
+    return found
 
 
 def _stored_des(row: tuple[Any, ...]) -> StoredDES:
