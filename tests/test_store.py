@@ -209,3 +209,32 @@ def test_a_schema_2_file_opened_read_only_says_to_upgrade_it(tmp_path):
     with pytest.raises(StoreError, match=r"older tinyo \(schema 2.*run the recipe once"):
         Store(str(path), read_only=True)
     assert path.read_bytes() == before
+
+
+def test_a_schema_1_file_is_upgraded_too(tmp_path):
+    """The oldest files (no reverse index, no document groups, no attempt column) come up to date in the
+    same single step: reverse index and names filled from the DES, DES numbered, runs indexed by them."""
+    path = tmp_path / "v1.db"
+    schema_1 = "\n".join(line for line in SCHEMA_2.splitlines()
+                         if not line.startswith(("CREATE TABLE producers", "CREATE TABLE consumers",
+                                                 "CREATE TABLE names", "CREATE INDEX names_grp")))
+    schema_1 = schema_1.replace(", attempt INTEGER NOT NULL DEFAULT 1);", ");").replace("'schema_version', '2'",
+                                                                                      "'schema_version', '1'")
+    conn = sqlite3.connect(path)
+    conn.executescript(schema_1)
+    conn.execute("INSERT INTO des(id, deps, targs, ops_desc, created, state) VALUES "
+                 "('aaaa000000000001', '[\"in.csv\"]', '[\"out\"]', '[\"op\"]', 1.0, 'ok')")
+    conn.execute("INSERT INTO runs(id, des_id, attempt, status) VALUES (1, 'aaaa000000000001', 1, 'ok')")
+    conn.commit()
+    conn.close()
+    store = Store(str(path))
+    try:
+        c = store.conn
+        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert c.execute("SELECT doc, des_id FROM producers").fetchall() == [("out", "aaaa000000000001")]
+        assert c.execute("SELECT doc, des_id FROM consumers").fetchall() == [("in.csv", "aaaa000000000001")]
+        assert sorted(r[0] for r in c.execute("SELECT name FROM names")) == ["in.csv", "out"]
+        assert c.execute("SELECT n, attempt FROM des").fetchall() == [(1, 1)]
+        assert [r.id for r in store.runs_for("aaaa000000000001")] == [1]
+    finally:
+        store.close()
