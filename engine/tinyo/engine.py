@@ -28,7 +28,7 @@ from .dag import Graph, Node
 from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
 from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
 from .executors import Executor, WorkerInfo, make_executor
-from .generators import Emission, GeneratorRunner
+from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
 from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
@@ -195,7 +195,16 @@ class Engine:
         self._stop_grace = timeout
         self._stop_requested = True
         self._wake.set()
-        self._thread.join(timeout=timeout + 30)
+        # the loop may have moved to another thread (a generator hung): wait for the loop's stop, whichever
+        # thread runs it, or for that thread to end
+        deadline = time.monotonic() + timeout + 30
+        while not self._stopped.wait(0.05):
+            thread = self._thread
+            if time.monotonic() > deadline or thread is None or not thread.is_alive():
+                break
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the engine has stopped; True if it did."""
@@ -339,12 +348,21 @@ class Engine:
             self._teardown(grace=0)
             return
         self._started.set()
+        self._run()
+
+    def _run(self, first: Callable[[], None] | None = None) -> None:
+        """The loop, until a stop is asked for and done. ``first``: what to finish before it (the rest of a
+        cycle whose generator hung on the thread that ran the loop until then)."""
         try:
+            if first is not None:
+                first()
             while not self._stop_requested:
                 self._wake.wait(self._wait_time())
                 self._wake.clear()
                 self._cycle()
             self._graceful_stop()
+        except Abandoned:
+            return  # a generator hung on this thread and has now returned: another thread runs the loop
         except BaseException as exc:
             self.fatal = exc
             message = str(exc) if isinstance(exc, TinyoError) else f"engine stopped on an unexpected error: {exc!r}"
@@ -510,6 +528,10 @@ class Engine:
         self._store_intake()
         if not self._paused and len(self._ready) < READY_MAX:
             self._process_backlog()
+        self._finish_cycle()
+
+    def _finish_cycle(self) -> None:
+        """Dispatch what is ready, commit, announce."""
         tasks = self._settle_and_prepare()
         self._commit_and_publish(tasks)
         more = (not self._intake.empty() or not self._inbox.empty()
@@ -724,7 +746,15 @@ class Engine:
         for event_id, source, name, state in batch:
             self._emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
             self._mark_document_from_event(name, state)
-        emissions, hung = self._generators.run([(eid, name) for eid, _, name, _ in batch])
+        events = [(eid, name) for eid, _, name, _ in batch]
+        emissions = self._generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
+        self._apply_batch(batch, emissions, None)
+
+    def _apply_batch(self, batch: list[tuple[int, str, str, FileState | None]], emissions: list[Emission],
+                     hung: Hung | None) -> None:
+        """Register what the generators emitted for a batch (and, if one hung, report it and put the events
+        after it back at the front of the backlog)."""
+        now = self.clock.time()
         self._prefetch_emitted(emissions)
         done_ids = {e.event_id for e in emissions}
         marks: list[tuple[str, str | None, int]] = []
@@ -742,6 +772,15 @@ class Engine:
             self._pending_events += len(rest)
         self.store.mark_events(marks)
         self._no_doc_file = set()  # true for this batch only (the file-state cache may be trimmed later)
+
+    def _take_over(self, batch: list[tuple[int, str, str, FileState | None]], done: list[Emission],
+                   hung: Hung) -> None:
+        """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
+        fresh thread finishes that cycle and runs the loop from then on; the stuck one touches nothing more."""
+        thread = threading.Thread(target=self._run, name="tinyo-engine", daemon=True,
+                                  args=(lambda: (self._apply_batch(batch, done, hung), self._finish_cycle()),))
+        thread.start()
+        self._thread = thread  # after start: stop() takes a thread that has not started for one that ended
 
     def _prefetch_files(self, paths: list[str]) -> None:
         """What the store knows of a batch's file documents, in a few lookups instead of a few per file (none
