@@ -105,3 +105,14 @@ def test_the_loop_goes_on_on_a_fresh_thread_and_the_late_return_changes_nothing(
     assert errors["exit"].startswith("raised SystemExit: 3"), "a generator's sys.exit() is its error, not the engine's"
     assert frozenset({"out.late"}) not in registered
     assert sorted(h.lines()) == ["ok four", "ok one", "ok three", "ok two"]
+
+
+def test_the_bound_keeping_thread_ends_with_the_engine(tmp_path, harness):
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db")
+    with harness(recipe) as h:
+        h.engine.inject("one")
+        h.wait_for(lambda: "ok one" in h.lines(), what="one event")
+        monitor = h.engine._generators._monitor
+        assert monitor is not None and monitor.is_alive()
+    monitor.join(5)
+    assert not monitor.is_alive()

@@ -1313,6 +1313,7 @@ class Engine:
         self._teardown(grace=0.0)
 
     def _teardown(self, grace: float) -> None:
+        self._generators.close()
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None

@@ -127,6 +127,13 @@ class GeneratorRunner:
         self._running: _Batch | None = None
         self._monitor: threading.Thread | None = None
         self._monitor_idle = False
+        self._closed = False
+
+    def close(self) -> None:
+        """Let the monitor thread end (the engine stopped)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
 
     def run(self, events: list[tuple[int, str]], on_hang: OnHang) -> list[Emission]:
         """What the generators made of each event, in order.
@@ -161,6 +168,8 @@ class GeneratorRunner:
         """The monitor: gives up on a batch past its deadline (it does not wake per batch, only per bound)."""
         while True:
             with self._cond:
+                if self._closed:
+                    return
                 batch = self._running
                 if batch is None:
                     self._monitor_idle = True
