@@ -777,8 +777,11 @@ class Engine:
                    hung: Hung) -> None:
         """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
         fresh thread finishes that cycle and runs the loop from then on; the stuck one touches nothing more."""
-        thread = threading.Thread(target=self._run, name="tinyo-engine", daemon=True,
-                                  args=(lambda: (self._apply_batch(batch, done, hung), self._finish_cycle()),))
+        def finish_the_cycle() -> None:
+            self._apply_batch(batch, done, hung)
+            self._finish_cycle()
+
+        thread = threading.Thread(target=self._run, args=(finish_the_cycle,), name="tinyo-engine", daemon=True)
         thread.start()
         self._thread = thread  # after start: stop() takes a thread that has not started for one that ended
 
