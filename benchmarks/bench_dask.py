@@ -35,6 +35,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "engine"))
 
+from tinyo.messages import WorkerLost, WorkerReports  # noqa: E402
+
 RECIPE = '''
 from tinyo import DES, Config, Execution, TinyOConfig, meta_task
 
@@ -75,10 +77,10 @@ class Sink:
         self.failed: list[Any] = []
         self.cond = threading.Condition()
 
-    def __call__(self, item: tuple[Any, ...]) -> None:
-        if item[0] == "msgs":
+    def __call__(self, item: Any) -> None:
+        if isinstance(item, WorkerReports):
             n = 0
-            for kind, run_id, payload in item[2]:
+            for kind, run_id, payload in item.messages:
                 if kind == "done":
                     n += 1
                     if not payload[0]:
@@ -89,7 +91,7 @@ class Sink:
                 with self.cond:
                     self.done += n
                     self.cond.notify_all()
-        elif item[0] == "lost":
+        elif isinstance(item, WorkerLost):
             self.failed.append(item)
 
     def wait(self, count: int, timeout: float = 300) -> None:

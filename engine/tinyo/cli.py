@@ -111,13 +111,8 @@ def run_headless(
         return EXIT_USAGE
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
     engine.bus.subscribe(reporter)
-    stopping = {"n": 0}
-
     def on_signal(signum: int, _frame: Any) -> None:
-        stopping["n"] += 1
-        if stopping["n"] > 1:
-            engine._stop_grace = 0.0  # a second Ctrl-C: stop running ops now (they run again next start)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # a second one, during the stop, stops running ops now (below)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -140,8 +135,7 @@ def run_headless(
         try:
             engine.stop(grace)
         except KeyboardInterrupt:
-            engine._stop_grace = 0.0
-            engine.stop(0)
+            engine.stop(0)  # running ops are stopped now; they run again at the next start
     except TinyoError as exc:
         engine.stop(0)
         reporter.close()

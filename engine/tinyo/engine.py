@@ -31,6 +31,24 @@ from .executors import Executor, WorkerInfo, make_executor
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
 from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
+from .messages import (
+    Cancel,
+    Command,
+    FireTimer,
+    Message,
+    Pause,
+    Query,
+    Report,
+    Requeue,
+    Rerun,
+    RerunDocument,
+    Rescan,
+    Resume,
+    Stop,
+    WorkerLost,
+    WorkerReports,
+    WorkerState,
+)
 from .model import Execution, TimerSpec
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store, dump_ops, load_ops
@@ -106,7 +124,11 @@ class Engine:
         self._schedule = TimerSchedule(self.timers)
         self._generators = GeneratorRunner(recipe.roots, self.config.generator_timeout)
         self._intake: queue.Queue[tuple[str, str, FileState | None]] = queue.Queue(maxsize=INTAKE_MAX)
-        self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=INBOX_MAX)
+        self._inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
+        self._own_intake: deque[tuple[str, str, FileState | None]] = deque()
+        self._own_messages: deque[Message] = deque()
+        """Events the loop itself takes in (timers, CLI requests): never put on the intake queue, which
+        only the loop drains (a blocking put there from the loop would wait for itself)."""
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._executor: Executor | None = None
@@ -114,6 +136,7 @@ class Engine:
         self._state: ev.EngineStateName = "starting"
         self._stop_requested = False
         self._stop_grace = 10.0
+        self._stop_began = 0.0
         self._stopped = threading.Event()
         self._started = threading.Event()
         self.fatal: BaseException | None = None
@@ -156,8 +179,7 @@ class Engine:
         self._processed = 0
         self.events_taken = 0
         """Events stored by this engine (for ``--stop-after``)."""
-        self.idle_since: float | None = None
-        """Monotonic time since when nothing was pending or running (None while busy)."""
+        self._idle_since: float | None = None
         self.failures = 0
         """Runs that failed for good in this engine's lifetime (for the exit status)."""
         self.started_at: float | None = None
@@ -192,9 +214,7 @@ class Engine:
         if self._thread is None:
             self._close_unstarted()
             return
-        self._stop_grace = timeout
-        self._stop_requested = True
-        self._wake.set()
+        self._send(Stop(timeout))
         # the loop may have moved to another thread (a generator hung): wait for the loop's stop, whichever
         # thread runs it, or for that thread to end
         deadline = time.monotonic() + timeout + 30
@@ -235,40 +255,52 @@ class Engine:
         if name not in {t.name for t in self.timers}:
             known = ", ".join(t.name for t in self.timers) or "none"
             raise TinyoError(f"no timer named {name!r} in {self.recipe.path.name} (timers: {known})")
-        self._command("fire", name)
+        self._send(FireTimer(name))
 
     def rerun(self, des_id: str, downstream: bool = False) -> None:
         """Run a DES again even if it is up to date (and, with ``downstream``, all that depends on it)."""
-        self._command("rerun", des_id, downstream)
+        self._send(Rerun(des_id, downstream))
 
     def rerun_document(self, name: str, downstream: bool = False) -> None:
         """Rerun the DES that produces document ``name``."""
-        self._command("rerun_doc", name, downstream)
+        self._send(RerunDocument(name, downstream))
 
     def pause(self) -> None:
         """Stop feeding events to the generators; they are still stored, in order, and kept."""
-        self._command("pause")
+        self._send(Pause())
 
     def resume(self) -> None:
-        self._command("resume")
+        self._send(Resume())
 
     def cancel(self, run_id: int) -> None:
         """Cancel a queued or running run (the worker running it is stopped and replaced)."""
-        self._command("cancel", run_id)
+        self._send(Cancel(run_id))
 
     def rescan(self) -> None:
         """Look at the watched folders for files the watcher did not report."""
-        self._rescan_wanted = True
-        self._wake.set()
+        self._send(Rescan())
 
-    def _command(self, *args: Any) -> None:
-        self.idle_since = None
-        self._inbox.put(("cmd", *args))
-        self._wake.set()
+    def _send(self, message: Message) -> None:
+        """Hand ``message`` to the loop. On the loop's own thread (a command from inside a query, or the
+        watcher's callback run there) it is kept for the next cycle instead: a put on the full inbox only
+        the loop drains would wait for itself."""
+        if threading.current_thread() is self._thread:
+            self._own_messages.append(message)
+            self._wake.set()
+            return
+        while not self._stopped.is_set():
+            try:
+                self._inbox.put(message, timeout=0.5)
+            except queue.Full:
+                continue  # the loop drains the inbox every cycle; a stopped loop ends the wait
+            self._wake.set()
+            return
 
     def _put_intake(self, item: tuple[str, str, FileState | None]) -> None:
-        self.idle_since = None
-        self._intake.put(item)
+        if threading.current_thread() is self._thread:
+            self._own_intake.append(item)
+        else:
+            self._intake.put(item)
         self._wake.set()
 
     # ================================================================ queries (any thread)
@@ -277,8 +309,7 @@ class Engine:
         if self._thread is None or not self._thread.is_alive() or threading.current_thread() is self._thread:
             return fn()
         future: Future[T] = Future()
-        self._inbox.put(("query", fn, future))
-        self._wake.set()
+        self._send(Query(fn, future))
         return future.result(timeout)
 
     def stats(self) -> EngineStats:
@@ -335,6 +366,22 @@ class Engine:
 
     def is_idle(self) -> bool:
         return self.idle_since is not None
+
+    @property
+    def idle_since(self) -> float | None:
+        """Monotonic time since when nothing was pending or running (None while busy). The loop alone
+        records it; a message sent but not yet taken in by the loop counts as busy (``unfinished_tasks``
+        falls only after the loop has marked itself busy, so no message slips through unseen)."""
+        if self._intake.unfinished_tasks or self._inbox.unfinished_tasks or self._own_intake or self._own_messages:
+            return None
+        return self._idle_since
+
+    def _take(self, source: queue.Queue[T]) -> T:
+        """The next message from ``source`` (queue.Empty when none), the loop marked busy before it is."""
+        item = source.get_nowait()
+        self._idle_since = None
+        source.task_done()
+        return item
 
     # ================================================================ the loop
     def _main(self) -> None:
@@ -504,10 +551,12 @@ class Engine:
 
     def _cycle(self) -> None:
         mono = self.clock.monotonic()
+        while self._own_messages:
+            self._handle(self._own_messages.popleft())
         handled = 0
         while handled < INBOX_MAX:
             try:
-                item = self._inbox.get_nowait()
+                item = self._take(self._inbox)
             except queue.Empty:
                 break
             handled += 1
@@ -534,7 +583,7 @@ class Engine:
         """Dispatch what is ready, commit, announce."""
         tasks = self._settle_and_prepare()
         self._commit_and_publish(tasks)
-        more = (not self._intake.empty() or not self._inbox.empty()
+        more = (not self._intake.empty() or not self._inbox.empty() or self._own_intake or self._own_messages
                 or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX)
                 or (self._ready and self._executor is not None and self._executor.free_slots() > 0))
         if more:
@@ -577,11 +626,11 @@ class Engine:
 
     def _update_idle(self) -> None:
         busy = (self._open or self._ready or self._retries or self._backlog or self._backlog_in_store
-                or not self._intake.empty() or not self._inbox.empty())
+                or not self._intake.empty() or not self._inbox.empty() or self._own_intake or self._own_messages)
         if busy:
-            self.idle_since = None
-        elif self.idle_since is None:
-            self.idle_since = time.monotonic()
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = time.monotonic()
 
     # ================================================================ bus helpers
     def _emit(self, event: ev.BusEvent) -> None:
@@ -598,7 +647,6 @@ class Engine:
     # ================================================================ intake
     def _on_files(self, files: list[tuple[str, FileState]]) -> None:
         """Completed files from the watcher process, each with its state as read there."""
-        self.idle_since = None
         for path, state in files:
             self._intake.put(("file", path, state))  # blocks while the intake is full: the watcher waits
         self._wake.set()
@@ -607,9 +655,8 @@ class Engine:
         return WatcherProcess(self.config.dirs, self._on_files, self.rescan, recursive=self.config.recursive,
                               debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files)
 
-    def _sink(self, item: tuple[Any, ...]) -> None:
-        self.idle_since = None
-        self._inbox.put(item)
+    def _sink(self, item: Report) -> None:
+        self._inbox.put(item)  # blocks while the inbox is full: the executor's threads wait
         self._wake.set()
 
     def _scan(self) -> None:
@@ -662,10 +709,13 @@ class Engine:
         items: list[tuple[str, str]] = []
         files: dict[str, FileState | None] = {}  # path -> its latest state as the watcher read it (None: unread)
         while len(items) < STORE_PER_CYCLE:
-            try:
-                source, name, seen = self._intake.get_nowait()
-            except queue.Empty:
-                break
+            if self._own_intake:
+                source, name, seen = self._own_intake.popleft()
+            else:
+                try:
+                    source, name, seen = self._take(self._intake)
+                except queue.Empty:
+                    break
             if source in ("file", "scan"):
                 if name in files:
                     files[name] = seen
@@ -984,47 +1034,49 @@ class Engine:
         if not manual:
             self.store.set_timer_tick(name, tick.timestamp())
         self._emit(ev.TimerFired(self.clock.time(), name, tick.timestamp(), event, manual))
-        self._intake.put(("timer", event, None))
+        self._own_intake.append(("timer", event, None))
 
     # ================================================================ commands and reports
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "msgs":
-            worker = item[1]
-            for msg_kind, run_id, payload in item[2]:
+    def _handle(self, item: Message) -> None:
+        if isinstance(item, WorkerReports):
+            worker = item.worker
+            for msg_kind, run_id, payload in item.messages:
                 self._on_message(worker, msg_kind, run_id, payload)
-        elif kind == "lost":
-            self._on_lost(*item[1:])
-        elif kind == "requeue":
-            for task in item[2]:
-                run = self._open.get(task.run_id)
-                if run is not None:
-                    run.submitted = False
-                    self._requeue.append(run)
-        elif kind == "worker":
-            _, name, pid, state, detail = item
-            self._emit(ev.WorkerChanged(self.clock.time(), name, pid, state, detail))
-        elif kind == "cmd":
-            self._on_command(item[1], *item[2:])
-        elif kind == "query":
-            _, fn, future = item
+        elif isinstance(item, WorkerLost):
+            self._on_lost(item)
+        elif isinstance(item, Requeue):
+            self._requeue_tasks(item.tasks)
+        elif isinstance(item, WorkerState):
+            self._emit(ev.WorkerChanged(self.clock.time(), item.worker, item.pid, item.state, item.detail))
+        elif isinstance(item, Query):
             try:
-                future.set_result(fn())
+                item.future.set_result(item.ask())
             except BaseException as exc:  # the caller gets the exception
-                future.set_exception(exc)
+                item.future.set_exception(exc)
+        else:
+            self._on_command(item)
 
-    def _on_command(self, name: str, *args: Any) -> None:
+    def _requeue_tasks(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            run = self._open.get(task.run_id)
+            if run is not None:
+                run.submitted = False
+                self._requeue.append(run)
+
+    def _on_command(self, command: Command) -> None:
         now = self.clock.time()
-        if name == "fire":
-            self._fire(args[0], datetime.fromtimestamp(now), manual=True)
-        elif name in ("rerun", "rerun_doc"):
-            target, downstream = args
-            des_id = target if name == "rerun" else self.graph.producer_of(target)
+        if isinstance(command, FireTimer):
+            self._fire(command.name, datetime.fromtimestamp(now), manual=True)
+        elif isinstance(command, (Rerun, RerunDocument)):
+            if isinstance(command, Rerun):
+                target, des_id = command.des_id, command.des_id
+            else:
+                target, des_id = command.name, self.graph.producer_of(command.name)
             if des_id is None or self.graph.node(des_id) is None:
-                what = "DES" if name == "rerun" else "DES producing document"
+                what = "DES" if isinstance(command, Rerun) else "DES producing document"
                 self._emit(ev.EngineNotice(now, "error", f"rerun: no {what} {target!r}"))
                 return
-            ids = [des_id, *(self.graph.downstream(des_id) if downstream else [])]
+            ids = [des_id, *(self.graph.downstream(des_id) if command.downstream else [])]
             rows = []
             for nid in ids:
                 node = self.graph.node(nid)
@@ -1036,16 +1088,16 @@ class Engine:
                 rows.append((stored, node.trace, node.failed_trace, True, nid))
             self.store.update_des(rows)
             self._emit(ev.EngineNotice(now, "info", f"rerun of {len(ids)} DES requested"))
-        elif name == "pause":
+        elif isinstance(command, Pause):
             if not self._paused:
                 self._paused = True
                 self._set_state("paused", f"paused: {self._buffered()} buffered")
-        elif name == "resume":
+        elif isinstance(command, Resume):
             if self._paused:
                 self._paused = False
                 self._set_state("running", "resumed")
-        elif name == "cancel":
-            run_id = args[0]
+        elif isinstance(command, Cancel):
+            run_id = command.run_id
             run = self._open.get(run_id)
             if run is None:
                 self._emit(ev.EngineNotice(now, "error", f"cancel: run {run_id} is not queued or running"))
@@ -1055,6 +1107,15 @@ class Engine:
                 self._executor.cancel(run_id, "cancel")
             else:
                 self._finish_failed(run, "cancelled before it started", None, 0.0, cause="cancel")
+        elif isinstance(command, Rescan):
+            self._rescan_wanted = True
+        elif isinstance(command, Stop):
+            if not self._stop_requested:
+                self._stop_requested = True
+                self._stop_began = time.monotonic()
+                self._stop_grace = command.grace
+            else:
+                self._stop_grace = min(self._stop_grace, command.grace)  # a second Ctrl-C: stop ops now
 
     def _poll_requests(self) -> None:
         try:
@@ -1062,16 +1123,21 @@ class Engine:
         except Exception as exc:
             raise StoreError(f"{self.store.path}: cannot read requests ({exc})") from exc
         for req_id, kind, arg in requests:
+            if len(self._own_intake) >= STORE_PER_CYCLE:
+                break  # the rest stay pending in the store until the next poll
             if kind in ("rerun", "rerun_down"):
-                self._on_command("rerun" if self.graph.has(arg) else "rerun_doc", arg, kind == "rerun_down")
+                down = kind == "rerun_down"
+                self._on_command(Rerun(arg, down) if self.graph.has(arg) else RerunDocument(arg, down))
             elif kind == "inject":
-                self._intake.put(("manual", arg, None))
+                self._own_intake.append(("manual", arg, None))
             elif kind == "fire" and arg in {t.name for t in self.timers}:
                 self._fire(arg, datetime.fromtimestamp(self.clock.time()), manual=True)
-            elif kind in ("pause", "resume"):
-                self._on_command(kind)
+            elif kind == "pause":
+                self._on_command(Pause())
+            elif kind == "resume":
+                self._on_command(Resume())
             elif kind == "cancel" and arg.isdigit():
-                self._on_command("cancel", int(arg))
+                self._on_command(Cancel(int(arg)))
             self.store.mark_request(req_id)
 
     def _on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
@@ -1116,8 +1182,8 @@ class Engine:
         elif kind == "ready":
             self._failing_workers.discard(worker)
 
-    def _on_lost(self, worker: str, pid: int | None, reason: str, running_id: int | None, cause: str | None,
-                 requeue: list[Task]) -> None:
+    def _on_lost(self, lost: WorkerLost) -> None:
+        worker, pid, reason, running_id, cause = lost.worker, lost.pid, lost.reason, lost.running_run_id, lost.kill_cause
         now = self.clock.time()
         self._emit(ev.WorkerChanged(now, worker, pid, "dead", reason))
         if running_id is not None and running_id in self._open and not self._stop_requested:
@@ -1132,11 +1198,7 @@ class Engine:
             else:
                 message = f"{reason} while running op {run.op}"
             self._finish_failed(run, message, None, duration, cause=intent if intent == "cancel" else None)
-        for task in requeue:
-            run = self._open.get(task.run_id)
-            if run is not None:
-                run.submitted = False
-                self._requeue.append(run)
+        self._requeue_tasks(lost.requeue)
 
     # ================================================================ run outcomes
     def _finish_ok(self, run: OpenRun, result: str | None, duration: float) -> None:
@@ -1299,17 +1361,17 @@ class Engine:
     # ================================================================ stopping
     def _graceful_stop(self) -> None:
         self._set_state("stopping", "stopping: no new work is started")
-        while not self._intake.empty():
+        while not self._intake.empty() or self._own_intake:
             self._store_intake()  # accepted events are stored (not processed): the next start takes them
         self._commit_and_publish([])
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-            while not self._intake.empty():
+            while not self._intake.empty() or self._own_intake:
                 self._store_intake()
             self._commit_and_publish([])
-        deadline = time.monotonic() + self._stop_grace
-        while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
+        while (time.monotonic() < self._stop_began + self._stop_grace
+               and any(r.start is not None for r in self._open.values())):
             self._wake.wait(0.05)
             self._wake.clear()
             self._cycle()
@@ -1324,13 +1386,13 @@ class Engine:
             self._executor.shutdown(grace)
             while True:
                 try:
-                    item = self._inbox.get_nowait()
+                    item = self._take(self._inbox)
                 except queue.Empty:
                     break
-                if item[0] in ("msgs", "lost", "worker"):
+                if isinstance(item, (WorkerReports, WorkerLost, WorkerState)):
                     self._handle(item)
-                elif item[0] == "query":
-                    item[2].set_exception(TinyoError("the engine has stopped"))
+                elif isinstance(item, Query):
+                    item.future.set_exception(TinyoError("the engine has stopped"))
         now = self.clock.time()
         detached = set(getattr(self._executor, "detached", list)()) if self._executor is not None else set()
         open_ids = [rid for rid in self._open if rid not in detached]

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    from ..messages import Report
     from ..worker import Task
 
-Sink = Callable[[tuple[Any, ...]], None]
-"""How an executor reports to the engine (any thread). Items:
-
-- ``("msgs", worker, [(kind, run_id, payload), ...])``: start / out / metric / done messages;
-- ``("lost", worker, pid, reason, running_run_id | None, kill_cause | None, [requeued Task, ...])``:
-  a worker died; the running run (if any) failed, the others were not started and go back to the queue;
-- ``("worker", worker, pid, state, detail)``: a worker came up, or could not.
-"""
+Sink = Callable[["Report"], None]
+"""How an executor reports to the engine (any thread): ``messages.WorkerReports`` (start / out / metric /
+done messages of the worker protocol), ``WorkerLost``, ``Requeue`` and ``WorkerState``."""
 
 
 @dataclass(frozen=True, slots=True)

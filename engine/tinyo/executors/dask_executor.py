@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RecipeError, TinyoError
+from ..messages import WorkerLost, WorkerReports, WorkerState
 from ..worker import CancelledRun, Task, install_routers, run_task
 from .base import Sink, WorkerInfo
 
@@ -271,7 +272,7 @@ class DaskExecutor:
         with self._lock:
             self._workers = dict(workers)
         for addr, n in sorted(workers.items()):
-            self.sink(("worker", addr, None, "idle", f"dask worker ({n} thread{'s' if n != 1 else ''})"))
+            self.sink(WorkerState(addr, None, "idle", f"dask worker ({n} thread{'s' if n != 1 else ''})"))
 
     def _check_recipe_on(self, addresses: list[str]) -> dict[str, str]:
         """Worker address → why it cannot run the recipe (only the ones that cannot)."""
@@ -523,7 +524,7 @@ class DaskExecutor:
                     if future.key in executing:
                         run.worker, run.started = addr, self.clock()
                 if future.key in executing:  # (its own start message went out while nobody listened)
-                    self.sink(("msgs", addr, [("start", task.run_id, (addr, time.time()))]))
+                    self.sink(WorkerReports(addr, [("start", task.run_id, (addr, time.time()))]))
                 adopted.append(task.run_id)
             else:  # its worker is gone (or it failed in Dask): the engine runs it again
                 release.append(name)
@@ -611,7 +612,7 @@ class DaskExecutor:
                 run.seen = seq
                 out.append(self._account(run, worker, kind, payload))
         if out:
-            self.sink(("msgs", worker, out))
+            self.sink(WorkerReports(worker, out))
 
     def _account(self, run: _Run, worker: str, kind: str, payload: Any) -> tuple[str, int, Any]:
         """Track one message of ``run`` (lock held) and return it in the engine's form."""
@@ -655,7 +656,7 @@ class DaskExecutor:
                                                       "are not shown (printed while nobody listened)")))
             out.append((kind, run_id, tuple(payload) if kind != "metric" else payload))
         if out:
-            self.sink(("msgs", worker, out))
+            self.sink(WorkerReports(worker, out))
 
     # ------------------------------------------------------------ cluster events
     def _on_cluster_event(self, msg: dict[str, Any]) -> None:
@@ -681,7 +682,7 @@ class DaskExecutor:
                 self._unusable[addr] = problems[addr]
             self._notice(f"Dask worker {addr} joined but cannot run this recipe ({problems[addr]}); tinyo sends "
                          "it no ops")
-            self.sink(("worker", addr, None, "dead", f"cannot run the recipe: {problems[addr]}"))
+            self.sink(WorkerState(addr, None, "dead", f"cannot run the recipe: {problems[addr]}"))
             return
         with self._lock:
             self._workers[addr] = nthreads
@@ -689,7 +690,7 @@ class DaskExecutor:
             self._place(waiting)
         if waiting:
             self._submit_runs(waiting)
-        self.sink(("worker", addr, None, "idle", "dask worker joined"))  # (also wakes the engine: more room)
+        self.sink(WorkerState(addr, None, "idle", "dask worker joined"))  # (also wakes the engine: more room)
 
     def _on_worker_removed(self, addr: str, expected: bool) -> None:
         """A worker left: the runs that had started on it are lost (the engine fails them and its retry
@@ -719,9 +720,9 @@ class DaskExecutor:
         if again:
             self._submit_runs(again)
         if not lost:
-            self.sink(("worker", addr, None, "dead", f"Dask worker {how}"))
+            self.sink(WorkerState(addr, None, "dead", f"Dask worker {how}"))
         for run in lost:
-            self.sink(("lost", addr, None, f"Dask worker {addr} {how}", run.task.run_id, run.cancel, []))
+            self.sink(WorkerLost(addr, None, f"Dask worker {addr} {how}", run.task.run_id, run.cancel, []))
 
     # ------------------------------------------------------------ cancel
     def _on_cancel(self, run_id: int, cause: str) -> None:
@@ -755,7 +756,7 @@ class DaskExecutor:
                 return
             worker = run.worker or run.target or QUEUE_WORKER
             future = self._forget(run)
-        self.sink(("msgs", worker, [("done", run.task.run_id, (False, error, None, None, 0.0))]))
+        self.sink(WorkerReports(worker, [("done", run.task.run_id, (False, error, None, None, 0.0))]))
         if future is None:
             return
         try:
@@ -902,7 +903,7 @@ class DaskExecutor:
             last = getattr(getattr(exc, "last_worker", None), "address", None) or worker or QUEUE_WORKER
             reason = f"Dask worker {last} died while running it (KilledWorker)" if killed else \
                 "the Dask cluster lost the task"
-            self.sink(("lost", last, None, reason, rid, run.cancel, []))
+            self.sink(WorkerLost(last, None, reason, rid, run.cancel, []))
             return
         if status == "cancelled":
             error = "the Dask future was cancelled on the cluster (not by tinyo)"
@@ -910,7 +911,7 @@ class DaskExecutor:
         else:
             error = f"Dask could not run the task: {type(exc).__name__}: {exc}"
             tb = "".join(traceback.format_exception(exc)) if exc is not None else None
-        self.sink(("msgs", worker or QUEUE_WORKER, [("done", rid, (False, error, tb, None, 0.0))]))
+        self.sink(WorkerReports(worker or QUEUE_WORKER, [("done", rid, (False, error, tb, None, 0.0))]))
 
     # ------------------------------------------------------------ connection and workers
     def _housekeeping(self) -> None:
@@ -956,7 +957,7 @@ class DaskExecutor:
             self._connected = False
             workers = sorted(self._workers)
         for addr in workers:
-            self.sink(("worker", addr, None, "dead", f"the Dask scheduler at {self._where()} is unreachable"))
+            self.sink(WorkerState(addr, None, "dead", f"the Dask scheduler at {self._where()} is unreachable"))
         self._notice(f"lost the connection to the Dask scheduler at {self._where()}; ops stay queued until it is "
                      "reachable again (runs already on the cluster are looked up then)")
 
@@ -1007,17 +1008,17 @@ class DaskExecutor:
             self._place(again)
             self._connected = True
         for run in lost:
-            self.sink(("lost", run.worker, None, f"the Dask scheduler at {self._where()} lost the run while it was "
+            self.sink(WorkerLost(run.worker, None, f"the Dask scheduler at {self._where()} lost the run while it was "
                        "unreachable", run.task.run_id, run.cancel, []))
         if again:
             self._submit_runs(again)
         with self._lock:
             workers = sorted(self._workers)
         for addr in workers:
-            self.sink(("worker", addr, None, "idle", "Dask scheduler reachable again"))
+            self.sink(WorkerState(addr, None, "idle", "Dask scheduler reachable again"))
 
     def _notice(self, text: str) -> None:
-        self.sink(("msgs", QUEUE_WORKER, [("fatal", 0, text)]))
+        self.sink(WorkerReports(QUEUE_WORKER, [("fatal", 0, text)]))
 
 
 # ====================================================================== on the Dask worker

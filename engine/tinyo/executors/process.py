@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from ..children import child_env
+from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
 from .base import Sink, WorkerInfo
 
@@ -118,7 +119,7 @@ class ProcessExecutor:
         worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
         worker.started_mono, worker.withdrawing, worker.respawn_at = {}, set(), None
         worker.eof = worker.ready = worker.dead = False
-        self.sink(("worker", worker.name, process.pid, "idle", "started"))
+        self.sink(WorkerState(worker.name, process.pid, "idle", "started"))
 
     def _wake(self) -> None:
         try:
@@ -291,7 +292,7 @@ class ProcessExecutor:
             return
         with self._lock:
             run_id = next(iter(worker.started), 0)
-        self.sink(("msgs", worker.name, [("out", run_id, ("stderr", line.decode("utf-8", "replace"))) for line in lines]))
+        self.sink(WorkerReports(worker.name, [("out", run_id, ("stderr", line.decode("utf-8", "replace"))) for line in lines]))
 
     def _receive(self, worker: _Worker) -> None:
         try:
@@ -300,7 +301,7 @@ class ProcessExecutor:
             worker.eof = True
             return
         self._account(worker, batch)
-        self.sink(("msgs", worker.name, batch))
+        self.sink(WorkerReports(worker.name, batch))
 
     def _account(self, worker: _Worker, batch: list[tuple[str, int, Any]]) -> None:
         returned: list[Task] = []
@@ -323,7 +324,7 @@ class ProcessExecutor:
                     worker.ready = True
                     worker.failed_starts = 0
         if returned:
-            self.sink(("requeue", worker.name, returned))
+            self.sink(Requeue(worker.name, returned))
 
     def _on_death(self, worker: _Worker) -> None:
         try:
@@ -347,7 +348,7 @@ class ProcessExecutor:
             cause = worker.kill_cause.get(running.run_id) if running else None
             worker.dead = True
         reason = _death_reason(worker.name, worker.pid, code)
-        self.sink(("lost", worker.name, worker.pid, reason, running.run_id if running else None, cause, pending[1:]))
+        self.sink(WorkerLost(worker.name, worker.pid, reason, running.run_id if running else None, cause, pending[1:]))
         for conn in (worker.task_conn, worker.result_conn):
             conn.close()
         if self._closing:

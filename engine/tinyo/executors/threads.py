@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from ..messages import WorkerReports, WorkerState
 from ..worker import CancelledRun, Task, install_routers, run_task
 from .base import Sink, WorkerInfo
 
@@ -41,7 +42,7 @@ class ThreadExecutor:
             thread = threading.Thread(target=self._loop, args=(name,), name=f"tinyo-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-            self.sink(("worker", name, None, "idle", "started"))
+            self.sink(WorkerState(name, None, "idle", "started"))
 
     def _loop(self, name: str) -> None:
         while True:
@@ -54,7 +55,7 @@ class ThreadExecutor:
                 if kind == "start":
                     with self._lock:
                         self._current[_name] = (task, payload[1], threading.get_ident())  # type: ignore[index]
-                self.sink(("msgs", _name, [(kind, run_id, payload)]))
+                self.sink(WorkerReports(_name, [(kind, run_id, payload)]))
 
             with self._lock:
                 skip = task.run_id in self._cancel_pending
@@ -128,7 +129,7 @@ class InlineExecutor:
 
     def start(self) -> None:
         install_routers()
-        self.sink(("worker", "inline", None, "idle", "started"))
+        self.sink(WorkerState("inline", None, "idle", "started"))
 
     def free_slots(self) -> int:
         return 1
@@ -137,7 +138,7 @@ class InlineExecutor:
         for task in tasks:
             msgs: list[tuple[str, int, object]] = []
             run_task(task, self.resolver.resolve, lambda k, r, p: msgs.append((k, r, p)), "inline", self.clock)
-            self.sink(("msgs", "inline", msgs))
+            self.sink(WorkerReports("inline", msgs))
 
     def cancel(self, run_id: int, cause: Literal["cancel", "timeout"] = "cancel") -> bool:
         return False

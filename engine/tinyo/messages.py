@@ -1,0 +1,150 @@
+"""Provides the typed messages that reach the engine loop from other threads: commands and queries
+(from the console, the CLI, a signal handler, the watcher) and executor reports (from the threads
+that watch the workers). Only the loop reads them and only the loop changes engine state.
+
+Facts going the other way, up from the engine, are the bus events in ``events``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .worker import Task
+
+
+# ---------------------------------------------------------------- commands (any thread -> loop)
+
+@dataclass(frozen=True, slots=True)
+class FireTimer:
+    """Fire the timer ``name`` now, off its grid."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rerun:
+    """Run a DES again even if it is up to date; with ``downstream``, all that depends on it too."""
+
+    des_id: str
+    downstream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RerunDocument:
+    """Rerun the DES that produces document ``name``."""
+
+    name: str
+    downstream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Stop feeding events to the generators (they are still stored, in order)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Feed events to the generators again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel a queued or running run."""
+
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rescan:
+    """Look at the watched folders for files the watcher did not report."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop gracefully, giving running ops ``grace`` seconds; a later Stop with a shorter grace
+    shortens a stop under way (a second Ctrl-C)."""
+
+    grace: float
+
+
+Command = Union[FireTimer, Rerun, RerunDocument, Pause, Resume, Cancel, Rescan, Stop]
+
+
+# ---------------------------------------------------------------- queries (any thread -> loop -> caller)
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A read-only question answered on the loop's thread; the answer (or exception) goes to ``future``."""
+
+    ask: Callable[[], Any]
+    future: Future[Any]
+
+
+# ---------------------------------------------------------------- executor reports (executor threads -> loop)
+
+WireKind = Literal["start", "out", "metric", "done", "fatal", "ready", "withdrawn"]
+
+
+class WorkerMessage(NamedTuple):
+    """One message of the worker protocol, as a worker process sends it over its pipe (a plain tuple
+    on the wire, so a batch pickles cheaply). ``payload`` by kind:
+
+    - ``start``: (worker, start time); ``out``: (stream, line); ``metric``: FlowMetrics fields;
+    - ``done``: (ok, error, traceback, result repr, duration seconds);
+    - ``fatal``: a message (the worker cannot start); ``ready``: its pid; ``withdrawn``: None.
+    """
+
+    kind: WireKind
+    run_id: int
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReports:
+    """Messages from one worker, in the order it sent them."""
+
+    worker: str
+    messages: list[tuple[str, int, Any]]
+    """WorkerMessage-shaped tuples (see ``WorkerMessage``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    """A worker died: the run it was running (if any) failed; the others it held were not started and
+    go back to the queue."""
+
+    worker: str
+    pid: int | None
+    reason: str
+    running_run_id: int | None
+    kill_cause: Literal["cancel", "timeout"] | None
+    requeue: list[Task]
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Tasks a worker gave back unstarted (withdrawn): they go back to the queue."""
+
+    worker: str
+    tasks: list[Task]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """A worker came up, or could not, or went away."""
+
+    worker: str
+    pid: int | None
+    state: Literal["idle", "busy", "starting", "dead"]
+    detail: str
+
+
+Report = Union[WorkerReports, WorkerLost, Requeue, WorkerState]
+
+Message = Union[Command, Query, Report]
+"""Everything the engine's inbox carries."""
