@@ -312,7 +312,7 @@ def test_cancel_from_the_console_cancels_the_dask_task_running_or_queued(tmp_pat
             h.engine.inject(name)
         h.wait_for(lambda: len(h.of(ev.OpStarted)) == 2, what="two running")
         running = h.of(ev.OpStarted)[0].run_id
-        queued = next(rid for rid in h.engine.call(lambda: list(h.engine._open)) if rid not in
+        queued = next(rid for rid in h.engine.call(lambda: list(h.engine.loop.runbook.open)) if rid not in
                       {e.run_id for e in h.of(ev.OpStarted)})
         h.engine.cancel(queued)
         h.engine.cancel(running)

@@ -52,7 +52,7 @@ def _fill_intake(engine: Engine) -> None:
     """Fill the intake queue to the brim before the loop runs (as a flood from the watcher would)."""
     for i in range(INTAKE_CAP):
         engine.inject(f"flood_{i}")
-    assert engine._intake.full()
+    assert engine.loop.inflow.queue.full()
 
 
 def _wait(predicate, what: str, timeout: float = 20.0) -> None:

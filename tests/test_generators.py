@@ -88,11 +88,11 @@ config = TinyOConfig(sql_conn='{db}', dirs=[], max_workers=2, execution=Executio
 def test_the_loop_goes_on_on_a_fresh_thread_and_the_late_return_changes_nothing(tmp_path, harness):
     recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db")
     with harness(recipe) as h:
-        first = h.engine._thread
+        first = h.engine.loop.thread
         for event in ("one", "late", "two", "exit", "three"):
             h.engine.inject(event)
         h.wait_for(lambda: {"ok one", "ok two", "ok three"} <= set(h.lines()), what="the events around the hang")
-        assert h.engine._thread is not first and h.engine._thread.name == "tinyo-engine"
+        assert h.engine.loop.thread is not first and h.engine.loop.thread.name == "tinyo-engine"
         first.join(10)  # the hung generator returns on the old thread, which then ends, touching nothing
         assert not first.is_alive()
         h.engine.inject("four")
@@ -112,7 +112,7 @@ def test_the_bound_keeping_thread_ends_with_the_engine(tmp_path, harness):
     with harness(recipe) as h:
         h.engine.inject("one")
         h.wait_for(lambda: "ok one" in h.lines(), what="one event")
-        monitor = h.engine._generators._monitor
+        monitor = h.engine.loop.generators._monitor
         assert monitor is not None and monitor.is_alive()
     monitor.join(5)
     assert not monitor.is_alive()

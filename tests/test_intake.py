@@ -49,7 +49,7 @@ def test_events_waiting_in_the_store_are_not_read_again_when_their_turn_comes(tm
     the watcher read at intake comes with them, as it does for the events that stayed in memory: the engine
     neither stats nor hashes those files again, and each file is still processed once, whole."""
     from conftest import drop, write_recipe
-    from tinyo import engine as engine_mod
+    from tinyo.core import inflow as engine_mod
 
     monkeypatch.setattr(engine_mod, "BACKLOG_MAX", 4)
     reads: list[str] = []
@@ -76,7 +76,7 @@ config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=2, execution
         for i in range(12):
             drop(inbox, f"f{i:02d}.csv", f"v{i}")
         h.wait_for(lambda: h.engine.events_taken >= 12, what="12 events stored")
-        assert h.engine.call(lambda: h.engine._backlog_in_store), "events wait in the store only"
+        assert h.engine.call(lambda: h.engine.loop.inflow.backlog_in_store), "events wait in the store only"
         reads.clear()
         h.engine.resume()
         h.wait_for(lambda: len(h.lines()) >= 12, what="12 loads")

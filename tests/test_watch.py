@@ -69,8 +69,8 @@ def test_overflow_triggers_a_rescan_that_finds_missed_files(tmp_path, inbox, har
         def go_deaf() -> None:
             # on the engine thread: from outside, the engine's folder check could see the stopped
             # watcher's dead emitter between stop and unset, and start a fresh (hearing) one
-            h.engine._watcher.stop()
-            h.engine._watcher = None
+            h.engine.loop.inflow.watcher.stop()
+            h.engine.loop.inflow.watcher = None
 
         h.engine.call(go_deaf)  # the watcher goes deaf: these files are never delivered
         for i in range(5):
@@ -182,10 +182,10 @@ def test_a_killed_watcher_process_is_replaced_and_nothing_is_lost(tmp_path, inbo
     with harness(recipe_for(tmp_path, inbox)) as h:
         (inbox / "before.txt").write_text("b")
         h.wait_for(lambda: h.lines(), what="the first file", timeout=10)
-        first = h.engine._watcher
+        first = h.engine.loop.inflow.watcher
         os.kill(first._process.pid, signal.SIGKILL)
         (inbox / "while_dead.txt").write_text("d")  # nobody watches now: the rescan after the restart finds it
-        h.wait_for(lambda: h.engine._watcher is not first, what="a new watcher", timeout=10)
+        h.wait_for(lambda: h.engine.loop.inflow.watcher is not first, what="a new watcher", timeout=10)
         h.wait_for(lambda: len(h.lines()) >= 2, what="the file written while no watcher ran", timeout=10)
         (inbox / "after.txt").write_text("a")
         h.wait_for(lambda: len(h.lines()) >= 3, what="a file seen by the new watcher", timeout=10)

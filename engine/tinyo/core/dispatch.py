@@ -1,0 +1,115 @@
+"""Provides dispatch: the DES touched this cycle are settled (readiness is the graph's pure logic),
+the ready ones wait in order, and as many as the executor has room for become runs."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .. import events as ev
+from ..clock import Clock
+from ..dag import Graph
+from ..engine_state import OpenRun
+from ..worker import Task
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from .documents import Documents
+    from .outbox import Outbox
+    from .registration import Registration
+    from .runbook import RunBook
+
+READY_MAX = 2_000
+"""DES ready and waiting for a worker past which no further events are fed to the generators: when
+events arrive faster than ops run, they wait stored in order (not as DES in memory), nothing is lost."""
+
+
+class Dispatch:
+    """Readiness and the ready queue. Loop thread only."""
+
+    def __init__(self, graph: Graph, store: Store, documents: Documents, registration: Registration,
+                 runbook: RunBook, outbox: Outbox, clock: Clock, recipe_path: str, touched: list[str]) -> None:
+        self.graph = graph
+        self.store = store
+        self.documents = documents
+        self.registration = registration
+        self.runbook = runbook
+        self.outbox = outbox
+        self.clock = clock
+        self.recipe_path = recipe_path
+        self.touched = touched
+        """DES whose readiness must be settled (every part appends; ``settle`` drains)."""
+        self.ready: deque[str] = deque()
+        """DES ready to run, in the order they became so."""
+        self.failed: set[str] = set()
+        """DES failed for good (the header's count)."""
+        self.next_run_id = 1
+        self._labels: dict[tuple[str, ...], str] = {}  # op names (shared tuple) -> "a+b"
+
+    def full(self) -> bool:
+        """Enough is ready: stop feeding events to the generators until workers catch up."""
+        return len(self.ready) >= READY_MAX
+
+    def settle(self) -> None:
+        """Work out the new state of every DES touched since the last settle; queue the ready ones."""
+        if not self.touched:
+            return
+        touched = list(self.touched)
+        self.touched.clear()
+        ready, changed = self.graph.settle(dict.fromkeys(touched))
+        now = self.clock.time()
+        emit = self.outbox.emit
+        for node in changed:
+            if node.state == "failed":
+                self.failed.add(node.id)
+            else:
+                self.failed.discard(node.id)
+            self.documents.des_moved(node, node.was, node.state)
+            emit(ev.DESStateChanged(now, node.id, node.state, node.reason, node.was, node.targs))
+        for des_id in ready:
+            node = self.graph.nodes[des_id]
+            reason = node.reason
+            node.status = "queued"
+            was, node.state = node.state, "queued"
+            node.reason = f"queued: {reason}"
+            self.ready.append(des_id)
+            self.documents.des_moved(node, was, "queued")
+            emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
+            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
+
+    def take(self, slots: int) -> list[Task]:
+        """Up to ``slots`` tasks: runs given back first, then new runs of ready DES (recorded as queued)."""
+        runbook = self.runbook
+        tasks: list[Task] = []
+        rows = []
+        while slots > 0 and runbook.requeue:
+            run = runbook.requeue.popleft()
+            if run.run_id in runbook.open:
+                run.submitted = True
+                tasks.append(run.task)
+                slots -= 1
+        while slots > 0 and self.ready:
+            des_id = self.ready.popleft()
+            node = self.graph.nodes[des_id]
+            ops = self.registration.load_ops(des_id)
+            if ops is None:
+                continue
+            attempt = runbook.attempts.get(des_id, 1)
+            run_id = self.next_run_id
+            self.next_run_id += 1
+            dep_versions = self.graph.current(node) if self.graph.has_all_versions(node) else {}
+            task = Task(run_id, des_id, attempt, self.recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
+            label = self._labels.get(node.ops_desc)
+            if label is None:
+                label = self._labels[node.ops_desc] = "+".join(node.ops_desc)  # == task.op_label
+            runbook.open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs)
+            rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
+            tasks.append(task)
+            slots -= 1
+        if rows:
+            self.store.add_runs(rows)
+        return tasks
+
+    def waiting(self) -> bool:
+        """Runs wait for a worker (ready DES or runs given back)."""
+        return bool(self.ready or self.runbook.requeue)

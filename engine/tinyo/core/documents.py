@@ -1,0 +1,171 @@
+"""Provides the documents part: versions (in the graph), the file state behind each file document's
+version, and the documents' groups as the console's tree counts them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .. import events as ev
+from ..clock import Clock
+from ..dag import Graph, Node
+from ..groups import DES_TO_DOC, Groups
+from ..intake import FileState, compare_file
+
+if TYPE_CHECKING:
+    from ..model import TinyOConfig
+    from ..store import Store
+    from .outbox import Outbox
+
+FILE_CACHE_MAX = 4096
+"""File states of documents cached in memory; the store has them all."""
+
+
+class Documents:
+    """Document versions, file states and groups. Loop thread only."""
+
+    def __init__(self, graph: Graph, store: Store, config: TinyOConfig, clock: Clock, outbox: Outbox,
+                 touched: list[str]) -> None:
+        self.graph = graph
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.outbox = outbox
+        self.touched = touched
+        """DES whose readiness must be settled this cycle (shared with dispatch, which drains it)."""
+        self.groups = Groups()
+        """Documents counted per name pattern and state (what the console's tree shows)."""
+        self.total = 0
+        """Documents known (named by a DES or versioned)."""
+        self._files: dict[str, FileState] = {}
+        self._none: set[str] = set()  # file documents the current batch's lookup found no state for
+
+    # ------------------------------------------------------------ versions
+    def from_event(self, name: str, state: FileState | None) -> None:
+        """An event names ``name``: a file document gets a new version if its content changed, any other
+        document gets one at once."""
+        if os.path.isabs(name):
+            self.refresh_file(name, by="event", hint=state)
+        else:
+            self.bump(name, by="event")
+
+    def bump(self, name: str, by: str) -> None:
+        """Give a non-file document its next version."""
+        old = self.graph.version(name)
+        version = (old or 0) + 1
+        self.touched.extend(self.graph.set_version(name, version))
+        if old is None:
+            self._first_version(name)
+        now = self.clock.time()
+        self.store.put_documents([(name, version, None, None, None, now, by)])
+        self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
+
+    def refresh_file(self, path: str, by: str, hint: FileState | None = None) -> bool:
+        """Give a file document a new version if its content changed; False if the file is missing.
+        ``hint``: the file's state as intake read it moments ago (it is not read again)."""
+        known = self.file_state(path)
+        changed, state = compare_file(path, known, self.config.hash_files, hint=hint)
+        if state is None:
+            return False
+        version = self.graph.version(path)
+        if changed or version is None:
+            if version is None:
+                self._first_version(path)
+            version = (version or 0) + 1
+            self.touched.extend(self.graph.set_version(path, version))
+            self.outbox.emit(ev.DocumentUpdated(self.clock.time(), path, version, by))
+        if changed or state != known or known is None:
+            self._files[path] = state
+            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, self.clock.time(), by)])
+        return True
+
+    def file_state(self, path: str) -> FileState | None:
+        """The file state behind a document's current version (memory, else the store)."""
+        known = self._files.get(path)
+        if known is None and path not in self._none:
+            row = self.store.doc_files_many([path]).get(path)
+            if row is not None and row[2] is not None and row[3] is not None:
+                known = self._files[path] = FileState(row[2], row[3], row[1])
+        return known
+
+    def prefetch_files(self, paths: list[str]) -> None:
+        """What the store knows of a batch's file documents, in a few lookups instead of a few per file (none
+        past the one for their names when the files are new)."""
+        self.graph.prefetch(paths)
+        want = [p for p in paths if p not in self._files]
+        if want:
+            versioned = [p for p in want if self.graph.versions.get(p)]
+            rows = self.store.doc_files_many(versioned) if versioned else {}
+            for path in want:
+                row = rows.get(path)
+                if row is None:
+                    self._none.add(path)
+                elif row[1] is not None and row[2] is not None:
+                    self._files[path] = FileState(row[2], row[3], row[1])
+
+    def end_batch(self) -> None:
+        """The batch's "no state in the store" answers hold for that batch only (the cache may be trimmed)."""
+        self._none = set()
+
+    def trim(self) -> None:
+        """After a commit: drop cached file states past the bound (the store has them)."""
+        if len(self._files) > FILE_CACHE_MAX:
+            self._files.clear()
+
+    # ------------------------------------------------------------ groups
+    def state_of(self, doc: str) -> str | None:
+        """A document's state as its group counts it (None: not in the DAG yet)."""
+        owner = self.graph.producer_of(doc)
+        if owner is not None:
+            node = self.graph.nodes.get(owner)
+            return DES_TO_DOC[node.state] if node is not None else "up to date"
+        if self.graph.version(doc) is not None:
+            return "source"
+        return "missing" if self.graph.readers(doc) else None
+
+    def join(self, doc: str, state: str) -> None:
+        """A document enters the DAG in ``state``."""
+        pattern = self.groups.join(doc, state)
+        self.store.add_names([(doc, pattern)])
+        self.total += 1
+
+    def targets_registered(self, node: Node) -> None:
+        """A new DES names its documents: its targets are now "never built", its unknown deps "missing"."""
+        for targ in node.targs:
+            before = self.state_of(targ)
+            if before is None:
+                self.join(targ, "never built")
+            else:
+                self.groups.move(targ, before, "never built")
+        for dep in node.deps:
+            if self.state_of(dep) is None:
+                self.join(dep, "missing")
+
+    def des_moved(self, node: Node, old: str, new: str) -> None:
+        """A DES changed state: its targets move between their groups' counts."""
+        old_doc, new_doc = DES_TO_DOC[old], DES_TO_DOC[new]
+        if old_doc != new_doc:
+            for targ in node.targs:
+                self.groups.move(targ, old_doc, new_doc)
+
+    def load_groups(self, hot: Callable[[str], Node | None]) -> None:
+        """Count every stored document in its group (at start-up; ``hot``: the DES in memory)."""
+        for name, pattern, version, producer in self.store.all_names():
+            if producer is not None:
+                node = hot(producer)
+                state = DES_TO_DOC[node.state] if node is not None else "up to date"
+            else:
+                state = "source" if version else "missing"
+            self.groups.join(name, state, pattern)
+        self.groups.touched.clear()
+        self.total = self.store.count("names")
+
+    def _first_version(self, doc: str) -> None:
+        """``doc`` is about to get its first version: an input turns from missing to source."""
+        if self.graph.producer_of(doc) is not None:
+            return
+        if self.graph.readers(doc):
+            self.groups.move(doc, "missing", "source")
+        else:
+            self.join(doc, "source")

@@ -1,0 +1,273 @@
+"""Provides intake as the loop sees it: the bounded queue other threads (the watcher, ``inject``)
+fill, the events the loop takes in itself (timer ticks, CLI requests), storing events in order,
+the backlog of stored events not yet fed to the generators, folder scans and the watcher process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import events as ev
+from ..clock import Clock
+from ..engine_state import RateMeter
+from ..intake import FileState, TimerSchedule, compare_file, timer_event
+from ..watch import WatcherProcess, scan_folder
+
+if TYPE_CHECKING:
+    from ..model import TimerSpec, TinyOConfig
+    from ..store import Store
+    from .outbox import Outbox
+
+INTAKE_MAX = 100_000
+"""Events waiting to be stored; a full intake blocks the watcher (the kernel queue then overflows and
+the rescan finds the files), so memory stays bounded and nothing is lost."""
+BACKLOG_MAX = 5_000
+"""Stored-but-unprocessed events kept in memory; the rest are read back from the store in order."""
+STORE_PER_CYCLE = 5_000
+"""The most intake events stored in one cycle."""
+SCAN_QUIET = 0.5
+"""A file a scan finds modified less than this many seconds ago waits to be quiet (it may be half written)."""
+FILE_CACHE_MAX = 4096
+"""File states (last evented) cached in memory; the store has them all."""
+
+Intake = tuple[str, str, "FileState | None"]
+"""(source, event name, the file's state as read by the watcher or None)."""
+Stored = tuple[int, str, str, "FileState | None"]
+"""(event id, source, event name, file state): a stored event waiting for the generators."""
+
+
+class Inflow:
+    """Events in, stored in order, and handed to the generators in batches. ``put`` from any thread;
+    everything else on the loop thread."""
+
+    def __init__(self, store: Store, config: TinyOConfig, clock: Clock, outbox: Outbox, timers: list[TimerSpec],
+                 rescan: Callable[[], None], intake_max: int = INTAKE_MAX) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.outbox = outbox
+        self._ask_rescan = rescan
+        self.queue: queue.Queue[Intake] = queue.Queue(maxsize=intake_max)
+        self.own: deque[Intake] = deque()
+        """Events the loop itself takes in (timers, CLI requests): never put on ``queue``, which only the
+        loop drains (a blocking put there from the loop would wait for itself)."""
+        self.backlog: deque[Stored] = deque()
+        self.backlog_in_store = True
+        """Stored events wait that are not in ``backlog`` (read back from the store in order)."""
+        self.pending = 0
+        """Stored events not yet fed to the generators."""
+        self.base = 0
+        """Events stored before this engine started."""
+        self.taken = 0
+        """Events stored by this engine (for ``--stop-after``)."""
+        self.rate = RateMeter()
+        self.timers = timers
+        self.schedule = TimerSchedule(timers)
+        self.watcher: WatcherProcess | None = None
+        self.rescan_wanted = False
+        self.next_rescan: float | None = None
+        self._last_backlog_id = 0
+        self._files: dict[str, FileState | None] = {}
+
+    # ------------------------------------------------------------ taking in
+    def put(self, item: Intake, loop_thread: threading.Thread | None) -> None:
+        """Take in an event from any thread (blocks while the queue is full, except on the loop's thread)."""
+        if threading.current_thread() is loop_thread:
+            self.own.append(item)
+        else:
+            self.queue.put(item)
+
+    def on_files(self, files: list[tuple[str, FileState]]) -> None:
+        """Completed files from the watcher process, each with its state as read there (watcher thread)."""
+        for path, state in files:
+            self.queue.put(("file", path, state))  # blocks while the intake is full: the watcher waits
+
+    def waiting(self) -> bool:
+        """Events taken in and not yet stored."""
+        return bool(self.own) or not self.queue.empty()
+
+    def store_events(self, take: Callable[[queue.Queue[Intake]], Intake]) -> int:
+        """Store waiting intake events (file events only when the file's content is new); returns how many
+        were stored. ``take``: the loop's way to take an item from the queue (marking itself busy first)."""
+        items: list[tuple[str, str]] = []
+        files: dict[str, FileState | None] = {}  # path -> its latest state as the watcher read it (None: unread)
+        while len(items) < STORE_PER_CYCLE:
+            if self.own:
+                source, name, seen = self.own.popleft()
+            else:
+                try:
+                    source, name, seen = take(self.queue)
+                except queue.Empty:
+                    break
+            if source in ("file", "scan"):
+                if name in files:
+                    files[name] = seen
+                    continue  # a burst on one path coalesces into one event
+                files[name] = seen
+            items.append((source, name))
+        if not items:
+            return 0
+        now = self.clock.time()
+        unknown = [name for name in files if name not in self._files]
+        if unknown:
+            found = self.store.files_seen_many(unknown)
+            for name in unknown:
+                row = found.get(name)
+                self._files[name] = FileState(*row) if row else None
+        rows = []
+        states: list[FileState | None] = []  # a file's state as read now: its document need not read it again
+        for source, name in items:
+            state = None
+            if source in ("file", "scan"):
+                state = self._file_change(name, files[name])
+                if state is None:
+                    continue
+            rows.append((now, source, name, "new"))
+            states.append(state)
+        if not rows:
+            return 0
+        ids = self.store.add_events(rows)
+        self.taken += len(ids)
+        self.pending += len(ids)
+        self.rate.add(now, len(ids))
+        for event_id, (_, source, name, _), state in zip(ids, rows, states):
+            if not self.backlog_in_store and len(self.backlog) < BACKLOG_MAX:
+                self.backlog.append((event_id, source, name, state))
+                self._last_backlog_id = event_id
+            else:
+                self.backlog_in_store = True
+        return len(ids)
+
+    def _file_change(self, path: str, seen: FileState | None) -> FileState | None:
+        """The file's new state if its content changed since its last event, else None. ``seen``: its state
+        as the watcher read it (else it is read now)."""
+        known = self._files.get(path)
+        changed, state = compare_file(path, known, self.config.hash_files, hint=seen)
+        if state is None:
+            return None
+        if state != known:
+            self.store.set_file_seen(path, state.mtime_ns, state.size, state.digest)
+            self._files[path] = state
+        return state if changed else None
+
+    # ------------------------------------------------------------ the backlog
+    def has_backlog(self) -> bool:
+        return bool(self.backlog) or self.backlog_in_store
+
+    def next_batch(self, size: int) -> list[Stored]:
+        """The next stored events for the generators, oldest first (read back from the store if needed)."""
+        if not self.backlog and self.backlog_in_store:
+            self._refill()
+        batch = [self.backlog.popleft() for _ in range(min(size, len(self.backlog)))]
+        self.pending -= len(batch)
+        return batch
+
+    def put_back(self, rest: list[Stored]) -> None:
+        """Events of a batch the generators did not get to go back to the front, in order."""
+        self.backlog.extendleft(reversed(rest))
+        self.pending += len(rest)
+
+    def _refill(self) -> None:
+        rows = self.store.new_events(self._last_backlog_id, BACKLOG_MAX // 2)
+        # a file event's state as intake last recorded it: the file is not read again (as for the events
+        # that stayed in memory); a file changed since has a later event of its own
+        seen = self.store.files_seen_many([name for _, _, source, name in rows if source in ("file", "scan")])
+        for event_id, _, source, name in rows:
+            state = seen.get(name) if source in ("file", "scan") else None
+            self.backlog.append((event_id, source, name, FileState(*state) if state is not None else None))
+            self._last_backlog_id = event_id
+        if len(rows) < BACKLOG_MAX // 2:
+            self.backlog_in_store = False
+
+    def trim(self) -> None:
+        if len(self._files) > FILE_CACHE_MAX:
+            self._files.clear()
+
+    # ------------------------------------------------------------ timers
+    def start_timers(self, now: float) -> None:
+        """Start the timers' grid; ticks missed while the engine was down fire per the catch-up policy."""
+        catch_up = self.schedule.start(datetime.fromtimestamp(now), self.store.timer_ticks(), self.config.catch_up,
+                                       self.config.catch_up_limit)
+        for name, tick in catch_up:
+            self.fire(name, tick, manual=False)
+
+    def fire_due_timers(self) -> None:
+        if not self.timers:
+            return
+        for name, tick in self.schedule.due(datetime.fromtimestamp(self.clock.time())):
+            self.fire(name, tick, manual=False)
+
+    def fire(self, name: str, tick: datetime, manual: bool) -> None:
+        """Take in a timer's event (loop thread: never through the queue)."""
+        event = timer_event(name, tick)
+        if not manual:
+            self.store.set_timer_tick(name, tick.timestamp())
+        self.outbox.emit(ev.TimerFired(self.clock.time(), name, tick.timestamp(), event, manual))
+        self.own.append(("timer", event, None))
+
+    # ------------------------------------------------------------ folders
+    def start_watcher(self) -> None:
+        ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+        self.watcher = self._new_watcher(ignore)
+        self.watcher.launch()  # it starts while the executor does
+
+    def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:
+        return WatcherProcess(self.config.dirs, self.on_files, self._ask_rescan, recursive=self.config.recursive,
+                              debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files)
+
+    def check_watched_folders(self) -> None:
+        """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
+        rescan (about once a second)."""
+        watcher = self.watcher
+        if watcher is None or not watcher.roots_changed():
+            return
+        why = watcher.stopped_why()
+        watcher.stop()
+        self.watcher = self._new_watcher(watcher.ignore)
+        self.watcher.start()
+        self.rescan_wanted = True
+        self.outbox.notice("warning", f"{why}: watching anew and rescanning")
+
+    def stop_watcher(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+
+    def scan(self) -> None:
+        """Take in files in the watched folders whose content differs from the last event."""
+        if not self.config.dirs:
+            return
+        found = 0
+        now = time.time()
+        for folder in self.config.dirs:
+            folder_abs = str(Path(folder).expanduser().resolve())
+            os.makedirs(folder_abs, exist_ok=True)
+            seen = self.store.files_seen_under(folder_abs)
+            for path, st in scan_folder(folder_abs, self.config.recursive):
+                known = seen.get(path)
+                if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
+                    continue
+                if self._is_own_file(path):
+                    continue
+                if self.watcher is not None and now - st.st_mtime < max(self.config.debounce, SCAN_QUIET):
+                    # written moments ago: maybe still being written; its close (or its staying quiet) reports it
+                    self.watcher.settle(path)
+                    continue
+                try:
+                    self.queue.put_nowait(("scan", path, None))
+                    found += 1
+                except queue.Full:
+                    self.rescan_wanted = True  # the rest next cycle; nothing is lost
+                    break
+        if found:
+            self.outbox.notice("info", f"scan found {found} new or changed file(s)")
+
+    def _is_own_file(self, path: str) -> bool:
+        return path.startswith(self.store.path) if not self.store.memory else False

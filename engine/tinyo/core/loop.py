@@ -1,0 +1,445 @@
+"""Provides the loop: the one thread that owns the engine's state, and its cycle.
+
+Everything reaches the loop through two bounded queues (intake events; commands, queries and executor
+reports) and a wake flag. A cycle: apply commands and reports, fire due timers and retries, store up to
+a bounded number of intake events, feed at most ``maxevents`` stored events to the generators,
+register what they emit, settle the DES touched, write run rows, commit, hand tasks to the executor,
+and only then release the cycle's facts on the bus (so the bus never announces what is not durable).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from .. import events as ev
+from ..clock import Clock, ManualClock
+from ..dag import Graph
+from ..errors import StoreError, TinyoError
+from ..executors import Executor, make_executor
+from ..generators import Abandoned, Emission, GeneratorRunner, Hung
+from ..messages import Message, Query, Report, Requeue, WorkerLost, WorkerReports, WorkerState
+from .backing import StoreBacking
+from .control import Control, RunState
+from .dispatch import Dispatch
+from .documents import Documents
+from .inflow import INTAKE_MAX, STORE_PER_CYCLE, Inflow, Stored
+from .outbox import Outbox
+from .queries import Queries
+from .registration import Registration
+from .runbook import RunBook
+
+if TYPE_CHECKING:
+    from ..model import Execution
+    from ..recipe import OpResolver, Recipe
+    from ..store import Store
+    from ..worker import Task
+
+T = TypeVar("T")
+
+INBOX_MAX = 50_000
+"""Executor reports and commands waiting for the loop; a full inbox back-pressures the workers."""
+REQUEST_POLL = 1.0
+"""Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
+
+
+class Loop:
+    """The engine's thread and cycle, and the parts it drives."""
+
+    def __init__(self, recipe: Recipe, store: Store, bus: ev.Bus, clock: Clock, resolver: OpResolver,
+                 execution: Execution, max_workers: int, executor_address: str | None, watch: bool,
+                 intake_max: int = INTAKE_MAX) -> None:
+        self.recipe = recipe
+        self.config = config = recipe.config
+        self.store = store
+        self.clock = clock
+        self.resolver = resolver
+        self.execution = execution
+        self.max_workers = max_workers
+        self.executor_address = executor_address
+        self.watch_files = watch
+        self.timers = config.timer_specs
+        self.outbox = Outbox(bus, clock)
+        self.run = RunState()
+        self.touched: list[str] = []
+        """DES whose readiness must be settled this cycle (every part appends; dispatch drains)."""
+        backing = StoreBacking(store)
+        self.graph = Graph(backing)
+        self.documents = Documents(self.graph, store, config, clock, self.outbox, self.touched)
+        self.registration = Registration(self.graph, store, self.documents, self.outbox, clock, resolver, execution,
+                                         self.touched)
+        backing.build = self.registration.node_from_row
+        self.runbook = RunBook(self.graph, store, self.documents, self.registration, self.outbox, clock, config,
+                               self.touched)
+        self.dispatch = Dispatch(self.graph, store, self.documents, self.registration, self.runbook, self.outbox,
+                                 clock, str(recipe.path), self.touched)
+        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max)
+        self.control = Control(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
+                               self.touched, {t.name for t in self.timers})
+        self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
+                               self.runbook, self.inflow, clock)
+        self.generators = GeneratorRunner(recipe.roots, config.generator_timeout)
+        self.inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
+        self.own_messages: deque[Message] = deque()
+        """Messages sent from the loop's own thread: kept for the next cycle (see ``send``)."""
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.executor: Executor | None = None
+        self.stopped = threading.Event()
+        self.started = threading.Event()
+        self.fatal: BaseException | None = None
+        self.idle_mark: float | None = None
+        """Monotonic time since when nothing was pending or running (loop thread writes)."""
+        self._next_request_poll = 0.0
+        self._processed = 0
+        self._since_prune = 0
+
+    # ================================================================ other threads
+    def send(self, message: Message) -> None:
+        """Hand ``message`` to the loop. On the loop's own thread (a command from inside a query, or a
+        callback run there) it is kept for the next cycle instead: a put on the full inbox only the loop
+        drains would wait for itself."""
+        if threading.current_thread() is self.thread:
+            self.own_messages.append(message)
+            self.wake.set()
+            return
+        while not self.stopped.is_set():
+            try:
+                self.inbox.put(message, timeout=0.5)
+            except queue.Full:
+                continue  # the loop drains the inbox every cycle; a stopped loop ends the wait
+            self.wake.set()
+            return
+
+    def report(self, item: Report) -> None:
+        """The executor's sink (its threads)."""
+        self.inbox.put(item)  # blocks while the inbox is full: the executor's threads wait
+        self.wake.set()
+
+    def _ask_rescan(self) -> None:
+        from ..messages import Rescan
+
+        self.send(Rescan())
+
+    def idle_since(self) -> float | None:
+        """The loop's idle mark, None while anything sent is not yet taken in: ``unfinished_tasks`` falls
+        only after the loop has marked itself busy (``_take``), so no message slips through unseen."""
+        inflow = self.inflow
+        if inflow.queue.unfinished_tasks or self.inbox.unfinished_tasks or inflow.own or self.own_messages:
+            return None
+        return self.idle_mark
+
+    def _take(self, source: queue.Queue[T]) -> T:
+        """The next item of ``source`` (queue.Empty when none), the loop marked busy before it is."""
+        item = source.get_nowait()
+        self.idle_mark = None
+        source.task_done()
+        return item
+
+    # ================================================================ life
+    def main(self) -> None:
+        try:
+            self._startup()
+        except BaseException as exc:
+            self.fatal = exc
+            self.outbox.publish_now(ev.EngineNotice(self.clock.time(), "error", f"engine could not start: {exc}"))
+            self.run.state = "stopped"
+            self.started.set()
+            self._teardown(grace=0)
+            return
+        self.started.set()
+        self.loop()
+
+    def loop(self, first: Callable[[], None] | None = None) -> None:
+        """The loop, until a stop is asked for and done. ``first``: what to finish before it (the rest of a
+        cycle whose generator hung on the thread that ran the loop until then)."""
+        try:
+            if first is not None:
+                first()
+            while not self.run.stop_requested:
+                self.wake.wait(self._wait_time())
+                self.wake.clear()
+                self.cycle()
+            self._graceful_stop()
+        except Abandoned:
+            return  # a generator hung on this thread and has now returned: another thread runs the loop
+        except BaseException as exc:
+            self.fatal = exc
+            message = str(exc) if isinstance(exc, TinyoError) else f"engine stopped on an unexpected error: {exc!r}"
+            self.outbox.drop()  # facts of the failed cycle were not committed: they are not announced
+            self.outbox.publish_now(ev.EngineNotice(self.clock.time(), "error", message))
+            self._teardown(grace=0)
+
+    def _startup(self) -> None:
+        now = self.clock.time()
+        self.run.started_at = now
+        self.control.set_state("starting", "loading state")
+        self._load_state()
+        self.executor = make_executor(
+            self.execution,
+            recipe_path=str(self.recipe.path),
+            max_workers=self.max_workers,
+            sink=self.report,
+            resolver=self.resolver,
+            clock=self.clock.time,
+            address=self.executor_address,
+            store_path=self.store.path,
+        )
+        self.runbook.executor = self.executor
+        if self.watch_files and self.config.dirs:
+            self.inflow.start_watcher()
+        self.executor.start()
+        self.runbook.reconcile(self.executor, str(self.recipe.path))
+        if self.inflow.watcher is not None:
+            self.inflow.watcher.wait_ready()
+        self.inflow.start_timers(now)
+        self.inflow.scan()
+        if self.config.rescan_interval:
+            self.inflow.next_rescan = self.clock.monotonic() + self.config.rescan_interval
+        self.control.set_state("running")
+        self._commit_and_publish([])
+
+    def _load_state(self) -> None:
+        """Bring back the DES that may need work (the rest stay in the store until something touches
+        them) and the document groups' counts."""
+        store = self.store
+        graph = self.graph
+        for row in store.load_open_des():
+            node = self.registration.node_from_row(row)
+            if row.state == "retry":
+                # a retry was waiting for its backoff at the last stop: it runs now, as the attempt it was
+                self.runbook.attempts[row.id] = row.attempt
+                node.forced = True
+            graph.nodes[node.id] = node
+            for targ in node.targs:
+                graph.producer[targ] = node.id
+        self.documents.load_groups(graph.nodes.get)
+        self.registration.total = store.count("des")
+        self.dispatch.next_run_id = store.next_run_id()
+        self.inflow.pending = store.count("events", "WHERE status = 'new'")
+        self.inflow.base = store.count("events")
+        self.touched.extend(graph.nodes)
+        for node in graph.nodes.values():
+            self.outbox.emit(ev.DESRegistered(self.clock.time(), node.id, frozenset(node.deps), frozenset(node.targs),
+                                              node.ops_desc, node.generator, node.event, restored=True))
+
+    def _wait_time(self) -> float | None:
+        """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""
+        mono = self.clock.monotonic()
+        deadlines: list[float] = []
+        nxt = self.inflow.schedule.next_due()
+        if nxt is not None:
+            deadlines.append(mono + max(0.0, nxt.timestamp() - self.clock.time()))
+        if self.runbook.retries:
+            deadlines.append(self.runbook.retries[0][0])
+        if self.inflow.next_rescan is not None:
+            deadlines.append(self.inflow.next_rescan)
+        if self.config.op_timeout and self.runbook.open:
+            deadlines.append(mono + 0.1)
+        if not self.store.memory:
+            deadlines.append(self._next_request_poll)
+        if not deadlines:
+            return None
+        # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
+        return min(max(0.0, min(deadlines) - mono), 0.05 if isinstance(self.clock, ManualClock) else 3600.0)
+
+    # ================================================================ the cycle
+    def cycle(self) -> None:
+        mono = self.clock.monotonic()
+        while self.own_messages:
+            self._handle(self.own_messages.popleft())
+        handled = 0
+        while handled < INBOX_MAX:
+            try:
+                item = self._take(self.inbox)
+            except queue.Empty:
+                break
+            handled += 1
+            self._handle(item)
+        inflow = self.inflow
+        inflow.fire_due_timers()
+        self.runbook.due_retries(mono)
+        self.runbook.check_timeouts()
+        if mono >= self._next_request_poll:
+            self._next_request_poll = mono + REQUEST_POLL
+            self.control.poll_requests(room=STORE_PER_CYCLE)
+            inflow.check_watched_folders()
+        if inflow.next_rescan is not None and mono >= inflow.next_rescan:
+            inflow.next_rescan = mono + (self.config.rescan_interval or 0)
+            inflow.rescan_wanted = True
+        if inflow.rescan_wanted:
+            inflow.rescan_wanted = False
+            inflow.scan()
+        self._store_intake()
+        if not self.run.paused and not self.dispatch.full():
+            self._process_backlog()
+        self._finish_cycle()
+
+    def _handle(self, item: Message) -> None:
+        if isinstance(item, WorkerReports):
+            on_message = self.runbook.on_message
+            for kind, run_id, payload in item.messages:
+                on_message(item.worker, kind, run_id, payload)
+        elif isinstance(item, WorkerLost):
+            self.runbook.on_lost(item)
+        elif isinstance(item, Requeue):
+            self.runbook.give_back(item.tasks)
+        elif isinstance(item, WorkerState):
+            self.outbox.emit(ev.WorkerChanged(self.clock.time(), item.worker, item.pid, item.state, item.detail))
+        elif isinstance(item, Query):
+            try:
+                item.future.set_result(item.ask())
+            except BaseException as exc:  # the caller gets the exception
+                item.future.set_exception(exc)
+        else:
+            self.control.apply(item)
+
+    def _store_intake(self) -> None:
+        if self.inflow.store_events(self._take) and self.run.paused:
+            self.control.set_state("paused", f"paused: {self.inflow.pending} buffered")
+
+    def _process_backlog(self) -> None:
+        batch = self.inflow.next_batch(self.config.maxevents)
+        if not batch:
+            return
+        self._processed += len(batch)
+        now = self.clock.time()
+        self.documents.prefetch_files([name for _, _, name, _ in batch if os.path.isabs(name)])
+        for event_id, source, name, state in batch:
+            self.outbox.emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
+            self.documents.from_event(name, state)
+        events = [(eid, name) for eid, _, name, _ in batch]
+        emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
+        self._apply_batch(batch, emissions, None)
+
+    def _apply_batch(self, batch: list[Stored], emissions: list[Emission], hung: Hung | None) -> None:
+        """Register what the generators emitted for a batch (and, if one hung, report it and put the events
+        after it back at the front of the backlog)."""
+        self.registration.prefetch(emissions)
+        done_ids = {e.event_id for e in emissions}
+        flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
+        marks = [self.registration.apply_emission(emission, flush) for emission in emissions]
+        if hung is not None:
+            event_id, generator, given = hung
+            message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
+            self.outbox.emit(ev.GeneratorError(self.clock.time(), generator, given, message, ""))
+            marks.append(("error", f"generator {generator} hung", event_id))
+            done_ids.add(event_id)
+            self.inflow.put_back([item for item in batch if item[0] not in done_ids])
+        self.store.mark_events(marks)
+        self.documents.end_batch()
+
+    def _take_over(self, batch: list[Stored], done: list[Emission], hung: Hung) -> None:
+        """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
+        fresh thread finishes that cycle and runs the loop from then on; the stuck one touches nothing more."""
+        def finish_the_cycle() -> None:
+            self._apply_batch(batch, done, hung)
+            self._finish_cycle()
+
+        thread = threading.Thread(target=self.loop, args=(finish_the_cycle,), name="tinyo-engine", daemon=True)
+        thread.start()
+        self.thread = thread  # after start: stop() takes a thread that has not started for one that ended
+
+    def _settle_and_take(self) -> list[Task]:
+        self.dispatch.settle()
+        executor = self.executor
+        if self.run.stop_requested or executor is None or not self.dispatch.waiting():
+            return []
+        return self.dispatch.take(executor.free_slots())
+
+    def _finish_cycle(self) -> None:
+        """Dispatch what is ready, commit, announce."""
+        self._commit_and_publish(self._settle_and_take())
+        inflow, dispatch = self.inflow, self.dispatch
+        more = (inflow.waiting() or not self.inbox.empty() or self.own_messages
+                or (not self.run.paused and inflow.has_backlog() and not dispatch.full())
+                or (dispatch.ready and self.executor is not None and self.executor.free_slots() > 0))
+        if more:
+            self.wake.set()
+        self._update_idle()
+
+    def _commit_and_publish(self, tasks: list[Task]) -> None:
+        self.runbook.save_starts()
+        config = self.config
+        if (config.retention_events or config.retention_runs) and self._processed - self._since_prune >= 500:
+            self._since_prune = self._processed
+            self.store.prune(config.retention_events, config.retention_runs)
+        self.store.commit()
+        if tasks and self.executor is not None:
+            self.executor.submit(tasks)
+        groups = self.documents.groups.take_touched()
+        if groups:
+            self.outbox.emit(ev.GroupsChanged(self.clock.time(), groups))
+        self.outbox.release()
+        # after the commit (nothing is deferred): drop up-to-date DES and cached file states from memory
+        if self.graph.evict():
+            self.registration.trim()
+        self.documents.trim()
+        self.inflow.trim()
+
+    def _update_idle(self) -> None:
+        busy = (self.runbook.open or self.dispatch.ready or self.runbook.retries or self.inflow.has_backlog()
+                or self.inflow.waiting() or not self.inbox.empty() or self.own_messages)
+        if busy:
+            self.idle_mark = None
+        elif self.idle_mark is None:
+            self.idle_mark = time.monotonic()
+
+    # ================================================================ stopping
+    def _graceful_stop(self) -> None:
+        self.control.set_state("stopping", "stopping: no new work is started")
+        while self.inflow.waiting():
+            self._store_intake()  # accepted events are stored (not processed): the next start takes them
+        self._commit_and_publish([])
+        if self.inflow.watcher is not None:
+            self.inflow.stop_watcher()
+            while self.inflow.waiting():
+                self._store_intake()
+            self._commit_and_publish([])
+        run = self.run
+        while time.monotonic() < run.stop_began + run.stop_grace and self.runbook.any_running():
+            self.wake.wait(0.05)
+            self.wake.clear()
+            self.cycle()
+        self._teardown(grace=0.0)
+
+    def _teardown(self, grace: float) -> None:
+        self.generators.close()
+        self.inflow.stop_watcher()
+        executor = self.executor
+        if executor is not None:
+            executor.shutdown(grace)
+            while True:
+                try:
+                    item = self._take(self.inbox)
+                except queue.Empty:
+                    break
+                if isinstance(item, (WorkerReports, WorkerLost, WorkerState)):
+                    self._handle(item)
+                elif isinstance(item, Query):
+                    item.future.set_exception(TinyoError("the engine has stopped"))
+        now = self.clock.time()
+        detached = set(getattr(executor, "detached", list)()) if executor is not None else set()
+        self.run.state = "stopped"
+        interrupted = 0
+        try:
+            interrupted = self.runbook.interrupt_open(detached)
+            self.store.commit()
+        except StoreError as exc:
+            # the store cannot be written (disk full, I/O error): what was committed before stands, and runs
+            # still open there are marked interrupted at the next start
+            if self.fatal is None:
+                self.fatal = exc
+            self.outbox.emit(ev.EngineNotice(now, "error", str(exc)))
+        finally:
+            detail = f"{interrupted} run(s) interrupted" if interrupted else ""
+            self.outbox.emit(ev.EngineState(now, "stopped", detail))
+            self.store.close()
+            self.outbox.release()
+            self.stopped.set()
+

@@ -1,0 +1,40 @@
+"""Provides the outbox: the facts a cycle establishes, released on the bus only after the commit that
+makes them durable (the bus never announces what a crash could undo)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .. import events as ev
+from ..clock import Clock
+
+
+class Outbox:
+    """Facts waiting for the cycle's commit. Loop thread only."""
+
+    def __init__(self, bus: ev.Bus, clock: Clock) -> None:
+        self.bus = bus
+        self.clock = clock
+        self._facts: list[ev.BusEvent] = []
+
+    def emit(self, fact: ev.BusEvent) -> None:
+        """Keep ``fact`` for the next release."""
+        self._facts.append(fact)
+
+    def notice(self, level: Literal["info", "warning", "error"], text: str) -> None:
+        """Keep an engine notice for the next release."""
+        self._facts.append(ev.EngineNotice(self.clock.time(), level, text))
+
+    def release(self) -> None:
+        """Publish every kept fact, in order (after the commit)."""
+        out, self._facts = self._facts, []
+        for fact in out:
+            self.bus.publish(fact)
+
+    def drop(self) -> None:
+        """Forget the kept facts: their cycle failed before its commit."""
+        self._facts.clear()
+
+    def publish_now(self, fact: ev.BusEvent) -> None:
+        """Publish ``fact`` at once (start-up failures and the last words of a failed loop)."""
+        self.bus.publish(fact)

@@ -1,0 +1,208 @@
+"""Provides registration: what the generators emitted becomes DES in the graph and the store, with
+their ops as references a worker can import (kept once per distinct op list)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .. import events as ev
+from ..clock import Clock
+from ..dag import Graph, Node
+from ..errors import DESRejected, OpNotImportable
+from ..generators import Emission
+from ..model import Execution
+from ..store import dump_ops, load_ops
+
+if TYPE_CHECKING:
+    from ..recipe import OpResolver
+    from ..store import Store
+    from .documents import Documents
+    from .outbox import Outbox
+
+REGISTER_SLICE = 1000
+"""DES registered from one emission before ready work is dispatched (bounds first-op latency)."""
+OP_CACHE_MAX = 256
+"""Distinct op lists whose names and stored (pickled) form are kept for reuse."""
+
+Ops = tuple[tuple[str, Any], ...]
+"""A DES's ops as (op reference ``module:qualname``, Config) pairs."""
+
+
+def names(docs: Iterable[str]) -> tuple[str, ...]:
+    """Document names as a small tuple of interned strings: one copy of each name is shared by the
+    version map, the reverse index and every DES that names it (a 1-item frozenset costs 216 bytes)."""
+    return tuple(sys.intern(d) for d in docs)
+
+
+class Registration:
+    """Emitted DES into the graph and the store; the live ops of the DES in memory. Loop thread only."""
+
+    def __init__(self, graph: Graph, store: Store, documents: Documents, outbox: Outbox, clock: Clock,
+                 resolver: OpResolver, execution: Execution, touched: list[str]) -> None:
+        self.graph = graph
+        self.store = store
+        self.documents = documents
+        self.outbox = outbox
+        self.clock = clock
+        self.resolver = resolver
+        self.execution = execution
+        self.touched = touched
+        self.ops: dict[str, Ops] = {}
+        """The ops of DES in memory (a DES evicted from memory reloads them from the store)."""
+        self.total = 0
+        """DES in the store."""
+        self._op_cache: dict[tuple[tuple[str, int], ...], tuple[Ops, tuple[str, ...], bytes | None]] = {}
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
+
+    def node_from_row(self, row: Any) -> Node:
+        """A graph node for a DES read back from the store."""
+        node = Node(row.id, names(row.deps), names(row.targs), self._shared.setdefault(row.ops_desc, row.ops_desc),
+                    row.generator, row.event,
+                    trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
+        if row.state in ("failed", "cancelled"):
+            node.failed_state = row.state  # type: ignore[assignment]
+            node.error = self.store.last_error(row.id)
+        return node
+
+    def prefetch(self, emissions: list[Emission]) -> None:
+        """The store's facts on every document and DES a batch's generators emitted, looked up together."""
+        docs: list[str] = []
+        ids: list[str] = []
+        targs: list[frozenset[str]] = []
+        for emission in emissions:
+            for _, _, des in emission.des:
+                ids.append(des.id)
+                targs.append(des.targs)
+                docs.extend(des.deps)
+                docs.extend(des.targs)
+        if ids:
+            self.graph.prefetch(docs, ids, targs)
+
+    def apply_emission(self, emission: Emission, flush: Callable[[], None]) -> tuple[str, str | None, int]:
+        """Register one event's emission; returns its event's (status, detail, id) for the store.
+        ``flush``: dispatch and commit what is ready so far (called every REGISTER_SLICE DES)."""
+        now = self.clock.time()
+        for generator, given, message, tb in emission.errors:
+            self.outbox.emit(ev.GeneratorError(now, generator, given, message, tb))
+        for index, (generator, given, des) in enumerate(emission.des, 1):
+            self.register(des, generator, given, emission.event)
+            if index % REGISTER_SLICE == 0:
+                flush()  # a huge emission: start dispatching what is ready instead of registering all first
+        self.outbox.emit(ev.EventProcessed(now, emission.event_id, emission.event, len(emission.des),
+                                           len(emission.errors)))
+        status = "error" if emission.errors else "done"
+        detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
+        return status, detail, emission.event_id
+
+    def register(self, des: Any, generator: str, given: str, event: str) -> bool:
+        """Add ``des`` to the graph and the store unless it is known; False if known or rejected."""
+        des_id = des.id
+        if self.graph.has(des_id):
+            if des_id in self.graph.nodes and des_id not in self.ops:
+                self.ops[des_id] = self._refs(des)  # reloaded from the store: keep the live ops
+            return False
+        now = self.clock.time()
+        try:
+            refs = self._refs(des)
+            self.graph.check(des_id, des.deps, des.targs)
+        except (DESRejected, OpNotImportable) as exc:
+            self.outbox.emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
+            self.outbox.emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
+            return False
+        ops_desc, blob = self._op_facts(refs)
+        node = Node(des_id, names(des.deps), names(des.targs), ops_desc, generator,
+                    sys.intern(given) if given == event else f"{given} (from {event})")
+        self.documents.targets_registered(node)
+        self.graph.add(node)
+        self.total += 1
+        self.ops[des_id] = refs
+        self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
+        for dep in des.deps:
+            if os.path.isabs(dep) and self.graph.version(dep) is None:
+                self.documents.refresh_file(dep, by="found")
+        self.touched.append(des_id)
+        self.outbox.emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
+        return True
+
+    def load_ops(self, des_id: str) -> Ops | None:
+        """The ops of a DES to run: live, else from the store; None (and the DES failed) if they cannot be."""
+        ops = self.ops.get(des_id)
+        if ops is not None:
+            return ops
+        row = self.store.des_row(des_id)
+        if row is None or row.ops_blob is None:
+            node = self.graph.nodes[des_id]
+            node.status = None
+            node.failed_state = "failed"
+            node.failed_trace = self.graph.current(node)
+            self.outbox.notice("error", f"DES {des_id}: its ops were not stored (not importable); it runs again "
+                                        "when its generator emits it")
+            self.touched.append(des_id)
+            return None
+        try:
+            ops = tuple(load_ops(row.ops_blob))
+        except Exception as exc:
+            self.outbox.notice("error", f"DES {des_id}: cannot load its stored ops: {exc}")
+            return None
+        self.ops[des_id] = ops
+        return ops
+
+    def stored_ops(self, des_id: str) -> Ops:
+        """The ops of a DES for display: live, else from the store, else none (never fails)."""
+        ops = self.ops.get(des_id)
+        if ops is not None:
+            return ops
+        row = self.store.des_row(des_id)
+        if row is None or row.ops_blob is None:
+            return ()
+        try:
+            return tuple(load_ops(row.ops_blob))
+        except Exception:
+            return ()
+
+    def release(self, des_id: str) -> None:
+        """A DES is up to date: its ops are reloaded from the store if it runs again (unless they live
+        only in memory)."""
+        ops = self.ops.get(des_id)
+        if ops is not None and not any(ref.startswith("<memory>") for ref, _ in ops):
+            del self.ops[des_id]
+
+    def trim(self) -> None:
+        """After the graph evicted DES from memory: drop their ops too."""
+        self.ops = {k: v for k, v in self.ops.items() if k in self.graph.nodes}
+
+    def _op_facts(self, refs: Ops) -> tuple[tuple[str, ...], bytes | None]:
+        """(op names, the ops as stored for a restart (None: they cannot be)), worked out once per distinct
+        op list: generators mostly pass the same functions and Config objects to many DES."""
+        key = tuple((ref, id(cfg)) for ref, cfg in refs)
+        hit = self._op_cache.get(key)
+        if hit is not None:
+            return hit[1], hit[2]
+        ops_desc = tuple(ref.partition(":")[2] for ref, _ in refs)
+        ops_desc = self._shared.setdefault(ops_desc, ops_desc)
+        try:
+            blob = dump_ops(list(refs)) if all(not r.startswith("<memory>") for r, _ in refs) else None
+        except Exception:
+            blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
+        if len(self._op_cache) >= OP_CACHE_MAX:
+            self._op_cache.clear()
+        self._op_cache[key] = (refs, ops_desc, blob)  # the refs hold their Configs: no id is reused while cached
+        return ops_desc, blob
+
+    def _refs(self, des: Any) -> Ops:
+        strict = self.execution in (Execution.PROCESSES, Execution.DASK)
+        out = []
+        for fn, cfg in des.ops:
+            try:
+                out.append((self.resolver.ref(fn), cfg))
+            except OpNotImportable:
+                if strict:
+                    raise
+                ref = f"<memory>:{getattr(fn, '__qualname__', type(fn).__name__)}#{id(fn)}"
+                self.resolver._objs[ref] = fn
+                out.append((ref, cfg))
+        return tuple(out)

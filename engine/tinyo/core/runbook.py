@@ -1,0 +1,301 @@
+"""Provides the run book: the runs that are queued or running, what their workers report, their
+outcomes (ok, failed, cancelled, interrupted), retries with back-off, timeouts and cancelling."""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import events as ev
+from ..clock import Clock
+from ..dag import Graph
+from ..engine_state import OpenRun
+from ..intake import stat_file
+from ..messages import WorkerLost
+from ..worker import Task
+
+if TYPE_CHECKING:
+    from ..executors import Executor
+    from ..model import TinyOConfig
+    from ..store import Store
+    from .documents import Documents
+    from .outbox import Outbox
+    from .registration import Registration
+
+
+def retry_delay(attempt: int, first: float, most: float) -> float:
+    """Seconds to wait before running again a run that failed at ``attempt`` (1 = the first run): the
+    first delay doubled per attempt, never more than ``most``."""
+    return min(most, first * (2 ** (attempt - 1)))
+
+
+class RunBook:
+    """Open runs and their outcomes. Loop thread only."""
+
+    def __init__(self, graph: Graph, store: Store, documents: Documents, registration: Registration,
+                 outbox: Outbox, clock: Clock, config: TinyOConfig, touched: list[str]) -> None:
+        self.graph = graph
+        self.store = store
+        self.documents = documents
+        self.registration = registration
+        self.outbox = outbox
+        self.clock = clock
+        self.config = config
+        self.touched = touched
+        self.executor: Executor | None = None
+        """Set by the loop once the executor has started."""
+        self.stopping = False
+        """Set by the loop when a stop begins: a worker lost then is not a failure of its run."""
+        self.open: dict[int, OpenRun] = {}
+        """Runs queued or running, by run id."""
+        self.attempts: dict[str, int] = {}
+        """The attempt the next run of a DES will be (absent: 1)."""
+        self.retries: list[tuple[float, str]] = []
+        """(monotonic time due, DES id): a heap of DES waiting out their back-off."""
+        self.requeue: deque[OpenRun] = deque()
+        """Runs a worker gave back unstarted: submitted again before new ones."""
+        self.failures = 0
+        """Runs that failed for good in this engine's lifetime (for the exit status)."""
+        self._cancel_intent: dict[int, str] = {}
+        self._unsaved_starts: set[int] = set()
+        self._failing_workers: set[str] = set()
+
+    # ------------------------------------------------------------ reports from the executor
+    def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
+        """One message of the worker protocol (see ``messages.WorkerMessage``)."""
+        run = self.open.get(run_id)
+        now = self.clock.time()
+        if kind == "out":
+            stream, line = payload
+            if run is not None:
+                run.output.append(line if stream == "stdout" else f"[stderr] {line}")
+            self.outbox.emit(ev.OpOutput(now, run_id, run.des_id if run else "", run.op if run else "", worker,
+                                         stream, line))
+        elif kind == "start":
+            if run is None:
+                return
+            run.worker, run.start = worker, payload[1]
+            run.start_mono = self.clock.monotonic()
+            node = self.graph.nodes.get(run.des_id)
+            if node is not None:
+                node.status = "running"
+                self.touched.append(node.id)
+            self._unsaved_starts.add(run_id)  # written at commit, or with its finish if that comes first
+            self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+        elif kind == "metric":
+            fields = dict(payload)
+            fields.pop("run_id", None)
+            self.outbox.emit(ev.FlowMetrics(now, run_id, **fields))
+        elif kind == "done":
+            if run is None:
+                return
+            ok, error, tb, result, duration = payload
+            run.worker = run.worker or worker
+            if ok:
+                self.finish_ok(run, result, duration)
+            else:
+                cause = self._cancel_intent.pop(run_id, None)
+                if error and error.startswith("cancelled") and cause is None:
+                    cause = "cancel"
+                self.finish_failed(run, error or "failed", tb, duration, cause=cause)
+        elif kind == "fatal":
+            if worker not in self._failing_workers:  # once per streak of failed starts, not per respawn
+                self._failing_workers.add(worker)
+                self.outbox.notice("error", f"{payload}; retrying with back-off")
+        elif kind == "ready":
+            self._failing_workers.discard(worker)
+
+    def on_lost(self, lost: WorkerLost) -> None:
+        """A worker died: its running run failed (or was cancelled or timed out); the rest go back."""
+        now = self.clock.time()
+        self.outbox.emit(ev.WorkerChanged(now, lost.worker, lost.pid, "dead", lost.reason))
+        running_id = lost.running_run_id
+        if running_id is not None and running_id in self.open and not self.stopping:
+            run = self.open[running_id]
+            run.worker = run.worker or lost.worker
+            intent = self._cancel_intent.pop(running_id, None) or lost.kill_cause
+            duration = self.clock.monotonic() - run.start_mono if run.start_mono else 0.0
+            if intent == "timeout":
+                stopped = lost.reason.replace("was killed (SIGKILL)", "was stopped")
+                message = f"timed out after {self.config.op_timeout:g}s; {stopped}"
+            elif intent == "cancel":
+                message = "cancelled"
+            else:
+                message = f"{lost.reason} while running op {run.op}"
+            self.finish_failed(run, message, None, duration, cause=intent if intent == "cancel" else None)
+        self.give_back(lost.requeue)
+
+    def give_back(self, tasks: list[Task]) -> None:
+        """Tasks returned unstarted go to the front of dispatch."""
+        for task in tasks:
+            run = self.open.get(task.run_id)
+            if run is not None:
+                run.submitted = False
+                self.requeue.append(run)
+
+    # ------------------------------------------------------------ outcomes
+    def finish_ok(self, run: OpenRun, result: str | None, duration: float) -> None:
+        node = self.graph.nodes.get(run.des_id)
+        self.open.pop(run.run_id, None)
+        now = self.clock.time()
+        if node is None:
+            return
+        missing = [t for t in sorted(node.targs) if os.path.isabs(t) and stat_file(t) is None]
+        if missing:
+            self.finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
+                               duration)
+            return
+        self.store.finish_runs([self._finish_row(run, "ok", now, None, None, result)])
+        node.status = None
+        node.forced = False
+        node.failed_state = None
+        node.failed_trace = None
+        node.trace = dict(run.dep_versions)
+        self.attempts.pop(node.id, None)
+        self.registration.release(node.id)
+        self.outbox.emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
+        for targ in sorted(node.targs):
+            if os.path.isabs(targ):
+                self.documents.refresh_file(targ, by=node.id)
+            else:
+                self.documents.bump(targ, by=node.id)
+        self.store.update_des([("ok", node.trace, None, False, node.id)])
+        self.touched.append(node.id)
+
+    def finish_failed(self, run: OpenRun, error: str, tb: str | None, duration: float,
+                      cause: str | None = None) -> None:
+        node = self.graph.nodes.get(run.des_id)
+        self.open.pop(run.run_id, None)
+        now = self.clock.time()
+        status = "cancelled" if cause == "cancel" else "failed"
+        self.store.finish_runs([self._finish_row(run, status, now, error, tb, None)])
+        if node is None:
+            return
+        node.status = None
+        retry_in: float | None = None
+        config = self.config
+        if status == "failed" and run.attempt <= config.retries:
+            retry_in = retry_delay(run.attempt, config.retry_delay, config.retry_max_delay)
+            self.attempts[node.id] = run.attempt + 1
+            node.status = "retry"
+            node.reason = f"retry {run.attempt + 1} of {config.retries + 1} in {retry_in:g}s after: {error}"
+            heapq.heappush(self.retries, (self.clock.monotonic() + retry_in, node.id))
+            self.store.update_des([("retry", node.trace, node.failed_trace, node.forced, run.attempt + 1, node.id)])
+        else:
+            self.attempts.pop(node.id, None)
+            node.failed_state = status  # type: ignore[assignment]
+            node.failed_trace = dict(run.dep_versions)
+            node.error = error
+            node.forced = False
+            self.store.update_des([(status, node.trace, node.failed_trace, False, node.id)])
+            if status == "failed":
+                self.failures += 1
+        if status == "cancelled":
+            self.outbox.emit(ev.OpCancelled(now, run.run_id, node.id, run.op, run.worker or ""))
+        else:
+            self.outbox.emit(ev.OpFailed(now, run.run_id, node.id, run.op, run.worker or "", duration, error, tb or "",
+                                         retry_in))
+        self.touched.append(node.id)
+
+    def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
+                    result: str | None) -> tuple[Any, ...]:
+        start = run.start if run.run_id in self._unsaved_starts else None
+        self._unsaved_starts.discard(run.run_id)
+        return (status, end, error, tb, "\n".join(run.output), result, run.worker, start, run.run_id)
+
+    def save_starts(self) -> None:
+        """Write the start of runs that started this cycle (before the commit)."""
+        if self._unsaved_starts:
+            self.store.start_runs([(self.open[r].worker, self.open[r].start, r)
+                                   for r in self._unsaved_starts if r in self.open])
+            self._unsaved_starts.clear()
+
+    # ------------------------------------------------------------ retries, timeouts, cancelling
+    def due_retries(self, mono: float) -> None:
+        """DES whose back-off is over run again (even if their deps are as they were)."""
+        while self.retries and self.retries[0][0] <= mono:
+            _, des_id = heapq.heappop(self.retries)
+            node = self.graph.nodes.get(des_id)
+            if node is not None and node.status == "retry":
+                node.status = None
+                node.forced = True
+                self.touched.append(des_id)
+
+    def check_timeouts(self) -> None:
+        """Runs past ``op_timeout`` are stopped (the executor reports them lost, cause "timeout")."""
+        limit = self.config.op_timeout
+        executor = self.executor
+        if not limit or not self.open or executor is None:
+            return
+        now = self.clock.time()
+        for run_id, started in executor.running().items():
+            if now - started > limit and run_id not in self._cancel_intent and run_id in self.open:
+                self._cancel_intent[run_id] = "timeout"
+                executor.cancel(run_id, "timeout")
+
+    def cancel(self, run_id: int) -> None:
+        """Cancel a queued or running run."""
+        run = self.open.get(run_id)
+        if run is None:
+            self.outbox.notice("error", f"cancel: run {run_id} is not queued or running")
+            return
+        self._cancel_intent[run_id] = "cancel"
+        if run.submitted and self.executor is not None:
+            self.executor.cancel(run_id, "cancel")
+        else:
+            self.finish_failed(run, "cancelled before it started", None, 0.0, cause="cancel")
+
+    # ------------------------------------------------------------ start and stop
+    def reconcile(self, executor: Executor, recipe_path: str) -> None:
+        """Runs the store still has open from the last engine: an executor that runs apart from the
+        orchestrator (a cluster) may still hold them (they are awaited, or their results collected);
+        the others were interrupted and are dispatched again."""
+        open_runs = self.store.open_runs_full()
+        if not open_runs:
+            return
+        adopted: set[int] = set()
+        reconcile: Callable[[list[Task]], list[int]] | None = getattr(executor, "reconcile", None)
+        tasks: dict[int, Task] = {}
+        if reconcile is not None:
+            for run_id, des_id, attempt, _ in open_runs:
+                node = self.graph.node(des_id)
+                ops = self.registration.load_ops(des_id) if node is not None else None
+                if node is None or ops is None:
+                    continue
+                tasks[run_id] = Task(run_id, des_id, attempt, recipe_path, ops, frozenset(node.deps),
+                                     frozenset(node.targs))
+            adopted = set(reconcile(list(tasks.values())))
+        for run_id, des_id, attempt, dep_versions in open_runs:
+            if run_id in adopted:
+                task = tasks[run_id]
+                self.open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, task.op_label, task.targs)
+                node = self.graph.node(des_id)
+                if node is not None:
+                    node.status = "running"
+        lost = [rid for rid, *_ in open_runs if rid not in adopted]
+        if lost:
+            self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
+                                     "it is dispatched again", None, None, None, None, rid) for rid in lost])
+            self.outbox.notice("warning", f"{len(lost)} run(s) were interrupted by the last stop; running them again")
+        if adopted:
+            self.outbox.notice("info", f"{len(adopted)} run(s) from the last engine are still held by the executor; "
+                                       "awaiting them")
+
+    def interrupt_open(self, detached: set[int]) -> int:
+        """At the stop: runs still open (other than those left running apart) are recorded interrupted, to run
+        again at the next start. Returns how many."""
+        open_ids = [rid for rid in self.open if rid not in detached]
+        if open_ids:
+            self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped before this run "
+                                     "finished; it runs again at the next start", None,
+                                     "\n".join(self.open[r].output), None, None, r) for r in open_ids])
+        return len(open_ids)
+
+    def running_count(self) -> int:
+        return sum(1 for r in self.open.values() if r.start is not None)
+
+    def any_running(self) -> bool:
+        return any(r.start is not None for r in self.open.values())

@@ -1,0 +1,138 @@
+"""The engine's parts at their seams, without a loop thread, worker processes or sleeps: registration
+and dispatch (readiness, run ids, the ready queue), the run book (outcomes, retry back-off on an
+injected clock), and the outbox (facts held until the commit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tinyo import events as ev
+from tinyo.clock import ManualClock
+from tinyo.core.loop import Loop
+from tinyo.core.runbook import retry_delay
+from tinyo.model import DES, Config, Execution
+from tinyo.recipe import OpResolver, load_recipe
+from tinyo.store import Store
+
+RECIPE = '''
+from tinyo import Execution, TinyOConfig, meta_task
+
+
+def step(context):
+    return None
+
+
+@meta_task(root=True)
+def nothing(event):
+    return (None, [])
+
+
+config = TinyOConfig(sql_conn=DB_PATH, dirs=[], execution=Execution.INLINE, retries=2, retry_delay=1.0,
+                     retry_max_delay=3.0)
+'''
+
+
+@pytest.fixture
+def parts(tmp_path: Path):
+    """A loop's parts wired as the engine wires them, on a real state file, never started."""
+    path = tmp_path / "recipe.py"
+    path.write_text(RECIPE.replace("DB_PATH", repr(str(tmp_path / "state.db"))))
+    recipe = load_recipe(path)
+    store = Store(str(tmp_path / "state.db"))
+    clock = ManualClock()
+    bus = ev.Bus()
+    published: list[ev.BusEvent] = []
+    bus.subscribe(published.append)
+    loop = Loop(recipe, store, bus, clock, OpResolver(recipe.module, recipe.path), Execution.INLINE, 1, None,
+                watch=False)
+    loop.published = published  # type: ignore[attr-defined]
+    yield loop
+    store.close()
+
+
+def _des(loop: Loop, deps: list[str], targs: list[str]) -> DES:
+    des = DES(deps=deps, targs=targs, ops=[(loop.recipe.module.step, Config({}))])
+    assert loop.registration.register(des, "nothing", "e1", "e1")
+    return des
+
+
+def _ready_tasks(loop: Loop, slots: int = 5):
+    loop.dispatch.settle()
+    return loop.dispatch.take(slots)
+
+
+def _report(loop: Loop, run_id: int, ok: bool, error: str | None = None) -> None:
+    loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
+    loop.runbook.on_message("w1", "done", run_id, (ok, error, "Traceback: boom" if error else None, None, 0.01))
+
+
+def test_retry_back_off_doubles_from_the_first_delay_up_to_its_bound():
+    assert [retry_delay(n, 1.0, 3.0) for n in (1, 2, 3, 4, 10)] == [1.0, 2.0, 3.0, 3.0, 3.0]
+    assert [retry_delay(n, 0.25, 300.0) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
+
+
+def test_dispatch_runs_a_chain_in_order_without_processes(parts):
+    loop = parts
+    first = _des(loop, ["raw"], ["clean"])
+    second = _des(loop, ["clean"], ["report"])
+    assert _ready_tasks(loop) == [], "nothing is ready while its input has no version"
+    loop.documents.bump("raw", by="event")
+    tasks = _ready_tasks(loop)
+    assert [(t.des_id, t.attempt, t.deps, t.targs) for t in tasks] == [
+        (first.id, 1, frozenset({"raw"}), frozenset({"clean"}))]
+    assert tasks[0].op_label == "step" and tasks[0].ops[0][0].endswith(":step")
+    assert loop.graph.nodes[second.id].state == "waiting"
+    _report(loop, tasks[0].run_id, ok=True)
+    assert loop.graph.version("clean") == 1
+    then = _ready_tasks(loop)
+    assert [t.des_id for t in then] == [second.id]
+    assert then[0].run_id == tasks[0].run_id + 1
+    assert set(loop.runbook.open) == {then[0].run_id}
+
+
+def test_dispatch_takes_no_more_than_the_free_slots_and_keeps_the_rest_in_order(parts):
+    loop = parts
+    made = [_des(loop, ["raw"], [f"out{i}"]) for i in range(4)]
+    loop.documents.bump("raw", by="event")
+    assert [t.des_id for t in _ready_tasks(loop, slots=3)] == [d.id for d in made[:3]]
+    assert list(loop.dispatch.ready) == [made[3].id]
+    assert [t.des_id for t in _ready_tasks(loop, slots=3)] == [made[3].id]
+
+
+def test_a_failed_run_is_retried_after_its_back_off_on_the_injected_clock(parts):
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    for attempt, delay in ((1, 1.0), (2, 2.0)):
+        (task,) = _ready_tasks(loop)
+        assert task.attempt == attempt
+        _report(loop, task.run_id, ok=False, error="boom")
+        node = loop.graph.nodes[des.id]
+        assert node.status == "retry" and f"in {delay:g}s after: boom" in node.reason
+        loop.clock.advance(delay - 0.01)
+        loop.runbook.due_retries(loop.clock.monotonic())
+        assert _ready_tasks(loop) == [], "not before its back-off is over"
+        loop.clock.advance(0.01)
+        loop.runbook.due_retries(loop.clock.monotonic())
+    (task,) = _ready_tasks(loop)
+    assert task.attempt == 3
+    _report(loop, task.run_id, ok=False, error="boom")
+    assert loop.runbook.failures == 1 and loop.graph.nodes[des.id].failed_state == "failed"
+    assert loop.runbook.retries == []
+
+
+def test_facts_wait_in_the_outbox_until_it_is_released(parts):
+    loop = parts
+    _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _ready_tasks(loop)
+    assert loop.published == [], "nothing is announced before the commit"
+    loop.outbox.release()
+    kinds = [type(e) for e in loop.published]
+    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESQueued)
+    loop.outbox.emit(ev.EngineNotice(0.0, "info", "dropped"))
+    loop.outbox.drop()
+    loop.outbox.release()
+    assert not [e for e in loop.published if isinstance(e, ev.EngineNotice)]
