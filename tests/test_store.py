@@ -112,7 +112,7 @@ def test_the_fast_json_forms_are_exactly_what_json_dumps_writes():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from tinyo.store import _jlist, _jmap, _jset
+    from tinyo.store_rows import jlist as _jlist, jmap as _jmap, jset as _jset
 
     names = st.text(max_size=30)  # any text: quotes, backslashes, control characters, emoji
 

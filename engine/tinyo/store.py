@@ -1,4 +1,6 @@
-"""Provides the SQLite state store: events, documents, DES and traces, runs, timers, files seen.
+"""Provides the SQLite state store: events, documents, DES and traces, runs, timers, files seen (the
+schema and its upgrades are in ``store_schema``, checkpoints in ``store_wal``, records and column
+encodings in ``store_rows``).
 
 One connection, owned by the engine thread. WAL mode, ``synchronous=NORMAL`` (a killed process loses
 nothing committed), explicit transactions batched per engine cycle, a versioned schema, and a clear
@@ -15,152 +17,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pickle
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .store_rows import RunRow, StoredDES, dump_ops, jlist, jmap, jset, load_ops, stored_des
+from .store_schema import APP_ID, DEFERRED, SCHEMA, SCHEMA_VERSION, init_schema
+from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer
 
-SCHEMA_VERSION = 3
-APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events(
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, source TEXT NOT NULL, name TEXT NOT NULL,
-    status TEXT NOT NULL, detail TEXT);
-CREATE INDEX IF NOT EXISTS events_new ON events(id) WHERE status = 'new';
-CREATE TABLE IF NOT EXISTS documents(
-    name TEXT PRIMARY KEY, version INTEGER NOT NULL, hash TEXT, mtime_ns INTEGER, size INTEGER,
-    updated REAL NOT NULL, by TEXT);
-CREATE TABLE IF NOT EXISTS files_seen(
-    path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, hash TEXT);
-CREATE TABLE IF NOT EXISTS des(
-    n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
-    generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
-    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1);
-CREATE TABLE IF NOT EXISTS runs(
-    id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
-    start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
-    dep_versions TEXT, result TEXT, des_n INTEGER);
-CREATE INDEX IF NOT EXISTS runs_des_n ON runs(des_n, id);
-CREATE INDEX IF NOT EXISTS runs_open ON runs(id) WHERE status IN ('queued', 'running');
-CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS producers(doc TEXT PRIMARY KEY, des_id TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS consumers(doc TEXT NOT NULL, des_id TEXT NOT NULL, PRIMARY KEY(doc, des_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS names(name TEXT PRIMARY KEY, grp TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS names_grp ON names(grp, name);
-CREATE TABLE IF NOT EXISTS requests(
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, arg TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0);
-"""
-
-
-_DEFERRED = {
-    "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, ?, ?, ?)",
-    "events_mark": "UPDATE events SET status = ?, detail = ? WHERE id = ?",
-    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
-             "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
-    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
-            "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
-    "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (?, ?)",
-    "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (?, ?)",
-    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
-    "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ?, attempt = ? WHERE id = ?",
-    "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions, des_n) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT n FROM des WHERE id = ?2))",
-    "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
-    "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
-                   "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
-    "timers": "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
-              "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
-}
-"""Deferred statements, in the order they are flushed."""
-
-CHECKPOINT_BYTES = 4 << 20
-"""WAL size past which the checkpoint thread copies it back into the database (passively: it never holds
-up the engine's writes). When the WAL starts over, its file is also cut back to this size."""
-KICK_BYTES = 3 << 20
-"""WAL size past which a commit wakes the checkpoint thread at once: it keeps the WAL copied back as it
-grows, so the engine's own checkpoint at RESET_BYTES has little left to do."""
-RESET_BYTES = 8 << 20
-"""WAL size past which the engine finishes the checkpoint itself right after a commit, so that its next
-write starts the WAL over: under a steady stream of commits a passive checkpoint never catches up, and the
-WAL must not fill the disk."""
-
-
-class _Checkpointer(threading.Thread):
-    """Runs WAL checkpoints on its own connection, so the engine's commits stay cheap."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(name="tinyo-checkpoint", daemon=True)
-        self.path = path
-        self.stopping = threading.Event()
-        self.kick = threading.Event()
-        """Set by the engine when the WAL grew past KICK_BYTES: copy it back now, not at the next round."""
-        self.busy = threading.Lock()
-        """Held while a checkpoint runs (the thread's or the engine's): SQLite runs one at a time, and a
-        passive one that finds another running gives up at once."""
-        self.failures = 0
-
-    def run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 2000")
-        try:
-            while not self.stopping.is_set():
-                self.kick.wait(0.25)
-                self.kick.clear()
-                try:
-                    if os.path.getsize(self.path + "-wal") > KICK_BYTES:
-                        with self.busy:
-                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except (OSError, sqlite3.Error):
-                    self.failures += 1  # busy or gone: the next round tries again; close checkpoints anyway
-        finally:
-            conn.close()
-
-
-@dataclass(frozen=True)
-class StoredDES:
-    """A DES row as loaded from the store."""
-
-    id: str
-    deps: frozenset[str]
-    targs: frozenset[str]
-    ops_desc: tuple[str, ...]
-    ops_blob: bytes | None
-    generator: str
-    event: str
-    state: str
-    trace: dict[str, int] | None
-    failed_trace: dict[str, int] | None
-    forced: bool
-    attempt: int = 1
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """A run as recorded."""
-
-    id: int
-    des_id: str
-    attempt: int
-    worker: str | None
-    start: float | None
-    end: float | None
-    status: str
-    error: str | None
-    traceback: str | None
-    output: str | None
-    result: str | None = None
+__all__ = ["APP_ID", "CHECKPOINT_BYTES", "RESET_BYTES", "SCHEMA", "SCHEMA_VERSION", "RunRow", "Store", "StoredDES",
+           "dump_ops", "load_ops"]
 
 
 class Store:
@@ -173,7 +41,7 @@ class Store:
         self._pending: dict[str, list[Any]] = {}
         self._unflushed_events: dict[int, list[Any]] = {}
         self._next_event_id: int | None = None
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: Checkpointer | None = None
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
             self.path = str(abspath)
@@ -186,7 +54,7 @@ class Store:
                 raise StoreError(f"{abspath}: no state file here yet (run the recipe first)")
         try:
             self.conn = self._connect(read_only)
-            self._init_schema(read_only)
+            init_schema(self.conn, self.path, read_only, self._pragmas)
         except StoreError:
             self.close()
             raise
@@ -232,93 +100,6 @@ class Store:
         conn.execute("PRAGMA busy_timeout = 5000")
         return conn
 
-    def _init_schema(self, read_only: bool) -> None:
-        conn = self.conn
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a SQLite database, or a corrupt one ({exc})") from exc
-        if tables and app_id != APP_ID:
-            raise StoreError(
-                f"{self.path}: this SQLite file belongs to another program (tables: {', '.join(sorted(tables)[:5])}); "
-                "point sql_conn or --db at a new file"
-            )
-        if app_id == APP_ID:
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: written by a newer tinyo (schema {version}, this one reads {SCHEMA_VERSION}); "
-                    "upgrade tinyo or use another file"
-                )
-            if version == SCHEMA_VERSION:
-                if not read_only:
-                    self._pragmas()
-                return
-            if version in (1, 2) and not read_only:
-                self._pragmas()
-                self._migrate(version)
-                return
-            if version in (1, 2):
-                raise StoreError(f"{self.path}: written by an older tinyo (schema {version}, this one reads "
-                                 f"{SCHEMA_VERSION}); run the recipe once (tinyo run) to upgrade the file")
-        if read_only:
-            raise StoreError(f"{self.path}: no tinyo state in this file yet")
-        self._pragmas()
-        conn.executescript(
-            "BEGIN IMMEDIATE;" + SCHEMA
-            + f"INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
-            + f"PRAGMA application_id = {APP_ID};"
-            + "COMMIT;"
-        )
-
-    def _migrate(self, version: int) -> None:
-        """Bring a schema 1 or 2 file to schema 3, in one transaction (all of it, or nothing).
-
-        - 1 to 2: the reverse index (producers, consumers) and document groups (names) as tables, so the
-          engine can keep only the DES that matter now in memory;
-        - 2 to 3: each DES gets a number in insertion order (``des.n``, kept by VACUUM), and runs are
-          indexed by it (``runs.des_n``) instead of by the DES's hash id: a new run's index entry lands at
-          the end of the index, not on a random page (a burst of new DES wrote a quarter of its WAL there).
-        """
-        from .groups import Groups
-
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            des_columns = [r[1] for r in conn.execute("PRAGMA table_info(des)")]
-            if "attempt" not in des_columns:  # files from before the column existed
-                conn.execute("ALTER TABLE des ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
-                des_columns.append("attempt")
-            if "des_n" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
-                conn.execute("ALTER TABLE runs ADD COLUMN des_n INTEGER")
-            if "n" not in des_columns:
-                conn.execute("ALTER TABLE des RENAME TO des_before_v3")
-                conn.execute(_statement(SCHEMA, "CREATE TABLE IF NOT EXISTS des("))
-                columns = ", ".join(des_columns)
-                conn.execute(f"INSERT INTO des(n, {columns}) SELECT rowid, {columns} FROM des_before_v3 ORDER BY rowid")
-                conn.execute("DROP TABLE des_before_v3")
-            for statement in _statements(SCHEMA):
-                conn.execute(statement)
-            if version == 1:
-                conn.execute("INSERT OR REPLACE INTO producers(doc, des_id) "
-                             "SELECT j.value, d.id FROM des d, json_each(d.targs) j")
-                conn.execute("INSERT OR IGNORE INTO consumers(doc, des_id) "
-                             "SELECT j.value, d.id FROM des d, json_each(d.deps) j")
-                groups = Groups()
-                rows = conn.execute("SELECT name FROM documents UNION SELECT doc FROM producers "
-                                    "UNION SELECT doc FROM consumers ORDER BY 1").fetchall()
-                conn.executemany("INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
-                                 [(name, groups.join(name, "source")) for (name,) in rows])
-            conn.execute("UPDATE runs SET des_n = (SELECT n FROM des WHERE des.id = runs.des_id) WHERE des_n IS NULL")
-            conn.execute("DROP INDEX IF EXISTS runs_des")
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            raise
-
     def _pragmas(self) -> None:
         if not self.memory:
             mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -328,7 +109,7 @@ class Store:
             # when the WAL starts over (after a complete checkpoint) its file is cut back to this size, so
             # the file's size tells how much of it is in use
             self.conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}").fetchall()
-            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer = Checkpointer(self.path)
             self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA foreign_keys = OFF")
@@ -382,7 +163,7 @@ class Store:
         self._unflushed_events.clear()
         try:
             self.begin()
-            for kind, sql in _DEFERRED.items():
+            for kind, sql in DEFERRED.items():
                 rows = pending.get(kind)
                 if rows:
                     self.conn.executemany(sql, rows)
@@ -518,7 +299,7 @@ class Store:
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created), with the reverse
         index rows (document -> producer, document -> consumers)."""
-        self._defer("des", [(i, _jset(d), _jset(t), _jlist(o), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
+        self._defer("des", [(i, jset(d), jset(t), jlist(o), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
         self._defer("producers", [(t, row[0]) for row in rows for t in row[2]])
         self._defer("consumers", [(d, row[0]) for row in rows for d in row[1]])
 
@@ -570,7 +351,7 @@ class Store:
 
     def des_lookup(self, des_id: str) -> StoredDES | None:
         row = self._one(f"SELECT {self._DES_COLUMNS} FROM des WHERE id = ?", (des_id,))
-        return None if row is None else _stored_des(row)
+        return None if row is None else stored_des(row)
 
     def group_of(self, name: str) -> str | None:
         rows = self._r("SELECT grp FROM names WHERE name = ?", (name,)).fetchall()
@@ -618,21 +399,21 @@ class Store:
     def update_des(self, rows: list[tuple[Any, ...]]) -> None:
         """Set the state of DES: rows are (state, trace, failed_trace, forced, id), or with the next attempt
         number before the id (a retry waiting for its backoff keeps its count across a restart)."""
-        self._defer("des_update", [(r[0], _jmap(r[1]), _jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
+        self._defer("des_update", [(r[0], jmap(r[1]), jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
                                    for r in rows])
 
     _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced, attempt"
 
     def load_des(self) -> Iterator[StoredDES]:
         for row in self._r(f"SELECT {self._DES_COLUMNS} FROM des"):
-            yield _stored_des(row)
+            yield stored_des(row)
 
     def load_open_des(self) -> Iterator[StoredDES]:
         """The DES that may need work: every one not up to date by its record (failed, cancelled, waiting to
         retry, never built, rerun asked for) and every up-to-date one whose deps changed since its last success
         (the comparison runs inside SQLite, so a start does not build the whole DAG in Python)."""
         cols = ", ".join(f"d.{c.strip()}" for c in self._DES_COLUMNS.split(","))
-        yield from (_stored_des(r) for r in self._r(
+        yield from (stored_des(r) for r in self._r(
             f"SELECT {cols} FROM des d WHERE d.state != 'ok' OR d.forced != 0 OR d.trace IS NULL "
             "OR EXISTS (SELECT 1 FROM json_each(d.deps) j LEFT JOIN documents doc ON doc.name = j.value "
             "WHERE doc.version IS NOT (SELECT t.value FROM json_each(d.trace) t WHERE t.key = j.value))"))
@@ -648,7 +429,7 @@ class Store:
 
     def add_runs(self, rows: list[tuple[int, str, int, str | None, float | None, str, dict[str, int]]]) -> None:
         """Insert (id, des_id, attempt, worker, start, status, dep_versions)."""
-        self._defer("runs", [(i, d, a, w, s, st, _jmap(v)) for i, d, a, w, s, st, v in rows])
+        self._defer("runs", [(i, d, a, w, s, st, jmap(v)) for i, d, a, w, s, st, v in rows])
 
     def start_runs(self, rows: list[tuple[str, float, int]]) -> None:
         """Mark runs running: (worker, start, id)."""
@@ -731,50 +512,3 @@ class Store:
         return self._r("PRAGMA integrity_check").fetchone()[0]
 
 
-def _statements(script: str) -> list[str]:
-    """The statements of a schema script (none of ours has a ';' inside a statement)."""
-    return [part.strip() for part in script.split(";") if part.strip()]
-
-
-def _statement(script: str, head: str) -> str:
-    """The one statement of ``script`` that starts with ``head``."""
-    (found,) = [s for s in _statements(script) if s.startswith(head)]
-    return found
-
-
-def _stored_des(row: tuple[Any, ...]) -> StoredDES:
-    return StoredDES(
-        row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
-        row[4], row[5] or "", row[6] or "", row[7], _umap(row[8]), _umap(row[9]), bool(row[10]), row[11],
-    )
-
-
-def _jlist(values: Iterable[str]) -> str:
-    """``json.dumps(list(values))`` for strings, without the encoder's per-call set-up (it runs per DES)."""
-    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
-
-
-def _jset(values: frozenset[str]) -> str:
-    return _jlist(sorted(values))
-
-
-def _jmap(value: dict[str, int] | None) -> str | None:
-    """``json.dumps(value, sort_keys=True)`` for a trace (document -> int version)."""
-    if value is None:
-        return None
-    if all(type(v) is int for v in value.values()):
-        return "{" + ", ".join(f"{encode_basestring_ascii(k)}: {v}" for k, v in sorted(value.items())) + "}"
-    return json.dumps(value, sort_keys=True)
-
-
-def _umap(text: str | None) -> dict[str, int] | None:
-    return None if text is None else json.loads(text)
-
-
-def dump_ops(ops: list[tuple[str, Any]]) -> bytes:
-    """Serialise a DES's (op ref, Config) pairs for re-dispatch after a restart."""
-    return pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def load_ops(blob: bytes) -> list[tuple[str, Any]]:
-    return pickle.loads(blob)

@@ -1,0 +1,84 @@
+"""Provides the store's records (a DES and a run as read back) and the encodings of its columns
+(JSON lists, sets and traces written without the encoder's per-call set-up; ops pickled)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StoredDES:
+    """A DES row as loaded from the store."""
+
+    id: str
+    deps: frozenset[str]
+    targs: frozenset[str]
+    ops_desc: tuple[str, ...]
+    ops_blob: bytes | None
+    generator: str
+    event: str
+    state: str
+    trace: dict[str, int] | None
+    failed_trace: dict[str, int] | None
+    forced: bool
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as recorded."""
+
+    id: int
+    des_id: str
+    attempt: int
+    worker: str | None
+    start: float | None
+    end: float | None
+    status: str
+    error: str | None
+    traceback: str | None
+    output: str | None
+    result: str | None = None
+
+
+def stored_des(row: tuple[Any, ...]) -> StoredDES:
+    return StoredDES(
+        row[0], frozenset(json.loads(row[1])), frozenset(json.loads(row[2])), tuple(json.loads(row[3])),
+        row[4], row[5] or "", row[6] or "", row[7], umap(row[8]), umap(row[9]), bool(row[10]), row[11],
+    )
+
+
+def jlist(values: Iterable[str]) -> str:
+    """``json.dumps(list(values))`` for strings, without the encoder's per-call set-up (it runs per DES)."""
+    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
+
+
+def jset(values: frozenset[str]) -> str:
+    return jlist(sorted(values))
+
+
+def jmap(value: dict[str, int] | None) -> str | None:
+    """``json.dumps(value, sort_keys=True)`` for a trace (document -> int version)."""
+    if value is None:
+        return None
+    if all(type(v) is int for v in value.values()):
+        return "{" + ", ".join(f"{encode_basestring_ascii(k)}: {v}" for k, v in sorted(value.items())) + "}"
+    return json.dumps(value, sort_keys=True)
+
+
+def umap(text: str | None) -> dict[str, int] | None:
+    return None if text is None else json.loads(text)
+
+
+def dump_ops(ops: list[tuple[str, Any]]) -> bytes:
+    """Serialise a DES's (op ref, Config) pairs for re-dispatch after a restart."""
+    return pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_ops(blob: bytes) -> list[tuple[str, Any]]:
+    return pickle.loads(blob)
