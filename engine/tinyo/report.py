@@ -1,136 +1,308 @@
-"""Provides the headless reporters: a readable live log (rich) and JSON lines.
+"""Provides the headless reporters: a readable live log and JSON lines.
 
-The engine never prints: reporters subscribe to the bus. A reporter hands events to its own printer
-thread through a bounded queue (a slow terminal back-pressures the engine; nothing is dropped).
+The engine never prints: reporters subscribe to the bus. A subscriber call (on the engine's thread)
+only appends the fact to a batch under a lock; a printer thread of the reporter's own formats the batch
+and writes it at once. The text log prints one line per event while a person can read them (at most
+``READABLE`` lines a second), then one summary line per second (events, runs ok and failed, failures
+by name); failures are always printed on lines of their own. It never holds the engine up: past
+``PENDING_MAX`` waiting facts it only counts what it would not print anyway. The JSON log prints every
+fact (a batch per write), so a reader that falls far behind holds the engine up instead.
 """
 
 from __future__ import annotations
 
 import json
-import queue
+import os
 import sys
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
-from typing import IO, Any
-
-from rich.console import Console
-from rich.text import Text
+from typing import IO
 
 from . import events as ev
 from .text import printable
 
-QUEUE_MAX = 10_000
+READABLE = 20
+"""Lines a second printed one by one; past that, the rest of the second is summed up in one line."""
+PENDING_MAX = 20_000
+"""Facts waiting for the printer; past it the text log counts what it would not print anyway (failures
+still wait, up to FAILURES_MAX), and the JSON log holds the engine up."""
+FAILURES_MAX = 5_000
+"""Failures waiting to be printed, past which further ones are only counted (by name) in the summary."""
+TICK = 0.05
+"""Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
+
+_ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
 
 
-class _Printer:
-    def __init__(self) -> None:
-        self._queue: queue.Queue[ev.BusEvent | None] = queue.Queue(maxsize=QUEUE_MAX)
+def is_failure(event: ev.BusEvent) -> bool:
+    """Printed whatever the rate: a failed run, a generator error, a rejected DES, an error notice, a
+    worker that died."""
+    if isinstance(event, _ALWAYS):
+        return True
+    if isinstance(event, ev.EngineNotice):
+        return event.level == "error"
+    return isinstance(event, ev.WorkerChanged) and event.state == "dead"
+
+
+class _Batcher:
+    """The subscriber half (any thread appends) and the printer thread (takes whole batches)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Condition(threading.Lock())
+        self._pending: list[ev.BusEvent] = []
+        self._closing = False
+        self._gone = False  # the reader went away (a closed pipe): batches are dropped, the engine goes on
         self._thread = threading.Thread(target=self._loop, name="tinyo-reporter", daemon=True)
         self._thread.start()
 
     def __call__(self, event: ev.BusEvent) -> None:
-        self._queue.put(event)
+        with self._lock:
+            if not self._admit(event):
+                return
+            self._pending.append(event)
+            if len(self._pending) == 1:
+                self._lock.notify()
+
+    def _admit(self, event: ev.BusEvent) -> bool:
+        """Called under the lock: False to keep ``event`` out of the batch (it was counted instead)."""
+        return True
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Print what is waiting, then stop the printer thread."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is None:
-                self.flush()
+            with self._lock:
+                if not self._pending and not self._closing:
+                    self._lock.wait(self._timeout())
+                batch, self._pending = self._pending, []
+                closing = self._closing
+                self._lock.notify_all()  # a subscriber waiting for room (JSON) may go on
+            if not self._gone:
+                try:
+                    self._write(batch, closing)
+                except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+                    self._gone = True
+            if closing:
                 return
-            self.write(event)
-            if self._queue.empty():
-                self.flush()
 
-    def write(self, event: ev.BusEvent) -> None:
+    def _timeout(self) -> float | None:
+        return None
+
+    def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         raise NotImplementedError
 
-    def flush(self) -> None:
-        """Flush the output stream (after a burst)."""
 
+class JsonReporter(_Batcher):
+    """One JSON object per bus event, one per line; each batch in one write."""
 
-class JsonReporter(_Printer):
-    """One JSON object per bus event, one per line."""
+    def _admit(self, event: ev.BusEvent) -> bool:
+        while len(self._pending) >= PENDING_MAX and not self._closing:
+            self._lock.wait()  # every fact is printed: a reader far behind holds the engine up
+        return True
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stdout
-        super().__init__()
-
-    def write(self, event: ev.BusEvent) -> None:
-        self.stream.write(json.dumps(event.to_json(), default=str, ensure_ascii=False) + "\n")
-
-    def flush(self) -> None:
+    def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
+        if batch:
+            dumps = json.dumps
+            self.stream.write("".join([dumps(e.to_json(), default=str, ensure_ascii=False) + "\n" for e in batch]))
         self.stream.flush()
 
 
-class TextReporter(_Printer):
-    """A readable live log. Op output prints whole on its own line after an ``op[worker] |`` tag."""
+class Tally:
+    """What the text log did not print one by one in a second, for its summary line."""
+
+    def __init__(self) -> None:
+        self.hidden = 0
+        self.kinds: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+
+    def add(self, event: ev.BusEvent) -> None:
+        self.hidden += 1
+        self.kinds[event.kind] += 1
+
+    def failed(self, name: str, hidden: bool) -> None:
+        """A failure in this second (printed on its own line, or ``hidden`` past FAILURES_MAX)."""
+        self.hidden += hidden
+        self.failures[name] += 1
+
+    def merge(self, other: Tally) -> None:
+        self.hidden += other.hidden
+        self.kinds.update(other.kinds)
+        self.failures.update(other.failures)
+
+    def line(self, window: float) -> str:
+        """``1,200 lines not shown in 1.0 s: 400 events, 395 ok, 5 failed (load x3, clean x2), ...``."""
+        kinds = self.kinds
+        parts = [f"{kinds['event_received']:,} events", f"{kinds['op_finished']:,} ok",
+                 f"{sum(self.failures.values()):,} failed"]
+        if self.failures:
+            parts[-1] += " (" + ", ".join(f"{printable(n)} x{c:,}" for n, c in self.failures.most_common(5)) + ")"
+        for kind, label in (("op_started", "started"), ("op_output", "output lines"), ("des_registered", "DES")):
+            if kinds[kind]:
+                parts.append(f"{kinds[kind]:,} {label}")
+        return f"{self.hidden:,} lines not shown in {window:.1f} s: " + ", ".join(parts)
+
+
+class TextReporter(_Batcher):
+    """A readable live log in plain text. Op output prints whole on its own line after ``op[worker] |``."""
 
     def __init__(self, stream: IO[str] | None = None, *, debug: bool = False, color: bool | None = None,
-                 verbose: bool = False) -> None:
-        self.console = Console(file=stream or sys.stdout, highlight=False, markup=False, emoji=False,
-                               soft_wrap=True, no_color=None if color is None else not color,
-                               force_terminal=color if color else None)
+                 verbose: bool = False, readable: int = READABLE, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        out = stream or sys.stdout
+        if color is None:
+            color = "NO_COLOR" not in os.environ and bool(getattr(out, "isatty", lambda: False)())
+        self.color = color
         self.debug = debug
         self.verbose = verbose
-        super().__init__()
+        self.readable = readable
+        self.clock = clock
+        self.wall = wall
+        self._window_start = clock()
+        self._window_lines = 0
+        self._window = Tally()
+        self._overflow = Tally()  # counted by the subscriber when the printer is far behind (under its lock)
+        self._waiting_failures = 0
+        super().__init__(out)
 
-    def _line(self, ts: float, tag: str, style: str, *parts: Any) -> None:
-        text = Text(datetime.fromtimestamp(ts).strftime("%H:%M:%S") + " ", style="dim")
-        text.append(f"{tag:<7}", style=style)
-        for part in parts:
-            if isinstance(part, tuple):
-                text.append(printable(str(part[0])), style=part[1])
+    # ------------------------------------------------------------ subscriber side (engine thread)
+    def _admit(self, event: ev.BusEvent) -> bool:
+        if len(self._pending) < PENDING_MAX:
+            if is_failure(event):
+                self._waiting_failures += 1
+            return True
+        if is_failure(event):
+            if self._waiting_failures < FAILURES_MAX:
+                self._waiting_failures += 1
+                return True
+            self._overflow.failed(_failure_name(event), hidden=True)
+            return False
+        self._overflow.add(event)
+        return False
+
+    # ------------------------------------------------------------ printer thread
+    def _timeout(self) -> float | None:
+        return TICK if self._window.hidden or self._overflow.hidden else None
+
+    def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
+        out: list[str] = []
+        failures = 0
+        for event in batch:
+            self._roll(out)
+            if is_failure(event):
+                failures += 1
+                out.extend(self._lines(event))
+                self._window.failed(_failure_name(event), hidden=False)
+                continue
+            lines = self._lines(event)
+            if not lines:
+                continue
+            if self._window_lines < self.readable:
+                self._window_lines += len(lines)
+                out.extend(lines)
             else:
-                text.append(printable(str(part)))
-        self.console.print(text)
+                self._window.add(event)
+        with self._lock:
+            self._waiting_failures -= failures
+            self._window.merge(self._overflow)
+            self._overflow = Tally()
+        self._roll(out, force=closing)
+        if out:
+            self.stream.write("\n".join(out) + "\n")
+        self.stream.flush()
 
-    def write(self, event: ev.BusEvent) -> None:  # noqa: C901 - one branch per event type, kept flat
-        ts = event.ts
+    def _roll(self, out: list[str], force: bool = False) -> None:
+        """At the end of a second (or at the close), its summary line if anything went unprinted."""
+        now = self.clock()
+        elapsed = now - self._window_start
+        if elapsed < 1.0 and not force:
+            return
+        if self._window.hidden:
+            out.append(self._stamp(self.wall(), "summary", "dim") + self._window.line(max(elapsed, 1.0)))
+            self._window = Tally()
+        self._window_start = now
+        self._window_lines = 0
+
+    # ------------------------------------------------------------ formatting (plain strings)
+    def _stamp(self, ts: float, tag: str, style: str) -> str:
+        clock = datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+        if not self.color:
+            return f"{clock} {tag:<6} "
+        return f"\x1b[2m{clock}\x1b[0m {_ANSI[style]}{tag:<6}\x1b[0m "
+
+    def _lines(self, event: ev.BusEvent) -> list[str]:  # noqa: C901 - one branch per event type, kept flat
+        p = printable
         if isinstance(event, ev.OpOutput):
-            tag = Text(f"{printable(event.op)}[{printable(event.worker)}] | ", style="cyan" if event.stream == "stdout" else "yellow")
-            tag.append(printable(event.line))
-            self.console.print(tag)
-        elif isinstance(event, ev.EventReceived):
-            self._line(ts, "event", "bold", event.name, (f"  ({event.source} #{event.event_id})", "dim"))
-        elif isinstance(event, ev.GeneratorError):
-            self._line(ts, "ERROR", "bold red", f"generator {event.generator} on event {event.event!r}: {event.error}")
-            if self.debug and event.traceback:
-                self.console.print(Text(event.traceback.rstrip(), style="red"))
-        elif isinstance(event, ev.DESRejectedEvent):
-            self._line(ts, "REJECT", "bold red", f"DES {event.des_id} from {event.generator}: {event.reason}")
-        elif isinstance(event, ev.DESRegistered) and not event.restored:
-            arrow = f"{', '.join(sorted(event.deps)) or '-'} -> {', '.join(sorted(event.targs))}"
-            self._line(ts, "des", "magenta", f"{event.des_id} {'+'.join(event.ops)}: {arrow}")
-        elif isinstance(event, ev.OpStarted):
-            self._line(ts, "start", "blue", f"{event.op} [{event.worker}] run {event.run_id}",
-                       (f" attempt {event.attempt}" if event.attempt > 1 else "", "yellow"))
-        elif isinstance(event, ev.OpFinished):
-            self._line(ts, "ok", "green", f"{event.op} [{event.worker}] run {event.run_id} ({_ms(event.duration)})")
-        elif isinstance(event, ev.OpFailed):
+            tag = f"{p(event.op)}[{p(event.worker)}] | "
+            if self.color:
+                tag = f"{_ANSI['cyan' if event.stream == 'stdout' else 'yellow']}{tag}\x1b[0m"
+            return [tag + p(event.line)]
+        ts = event.ts
+        if isinstance(event, ev.EventReceived):
+            return [self._stamp(ts, "event", "bold") + f"{p(event.name)}  ({event.source} #{event.event_id})"]
+        if isinstance(event, ev.GeneratorError):
+            lines = [self._stamp(ts, "ERROR", "red") + f"generator {p(event.generator)} on event {p(event.event)!r}: "
+                     f"{p(event.error)}"]
+            return lines + self._traceback(event.traceback)
+        if isinstance(event, ev.DESRejectedEvent):
+            return [self._stamp(ts, "REJECT", "red") + f"DES {event.des_id} from {p(event.generator)}: {p(event.reason)}"]
+        if isinstance(event, ev.DESRegistered):
+            if event.restored:
+                return []
+            arrow = f"{', '.join(map(p, sorted(event.deps))) or '-'} -> {', '.join(map(p, sorted(event.targs)))}"
+            return [self._stamp(ts, "des", "magenta") + f"{event.des_id} {'+'.join(event.ops)}: {arrow}"]
+        if isinstance(event, ev.OpStarted):
+            again = f" attempt {event.attempt}" if event.attempt > 1 else ""
+            return [self._stamp(ts, "start", "blue") + f"{p(event.op)} [{p(event.worker)}] run {event.run_id}{again}"]
+        if isinstance(event, ev.OpFinished):
+            return [self._stamp(ts, "ok", "green")
+                    + f"{p(event.op)} [{p(event.worker)}] run {event.run_id} ({_ms(event.duration)})"]
+        if isinstance(event, ev.OpFailed):
             retry = f"; retry in {event.retry_in:g}s" if event.retry_in is not None else ""
-            self._line(ts, "FAILED", "bold red", f"{event.op} [{event.worker}] run {event.run_id}: {event.error}{retry}")
-            if self.debug and event.traceback:
-                self.console.print(Text(event.traceback.rstrip(), style="red"))
-        elif isinstance(event, ev.OpCancelled):
-            self._line(ts, "cancel", "yellow", f"{event.op} [{event.worker}] run {event.run_id} cancelled")
-        elif isinstance(event, ev.TimerFired):
-            self._line(ts, "timer", "cyan", f"{event.name} -> {event.event}", (" (fired by hand)" if event.manual else "", "dim"))
-        elif isinstance(event, ev.EngineState):
-            self._line(ts, "engine", "bold", event.state, (f"  {event.detail}" if event.detail else "", "dim"))
-        elif isinstance(event, ev.EngineNotice):
-            style = {"error": "bold red", "warning": "yellow"}.get(event.level, "dim")
-            self._line(ts, event.level if event.level != "info" else "note", style, event.message)
-        elif isinstance(event, ev.WorkerChanged) and event.state == "dead":
-            self._line(ts, "worker", "bold red", event.detail)
-        elif self.verbose and isinstance(event, (ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued)):
-            self._line(ts, event.kind[:7], "dim", json.dumps(event.to_json(), default=str))
+            lines = [self._stamp(ts, "FAILED", "red")
+                     + f"{p(event.op)} [{p(event.worker)}] run {event.run_id}: {p(event.error)}{retry}"]
+            return lines + self._traceback(event.traceback)
+        if isinstance(event, ev.OpCancelled):
+            return [self._stamp(ts, "cancel", "yellow") + f"{p(event.op)} [{p(event.worker)}] run {event.run_id} cancelled"]
+        if isinstance(event, ev.TimerFired):
+            by_hand = " (fired by hand)" if event.manual else ""
+            return [self._stamp(ts, "timer", "cyan") + f"{p(event.name)} -> {p(event.event)}{by_hand}"]
+        if isinstance(event, ev.EngineState):
+            detail = f"  {p(event.detail)}" if event.detail else ""
+            return [self._stamp(ts, "engine", "bold") + f"{event.state}{detail}"]
+        if isinstance(event, ev.EngineNotice):
+            style = {"error": "red", "warning": "yellow"}.get(event.level, "dim")
+            return [self._stamp(ts, event.level if event.level != "info" else "note", style) + p(event.message)]
+        if isinstance(event, ev.WorkerChanged) and event.state == "dead":
+            return [self._stamp(ts, "worker", "red") + p(event.detail)]
+        if self.verbose and isinstance(event, (ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued)):
+            return [self._stamp(ts, event.kind[:7], "dim") + p(json.dumps(event.to_json(), default=str))]
+        return []
 
-    def flush(self) -> None:
-        self.console.file.flush()
+    def _traceback(self, text: str | None) -> list[str]:
+        if not (self.debug and text):
+            return []
+        return [printable(line) for line in text.rstrip().splitlines()]
+
+
+_ANSI = {"dim": "\x1b[2m", "bold": "\x1b[1m", "red": "\x1b[1;31m", "green": "\x1b[32m", "yellow": "\x1b[33m",
+         "blue": "\x1b[34m", "magenta": "\x1b[35m", "cyan": "\x1b[36m"}
+
+
+def _failure_name(event: ev.BusEvent) -> str:
+    if isinstance(event, ev.OpFailed):
+        return event.op
+    if isinstance(event, (ev.GeneratorError, ev.DESRejectedEvent)):
+        return f"generator {event.generator}"
+    return event.kind
 
 
 def _ms(seconds: float) -> str:

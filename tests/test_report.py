@@ -1,0 +1,149 @@
+"""The headless log: one line per event while a person can read them, one summary line per second
+under a flood, failures always on lines of their own; the JSON log prints every fact, a batch per write."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tinyo import events as ev
+from tinyo.report import READABLE, JsonReporter, TextReporter
+
+
+class Clock:
+    """A monotonic clock the test moves (the reporter's seconds are its seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _burst(report, clock: Clock, files: int, failing: set[int]) -> None:
+    """What the engine publishes for ``files`` files, one op each, 1,000 files a (test) second."""
+    for i in range(files):
+        report(ev.EventReceived(1.0, i, f"/in/f{i}.csv", "file"))
+        report(ev.OpStarted(1.0, i, f"d{i}", "load", "w1", 1, frozenset()))
+        if i in failing:
+            report(ev.OpFailed(1.0, i, f"d{i}", "load", "w1", 0.01, f"boom on f{i}", "Traceback ...", None))
+        else:
+            report(ev.OpFinished(1.0, i, f"d{i}", "load", "w1", 0.01, None))
+        if i % 1000 == 999:
+            clock.advance(1.0)
+
+
+def test_a_flood_is_summed_up_per_second_and_every_failure_is_printed():
+    clock = Clock()
+    out = io.StringIO()
+    report = TextReporter(out, color=False, clock=clock)
+    failing = {17, 4_321, 9_998}
+    _burst(report, clock, 10_000, failing)
+    report.close()
+    lines = out.getvalue().splitlines()
+    assert lines, "the reporter printed nothing"
+    failed = [line for line in lines if " FAILED " in line]
+    assert [re.search(r"boom on f(\d+)", line).group(1) for line in failed] == ["17", "4321", "9998"]
+    summaries = [line for line in lines if " summary " in line]
+    assert summaries, "a flood must be summed up"
+    shown = [line for line in lines if " summary " not in line and " FAILED " not in line]
+    hidden = sum(int(re.search(r"summary ([\d,]+) lines not shown", s).group(1).replace(",", "")) for s in summaries)
+    # every line the log would have printed is either printed or counted in a summary
+    assert len(shown) + hidden == 3 * 10_000 - len(failing)
+    # one by one only while readable: at most READABLE lines in each summed-up second
+    assert len(shown) <= READABLE * (len(summaries) + 1)
+    assert len(summaries) <= 11, "at most one summary line a second (and one at the close)"
+    assert all("ok" in s and "events" in s and "failed" in s for s in summaries)
+
+
+def test_a_quiet_log_prints_every_line_and_no_summary():
+    clock = Clock()
+    out = io.StringIO()
+    report = TextReporter(out, color=False, clock=clock)
+    for i in range(3):
+        report(ev.EventReceived(1.0, i, f"in{i}", "manual"))
+        report(ev.OpOutput(1.0, i, f"d{i}", "load", "w1", "stdout", f"loaded in{i}\x1b[2J"))
+        clock.advance(1.0)
+    report.close()
+    lines = out.getvalue().splitlines()
+    assert [line.split(" ", 2)[1:] for line in lines if "event" in line] == [
+        ["event", f" in{i}  (manual #{i})"] for i in range(3)]
+    assert "load[w1] | loaded in0\\x1b[2J" in lines, "control characters are shown escaped"
+    assert not [line for line in lines if "summary" in line]
+
+
+def test_the_json_log_prints_every_fact_in_order_a_batch_per_write():
+    out = CountingStream()
+    report = JsonReporter(out)
+    total = 30_000  # more than the reporter keeps waiting: the publisher is held up, nothing is dropped
+    for i in range(total):
+        report(ev.EventReceived(1.0, i, f"e{i}", "manual"))
+    report.close()
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["event_id"] for r in rows] == list(range(total))
+    assert out.writes < total // 10, f"{out.writes} writes for {total} facts: not batched"
+
+
+RECIPE = '''
+from pathlib import Path
+from tinyo import DES, Config, Execution, TinyOConfig, meta_task
+
+
+def load(context):
+    path = next(iter(context["deps"]))
+    if Path(path).name.startswith("bad"):
+        raise ValueError(f"cannot load {Path(path).name}")
+
+
+@meta_task(root=True)
+def on_file(event):
+    if not event.endswith(".csv"):
+        return (None, [])
+    return (event, [DES(deps=frozenset([event]), targs=frozenset(["loaded " + Path(event).name]),
+                        ops=[(load, Config({}))])])
+
+
+config = TinyOConfig(sql_conn=DB, dirs=[INBOX], maxevents=200, max_workers=2, execution=Execution.THREADS)
+'''
+
+
+def test_tinyo_run_sums_up_a_burst_and_prints_its_failures(tmp_path: Path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for i in range(400):
+        (inbox / f"f{i:03}.csv").write_text("x")
+    for name in ("bad_one.csv", "bad_two.csv"):
+        (inbox / name).write_text("x")
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(RECIPE.replace("DB", repr(str(tmp_path / "state.db"))).replace("INBOX", repr(str(inbox))))
+    result = subprocess.run([sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--idle-exit", "1"],
+                            capture_output=True, text=True, timeout=120, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    lines = result.stdout.splitlines()
+    assert lines, result.stderr
+    failed = [line for line in lines if " FAILED " in line]
+    assert len(failed) == 2 and any("cannot load bad_one.csv" in line for line in failed), result.stdout[-3000:]
+    summaries = [line for line in lines if " summary " in line]
+    assert summaries, "400 files at once must be summed up"
+    assert any(" failed (load x" in line for line in summaries), "a summary names the failures"
+    assert len(lines) < 400, "the log printed a line per event under a flood"
