@@ -4,7 +4,6 @@ names, same help), ``--version``, and help that shows flags without a type tag."
 from __future__ import annotations
 
 from enum import Enum
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -36,6 +35,8 @@ class Group(TyperGroup):
 
 def distribution_version() -> str:
     """The installed distribution's version (package metadata), or a note when tinyo is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("tinyo")
     except PackageNotFoundError:
