@@ -20,7 +20,6 @@ from .cli_options import (
     Command,
     DbOpt,
     DebugOpt,
-    ExecChoice,
     ExecutionOpt,
     ExecutorOpt,
     Group,
