@@ -3,12 +3,15 @@ shell completion (scripts, timer names, document names), and tinyo-tui's termina
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from enum import Enum
 from importlib.metadata import version
@@ -197,28 +200,46 @@ def test_tinyo_tui_without_a_terminal_runs_headless(recipe: Path, tmp_path: Path
     assert err.splitlines()[0] == f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {recipe}`)"
 
 
-def _in_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run ``argv`` with a pty as its terminal; its exit status and everything it wrote."""
+def _in_a_terminal(argv: list[str], env: dict[str, str], keys_after: tuple[bytes, bytes] | None = None
+                   ) -> tuple[int, str]:
+    """Run ``argv`` with a 100x30 pty as its terminal; its exit status and everything it wrote.
+    ``keys_after`` = (seen, keys): type ``keys`` once ``seen`` has been written."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
+                            close_fds=True, start_new_session=True)
     os.close(slave)
-    chunks = []
+    written = b""
     try:
         while True:
             ready, _, _ = select.select([master], [], [], 30)
             if not ready:
                 break
             try:
-                data = os.read(master, 4096)
+                data = os.read(master, 65536)
             except OSError:  # EIO: the child closed the terminal
                 break
             if not data:
                 break
-            chunks.append(data)
+            written += data
+            if keys_after is not None and keys_after[0] in written:
+                os.write(master, keys_after[1])
+                keys_after = None
     finally:
         os.close(master)
-        code = proc.wait(timeout=30)
-    return code, b"".join(chunks).decode(errors="replace")
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    return code, written.decode(errors="replace")
+
+
+def test_tinyo_tui_in_a_terminal_opens_the_console_and_quits_on_q(recipe: Path) -> None:
+    code, out = _in_a_terminal([entry_point("tinyo-tui"), str(recipe), "--theme", "light", "--execution", "threads"],
+                               ENV, keys_after=(b"Documents", b"q"))
+    assert code == 0, out[-2000:]
+    assert "Events" in out and "Documents" in out and "no terminal" not in out
 
 
 def test_tinyo_tui_in_a_terminal_refuses_an_unknown_theme_from_option_or_environment(recipe: Path) -> None:
