@@ -44,6 +44,7 @@ def on_event(event):
     return (None, [])
 
 print('a recipe that prints while it loads')
+print('and complains', file=sys.stderr)
 config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=1,
                      timers=[{'name': 'hourly', 'initial': datetime(2024, 1, 1), 'interval': timedelta(hours=1)},
                              {'name': 'daily', 'initial': datetime(2024, 1, 1), 'interval': timedelta(days=1)},
@@ -66,7 +67,7 @@ def complete(words: str, env: dict[str, str] | None = None) -> list[str]:
     parts = words.split(" ")
     result = run(entry_point("tinyo"), env={**(env or ENV), "_TINYO_COMPLETE": "complete_bash",
                                             "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1)})
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and result.stderr == "", result.stderr
     return [line for line in result.stdout.splitlines() if line]
 
 

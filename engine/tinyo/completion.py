@@ -24,13 +24,14 @@ LIMIT = 200
 
 
 def _recipe(ctx: Any) -> Any:
-    """The recipe named on the command line so far, loaded quietly (a print in it must not reach the shell)."""
+    """The recipe named on the command line so far, loaded quietly: what it prints while it loads would land
+    in the shell's list of completions (stdout) or across the command line being typed (stderr)."""
     from .recipe import load_recipe
 
     path = ctx.params.get("recipe")
     if path is None:
         return None
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return load_recipe(Path(path))
 
 
