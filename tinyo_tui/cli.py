@@ -24,6 +24,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--execution", choices=("processes", "threads", "inline"), default=None,
                         help="where ops run (default: the recipe's config)")
     parser.add_argument("--workers", type=int, default=None, help="worker pool size (default: the recipe's)")
+    parser.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
+                        help="on quit, how long running ops get to finish before they are stopped "
+                             "(they run again on the next start; default 10)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--executor", default=None, metavar="ADDRESS",
                         help="run ops on a Dask cluster: tcp://host:8786, or local-dask to start one here")
@@ -57,7 +60,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_headless(args.recipe, db=args.db, execution=execution, workers=args.workers,
                             debug=args.debug, allow_world_writable=args.allow_world_writable,
-                            executor_address=args.executor)
+                            executor_address=args.executor, grace=args.grace)
 
     from tinyo.engine import Engine
 
@@ -79,7 +82,9 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from .app import build_app
 
-    app = build_app(engine, theme=args.theme)
+    app = build_app(engine, theme=args.theme, grace=args.grace)
+    # Signals are handled from now on: a hang-up while the engine starts still stops it gracefully.
+    app.stopper.start()
     try:
         if engine.execution in (Execution.PROCESSES, Execution.DASK):
             # Start the engine before Textual takes over the terminal: worker processes start from
@@ -92,7 +97,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     finally:
         # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully
         # and commits its state; stop() is idempotent, so a clean quit costs nothing here.
-        engine.stop(timeout=10.0)
+        engine.stop(timeout=args.grace)
     return app.return_code or EXIT_OK
 
 

@@ -1312,8 +1312,9 @@ class Engine:
             while not self._intake.empty():
                 self._store_intake()
             self._commit_and_publish([])
-        deadline = time.monotonic() + self._stop_grace
-        while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
+        begun = time.monotonic()
+        # the grace is read each time round: a second stop() with a shorter timeout cuts it short
+        while time.monotonic() < begun + self._stop_grace and any(r.start is not None for r in self._open.values()):
             self._wake.wait(0.05)
             self._wake.clear()
             self._cycle()
