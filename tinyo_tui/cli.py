@@ -37,14 +37,18 @@ def console(
     db: DbOpt = None,
     execution: ExecutionOpt = None,
     workers: WorkersOpt = None,
+    grace: Annotated[float, typer.Option(
+        "--grace", metavar="SECONDS", min=0,
+        help="On quit, how long running ops get to finish before they are stopped (they run again on the "
+             "next start).")] = 10.0,
     debug: DebugOpt = False,
     executor: ExecutorOpt = None,
     allow_world_writable: AllowWorldWritableOpt = False,
     _version: Annotated[Optional[bool], version_option("tinyo-tui")] = None,
 ) -> None:
     """tinyo's operations console: live events, document DAG, workers, lanes and output."""
-    raise typer.Exit(run_console(recipe, theme=theme, db=db, execution=execution, workers=workers, debug=debug,
-                                 executor=executor, allow_world_writable=allow_world_writable))
+    raise typer.Exit(run_console(recipe, theme=theme, db=db, execution=execution, workers=workers, grace=grace,
+                                 debug=debug, executor=executor, allow_world_writable=allow_world_writable))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -53,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None,
-                execution: ExecChoice | None = None, workers: int | None = None, debug: bool = False,
+                execution: ExecChoice | None = None, workers: int | None = None, grace: float = 10.0,
+                debug: bool = False,
                 executor: str | None = None, allow_world_writable: bool = False) -> int:
     """Run the console (or the headless fallback); returns the exit status."""
     from tinyo.errors import TinyoError
@@ -72,7 +77,7 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
         from tinyo.cli import run_headless
 
         return run_headless(recipe, db=db, execution=chosen, workers=workers, debug=debug,
-                            allow_world_writable=allow_world_writable, executor_address=executor)
+                            allow_world_writable=allow_world_writable, executor_address=executor, grace=grace)
 
     from tinyo.engine import Engine
 
@@ -94,7 +99,9 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
 
     from .app import build_app
 
-    app = build_app(engine, theme=theme)
+    app = build_app(engine, theme=theme, grace=grace)
+    # Signals are handled from now on: a hang-up while the engine starts still stops it gracefully.
+    app.stopper.start()
     try:
         if engine.execution in (Execution.PROCESSES, Execution.DASK):
             # Start the engine before Textual takes over the terminal: worker processes start from
@@ -107,7 +114,7 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
     finally:
         # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully
         # and commits its state; stop() is idempotent, so a clean quit costs nothing here.
-        engine.stop(timeout=10.0)
+        engine.stop(timeout=grace)
     return app.return_code or EXIT_OK
 
 

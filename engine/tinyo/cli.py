@@ -379,6 +379,11 @@ def rerun(recipe: RecipeArg, target: Annotated[str, typer.Argument(
 def inject(recipe: RecipeArg, event: Annotated[str, typer.Argument(metavar="EVENT", help="The event string.")],
            db: DbOpt = None) -> None:
     """Take an event in by hand, as if it had happened."""
+    from .names import name_problem
+
+    problem = name_problem(event)
+    if problem is not None:
+        _fail(f"the event {event!r} {problem}")
     _request(recipe, db, "inject", event, f"take in {event!r}")
 
 

@@ -31,7 +31,7 @@ from .modules import dumps_with_modules
 
 if TYPE_CHECKING:
     from .instance import Instance
-    from .runner import Runner
+    from .plan import RunnerPort as Runner
 
 
 
