@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -28,7 +29,8 @@ async def test_q_answers_the_quit_question_and_q_again_stops_running_ops_at_once
             await pilot.press("q")
             await until(pilot, lambda: app.state.stop_deadline is not None, what="stopping")
             header = app.screen.query_one(StatusHeader).render().plain
-            assert "stopping 600s" in header or "stopping 599s" in header, header
+            counted = re.search(r"stopping (\d+)s", header)
+            assert counted and 500 < int(counted.group(1)) <= 600, header  # a loaded machine may lag seconds
             await pilot.press("q")
             await until(pilot, lambda: not app.is_running or app._exit_renderables is not None, timeout=30,
                         what="the app to exit without waiting for the grace")
