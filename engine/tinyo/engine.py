@@ -22,6 +22,7 @@ from .executors import WorkerInfo
 from .groups import GroupSummary
 from .messages import Cancel, FireTimer, Pause, Query, Rerun, RerunDocument, Rescan, Resume, Stop
 from .model import Execution, TimerSpec
+from .names import name_problem
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store
 
@@ -159,6 +160,9 @@ class Engine:
         """Take ``event`` in as if it had happened (source ``manual``)."""
         if not isinstance(event, str) or not event:
             raise TinyoError(f"an event must be a non-empty string, got {event!r}")
+        problem = name_problem(event)
+        if problem is not None:
+            raise TinyoError(f"the event {event!r} {problem}")
         self.loop.inflow.put(("manual", event, None), self.loop.thread)
         self.loop.wake.set()
 

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import IO
 
 from . import events as ev
+from .names import json_escaped
 from .text import printable
 
 READABLE = 20
@@ -112,7 +113,8 @@ class JsonReporter(_Batcher):
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         if batch:
             dumps = json.dumps
-            self.stream.write("".join([dumps(e.to_json(), default=str, ensure_ascii=False) + "\n" for e in batch]))
+            self.stream.write("".join([json_escaped(dumps(e.to_json(), default=str, ensure_ascii=False)) + "\n"
+                                       for e in batch]))
         self.stream.flush()
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .names import bindable, from_sql, to_sql
 from .store_rows import RunRow, StoredDES, dump_ops, jlist, jmap, jset, load_ops, stored_des
-from .store_schema import APP_ID, DEFERRED, SCHEMA, SCHEMA_VERSION, init_schema
+from .store_schema import APP_ID, DEFERRED, SCHEMA, SCHEMA_VERSION, TEXT_COLUMNS, init_schema
 from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer
 
 __all__ = ["APP_ID", "CHECKPOINT_BYTES", "RESET_BYTES", "SCHEMA", "SCHEMA_VERSION", "RunRow", "Store", "StoredDES",
@@ -98,6 +99,7 @@ class Store:
         else:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        conn.text_factory = from_sql  # a name's undecodable bytes come back as os.fsdecode gives them
         return conn
 
     def _pragmas(self) -> None:
@@ -166,7 +168,8 @@ class Store:
             for kind, sql in DEFERRED.items():
                 rows = pending.get(kind)
                 if rows:
-                    self.conn.executemany(sql, rows)
+                    columns = TEXT_COLUMNS.get(kind)
+                    self.conn.executemany(sql, bindable(rows, columns) if columns else rows)
         except sqlite3.OperationalError as exc:
             self._abort(exc)
 
@@ -280,8 +283,8 @@ class Store:
     def files_seen_under(self, folder: str) -> dict[str, tuple[int, int, str | None]]:
         prefix = folder.rstrip("/") + "/"
         rows = self._r(
-            "SELECT path, mtime_ns, size, hash FROM files_seen WHERE path >= ? AND path < ?",
-            (prefix, prefix[:-1] + "0"),
+            "SELECT path, mtime_ns, size, hash FROM files_seen WHERE path >= CAST(? AS TEXT) AND path < CAST(? AS TEXT)",
+            (to_sql(prefix), to_sql(prefix[:-1] + "0")),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -321,8 +324,9 @@ class Store:
         like ``_one``."""
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows.extend(self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
+            chunk = bindable([(k,) for k in keys[start:start + 500]], (0,))
+            marks = ",".join("CAST(? AS TEXT)" if k.__class__ is bytes else "?" for (k,) in chunk)
+            rows.extend(self.conn.execute(sql.format(marks), [k for (k,) in chunk]).fetchall())
         return rows
 
     def doc_versions_many(self, names: list[str]) -> dict[str, int]:
@@ -354,20 +358,21 @@ class Store:
         return None if row is None else stored_des(row)
 
     def group_of(self, name: str) -> str | None:
-        rows = self._r("SELECT grp FROM names WHERE name = ?", (name,)).fetchall()
+        rows = self._r("SELECT grp FROM names WHERE name = CAST(? AS TEXT)", (to_sql(name),)).fetchall()
         return rows[0][0] if rows else None
 
     def group_members(self, group: str, offset: int, limit: int) -> list[tuple[str, int | None, str | None]]:
         """(name, version, producer) of a group's documents in name order, one page."""
         return self._r(
             "SELECT n.name, d.version, p.des_id FROM names n LEFT JOIN documents d ON d.name = n.name "
-            "LEFT JOIN producers p ON p.doc = n.name WHERE n.grp = ? ORDER BY n.name LIMIT ? OFFSET ?",
-            (group, limit, offset),
+            "LEFT JOIN producers p ON p.doc = n.name WHERE n.grp = CAST(? AS TEXT) ORDER BY n.name LIMIT ? OFFSET ?",
+            (to_sql(group), limit, offset),
         ).fetchall()
 
     def group_index(self, group: str, name: str) -> int:
         """How many documents of ``group`` sort before ``name``."""
-        return self._r("SELECT count(*) FROM names WHERE grp = ? AND name < ?", (group, name)).fetchone()[0]
+        return self._r("SELECT count(*) FROM names WHERE grp = CAST(? AS TEXT) AND name < CAST(? AS TEXT)",
+                       (to_sql(group), to_sql(name))).fetchone()[0]
 
     def find_names(self, match: Any, limit: int) -> list[str]:
         """The first ``limit`` document names (in name order) for which ``match(name)`` is true."""
@@ -385,7 +390,8 @@ class Store:
 
     def names_from(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` document names starting with ``prefix``, in name order (an index range)."""
-        rows = self._r("SELECT name FROM names WHERE name >= ? ORDER BY name LIMIT ?", (prefix, limit)).fetchall()
+        rows = self._r("SELECT name FROM names WHERE name >= CAST(? AS TEXT) ORDER BY name LIMIT ?",
+                       (to_sql(prefix), limit)).fetchall()
         return [name for (name,) in rows if name.startswith(prefix)]
 
     def all_names(self) -> Iterator[tuple[str, str, int | None, str | None]]:
@@ -481,7 +487,7 @@ class Store:
         self._defer("timers", [(name, tick)])
 
     def add_request(self, ts: float, kind: str, arg: str) -> int:
-        cur = self._w("INSERT INTO requests(ts, kind, arg) VALUES (?, ?, ?)", (ts, kind, arg))
+        cur = self._w("INSERT INTO requests(ts, kind, arg) VALUES (?, ?, CAST(? AS TEXT))", (ts, kind, to_sql(arg)))
         self.commit()
         return cur.lastrowid or 0
 

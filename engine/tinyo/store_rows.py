@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from .names import clean
+
 
 @dataclass(frozen=True)
 class StoredDES:
@@ -55,7 +57,16 @@ def stored_des(row: tuple[Any, ...]) -> StoredDES:
 
 def jlist(values: Iterable[str]) -> str:
     """``json.dumps(list(values))`` for strings, without the encoder's per-call set-up (it runs per DES)."""
-    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
+    return "[" + ", ".join(map(_jstr, values)) + "]"
+
+
+def _jstr(name: str) -> str:
+    """A name as a JSON string. ASCII escapes, except for a file name's undecodable bytes: they stay in it
+    as themselves (stored as those bytes, see :mod:`tinyo.names`), so SQLite's json_each gives the same
+    text as the name's own column (a ``\\udcff`` escape would come out as other bytes)."""
+    if name.isascii() or clean(name):
+        return encode_basestring_ascii(name)
+    return json.dumps(name, ensure_ascii=False)
 
 
 def jset(values: frozenset[str]) -> str:
@@ -67,7 +78,7 @@ def jmap(value: dict[str, int] | None) -> str | None:
     if value is None:
         return None
     if all(type(v) is int for v in value.values()):
-        return "{" + ", ".join(f"{encode_basestring_ascii(k)}: {v}" for k, v in sorted(value.items())) + "}"
+        return "{" + ", ".join(f"{_jstr(k)}: {v}" for k, v in sorted(value.items())) + "}"
     return json.dumps(value, sort_keys=True)
 
 

@@ -44,28 +44,37 @@ CREATE TABLE IF NOT EXISTS requests(
 
 
 DEFERRED = {
-    "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, ?, ?, ?)",
-    "events_mark": "UPDATE events SET status = ?, detail = ? WHERE id = ?",
-    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
+    "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",
+    "events_mark": "UPDATE events SET status = ?, detail = CAST(? AS TEXT) WHERE id = ?",
+    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (CAST(? AS TEXT), ?, ?, ?) "
              "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
-    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) "
+            "VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, CAST(? AS TEXT)) "
             "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
             "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (?, ?)",
-    "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (?, ?)",
-    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
-    "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ?, attempt = ? WHERE id = ?",
+           "VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, 'new')",
+    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
+    "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
+    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (CAST(? AS TEXT), CAST(? AS TEXT))",
+    "des_update": "UPDATE des SET state = ?, trace = CAST(? AS TEXT), failed_trace = CAST(? AS TEXT), forced = ?, "
+                  "attempt = ? WHERE id = ?",
     "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions, des_n) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT n FROM des WHERE id = ?2))",
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, CAST(?7 AS TEXT), (SELECT n FROM des WHERE id = ?2))",
     "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
-    "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
+    "runs_finish": "UPDATE runs SET status = ?, end = ?, error = CAST(? AS TEXT), traceback = CAST(? AS TEXT), "
+                   "output = CAST(? AS TEXT), result = CAST(? AS TEXT), "
                    "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
-    "timers": "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
+    "timers": "INSERT INTO timers(name, last_tick) VALUES (CAST(? AS TEXT), ?) "
               "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
 }
-"""Deferred statements, in the order they are flushed."""
+"""Deferred statements, in the order they are flushed. Names and free text are bound in ``CAST(? AS TEXT)``
+(see :mod:`tinyo.names`): the columns of each listed in TEXT_COLUMNS."""
+
+TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "files": (0,), "docs": (0, 6), "des": (1, 2, 5, 6),
+                 "producers": (0,), "consumers": (0,), "names": (0, 1), "des_update": (1, 2), "runs": (6,),
+                 "runs_finish": (2, 3, 4, 5), "timers": (0,)}
+"""The row positions of the deferred statements' names and free text (for :func:`tinyo.names.bindable`)."""
 
 
 def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: Callable[[], None]) -> None:
