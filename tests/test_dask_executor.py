@@ -371,3 +371,17 @@ def test_without_distributed_the_message_names_the_extra(monkeypatch):
     with pytest.raises(TinyoError, match=r'pip install "tinyo\[dask\]"'):
         make_executor(Execution.DASK, recipe_path="x.py", max_workers=1, sink=print, resolver=None,  # type: ignore[arg-type]
                       clock=time.time, address="tcp://127.0.0.1:8786")
+
+
+def test_the_client_event_loop_never_waits_on_a_full_forwarder_queue(tmp_path, monkeypatch):
+    """The client's event loop offers worker messages to a bounded queue and drops what does not fit
+    (the runs are collected from their results instead); it is never held up, and the drops are counted."""
+    monkeypatch.setattr(dask_executor, "EVENTS_MAX", 8)
+    sink_got: list[object] = []
+    ex = dask_executor.DaskExecutor(str(tmp_path / "recipe.py"), "tcp://127.0.0.1:1", 1, sink_got.append, time.time,
+                                    str(tmp_path / "state.db"))
+    for i in range(12):
+        ex._offer(("ev", {"w": "w1", "m": [(i, "out", 1, ("stdout", "x"))]}))
+    assert ex._q.qsize() == 8 and ex._dropped == 4
+    ex._hand_over(("cancel", 1, "cancel"))  # control items never wait either, and are never dropped
+    assert list(ex._control) == [("cancel", 1, "cancel")]

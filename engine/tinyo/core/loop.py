@@ -23,7 +23,7 @@ from ..dag import Graph
 from ..errors import StoreError, TinyoError
 from ..executors import Executor, make_executor
 from ..generators import Abandoned, Emission, GeneratorRunner, Hung
-from ..messages import Message, Query, Report, Requeue, WorkerLost, WorkerReports, WorkerState
+from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
 from .backing import StoreBacking
 from .control import Control, RunState
 from .dispatch import Dispatch
@@ -122,8 +122,7 @@ class Loop:
         self.wake.set()
 
     def _ask_rescan(self) -> None:
-        from ..messages import Rescan
-
+        """The watcher's callback (its thread): a folder needs a look."""
         self.send(Rescan())
 
     def idle_since(self) -> float | None:

@@ -56,6 +56,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ from ..errors import RecipeError, TinyoError
 from ..messages import WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
 from .base import Sink, WorkerInfo
+from .dask_placement import place
 from .dask_worker import check_recipe, content_digest, executing_keys, interrupt, run_on_worker
 
 LOCAL = "local-dask"
@@ -86,6 +88,11 @@ FAST_OP = 0.05
 """Ops whose recent mean duration is below this many seconds are submitted deeper (else 2 per thread)."""
 FAST_WINDOW = 32
 """Tasks pinned per worker thread when ops are fast (they wait on the worker: no round trip between)."""
+EVENTS_MAX = 10_000
+"""Batches of worker messages and cluster events waiting for the forwarder. Past it, the client's event
+loop drops new ones rather than wait (it must never block): a run whose messages were dropped is
+collected from its future's result (start, the last RESULT_TAIL output lines, done), a worker's
+coming and going from the scheduler's list of workers."""
 QUEUE_WORKER = "dask-queue"
 """The worker name used for runs that ended without reaching a worker (cancelled while queued)."""
 
@@ -184,7 +191,14 @@ class DaskExecutor:
         self._submissions: dict[int, int] = {}
         self._rr = 0
         self._connected = False
-        self._q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._q: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=EVENTS_MAX)
+        """From the client's event loop: ("ev", batch) and ("sys", cluster event); bounded, never waited on."""
+        self._control: deque[tuple[Any, ...]] = deque()
+        """From the engine and the forwarder's own calls: cancel, unpublish, notice, stop. Bounded by the runs
+        in flight (free_slots bounds them); a deque hands items over without a lock."""
+        self._dropped = 0
+        """Items the client's event loop could not queue (written by that thread only)."""
+        self._dropped_seen = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._mean = 1.0
@@ -281,11 +295,26 @@ class DaskExecutor:
         return problems
 
     def _subscribe(self) -> None:
-        q = self._q
-        self._client.subscribe_topic(self.topic, lambda event: q.put(("ev", event[1])))
-        self._client.subscribe_topic("all", lambda event: q.put(("sys", event[1]))
-                                     if isinstance(event[1], dict)
-                                     and event[1].get("action") in ("add-worker", "remove-worker") else None)
+        client = self._client
+        client.subscribe_topic(self.topic, lambda event: self._offer(("ev", event[1])))
+        client.subscribe_topic("all", lambda event: self._offer(("sys", event[1]))
+                               if isinstance(event[1], dict)
+                               and event[1].get("action") in ("add-worker", "remove-worker") else None)
+
+    def _offer(self, item: tuple[Any, ...]) -> None:
+        """Queue ``item`` for the forwarder without waiting (the client's event loop calls this)."""
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            self._dropped += 1  # recovered from results and the worker list (see EVENTS_MAX)
+
+    def _hand_over(self, item: tuple[Any, ...]) -> None:
+        """Hand a control item to the forwarder (any thread, never waits)."""
+        self._control.append(item)
+        try:
+            self._q.put_nowait(("wake",))
+        except queue.Full:
+            pass  # the forwarder has plenty to wake it
 
     def _where(self) -> str:
         return f"{self.address}" + (f" ({self._cluster.scheduler_address})" if self._cluster is not None else "")
@@ -319,7 +348,7 @@ class DaskExecutor:
             connected = self._connected
         if connected:
             self._submit_runs(runs)
-        self._q.put(("submitted",))
+        self._hand_over(("submitted",))
 
     def _place(self, runs: list[_Run]) -> None:
         """Pin each run to a usable worker (lock held); None if there is none.
@@ -329,23 +358,15 @@ class DaskExecutor:
         placed again), and the engine's retry policy applies. A run goes to the least loaded worker
         (runs per thread), except that a batch stays on the worker it started on while that one has
         an idle thread (fast ops: room in its window): fewer, larger submissions for the scheduler."""
-        addrs = sorted(self._workers)
-        if addrs:
-            start = self._rr % len(addrs)
-            addrs = addrs[start:] + addrs[:start]  # ties go round
-            self._rr += 1
         sticky = self._per_thread() if self._mean < FAST_OP else 1
-        current: str | None = None
-        for run in runs:
+        targets = place(len(runs), self._workers, self._load, self._rr, sticky)
+        self._rr += 1
+        for run, target in zip(runs, targets):
             n = self._submissions.get(run.task.run_id, 0) + 1
             self._submissions[run.task.run_id] = n
             run.key = run.name if n == 1 else f"{run.name}-{n}"
             run.future, run.published, run.worker, run.started, run.seen = None, False, None, None, 0
-            if current is None or self._load.get(current, 0) >= self._workers[current] * sticky:
-                current = min(addrs, key=lambda a: self._load.get(a, 0) / self._workers[a]) if addrs else None
-            run.target = current
-            if current is not None:
-                self._load[current] = self._load.get(current, 0) + 1
+            run.target = target
 
     def _submit_runs(self, runs: list[_Run]) -> None:
         """Submit placed runs to the cluster (any thread); the forwarder publishes them."""
@@ -353,9 +374,11 @@ class DaskExecutor:
         for run in runs:
             if run.target is not None:
                 groups.setdefault(run.target, []).append(run)
+        with self._lock:
+            client = self._client  # (swapped by the forwarder when it connects anew)
         for target, group in groups.items():
             try:
-                futures = self._client.map(
+                futures = client.map(
                     run_on_worker, [r.task for r in group], key=[r.key for r in group], topic=self.topic,
                     digest=self.digest, workers=[target], allow_other_workers=False, pure=False, retries=0,
                 )
@@ -372,7 +395,7 @@ class DaskExecutor:
         with self._lock:
             if run_id not in self._runs:
                 return False
-        self._q.put(("cancel", run_id, cause))
+        self._hand_over(("cancel", run_id, cause))
         return True
 
     def running(self) -> dict[int, float]:
@@ -410,7 +433,7 @@ class DaskExecutor:
         if self._stopping:
             return []
         self._stopping = True
-        self._q.put(("stop",))
+        self._hand_over(("stop",))
         if self._thread is not None:
             self._thread.join(timeout=RPC_TIMEOUT + 5)
         if self._client is not None and self._connected and not self.local:
@@ -438,7 +461,8 @@ class DaskExecutor:
         return unfinished
 
     def _close_client(self) -> None:
-        client, self._client = self._client, None
+        with self._lock:
+            client, self._client = self._client, None
         if client is not None:
             for topic in (self.topic, "all"):
                 try:
@@ -481,7 +505,7 @@ class DaskExecutor:
             self._stale = set()
         release.extend(sorted(stale))
         if not candidates:
-            self._q.put(("unpublish", release))
+            self._hand_over(("unpublish", release))
             return []
         # the scheduler tells the new client about these keys asynchronously: ask it directly
         keys = [f.key for _, f, _ in candidates]
@@ -537,7 +561,7 @@ class DaskExecutor:
                     continue
                 self._report_result(task.run_id, result, seen=0)
                 adopted.append(task.run_id)
-        self._q.put(("unpublish", release))
+        self._hand_over(("unpublish", release))
         return adopted
 
     # ================================================================ forwarder thread
@@ -553,6 +577,9 @@ class DaskExecutor:
                     items.append(self._q.get_nowait())
             except queue.Empty:
                 pass
+            control = self._control
+            while control:
+                items.append(control.popleft())
             stop = False
             try:
                 for item in items:
@@ -570,6 +597,12 @@ class DaskExecutor:
                     elif kind == "stop":
                         stop = True
                 now = time.monotonic()
+                if self._dropped != self._dropped_seen:
+                    self._notice(f"the Dask executor fell behind and skipped {self._dropped - self._dropped_seen} "
+                                 "message batch(es); runs are collected from their results instead")
+                    self._dropped_seen = self._dropped
+                    if self._connected:
+                        self._refresh_workers()
                 if self._connected:
                     self._publish_pending()
                 if now >= next_poll or stop:
@@ -779,7 +812,7 @@ class DaskExecutor:
                     if error is None and run.future is futures[run.name]:
                         run.published = True
             if error is not None:
-                self._q.put(("notice", f"could not register {len(todo)} run(s) with the Dask scheduler at "
+                self._hand_over(("notice", f"could not register {len(todo)} run(s) with the Dask scheduler at "
                                        f"{self._where()} ({error}); trying again"))
 
         self._spawn(self._client._publish_dataset, done, override=True, **data)
@@ -792,7 +825,7 @@ class DaskExecutor:
 
         def done(error: BaseException | None) -> None:
             if error is not None:
-                self._q.put(("unpublish", names))
+                self._hand_over(("unpublish", names))
 
         self._spawn(_unpublish_datasets, done, self._client, names)
 
@@ -958,7 +991,8 @@ class DaskExecutor:
                                         timeout=RECONNECT_INTERVAL, set_as_default=False)
         except (OSError, TimeoutError):
             return  # still unreachable
-        old, self._client = self._client, client
+        with self._lock:  # the engine's thread submits through the client
+            old, self._client = self._client, client
         try:
             old.close(timeout=1)
         except Exception as exc:  # it had given up already
