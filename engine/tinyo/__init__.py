@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .errors import RecipeError, TinyoError
-from .model import DES, Config, Execution, TinyOConfig
+from .model import DEFAULT_IGNORE, DES, Config, Execution, TinyOConfig
 from .recipe import meta_task
 
-__all__ = ["DES", "Config", "Execution", "TinyOConfig", "meta_task", "TinyoError", "RecipeError"]
+__all__ = ["DEFAULT_IGNORE", "DES", "Config", "Execution", "TinyOConfig", "meta_task", "TinyoError", "RecipeError"]
 __version__ = "0.1.0"

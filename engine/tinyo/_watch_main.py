@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     commands = Connection(int(cmd_fd), readable=True, writable=False)
     sender = _Sender(Connection(int(out_fd), readable=False, writable=True), settings["hash"])
     watcher = FileWatcher(settings["dirs"], sender.file, lambda: sender.send(("overflow",)),
-                          recursive=settings["recursive"], debounce=settings["debounce"], ignore=settings["ignore"])
+                          recursive=settings["recursive"], debounce=settings["debounce"], ignore=settings["ignore"],
+                          ignore_names=settings["ignore_names"])
     try:
         watcher.start()
     except Exception as exc:  # an inotify limit, a folder that cannot be made: the engine says it

@@ -10,9 +10,11 @@ by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it ca
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -74,9 +76,11 @@ class FileWatcher:
         recursive: bool = False,
         debounce: float = 0.2,
         ignore: Iterable[str] = (),
+        ignore_names: Iterable[str] = (),
     ) -> None:
         self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
         self.on_file = on_file
+        self.ignored_name = IgnoredNames(ignore_names)
         self.on_overflow = on_overflow
         self.recursive = recursive
         self.debounce = debounce
@@ -128,7 +132,7 @@ class FileWatcher:
         return observer is not None and any(not e.is_alive() for e in list(observer.emitters))
 
     def _wanted(self, path: str) -> bool:
-        return path not in self.ignore
+        return path not in self.ignore and not self.ignored_name(path)
 
     def _complete(self, path: str) -> None:
         if not self._wanted(path):
@@ -186,6 +190,19 @@ class FileWatcher:
                 self.on_file(path)
 
 
+class IgnoredNames:
+    """Which file names are never taken in (``TinyOConfig.ignore``): one compiled test of the name alone."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = list(patterns)
+        self.patterns = patterns
+        self._match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match if patterns else None
+
+    def __call__(self, path: str) -> bool:
+        """True if the file at ``path`` is to be ignored (its name matches a pattern)."""
+        return self._match is not None and self._match(path.rpartition("/")[2]) is not None
+
+
 def _identity(folder: str) -> tuple[int, int] | None:
     try:
         st = os.stat(folder)
@@ -241,8 +258,10 @@ class WatcherProcess:
         debounce: float = 0.2,
         ignore: Iterable[str] = (),
         use_hash: bool = True,
+        ignore_names: Iterable[str] = (),
     ) -> None:
         self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
+        self.ignore_names = list(ignore_names)
         self.on_files = on_files
         self.on_overflow = on_overflow
         self.recursive = recursive
@@ -266,7 +285,7 @@ class WatcherProcess:
         out_r, out_w = os.pipe()
         env = child_env()
         settings = {"dirs": self.dirs, "recursive": self.recursive, "debounce": self.debounce,
-                    "ignore": sorted(self.ignore), "hash": self.use_hash}
+                    "ignore": sorted(self.ignore), "hash": self.use_hash, "ignore_names": self.ignore_names}
         args = [sys.executable, "-m", "tinyo._watch_main", str(cmd_r), str(out_w), json.dumps(settings)]
         try:
             # its own session (a Ctrl-C meant for the engine does not hit it); quiet (it reports by messages)
