@@ -31,7 +31,7 @@ from .executors import Executor, WorkerInfo, make_executor
 from .filecheck import MISSING, FileChecks
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
-from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
+from .intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .names import name_problem
 from .recipe import OpResolver, Recipe, load_recipe
@@ -144,6 +144,11 @@ class Engine:
         self._next_run_id = 1
         self._rescan_wanted = False
         self._ignored_name = IgnoredNames(self.config.ignore)
+        self._window = SettleWindow(self.config.settle, self.config.settle_max, self.config.maxevents)
+        self._holding = True
+        """Nothing is dispatched until the start-up scan's files are all taken in and processed (one build
+        for what changed while the engine was down)."""
+        self._settling: dict[str, float] = {}  # start-up scan files still being written -> when to look again
         self._next_rescan: float | None = None
         self._next_request_poll = 0.0
         self._rate = RateMeter()
@@ -509,6 +514,11 @@ class Engine:
             deadlines.append(mono + 0.1)
         if not self.store.memory:
             deadlines.append(self._next_request_poll)
+        window = self._window.deadline()
+        if window is not None or self._settling:
+            # real time, whatever the clock: files arrive in it
+            wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
+            deadlines.append(mono + (min(wait, 0.05) if self._settling else wait))
         if not deadlines:
             return None
         # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
@@ -538,8 +548,12 @@ class Engine:
             self._rescan_wanted = False
             self._scan()
         self._store_intake()
-        if not self._paused and len(self._ready) < READY_MAX:
+        if self._settling:
+            self._look_at_settling()
+        if not self._paused and len(self._ready) < READY_MAX and self._window.due(time.monotonic()):
             self._process_backlog()
+            if not self._backlog and not self._backlog_in_store:
+                self._window.taken()
         self._finish_cycle()
 
     def _finish_cycle(self) -> None:
@@ -547,8 +561,9 @@ class Engine:
         tasks = self._settle_and_prepare()
         self._commit_and_publish(tasks)
         more = (not self._intake.empty() or not self._inbox.empty()
-                or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX)
-                or (self._ready and self._executor is not None and self._executor.free_slots() > 0))
+                or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX
+                    and self._window.due(time.monotonic()))
+                or (self._ready and not self._holding and self._executor is not None and self._executor.free_slots() > 0))
         if more:
             self._wake.set()
         self._update_idle()
@@ -589,7 +604,7 @@ class Engine:
 
     def _update_idle(self) -> None:
         busy = (self._open or self._ready or self._retries or self._backlog or self._backlog_in_store
-                or not self._intake.empty() or not self._inbox.empty())
+                or self._settling or not self._intake.empty() or not self._inbox.empty())
         if busy:
             self.idle_since = None
         elif self.idle_since is None:
@@ -644,6 +659,8 @@ class Engine:
                 if self._watcher is not None and now - st.st_mtime < max(self.config.debounce, SCAN_QUIET):
                     # written moments ago: maybe still being written; its close (or its staying quiet) reports it
                     self._watcher.settle(path)
+                    if self._holding:
+                        self._settling[path] = time.monotonic() + SCAN_QUIET
                     continue
                 try:
                     self._intake.put_nowait(("scan", path, None))
@@ -653,6 +670,16 @@ class Engine:
                     break
         if found:
             self._emit(ev.EngineNotice(self.clock.time(), "info", f"scan found {found} new or changed file(s)"))
+
+    def _look_at_settling(self) -> None:
+        """Start-up scan files the watcher has not reported yet: one that is gone is not waited for."""
+        mono = time.monotonic()
+        for path, when in list(self._settling.items()):
+            if mono >= when:
+                if stat_file(path) is None:
+                    del self._settling[path]
+                else:
+                    self._settling[path] = mono + SCAN_QUIET
 
     def _check_watched_folders(self) -> None:
         """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
@@ -680,6 +707,8 @@ class Engine:
             except queue.Empty:
                 break
             if source in ("file", "scan"):
+                if self._settling:
+                    self._settling.pop(name, None)
                 if name in files:
                     files[name] = seen
                     continue  # a burst on one path coalesces into one event
@@ -707,6 +736,7 @@ class Engine:
         if not rows:
             return
         ids = self.store.add_events(rows)
+        self._window.arrived(time.monotonic(), len(ids))
         self.events_taken += len(ids)
         self._pending_events += len(ids)
         self._rate.add(now, len(ids))
@@ -1288,7 +1318,7 @@ class Engine:
                 self._des_moved(node, was, "queued")
                 self._emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
                 self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
-        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None:
+        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None or self._held():
             return []
         slots = self._executor.free_slots()
         tasks: list[Task] = []
@@ -1322,6 +1352,17 @@ class Engine:
         if rows:
             self.store.add_runs(rows)
         return tasks
+
+    def _held(self) -> bool:
+        """True while start-up holds dispatch: until the scan's files are all taken in and processed (or
+        READY_MAX DES are ready, or intake is paused)."""
+        if not self._holding:
+            return False
+        if (not self._paused and len(self._ready) < READY_MAX
+                and (self._settling or not self._intake.empty() or self._backlog or self._backlog_in_store)):
+            return True
+        self._holding = False
+        return False
 
     def _waits_for_files(self, node: Node) -> bool:
         """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it

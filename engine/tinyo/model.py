@@ -248,7 +248,13 @@ class TinyOConfig:
     op_timeout: float | None = None
     """Seconds a DES's ops may run before the worker is stopped and the run fails; None: no limit."""
     debounce: float = 0.2
-    """Seconds a created/modified file must stay quiet (when no close event comes) before its event."""
+    """Seconds a file must stay quiet before its event, where no close can be seen (a hard link, a file a
+    scan finds being written); a file written and closed is taken in at its close."""
+    settle: float = 0.01
+    """Seconds without a new event after which the events that arrived together go to the generators as
+    one batch (so ``cp a b c`` runs a DES reading all three once); restarts with each new event."""
+    settle_max: float = 0.2
+    """The most seconds a batch waits for ``settle`` quiet (it also goes once ``maxevents`` are waiting)."""
     recursive: bool = False
     """Watch sub-folders of ``dirs`` too."""
     ignore: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE))
@@ -288,7 +294,7 @@ class TinyOConfig:
         _check(isinstance(self.execution, Execution), "execution", self.execution,
                "an Execution member (Execution.PROCESSES, THREADS, INLINE or DASK)")
         _check(_is_int(self.retries) and self.retries >= 0, "retries", self.retries, "an int >= 0")
-        for name in ("retry_delay", "retry_max_delay", "debounce", "generator_timeout"):
+        for name in ("retry_delay", "retry_max_delay", "debounce", "generator_timeout", "settle", "settle_max"):
             value = getattr(self, name)
             _check(_is_num(value) and value >= 0, name, value, "a number of seconds >= 0")
         for name in ("op_timeout", "rescan_interval"):
