@@ -159,6 +159,7 @@ def _init_message(runner: Runner, inst: Instance) -> dict[str, Any]:
         "error_hopped": ctx.error_hopped,
         "hopped": ctx.hopped,
         "chunk_size": ctx.chunk_size,
+        "has_input": ctx.has_input,
     }
     try:
         pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -244,10 +245,12 @@ def _collector(runner: Runner, inst: Instance) -> None:
                 outlet.send(message[1], message[2])
             elif kind == "ack":
                 meter.errors = message[1]
+                meter.counters = message[2]
                 window.release()
                 meter.tick()
             elif kind == "done":
                 meter.errors = message[1]
+                meter.counters = message[2]
                 break
             elif kind == "fail":
                 runner.fail(inst, message[1], message[2])

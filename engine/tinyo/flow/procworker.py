@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
             instance=InstanceInfo(init["index"], init["count"]), params=init["params"],
             variables=init["variables"], services=init["services"], error_hopped=init["error_hopped"],
             hopped=init["hopped"], chunk_size=init["chunk_size"], result=None,
+            has_input=init["has_input"],
         )
         inst = _ChildInstance(ctx, _PipeOutlet(out))
         opened = step.open(ctx)
@@ -92,13 +93,13 @@ def main(argv: list[str]) -> int:
                     return 0
                 if message[0] == "rows":
                     process_chunk(opened, inst, message[1])  # type: ignore[arg-type]
-                    send(("ack", ctx.errors))
+                    send(("ack", ctx.errors, ctx.counters))
                 elif message[0] == "finish":
                     finish_step(opened, inst)  # type: ignore[arg-type]
                     break
         finally:
             opened.close()
-        send(("done", ctx.errors))
+        send(("done", ctx.errors, ctx.counters))
     except RowFailure as failure:
         send(("fail", failure.message, failure.traceback_text))
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -54,6 +55,8 @@ class FlowRun:
     """The final metrics sample of every step instance: ``metrics[step][index]``."""
     duration: float = 0.0
     """Seconds from start to end."""
+    warnings: list[str] = field(default_factory=list)
+    """Things that ran but look wrong, e.g. a Lookup that matched no row (also written to stderr)."""
 
     def rows_in(self, step: str) -> int:
         """Rows that ``step`` received, over all its instances."""
@@ -179,14 +182,15 @@ class Runner:
             n = counts[name]
             hopped = frozenset(h.gate for h in outgoing[name])
             for i in range(n):
+                inbox = inboxes[name][i]
                 ctx = StepContext(
                     flow=self.info, step=name, instance=InstanceInfo(i, n), params=self.params,
                     variables=self.variables, services=self.services, error_hopped="error" in hopped,
-                    hopped=hopped, chunk_size=flow.chunk_size, result=self.result,
+                    hopped=hopped, chunk_size=flow.chunk_size, result=self.result, has_input=inbox is not None,
                 )
-                inbox = inboxes[name][i]
                 meter = Meter(flow=flow.name, flow_run=self.info.run_id, step=name, index=i, count=n,
                               has_input=inbox is not None, sinks=self.sinks, buffer=inbox)
+                meter.counters = ctx.counters
                 routes: dict[str, list[Route]] = {}
                 for hop in outgoing[name]:
                     targets = [inboxes[hop.target][i]] if lanes(hop) else list(inboxes[hop.target])
@@ -273,6 +277,15 @@ class Runner:
             metrics[inst.spec.name].append(inst.meter.final_sample)
         run = FlowRun(self.flow.name, self.info.run_id, dict(self.params), metrics=metrics,
                       duration=time.monotonic() - started)
+        for name, spec in self.flow.steps.items():
+            totals: dict[str, int] = {}
+            for sample in metrics[name]:
+                for counter, value in sample.counters.items():
+                    totals[counter] = totals.get(counter, 0) + value
+            warning = spec.impl.warning(totals) if totals else None
+            if warning:
+                run.warnings.append(f"flow {self.flow.name!r} step {name!r}: {warning}")
+                print(f"warning: {run.warnings[-1]}", file=sys.stderr, flush=True)
         if self.failure is None:
             run.ok = True
             run.result = self.result.get()

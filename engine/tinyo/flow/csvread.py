@@ -1,0 +1,189 @@
+"""Provides how CSV Input reads a file: missing values, typed fields, type inference and split reading.
+
+Records come out as ``(line, values)``: the file line a record ends on (1-based, the header is line
+1) and its text values. ``Converter`` turns the values into a row: a value listed in ``na_values``
+becomes None in every field, typed fields are converted, and a value that does not convert raises
+``ValueError`` naming the field, the line and the text.
+
+Several instances of one CSV Input (with no incoming hop) read disjoint parts of the file:
+
+- ``split="bytes"`` (default): the data after the header is cut into equal byte ranges; an instance
+  reads the lines that *start* in its range, so each line is read by exactly one instance and no
+  instance reads the whole file. A quoted field holding a line break cannot be cut this way: a
+  line with an unbalanced quote character stops the run with a message pointing to
+  ``split="rows"``.
+- ``split="rows"``: every instance parses the whole file and keeps the records whose number
+  modulo the instance count is its index (correct for any CSV, less parallel).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .errors import FlowDefinitionError
+
+Record = tuple[int, list[str]]
+
+INFER_ROWS = 1000
+"""Rows ``infer_types=True`` looks at."""
+
+
+def typename(fn: Any) -> str:
+    """``int`` for int, the function's name otherwise, for messages."""
+    return getattr(fn, "__name__", repr(fn))
+
+
+class Converter:
+    """Text values of one record -> a row dict, with ``na_values`` and ``types`` applied."""
+
+    def __init__(self, names: list[str], types: Mapping[str, Callable[[str], Any]], na_values: Iterable[str]) -> None:
+        self.names = names
+        self.na = frozenset(na_values)
+        self.typed = [(i, name, types[name]) for i, name in enumerate(names) if name in types]
+
+    def row(self, line: int, values: list[str]) -> dict[str, Any]:
+        na = self.na
+        if na and not na.isdisjoint(values):
+            values = [None if v in na else v for v in values]  # type: ignore[misc]
+        elif self.typed:
+            values = list(values)
+        for i, name, fn in self.typed:
+            if i < len(values):
+                text = values[i]
+                if text is not None:
+                    try:
+                        values[i] = fn(text)
+                    except (ValueError, TypeError, ArithmeticError) as exc:
+                        raise ValueError(
+                            f"line {line}, field {name!r}: cannot read {text!r} as {typename(fn)} ({exc})"
+                        ) from None
+        return dict(zip(self.names, values))
+
+
+def _is_int(text: str) -> bool:
+    try:
+        return str(int(text)) == text.strip()
+    except ValueError:
+        return False
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def infer(names: list[str], records: Iterable[list[str]], na: frozenset[str]) -> dict[str, Callable[[str], Any]]:
+    """``int`` for a column whose present values are all integers written plainly (``007`` stays
+    text), ``float`` for one whose values all parse as numbers; other columns (and columns with no
+    value) stay text."""
+    candidates: list[set[Any]] = [{int, float} for _ in names]
+    seen = [False] * len(names)
+    for values in records:
+        for i, text in enumerate(values[: len(names)]):
+            if text in na:
+                continue
+            seen[i] = True
+            kinds = candidates[i]
+            if int in kinds and not _is_int(text):
+                kinds.discard(int)
+            if float in kinds and not _is_float(text):
+                kinds.discard(float)
+    out: dict[str, Callable[[str], Any]] = {}
+    for name, kinds, any_value in zip(names, candidates, seen):
+        if any_value and kinds:
+            out[name] = int if int in kinds else float
+    return out
+
+
+def read_whole(fh: Any, delimiter: str, skip_header: bool) -> tuple[list[str] | None, Iterator[Record]]:
+    """The header (if asked for) and every record of an open text file."""
+    reader = csv.reader(fh, delimiter=delimiter)
+    header = next(reader, None) if skip_header else None
+
+    def records() -> Iterator[Record]:
+        for values in reader:
+            if values:
+                yield reader.line_num, values
+
+    return header, records()
+
+
+def modulo(records: Iterator[Record], index: int, count: int) -> Iterator[Record]:
+    """The records whose number (0-based, header excluded) modulo ``count`` is ``index``."""
+    for k, record in enumerate(records):
+        if k % count == index:
+            yield record
+
+
+def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int, count: int) -> tuple[list[str] | None, Iterator[Record]]:
+    """The header (if asked for) and the records of the lines starting in byte range ``index`` of ``count``."""
+    if "\n".encode(encoding) != b"\n" or '"'.encode(encoding) != b'"':
+        raise FlowDefinitionError(
+            f"CsvInput cannot split {path!r} by bytes in encoding {encoding!r}; use split='rows'"
+        )
+    fh = open(path, "rb")
+    try:
+        header: list[str] | None = None
+        data_start = 0
+        if skip_header:
+            first = fh.readline()
+            data_start = fh.tell()
+            parsed = next(csv.reader([first.decode(encoding)], delimiter=delimiter), None) if first else None
+            header = parsed
+        fh.seek(0, 2)
+        size = fh.tell()
+        span = size - data_start
+        start = data_start + span * index // count
+        end = data_start + span * (index + 1) // count
+        if start > data_start:
+            fh.seek(start - 1)
+            fh.readline()  # to the first line that starts at or after ``start``
+        pos = fh.tell()
+        first_line = _line_number(fh, pos) if pos > 0 else 1
+        fh.seek(pos)
+    except BaseException:
+        fh.close()
+        raise
+    return header, _range_records(fh, path, encoding, delimiter, pos, end, first_line)
+
+
+def _line_number(fh: Any, pos: int) -> int:
+    """The 1-based number of the line starting at byte ``pos`` (newlines before it, plus one)."""
+    fh.seek(0)
+    seen = 0
+    left = pos
+    while left > 0:
+        block = fh.read(min(left, 1 << 20))
+        if not block:
+            break
+        seen += block.count(b"\n")
+        left -= len(block)
+    return seen + 1
+
+
+def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int, first_line: int) -> Iterator[Record]:
+    with fh:
+        line = first_line - 1
+
+        def lines() -> Iterator[str]:
+            nonlocal pos, line
+            for raw in fh:
+                if pos >= end:
+                    return
+                pos += len(raw)
+                line += 1
+                if raw.count(b'"') & 1:
+                    raise FlowDefinitionError(
+                        f"CsvInput {path!r} line {line} has an unbalanced quote (a quoted field holding a line "
+                        "break?): such a file cannot be split by bytes; use split='rows'"
+                    )
+                yield raw.decode(encoding)
+
+        for values in csv.reader(lines(), delimiter=delimiter):
+            if values:
+                yield line, values
