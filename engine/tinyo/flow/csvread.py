@@ -62,11 +62,12 @@ class Converter:
         return dict(zip(self.names, values))
 
 
-def _is_int(text: str) -> bool:
+def _int_kind(text: str) -> bool | None:
+    """True: a plain integer; False: an integer with leading zeros or a sign (``007``: text); None: no integer."""
     try:
         return str(int(text)) == text.strip()
     except ValueError:
-        return False
+        return None
 
 
 def _is_float(text: str) -> bool:
@@ -78,8 +79,8 @@ def _is_float(text: str) -> bool:
 
 
 def infer(names: list[str], records: Iterable[list[str]], na: frozenset[str]) -> dict[str, Callable[[str], Any]]:
-    """``int`` for a column whose present values are all integers written plainly (``007`` stays
-    text), ``float`` for one whose values all parse as numbers; other columns (and columns with no
+    """``int`` for a column whose present values are all integers written plainly (a column with
+    ``007`` stays text, zeros and all), ``float`` for one whose values all parse as numbers; other columns (and columns with no
     value) stay text."""
     candidates: list[set[Any]] = [{int, float} for _ in names]
     seen = [False] * len(names)
@@ -89,8 +90,13 @@ def infer(names: list[str], records: Iterable[list[str]], na: frozenset[str]) ->
                 continue
             seen[i] = True
             kinds = candidates[i]
-            if int in kinds and not _is_int(text):
-                kinds.discard(int)
+            if int in kinds:
+                plain = _int_kind(text)
+                if plain is False:
+                    kinds.clear()
+                    continue
+                if plain is None:
+                    kinds.discard(int)
             if float in kinds and not _is_float(text):
                 kinds.discard(float)
     out: dict[str, Callable[[str], Any]] = {}
@@ -140,8 +146,8 @@ def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, inde
         span = size - data_start
         start = data_start + span * index // count
         end = data_start + span * (index + 1) // count
+        fh.seek(start - 1 if start > data_start else start)
         if start > data_start:
-            fh.seek(start - 1)
             fh.readline()  # to the first line that starts at or after ``start``
         pos = fh.tell()
         first_line = _line_number(fh, pos) if pos > 0 else 1
