@@ -1,7 +1,7 @@
 """Provides how CSV Input reads a file: missing values, typed fields, type inference and split reading.
 
-Records come out as ``(line, values)``: the file line a record ends on (1-based, the header is line
-1) and its text values. ``Converter`` turns the values into a row: a value listed in ``na_values``
+Records come out as lists of text values, with a function giving the file line the last record
+ended on (1-based, the header is line 1). ``Converter`` turns the values into rows: a value listed in ``na_values``
 becomes None in every field, typed fields are converted, and a value that does not convert raises
 ``ValueError`` naming the field, the line and the text.
 
@@ -24,8 +24,6 @@ from typing import Any
 
 from .errors import FlowDefinitionError
 
-Record = tuple[int, list[str]]
-
 INFER_ROWS = 1000
 """Rows ``infer_types=True`` looks at."""
 
@@ -36,30 +34,48 @@ def typename(fn: Any) -> str:
 
 
 class Converter:
-    """Text values of one record -> a row dict, with ``na_values`` and ``types`` applied."""
+    """Text values of records -> chunks of row dicts, with ``na_values`` and ``types`` applied."""
 
     def __init__(self, names: list[str], types: Mapping[str, Callable[[str], Any]], na_values: Iterable[str]) -> None:
         self.names = names
-        self.na = frozenset(na_values)
+        self.na = tuple(dict.fromkeys(na_values))
         self.typed = [(i, name, types[name]) for i, name in enumerate(names) if name in types]
 
-    def row(self, line: int, values: list[str]) -> dict[str, Any]:
-        na = self.na
-        if na and not na.isdisjoint(values):
-            values = [None if v in na else v for v in values]  # type: ignore[misc]
-        elif self.typed:
-            values = list(values)
-        for i, name, fn in self.typed:
-            if i < len(values):
-                text = values[i]
-                if text is not None:
-                    try:
-                        values[i] = fn(text)
-                    except (ValueError, TypeError, ArithmeticError) as exc:
-                        raise ValueError(
-                            f"line {line}, field {name!r}: cannot read {text!r} as {typename(fn)} ({exc})"
-                        ) from None
-        return dict(zip(self.names, values))
+    def chunks(self, records: Iterable[list[Any]], line_of: Callable[[], int], size: int,
+               failed: Callable[[dict[str, Any], Exception], None]) -> Iterator[list[dict[str, Any]]]:
+        """Rows in chunks of ``size``; a record whose value does not convert goes to ``failed``.
+
+        One loop without a call per row: this is the hot path of every CSV flow.
+        """
+        names, na, typed = self.names, self.na, self.typed
+        chunk: list[dict[str, Any]] = []
+        append = chunk.append
+        for values in records:
+            if not values:
+                continue
+            # ``text in values`` compares in C without hashing every value: cheaper than a set
+            # test when, as usual, there are one or two missing-value texts
+            for text in na:
+                while text in values:
+                    values[values.index(text)] = None
+            if typed:
+                try:
+                    for i, name, fn in typed:
+                        if i < len(values) and values[i] is not None:
+                            values[i] = fn(values[i])
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    line = line_of()
+                    text = values[i]
+                    failed({"line": line, **dict(zip(names, values))}, ValueError(
+                        f"line {line}, field {name!r}: cannot read {text!r} as {typename(fn)} ({exc})"))
+                    continue
+            append(dict(zip(names, values)))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+                append = chunk.append
+        if chunk:
+            yield chunk
 
 
 def _int_kind(text: str) -> bool | None:
@@ -106,28 +122,29 @@ def infer(names: list[str], records: Iterable[list[str]], na: frozenset[str]) ->
     return out
 
 
-def read_whole(fh: Any, delimiter: str, skip_header: bool) -> tuple[list[str] | None, Iterator[Record]]:
-    """The header (if asked for) and every record of an open text file."""
+Opened = tuple[list[str] | None, Iterator[list[str]], Callable[[], int]]
+"""The header (if asked for), the records, and a function giving the line the last record ended on."""
+
+
+def read_whole(fh: Any, delimiter: str, skip_header: bool) -> Opened:
+    """Every record of an open text file."""
     reader = csv.reader(fh, delimiter=delimiter)
     header = next(reader, None) if skip_header else None
-
-    def records() -> Iterator[Record]:
-        for values in reader:
-            if values:
-                yield reader.line_num, values
-
-    return header, records()
+    return header, reader, lambda: reader.line_num
 
 
-def modulo(records: Iterator[Record], index: int, count: int) -> Iterator[Record]:
+def modulo(records: Iterator[list[str]], index: int, count: int) -> Iterator[list[str]]:
     """The records whose number (0-based, header excluded) modulo ``count`` is ``index``."""
-    for k, record in enumerate(records):
-        if k % count == index:
-            yield record
+    k = -1
+    for values in records:
+        if values:
+            k += 1
+            if k % count == index:
+                yield values
 
 
-def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int, count: int) -> tuple[list[str] | None, Iterator[Record]]:
-    """The header (if asked for) and the records of the lines starting in byte range ``index`` of ``count``."""
+def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int, count: int) -> Opened:
+    """The records of the lines starting in byte range ``index`` of ``count``."""
     if "\n".encode(encoding) != b"\n" or '"'.encode(encoding) != b'"':
         raise FlowDefinitionError(
             f"CsvInput cannot split {path!r} by bytes in encoding {encoding!r}; use split='rows'"
@@ -155,7 +172,8 @@ def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, inde
     except BaseException:
         fh.close()
         raise
-    return header, _range_records(fh, path, encoding, delimiter, pos, end, first_line)
+    state = [first_line - 1]
+    return header, _range_records(fh, path, encoding, delimiter, pos, end, state), lambda: state[0]
 
 
 def _line_number(fh: Any, pos: int) -> int:
@@ -172,24 +190,21 @@ def _line_number(fh: Any, pos: int) -> int:
     return seen + 1
 
 
-def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int, first_line: int) -> Iterator[Record]:
+def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int, line: list[int]) -> Iterator[list[str]]:
     with fh:
-        line = first_line - 1
 
         def lines() -> Iterator[str]:
-            nonlocal pos, line
+            nonlocal pos
             for raw in fh:
                 if pos >= end:
                     return
                 pos += len(raw)
-                line += 1
+                line[0] += 1
                 if raw.count(b'"') & 1:
                     raise FlowDefinitionError(
-                        f"CsvInput {path!r} line {line} has an unbalanced quote (a quoted field holding a line "
+                        f"CsvInput {path!r} line {line[0]} has an unbalanced quote (a quoted field holding a line "
                         "break?): such a file cannot be split by bytes; use split='rows'"
                     )
                 yield raw.decode(encoding)
 
-        for values in csv.reader(lines(), delimiter=delimiter):
-            if values:
-                yield line, values
+        yield from csv.reader(lines(), delimiter=delimiter)

@@ -89,8 +89,8 @@ class CsvInput(Step):
         if not self.infer_rows:
             return self.types
         with open(self.path, newline="", encoding=self.encoding) as fh:
-            _, records = read_whole(fh, self.delimiter, self.header)
-            head = [values for _line, values in itertools.islice(records, self.infer_rows)]
+            _, records, _ = read_whole(fh, self.delimiter, self.header)
+            head = [values for values in itertools.islice(records, self.infer_rows) if values]
         untyped = [(i, n) for i, n in enumerate(names) if n not in self.types]
         columns = ([v[i] if i < len(v) else "" for i, _n in untyped] for v in head)
         return {**infer([n for _i, n in untyped], columns, frozenset(self.na_values)), **self.types}
@@ -100,35 +100,22 @@ class CsvInput(Step):
         index, count = self._part()
         for _ in range(times):
             if count > 1 and self.split == "bytes":
-                header, records = read_range(self.path, self.encoding, self.delimiter, self.header, index, count)
-                yield from self._rows(header, records, size)
+                yield from self._rows(*read_range(self.path, self.encoding, self.delimiter, self.header, index, count),
+                                      size)
                 continue
             with open(self.path, newline="", encoding=self.encoding) as fh:
-                header, records = read_whole(fh, self.delimiter, self.header)
+                header, records, line_of = read_whole(fh, self.delimiter, self.header)
                 if count > 1:
                     records = modulo(records, index, count)
-                yield from self._rows(header, records, size)
+                yield from self._rows(header, records, line_of, size)
 
-    def _rows(self, header: list[str] | None, records: Iterator[tuple[int, list[str]]], size: int) -> Iterator[list[Row]]:
+    def _rows(self, header: list[str] | None, records: Iterator[list[str]], line_of: Callable[[], int],
+              size: int) -> Iterator[list[Row]]:
         names = self.fields or header
         if names is None:
             return
-        convert_row = Converter(names, self._types(names), self.na_values).row
-        row_failed = self.ctx.row_failed
-        chunk: list[Row] = []
-        append = chunk.append
-        for line, values in records:
-            try:
-                append(convert_row(line, values))
-            except ValueError as exc:
-                row_failed({"line": line, **dict(zip(names, values))}, exc)
-                continue
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-                append = chunk.append
-        if chunk:
-            yield chunk
+        converter = Converter(names, self._types(names), self.na_values)
+        yield from converter.chunks(records, line_of, size, self.ctx.row_failed)
 
 
 class CsvOutput(Step):
