@@ -207,12 +207,22 @@ class Runner:
 
     def start(self) -> None:
         """Start every instance at once (all steps run concurrently)."""
-        from .process import start_process_instance
+        from .process import process_chains, start_process_instance
 
         self._remaining = len(self.instances)
+        by_key = {(inst.spec.name, inst.index): inst for inst in self.instances}
+        lanes: dict[str, list[tuple[str, str]]] = {}
+        for chain in process_chains(self.flow, self.counts):
+            lanes[chain[0][0]] = chain
+            for name, _gate in chain[1:]:
+                lanes[name] = []
         for inst in self.instances:
+            chain = lanes.get(inst.spec.name)
+            if chain == []:
+                continue  # runs in the worker of the lane's first step
             if inst.spec.mode == "process":
-                start_process_instance(self, inst)
+                start_process_instance(self, inst, [(by_key[(name, inst.index)], gate) for name, gate in chain]
+                                       if chain else None)
             else:
                 thread = threading.Thread(
                     target=run_thread_instance, args=(self, inst), daemon=True,
