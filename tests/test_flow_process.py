@@ -208,3 +208,34 @@ def test_a_failure_inside_a_shared_worker_names_its_own_step(tmp_path):
     run = flow.run()
     assert not run.ok and run.failed_step == "check"
     assert "step 'check'" in run.message and "1234 is cursed" in run.message
+
+
+def identity(row):
+    return row
+
+
+def test_chunks_cross_to_workers_compactly_and_come_back_equal():
+    import datetime
+    import decimal
+    import pickle
+
+    from tinyo.flow.wire import decode, encode
+
+    uniform = [{"id": i, "name": f"n{i}", "score": i / 3, "tags": ["a", i], "missing": None} for i in range(1000)]
+    packed = encode(uniform)
+    assert packed[:1] == b"C" and packed.count(b"score") == 1  # field names once per chunk, not once per row
+    assert len(packed) < len(pickle.dumps(uniform, protocol=pickle.HIGHEST_PROTOCOL))
+    assert decode(packed) == uniform
+    odd = [{"a": 1, "b": 2}, {"b": 2, "a": 1}, {"a": 1}, {"when": datetime.date(2024, 1, 2), "d": decimal.Decimal("1.5")}]
+    assert encode(odd)[:1] == b"P" and decode(encode(odd)) == odd
+    assert [list(r) for r in decode(encode(odd))] == [list(r) for r in odd]  # field order kept
+
+    flow = Flow("proc_round_trip", chunk_size=300)
+    gen = flow.step("gen", steps.Generate(rows=uniform + odd, index=None))
+    same = flow.step("same", steps.Map(identity), instances=2, processes=True)
+    flow.hop(gen, same)
+    flow.hop(same, flow.step("res", steps.SetFlowResult(collect=True)))
+    run = flow.run()
+    assert run.ok, run.error
+    key = repr
+    assert sorted(run.result, key=key) == sorted(uniform + odd, key=key)

@@ -1,4 +1,4 @@
-"""Provides process-mode step instances: a worker process per instance, fed whole chunks by pickling.
+"""Provides process-mode step instances: a worker process per instance, fed chunks through pipes (``wire``).
 
 The parent keeps two threads per instance: a *feeder* reads the instance's inbox and sends chunks
 to the worker (at most ``window`` chunks ahead of the results), and a *collector* reads what the
@@ -34,6 +34,7 @@ from .binding import ThreadBinding
 from .channel import Window
 from .errors import ProcessModeError, Stopped
 from .modules import dumps_with_modules
+from .wire import decode, encode
 
 if TYPE_CHECKING:
     from .definition import Flow
@@ -232,7 +233,7 @@ def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) 
         if inst.inbox is None:
             window.acquire()
             meter.rows_in += 1
-            handle.send(("rows", [{}]))
+            handle.send(("rows", encode([{}])))
         else:
             get = inst.inbox.get
             while True:
@@ -241,8 +242,8 @@ def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) 
                     break
                 window.acquire()
                 try:
-                    handle.send(("rows", rows))
-                except pickle.PicklingError as exc:
+                    handle.send(("rows", encode(rows)))
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
                     raise ProcessModeError(
                         f"{inst.where} runs in processes, and a row it was sent cannot be pickled: {exc}"
                     ) from exc
@@ -313,7 +314,7 @@ def _collector(runner: Runner, inst: Instance, chain: list[tuple[Instance, str]]
                 return
             kind = message[0]
             if kind == "out":
-                outlet.send(message[1], message[2])
+                outlet.send(message[1], decode(message[2]))
             elif kind == "ack":
                 _apply_stats(chain, message[1])
                 window.release()

@@ -26,7 +26,9 @@ class _PipeOutlet:
 
     def send(self, gate: str, rows: list[Any]) -> None:
         if rows:
-            pickle.dump(("out", gate, rows), self.out, protocol=pickle.HIGHEST_PROTOCOL)
+            from tinyo.flow.wire import encode
+
+            pickle.dump(("out", gate, encode(rows)), self.out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _LaneOutlet:
@@ -106,6 +108,7 @@ def main(argv: list[str]) -> int:
         from tinyo.flow.errors import RowFailure
         from tinyo.flow.instance import finish_step
         from tinyo.flow.modules import import_module_or_file, loads_with_modules
+        from tinyo.flow.wire import decode
 
         modules = dict(init["modules"])
         main_file = modules.pop("__main__", None)
@@ -141,7 +144,7 @@ def main(argv: list[str]) -> int:
                 except EOFError:
                     return 0
                 if message[0] == "rows":
-                    head.process(message[1], current)
+                    head.process(decode(message[1]), current)
                     send(("ack", [m.stats() for m in members]))
                 elif message[0] == "finish":
                     for member in members:
