@@ -299,3 +299,16 @@ def test_carrier_columns_match_the_generated_header(flights):
     with open(flights, newline="") as fh:
         assert next(csv.reader(fh)) == COLUMNS
     assert {r["carrier"] for r in read_flights(flights)} == set(CARRIERS)
+
+
+def test_aggregate_field_names_are_data_not_code():
+    odd = "x'] + 1; import os #\"\n"
+    rows = [{odd: 1, "g\\": "a"}, {odd: 2, "g\\": "a"}, {odd: None, "g\\": ("t", 1)}]
+    flow = Flow("odd_names")
+    gen = flow.step("gen", steps.Generate(rows=rows, index=None))
+    agg = flow.step("agg", steps.Aggregate(["g\\"], {odd: ("sum", odd), "n": ("count", odd)}))
+    flow.hop(gen, agg)
+    _collect(flow, agg)
+    run = flow.run()
+    assert run.ok, run.error
+    assert run.result == [{"g\\": "a", odd: 3, "n": 2}, {"g\\": ("t", 1), odd: None, "n": 0}]

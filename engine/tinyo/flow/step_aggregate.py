@@ -1,13 +1,14 @@
 """Provides Aggregate: group rows by key fields and emit one row per group, with SQL's handling of missing values.
 
-The aggregation is compiled once, when the step is built, into *slots*: one running value per
-distinct ``(kind, field)`` (``avg`` of a field shares the ``sum`` and ``count`` slots of that field,
-so asking for sum, count and avg of one field keeps two numbers, not three). Each slot has an update
-function ``(old, row) -> new`` chosen for its kind, so ``process`` never looks at an operation name.
+The aggregation is planned once, when the step is built, as *slots*: one running value per distinct
+``(kind, field)`` (``avg`` of a field shares the ``sum`` and ``count`` slots of that field, so
+asking for sum, count and avg of one field keeps two numbers, not three). Each instance then
+compiles the loop over a chunk for exactly those slots (``compile_updates``), so ``process`` never
+looks at an operation name.
 
-A row updates its group all at once: the new slot values are computed into a fresh list first and
-replace the group's list only when every slot succeeded, so a row that raises half-way (a text value
-in a sum, a field it lacks) goes to the error gate and leaves no trace in the totals.
+A row updates its group all at once: the new slot values are computed first and stored only when
+every slot succeeded, so a row that raises half-way (a text value in a sum, a field it lacks) goes
+to the error gate and leaves no trace in the totals.
 """
 
 from __future__ import annotations
@@ -33,50 +34,56 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 Slot = tuple[str, "str | None"]
-Update = Callable[[Any, Row], Any]
+
+_INITIAL = {"rows": "0", "count": "0", "sum": "0", "min": "None", "max": "None", "first": "UNSET",
+            "last": "UNSET", "list": "[]"}
+"""Each slot kind's value before the group's first row (source text)."""
+
+_NEXT = {
+    "rows": "{o} + 1",
+    "count": "{o} if {v} is None else {o} + 1",
+    "sum": "{o} if {v} is None else {o} + {v}",
+    "min": "{o} if {v} is None else {v} if {o} is None or {v} < {o} else {o}",
+    "max": "{o} if {v} is None else {v} if {o} is None or {v} > {o} else {o}",
+    "first": "{v} if {o} is UNSET else {o}",
+    "last": "{v}",
+    "list": "{o}",
+}
+"""Each slot kind's next value from the old one ``{o}`` and the row's value ``{v}`` (source text)."""
 
 
-def _update(kind: str, src: str | None) -> tuple[Any, Update]:
-    """The initial value and the update function of one slot."""
-    if kind == "rows":
-        return 0, lambda old, row: old + 1
-    assert src is not None
-    if kind == "count":
-        def count(old: int, row: Row) -> int:
-            return old if row[src] is None else old + 1
-        return 0, count
-    if kind == "sum":
-        def add(old: Any, row: Row) -> Any:
-            v = row[src]
-            return old if v is None else old + v
-        return 0, add
-    if kind == "min":
-        def low(old: Any, row: Row) -> Any:
-            v = row[src]
-            if v is None:
-                return old
-            return v if old is None or v < old else old
-        return None, low
-    if kind == "max":
-        def high(old: Any, row: Row) -> Any:
-            v = row[src]
-            if v is None:
-                return old
-            return v if old is None or v > old else old
-        return None, high
-    if kind == "first":
-        def first(old: Any, row: Row) -> Any:
-            v = row[src]
-            return v if old is _UNSET else old
-        return _UNSET, first
-    if kind == "last":
-        return _UNSET, lambda old, row: row[src]
-    if kind == "list":
-        def check(old: Any, row: Row) -> Any:
-            row[src]  # noqa: B018 - a row without the field fails before the group changes
-            return old
-        return None, check
-    raise AssertionError(kind)
+def compile_updates(by: tuple[str, ...], slots: list[Slot]) -> Callable[..., None]:
+    """The loop that adds a chunk of rows to the groups, written out for these slots and compiled.
+
+    Generated once per step instance so that each row costs a few local operations per slot and
+    no call or operation-name test; field names enter the source only as ``repr`` literals. Every
+    new slot value is computed before any is stored, so a row that raises changes nothing.
+    """
+    sources = list(dict.fromkeys(src for _kind, src in slots if src is not None))
+    var = {src: f"v{i}" for i, src in enumerate(sources)}
+    key = f"row[{by[0]!r}]" if len(by) == 1 else "(" + "".join(f"row[{f!r}], " for f in by) + ")"
+    body = [f"key = {key}", "acc = get(key)", "fresh = acc is None", "if fresh:",
+            "    acc = [" + ", ".join(_INITIAL[kind] for kind, _src in slots) + "]"]
+    body += [f"{var[src]} = row[{src!r}]" for src in sources]
+    body += [f"s{j} = " + _NEXT[kind].format(o=f"acc[{j}]", v=var.get(src or "", "None"))
+             for j, (kind, src) in enumerate(slots)]
+    body += [f"acc[{j}] = s{j}" for j in range(len(slots))]
+    body += [f"acc[{j}].append({var[src]})" for j, (kind, src) in enumerate(slots) if kind == "list" and src]
+    body += ["if fresh:", "    groups[key] = acc"]
+    source = "\n".join([
+        "def update(rows, groups, row_failed):",
+        "    get = groups.get",
+        "    for row in rows:",
+        "        try:",
+        *("            " + line for line in body),
+        "        except (Stopped, RowFailure):",
+        "            raise",
+        "        except Exception as exc:",
+        "            row_failed(row, exc)",
+    ])
+    scope: dict[str, Any] = {"UNSET": _UNSET, "Stopped": Stopped, "RowFailure": RowFailure}
+    exec(compile(source, f"<Aggregate by {list(by)}>", "exec"), scope)  # noqa: S102 - built from repr literals
+    return scope["update"]  # type: ignore[no-any-return]
 
 
 class Aggregate(Step):
@@ -132,48 +139,11 @@ class Aggregate(Step):
         return f"Aggregate(by={list(self.by)})"
 
     def setup(self) -> None:
-        compiled = [_update(kind, src) for kind, src in self.slots]
-        self._initial = [init for init, _fn in compiled]
-        self._updates = [fn for _init, fn in compiled]
-        self._lists = [(j, src) for j, (kind, src) in enumerate(self.slots) if kind == "list"]
+        self._update = compile_updates(self.by, self.slots)
         self.groups: dict[Any, list[Any]] = {}
 
-    def _key(self) -> Callable[[Row], Any]:
-        by = self.by
-        if len(by) == 1:
-            field = by[0]
-            return lambda row: row[field]
-        return lambda row: tuple(row[f] for f in by)
-
     def process(self, rows: list[Row]) -> Output:
-        ctx = self.ctx
-        groups = self.groups
-        get = groups.get
-        initial = self._initial
-        updates = self._updates
-        lists = self._lists
-        key_of = self._key()
-        it = iter(rows)
-        row: Any = None
-        while True:
-            try:
-                for row in it:
-                    key = key_of(row)
-                    acc = get(key)
-                    if acc is None:
-                        acc = initial
-                    new = [fn(old, row) for fn, old in zip(updates, acc)]
-                    if lists:
-                        for j, src in lists:
-                            if new[j] is None:
-                                new[j] = []
-                            new[j].append(row[src])
-                    groups[key] = new
-                break
-            except (Stopped, RowFailure):
-                raise
-            except Exception as exc:
-                ctx.row_failed(row, exc)
+        self._update(rows, self.groups, self.ctx.row_failed)
         return None
 
     def finish(self) -> Output:
@@ -192,7 +162,7 @@ class Aggregate(Step):
                 elif how == "once":
                     row[name] = None if acc[at[0]] is _UNSET else acc[at[0]]
                 else:
-                    row[name] = list(acc[at[0]] or [])
+                    row[name] = acc[at[0]]
             out.append(row)
         size = self.ctx.chunk_size
         return (out[i : i + size] for i in range(0, len(out), size))
