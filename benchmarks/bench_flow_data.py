@@ -90,12 +90,14 @@ AGGREGATE = {"flights": ("count_all", None), "delays": ("count", "dep_delay"),
              "total_delay": ("sum", "dep_delay"), "mean_delay": ("avg", "dep_delay")}
 
 
-def real_flow(path: Path, master: Path, out: Path, instances: int = 1, processes: bool = False) -> float:
+def real_flow(path: Path, master: Path, out: Path, instances: int = 1, processes: bool = False,
+              columns: bool = False) -> float:
     """CSV -> Lookup -> Aggregate -> CSV; with ``instances`` > 1 the CSV input, lookup and a partial
     aggregate run in that many lanes (worker processes with ``processes``), and one more Aggregate
-    adds up the partial results."""
+    adds up the partial results. ``columns`` reads only the two fields used (``CsvInput(columns=)``)."""
     flow = Flow("bench_real", params={"src": str(path), "master": str(master), "out": str(out)})
-    read = flow.step("read", steps.CsvInput("${params.src}", na_values=NA, types={"dep_delay": float}),
+    read = flow.step("read", steps.CsvInput("${params.src}", na_values=NA, types={"dep_delay": float},
+                                            columns=["carrier", "dep_delay"] if columns else None),
                      instances=instances, processes=processes)
     look = flow.step("lookup", steps.Lookup(csv="${params.master}", key="carrier", fields=["name"]),
                      instances=instances, processes=processes)

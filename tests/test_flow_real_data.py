@@ -312,3 +312,20 @@ def test_aggregate_field_names_are_data_not_code():
     run = flow.run()
     assert run.ok, run.error
     assert run.result == [{"g\\": "a", odd: 3, "n": 2}, {"g\\": ("t", 1), odd: None, "n": 0}]
+
+
+def test_columns_keeps_only_the_named_fields(flights):
+    flow = Flow("columns", params={"src": str(flights)}, chunk_size=500)
+    read = flow.step("read", steps.CsvInput("${params.src}", na_values=["NA"], types={"dep_delay": float},
+                                            columns=["dep_delay", "carrier"]), instances=2)
+    _collect(flow, read)
+    run = flow.run()
+    assert run.ok, run.error
+    want = [{"dep_delay": r["dep_delay"], "carrier": r["carrier"]} for r in read_flights(flights)]
+    assert sorted(run.result, key=repr) == sorted(want, key=repr)
+    assert list(run.result[0]) == ["dep_delay", "carrier"]
+
+    bad = Flow("bad_columns", params={"src": str(flights)})
+    bad.step("read", steps.CsvInput("${params.src}", columns=["carrier", "nope"]))
+    run = bad.run()
+    assert not run.ok and "columns ['nope'] are not fields of" in run.message and "time_hour" in run.message

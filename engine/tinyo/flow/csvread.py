@@ -19,6 +19,7 @@ Several instances of one CSV Input (with no incoming hop) read disjoint parts of
 from __future__ import annotations
 
 import csv
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -36,10 +37,14 @@ def typename(fn: Any) -> str:
 class Converter:
     """Text values of records -> chunks of row dicts, with ``na_values`` and ``types`` applied."""
 
-    def __init__(self, names: list[str], types: Mapping[str, Callable[[str], Any]], na_values: Iterable[str]) -> None:
+    def __init__(self, names: list[str], types: Mapping[str, Callable[[str], Any]], na_values: Iterable[str],
+                 picks: list[int] | None = None) -> None:
         self.names = names
+        """The row's field names (with ``picks``: the kept columns)."""
         self.na = tuple(dict.fromkeys(na_values))
         self.typed = [(i, name, types[name]) for i, name in enumerate(names) if name in types]
+        self.picks = picks
+        """Positions in the record of the kept columns, or None to keep every field."""
 
     def chunks(self, records: Iterable[list[Any]], line_of: Callable[[], int], size: int,
                failed: Callable[[dict[str, Any], Exception], None]) -> Iterator[list[dict[str, Any]]]:
@@ -47,12 +52,20 @@ class Converter:
 
         One loop without a call per row: this is the hot path of every CSV flow.
         """
-        names, na, typed = self.names, self.na, self.typed
+        names, na, typed, picks = self.names, self.na, self.typed, self.picks
+        pick = None
+        if picks is not None:
+            pick = operator.itemgetter(*picks) if len(picks) > 1 else lambda values: (values[picks[0]],)
         chunk: list[dict[str, Any]] = []
         append = chunk.append
         for values in records:
             if not values:
                 continue
+            if pick is not None:
+                try:
+                    values = list(pick(values))
+                except IndexError:  # a short record: its absent columns are missing
+                    values = [values[i] if i < len(values) else None for i in picks]  # type: ignore[union-attr]
             # ``text in values`` compares in C without hashing every value: cheaper than a set
             # test when, as usual, there are one or two missing-value texts
             for text in na:

@@ -33,7 +33,8 @@ class CsvInput(Step):
     the file (``int``, ``float``, else text). A value that does not convert goes to the error gate
     naming the field, line and text. The file is read once per input row (once, for the kickstart
     row); several instances of a CsvInput with no incoming hop read disjoint parts of it (``split``,
-    see ``tinyo.flow.csvread``), unless its path names ``${instance.index}``.
+    see ``tinyo.flow.csvread``), unless its path names ``${instance.index}``. ``columns`` keeps only
+    those fields in each row (the others are parsed but never become row fields: a cheaper read).
     """
 
     settings = ("path", "delimiter", "encoding")
@@ -50,6 +51,7 @@ class CsvInput(Step):
         na_values: Iterable[str] = ("",),
         infer_types: bool | int = False,
         split: str | None = "bytes",
+        columns: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(path, str) or not path:
             raise FlowDefinitionError(f"CsvInput needs a path, got {path!r}")
@@ -69,6 +71,9 @@ class CsvInput(Step):
         self.na_values = tuple(na_values)
         self.infer_rows = (INFER_ROWS if infer_types is True else int(infer_types)) if infer_types else 0
         self.split = split
+        self.columns = list(columns) if columns is not None else None
+        if self.columns is not None and (not self.columns or len(set(self.columns)) != len(self.columns)):
+            raise FlowDefinitionError(f"CsvInput columns must name distinct fields, got {self.columns!r}")
 
     def describe(self) -> str:
         return f"CsvInput({self.path!r})"
@@ -114,7 +119,17 @@ class CsvInput(Step):
         names = self.fields or header
         if names is None:
             return
-        converter = Converter(names, self._types(names), self.na_values)
+        types = self._types(names)
+        picks = None
+        if self.columns is not None:
+            unknown = [c for c in self.columns if c not in names]
+            if unknown:
+                raise FlowDefinitionError(
+                    f"{self.ctx.where}: columns {unknown} are not fields of {self.path!r} (it has: {', '.join(names)})"
+                )
+            picks = [names.index(c) for c in self.columns]
+            names = self.columns
+        converter = Converter(names, types, self.na_values, picks)
         yield from converter.chunks(records, line_of, size, self.ctx.row_failed)
 
 
