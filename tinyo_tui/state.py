@@ -186,6 +186,8 @@ class ConsoleState:
         self.events_total = 0
         self._recent: deque[float] = deque(maxlen=20_000)
         self._seq = count()
+        self.stop_deadline: float | None = None
+        """While the console stops the engine: when running ops stop being waited for (clock time)."""
 
     # ------------------------------------------------------------------ queries
     @property

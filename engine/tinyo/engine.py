@@ -32,6 +32,7 @@ from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
 from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
+from .names import name_problem
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store, dump_ops, load_ops
 from .watch import WatcherProcess, scan_folder
@@ -228,6 +229,9 @@ class Engine:
         """Take ``event`` in as if it had happened (source ``manual``)."""
         if not isinstance(event, str) or not event:
             raise TinyoError(f"an event must be a non-empty string, got {event!r}")
+        problem = name_problem(event)
+        if problem is not None:
+            raise TinyoError(f"the event {event!r} {problem}")
         self._put_intake(("manual", event, None))
 
     def fire_timer(self, name: str) -> None:
@@ -1308,8 +1312,9 @@ class Engine:
             while not self._intake.empty():
                 self._store_intake()
             self._commit_and_publish([])
-        deadline = time.monotonic() + self._stop_grace
-        while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
+        begun = time.monotonic()
+        # the grace is read each time round: a second stop() with a shorter timeout cuts it short
+        while time.monotonic() < begun + self._stop_grace and any(r.start is not None for r in self._open.values()):
             self._wake.wait(0.05)
             self._wake.clear()
             self._cycle()

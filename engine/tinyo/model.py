@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .names import digest_bytes, name_problem
 
 CatchUp = Literal["skip", "latest", "all"]
 
@@ -150,7 +151,7 @@ class DES:
                     *(f"op={op_module(fn)}:{op_name(fn)}:{canonical(cfg)}" for fn, cfg in self.ops),
                 ]
             )
-            object.__setattr__(self, "_id", hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+            object.__setattr__(self, "_id", hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest())
         return self._id  # type: ignore[return-value]
 
     def __hash__(self) -> int:
@@ -182,6 +183,9 @@ def _doc_set(field_name: str, values: Iterable[str]) -> frozenset[str]:
     for value in result:
         if not isinstance(value, str) or not value:
             raise TypeError(f"DES {field_name} must hold non-empty strings, got {value!r}")
+        problem = name_problem(value)
+        if problem is not None:
+            raise TypeError(f"DES {field_name}: the name {value!r} {problem}")
     return result
 
 

@@ -18,7 +18,7 @@ from ..messages import QueryResult, Target
 from ..safe_text import clock_time, duration, short_id, visible
 
 if TYPE_CHECKING:
-    from ..app import TinyoApp
+    from ..host import ConsoleHost
 
 MAX_DES = 5
 """DES detailed on one event's screen."""
@@ -119,9 +119,9 @@ class DetailsScreen(Screen[None]):
         self.des_ids: list[str] = [des_id] if des_id else []
 
     @property
-    def tinyo(self) -> TinyoApp:
+    def tinyo(self) -> ConsoleHost:
         """The console app."""
-        return cast("TinyoApp", self.app)
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="title")

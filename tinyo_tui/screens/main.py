@@ -27,7 +27,7 @@ from ..widgets.stream_log import StreamLog
 from ..widgets.workers_table import WorkersTable
 
 if TYPE_CHECKING:
-    from ..app import TinyoApp
+    from ..host import ConsoleHost
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 WIDE = 120
@@ -81,9 +81,9 @@ class MainScreen(Screen[None]):
         self.active_pane = "events"
 
     @property
-    def tinyo(self) -> TinyoApp:
+    def tinyo(self) -> ConsoleHost:
         """The console app."""
-        return cast("TinyoApp", self.app)
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         app = self.tinyo

@@ -39,7 +39,7 @@ from .wire import decode, encode
 if TYPE_CHECKING:
     from .definition import Flow
     from .instance import Instance
-    from .runner import Runner
+    from .plan import RunnerPort as Runner
 
 
 def process_chains(flow: Flow, counts: dict[str, int]) -> list[list[tuple[str, str]]]:

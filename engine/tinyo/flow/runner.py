@@ -21,7 +21,8 @@ from .meter import InstanceMetrics, Meter
 from .routing import Outlet, Route
 
 if TYPE_CHECKING:
-    from .definition import Flow, HopDef
+    from .plan import FlowPlan as Flow
+    from .plan import HopDef
 
 STOP_GRACE = 10.0
 """Seconds a failed run waits for its other instances to stop before it returns anyway."""
