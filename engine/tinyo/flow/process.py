@@ -37,12 +37,12 @@ from .modules import dumps_with_modules
 from .wire import decode, encode
 
 if TYPE_CHECKING:
-    from .definition import Flow
+    from .plan import FlowPlan
     from .instance import Instance
     from .plan import RunnerPort as Runner
 
 
-def process_chains(flow: Flow, counts: dict[str, int]) -> list[list[tuple[str, str]]]:
+def process_chains(flow: FlowPlan, counts: dict[str, int]) -> list[list[tuple[str, str]]]:
     """Lanes of process steps that share a worker: ``[[(step, gate to the next), ...], ...]``,
     each at least two steps long (the last one's gate is ``""``)."""
     outgoing: dict[str, list[Any]] = {name: [] for name in flow.steps}
