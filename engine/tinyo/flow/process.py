@@ -37,8 +37,8 @@ from .modules import dumps_with_modules
 from .wire import decode, encode
 
 if TYPE_CHECKING:
-    from .plan import FlowPlan
     from .instance import Instance
+    from .plan import FlowPlan
     from .plan import RunnerPort as Runner
 
 
