@@ -178,6 +178,23 @@ def _master(tmp_path) -> str:
     return db
 
 
+def test_a_missing_key_matches_nothing_even_a_master_record_with_a_missing_key(tmp_path):
+    master = tmp_path / "m.csv"
+    master.write_text("code,name\n1,one\n,nobody\n")
+    src = tmp_path / "rows.csv"
+    src.write_text("id,code\na,1\nb,\nc,2\n")
+    flow = Flow("null_keys", params={"src": str(src), "master": str(master)})
+    read = flow.step("read", steps.CsvInput("${params.src}", types={"code": int}, split=None))
+    look = flow.step("look", steps.Lookup(csv="${params.master}", key="code", types={"code": int}))
+    flow.hop(read, look)
+    _collect(flow, look)
+    run = flow.run()
+    assert run.ok, run.error
+    assert run.result == [{"id": "a", "code": 1, "name": "one"}, {"id": "b", "code": None, "name": None},
+                          {"id": "c", "code": 2, "name": None}]
+    assert run.metrics["look"][0].counters == {"matched": 1, "missed": 2}
+
+
 def test_lookup_that_matches_nothing_reports_misses_and_warns_once(tmp_path, capfd):
     src = tmp_path / "rows.csv"
     src.write_text("id,code\n" + "".join(f"{i},{i % 12}\n" for i in range(100)))

@@ -26,8 +26,9 @@ class Lookup(Step):
     (default: all but the key), ``prefix`` is put before their names. A row with no match:
     ``on_miss="null"`` sets the fields to None, ``"keep"`` leaves the row as it is, ``"drop"``
     drops it, ``"error"`` sends it to the error gate (or fails the flow), ``"gate"`` sends it to the
-    ``missing`` gate. The metrics count ``matched`` and ``missed`` rows; a run in which rows were
-    looked up and none matched ends with a warning (often: text keys against integer keys).
+    ``missing`` gate. A missing (None) key matches nothing, as in SQL. The metrics count ``matched``
+    and ``missed`` rows; a run in which rows were looked up and none matched ends with a warning
+    (often: text keys against integer keys).
     """
 
     settings = ("csv", "table", "query", "delimiter")
@@ -90,6 +91,8 @@ class Lookup(Step):
                 raise FlowDefinitionError(
                     f"{self.ctx.where}: master record {record!r} has no key field {exc.args[0]!r}"
                 ) from None
+            if None in k:
+                continue  # as in SQL, a missing key matches nothing
             index[k[0] if len(k) == 1 else k] = {self.prefix + n: record.get(n) for n in names}
         self.names = names or list(self.fields or [])
         self.index = index
@@ -127,7 +130,7 @@ class Lookup(Step):
             try:
                 for row in it:
                     k = row[single] if single is not None else tuple(row[f] for f in key)
-                    record = get(k)
+                    record = get(k)  # None for a missing key too: the index holds none
                     if record is not None:
                         row.update(record)
                         out.append(row)
