@@ -22,6 +22,12 @@ def _bar(fill: float) -> str:
     return "█" * done + "░" * (_BAR - done)
 
 
+def _misses(m: Any) -> list[str]:
+    """A Lookup's rows without a master record (``miss:N``), shown beside its rows out."""
+    missed = getattr(m, "counters", {}).get("missed")
+    return [f"miss:{missed}"] if missed else []
+
+
 class LanesView(Widget, can_focus=True):
     """The lanes pane: live rows of running and recent flows, fed by FlowMetrics events."""
 
@@ -78,7 +84,8 @@ class LanesView(Widget, can_focus=True):
             gates = dict(m.rows_out)
             main = gates.pop("main", None)
             out = " ".join(([str(main)] if main is not None else [])
-                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())])
+                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())]
+                           + _misses(m))
             bar = _bar(m.buffer_fill) + (f" {m.buffer_fill:4.0%}" if wide else "")
             table.add_row(
                 Text(visible(step)),
