@@ -30,7 +30,7 @@ async def test_q_answers_the_quit_question_and_q_again_stops_running_ops_at_once
             header = app.screen.query_one(StatusHeader).render().plain
             assert "stopping 600s" in header or "stopping 599s" in header, header
             await pilot.press("q")
-            await until(pilot, lambda: not app.is_running or app._exit_renderables is not None, timeout=30,
+            await until(pilot, lambda: app.return_code is not None, timeout=30,
                         what="the app to exit without waiting for the grace")
         assert app.return_code == 0
         engine.wait(10)
@@ -39,3 +39,53 @@ async def test_q_answers_the_quit_question_and_q_again_stops_running_ops_at_once
         assert ("interrupted",) in runs, runs
     finally:
         engine.stop(timeout=0)
+
+
+def _headless_run(recipe: Path, events: list[str]) -> None:
+    """A first session without the console: inject ``events`` and let every op finish."""
+    engine = Engine.from_path(recipe)
+    engine.start()
+    try:
+        for name in events:
+            engine.inject(name)
+        for _ in range(400):
+            if engine.stats().events_total >= len(events) and engine.is_idle():
+                break
+            engine.wait(0.05)
+    finally:
+        engine.stop(timeout=5.0)
+
+
+@sync
+async def test_after_a_restart_the_panes_start_from_the_state_file(recipe: Path) -> None:
+    """Groups and counts, the last events, the output and runs of the previous session show at once,
+    and `/` jumps to a document nobody touched this session."""
+    from tinyo_tui.widgets.document_tree import DocumentTree
+    from tinyo_tui.widgets.output_log import OutputLog
+
+    _headless_run(recipe, [f"echo_{n}" for n in range(12)])
+    engine = Engine.from_path(recipe)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(pilot, app)
+            await until(pilot, lambda: len(app.state.events) >= 12, what="the previous session's events")
+            rows = [row for row in app.state.events if row.name.startswith("echo_")]
+            assert [row.name for row in rows] == [f"echo_{n}" for n in range(12)]
+            assert all(row.des_count == 1 for row in rows)
+            assert app.state.events_total >= 12
+            output = [row.line for row in app.state.output]
+            assert "echo 0" in output and "echo 11" in output
+            assert app.state.runs.of_worker(app.state.runs.get(max(r.run_id for r in app.state.runs)).worker)
+            tree = app.screen.query_one(DocumentTree)
+            await until(pilot, lambda: len(tree.root.children) >= 2, what="the groups in the tree")
+            labels = " ".join(str(node.label) for node in tree.root.children)
+            assert "done.echo_" in labels and "(12)" in labels, labels
+            await pilot.press("5")
+            log = app.screen.query_one(OutputLog)
+            assert "echo 11" in log.row_plain(log.selected)
+            await pilot.press("2", "slash", *"echo_7", "enter")
+            await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data is not None
+                        and tree.cursor_node.data[1] == "done.echo_7", what="the jump to done.echo_7")
+    finally:
+        engine.stop(timeout=2.0)

@@ -24,6 +24,7 @@ from .commands import Commands
 from .messages import (BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, StopStarted,
                        Target)
 from .palette import Palette
+from .past import seed
 from .safe_text import short_id, visible
 from .screens.confirm import ConfirmDialog, QuitDialog
 from .screens.details import DetailsScreen
@@ -141,8 +142,22 @@ class TinyoApp(App[int]):
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(QueryResult("boot", groups))
+        try:
+            past = (engine.history(), engine.stats())
+        except Exception as exc:  # the live view works without the past; say why it is missing
+            self.post_message(QueryResult("history", None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(QueryResult("history", past))
 
     def on_query_result(self, message: QueryResult) -> None:
+        if message.query == "history":
+            if message.error:
+                self.note(f"could not read the recent past from the state file: {message.error}", "error")
+            else:
+                changes = Changes()
+                seed(self.state, *message.value, changes)
+                self._publish(changes)
+            return
         if message.query != "boot":
             return
         if message.error:

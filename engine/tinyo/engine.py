@@ -30,6 +30,7 @@ from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
 from .executors import Executor, WorkerInfo, make_executor
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
+from .history import RECENT, History, read_history
 from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .recipe import OpResolver, Recipe, load_recipe
@@ -328,6 +329,10 @@ class Engine:
     def find_documents(self, match: Callable[[str], bool], limit: int = 1) -> list[str]:
         """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
         return self.call(lambda: self.store.find_names(match, limit))
+
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the state file: the last events, runs and output lines (bounded)."""
+        return self.call(lambda: read_history(self.store, events, runs, lines))
 
     def workers(self) -> list[WorkerInfo]:
         executor = self._executor

@@ -145,13 +145,16 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ updates
     def on_state_changed(self, message: StateChanged) -> None:
         changes = message.changes
+        if changes.reloaded:
+            for log in self.query(StreamLog):
+                log.reload()
         if changes.new_events:
             self.query_one(EventStream).rows_added(changes.new_events)
         elif changes.updated_events:
             self.query_one(EventStream).rows_changed()
         if changes.new_output:
             self.query_one(OutputLog).rows_added(changes.new_output)
-        if changes.new_docs or changes.changed_docs or changes.changed_des:
+        if changes.new_docs or changes.changed_docs or changes.changed_des or changes.groups:
             self.query_one(DocumentTree).apply(changes)
         if changes.workers or changes.changed_des:
             self.query_one(WorkersTable).refresh_rows()

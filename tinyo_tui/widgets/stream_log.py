@@ -175,6 +175,13 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         self.refresh()
         self._update_subtitle()
 
+    def reload(self) -> None:
+        """Rows were inserted anywhere (the start from the state file): rebuild the view."""
+        self._last_first_seq = None
+        self.set_filter(self._pattern.pattern if self._pattern else "", self._invert)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True)
+
     def rows_changed(self) -> None:
         """Some rows changed in place (their ``version`` moved): repaint the visible ones."""
         self.refresh()
