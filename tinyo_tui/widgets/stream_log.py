@@ -241,8 +241,10 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         if strip is None:
             strip = self._strip(self.row_text(row), width)
             if selected:
+                # Over the row's own styles (they carry the pane's background), so the theme's
+                # cursor colours show; Strip.apply_style would put it under them.
                 cursor = self.get_component_rich_style("stream-log--cursor")
-                strip = strip.apply_style(cursor)
+                strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = strip
