@@ -52,3 +52,32 @@ def test_the_cursor_row_takes_the_theme_cursor_background(theme: str, pane: type
             assert all(segment.style.bgcolor != cursor for segment in other), "only the cursor row"
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [(80, 24), WIDE])
+def test_filter_input_visible_while_typing(snap_compare: Any, size: tuple[int, int]) -> None:
+    """'/' then 'fact' typed: the filter line sits just above the footer, showing 'fact' and the
+    cursor; the footer keys stay below it; the Events pane lists only the fact_file events."""
+    engine, app = console()
+    assert snap_compare(app, press=["slash", *"fact"], terminal_size=size,
+                        run_before=scripted(app, lambda: retail_scenario(engine)))
+
+
+@pytest.mark.parametrize("size", [(80, 24), WIDE])
+def test_the_filter_line_is_not_under_the_footer(size: tuple[int, int]) -> None:
+    from textual.widgets import Footer
+
+    from tinyo_tui.widgets.filter_bar import FilterBar
+
+    async def run() -> None:
+        engine, app = console()
+        async with app.run_test(size=size) as pilot:
+            await scripted(app, lambda: retail_scenario(engine))(pilot)
+            await pilot.press("slash", *"fact")
+            await pilot.pause()
+            bar, footer = app.screen.query_one(FilterBar), app.screen.query_one(Footer)
+            assert bar.region.height == 1 and bar.region.width > 40
+            assert not bar.region.overlaps(footer.region), (bar.region, footer.region)
+            assert bar.region.bottom <= footer.region.y
+
+    asyncio.run(run())
