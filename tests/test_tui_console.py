@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -89,3 +90,71 @@ async def test_after_a_restart_the_panes_start_from_the_state_file(recipe: Path)
                         and tree.cursor_node.data[1] == "done.echo_7", what="the jump to done.echo_7")
     finally:
         engine.stop(timeout=2.0)
+
+
+@sync
+async def test_j_k_g_G_move_in_documents_and_workers_and_documents_start_with_a_cursor(recipe: Path) -> None:
+    from tinyo_tui.widgets.document_tree import DocumentTree
+    from tinyo_tui.widgets.workers_table import WorkersTable
+
+    _headless_run(recipe, [f"echo_{n}" for n in range(3)])
+    engine = Engine.from_path(recipe)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(pilot, app)
+            tree = app.screen.query_one(DocumentTree)
+            await until(pilot, lambda: len(tree.root.children) >= 2, what="groups")
+            await pilot.press("2")
+            await until(pilot, lambda: tree.cursor_line == 0, what="a cursor on the first node")
+            await pilot.press("j")
+            assert tree.cursor_line == 1
+            await pilot.press("k")
+            assert tree.cursor_line == 0
+            await pilot.press("G")
+            assert tree.cursor_line == tree.last_line > 0
+            await pilot.press("g")
+            assert tree.cursor_line == 0
+            await pilot.press("space")
+            assert tree.root.children[0].is_expanded, "space expands the node under the visible cursor"
+            await pilot.press("3")
+            table = app.screen.query_one(WorkersTable)
+            await until(pilot, lambda: table.row_count >= 2, what="two workers")
+            await pilot.press("j")
+            assert table.cursor_row == 1
+            await pilot.press("k")
+            assert table.cursor_row == 0
+            await pilot.press("G")
+            assert table.cursor_row == table.row_count - 1
+            await pilot.press("g")
+            assert table.cursor_row == 0
+    finally:
+        engine.stop(timeout=0)
+
+
+def test_lanes_list_steps_in_flow_order(tmp_path: Path) -> None:
+    """Steps arrive in any order; the Lanes pane lists them source first, as the flow's hops run."""
+    from test_tui_pilot import render_text
+    from tinyo import events as ev
+    from tinyo_tui.widgets.lanes_view import LanesView
+
+    engine = Engine.from_path(str(Path(__file__).parent.parent / "examples" / "flow_enrich.py"),
+                              db=str(tmp_path / "state.db"))
+
+    async def run() -> None:
+        app = build_app(engine, theme="dark", start_engine=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            for step in ("count", "write back", "add customer", "unknown customer", "stamp", "read orders", "result"):
+                engine.bus.publish(ev.FlowMetrics(1.0, 7, "enrich_orders", "enrich_orders#7", step, 0, 1, "running", 5))
+            app.drain_all()
+            await pilot.press("4")
+            await pilot.pause()
+            text = render_text(app.screen.query_one(LanesView).render())
+            shown = [line.split("  ")[0].strip() for line in text.splitlines()[2:9]]
+            assert shown == ["read orders", "add customer", "stamp", "write back", "unknown customer", "count",
+                             "result"], text
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.stop(timeout=0)

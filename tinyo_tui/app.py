@@ -282,6 +282,19 @@ class TinyoApp(App[int]):
 
         return sorted({value.name for value in vars(module).values() if isinstance(value, Flow)})
 
+    def flow_step_order(self) -> dict[str, dict[str, int]]:
+        """Per data flow the recipe defines, each step's place in flow order (sources first)."""
+        module = getattr(self.engine.recipe, "module", None)
+        if module is None:
+            return {}
+        from tinyo.flow import Flow
+
+        from .widgets.lanes_view import flow_order
+
+        return {flow.name: {step: index for index, step in enumerate(
+                    flow_order(list(flow.steps), [(hop.source, hop.target) for hop in flow.hops]))}
+                for flow in vars(module).values() if isinstance(flow, Flow)}
+
     # ------------------------------------------------------------------ commands
     def open_details(self, kind: Target, key: str, des_id: str | None = None) -> None:
         """Push the details screen for an item."""

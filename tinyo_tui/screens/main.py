@@ -35,10 +35,10 @@ WIDE = 120
 
 PANE_KEYS: list[tuple[str, str]] = [
     ("enter", "details of the selected event, document, DES or worker"),
-    ("up/down, j/k", "move the selection"),
-    ("pgup/pgdn, home", "scroll a page, go to the oldest line"),
-    ("end, G", "follow the newest line again (event stream, output)"),
-    ("space, right/left", "expand or collapse a tree node (documents)"),
+    ("up/down, j/k", "move the selection (every pane)"),
+    ("pgup/pgdn", "scroll a page"),
+    ("home/end, g/G", "first / last line; in events and output, end follows the newest again"),
+    ("space, right/left, l/h", "expand or collapse a tree node (documents)"),
     ("/ then !regex", "inverse filter"),
 ]
 
@@ -107,7 +107,9 @@ class MainScreen(Screen[None]):
             pane.border_title = f"{index} {title}"
         self._activate("events")
         self.query_one("#events").focus()
-        self.query_one(LanesView).known_flows = self.tinyo.known_flows()
+        lanes = self.query_one(LanesView)
+        lanes.known_flows = self.tinyo.known_flows()
+        lanes.step_order = self.tinyo.flow_step_order()
 
     def pane(self, pane_id: str) -> Widget:
         """The widget of a pane."""
