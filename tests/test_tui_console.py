@@ -88,6 +88,10 @@ async def test_after_a_restart_the_panes_start_from_the_state_file(recipe: Path)
             await pilot.press("2", "slash", *"echo_7", "enter")
             await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data is not None
                         and tree.cursor_node.data[1] == "done.echo_7", what="the jump to done.echo_7")
+            await pilot.press("1", "g", "r")  # an event from the state file: its DES is looked up
+            await until(pilot, lambda: any(r.kind == "cmd" and " rerun " in r.line for r in app.state.output),
+                        what="the rerun of echo_0's DES")
+            assert engine.des_of_event("echo_0")[0] in [r.line for r in app.state.output if r.kind == "cmd"][-1]
     finally:
         engine.stop(timeout=2.0)
 
@@ -158,3 +162,68 @@ def test_lanes_list_steps_in_flow_order(tmp_path: Path) -> None:
         asyncio.run(run())
     finally:
         engine.stop(timeout=0)
+
+
+PAIR_RECIPE = '''
+from tinyo import DES, Config, Execution, TinyOConfig, meta_task
+
+def echo(context):
+    print(f"echo {context['config']['what']}")
+
+@meta_task(root=True)
+def pair(event):
+    if event.startswith("pair_"):
+        return (None, [DES(deps=[event], targs=[f"{side}.{event}"], ops=[(echo, Config(what=side))])
+                       for side in ("left", "right")])
+    return (None, [])
+
+config = TinyOConfig(sql_conn=SQL, dirs=[], max_workers=2, execution=Execution.THREADS)
+'''
+
+
+def _pair_recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "pair_recipe.py"
+    path.write_text(PAIR_RECIPE.replace("SQL", repr(str(tmp_path / "state.db"))))
+    return path
+
+
+def _reruns(app: TinyoApp) -> list[str]:
+    return [row.line for row in app.state.output if row.kind == "cmd" and " rerun " in row.line]
+
+
+@sync
+async def test_r_on_an_event_that_made_two_des_asks_which(tmp_path: Path) -> None:
+    """r on the event: a picker with 'all 2 DES' and each DES; the picked one reruns, then all of them;
+    r in the event's details asks too (it used to rerun the first DES without a word)."""
+    from tinyo_tui.screens.des_picker import DesPicker
+    from tinyo_tui.screens.details import DetailsScreen
+
+    recipe = _pair_recipe(tmp_path)
+    engine = Engine.from_path(recipe)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(pilot, app)
+            engine.inject("pair_a")
+            await until(pilot, lambda: sum(1 for r in app.state.output if r.line.startswith("echo ")) == 2,
+                        what="both DES ran")
+            await pilot.press("1", "G", "r")
+            assert isinstance(app.screen, DesPicker)
+            right = des_for_target(app, "right.pair_a")
+            left = des_for_target(app, "left.pair_a")
+            await pilot.press("j", "j")  # all, left, right: sorted as the generator made them
+            await pilot.press("enter")
+            await until(pilot, lambda: len(_reruns(app)) == 1, what="one rerun")
+            assert right in _reruns(app)[0] and left not in _reruns(app)[0]
+            await pilot.press("r", "enter")  # 'all 2 DES' is the first option
+            await until(pilot, lambda: len(_reruns(app)) == 3, what="both rerun")
+            assert {left, right} <= {line.split()[-1] for line in _reruns(app)[1:]}
+            await pilot.press("g", "enter")  # the first row: pair_a (reruns added rows after it)
+            assert isinstance(app.screen, DetailsScreen)
+            await until(pilot, lambda: len(app.screen.des_ids) == 2, what="the details list both DES")
+            await pilot.press("r")
+            assert isinstance(app.screen, DesPicker)
+            await pilot.press("escape")
+            assert len(_reruns(app)) == 3, "esc reruns nothing"
+    finally:
+        engine.stop(timeout=2.0)

@@ -27,6 +27,7 @@ from .palette import Palette
 from .past import seed
 from .safe_text import short_id, visible
 from .screens.confirm import ConfirmDialog, QuitDialog
+from .screens.des_picker import DesPicker
 from .screens.details import DetailsScreen
 from .screens.help import HelpScreen
 from .screens.inject import InjectDialog
@@ -333,6 +334,29 @@ class TinyoApp(App[int]):
                 self.commands.fire(name)
 
         self.push_screen(TimerPicker(timers), done)
+
+    def event_des(self, row: EventRow) -> list[str]:
+        """The DES an event made: known to the console, or (an event from the state file) asked of the engine."""
+        if row.des_ids or not row.des_count:
+            return list(row.des_ids)
+        try:
+            return list(self.engine.des_of_event(row.name))
+        except Exception as exc:  # the engine stopped or is busy: say so rather than do nothing
+            self.notify(f"could not look up its DES: {exc}", severity="warning", markup=False)
+            return []
+
+    def rerun_some(self, des_ids: list[str], downstream: bool, what: str) -> None:
+        """Rerun the one DES, or ask which of several (or all of them)."""
+        if len(des_ids) == 1:
+            self.commands.rerun(des_ids[0], downstream=downstream)
+            return
+
+        def done(picked: list[str] | None) -> None:
+            for des_id in picked or ():
+                self.commands.rerun(des_id, downstream=downstream)
+
+        title = f"{what} made {len(des_ids)} DES: rerun which{' (and downstream)' if downstream else ''}?"
+        self.push_screen(DesPicker(title, des_ids, self.describe_des), done)
 
     def confirm_cancel(self, run_id: int, des_id: str) -> None:
         """Ask before cancelling a running op (the dialog names it); Cancel is the default."""

@@ -30,7 +30,7 @@ from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
 from .executors import Executor, WorkerInfo, make_executor
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
-from .history import RECENT, History, read_history
+from .history import RECENT, History, des_of_event, read_history
 from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .recipe import OpResolver, Recipe, load_recipe
@@ -333,6 +333,10 @@ class Engine:
     def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
         """The recent past from the state file: the last events, runs and output lines (bounded)."""
         return self.call(lambda: read_history(self.store, events, runs, lines))
+
+    def des_of_event(self, event: str, limit: int = 100) -> list[str]:
+        """The ids of the DES the generators made of ``event`` (a scan: for a key press, not a repaint)."""
+        return self.call(lambda: des_of_event(self.store, event, limit))
 
     def workers(self) -> list[WorkerInfo]:
         executor = self._executor

@@ -1,4 +1,4 @@
-"""Provides ``read_history``: the recent past from the state file (events, runs and their output), bounded.
+"""Provides ``read_history`` and ``des_of_event``: the recent past from the state file (events, runs and their output), bounded.
 
 A console that starts on an existing state file shows it from there: the last events with what the
 generators made of them, the last runs (op, worker, outcome) and the last lines they printed. Reads
@@ -81,6 +81,15 @@ def read_history(store: Store, events: int = RECENT, runs: int = RECENT, lines: 
                                  error or "", printed))
     past_runs.reverse()
     return History(past_events, past_runs)
+
+
+def des_of_event(store: Store, event: str, limit: int = 100) -> list[str]:
+    """The ids of the DES the generators made of ``event`` (oldest first, at most ``limit``).
+
+    A scan of the DES table: it answers a key press, never a repaint."""
+    store.flush()
+    rows = store.conn.execute("SELECT id FROM des WHERE event = ? ORDER BY n LIMIT ?", (event, max(0, limit)))
+    return [row[0] for row in rows.fetchall()]
 
 
 def _des_count(status: str, detail: str | None) -> int | None:

@@ -205,6 +205,13 @@ class MainScreen(Screen[None]):
     def action_rerun(self, downstream: bool) -> None:
         des_id, doc = self._selected_des()
         commands = self.tinyo.commands
+        sel = self.current()
+        row = self.tinyo.find_event_row(sel.key) if sel is not None and sel.kind == "event" else None
+        if row is not None:
+            des_ids = self.tinyo.event_des(row)
+            if des_ids:
+                self.tinyo.rerun_some(des_ids, downstream, f"event {visible(row.name)}")
+                return
         if des_id is not None:
             commands.rerun(des_id, downstream=downstream)
         elif doc is not None:
