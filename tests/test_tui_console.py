@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from test_tui_pilot import console, des_for_target, recipe, started, sync, until  # noqa: F401 (fixtures)
 from tinyo.engine import Engine
@@ -227,3 +228,54 @@ async def test_r_on_an_event_that_made_two_des_asks_which(tmp_path: Path) -> Non
             assert len(_reruns(app)) == 3, "esc reruns nothing"
     finally:
         engine.stop(timeout=2.0)
+
+
+@sync
+async def test_the_demo_demonstrates_every_key_it_advertises(tmp_path: Path, monkeypatch: Any) -> None:
+    """examples/demo.py as its docstring walks it: t fires a tick that makes DES (it made none: the
+    generator wanted a whole second), r fixes the report that fails on purpose (it failed on every
+    rerun), i rebuild starts an op that c cancels, p pauses and resumes."""
+    from tinyo.model import Execution
+    from tinyo_tui.screens.timer_picker import TimerPicker
+    from tinyo_tui.widgets.workers_table import WorkersTable
+
+    monkeypatch.setenv("TINYO_DEMO_DIR", str(tmp_path / "demo"))
+    engine = Engine.from_path(str(Path(__file__).parent.parent / "examples" / "demo.py"),
+                              db=str(tmp_path / "demo.db"), execution=Execution.THREADS)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(pilot, app)
+            await pilot.press("t")
+            assert isinstance(app.screen, TimerPicker)
+            await pilot.press("enter")  # tick
+            await until(pilot, lambda: any(r.source == "timer" and r.des_count and not r.name.endswith(".0")
+                                           for r in app.state.events), what="t's tick made DES")
+            await pilot.press("i", *"tick_18", "enter")
+            await until(pilot, lambda: app.state.docs.get("report.9") is not None
+                        and app.state.docs["report.9"].state == "failed", timeout=30, what="report 9 failed")
+            await pilot.press("2", "slash", *"report.9", "enter")
+            await until(pilot, lambda: (tree := app.screen.query_one("#documents")).cursor_node is not None
+                        and tree.cursor_node.data[1] in ("report.9", "report.*"), what="jump to report.9")
+            await pilot.press("r")
+            await until(pilot, lambda: app.state.docs["report.9"].state == "up to date", timeout=30,
+                        what="the rerun of report 9 succeeds")
+            await pilot.press("i", *"rebuild", "enter")
+            await until(pilot, lambda: any(w.op == "rebuild_warehouse" for w in app.state.workers.values()),
+                        what="the rebuild running")
+            await pilot.press("3")
+            table = app.screen.query_one(WorkersTable)
+            for _ in range(len(app.state.workers)):
+                worker = table.selected_worker
+                if worker is not None and worker.op == "rebuild_warehouse":
+                    break
+                await pilot.press("j")
+            await pilot.press("c", "y")
+            await until(pilot, lambda: any(r.line == "cancelled" and r.op == "rebuild_warehouse"
+                                           for r in app.state.output), what="the rebuild cancelled")
+            await pilot.press("p")
+            await until(pilot, lambda: app.state.paused, what="paused")
+            await pilot.press("p")
+            await until(pilot, lambda: not app.state.paused, what="resumed")
+    finally:
+        engine.stop(timeout=0)
