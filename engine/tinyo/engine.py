@@ -31,6 +31,7 @@ from .executors import Executor, WorkerInfo, make_executor
 from .filecheck import MISSING, FileChecks
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
+from .history import RECENT, History, des_of_event, read_history
 from .intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .names import name_problem
@@ -344,6 +345,14 @@ class Engine:
     def find_documents(self, match: Callable[[str], bool], limit: int = 1) -> list[str]:
         """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
         return self.call(lambda: self.store.find_names(match, limit))
+
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the state file: the last events, runs and output lines (bounded)."""
+        return self.call(lambda: read_history(self.store, events, runs, lines))
+
+    def des_of_event(self, event: str, limit: int = 100) -> list[str]:
+        """The ids of the DES the generators made of ``event`` (a scan: for a key press, not a repaint)."""
+        return self.call(lambda: des_of_event(self.store, event, limit))
 
     def workers(self) -> list[WorkerInfo]:
         executor = self._executor
