@@ -20,7 +20,7 @@ from tinyo.engine_state import DESInfo, DocInfo
 from tinyo.groups import DES_TO_DOC as _ENGINE_DES_TO_DOC
 from tinyo.groups import GroupSummary, group_key
 
-from .past import RunLog
+from .runlog import RunLog
 
 __all__ = ["ConsoleState", "group_key"]
 
