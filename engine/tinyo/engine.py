@@ -20,6 +20,7 @@ from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats
 from .errors import TinyoError
 from .executors import WorkerInfo
 from .groups import GroupSummary
+from .history import RECENT, History, des_of_event, read_history
 from .messages import Cancel, FireTimer, Pause, Query, Rerun, RerunDocument, Rescan, Resume, Stop
 from .model import Execution, TimerSpec
 from .names import name_problem
@@ -244,6 +245,14 @@ class Engine:
     def find_documents(self, match: Callable[[str], bool], limit: int = 1) -> list[str]:
         """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
         return self.call(lambda: self.store.find_names(match, limit))
+
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the state file: the last events, runs and output lines (bounded)."""
+        return self.call(lambda: read_history(self.store, events, runs, lines))
+
+    def des_of_event(self, event: str, limit: int = 100) -> list[str]:
+        """The ids of the DES the generators made of ``event`` (a scan: for a key press, not a repaint)."""
+        return self.call(lambda: des_of_event(self.store, event, limit))
 
     def workers(self) -> list[WorkerInfo]:
         executor = self.loop.executor

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 from .. import events as ev
 from ..clock import Clock
-from ..dag import Graph
+from ..dag import Graph, Node
 from ..engine_state import OpenRun
+from ..filecheck import MISSING
 from ..worker import Task
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class Dispatch:
             return
         touched = list(self.touched)
         self.touched.clear()
+        self.documents.checks.built_targets(touched)  # a built DES whose target file drifted is stale, not up to date
         ready, changed = self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
         emit = self.outbox.emit
@@ -91,6 +93,8 @@ class Dispatch:
         while slots > 0 and self.ready:
             des_id = self.ready.popleft()
             node = self.graph.nodes[des_id]
+            if self._waits_for_files(node):
+                continue
             ops = self.registration.load_ops(des_id)
             if ops is None:
                 continue
@@ -109,6 +113,23 @@ class Dispatch:
         if rows:
             self.store.add_runs(rows)
         return tasks
+
+    def _waits_for_files(self, node: Node) -> bool:
+        """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it
+        waits for the file (or, for a produced dep, for its producer to make it again)."""
+        gone = self.documents.checks.gone_deps(node)
+        if not gone:
+            return False
+        for dep in gone:
+            owner = self.graph.producer_of(dep)
+            if owner is not None:
+                self.graph.drifted[dep] = MISSING
+                self.touched.append(owner)
+            else:
+                self.documents.file_gone(dep)
+        node.status = None
+        self.touched.append(node.id)  # settled again next cycle (the loop sees touched DES as more to do)
+        return True
 
     def waiting(self) -> bool:
         """Runs wait for a worker (ready DES or runs given back)."""

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from .. import events as ev
 from ..clock import Clock
 from ..dag import Graph, Node
+from ..filecheck import FileChecks
 from ..groups import DES_TO_DOC, Groups
-from ..intake import FileState, compare_file
+from ..intake import FileState, compare_file, stat_file
 
 if TYPE_CHECKING:
     from ..model import TinyOConfig
@@ -26,7 +27,7 @@ class Documents:
     """Document versions, file states and groups. Loop thread only."""
 
     def __init__(self, graph: Graph, store: Store, config: TinyOConfig, clock: Clock, outbox: Outbox,
-                 touched: list[str]) -> None:
+                 touched: list[str], mark_gone: Callable[[str], None]) -> None:
         self.graph = graph
         self.store = store
         self.config = config
@@ -40,15 +41,49 @@ class Documents:
         """Documents known (named by a DES or versioned)."""
         self._files: dict[str, FileState] = {}
         self._none: set[str] = set()  # file documents the current batch's lookup found no state for
+        self._mark_gone = mark_gone
+        """Intake's record of a file seen gone (so the file coming back is a new event)."""
+        self.checks = FileChecks(graph, self.file_state, config.hash_files)
+        """Files against their recorded state: targets that drifted, deps that are gone."""
 
     # ------------------------------------------------------------ versions
     def from_event(self, name: str, state: FileState | None) -> None:
         """An event names ``name``: a file document gets a new version if its content changed, any other
         document gets one at once."""
         if os.path.isabs(name):
-            self.refresh_file(name, by="event", hint=state)
+            if self._file_event(name, state):
+                self.refresh_file(name, by="event", hint=state)
         else:
             self.bump(name, by="event")
+
+    def _file_event(self, path: str, state: FileState | None) -> bool:
+        """Whether a file event gives its document a version: not when the file is gone by now (its readers
+        wait for it), nor when a DES produces it (a change by hand makes that DES stale: it is built again)."""
+        st = stat_file(path)
+        graph = self.graph
+        owner = graph.producer_of(path)
+        if owner is not None:
+            node = graph.node(owner)
+            if node is not None and node.status is None and path not in graph.drifted:
+                what = self.checks.drift(path, st=st, hint=state)
+                if what is not None:
+                    graph.drifted[path] = what
+                    self.touched.append(owner)
+            return False
+        if st is None:
+            self.file_gone(path)
+            return False
+        if path in graph.gone:
+            graph.gone.discard(path)
+            self.touched.extend(graph.readers(path))
+        return True
+
+    def file_gone(self, path: str) -> None:
+        """``path``'s readers wait for it; the file coming back, even as it was, is a new event."""
+        if path not in self.graph.gone:
+            self.graph.gone.add(path)
+            self.touched.extend(self.graph.readers(path))
+        self._mark_gone(path)
 
     def bump(self, name: str, by: str) -> None:
         """Give a non-file document its next version."""

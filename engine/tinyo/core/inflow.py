@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from .. import events as ev
 from ..clock import Clock
 from ..engine_state import RateMeter
-from ..intake import FileState, TimerSchedule, compare_file, timer_event
-from ..watch import WatcherProcess, scan_folder
+from ..intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
+from ..watch import IgnoredNames, WatcherProcess, scan_folder
 
 if TYPE_CHECKING:
     from ..model import TimerSpec, TinyOConfig
@@ -36,6 +36,9 @@ SCAN_QUIET = 0.5
 """A file a scan finds modified less than this many seconds ago waits to be quiet (it may be half written)."""
 FILE_CACHE_MAX = 4096
 """File states (last evented) cached in memory; the store has them all."""
+
+GONE = FileState(0, -1, None)
+"""The last-seen state of a file that was gone when its event was processed (no file has it)."""
 
 Intake = tuple[str, str, "FileState | None"]
 """(source, event name, the file's state as read by the watcher or None)."""
@@ -75,6 +78,13 @@ class Inflow:
         self.next_rescan: float | None = None
         self._last_backlog_id = 0
         self._files: dict[str, FileState | None] = {}
+        self._ignored_name = IgnoredNames(config.ignore)
+        self.window = SettleWindow(config.settle, config.settle_max, config.maxevents)
+        """When events that arrive together have all arrived (the generators get them as one batch)."""
+        self.holding = True
+        """Nothing is dispatched until the start-up scan's files are all taken in and processed (one build
+        for what changed while the engine was down)."""
+        self.settling: dict[str, float] = {}  # start-up scan files still being written -> when to look again
 
     # ------------------------------------------------------------ taking in
     def put(self, item: Intake, loop_thread: threading.Thread | None) -> None:
@@ -107,6 +117,8 @@ class Inflow:
                 except queue.Empty:
                     break
             if source in ("file", "scan"):
+                if self.settling:
+                    self.settling.pop(name, None)
                 if name in files:
                     files[name] = seen
                     continue  # a burst on one path coalesces into one event
@@ -134,6 +146,7 @@ class Inflow:
         if not rows:
             return 0
         ids = self.store.add_events(rows)
+        self.window.arrived(time.monotonic(), len(ids))
         self.taken += len(ids)
         self.pending += len(ids)
         self.rate.add(now, len(ids))
@@ -190,6 +203,33 @@ class Inflow:
         if len(self._files) > FILE_CACHE_MAX:
             self._files.clear()
 
+    def mark_gone(self, path: str) -> None:
+        """``path`` was gone when its event was processed: the file coming back, even as it was, is a new event."""
+        self._files[path] = GONE
+        self.store.set_file_seen(path, GONE.mtime_ns, GONE.size, None)
+
+    # ------------------------------------------------------------ holding dispatch at start-up
+    def holds_dispatch(self, paused: bool, ready_full: bool) -> bool:
+        """True while start-up holds dispatch: until the scan's files are all taken in and processed (or
+        enough DES are ready, or intake is paused)."""
+        if not self.holding:
+            return False
+        if not paused and not ready_full and (self.settling or not self.queue.empty() or self.own
+                                                  or self.has_backlog()):
+            return True
+        self.holding = False
+        return False
+
+    def look_at_settling(self) -> None:
+        """Start-up scan files the watcher has not reported yet: one that is gone is not waited for."""
+        mono = time.monotonic()
+        for path, when in list(self.settling.items()):
+            if mono >= when:
+                if stat_file(path) is None:
+                    del self.settling[path]
+                else:
+                    self.settling[path] = mono + SCAN_QUIET
+
     # ------------------------------------------------------------ timers
     def start_timers(self, now: float) -> None:
         """Start the timers' grid; ticks missed while the engine was down fire per the catch-up policy."""
@@ -220,7 +260,8 @@ class Inflow:
 
     def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:
         return WatcherProcess(self.config.dirs, self.on_files, self._ask_rescan, recursive=self.config.recursive,
-                              debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files)
+                              debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files,
+                              ignore_names=self.config.ignore)
 
     def check_watched_folders(self) -> None:
         """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
@@ -254,11 +295,13 @@ class Inflow:
                 known = seen.get(path)
                 if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
                     continue
-                if self._is_own_file(path):
+                if self._is_own_file(path) or self._ignored_name(path):
                     continue
                 if self.watcher is not None and now - st.st_mtime < max(self.config.debounce, SCAN_QUIET):
                     # written moments ago: maybe still being written; its close (or its staying quiet) reports it
                     self.watcher.settle(path)
+                    if self.holding:
+                        self.settling[path] = time.monotonic() + SCAN_QUIET
                     continue
                 try:
                     self.queue.put_nowait(("scan", path, None))

@@ -70,7 +70,8 @@ class Loop:
         """DES whose readiness must be settled this cycle (every part appends; dispatch drains)."""
         backing = StoreBacking(store)
         self.graph = Graph(backing)
-        self.documents = Documents(self.graph, store, config, clock, self.outbox, self.touched)
+        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max)
+        self.documents = Documents(self.graph, store, config, clock, self.outbox, self.touched, self.inflow.mark_gone)
         self.registration = Registration(self.graph, store, self.documents, self.outbox, clock, resolver, execution,
                                          self.touched)
         backing.build = self.registration.node_from_row
@@ -78,7 +79,6 @@ class Loop:
                                self.touched)
         self.dispatch = Dispatch(self.graph, store, self.documents, self.registration, self.runbook, self.outbox,
                                  clock, str(recipe.path), self.touched)
-        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max)
         self.control = Control(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
                                self.touched, {t.name for t in self.timers})
         self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
@@ -179,6 +179,7 @@ class Loop:
         self.run.started_at = now
         self.control.set_state("starting", "loading state")
         self._load_state()
+        self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
         self.executor = make_executor(
             self.execution,
             recipe_path=str(self.recipe.path),
@@ -242,6 +243,11 @@ class Loop:
             deadlines.append(mono + 0.1)
         if not self.store.memory:
             deadlines.append(self._next_request_poll)
+        window = self.inflow.window.deadline()
+        if window is not None or self.inflow.settling:
+            # real time, whatever the clock: files arrive in it
+            wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
+            deadlines.append(mono + (min(wait, 0.05) if self.inflow.settling else wait))
         if not deadlines:
             return None
         # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
@@ -275,8 +281,12 @@ class Loop:
             inflow.rescan_wanted = False
             inflow.scan()
         self._store_intake()
-        if not self.run.paused and not self.dispatch.full():
+        if inflow.settling:
+            inflow.look_at_settling()
+        if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
             self._process_backlog()
+            if not inflow.has_backlog():
+                inflow.window.taken()
         self._finish_cycle()
 
     def _handle(self, item: Message) -> None:
@@ -349,15 +359,19 @@ class Loop:
         executor = self.executor
         if self.run.stop_requested or executor is None or not self.dispatch.waiting():
             return []
+        if self.inflow.holds_dispatch(self.run.paused, self.dispatch.full()):
+            return []
         return self.dispatch.take(executor.free_slots())
 
     def _finish_cycle(self) -> None:
         """Dispatch what is ready, commit, announce."""
         self._commit_and_publish(self._settle_and_take())
         inflow, dispatch = self.inflow, self.dispatch
-        more = (inflow.waiting() or not self.inbox.empty() or self.own_messages
-                or (not self.run.paused and inflow.has_backlog() and not dispatch.full())
-                or (dispatch.ready and self.executor is not None and self.executor.free_slots() > 0))
+        more = (inflow.waiting() or not self.inbox.empty() or self.own_messages or self.touched
+                or (not self.run.paused and inflow.has_backlog() and not dispatch.full()
+                    and inflow.window.due(time.monotonic()))
+                or (dispatch.ready and not inflow.holding and self.executor is not None
+                    and self.executor.free_slots() > 0))
         if more:
             self.wake.set()
         self._update_idle()
@@ -383,7 +397,7 @@ class Loop:
 
     def _update_idle(self) -> None:
         busy = (self.runbook.open or self.dispatch.ready or self.runbook.retries or self.inflow.has_backlog()
-                or self.inflow.waiting() or not self.inbox.empty() or self.own_messages)
+                or self.inflow.settling or self.inflow.waiting() or not self.inbox.empty() or self.own_messages)
         if busy:
             self.idle_mark = None
         elif self.idle_mark is None:

@@ -160,6 +160,7 @@ class RunBook:
         for targ in sorted(node.targs):
             if os.path.isabs(targ):
                 self.documents.refresh_file(targ, by=node.id)
+                self.graph.drifted.pop(targ, None)
             else:
                 self.documents.bump(targ, by=node.id)
         self.store.update_des([("ok", node.trace, None, False, node.id)])
