@@ -136,3 +136,48 @@ def test_facts_wait_in_the_outbox_until_it_is_released(parts):
     loop.outbox.drop()
     loop.outbox.release()
     assert not [e for e in loop.published if isinstance(e, ev.EngineNotice)]
+
+
+def test_commands_change_the_run_state_and_a_second_stop_only_shortens_the_grace(parts):
+    from tinyo.messages import Pause, Resume, Stop
+
+    loop = parts
+    loop.control.apply(Pause())
+    loop.control.apply(Pause())  # already paused: nothing more to say
+    assert loop.run.paused and loop.run.state == "paused"
+    loop.control.apply(Resume())
+    assert not loop.run.paused and loop.run.state == "running"
+    loop.control.apply(Stop(10.0))
+    loop.control.apply(Stop(30.0))
+    assert loop.run.stop_requested and loop.run.stop_grace == 10.0 and loop.runbook.stopping
+    loop.control.apply(Stop(0.0))
+    assert loop.run.stop_grace == 0.0
+    loop.outbox.release()
+    states = [e.state for e in loop.published if isinstance(e, ev.EngineState)]
+    assert states == ["paused", "running"]
+
+
+def test_requests_from_other_processes_are_taken_in_by_the_loop_itself_within_its_room(parts):
+    loop = parts
+    for i in range(5):
+        loop.store.add_request(0.0, "inject", f"asked_{i}")
+    loop.control.poll_requests(room=3)
+    assert [name for _, name, _ in loop.inflow.own] == ["asked_0", "asked_1", "asked_2"]
+    assert loop.inflow.queue.empty(), "never through the queue only the loop drains"
+    assert len(loop.store.pending_requests()) == 2, "the rest wait in the state file for the next poll"
+
+
+def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_path):
+    loop = parts
+    path = tmp_path / "a.csv"
+    path.write_text("1")
+    for _ in range(3):
+        loop.inflow.queue.put(("file", str(path), None))
+    loop.inflow.queue.put(("manual", "by hand", None))
+    stored = loop.inflow.store_events(loop._take)
+    assert stored == 2
+    batch = loop.inflow.next_batch(10)
+    assert [(source, name) for _, source, name, _ in batch] == [("file", str(path)), ("manual", "by hand")]
+    path.write_text("1")  # the same content again: no new event
+    loop.inflow.queue.put(("file", str(path), None))
+    assert loop.inflow.store_events(loop._take) == 0
