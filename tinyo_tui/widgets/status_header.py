@@ -106,8 +106,8 @@ class StatusHeader(Widget):
         self.refresh()
 
     def _keep_fresh(self, moving: bool) -> None:
-        """While a sparkline shows activity it moves one cell a second, so repaint once a second
-        until the last activity has scrolled out; then no timer (an idle console costs nothing)."""
+        """While the rates or a sparkline show activity they change every second, so repaint once a
+        second until the last activity has left them; then no timer (an idle console costs nothing)."""
         if moving and self._fresh is None:
             self._fresh = self.set_interval(1.0, self.refresh, name="header-sparkline")
         elif not moving and self._fresh is not None:
@@ -121,7 +121,6 @@ class StatusHeader(Widget):
         history = state.history
         events = history.events.series(now, SPARK_SECONDS)
         runs = history.finished.series(now, SPARK_SECONDS)
-        self._keep_fresh(any(events) or any(runs))
         for layout in LAYOUTS:
             left = self._left(layout)
             right = self._right(layout, now, events, runs)
@@ -129,6 +128,8 @@ class StatusHeader(Widget):
             if gap >= 0:
                 break
         self.layout_used = layout
+        shown = max(layout.spark, int(_RATE_WINDOW))  # the seconds the figures on screen depend on
+        self._keep_fresh(any(events[-shown:]) or any(runs[-shown:]))
         if gap < 0:
             # The narrowest layout still does not fit: the recipe name gives way, never a count.
             left = self._left(layout, room=max(4, len(visible(self._recipe)) + gap))
