@@ -113,3 +113,24 @@ def test_counts_and_rates_abbreviate_to_a_few_cells() -> None:
                                     45_000_000, 1_200_000_000)] == [
         "0", "999", "1.0k", "9.9k", "10k", "12k", "999k", "1.0M", "1.2M", "45M", "1.2G"]
     assert [rate(x) for x in (0, 0.04, 0.4, 12.4, 2_345.0)] == ["0", "0.0", "0.4", "12", "2.3k"]
+
+
+def test_kept_runs_draw_exactly_in_cells_finer_than_a_second() -> None:
+    history = RunHistory()
+    history.apply([started(1, "w1", 10.0), failed(1, "w1", 10.2, 0.2)])
+    cells = history.cells("w1", T0 + 30, 30, 60)  # half a second a cell
+    assert [index for index, cell in enumerate(cells) if cell.status is not None] == [20]
+    assert round(cells[20].busy, 2) == 0.4
+
+
+def test_runs_no_longer_kept_as_records_still_draw_from_their_seconds() -> None:
+    history = RunHistory(max_runs=3)
+    batch: list[ev.BusEvent] = [started(1, "w1", 10), failed(1, "w1", 14, 4)]
+    for n in range(2, 6):
+        batch += [started(n, "w1", 20 + n), finished(n, "w1", 20.5 + n, 0.5)]
+    history.apply(batch)
+    assert history.find(1) is None
+    cells = history.cells("w1", T0 + 60, 60, 60)
+    assert [index for index, cell in enumerate(cells) if cell.status == "failed"] == [10, 11, 12, 13]
+    # run 2 (22 s) is dropped too and drawn from its second; runs 3-5 from their records
+    assert [index for index, cell in enumerate(cells) if cell.status == "ok"] == [22, 23, 24, 25]

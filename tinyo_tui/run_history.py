@@ -203,34 +203,49 @@ class RunHistory:
         return iter(self._open.values())
 
     def cells(self, worker: str, now: float, window: float, width: int) -> list[Cell]:
-        """``worker``'s activity over the ``window`` seconds before ``now`` in ``width`` cells."""
+        """``worker``'s activity over the ``window`` seconds before ``now`` in ``width`` cells.
+
+        Where the kept run records reach (every run of the worker since its oldest kept one), the
+        cells come from the records, exactly; before that, from the per-second activity.
+        """
         if width <= 0:
             return []
         step = window / width
         start = now - window
         cells = [Cell() for _ in range(width)]
+        records = [record for record in self.runs if record.worker == worker]
+        exact_from = records[0].start if records else now
         seconds = self._activity.get(worker)
         if seconds:
             for index, cell in enumerate(cells):
                 lo, hi = start + index * step, start + (index + 1) * step
+                if hi > exact_from:
+                    break
                 busy = 0.0
-                status: RunStatus | None = None
                 for second in range(int(floor(lo)), int(ceil(hi))):
                     entry = seconds.get(second)
                     if entry is None:
                         continue
-                    share = max(0.0, min(hi, second + 1) - max(lo, second))  # the part inside the cell
-                    busy += entry.busy * share
-                    if entry.status is not None and (status is None or _SEVERITY[entry.status] > _SEVERITY[status]):
-                        status = entry.status
-                cell.busy, cell.status = min(1.0, busy / step), status
-        for record in self._open.values():
-            if record.worker != worker:
-                continue
-            first = max(0, int((record.start - start) // step))
-            for index in range(first, width):
-                cells[index].status = "running" if cells[index].status != "failed" else "failed"
-                cells[index].busy = 1.0
+                    busy += entry.busy * max(0.0, min(hi, second + 1) - max(lo, second))  # the part in the cell
+                    if entry.status is not None:
+                        _worst(cell, entry.status)
+                cell.busy = busy / step
+        for record in records:
+            end = record.end if record.end is not None else now
+            for index in self.columns(record, now, window, width):
+                lo, hi = start + index * step, start + (index + 1) * step
+                overlap = min(hi, end) - max(lo, record.start)
+                if overlap > 0 or (end == record.start and lo <= end < hi):
+                    cell = cells[index]
+                    cell.busy += max(overlap, 0.0) / step
+                    _worst(cell, record.status)
+        for record in self._open.values():  # a run started before the oldest kept record
+            if record.worker == worker and record.start < exact_from:
+                for index in range(max(0, int((record.start - start) // step)), width):
+                    _worst(cells[index], "running")
+                    cells[index].busy = 1.0
+        for cell in cells:
+            cell.busy = min(1.0, cell.busy)
         return cells
 
     def columns(self, record: RunRecord, now: float, window: float, width: int) -> range:
