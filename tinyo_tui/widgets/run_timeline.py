@@ -115,7 +115,7 @@ class RunTimeline(Widget, can_focus=True):
     def copy_text(self) -> str | None:
         """The selected run's line, as the pane's last line shows it."""
         record = self.selected_run
-        return None if record is None else self._describe(record).plain
+        return None if record is None else self._describe(record, glyph_=False).plain
 
     # ------------------------------------------------------------------ actions
     def action_worker(self, step: int) -> None:
@@ -302,14 +302,15 @@ class RunTimeline(Widget, can_focus=True):
             text.append(f"p50 {duration(p50)} · p95 {duration(p95)} over {n} run{'s' if n != 1 else ''}")
         return text
 
-    def _describe(self, record: RunRecord) -> Text:
+    def _describe(self, record: RunRecord, glyph_: bool = True) -> Text:
         """One line about a run: id, op, worker, DES, start, duration, status, error."""
         style = self._palette.style
         now = self._now()
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         role = _ROLE[record.status]
-        text.append(f"{glyph(record.status if record.status != 'ok' else 'ok')} run {record.run_id} ",
-                    style=style(role))
+        if glyph_:
+            text.append(f"{glyph(record.status)} ", style=style(role))
+        text.append(f"run {record.run_id} ", style=style(role))
         text.append(visible(record.op), style="bold")
         text.append(f" on {visible(record.worker)} · DES {short_id(record.des_id)} · {clock_time(record.start)}"
                     f" · {duration(record.duration(now))}")
