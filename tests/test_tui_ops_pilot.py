@@ -10,7 +10,6 @@ import asyncio
 import base64
 import re
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from tinyo_tui.widgets.workers_table import WorkersTable
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def scripted_console(script: Callable[[ScriptedEngine], Any] | None = None) -> tuple[ScriptedEngine, TinyoApp]:
+def scripted_console() -> tuple[ScriptedEngine, TinyoApp]:
     engine = ScriptedEngine()
     return engine, build_app(engine, clock=engine.clock, theme="dark")
 

@@ -16,7 +16,7 @@ WORKER_STATE_ORDER = ("busy", "dead", "idle", "stopped")
 """Sorting by state puts busy workers first, then dead ones (they need attention)."""
 DOC_STATE_ORDER = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built",
                    "missing", "up to date", "source")
-"""Sorting documents by state puts failures first, then work in progress."""
+"""Documents by state: failures first, then work in progress (also the order of a group's counts)."""
 
 
 def next_mode(mode: SortMode) -> SortMode:

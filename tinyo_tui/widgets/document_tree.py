@@ -28,15 +28,14 @@ from tinyo.groups import GroupSummary
 from ..messages import OpenDetails, Selected
 from ..palette import Palette, glyph
 from ..safe_text import short_id, visible
-from ..sorting import SortMode, doc_key, next_mode
+from ..sorting import DOC_STATE_ORDER, SortMode, doc_key, next_mode
 from ..state import Changes, ConsoleState, group_key
 
 PAGE = 200
 """Documents listed per page when a group is expanded."""
 MAX_LINKS = 50
 """Consumer DES listed under a document."""
-_STATE_ORDER = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built",
-                "missing", "up to date", "source")
+_STATE_ORDER = DOC_STATE_ORDER
 
 Direction = Literal["up", "down", "both"]
 NodeData = tuple[str, str, Direction, int]

@@ -249,11 +249,17 @@ class RunTimeline(Widget, can_focus=True):
             text.append(label.ljust(name_width), style=(style("accent") + reverse) if is_cursor and self.has_focus
                         else style("accent"))
             text.append("│", style=muted)
+            # Runs of cells with one look become one span (a flood's row is a few spans, not 100).
+            run_text, run_key = "", None
             for column, cell in enumerate(cells):
-                glyph_, cell_style = self._cell(cell)
-                if is_cursor and column in selected_columns:
-                    cell_style += reverse
-                text.append(glyph_, style=cell_style)
+                glyph_, role = self._cell(cell)
+                key = (role, is_cursor and column in selected_columns)
+                if key != run_key and run_text:
+                    text.append(run_text, style=self._style(run_key))
+                    run_text = ""
+                run_text, run_key = run_text + glyph_, key
+            if run_text:
+                text.append(run_text, style=self._style(run_key))
             text.append("\n")
         text.append(self._axis(name_width, track, window), style=muted)
         text.append("\n")
@@ -268,12 +274,18 @@ class RunTimeline(Widget, can_focus=True):
         self.border_subtitle = f"last {uptime(window)}" + (f" · {len(names)} workers" if hidden > 0 else "")
         return text
 
-    def _cell(self, cell: Cell) -> tuple[str, Style]:
+    def _cell(self, cell: Cell) -> tuple[str, str]:
+        """A cell's glyph and palette role."""
         status = cell.status
         glyph_ = _GLYPH[status]
         if status == "ok" and cell.busy < 0.5:
             glyph_ = "▄"  # a sliver of work in this cell
-        return glyph_, self._palette.style(_ROLE[status])
+        return glyph_, _ROLE[status]
+
+    def _style(self, key: tuple[str, bool] | None) -> Style:
+        role, selected = key or ("muted", False)
+        style = self._palette.style(role)
+        return style + Style(reverse=True) if selected else style
 
     def _axis(self, name_width: int, track: int, window: float) -> str:
         """``-1m ... -30s ... now`` under the track."""
