@@ -77,8 +77,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    from tinyo.control.server import serve
+
     from .app import build_app
 
+    channel = serve(engine)  # `tinyo events|inject|stop|...` reach this engine as they reach `tinyo run`
     app = build_app(engine, theme=args.theme)
     try:
         if engine.execution in (Execution.PROCESSES, Execution.DASK):
@@ -93,6 +96,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully
         # and commits its state; stop() is idempotent, so a clean quit costs nothing here.
         engine.stop(timeout=10.0)
+        if channel is not None:
+            channel.close()
     return app.return_code or EXIT_OK
 
 
