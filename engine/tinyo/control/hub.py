@@ -19,7 +19,7 @@ from .protocol import Fact, Live, Missed, encode
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
-HUB_MAX = 50_000
+HUB_MAX = 10_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
 OUTBOX_BYTES = 4 << 20
 """Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
