@@ -11,7 +11,7 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   process, as before this change): the request goes into the state file's requests table, which the
   engine reads once a second; the baseline of the row above;
 - ``cli_floor``: ``tinyo --help`` launched -> exited: what starting Python and the CLI costs at all
-  (no command can take effect sooner), the floor of both rows above;
+  (no command can take effect sooner), the floor of both rows above, beside ``python -c pass``;
 - ``channel``: a connected client's ``inject`` -> ``event_received`` seen by a subscribed client of the
   same engine (the channel's own cost, no process start), beside the same inject called in the
   engine's process (``Engine.inject`` -> the bus subscriber).
@@ -110,11 +110,11 @@ def cli_rounds(recipe: Path, db: str, seen: Seen, n: int, tag: str) -> list[floa
     return out
 
 
-def floor_rounds(n: int) -> list[float]:
+def floor_rounds(n: int, command: list[str]) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.time()
-        subprocess.run(cli("--help"), capture_output=True, env=env(), check=True)
+        subprocess.run(command, capture_output=True, env=env(), check=True)
         out.append((time.time() - t0) * 1000)
     return out
 
@@ -173,7 +173,8 @@ def main() -> int:
         follower = _follow(db, seen)
         try:
             results["cli_channel"] = cli_rounds(recipe, db, seen, n_cli, "cli")
-            results["cli_floor"] = floor_rounds(n_cli)
+            results["cli_floor"] = floor_rounds(n_cli, cli("--help"))
+            results["python_floor"] = floor_rounds(n_cli, [sys.executable, "-c", "pass"])
             results["channel"] = channel_rounds(db, seen, n_lib)
         finally:
             follower.close()
@@ -194,7 +195,8 @@ def main() -> int:
     rows = [
         ("tinyo inject -> event on bus, via the channel (target p95 <= 100 ms)", "cli_channel", "cli_requests"),
         ("tinyo inject -> event on bus, via the requests table (before)", "cli_requests", None),
-        ("tinyo --help, launch -> exit (process floor)", "cli_floor", None),
+        ("tinyo --help, launch -> exit (the CLI's floor)", "cli_floor", "python_floor"),
+        ("python -c pass, launch -> exit (Python's floor)", "python_floor", None),
         ("client inject -> event on bus, over the socket", "channel", "in_process"),
         ("Engine.inject -> event on bus, in the engine's process", "in_process", None),
     ]
