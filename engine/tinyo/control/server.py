@@ -56,6 +56,7 @@ class ControlServer:
         self._clients: set[_Client] = set()
         self._lock = threading.Lock()
         self._closing = False
+        self._closed = threading.Event()
         self._unsubscribe: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -91,10 +92,11 @@ class ControlServer:
     def close(self, reason: str = "the engine stopped") -> None:
         """Stop serving: every client is told why, the socket file is removed (if it is still ours)."""
         with self._lock:
-            if self._closing:
-                return
-            self._closing = True
+            closing, self._closing = self._closing, True
             clients = list(self._clients)
+        if closing:
+            self._closed.wait(5.0)  # whoever came first finishes: the socket is gone when this returns
+            return
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.hub.running.set()  # hellos waiting for the start are answered (with a bye)
@@ -111,6 +113,7 @@ class ControlServer:
                     os.unlink(self.path)
             except OSError:
                 pass
+        self._closed.set()
         for client in clients:
             client.bye(reason)
         if clients:  # a client that stopped reading is not waited for: its connection ends shortly
