@@ -14,9 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .control.client import ControlClient, running_engine
 from .control.paths import ControlError, log_path, state_key
-from .control.protocol import Bye, Fact, Live, Missed
 from .errors import TinyoError
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -48,6 +46,8 @@ _REQUESTS = {  # a request kind of the state file's requests table -> (command, 
 def send_command(db_path: str, kind: str, arg: str) -> bool:
     """Hand a request to the engine serving ``db_path`` through its control channel: True once it took it,
     False when no engine answers there; ControlError with the engine's reason when it refused."""
+    from .control.client import running_engine
+
     client = running_engine(db_path)
     if client is None:
         return False
@@ -64,6 +64,8 @@ def send_command(db_path: str, kind: str, arg: str) -> bool:
 
 def live_query(db_path: str, query: str, /, **args: Any) -> tuple[int, Any] | None:
     """(pid, answer) from the engine serving ``db_path``; None when none runs there."""
+    from .control.client import running_engine
+
     client = running_engine(db_path)
     if client is None:
         return None
@@ -79,6 +81,8 @@ def start(
                                            help="How long to wait for the engine to be running.")] = 120.0,
 ) -> None:
     """Start the engine in the background (its own session; it outlives the terminal), log beside the state file."""
+    from .control.client import ControlClient, running_engine
+
     try:
         path = _db_for(recipe, db)
         client = running_engine(path)
@@ -144,6 +148,9 @@ def stop(
                                            help="How long to wait for the engine to end.")] = 120.0,
 ) -> None:
     """Stop the engine running on the recipe's state file gracefully, and wait until it has ended."""
+    from .control.client import running_engine
+    from .control.protocol import Bye
+
     try:
         path = _db_for(recipe, db)
         client = running_engine(path)
@@ -208,6 +215,8 @@ def events(
 ) -> None:
     """Print the running engine's recent facts (events, runs, output), then with --follow the live stream."""
     from . import events as ev
+    from .control.client import running_engine
+    from .control.protocol import Bye, Fact, Live, Missed
     from .report import TextReporter
 
     try:
