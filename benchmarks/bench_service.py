@@ -16,6 +16,13 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   same engine (the channel's own cost, no process start), beside the same inject called in the
   engine's process (``Engine.inject`` -> the bus subscriber).
 
+- ``burst_none`` / ``burst_two``: files dropped at once into the watched folder of an engine started by
+  ``tinyo start`` (benchmarks/recipes/bench_recipe.py: one trivial op per file), last file closed (and
+  first file written) -> the engine idle again (its ``stats``, asked every 100 ms), and the engine
+  process's CPU, with no client
+  subscribed and then with two clients subscribed to every fact (as two attached consoles would be)
+  [two within 10% of none].
+
 Times are ``time.time()`` here and the engine's bus ``ts`` (the same host clock).
 """
 
@@ -146,6 +153,69 @@ def in_process_rounds(engine: Engine, seen: Seen, n: int) -> list[float]:
     return out
 
 
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def burst(n: int, subscribers: int) -> dict[str, float]:
+    """One engine, ``n`` files at once, ``subscribers`` clients reading every fact."""
+    folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-burst-"))
+    inbox = folder / "inbox"
+    inbox.mkdir()
+    recipe = folder / "recipe.py"
+    shutil.copy(HERE / "recipes" / "bench_recipe.py", recipe)
+    db = str(folder / "s.db")
+    benv = {**env(), "TINYO_BENCH_DIRS": str(inbox), "TINYO_BENCH_DB": db}
+    started = subprocess.run(cli("start", str(recipe), "--db", db), capture_output=True, text=True, env=benv)
+    if started.returncode != 0:
+        raise SystemExit(f"tinyo start failed: {started.stderr.strip()}")
+    clients: list[ControlClient] = []
+    counts = [0] * subscribers
+    try:
+        control = ControlClient.connect(db, "bench-control")
+
+        def settled(total: int) -> bool:
+            stats = control.query("stats")
+            return stats["events_total"] >= total and stats["queued"] == 0 and stats["running"] == 0
+
+        for i in range(50):  # warm-up: workers import the recipe, caches fill
+            (inbox / f"warm{i}").write_text("w")
+        while not settled(50):
+            time.sleep(0.1)
+        for k in range(subscribers):
+            client = ControlClient.connect(db, f"bench-sub-{k}")
+            clients.append(client)
+
+            def read(client: ControlClient = client, k: int = k) -> None:
+                try:
+                    for _ in client.subscribe(history=True):
+                        counts[k] += 1
+                except OSError:
+                    return
+
+            threading.Thread(target=read, daemon=True).start()
+        pid = control.pid
+        cpu0 = _cpu(pid)
+        first = time.time()
+        for i in range(n):
+            with open(inbox / f"f{i:06d}", "w") as fh:
+                fh.write("x")
+        closed = time.time()
+        while not settled(50 + n):
+            time.sleep(0.1)
+        done = time.time()
+        cpu = _cpu(pid) - cpu0
+        control.close()
+        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(sum(counts))}
+    finally:
+        for client in clients:
+            client.close()
+        subprocess.run(cli("stop", str(recipe), "--db", db, "--now"), capture_output=True, env=benv)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -159,6 +229,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     n_cli, n_old, n_lib = (15, 6, 100) if args.quick else (40, 12, 300)
+    n_burst, rounds = (3000, 2) if args.quick else (10_000, 3)
     folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-service-"))
     results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()}
     try:
@@ -192,6 +263,12 @@ def main() -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
+    bursts: dict[str, list[dict[str, float]]] = {"burst_none": [], "burst_two": []}
+    for _ in range(rounds):  # alternated, so a change in the machine's load hits both
+        bursts["burst_none"].append(burst(n_burst, 0))
+        bursts["burst_two"].append(burst(n_burst, 2))
+    results["bursts"] = bursts
+
     rows = [
         ("tinyo inject -> event on bus, via the channel (target p95 <= 100 ms)", "cli_channel", "cli_requests"),
         ("tinyo inject -> event on bus, via the requests table (before)", "cli_requests", None),
@@ -205,6 +282,15 @@ def main() -> int:
         values = results[key]
         ratio = (f"{pct(values, 0.95) / pct(results[base], 0.95):.2f}x" if base else "")
         print(f"{title:<72} {len(values):>4} {pct(values, 0.5):>8.1f} {pct(values, 0.95):>8.1f} {ratio:>10}")
+    none = bursts["burst_none"]
+    two = bursts["burst_two"]
+    for what, key, unit in (("lag, last file closed -> idle", "lag_s", "s"), ("first file -> idle", "total_s", "s"),
+                            ("engine process CPU", "cpu_s", "s")):
+        a = statistics.median(r[key] for r in none)
+        b = statistics.median(r[key] for r in two)
+        print(f"burst of {n_burst} files, {what}: none attached {a:.2f} {unit}, two subscribed {b:.2f} {unit} "
+              f"({b / a:.2f}x; target <= 1.10x)")
+    print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}")
     floor = results["cli_floor"]
     over = [v - statistics.median(floor) for v in results["cli_channel"]]
     print(f"channel CLI p95 above the median process floor: {pct(over, 0.95):.1f} ms; "

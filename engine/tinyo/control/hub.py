@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .. import events as ev
-from .protocol import Fact, Live, Missed, encode
+from .protocol import Live, Missed, encode, encode_fact
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
@@ -49,6 +49,20 @@ class Outbox:
             self._flush_missed()
             self._append(line)
             return True
+
+    def offer_many(self, lines: list[bytes]) -> None:
+        """``offer`` each of ``lines``, waking the writer once for all of them."""
+        with self._cond:
+            if self._closed:
+                return
+            for line in lines:
+                if self._bytes + len(line) > self.limit:
+                    self._missed += 1
+                    continue
+                self._flush_missed()
+                self._lines.append(line)
+                self._bytes += len(line)
+            self._cond.notify_all()
 
     def miss(self, count: int) -> None:
         with self._cond:
@@ -168,10 +182,14 @@ class Hub:
                 dropped, self._dropped = self._dropped, 0
                 for outbox in self._subs:
                     outbox.miss(dropped)
+            lines: list[bytes] = []
             while self._in:
-                self._publish(self._in.popleft())
+                self._publish(self._in.popleft(), lines)
+            if lines:
+                for outbox in self._subs:
+                    outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
 
-    def _publish(self, event: ev.BusEvent) -> None:
+    def _publish(self, event: ev.BusEvent, lines: list[bytes]) -> None:
         self._seq += 1
         record = (self._seq, event)
         if isinstance(event, ev.OpOutput):
@@ -181,9 +199,7 @@ class Hub:
         else:
             self._events.append(record)
         if self._subs:
-            line = encode(Fact(self._seq, event))
-            for outbox in self._subs:
-                outbox.offer(line)
+            lines.append(encode_fact(self._seq, event))
         if isinstance(event, ev.EngineNotice) and event.level == "error":
             self._last_error = event.message
         elif isinstance(event, ev.EngineState):
@@ -196,6 +212,6 @@ class Hub:
     def _add(self, outbox: Outbox, history: bool) -> None:
         if history:
             for seq, event in heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]):
-                outbox.offer(encode(Fact(seq, event, history=True)))
+                outbox.offer(encode_fact(seq, event, history=True))
         outbox.force(encode(Live()))
         self._subs.append(outbox)

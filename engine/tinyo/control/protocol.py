@@ -198,6 +198,12 @@ def encode(message: Message) -> bytes:
     return (json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
+def encode_fact(seq: int, event: ev.BusEvent, history: bool = False) -> bytes:
+    """``encode(Fact(seq, event, history))``, without the generic walk (the hub encodes every fact)."""
+    data = {"type": "fact", "seq": seq, "fact": event.to_json(), "history": history}
+    return (json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
 def decode(line: bytes) -> Message:
     """One JSON line as a message; ProtocolError naming what is wrong otherwise."""
     try:
