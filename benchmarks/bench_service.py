@@ -20,7 +20,8 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   ``tinyo start`` (benchmarks/recipes/bench_recipe.py: one trivial op per file), last file closed (and
   first file written) -> the engine idle again (its ``stats``, asked every 100 ms), and the engine
   process's CPU, with no client
-  subscribed and then with two clients subscribed to every fact (as two attached consoles would be)
+  subscribed and then with two ``tinyo events --follow --json`` processes subscribed to every fact (as two attached consoles
+  would be)
   [two within 10% of none].
 
 Times are ``time.time()`` here and the engine's bus ``ts`` (the same host clock).
@@ -159,6 +160,14 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
 def burst(n: int, subscribers: int) -> dict[str, float]:
     """One engine, ``n`` files at once, ``subscribers`` clients reading every fact."""
     folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-burst-"))
@@ -171,8 +180,7 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
     started = subprocess.run(cli("start", str(recipe), "--db", db), capture_output=True, text=True, env=benv)
     if started.returncode != 0:
         raise SystemExit(f"tinyo start failed: {started.stderr.strip()}")
-    clients: list[ControlClient] = []
-    counts = [0] * subscribers
+    followers: list[subprocess.Popen[bytes]] = []
     try:
         control = ControlClient.connect(db, "bench-control")
 
@@ -184,18 +192,13 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
             (inbox / f"warm{i}").write_text("w")
         while not settled(50):
             time.sleep(0.1)
-        for k in range(subscribers):
-            client = ControlClient.connect(db, f"bench-sub-{k}")
-            clients.append(client)
-
-            def read(client: ControlClient = client, k: int = k) -> None:
-                try:
-                    for _ in client.subscribe(history=True):
-                        counts[k] += 1
-                except OSError:
-                    return
-
-            threading.Thread(target=read, daemon=True).start()
+        for k in range(subscribers):  # separate processes, as consoles would be: `tinyo events --follow --json`
+            out = open(folder / f"sub{k}.jsonl", "w")
+            followers.append(subprocess.Popen(cli("events", str(recipe), "--db", db, "--follow", "--json"),
+                                              stdout=out, stderr=subprocess.DEVNULL, env=benv))
+            out.close()
+        while subscribers and sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers)) == 0:
+            time.sleep(0.05)  # subscribed: their history has arrived
         pid = control.pid
         cpu0 = _cpu(pid)
         first = time.time()
@@ -208,10 +211,13 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
         done = time.time()
         cpu = _cpu(pid) - cpu0
         control.close()
-        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(sum(counts))}
+        time.sleep(0.5)  # the followers print what is still on its way
+        read = sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers))
+        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read)}
     finally:
-        for client in clients:
-            client.close()
+        for follower in followers:
+            follower.terminate()
+            follower.wait(10)
         subprocess.run(cli("stop", str(recipe), "--db", db, "--now"), capture_output=True, env=benv)
         shutil.rmtree(folder, ignore_errors=True)
 

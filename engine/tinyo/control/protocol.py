@@ -198,10 +198,21 @@ def encode(message: Message) -> bytes:
     return (json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
+_FACT_FIELDS: dict[type, tuple[str, ...]] = {}
+_dumps = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":")).encode
+
+
 def encode_fact(seq: int, event: ev.BusEvent, history: bool = False) -> bytes:
-    """``encode(Fact(seq, event, history))``, without the generic walk (the hub encodes every fact)."""
-    data = {"type": "fact", "seq": seq, "fact": event.to_json(), "history": history}
-    return (json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    """``encode(Fact(seq, event, history))`` without the generic walk: the hub encodes every fact."""
+    cls = type(event)
+    names = _FACT_FIELDS.get(cls)
+    if names is None:
+        names = _FACT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    data = {"type": cls.kind}
+    for name in names:
+        data[name] = getattr(event, name)
+    head = '{"type":"fact","seq":%d,"history":%s,"fact":' % (seq, "true" if history else "false")
+    return (head + _dumps(data) + "}\n").encode()
 
 
 def decode(line: bytes) -> Message:
