@@ -10,17 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
+from .cli_options import Command, DbOpt, RecipeArg
 from .control.paths import ControlError, log_path, state_key
 from .errors import TinyoError
 
 EXIT_OK, EXIT_USAGE = 0, 2
-
-RecipeArg = Annotated[Path, typer.Argument(help="The recipe file (a Python file defining `config` and generators).")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="State file to use instead of the recipe's sql_conn.")]
 
 
 def _fail(message: str) -> None:
@@ -259,6 +257,6 @@ def events(
 
 def register(app: typer.Typer) -> None:
     """Add the service commands to the ``tinyo`` command line."""
-    app.command()(start)
-    app.command()(stop)
-    app.command()(events)
+    app.command(cls=Command, epilog="Example: tinyo start pipeline.py")(start)
+    app.command(cls=Command, epilog="Example: tinyo stop pipeline.py --now")(stop)
+    app.command(cls=Command, epilog="Example: tinyo events pipeline.py --follow --json")(events)
