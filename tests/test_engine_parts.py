@@ -142,15 +142,15 @@ def test_commands_change_the_run_state_and_a_second_stop_only_shortens_the_grace
     from tinyo.messages import Pause, Resume, Stop
 
     loop = parts
-    loop.control.apply(Pause())
-    loop.control.apply(Pause())  # already paused: nothing more to say
+    loop.commands.apply(Pause())
+    loop.commands.apply(Pause())  # already paused: nothing more to say
     assert loop.run.paused and loop.run.state == "paused"
-    loop.control.apply(Resume())
+    loop.commands.apply(Resume())
     assert not loop.run.paused and loop.run.state == "running"
-    loop.control.apply(Stop(10.0))
-    loop.control.apply(Stop(30.0))
+    loop.commands.apply(Stop(10.0))
+    loop.commands.apply(Stop(30.0))
     assert loop.run.stop_requested and loop.run.stop_grace == 10.0 and loop.runbook.stopping
-    loop.control.apply(Stop(0.0))
+    loop.commands.apply(Stop(0.0))
     assert loop.run.stop_grace == 0.0
     loop.outbox.release()
     states = [e.state for e in loop.published if isinstance(e, ev.EngineState)]
@@ -161,7 +161,7 @@ def test_requests_from_other_processes_are_taken_in_by_the_loop_itself_within_it
     loop = parts
     for i in range(5):
         loop.store.add_request(0.0, "inject", f"asked_{i}")
-    loop.control.poll_requests(room=3)
+    loop.commands.poll_requests(room=3)
     assert [name for _, name, _ in loop.inflow.own] == ["asked_0", "asked_1", "asked_2"]
     assert loop.inflow.queue.empty(), "never through the queue only the loop drains"
     assert len(loop.store.pending_requests()) == 2, "the rest wait in the state file for the next poll"

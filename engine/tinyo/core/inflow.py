@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .. import events as ev
 from ..clock import Clock
+from ..control.paths import socket_path as control_socket
 from ..engine_state import RateMeter
 from ..intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
 from ..watch import IgnoredNames, WatcherProcess, scan_folder
@@ -254,7 +255,8 @@ class Inflow:
 
     # ------------------------------------------------------------ folders
     def start_watcher(self) -> None:
-        ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+        ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
+        ignore.append(str(control_socket(self.store.path)))  # it may sit beside the state file
         self.watcher = self._new_watcher(ignore)
         self.watcher.launch()  # it starts while the executor does
 

@@ -25,7 +25,7 @@ from ..executors import Executor, make_executor
 from ..generators import Abandoned, Emission, GeneratorRunner, Hung
 from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
 from .backing import StoreBacking
-from .control import Control, RunState
+from .commands import Commands, RunState
 from .dispatch import Dispatch
 from .documents import Documents
 from .inflow import INTAKE_MAX, STORE_PER_CYCLE, Inflow, Stored
@@ -79,7 +79,7 @@ class Loop:
                                self.touched)
         self.dispatch = Dispatch(self.graph, store, self.documents, self.registration, self.runbook, self.outbox,
                                  clock, str(recipe.path), self.touched)
-        self.control = Control(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
+        self.commands = Commands(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
                                self.touched, {t.name for t in self.timers})
         self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
                                self.runbook, self.inflow, clock)
@@ -177,7 +177,7 @@ class Loop:
     def _startup(self) -> None:
         now = self.clock.time()
         self.run.started_at = now
-        self.control.set_state("starting", "loading state")
+        self.commands.set_state("starting", "loading state")
         self._load_state()
         self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
         self.executor = make_executor(
@@ -201,7 +201,7 @@ class Loop:
         self.inflow.scan()
         if self.config.rescan_interval:
             self.inflow.next_rescan = self.clock.monotonic() + self.config.rescan_interval
-        self.control.set_state("running")
+        self.commands.set_state("running")
         self._commit_and_publish([])
 
     def _load_state(self) -> None:
@@ -272,7 +272,7 @@ class Loop:
         self.runbook.check_timeouts()
         if mono >= self._next_request_poll:
             self._next_request_poll = mono + REQUEST_POLL
-            self.control.poll_requests(room=STORE_PER_CYCLE)
+            self.commands.poll_requests(room=STORE_PER_CYCLE)
             inflow.check_watched_folders()
         if inflow.next_rescan is not None and mono >= inflow.next_rescan:
             inflow.next_rescan = mono + (self.config.rescan_interval or 0)
@@ -306,11 +306,11 @@ class Loop:
             except BaseException as exc:  # the caller gets the exception
                 item.future.set_exception(exc)
         else:
-            self.control.apply(item)
+            self.commands.apply(item)
 
     def _store_intake(self) -> None:
         if self.inflow.store_events(self._take) and self.run.paused:
-            self.control.set_state("paused", f"paused: {self.inflow.pending} buffered")
+            self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
     def _process_backlog(self) -> None:
         batch = self.inflow.next_batch(self.config.maxevents)
@@ -405,7 +405,7 @@ class Loop:
 
     # ================================================================ stopping
     def _graceful_stop(self) -> None:
-        self.control.set_state("stopping", "stopping: no new work is started")
+        self.commands.set_state("stopping", "stopping: no new work is started")
         while self.inflow.waiting():
             self._store_intake()  # accepted events are stored (not processed): the next start takes them
         self._commit_and_publish([])

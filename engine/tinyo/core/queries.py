@@ -12,7 +12,7 @@ from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
 
 if TYPE_CHECKING:
     from ..store import Store
-    from .control import RunState
+    from .commands import RunState
     from .dispatch import Dispatch
     from .documents import Documents
     from .inflow import Inflow

@@ -1,4 +1,4 @@
-"""Provides control: the loop's run state (running, paused, stopping) and what each command does to
+"""Provides commands: the loop's run state (running, paused, stopping) and what each command does to
 the engine, whether it came from a method call (the console, the CLI in this process) or as a request
 left in the state file by ``tinyo rerun|inject|fire|pause|resume|cancel`` in another process."""
 
@@ -45,7 +45,7 @@ class RunState:
     """Monotonic time the stop began (running ops get ``stop_grace`` seconds from then)."""
 
 
-class Control:
+class Commands:
     """Commands applied on the loop thread."""
 
     def __init__(self, run: RunState, graph: Graph, store: Store, inflow: Inflow, runbook: RunBook,
