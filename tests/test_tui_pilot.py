@@ -280,7 +280,7 @@ async def test_q_asks_when_ops_run_and_quits_leaving_a_consistent_store(console:
         app.commands.cancel(app.state.des[des_id].run_id or 0)
         await until(pilot, lambda: app.state.running == 0, what="op cancelled")
         await pilot.press("q")
-        await until(pilot, lambda: app._exit_renderables is not None or not app.is_running, timeout=20, what="exit")
+        await until(pilot, lambda: app.return_code is not None, timeout=20, what="exit")
     assert app.return_code == 0
     engine.wait(10)
     again = Engine.from_path(recipe)

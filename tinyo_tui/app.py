@@ -24,8 +24,10 @@ from .commands import Commands
 from .messages import (BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, StopStarted,
                        Target)
 from .palette import Palette
+from .past import seed
 from .safe_text import short_id, visible
 from .screens.confirm import ConfirmDialog, QuitDialog
+from .screens.des_picker import DesPicker
 from .screens.details import DetailsScreen
 from .screens.help import HelpScreen
 from .screens.inject import InjectDialog
@@ -141,8 +143,22 @@ class TinyoApp(App[int]):
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(QueryResult("boot", groups))
+        try:
+            past = (engine.history(), engine.stats())
+        except Exception as exc:  # the live view works without the past; say why it is missing
+            self.post_message(QueryResult("history", None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(QueryResult("history", past))
 
     def on_query_result(self, message: QueryResult) -> None:
+        if message.query == "history":
+            if message.error:
+                self.note(f"could not read the recent past from the state file: {message.error}", "error")
+            else:
+                changes = Changes()
+                seed(self.state, *message.value, changes)
+                self._publish(changes)
+            return
         if message.query != "boot":
             return
         if message.error:
@@ -267,6 +283,19 @@ class TinyoApp(App[int]):
 
         return sorted({value.name for value in vars(module).values() if isinstance(value, Flow)})
 
+    def flow_step_order(self) -> dict[str, dict[str, int]]:
+        """Per data flow the recipe defines, each step's place in flow order (sources first)."""
+        module = getattr(self.engine.recipe, "module", None)
+        if module is None:
+            return {}
+        from tinyo.flow import Flow
+
+        from .widgets.lanes_view import flow_order
+
+        return {flow.name: {step: index for index, step in enumerate(
+                    flow_order(list(flow.steps), [(hop.source, hop.target) for hop in flow.hops]))}
+                for flow in vars(module).values() if isinstance(flow, Flow)}
+
     # ------------------------------------------------------------------ commands
     def open_details(self, kind: Target, key: str, des_id: str | None = None) -> None:
         """Push the details screen for an item."""
@@ -305,6 +334,29 @@ class TinyoApp(App[int]):
                 self.commands.fire(name)
 
         self.push_screen(TimerPicker(timers), done)
+
+    def event_des(self, row: EventRow) -> list[str]:
+        """The DES an event made: known to the console, or (an event from the state file) asked of the engine."""
+        if row.des_ids or not row.des_count:
+            return list(row.des_ids)
+        try:
+            return list(self.engine.des_of_event(row.name))
+        except Exception as exc:  # the engine stopped or is busy: say so rather than do nothing
+            self.notify(f"could not look up its DES: {exc}", severity="warning", markup=False)
+            return []
+
+    def rerun_some(self, des_ids: list[str], downstream: bool, what: str) -> None:
+        """Rerun the one DES, or ask which of several (or all of them)."""
+        if len(des_ids) == 1:
+            self.commands.rerun(des_ids[0], downstream=downstream)
+            return
+
+        def done(picked: list[str] | None) -> None:
+            for des_id in picked or ():
+                self.commands.rerun(des_id, downstream=downstream)
+
+        title = f"{what} made {len(des_ids)} DES: rerun which{' (and downstream)' if downstream else ''}?"
+        self.push_screen(DesPicker(title, des_ids, self.describe_des), done)
 
     def confirm_cancel(self, run_id: int, des_id: str) -> None:
         """Ask before cancelling a running op (the dialog names it); Cancel is the default."""

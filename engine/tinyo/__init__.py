@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import RecipeError, TinyoError
-from .model import DES, Config, Execution, TinyOConfig
+from .model import DEFAULT_IGNORE, DES, Config, Execution, TinyOConfig
 from .recipe import meta_task
 
-__all__ = ["DES", "Config", "Execution", "TinyOConfig", "meta_task", "TinyoError", "RecipeError"]
+__all__ = ["DEFAULT_IGNORE", "DES", "Config", "Execution", "TinyOConfig", "meta_task", "TinyoError", "RecipeError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -522,6 +522,11 @@ class Store:
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
         yield from self._r("SELECT name, version, hash, mtime_ns, size FROM documents")
 
+    def file_targets(self) -> Iterator[tuple[str, str | None, int, int, str]]:
+        """Every produced document with a recorded file state: (name, hash, mtime_ns, size, producer)."""
+        yield from self._r("SELECT d.name, d.hash, d.mtime_ns, d.size, p.des_id FROM documents d "
+                           "JOIN producers p ON p.doc = d.name WHERE d.mtime_ns IS NOT NULL")
+
     def put_documents(self, rows: list[tuple[str, int, str | None, int | None, int | None, float, str]]) -> None:
         """Upsert (name, version, hash, mtime_ns, size, updated, by)."""
         self._defer("docs", rows)

@@ -241,7 +241,10 @@ class DetailsScreen(Screen[None]):
         self.dismiss(None)
 
     def action_rerun(self, downstream: bool) -> None:
-        if self.des_id:
+        if len(self.des_ids) > 1:
+            what = f"event {self._event_name()}" if self.kind == "event" else f"{self.kind} {self.key}"
+            self.tinyo.rerun_some(list(self.des_ids), downstream, visible(what))
+        elif self.des_id:
             self.tinyo.commands.rerun(self.des_id, downstream=downstream)
         else:
             self.notify("nothing to rerun here", severity="warning", markup=False)

@@ -21,7 +21,13 @@ COLUMNS = ("worker", "pid", "state", "op", "targets", "elapsed")
 class WorkersTable(DataTable[Text]):
     """The workers pane. Rows are keyed by worker name, so the selection stays on its worker."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Details", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Details", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "scroll_top", "First", show=False),
+        Binding("end,G", "scroll_bottom", "Last", show=False),
+    ]
 
     DEFAULT_CSS = """
     WorkersTable { scrollbar-size-vertical: 1; }
