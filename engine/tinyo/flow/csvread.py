@@ -1,9 +1,10 @@
 """Provides how CSV Input reads a file: missing values, typed fields, type inference and split reading.
 
 Records come out as lists of text values, with a function giving the file line the last record
-ended on (1-based, the header is line 1). ``Converter`` turns the values into rows: a value listed in ``na_values``
-becomes None in every field, typed fields are converted, and a value that does not convert raises
-``ValueError`` naming the field, the line and the text.
+ended on (1-based, the header is line 1). ``Converter`` turns them into chunks of rows: a value
+listed in ``na_values`` becomes None in every field, typed fields are converted, and a record with a
+value that does not convert is handed to the error path with a ``ValueError`` naming the field, the
+line and the text.
 
 Several instances of one CSV Input (with no incoming hop) read disjoint parts of the file:
 
@@ -156,7 +157,8 @@ def modulo(records: Iterator[list[str]], index: int, count: int) -> Iterator[lis
                 yield values
 
 
-def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int, count: int) -> Opened:
+def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int,
+               count: int) -> Opened:
     """The records of the lines starting in byte range ``index`` of ``count``."""
     if "\n".encode(encoding) != b"\n" or '"'.encode(encoding) != b'"':
         raise FlowDefinitionError(
@@ -203,7 +205,8 @@ def _line_number(fh: Any, pos: int) -> int:
     return seen + 1
 
 
-def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int, line: list[int]) -> Iterator[list[str]]:
+def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int,
+                   line: list[int]) -> Iterator[list[str]]:
     with fh:
 
         def lines() -> Iterator[str]:
