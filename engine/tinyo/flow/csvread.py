@@ -110,8 +110,8 @@ def _is_float(text: str) -> bool:
 
 def infer(names: list[str], records: Iterable[list[str]], na: frozenset[str]) -> dict[str, Callable[[str], Any]]:
     """``int`` for a column whose present values are all integers written plainly (a column with
-    ``007`` stays text, zeros and all), ``float`` for one whose values all parse as numbers; other columns (and columns with no
-    value) stay text."""
+    ``007`` stays text, zeros and all), ``float`` for one whose values all parse as numbers; other
+    columns (and columns with no value) stay text."""
     candidates: list[set[Any]] = [{int, float} for _ in names]
     seen = [False] * len(names)
     for values in records:
