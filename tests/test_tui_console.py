@@ -255,12 +255,12 @@ async def test_the_demo_demonstrates_every_key_it_advertises(tmp_path: Path, mon
                                            for r in app.state.events), what="t's tick made DES")
             await pilot.press("i", *"tick_18", "enter")
             await until(pilot, lambda: app.state.docs.get("report.9") is not None
-                        and app.state.docs["report.9"].state == "failed", timeout=30, what="report 9 failed")
+                        and app.state.docs["report.9"].state == "failed", timeout=90, what="report 9 failed")
             await pilot.press("2", "slash", *"report.9", "enter")
             await until(pilot, lambda: (tree := app.screen.query_one("#documents")).cursor_node is not None
                         and tree.cursor_node.data[1] in ("report.9", "report.*"), what="jump to report.9")
             await pilot.press("r")
-            await until(pilot, lambda: app.state.docs["report.9"].state == "up to date", timeout=30,
+            await until(pilot, lambda: app.state.docs["report.9"].state == "up to date", timeout=90,
                         what="the rerun of report 9 succeeds")
             await pilot.press("i", *"rebuild", "enter")
             await until(pilot, lambda: any(w.op == "rebuild_warehouse" for w in app.state.workers.values()),

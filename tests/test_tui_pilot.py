@@ -342,6 +342,8 @@ async def test_tab_and_number_keys_move_between_panes(console: tuple[Engine, Tin
         await pilot.press("tab")
         assert screen.active_pane == "documents" and app.focused is screen.query_one("#documents")
         await pilot.press("shift+tab", "shift+tab")
+        assert screen.active_pane == "timeline"
+        await pilot.press("shift+tab")
         assert screen.active_pane == "output"
         await pilot.press("3")
         assert screen.active_pane == "workers" and screen.query_one("#workers").display

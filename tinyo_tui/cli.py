@@ -97,8 +97,11 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    from tinyo.control.server import serve
+
     from .app import build_app
 
+    channel = serve(engine)  # `tinyo events|inject|stop|...` reach this engine as they reach `tinyo run`
     app = build_app(engine, theme=theme, grace=grace)
     # Signals are handled from now on: a hang-up while the engine starts still stops it gracefully.
     app.stopper.start()
@@ -115,6 +118,8 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
         # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully
         # and commits its state; stop() is idempotent, so a clean quit costs nothing here.
         engine.stop(timeout=grace)
+        if channel is not None:
+            channel.close()
     return app.return_code or EXIT_OK
 
 

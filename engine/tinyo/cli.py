@@ -28,6 +28,7 @@ from .cli_options import (
     version_option,
 )
 from .completion import complete_documents, complete_timers
+from .cli_service import live_query, register, send_command
 from .errors import StoreError, TinyoError
 from .model import Execution
 
@@ -132,6 +133,7 @@ def run_headless(
     executor_address: str | None = None,
 ) -> int:
     """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
+    from .control.server import serve
     from .engine import Engine
     from .report import JsonReporter, TextReporter
 
@@ -147,6 +149,7 @@ def run_headless(
         return EXIT_USAGE
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
     engine.bus.subscribe(reporter)
+    channel = serve(engine, grace)  # the control socket: `tinyo stop|events|inject|...` reach this engine
     stopping = {"n": 0}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -155,7 +158,9 @@ def run_headless(
             engine._stop_grace = 0.0  # a second Ctrl-C: stop running ops now (they run again next start)
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    # a hang-up stops the engine, unless it was started ignoring hang-ups (`nohup`, `tinyo start`)
+    hangup = (signal.SIGHUP,) if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else ()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, *hangup)}
     try:
         engine.start()
         if engine.fatal is not None:
@@ -188,6 +193,8 @@ def run_headless(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if channel is not None:
+            channel.close()
     reporter.close()
     if engine.fatal is not None:
         print(f"tinyo: error: {engine.fatal}", file=sys.stderr)
@@ -264,10 +271,16 @@ def status(recipe: RecipeArg, db: DbOpt = None,
         info = read_status(store)
     finally:
         store.close()
+    live = live_query(store.path, "stats")  # the running engine's own counters, when one runs
+    info["engine"] = None if live is None else {"pid": live[0], **live[1]}
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
     typer.echo(f"state file: {info['db']}")
+    if live is not None:
+        e = info["engine"]
+        typer.echo(f"engine: {e['state']} (pid {e['pid']}), up {e['uptime']:.0f}s, {e['events_per_s']:.1f} events/s, "
+                   f"queued {e['queued']}, running {e['running']}, failed {e['failed']}, buffered {e['buffered']}")
     typer.echo(f"events: {info['events']} ({info['events_pending']} not processed yet)   documents: {info['documents']}"
                f"   DES: {info['des']}")
     typer.echo("DES states: " + (", ".join(f"{k} {v}" for k, v in info["des_states"].items()) or "-"))
@@ -327,7 +340,13 @@ def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(
         db: DbOpt = None) -> None:
     """Explain why a document (or DES) is up to date, stale, waiting or failed."""
     from .offline import explain
+    from .text import printable
 
+    path = _db_for(recipe, db)
+    live = live_query(path, "explain", name=document)  # the running engine knows what is in flight
+    if live is not None:
+        typer.echo("\n".join(printable(line) for line in live[1].splitlines()))
+        return
     store = _open_ro(recipe, db)
     try:
         typer.echo(explain(store, document))  # names in it are escaped already
@@ -357,7 +376,11 @@ def _send_request(path: str, kind: str, arg: str) -> bool:
 
 def _request(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> None:
     """Hand a request to a running engine, or run the engine now until the work is done."""
-    if _send_request(_db_for(recipe, db), kind, arg):
+    path = _db_for(recipe, db)
+    if send_command(path, kind, arg):
+        typer.echo(f"asked the running engine to {what}: it took the request")
+        return
+    if _send_request(path, kind, arg):
         typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
         return
     raise typer.Exit(run_headless(recipe, db=db, idle_exit=0.3, debug=_debug))
@@ -404,6 +427,9 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
     from .store import Store
 
     path = _db_for(recipe, db)
+    if send_command(path, kind, arg):
+        typer.echo(f"asked the running engine to {what}: it took the request")
+        return
     try:
         Store(path).close()  # took the lock: no engine is running
     except StoreError as exc:
@@ -436,6 +462,9 @@ def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(
            db: DbOpt = None) -> None:
     """Cancel a queued or running run of the running engine."""
     _to_running_engine(recipe, db, "cancel", str(run_id), f"cancel run {run_id}")
+
+
+register(app)  # start, stop, events
 
 
 def main() -> None:

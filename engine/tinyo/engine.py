@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from . import events as ev
 from .clock import Clock, ManualClock, SystemClock
+from .control.paths import socket_path as control_socket
 from .dag import Graph, Node
 from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
 from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
@@ -412,7 +413,8 @@ class Engine:
             store_path=self.store.path,
         )
         if self.watch_files and self.config.dirs:
-            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
+            ignore.append(str(control_socket(self.store.path)))  # it may sit beside the state file
             self._watcher = self._new_watcher(ignore)
             self._watcher.launch()  # it starts while the executor does
         self._executor.start()
