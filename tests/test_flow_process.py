@@ -239,3 +239,50 @@ def test_chunks_cross_to_workers_compactly_and_come_back_equal():
     assert run.ok, run.error
     key = repr
     assert sorted(run.result, key=key) == sorted(uniform + odd, key=key)
+
+
+UNGUARDED_SCRIPT = '''
+import os, sys
+from tinyo.flow import Flow, steps
+
+def tag(row, ctx):
+    row["pid"] = os.getpid()
+    return row
+
+flow = Flow("unguarded")
+gen = flow.step("gen", steps.Generate(count=6))
+work = flow.step("work", tag, instances=2, processes=True)
+flow.hop(gen, work)
+flow.hop(work, flow.step("res", steps.SetFlowResult(collect=True)))
+run = flow.run()  # no `if __name__ == "__main__":` guard: each worker imports this file again
+print(os.getpid(), "ok" if run.ok else "failed:", str(run.error).splitlines()[0], flush=True)
+'''
+
+
+def test_a_script_that_runs_a_process_flow_at_import_does_not_start_workers_without_end(tmp_path):
+    """A worker imports the script that defines its step; a script that runs its flow when imported (no
+    __main__ guard) must not make every worker start workers of its own (a fork bomb, as once seen here):
+    inside a worker the nested run is refused with a message naming the file and the fix, and the
+    script's own run, in the process the user started, still succeeds."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever a broken guard left behind
+        except ProcessLookupError:
+            pass
+    lines = out.splitlines()
+    assert lines, err
+    mine = [line for line in lines if line.startswith(f"{proc.pid} ")]
+    assert mine == [f"{proc.pid} ok None"], out + err
+    nested = [line for line in lines if not line.startswith(f"{proc.pid} ")]
+    assert nested and all("failed:" in line and "if __name__ ==" in line and str(script) in line
+                          for line in nested), out + err

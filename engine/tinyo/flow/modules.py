@@ -8,8 +8,26 @@ import io
 import os
 import pickle
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
+
+worker_importing: str | None = None
+"""While a step's worker process imports the modules its step needs: the file it is importing. A module
+that runs a flow with process instances when imported (a script without an ``if __name__ ==
+"__main__":`` guard) would otherwise start workers that import it again, without end."""
+
+
+@contextmanager
+def importing_in_worker(what: str) -> Iterator[None]:
+    """Mark the worker process as importing ``what`` (see ``worker_importing``)."""
+    global worker_importing
+    worker_importing = what
+    try:
+        yield
+    finally:
+        worker_importing = None
 
 
 def import_module_or_file(name: str, file: str | None) -> ModuleType:

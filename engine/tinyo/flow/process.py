@@ -33,6 +33,7 @@ from .base import FunctionStep, Step, function_name
 from .binding import ThreadBinding
 from .channel import Window
 from .errors import ProcessModeError, Stopped
+from . import modules as _modules
 from .modules import dumps_with_modules
 from .wire import decode, encode
 
@@ -111,6 +112,11 @@ class ProcHandle:
 
     def spawn(self) -> None:
         """Start the worker with a pair of pipes for the chunk protocol."""
+        if _modules.worker_importing is not None:
+            raise ProcessModeError(
+                f"{self.where}: a flow with process instances was started while a worker process was importing "
+                f"{_modules.worker_importing}; run the flow under `if __name__ == \"__main__\":` there (a worker "
+                f"imports the file that defines its step, so a flow run at import would start workers without end)")
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         env = child_env()

@@ -107,13 +107,14 @@ def main(argv: list[str]) -> int:
         from tinyo.flow.context import FlowInfo, InstanceInfo, StepContext
         from tinyo.flow.errors import RowFailure
         from tinyo.flow.instance import finish_step
-        from tinyo.flow.modules import import_module_or_file, loads_with_modules
+        from tinyo.flow.modules import import_module_or_file, importing_in_worker, loads_with_modules
         from tinyo.flow.wire import decode
 
         modules = dict(init["modules"])
         main_file = modules.pop("__main__", None)
         if main_file:
-            sys.modules["__main__"] = import_module_or_file("__mp_main__", main_file)
+            with importing_in_worker(main_file):
+                sys.modules["__main__"] = import_module_or_file("__mp_main__", main_file)
         info = FlowInfo(init["flow"], init["run_id"])
         for position, spec in enumerate(init["members"]):
             ctx = StepContext(
@@ -125,7 +126,9 @@ def main(argv: list[str]) -> int:
             members.append(_Member(ctx, position))
         for member, spec in zip(members, init["members"]):
             current[0] = member.position
-            member.step = loads_with_modules(spec["step"], modules).open(member.ctx)
+            with importing_in_worker(", ".join(f for f in modules.values() if f) or "the step's modules"):
+                step = loads_with_modules(spec["step"], modules)
+            member.step = step.open(member.ctx)
         for member, following, spec in zip(members, members[1:], init["members"]):
             member.outlet = _LaneOutlet(spec["gate"], following, current)
         members[-1].outlet = _PipeOutlet(out)
