@@ -81,3 +81,50 @@ def test_the_filter_line_is_not_under_the_footer(size: tuple[int, int]) -> None:
             assert bar.region.bottom <= footer.region.y
 
     asyncio.run(run())
+
+
+def _palette_lines(app: Any) -> list[str]:
+    from textual.command import CommandList
+
+    options = app.screen.query_one(CommandList)
+    return [str(getattr(option.prompt, "plain", option.prompt)) for option in options._options]
+
+
+@pytest.mark.parametrize("query", ["", "fire"])
+def test_palette_shows_names_literally(query: str) -> None:
+    """A timer named with markup and a zero-width space: listed and searched, the title reads exactly
+    'Fire timer [bold]tick\\u200bnow' (no stray backslash, nothing bold, the invisible character shown)."""
+
+    async def run() -> None:
+        engine, app = console()
+        engine.timers[0].name = "[bold]tick\u200bnow"
+        async with app.run_test(size=WIDE) as pilot:
+            await scripted(app)(pilot)
+            await pilot.press("ctrl+p", *query)
+            await pilot.pause(0.5)
+            lines = _palette_lines(app)
+            assert any(line.startswith("Fire timer [bold]tick\\u200bnow") for line in lines), lines
+            assert not any("\\[" in line for line in lines), lines
+
+    asyncio.run(run())
+
+
+def test_palette_keys_opens_the_console_help_and_esc_closes_it() -> None:
+    from tinyo_tui.screens.help import HelpScreen
+    from tinyo_tui.screens.main import MainScreen
+
+    async def run() -> None:
+        _engine, app = console()
+        async with app.run_test(size=WIDE) as pilot:
+            await scripted(app)(pilot)
+            await pilot.press("ctrl+p", *"keys")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, HelpScreen)
+            assert not app.screen.query("HelpPanel") and not app.query("HelpPanel")
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, MainScreen)
+
+    asyncio.run(run())
