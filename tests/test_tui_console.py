@@ -279,3 +279,69 @@ async def test_the_demo_demonstrates_every_key_it_advertises(tmp_path: Path, mon
             await until(pilot, lambda: not app.state.paused, what="resumed")
     finally:
         engine.stop(timeout=0)
+
+
+@sync
+async def test_worker_details_list_the_workers_runs(recipe: Path) -> None:
+    from test_tui_pilot import render_text
+    from textual.widgets import Static
+
+    from tinyo_tui.screens.details import DetailsScreen
+
+    engine = Engine.from_path(recipe)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(pilot, app)
+            for n in range(4):
+                engine.inject(f"echo_{n}")
+            await until(pilot, lambda: sum(1 for run in app.state.runs if run.status == "ok") == 4, what="4 runs")
+            busiest = max(app.state.workers, key=lambda w: len(app.state.runs.of_worker(w)))
+            await pilot.press("3")
+            table = app.screen.query_one("#workers")
+            while table.selected_worker is None or table.selected_worker.name != busiest:
+                await pilot.press("j")
+            await pilot.press("enter")
+            assert isinstance(app.screen, DetailsScreen)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            body = render_text(app.screen.query_one("#body", Static).content)
+            mine = app.state.runs.of_worker(busiest)
+            assert f"runs (last {len(mine)})" in body, body
+            assert all(str(run.run_id) in body for run in mine) and "echo" in body and " ok " in body, body
+    finally:
+        engine.stop(timeout=2.0)
+
+
+@sync
+async def test_new_rows_count_goes_when_a_filter_changes_the_view(console: tuple[Engine, TinyoApp]) -> None:
+    engine, app = console
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot, app)
+        for n in range(3):
+            engine.inject(f"echo_{n}")
+        await until(pilot, lambda: len(app.state.events) >= 3, what="events")
+        await pilot.press("1", "k")
+        for n in range(3, 6):
+            engine.inject(f"echo_{n}")
+        stream = app.screen.query_one("#events")
+        await until(pilot, lambda: "new" in str(stream.border_subtitle), what="the new-rows count")
+        await pilot.press("slash", *"echo_4", "enter")
+        assert "new" not in str(stream.border_subtitle), stream.border_subtitle
+
+
+@sync
+async def test_a_click_on_the_tab_strip_switches_pane(console: tuple[Engine, TinyoApp]) -> None:
+    from tinyo_tui.widgets.pane_tabs import PaneTabs
+
+    engine, app = console
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        tabs = app.screen.query_one(PaneTabs)
+        text = tabs.render().plain
+        await pilot.click(PaneTabs, offset=(text.index("3 Workers") + 2, 0))
+        await pilot.pause()
+        assert app.screen.active_pane == "workers" and app.screen.query_one("#workers").display
+        await pilot.click(PaneTabs, offset=(text.index("5 Output") + 2, 0))
+        await pilot.pause()
+        assert app.screen.active_pane == "output"

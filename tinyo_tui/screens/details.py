@@ -19,6 +19,7 @@ from ..safe_text import clock_time, duration, short_id, visible
 
 if TYPE_CHECKING:
     from ..app import TinyoApp
+    from ..past import RunRecord
 
 MAX_DES = 5
 """DES detailed on one event's screen."""
@@ -93,6 +94,20 @@ def des_renderables(details: Any, explanation: str | None) -> list[RenderableTyp
     out.append(_section(f"output ({len(details.output)} lines)"))
     out.append(_lines(list(details.output)[-200:], "(no output)"))
     return out
+
+
+def worker_runs(runs: list[RunRecord], now: float) -> list[RenderableType]:
+    """A worker's recent runs, newest first: id, op, outcome, start, duration, error."""
+    if not runs:
+        return [_section("runs"), Text("  no runs seen yet", style="dim")]
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
+    for name in ("run", "op", "status", "started", "took", "error"):
+        table.add_column(name, no_wrap=name != "error", overflow="fold")
+    for run in reversed(runs):
+        took = (run.end if run.end is not None else now) - run.start if run.start is not None else None
+        table.add_row(str(run.run_id), visible(run.op), visible(run.status),
+                      clock_time(run.start) if run.start is not None else "-", duration(took), visible(run.error))
+    return [_section(f"runs (last {len(runs)})"), table]
 
 
 class DetailsScreen(Screen[None]):
@@ -197,6 +212,7 @@ class DetailsScreen(Screen[None]):
                     head.append(f"\nrunning run {row.run_id}: {visible(row.op)}")
                 des_ids = [row.des_id] if row.des_id else []
             parts.append(head)
+            parts.extend(worker_runs(app.state.runs.of_worker(self.key), app.now()))
         self._query(parts, des_ids, explain)
 
     @work(thread=True, exclusive=True, group="details")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -30,9 +31,7 @@ class PaneTabs(Widget):
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         for index, (pane_id, title) in enumerate(PANES, 1):
             label = f" {index} {title} "
-            if pane_id == self.active:
-                text.append(label, style="bold reverse")
-            else:
-                text.append(label)
+            click = Style.from_meta({"@click": f"screen.pane({pane_id!r})"})  # a click switches, as the key does
+            text.append(label, style=Style(bold=True, reverse=True) + click if pane_id == self.active else click)
             text.append(" ")
         return text
