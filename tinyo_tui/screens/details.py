@@ -90,10 +90,15 @@ def des_renderables(details: Any, explanation: str | None) -> list[RenderableTyp
         out.append(Text("  never run", style="dim"))
     if details.last_traceback:
         out.append(_section("last traceback"))
-        out.append(Text(details.last_traceback.rstrip(), no_wrap=True))
+        out.append(Text(visible_lines(details.last_traceback.rstrip()), overflow="fold"))
     out.append(_section(f"output ({len(details.output)} lines)"))
     out.append(_lines(list(details.output)[-200:], "(no output)"))
     return out
+
+
+def visible_lines(text: str) -> str:
+    """Multi-line text (a traceback) with each line made literal: the line breaks stay, long lines wrap."""
+    return "\n".join(visible(line) for line in text.splitlines())
 
 
 def worker_runs(runs: list[RunRecord], now: float) -> list[RenderableType]:
@@ -186,7 +191,7 @@ class DetailsScreen(Screen[None]):
                     parts.append(_section(f"generator {visible(generator)} failed"))
                     parts.append(Text("  " + visible(error), style="bold"))
                     if tb:
-                        parts.append(Text(tb.rstrip(), no_wrap=True))
+                        parts.append(Text(visible_lines(tb.rstrip()), overflow="fold"))
                 des_ids = list(row.des_ids[:MAX_DES])
                 if row.kind in ("event", "timer"):
                     explain.append(row.name)
@@ -210,6 +215,8 @@ class DetailsScreen(Screen[None]):
                     head.append(f" · {visible(row.detail)}")
                 if row.run_id is not None:
                     head.append(f"\nrunning run {row.run_id}: {visible(row.op)}")
+                    if row.targs:
+                        head.append("\ntargets: " + visible(", ".join(sorted(row.targs))))
                 des_ids = [row.des_id] if row.des_id else []
             parts.append(head)
             parts.extend(worker_runs(app.state.runs.of_worker(self.key), app.now()))
