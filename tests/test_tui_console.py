@@ -251,6 +251,8 @@ async def test_the_demo_demonstrates_every_key_it_advertises(tmp_path: Path, mon
             await pilot.press("enter")  # tick
             await until(pilot, lambda: any(r.source == "timer" and r.des_count and not r.name.endswith(".0")
                                            for r in app.state.events), what="t's tick made DES")
+            await pilot.pause(0.3)
+            assert not any(r.errors for r in app.state.events), [r.errors for r in app.state.events if r.errors]
             await pilot.press("i", *"tick_18", "enter")
             await until(pilot, lambda: app.state.docs.get("report.9") is not None
                         and app.state.docs["report.9"].state == "failed", timeout=30, what="report 9 failed")
