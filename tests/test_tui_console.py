@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ async def test_q_answers_the_quit_question_and_q_again_stops_running_ops_at_once
             await pilot.press("q")
             await until(pilot, lambda: app.state.stop_deadline is not None, what="stopping")
             header = app.screen.query_one(StatusHeader).render().plain
-            assert "stopping 600s" in header or "stopping 599s" in header, header
+            counted = re.search(r"stopping (\d+)s", header)
+            assert counted and 500 < int(counted.group(1)) <= 600, header  # a loaded machine may lag seconds
             await pilot.press("q")
             await until(pilot, lambda: app.return_code is not None, timeout=30,
                         what="the app to exit without waiting for the grace")
@@ -255,12 +257,12 @@ async def test_the_demo_demonstrates_every_key_it_advertises(tmp_path: Path, mon
             assert not any(r.errors for r in app.state.events), [r.errors for r in app.state.events if r.errors]
             await pilot.press("i", *"tick_18", "enter")
             await until(pilot, lambda: app.state.docs.get("report.9") is not None
-                        and app.state.docs["report.9"].state == "failed", timeout=30, what="report 9 failed")
+                        and app.state.docs["report.9"].state == "failed", timeout=90, what="report 9 failed")
             await pilot.press("2", "slash", *"report.9", "enter")
             await until(pilot, lambda: (tree := app.screen.query_one("#documents")).cursor_node is not None
                         and tree.cursor_node.data[1] in ("report.9", "report.*"), what="jump to report.9")
             await pilot.press("r")
-            await until(pilot, lambda: app.state.docs["report.9"].state == "up to date", timeout=30,
+            await until(pilot, lambda: app.state.docs["report.9"].state == "up to date", timeout=90,
                         what="the rerun of report 9 succeeds")
             await pilot.press("i", *"rebuild", "enter")
             await until(pilot, lambda: any(w.op == "rebuild_warehouse" for w in app.state.workers.values()),

@@ -20,7 +20,8 @@ from tinyo.engine_state import DESInfo, DocInfo
 from tinyo.groups import DES_TO_DOC as _ENGINE_DES_TO_DOC
 from tinyo.groups import GroupSummary, group_key
 
-from .past import RunLog
+from .runlog import RunLog
+from .run_history import RunHistory
 
 __all__ = ["ConsoleState", "group_key"]
 
@@ -149,12 +150,15 @@ class Changes:
     header: bool = False
     reloaded: bool = False
     """Rows were inserted before others (the start from the state file): panes rebuild their views."""
+    runs: bool = False
+    """A run started or ended (the run timeline repaints)."""
     notices: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.new_events or self.updated_events or self.new_output or self.new_docs or self.groups
             or self.changed_docs or self.changed_des or self.workers or self.lanes or self.header or self.reloaded
+            or self.runs
         )
 
 
@@ -189,6 +193,8 @@ class ConsoleState:
         self.started_at: float | None = None
         self.events_total = 0
         self._recent: deque[float] = deque(maxlen=20_000)
+        self.history = RunHistory()
+        """Runs per worker over the last minutes, rates per second, durations per op (bounded)."""
         self._seq = count()
         self.runs = RunLog()
         """The recent runs (worker details list them)."""
@@ -254,6 +260,8 @@ class ConsoleState:
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(self, event, ch)
+        if self.history.apply(batch):
+            ch.runs = True
         self.trim()
         return ch
 

@@ -23,6 +23,12 @@ def _bar(fill: float) -> str:
     return "█" * done + "░" * (_BAR - done)
 
 
+def _misses(m: Any) -> list[str]:
+    """A Lookup's rows without a master record (``miss:N``), shown beside its rows out."""
+    missed = getattr(m, "counters", {}).get("missed")
+    return [f"miss:{missed}"] if missed else []
+
+
 def flow_order(steps: list[str], hops: list[tuple[str, str]]) -> list[str]:
     """``steps`` in flow order: each after every step that feeds it (ties and cycles keep definition order)."""
     feeders: dict[str, set[str]] = {step: set() for step in steps}
@@ -108,7 +114,8 @@ class LanesView(Widget, can_focus=True):
             gates = dict(m.rows_out)
             main = gates.pop("main", None)
             out = " ".join(([str(main)] if main is not None else [])
-                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())])
+                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())]
+                           + _misses(m))
             bar = _bar(m.buffer_fill) + (f" {m.buffer_fill:4.0%}" if wide else "")
             table.add_row(
                 Text(visible(step)),

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.segment import Segment
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.reactive import reactive
@@ -306,6 +307,15 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
     def action_follow(self) -> None:
         self.follow = True
         self.on_cursor_moved()
+
+    def on_click(self, event: events.Click) -> None:
+        """A click selects the row under the pointer (the keys do everything a click does)."""
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        index = self.scroll_offset.y + offset.y
+        if 0 <= index < len(self.view):
+            self._move(index - (self.cursor if self.cursor >= 0 else len(self.view) - 1))
 
     def on_focus(self) -> None:
         self.refresh()
