@@ -349,3 +349,29 @@ async def test_a_click_on_the_tab_strip_switches_pane(console: tuple[Engine, Tin
         await pilot.click(PaneTabs, offset=(text.index("5 Output") + 2, 0))
         await pilot.pause()
         assert app.screen.active_pane == "output"
+
+
+@sync
+async def test_the_event_time_is_when_it_happened_not_when_it_was_processed(console: tuple[Engine, TinyoApp]) -> None:
+    """Paused, an event waits; once resumed, its row shows when it was taken in, not when it ran."""
+    import time as wall
+
+    from tinyo import events as ev
+
+    engine, app = console
+    received: list[ev.EventReceived] = []
+    engine.bus.subscribe(lambda e: received.append(e) if isinstance(e, ev.EventReceived) else None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot, app)
+        await pilot.press("p")
+        await until(pilot, lambda: app.state.paused, what="paused")
+        engine.inject("echo_late")
+        waited = wall.time()
+        await until(pilot, lambda: app.state.buffered >= 1 or wall.time() - waited > 1.2, what="buffered")
+        await pilot.pause(1.2)
+        await pilot.press("p")
+        await until(pilot, lambda: any(r.name == "echo_late" for r in app.state.events), what="the event's row")
+        [event] = [e for e in received if e.name == "echo_late"]
+        [row] = [r for r in app.state.events if r.name == "echo_late"]
+        assert event.taken is not None and event.ts - event.taken >= 1.0, (event.ts, event.taken)
+        assert row.ts == event.taken

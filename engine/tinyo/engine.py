@@ -128,7 +128,7 @@ class Engine:
         self.fatal: BaseException | None = None
         # loop-owned state
         self._bus_out: list[ev.BusEvent] = []
-        self._backlog: deque[tuple[int, str, str, FileState | None]] = deque()
+        self._backlog: deque[tuple[int, str, str, FileState | None, float]] = deque()  # ..., when taken in
         self._backlog_in_store = True
         self._last_backlog_id = 0
         self._ready: deque[str] = deque()
@@ -753,7 +753,7 @@ class Engine:
         self._rate.add(now, len(ids))
         for event_id, (_, source, name, _), state in zip(ids, rows, states):
             if not self._backlog_in_store and len(self._backlog) < BACKLOG_MAX:
-                self._backlog.append((event_id, source, name, state))
+                self._backlog.append((event_id, source, name, state, now))
                 self._last_backlog_id = event_id
             else:
                 self._backlog_in_store = True
@@ -780,9 +780,9 @@ class Engine:
         # a file event's state as intake last recorded it: the file is not read again (as for the events
         # that stayed in memory); a file changed since has a later event of its own
         seen = self.store.files_seen_many([name for _, _, source, name in rows if source in ("file", "scan")])
-        for event_id, _, source, name in rows:
+        for event_id, taken, source, name in rows:
             state = seen.get(name) if source in ("file", "scan") else None
-            self._backlog.append((event_id, source, name, FileState(*state) if state is not None else None))
+            self._backlog.append((event_id, source, name, FileState(*state) if state is not None else None, taken))
             self._last_backlog_id = event_id
         if len(rows) < BACKLOG_MAX // 2:
             self._backlog_in_store = False
@@ -796,15 +796,15 @@ class Engine:
         self._pending_events -= len(batch)
         self._processed += len(batch)
         now = self.clock.time()
-        self._prefetch_files([name for _, _, name, _ in batch if os.path.isabs(name)])
-        for event_id, source, name, state in batch:
-            self._emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
+        self._prefetch_files([name for _, _, name, *_ in batch if os.path.isabs(name)])
+        for event_id, source, name, state, taken in batch:
+            self._emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
             self._mark_document_from_event(name, state)
-        events = [(eid, name) for eid, _, name, _ in batch]
+        events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self._generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
         self._apply_batch(batch, emissions, None)
 
-    def _apply_batch(self, batch: list[tuple[int, str, str, FileState | None]], emissions: list[Emission],
+    def _apply_batch(self, batch: list[tuple[int, str, str, FileState | None, float]], emissions: list[Emission],
                      hung: Hung | None) -> None:
         """Register what the generators emitted for a batch (and, if one hung, report it and put the events
         after it back at the front of the backlog)."""
@@ -827,7 +827,7 @@ class Engine:
         self.store.mark_events(marks)
         self._no_doc_file = set()  # true for this batch only (the file-state cache may be trimmed later)
 
-    def _take_over(self, batch: list[tuple[int, str, str, FileState | None]], done: list[Emission],
+    def _take_over(self, batch: list[tuple[int, str, str, FileState | None, float]], done: list[Emission],
                    hung: Hung) -> None:
         """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
         fresh thread finishes that cycle and runs the loop from then on; the stuck one touches nothing more."""
