@@ -91,11 +91,12 @@ AGGREGATE = {"flights": ("count_all", None), "delays": ("count", "dep_delay"),
 
 
 def real_flow(path: Path, master: Path, out: Path, instances: int = 1, processes: bool = False,
-              columns: bool = False) -> float:
+              columns: bool = False, chunk_size: int = 1000) -> float:
     """CSV -> Lookup -> Aggregate -> CSV; with ``instances`` > 1 the CSV input, lookup and a partial
     aggregate run in that many lanes (worker processes with ``processes``), and one more Aggregate
     adds up the partial results. ``columns`` reads only the two fields used (``CsvInput(columns=)``)."""
-    flow = Flow("bench_real", params={"src": str(path), "master": str(master), "out": str(out)})
+    flow = Flow("bench_real", params={"src": str(path), "master": str(master), "out": str(out)},
+                chunk_size=chunk_size)
     read = flow.step("read", steps.CsvInput("${params.src}", na_values=NA, types={"dep_delay": float},
                                             columns=["carrier", "dep_delay"] if columns else None),
                      instances=instances, processes=processes)

@@ -346,3 +346,21 @@ def test_columns_keeps_only_the_named_fields(flights):
     bad.step("read", steps.CsvInput("${params.src}", columns=["carrier", "nope"]))
     run = bad.run()
     assert not run.ok and "columns ['nope'] are not fields of" in run.message and "time_hour" in run.message
+
+
+@pytest.mark.parametrize("split", ["rows", None])
+def test_missing_texts_are_found_in_quoted_and_multi_line_records_and_only_whole(tmp_path, split):
+    src = tmp_path / "na.csv"
+    with open(src, "w", newline="") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_ALL if split else csv.QUOTE_MINIMAL)
+        writer.writerow(["id", "note", "v"])
+        writer.writerows([(1, "NASA", "NA"), (2, "two\nlines", "NA"), (3, "", "3"), (4, "NA", "N/A"), (5, "x", "")])
+    flow = Flow("na_texts", params={"src": str(src)})
+    read = flow.step("read", steps.CsvInput("${params.src}", na_values=["NA", "N/A", ""], types={"id": int},
+                                            split=split), instances=2 if split else 1)
+    _collect(flow, read)
+    run = flow.run()
+    assert run.ok, run.error
+    assert sorted(run.result, key=lambda r: r["id"]) == [
+        {"id": 1, "note": "NASA", "v": None}, {"id": 2, "note": "two\nlines", "v": None},
+        {"id": 3, "note": None, "v": "3"}, {"id": 4, "note": None, "v": None}, {"id": 5, "note": "x", "v": None}]

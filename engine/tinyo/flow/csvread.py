@@ -1,9 +1,10 @@
 """Provides how CSV Input reads a file: missing values, typed fields, type inference and split reading.
 
 Records come out as lists of text values, with a function giving the file line the last record
-ended on (1-based, the header is line 1). ``Converter`` turns the values into rows: a value listed in ``na_values``
-becomes None in every field, typed fields are converted, and a value that does not convert raises
-``ValueError`` naming the field, the line and the text.
+ended on (1-based, the header is line 1). ``Converter`` turns them into chunks of rows: a value
+listed in ``na_values`` becomes None in every field (``MissingTexts`` says cheaply where to look), typed fields are converted, and a record with a
+value that does not convert is handed to the error path with a ``ValueError`` naming the field, the
+line and the text.
 
 Several instances of one CSV Input (with no incoming hop) read disjoint parts of the file:
 
@@ -34,14 +35,46 @@ def typename(fn: Any) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
-class Converter:
-    """Text values of records -> chunks of row dicts, with ``na_values`` and ``types`` applied."""
+class MissingTexts:
+    """The ``na_values`` of a read, and a watch on the lines read that tells when one may occur.
 
-    def __init__(self, names: list[str], types: Mapping[str, Callable[[str], Any]], na_values: Iterable[str],
+    Comparing every value of every record with each missing-value text costs more than parsing the
+    record. So the lines are watched instead: a record is searched only when one of its lines holds
+    a missing-value text somewhere (a substring search in C), and the empty text is found with
+    ``all(values)``, which only looks at lengths.
+    """
+
+    def __init__(self, na_values: Iterable[str]) -> None:
+        texts = tuple(dict.fromkeys(na_values))
+        self.texts = tuple(t for t in texts if t)
+        """The non-empty missing-value texts."""
+        self.empty = "" in texts
+        """True when the empty field means missing."""
+        self.seen = [False]
+        """Set when a line read since the last record was handled holds one of ``texts``."""
+
+    def watch(self, lines: Iterable[str]) -> Iterable[str]:
+        """``lines``, setting ``seen`` on the way."""
+        return self._watch(lines) if self.texts else lines
+
+    def _watch(self, lines: Iterable[str]) -> Iterator[str]:
+        texts, seen = self.texts, self.seen
+        for line in lines:
+            for text in texts:
+                if text in line:
+                    seen[0] = True
+                    break
+            yield line
+
+
+class Converter:
+    """Text values of records -> chunks of row dicts, with missing values and ``types`` applied."""
+
+    def __init__(self, names: list[str], types: Mapping[str, Callable[[str], Any]], missing: MissingTexts,
                  picks: list[int] | None = None) -> None:
         self.names = names
         """The row's field names (with ``picks``: the kept columns)."""
-        self.na = tuple(dict.fromkeys(na_values))
+        self.missing = missing
         self.typed = [(i, name, types[name]) for i, name in enumerate(names) if name in types]
         self.picks = picks
         """Positions in the record of the kept columns, or None to keep every field."""
@@ -52,7 +85,8 @@ class Converter:
 
         One loop without a call per row: this is the hot path of every CSV flow.
         """
-        names, na, typed, picks = self.names, self.na, self.typed, self.picks
+        names, typed, picks = self.names, self.typed, self.picks
+        texts, empty, seen = self.missing.texts, self.missing.empty, self.missing.seen
         pick = None
         if picks is not None:
             pick = operator.itemgetter(*picks) if len(picks) > 1 else lambda values: (values[picks[0]],)
@@ -66,11 +100,14 @@ class Converter:
                     values = list(pick(values))
                 except IndexError:  # a short record: its absent columns are missing
                     values = [values[i] if i < len(values) else None for i in picks]  # type: ignore[union-attr]
-            # ``text in values`` compares in C without hashing every value: cheaper than a set
-            # test when, as usual, there are one or two missing-value texts
-            for text in na:
-                while text in values:
-                    values[values.index(text)] = None
+            if seen[0]:
+                seen[0] = False
+                for text in texts:
+                    while text in values:
+                        values[values.index(text)] = None
+            if empty and not all(values):
+                while "" in values:
+                    values[values.index("")] = None
             if typed:
                 try:
                     for i, name, fn in typed:
@@ -109,8 +146,8 @@ def _is_float(text: str) -> bool:
 
 def infer(names: list[str], records: Iterable[list[str]], na: frozenset[str]) -> dict[str, Callable[[str], Any]]:
     """``int`` for a column whose present values are all integers written plainly (a column with
-    ``007`` stays text, zeros and all), ``float`` for one whose values all parse as numbers; other columns (and columns with no
-    value) stay text."""
+    ``007`` stays text, zeros and all), ``float`` for one whose values all parse as numbers; other
+    columns (and columns with no value) stay text."""
     candidates: list[set[Any]] = [{int, float} for _ in names]
     seen = [False] * len(names)
     for values in records:
@@ -139,10 +176,12 @@ Opened = tuple[list[str] | None, Iterator[list[str]], Callable[[], int]]
 """The header (if asked for), the records, and a function giving the line the last record ended on."""
 
 
-def read_whole(fh: Any, delimiter: str, skip_header: bool) -> Opened:
-    """Every record of an open text file."""
-    reader = csv.reader(fh, delimiter=delimiter)
+def read_whole(fh: Any, delimiter: str, skip_header: bool, missing: MissingTexts | None = None) -> Opened:
+    """Every record of an open text file (its lines watched by ``missing``)."""
+    reader = csv.reader(missing.watch(fh) if missing is not None else fh, delimiter=delimiter)
     header = next(reader, None) if skip_header else None
+    if missing is not None:
+        missing.seen[0] = False
     return header, reader, lambda: reader.line_num
 
 
@@ -156,7 +195,8 @@ def modulo(records: Iterator[list[str]], index: int, count: int) -> Iterator[lis
                 yield values
 
 
-def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int, count: int) -> Opened:
+def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, index: int,
+               count: int, missing: MissingTexts) -> Opened:
     """The records of the lines starting in byte range ``index`` of ``count``."""
     if "\n".encode(encoding) != b"\n" or '"'.encode(encoding) != b'"':
         raise FlowDefinitionError(
@@ -186,7 +226,7 @@ def read_range(path: str, encoding: str, delimiter: str, skip_header: bool, inde
         fh.close()
         raise
     state = [first_line - 1]
-    return header, _range_records(fh, path, encoding, delimiter, pos, end, state), lambda: state[0]
+    return header, _range_records(fh, path, encoding, delimiter, pos, end, state, missing), lambda: state[0]
 
 
 def _line_number(fh: Any, pos: int) -> int:
@@ -203,7 +243,8 @@ def _line_number(fh: Any, pos: int) -> int:
     return seen + 1
 
 
-def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int, line: list[int]) -> Iterator[list[str]]:
+def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, end: int,
+                   line: list[int], missing: MissingTexts) -> Iterator[list[str]]:
     with fh:
 
         def lines() -> Iterator[str]:
@@ -220,4 +261,4 @@ def _range_records(fh: Any, path: str, encoding: str, delimiter: str, pos: int, 
                     )
                 yield raw.decode(encoding)
 
-        yield from csv.reader(lines(), delimiter=delimiter)
+        yield from csv.reader(missing.watch(lines()), delimiter=delimiter)

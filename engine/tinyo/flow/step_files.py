@@ -10,7 +10,7 @@ from typing import Any
 
 from .base import Output, Step
 from .context import Row, interpolate
-from .csvread import INFER_ROWS, Converter, infer, modulo, read_range, read_whole
+from .csvread import INFER_ROWS, Converter, MissingTexts, infer, modulo, read_range, read_whole
 from .errors import FlowDefinitionError, RowFailure, Stopped
 
 
@@ -104,18 +104,19 @@ class CsvInput(Step):
         size = self.ctx.chunk_size
         index, count = self._part()
         for _ in range(times):
+            missing = MissingTexts(self.na_values)
             if count > 1 and self.split == "bytes":
-                yield from self._rows(*read_range(self.path, self.encoding, self.delimiter, self.header, index, count),
-                                      size)
+                opened = read_range(self.path, self.encoding, self.delimiter, self.header, index, count, missing)
+                yield from self._rows(*opened, size, missing)
                 continue
             with open(self.path, newline="", encoding=self.encoding) as fh:
-                header, records, line_of = read_whole(fh, self.delimiter, self.header)
+                header, records, line_of = read_whole(fh, self.delimiter, self.header, missing)
                 if count > 1:
                     records = modulo(records, index, count)
-                yield from self._rows(header, records, line_of, size)
+                yield from self._rows(header, records, line_of, size, missing)
 
     def _rows(self, header: list[str] | None, records: Iterator[list[str]], line_of: Callable[[], int],
-              size: int) -> Iterator[list[Row]]:
+              size: int, missing: MissingTexts) -> Iterator[list[Row]]:
         names = self.fields or header
         if names is None:
             return
@@ -129,7 +130,7 @@ class CsvInput(Step):
                 )
             picks = [names.index(c) for c in self.columns]
             names = self.columns
-        converter = Converter(names, types, self.na_values, picks)
+        converter = Converter(names, types, missing, picks)
         yield from converter.chunks(records, line_of, size, self.ctx.row_failed)
 
 
