@@ -80,11 +80,16 @@ def rebuild_warehouse(context):
 # ---- generators
 @meta_task(root=True)
 def on_tick(event):
-    # a timer's own ticks end in .0; `t` fires one now (any fraction); `i` may type tick_18
+    # the timer's own ticks end in .0; `t` fires one now (at any fraction of a second), which gets
+    # numbers of its own (past 100,000) so it never collides with a scheduled tick; `i` may type tick_18
     match = re.fullmatch(r"tick_(\d+)(\.\d+)?", event)
     if not match:
         return (None, [])
-    n = (int(match.group(1)) // 2) % 100_000
+    seconds, fraction = match.groups()
+    if fraction and fraction != ".0":
+        n = 100_000 + int(float(seconds + fraction) * 10) % 100_000
+    else:
+        n = (int(seconds) // 2) % 100_000
     target = str(INBOX / f"sales_{n}.csv")
     return (None, [
         DES(deps=frozenset([event]), targs=frozenset([target]),

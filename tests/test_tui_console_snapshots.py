@@ -81,3 +81,95 @@ def test_the_filter_line_is_not_under_the_footer(size: tuple[int, int]) -> None:
             assert bar.region.bottom <= footer.region.y
 
     asyncio.run(run())
+
+
+def _palette_lines(app: Any) -> list[str]:
+    from textual.command import CommandList
+
+    options = app.screen.query_one(CommandList)
+    return [str(getattr(option.prompt, "plain", option.prompt)) for option in options._options]
+
+
+@pytest.mark.parametrize("query", ["", "fire"])
+def test_palette_shows_names_literally(query: str) -> None:
+    """A timer named with markup and a zero-width space: listed and searched, the title reads exactly
+    'Fire timer [bold]tick\\u200bnow' (no stray backslash, nothing bold, the invisible character shown)."""
+
+    async def run() -> None:
+        engine, app = console()
+        engine.timers[0].name = "[bold]tick\u200bnow"
+        async with app.run_test(size=WIDE) as pilot:
+            await scripted(app)(pilot)
+            await pilot.press("ctrl+p", *query)
+            await pilot.pause(0.5)
+            lines = _palette_lines(app)
+            assert any(line.startswith("Fire timer [bold]tick\\u200bnow") for line in lines), lines
+            assert not any("\\[" in line for line in lines), lines
+
+    asyncio.run(run())
+
+
+def test_palette_keys_opens_the_console_help_and_esc_closes_it() -> None:
+    from tinyo_tui.screens.help import HelpScreen
+    from tinyo_tui.screens.main import MainScreen
+
+    async def run() -> None:
+        _engine, app = console()
+        async with app.run_test(size=WIDE) as pilot:
+            await scripted(app)(pilot)
+            await pilot.press("ctrl+p", *"keys")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, HelpScreen)
+            assert not app.screen.query("HelpPanel") and not app.query("HelpPanel")
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, MainScreen)
+
+    asyncio.run(run())
+
+
+LONG = "warehouse.sales_by_region_and_quarter_with_currency_conversion_and_returns_2024_q4_final"
+
+
+def _long_names(engine: Any) -> None:
+    [des_id] = engine.receive("/tmp/data/" + LONG + ".csv", des=[
+        ("loader", ["/tmp/data/" + LONG + ".csv"], [LONG], ["load_the_sales_by_region_and_quarter_table"])])
+    engine.run(des_id, "w1", ["loading"], finish=False)
+
+
+def test_long_names_end_in_an_ellipsis(snap_compare: Any) -> None:
+    """At 80x24 in Workers (3): w1 busy on a long op and target, each cut at its column with '…'."""
+    engine, app = console()
+    assert snap_compare(app, press=["3"], terminal_size=(80, 24), run_before=scripted(app, lambda: _long_names(engine)))
+
+
+def test_long_names_are_cut_with_an_ellipsis_and_shown_whole_in_details() -> None:
+    from textual.widgets import Static
+
+    from test_tui_pilot import render_text
+    from tinyo_tui.widgets.document_tree import DocumentTree
+    from tinyo_tui.widgets.workers_table import WorkersTable
+
+    async def run() -> None:
+        engine, app = console()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await scripted(app, lambda: _long_names(engine))(pilot)
+            await pilot.press("3")
+            table = app.screen.query_one(WorkersTable)
+            row = next(y for y in range(table.size.height) if "w1" in table.render_line(y).text)
+            line = table.render_line(row).text
+            assert "…" in line and LONG not in line, line
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            body = render_text(app.screen.query_one("#body", Static).content)
+            assert LONG in body.replace("\n", ""), body
+            await pilot.press("escape", "2")
+            tree = app.screen.query_one(DocumentTree)
+            lines = [tree.render_line(y).text for y in range(tree.size.height)]
+            cut = [text for text in lines if LONG[:30] in text]
+            assert cut and all(text.rstrip().endswith("…") for text in cut), lines
+
+    asyncio.run(run())

@@ -13,7 +13,6 @@ from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.timer import Timer
 
@@ -23,6 +22,7 @@ from .bridge import Bridge
 from .commands import Commands
 from .messages import (BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, StopStarted,
                        Target)
+from .named_commands import NamedCommands
 from .palette import Palette
 from .past import seed
 from .safe_text import short_id, visible
@@ -52,6 +52,7 @@ class TinyoApp(App[int]):
     CSS_PATH = str(stylesheet_path())
     TITLE = "tinyo"
     ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {NamedCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", tooltip="Quit (stops the engine gracefully)"),
@@ -447,30 +448,30 @@ class TinyoApp(App[int]):
             main.restyle()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """The palette's commands: Textual's own, then pause/resume, inject, timers, themes, reruns.
-
-        The palette reads titles as markup, so every name from the recipe or the engine is escaped."""
-        yield from super().get_system_commands(screen)
+        """The palette's fixed commands: Textual's own (its "Keys" panel replaced by the console's
+        help), then pause/resume, inject and themes. Names from the recipe or the engine come from
+        ``named_commands``, shown literally by their own provider."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":
+                yield command
+        yield SystemCommand("Keys", "Show every key (?)", self.action_help)
         if self.state.paused:
             yield SystemCommand("Resume intake", "Release the buffered events (p)", self.toggle_pause)
         else:
             yield SystemCommand("Pause intake", "Store and queue events without acting (p)", self.toggle_pause)
         yield SystemCommand("Inject event", "Inject an event string (i)", self.ask_inject)
-        for timer in self.engine.timers:
-            yield SystemCommand(f"Fire timer {_palette_text(timer.name)}", f"every {timer.interval}",
-                                partial(self.commands.fire, timer.name))
         for name in sorted(self.available_themes):
             if name.startswith("tinyo-"):
                 yield SystemCommand(f"Theme {name.removeprefix('tinyo-')}", f"Switch to the {name} theme",
                                     partial(setattr, self, "theme", name))
+
+    def named_commands(self) -> Iterable[tuple[str, str, Any]]:
+        """(title, help, callback) of the palette entries named after timers and DES (literal text)."""
+        for timer in self.engine.timers:
+            yield f"Fire timer {visible(timer.name)}", f"every {timer.interval}", partial(self.commands.fire, timer.name)
         for des_id in list(self.state.des)[-300:]:
-            yield SystemCommand(_palette_text(f"Rerun {self.describe_des(des_id)} [{short_id(des_id)}]"),
-                                "Force this DES to run again (r)", partial(self.commands.rerun, des_id))
-
-
-def _palette_text(value: str) -> str:
-    """A name shown in the command palette: control characters escaped, then markup escaped."""
-    return escape_markup(visible(value))
+            yield (visible(f"Rerun {self.describe_des(des_id)} [{short_id(des_id)}]"),
+                   "Force this DES to run again (r)", partial(self.commands.rerun, des_id))
 
 
 def _own_bindings(cls: type) -> set[tuple[str, str]]:

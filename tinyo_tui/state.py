@@ -344,7 +344,9 @@ class ConsoleState:
         self.events_total += 1
         self._recent.append(e.ts)
         kind: RowKind = "timer" if e.source == "timer" else "event"
-        self._append_event(EventRow(next(self._seq), e.ts, kind, e.source, e.name, event_id=e.event_id))
+        # the time shown is when the event happened (was taken in), not when the generators saw it
+        happened = e.taken if e.taken is not None else e.ts
+        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id))
         ch.new_events += 1
         ch.header = True
 

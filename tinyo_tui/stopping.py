@@ -48,8 +48,9 @@ class Stopper:
         self.grace = grace
         self._on_started = on_started
         self._on_stopped = on_stopped
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        self._write: int | None = write
         self._previous: dict[int, Any] = {}
         self._thread: threading.Thread | None = None
         self.stopped = threading.Event()
@@ -65,9 +66,12 @@ class Stopper:
     # ------------------------------------------------------------------ requests (any thread)
     def request(self, kind: bytes = QUIT) -> None:
         """Ask to stop; safe from signal handlers and any thread. Does nothing once closed."""
+        fd = self._write
+        if fd is None:  # closed: the app has ended (and the number may belong to another file now)
+            return
         try:
-            os.write(self._write, kind)
-        except OSError:  # closed (the app has ended), or a full pipe: enough requests are queued
+            os.write(fd, kind)
+        except OSError:  # a full pipe: enough requests are queued
             pass
 
     def install_signals(self) -> None:
@@ -85,10 +89,10 @@ class Stopper:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
-        try:
-            os.close(self._write)
-        except OSError:
-            pass
+        fd, self._write = self._write, None
+        if fd is None:
+            return
+        os.close(fd)
         if self._thread is None:
             os.close(self._read)
 

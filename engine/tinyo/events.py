@@ -41,12 +41,14 @@ class BusEvent:
 
 @dataclass(frozen=True, slots=True)
 class EventReceived(BusEvent):
-    """An event was stored and is being fed to the generators."""
+    """An event was stored and is being fed to the generators (``ts``); ``taken`` is when it was taken
+    in (stored), later only when intake was paused or behind."""
 
     kind: ClassVar[str] = "event_received"
     event_id: int
     name: str
     source: EventSource
+    taken: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

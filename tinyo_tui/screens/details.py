@@ -19,6 +19,7 @@ from ..safe_text import clock_time, duration, short_id, visible
 
 if TYPE_CHECKING:
     from ..host import ConsoleHost
+    from ..runlog import RunRecord
 
 MAX_DES = 5
 """DES detailed on one event's screen."""
@@ -96,10 +97,29 @@ def des_renderables(details: Any, explanation: str | None,
         out.append(Text("  never run", style="dim"))
     if details.last_traceback:
         out.append(_section("last traceback"))
-        out.append(Text(details.last_traceback.rstrip(), no_wrap=True))
+        out.append(Text(visible_lines(details.last_traceback.rstrip()), overflow="fold"))
     out.append(_section(f"output ({len(details.output)} lines)"))
     out.append(_lines(list(details.output)[-200:], "(no output)"))
     return out
+
+
+def visible_lines(text: str) -> str:
+    """Multi-line text (a traceback) with each line made literal: the line breaks stay, long lines wrap."""
+    return "\n".join(visible(line) for line in text.splitlines())
+
+
+def worker_runs(runs: list[RunRecord], now: float) -> list[RenderableType]:
+    """A worker's recent runs, newest first: id, op, outcome, start, duration, error."""
+    if not runs:
+        return [_section("runs"), Text("  no runs seen yet", style="dim")]
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
+    for name in ("run", "op", "status", "started", "took", "error"):
+        table.add_column(name, no_wrap=name != "error", overflow="fold")
+    for run in reversed(runs):
+        took = (run.end if run.end is not None else now) - run.start if run.start is not None else None
+        table.add_row(str(run.run_id), visible(run.op), visible(run.status),
+                      clock_time(run.start) if run.start is not None else "-", duration(took), visible(run.error))
+    return [_section(f"runs (last {len(runs)})"), table]
 
 
 class DetailsScreen(Screen[None]):
@@ -182,7 +202,7 @@ class DetailsScreen(Screen[None]):
                     parts.append(_section(f"generator {visible(generator)} failed"))
                     parts.append(Text("  " + visible(error), style="bold"))
                     if tb:
-                        parts.append(Text(tb.rstrip(), no_wrap=True))
+                        parts.append(Text(visible_lines(tb.rstrip()), overflow="fold"))
                 des_ids = list(row.des_ids[:MAX_DES])
                 if row.kind in ("event", "timer"):
                     explain.append(row.name)
@@ -206,8 +226,11 @@ class DetailsScreen(Screen[None]):
                     head.append(f" · {visible(row.detail)}")
                 if row.run_id is not None:
                     head.append(f"\nrunning run {row.run_id}: {visible(row.op)}")
+                    if row.targs:
+                        head.append("\ntargets: " + visible(", ".join(sorted(row.targs))))
                 des_ids = [row.des_id] if row.des_id else []
             parts.append(head)
+            parts.extend(worker_runs(app.state.runs.of_worker(self.key), app.now()))
         # Durations come from the console's run history, which only this (UI) thread may read.
         history = app.state.history
         durations = {op: stats for des_id in des_ids if (node := app.state.des.get(des_id)) is not None

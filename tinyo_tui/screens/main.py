@@ -39,7 +39,7 @@ PANE_KEYS: list[tuple[str, str]] = [
     ("up/down, j/k", "move the selection (every pane)"),
     ("pgup/pgdn", "scroll a page"),
     ("home/end, g/G", "first / last line; in events and output, end follows the newest again"),
-    ("space, right/left, l/h", "expand or collapse a tree node (documents)"),
+    ("space, l/h, ←/→", "expand or collapse a tree node (documents)"),
     ("/ then !regex", "inverse filter"),
     ("s", "sort by name, state, duration (workers; members of a document group)"),
     ("left/right, h/l", "timeline: the selected worker's older / newer run"),

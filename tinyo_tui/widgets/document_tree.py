@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Tree
@@ -147,6 +148,17 @@ class DocumentTree(Tree[NodeData]):
             n = group.state_count(state)
             if n:
                 text.append(f"  {glyph(state)}{n}", style=style(state))
+        return text
+
+    def render_label(self, node: TreeNode[NodeData], base_style: Style, style: Style) -> Text:
+        """The node's label, ending in an ellipsis when the pane is too narrow for it (enter shows it whole)."""
+        text = super().render_label(node, base_style, style)
+        depth, parent = 0, node.parent
+        while parent is not None and parent is not self.root:
+            depth, parent = depth + 1, parent.parent
+        room = self.scrollable_content_region.width - (depth + 1) * self.guide_depth
+        if 1 < room < text.cell_len:
+            text.truncate(room, overflow="ellipsis")
         return text
 
     # ------------------------------------------------------------------ building

@@ -138,7 +138,7 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         self._cache.clear()
         n = len(self.view)
         self.cursor = n - 1 if self.follow or self.cursor >= n else self.cursor
-        self.unseen = 0 if self.follow else self.unseen
+        self.unseen = 0  # counted against the old view: meaningless in the new one
         self._sync_size()
         self.refresh()
         self._update_subtitle()

@@ -82,7 +82,7 @@ class WorkersTable(DataTable[Text]):
         state = row.state
         targets = ", ".join(sorted(row.targs)[:3]) + (" …" if len(row.targs) > 3 else "")
         elapsed = duration(now - row.since) if row.since is not None and state == "busy" else ""
-        return (
+        cells = (
             Text(visible(row.name), style=style("accent")),
             Text(str(row.pid) if row.pid is not None else "-", style=style("muted")),
             Text(f"{glyph(state)} {state}", style=style(state)),
@@ -90,6 +90,9 @@ class WorkersTable(DataTable[Text]):
             Text(visible(targets)),
             Text(elapsed, style=style("muted")),
         )
+        for cell in cells:  # a value wider than its column ends in … (enter shows it whole)
+            cell.no_wrap, cell.overflow = True, "ellipsis"
+        return cells
 
     def refresh_rows(self) -> None:
         """Add new workers and update changed cells in place (cheap when nothing changed)."""

@@ -43,7 +43,8 @@ GONE = FileState(0, -1, None)
 
 Intake = tuple[str, str, "FileState | None"]
 """(source, event name, the file's state as read by the watcher or None)."""
-Stored = tuple[int, str, str, "FileState | None"]
+Stored = tuple[int, str, str, "FileState | None", float]
+"""An event waiting for the generators: id, source, name, file state, when it was taken in (stored)."""
 """(event id, source, event name, file state): a stored event waiting for the generators."""
 
 
@@ -153,7 +154,7 @@ class Inflow:
         self.rate.add(now, len(ids))
         for event_id, (_, source, name, _), state in zip(ids, rows, states):
             if not self.backlog_in_store and len(self.backlog) < BACKLOG_MAX:
-                self.backlog.append((event_id, source, name, state))
+                self.backlog.append((event_id, source, name, state, now))
                 self._last_backlog_id = event_id
             else:
                 self.backlog_in_store = True
@@ -193,9 +194,9 @@ class Inflow:
         # a file event's state as intake last recorded it: the file is not read again (as for the events
         # that stayed in memory); a file changed since has a later event of its own
         seen = self.store.files_seen_many([name for _, _, source, name in rows if source in ("file", "scan")])
-        for event_id, _, source, name in rows:
+        for event_id, taken, source, name in rows:
             state = seen.get(name) if source in ("file", "scan") else None
-            self.backlog.append((event_id, source, name, FileState(*state) if state is not None else None))
+            self.backlog.append((event_id, source, name, FileState(*state) if state is not None else None, taken))
             self._last_backlog_id = event_id
         if len(rows) < BACKLOG_MAX // 2:
             self.backlog_in_store = False

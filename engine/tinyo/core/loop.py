@@ -318,11 +318,11 @@ class Loop:
             return
         self._processed += len(batch)
         now = self.clock.time()
-        self.documents.prefetch_files([name for _, _, name, _ in batch if os.path.isabs(name)])
-        for event_id, source, name, state in batch:
-            self.outbox.emit(ev.EventReceived(now, event_id, name, source))  # type: ignore[arg-type]
+        self.documents.prefetch_files([name for _, _, name, *_ in batch if os.path.isabs(name)])
+        for event_id, source, name, state, taken in batch:
+            self.outbox.emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
             self.documents.from_event(name, state)
-        events = [(eid, name) for eid, _, name, _ in batch]
+        events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
         self._apply_batch(batch, emissions, None)
 
