@@ -177,7 +177,7 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
     stored = loop.inflow.store_events(loop._take)
     assert stored == 2
     batch = loop.inflow.next_batch(10)
-    assert [(source, name) for _, source, name, _ in batch] == [("file", str(path)), ("manual", "by hand")]
+    assert [(source, name) for _, source, name, *_ in batch] == [("file", str(path)), ("manual", "by hand")]
     path.write_text("1")  # the same content again: no new event
     loop.inflow.queue.put(("file", str(path), None))
     assert loop.inflow.store_events(loop._take) == 0
