@@ -1332,7 +1332,7 @@ class Engine:
         while slots > 0 and self._ready:
             des_id = self._ready.popleft()
             node = self.graph.nodes[des_id]
-            if self._waits_for_files(node):
+            if self._blocked_now(node) or self._waits_for_files(node):
                 continue
             ops = self._ops.get(des_id) or self._load_ops(des_id)
             if ops is None:
@@ -1363,6 +1363,16 @@ class Engine:
             return True
         self._holding = False
         return False
+
+    def _blocked_now(self, node: Node) -> bool:
+        """True (and the DES back to waiting) if an upstream DES became pending since ``node`` was queued (a
+        later event changed its input): ``node`` runs after it, once, on what it makes."""
+        if not any(self.graph.upstream_blocking(dep) is not None for dep in node.deps):
+            return False
+        node.status = None
+        self._touched.append(node.id)
+        self._wake.set()
+        return True
 
     def _waits_for_files(self, node: Node) -> bool:
         """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it
