@@ -212,3 +212,31 @@ def test_a_non_canonical_event_is_refused_by_name(tmp_path: Path, inbox: Path) -
             engine.inject("x\ud800")
     finally:
         engine.stop()
+
+
+def test_a_watched_folder_whose_own_name_is_not_utf8(tmp_path: Path) -> None:
+    """dirs=[a folder named with undecodable bytes]: validate shows it escaped, a file in it is taken in
+    once, and the next start finds nothing new (the store's prefix range holds the folder's bytes)."""
+    folder = bytes(tmp_path) + b"/in\xff\xfe"
+    body = """
+IN = os.fsdecode({folder!r})
+
+def note(context):
+    print('saw', sorted(context['deps'])[0])
+
+@meta_task(root=True)
+def on_file(event):
+    return (None, [DES(deps=[event], targs=['seen:' + event], ops=[(note, Config())])])
+
+config = TinyOConfig(sql_conn='{db}', dirs=[IN])
+"""
+    recipe = write_recipe(tmp_path, body.replace("{folder!r}", repr(folder)), db=tmp_path / "s.db")
+    validate = tinyo("validate", str(recipe))
+    assert validate.returncode == 0 and f"watch: {shown(folder)}" in validate.stdout.decode("utf-8")
+    os.makedirs(folder)
+    with open(folder + b"/f\x80.txt", "wb") as fh:
+        fh.write(b"1")
+    first = tinyo("run", str(recipe), "--idle-exit", "0.3")
+    assert first.returncode == 0 and f"saw {shown(folder)}/f\\x80.txt" in first.stdout.decode("utf-8")
+    second = tinyo("run", str(recipe), "--idle-exit", "0.3")
+    assert second.returncode == 0 and b"saw" not in second.stdout and b"event" not in second.stdout
