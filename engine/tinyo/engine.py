@@ -28,10 +28,10 @@ from .dag import Graph, Node
 from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
 from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
 from .executors import Executor, WorkerInfo, make_executor
-from .filecheck import MISSING, FileChecks
+from .filecheck import GONE, FileChecks
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
-from .intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
+from .intake import FileState, SettleWindow, StartupHold, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .names import name_problem
 from .recipe import OpResolver, Recipe, load_recipe
@@ -69,10 +69,6 @@ OP_CACHE_MAX = 256
 """Distinct op lists whose names and stored (pickled) form are kept for reuse."""
 
 
-GONE = FileState(0, -1, None)
-"""The last-seen state of a file that was gone when its event was processed (no file has it)."""
-
-
 def _names(docs: Iterable[str]) -> tuple[str, ...]:
     """Document names as a small tuple of interned strings: one copy of each name is shared by the
     version map, the reverse index and every DES that names it (a 1-item frozenset costs 216 bytes)."""
@@ -108,7 +104,7 @@ class Engine:
         self.graph = Graph(_StoreBacking(self.store, self._node_from_row))
         self.groups = Groups()
         """Documents counted per name pattern and state (what the console's tree shows)."""
-        self._checks = FileChecks(self.graph, self._file_state, self.config.hash_files)
+        self._checks = FileChecks(self.graph, self._file_state, self.config.hash_files, forget=self._forget_file)
         self.timers: list[TimerSpec] = self.config.timer_specs
         self._schedule = TimerSchedule(self.timers)
         self._generators = GeneratorRunner(recipe.roots, self.config.generator_timeout)
@@ -145,10 +141,7 @@ class Engine:
         self._rescan_wanted = False
         self._ignored_name = IgnoredNames(self.config.ignore)
         self._window = SettleWindow(self.config.settle, self.config.settle_max, self.config.maxevents)
-        self._holding = True
-        """Nothing is dispatched until the start-up scan's files are all taken in and processed (one build
-        for what changed while the engine was down)."""
-        self._settling: dict[str, float] = {}  # start-up scan files still being written -> when to look again
+        self._hold = StartupHold(SCAN_QUIET)
         self._next_rescan: float | None = None
         self._next_request_poll = 0.0
         self._rate = RateMeter()
@@ -515,10 +508,10 @@ class Engine:
         if not self.store.memory:
             deadlines.append(self._next_request_poll)
         window = self._window.deadline()
-        if window is not None or self._settling:
+        if window is not None or self._hold.settling:
             # real time, whatever the clock: files arrive in it
             wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
-            deadlines.append(mono + (min(wait, 0.05) if self._settling else wait))
+            deadlines.append(mono + (min(wait, 0.05) if self._hold.settling else wait))
         if not deadlines:
             return None
         # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
@@ -548,8 +541,8 @@ class Engine:
             self._rescan_wanted = False
             self._scan()
         self._store_intake()
-        if self._settling:
-            self._look_at_settling()
+        if self._hold.settling:
+            self._hold.look(time.monotonic())
         if not self._paused and len(self._ready) < READY_MAX and self._window.due(time.monotonic()):
             self._process_backlog()
             if not self._backlog and not self._backlog_in_store:
@@ -563,7 +556,8 @@ class Engine:
         more = (not self._intake.empty() or not self._inbox.empty()
                 or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX
                     and self._window.due(time.monotonic()))
-                or (self._ready and not self._holding and self._executor is not None and self._executor.free_slots() > 0))
+                or (self._ready and not self._hold.holding and self._executor is not None
+                    and self._executor.free_slots() > 0))
         if more:
             self._wake.set()
         self._update_idle()
@@ -604,7 +598,7 @@ class Engine:
 
     def _update_idle(self) -> None:
         busy = (self._open or self._ready or self._retries or self._backlog or self._backlog_in_store
-                or self._settling or not self._intake.empty() or not self._inbox.empty())
+                or self._hold.settling or not self._intake.empty() or not self._inbox.empty())
         if busy:
             self.idle_since = None
         elif self.idle_since is None:
@@ -659,8 +653,7 @@ class Engine:
                 if self._watcher is not None and now - st.st_mtime < max(self.config.debounce, SCAN_QUIET):
                     # written moments ago: maybe still being written; its close (or its staying quiet) reports it
                     self._watcher.settle(path)
-                    if self._holding:
-                        self._settling[path] = time.monotonic() + SCAN_QUIET
+                    self._hold.settle(path, time.monotonic())
                     continue
                 try:
                     self._intake.put_nowait(("scan", path, None))
@@ -670,16 +663,6 @@ class Engine:
                     break
         if found:
             self._emit(ev.EngineNotice(self.clock.time(), "info", f"scan found {found} new or changed file(s)"))
-
-    def _look_at_settling(self) -> None:
-        """Start-up scan files the watcher has not reported yet: one that is gone is not waited for."""
-        mono = time.monotonic()
-        for path, when in list(self._settling.items()):
-            if mono >= when:
-                if stat_file(path) is None:
-                    del self._settling[path]
-                else:
-                    self._settling[path] = mono + SCAN_QUIET
 
     def _check_watched_folders(self) -> None:
         """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
@@ -707,8 +690,8 @@ class Engine:
             except queue.Empty:
                 break
             if source in ("file", "scan"):
-                if self._settling:
-                    self._settling.pop(name, None)
+                if self._hold.settling:
+                    self._hold.settling.pop(name, None)
                 if name in files:
                     files[name] = seen
                     continue  # a burst on one path coalesces into one event
@@ -859,37 +842,15 @@ class Engine:
 
     def _mark_document_from_event(self, name: str, state: FileState | None) -> None:
         if os.path.isabs(name):
-            if self._file_event(name, state):
+            versioned, touch = self._checks.event(name, state)
+            self._touched.extend(touch)
+            if versioned:
                 self._refresh_file_document(name, by="event", hint=state)
         else:
             self._bump_document(name, by="event")
 
-    def _file_event(self, path: str, state: FileState | None) -> bool:
-        """Whether a file event gives its document a version: not when the file is gone by now (its readers
-        wait for it), nor when a DES produces it (a change by hand makes that DES stale: it is built again)."""
-        st = stat_file(path)
-        owner = self.graph.producer_of(path)
-        if owner is not None:
-            node = self.graph.node(owner)
-            if node is not None and node.status is None and path not in self.graph.drifted:
-                what = self._checks.drift(path, st=st, hint=state)
-                if what is not None:
-                    self.graph.drifted[path] = what
-                    self._touched.append(owner)
-            return False
-        if st is None:
-            self._file_gone(path)
-            return False
-        if path in self.graph.gone:
-            self.graph.gone.discard(path)
-            self._touched.extend(self.graph.readers(path))
-        return True
-
-    def _file_gone(self, path: str) -> None:
-        """``path``'s readers wait for it; the file coming back, even as it was, is a new event."""
-        if path not in self.graph.gone:
-            self.graph.gone.add(path)
-            self._touched.extend(self.graph.readers(path))
+    def _forget_file(self, path: str) -> None:
+        """A file found gone: its coming back, even as it was, is a new event."""
         self._files[path] = GONE
         self.store.set_file_seen(path, GONE.mtime_ns, GONE.size, None)
 
@@ -1318,7 +1279,10 @@ class Engine:
                 self._des_moved(node, was, "queued")
                 self._emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
                 self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
-        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None or self._held():
+        held = self._hold.holding and self._hold.held(
+            not self._paused and len(self._ready) < READY_MAX,
+            bool(self._backlog or self._backlog_in_store or not self._intake.empty()))
+        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None or held:
             return []
         slots = self._executor.free_slots()
         tasks: list[Task] = []
@@ -1332,7 +1296,11 @@ class Engine:
         while slots > 0 and self._ready:
             des_id = self._ready.popleft()
             node = self.graph.nodes[des_id]
-            if self._blocked_now(node) or self._waits_for_files(node):
+            touch = self._checks.before_run(node)
+            if touch is not None:  # not now: back to waiting
+                node.status = None
+                self._touched.extend(touch)
+                self._wake.set()
                 continue
             ops = self._ops.get(des_id) or self._load_ops(des_id)
             if ops is None:
@@ -1352,45 +1320,6 @@ class Engine:
         if rows:
             self.store.add_runs(rows)
         return tasks
-
-    def _held(self) -> bool:
-        """True while start-up holds dispatch: until the scan's files are all taken in and processed (or
-        READY_MAX DES are ready, or intake is paused)."""
-        if not self._holding:
-            return False
-        if (not self._paused and len(self._ready) < READY_MAX
-                and (self._settling or not self._intake.empty() or self._backlog or self._backlog_in_store)):
-            return True
-        self._holding = False
-        return False
-
-    def _blocked_now(self, node: Node) -> bool:
-        """True (and the DES back to waiting) if an upstream DES became pending since ``node`` was queued (a
-        later event changed its input): ``node`` runs after it, once, on what it makes."""
-        if not any(self.graph.upstream_blocking(dep) is not None for dep in node.deps):
-            return False
-        node.status = None
-        self._touched.append(node.id)
-        self._wake.set()
-        return True
-
-    def _waits_for_files(self, node: Node) -> bool:
-        """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it
-        waits for the file (or, for a produced dep, for its producer to make it again)."""
-        gone = self._checks.gone_deps(node)
-        if not gone:
-            return False
-        for dep in gone:
-            owner = self.graph.producer_of(dep)
-            if owner is not None:
-                self.graph.drifted[dep] = MISSING
-                self._touched.append(owner)
-            else:
-                self._file_gone(dep)
-        node.status = None
-        self._touched.append(node.id)
-        self._wake.set()
-        return True
 
     def _load_ops(self, des_id: str) -> tuple[tuple[str, Any], ...] | None:
         row = self.store.des_row(des_id)
