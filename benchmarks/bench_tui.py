@@ -1,7 +1,11 @@
 """Provides the console speed benchmark: key latency under an event flood, memory, idle CPU, first frame.
 
     python benchmarks/bench_tui.py [--rate 2000] [--seconds 30] [--mode files|inject]
-                                   [--execution threads|processes] [--json PATH]
+                                   [--execution threads|processes] [--views on|off|both] [--json PATH]
+
+``--views both`` (the default) runs the flood twice in one run: first with the operator views off
+(no Timeline pane, no header sparklines: the baseline), then on, and prints the two side by side with
+the ratio on/off, so a busy machine shows in both columns.
 
 A real engine on a temp folder runs a recipe whose root generator turns every file event into one
 DES with a trivial op that prints one line; the console runs headless (Textual's test driver, a
@@ -13,7 +17,9 @@ DES with a trivial op that prints one line; the console runs headless (Textual's
   first repaint after the pane switched, p50/p95/max [p95 < 100 ms];
 - ``rss_growth``: resident memory at the end of the flood minus before it [< 50 MB];
 - ``lost``: events written/injected minus events the engine stored (read from its stats) [0];
-- ``idle_cpu``: process CPU over 10 s once everything is done and the console is idle [< 1 %];
+- ``idle_cpu``: process CPU over 10 s once everything is done and the console is idle [< 1 %]
+  (with the views on, the header sparkline and the timeline still slide then: 30 s and 60 s after
+  the last event and run; ``idle_cpu_after_slide_pct`` is measured once they have stopped);
 - ``idle_timers``: active Textual timers of the app while idle (the drain interval must be paused).
 """
 
@@ -84,11 +90,28 @@ def flood(stop: threading.Event, rate: int, seconds: float, mode: str, data: Pat
     sent.append(n)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def views_off() -> None:
+    """The baseline: header layouts without sparklines (the timeline pane is hidden once mounted)."""
+    from dataclasses import replace
+
+    from tinyo_tui.widgets import status_header
+
+    status_header.LAYOUTS = tuple(replace(layout, spark=0) for layout in status_header.LAYOUTS)
+
+
+def active_timers(app: Any) -> list[Any]:
+    nodes = [app, *app.screen_stack, *app.screen.walk_children()]
+    return [t for node in nodes for t in getattr(node, "_timers", ())
+            if t._task is not None and not t._task.done() and t._active.is_set()]
+
+
+async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
     from textual import events
 
     from tinyo.engine import Engine
     from tinyo_tui.app import build_app
+    from tinyo_tui.widgets.run_timeline import RunTimeline
+    from tinyo_tui.widgets.status_header import StatusHeader
 
     tmp = Path(tempfile.mkdtemp(prefix="tinyo-bench-tui-"))
     data = tmp / "data"
@@ -97,7 +120,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     recipe.write_text(RECIPE.replace("SQL", repr(str(tmp / "state.db"))).replace("DATA", repr(str(data)))
                       .replace("EXECUTION", args.execution.upper()))
     results: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds, "mode": args.mode,
-                               "execution": args.execution}
+                               "execution": args.execution, "views": "on" if views else "off"}
 
     t0 = time.perf_counter()
     engine = Engine.from_path(recipe)
@@ -110,6 +133,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while not first_frame:
             await asyncio.sleep(0.005)
         results["first_frame_s"] = round(first_frame[0], 3)
+        if not views:
+            app.screen.query_one(RunTimeline).display = False
         await pilot.pause(0.5)
 
         rss_before = rss_mb()
@@ -119,13 +144,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                   daemon=True)
         thread.start()
         latencies: list[float] = []
-        panes = ["2", "3", "4", "5", "1"]
-        names = ["documents", "workers", "lanes", "output", "events"]
+        panes = ["2", "3", "4", "5", "6", "1"] if views else ["2", "3", "4", "5", "1"]
+        names = ["documents", "workers", "lanes", "output", "timeline", "events"] if views else [
+            "documents", "workers", "lanes", "output", "events"]
         index = 0
         cpu0 = time.process_time()
         while thread.is_alive():
             await asyncio.sleep(0.25)
-            key, target = panes[index % 5], names[index % 5]
+            key, target = panes[index % len(panes)], names[index % len(panes)]
             index += 1
             painted: list[float] = []
             start = time.perf_counter()
@@ -140,6 +166,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if painted:
                 latencies.append((painted[0] - start) * 1000)
         results["flood_cpu_s"] = round(time.process_time() - cpu0, 2)
+        header = app.screen.query_one(StatusHeader)
+        timeline = app.screen.query_one(RunTimeline)
+        results["sparkline_cells"] = header.layout_used.spark if header.layout_used else 0
+        results["timeline_shown"] = bool(timeline.display and timeline.region.area)
+        results["timeline_runs_kept"] = len(app.state.history.runs)
         results["tick_cost_ms_at_end"] = round(app._tick_cost * 1000, 1)
         results["rss_growth_mb"] = round(rss_mb() - rss_before, 1)
         total = sent[0] if sent else 0
@@ -165,14 +196,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while not engine.is_idle():
             await asyncio.sleep(0.5)
         await pilot.pause(8.0)  # the drain interval stops after one empty tick; the settle tick after ~5 s
-        nodes = [app, *app.screen_stack, *app.screen.walk_children()]
-        active = [t for node in nodes for t in getattr(node, "_timers", ())
-                  if t._task is not None and not t._task.done() and t._active.is_set()]
+        active = active_timers(app)
         results["idle_timers"] = len(active)
-        results["idle_timer_names"] = sorted({t.name for t in active})
+        results["idle_timer_names"] = ",".join(sorted({str(t.name) for t in active}))
         cpu1, wall1 = time.process_time(), time.perf_counter()
         await asyncio.sleep(10)
         results["idle_cpu_pct"] = round(100 * (time.process_time() - cpu1) / (time.perf_counter() - wall1), 2)
+        if views:
+            # The sliding views stop once their window holds nothing (timeline: 60 s after the last run).
+            deadline = time.perf_counter() + 70
+            while active_timers(app) and time.perf_counter() < deadline:
+                await asyncio.sleep(1)
+            results["timers_after_slide"] = ",".join(sorted({str(t.name) for t in active_timers(app)}))
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+            await asyncio.sleep(10)
+            results["idle_cpu_after_slide_pct"] = round(
+                100 * (time.process_time() - cpu1) / (time.perf_counter() - wall1), 2)
         stop.set()
     engine.stop(timeout=10)
     return results
@@ -184,13 +223,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--mode", choices=("files", "inject"), default="files")
     parser.add_argument("--execution", choices=("threads", "processes"), default="processes")
+    parser.add_argument("--views", choices=("on", "off", "both"), default="both",
+                        help="timeline pane and header sparklines (both: off as the baseline, then on)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    results = asyncio.run(run(args))
-    for key, value in results.items():
-        print(f"{key:>22}: {value}")
+    runs: dict[str, dict[str, Any]] = {}
+    # The views-off baseline patches the header's layouts for the rest of the process: run it last
+    # when both are wanted, and report it first.
+    if args.views in ("on", "both"):
+        runs["on"] = asyncio.run(run(args, views=True))
+    if args.views in ("off", "both"):
+        views_off()
+        runs["off"] = asyncio.run(run(args, views=False))
+    columns = [name for name in ("off", "on") if name in runs]
+    keys = list(dict.fromkeys(key for name in columns for key in runs[name]))
+    print(f"{'figure':>26}  " + "  ".join(f"{'views ' + name:>14}" for name in columns)
+          + ("  ratio on/off" if len(columns) == 2 else ""))
+    for key in keys:
+        values = [runs[name].get(key, "") for name in columns]
+        line = f"{key:>26}  " + "  ".join(f"{str(value):>14}" for value in values)
+        if len(columns) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            line += f"  {values[1] / values[0]:>12.2f}" if values[0] else f"  {'-':>12}"
+        print(line)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from tinyo import events as ev
 from tinyo.clock import ManualClock
 from tinyo.engine_state import DESInfo, DocInfo
 from tinyo.groups import DES_TO_DOC, Groups
+from tinyo.history import History
 
 START = 1_730_000_000.0
 
@@ -55,6 +56,7 @@ class ScriptedEngine:
                                       config=SimpleNamespace(max_workers=2), generators=[])
         self.timers = timer_specs
         self.calls: list[tuple[Any, ...]] = []
+        self.past = History([], [])
         self.paused = False
         self.started = False
         self.stopped = False
@@ -144,7 +146,11 @@ class ScriptedEngine:
         return []
 
     def stats(self) -> Any:
-        return SimpleNamespace()
+        return SimpleNamespace(events_total=self._event_id, failed=0)
+
+    def history(self) -> History:
+        """The recent past as a state file would give it: ``past`` (set by a test), or nothing."""
+        return self.past
 
     def explain(self, name: str) -> str:
         node = self._des.get(name)
@@ -326,3 +332,58 @@ def test_scripted_engine_publishes_a_consistent_story() -> None:
     assert state.des[ids["facts_20241028"]].state == "failed"
     assert state.docs["facts_with_20241027"].state == "up to date"
     assert state.failed == 1 and state.running == 0
+
+
+def shift_work(engine: ScriptedEngine) -> dict[str, int]:
+    """Fifty seconds of two workers at work, for the run timeline and the rate sparklines.
+
+    w1 loads a file every 4 s (3 s each; the one at ~21 s fails); w2 transforms for 8 s, fails after
+    5 s, transforms for 10 s, then starts one that is still running. Events arrive with each load,
+    more of them in the middle (the events/s sparkline rises and falls). Returns run ids by name.
+    """
+    clock = engine.clock
+    runs: dict[str, int] = {}
+    timeline: list[tuple[float, str, tuple[Any, ...]]] = []
+    for index in range(12):
+        at = 2.0 + 4.0 * index
+        timeline.append((at, "start", ("w1", f"load_{index}", "load")))
+        timeline.append((at + 3.0, "fail" if index == 5 else "end", ("w1", f"load_{index}", "load")))
+        timeline.extend((at + 0.1 * burst, "event", (f"/srv/in/part_{index}_{burst}.csv",))
+                        for burst in range(1 + min(index, 11 - index) * 2))
+    for start, end, name, outcome in ((1.0, 9.0, "t_1", "end"), (10.0, 15.0, "t_2", "fail"),
+                                      (17.0, 27.0, "t_3", "end"), (30.0, 36.0, "t_4", "end"),
+                                      (42.0, None, "t_5", "running")):
+        timeline.append((start, "start", ("w2", name, "transform")))
+        if end is not None:
+            timeline.append((end, outcome, ("w2", name, "transform")))
+    begin = clock.time()
+    started: dict[str, float] = {}
+    for at, what, args in sorted(timeline, key=lambda item: item[0]):
+        clock.set(begin + at)
+        if what == "event":
+            engine.receive(args[0])
+            continue
+        worker, name, op = args
+        if what == "start":
+            [des_id] = engine.receive(f"/srv/in/{name}.csv", des=[(f"make_{op}", [f"/srv/in/{name}.csv"],
+                                                                   [f"out.{name}"], [op])])
+            engine._run_id += 1
+            runs[name] = engine._run_id
+            started[name] = clock.time()
+            engine.state(des_id, "running")
+            engine.pub(ev.WorkerChanged, worker=worker, pid=4100 + int(worker[1]), state="busy")
+            engine.pub(ev.OpStarted, run_id=runs[name], des_id=des_id, op=op, worker=worker, attempt=1,
+                       targs=frozenset({f"out.{name}"}))
+            continue
+        des_id = des_id_of(f"make_{op}", f"/srv/in/{name}.csv", f"out.{name}")
+        took = clock.time() - started[name]
+        if what == "end":
+            engine.pub(ev.OpFinished, run_id=runs[name], des_id=des_id, op=op, worker=worker, duration=took)
+            engine.state(des_id, "ok")
+        else:
+            engine.pub(ev.OpFailed, run_id=runs[name], des_id=des_id, op=op, worker=worker, duration=took,
+                       error="OSError: disk full", traceback="Traceback (most recent call last):\nOSError: disk full")
+            engine.state(des_id, "failed", "OSError: disk full")
+        engine.pub(ev.WorkerChanged, worker=worker, pid=4100 + int(worker[1]), state="idle")
+    clock.advance(begin + 50.0 - clock.time())
+    return runs

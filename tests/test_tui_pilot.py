@@ -280,7 +280,7 @@ async def test_q_asks_when_ops_run_and_quits_leaving_a_consistent_store(console:
         app.commands.cancel(app.state.des[des_id].run_id or 0)
         await until(pilot, lambda: app.state.running == 0, what="op cancelled")
         await pilot.press("q")
-        await until(pilot, lambda: app._exit_renderables is not None or not app.is_running, timeout=20, what="exit")
+        await until(pilot, lambda: app.return_code is not None, timeout=20, what="exit")
     assert app.return_code == 0
     engine.wait(10)
     again = Engine.from_path(recipe)
@@ -342,6 +342,8 @@ async def test_tab_and_number_keys_move_between_panes(console: tuple[Engine, Tin
         await pilot.press("tab")
         assert screen.active_pane == "documents" and app.focused is screen.query_one("#documents")
         await pilot.press("shift+tab", "shift+tab")
+        assert screen.active_pane == "timeline"
+        await pilot.press("shift+tab")
         assert screen.active_pane == "output"
         await pilot.press("3")
         assert screen.active_pane == "workers" and screen.query_one("#workers").display

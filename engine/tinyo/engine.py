@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from . import events as ev
 from .clock import Clock, ManualClock, SystemClock
+from .control.paths import socket_path as control_socket
 from .dag import Graph, Node
 from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
 from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
@@ -31,6 +32,7 @@ from .executors import Executor, WorkerInfo, make_executor
 from .filecheck import GONE, FileChecks
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
+from .history import RECENT, History, des_of_event, read_history
 from .intake import FileState, SettleWindow, StartupHold, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
 from .names import name_problem
@@ -338,6 +340,14 @@ class Engine:
         """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
         return self.call(lambda: self.store.find_names(match, limit))
 
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the state file: the last events, runs and output lines (bounded)."""
+        return self.call(lambda: read_history(self.store, events, runs, lines))
+
+    def des_of_event(self, event: str, limit: int = 100) -> list[str]:
+        """The ids of the DES the generators made of ``event`` (a scan: for a key press, not a repaint)."""
+        return self.call(lambda: des_of_event(self.store, event, limit))
+
     def workers(self) -> list[WorkerInfo]:
         executor = self._executor
         return executor.workers() if executor is not None else []
@@ -396,7 +406,8 @@ class Engine:
             store_path=self.store.path,
         )
         if self.watch_files and self.config.dirs:
-            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
+            ignore.append(str(control_socket(self.store.path)))  # it may sit beside the state file
             self._watcher = self._new_watcher(ignore)
             self._watcher.launch()  # it starts while the executor does
         self._executor.start()
@@ -1353,8 +1364,9 @@ class Engine:
             while not self._intake.empty():
                 self._store_intake()
             self._commit_and_publish([])
-        deadline = time.monotonic() + self._stop_grace
-        while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
+        begun = time.monotonic()
+        # the grace is read each time round: a second stop() with a shorter timeout cuts it short
+        while time.monotonic() < begun + self._stop_grace and any(r.start is not None for r in self._open.values()):
             self._wake.wait(0.05)
             self._wake.clear()
             self._cycle()

@@ -18,7 +18,7 @@ from ..messages import QueryResult, Target
 from ..safe_text import clock_time, duration, short_id, visible
 
 if TYPE_CHECKING:
-    from ..app import TinyoApp
+    from ..host import ConsoleHost
 
 MAX_DES = 5
 """DES detailed on one event's screen."""
@@ -40,8 +40,10 @@ def _lines(values: list[str] | tuple[str, ...] | frozenset[str], empty: str = "(
     return text
 
 
-def des_renderables(details: Any, explanation: str | None) -> list[RenderableType]:
-    """The sections of one DES: state and why, deps, targs, ops with config, runs, traceback, output."""
+def des_renderables(details: Any, explanation: str | None,
+                    durations: dict[str, tuple[float, float, int]] | None = None) -> list[RenderableType]:
+    """The sections of one DES: state and why, deps, targs, ops with config and their recent durations
+    (p50/p95 over the op's runs this console saw), runs, traceback, output."""
     out: list[RenderableType] = []
     head = Text()
     head.append(f"DES {details.des_id}", style="bold")
@@ -70,6 +72,11 @@ def des_renderables(details: Any, explanation: str | None) -> list[RenderableTyp
         ops.append(f"  {index + 1}. {visible(name)}", style="bold")
         items = ", ".join(f"{visible(k)}={visible(repr(v))}" for k, v in dict(config).items())
         ops.append(f"  {{{items}}}" if items else "  {}", style="dim")
+        stats = (durations or {}).get(name)
+        if stats is not None:
+            p50, p95, n = stats
+            ops.append(f"\n     durations p50 {duration(p50)} · p95 {duration(p95)} over {n} run"
+                       f"{'s' if n != 1 else ''}", style="dim")
     out.append(ops if details.ops else Text("  (no ops)", style="dim"))
     out.append(_section(f"runs ({len(details.runs)})"))
     if details.runs:
@@ -104,6 +111,7 @@ class DetailsScreen(Screen[None]):
         Binding("R", "rerun(True)", "Rerun+down"),
         Binding("c", "cancel_op", "Cancel op"),
         Binding("f5,ctrl+r", "reload", "Reload", show=False),
+        Binding("y", "copy", "Copy", tooltip="Copy the traceback (or the name) by OSC 52"),
     ]
 
     DEFAULT_CSS = """
@@ -117,11 +125,13 @@ class DetailsScreen(Screen[None]):
         self.key = key
         self.des_id = des_id
         self.des_ids: list[str] = [des_id] if des_id else []
+        self.copyable = ""
+        """What ``y`` copies: the last traceback shown, else the item's name."""
 
     @property
-    def tinyo(self) -> TinyoApp:
+    def tinyo(self) -> ConsoleHost:
         """The console app."""
-        return cast("TinyoApp", self.app)
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="title")
@@ -168,6 +178,7 @@ class DetailsScreen(Screen[None]):
                     head.append(f" · the generators made {row.des_count} DES")
                 parts.append(head)
                 for generator, error, tb in row.errors:
+                    self.copyable = self.copyable or tb
                     parts.append(_section(f"generator {visible(generator)} failed"))
                     parts.append(Text("  " + visible(error), style="bold"))
                     if tb:
@@ -197,12 +208,18 @@ class DetailsScreen(Screen[None]):
                     head.append(f"\nrunning run {row.run_id}: {visible(row.op)}")
                 des_ids = [row.des_id] if row.des_id else []
             parts.append(head)
-        self._query(parts, des_ids, explain)
+        # Durations come from the console's run history, which only this (UI) thread may read.
+        history = app.state.history
+        durations = {op: stats for des_id in des_ids if (node := app.state.des.get(des_id)) is not None
+                     for op in node.ops if (stats := history.percentiles(op)) is not None}
+        self._query(parts, des_ids, explain, durations)
 
     @work(thread=True, exclusive=True, group="details")
-    def _query(self, parts: list[RenderableType], des_ids: list[str], explain: list[str]) -> None:
+    def _query(self, parts: list[RenderableType], des_ids: list[str], explain: list[str],
+               durations: dict[str, tuple[float, float, int]]) -> None:
         """Engine queries block briefly, so they run here, off the UI loop; the result is a message."""
         engine = self.tinyo.engine
+        copy = ""
         try:
             why: list[RenderableType] = []
             for name in explain:
@@ -217,11 +234,12 @@ class DetailsScreen(Screen[None]):
                 explanation = engine.explain(des_id)
                 if parts:
                     parts.append(Text("─" * 40, style="dim"))
-                parts.extend(des_renderables(details, explanation))
+                parts.extend(des_renderables(details, explanation, durations))
+                copy = copy or details.last_traceback or ""
         except Exception as exc:  # an engine query failed: show why instead of a blank screen
             self.post_message(QueryResult("details", None, f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(QueryResult("details", (Group(*parts), des_ids)))
+        self.post_message(QueryResult("details", (Group(*parts), des_ids, copy)))
 
     def on_query_result(self, message: QueryResult) -> None:
         if message.query != "details":
@@ -231,8 +249,9 @@ class DetailsScreen(Screen[None]):
         if message.error:
             body.update(Text(f"could not load details: {message.error}", style="bold"))
             return
-        renderable, des_ids = message.value
+        renderable, des_ids, copy = message.value
         self.des_ids = des_ids
+        self.copyable = self.copyable or copy
         if des_ids and self.des_id is None:
             self.des_id = des_ids[0]
         body.update(renderable)
@@ -240,8 +259,18 @@ class DetailsScreen(Screen[None]):
     def action_back(self) -> None:
         self.dismiss(None)
 
+    def action_copy(self) -> None:
+        text = self.copyable or (self.des_id if self.kind == "des" else self.key if self.kind != "event"
+                                 else self._event_name())
+        self.app.copy_to_clipboard(text or "")
+        what = "traceback" if self.copyable else "name"
+        self.notify(f"copied the {what} ({len(text or '')} characters)", markup=False, timeout=3)
+
     def action_rerun(self, downstream: bool) -> None:
-        if self.des_id:
+        if len(self.des_ids) > 1:
+            what = f"event {self._event_name()}" if self.kind == "event" else f"{self.kind} {self.key}"
+            self.tinyo.rerun_some(list(self.des_ids), downstream, visible(what))
+        elif self.des_id:
             self.tinyo.commands.rerun(self.des_id, downstream=downstream)
         else:
             self.notify("nothing to rerun here", severity="warning", markup=False)

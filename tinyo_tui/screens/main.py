@@ -22,12 +22,13 @@ from ..widgets.footer import StableFooter
 from ..widgets.lanes_view import LanesView
 from ..widgets.output_log import OutputLog
 from ..widgets.pane_tabs import PANES, PaneTabs
+from ..widgets.run_timeline import RunTimeline
 from ..widgets.status_header import StatusHeader
 from ..widgets.stream_log import StreamLog
 from ..widgets.workers_table import WorkersTable
 
 if TYPE_CHECKING:
-    from ..app import TinyoApp
+    from ..host import ConsoleHost
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 WIDE = 120
@@ -35,11 +36,16 @@ WIDE = 120
 
 PANE_KEYS: list[tuple[str, str]] = [
     ("enter", "details of the selected event, document, DES or worker"),
-    ("up/down, j/k", "move the selection"),
-    ("pgup/pgdn, home", "scroll a page, go to the oldest line"),
-    ("end, G", "follow the newest line again (event stream, output)"),
-    ("space, right/left", "expand or collapse a tree node (documents)"),
+    ("up/down, j/k", "move the selection (every pane)"),
+    ("pgup/pgdn", "scroll a page"),
+    ("home/end, g/G", "first / last line; in events and output, end follows the newest again"),
+    ("space, right/left, l/h", "expand or collapse a tree node (documents)"),
     ("/ then !regex", "inverse filter"),
+    ("s", "sort by name, state, duration (workers; members of a document group)"),
+    ("left/right, h/l", "timeline: the selected worker's older / newer run"),
+    ("+ / -", "timeline: zoom the time span (1m, 5m, 15m)"),
+    ("y", "copy: the selected name or line; in details, the traceback (OSC 52)"),
+    ("mouse", "click a tab or a row to select it (every click has a key)"),
 ]
 
 
@@ -63,6 +69,8 @@ class MainScreen(Screen[None]):
         Binding("3", "pane('workers')", "Workers pane", show=False),
         Binding("4", "pane('lanes')", "Lanes pane", show=False),
         Binding("5", "pane('output')", "Output pane", show=False),
+        Binding("6", "pane('timeline')", "Timeline pane", show=False, tooltip="Timeline pane: runs per worker over time"),
+        Binding("y", "copy", "Copy", show=False, tooltip="Copy the selected line or name (OSC 52, works over SSH)"),
         Binding("escape", "back", "Back", show=False, tooltip="Close the filter; back"),
     ]
 
@@ -81,9 +89,9 @@ class MainScreen(Screen[None]):
         self.active_pane = "events"
 
     @property
-    def tinyo(self) -> TinyoApp:
+    def tinyo(self) -> ConsoleHost:
         """The console app."""
-        return cast("TinyoApp", self.app)
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         app = self.tinyo
@@ -96,6 +104,7 @@ class MainScreen(Screen[None]):
             yield OutputLog(state, palette, id="output")
             yield WorkersTable(state, palette, now, id="workers")
             yield LanesView(state, palette, id="lanes")
+            yield RunTimeline(state, palette, now, id="timeline")
         yield FilterBar(id="filter")
         yield StableFooter(show_command_palette=False)
         yield Static(Text(f"terminal too small: need {MIN_WIDTH}x{MIN_HEIGHT}"), id="too-small")
@@ -107,7 +116,9 @@ class MainScreen(Screen[None]):
             pane.border_title = f"{index} {title}"
         self._activate("events")
         self.query_one("#events").focus()
-        self.query_one(LanesView).known_flows = self.tinyo.known_flows()
+        lanes = self.query_one(LanesView)
+        lanes.known_flows = self.tinyo.known_flows()
+        lanes.step_order = self.tinyo.flow_step_order()
 
     def pane(self, pane_id: str) -> Widget:
         """The widget of a pane."""
@@ -137,6 +148,9 @@ class MainScreen(Screen[None]):
         target = self.pane(pane_id)
         self.call_after_refresh(target.focus)
 
+    def on_pane_tabs_clicked(self, message: PaneTabs.Clicked) -> None:
+        self.action_pane(message.pane_id)
+
     def action_cycle_pane(self, step: int) -> None:
         ids = [pane_id for pane_id, _ in PANES]
         index = ids.index(self.active_pane) if self.active_pane in ids else 0
@@ -145,24 +159,30 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ updates
     def on_state_changed(self, message: StateChanged) -> None:
         changes = message.changes
+        if changes.reloaded:
+            for log in self.query(StreamLog):
+                log.reload()
         if changes.new_events:
             self.query_one(EventStream).rows_added(changes.new_events)
         elif changes.updated_events:
             self.query_one(EventStream).rows_changed()
         if changes.new_output:
             self.query_one(OutputLog).rows_added(changes.new_output)
-        if changes.new_docs or changes.changed_docs or changes.changed_des:
+        if changes.new_docs or changes.changed_docs or changes.changed_des or changes.groups:
             self.query_one(DocumentTree).apply(changes)
         if changes.workers or changes.changed_des:
             self.query_one(WorkersTable).refresh_rows()
         if changes.lanes:
             self.query_one(LanesView).refresh()
+        if changes.runs or changes.workers:
+            self.query_one(RunTimeline).refresh()
         self.query_one(StatusHeader).tick()
 
     def tick(self) -> None:
         """Refresh the clock-driven figures (uptime, rates, elapsed)."""
         self.query_one(StatusHeader).tick()
         self.query_one(WorkersTable).refresh_rows()
+        self.query_one(RunTimeline).refresh()
 
     def restyle(self) -> None:
         """Repaint everything after a theme change."""
@@ -171,6 +191,7 @@ class MainScreen(Screen[None]):
         self.query_one(DocumentTree).relabel_all()
         self.query_one(WorkersTable).relabel_all()
         self.query_one(LanesView).refresh()
+        self.query_one(RunTimeline).refresh()
         self.query_one(StatusHeader).tick()
 
     # ------------------------------------------------------------------ selection
@@ -200,6 +221,13 @@ class MainScreen(Screen[None]):
     def action_rerun(self, downstream: bool) -> None:
         des_id, doc = self._selected_des()
         commands = self.tinyo.commands
+        sel = self.current()
+        row = self.tinyo.find_event_row(sel.key) if sel is not None and sel.kind == "event" else None
+        if row is not None:
+            des_ids = self.tinyo.event_des(row)
+            if des_ids:
+                self.tinyo.rerun_some(des_ids, downstream, f"event {visible(row.name)}")
+                return
         if des_id is not None:
             commands.rerun(des_id, downstream=downstream)
         elif doc is not None:
@@ -220,6 +248,33 @@ class MainScreen(Screen[None]):
                         markup=False)
             return
         app.confirm_cancel(run_id, node.des_id)
+
+    def action_copy(self) -> None:
+        """Copy the selection's text to the clipboard, by OSC 52 (the terminal's clipboard, over SSH too)."""
+        text = self.copy_text()
+        if not text:
+            self.notify("nothing selected to copy", severity="warning", markup=False)
+            return
+        self.app.copy_to_clipboard(text)
+        shown = visible(text)
+        self.notify(f"copied {shown[:60]}{'…' if len(shown) > 60 else ''}", markup=False, timeout=3)
+
+    def copy_text(self) -> str | None:
+        """What ``y`` copies: the pane's own choice, else the selected event, line or name."""
+        pane = self.pane(self.active_pane)
+        own = getattr(pane, "copy_text", None)
+        if own is not None:
+            return own()
+        sel = self.current()
+        if sel is None:
+            return None
+        state = self.tinyo.state
+        if sel.kind == "event":
+            row = self.tinyo.find_event_row(sel.key)
+            return row.name if row is not None else None
+        if sel.kind == "output":
+            return next((r.line for r in reversed(state.output) if str(r.seq) == sel.key), None)
+        return sel.key
 
     def action_fire_timer(self) -> None:
         self.tinyo.pick_timer()

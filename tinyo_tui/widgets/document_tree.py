@@ -28,14 +28,14 @@ from tinyo.groups import GroupSummary
 from ..messages import OpenDetails, Selected
 from ..palette import Palette, glyph
 from ..safe_text import short_id, visible
+from ..sorting import DOC_STATE_ORDER, SortMode, doc_key, next_mode
 from ..state import Changes, ConsoleState, group_key
 
 PAGE = 200
 """Documents listed per page when a group is expanded."""
 MAX_LINKS = 50
 """Consumer DES listed under a document."""
-_STATE_ORDER = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built",
-                "missing", "up to date", "source")
+_STATE_ORDER = DOC_STATE_ORDER
 
 Direction = Literal["up", "down", "both"]
 NodeData = tuple[str, str, Direction, int]
@@ -48,6 +48,11 @@ class DocumentTree(Tree[NodeData]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("right,l", "expand", "Expand", show=False),
         Binding("left,h", "collapse", "Collapse", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "scroll_home", "First", show=False),
+        Binding("end,G", "scroll_end", "Last", show=False),
+        Binding("s", "sort", "Sort", show=False, tooltip="Workers, documents: sort by name, state, duration"),
     ]
 
     DEFAULT_CSS = """
@@ -65,6 +70,8 @@ class DocumentTree(Tree[NodeData]):
         self._group_order: list[str] = []
         self._docs: dict[str, list[TreeNode[NodeData]]] = {}
         self._des: dict[str, list[TreeNode[NodeData]]] = {}
+        self.sort_mode: SortMode = "name"
+        """Order of a group's members within each page: name, state (failures first) or duration."""
         # what is on screen stays in the console's cache
         state.pinned_docs = self._docs
         state.pinned_des = self._des
@@ -202,7 +209,7 @@ class DocumentTree(Tree[NodeData]):
                 self._fill_doc(node, group.first, "both")
                 return
             start = max(0, min(offset, group.count - 1))
-            names = self._page(key, start)
+            names = self._sorted(self._page(key, start))
             if start > 0:
                 node.add_leaf(Text(f"… {start} earlier (enter)", style=self._palette.style("muted")),
                               ("more", key, "both", max(0, start - PAGE)))
@@ -240,6 +247,26 @@ class DocumentTree(Tree[NodeData]):
             self.log.warning(f"group lookup failed: {exc}")
             return []
         return [self._state.put_doc_info(info).name for info in infos]
+
+    def _sorted(self, names: list[str]) -> list[str]:
+        """A page of members in the chosen order (the engine pages them by name)."""
+        if self.sort_mode == "name":
+            return names
+        docs = self._state.docs
+        key = doc_key(self.sort_mode, self._state.history)
+        return sorted(names, key=lambda name: key(docs[name]) if name in docs else (float("inf"), name))
+
+    def action_sort(self) -> None:
+        """Cycle the members' order (name, state, duration) and relist the expanded groups."""
+        self.sort_mode = next_mode(self.sort_mode)
+        for node in list(self._groups.values()):
+            group = self._state.groups.get(node.data[1]) if node.data is not None else None
+            if node.is_expanded and group is not None and group.count > 1:
+                self._empty(node)
+                self._fill(node)
+        self.border_subtitle = f"members by {self.sort_mode}" if self.sort_mode != "name" else ""
+        self.notify(f"document members sorted by {self.sort_mode} (within each page of {PAGE})",
+                    markup=False, timeout=2)
 
     def _fill_doc(self, node: TreeNode[NodeData], name: str, direction: Direction) -> None:
         self._fetch_docs([name])
@@ -377,7 +404,7 @@ class DocumentTree(Tree[NodeData]):
             if name in shown:
                 continue
             # The whole group is listed: insert the new document in name order.
-            index = bisect.bisect(shown, name)
+            index = bisect.bisect(shown, name) if self.sort_mode == "name" else len(node.children)
             self._add_doc(node, name, "both", before=index if index < len(node.children) else None)
         for name in changes.changed_docs:
             touched_groups.add(group_key(name))
@@ -400,6 +427,13 @@ class DocumentTree(Tree[NodeData]):
             group = state.groups.get(pattern)
             if node is not None and group is not None:
                 node.set_label(self._group_label(group))
+        if self.cursor_line < 0 and self.root.children:
+            # A cursor from the start, so space and enter act on a node the user can see.
+            self.call_after_refresh(self._first_cursor)
+
+    def _first_cursor(self) -> None:
+        if self.cursor_line < 0 and self.root.children:
+            self.move_cursor(self.root.children[0])
 
     def relabel_all(self) -> None:
         """Rebuild every label (after a theme change)."""

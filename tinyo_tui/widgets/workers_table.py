@@ -13,6 +13,7 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from ..messages import OpenDetails, Selected
 from ..palette import Palette, glyph
 from ..safe_text import duration, visible
+from ..sorting import SortMode, next_mode, worker_key
 from ..state import ConsoleState, WorkerRow
 
 COLUMNS = ("worker", "pid", "state", "op", "targets", "elapsed")
@@ -21,7 +22,14 @@ COLUMNS = ("worker", "pid", "state", "op", "targets", "elapsed")
 class WorkersTable(DataTable[Text]):
     """The workers pane. Rows are keyed by worker name, so the selection stays on its worker."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Details", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Details", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "scroll_top", "First", show=False),
+        Binding("end,G", "scroll_bottom", "Last", show=False),
+        Binding("s", "sort", "Sort", show=False, tooltip="Workers, documents: sort by name, state, duration"),
+    ]
 
     DEFAULT_CSS = """
     WorkersTable { scrollbar-size-vertical: 1; }
@@ -34,6 +42,9 @@ class WorkersTable(DataTable[Text]):
         self._palette = palette
         self._now = now
         self._shown: dict[str, tuple[Text, ...]] = {}
+        self.sort_mode: SortMode = "name"
+        """The row order: by name, by state (busy first) or by duration (longest busy first)."""
+        self._order: list[str] = []
 
     def on_mount(self) -> None:
         self._layout_columns()
@@ -59,6 +70,7 @@ class WorkersTable(DataTable[Text]):
         selected = self.selected_worker
         self.clear(columns=True)
         self._shown.clear()
+        self._order = []
         for name, width in zip(COLUMNS, widths):
             self.add_column(name, key=name, width=width)
         self.refresh_rows()
@@ -85,7 +97,9 @@ class WorkersTable(DataTable[Text]):
             self._layout_columns()  # a longer worker name arrived: lay the columns out again
             return
         now = self._now()
-        for name in sorted(self._state.workers):
+        workers = self._state.workers
+        order = [row.name for row in sorted(workers.values(), key=worker_key(self.sort_mode, now))]
+        for name in order:
             cells = self._cells(self._state.workers[name], now)
             old = self._shown.get(name)
             if old is None:
@@ -98,8 +112,27 @@ class WorkersTable(DataTable[Text]):
                         except RowDoesNotExist:
                             break
             self._shown[name] = cells
-        busy = sum(1 for w in self._state.workers.values() if w.state == "busy")
-        self.border_subtitle = f"queue {self._state.queued} · busy {busy}/{len(self._state.workers)}"
+        if order != self._order:
+            self._reorder(order)
+        busy = sum(1 for w in workers.values() if w.state == "busy")
+        self.border_subtitle = (f"queue {self._state.queued} · busy {busy}/{len(workers)}"
+                                + (f" · by {self.sort_mode}" if self.sort_mode != "name" else ""))
+
+    def _reorder(self, order: list[str]) -> None:
+        """Put the rows in ``order``, keeping the cursor on its worker."""
+        selected = self.selected_worker
+        rank = {name: index for index, name in enumerate(order)}
+        by_cell = {visible(name): rank[name] for name in order}
+        self.sort("worker", key=lambda cell: by_cell.get(cell.plain, len(rank)))
+        self._order = order
+        if selected is not None and selected.name in rank:
+            self.move_cursor(row=self.get_row_index(selected.name), animate=False)
+
+    def action_sort(self) -> None:
+        """Cycle the row order: name, state, duration."""
+        self.sort_mode = next_mode(self.sort_mode)
+        self.refresh_rows()
+        self.notify(f"workers sorted by {self.sort_mode}", markup=False, timeout=2)
 
     def relabel_all(self) -> None:
         """Redraw every row (after a theme change)."""

@@ -1,0 +1,300 @@
+"""Provides RunHistory: the console's bounded memory of op runs and per-second rates; no Textual.
+
+It is fed the same bus facts as the rest of the console model (``OpStarted``, ``OpFinished``,
+``OpFailed``, ``OpCancelled``, ``EventReceived``), on the UI thread, and answers three questions:
+
+- what each worker did second by second over the last minutes (the run timeline draws it);
+- the most recent runs, one by one (the timeline's cursor selects them; ``enter`` opens their DES);
+- events/s and runs/s per second (the header's sparklines) and durations per op (p50/p95).
+
+Everything is bounded whatever the rate: per-second activity is kept for ``MAX_WINDOW`` seconds per
+worker, at most ``MAX_RUNS`` runs are kept as records, ``MAX_DURATIONS`` durations per op name and
+``MAX_OPS`` op names. Under a 2,000 runs/s flood the timeline still shows the whole window, because
+it draws from the per-second activity, not from the run records.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from math import ceil, floor
+from typing import Literal
+
+from tinyo import events as ev
+
+RunStatus = Literal["running", "ok", "failed", "cancelled"]
+
+MAX_RUNS = 1000
+"""Run records kept (the newest); older runs are only in the store."""
+MAX_WINDOW = 900
+"""Seconds of per-worker activity and of rates kept (the widest timeline window)."""
+MAX_WORKERS = 64
+"""Workers whose activity is kept (the least recently active ones are forgotten first)."""
+MAX_DURATIONS = 500
+"""Durations kept per op name (the newest), for p50/p95."""
+MAX_OPS = 200
+"""Op names whose durations are kept (the least recently run are forgotten first)."""
+MAX_OPEN = 10_000
+"""Runs started and not yet ended that are tracked (a lost end event cannot grow this)."""
+
+_SEVERITY: dict[str, int] = {"ok": 1, "cancelled": 2, "running": 3, "failed": 4}
+"""Which status a timeline cell shows when several runs share it: the most alarming one."""
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One op run, as the console saw it."""
+
+    run_id: int
+    des_id: str
+    op: str
+    worker: str
+    start: float
+    end: float | None = None
+    status: RunStatus = "running"
+    error: str = ""
+
+    def duration(self, now: float) -> float:
+        """Seconds the run took (or has taken so far)."""
+        return max(0.0, (self.end if self.end is not None else now) - self.start)
+
+
+@dataclass(slots=True)
+class Second:
+    """One worker's activity in one wall-clock second."""
+
+    busy: float = 0.0
+    """Seconds of this second spent running ops (0..1, more with overlapping runs on one worker)."""
+    status: RunStatus | None = None
+    """The most alarming status of the runs in this second."""
+
+
+@dataclass(slots=True)
+class Cell:
+    """What one timeline cell (several seconds) shows for one worker."""
+
+    busy: float = 0.0
+    """Fraction of the cell's time spent running ops."""
+    status: RunStatus | None = None
+    """The most alarming status of the runs in the cell (``running`` for one still running)."""
+
+
+@dataclass
+class _Counts:
+    """Per-second counters for a rate, kept for ``MAX_WINDOW`` seconds."""
+
+    seconds: OrderedDict[int, int] = field(default_factory=OrderedDict)
+
+    def add(self, ts: float) -> None:
+        second = int(floor(ts))
+        self.seconds[second] = self.seconds.get(second, 0) + 1
+        if len(self.seconds) > MAX_WINDOW:
+            self.seconds.popitem(last=False)
+
+    def series(self, now: float, length: int) -> list[int]:
+        """Counts of the ``length`` whole seconds before ``now``'s second (oldest first)."""
+        last = int(floor(now)) - 1
+        return [self.seconds.get(s, 0) for s in range(last - length + 1, last + 1)]
+
+
+class RunHistory:
+    """The console's memory of runs. Call ``apply`` on the UI thread only."""
+
+    def __init__(self, *, max_runs: int = MAX_RUNS) -> None:
+        self.runs: deque[RunRecord] = deque(maxlen=max_runs)
+        """The newest runs, oldest first (running ones included)."""
+        self._open: OrderedDict[int, RunRecord] = OrderedDict()
+        self._activity: OrderedDict[str, OrderedDict[int, Second]] = OrderedDict()
+        self._durations: OrderedDict[str, deque[float]] = OrderedDict()
+        self.events = _Counts()
+        """Events received per second."""
+        self.finished = _Counts()
+        """Runs ended (ok, failed or cancelled) per second."""
+
+    # ------------------------------------------------------------------ feeding
+    def apply(self, batch: Iterable[ev.BusEvent]) -> bool:
+        """Fold the facts this history cares about; True when a run started or ended."""
+        moved = False
+        for event in batch:
+            kind = type(event)
+            if kind is ev.EventReceived:
+                self.events.add(event.ts)
+            elif kind is ev.OpStarted:
+                self._started(event)  # type: ignore[arg-type]
+                moved = True
+            elif kind is ev.OpFinished:
+                self._ended(event, "ok", "")  # type: ignore[arg-type]
+                moved = True
+            elif kind is ev.OpFailed:
+                self._ended(event, "failed", event.error)  # type: ignore[attr-defined,arg-type]
+                moved = True
+            elif kind is ev.OpCancelled:
+                self._ended(event, "cancelled", "cancelled")  # type: ignore[arg-type]
+                moved = True
+        return moved
+
+    def _started(self, e: ev.OpStarted) -> None:
+        record = RunRecord(e.run_id, e.des_id, e.op, e.worker, e.ts)
+        self.runs.append(record)
+        self._open[e.run_id] = record
+        if len(self._open) > MAX_OPEN:
+            self._open.popitem(last=False)
+        self._worker(e.worker)
+
+    def _ended(self, e: ev.OpFinished | ev.OpFailed | ev.OpCancelled, status: RunStatus, error: str) -> None:
+        record = self._open.pop(e.run_id, None)
+        if record is None:
+            # Started before the console was watching: reconstruct it from its duration.
+            took = getattr(e, "duration", 0.0) or 0.0
+            record = RunRecord(e.run_id, e.des_id, e.op, e.worker, e.ts - took)
+            self.runs.append(record)
+        record.end, record.status, record.error = e.ts, status, error
+        self.finished.add(e.ts)
+        self._mark(record)
+        if status != "cancelled":
+            self._duration(record.op, record.end - record.start)
+
+    def _worker(self, name: str) -> OrderedDict[int, Second]:
+        seconds = self._activity.get(name)
+        if seconds is None:
+            seconds = self._activity[name] = OrderedDict()
+            while len(self._activity) > MAX_WORKERS:
+                self._activity.popitem(last=False)
+        else:
+            self._activity.move_to_end(name)
+        return seconds
+
+    def _mark(self, record: RunRecord) -> None:
+        """Add an ended run's busy time to its worker's seconds (only the last ``MAX_WINDOW``)."""
+        assert record.end is not None
+        seconds = self._worker(record.worker)
+        start = max(record.start, record.end - MAX_WINDOW)
+        first = int(floor(start))
+        for second in range(first, max(first, int(ceil(record.end)) - 1) + 1):  # an instant run: 1 second
+            cell = seconds.get(second)
+            if cell is None:
+                cell = seconds[second] = Second()
+            cell.busy += max(0.0, min(record.end, second + 1) - max(start, second))
+            _worst(cell, record.status)
+        # Seconds arrive roughly in order; drop those older than the window from the front.
+        horizon = int(floor(record.end)) - MAX_WINDOW
+        while seconds and (next(iter(seconds)) < horizon or len(seconds) > 2 * MAX_WINDOW):
+            seconds.popitem(last=False)
+
+    def _duration(self, op: str, seconds: float) -> None:
+        kept = self._durations.get(op)
+        if kept is None:
+            kept = self._durations[op] = deque(maxlen=MAX_DURATIONS)
+            while len(self._durations) > MAX_OPS:
+                self._durations.popitem(last=False)
+        else:
+            self._durations.move_to_end(op)
+        kept.append(max(0.0, seconds))
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def workers(self) -> list[str]:
+        """Workers that ran something, by name."""
+        return sorted(self._activity)
+
+    def running(self) -> Iterator[RunRecord]:
+        """Runs started and not ended."""
+        return iter(self._open.values())
+
+    def cells(self, worker: str, now: float, window: float, width: int) -> list[Cell]:
+        """``worker``'s activity over the ``window`` seconds before ``now`` in ``width`` cells.
+
+        Where the kept run records reach (every run of the worker since its oldest kept one), the
+        cells come from the records, exactly; before that, from the per-second activity.
+        """
+        if width <= 0:
+            return []
+        step = window / width
+        start = now - window
+        cells = [Cell() for _ in range(width)]
+        records = [record for record in self.runs if record.worker == worker]
+        exact_from = records[0].start if records else now
+        seconds = self._activity.get(worker)
+        if seconds:
+            for index, cell in enumerate(cells):
+                lo, hi = start + index * step, start + (index + 1) * step
+                if hi > exact_from:
+                    break
+                busy = 0.0
+                for second in range(int(floor(lo)), int(ceil(hi))):
+                    entry = seconds.get(second)
+                    if entry is None:
+                        continue
+                    busy += entry.busy * max(0.0, min(hi, second + 1) - max(lo, second))  # the part in the cell
+                    if entry.status is not None:
+                        _worst(cell, entry.status)
+                cell.busy = busy / step
+        for record in records:
+            end = record.end if record.end is not None else now
+            for index in self.columns(record, now, window, width):
+                lo, hi = start + index * step, start + (index + 1) * step
+                overlap = min(hi, end) - max(lo, record.start)
+                if overlap > 0 or (end == record.start and lo <= end < hi):
+                    cell = cells[index]
+                    cell.busy += max(overlap, 0.0) / step
+                    _worst(cell, record.status)
+        for record in self._open.values():  # a run started before the oldest kept record
+            if record.worker == worker and record.start < exact_from:
+                for index in range(max(0, int((record.start - start) // step)), width):
+                    _worst(cells[index], "running")
+                    cells[index].busy = 1.0
+        for cell in cells:
+            cell.busy = min(1.0, cell.busy)
+        return cells
+
+    def columns(self, record: RunRecord, now: float, window: float, width: int) -> range:
+        """The cells a run covers in a timeline of ``width`` cells ending at ``now`` (maybe empty)."""
+        step = window / width
+        start = now - window
+        first = int((record.start - start) // step)
+        last = int(((record.end if record.end is not None else now) - start) // step)
+        first, last = max(0, first), min(width - 1, last)
+        return range(first, last + 1) if first <= last else range(0)
+
+    def worker_runs(self, worker: str) -> list[RunRecord]:
+        """The kept runs of one worker, oldest first."""
+        return [record for record in self.runs if record.worker == worker]
+
+    def find(self, run_id: int) -> RunRecord | None:
+        """A kept run by id."""
+        for record in reversed(self.runs):
+            if record.run_id == run_id:
+                return record
+        return None
+
+    def percentiles(self, op: str) -> tuple[float, float, int] | None:
+        """(p50, p95, how many runs) of ``op``'s recent durations, or None when none ended yet."""
+        kept = self._durations.get(op)
+        if not kept:
+            return None
+        ordered = sorted(kept)
+        return _rank(ordered, 0.50), _rank(ordered, 0.95), len(ordered)
+
+
+def _worst(cell: Second | Cell, status: RunStatus) -> None:
+    if cell.status is None or _SEVERITY[status] > _SEVERITY[cell.status]:
+        cell.status = status
+
+
+def _rank(ordered: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of a sorted, non-empty list."""
+    index = max(0, ceil(fraction * len(ordered)) - 1)
+    return ordered[index]
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(series: list[int]) -> str:
+    """One cell per value, scaled to the largest; zero is a blank-looking low bar."""
+    top = max(series, default=0)
+    if top <= 0:
+        return SPARK[0] * len(series)
+    return "".join(SPARK[0] if value <= 0 else SPARK[max(1, min(7, round(7 * value / top)))]
+                   for value in series)
