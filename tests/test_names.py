@@ -17,6 +17,7 @@ import pytest
 from conftest import write_recipe
 from tinyo import events as ev
 from tinyo.errors import TinyoError
+from tinyo.history import des_of_event
 from tinyo.model import DES, Config
 from tinyo.names import from_sql, json_escaped, name_problem, to_sql
 from tinyo.store import Store
@@ -99,6 +100,7 @@ def test_the_store_keeps_the_bytes_of_every_name(tmp_path: Path) -> None:
         assert list(ro.load_open_des()) == []  # its deps are as traced: SQLite compares the same bytes
         run = ro.runs_for("d1")[0]
         assert run.error == f"no {names[0]}" and run.output == f"read {names[1]}"
+        assert des_of_event(ro, names[0]) == ["d1"]  # the console's "which DES did this event make"
         raw = ro.conn.execute("SELECT name FROM documents ORDER BY name LIMIT 1").fetchone()[0]
         assert isinstance(raw, str) and os.fsencode(raw).startswith(str(tmp_path).encode() + b"/" + BAD_FOLDER)
     finally:
