@@ -638,7 +638,7 @@ class Engine:
     def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:
         return WatcherProcess(self.config.dirs, self._on_files, self.rescan, recursive=self.config.recursive,
                               debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files,
-                              ignore_names=self.config.ignore)
+                              ignore_names=self.config.ignore, on_seen=self._window.saw)
 
     def _sink(self, item: tuple[Any, ...]) -> None:
         self.idle_since = None

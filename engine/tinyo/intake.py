@@ -109,12 +109,22 @@ class SettleWindow:
         self.first: float | None = None
         self.last = 0.0
         self.waiting = 0
+        self._seen: float | None = None
+
+    def saw(self, when: float) -> None:
+        """(The watcher's reader thread.) The files of the batch about to be taken in were seen complete at
+        monotonic time ``when`` (one clock for every process): their quiet period runs from then, not from
+        when the loop stores them. A single float handed over; the loop reads it in :meth:`arrived`."""
+        self._seen = when
 
     def arrived(self, now: float, n: int) -> None:
         """``n`` events were stored at monotonic time ``now``."""
+        seen, self._seen = self._seen, None
+        at = seen if seen is not None and now - self.cap <= seen <= now else now
         if self.first is None:
-            self.first = now
-        self.last = now
+            self.first = self.last = at
+        else:
+            self.last = max(self.last, at)
         self.waiting += n
 
     def due(self, now: float) -> bool:
