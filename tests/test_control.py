@@ -402,3 +402,19 @@ def test_a_client_that_stops_reading_misses_facts_while_the_engine_memory_stays_
     assert missed > 1000
     stalled.close()
     watcher.close()
+
+
+def test_undecodable_file_names_pass_through_the_channel(recipe, tmp_path, inbox, service):
+    """A file whose name is not UTF-8 dropped into a service's folder: the engine, the channel's facts and
+    `tinyo events` (JSON and text) carry it; JSON as \\udcNN escapes, text as \\xNN."""
+    name = bytes(inbox) + b"/bad\xff\xfe.csv"
+    with open(name, "wb") as fh:
+        fh.write(b"x")
+    with running_engine(tmp_path / "s.db") as client:
+        wait_for(lambda: any("loaded bad" in str(f.fact) for f in _history(client)), what="the op's output")
+    events = tinyo("events", str(recipe), "--json")
+    assert events.returncode == 0, events.stderr
+    received = [json.loads(line) for line in events.stdout.splitlines()]
+    assert [os.fsencode(e["name"]) for e in received if e["type"] == "event_received"] == [name]
+    text = tinyo("events", str(recipe))
+    assert text.returncode == 0 and "bad\\xff\\xfe.csv" in text.stdout, text.stdout + text.stderr

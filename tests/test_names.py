@@ -17,6 +17,7 @@ import pytest
 from conftest import write_recipe
 from tinyo import events as ev
 from tinyo.errors import TinyoError
+from tinyo.history import des_of_event
 from tinyo.model import DES, Config
 from tinyo.names import from_sql, json_escaped, name_problem, to_sql
 from tinyo.store import Store
@@ -99,6 +100,7 @@ def test_the_store_keeps_the_bytes_of_every_name(tmp_path: Path) -> None:
         assert list(ro.load_open_des()) == []  # its deps are as traced: SQLite compares the same bytes
         run = ro.runs_for("d1")[0]
         assert run.error == f"no {names[0]}" and run.output == f"read {names[1]}"
+        assert des_of_event(ro, names[0]) == ["d1"]  # the console's "which DES did this event make"
         raw = ro.conn.execute("SELECT name FROM documents ORDER BY name LIMIT 1").fetchone()[0]
         assert isinstance(raw, str) and os.fsencode(raw).startswith(str(tmp_path).encode() + b"/" + BAD_FOLDER)
     finally:
@@ -212,3 +214,31 @@ def test_a_non_canonical_event_is_refused_by_name(tmp_path: Path, inbox: Path) -
             engine.inject("x\ud800")
     finally:
         engine.stop()
+
+
+def test_a_watched_folder_whose_own_name_is_not_utf8(tmp_path: Path) -> None:
+    """dirs=[a folder named with undecodable bytes]: validate shows it escaped, a file in it is taken in
+    once, and the next start finds nothing new (the store's prefix range holds the folder's bytes)."""
+    folder = bytes(tmp_path) + b"/in\xff\xfe"
+    body = """
+IN = os.fsdecode({folder!r})
+
+def note(context):
+    print('saw', sorted(context['deps'])[0])
+
+@meta_task(root=True)
+def on_file(event):
+    return (None, [DES(deps=[event], targs=['seen:' + event], ops=[(note, Config())])])
+
+config = TinyOConfig(sql_conn='{db}', dirs=[IN])
+"""
+    recipe = write_recipe(tmp_path, body.replace("{folder!r}", repr(folder)), db=tmp_path / "s.db")
+    validate = tinyo("validate", str(recipe))
+    assert validate.returncode == 0 and f"watch: {shown(folder)}" in validate.stdout.decode("utf-8")
+    os.makedirs(folder)
+    with open(folder + b"/f\x80.txt", "wb") as fh:
+        fh.write(b"1")
+    first = tinyo("run", str(recipe), "--idle-exit", "0.3")
+    assert first.returncode == 0 and f"saw {shown(folder)}/f\\x80.txt" in first.stdout.decode("utf-8")
+    second = tinyo("run", str(recipe), "--idle-exit", "0.3")
+    assert second.returncode == 0 and b"saw" not in second.stdout and b"event" not in second.stdout

@@ -52,6 +52,14 @@ def test_the_window_closes_on_quiet_on_its_cap_or_on_its_count() -> None:
     window.taken()
     window.arrived(200.0, 3)  # count reached
     assert window.due(200.0)
+    window.taken()
+    window.saw(299.996)  # the watcher saw the file complete 4 ms before the loop stored its event
+    window.arrived(300.0, 1)
+    assert window.deadline() == pytest.approx(300.006) and not window.due(300.005) and window.due(300.0061)
+    window.taken()
+    window.saw(1.0)  # a time from long before (not this batch's): the store time counts
+    window.arrived(400.0, 1)
+    assert window.deadline() == pytest.approx(400.01)
 
 
 @pytest.mark.parametrize("maxevents", [30, 2])

@@ -2,7 +2,8 @@
 
 Started by :class:`tinyo.watch.WatcherProcess`. It runs a :class:`tinyo.watch.FileWatcher` and reads
 each completed file's state (mtime, size and, when hashing, its content hash) here, off the engine's
-loop, then sends the engine batches of ``(path, mtime_ns, size, digest)``. Messages out:
+loop, then sends the engine batches of ``(path, mtime_ns, size, digest)`` with the monotonic time the
+latest of them was seen complete. Messages out:
 ``("ready",)`` once the folders are watched, ``("error", text)`` if they cannot be, ``("files", [...])``,
 ``("overflow",)`` (the kernel dropped events: rescan), ``("replaced",)`` (a watched folder was replaced
 or removed: watch anew and rescan). Messages in: ``("settle", path)``, ``("stop",)``.
@@ -38,6 +39,7 @@ class _Sender:
         self.out = out
         self.use_hash = use_hash
         self._paths: list[str] = []
+        self._seen = 0.0  # when the latest path was handed over (monotonic: the same clock in every process)
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._closed = False
@@ -46,6 +48,7 @@ class _Sender:
 
     def file(self, path: str) -> None:
         with self._cond:
+            self._seen = time.monotonic()
             self._paths.append(path)
             if len(self._paths) == 1:
                 self._cond.notify()
@@ -75,10 +78,11 @@ class _Sender:
                 while not self._paths and not self._closed:
                     self._cond.wait()
                 paths, self._paths = self._paths[:BATCH], self._paths[BATCH:]
+                seen = self._seen
                 closed = self._closed and not self._paths
             items = self._states(paths)
             if items:
-                self.send(("files", items))  # while this is read and sent, the next batch collects
+                self.send(("files", items, seen))  # while this is read and sent, the next batch collects
             if closed:
                 return
 

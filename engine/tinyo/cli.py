@@ -234,13 +234,15 @@ def run(
 @_guard
 def validate(recipe: RecipeArg) -> None:
     """Load a recipe and check it (config, generator graph, op importability) without running it."""
+    from .text import printable
+
     loaded = _load(recipe)
     cfg = loaded.config
     typer.echo(f"{loaded.path}: ok")
     typer.echo("  generators: " + ", ".join(
         f"{g.name}{' (root)' if g.root else ''}{' -> ' + ', '.join(g.download) if g.download else ''}"
         for g in loaded.generators))
-    typer.echo(f"  state: {cfg.sql_conn}   watch: {', '.join(cfg.dirs) or '-'}   "
+    typer.echo(f"  state: {printable(cfg.sql_conn)}   watch: {printable(', '.join(cfg.dirs)) or '-'}   "
                f"execution: {cfg.execution.value} x{cfg.max_workers}   maxevents: {cfg.maxevents}")
     for timer in cfg.timer_specs:
         typer.echo(f"  timer {timer.name}: every {timer.interval} from {timer.initial}")

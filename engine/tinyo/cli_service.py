@@ -17,6 +17,7 @@ import typer
 from .cli_options import Command, DbOpt, RecipeArg
 from .control.paths import ControlError, log_path, state_key
 from .errors import TinyoError
+from .names import json_escaped
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -234,8 +235,8 @@ def events(
                         if isinstance(fact, ev.BusEvent):
                             text(fact)
                     else:
-                        typer.echo(json.dumps(fact.to_json() if isinstance(fact, ev.BusEvent) else fact,
-                                              default=str, ensure_ascii=False))
+                        typer.echo(json_escaped(json.dumps(fact.to_json() if isinstance(fact, ev.BusEvent) else fact,
+                                                           default=str, ensure_ascii=False)))
                 elif isinstance(message, Live) and not follow:
                     break
                 elif isinstance(message, Missed):

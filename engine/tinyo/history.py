@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from .names import to_sql
 from .store import Store
 
 RECENT = 1000
@@ -88,7 +89,8 @@ def des_of_event(store: Store, event: str, limit: int = 100) -> list[str]:
 
     A scan of the DES table: it answers a key press, never a repaint."""
     store.flush()
-    rows = store.conn.execute("SELECT id FROM des WHERE event = ? ORDER BY n LIMIT ?", (event, max(0, limit)))
+    rows = store.conn.execute("SELECT id FROM des WHERE event = CAST(? AS TEXT) ORDER BY n LIMIT ?",
+                              (to_sql(event), max(0, limit)))
     return [row[0] for row in rows.fetchall()]
 
 

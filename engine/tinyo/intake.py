@@ -109,12 +109,22 @@ class SettleWindow:
         self.first: float | None = None
         self.last = 0.0
         self.waiting = 0
+        self._seen: float | None = None
+
+    def saw(self, when: float) -> None:
+        """(The watcher's reader thread.) The files of the batch about to be taken in were seen complete at
+        monotonic time ``when`` (one clock for every process): their quiet period runs from then, not from
+        when the loop stores them. A single float handed over; the loop reads it in :meth:`arrived`."""
+        self._seen = when
 
     def arrived(self, now: float, n: int) -> None:
         """``n`` events were stored at monotonic time ``now``."""
+        seen, self._seen = self._seen, None
+        at = seen if seen is not None and now - self.cap <= seen <= now else now
         if self.first is None:
-            self.first = now
-        self.last = now
+            self.first = self.last = at
+        else:
+            self.last = max(self.last, at)
         self.waiting += n
 
     def due(self, now: float) -> bool:
@@ -132,6 +142,41 @@ class SettleWindow:
         """Everything that arrived was handed on: the next event opens a new window."""
         self.first = None
         self.waiting = 0
+
+
+class StartupHold:
+    """Holds dispatch at start-up until every file the start-up scan found is taken in and has been through
+    the generators, so what changed while the engine was down is built once. A file the scan found being
+    written (modified under ``quiet`` seconds before) is waited for until the watcher reports it, or it is
+    gone."""
+
+    def __init__(self, quiet: float) -> None:
+        self.quiet = quiet
+        self.holding = True
+        self.settling: dict[str, float] = {}
+        """Files the watcher was asked to report once complete -> when to look whether they are gone."""
+
+    def settle(self, path: str, now: float) -> None:
+        if self.holding:
+            self.settling[path] = now + self.quiet
+
+    def look(self, now: float) -> None:
+        """Stop waiting for settling files that are gone (the watcher reports nothing for those)."""
+        for path, when in list(self.settling.items()):
+            if now >= when:
+                if stat_file(path) is None:
+                    del self.settling[path]
+                else:
+                    self.settling[path] = now + self.quiet
+
+    def held(self, can_proceed: bool, pending: bool) -> bool:
+        """Whether dispatch is still held. ``can_proceed``: events can be processed (not paused, and not
+        so much ready that more must wait); ``pending``: scanned events are not all processed yet."""
+        if self.holding and can_proceed and (pending or self.settling):
+            return True
+        self.holding = False
+        self.settling.clear()
+        return False
 
 
 # ---------------------------------------------------------------- timers

@@ -329,9 +329,13 @@ class Store:
         like ``_one``."""
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(keys), 500):
-            chunk = bindable([(k,) for k in keys[start:start + 500]], (0,))
-            marks = ",".join("CAST(? AS TEXT)" if k.__class__ is bytes else "?" for (k,) in chunk)
-            rows.extend(self.conn.execute(sql.format(marks), [k for (k,) in chunk]).fetchall())
+            chunk: list[Any] = keys[start:start + 500]
+            if all(map(str.isascii, chunk)) or all(map(clean, chunk)):
+                marks = ",".join("?" * len(chunk))
+            else:  # a name with undecodable bytes: bound as those bytes (see tinyo.names)
+                chunk = [to_sql(k) for k in chunk]
+                marks = ",".join("CAST(? AS TEXT)" if k.__class__ is bytes else "?" for k in chunk)
+            rows.extend(self.conn.execute(sql.format(marks), chunk).fetchall())
         return rows
 
     def doc_versions_many(self, names: list[str]) -> dict[str, int]:

@@ -312,9 +312,12 @@ class WatcherProcess:
         ignore: Iterable[str] = (),
         use_hash: bool = True,
         ignore_names: Iterable[str] = (),
+        on_seen: Callable[[float], None] | None = None,
     ) -> None:
         self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
         self.ignore_names = list(ignore_names)
+        self.on_seen = on_seen
+        """Called before each batch with the monotonic time its latest file was seen complete."""
         self.on_files = on_files
         self.on_overflow = on_overflow
         self.recursive = recursive
@@ -375,6 +378,8 @@ class WatcherProcess:
             kind = message[0]
             if kind == "files":
                 if not self._deaf:
+                    if self.on_seen is not None:
+                        self.on_seen(message[2])
                     self.on_files([(path, FileState(mtime_ns, size, digest))
                                    for path, mtime_ns, size, digest in message[1]])
             elif kind == "ready":

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import events as ev
 from ..groups import GroupSummary
+from ..names import json_escaped
 from .paths import ControlError
 
 PROTOCOL = 1
@@ -195,7 +196,7 @@ def encode(message: Message) -> bytes:
         if isinstance(value, ev.BusEvent):
             value = value.to_json()
         data[f.name] = value
-    return (json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return _utf8(json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
 _FACT_FIELDS: dict[type, tuple[str, ...]] = {}
@@ -212,7 +213,14 @@ def encode_fact(seq: int, event: ev.BusEvent, history: bool = False) -> bytes:
     for name in names:
         data[name] = getattr(event, name)
     head = '{"type":"fact","seq":%d,"history":%s,"fact":' % (seq, "true" if history else "false")
-    return (head + _dumps(data) + "}\n").encode()
+    return _utf8(head + _dumps(data) + "}\n")
+
+
+def _utf8(line: str) -> bytes:
+    try:
+        return line.encode()
+    except UnicodeEncodeError:  # a file name's undecodable bytes: JSON escapes \udcNN (see tinyo.names)
+        return json_escaped(line).encode()
 
 
 def decode(line: bytes) -> Message:

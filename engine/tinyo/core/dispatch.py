@@ -93,7 +93,7 @@ class Dispatch:
         while slots > 0 and self.ready:
             des_id = self.ready.popleft()
             node = self.graph.nodes[des_id]
-            if self._waits_for_files(node):
+            if self._blocked_now(node) or self._waits_for_files(node):
                 continue
             ops = self.registration.load_ops(des_id)
             if ops is None:
@@ -113,6 +113,15 @@ class Dispatch:
         if rows:
             self.store.add_runs(rows)
         return tasks
+
+    def _blocked_now(self, node: Node) -> bool:
+        """True (and the DES back to waiting) if an upstream DES became pending since ``node`` was queued (a
+        later event changed its input): ``node`` runs after it, once, on what it makes."""
+        if not any(self.graph.upstream_blocking(dep) is not None for dep in node.deps):
+            return False
+        node.status = None
+        self.touched.append(node.id)  # settled again next cycle, behind its upstream
+        return True
 
     def _waits_for_files(self, node: Node) -> bool:
         """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it

@@ -264,7 +264,7 @@ class Inflow:
     def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:
         return WatcherProcess(self.config.dirs, self.on_files, self._ask_rescan, recursive=self.config.recursive,
                               debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files,
-                              ignore_names=self.config.ignore)
+                              ignore_names=self.config.ignore, on_seen=self.window.saw)
 
     def check_watched_folders(self) -> None:
         """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
