@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .names import bindable, from_sql, to_sql
+from .names import bindable, clean, from_sql, to_sql
 from .store_rows import RunRow, StoredDES, dump_ops, jlist, jmap, jset, load_ops, stored_des
 from .store_schema import APP_ID, DEFERRED, SCHEMA, SCHEMA_VERSION, TEXT_COLUMNS, init_schema
 from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer
