@@ -100,6 +100,52 @@ async def test_after_a_restart_the_panes_start_from_the_state_file(recipe: Path)
         engine.stop(timeout=2.0)
 
 
+SHARED_RECIPE = """
+from tinyo import DES, Config, TinyOConfig, Execution, meta_task
+
+def make(context):
+    if context["config"].get("fail"):
+        raise ValueError("failing on purpose")
+    print("made")
+
+@meta_task(root=True)
+def on_event(event):
+    if event == "make_shared":
+        return (None, [DES(deps=frozenset(), targs=frozenset(["shared"]), ops=[(make, Config({}))])])
+    if event.startswith("use_"):
+        return (None, [DES(deps=frozenset(["shared"]), targs=frozenset([f"out.{event}"]),
+                           ops=[(make, Config({"fail": event.endswith("_bad")}))])])
+    return (None, [])
+
+config = TinyOConfig(sql_conn=SQL, dirs=[], maxevents=10, max_workers=1, execution=Execution.THREADS)
+"""
+
+
+@sync
+async def test_after_a_restart_a_built_document_a_new_des_reads_is_not_shown_missing(tmp_path: Path) -> None:
+    """A document built in an earlier session and first heard of again as a DES's dep (a failed DES the engine
+    announces at start, as the demo's warehouse reads rebuild) shows as the engine says, not as "missing"."""
+    from tinyo_tui.widgets.document_tree import DocumentTree
+
+    recipe = tmp_path / "shared.py"
+    recipe.write_text(SHARED_RECIPE.replace("SQL", repr(str(tmp_path / "state.db"))))
+    _headless_run(recipe, ["make_shared", "use_bad"])
+    engine = Engine.from_path(recipe)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await started(pilot, app)
+            await pilot.press("2")
+            await pilot.pause(0.3)
+            tree = app.screen.query_one(DocumentTree)
+            await until(pilot, lambda: any("shared" in str(n.label).split() for n in tree.root.children),
+                        what="shared shown")
+            label = next(str(n.label) for n in tree.root.children if "shared" in str(n.label).split())
+            assert "up to date" in label and "missing" not in label, label
+    finally:
+        engine.stop(timeout=2.0)
+
+
 @sync
 async def test_j_k_g_G_move_in_documents_and_workers_and_documents_start_with_a_cursor(recipe: Path) -> None:
     from tinyo_tui.widgets.document_tree import DocumentTree

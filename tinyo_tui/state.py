@@ -178,6 +178,9 @@ class ConsoleState:
         """A cache: DES on screen, queued or running, and the most recently heard of."""
         self.docs: dict[str, DocNode] = {}
         """A cache: documents on screen and the most recently heard of."""
+        self.guessed: set[str] = set()
+        """Cached documents first heard of as a new DES's deps: their state ("missing") is a guess until the
+        engine is asked (after a restart such a document may well be built and up to date)."""
         self.groups: dict[str, GroupSummary] = {}
         """Every document group, as the engine counts it."""
         self.max_cached = max_cached
@@ -274,6 +277,7 @@ class ConsoleState:
             drop = [n for n in self.docs if n not in pinned][: len(self.docs) - limit // 2]
             for name in drop:
                 del self.docs[name]
+                self.guessed.discard(name)
         if len(self.des) > limit:
             pinned = self.pinned_des
             drop = [i for i, d in self.des.items() if i not in pinned and d.state not in ("queued", "running")]
@@ -291,6 +295,7 @@ class ConsoleState:
         doc = self.docs.get(info.name)
         if doc is None:
             doc = self.docs[info.name] = DocNode(info.name, group=group_key(info.name))
+        self.guessed.discard(info.name)
         doc.version, doc.producer = info.version, info.producer
         doc.state, doc.detail = info.state, info.detail  # type: ignore[assignment]
         doc.consumers = info.readers
@@ -408,6 +413,8 @@ class ConsoleState:
                 ch.new_docs.add(name)
                 if doc.version is None:
                     doc.state, doc.detail = "missing", "no version yet"
+                    if len(self.guessed) < self.max_cached:
+                        self.guessed.add(name)
             ch.changed_docs.add(name)
         for name in e.targs:
             doc, new = self._doc(name)

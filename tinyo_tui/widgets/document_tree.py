@@ -187,7 +187,7 @@ class DocumentTree(Tree[NodeData]):
 
     def _add_group(self, pattern: str) -> None:
         group = self._state.groups[pattern]
-        if group.count == 1 and group.first not in self._state.docs:
+        if group.count == 1 and (group.first not in self._state.docs or group.first in self._state.guessed):
             self._fetch_docs([group.first])
         index = bisect.bisect(self._group_order, pattern)
         self._group_order.insert(index, pattern)
@@ -432,7 +432,7 @@ class DocumentTree(Tree[NodeData]):
                 arrow = "made by" if node.data and node.data[2] == "up" else "feeds"
                 node.set_label(self._des_label(des_id, arrow))
         singles = [g.first for p in touched_groups if (g := state.groups.get(p)) is not None
-                   and g.count == 1 and g.first not in state.docs]
+                   and g.count == 1 and (g.first not in state.docs or g.first in state.guessed)]
         self._fetch_docs(singles)
         for pattern in touched_groups:
             node = self._groups.get(pattern)
