@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import ceil, floor
-from typing import Literal
+from typing import Any, Literal
 
 from tinyo import events as ev
 
@@ -37,6 +37,8 @@ MAX_OPS = 200
 """Op names whose durations are kept (the least recently run are forgotten first)."""
 MAX_OPEN = 10_000
 """Runs started and not yet ended that are tracked (a lost end event cannot grow this)."""
+SLACK = 64
+"""Seconds past ``MAX_WINDOW`` kept before old ones are pruned (pruning in bulk keeps adding cheap)."""
 
 _SEVERITY: dict[str, int] = {"ok": 1, "cancelled": 2, "running": 3, "failed": 4}
 """Which status a timeline cell shows when several runs share it: the most alarming one."""
@@ -82,15 +84,16 @@ class Cell:
 
 @dataclass
 class _Counts:
-    """Per-second counters for a rate, kept for ``MAX_WINDOW`` seconds."""
+    """Per-second counters for a rate, kept for ``MAX_WINDOW`` seconds (plus ``SLACK``)."""
 
-    seconds: OrderedDict[int, int] = field(default_factory=OrderedDict)
+    seconds: dict[int, int] = field(default_factory=dict)
 
     def add(self, ts: float) -> None:
+        seconds = self.seconds
         second = int(floor(ts))
-        self.seconds[second] = self.seconds.get(second, 0) + 1
-        if len(self.seconds) > MAX_WINDOW:
-            self.seconds.popitem(last=False)
+        seconds[second] = seconds.get(second, 0) + 1
+        if len(seconds) > MAX_WINDOW + SLACK:
+            _prune(seconds)
 
     def series(self, now: float, length: int) -> list[int]:
         """Counts of the ``length`` whole seconds before ``now``'s second (oldest first)."""
@@ -105,12 +108,14 @@ class RunHistory:
         self.runs: deque[RunRecord] = deque(maxlen=max_runs)
         """The newest runs, oldest first (running ones included)."""
         self._open: OrderedDict[int, RunRecord] = OrderedDict()
-        self._activity: OrderedDict[str, OrderedDict[int, Second]] = OrderedDict()
+        self._activity: OrderedDict[str, dict[int, Second]] = OrderedDict()
         self._durations: OrderedDict[str, deque[float]] = OrderedDict()
         self.events = _Counts()
         """Events received per second."""
         self.finished = _Counts()
         """Runs ended (ok, failed or cancelled) per second."""
+        self._by_worker: dict[str, list[RunRecord]] | None = None
+        """The kept runs grouped by worker, rebuilt on demand after runs moved."""
 
     # ------------------------------------------------------------------ feeding
     def apply(self, batch: Iterable[ev.BusEvent]) -> bool:
@@ -132,6 +137,8 @@ class RunHistory:
             elif kind is ev.OpCancelled:
                 self._ended(event, "cancelled", "cancelled")  # type: ignore[arg-type]
                 moved = True
+        if moved:
+            self._by_worker = None
         return moved
 
     def _started(self, e: ev.OpStarted) -> None:
@@ -155,10 +162,13 @@ class RunHistory:
         if status != "cancelled":
             self._duration(record.op, record.end - record.start)
 
-    def _worker(self, name: str) -> OrderedDict[int, Second]:
-        seconds = self._activity.get(name)
+    def _worker(self, name: str) -> dict[int, Second]:
+        activity = self._activity
+        if activity and next(reversed(activity)) == name:  # the usual case: the same worker again
+            return activity[name]
+        seconds = activity.get(name)
         if seconds is None:
-            seconds = self._activity[name] = OrderedDict()
+            seconds = self._activity[name] = {}
             while len(self._activity) > MAX_WORKERS:
                 self._activity.popitem(last=False)
         else:
@@ -177,13 +187,15 @@ class RunHistory:
                 cell = seconds[second] = Second()
             cell.busy += max(0.0, min(record.end, second + 1) - max(start, second))
             _worst(cell, record.status)
-        # Seconds arrive roughly in order; drop those older than the window from the front.
-        horizon = int(floor(record.end)) - MAX_WINDOW
-        while seconds and (next(iter(seconds)) < horizon or len(seconds) > 2 * MAX_WINDOW):
-            seconds.popitem(last=False)
+        if len(seconds) > MAX_WINDOW + SLACK:
+            _prune(seconds)
 
     def _duration(self, op: str, seconds: float) -> None:
-        kept = self._durations.get(op)
+        durations = self._durations
+        if durations and next(reversed(durations)) == op:  # the usual case: the same op again
+            durations[op].append(max(0.0, seconds))
+            return
+        kept = durations.get(op)
         if kept is None:
             kept = self._durations[op] = deque(maxlen=MAX_DURATIONS)
             while len(self._durations) > MAX_OPS:
@@ -213,7 +225,7 @@ class RunHistory:
         step = window / width
         start = now - window
         cells = [Cell() for _ in range(width)]
-        records = [record for record in self.runs if record.worker == worker]
+        records = self.worker_runs(worker)
         exact_from = records[0].start if records else now
         seconds = self._activity.get(worker)
         if seconds:
@@ -232,10 +244,13 @@ class RunHistory:
                 cell.busy = busy / step
         for record in records:
             end = record.end if record.end is not None else now
-            for index in self.columns(record, now, window, width):
-                lo, hi = start + index * step, start + (index + 1) * step
-                overlap = min(hi, end) - max(lo, record.start)
-                if overlap > 0 or (end == record.start and lo <= end < hi):
+            if end < start:
+                continue
+            first = max(0, int((record.start - start) // step))
+            for index in range(first, min(width - 1, int((end - start) // step)) + 1):
+                lo = start + index * step
+                overlap = min(lo + step, end) - max(lo, record.start)
+                if overlap > 0 or (end == record.start and lo <= end):
                     cell = cells[index]
                     cell.busy += max(overlap, 0.0) / step
                     _worst(cell, record.status)
@@ -259,7 +274,12 @@ class RunHistory:
 
     def worker_runs(self, worker: str) -> list[RunRecord]:
         """The kept runs of one worker, oldest first."""
-        return [record for record in self.runs if record.worker == worker]
+        if self._by_worker is None:
+            grouped: dict[str, list[RunRecord]] = {}
+            for record in self.runs:
+                grouped.setdefault(record.worker, []).append(record)
+            self._by_worker = grouped
+        return self._by_worker.get(worker, [])
 
     def find(self, run_id: int) -> RunRecord | None:
         """A kept run by id."""
@@ -275,6 +295,13 @@ class RunHistory:
             return None
         ordered = sorted(kept)
         return _rank(ordered, 0.50), _rank(ordered, 0.95), len(ordered)
+
+
+def _prune(seconds: dict[int, Any]) -> None:
+    """Drop the seconds older than ``MAX_WINDOW`` before the newest (all at once: cheap per add)."""
+    horizon = max(seconds) - MAX_WINDOW
+    for second in [second for second in seconds if second < horizon]:
+        del seconds[second]
 
 
 def _worst(cell: Second | Cell, status: RunStatus) -> None:

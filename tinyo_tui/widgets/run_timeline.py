@@ -278,7 +278,7 @@ class RunTimeline(Widget, can_focus=True):
         """A cell's glyph and palette role."""
         status = cell.status
         glyph_ = _GLYPH[status]
-        if status == "ok" and cell.busy < 0.5:
+        if status == "ok" and cell.busy < 0.5 - 1e-6:  # (a half-busy cell is full, rounding or not)
             glyph_ = "▄"  # a sliver of work in this cell
         return glyph_, _ROLE[status]
 
