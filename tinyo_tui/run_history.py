@@ -242,18 +242,22 @@ class RunHistory:
                     if entry.status is not None:
                         _worst(cell, entry.status)
                 cell.busy = busy / step
+        severity = _SEVERITY
         for record in records:
             end = record.end if record.end is not None else now
             if end < start:
                 continue
+            status, rank = record.status, severity[record.status]
             first = max(0, int((record.start - start) // step))
             for index in range(first, min(width - 1, int((end - start) // step)) + 1):
                 lo = start + index * step
                 overlap = min(lo + step, end) - max(lo, record.start)
                 if overlap > 0 or (end == record.start and lo <= end):
                     cell = cells[index]
-                    cell.busy += max(overlap, 0.0) / step
-                    _worst(cell, record.status)
+                    if overlap > 0:
+                        cell.busy += overlap / step
+                    if cell.status is None or severity[cell.status] < rank:
+                        cell.status = status
         for record in self._open.values():  # a run started before the oldest kept record
             if record.worker == worker and record.start < exact_from:
                 for index in range(max(0, int((record.start - start) // step)), width):
