@@ -15,7 +15,7 @@ it draws from the per-second activity, not from the run records.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import ceil, floor
@@ -62,14 +62,11 @@ class RunRecord:
         return max(0.0, (self.end if self.end is not None else now) - self.start)
 
 
-@dataclass(slots=True)
-class Second:
-    """One worker's activity in one wall-clock second."""
-
-    busy: float = 0.0
-    """Seconds of this second spent running ops (0..1, more with overlapping runs on one worker)."""
-    status: RunStatus | None = None
-    """The most alarming status of the runs in this second."""
+Second = list
+"""One worker's activity in one wall-clock second: ``[busy, severity]``, the seconds of it spent
+running ops and the ``_SEVERITY`` of the most alarming run in it (a list, not an object: a flood
+touches one per run, and this is the console's hottest loop)."""
+_STATUS_OF = {rank: status for status, rank in _SEVERITY.items()}
 
 
 @dataclass(slots=True)
@@ -101,15 +98,20 @@ class _Counts:
         return [self.seconds.get(s, 0) for s in range(last - length + 1, last + 1)]
 
 
+_ENDS: dict[type, RunStatus] = {ev.OpFinished: "ok", ev.OpFailed: "failed", ev.OpCancelled: "cancelled"}
+
+
 class RunHistory:
     """The console's memory of runs. Call ``apply`` on the UI thread only."""
 
     def __init__(self, *, max_runs: int = MAX_RUNS) -> None:
         self.runs: deque[RunRecord] = deque(maxlen=max_runs)
         """The newest runs, oldest first (running ones included)."""
-        self._open: OrderedDict[int, RunRecord] = OrderedDict()
-        self._activity: OrderedDict[str, dict[int, Second]] = OrderedDict()
-        self._durations: OrderedDict[str, deque[float]] = OrderedDict()
+        self._open: dict[int, RunRecord] = {}
+        self._activity: dict[str, dict[int, Second]] = {}
+        self._durations: dict[str, deque[float]] = {}
+        self._op_used: dict[str, float] = {}
+        """When each op last ended (the least recently used are forgotten past ``MAX_OPS``)."""
         self.events = _Counts()
         """Events received per second."""
         self.finished = _Counts()
@@ -119,90 +121,91 @@ class RunHistory:
 
     # ------------------------------------------------------------------ feeding
     def apply(self, batch: Iterable[ev.BusEvent]) -> bool:
-        """Fold the facts this history cares about; True when a run started or ended."""
+        """Fold the facts this history cares about; True when a run started or ended.
+
+        One tight loop (a flood sends thousands of runs a second through it); the bounds are
+        enforced once per batch."""
         moved = False
+        runs, open_, activity = self.runs, self._open, self._activity
+        durations, op_used = self._durations, self._op_used
+        received, finished = self.events.seconds, self.finished.seconds
+        ends, severity = _ENDS, _SEVERITY
         for event in batch:
             kind = type(event)
             if kind is ev.EventReceived:
-                self.events.add(event.ts)
+                second = int(event.ts)
+                received[second] = received.get(second, 0) + 1
             elif kind is ev.OpStarted:
-                self._started(event)  # type: ignore[arg-type]
+                record = RunRecord(event.run_id, event.des_id, event.op, event.worker, event.ts)  # type: ignore[attr-defined]
+                runs.append(record)
+                open_[record.run_id] = record
+                if record.worker not in activity:
+                    activity[record.worker] = {}
                 moved = True
-            elif kind is ev.OpFinished:
-                self._ended(event, "ok", "")  # type: ignore[arg-type]
-                moved = True
-            elif kind is ev.OpFailed:
-                self._ended(event, "failed", event.error)  # type: ignore[attr-defined,arg-type]
-                moved = True
-            elif kind is ev.OpCancelled:
-                self._ended(event, "cancelled", "cancelled")  # type: ignore[arg-type]
+            elif kind in ends:
+                status = ends[kind]
+                end = event.ts
+                record = open_.pop(event.run_id, None)  # type: ignore[attr-defined]
+                if record is None:  # started before the console watched: rebuilt from its duration
+                    took = getattr(event, "duration", 0.0) or 0.0
+                    record = RunRecord(event.run_id, event.des_id, event.op, event.worker, end - took)  # type: ignore[attr-defined]
+                    runs.append(record)
+                record.end, record.status = end, status
+                if status == "failed":
+                    record.error = event.error  # type: ignore[attr-defined]
+                elif status == "cancelled":
+                    record.error = "cancelled"
+                second = int(end)
+                finished[second] = finished.get(second, 0) + 1
+                seconds = activity.get(record.worker)
+                if seconds is None:
+                    seconds = activity[record.worker] = {}
+                start, rank = record.start, severity[status]
+                first = int(start)
+                if end < first + 1:  # the usual run: within one second
+                    entry = seconds.get(first)
+                    if entry is None:
+                        seconds[first] = [end - start, rank]
+                    else:
+                        entry[0] += end - start
+                        if rank > entry[1]:
+                            entry[1] = rank
+                else:
+                    _mark(seconds, start, end, rank)
+                if status != "cancelled":
+                    kept = durations.get(record.op)
+                    if kept is None:
+                        kept = durations[record.op] = deque(maxlen=MAX_DURATIONS)
+                    kept.append(end - start if end > start else 0.0)
+                    op_used[record.op] = end
                 moved = True
         if moved:
             self._by_worker = None
+            self._bound()
+        for counts in (received, finished):
+            if len(counts) > MAX_WINDOW + SLACK:
+                _prune(counts)
         return moved
 
-    def _started(self, e: ev.OpStarted) -> None:
-        record = RunRecord(e.run_id, e.des_id, e.op, e.worker, e.ts)
-        self.runs.append(record)
-        self._open[e.run_id] = record
-        if len(self._open) > MAX_OPEN:
-            self._open.popitem(last=False)
-        self._worker(e.worker)
-
-    def _ended(self, e: ev.OpFinished | ev.OpFailed | ev.OpCancelled, status: RunStatus, error: str) -> None:
-        record = self._open.pop(e.run_id, None)
-        if record is None:
-            # Started before the console was watching: reconstruct it from its duration.
-            took = getattr(e, "duration", 0.0) or 0.0
-            record = RunRecord(e.run_id, e.des_id, e.op, e.worker, e.ts - took)
-            self.runs.append(record)
-        record.end, record.status, record.error = e.ts, status, error
-        self.finished.add(e.ts)
-        self._mark(record)
-        if status != "cancelled":
-            self._duration(record.op, record.end - record.start)
-
-    def _worker(self, name: str) -> dict[int, Second]:
+    def _bound(self) -> None:
+        """Keep every buffer within its bound (after a batch)."""
+        open_ = self._open
+        if len(open_) > MAX_OPEN:
+            for run_id in list(open_)[: len(open_) - MAX_OPEN]:
+                del open_[run_id]
         activity = self._activity
-        if activity and next(reversed(activity)) == name:  # the usual case: the same worker again
-            return activity[name]
-        seconds = activity.get(name)
-        if seconds is None:
-            seconds = self._activity[name] = {}
-            while len(self._activity) > MAX_WORKERS:
-                self._activity.popitem(last=False)
-        else:
-            self._activity.move_to_end(name)
-        return seconds
-
-    def _mark(self, record: RunRecord) -> None:
-        """Add an ended run's busy time to its worker's seconds (only the last ``MAX_WINDOW``)."""
-        assert record.end is not None
-        seconds = self._worker(record.worker)
-        start = max(record.start, record.end - MAX_WINDOW)
-        first = int(floor(start))
-        for second in range(first, max(first, int(ceil(record.end)) - 1) + 1):  # an instant run: 1 second
-            cell = seconds.get(second)
-            if cell is None:
-                cell = seconds[second] = Second()
-            cell.busy += max(0.0, min(record.end, second + 1) - max(start, second))
-            _worst(cell, record.status)
-        if len(seconds) > MAX_WINDOW + SLACK:
-            _prune(seconds)
-
-    def _duration(self, op: str, seconds: float) -> None:
-        durations = self._durations
-        if durations and next(reversed(durations)) == op:  # the usual case: the same op again
-            durations[op].append(max(0.0, seconds))
-            return
-        kept = durations.get(op)
-        if kept is None:
-            kept = self._durations[op] = deque(maxlen=MAX_DURATIONS)
-            while len(self._durations) > MAX_OPS:
-                self._durations.popitem(last=False)
-        else:
-            self._durations.move_to_end(op)
-        kept.append(max(0.0, seconds))
+        for seconds in activity.values():
+            if len(seconds) > MAX_WINDOW + SLACK:
+                _prune(seconds)
+        if len(activity) > MAX_WORKERS:
+            recent = sorted(activity, key=lambda name: max(activity[name], default=-1), reverse=True)
+            for name in recent[MAX_WORKERS:]:
+                del activity[name]
+        if len(self._durations) > MAX_OPS:
+            used = self._op_used
+            for op in sorted(used, key=used.__getitem__)[: len(used) - MAX_OPS]:
+                del used[op]
+                self._durations.pop(op, None)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -238,9 +241,9 @@ class RunHistory:
                     entry = seconds.get(second)
                     if entry is None:
                         continue
-                    busy += entry.busy * max(0.0, min(hi, second + 1) - max(lo, second))  # the part in the cell
-                    if entry.status is not None:
-                        _worst(cell, entry.status)
+                    # the busy time of the second, pro rata to the part of it inside the cell
+                    busy += entry[0] * max(0.0, min(hi, second + 1) - max(lo, second))
+                    _worst(cell, _STATUS_OF[entry[1]])
                 cell.busy = busy / step
         severity = _SEVERITY
         for record in records:
@@ -308,7 +311,21 @@ def _prune(seconds: dict[int, Any]) -> None:
         del seconds[second]
 
 
-def _worst(cell: Second | Cell, status: RunStatus) -> None:
+def _mark(seconds: dict[int, Second], start: float, end: float, rank: int) -> None:
+    """Add a run longer than a second to its worker's seconds (only the last ``MAX_WINDOW``)."""
+    start = max(start, end - MAX_WINDOW)
+    for second in range(int(floor(start)), int(ceil(end))):
+        entry = seconds.get(second)
+        busy = min(end, second + 1) - max(start, second)
+        if entry is None:
+            seconds[second] = [busy, rank]
+        else:
+            entry[0] += busy
+            if rank > entry[1]:
+                entry[1] = rank
+
+
+def _worst(cell: Cell, status: RunStatus) -> None:
     if cell.status is None or _SEVERITY[status] > _SEVERITY[cell.status]:
         cell.status = status
 

@@ -192,8 +192,13 @@ class RunTimeline(Widget, can_focus=True):
         name_width = max(NAME_MIN, min(NAME_MAX, longest, width // 4))
         return name_width, max(1, width - name_width - 1)
 
+    def _footer_lines(self) -> int:
+        """Lines under the bars: axis, run, durations; fewer in a short pane (run line last to go)."""
+        height = self.content_region.height
+        return 3 if height >= 5 else 2 if height == 4 else 1 if height == 3 else 0
+
     def _rows_shown(self) -> int:
-        return max(1, self.content_region.height - 3)
+        return max(1, self.content_region.height - self._footer_lines())
 
     def _keep_moving(self, active: bool, step: float) -> None:
         """Bars slide left as time passes: repaint once a cell's worth of time while anything is in
@@ -261,14 +266,17 @@ class RunTimeline(Widget, can_focus=True):
             if run_text:
                 text.append(run_text, style=self._style(run_key))
             text.append("\n")
-        text.append(self._axis(name_width, track, window), style=muted)
-        text.append("\n")
+        footer: list[Text] = []
         if selected is None:
-            text.append("no run of this worker in memory", style=muted)
+            footer.append(Text("no run of this worker in memory", style=muted))
         else:
-            text.append_text(self._describe(selected))
-            text.append("\n")
-            text.append_text(self._durations(selected.op))
+            footer.append(self._describe(selected))
+            footer.append(self._durations(selected.op))
+        footer.insert(0, Text(self._axis(name_width, track, window), style=muted))
+        lines = self._footer_lines()
+        if lines < 3:
+            footer = footer[1:1 + lines] if lines < 2 else footer[:2]
+        text.append_text(Text("\n", end="").join(footer[:lines]))
         self._keep_moving(active, window / track)
         hidden = len(names) - shown
         self.border_subtitle = f"last {uptime(window)}" + (f" · {len(names)} workers" if hidden > 0 else "")
