@@ -37,6 +37,8 @@ MAX_OPS = 200
 """Op names whose durations are kept (the least recently run are forgotten first)."""
 MAX_OPEN = 10_000
 """Runs started and not yet ended that are tracked (a lost end event cannot grow this)."""
+EXACT_RUNS = 200
+"""A worker's newest runs drawn from their records; older ones from the per-second activity."""
 SLACK = 64
 """Seconds past ``MAX_WINDOW`` kept before old ones are pruned (pruning in bulk keeps adding cheap)."""
 
@@ -220,15 +222,16 @@ class RunHistory:
     def cells(self, worker: str, now: float, window: float, width: int) -> list[Cell]:
         """``worker``'s activity over the ``window`` seconds before ``now`` in ``width`` cells.
 
-        Where the kept run records reach (every run of the worker since its oldest kept one), the
-        cells come from the records, exactly; before that, from the per-second activity.
+        Where the worker's newest ``EXACT_RUNS`` kept records reach, the cells come from the
+        records, exactly; before that, from the per-second activity.
         """
         if width <= 0:
             return []
         step = window / width
         start = now - window
         cells = [Cell() for _ in range(width)]
-        records = self.worker_runs(worker)
+        # The newest EXACT_RUNS runs are drawn exactly (a flood keeps the per-render cost flat).
+        records = self.worker_runs(worker)[-EXACT_RUNS:]
         exact_from = records[0].start if records else now
         seconds = self._activity.get(worker)
         if seconds:
