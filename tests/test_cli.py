@@ -118,7 +118,7 @@ def test_inject_and_usage_errors(recipe):
     assert tinyo("fire", str(recipe), "nope").returncode == 2
     assert "no timer named 'nope'" in tinyo("fire", str(recipe), "nope").stderr
     assert tinyo("run").returncode == 2
-    assert tinyo("dag", str(recipe), "--format", "png").returncode == 2
+    assert tinyo("dag", str(recipe), "--format", "gif").returncode == 2
 
 
 def test_rerun_is_handed_to_a_running_engine(recipe, inbox):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tinyo import events as ev
+from tinyo.control.paths import socket_path
 from tinyo.errors import StoreError
 from tinyo.store import SCHEMA_VERSION, Store
 
@@ -702,7 +703,7 @@ def _unix_listeners(inodes: set[str]) -> list[str]:
     return paths
 
 
-def test_no_network_listener_and_private_state_files(tmp_path, inbox):
+def test_no_network_listener_only_the_private_control_socket_and_private_state_files(tmp_path, inbox):
     recipe = write_recipe(tmp_path, WATCH, db=tmp_path / "n.db", inbox=inbox, rescan=None).read_text()
     recipe_path = tmp_path / "recipe.py"
     recipe_path.write_text(recipe.replace("Execution.THREADS", "Execution.PROCESSES"))
@@ -726,7 +727,11 @@ def test_no_network_listener_and_private_state_files(tmp_path, inbox):
         assert sum(b"tinyo._watch_main" in c for c in cmdlines) == 1, "the engine's watcher process"
         inodes = _socket_inodes(pids)
         assert _inet_sockets(inodes) == [], "an engine process holds an internet socket"
-        assert _unix_listeners(inodes) == [], "an engine process listens on a unix socket"
+        # the one listener is the control socket: in a folder only this user can enter, itself private
+        control = socket_path(tmp_path / "n.db")
+        assert _unix_listeners(inodes) == [str(control)], "an engine process listens on another unix socket"
+        assert stat.S_IMODE(control.stat().st_mode) == 0o600
+        assert stat.S_IMODE(control.parent.stat().st_mode) == 0o700
         for suffix in ("", "-wal", "-shm", ".lock"):  # all exist while the engine runs (WAL mode)
             state = Path(str(tmp_path / "n.db") + suffix)
             assert stat.S_IMODE(state.stat().st_mode) == 0o600, f"{state.name} is not private"

@@ -12,7 +12,7 @@ from tinyo.model import Config
 from tinyo.runtime import RunContext
 
 FIELDS = {"flow", "flow_run", "step", "instance", "instances", "state", "rows_in", "rows_out", "errors",
-          "rows_per_s", "buffer_fill", "buffer_size"}
+          "rows_per_s", "buffer_fill", "buffer_size", "counters"}
 
 
 def slow(row, ctx):

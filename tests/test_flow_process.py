@@ -159,3 +159,83 @@ def test_a_failure_elsewhere_stops_worker_processes_promptly():
     assert time.monotonic() - started < 10
     assert not run.ok and run.failed_step == "fail" and "downstream broke" in run.message
     assert {m.state for m in run.metrics["slow"]} == {"stopped"}
+
+
+def add_pid(row):
+    row["pid_b"] = os.getpid()
+    return row
+
+
+def first_pid(row):
+    row["pid"] = os.getpid()
+    return row
+
+
+def test_a_lane_of_process_steps_shares_one_worker_per_instance(tmp_path):
+    src = tmp_path / "n.csv"
+    src.write_text("n\n" + "".join(f"{k}\n" for k in range(3000)))
+    flow = Flow("proc_lane", params={"src": str(src)}, chunk_size=100)
+    read = flow.step("read", steps.CsvInput("${params.src}", types={"n": int}), instances=2, processes=True)
+    tag = flow.step("tag", first_pid, instances=2, processes=True)
+    more = flow.step("more", add_pid, instances=2, processes=True)
+    flow.hop(read, tag)
+    flow.hop(tag, more)
+    flow.hop(more, flow.step("res", steps.SetFlowResult(collect=True)))
+    run = flow.run()
+    assert run.ok, run.error
+    assert sorted(r["n"] for r in run.result) == list(range(3000))
+    assert all(r["pid"] == r["pid_b"] != os.getpid() for r in run.result)  # one worker runs the lane
+    assert len({r["pid"] for r in run.result}) == 2
+    for step in ("read", "tag", "more"):
+        assert sum(m.rows_out["out"] for m in run.metrics[step]) == 3000, step
+    assert [m.rows_in for m in run.metrics["tag"]] == [m.rows_out["out"] for m in run.metrics["read"]]
+    assert all(m.state == "done" for ms in run.metrics.values() for m in ms)
+
+
+def fails_on_1234(row):
+    if row["n"] == 1234:
+        raise ValueError("1234 is cursed")
+    return row
+
+
+def test_a_failure_inside_a_shared_worker_names_its_own_step(tmp_path):
+    src = tmp_path / "n.csv"
+    src.write_text("n\n" + "".join(f"{k}\n" for k in range(3000)))
+    flow = Flow("proc_lane_fail", params={"src": str(src)}, chunk_size=100)
+    read = flow.step("read", steps.CsvInput("${params.src}", types={"n": int}), instances=2, processes=True)
+    check = flow.step("check", steps.Map(fails_on_1234), instances=2, processes=True)
+    flow.hop(read, check)
+    run = flow.run()
+    assert not run.ok and run.failed_step == "check"
+    assert "step 'check'" in run.message and "1234 is cursed" in run.message
+
+
+def identity(row):
+    return row
+
+
+def test_chunks_cross_to_workers_compactly_and_come_back_equal():
+    import datetime
+    import decimal
+    import pickle
+
+    from tinyo.flow.wire import decode, encode
+
+    uniform = [{"id": i, "name": f"n{i}", "score": i / 3, "tags": ["a", i], "missing": None} for i in range(1000)]
+    packed = encode(uniform)
+    assert packed[:1] == b"C" and packed.count(b"score") == 1  # field names once per chunk, not once per row
+    assert len(packed) < len(pickle.dumps(uniform, protocol=pickle.HIGHEST_PROTOCOL))
+    assert decode(packed) == uniform
+    odd = [{"a": 1, "b": 2}, {"b": 2, "a": 1}, {"a": 1}, {"when": datetime.date(2024, 1, 2), "d": decimal.Decimal("1.5")}]
+    assert encode(odd)[:1] == b"P" and decode(encode(odd)) == odd
+    assert [list(r) for r in decode(encode(odd))] == [list(r) for r in odd]  # field order kept
+
+    flow = Flow("proc_round_trip", chunk_size=300)
+    gen = flow.step("gen", steps.Generate(rows=uniform + odd, index=None))
+    same = flow.step("same", steps.Map(identity), instances=2, processes=True)
+    flow.hop(gen, same)
+    flow.hop(same, flow.step("res", steps.SetFlowResult(collect=True)))
+    run = flow.run()
+    assert run.ok, run.error
+    key = repr
+    assert sorted(run.result, key=key) == sorted(uniform + odd, key=key)

@@ -17,6 +17,7 @@ from tinyo import events as ev
 from tinyo.clock import ManualClock
 from tinyo.engine_state import DESInfo, DocInfo
 from tinyo.groups import DES_TO_DOC, Groups
+from tinyo.history import History
 
 START = 1_730_000_000.0
 
@@ -55,6 +56,7 @@ class ScriptedEngine:
                                       config=SimpleNamespace(max_workers=2), generators=[])
         self.timers = timer_specs
         self.calls: list[tuple[Any, ...]] = []
+        self.past = History([], [])
         self.paused = False
         self.started = False
         self.stopped = False
@@ -144,7 +146,11 @@ class ScriptedEngine:
         return []
 
     def stats(self) -> Any:
-        return SimpleNamespace()
+        return SimpleNamespace(events_total=self._event_id, failed=0)
+
+    def history(self) -> History:
+        """The recent past as a state file would give it: ``past`` (set by a test), or nothing."""
+        return self.past
 
     def explain(self, name: str) -> str:
         node = self._des.get(name)

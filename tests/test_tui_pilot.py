@@ -280,7 +280,7 @@ async def test_q_asks_when_ops_run_and_quits_leaving_a_consistent_store(console:
         app.commands.cancel(app.state.des[des_id].run_id or 0)
         await until(pilot, lambda: app.state.running == 0, what="op cancelled")
         await pilot.press("q")
-        await until(pilot, lambda: app._exit_renderables is not None or not app.is_running, timeout=20, what="exit")
+        await until(pilot, lambda: app.return_code is not None, timeout=20, what="exit")
     assert app.return_code == 0
     engine.wait(10)
     again = Engine.from_path(recipe)
@@ -418,3 +418,40 @@ async def test_hostile_file_names_on_a_real_engine_show_literally(console: tuple
         assert "esc\\x1b[31mred.txt" in text and "new\\nline.txt" in text  # control characters escaped
         assert "ünï ✓ 名前.txt" in text
         assert all(line.count("\n") == 1 for line in shown), "a name broke a row into several lines"
+
+
+UNDECODABLE_FILES = [b"bad\xff\xfeutf8.csv", b"lone\x80cont.csv", b"trunc\xc3(.csv", b"surr\xed\xa0\x80.csv"]
+
+
+@sync
+async def test_undecodable_file_names_show_their_bytes_escaped(console: tuple[Engine, TinyoApp],
+                                                               recipe: Path) -> None:
+    """Files whose names are not UTF-8: the engine keeps running, each is one event, each undecodable byte
+    shows as \\xNN in the event stream, the document tree and the details, and nothing on screen is unwritable."""
+    import os
+
+    from tinyo_tui.widgets.event_stream import EventStream
+
+    engine, app = console
+    data = bytes(recipe.parent / "data")
+    async with app.run_test(size=(140, 40)) as pilot:
+        await started(pilot, app)
+        for raw in UNDECODABLE_FILES:
+            with open(data + b"/" + raw, "wb") as fh:
+                fh.write(b"x")
+        await until(pilot, lambda: len([r for r in app.state.events if r.kind == "event"]) >= len(UNDECODABLE_FILES),
+                    what="the undecodable files' events")
+        await pilot.pause(0.3)
+        assert engine.fatal is None and app.state.engine_state == "running"
+        rows = [r for r in app.state.events if r.kind == "event"]
+        assert sorted(os.fsencode(Path(r.name).name) for r in rows) == sorted(UNDECODABLE_FILES)
+        text = "\n".join(render_text(app.screen.query_one(EventStream).row_text(row)) for row in rows)
+        assert "bad\\xff\\xfeutf8.csv" in text and "lone\\x80cont.csv" in text and "trunc\\xc3(.csv" in text
+        name = os.fsdecode(data + b"/" + UNDECODABLE_FILES[0])
+        await until(pilot, lambda: name in app.state.docs, what="the document in the console's state")
+        await select_in_tree(pilot, app, name)
+        await pilot.pause(0.2)
+        screen = app.export_screenshot()
+        screen.encode("utf-8")  # every character on screen can be written to the terminal
+        label = render_text(app.screen.query_one(DocumentTree).cursor_node.label)
+        assert "bad\\xff\\xfeutf" in label, label

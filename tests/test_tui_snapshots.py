@@ -148,7 +148,7 @@ def test_80x24_documents_expanded(snap_compare: Any) -> None:
     """At 80x24 on the Documents tab, the 'facts_with_*' group expanded: facts_with_20241027 ✓ up to
     date and facts_with_20241028 ✗ failed with its reason."""
     engine, app = console()
-    assert snap_compare(app, press=["2", "down", "down", "down", "down", "down", "space"],
+    assert snap_compare(app, press=["2", "down", "down", "down", "down", "space"],
                         terminal_size=(80, 24),
                         run_before=scripted(app, lambda: retail_scenario(engine, fail=True)))
 

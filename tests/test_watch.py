@@ -207,3 +207,21 @@ def test_the_engine_process_runs_no_watchdog_threads(tmp_path, inbox, harness):
         kinds = {type(t).__module__ for t in threading.enumerate()}
     assert not any(k.startswith("watchdog") for k in kinds), names
     assert "tinyo-debounce" not in names
+
+
+def test_a_writer_pausing_longer_than_debounce_is_one_event_at_its_close(tmp_path, inbox, harness):
+    """A download-like writer: 10 MB in 1 MB pieces, flushed, 0.5 s apart (over twice ``debounce``): one
+    event, after the close, and the op reads the whole file."""
+    body = RECIPE.replace("print(os.path.basename(src), open(src).read())",
+                          "print(os.path.basename(src), len(open(src, 'rb').read()))")
+    recipe = write_recipe(tmp_path, body, db=tmp_path / "w.db", inbox=inbox, recursive=False, debounce=0.2)
+    with harness(recipe) as h:
+        with open(inbox / "download.bin", "wb") as fh:
+            for _ in range(10):
+                fh.write(b"x" * (1 << 20))
+                fh.flush()
+                time.sleep(0.5)
+            assert not h.of(ev.EventReceived), "taken in before the writer closed the file"
+        h.wait_idle(quiet=0.5)
+    assert h.lines() == [f"download.bin {10 << 20}"]
+    assert len(h.of(ev.EventReceived)) == 1

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterable
@@ -23,16 +21,21 @@ from tinyo.clock import Clock, SystemClock
 
 from .bridge import Bridge
 from .commands import Commands
-from .messages import BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, Target
+from .messages import (BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, StopStarted,
+                       Target)
 from .palette import Palette
+from .past import seed
 from .safe_text import short_id, visible
-from .screens.confirm import ConfirmDialog
+from .screens.confirm import ConfirmDialog, QuitDialog
+from .screens.des_picker import DesPicker
 from .screens.details import DetailsScreen
 from .screens.help import HelpScreen
 from .screens.inject import InjectDialog
 from .screens.main import PANE_KEYS, MainScreen
 from .screens.timer_picker import TimerPicker
 from .state import _RATE_WINDOW, Changes, ConsoleState, EventRow
+from .stopping import HANGUP, Stopper
+from .terminal import TerminalDriver
 from .theming import load_themes, resolve_theme, stylesheet_path
 
 DRAIN_HZ = 12
@@ -53,12 +56,13 @@ class TinyoApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", tooltip="Quit (stops the engine gracefully)"),
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True,
+                tooltip="Stop the engine gracefully, as `tinyo run` does; again: stop running ops now"),
     ]
 
     def __init__(self, engine: Any, *, clock: Clock | None = None, theme: str | None = None,
-                 start_engine: bool = True) -> None:
-        super().__init__()
+                 start_engine: bool = True, grace: float = 10.0) -> None:
+        super().__init__(driver_class=None if os.name == "nt" else TerminalDriver)
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
         self.state = ConsoleState()
@@ -75,8 +79,14 @@ class TinyoApp(App[int]):
         """Moving average of one drain plus the repaint it causes, in seconds."""
         self._ticker: Timer | None = None
         self._settle: Timer | None = None
+        self.grace = grace
+        """Seconds running ops get to finish when the console quits."""
         self._stopping = False
-        self._terminal_lost = False
+        self.stopper = Stopper(engine, grace, on_started=lambda now: self._from_stopper(StopStarted(now)),
+                               on_stopped=lambda error: self._from_stopper(EngineStopped(error)))
+        self._stopper_lock = threading.Lock()
+        self._stopper_early: list[StopStarted | EngineStopped] | None = []
+        """What the stopper said before the app was on screen (a signal during start-up)."""
         for item in load_themes().values():
             self.register_theme(item)
         self.theme = resolve_theme(theme, list(self.available_themes))
@@ -99,39 +109,25 @@ class TinyoApp(App[int]):
             self._boot()
 
     def _install_signals(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGHUP, self._hangup)
-            loop.add_signal_handler(signal.SIGTERM, self.shutdown)
-        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
-            # Not the main thread, or a platform without these signals: the CLI's finally still
-            # stops the engine when the app ends.
-            return
+        self.stopper.start()
+        with self._stopper_lock:
+            early, self._stopper_early = self._stopper_early or [], None
+        for message in early:
+            self.post_message(message)
+
+    def _from_stopper(self, message: StopStarted | EngineStopped) -> None:
+        with self._stopper_lock:
+            if self._stopper_early is not None:
+                self._stopper_early.append(message)
+                return
+        self.post_message(message)
 
     def on_unmount(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
-            return
+        self.stopper.close()
 
-    def _hangup(self) -> None:
-        """SIGHUP: the terminal is gone (SSH dropped, tmux pane killed). Stop the engine gracefully.
-
-        Writes to a hung-up terminal fail, and Textual's writer thread dies on the first one, after
-        which its shutdown blocks forever on a full queue. So output goes to /dev/null from now on,
-        and once the engine has committed, a watchdog makes sure the process really ends.
-        """
-        self._terminal_lost = True
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            for fd in (1, 2):
-                os.dup2(null, fd)
-            os.close(null)
-        except OSError as exc:  # keep going: stopping the engine matters more than quiet output
-            self.log.warning(f"could not detach from the lost terminal: {exc}")
-        self.shutdown()
+    def terminal_lost(self, reason: str) -> None:
+        """The terminal is gone (called from the driver's threads): stop the engine gracefully."""
+        self.stopper.request(HANGUP)
 
     @work(thread=True, exclusive=True, group="engine")
     def _boot(self) -> None:
@@ -147,8 +143,22 @@ class TinyoApp(App[int]):
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(QueryResult("boot", groups))
+        try:
+            past = (engine.history(), engine.stats())
+        except Exception as exc:  # the live view works without the past; say why it is missing
+            self.post_message(QueryResult("history", None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(QueryResult("history", past))
 
     def on_query_result(self, message: QueryResult) -> None:
+        if message.query == "history":
+            if message.error:
+                self.note(f"could not read the recent past from the state file: {message.error}", "error")
+            else:
+                changes = Changes()
+                seed(self.state, *message.value, changes)
+                self._publish(changes)
+            return
         if message.query != "boot":
             return
         if message.error:
@@ -222,12 +232,12 @@ class TinyoApp(App[int]):
 
     def _keep_ticking(self) -> None:
         """While ops run, elapsed times and uptime move: tick once a second. Stop when idle."""
-        if self.state.running and self._ticker is None:
+        if (self.state.running or self._stopping) and self._ticker is None:
             self._ticker = self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
         self.post_message(HeaderTick())
-        if not self.state.running and self._ticker is not None:
+        if not (self.state.running or self._stopping) and self._ticker is not None:
             self._ticker.stop()
             self._ticker = None
 
@@ -273,6 +283,19 @@ class TinyoApp(App[int]):
 
         return sorted({value.name for value in vars(module).values() if isinstance(value, Flow)})
 
+    def flow_step_order(self) -> dict[str, dict[str, int]]:
+        """Per data flow the recipe defines, each step's place in flow order (sources first)."""
+        module = getattr(self.engine.recipe, "module", None)
+        if module is None:
+            return {}
+        from tinyo.flow import Flow
+
+        from .widgets.lanes_view import flow_order
+
+        return {flow.name: {step: index for index, step in enumerate(
+                    flow_order(list(flow.steps), [(hop.source, hop.target) for hop in flow.hops]))}
+                for flow in vars(module).values() if isinstance(flow, Flow)}
+
     # ------------------------------------------------------------------ commands
     def open_details(self, kind: Target, key: str, des_id: str | None = None) -> None:
         """Push the details screen for an item."""
@@ -312,6 +335,29 @@ class TinyoApp(App[int]):
 
         self.push_screen(TimerPicker(timers), done)
 
+    def event_des(self, row: EventRow) -> list[str]:
+        """The DES an event made: known to the console, or (an event from the state file) asked of the engine."""
+        if row.des_ids or not row.des_count:
+            return list(row.des_ids)
+        try:
+            return list(self.engine.des_of_event(row.name))
+        except Exception as exc:  # the engine stopped or is busy: say so rather than do nothing
+            self.notify(f"could not look up its DES: {exc}", severity="warning", markup=False)
+            return []
+
+    def rerun_some(self, des_ids: list[str], downstream: bool, what: str) -> None:
+        """Rerun the one DES, or ask which of several (or all of them)."""
+        if len(des_ids) == 1:
+            self.commands.rerun(des_ids[0], downstream=downstream)
+            return
+
+        def done(picked: list[str] | None) -> None:
+            for des_id in picked or ():
+                self.commands.rerun(des_id, downstream=downstream)
+
+        title = f"{what} made {len(des_ids)} DES: rerun which{' (and downstream)' if downstream else ''}?"
+        self.push_screen(DesPicker(title, des_ids, self.describe_des), done)
+
     def confirm_cancel(self, run_id: int, des_id: str) -> None:
         """Ask before cancelling a running op (the dialog names it); Cancel is the default."""
         node = self.state.des.get(des_id)
@@ -349,49 +395,46 @@ class TinyoApp(App[int]):
                        "command palette: rerun X, fire timer Y, theme, pause"))
         self.push_screen(HelpScreen(listed, PANE_KEYS))
 
+    def action_interrupt(self) -> None:
+        """Ctrl-C: stop gracefully without asking (as ``tinyo run`` does); a second one stops ops now."""
+        self.shutdown()
+
     async def action_quit(self) -> None:
         if self._stopping:
+            self.shutdown()  # q again while stopping: running ops stop now
             return
         running = self.state.running
         if running:
             body = Text(f"{running} op(s) still running. The engine stops gracefully: running ops get up "
-                        "to 10 s to finish; any still running then are stopped and run again on the next "
-                        "start. Nothing is lost.")
+                        f"to {self.grace:g} s to finish (q again stops them at once); any still running then "
+                        "are stopped and run again on the next start. Nothing is lost.")
 
             def done(yes: bool | None) -> None:
                 if yes:
                     self.shutdown()
 
-            self.push_screen(ConfirmDialog("Quit tinyo?", body, "Quit"), done)
+            self.push_screen(QuitDialog("Quit tinyo?", body, "Quit"), done)
             return
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop the engine off the UI loop (it commits its state), then exit."""
-        if self._stopping:
-            return
-        self._stopping = True
-        self.state.engine_state = "stopping"
-        self._publish(Changes(header=True))
-        self._stop_engine()
+        """Stop the engine gracefully off the UI loop (it commits its state), then exit. A second
+        call while stopping stops running ops at once."""
+        self.stopper.request()
 
-    @work(thread=True, exclusive=True, group="stop")
-    def _stop_engine(self) -> None:
-        try:
-            self.engine.stop(timeout=10.0)
-        except Exception as exc:  # report it, but exit anyway: the CLI retries stop() in its finally
-            self.post_message(EngineStopped(f"{type(exc).__name__}: {exc}"))
-            return
-        self.post_message(EngineStopped())
+    def on_stop_started(self, message: StopStarted) -> None:
+        self._stopping = True
+        state = self.state
+        if message.now:
+            state.stop_deadline = self.now()
+        else:
+            state.engine_state = "stopping"
+            state.stop_deadline = self.now() + self.grace
+        self._publish(Changes(header=True))
+        self._keep_ticking()
 
     def on_engine_stopped(self, message: EngineStopped) -> None:
         self.bridge.detach()
-        if self._terminal_lost:
-            # The state is committed; nothing is left to lose. Do not let a terminal that is gone
-            # keep the process alive.
-            watchdog = threading.Timer(5.0, os._exit, args=(0,))
-            watchdog.daemon = True
-            watchdog.start()
         code = 1 if message.error else 0
         self.exit(code, return_code=code,
                   message=Text(f"tinyo-tui: engine stop failed: {message.error}") if message.error else None)
@@ -444,6 +487,6 @@ def _own_bindings(cls: type) -> set[tuple[str, str]]:
 
 
 def build_app(engine: Any, *, clock: Clock | None = None, theme: str | None = None,
-              start_engine: bool = True) -> TinyoApp:
+              start_engine: bool = True, grace: float = 10.0) -> TinyoApp:
     """Build the console for ``engine`` (not started: the app starts it once it is on screen)."""
-    return TinyoApp(engine, clock=clock, theme=theme, start_engine=start_engine)
+    return TinyoApp(engine, clock=clock, theme=theme, start_engine=start_engine, grace=grace)

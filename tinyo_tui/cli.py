@@ -2,84 +2,109 @@
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from tinyo.cli_options import (
+    AllowWorldWritableOpt,
+    Command,
+    DbOpt,
+    DebugOpt,
+    ExecChoice,
+    ExecutionOpt,
+    ExecutorOpt,
+    RecipeArg,
+    WorkersOpt,
+    version_option,
+)
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
+typer_app = typer.Typer(pretty_exceptions_enable=False)
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="tinyo-tui",
-        description="tinyo's operations console: live events, document DAG, workers, lanes and output.",
-        epilog="Without a terminal (stdout not a TTY) it runs the headless engine, like `tinyo run`.",
-    )
-    parser.add_argument("recipe", help="the recipe file (a Python file defining `config` and generators)")
-    parser.add_argument("--theme", default=os.environ.get("TINYO_THEME"),
-                        help="dark (default), light, high-contrast, or any Textual theme name")
-    parser.add_argument("--db", default=None, help="state file to use instead of the recipe's sql_conn")
-    parser.add_argument("--execution", choices=("processes", "threads", "inline"), default=None,
-                        help="where ops run (default: the recipe's config)")
-    parser.add_argument("--workers", type=int, default=None, help="worker pool size (default: the recipe's)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--executor", default=None, metavar="ADDRESS",
-                        help="run ops on a Dask cluster: tcp://host:8786, or local-dask to start one here")
-    parser.add_argument("--allow-world-writable", action="store_true",
-                        help="load the recipe even if any user of the machine may write it")
-    return parser.parse_args(argv)
+
+@typer_app.command(cls=Command, epilog="Example: tinyo-tui recipe.py --theme light\n\n"
+                                 "Without a terminal (stdout or stdin not a TTY) it runs the headless engine, "
+                                 "like `tinyo run`.")
+def console(
+    recipe: RecipeArg,
+    theme: Annotated[Optional[str], typer.Option(
+        "--theme", metavar="NAME", envvar="TINYO_THEME", show_envvar=True,
+        help="dark (default), light, high-contrast, or any Textual theme name.")] = None,
+    db: DbOpt = None,
+    execution: ExecutionOpt = None,
+    workers: WorkersOpt = None,
+    grace: Annotated[float, typer.Option(
+        "--grace", metavar="SECONDS", min=0,
+        help="On quit, how long running ops get to finish before they are stopped (they run again on the "
+             "next start).")] = 10.0,
+    debug: DebugOpt = False,
+    executor: ExecutorOpt = None,
+    allow_world_writable: AllowWorldWritableOpt = False,
+    _version: Annotated[Optional[bool], version_option("tinyo-tui")] = None,
+) -> None:
+    """tinyo's operations console: live events, document DAG, workers, lanes and output."""
+    raise typer.Exit(run_console(recipe, theme=theme, db=db, execution=execution, workers=workers, grace=grace,
+                                 debug=debug, executor=executor, allow_world_writable=allow_world_writable))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    sys.exit(run(argv))
+    typer_app(args=list(argv) if argv is not None else None, prog_name="tinyo-tui")
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None,
+                execution: ExecChoice | None = None, workers: int | None = None, grace: float = 10.0,
+                debug: bool = False,
+                executor: str | None = None, allow_world_writable: bool = False) -> int:
     """Run the console (or the headless fallback); returns the exit status."""
-    args = parse_args(argv)
     from tinyo.errors import TinyoError
     from tinyo.model import Execution
 
-    execution = Execution(args.execution) if args.execution else None
-    if args.executor is not None:
-        if args.execution is not None:
+    chosen = Execution(execution.value) if execution else None
+    if executor is not None:
+        if execution is not None:
             print("tinyo-tui: error: --executor runs ops on Dask; it cannot be combined with --execution",
                   file=sys.stderr)
             return EXIT_USAGE
-        execution = Execution.DASK
+        chosen = Execution.DASK
     if not sys.stdout.isatty() or not sys.stdin.isatty():
-        print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {args.recipe}`)",
+        print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {recipe}`)",
               file=sys.stderr)
         from tinyo.cli import run_headless
 
-        return run_headless(args.recipe, db=args.db, execution=execution, workers=args.workers,
-                            debug=args.debug, allow_world_writable=args.allow_world_writable,
-                            executor_address=args.executor)
+        return run_headless(recipe, db=db, execution=chosen, workers=workers, debug=debug,
+                            allow_world_writable=allow_world_writable, executor_address=executor, grace=grace)
 
     from tinyo.engine import Engine
 
     from .theming import ThemeError, load_themes, resolve_theme
 
     try:
-        resolve_theme(args.theme, [*load_themes(), *_textual_themes()])
+        resolve_theme(theme, [*load_themes(), *_textual_themes()])
     except ThemeError as exc:
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        engine = Engine.from_path(args.recipe, db=args.db, execution=execution, max_workers=args.workers,
-                                  allow_world_writable=args.allow_world_writable, executor_address=args.executor)
+        engine = Engine.from_path(recipe, db=db, execution=chosen, max_workers=workers,
+                                  allow_world_writable=allow_world_writable, executor_address=executor)
     except TinyoError as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    from tinyo.control.server import serve
+
     from .app import build_app
 
-    app = build_app(engine, theme=args.theme)
+    channel = serve(engine)  # `tinyo events|inject|stop|...` reach this engine as they reach `tinyo run`
+    app = build_app(engine, theme=theme, grace=grace)
+    # Signals are handled from now on: a hang-up while the engine starts still stops it gracefully.
+    app.stopper.start()
     try:
         if engine.execution in (Execution.PROCESSES, Execution.DASK):
             # Start the engine before Textual takes over the terminal: worker processes start from
@@ -92,7 +117,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     finally:
         # Whatever ended the app (q, SIGHUP, a lost terminal, a crash), the engine stops gracefully
         # and commits its state; stop() is idempotent, so a clean quit costs nothing here.
-        engine.stop(timeout=10.0)
+        engine.stop(timeout=grace)
+        if channel is not None:
+            channel.close()
     return app.return_code or EXIT_OK
 
 

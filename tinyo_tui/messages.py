@@ -76,6 +76,13 @@ class FilterChanged(Message):
 
 
 @dataclass
+class StopStarted(Message):
+    """The console began stopping the engine (``now``: a second request cut the grace period short)."""
+
+    now: bool = False
+
+
+@dataclass
 class EngineStopped(Message):
     """The engine finished its graceful stop (posted from a thread worker)."""
 

@@ -20,6 +20,7 @@ from tinyo.engine_state import DESInfo, DocInfo
 from tinyo.groups import DES_TO_DOC as _ENGINE_DES_TO_DOC
 from tinyo.groups import GroupSummary, group_key
 
+from .runlog import RunLog
 from .run_history import RunHistory
 
 __all__ = ["ConsoleState", "group_key"]
@@ -147,6 +148,8 @@ class Changes:
     workers: bool = False
     lanes: bool = False
     header: bool = False
+    reloaded: bool = False
+    """Rows were inserted before others (the start from the state file): panes rebuild their views."""
     runs: bool = False
     """A run started or ended (the run timeline repaints)."""
     notices: list[tuple[str, str]] = field(default_factory=list)
@@ -154,7 +157,7 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(
             self.new_events or self.updated_events or self.new_output or self.new_docs or self.groups
-            or self.changed_docs or self.changed_des or self.workers or self.lanes or self.header
+            or self.changed_docs or self.changed_des or self.workers or self.lanes or self.header or self.reloaded
             or self.runs
         )
 
@@ -193,6 +196,10 @@ class ConsoleState:
         self.history = RunHistory()
         """Runs per worker over the last minutes, rates per second, durations per op (bounded)."""
         self._seq = count()
+        self.runs = RunLog()
+        """The recent runs (worker details list them)."""
+        self.stop_deadline: float | None = None
+        """While the console stops the engine: when running ops stop being waited for (clock time)."""
 
     # ------------------------------------------------------------------ queries
     @property
@@ -232,6 +239,19 @@ class ConsoleState:
         row = OutputRow(next(self._seq), ts, kind, line)
         self._append_output(row)
         return row
+
+    def prepend(self, events: list[EventRow], output: list[OutputRow]) -> None:
+        """Put rows from the state file before this session's (numbered below them: negative seqs)."""
+        for rows, target in ((events, self.events), (output, self.output)):
+            room = (target.maxlen or 0) - len(target)
+            rows = rows[-room:] if room > 0 else []
+            for offset, row in enumerate(rows):
+                row.seq = offset - len(rows)
+            target.extendleft(reversed(rows))  # type: ignore[arg-type]
+        for row in events:
+            if row.event_id is not None and row.seq < 0:
+                self._event_by_id.setdefault(row.event_id, row)
+                self._event_by_name.setdefault(row.name, row)
 
     def apply(self, batch: list[ev.BusEvent], changes: Changes | None = None) -> Changes:
         """Fold a batch of bus events (in publish order) into the model."""
@@ -428,6 +448,7 @@ class ConsoleState:
         row.state, row.run_id, row.des_id, row.op = "busy", e.run_id, e.des_id, e.op
         row.targs, row.since = e.targs, e.ts
         self.workers[e.worker] = row
+        self.runs.started(e.run_id, e.des_id, e.op, e.worker, e.ts)
         ch.workers = True
 
     def _finish_worker(self, worker: str, run_id: int, ts: float, ch: Changes) -> None:
@@ -441,6 +462,7 @@ class ConsoleState:
         node = self.des.get(e.des_id)
         if node is not None:
             node.error = ""
+        self.runs.ended(e.run_id, "ok", e.ts)
         self._finish_worker(e.worker, e.run_id, e.ts, ch)
 
     def _on_op_failed(self, e: ev.OpFailed, ch: Changes) -> None:
@@ -452,12 +474,14 @@ class ConsoleState:
         self._append_output(OutputRow(next(self._seq), e.ts, "error", f"failed: {e.error}{retry}",
                                       e.op, e.worker, e.des_id, e.run_id))
         ch.new_output += 1
+        self.runs.ended(e.run_id, "failed", e.ts, e.error)
         self._finish_worker(e.worker, e.run_id, e.ts, ch)
 
     def _on_op_cancelled(self, e: ev.OpCancelled, ch: Changes) -> None:
         self._append_output(OutputRow(next(self._seq), e.ts, "info", "cancelled", e.op, e.worker,
                                       e.des_id, e.run_id))
         ch.new_output += 1
+        self.runs.ended(e.run_id, "cancelled", e.ts)
         self._finish_worker(e.worker, e.run_id, e.ts, ch)
 
     def _on_output(self, e: ev.OpOutput, ch: Changes) -> None:

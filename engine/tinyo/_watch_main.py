@@ -11,6 +11,7 @@ or removed: watch anew and rescan). Messages in: ``("settle", path)``, ``("stop"
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -90,11 +91,13 @@ class _Sender:
 
 def main(argv: list[str]) -> int:
     cmd_fd, out_fd, settings_json = argv
+    signal.signal(signal.SIGIO, signal.SIG_IGN)  # a lease break (see watch.open_for_writing) is not a kill
     settings = json.loads(settings_json)
     commands = Connection(int(cmd_fd), readable=True, writable=False)
     sender = _Sender(Connection(int(out_fd), readable=False, writable=True), settings["hash"])
     watcher = FileWatcher(settings["dirs"], sender.file, lambda: sender.send(("overflow",)),
-                          recursive=settings["recursive"], debounce=settings["debounce"], ignore=settings["ignore"])
+                          recursive=settings["recursive"], debounce=settings["debounce"], ignore=settings["ignore"],
+                          ignore_names=settings["ignore_names"])
     try:
         watcher.start()
     except Exception as exc:  # an inotify limit, a folder that cannot be made: the engine says it

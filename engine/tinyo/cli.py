@@ -1,9 +1,11 @@
-"""Provides the headless command line ``tinyo`` (typer): run, validate, status, dag, why, rerun, inject, fire."""
+"""Provides the headless command line ``tinyo`` (typer): init, run, validate, status, dag, why, rerun, inject,
+fire, pause, resume, cancel."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -13,31 +15,43 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from .cli_options import (
+    AllowWorldWritableOpt,
+    Command,
+    DbOpt,
+    DebugOpt,
+    ExecutionOpt,
+    ExecutorOpt,
+    Group,
+    RecipeArg,
+    WorkersOpt,
+    version_option,
+)
+from .completion import complete_documents, complete_timers
+from .cli_service import live_query, register, send_command
 from .errors import StoreError, TinyoError
 from .model import Execution
 
 app = typer.Typer(
-    add_completion=False,
+    cls=Group,
     no_args_is_help=True,
     help="tinyo: an event-driven orchestrator for data pipelines (headless). The console is `tinyo-tui`.",
+    epilog="Start with: tinyo init my_pipeline",
     pretty_exceptions_enable=False,
 )
 
 EXIT_OK, EXIT_OP_FAILED, EXIT_USAGE = 0, 1, 2
 
-RecipeArg = Annotated[Path, typer.Argument(help="The recipe file (a Python file defining `config` and generators).")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="State file to use instead of the recipe's sql_conn.")]
-
-
-class ExecChoice(str, Enum):
-    processes = "processes"
-    threads = "threads"
-    inline = "inline"
+def _command(example: str) -> Any:
+    """Register a command whose help ends with an example."""
+    return app.command(cls=Command, epilog=f"Example: {example}")
 
 
 class Fmt(str, Enum):
     mermaid = "mermaid"
     dot = "dot"
+    svg = "svg"
+    png = "png"
 
 
 _debug = False
@@ -74,9 +88,32 @@ def _guard(fn):  # noqa: ANN001, ANN202 - decorator keeping typer's signature
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _root(debug: DebugOpt = False,
+          _version: Annotated[Optional[bool], version_option("tinyo")] = None) -> None:
     global _debug
     _debug = _debug or debug
+
+
+# ------------------------------------------------------------------------------------------ init
+@_command("tinyo init my_pipeline")
+def init(folder: Annotated[Path, typer.Argument(
+             metavar="FOLDER", help="Where to write recipe.py (made if missing).")] = Path(".")) -> None:
+    """Write a small commented recipe to start from (a watched folder, a timer, a generator, an op)."""
+    from .scaffold import RECIPE_NAME, write_recipe
+
+    try:
+        recipe = write_recipe(folder)
+    except FileExistsError:
+        _fail(f"{folder / RECIPE_NAME}: already exists; tinyo init does not overwrite it (pick another FOLDER)")
+    except OSError as exc:
+        _fail(f"{folder}: cannot write a recipe here: {exc.strerror or exc}")
+    relative = os.path.relpath(recipe)
+    shown = shlex.quote(str(recipe) if relative.startswith("..") else relative)
+    inbox = shlex.quote(str(Path(shown).parent / "inbox"))
+    typer.echo(f"wrote {shown} (it watches {inbox}). Run it with either of:")
+    typer.echo(f"  tinyo run {shown}     # headless: a live log; Ctrl-C stops")
+    typer.echo(f"  tinyo-tui {shown}     # the console")
+    typer.echo(f"then drop a file into {inbox}.")
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -96,6 +133,7 @@ def run_headless(
     executor_address: str | None = None,
 ) -> int:
     """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
+    from .control.server import serve
     from .engine import Engine
     from .report import JsonReporter, TextReporter
 
@@ -111,6 +149,7 @@ def run_headless(
         return EXIT_USAGE
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
     engine.bus.subscribe(reporter)
+    channel = serve(engine, grace)  # the control socket: `tinyo stop|events|inject|...` reach this engine
     stopping = {"n": 0}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -119,7 +158,9 @@ def run_headless(
             engine._stop_grace = 0.0  # a second Ctrl-C: stop running ops now (they run again next start)
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    # a hang-up stops the engine, unless it was started ignoring hang-ups (`nohup`, `tinyo start`)
+    hangup = (signal.SIGHUP,) if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else ()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, *hangup)}
     try:
         engine.start()
         if engine.fatal is not None:
@@ -152,6 +193,8 @@ def run_headless(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if channel is not None:
+            channel.close()
     reporter.close()
     if engine.fatal is not None:
         print(f"tinyo: error: {engine.fatal}", file=sys.stderr)
@@ -162,7 +205,7 @@ def run_headless(
     return EXIT_OP_FAILED if bounded and engine.failures else EXIT_OK
 
 
-@app.command()
+@_command("tinyo run recipe.py --idle-exit 5")
 def run(
     recipe: RecipeArg,
     db: DbOpt = None,
@@ -171,16 +214,12 @@ def run(
     stop_after: Annotated[Optional[int], typer.Option("--stop-after", metavar="N",
                           help="Exit after N events were taken in and the work they caused finished.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per bus event.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    execution: Annotated[Optional[ExecChoice], typer.Option("--execution", help="Override the recipe's execution.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Override max_workers.")] = None,
+    debug: DebugOpt = False,
+    execution: ExecutionOpt = None,
+    workers: WorkersOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print state changes.")] = False,
-    allow_world_writable: Annotated[bool, typer.Option("--allow-world-writable",
-                                    help="Load the recipe even if any user may write it.")] = False,
-    executor: Annotated[Optional[str], typer.Option(
-        "--executor", metavar="ADDRESS",
-        help="Run ops on a Dask cluster: the scheduler's address (tcp://host:8786), or local-dask to start "
-             "a local cluster (needs pip install \"tinyo[dask]\").")] = None,
+    allow_world_writable: AllowWorldWritableOpt = False,
+    executor: ExecutorOpt = None,
 ) -> None:
     """Run a recipe headless: watch its folders and timers, run its ops, log what happens."""
     if executor is not None:
@@ -196,7 +235,7 @@ def run(
 
 
 # ------------------------------------------------------------------------------------------ inspection
-@app.command()
+@_command("tinyo validate recipe.py")
 @_guard
 def validate(recipe: RecipeArg) -> None:
     """Load a recipe and check it (config, generator graph, op importability) without running it."""
@@ -219,7 +258,7 @@ def _open_ro(recipe: Path, db: str | None):  # noqa: ANN202
     return Store(path, read_only=True, lock=False)
 
 
-@app.command()
+@_command("tinyo status recipe.py --json")
 @_guard
 def status(recipe: RecipeArg, db: DbOpt = None,
            json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
@@ -232,10 +271,16 @@ def status(recipe: RecipeArg, db: DbOpt = None,
         info = read_status(store)
     finally:
         store.close()
+    live = live_query(store.path, "stats")  # the running engine's own counters, when one runs
+    info["engine"] = None if live is None else {"pid": live[0], **live[1]}
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
     typer.echo(f"state file: {info['db']}")
+    if live is not None:
+        e = info["engine"]
+        typer.echo(f"engine: {e['state']} (pid {e['pid']}), up {e['uptime']:.0f}s, {e['events_per_s']:.1f} events/s, "
+                   f"queued {e['queued']}, running {e['running']}, failed {e['failed']}, buffered {e['buffered']}")
     typer.echo(f"events: {info['events']} ({info['events_pending']} not processed yet)   documents: {info['documents']}"
                f"   DES: {info['des']}")
     typer.echo("DES states: " + (", ".join(f"{k} {v}" for k, v in info["des_states"].items()) or "-"))
@@ -250,27 +295,58 @@ def status(recipe: RecipeArg, db: DbOpt = None,
                                  f"{r['status']}{err}"))
 
 
-@app.command()
+@_command("tinyo dag recipe.py --format svg --output dag.svg")
 @_guard
-def dag(recipe: RecipeArg, fmt: Annotated[Fmt, typer.Option("--format", help="mermaid or dot")] = Fmt.mermaid,
+def dag(recipe: RecipeArg,
+        fmt: Annotated[Fmt, typer.Option("--format", help="Mermaid or DOT text; svg and png need Graphviz's dot.")]
+        = Fmt.mermaid,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH",
+                          help="Write to this file instead of standard output.")] = None,
         db: DbOpt = None) -> None:
-    """Export the document DAG (documents and the DES between them) as Mermaid or Graphviz DOT."""
+    """Export the document DAG (documents and the DES between them) as Mermaid, DOT, SVG or PNG."""
+    from .graphviz import GraphvizMissing, dot_program, render
     from .offline import export
 
+    if fmt in (Fmt.svg, Fmt.png):
+        if dot_program() is None:
+            _fail(str(GraphvizMissing(fmt.value)))
+        if fmt is Fmt.png and output is None and sys.stdout.isatty():
+            _fail("--format png writes binary data: add --output dag.png (or redirect standard output)")
     store = _open_ro(recipe, db)
     try:
-        typer.echo(export(store, fmt.value), nl=False)
+        text = export(store, "dot" if fmt in (Fmt.svg, Fmt.png) else fmt.value)
     finally:
         store.close()
+    data = render(text, fmt.value) if fmt in (Fmt.svg, Fmt.png) else text.encode()
+    if output is not None:
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            _fail(f"{output}: cannot write the DAG: {exc.strerror or exc}")
+        typer.echo(f"wrote {output}", err=True)
+        return
+    if fmt is Fmt.png:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        typer.echo(data.decode(), nl=False)
 
 
-@app.command()
+@_command("tinyo why recipe.py report.csv")
 @_guard
-def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(help="A document name or a DES id.")],
+def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(
+            metavar="DOCUMENT", help="A document name or a DES id.", autocompletion=complete_documents)],
         db: DbOpt = None) -> None:
     """Explain why a document (or DES) is up to date, stale, waiting or failed."""
     from .offline import explain
+    from .text import printable
 
+    path = _db_for(recipe, db)
+    live = live_query(path, "explain", name=document)  # the running engine knows what is in flight
+    if live is not None:
+        typer.echo("\n".join(printable(line) for line in live[1].splitlines()))
+        return
     store = _open_ro(recipe, db)
     try:
         typer.echo(explain(store, document))  # names in it are escaped already
@@ -300,31 +376,45 @@ def _send_request(path: str, kind: str, arg: str) -> bool:
 
 def _request(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> None:
     """Hand a request to a running engine, or run the engine now until the work is done."""
-    if _send_request(_db_for(recipe, db), kind, arg):
+    path = _db_for(recipe, db)
+    if send_command(path, kind, arg):
+        typer.echo(f"asked the running engine to {what}: it took the request")
+        return
+    if _send_request(path, kind, arg):
         typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
         return
     raise typer.Exit(run_headless(recipe, db=db, idle_exit=0.3, debug=_debug))
 
 
-@app.command()
+@_command("tinyo rerun recipe.py staging.csv --downstream")
 @_guard
-def rerun(recipe: RecipeArg, target: Annotated[str, typer.Argument(help="A document (its producing DES runs) or a DES id.")],
+def rerun(recipe: RecipeArg, target: Annotated[str, typer.Argument(
+              metavar="TARGET", help="A document (its producing DES runs) or a DES id.",
+              autocompletion=complete_documents)],
           downstream: Annotated[bool, typer.Option("--downstream", "-R", help="Also rerun everything downstream.")] = False,
           db: DbOpt = None) -> None:
     """Force a rerun of the DES producing TARGET, even if it is up to date."""
     _request(recipe, db, "rerun_down" if downstream else "rerun", target, f"rerun {target}")
 
 
-@app.command()
+@_command("tinyo inject recipe.py /data/in/sales_20240101.csv")
 @_guard
-def inject(recipe: RecipeArg, event: Annotated[str, typer.Argument(help="The event string.")], db: DbOpt = None) -> None:
+def inject(recipe: RecipeArg, event: Annotated[str, typer.Argument(metavar="EVENT", help="The event string.")],
+           db: DbOpt = None) -> None:
     """Take an event in by hand, as if it had happened."""
+    from .names import name_problem
+
+    problem = name_problem(event)
+    if problem is not None:
+        _fail(f"the event {event!r} {problem}")
     _request(recipe, db, "inject", event, f"take in {event!r}")
 
 
-@app.command()
+@_command("tinyo fire recipe.py hourly")
 @_guard
-def fire(recipe: RecipeArg, timer: Annotated[str, typer.Argument(help="The timer's name.")], db: DbOpt = None) -> None:
+def fire(recipe: RecipeArg, timer: Annotated[str, typer.Argument(
+             metavar="TIMER", help="The timer's name.", autocompletion=complete_timers)],
+         db: DbOpt = None) -> None:
     """Fire a timer now."""
     names = [t.name for t in _load(recipe).config.timer_specs]
     if timer not in names:
@@ -337,6 +427,9 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
     from .store import Store
 
     path = _db_for(recipe, db)
+    if send_command(path, kind, arg):
+        typer.echo(f"asked the running engine to {what}: it took the request")
+        return
     try:
         Store(path).close()  # took the lock: no engine is running
     except StoreError as exc:
@@ -348,26 +441,30 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
     _fail(f"no tinyo engine is running on {path}: nothing to {what}")
 
 
-@app.command()
+@_command("tinyo pause recipe.py")
 @_guard
 def pause(recipe: RecipeArg, db: DbOpt = None) -> None:
     """Pause intake of the running engine: events are still stored, in order, and processed on resume."""
     _to_running_engine(recipe, db, "pause", "", "pause intake")
 
 
-@app.command()
+@_command("tinyo resume recipe.py")
 @_guard
 def resume(recipe: RecipeArg, db: DbOpt = None) -> None:
     """Resume intake of the running engine."""
     _to_running_engine(recipe, db, "resume", "", "resume intake")
 
 
-@app.command()
+@_command("tinyo cancel recipe.py 42")
 @_guard
-def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(help="The run to cancel (see `tinyo status`).")],
+def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(
+               metavar="RUN_ID", help="The run to cancel (see `tinyo status`).")],
            db: DbOpt = None) -> None:
     """Cancel a queued or running run of the running engine."""
     _to_running_engine(recipe, db, "cancel", str(run_id), f"cancel run {run_id}")
+
+
+register(app)  # start, stop, events
 
 
 def main() -> None:

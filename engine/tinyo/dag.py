@@ -114,6 +114,12 @@ class Graph:
         self.consumers: dict[str, set[str]] = {}
         """Document → ids of every DES that reads it (the reverse index; an entry is always complete)."""
         self.nodes: dict[str, Node] = {}
+        self.gone: set[str] = set()
+        """File documents whose file is gone (removed or renamed away after its event): their readers wait
+        for it instead of running on nothing."""
+        self.drifted: dict[str, str] = {}
+        """Produced file documents whose file is not what their producer wrote: name -> what became of it
+        ('is missing', 'changed since it was built'); their producer is stale."""
         self._absent: set[str] = set()
         """DES ids the last ``prefetch`` found in neither memory nor the backing."""
         self._evict_at = EVICT_MIN
@@ -357,11 +363,11 @@ class Graph:
             upstream = self.nodes.get(owner) if owner is not None and owner != node.id else None
             if upstream is not None and upstream.blocking:
                 blockers.append((dep, upstream))
-            elif self.version(dep) is None:
+            elif self.version(dep) is None or dep in self.gone:
                 missing.append(dep)
         if blockers or missing:
             parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers, key=lambda b: b[0])]
-            parts += [f"{dep} (no version yet)" for dep in sorted(missing)]
+            parts += [f"{dep} ({'its file is gone' if dep in self.gone else 'no version yet'})" for dep in sorted(missing)]
             return Verdict("waiting", bool(blockers), "waiting for " + ", ".join(parts))
         current = self.current(node)
         if node.forced:
@@ -371,6 +377,10 @@ class Graph:
             return Verdict(node.failed_state, True, f"{cause}it runs again when a dep changes or on rerun")
         if node.trace is None:
             return _NEVER_BUILT
+        if self.drifted:
+            drift = [t for t in sorted(node.targs) if t in self.drifted]
+            if drift:
+                return Verdict("stale", True, "target " + ", ".join(f"{t} {self.drifted[t]}" for t in drift))
         if node.trace != current:
             changed = [f"{d} v{node.trace.get(d)} -> v{current[d]}" for d in sorted(current) if node.trace.get(d) != current[d]]
             return Verdict("stale", True, "dep changed: " + ", ".join(changed))

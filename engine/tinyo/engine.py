@@ -24,17 +24,21 @@ from typing import Any, TypeVar
 
 from . import events as ev
 from .clock import Clock, ManualClock, SystemClock
+from .control.paths import socket_path as control_socket
 from .dag import Graph, Node
 from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats, OpenRun, RateMeter, RunInfo
 from .errors import DESRejected, OpNotImportable, StoreError, TinyoError
 from .executors import Executor, WorkerInfo, make_executor
+from .filecheck import MISSING, FileChecks
 from .generators import Abandoned, Emission, GeneratorRunner, Hung
 from .groups import DES_TO_DOC, Groups, GroupSummary
-from .intake import FileState, TimerSchedule, compare_file, stat_file, timer_event
+from .history import RECENT, History, des_of_event, read_history
+from .intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
 from .model import Execution, TimerSpec
+from .names import name_problem
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store, dump_ops, load_ops
-from .watch import WatcherProcess, scan_folder
+from .watch import IgnoredNames, WatcherProcess, scan_folder
 from .worker import Task
 
 T = TypeVar("T")
@@ -65,6 +69,10 @@ READERS_SHOWN = 50
 """Readers of a document listed in a DocInfo."""
 OP_CACHE_MAX = 256
 """Distinct op lists whose names and stored (pickled) form are kept for reuse."""
+
+
+GONE = FileState(0, -1, None)
+"""The last-seen state of a file that was gone when its event was processed (no file has it)."""
 
 
 def _names(docs: Iterable[str]) -> tuple[str, ...]:
@@ -102,6 +110,7 @@ class Engine:
         self.graph = Graph(_StoreBacking(self.store, self._node_from_row))
         self.groups = Groups()
         """Documents counted per name pattern and state (what the console's tree shows)."""
+        self._checks = FileChecks(self.graph, self._file_state, self.config.hash_files)
         self.timers: list[TimerSpec] = self.config.timer_specs
         self._schedule = TimerSchedule(self.timers)
         self._generators = GeneratorRunner(recipe.roots, self.config.generator_timeout)
@@ -136,6 +145,12 @@ class Engine:
         self._touched: list[str] = []
         self._next_run_id = 1
         self._rescan_wanted = False
+        self._ignored_name = IgnoredNames(self.config.ignore)
+        self._window = SettleWindow(self.config.settle, self.config.settle_max, self.config.maxevents)
+        self._holding = True
+        """Nothing is dispatched until the start-up scan's files are all taken in and processed (one build
+        for what changed while the engine was down)."""
+        self._settling: dict[str, float] = {}  # start-up scan files still being written -> when to look again
         self._next_rescan: float | None = None
         self._next_request_poll = 0.0
         self._rate = RateMeter()
@@ -228,6 +243,9 @@ class Engine:
         """Take ``event`` in as if it had happened (source ``manual``)."""
         if not isinstance(event, str) or not event:
             raise TinyoError(f"an event must be a non-empty string, got {event!r}")
+        problem = name_problem(event)
+        if problem is not None:
+            raise TinyoError(f"the event {event!r} {problem}")
         self._put_intake(("manual", event, None))
 
     def fire_timer(self, name: str) -> None:
@@ -329,6 +347,14 @@ class Engine:
         """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
         return self.call(lambda: self.store.find_names(match, limit))
 
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the state file: the last events, runs and output lines (bounded)."""
+        return self.call(lambda: read_history(self.store, events, runs, lines))
+
+    def des_of_event(self, event: str, limit: int = 100) -> list[str]:
+        """The ids of the DES the generators made of ``event`` (a scan: for a key press, not a repaint)."""
+        return self.call(lambda: des_of_event(self.store, event, limit))
+
     def workers(self) -> list[WorkerInfo]:
         executor = self._executor
         return executor.workers() if executor is not None else []
@@ -375,6 +401,7 @@ class Engine:
         self.started_at = now
         self._set_state("starting", "loading state")
         self._load_state()
+        self._touched.extend(self._checks.all_targets(self.store.file_targets()))
         self._executor = make_executor(
             self.execution,
             recipe_path=str(self.recipe.path),
@@ -386,7 +413,8 @@ class Engine:
             store_path=self.store.path,
         )
         if self.watch_files and self.config.dirs:
-            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock")]
+            ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
+            ignore.append(str(control_socket(self.store.path)))  # it may sit beside the state file
             self._watcher = self._new_watcher(ignore)
             self._watcher.launch()  # it starts while the executor does
         self._executor.start()
@@ -497,6 +525,11 @@ class Engine:
             deadlines.append(mono + 0.1)
         if not self.store.memory:
             deadlines.append(self._next_request_poll)
+        window = self._window.deadline()
+        if window is not None or self._settling:
+            # real time, whatever the clock: files arrive in it
+            wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
+            deadlines.append(mono + (min(wait, 0.05) if self._settling else wait))
         if not deadlines:
             return None
         # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
@@ -526,8 +559,12 @@ class Engine:
             self._rescan_wanted = False
             self._scan()
         self._store_intake()
-        if not self._paused and len(self._ready) < READY_MAX:
+        if self._settling:
+            self._look_at_settling()
+        if not self._paused and len(self._ready) < READY_MAX and self._window.due(time.monotonic()):
             self._process_backlog()
+            if not self._backlog and not self._backlog_in_store:
+                self._window.taken()
         self._finish_cycle()
 
     def _finish_cycle(self) -> None:
@@ -535,8 +572,9 @@ class Engine:
         tasks = self._settle_and_prepare()
         self._commit_and_publish(tasks)
         more = (not self._intake.empty() or not self._inbox.empty()
-                or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX)
-                or (self._ready and self._executor is not None and self._executor.free_slots() > 0))
+                or (not self._paused and (self._backlog or self._backlog_in_store) and len(self._ready) < READY_MAX
+                    and self._window.due(time.monotonic()))
+                or (self._ready and not self._holding and self._executor is not None and self._executor.free_slots() > 0))
         if more:
             self._wake.set()
         self._update_idle()
@@ -577,7 +615,7 @@ class Engine:
 
     def _update_idle(self) -> None:
         busy = (self._open or self._ready or self._retries or self._backlog or self._backlog_in_store
-                or not self._intake.empty() or not self._inbox.empty())
+                or self._settling or not self._intake.empty() or not self._inbox.empty())
         if busy:
             self.idle_since = None
         elif self.idle_since is None:
@@ -605,7 +643,8 @@ class Engine:
 
     def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:
         return WatcherProcess(self.config.dirs, self._on_files, self.rescan, recursive=self.config.recursive,
-                              debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files)
+                              debounce=self.config.debounce, ignore=ignore, use_hash=self.config.hash_files,
+                              ignore_names=self.config.ignore)
 
     def _sink(self, item: tuple[Any, ...]) -> None:
         self.idle_since = None
@@ -626,11 +665,13 @@ class Engine:
                 known = seen.get(path)
                 if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
                     continue
-                if self._is_own_file(path):
+                if self._is_own_file(path) or self._ignored_name(path):
                     continue
                 if self._watcher is not None and now - st.st_mtime < max(self.config.debounce, SCAN_QUIET):
                     # written moments ago: maybe still being written; its close (or its staying quiet) reports it
                     self._watcher.settle(path)
+                    if self._holding:
+                        self._settling[path] = time.monotonic() + SCAN_QUIET
                     continue
                 try:
                     self._intake.put_nowait(("scan", path, None))
@@ -640,6 +681,16 @@ class Engine:
                     break
         if found:
             self._emit(ev.EngineNotice(self.clock.time(), "info", f"scan found {found} new or changed file(s)"))
+
+    def _look_at_settling(self) -> None:
+        """Start-up scan files the watcher has not reported yet: one that is gone is not waited for."""
+        mono = time.monotonic()
+        for path, when in list(self._settling.items()):
+            if mono >= when:
+                if stat_file(path) is None:
+                    del self._settling[path]
+                else:
+                    self._settling[path] = mono + SCAN_QUIET
 
     def _check_watched_folders(self) -> None:
         """A watched folder replaced wholesale, or a watcher process that died, gets a new watcher and a
@@ -667,6 +718,8 @@ class Engine:
             except queue.Empty:
                 break
             if source in ("file", "scan"):
+                if self._settling:
+                    self._settling.pop(name, None)
                 if name in files:
                     files[name] = seen
                     continue  # a burst on one path coalesces into one event
@@ -694,6 +747,7 @@ class Engine:
         if not rows:
             return
         ids = self.store.add_events(rows)
+        self._window.arrived(time.monotonic(), len(ids))
         self.events_taken += len(ids)
         self._pending_events += len(ids)
         self._rate.add(now, len(ids))
@@ -816,9 +870,39 @@ class Engine:
 
     def _mark_document_from_event(self, name: str, state: FileState | None) -> None:
         if os.path.isabs(name):
-            self._refresh_file_document(name, by="event", hint=state)
+            if self._file_event(name, state):
+                self._refresh_file_document(name, by="event", hint=state)
         else:
             self._bump_document(name, by="event")
+
+    def _file_event(self, path: str, state: FileState | None) -> bool:
+        """Whether a file event gives its document a version: not when the file is gone by now (its readers
+        wait for it), nor when a DES produces it (a change by hand makes that DES stale: it is built again)."""
+        st = stat_file(path)
+        owner = self.graph.producer_of(path)
+        if owner is not None:
+            node = self.graph.node(owner)
+            if node is not None and node.status is None and path not in self.graph.drifted:
+                what = self._checks.drift(path, st=st, hint=state)
+                if what is not None:
+                    self.graph.drifted[path] = what
+                    self._touched.append(owner)
+            return False
+        if st is None:
+            self._file_gone(path)
+            return False
+        if path in self.graph.gone:
+            self.graph.gone.discard(path)
+            self._touched.extend(self.graph.readers(path))
+        return True
+
+    def _file_gone(self, path: str) -> None:
+        """``path``'s readers wait for it; the file coming back, even as it was, is a new event."""
+        if path not in self.graph.gone:
+            self.graph.gone.add(path)
+            self._touched.extend(self.graph.readers(path))
+        self._files[path] = GONE
+        self.store.set_file_seen(path, GONE.mtime_ns, GONE.size, None)
 
     def _bump_document(self, name: str, by: str) -> None:
         old = self.graph.version(name)
@@ -1164,6 +1248,7 @@ class Engine:
         for targ in sorted(node.targs):
             if os.path.isabs(targ):
                 self._refresh_file_document(targ, by=node.id)
+                self.graph.drifted.pop(targ, None)
             else:
                 self._bump_document(targ, by=node.id)
         self.store.update_des([("ok", node.trace, None, False, node.id)])
@@ -1224,6 +1309,7 @@ class Engine:
     def _settle_and_prepare(self) -> list[Task]:
         if self._touched:
             touched, self._touched = self._touched, []
+            self._checks.built_targets(touched)  # a built DES whose target file drifted is stale, not up to date
             ready, changed = self.graph.settle(dict.fromkeys(touched))
             now = self.clock.time()
             for node in changed:
@@ -1243,7 +1329,7 @@ class Engine:
                 self._des_moved(node, was, "queued")
                 self._emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
                 self._emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
-        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None:
+        if self._stop_requested or not (self._ready or self._requeue) or self._executor is None or self._held():
             return []
         slots = self._executor.free_slots()
         tasks: list[Task] = []
@@ -1257,6 +1343,8 @@ class Engine:
         while slots > 0 and self._ready:
             des_id = self._ready.popleft()
             node = self.graph.nodes[des_id]
+            if self._waits_for_files(node):
+                continue
             ops = self._ops.get(des_id) or self._load_ops(des_id)
             if ops is None:
                 continue
@@ -1275,6 +1363,35 @@ class Engine:
         if rows:
             self.store.add_runs(rows)
         return tasks
+
+    def _held(self) -> bool:
+        """True while start-up holds dispatch: until the scan's files are all taken in and processed (or
+        READY_MAX DES are ready, or intake is paused)."""
+        if not self._holding:
+            return False
+        if (not self._paused and len(self._ready) < READY_MAX
+                and (self._settling or not self._intake.empty() or self._backlog or self._backlog_in_store)):
+            return True
+        self._holding = False
+        return False
+
+    def _waits_for_files(self, node: Node) -> bool:
+        """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it
+        waits for the file (or, for a produced dep, for its producer to make it again)."""
+        gone = self._checks.gone_deps(node)
+        if not gone:
+            return False
+        for dep in gone:
+            owner = self.graph.producer_of(dep)
+            if owner is not None:
+                self.graph.drifted[dep] = MISSING
+                self._touched.append(owner)
+            else:
+                self._file_gone(dep)
+        node.status = None
+        self._touched.append(node.id)
+        self._wake.set()
+        return True
 
     def _load_ops(self, des_id: str) -> tuple[tuple[str, Any], ...] | None:
         row = self.store.des_row(des_id)
@@ -1308,8 +1425,9 @@ class Engine:
             while not self._intake.empty():
                 self._store_intake()
             self._commit_and_publish([])
-        deadline = time.monotonic() + self._stop_grace
-        while time.monotonic() < deadline and any(r.start is not None for r in self._open.values()):
+        begun = time.monotonic()
+        # the grace is read each time round: a second stop() with a shorter timeout cuts it short
+        while time.monotonic() < begun + self._stop_grace and any(r.start is not None for r in self._open.values()):
             self._wake.wait(0.05)
             self._wake.clear()
             self._cycle()

@@ -244,6 +244,8 @@ class FlowMetrics(BusEvent):
     rows_per_s: float = 0.0
     buffer_fill: float = 0.0
     buffer_size: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    """Step-specific counts, e.g. a Lookup's ``matched`` and ``missed`` rows."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,47 @@ def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat
     return True, state
 
 
+# ---------------------------------------------------------------- settle window
+
+
+class SettleWindow:
+    """When events arriving together have all arrived, so that the generators see them as one batch and a
+    DES reading several of them runs once: once no new event came for ``quiet`` seconds, or ``cap``
+    seconds after the first, or once ``count`` are waiting, whichever comes first (``TinyOConfig.settle``,
+    ``settle_max``, ``maxevents``). Events stored before this engine started are due at once."""
+
+    def __init__(self, quiet: float, cap: float, count: int) -> None:
+        self.quiet = quiet
+        self.cap = max(cap, quiet)
+        self.count = count
+        self.first: float | None = None
+        self.last = 0.0
+        self.waiting = 0
+
+    def arrived(self, now: float, n: int) -> None:
+        """``n`` events were stored at monotonic time ``now``."""
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.waiting += n
+
+    def due(self, now: float) -> bool:
+        first = self.first
+        return (first is None or self.waiting >= self.count or now - self.last >= self.quiet
+                or now - first >= self.cap)
+
+    def deadline(self) -> float | None:
+        """The monotonic time at which the window closes by itself (None: it is not open)."""
+        if self.first is None:
+            return None
+        return min(self.last + self.quiet, self.first + self.cap)
+
+    def taken(self) -> None:
+        """Everything that arrived was handed on: the next event opens a new window."""
+        self.first = None
+        self.waiting = 0
+
+
 # ---------------------------------------------------------------- timers
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .names import digest_bytes, name_problem
 
 CatchUp = Literal["skip", "latest", "all"]
 
@@ -150,7 +151,7 @@ class DES:
                     *(f"op={op_module(fn)}:{op_name(fn)}:{canonical(cfg)}" for fn, cfg in self.ops),
                 ]
             )
-            object.__setattr__(self, "_id", hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+            object.__setattr__(self, "_id", hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest())
         return self._id  # type: ignore[return-value]
 
     def __hash__(self) -> int:
@@ -182,6 +183,9 @@ def _doc_set(field_name: str, values: Iterable[str]) -> frozenset[str]:
     for value in result:
         if not isinstance(value, str) or not value:
             raise TypeError(f"DES {field_name} must hold non-empty strings, got {value!r}")
+        problem = name_problem(value)
+        if problem is not None:
+            raise TypeError(f"DES {field_name}: the name {value!r} {problem}")
     return result
 
 
@@ -205,6 +209,18 @@ class TimerSpec:
     name: str
     initial: datetime
     interval: timedelta
+
+
+DEFAULT_IGNORE = (
+    ".*.??????",  # rsync's copy in progress, .NAME.XXXXXX (renamed to NAME when complete)
+    "sed??????",  # sed -i's new file, sedXXXXXX (renamed over the original)
+    ".*.sw[a-p]", ".*.swx", "4913", "*~",  # vim's swap files and its write test; editors' backup copies
+    ".#*", "#*#",  # emacs's lock and auto-save files
+    "*.part", "*.crdownload", "*.tmp",  # downloads in progress (Firefox, wget, Chrome), temporary files
+    ".~lock.*#", ".DS_Store", "._*",  # LibreOffice's lock files, macOS's folder and resource-fork files
+)
+"""File names a watched folder's files are not taken in for, by default (``TinyOConfig.ignore``): the
+temporary files of well-known tools, each renamed or deleted once the tool is done."""
 
 
 @dataclass
@@ -232,9 +248,19 @@ class TinyOConfig:
     op_timeout: float | None = None
     """Seconds a DES's ops may run before the worker is stopped and the run fails; None: no limit."""
     debounce: float = 0.2
-    """Seconds a created/modified file must stay quiet (when no close event comes) before its event."""
+    """Seconds a file must stay quiet before its event, where no close can be seen (a hard link, a file a
+    scan finds being written); a file written and closed is taken in at its close."""
+    settle: float = 0.01
+    """Seconds without a new event after which the events that arrived together go to the generators as
+    one batch (so ``cp a b c`` runs a DES reading all three once); restarts with each new event."""
+    settle_max: float = 0.2
+    """The most seconds a batch waits for ``settle`` quiet (it also goes once ``maxevents`` are waiting)."""
     recursive: bool = False
     """Watch sub-folders of ``dirs`` too."""
+    ignore: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE))
+    """Glob patterns (``fnmatch``, case-sensitive) of file names in ``dirs`` that are never taken in; matched
+    against the name alone, not its folder. Default: :data:`DEFAULT_IGNORE`, the temporary files of rsync,
+    ``sed -i``, editors and browsers; ``[*DEFAULT_IGNORE, "*.bak"]`` adds to it, ``[]`` takes every file."""
     catch_up: CatchUp = "skip"
     """Timer ticks missed while down: ``skip`` them, fire the ``latest`` one, or ``all`` (bounded)."""
     catch_up_limit: int = 1000
@@ -268,13 +294,19 @@ class TinyOConfig:
         _check(isinstance(self.execution, Execution), "execution", self.execution,
                "an Execution member (Execution.PROCESSES, THREADS, INLINE or DASK)")
         _check(_is_int(self.retries) and self.retries >= 0, "retries", self.retries, "an int >= 0")
-        for name in ("retry_delay", "retry_max_delay", "debounce", "generator_timeout"):
+        for name in ("retry_delay", "retry_max_delay", "debounce", "generator_timeout", "settle", "settle_max"):
             value = getattr(self, name)
             _check(_is_num(value) and value >= 0, name, value, "a number of seconds >= 0")
         for name in ("op_timeout", "rescan_interval"):
             value = getattr(self, name)
             _check(value is None or (_is_num(value) and value > 0), name, value, "None or seconds > 0")
         _check(isinstance(self.recursive, bool), "recursive", self.recursive, "True or False")
+        if isinstance(self.ignore, (str, bytes)) or not isinstance(self.ignore, (list, tuple)):
+            raise ConfigError(f"TinyOConfig.ignore must be a list of glob patterns, got {self.ignore!r}")
+        for pattern in self.ignore:
+            _check(isinstance(pattern, str) and pattern and "/" not in pattern, "ignore", pattern,
+                   "file name patterns (non-empty strings without '/')")
+        self.ignore = list(self.ignore)
         _check(isinstance(self.hash_files, bool), "hash_files", self.hash_files, "True or False")
         _check(self.catch_up in ("skip", "latest", "all"), "catch_up", self.catch_up, "'skip', 'latest' or 'all'")
         _check(_is_int(self.catch_up_limit) and self.catch_up_limit >= 1, "catch_up_limit", self.catch_up_limit,

@@ -7,6 +7,8 @@ from collections import Counter
 from typing import Any
 
 from .dag import Graph, Node
+from .filecheck import FileChecks
+from .intake import FileState
 from .store import Store
 from .text import printable
 
@@ -14,8 +16,11 @@ from .text import printable
 def load_graph(store: Store) -> Graph:
     """The document DAG as stored, with every DES's state evaluated."""
     graph = Graph()
-    for name, version, *_ in store.load_documents():
+    files: dict[str, FileState] = {}
+    for name, version, digest, mtime_ns, size in store.load_documents():
         graph.versions[name] = version
+        if mtime_ns is not None and size is not None:
+            files[name] = FileState(mtime_ns, size, digest)
     for row in store.load_des():
         node = Node(row.id, row.deps, row.targs, row.ops_desc, row.generator, row.event,
                     trace=row.trace, failed_trace=row.failed_trace, forced=row.forced)
@@ -27,7 +32,16 @@ def load_graph(store: Store) -> Graph:
         node = graph.nodes.get(des_id)
         if node is not None:
             node.status = "running"
+    # as the engine would find the files now: targets that drifted make their producer stale, file deps
+    # that are gone make their readers wait
+    checks = FileChecks(graph, files.get, use_hash=True)
+    checks.built_targets(list(graph.nodes))
     graph.settle(list(graph.nodes))
+    for node in list(graph.nodes.values()):
+        if node.state == "stale":
+            graph.gone.update(d for d in checks.gone_deps(node) if graph.producer.get(d) is None)
+    if graph.gone:
+        graph.settle(list(graph.nodes))
     return graph
 
 

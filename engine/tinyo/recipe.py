@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import stat
 import sys
 import threading
@@ -95,7 +96,7 @@ class Recipe:
 
 def module_name_for(path: Path) -> str:
     """The unique module name a recipe file is loaded under (the same in every process)."""
-    digest = hashlib.blake2b(str(path).encode(), digest_size=5).hexdigest()
+    digest = hashlib.blake2b(os.fsencode(path), digest_size=5).hexdigest()
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     return f"{RECIPE_MODULE_PREFIX}{stem}_{digest}"
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import events as ev
+from .names import json_escaped
 from .text import printable
 
 QUEUE_MAX = 10_000
@@ -60,7 +61,7 @@ class JsonReporter(_Printer):
         super().__init__()
 
     def write(self, event: ev.BusEvent) -> None:
-        self.stream.write(json.dumps(event.to_json(), default=str, ensure_ascii=False) + "\n")
+        self.stream.write(json_escaped(json.dumps(event.to_json(), default=str, ensure_ascii=False)) + "\n")
 
     def flush(self) -> None:
         self.stream.flush()

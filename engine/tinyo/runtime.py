@@ -34,6 +34,7 @@ class RunContext:
 
 
 _local = threading.local()
+_output = threading.local()
 _fallback_lock = threading.Lock()
 _fallback_sinks: list[Callable[[dict[str, Any]], None]] = []
 
@@ -67,17 +68,23 @@ class ThreadShare:
     output: Any
 
 
+def capture() -> object | None:
+    """The calling thread's output capture (an opaque handle set by the worker), or None outside an op."""
+    return getattr(_output, "sink", None)
+
+
+def bind_capture(handle: object | None) -> None:
+    """Send what the calling thread prints to the run behind ``handle`` (from ``capture()``)."""
+    _output.sink = handle
+
+
 def share() -> ThreadShare:
     """Capture the calling thread's run and output capture, to ``adopt`` in other threads."""
-    from .worker import capture
-
     return ThreadShare(current_run(), capture())
 
 
 def adopt(shared: ThreadShare) -> None:
     """Make the calling thread part of ``shared``'s run: its metrics and printed lines go there."""
-    from .worker import bind_capture
-
     _local.run = shared.run
     if shared.output is not None:
         bind_capture(shared.output)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .names import bindable, clean, from_sql, to_sql
 
 SCHEMA_VERSION = 3
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
@@ -62,28 +63,37 @@ CREATE TABLE IF NOT EXISTS requests(
 
 
 _DEFERRED = {
-    "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, ?, ?, ?)",
-    "events_mark": "UPDATE events SET status = ?, detail = ? WHERE id = ?",
-    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (?, ?, ?, ?) "
+    "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",
+    "events_mark": "UPDATE events SET status = ?, detail = CAST(? AS TEXT) WHERE id = ?",
+    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (CAST(? AS TEXT), ?, ?, ?) "
              "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
-    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) "
+            "VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, CAST(? AS TEXT)) "
             "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
             "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (?, ?)",
-    "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (?, ?)",
-    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
-    "des_update": "UPDATE des SET state = ?, trace = ?, failed_trace = ?, forced = ?, attempt = ? WHERE id = ?",
+           "VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, 'new')",
+    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
+    "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
+    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (CAST(? AS TEXT), CAST(? AS TEXT))",
+    "des_update": "UPDATE des SET state = ?, trace = CAST(? AS TEXT), failed_trace = CAST(? AS TEXT), forced = ?, "
+                  "attempt = ? WHERE id = ?",
     "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions, des_n) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT n FROM des WHERE id = ?2))",
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, CAST(?7 AS TEXT), (SELECT n FROM des WHERE id = ?2))",
     "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
-    "runs_finish": "UPDATE runs SET status = ?, end = ?, error = ?, traceback = ?, output = ?, result = ?, "
+    "runs_finish": "UPDATE runs SET status = ?, end = ?, error = CAST(? AS TEXT), traceback = CAST(? AS TEXT), "
+                   "output = CAST(? AS TEXT), result = CAST(? AS TEXT), "
                    "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
-    "timers": "INSERT INTO timers(name, last_tick) VALUES (?, ?) "
+    "timers": "INSERT INTO timers(name, last_tick) VALUES (CAST(? AS TEXT), ?) "
               "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
 }
-"""Deferred statements, in the order they are flushed."""
+"""Deferred statements, in the order they are flushed. Names and free text are bound in ``CAST(? AS TEXT)``
+(see :mod:`tinyo.names`): the columns of each listed in _TEXT_COLUMNS."""
+
+_TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "files": (0,), "docs": (0, 6), "des": (1, 2, 5, 6),
+                 "producers": (0,), "consumers": (0,), "names": (0, 1), "des_update": (1, 2), "runs": (6,),
+                 "runs_finish": (2, 3, 4, 5), "timers": (0,)}
+"""The row positions of the deferred statements' names and free text (for :func:`tinyo.names.bindable`)."""
 
 CHECKPOINT_BYTES = 4 << 20
 """WAL size past which the checkpoint thread copies it back into the database (passively: it never holds
@@ -230,6 +240,7 @@ class Store:
         else:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        conn.text_factory = from_sql  # a name's undecodable bytes come back as os.fsdecode gives them
         return conn
 
     def _init_schema(self, read_only: bool) -> None:
@@ -385,7 +396,8 @@ class Store:
             for kind, sql in _DEFERRED.items():
                 rows = pending.get(kind)
                 if rows:
-                    self.conn.executemany(sql, rows)
+                    columns = _TEXT_COLUMNS.get(kind)
+                    self.conn.executemany(sql, bindable(rows, columns) if columns else rows)
         except sqlite3.OperationalError as exc:
             self._abort(exc)
 
@@ -499,8 +511,8 @@ class Store:
     def files_seen_under(self, folder: str) -> dict[str, tuple[int, int, str | None]]:
         prefix = folder.rstrip("/") + "/"
         rows = self._r(
-            "SELECT path, mtime_ns, size, hash FROM files_seen WHERE path >= ? AND path < ?",
-            (prefix, prefix[:-1] + "0"),
+            "SELECT path, mtime_ns, size, hash FROM files_seen WHERE path >= CAST(? AS TEXT) AND path < CAST(? AS TEXT)",
+            (to_sql(prefix), to_sql(prefix[:-1] + "0")),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -509,6 +521,11 @@ class Store:
 
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
         yield from self._r("SELECT name, version, hash, mtime_ns, size FROM documents")
+
+    def file_targets(self) -> Iterator[tuple[str, str | None, int, int, str]]:
+        """Every produced document with a recorded file state: (name, hash, mtime_ns, size, producer)."""
+        yield from self._r("SELECT d.name, d.hash, d.mtime_ns, d.size, p.des_id FROM documents d "
+                           "JOIN producers p ON p.doc = d.name WHERE d.mtime_ns IS NOT NULL")
 
     def put_documents(self, rows: list[tuple[str, int, str | None, int | None, int | None, float, str]]) -> None:
         """Upsert (name, version, hash, mtime_ns, size, updated, by)."""
@@ -540,8 +557,9 @@ class Store:
         like ``_one``."""
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows.extend(self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall())
+            chunk = bindable([(k,) for k in keys[start:start + 500]], (0,))
+            marks = ",".join("CAST(? AS TEXT)" if k.__class__ is bytes else "?" for (k,) in chunk)
+            rows.extend(self.conn.execute(sql.format(marks), [k for (k,) in chunk]).fetchall())
         return rows
 
     def doc_versions_many(self, names: list[str]) -> dict[str, int]:
@@ -573,20 +591,21 @@ class Store:
         return None if row is None else _stored_des(row)
 
     def group_of(self, name: str) -> str | None:
-        rows = self._r("SELECT grp FROM names WHERE name = ?", (name,)).fetchall()
+        rows = self._r("SELECT grp FROM names WHERE name = CAST(? AS TEXT)", (to_sql(name),)).fetchall()
         return rows[0][0] if rows else None
 
     def group_members(self, group: str, offset: int, limit: int) -> list[tuple[str, int | None, str | None]]:
         """(name, version, producer) of a group's documents in name order, one page."""
         return self._r(
             "SELECT n.name, d.version, p.des_id FROM names n LEFT JOIN documents d ON d.name = n.name "
-            "LEFT JOIN producers p ON p.doc = n.name WHERE n.grp = ? ORDER BY n.name LIMIT ? OFFSET ?",
-            (group, limit, offset),
+            "LEFT JOIN producers p ON p.doc = n.name WHERE n.grp = CAST(? AS TEXT) ORDER BY n.name LIMIT ? OFFSET ?",
+            (to_sql(group), limit, offset),
         ).fetchall()
 
     def group_index(self, group: str, name: str) -> int:
         """How many documents of ``group`` sort before ``name``."""
-        return self._r("SELECT count(*) FROM names WHERE grp = ? AND name < ?", (group, name)).fetchone()[0]
+        return self._r("SELECT count(*) FROM names WHERE grp = CAST(? AS TEXT) AND name < CAST(? AS TEXT)",
+                       (to_sql(group), to_sql(name))).fetchone()[0]
 
     def find_names(self, match: Any, limit: int) -> list[str]:
         """The first ``limit`` document names (in name order) for which ``match(name)`` is true."""
@@ -604,7 +623,8 @@ class Store:
 
     def names_from(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` document names starting with ``prefix``, in name order (an index range)."""
-        rows = self._r("SELECT name FROM names WHERE name >= ? ORDER BY name LIMIT ?", (prefix, limit)).fetchall()
+        rows = self._r("SELECT name FROM names WHERE name >= CAST(? AS TEXT) ORDER BY name LIMIT ?",
+                       (to_sql(prefix), limit)).fetchall()
         return [name for (name,) in rows if name.startswith(prefix)]
 
     def all_names(self) -> Iterator[tuple[str, str, int | None, str | None]]:
@@ -700,7 +720,7 @@ class Store:
         self._defer("timers", [(name, tick)])
 
     def add_request(self, ts: float, kind: str, arg: str) -> int:
-        cur = self._w("INSERT INTO requests(ts, kind, arg) VALUES (?, ?, ?)", (ts, kind, arg))
+        cur = self._w("INSERT INTO requests(ts, kind, arg) VALUES (?, ?, CAST(? AS TEXT))", (ts, kind, to_sql(arg)))
         self.commit()
         return cur.lastrowid or 0
 
@@ -751,7 +771,16 @@ def _stored_des(row: tuple[Any, ...]) -> StoredDES:
 
 def _jlist(values: Iterable[str]) -> str:
     """``json.dumps(list(values))`` for strings, without the encoder's per-call set-up (it runs per DES)."""
-    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
+    return "[" + ", ".join(map(_jstr, values)) + "]"
+
+
+def _jstr(name: str) -> str:
+    """A name as a JSON string. ASCII escapes, except for a file name's undecodable bytes: they stay in it
+    as themselves (stored as those bytes, see :mod:`tinyo.names`), so SQLite's json_each gives the same
+    text as the name's own column (a ``\\udcff`` escape would come out as other bytes)."""
+    if name.isascii() or clean(name):
+        return encode_basestring_ascii(name)
+    return json.dumps(name, ensure_ascii=False)
 
 
 def _jset(values: frozenset[str]) -> str:
@@ -763,7 +792,7 @@ def _jmap(value: dict[str, int] | None) -> str | None:
     if value is None:
         return None
     if all(type(v) is int for v in value.values()):
-        return "{" + ", ".join(f"{encode_basestring_ascii(k)}: {v}" for k, v in sorted(value.items())) + "}"
+        return "{" + ", ".join(f"{_jstr(k)}: {v}" for k, v in sorted(value.items())) + "}"
     return json.dumps(value, sort_keys=True)
 
 

@@ -1,8 +1,13 @@
 """Provides the file watcher: watchdog events turned into one event per file once it is complete.
 
-A file is reported when it is written and closed, or moved in; a file created without a close
-(a hard link, a file system without close events) is reported once its size and mtime have stayed
-the same for ``debounce`` seconds. Only these event types are asked for (not every write's "modified"), which
+A file is reported when it is written and closed, or moved in: a file opened for writing is taken in at
+its close, once, however long the writer pauses. A file that appears with no close to come (moved in
+from an unwatched folder, which the kernel reports as a create) is reported ``debounce`` seconds after it
+appeared, once no process has it open for writing: the kernel grants a read lease only then. Only where
+that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
+seconds: a hard link (its link count is over 1: the writes may go through its other name), a file whose
+lease the watcher may not ask for (another user's, without CAP_LEASE), and files a scan hands over
+(``settle``). Only these event types are asked for (not every write's "modified"), which
 keeps the kernel queue from overflowing under bursts; when it overflows anyway (watchdog only logs
 it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
 by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
@@ -10,9 +15,14 @@ by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it ca
 
 from __future__ import annotations
 
+import fcntl
+import fnmatch
 import json
 import logging
 import os
+import re
+import signal
+import stat as stat_mod
 import subprocess
 import sys
 import threading
@@ -74,15 +84,18 @@ class FileWatcher:
         recursive: bool = False,
         debounce: float = 0.2,
         ignore: Iterable[str] = (),
+        ignore_names: Iterable[str] = (),
     ) -> None:
         self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
         self.on_file = on_file
+        self.ignored_name = IgnoredNames(ignore_names)
         self.on_overflow = on_overflow
         self.recursive = recursive
         self.debounce = debounce
         self.ignore = {str(Path(p).resolve()) for p in ignore}
         self._observer: Observer | None = None
-        self._pending: dict[str, tuple[float, tuple[int, int] | None]] = {}
+        self._pending: dict[str, tuple[float, tuple[int, int] | None, bool]] = {}
+        """path -> (when to look, (mtime_ns, size) at the last look, created: a close may still come)"""
         self._cond = threading.Condition()
         self._stop = False
         self._debouncer: threading.Thread | None = None
@@ -128,7 +141,7 @@ class FileWatcher:
         return observer is not None and any(not e.is_alive() for e in list(observer.emitters))
 
     def _wanted(self, path: str) -> bool:
-        return path not in self.ignore
+        return path not in self.ignore and not self.ignored_name(path)
 
     def _complete(self, path: str) -> None:
         if not self._wanted(path):
@@ -140,14 +153,14 @@ class FileWatcher:
     def settle(self, path: str) -> None:
         """Report ``path`` once its size and mtime stay the same for ``debounce`` seconds (or at once on
         its close): for files found by a scan that may still be being written."""
-        self._touch(path)
+        self._touch(path, created=False)
 
-    def _touch(self, path: str) -> None:
+    def _touch(self, path: str, created: bool = True) -> None:
         if not self._wanted(path):
             return
         with self._cond:  # no stat here: a burst's creates cost the event threads no file system call
             was_empty = not self._pending
-            self._pending[path] = (time.monotonic() + self.debounce, None)
+            self._pending[path] = (time.monotonic() + self.debounce, None, created)
             if was_empty:
                 self._cond.notify()
 
@@ -161,9 +174,9 @@ class FileWatcher:
                 now = time.monotonic()
                 due = [(p, entry) for p, entry in self._pending.items() if entry[0] <= now]
                 if not due:
-                    self._cond.wait(timeout=max(0.001, min(t for t, _ in self._pending.values()) - now))
+                    self._cond.wait(timeout=max(0.001, min(e[0] for e in self._pending.values()) - now))
                     continue
-            looked = [(path, entry, _signature(path)) for path, entry in due]  # outside the lock
+            looked = [(path, entry, _signature(path, entry[2] and entry[1] is None)) for path, entry in due]
             quiet = []
             with self._cond:
                 wall = time.time()
@@ -171,19 +184,37 @@ class FileWatcher:
                     if self._pending.get(path) is not entry:
                         continue  # closed (reported) or touched again meanwhile
                     sig = entry[1]
+                    if current is _CLOSE_COMES or current is _COMPLETE:
+                        del self._pending[path]
+                        if current is _COMPLETE:
+                            quiet.append(path)  # nobody has it open for writing: complete now
+                        continue  # else it is open for writing: its close reports it
                     if sig is None and current is not None:
                         # first look: quiet if not modified for ``debounce`` seconds (by the file's mtime)
                         still = wall - current[0] / 1e9 < self.debounce  # a clock behind the file's: look again
                     else:
                         still = current is not None and current != sig
                     if still:
-                        self._pending[path] = (now + self.debounce, current)  # still being written
+                        self._pending[path] = (now + self.debounce, current, entry[2])  # still being written
                     else:
                         del self._pending[path]
                         if current is not None:
                             quiet.append(path)
             for path in quiet:
                 self.on_file(path)
+
+
+class IgnoredNames:
+    """Which file names are never taken in (``TinyOConfig.ignore``): one compiled test of the name alone."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = list(patterns)
+        self.patterns = patterns
+        self._match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match if patterns else None
+
+    def __call__(self, path: str) -> bool:
+        """True if the file at ``path`` is to be ignored (its name matches a pattern)."""
+        return self._match is not None and self._match(path.rpartition("/")[2]) is not None
 
 
 def _identity(folder: str) -> tuple[int, int] | None:
@@ -194,12 +225,51 @@ def _identity(folder: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _signature(path: str) -> tuple[int, int] | None:
+_CLOSE_COMES = (-1, -1)
+"""What :func:`_signature` says of a created file some process has open for writing: its close comes."""
+_COMPLETE = (-2, -2)
+"""What :func:`_signature` says of a created file with one name that no process has open for writing."""
+
+
+def _signature(path: str, created: bool = False) -> tuple[int, int] | None:
+    """(mtime_ns, size) of ``path`` (None: gone). For a file just ``created`` with a single name (a hard
+    link has two or more, and its writes may go through another), _CLOSE_COMES or _COMPLETE when the
+    kernel can tell whether it is open for writing."""
     try:
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=False)
     except OSError:
         return None
+    if created and st.st_nlink <= 1 and stat_mod.S_ISREG(st.st_mode):
+        writing = open_for_writing(path)
+        if writing is not None:
+            return _CLOSE_COMES if writing else _COMPLETE
     return (st.st_mtime_ns, st.st_size)
+
+
+def open_for_writing(path: str) -> bool | None:
+    """Whether some process has ``path`` open for writing: the kernel grants a read lease only when none
+    has (released at once). None when that cannot be told: the lease may not be asked for (another
+    user's file without CAP_LEASE, a file system without leases), or a lease break would kill this
+    process (SIGIO not ignored: the watcher process ignores it)."""
+    if signal.getsignal(signal.SIGIO) != signal.SIG_IGN:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        except OSError:
+            pass  # no lease was taken
+        os.close(fd)
+    return False
 
 
 def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_result]]:
@@ -241,8 +311,10 @@ class WatcherProcess:
         debounce: float = 0.2,
         ignore: Iterable[str] = (),
         use_hash: bool = True,
+        ignore_names: Iterable[str] = (),
     ) -> None:
         self.dirs = [str(Path(d).expanduser().resolve()) for d in dirs]
+        self.ignore_names = list(ignore_names)
         self.on_files = on_files
         self.on_overflow = on_overflow
         self.recursive = recursive
@@ -266,7 +338,7 @@ class WatcherProcess:
         out_r, out_w = os.pipe()
         env = child_env()
         settings = {"dirs": self.dirs, "recursive": self.recursive, "debounce": self.debounce,
-                    "ignore": sorted(self.ignore), "hash": self.use_hash}
+                    "ignore": sorted(self.ignore), "hash": self.use_hash, "ignore_names": self.ignore_names}
         args = [sys.executable, "-m", "tinyo._watch_main", str(cmd_r), str(out_w), json.dumps(settings)]
         try:
             # its own session (a Ctrl-C meant for the engine does not hit it); quiet (it reports by messages)

@@ -46,9 +46,6 @@ class Task:
 
 # ---------------------------------------------------------------- output capture
 
-_capture = threading.local()
-
-
 class _Sink:
     """Where one run's printed lines go. Partial lines are buffered per (thread, stream), so threads
     an op starts (e.g. a data flow's steps) never splice their lines together."""
@@ -60,16 +57,6 @@ class _Sink:
         self.emit = emit
         self.buffers: dict[tuple[int, str], str] = {}
         self.lock = threading.Lock()
-
-
-def capture() -> object | None:
-    """The calling thread's output capture (an opaque handle), or None outside an op."""
-    return getattr(_capture, "sink", None)
-
-
-def bind_capture(handle: object | None) -> None:
-    """Send what the calling thread prints to the run behind ``handle`` (from ``capture()``)."""
-    _capture.sink = handle
 
 
 class LineRouter(io.TextIOBase):
@@ -96,7 +83,7 @@ class LineRouter(io.TextIOBase):
         raise io.UnsupportedOperation("fileno")
 
     def write(self, text: str) -> int:
-        sink: _Sink | None = getattr(_capture, "sink", None)
+        sink: _Sink | None = runtime.capture()
         if sink is None:
             if self.original is not None:
                 return self.original.write(text)
@@ -119,7 +106,7 @@ class LineRouter(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        if getattr(_capture, "sink", None) is None and self.original is not None:
+        if runtime.capture() is None and self.original is not None:
             self.original.flush()
 
 
@@ -162,8 +149,8 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         install_routers()  # something (e.g. a UI) replaced sys.stdout since the executor started
     emit("start", task.run_id, (worker, clock()))
     sink = _Sink(task.run_id, emit)
-    previous = getattr(_capture, "sink", None)
-    _capture.sink = sink
+    previous = runtime.capture()
+    runtime.bind_capture(sink)
     started = time.perf_counter()
     ctx = runtime.RunContext(task.run_id, task.des_id, worker, emit)
     current_ref = ""
@@ -196,7 +183,7 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
     finally:
-        _capture.sink = previous
+        runtime.bind_capture(previous)
 
 
 def _flush_partial(sink: _Sink) -> None:

@@ -56,3 +56,9 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class QuitDialog(ConfirmDialog):
+    """Quit while ops run? ``q`` answers yes, so ``q q`` quits (and a third ``q`` stops the ops now)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "answer(True)", "Quit", show=False)]

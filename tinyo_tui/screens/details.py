@@ -18,7 +18,7 @@ from ..messages import QueryResult, Target
 from ..safe_text import clock_time, duration, short_id, visible
 
 if TYPE_CHECKING:
-    from ..app import TinyoApp
+    from ..host import ConsoleHost
 
 MAX_DES = 5
 """DES detailed on one event's screen."""
@@ -129,9 +129,9 @@ class DetailsScreen(Screen[None]):
         """What ``y`` copies: the last traceback shown, else the item's name."""
 
     @property
-    def tinyo(self) -> TinyoApp:
+    def tinyo(self) -> ConsoleHost:
         """The console app."""
-        return cast("TinyoApp", self.app)
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="title")
@@ -267,7 +267,10 @@ class DetailsScreen(Screen[None]):
         self.notify(f"copied the {what} ({len(text or '')} characters)", markup=False, timeout=3)
 
     def action_rerun(self, downstream: bool) -> None:
-        if self.des_id:
+        if len(self.des_ids) > 1:
+            what = f"event {self._event_name()}" if self.kind == "event" else f"{self.kind} {self.key}"
+            self.tinyo.rerun_some(list(self.des_ids), downstream, visible(what))
+        elif self.des_id:
             self.tinyo.commands.rerun(self.des_id, downstream=downstream)
         else:
             self.notify("nothing to rerun here", severity="warning", markup=False)

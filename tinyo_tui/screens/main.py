@@ -28,7 +28,7 @@ from ..widgets.stream_log import StreamLog
 from ..widgets.workers_table import WorkersTable
 
 if TYPE_CHECKING:
-    from ..app import TinyoApp
+    from ..host import ConsoleHost
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 WIDE = 120
@@ -36,10 +36,10 @@ WIDE = 120
 
 PANE_KEYS: list[tuple[str, str]] = [
     ("enter", "details of the selected event, document, DES or worker"),
-    ("up/down, j/k", "move the selection"),
-    ("pgup/pgdn, home", "scroll a page, go to the oldest line"),
-    ("end, G", "follow the newest line again (event stream, output)"),
-    ("space, right/left", "expand or collapse a tree node (documents)"),
+    ("up/down, j/k", "move the selection (every pane)"),
+    ("pgup/pgdn", "scroll a page"),
+    ("home/end, g/G", "first / last line; in events and output, end follows the newest again"),
+    ("space, right/left, l/h", "expand or collapse a tree node (documents)"),
     ("/ then !regex", "inverse filter"),
     ("s", "sort by name, state, duration (workers; members of a document group)"),
     ("left/right, h/l", "timeline: the selected worker's older / newer run"),
@@ -89,9 +89,9 @@ class MainScreen(Screen[None]):
         self.active_pane = "events"
 
     @property
-    def tinyo(self) -> TinyoApp:
+    def tinyo(self) -> ConsoleHost:
         """The console app."""
-        return cast("TinyoApp", self.app)
+        return cast("ConsoleHost", self.app)
 
     def compose(self) -> ComposeResult:
         app = self.tinyo
@@ -116,7 +116,9 @@ class MainScreen(Screen[None]):
             pane.border_title = f"{index} {title}"
         self._activate("events")
         self.query_one("#events").focus()
-        self.query_one(LanesView).known_flows = self.tinyo.known_flows()
+        lanes = self.query_one(LanesView)
+        lanes.known_flows = self.tinyo.known_flows()
+        lanes.step_order = self.tinyo.flow_step_order()
 
     def pane(self, pane_id: str) -> Widget:
         """The widget of a pane."""
@@ -157,13 +159,16 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ updates
     def on_state_changed(self, message: StateChanged) -> None:
         changes = message.changes
+        if changes.reloaded:
+            for log in self.query(StreamLog):
+                log.reload()
         if changes.new_events:
             self.query_one(EventStream).rows_added(changes.new_events)
         elif changes.updated_events:
             self.query_one(EventStream).rows_changed()
         if changes.new_output:
             self.query_one(OutputLog).rows_added(changes.new_output)
-        if changes.new_docs or changes.changed_docs or changes.changed_des:
+        if changes.new_docs or changes.changed_docs or changes.changed_des or changes.groups:
             self.query_one(DocumentTree).apply(changes)
         if changes.workers or changes.changed_des:
             self.query_one(WorkersTable).refresh_rows()
@@ -216,6 +221,13 @@ class MainScreen(Screen[None]):
     def action_rerun(self, downstream: bool) -> None:
         des_id, doc = self._selected_des()
         commands = self.tinyo.commands
+        sel = self.current()
+        row = self.tinyo.find_event_row(sel.key) if sel is not None and sel.kind == "event" else None
+        if row is not None:
+            des_ids = self.tinyo.event_des(row)
+            if des_ids:
+                self.tinyo.rerun_some(des_ids, downstream, f"event {visible(row.name)}")
+                return
         if des_id is not None:
             commands.rerun(des_id, downstream=downstream)
         elif doc is not None:

@@ -48,6 +48,10 @@ class DocumentTree(Tree[NodeData]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("right,l", "expand", "Expand", show=False),
         Binding("left,h", "collapse", "Collapse", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "scroll_home", "First", show=False),
+        Binding("end,G", "scroll_end", "Last", show=False),
         Binding("s", "sort", "Sort", show=False, tooltip="Workers, documents: sort by name, state, duration"),
     ]
 
@@ -423,6 +427,13 @@ class DocumentTree(Tree[NodeData]):
             group = state.groups.get(pattern)
             if node is not None and group is not None:
                 node.set_label(self._group_label(group))
+        if self.cursor_line < 0 and self.root.children:
+            # A cursor from the start, so space and enter act on a node the user can see.
+            self.call_after_refresh(self._first_cursor)
+
+    def _first_cursor(self) -> None:
+        if self.cursor_line < 0 and self.root.children:
+            self.move_cursor(self.root.children[0])
 
     def relabel_all(self) -> None:
         """Rebuild every label (after a theme change)."""

@@ -11,13 +11,13 @@ from ..messages import FilterChanged
 
 
 class FilterBar(Input):
-    """Docked at the bottom while open. ``!`` prefix inverts; enter keeps it, esc clears it."""
+    """A line between the panes and the footer while open (docked, the footer would cover it).
+    ``!`` prefix inverts; enter keeps it, esc clears it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "clear", "Clear filter", show=False)]
 
     DEFAULT_CSS = """
     FilterBar {
-        dock: bottom;
         display: none;
         border: none;
         height: 1;

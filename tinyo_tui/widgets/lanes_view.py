@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widget import Widget
 
 from ..palette import Palette, glyph
@@ -22,8 +23,37 @@ def _bar(fill: float) -> str:
     return "█" * done + "░" * (_BAR - done)
 
 
+def _misses(m: Any) -> list[str]:
+    """A Lookup's rows without a master record (``miss:N``), shown beside its rows out."""
+    missed = getattr(m, "counters", {}).get("missed")
+    return [f"miss:{missed}"] if missed else []
+
+
+def flow_order(steps: list[str], hops: list[tuple[str, str]]) -> list[str]:
+    """``steps`` in flow order: each after every step that feeds it (ties and cycles keep definition order)."""
+    feeders: dict[str, set[str]] = {step: set() for step in steps}
+    for source, target in hops:
+        if source in feeders and target in feeders and source != target:
+            feeders[target].add(source)
+    ordered: list[str] = []
+    placed: set[str] = set()
+    while len(ordered) < len(steps):
+        ready = [step for step in steps if step not in placed and feeders[step] <= placed]
+        step = ready[0] if ready else next(step for step in steps if step not in placed)
+        ordered.append(step)
+        placed.add(step)
+    return ordered
+
+
 class LanesView(Widget, can_focus=True):
     """The lanes pane: live rows of running and recent flows, fed by FlowMetrics events."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "scroll_up", "Up", show=False),
+        Binding("down,j", "scroll_down", "Down", show=False),
+        Binding("home,g", "scroll_home", "First", show=False),
+        Binding("end,G", "scroll_end", "Last", show=False),
+    ]
 
     DEFAULT_CSS = """
     LanesView { overflow-y: auto; scrollbar-size-vertical: 1; height: 1fr; }
@@ -35,6 +65,8 @@ class LanesView(Widget, can_focus=True):
         self._palette = palette
         self.known_flows: list[str] = []
         """Flows the recipe defines (shown while none runs)."""
+        self.step_order: dict[str, dict[str, int]] = {}
+        """Per flow name, each step's place in flow order (lanes are listed in it)."""
 
     def current_selection(self) -> None:
         """Lanes have no selectable item."""
@@ -73,12 +105,17 @@ class LanesView(Widget, can_focus=True):
         table.add_column("err", justify="right", no_wrap=True, width=4)
         table.add_column("rows/s", justify="right", no_wrap=True, width=7)
         table.add_column("buffer", no_wrap=True, width=_BAR + (5 if wide else 0))
-        for (step, instance), m in sorted(lanes.items()):
+        def place(item: tuple[tuple[str, int], Any]) -> tuple[int, str, int]:
+            (step, instance), metrics = item
+            return (self.step_order.get(metrics.flow, {}).get(step, len(lanes)), step, instance)
+
+        for (step, instance), m in sorted(lanes.items(), key=place):
             state = "failed" if m.errors and m.state not in ("running", "blocked", "waiting") else m.state
             gates = dict(m.rows_out)
             main = gates.pop("main", None)
             out = " ".join(([str(main)] if main is not None else [])
-                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())])
+                           + [f"{visible(g)}:{n}" for g, n in sorted(gates.items())]
+                           + _misses(m))
             bar = _bar(m.buffer_fill) + (f" {m.buffer_fill:4.0%}" if wide else "")
             table.add_row(
                 Text(visible(step)),

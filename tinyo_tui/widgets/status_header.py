@@ -156,7 +156,12 @@ class StatusHeader(Widget):
             text.append(f" {glyph('paused')} paused{buffered} ", style=style("paused") + _REVERSE)
         else:
             engine_state = state.engine_state
-            text.append(f"{glyph(engine_state)} {engine_state}",
+            label = engine_state
+            deadline = state.stop_deadline
+            if deadline is not None and engine_state == "stopping":
+                left = deadline - self._now()
+                label = f"stopping {left:.0f}s (q: now)" if left >= 0.5 else "stopping now"
+            text.append(f"{glyph(engine_state)} {label}",
                         style=style("up to date" if engine_state == "running" else engine_state))
         return text
 

@@ -176,6 +176,13 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         self.refresh()
         self._update_subtitle()
 
+    def reload(self) -> None:
+        """Rows were inserted anywhere (the start from the state file): rebuild the view."""
+        self._last_first_seq = None
+        self.set_filter(self._pattern.pattern if self._pattern else "", self._invert)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True)
+
     def rows_changed(self) -> None:
         """Some rows changed in place (their ``version`` moved): repaint the visible ones."""
         self.refresh()
@@ -235,8 +242,10 @@ class StreamLog(ScrollView, Generic[RowT], can_focus=True):
         if strip is None:
             strip = self._strip(self.row_text(row), width)
             if selected:
+                # Over the row's own styles (they carry the pane's background), so the theme's
+                # cursor colours show; Strip.apply_style would put it under them.
                 cursor = self.get_component_rich_style("stream-log--cursor")
-                strip = strip.apply_style(cursor)
+                strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = strip

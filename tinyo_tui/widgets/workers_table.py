@@ -24,6 +24,10 @@ class WorkersTable(DataTable[Text]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Details", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("home,g", "scroll_top", "First", show=False),
+        Binding("end,G", "scroll_bottom", "Last", show=False),
         Binding("s", "sort", "Sort", show=False, tooltip="Workers, documents: sort by name, state, duration"),
     ]
 

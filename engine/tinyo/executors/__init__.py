@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Executor, WorkerInfo, make_executor
+from .base import Executor, WorkerInfo
+from .factory import make_executor
 
 __all__ = ["Executor", "WorkerInfo", "make_executor"]

@@ -71,6 +71,10 @@ class Step:
         """A short human description (step kind and main setting)."""
         return type(self).__name__
 
+    def warning(self, counters: Mapping[str, int]) -> str | None:
+        """A warning for the end of a run, given the step's ``ctx.counters`` summed over its instances."""
+        return None
+
     def check(self, step: str, flow: str) -> None:
         """Validate settings when the step is added to a flow; raise FlowDefinitionError."""
 

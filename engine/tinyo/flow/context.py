@@ -95,6 +95,7 @@ class StepContext:
         hopped: frozenset[str] = frozenset(),
         chunk_size: int = 1000,
         result: Any = None,
+        has_input: bool = False,
     ) -> None:
         self.flow = flow
         """The flow's name and this run's id."""
@@ -118,6 +119,10 @@ class StepContext:
         """How many rows a source step puts in one chunk."""
         self.result = result
         """Where Set Flow Result records the flow result (None in a worker process)."""
+        self.has_input = has_input
+        """True when a hop arrives at this step (False: it runs once on the kickstart row)."""
+        self.counters: dict[str, int] = {}
+        """Step-specific counts reported with the metrics (e.g. Lookup's ``matched``/``missed``)."""
         self.pending_errors: list[Row] = []
         """Error rows produced since the runtime last collected them (internal)."""
         self.errors = 0

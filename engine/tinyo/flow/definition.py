@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .base import FunctionStep, Step, function_name, takes_ctx
 from .context import FlowInfo, Values, interpolate
 from .errors import FlowDefinitionError, FlowFailed, FlowParameterError
-from .routing import partition_function
+from .plan import HopDef, StepDef
 
 if TYPE_CHECKING:
     from .runner import FlowRun
@@ -46,39 +46,6 @@ DEFAULT_BUFFER = 10_000
 MAX_INSTANCES = 256
 """Upper bound on a step's instance count."""
 RESERVED_PARAMS = frozenset({"on_metrics"})
-
-
-class StepDef:
-    """A step of a flow: its name, implementation, instance count and mode (``thread``/``process``)."""
-
-    def __init__(self, flow: Flow, name: str, impl: Step, instances: Any, mode: str, window: int) -> None:
-        self.flow = flow
-        self.name = name
-        self.impl = impl
-        self.instances = instances
-        """An int, a ``${...}`` string, or a callable of the parameters (and variables)."""
-        self.mode = mode
-        self.window = window
-        """Process mode: chunks sent ahead to a worker before its results come back."""
-
-    def __repr__(self) -> str:
-        return f"StepDef({self.name!r}, {self.impl.describe()}, instances={self.instances!r}, mode={self.mode!r})"
-
-
-class HopDef:
-    """A hop from a step's gate to another step, with its partitioning and buffer."""
-
-    def __init__(self, source: str, target: str, gate: str, partition: Any, buffer: int | None) -> None:
-        self.source = source
-        self.target = target
-        self.gate = gate
-        self.partition_spec = partition
-        self.partition = partition_function(partition)
-        self.buffer = buffer
-
-    def __repr__(self) -> str:
-        extra = f", partition={self.partition_spec!r}" if self.partition_spec is not None else ""
-        return f"HopDef({self.source!r}.{self.gate} -> {self.target!r}{extra})"
 
 
 class Flow:

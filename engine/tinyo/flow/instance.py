@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from .base import Step
     from .channel import Inbox
     from .context import Row, StepContext
-    from .definition import StepDef
     from .meter import Meter
+    from .plan import RunnerPort as Runner
+    from .plan import StepDef
     from .routing import Outlet
-    from .runner import Runner
 
 class Instance:
     """One running copy of a step: its context, input buffer, routes and meter."""

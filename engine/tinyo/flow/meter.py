@@ -33,6 +33,8 @@ class InstanceMetrics:
     rows_per_s: float = 0.0
     buffer_fill: float = 0.0
     buffer_size: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    """Step-specific counts, e.g. Lookup's ``matched`` and ``missed``."""
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -79,6 +81,8 @@ class Meter:
         self.rows_in = 0
         self.rows_out: dict[str, int] = {}
         self.errors = 0
+        self.counters: dict[str, int] = {}
+        """Step-specific counts (the context's dict in a thread, a copy updated from a worker process)."""
         self.state: State = "starting"
         self._changed = True
         self._lock = threading.Lock()
@@ -134,6 +138,7 @@ class Meter:
             rows_per_s=round(rate, 1),
             buffer_fill=round(fill, 4),
             buffer_size=size,
+            counters=dict(self.counters),
         )
 
     def emit(self, final: bool = False) -> InstanceMetrics:

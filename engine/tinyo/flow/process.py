@@ -1,4 +1,4 @@
-"""Provides process-mode step instances: a worker process per instance, fed whole chunks by pickling.
+"""Provides process-mode step instances: a worker process per instance, fed chunks through pipes (``wire``).
 
 The parent keeps two threads per instance: a *feeder* reads the instance's inbox and sends chunks
 to the worker (at most ``window`` chunks ahead of the results), and a *collector* reads what the
@@ -10,6 +10,12 @@ parent's stdout/stderr (so it reaches the orchestrator console).
 Workers are started as ``python -m tinyo.flow.procworker`` (not with ``multiprocessing``, whose
 daemonic pool workers may not have children), and import the step's module by name, or by file for
 recipes loaded by path; hence a process-mode step function must be defined at module level.
+
+A *lane of process steps* runs in one worker: when a process-mode step's only hop leads, without a
+partition, to a process-mode step with as many instances whose only input it is, instance i of both
+shares a worker, which hands the first step's chunks straight to the second. Rows between them are
+never pickled, and a source such as a split CsvInput then reads its part of the file in the same
+process that works on it. The parent keeps a meter per step, updated from the worker's counters.
 """
 
 from __future__ import annotations
@@ -28,10 +34,46 @@ from .binding import ThreadBinding
 from .channel import Window
 from .errors import ProcessModeError, Stopped
 from .modules import dumps_with_modules
+from .wire import decode, encode
 
 if TYPE_CHECKING:
     from .instance import Instance
-    from .runner import Runner
+    from .plan import FlowPlan
+    from .plan import RunnerPort as Runner
+
+
+def process_chains(flow: FlowPlan, counts: dict[str, int]) -> list[list[tuple[str, str]]]:
+    """Lanes of process steps that share a worker: ``[[(step, gate to the next), ...], ...]``,
+    each at least two steps long (the last one's gate is ``""``)."""
+    outgoing: dict[str, list[Any]] = {name: [] for name in flow.steps}
+    incoming: dict[str, list[Any]] = {name: [] for name in flow.steps}
+    for hop in flow.hops:
+        outgoing[hop.source].append(hop)
+        incoming[hop.target].append(hop)
+
+    def fused_hop(name: str) -> Any:
+        hops = outgoing[name]
+        if len(hops) != 1:
+            return None
+        hop = hops[0]
+        a, b = flow.steps[hop.source], flow.steps[hop.target]
+        if (a.mode == b.mode == "process" and hop.partition is None and counts[a.name] == counts[b.name]
+                and len(incoming[b.name]) == 1):
+            return hop
+        return None
+
+    fused_into = {hop.target for name in flow.steps if (hop := fused_hop(name)) is not None}
+    chains = []
+    for name in flow.steps:
+        if name in fused_into or fused_hop(name) is None:
+            continue
+        chain = []
+        while (hop := fused_hop(name)) is not None:
+            chain.append((name, hop.gate))
+            name = hop.target
+        chain.append((name, ""))
+        chains.append(chain)
+    return chains
 
 
 
@@ -130,35 +172,49 @@ def _pump(stream: Any, target: str, handle: ProcHandle, binding: ThreadBinding) 
     stream.close()
 
 
-def start_process_instance(runner: Runner, inst: Instance) -> None:
-    """Start the collector thread of a process-mode instance (it starts the worker and the feeder)."""
-    thread = threading.Thread(target=_collector, args=(runner, inst), daemon=True,
+def start_process_instance(runner: Runner, inst: Instance, chain: list[tuple[Instance, str]] | None = None) -> None:
+    """Start the collector thread of a process-mode instance (it starts the worker and the feeder);
+    ``chain`` lists the instances (with the gate that feeds the next) that share its worker, itself first."""
+    thread = threading.Thread(target=_collector, args=(runner, inst, chain or [(inst, "")]), daemon=True,
                               name=f"flow:{runner.flow.name}:{inst.spec.name}#{inst.index}:collect")
     inst.threads.append(thread)
     thread.start()
 
 
-def _init_message(runner: Runner, inst: Instance) -> dict[str, Any]:
-    step_bytes, modules = dumps_with_modules(inst.spec.impl)
-    main = sys.modules.get("__main__")
-    if "__main__" in modules:
-        modules["__main__"] = getattr(main, "__file__", None)
+def _member(inst: Instance, gate: str, modules: dict[str, Any]) -> dict[str, Any]:
+    step_bytes, needed = dumps_with_modules(inst.spec.impl)
+    modules.update(needed)
     ctx = inst.ctx
-    message = {
-        "sys_path": [p if p else os.getcwd() for p in sys.path],
-        "modules": modules,
+    return {
         "step": step_bytes,
-        "flow": ctx.flow.name,
-        "run_id": ctx.flow.run_id,
         "step_name": ctx.step,
         "index": inst.index,
         "count": inst.count,
-        "params": dict(ctx.params),
-        "variables": dict(ctx.variables),
-        "services": dict(ctx.services),
         "error_hopped": ctx.error_hopped,
         "hopped": ctx.hopped,
         "chunk_size": ctx.chunk_size,
+        "has_input": ctx.has_input,
+        "gate": gate,
+    }
+
+
+def _init_message(runner: Runner, chain: list[tuple[Instance, str]]) -> dict[str, Any]:
+    modules: dict[str, Any] = {}
+    members = [_member(inst, gate, modules) for inst, gate in chain]
+    main = sys.modules.get("__main__")
+    if "__main__" in modules:
+        modules["__main__"] = getattr(main, "__file__", None)
+    ctx = chain[0][0].ctx
+    inst = chain[0][0]
+    message = {
+        "sys_path": [p if p else os.getcwd() for p in sys.path],
+        "modules": modules,
+        "members": members,
+        "flow": ctx.flow.name,
+        "run_id": ctx.flow.run_id,
+        "params": dict(ctx.params),
+        "variables": dict(ctx.variables),
+        "services": dict(ctx.services),
     }
     try:
         pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -177,7 +233,7 @@ def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) 
         if inst.inbox is None:
             window.acquire()
             meter.rows_in += 1
-            handle.send(("rows", [{}]))
+            handle.send(("rows", encode([{}])))
         else:
             get = inst.inbox.get
             while True:
@@ -186,8 +242,8 @@ def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) 
                     break
                 window.acquire()
                 try:
-                    handle.send(("rows", rows))
-                except pickle.PicklingError as exc:
+                    handle.send(("rows", encode(rows)))
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
                     raise ProcessModeError(
                         f"{inst.where} runs in processes, and a row it was sent cannot be pickled: {exc}"
                     ) from exc
@@ -204,7 +260,23 @@ def _feeder(runner: Runner, inst: Instance, handle: ProcHandle, window: Window) 
                     "".join(traceback.format_exception(exc)))
 
 
-def _collector(runner: Runner, inst: Instance) -> None:
+def _apply_stats(chain: list[tuple[Instance, str]], stats: list[tuple[int, dict[str, int], int, dict[str, int]]]) -> None:
+    """The worker's counters of every step it runs: rows in (but the first's, counted by the feeder),
+    rows out (but the last's, counted as they are routed here), errors and step counters."""
+    last = len(chain) - 1
+    for k, ((member, _gate), (rows_in, rows_out, errors, counters)) in enumerate(zip(chain, stats)):
+        meter = member.meter
+        if k > 0:
+            meter.rows_in = rows_in
+        if k < last:
+            meter.rows_out = rows_out
+        meter.errors = errors
+        meter.counters = counters
+        if k > 0:
+            meter.tick()
+
+
+def _collector(runner: Runner, inst: Instance, chain: list[tuple[Instance, str]]) -> None:
     runner.binding.apply()
     meter = inst.meter
     handle = ProcHandle(inst.where)
@@ -214,7 +286,7 @@ def _collector(runner: Runner, inst: Instance) -> None:
         runner.stop.register(handle)
         runner.processes.append(handle)
         window = Window(inst.spec.window, runner.stop)
-        init = _init_message(runner, inst)
+        init = _init_message(runner, chain)
         handle.spawn()
         assert handle.proc is not None
         for stream, target in ((handle.proc.stdout, "stdout"), (handle.proc.stderr, "stderr")):
@@ -223,12 +295,13 @@ def _collector(runner: Runner, inst: Instance) -> None:
             pump.start()
             inst.threads.append(pump)
         handle.send(("init", init))
-        meter.set_state("running")
+        for member, _gate in chain:
+            member.meter.set_state("running")
         feeder = threading.Thread(target=_feeder, args=(runner, inst, handle, window), daemon=True,
                                   name=f"flow:{runner.flow.name}:{inst.spec.name}#{inst.index}:feed")
         inst.threads.append(feeder)
         feeder.start()
-        outlet = inst.outlet
+        outlet = chain[-1][0].outlet
         reader = handle.from_child
         while True:
             try:
@@ -241,16 +314,16 @@ def _collector(runner: Runner, inst: Instance) -> None:
                 return
             kind = message[0]
             if kind == "out":
-                outlet.send(message[1], message[2])
+                outlet.send(message[1], decode(message[2]))
             elif kind == "ack":
-                meter.errors = message[1]
+                _apply_stats(chain, message[1])
                 window.release()
                 meter.tick()
             elif kind == "done":
-                meter.errors = message[1]
+                _apply_stats(chain, message[1])
                 break
             elif kind == "fail":
-                runner.fail(inst, message[1], message[2])
+                runner.fail(chain[message[3]][0], message[1], message[2])
                 return
             elif kind == "ready":
                 continue
@@ -283,7 +356,8 @@ def _collector(runner: Runner, inst: Instance) -> None:
                     stream.close()
                 except OSError:
                     pass  # the worker is gone; the pipe's buffered bytes are moot
-        try:
-            meter.finish(state)  # type: ignore[arg-type]
-        finally:
-            runner.instance_done(inst)
+        for member, _gate in chain:
+            try:
+                member.meter.finish(state)  # type: ignore[arg-type]
+            finally:
+                runner.instance_done(member)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -20,7 +21,8 @@ from .meter import InstanceMetrics, Meter
 from .routing import Outlet, Route
 
 if TYPE_CHECKING:
-    from .definition import Flow, HopDef
+    from .plan import FlowPlan as Flow
+    from .plan import HopDef
 
 STOP_GRACE = 10.0
 """Seconds a failed run waits for its other instances to stop before it returns anyway."""
@@ -54,6 +56,8 @@ class FlowRun:
     """The final metrics sample of every step instance: ``metrics[step][index]``."""
     duration: float = 0.0
     """Seconds from start to end."""
+    warnings: list[str] = field(default_factory=list)
+    """Things that ran but look wrong, e.g. a Lookup that matched no row (also written to stderr)."""
 
     def rows_in(self, step: str) -> int:
         """Rows that ``step`` received, over all its instances."""
@@ -179,14 +183,15 @@ class Runner:
             n = counts[name]
             hopped = frozenset(h.gate for h in outgoing[name])
             for i in range(n):
+                inbox = inboxes[name][i]
                 ctx = StepContext(
                     flow=self.info, step=name, instance=InstanceInfo(i, n), params=self.params,
                     variables=self.variables, services=self.services, error_hopped="error" in hopped,
-                    hopped=hopped, chunk_size=flow.chunk_size, result=self.result,
+                    hopped=hopped, chunk_size=flow.chunk_size, result=self.result, has_input=inbox is not None,
                 )
-                inbox = inboxes[name][i]
                 meter = Meter(flow=flow.name, flow_run=self.info.run_id, step=name, index=i, count=n,
                               has_input=inbox is not None, sinks=self.sinks, buffer=inbox)
+                meter.counters = ctx.counters
                 routes: dict[str, list[Route]] = {}
                 for hop in outgoing[name]:
                     targets = [inboxes[hop.target][i]] if lanes(hop) else list(inboxes[hop.target])
@@ -203,12 +208,22 @@ class Runner:
 
     def start(self) -> None:
         """Start every instance at once (all steps run concurrently)."""
-        from .process import start_process_instance
+        from .process import process_chains, start_process_instance
 
         self._remaining = len(self.instances)
+        by_key = {(inst.spec.name, inst.index): inst for inst in self.instances}
+        lanes: dict[str, list[tuple[str, str]]] = {}
+        for chain in process_chains(self.flow, self.counts):
+            lanes[chain[0][0]] = chain
+            for name, _gate in chain[1:]:
+                lanes[name] = []
         for inst in self.instances:
+            chain = lanes.get(inst.spec.name)
+            if chain == []:
+                continue  # runs in the worker of the lane's first step
             if inst.spec.mode == "process":
-                start_process_instance(self, inst)
+                start_process_instance(self, inst, [(by_key[(name, inst.index)], gate) for name, gate in chain]
+                                       if chain else None)
             else:
                 thread = threading.Thread(
                     target=run_thread_instance, args=(self, inst), daemon=True,
@@ -273,6 +288,15 @@ class Runner:
             metrics[inst.spec.name].append(inst.meter.final_sample)
         run = FlowRun(self.flow.name, self.info.run_id, dict(self.params), metrics=metrics,
                       duration=time.monotonic() - started)
+        for name, spec in self.flow.steps.items():
+            totals: dict[str, int] = {}
+            for sample in metrics[name]:
+                for counter, value in sample.counters.items():
+                    totals[counter] = totals.get(counter, 0) + value
+            warning = spec.impl.warning(totals) if totals else None
+            if warning:
+                run.warnings.append(f"flow {self.flow.name!r} step {name!r}: {warning}")
+                print(f"warning: {run.warnings[-1]}", file=sys.stderr, flush=True)
         if self.failure is None:
             run.ok = True
             run.result = self.result.get()

@@ -12,7 +12,8 @@ from .errors import FlowDefinitionError, RowFailure, Stopped
 from .step_files import convert
 from .step_sql import _quote, service_db
 
-_MISSING = ("null", "keep", "drop", "fail", "gate")
+_ON_MISS = ("null", "keep", "drop", "error", "gate")
+_ALIASES = {"fail": "error"}
 
 
 class Lookup(Step):
@@ -23,8 +24,11 @@ class Lookup(Step):
     ``setup``, so it never waits on another hop. ``key`` is a field name or a tuple of them;
     ``lookup_key`` names the master's key fields when they differ. ``fields`` picks master fields
     (default: all but the key), ``prefix`` is put before their names. A row with no match:
-    ``on_missing="null"`` sets the fields to None, ``"keep"`` leaves the row as it is, ``"drop"``
-    drops it, ``"fail"`` makes it an error, ``"gate"`` sends it to the ``missing`` gate.
+    ``on_miss="null"`` sets the fields to None, ``"keep"`` leaves the row as it is, ``"drop"``
+    drops it, ``"error"`` sends it to the error gate (or fails the flow), ``"gate"`` sends it to the
+    ``missing`` gate. A missing (None) key matches nothing, as in SQL. The metrics count ``matched``
+    and ``missed`` rows; a run in which rows were looked up and none matched ends with a warning
+    (often: text keys against integer keys).
     """
 
     settings = ("csv", "table", "query", "delimiter")
@@ -41,15 +45,20 @@ class Lookup(Step):
         fields: Iterable[str] | None = None,
         prefix: str = "",
         types: Mapping[str, Callable[[str], Any]] | None = None,
-        on_missing: str = "null",
+        on_miss: str | None = None,
+        on_missing: str | None = None,
         delimiter: str = ",",
         encoding: str = "utf-8",
     ) -> None:
         sources = [s for s in (csv, table, query) if s is not None]
         if len(sources) != 1:
             raise FlowDefinitionError("Lookup needs exactly one of csv='path', table='name' or query='SELECT ...'")
-        if on_missing not in _MISSING:
-            raise FlowDefinitionError(f"Lookup on_missing must be one of {_MISSING}, got {on_missing!r}")
+        if on_miss is not None and on_missing is not None:
+            raise FlowDefinitionError("Lookup takes on_miss (or its older name on_missing), not both")
+        policy = on_miss if on_miss is not None else on_missing if on_missing is not None else "null"
+        policy = _ALIASES.get(policy, policy)
+        if policy not in _ON_MISS:
+            raise FlowDefinitionError(f"Lookup on_miss must be one of {_ON_MISS}, got {policy!r}")
         self.key = (key,) if isinstance(key, str) else tuple(key)
         self.lookup_key = self.key if lookup_key is None else ((lookup_key,) if isinstance(lookup_key, str) else tuple(lookup_key))
         if len(self.key) != len(self.lookup_key):
@@ -61,10 +70,10 @@ class Lookup(Step):
         self.fields = list(fields) if fields is not None else None
         self.prefix = prefix
         self.types = dict(types or {})
-        self.on_missing = on_missing
+        self.on_miss = policy
         self.delimiter = delimiter
         self.encoding = encoding
-        self.gates = ("out", "missing") if on_missing == "gate" else ("out",)
+        self.gates = ("out", "missing") if policy == "gate" else ("out",)
 
     def describe(self) -> str:
         return f"Lookup({self.csv or self.table or self.query!r}, key={list(self.key)})"
@@ -82,10 +91,14 @@ class Lookup(Step):
                 raise FlowDefinitionError(
                     f"{self.ctx.where}: master record {record!r} has no key field {exc.args[0]!r}"
                 ) from None
-            index[k] = record
+            if None in k:
+                continue  # as in SQL, a missing key matches nothing
+            index[k[0] if len(k) == 1 else k] = {self.prefix + n: record.get(n) for n in names}
         self.names = names or list(self.fields or [])
         self.index = index
         self.empty = {self.prefix + n: None for n in self.names}
+        self.sample_key: Any = next(iter(index), None)
+        self.ctx.counters.update(matched=0, missed=0)
 
     def _load_csv(self) -> list[Row]:
         with open(self.csv or "", newline="", encoding=self.encoding) as fh:
@@ -104,33 +117,56 @@ class Lookup(Step):
 
     def process(self, rows: list[Row]) -> Output:
         ctx = self.ctx
-        key, index, names, prefix = self.key, self.index, self.names, self.prefix
+        key, index, policy, empty = self.key, self.index, self.on_miss, self.empty
+        get = index.get
         single = key[0] if len(key) == 1 else None
         out: list[Row] = []
         missing: list[Row] = []
+        matched = 0
+        missed = 0
         it = iter(rows)
         row: Any = None
         while True:
             try:
                 for row in it:
-                    k = (row[single],) if single is not None else tuple(row[f] for f in key)
-                    record = index.get(k)
+                    k = row[single] if single is not None else tuple(row[f] for f in key)
+                    record = get(k)  # None for a missing key too: the index holds none
                     if record is not None:
-                        for n in names:
-                            row[prefix + n] = record.get(n)
+                        row.update(record)
                         out.append(row)
-                    elif self.on_missing == "null":
-                        row.update(self.empty)
+                        matched += 1
+                        continue
+                    missed += 1
+                    if policy == "error":
+                        shown = dict(zip(self.lookup_key, (k,) if single is not None else k))
+                        raise LookupError(f"no master record with {shown}{self._hint(k)}")
+                    if policy == "null":
+                        row.update(empty)
                         out.append(row)
-                    elif self.on_missing == "keep":
+                    elif policy == "keep":
                         out.append(row)
-                    elif self.on_missing == "gate":
+                    elif policy == "gate":
                         missing.append(row)
-                    elif self.on_missing == "fail":
-                        raise LookupError(f"no master record with {dict(zip(self.lookup_key, k))}")
                 break
             except (Stopped, RowFailure):
                 raise
             except Exception as exc:
                 ctx.row_failed(row, exc)
+        counters = ctx.counters
+        counters["matched"] += matched
+        counters["missed"] += missed
         return {"out": out, "missing": missing} if missing else out
+
+    def _hint(self, k: Any) -> str:
+        """Why a key may not match: its type differs from the master keys' (``'3'`` against ``3``)."""
+        sample = self.sample_key
+        if sample is None or type(sample) is type(k):
+            return ""
+        return f" (the row's key is {type(k).__name__}, the master's keys are {type(sample).__name__}, e.g. {sample!r})"
+
+    def warning(self, counters: Mapping[str, int]) -> str | None:
+        if counters.get("missed") and not counters.get("matched"):
+            source = self.csv or self.table or self.query
+            return (f"none of the {counters['missed']} rows looked up matched a master record of {source!r}; "
+                    "do the key types agree? (CSV fields are text unless types= or infer_types= says otherwise)")
+        return None

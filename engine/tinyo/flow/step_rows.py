@@ -1,4 +1,4 @@
-"""Provides the row steps: Generate, Map, Filter, Switch, Aggregate, Set Flow Result and Log."""
+"""Provides the row steps: Generate, Map, Filter, Switch, Set Flow Result and Log (Aggregate is in ``step_aggregate``)."""
 
 from __future__ import annotations
 
@@ -171,82 +171,6 @@ class Switch(Step):
             except Exception as exc:
                 ctx.row_failed(row, exc)
         return out
-
-
-_AGGREGATES = ("sum", "count", "min", "max", "avg", "first", "last", "list")
-
-
-class Aggregate(Step):
-    """Group rows by ``by`` and emit one row per group at end of input.
-
-    ``fields`` maps an output name to ``(op, source_field)`` with op one of sum, count, min, max,
-    avg, first, last, list (``("count", None)`` counts rows). Each instance aggregates what it
-    receives: partition the incoming hop by ``by`` to get one row per group over all instances.
-    """
-
-    def __init__(self, by: str | Iterable[str], fields: Mapping[str, tuple[str, str | None]]) -> None:
-        self.by = (by,) if isinstance(by, str) else tuple(by)
-        self.fields = dict(fields)
-        for name, spec in self.fields.items():
-            if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0] in _AGGREGATES):
-                raise FlowDefinitionError(
-                    f"Aggregate field {name!r} must be (op, source_field) with op one of {_AGGREGATES}, got {spec!r}"
-                )
-
-    def describe(self) -> str:
-        return f"Aggregate(by={list(self.by)})"
-
-    def setup(self) -> None:
-        self.groups: dict[Any, dict[str, Any]] = {}
-
-    def process(self, rows: list[Row]) -> Output:
-        ctx = self.ctx
-        by = self.by
-        specs = list(self.fields.items())
-        groups = self.groups
-        it = iter(rows)
-        row: Any = None
-        while True:
-            try:
-                for row in it:
-                    key = tuple(row[f] for f in by)
-                    acc = groups.get(key)
-                    if acc is None:
-                        acc = groups[key] = {"__n": 0}
-                    acc["__n"] += 1
-                    for name, (op, src) in specs:
-                        value = row[src] if src is not None else None
-                        if op == "count":
-                            acc[name] = acc.get(name, 0) + (1 if src is None or value is not None else 0)
-                        elif op in ("sum", "avg"):
-                            acc[name] = acc.get(name, 0) + value
-                        elif op == "min":
-                            acc[name] = value if name not in acc else min(acc[name], value)
-                        elif op == "max":
-                            acc[name] = value if name not in acc else max(acc[name], value)
-                        elif op == "first":
-                            acc.setdefault(name, value)
-                        elif op == "last":
-                            acc[name] = value
-                        else:
-                            acc.setdefault(name, []).append(value)
-                break
-            except (Stopped, RowFailure):
-                raise
-            except Exception as exc:
-                ctx.row_failed(row, exc)
-        return None
-
-    def finish(self) -> Output:
-        out: list[Row] = []
-        for key, acc in self.groups.items():
-            row = dict(zip(self.by, key))
-            for name, (op, _src) in self.fields.items():
-                value = acc.get(name)
-                row[name] = value / acc["__n"] if op == "avg" and value is not None else value
-            out.append(row)
-        size = self.ctx.chunk_size
-        return (out[i : i + size] for i in range(0, len(out), size))
 
 
 class SetFlowResult(Step):

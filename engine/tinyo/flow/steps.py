@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .base import FunctionStep, Gates, Step
+from .step_aggregate import Aggregate
 from .step_files import CsvInput, CsvOutput
 from .step_lookup import Lookup
-from .step_rows import Aggregate, Filter, Generate, Log, Map, SetFlowResult, Switch
+from .step_rows import Filter, Generate, Log, Map, SetFlowResult, Switch
 from .step_sql import Sqlite, SqlInput, SqlOutput
 from .step_subflow import RunFlow
 

@@ -1,0 +1,312 @@
+"""Provides the control channel's speed benchmark: CLI command to effect, each figure beside a baseline.
+
+    python benchmarks/bench_service.py [--quick] [--json PATH]
+
+Real processes, a real socket, a temp folder and state file; no assertions: it prints a table and
+(with ``--json``) writes every sample. Rows (the issue's target in brackets):
+
+- ``cli_channel``: ``tinyo inject`` launched -> its ``event_received`` fact on the engine's bus, with the
+  engine started by ``tinyo start`` (the command goes through the control socket) [p95 <= 100 ms];
+- ``cli_requests``: the same command with an engine that serves no control channel (an engine in this
+  process, as before this change): the request goes into the state file's requests table, which the
+  engine reads once a second; the baseline of the row above;
+- ``cli_floor``: ``tinyo --help`` launched -> exited: what starting Python and the CLI costs at all
+  (no command can take effect sooner), the floor of both rows above, beside ``python -c pass``;
+- ``channel``: a connected client's ``inject`` -> ``event_received`` seen by a subscribed client of the
+  same engine (the channel's own cost, no process start), beside the same inject called in the
+  engine's process (``Engine.inject`` -> the bus subscriber).
+
+- ``burst_none`` / ``burst_two``: files dropped at once into the watched folder of an engine started by
+  ``tinyo start`` (benchmarks/recipes/bench_recipe.py: one trivial op per file), last file closed (and
+  first file written) -> the engine idle again (its ``stats``, asked every 100 ms), and the engine
+  process's CPU, with no client
+  subscribed and then with two ``tinyo events --follow --json`` processes subscribed to every fact (as two attached consoles
+  would be)
+  [two within 10% of none].
+
+Times are ``time.time()`` here and the engine's bus ``ts`` (the same host clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "engine"))
+
+from tinyo import events as ev  # noqa: E402
+from tinyo.control.client import ControlClient  # noqa: E402
+from tinyo.control.protocol import Fact  # noqa: E402
+from tinyo.engine import Engine  # noqa: E402
+
+RECIPE = """\
+from tinyo import TinyOConfig, meta_task
+
+@meta_task(root=True)
+def on_event(event):
+    return (None, [])  # the effect measured is the event on the bus; no op runs
+
+config = TinyOConfig(sql_conn='{db}', dirs=[], max_workers=1)
+"""
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tinyo.cli", *args]
+
+
+class Seen:
+    """Event names and the bus time they were received at, from any thread."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.cond = threading.Condition()
+
+    def add(self, name: str, ts: float) -> None:
+        with self.cond:
+            self.times[name] = ts
+            self.cond.notify_all()
+
+    def wait(self, name: str, timeout: float = 10.0) -> float | None:
+        with self.cond:
+            self.cond.wait_for(lambda: name in self.times, timeout)
+            return self.times.get(name)
+
+
+def _follow(db: str, seen: Seen) -> ControlClient:
+    client = ControlClient.connect(db, "bench")
+
+    def run() -> None:
+        try:
+            for message in client.subscribe(history=False):
+                if isinstance(message, Fact) and isinstance(message.fact, ev.EventReceived):
+                    seen.add(message.fact.name, message.fact.ts)
+        except OSError:
+            return  # closed at the end of the case
+
+    threading.Thread(target=run, daemon=True).start()
+    return client
+
+
+def cli_rounds(recipe: Path, db: str, seen: Seen, n: int, tag: str) -> list[float]:
+    out = []
+    for i in range(n):
+        name = f"{tag}-{i}"
+        t0 = time.time()
+        proc = subprocess.run(cli("inject", str(recipe), name, "--db", db), capture_output=True, text=True, env=env())
+        if proc.returncode != 0:
+            raise SystemExit(f"tinyo inject failed: {proc.stderr.strip()}")
+        ts = seen.wait(name)
+        if ts is not None:
+            out.append((ts - t0) * 1000)
+        time.sleep(0.05)
+    return out
+
+
+def floor_rounds(n: int, command: list[str]) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.time()
+        subprocess.run(command, capture_output=True, env=env(), check=True)
+        out.append((time.time() - t0) * 1000)
+    return out
+
+
+def channel_rounds(db: str, seen: Seen, n: int) -> list[float]:
+    out = []
+    with ControlClient.connect(db, "bench-commands") as client:
+        for i in range(n):
+            name = f"lib-{i}"
+            t0 = time.time()
+            client.command("inject", event=name)
+            ts = seen.wait(name)
+            if ts is not None:
+                out.append(max(0.0, ts - t0) * 1000)
+            time.sleep(0.01)
+    return out
+
+
+def in_process_rounds(engine: Engine, seen: Seen, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        name = f"direct-{i}"
+        t0 = time.time()
+        engine.inject(name)
+        ts = seen.wait(name)
+        if ts is not None:
+            out.append(max(0.0, ts - t0) * 1000)
+        time.sleep(0.01)
+    return out
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+def burst(n: int, subscribers: int) -> dict[str, float]:
+    """One engine, ``n`` files at once, ``subscribers`` clients reading every fact."""
+    folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-burst-"))
+    inbox = folder / "inbox"
+    inbox.mkdir()
+    recipe = folder / "recipe.py"
+    shutil.copy(HERE / "recipes" / "bench_recipe.py", recipe)
+    db = str(folder / "s.db")
+    benv = {**env(), "TINYO_BENCH_DIRS": str(inbox), "TINYO_BENCH_DB": db}
+    started = subprocess.run(cli("start", str(recipe), "--db", db), capture_output=True, text=True, env=benv)
+    if started.returncode != 0:
+        raise SystemExit(f"tinyo start failed: {started.stderr.strip()}")
+    followers: list[subprocess.Popen[bytes]] = []
+    try:
+        control = ControlClient.connect(db, "bench-control")
+
+        def settled(total: int) -> bool:
+            stats = control.query("stats")
+            return stats["events_total"] >= total and stats["queued"] == 0 and stats["running"] == 0
+
+        for i in range(50):  # warm-up: workers import the recipe, caches fill
+            (inbox / f"warm{i}").write_text("w")
+        while not settled(50):
+            time.sleep(0.1)
+        for k in range(subscribers):  # separate processes, as consoles would be: `tinyo events --follow --json`
+            out = open(folder / f"sub{k}.jsonl", "w")
+            followers.append(subprocess.Popen(cli("events", str(recipe), "--db", db, "--follow", "--json"),
+                                              stdout=out, stderr=subprocess.DEVNULL, env=benv))
+            out.close()
+        while subscribers and sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers)) == 0:
+            time.sleep(0.05)  # subscribed: their history has arrived
+        pid = control.pid
+        cpu0 = _cpu(pid)
+        first = time.time()
+        for i in range(n):
+            with open(inbox / f"f{i:06d}", "w") as fh:
+                fh.write("x")
+        closed = time.time()
+        while not settled(50 + n):
+            time.sleep(0.1)
+        done = time.time()
+        cpu = _cpu(pid) - cpu0
+        control.close()
+        time.sleep(0.5)  # the followers print what is still on its way
+        read = sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers))
+        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read)}
+    finally:
+        for follower in followers:
+            follower.terminate()
+            follower.wait(10)
+        subprocess.run(cli("stop", str(recipe), "--db", db, "--now"), capture_output=True, env=benv)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    n_cli, n_old, n_lib = (15, 6, 100) if args.quick else (40, 12, 300)
+    n_burst, rounds = (3000, 2) if args.quick else (10_000, 3)
+    folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-service-"))
+    results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()}
+    try:
+        recipe = folder / "recipe.py"
+        db = str(folder / "s.db")
+        recipe.write_text(RECIPE.replace("{db}", db))
+        # --- through the channel: `tinyo start`, a subscribed client here
+        started = subprocess.run(cli("start", str(recipe)), capture_output=True, text=True, env=env())
+        if started.returncode != 0:
+            raise SystemExit(f"tinyo start failed: {started.stderr.strip()}")
+        seen = Seen()
+        follower = _follow(db, seen)
+        try:
+            results["cli_channel"] = cli_rounds(recipe, db, seen, n_cli, "cli")
+            results["cli_floor"] = floor_rounds(n_cli, cli("--help"))
+            results["python_floor"] = floor_rounds(n_cli, [sys.executable, "-c", "pass"])
+            results["channel"] = channel_rounds(db, seen, n_lib)
+        finally:
+            follower.close()
+            subprocess.run(cli("stop", str(recipe), "--now"), capture_output=True, env=env())
+        # --- the requests table: an engine in this process without a control channel
+        seen = Seen()
+        engine = Engine.from_path(recipe, db=db)
+        engine.bus.subscribe(lambda e: seen.add(e.name, e.ts) if isinstance(e, ev.EventReceived) else None)
+        engine.start()
+        try:
+            results["in_process"] = in_process_rounds(engine, seen, n_lib)
+            results["cli_requests"] = cli_rounds(recipe, db, seen, n_old, "old")
+        finally:
+            engine.stop(5)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    bursts: dict[str, list[dict[str, float]]] = {"burst_none": [], "burst_two": []}
+    for _ in range(rounds):  # alternated, so a change in the machine's load hits both
+        bursts["burst_none"].append(burst(n_burst, 0))
+        bursts["burst_two"].append(burst(n_burst, 2))
+    results["bursts"] = bursts
+
+    rows = [
+        ("tinyo inject -> event on bus, via the channel (target p95 <= 100 ms)", "cli_channel", "cli_requests"),
+        ("tinyo inject -> event on bus, via the requests table (before)", "cli_requests", None),
+        ("tinyo --help, launch -> exit (the CLI's floor)", "cli_floor", "python_floor"),
+        ("python -c pass, launch -> exit (Python's floor)", "python_floor", None),
+        ("client inject -> event on bus, over the socket", "channel", "in_process"),
+        ("Engine.inject -> event on bus, in the engine's process", "in_process", None),
+    ]
+    print(f"{'case':<72} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'ratio p95':>10}")
+    for title, key, base in rows:
+        values = results[key]
+        ratio = (f"{pct(values, 0.95) / pct(results[base], 0.95):.2f}x" if base else "")
+        print(f"{title:<72} {len(values):>4} {pct(values, 0.5):>8.1f} {pct(values, 0.95):>8.1f} {ratio:>10}")
+    none = bursts["burst_none"]
+    two = bursts["burst_two"]
+    for what, key, unit in (("lag, last file closed -> idle", "lag_s", "s"), ("first file -> idle", "total_s", "s"),
+                            ("engine process CPU", "cpu_s", "s")):
+        a = statistics.median(r[key] for r in none)
+        b = statistics.median(r[key] for r in two)
+        print(f"burst of {n_burst} files, {what}: none attached {a:.2f} {unit}, two subscribed {b:.2f} {unit} "
+              f"({b / a:.2f}x; target <= 1.10x)")
+    print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}")
+    floor = results["cli_floor"]
+    over = [v - statistics.median(floor) for v in results["cli_channel"]]
+    print(f"channel CLI p95 above the median process floor: {pct(over, 0.95):.1f} ms; "
+          f"load average {results['load'][0]:.1f} on {results['cpus']} CPUs")
+    if args.json:
+        summary = {k: {"n": len(v), "p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95), "samples_ms": v}
+                   for k, v in results.items() if isinstance(v, list)}
+        args.json.write_text(json.dumps({**results, "summary": summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

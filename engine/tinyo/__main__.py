@@ -1,0 +1,8 @@
+"""Provides ``python -m tinyo``: the same command line as ``tinyo``."""
+
+from __future__ import annotations
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()

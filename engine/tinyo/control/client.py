@@ -1,0 +1,145 @@
+"""Provides the client side of the control channel: find the engine serving a state file and talk to it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from .paths import ControlError, socket_path, state_key
+from .protocol import (
+    PROTOCOL, Bye, Command, Error, Fact, Hello, Live, Message, Missed, Query, Result, Subscribe, Welcome, decode,
+    encode,
+)
+
+REPLY_LINE_MAX = 256 << 20
+"""The longest line read from an engine (the engine is the user's own; this only stops a runaway)."""
+
+
+class NotRunning(ControlError):
+    """No engine answers on the state file's control socket."""
+
+
+class EngineGone(ControlError):
+    """The engine closed the connection (it stopped, or refused this client)."""
+
+
+class ControlClient:
+    """A connection to the engine serving one state file. Not thread-safe: one thread uses it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+        self._ids = itertools.count(1)
+        self.welcome: Welcome | None = None
+        self.pid = 0
+
+    @classmethod
+    def connect(cls, db_path: str | os.PathLike[str], client: str = "tinyo", timeout: float | None = 30.0) -> ControlClient:
+        """Connect and say hello; NotRunning when nothing listens there (no socket, or a stale one)."""
+        path = socket_path(db_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise NotRunning(f"no tinyo engine is running on {state_key(db_path)}") from None
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"{path}: cannot connect to the engine ({exc.strerror or exc})") from exc
+        self = cls(sock)
+        try:
+            self._write(Hello(PROTOCOL, client))
+            reply = self.receive()
+        except (OSError, EngineGone) as exc:
+            sock.close()
+            raise NotRunning(f"the engine on {state_key(db_path)} did not answer ({exc})") from None
+        if isinstance(reply, Error):
+            sock.close()
+            raise ControlError(f"the engine on {state_key(db_path)} refused: {reply.message}")
+        if not isinstance(reply, Welcome):
+            sock.close()
+            raise ControlError(f"the engine on {state_key(db_path)} answered {type(reply).__name__} to hello")
+        sock.settimeout(None)
+        self.welcome, self.pid = reply, reply.pid
+        return self
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests
+    def command(self, name: str, /, **args: Any) -> None:
+        """Send a command; ControlError with the engine's message if it refused it."""
+        self._request(Command(next(self._ids), name, args))
+
+    def query(self, name: str, /, **args: Any) -> Any:
+        """Ask a query; its answer as plain JSON data (dicts, lists)."""
+        return self._request(Query(next(self._ids), name, args))
+
+    def _request(self, message: Command | Query) -> Any:
+        self._write(message)
+        while True:
+            reply = self.receive()
+            if isinstance(reply, Result) and reply.id == message.id:
+                return reply.value
+            if isinstance(reply, Error) and reply.id in (message.id, None):
+                raise ControlError(reply.message)
+            if isinstance(reply, Bye):
+                raise EngineGone(f"the engine closed the connection: {reply.reason}")
+
+    def subscribe(self, history: bool = True) -> Iterator[Fact | Live | Missed | Bye]:
+        """The engine's recent facts (``history``), a Live marker, then facts as they come; ends after a Bye
+        or when the connection closes."""
+        message = Subscribe(next(self._ids), history)
+        self._write(message)
+        while True:
+            try:
+                reply = self.receive()
+            except EngineGone:
+                return
+            if isinstance(reply, (Fact, Live, Missed)):
+                yield reply
+            elif isinstance(reply, Bye):
+                yield reply
+                return
+            elif isinstance(reply, Error) and reply.id in (message.id, None):
+                raise ControlError(reply.message)
+
+    # ------------------------------------------------------------------ lines
+    def _write(self, message: Message) -> None:
+        self._sock.sendall(encode(message))
+
+    def receive(self) -> Message:
+        """The next message from the engine; EngineGone at the end of the stream."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[:end + 1]
+                return decode(line)
+            if len(self._buffer) > REPLY_LINE_MAX:
+                raise ControlError("the engine sent a line too long to read")
+            try:
+                chunk = self._sock.recv(1 << 16)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                raise EngineGone("the engine closed the connection")
+            self._buffer += chunk
+
+
+def running_engine(db_path: str | os.PathLike[str], client: str = "tinyo") -> ControlClient | None:
+    """A connection to the engine serving ``db_path``, or None if none runs there."""
+    try:
+        return ControlClient.connect(db_path, client)
+    except NotRunning:
+        return None

@@ -1,0 +1,223 @@
+"""Provides the fan-out of bus facts to control clients: recent history and bounded per-client buffers.
+
+The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
+writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes each
+once and offers it to every subscriber's outbox. An outbox is bounded in bytes: a client that reads
+too slowly loses the facts that do not fit, counted, and is told how many before the next one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .. import events as ev
+from .protocol import Live, Missed, encode, encode_fact
+
+HISTORY_MAX = 1000
+"""Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
+HUB_MAX = 10_000
+"""Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
+HUB_TICK = 0.01
+"""Seconds the hub lets facts gather after the first one wakes it."""
+OUTBOX_BYTES = 4 << 20
+"""Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
+
+_RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
+
+
+class Outbox:
+    """What waits to be written to one client. Facts never wait for room; replies do."""
+
+    def __init__(self, limit: int = OUTBOX_BYTES) -> None:
+        self.limit = limit
+        self._lines: deque[bytes] = deque()
+        self._bytes = 0
+        self._missed = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def offer(self, line: bytes) -> bool:
+        """Queue a fact if it fits, else count it as missed."""
+        with self._cond:
+            if self._closed:
+                return False
+            if self._bytes + len(line) > self.limit:
+                self._missed += 1
+                return False
+            self._flush_missed()
+            self._append(line)
+            return True
+
+    def offer_many(self, lines: list[bytes]) -> None:
+        """``offer`` each of ``lines``, waking the writer once for all of them."""
+        with self._cond:
+            if self._closed:
+                return
+            for line in lines:
+                if self._bytes + len(line) > self.limit:
+                    self._missed += 1
+                    continue
+                self._flush_missed()
+                self._lines.append(line)
+                self._bytes += len(line)
+            self._cond.notify_all()
+
+    def miss(self, count: int) -> None:
+        with self._cond:
+            self._missed += count
+            self._cond.notify()
+
+    def put(self, line: bytes) -> bool:
+        """Queue a reply once the outbox is below its limit (the client's own requests wait, nobody else)."""
+        with self._cond:
+            while self._bytes > self.limit and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._append(line)
+            return True
+
+    def force(self, line: bytes) -> None:
+        """Queue a small marker whatever the fill (the hub thread must never wait for a client)."""
+        with self._cond:
+            if not self._closed:
+                self._flush_missed()
+                self._append(line)
+
+    def take(self) -> list[bytes] | None:
+        """Everything queued (waiting for something); None once closed and drained."""
+        with self._cond:
+            while not self._lines and not self._closed and not self._missed:
+                self._cond.wait()
+            if not self._lines:
+                if self._missed and not self._closed:
+                    self._flush_missed()  # the flood ended: say what was lost now, not at the next fact
+                elif self._closed:
+                    return None
+            lines = list(self._lines)
+            self._lines.clear()
+            self._bytes = 0
+            self._cond.notify_all()
+            return lines
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _append(self, line: bytes) -> None:
+        self._lines.append(line)
+        self._bytes += len(line)
+        self._cond.notify_all()
+
+    def _flush_missed(self) -> None:
+        if self._missed:
+            line = encode(Missed(self._missed))
+            self._missed = 0
+            self._lines.append(line)
+            self._bytes += len(line)
+
+
+class Hub:
+    """Owns the history and the subscriber list (its thread alone touches them)."""
+
+    def __init__(self, on_stopped: Callable[[str], None]) -> None:
+        self._on_stopped = on_stopped
+        self._in: deque[ev.BusEvent] = deque()
+        self._dropped = 0
+        self._requests: queue.Queue[tuple[str, Outbox, bool]] = queue.Queue()
+        self._wake = threading.Event()
+        self._stop = False
+        self._seq = 0
+        self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
+        self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
+        self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
+        self._subs: list[Outbox] = []
+        self._last_error = ""
+        self.running = threading.Event()
+        """Set once the engine has started (or ended): requests wait for it."""
+        self._thread = threading.Thread(target=self._loop, name="tinyo-control-hub", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def on_fact(self, event: ev.BusEvent) -> None:
+        """The bus subscriber, called on the engine loop: append and wake, nothing more."""
+        if len(self._in) >= HUB_MAX:
+            self._dropped += 1
+        else:
+            self._in.append(event)
+        self._wake.set()
+
+    def subscribe(self, outbox: Outbox, history: bool) -> None:
+        self._requests.put(("sub", outbox, history))
+        self._wake.set()
+
+    def unsubscribe(self, outbox: Outbox) -> None:
+        self._requests.put(("unsub", outbox, False))
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._stop:
+                return
+            # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
+            # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
+            time.sleep(HUB_TICK)
+            self._wake.clear()
+            while True:
+                try:
+                    what, outbox, history = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if what == "sub":
+                    self._add(outbox, history)
+                elif outbox in self._subs:
+                    self._subs.remove(outbox)
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                for outbox in self._subs:
+                    outbox.miss(dropped)
+            lines: list[bytes] = []
+            while self._in:
+                self._publish(self._in.popleft(), lines)
+            if lines:
+                for outbox in self._subs:
+                    outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+
+    def _publish(self, event: ev.BusEvent, lines: list[bytes]) -> None:
+        self._seq += 1
+        record = (self._seq, event)
+        if isinstance(event, ev.OpOutput):
+            self._output.append(record)
+        elif isinstance(event, _RUN_FACTS):
+            self._runs.append(record)
+        else:
+            self._events.append(record)
+        if self._subs:
+            lines.append(encode_fact(self._seq, event))
+        if isinstance(event, ev.EngineNotice) and event.level == "error":
+            self._last_error = event.message
+        elif isinstance(event, ev.EngineState):
+            if event.state == "stopped":
+                self.running.set()
+                self._on_stopped(self._last_error or "the engine stopped")
+            elif event.state != "starting":
+                self.running.set()
+
+    def _add(self, outbox: Outbox, history: bool) -> None:
+        if history:
+            for seq, event in heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]):
+                outbox.offer(encode_fact(seq, event, history=True))
+        outbox.force(encode(Live()))
+        self._subs.append(outbox)

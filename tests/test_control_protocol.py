@@ -1,0 +1,196 @@
+"""The control channel's parts on their own: socket paths and folders, the messages, a real in-process server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from conftest import drop, write_recipe
+from tinyo import events as ev
+from tinyo.control.client import ControlClient
+from tinyo.control.hub import Outbox
+from tinyo.control.paths import SUN_PATH_MAX, ControlError, private_dir, socket_path
+from tinyo.control.protocol import (
+    Command, Fact, Hello, Live, Missed, ProtocolError, Query, check_args, decode, encode,
+)
+from tinyo.control.server import ControlServer
+from tinyo.groups import GroupSummary
+
+RECIPE = """
+def load(context):
+    print('loaded')
+
+@meta_task(root=True)
+def on_event(event):
+    return ('k', [DES(deps=frozenset([event]), targs=frozenset(['doc:' + event.rsplit('/', 1)[-1]]), ops=[(load, Config({}))])])
+
+config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=1, execution=Execution.THREADS)
+"""
+
+
+# ------------------------------------------------------------------------------------------ paths
+def test_the_socket_goes_beside_the_state_file_or_into_xdg_runtime_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    db = tmp_path / "s.db"
+    assert socket_path(db).parent == tmp_path / "s.db.ctl"
+    assert socket_path(tmp_path / "." / "s.db") == socket_path(db)  # one file, one socket
+    assert socket_path(tmp_path / "t.db") != socket_path(db)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    assert socket_path(db).parent == tmp_path / "run" / "tinyo"
+
+
+def test_a_state_file_deep_down_still_gets_a_socket_path_that_fits(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "state-with-a-long-name.db"
+    path = socket_path(deep)
+    assert len(os.fsencode(path)) <= SUN_PATH_MAX
+    assert path.parent.name == f"tinyo-{os.getuid()}"
+
+
+def test_the_control_folder_is_made_private_and_a_foreign_or_linked_one_refused(tmp_path):
+    folder = tmp_path / "ctl"
+    private_dir(folder)
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    folder.chmod(0o755)  # opened up by hand: closed again before a socket goes in
+    private_dir(folder)
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    with pytest.raises(ControlError, match="is a link"):
+        private_dir(link)
+    if os.getuid() == 0:
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(ControlError, match="belongs to uid 65534"):
+            private_dir(foreign)
+
+
+# ------------------------------------------------------------------------------------------ messages
+def test_requests_are_checked_against_the_commands_and_queries():
+    assert check_args("command", "rerun", {"target": "x"}) == {"target": "x", "downstream": False}
+    assert check_args("query", "documents", {}) == {"prefix": None, "limit": 1000}
+    for kind, name, args, message in [
+        ("command", "format_disk", {}, "unknown command 'format_disk'"),
+        ("command", "inject", {}, "missing argument 'event'"),
+        ("command", "cancel", {"run_id": True}, "must be int, got bool"),
+        ("command", "inject", {"event": "x", "extra": 1}, "unknown argument"),
+        ("query", "documents", {"limit": 10 ** 9}, "limit must be"),
+        ("query", "doc_infos", {"names": [1, 2]}, "list of at most"),
+    ]:
+        with pytest.raises(ProtocolError, match=message):
+            check_args(kind, name, args)
+
+
+def test_messages_are_json_lines_and_malformed_ones_are_named():
+    line = encode(Command(3, "inject", {"event": "a\nb"}))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode(line.rstrip()) == Command(3, "inject", {"event": "a\nb"})
+    assert decode(encode(Hello(1, "me")).rstrip()) == Hello(1, "me")
+    for raw, message in [(b"", "not a JSON line"), (b"[]", "must be a JSON object"), (b'{"type":"x"}', "unknown message type"),
+                         (b'{"type":"query","id":"1","name":"stats"}', "field 'id' must be int"),
+                         (b'{"type":"hello"}', "missing field 'protocol'")]:
+        with pytest.raises(ProtocolError, match=message):
+            decode(raw)
+
+
+def test_every_fact_of_a_real_engine_comes_back_as_the_same_event(tmp_path, inbox, harness):
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    h = harness(recipe)
+    with h:
+        drop(inbox, "a.csv")
+        h.wait_for(lambda: h.of(ev.OpFinished), what="a run")
+        h.engine.inject("by-hand")
+        h.wait_idle()
+    extra = [ev.GroupsChanged(1.0, (GroupSummary("p.*", 2, "p.a", (("ok", 2),)),)),
+             ev.FlowMetrics(1.0, 1, "f", "r", "s", 0, 1, "running", 3, {"out": 2}),
+             ev.GeneratorError(1.0, "g", "e", "boom", "tb")]
+    kinds = set()
+    for event in [*h.events, *extra]:
+        back = decode(encode(Fact(7, event)).rstrip()).fact
+        assert type(back) is type(event) and back.to_json() == event.to_json(), event
+        kinds.add(event.kind)
+    assert {"event_received", "des_registered", "op_started", "op_output", "op_finished", "groups_changed"} <= kinds
+
+
+# ------------------------------------------------------------------------------------------ outbox
+def test_an_outbox_drops_facts_past_its_limit_and_says_how_many_before_the_next():
+    box = Outbox(limit=100)
+    fact = b"x" * 40 + b"\n"
+    assert box.offer(fact) and box.offer(fact)
+    assert not box.offer(fact) and not box.offer(fact)  # full: counted, not queued
+    assert box.take() == [fact, fact]
+    assert box.offer(fact)
+    first, second = box.take()
+    assert decode(first.rstrip()) == Missed(2) and second == fact
+    box.offer(fact)
+    box.offer(fact)
+    box.offer(fact)  # missed, and then nothing more comes: the next take says so anyway
+    assert len(box.take()) == 2
+    assert [decode(line.rstrip()) for line in box.take()] == [Missed(1)]
+
+
+def test_a_reply_waits_for_room_while_facts_do_not():
+    box = Outbox(limit=10)
+    box.put(b"y" * 50 + b"\n")  # a reply goes in whatever the fill ...
+    done = threading.Event()
+    threading.Thread(target=lambda: (box.put(b"z\n"), done.set()), daemon=True).start()
+    assert not done.wait(0.2)  # ... but the next one waits until the client has read
+    box.take()
+    assert done.wait(5)
+    box.close()
+    assert box.take() == [b"z\n"] and box.take() is None
+
+
+# ------------------------------------------------------------------------------------------ server in process
+def test_a_server_in_process_answers_queries_and_streams_history_then_live(tmp_path, inbox, harness, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    h = harness(recipe)
+    server = ControlServer(h.engine).start()
+    try:
+        with h:
+            h.engine.inject("first")
+            h.wait_idle()
+            with ControlClient.connect(tmp_path / "s.db") as client:
+                assert client.pid == os.getpid() and client.welcome.state == "running"
+                assert client.query("stats")["events_total"] == 1
+                assert "doc:first" in client.query("explain", name="doc:first")
+                assert [d["name"] for d in client.query("doc_infos", names=["doc:first", "nope"])] == ["doc:first"]
+                stream = client.subscribe(history=True)
+                history = []
+                for message in stream:
+                    if isinstance(message, Live):
+                        break
+                    history.append(message.fact)
+                assert [e.name for e in history if isinstance(e, ev.EventReceived)] == ["first"]
+                client._write(Command(99, "inject", {"event": "second"}))
+                names = []
+                for message in stream:
+                    if isinstance(message, Fact) and isinstance(message.fact, ev.EventReceived):
+                        names.append(message.fact.name)
+                        break
+                assert names == ["second"]
+    finally:
+        server.close()
+    assert not server.path.exists()
+
+
+def test_a_query_that_fails_is_an_error_for_that_client_only(tmp_path, inbox, harness, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    h = harness(recipe)
+    server = ControlServer(h.engine).start()
+    try:
+        with h, ControlClient.connect(tmp_path / "s.db") as client:
+            with pytest.raises(ControlError, match="no timer named 'nope'"):
+                client.command("fire", timer="nope")
+            sock: socket.socket = client._sock
+            sock.sendall(encode(Query(5, "group_members", {"pattern": "x", "limit": -1})))
+            assert "limit must be" in client.receive().message
+            assert client.query("stats")["state"] == "running"
+    finally:
+        server.close()
