@@ -200,10 +200,11 @@ class RunTimeline(Widget, can_focus=True):
     def _rows_shown(self) -> int:
         return max(1, self.content_region.height - self._footer_lines())
 
-    def _keep_moving(self, active: bool, step: float) -> None:
-        """Bars slide left as time passes: repaint once a cell's worth of time while anything is in
-        the window and the pane is on screen; no timer otherwise (an idle console costs nothing)."""
-        every = max(0.25, step)
+    def _keep_moving(self, active: bool, step: float, running: bool = False) -> None:
+        """Bars slide left as time passes: repaint once a cell's worth of time while a run grows at
+        the right edge, every other cell while finished runs only slide out, and not at all once
+        the window is empty or the pane is off screen (an idle console costs nothing)."""
+        every = max(0.25, step if running else 2 * step)
         if active and (self._moving is None or self._moving_every != every):
             if self._moving is not None:
                 self._moving.stop()
@@ -277,7 +278,7 @@ class RunTimeline(Widget, can_focus=True):
         if lines < 3:
             footer = footer[1:1 + lines] if lines < 2 else footer[:2]
         text.append_text(Text("\n", end="").join(footer[:lines]))
-        self._keep_moving(active, window / track)
+        self._keep_moving(active, window / track, running=any(True for _ in history.running()))
         hidden = len(names) - shown
         self.border_subtitle = f"last {uptime(window)}" + (f" · {len(names)} workers" if hidden > 0 else "")
         return text
