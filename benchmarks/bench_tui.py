@@ -1,11 +1,12 @@
 """Provides the console speed benchmark: key latency under an event flood, memory, idle CPU, first frame.
 
     python benchmarks/bench_tui.py [--rate 2000] [--seconds 30] [--mode files|inject]
-                                   [--execution threads|processes] [--views on|off|both] [--json PATH]
+                                   [--execution threads|processes] [--views off,on] [--json PATH]
 
-``--views both`` (the default) runs the flood twice in one run: first with the operator views off
-(no Timeline pane, no header sparklines: the baseline), then on, and prints the two side by side with
-the ratio on/off, so a busy machine shows in both columns.
+``--views off,on`` (the default) runs the flood twice in one run: with the operator views off (no
+Timeline pane, no header sparklines: the baseline), then on, and prints the two side by side with the
+ratio on/off, so a busy machine shows in both columns (``on,off`` swaps the order, to see what the
+order itself costs; ``on`` or ``off`` runs one).
 
 A real engine on a temp folder runs a recipe whose root generator turns every file event into one
 DES with a trivial op that prints one line; the console runs headless (Textual's test driver, a
@@ -90,13 +91,15 @@ def flood(stop: threading.Event, rate: int, seconds: float, mode: str, data: Pat
     sent.append(n)
 
 
-def views_off() -> None:
-    """The baseline: header layouts without sparklines (the timeline pane is hidden once mounted)."""
+def set_sparklines(on: bool) -> None:
+    """The baseline has header layouts without sparklines (and the timeline pane hidden once mounted)."""
     from dataclasses import replace
 
     from tinyo_tui.widgets import status_header
 
-    status_header.LAYOUTS = tuple(replace(layout, spark=0) for layout in status_header.LAYOUTS)
+    kept = getattr(set_sparklines, "layouts", None) or status_header.LAYOUTS
+    set_sparklines.layouts = kept  # type: ignore[attr-defined]
+    status_header.LAYOUTS = kept if on else tuple(replace(layout, spark=0) for layout in kept)
 
 
 def active_timers(app: Any) -> list[Any]:
@@ -223,18 +226,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--mode", choices=("files", "inject"), default="files")
     parser.add_argument("--execution", choices=("threads", "processes"), default="processes")
-    parser.add_argument("--views", choices=("on", "off", "both"), default="both",
-                        help="timeline pane and header sparklines (both: off as the baseline, then on)")
+    parser.add_argument("--views", choices=("off,on", "on,off", "on", "off"), default="off,on",
+                        help="timeline pane and header sparklines, in this order (off is the baseline)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     runs: dict[str, dict[str, Any]] = {}
-    # The views-off baseline patches the header's layouts for the rest of the process: run it last
-    # when both are wanted, and report it first.
-    if args.views in ("on", "both"):
-        runs["on"] = asyncio.run(run(args, views=True))
-    if args.views in ("off", "both"):
-        views_off()
-        runs["off"] = asyncio.run(run(args, views=False))
+    for name in args.views.split(","):
+        set_sparklines(name == "on")
+        runs[name] = asyncio.run(run(args, views=name == "on"))
     columns = [name for name in ("off", "on") if name in runs]
     keys = list(dict.fromkeys(key for name in columns for key in runs[name]))
     print(f"{'figure':>26}  " + "  ".join(f"{'views ' + name:>14}" for name in columns)

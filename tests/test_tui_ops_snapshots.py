@@ -43,6 +43,8 @@ def scripted(app: TinyoApp, script: Callable[[], Any]) -> Callable[[Any], Any]:
         script()
         app.drain_all()
         await pilot.pause()
+        await app.workers.wait_for_complete()  # the document tree asks the engine in a thread
+        await pilot.pause()
 
     return run_before
 

@@ -15,11 +15,11 @@ it draws from the per-second activity, not from the run records.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import ceil, floor
-from typing import Literal
+from typing import Any, Literal
 
 from tinyo import events as ev
 
@@ -37,6 +37,10 @@ MAX_OPS = 200
 """Op names whose durations are kept (the least recently run are forgotten first)."""
 MAX_OPEN = 10_000
 """Runs started and not yet ended that are tracked (a lost end event cannot grow this)."""
+EXACT_RUNS = 200
+"""A worker's newest runs drawn from their records; older ones from the per-second activity."""
+SLACK = 64
+"""Seconds past ``MAX_WINDOW`` kept before old ones are pruned (pruning in bulk keeps adding cheap)."""
 
 _SEVERITY: dict[str, int] = {"ok": 1, "cancelled": 2, "running": 3, "failed": 4}
 """Which status a timeline cell shows when several runs share it: the most alarming one."""
@@ -60,14 +64,11 @@ class RunRecord:
         return max(0.0, (self.end if self.end is not None else now) - self.start)
 
 
-@dataclass(slots=True)
-class Second:
-    """One worker's activity in one wall-clock second."""
-
-    busy: float = 0.0
-    """Seconds of this second spent running ops (0..1, more with overlapping runs on one worker)."""
-    status: RunStatus | None = None
-    """The most alarming status of the runs in this second."""
+Second = list
+"""One worker's activity in one wall-clock second: ``[busy, severity]``, the seconds of it spent
+running ops and the ``_SEVERITY`` of the most alarming run in it (a list, not an object: a flood
+touches one per run, and this is the console's hottest loop)."""
+_STATUS_OF = {rank: status for status, rank in _SEVERITY.items()}
 
 
 @dataclass(slots=True)
@@ -82,20 +83,24 @@ class Cell:
 
 @dataclass
 class _Counts:
-    """Per-second counters for a rate, kept for ``MAX_WINDOW`` seconds."""
+    """Per-second counters for a rate, kept for ``MAX_WINDOW`` seconds (plus ``SLACK``)."""
 
-    seconds: OrderedDict[int, int] = field(default_factory=OrderedDict)
+    seconds: dict[int, int] = field(default_factory=dict)
 
     def add(self, ts: float) -> None:
+        seconds = self.seconds
         second = int(floor(ts))
-        self.seconds[second] = self.seconds.get(second, 0) + 1
-        if len(self.seconds) > MAX_WINDOW:
-            self.seconds.popitem(last=False)
+        seconds[second] = seconds.get(second, 0) + 1
+        if len(seconds) > MAX_WINDOW + SLACK:
+            _prune(seconds)
 
     def series(self, now: float, length: int) -> list[int]:
         """Counts of the ``length`` whole seconds before ``now``'s second (oldest first)."""
         last = int(floor(now)) - 1
         return [self.seconds.get(s, 0) for s in range(last - length + 1, last + 1)]
+
+
+_ENDS: dict[type, RunStatus] = {ev.OpFinished: "ok", ev.OpFailed: "failed", ev.OpCancelled: "cancelled"}
 
 
 class RunHistory:
@@ -104,93 +109,105 @@ class RunHistory:
     def __init__(self, *, max_runs: int = MAX_RUNS) -> None:
         self.runs: deque[RunRecord] = deque(maxlen=max_runs)
         """The newest runs, oldest first (running ones included)."""
-        self._open: OrderedDict[int, RunRecord] = OrderedDict()
-        self._activity: OrderedDict[str, OrderedDict[int, Second]] = OrderedDict()
-        self._durations: OrderedDict[str, deque[float]] = OrderedDict()
+        self._open: dict[int, RunRecord] = {}
+        self._activity: dict[str, dict[int, Second]] = {}
+        self._durations: dict[str, deque[float]] = {}
+        self._op_used: dict[str, float] = {}
+        """When each op last ended (the least recently used are forgotten past ``MAX_OPS``)."""
         self.events = _Counts()
         """Events received per second."""
         self.finished = _Counts()
         """Runs ended (ok, failed or cancelled) per second."""
+        self._by_worker: dict[str, list[RunRecord]] | None = None
+        """The kept runs grouped by worker, rebuilt on demand after runs moved."""
 
     # ------------------------------------------------------------------ feeding
     def apply(self, batch: Iterable[ev.BusEvent]) -> bool:
-        """Fold the facts this history cares about; True when a run started or ended."""
+        """Fold the facts this history cares about; True when a run started or ended.
+
+        One tight loop (a flood sends thousands of runs a second through it); the bounds are
+        enforced once per batch."""
         moved = False
+        runs, open_, activity = self.runs, self._open, self._activity
+        durations, op_used = self._durations, self._op_used
+        received, finished = self.events.seconds, self.finished.seconds
+        ends, severity = _ENDS, _SEVERITY
         for event in batch:
             kind = type(event)
             if kind is ev.EventReceived:
-                self.events.add(event.ts)
+                second = int(event.ts)
+                received[second] = received.get(second, 0) + 1
             elif kind is ev.OpStarted:
-                self._started(event)  # type: ignore[arg-type]
+                record = RunRecord(event.run_id, event.des_id, event.op, event.worker, event.ts)  # type: ignore[attr-defined]
+                runs.append(record)
+                open_[record.run_id] = record
+                if record.worker not in activity:
+                    activity[record.worker] = {}
                 moved = True
-            elif kind is ev.OpFinished:
-                self._ended(event, "ok", "")  # type: ignore[arg-type]
+            elif kind in ends:
+                status = ends[kind]
+                end = event.ts
+                record = open_.pop(event.run_id, None)  # type: ignore[attr-defined]
+                if record is None:  # started before the console watched: rebuilt from its duration
+                    took = getattr(event, "duration", 0.0) or 0.0
+                    record = RunRecord(event.run_id, event.des_id, event.op, event.worker, end - took)  # type: ignore[attr-defined]
+                    runs.append(record)
+                record.end, record.status = end, status
+                if status == "failed":
+                    record.error = event.error  # type: ignore[attr-defined]
+                elif status == "cancelled":
+                    record.error = "cancelled"
+                second = int(end)
+                finished[second] = finished.get(second, 0) + 1
+                seconds = activity.get(record.worker)
+                if seconds is None:
+                    seconds = activity[record.worker] = {}
+                start, rank = record.start, severity[status]
+                first = int(start)
+                if end < first + 1:  # the usual run: within one second
+                    entry = seconds.get(first)
+                    if entry is None:
+                        seconds[first] = [end - start, rank]
+                    else:
+                        entry[0] += end - start
+                        if rank > entry[1]:
+                            entry[1] = rank
+                else:
+                    _mark(seconds, start, end, rank)
+                if status != "cancelled":
+                    kept = durations.get(record.op)
+                    if kept is None:
+                        kept = durations[record.op] = deque(maxlen=MAX_DURATIONS)
+                    kept.append(end - start if end > start else 0.0)
+                    op_used[record.op] = end
                 moved = True
-            elif kind is ev.OpFailed:
-                self._ended(event, "failed", event.error)  # type: ignore[attr-defined,arg-type]
-                moved = True
-            elif kind is ev.OpCancelled:
-                self._ended(event, "cancelled", "cancelled")  # type: ignore[arg-type]
-                moved = True
+        if moved:
+            self._by_worker = None
+            self._bound()
+        for counts in (received, finished):
+            if len(counts) > MAX_WINDOW + SLACK:
+                _prune(counts)
         return moved
 
-    def _started(self, e: ev.OpStarted) -> None:
-        record = RunRecord(e.run_id, e.des_id, e.op, e.worker, e.ts)
-        self.runs.append(record)
-        self._open[e.run_id] = record
-        if len(self._open) > MAX_OPEN:
-            self._open.popitem(last=False)
-        self._worker(e.worker)
-
-    def _ended(self, e: ev.OpFinished | ev.OpFailed | ev.OpCancelled, status: RunStatus, error: str) -> None:
-        record = self._open.pop(e.run_id, None)
-        if record is None:
-            # Started before the console was watching: reconstruct it from its duration.
-            took = getattr(e, "duration", 0.0) or 0.0
-            record = RunRecord(e.run_id, e.des_id, e.op, e.worker, e.ts - took)
-            self.runs.append(record)
-        record.end, record.status, record.error = e.ts, status, error
-        self.finished.add(e.ts)
-        self._mark(record)
-        if status != "cancelled":
-            self._duration(record.op, record.end - record.start)
-
-    def _worker(self, name: str) -> OrderedDict[int, Second]:
-        seconds = self._activity.get(name)
-        if seconds is None:
-            seconds = self._activity[name] = OrderedDict()
-            while len(self._activity) > MAX_WORKERS:
-                self._activity.popitem(last=False)
-        else:
-            self._activity.move_to_end(name)
-        return seconds
-
-    def _mark(self, record: RunRecord) -> None:
-        """Add an ended run's busy time to its worker's seconds (only the last ``MAX_WINDOW``)."""
-        assert record.end is not None
-        seconds = self._worker(record.worker)
-        start = max(record.start, record.end - MAX_WINDOW)
-        first = int(floor(start))
-        for second in range(first, max(first, int(ceil(record.end)) - 1) + 1):  # an instant run: 1 second
-            cell = seconds.get(second)
-            if cell is None:
-                cell = seconds[second] = Second()
-            cell.busy += max(0.0, min(record.end, second + 1) - max(start, second))
-            _worst(cell, record.status)
-        # Seconds arrive roughly in order; drop those older than the window from the front.
-        horizon = int(floor(record.end)) - MAX_WINDOW
-        while seconds and (next(iter(seconds)) < horizon or len(seconds) > 2 * MAX_WINDOW):
-            seconds.popitem(last=False)
-
-    def _duration(self, op: str, seconds: float) -> None:
-        kept = self._durations.get(op)
-        if kept is None:
-            kept = self._durations[op] = deque(maxlen=MAX_DURATIONS)
-            while len(self._durations) > MAX_OPS:
-                self._durations.popitem(last=False)
-        else:
-            self._durations.move_to_end(op)
-        kept.append(max(0.0, seconds))
+    def _bound(self) -> None:
+        """Keep every buffer within its bound (after a batch)."""
+        open_ = self._open
+        if len(open_) > MAX_OPEN:
+            for run_id in list(open_)[: len(open_) - MAX_OPEN]:
+                del open_[run_id]
+        activity = self._activity
+        for seconds in activity.values():
+            if len(seconds) > MAX_WINDOW + SLACK:
+                _prune(seconds)
+        if len(activity) > MAX_WORKERS:
+            recent = sorted(activity, key=lambda name: max(activity[name], default=-1), reverse=True)
+            for name in recent[MAX_WORKERS:]:
+                del activity[name]
+        if len(self._durations) > MAX_OPS:
+            used = self._op_used
+            for op in sorted(used, key=used.__getitem__)[: len(used) - MAX_OPS]:
+                del used[op]
+                self._durations.pop(op, None)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -205,15 +222,16 @@ class RunHistory:
     def cells(self, worker: str, now: float, window: float, width: int) -> list[Cell]:
         """``worker``'s activity over the ``window`` seconds before ``now`` in ``width`` cells.
 
-        Where the kept run records reach (every run of the worker since its oldest kept one), the
-        cells come from the records, exactly; before that, from the per-second activity.
+        Where the worker's newest ``EXACT_RUNS`` kept records reach, the cells come from the
+        records, exactly; before that, from the per-second activity.
         """
         if width <= 0:
             return []
         step = window / width
         start = now - window
         cells = [Cell() for _ in range(width)]
-        records = [record for record in self.runs if record.worker == worker]
+        # The newest EXACT_RUNS runs are drawn exactly (a flood keeps the per-render cost flat).
+        records = self.worker_runs(worker)[-EXACT_RUNS:]
         exact_from = records[0].start if records else now
         seconds = self._activity.get(worker)
         if seconds:
@@ -226,19 +244,26 @@ class RunHistory:
                     entry = seconds.get(second)
                     if entry is None:
                         continue
-                    busy += entry.busy * max(0.0, min(hi, second + 1) - max(lo, second))  # the part in the cell
-                    if entry.status is not None:
-                        _worst(cell, entry.status)
+                    # the busy time of the second, pro rata to the part of it inside the cell
+                    busy += entry[0] * max(0.0, min(hi, second + 1) - max(lo, second))
+                    _worst(cell, _STATUS_OF[entry[1]])
                 cell.busy = busy / step
+        severity = _SEVERITY
         for record in records:
             end = record.end if record.end is not None else now
-            for index in self.columns(record, now, window, width):
-                lo, hi = start + index * step, start + (index + 1) * step
-                overlap = min(hi, end) - max(lo, record.start)
-                if overlap > 0 or (end == record.start and lo <= end < hi):
+            if end < start:
+                continue
+            status, rank = record.status, severity[record.status]
+            first = max(0, int((record.start - start) // step))
+            for index in range(first, min(width - 1, int((end - start) // step)) + 1):
+                lo = start + index * step
+                overlap = min(lo + step, end) - max(lo, record.start)
+                if overlap > 0 or (end == record.start and lo <= end):
                     cell = cells[index]
-                    cell.busy += max(overlap, 0.0) / step
-                    _worst(cell, record.status)
+                    if overlap > 0:
+                        cell.busy += overlap / step
+                    if cell.status is None or severity[cell.status] < rank:
+                        cell.status = status
         for record in self._open.values():  # a run started before the oldest kept record
             if record.worker == worker and record.start < exact_from:
                 for index in range(max(0, int((record.start - start) // step)), width):
@@ -259,7 +284,12 @@ class RunHistory:
 
     def worker_runs(self, worker: str) -> list[RunRecord]:
         """The kept runs of one worker, oldest first."""
-        return [record for record in self.runs if record.worker == worker]
+        if self._by_worker is None:
+            grouped: dict[str, list[RunRecord]] = {}
+            for record in self.runs:
+                grouped.setdefault(record.worker, []).append(record)
+            self._by_worker = grouped
+        return self._by_worker.get(worker, [])
 
     def find(self, run_id: int) -> RunRecord | None:
         """A kept run by id."""
@@ -277,7 +307,28 @@ class RunHistory:
         return _rank(ordered, 0.50), _rank(ordered, 0.95), len(ordered)
 
 
-def _worst(cell: Second | Cell, status: RunStatus) -> None:
+def _prune(seconds: dict[int, Any]) -> None:
+    """Drop the seconds older than ``MAX_WINDOW`` before the newest (all at once: cheap per add)."""
+    horizon = max(seconds) - MAX_WINDOW
+    for second in [second for second in seconds if second < horizon]:
+        del seconds[second]
+
+
+def _mark(seconds: dict[int, Second], start: float, end: float, rank: int) -> None:
+    """Add a run longer than a second to its worker's seconds (only the last ``MAX_WINDOW``)."""
+    start = max(start, end - MAX_WINDOW)
+    for second in range(int(floor(start)), int(ceil(end))):
+        entry = seconds.get(second)
+        busy = min(end, second + 1) - max(start, second)
+        if entry is None:
+            seconds[second] = [busy, rank]
+        else:
+            entry[0] += busy
+            if rank > entry[1]:
+                entry[1] = rank
+
+
+def _worst(cell: Cell, status: RunStatus) -> None:
     if cell.status is None or _SEVERITY[status] > _SEVERITY[cell.status]:
         cell.status = status
 

@@ -192,13 +192,19 @@ class RunTimeline(Widget, can_focus=True):
         name_width = max(NAME_MIN, min(NAME_MAX, longest, width // 4))
         return name_width, max(1, width - name_width - 1)
 
-    def _rows_shown(self) -> int:
-        return max(1, self.content_region.height - 3)
+    def _footer_lines(self) -> int:
+        """Lines under the bars: axis, run, durations; fewer in a short pane (run line last to go)."""
+        height = self.content_region.height
+        return 3 if height >= 5 else 2 if height == 4 else 1 if height == 3 else 0
 
-    def _keep_moving(self, active: bool, step: float) -> None:
-        """Bars slide left as time passes: repaint once a cell's worth of time while anything is in
-        the window and the pane is on screen; no timer otherwise (an idle console costs nothing)."""
-        every = max(0.25, step)
+    def _rows_shown(self) -> int:
+        return max(1, self.content_region.height - self._footer_lines())
+
+    def _keep_moving(self, active: bool, step: float, running: bool = False) -> None:
+        """Bars slide left as time passes: repaint once a cell's worth of time while a run grows at
+        the right edge, every other cell while finished runs only slide out, and not at all once
+        the window is empty or the pane is off screen (an idle console costs nothing)."""
+        every = max(0.25, step if running else 2 * step)
         if active and (self._moving is None or self._moving_every != every):
             if self._moving is not None:
                 self._moving.stop()
@@ -261,15 +267,18 @@ class RunTimeline(Widget, can_focus=True):
             if run_text:
                 text.append(run_text, style=self._style(run_key))
             text.append("\n")
-        text.append(self._axis(name_width, track, window), style=muted)
-        text.append("\n")
+        footer: list[Text] = []
         if selected is None:
-            text.append("no run of this worker in memory", style=muted)
+            footer.append(Text("no run of this worker in memory", style=muted))
         else:
-            text.append_text(self._describe(selected))
-            text.append("\n")
-            text.append_text(self._durations(selected.op))
-        self._keep_moving(active, window / track)
+            footer.append(self._describe(selected))
+            footer.append(self._durations(selected.op))
+        footer.insert(0, Text(self._axis(name_width, track, window), style=muted))
+        lines = self._footer_lines()
+        if lines < 3:
+            footer = footer[1:1 + lines] if lines < 2 else footer[:2]
+        text.append_text(Text("\n", end="").join(footer[:lines]))
+        self._keep_moving(active, window / track, running=any(True for _ in history.running()))
         hidden = len(names) - shown
         self.border_subtitle = f"last {uptime(window)}" + (f" · {len(names)} workers" if hidden > 0 else "")
         return text
@@ -278,7 +287,7 @@ class RunTimeline(Widget, can_focus=True):
         """A cell's glyph and palette role."""
         status = cell.status
         glyph_ = _GLYPH[status]
-        if status == "ok" and cell.busy < 0.5:
+        if status == "ok" and cell.busy < 0.5 - 1e-6:  # (a half-busy cell is full, rounding or not)
             glyph_ = "▄"  # a sliver of work in this cell
         return glyph_, _ROLE[status]
 
