@@ -346,7 +346,15 @@ def peer_run(tool: str, n: int, shape: str) -> tuple[float, float]:
             (inbox / "go.dat").write_text("go")  # the one event, taken in by the start-up scan
             (work / "recipe.py").write_text(PEER_RECIPE.format(n=n, shape=shape, db=str(work / "state.db"),
                                                                inbox=str(inbox)))
-            return timed([PY, "-m", "tinyo.cli", "run", "recipe.py", "--stop-after", "1"], work)
+            took = timed([PY, "-m", "tinyo.cli", "run", "recipe.py", "--stop-after", "1"], work)
+            conn = sqlite3.connect(f"file:{work / 'state.db'}?mode=ro", uri=True)
+            try:
+                runs = conn.execute("SELECT count(*), sum(status = 'ok'), count(DISTINCT des_id) FROM runs").fetchone()
+            finally:
+                conn.close()
+            if runs != (n, n, n):  # exactly once, or the figure means nothing
+                raise RuntimeError(f"tinyo {shape} {n}: runs (all, ok, distinct DES) {runs}, wanted {n} each")
+            return took
         if tool == "doit":
             (work / "dodo.py").write_text(DODO.format(n=n, shape=shape))
             return timed([PY, "-m", "doit", "-n", "2"], work)
