@@ -225,3 +225,31 @@ def test_a_writer_pausing_longer_than_debounce_is_one_event_at_its_close(tmp_pat
         h.wait_idle(quiet=0.5)
     assert h.lines() == [f"download.bin {10 << 20}"]
     assert len(h.of(ev.EventReceived)) == 1
+
+
+def test_a_stop_during_a_burst_ends_the_watcher_and_loses_no_file(tmp_path, inbox, harness):
+    """The watcher process is asked to stop at the start of the stop and ends while the workers do; what it
+    reported until then is stored, the rest is found by the next start's scan: one event per file."""
+    from tinyo.store import Store
+
+    recipe = recipe_for(tmp_path, inbox, debounce=0.0)
+    h = harness(recipe)
+    with h:
+        h.wait_for(lambda: all(w.state == "idle" for w in h.engine.workers()), what="workers ready")
+        watcher = h.engine.loop.inflow.watcher._process
+        workers = [w.process for w in h.engine.loop.executor._workers]
+        for i in range(300):
+            (inbox / f"b_{i:03d}.txt").write_text(str(i))
+    # the harness's exit stopped the engine: both kinds of child process are gone, none left behind
+    assert watcher.poll() is not None
+    assert all(p.poll() is not None for p in workers)
+    with harness(recipe) as again:
+        again.wait_idle()
+    store = Store(str(tmp_path / "w.db"))
+    try:
+        rows = store.conn.execute("SELECT name, count(*) FROM events GROUP BY name").fetchall()
+    finally:
+        store.close()
+    counts = {os.path.basename(name): n for name, n in rows}
+    assert sorted(counts) == [f"b_{i:03d}.txt" for i in range(300)]
+    assert set(counts.values()) == {1}, "a file taken in twice"

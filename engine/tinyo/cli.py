@@ -161,7 +161,8 @@ def run_headless(
         engine.start()
         if engine.fatal is not None:
             raise engine.fatal
-        while not engine.wait(0.05):
+        poll = 0.01 if idle_exit is not None or stop_after is not None else 0.05  # a bounded run ends promptly
+        while not engine.wait(poll):
             if engine.fatal is not None:
                 break
             idle = engine.idle_since

@@ -7,7 +7,10 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from .model import CatchUp, TimerSpec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the watcher process imports this module, and not the model
+    from .model import CatchUp, TimerSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -420,8 +420,9 @@ class WatcherProcess:
             return f"the watcher process stopped ({detail})"
         return "a watched folder was replaced or removed"
 
-    def stop(self) -> None:
-        """Stop watching; from the moment this is called, nothing more is reported."""
+    def ask_stop(self) -> None:
+        """Tell the process to stop, without waiting for it (:meth:`stop` waits); from the moment this
+        is called, nothing more is reported."""
         self._deaf = True
         with self._lock:
             commands, self._commands = self._commands, None
@@ -431,6 +432,11 @@ class WatcherProcess:
             except OSError:
                 pass  # already gone
             commands.close()
+
+    def stop(self) -> None:
+        """Stop watching and wait for the process to end; from the moment this is called, nothing more is
+        reported."""
+        self.ask_stop()
         process = self._process
         if process is not None:
             try:

@@ -76,6 +76,8 @@ class Inflow:
         self.timers = timers
         self.schedule = TimerSchedule(timers)
         self.watcher: WatcherProcess | None = None
+        self._ending: list[WatcherProcess] = []
+        """Watchers asked to stop whose processes have not yet been waited for."""
         self.rescan_wanted = False
         self.next_rescan: float | None = None
         self._last_backlog_id = 0
@@ -279,10 +281,20 @@ class Inflow:
         self.rescan_wanted = True
         self.outbox.notice("warning", f"{why}: watching anew and rescanning")
 
-    def stop_watcher(self) -> None:
+    def ask_watcher_stop(self) -> None:
+        """Stop taking in files now; the watcher process ends meanwhile (:meth:`stop_watcher` waits for it),
+        so that it and the workers stop side by side."""
         if self.watcher is not None:
-            self.watcher.stop()
+            self.watcher.ask_stop()
+            self._ending.append(self.watcher)
             self.watcher = None
+
+    def stop_watcher(self) -> None:
+        """Stop taking in files and wait until the watcher process has ended (and its reader delivered
+        what it had)."""
+        self.ask_watcher_stop()
+        while self._ending:
+            self._ending.pop().stop()
 
     def scan(self) -> None:
         """Take in files in the watched folders whose content differs from the last event."""

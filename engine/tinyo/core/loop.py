@@ -178,8 +178,7 @@ class Loop:
         now = self.clock.time()
         self.run.started_at = now
         self.commands.set_state("starting", "loading state")
-        self._load_state()
-        self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
+        # the worker and watcher processes start first: they start (a Python each) while the state loads
         self.executor = make_executor(
             self.execution,
             recipe_path=str(self.recipe.path),
@@ -194,6 +193,8 @@ class Loop:
         if self.watch_files and self.config.dirs:
             self.inflow.start_watcher()
         self.executor.start()
+        self._load_state()
+        self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
         self.runbook.reconcile(self.executor, str(self.recipe.path))
         if self.inflow.watcher is not None:
             self.inflow.watcher.wait_ready()
@@ -410,7 +411,7 @@ class Loop:
             self._store_intake()  # accepted events are stored (not processed): the next start takes them
         self._commit_and_publish([])
         if self.inflow.watcher is not None:
-            self.inflow.stop_watcher()
+            self.inflow.ask_watcher_stop()  # its process ends while the workers do (waited for in the teardown)
             while self.inflow.waiting():
                 self._store_intake()
             self._commit_and_publish([])
@@ -423,7 +424,7 @@ class Loop:
 
     def _teardown(self, grace: float) -> None:
         self.generators.close()
-        self.inflow.stop_watcher()
+        self.inflow.ask_watcher_stop()
         executor = self.executor
         if executor is not None:
             executor.shutdown(grace)
@@ -436,11 +437,15 @@ class Loop:
                     self._handle(item)
                 elif isinstance(item, Query):
                     item.future.set_exception(TinyoError("the engine has stopped"))
+        self.inflow.stop_watcher()  # its reader has delivered all it will: stored below with the rest
         now = self.clock.time()
         detached = set(getattr(executor, "detached", list)()) if executor is not None else set()
         self.run.state = "stopped"
         interrupted = 0
         try:
+            if self.fatal is None:
+                while self.inflow.waiting():
+                    self._store_intake()  # files reported just before the watcher was asked to stop
             interrupted = self.runbook.interrupt_open(detached)
             self.store.commit()
         except StoreError as exc:
