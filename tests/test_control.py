@@ -402,3 +402,42 @@ def test_a_client_that_stops_reading_misses_facts_while_the_engine_memory_stays_
     assert missed > 1000
     stalled.close()
     watcher.close()
+
+
+def test_events_follow_ends_by_itself_when_the_engine_stops(recipe, tmp_path, service):
+    follow = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "events", str(recipe), "--follow"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        wait_for(lambda: len(_history(ControlClient.connect(tmp_path / "s.db"))) > 0 and follow.poll() is None,
+                 what="the follower to be subscribed")
+        assert tinyo("inject", str(recipe), "go-followed").returncode == 0
+        assert tinyo("stop", str(recipe)).returncode == 0
+        out, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert follow.returncode == 0
+    assert "loaded go-followed" in out and "engine stopped" in out
+    assert "tinyo: the engine stopped" in err
+
+
+def test_start_refuses_to_leave_an_engine_without_its_control_channel(recipe, tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("needs root to make a folder owned by another user")
+    runtime = tmp_path / "run"
+    (runtime / "tinyo").mkdir(parents=True, mode=0o700)
+    os.chown(runtime / "tinyo", 65534, 65534)  # someone else's folder where ours should be
+    result = subprocess.run([sys.executable, "-m", "tinyo.cli", "start", str(recipe)], capture_output=True,
+                            text=True, timeout=60, env={**env(), "XDG_RUNTIME_DIR": str(runtime)})
+    assert result.returncode == 2
+    assert "without its control channel" in result.stderr and "belongs to uid 65534" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    time.sleep(0.5)
+    lock = os.open(tmp_path / "s.db.lock", os.O_RDWR)
+    try:
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the engine it started is gone: the lock is free
+    finally:
+        os.close(lock)

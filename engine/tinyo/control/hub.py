@@ -139,6 +139,7 @@ class Hub:
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._subs: list[Outbox] = []
         self._last_error = ""
+        self._ended: str | None = None
         self.running = threading.Event()
         """Set once the engine has started (or ended): requests wait for it."""
         self._thread = threading.Thread(target=self._loop, name="tinyo-control-hub", daemon=True)
@@ -162,18 +163,20 @@ class Hub:
         self._requests.put(("unsub", outbox, False))
         self._wake.set()
 
-    def stop(self) -> None:
+    def finish(self, timeout: float = 5.0) -> None:
+        """Hand the facts still waiting to the clients, then end the hub thread."""
         self._stop = True
         self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:
             self._wake.wait()
-            if self._stop:
-                return
-            # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
-            # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
-            time.sleep(HUB_TICK)
+            if not self._stop:
+                # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
+                # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
+                time.sleep(HUB_TICK)
             self._wake.clear()
             while True:
                 try:
@@ -194,6 +197,11 @@ class Hub:
             if lines:
                 for outbox in self._subs:
                     outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+            if self._ended is not None:
+                self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
+                return
+            if self._stop:
+                return
 
     def _publish(self, event: ev.BusEvent, lines: list[bytes]) -> None:
         self._seq += 1
@@ -211,7 +219,7 @@ class Hub:
         elif isinstance(event, ev.EngineState):
             if event.state == "stopped":
                 self.running.set()
-                self._on_stopped(self._last_error or "the engine stopped")
+                self._ended = self._last_error or "the engine stopped"
             elif event.state != "starting":
                 self.running.set()
 

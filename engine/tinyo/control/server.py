@@ -100,7 +100,7 @@ class ControlServer:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.hub.running.set()  # hellos waiting for the start are answered (with a bye)
-        self.hub.stop()
+        self.hub.finish()  # the last facts (the engine's "stopped") reach the clients before their bye
         listener = self._listener
         if listener is not None:
             try:
