@@ -20,8 +20,10 @@ from .protocol import Live, Missed, encode, encode_fact
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
-HUB_MAX = 10_000
+HUB_MAX = 5_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
+BATCH = 256
+"""Facts encoded before they are handed to the clients' outboxes (bounds what the hub holds)."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
 OUTBOX_BYTES = 4 << 20
@@ -194,9 +196,10 @@ class Hub:
             lines: list[bytes] = []
             while self._in:
                 self._publish(self._in.popleft(), lines)
-            if lines:
-                for outbox in self._subs:
-                    outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+                if len(lines) >= BATCH or not self._in:
+                    for outbox in self._subs:
+                        outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+                    lines = []
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
                 return
