@@ -116,7 +116,10 @@ class ControlClient:
 
     # ------------------------------------------------------------------ lines
     def _write(self, message: Message) -> None:
-        self._sock.sendall(encode(message))
+        try:
+            self._sock.sendall(encode(message))
+        except (BrokenPipeError, ConnectionResetError):
+            raise EngineGone("the engine closed the connection") from None
 
     def receive(self) -> Message:
         """The next message from the engine; EngineGone at the end of the stream."""

@@ -10,11 +10,13 @@ engine goes on.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +203,8 @@ class ControlServer:
         engine = self.engine
         if name == "workers":
             return engine.workers()
+        if name == "find_documents":  # a pattern crosses the wire, never a function
+            return engine.find_documents(_matcher(args["pattern"], args["regex"]), args["limit"])
         return getattr(engine, name)(**args)
 
 
@@ -344,6 +348,17 @@ class _Client:
         self._buffer.clear()
         self._send(Error(f"a line longer than {MAX_LINE} bytes: connection closed"))
         raise LineTooLong("line too long")
+
+
+def _matcher(pattern: str, regex: bool) -> Callable[[str], bool]:
+    """The console's search rule: a case-insensitive regex, or a substring when it is none (or not valid)."""
+    if regex:
+        try:
+            return re.compile(pattern, re.IGNORECASE).search  # type: ignore[return-value]
+        except re.error:
+            pass
+    lowered = pattern.lower()
+    return lambda name: lowered in name.lower()
 
 
 def _say_and_close(conn: socket.socket, message: Any) -> None:
