@@ -29,6 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="run ops on a Dask cluster: tcp://host:8786, or local-dask to start one here")
     parser.add_argument("--allow-world-writable", action="store_true",
                         help="load the recipe even if any user of the machine may write it")
+    parser.add_argument("--attach", action="store_true",
+                        help="only attach to the engine running on the state file (exit 2 if none runs)")
     return parser.parse_args(argv)
 
 
@@ -50,6 +52,10 @@ def run(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return EXIT_USAGE
         execution = Execution.DASK
+    if (not sys.stdout.isatty() or not sys.stdin.isatty()) and args.attach:
+        print("tinyo-tui: error: --attach needs a terminal (without one, `tinyo events RECIPE --follow` shows "
+              "the running engine)", file=sys.stderr)
+        return EXIT_USAGE
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {args.recipe}`)",
               file=sys.stderr)
@@ -69,8 +75,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        engine = Engine.from_path(args.recipe, db=args.db, execution=execution, max_workers=args.workers,
-                                  allow_world_writable=args.allow_world_writable, executor_address=args.executor)
+        recipe, engine = _attach(args)  # an engine already runs on the state file: this console attaches to it
+        if engine is None:
+            engine = Engine(recipe, db=args.db, execution=execution, max_workers=args.workers,
+                            executor_address=args.executor)
     except TinyoError as exc:
         if args.debug:
             raise
@@ -81,7 +89,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from .app import build_app
 
-    channel = serve(engine)  # `tinyo events|inject|stop|...` reach this engine as they reach `tinyo run`
+    # `tinyo events|inject|stop|...` reach an embedded engine as they reach `tinyo run`
+    channel = serve(engine) if isinstance(engine, Engine) else None
     app = build_app(engine, theme=args.theme)
     try:
         if engine.execution in (Execution.PROCESSES, Execution.DASK):
@@ -99,6 +108,24 @@ def run(argv: Sequence[str] | None = None) -> int:
         if channel is not None:
             channel.close()
     return app.return_code or EXIT_OK
+
+
+def _attach(args: argparse.Namespace):  # noqa: ANN202 - (Recipe, RemoteEngine | None)
+    """The recipe, and the engine running on its state file attached to; None when none runs (an error
+    with ``--attach``)."""
+    from tinyo.control.client import NotRunning
+    from tinyo.control.handle import RemoteEngine
+    from tinyo.errors import TinyoError
+    from tinyo.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, allow_world_writable=args.allow_world_writable)
+    db = args.db or recipe.config.sql_conn
+    try:
+        return recipe, RemoteEngine(recipe, db)
+    except NotRunning as exc:
+        if args.attach:
+            raise TinyoError(f"{exc}: nothing to attach to (start one with `tinyo start {args.recipe}`)") from None
+        return recipe, None
 
 
 def _textual_themes() -> list[str]:

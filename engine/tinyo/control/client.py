@@ -68,6 +68,10 @@ class ControlClient:
         return self
 
     def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading this connection
+        except OSError:
+            pass
         self._sock.close()
 
     def __enter__(self) -> ControlClient:

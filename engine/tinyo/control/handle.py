@@ -48,6 +48,11 @@ class RemoteEngine:
         self.db_path = self._queries.welcome.db if self._queries.welcome else str(db_path)
         self.state: str = self._queries.welcome.state if self._queries.welcome else "running"
 
+    @property
+    def attached_to(self) -> int:
+        """The engine's pid (a console shows it; an in-process Engine has no such attribute)."""
+        return self.pid
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Subscribe: the bus carries the engine's recent history, then its live facts."""
