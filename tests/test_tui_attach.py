@@ -98,3 +98,61 @@ def test_attach_only_is_an_error_when_nothing_runs_and_embeds_otherwise(recipe: 
     no_tty = subprocess.run([sys.executable, "-m", "tinyo_tui.cli", str(recipe), "--attach"], capture_output=True,
                             text=True, timeout=60, env=env(), stdin=subprocess.DEVNULL)
     assert no_tty.returncode == 2 and "--attach needs a terminal" in no_tty.stderr
+
+
+def test_a_hang_up_detaches_an_attached_console_and_its_engine_goes_on_running_the_op(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    import fcntl
+    import struct
+    import termios
+    import threading
+    import time
+
+    from tinyo import events as ev
+    from tinyo.control.client import ControlClient
+    from tinyo.control.protocol import Fact, Live
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 32, 120, 0, 0))
+    console = subprocess.Popen([sys.executable, "-m", "tinyo_tui.cli", str(recipe)], stdin=slave, stdout=slave,
+                               stderr=slave, env={**env(), "TERM": "xterm-256color"}, start_new_session=True)
+    os.close(slave)
+    screen = bytearray()
+
+    def drain() -> None:  # a terminal that reads what the console draws
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        while f"attached to pid {service}".encode() not in screen:
+            assert time.monotonic() < deadline, "the console did not attach"
+            time.sleep(0.1)
+        with ControlClient.connect(tmp_path / "state.db") as client:
+            client.command("inject", event="slow_op")
+            deadline = time.monotonic() + 20
+            while client.query("stats")["running"] < 1:
+                assert time.monotonic() < deadline, "the slow op did not start"
+                time.sleep(0.05)
+            console.send_signal(signal.SIGHUP)  # the SSH connection drops
+            assert console.wait(timeout=10) is not None  # the console is gone ...
+            time.sleep(0.5)
+            stats = client.query("stats")
+            assert stats["state"] == "running" and stats["running"] == 1  # ... the engine and its op are not
+        with ControlClient.connect(tmp_path / "state.db") as look:
+            for message in look.subscribe(history=True):
+                if isinstance(message, Live):
+                    break
+                assert not (isinstance(message, Fact) and isinstance(message.fact, (ev.OpCancelled, ev.OpFailed)))
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+        os.close(master)
