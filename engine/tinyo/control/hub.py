@@ -40,6 +40,7 @@ class Outbox:
         self._lines: deque[bytes] = deque()
         self._bytes = 0
         self._missed = 0
+        self.missed_total = 0
         self._closed = False
         self._cond = threading.Condition()
 
@@ -84,6 +85,11 @@ class Outbox:
             self._append(line)
             return True
 
+    def load(self) -> tuple[int, int]:
+        """(bytes waiting, facts missed since the connection began): what a client costs and loses."""
+        with self._cond:
+            return self._bytes, self.missed_total + self._missed
+
     def force(self, line: bytes) -> None:
         """Queue a small marker whatever the fill (the hub thread must never wait for a client)."""
         with self._cond:
@@ -119,6 +125,7 @@ class Outbox:
 
     def _flush_missed(self) -> None:
         if self._missed:
+            self.missed_total += self._missed
             line = encode(Missed(self._missed))
             self._missed = 0
             self._lines.append(line)

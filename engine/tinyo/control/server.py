@@ -203,6 +203,10 @@ class ControlServer:
         engine = self.engine
         if name == "workers":
             return engine.workers()
+        if name == "clients":
+            with self._lock:
+                clients = list(self._clients)
+            return [client.describe() for client in clients]
         if name == "find_documents":  # a pattern crosses the wire, never a function
             return engine.find_documents(_matcher(args["pattern"], args["regex"]), args["limit"])
         return getattr(engine, name)(**args)
@@ -219,6 +223,12 @@ class _Client:
         self._bad = 0
         self._lock = threading.Lock()
         self._ended = 0
+        self.name = ""
+        self.pid = _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))[0]
+
+    def describe(self) -> dict[str, Any]:
+        buffered, missed = self.outbox.load()
+        return {"name": self.name, "pid": self.pid, "buffered_bytes": buffered, "missed": missed}
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="tinyo-control-read", daemon=True).start()
@@ -288,6 +298,7 @@ class _Client:
             self._send(Error(f"protocol {hello.protocol} is not spoken here (this engine speaks {PROTOCOL}); "
                              "use the tinyo that runs the engine"))
             return
+        self.name = hello.client[:100]
         self.conn.settimeout(None)
         server.hub.running.wait(START_TIMEOUT)
         if server.closing:
