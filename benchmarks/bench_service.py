@@ -24,6 +24,11 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   would be)
   [two within 10% of none].
 
+- ``hub_two`` / ``hub_none``: the channel's share of the engine process alone, without the machine's
+  other processes: a burst's worth of facts (5 per file, 23,000 files) handed to the control hub
+  the way the engine's bus does, with two clients subscribed over socket pairs (their readers
+  drain them), beside the same facts with no client subscribed; process CPU.
+
 Times are ``time.time()`` here and the engine's bus ``ts`` (the same host clock).
 """
 
@@ -222,6 +227,48 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def hub_cpu(files: int, subscribers: int) -> float:
+    """CPU seconds of this process to pass 5 facts per file through a Hub to ``subscribers`` clients."""
+    import socket
+
+    from tinyo.control.hub import Hub, Outbox
+
+    facts: list[ev.BusEvent] = []
+    for i in range(files):
+        path = f"/tmp/bench/inbox/f{i:06d}"
+        facts += [ev.EventReceived(1.0, i, path, "file"), ev.DocumentUpdated(1.0, path, 1, "event"),
+                  ev.DESStateChanged(1.0, "abcdef0123456789", "queued", "queued: never built", "stale", (path,)),
+                  ev.OpStarted(1.0, i, "abcdef0123456789", "noop", "w1", 1, frozenset({path})),
+                  ev.OpFinished(1.0, i, "abcdef0123456789", "noop", "w1", 0.001)]
+    stopped = threading.Event()
+    hub = Hub(lambda _reason: stopped.set())
+    hub.start()
+    for _ in range(subscribers):
+        mine, theirs = socket.socketpair()
+        box = Outbox()
+
+        def write(box: Outbox = box, sock: socket.socket = mine) -> None:
+            while (lines := box.take()) is not None:
+                sock.sendall(b"".join(lines))
+
+        def read(sock: socket.socket = theirs) -> None:
+            while sock.recv(1 << 20):
+                pass
+
+        threading.Thread(target=write, daemon=True).start()
+        threading.Thread(target=read, daemon=True).start()
+        hub.subscribe(box, False)
+    time.sleep(0.1)
+    cpu0 = time.process_time()
+    for i, fact in enumerate(facts):
+        hub.on_fact(fact)
+        if i % 300 == 299:
+            time.sleep(0.001)  # the engine publishes a cycle's facts after its commit, then works on
+    hub.on_fact(ev.EngineState(1.0, "stopped"))
+    stopped.wait(120)
+    return time.process_time() - cpu0
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -274,6 +321,8 @@ def main() -> int:
         bursts["burst_none"].append(burst(n_burst, 0))
         bursts["burst_two"].append(burst(n_burst, 2))
     results["bursts"] = bursts
+    results["hub_none"] = [hub_cpu(23_000, 0)]
+    results["hub_two"] = [hub_cpu(23_000, 2)]
 
     rows = [
         ("tinyo inject -> event on bus, via the channel (target p95 <= 100 ms)", "cli_channel", "cli_requests"),
@@ -297,6 +346,9 @@ def main() -> int:
         print(f"burst of {n_burst} files, {what}: none attached {a:.2f} {unit}, two subscribed {b:.2f} {unit} "
               f"({b / a:.2f}x; target <= 1.10x)")
     print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}")
+    print(f"hub alone, 115,000 facts: CPU {results['hub_two'][0]:.2f} s with two subscribers (their readers "
+          f"included), {results['hub_none'][0]:.2f} s with none; the engine's own CPU for the none-attached "
+          f"burst above: {statistics.median(r['cpu_s'] for r in none):.2f} s")
     floor = results["cli_floor"]
     over = [v - statistics.median(floor) for v in results["cli_channel"]]
     print(f"channel CLI p95 above the median process floor: {pct(over, 0.95):.1f} ms; "

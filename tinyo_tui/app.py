@@ -73,6 +73,10 @@ class TinyoApp(App[int]):
         self.bridge.attach(engine.bus, self)
         self.commands = Commands(engine, self.note)
         self.recipe_name = str(getattr(engine.recipe, "name", "recipe"))
+        self.attached_to: int | None = getattr(engine, "attached_to", None)
+        """The pid of the engine this console is attached to (None: the engine runs in this process)."""
+        if self.attached_to is not None:
+            self.recipe_name += f" (attached to pid {self.attached_to})"
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
         self._tick_cost = 0.0
@@ -405,7 +409,7 @@ class TinyoApp(App[int]):
             self.shutdown()  # q again while stopping: running ops stop now
             return
         running = self.state.running
-        if running:
+        if running and self.attached_to is None:  # attached, quitting detaches: the engine goes on
             body = Text(f"{running} op(s) still running. The engine stops gracefully: running ops get up "
                         f"to {self.grace:g} s to finish (q again stops them at once); any still running then "
                         "are stopped and run again on the next start. Nothing is lost.")

@@ -44,11 +44,17 @@ def console(
     debug: DebugOpt = False,
     executor: ExecutorOpt = None,
     allow_world_writable: AllowWorldWritableOpt = False,
+    attach: Annotated[bool, typer.Option(
+        "--attach", help="Only attach to the engine running on the state file (exit 2 if none runs).")] = False,
     _version: Annotated[Optional[bool], version_option("tinyo-tui")] = None,
 ) -> None:
-    """tinyo's operations console: live events, document DAG, workers, lanes and output."""
+    """tinyo's operations console: live events, document DAG, workers, lanes and output.
+
+    If an engine already runs on the recipe's state file (`tinyo start`, `tinyo run`), the console attaches
+    to it, and quitting leaves it running; otherwise the console runs its own engine."""
     raise typer.Exit(run_console(recipe, theme=theme, db=db, execution=execution, workers=workers, grace=grace,
-                                 debug=debug, executor=executor, allow_world_writable=allow_world_writable))
+                                 debug=debug, executor=executor, allow_world_writable=allow_world_writable,
+                                 attach=attach))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -59,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None,
                 execution: ExecChoice | None = None, workers: int | None = None, grace: float = 10.0,
                 debug: bool = False,
-                executor: str | None = None, allow_world_writable: bool = False) -> int:
+                executor: str | None = None, allow_world_writable: bool = False, attach: bool = False) -> int:
     """Run the console (or the headless fallback); returns the exit status."""
     from tinyo.errors import TinyoError
     from tinyo.model import Execution
@@ -71,6 +77,10 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
                   file=sys.stderr)
             return EXIT_USAGE
         chosen = Execution.DASK
+    if (not sys.stdout.isatty() or not sys.stdin.isatty()) and attach:
+        print("tinyo-tui: error: --attach needs a terminal (without one, `tinyo events RECIPE --follow` shows "
+              "the running engine)", file=sys.stderr)
+        return EXIT_USAGE
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {recipe}`)",
               file=sys.stderr)
@@ -89,8 +99,9 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
         print(f"tinyo-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        engine = Engine.from_path(recipe, db=db, execution=chosen, max_workers=workers,
-                                  allow_world_writable=allow_world_writable, executor_address=executor)
+        loaded, attached = _attach(recipe, db, allow_world_writable, attach)
+        engine = attached if attached is not None else Engine(loaded, db=db, execution=chosen, max_workers=workers,
+                                                              executor_address=executor)
     except TinyoError as exc:
         if debug:
             raise
@@ -101,7 +112,8 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
 
     from .app import build_app
 
-    channel = serve(engine)  # `tinyo events|inject|stop|...` reach this engine as they reach `tinyo run`
+    # `tinyo events|inject|stop|...` reach an embedded engine as they reach `tinyo run`
+    channel = serve(engine) if isinstance(engine, Engine) else None
     app = build_app(engine, theme=theme, grace=grace)
     # Signals are handled from now on: a hang-up while the engine starts still stops it gracefully.
     app.stopper.start()
@@ -121,6 +133,23 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
         if channel is not None:
             channel.close()
     return app.return_code or EXIT_OK
+
+
+def _attach(recipe: Path, db: str | None, allow_world_writable: bool, only: bool):  # noqa: ANN202
+    """The loaded recipe, and the engine running on its state file attached to (None when none runs: an
+    error when ``only`` attaching)."""
+    from tinyo.control.client import NotRunning
+    from tinyo.control.handle import RemoteEngine
+    from tinyo.errors import TinyoError
+    from tinyo.recipe import load_recipe
+
+    loaded = load_recipe(recipe, allow_world_writable=allow_world_writable)
+    try:
+        return loaded, RemoteEngine(loaded, db or loaded.config.sql_conn)
+    except NotRunning as exc:
+        if only:
+            raise TinyoError(f"{exc}: nothing to attach to (start one with `tinyo start {recipe}`)") from None
+        return loaded, None
 
 
 def _textual_themes() -> list[str]:

@@ -112,16 +112,26 @@ def start(
             pass  # not listening yet
         reason = _reason(log, offset, only_warning="no control channel")
         if reason:
-            proc.terminate()
+            _end(proc)
             _fail(f"the engine started without its control channel, so it was stopped: {reason} (log: {log})")
         if time.monotonic() > deadline:
-            proc.terminate()
+            _end(proc)
             _fail(f"the engine did not answer within {timeout:g}s; it was stopped (log: {log})")
         time.sleep(0.05)
     if pid != proc.pid:
         typer.echo(f"tinyo: an engine is already running on {path} (pid {pid})")
         raise typer.Exit(EXIT_OK)
     typer.echo(f"tinyo: engine started on {path} (pid {pid}); log: {log}")
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Stop an engine this command started (gracefully: it commits what it took in), and wait for it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _reason(log: Path, offset: int, only_warning: str | None = None) -> str:

@@ -68,6 +68,10 @@ class ControlClient:
         return self
 
     def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading this connection
+        except OSError:
+            pass
         self._sock.close()
 
     def __enter__(self) -> ControlClient:
@@ -116,7 +120,10 @@ class ControlClient:
 
     # ------------------------------------------------------------------ lines
     def _write(self, message: Message) -> None:
-        self._sock.sendall(encode(message))
+        try:
+            self._sock.sendall(encode(message))
+        except (BrokenPipeError, ConnectionResetError):
+            raise EngineGone("the engine closed the connection") from None
 
     def receive(self) -> Message:
         """The next message from the engine; EngineGone at the end of the stream."""

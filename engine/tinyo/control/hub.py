@@ -20,8 +20,10 @@ from .protocol import Live, Missed, encode, encode_fact
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
-HUB_MAX = 10_000
+HUB_MAX = 5_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
+BATCH = 256
+"""Facts encoded before they are handed to the clients' outboxes (bounds what the hub holds)."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
 OUTBOX_BYTES = 4 << 20
@@ -38,6 +40,7 @@ class Outbox:
         self._lines: deque[bytes] = deque()
         self._bytes = 0
         self._missed = 0
+        self.missed_total = 0
         self._closed = False
         self._cond = threading.Condition()
 
@@ -82,6 +85,11 @@ class Outbox:
             self._append(line)
             return True
 
+    def load(self) -> tuple[int, int]:
+        """(bytes waiting, facts missed since the connection began): what a client costs and loses."""
+        with self._cond:
+            return self._bytes, self.missed_total + self._missed
+
     def force(self, line: bytes) -> None:
         """Queue a small marker whatever the fill (the hub thread must never wait for a client)."""
         with self._cond:
@@ -117,6 +125,7 @@ class Outbox:
 
     def _flush_missed(self) -> None:
         if self._missed:
+            self.missed_total += self._missed
             line = encode(Missed(self._missed))
             self._missed = 0
             self._lines.append(line)
@@ -139,6 +148,7 @@ class Hub:
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._subs: list[Outbox] = []
         self._last_error = ""
+        self._ended: str | None = None
         self.running = threading.Event()
         """Set once the engine has started (or ended): requests wait for it."""
         self._thread = threading.Thread(target=self._loop, name="tinyo-control-hub", daemon=True)
@@ -162,18 +172,20 @@ class Hub:
         self._requests.put(("unsub", outbox, False))
         self._wake.set()
 
-    def stop(self) -> None:
+    def finish(self, timeout: float = 5.0) -> None:
+        """Hand the facts still waiting to the clients, then end the hub thread."""
         self._stop = True
         self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:
             self._wake.wait()
-            if self._stop:
-                return
-            # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
-            # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
-            time.sleep(HUB_TICK)
+            if not self._stop:
+                # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
+                # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
+                time.sleep(HUB_TICK)
             self._wake.clear()
             while True:
                 try:
@@ -191,9 +203,15 @@ class Hub:
             lines: list[bytes] = []
             while self._in:
                 self._publish(self._in.popleft(), lines)
-            if lines:
-                for outbox in self._subs:
-                    outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+                if len(lines) >= BATCH or not self._in:
+                    for outbox in self._subs:
+                        outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+                    lines = []
+            if self._ended is not None:
+                self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
+                return
+            if self._stop:
+                return
 
     def _publish(self, event: ev.BusEvent, lines: list[bytes]) -> None:
         self._seq += 1
@@ -211,7 +229,7 @@ class Hub:
         elif isinstance(event, ev.EngineState):
             if event.state == "stopped":
                 self.running.set()
-                self._on_stopped(self._last_error or "the engine stopped")
+                self._ended = self._last_error or "the engine stopped"
             elif event.state != "starting":
                 self.running.set()
 

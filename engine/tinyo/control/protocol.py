@@ -140,6 +140,8 @@ QUERIES: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "doc_infos": {"names": ((list,), _REQUIRED)},
     "des_infos": {"ids": ((list,), _REQUIRED)},
     "workers": {},
+    "clients": {},
+    "find_documents": {"pattern": ((str,), _REQUIRED), "regex": ((bool,), False), "limit": ((int,), 1)},
 }
 
 

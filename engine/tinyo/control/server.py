@@ -10,11 +10,13 @@ engine goes on.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +102,7 @@ class ControlServer:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.hub.running.set()  # hellos waiting for the start are answered (with a bye)
-        self.hub.stop()
+        self.hub.finish()  # the last facts (the engine's "stopped") reach the clients before their bye
         listener = self._listener
         if listener is not None:
             try:
@@ -201,6 +203,12 @@ class ControlServer:
         engine = self.engine
         if name == "workers":
             return engine.workers()
+        if name == "clients":
+            with self._lock:
+                clients = list(self._clients)
+            return [client.describe() for client in clients]
+        if name == "find_documents":  # a pattern crosses the wire, never a function
+            return engine.find_documents(_matcher(args["pattern"], args["regex"]), args["limit"])
         return getattr(engine, name)(**args)
 
 
@@ -215,6 +223,12 @@ class _Client:
         self._bad = 0
         self._lock = threading.Lock()
         self._ended = 0
+        self.name = ""
+        self.pid = _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))[0]
+
+    def describe(self) -> dict[str, Any]:
+        buffered, missed = self.outbox.load()
+        return {"name": self.name, "pid": self.pid, "buffered_bytes": buffered, "missed": missed}
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="tinyo-control-read", daemon=True).start()
@@ -284,6 +298,7 @@ class _Client:
             self._send(Error(f"protocol {hello.protocol} is not spoken here (this engine speaks {PROTOCOL}); "
                              "use the tinyo that runs the engine"))
             return
+        self.name = hello.client[:100]
         self.conn.settimeout(None)
         server.hub.running.wait(START_TIMEOUT)
         if server.closing:
@@ -344,6 +359,17 @@ class _Client:
         self._buffer.clear()
         self._send(Error(f"a line longer than {MAX_LINE} bytes: connection closed"))
         raise LineTooLong("line too long")
+
+
+def _matcher(pattern: str, regex: bool) -> Callable[[str], bool]:
+    """The console's search rule: a case-insensitive regex, or a substring when it is none (or not valid)."""
+    if regex:
+        try:
+            return re.compile(pattern, re.IGNORECASE).search  # type: ignore[return-value]
+        except re.error:
+            pass
+    lowered = pattern.lower()
+    return lambda name: lowered in name.lower()
 
 
 def _say_and_close(conn: socket.socket, message: Any) -> None:

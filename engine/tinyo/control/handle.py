@@ -1,0 +1,199 @@
+"""Provides RemoteEngine: an engine running in another process, seen through its control socket.
+
+It answers the same calls as an in-process ``Engine`` (commands, queries with the same typed results,
+and a ``bus`` that carries the engine's facts), so a console or script written against one works
+against the other: ``subscribe`` is the bus, ``query`` the query methods, ``command`` the command
+methods. On attach the bus first carries the engine's recent history, then the live facts; when
+this side read too slowly the engine says how many facts were missed, and the bus carries an
+``EngineNotice`` saying so (the caller asks its queries again). ``stop`` only detaches: the engine
+goes on; ``stop_engine`` is the explicit stop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import events as ev
+from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
+from ..executors.base import WorkerInfo
+from ..groups import GroupSummary
+from ..recipe import Recipe
+from .client import ControlClient, EngineGone
+from .paths import ControlError
+from .protocol import LIST_MAX, Bye, Fact, Missed
+
+
+class RemoteEngine:
+    """The engine serving ``db_path``, attached to over its control socket."""
+
+    def __init__(self, recipe: Recipe, db_path: str | os.PathLike[str]) -> None:
+        self.recipe = recipe
+        self.config = recipe.config
+        self.timers = self.config.timer_specs
+        self.execution = self.config.execution
+        self.bus = ev.Bus()
+        self.fatal: BaseException | None = None
+        self._db = db_path
+        self._queries = ControlClient.connect(db_path, "tinyo attach")  # NotRunning when none runs there
+        self._lock = threading.Lock()  # one request at a time on the query connection
+        self._stream: ControlClient | None = None
+        self._thread: threading.Thread | None = None
+        self._detached = False
+        self.pid = self._queries.pid
+        self.db_path = self._queries.welcome.db if self._queries.welcome else str(db_path)
+        self.state: str = self._queries.welcome.state if self._queries.welcome else "running"
+
+    @property
+    def attached_to(self) -> int:
+        """The engine's pid (a console shows it; an in-process Engine has no such attribute)."""
+        return self.pid
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Subscribe: the bus carries the engine's recent history, then its live facts."""
+        if self._thread is not None:
+            return
+        self._stream = ControlClient.connect(self._db, "tinyo attach (facts)")
+        self._thread = threading.Thread(target=self._follow, name="tinyo-attach", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Detach: close the connections; the engine goes on."""
+        self._detached = True
+        for client in (self._stream, self._queries):
+            if client is not None:
+                client.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=min(timeout, 5.0))
+
+    def stop_engine(self, now: bool = False) -> None:
+        """Ask the engine itself to stop (gracefully; ``now``: running ops are stopped too)."""
+        self._command("stop", now=now)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _follow(self) -> None:
+        stream = self._stream
+        assert stream is not None
+        try:
+            for message in stream.subscribe(history=True):
+                if isinstance(message, Fact) and isinstance(message.fact, ev.BusEvent):
+                    if isinstance(message.fact, ev.EngineState):
+                        self.state = message.fact.state
+                    self.bus.publish(message.fact)
+                elif isinstance(message, Missed):
+                    self.bus.publish(ev.EngineNotice(_now(), "warning", f"the engine's facts came faster than this "
+                                                     f"side read them: {message.count} were missed"))
+                elif isinstance(message, Bye):
+                    break
+        except (OSError, ControlError):
+            pass
+        if not self._detached:
+            self.state = "stopped"
+            self.bus.publish(ev.EngineState(_now(), "stopped", f"the engine (pid {self.pid}) is gone"))
+
+    # ------------------------------------------------------------------ commands
+    def inject(self, event: str) -> None:
+        self._command("inject", event=event)
+
+    def fire_timer(self, name: str) -> None:
+        self._command("fire", timer=name)
+
+    def rerun(self, des_id: str, downstream: bool = False) -> None:
+        self._command("rerun", target=des_id, downstream=downstream)
+
+    def rerun_document(self, name: str, downstream: bool = False) -> None:
+        self._command("rerun", target=name, downstream=downstream)
+
+    def pause(self) -> None:
+        self._command("pause")
+
+    def resume(self) -> None:
+        self._command("resume")
+
+    def cancel(self, run_id: int) -> None:
+        self._command("cancel", run_id=run_id)
+
+    def rescan(self) -> None:
+        self._command("rescan")
+
+    # ------------------------------------------------------------------ queries
+    def stats(self) -> EngineStats:
+        return EngineStats(**self._query("stats"))
+
+    def des_details(self, des_id: str) -> DESDetails | None:
+        d = self._query("des_details", des_id=des_id)
+        if d is None:
+            return None
+        return DESDetails(**{**d, "deps": frozenset(d["deps"]), "targs": frozenset(d["targs"]),
+                             "ops": [(name, cfg) for name, cfg in d["ops"]], "runs": [RunInfo(**r) for r in d["runs"]]})
+
+    def explain(self, name: str) -> str:
+        return self._query("explain", name=name)
+
+    def documents(self, prefix: str | None = None, limit: int = 1000) -> list[DocInfo]:
+        return [_doc(d) for d in self._query("documents", prefix=prefix, limit=min(limit, LIST_MAX))]
+
+    def groups_summary(self) -> list[GroupSummary]:
+        return [GroupSummary(g["pattern"], g["count"], g["first"], tuple((s, n) for s, n in g["states"]))
+                for g in self._query("groups_summary")]
+
+    def group_members(self, pattern: str, offset: int = 0, limit: int = 200) -> list[DocInfo]:
+        return [_doc(d) for d in self._query("group_members", pattern=pattern, offset=offset, limit=min(limit, LIST_MAX))]
+
+    def locate(self, name: str) -> tuple[str, int] | None:
+        found = self._query("locate", name=name)
+        return None if found is None else (found[0], found[1])
+
+    def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
+        return [_doc(d) for d in self._query("doc_infos", names=list(names)[:LIST_MAX])]
+
+    def des_infos(self, ids: Iterable[str]) -> list[DESInfo]:
+        return [DESInfo(**{**d, "deps": tuple(d["deps"]), "targs": tuple(d["targs"]), "ops": tuple(d["ops"])})
+                for d in self._query("des_infos", ids=list(ids)[:LIST_MAX])]
+
+    def find_documents(self, match: Callable[[str], bool] | str, limit: int = 1) -> list[str]:
+        """The first ``limit`` document names, in name order, that match: a compiled regex's ``search``
+        (case-insensitive, the console's rule) or a substring. A function cannot cross the socket."""
+        pattern = getattr(match, "__self__", None)
+        if isinstance(pattern, re.Pattern):
+            return self._query("find_documents", pattern=pattern.pattern, regex=True, limit=limit)
+        if isinstance(match, str):
+            return self._query("find_documents", pattern=match, regex=False, limit=limit)
+        raise ControlError("an attached engine is searched by pattern (a compiled regex's search, or a string)")
+
+    def workers(self) -> list[WorkerInfo]:
+        return [WorkerInfo(**w) for w in self._query("workers")]
+
+    # ------------------------------------------------------------------ the wire
+    def _command(self, name: str, /, **args: Any) -> None:
+        with self._lock:
+            try:
+                self._queries.command(name, **args)
+            except EngineGone as exc:
+                raise ControlError(f"the engine (pid {self.pid}) is gone: {exc}") from None
+
+    def _query(self, name: str, /, **args: Any) -> Any:
+        with self._lock:
+            try:
+                return self._queries.query(name, **args)
+            except EngineGone as exc:
+                raise ControlError(f"the engine (pid {self.pid}) is gone: {exc}") from None
+
+
+def _doc(d: dict[str, Any]) -> DocInfo:
+    return DocInfo(**{**d, "readers": tuple(d["readers"])})
+
+
+def _now() -> float:
+    return time.time()
