@@ -17,7 +17,7 @@ from tinyo.control.handle import RemoteEngine
 from tinyo.errors import TinyoError
 from tinyo.recipe import load_recipe
 from tinyo_tui.app import build_app
-from tinyo_tui.cli import _attach, parse_args
+from tinyo_tui.cli import _attach
 from tinyo_tui.screens.inject import InjectDialog
 
 
@@ -64,7 +64,7 @@ def service(recipe: Path):
 async def test_an_attached_console_shows_history_acts_live_and_quits_without_stopping_the_engine(
         recipe: Path, tmp_path: Path, service: int) -> None:
     assert tinyo("inject", str(recipe), "echo_before").returncode == 0
-    recipe_obj, engine = _attach(parse_args([str(recipe)]))
+    recipe_obj, engine = _attach(recipe, None, False, False)
     assert isinstance(engine, RemoteEngine) and engine.pid == service
     app = build_app(engine, theme="dark")
     try:
@@ -92,8 +92,8 @@ async def test_an_attached_console_shows_history_acts_live_and_quits_without_sto
 
 def test_attach_only_is_an_error_when_nothing_runs_and_embeds_otherwise(recipe: Path) -> None:
     with pytest.raises(TinyoError, match="nothing to attach to"):
-        _attach(parse_args([str(recipe), "--attach"]))
-    loaded, engine = _attach(parse_args([str(recipe)]))
+        _attach(recipe, None, False, True)
+    loaded, engine = _attach(recipe, None, False, False)
     assert engine is None and loaded.path == load_recipe(recipe).path
     no_tty = subprocess.run([sys.executable, "-m", "tinyo_tui.cli", str(recipe), "--attach"], capture_output=True,
                             text=True, timeout=60, env=env(), stdin=subprocess.DEVNULL)
