@@ -133,6 +133,20 @@ def test_an_outbox_drops_facts_past_its_limit_and_says_how_many_before_the_next(
     assert [decode(line.rstrip()) for line in box.take()] == [Missed(1)]
 
 
+def test_the_missed_line_an_outbox_owes_counts_against_its_limit():
+    """After an overflow, a fact that would fit alone does not fit with the "missed N" line owed before it:
+    what waits for a client never exceeds its buffer, also by that line."""
+    box = Outbox(limit=100)
+    assert box.offer(b"a" * 49 + b"\n")  # 50 bytes
+    assert not box.offer(b"b" * 59 + b"\n")  # 110 in all: missed
+    assert not box.offer(b"c" * 40 + b"\n")  # 91 alone, but 50 + the missed line + 41 is over 100
+    assert box.load()[0] <= 100
+    assert box.take() == [b"a" * 49 + b"\n"]
+    assert box.offer(b"c" * 40 + b"\n")
+    first, second = box.take()
+    assert decode(first.rstrip()) == Missed(2) and second == b"c" * 40 + b"\n"
+
+
 def test_a_reply_waits_for_room_while_facts_do_not():
     box = Outbox(limit=10)
     box.put(b"y" * 50 + b"\n")  # a reply goes in whatever the fill ...

@@ -32,6 +32,10 @@ OUTBOX_BYTES = 4 << 20
 _RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
 
 
+_MISSED_BASE = len(encode(Missed(0))) - 1
+"""The size of a "missed N" line less N's digits: the room kept for it before the next fact after an overflow."""
+
+
 class Outbox:
     """What waits to be written to one client. Facts never wait for room; replies do."""
 
@@ -49,7 +53,7 @@ class Outbox:
         with self._cond:
             if self._closed:
                 return False
-            if self._bytes + len(line) > self.limit:
+            if not self._fits(line):
                 self._missed += 1
                 return False
             self._flush_missed()
@@ -62,7 +66,7 @@ class Outbox:
             if self._closed:
                 return
             for line in lines:
-                if self._bytes + len(line) > self.limit:
+                if not self._fits(line):
                     self._missed += 1
                     continue
                 self._flush_missed()
@@ -117,6 +121,11 @@ class Outbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def _fits(self, line: bytes) -> bool:
+        """Whether ``line``, and the "missed" line owed before it, stay within the limit."""
+        owed = _MISSED_BASE + len(str(self._missed)) if self._missed else 0
+        return self._bytes + len(line) + owed <= self.limit
 
     def _append(self, line: bytes) -> None:
         self._lines.append(line)
