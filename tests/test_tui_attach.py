@@ -181,7 +181,7 @@ async def test_stopping_the_engine_from_an_attached_console_is_asked_first_and_g
             await started(pilot, app)
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
-            assert ("S", "Stop the engine, asked first (attached: the console waits for it to start again)") \
+            assert ("S", "Stop the engine (asked first)") \
                 in app.screen._rows
             await pilot.press("escape")
             await pilot.press("S")

@@ -62,7 +62,7 @@ class TinyoApp(App[int]):
         Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True,
                 tooltip="Stop the engine gracefully, as `tinyo run` does; again: stop running ops now"),
         Binding("S", "stop_engine", "Stop engine", show=False,
-                tooltip="Stop the engine, asked first (attached: the console waits for it to start again)"),
+                tooltip="Stop the engine (asked first)"),
     ]
 
     def __init__(self, engine: Any, *, clock: Clock | None = None, theme: str | None = None,
