@@ -280,3 +280,32 @@ async def test_an_attached_console_waits_when_the_engine_stops_and_re_attaches_w
             except ProcessLookupError:
                 pass
     assert engine.wait(5)  # detaching ends the re-attach thread
+
+
+@sync
+async def test_an_attached_console_re_attaches_to_tinyo_run_after_its_engine_was_killed(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    foreground: subprocess.Popen[bytes] | None = None
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            os.killpg(service, signal.SIGKILL)  # it dies: no goodbye on the socket, a stale socket file left
+            await until(pilot, lambda: any(row.kind == "notice" and f"engine (pid {service}) stopped: waiting"
+                                           in row.name for row in app.state.events), what="the waiting line")
+            foreground = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe)], env=env(),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await until(pilot, lambda: app.attached_to == foreground.pid, timeout=30, what="the console to re-attach")
+            await until(pilot, lambda: app.state.engine_state == "running", what="the new engine running")
+            await pilot.press("i", *"echo_after", "enter")
+            await until(pilot, lambda: any(row.line == "echo after" for row in app.state.output), what="a key's effect")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+        assert app.return_code == 0
+        assert foreground.poll() is None  # detaching left it running
+    finally:
+        engine.stop()
+        if foreground is not None:
+            foreground.terminate()
+            foreground.wait(timeout=30)
