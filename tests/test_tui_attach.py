@@ -81,6 +81,7 @@ async def test_an_attached_console_shows_history_acts_live_and_quits_without_sto
             await until(pilot, lambda: any(row.line == "echo live" for row in app.state.output), what="live output")
             await until(pilot, lambda: app.state.docs.get("done.echo_live") is not None
                         and app.state.docs["done.echo_live"].state == "up to date", what="the document's state")
+            assert not [row.line for row in app.state.output if row.kind == "error"]
             await pilot.press("q")  # no stop question: quitting detaches
             await pilot.pause(0.5)
         assert app.return_code == 0
@@ -263,6 +264,7 @@ async def test_an_attached_console_waits_when_the_engine_stops_and_re_attaches_w
             assert f"attached to pid {restarted}" in header.render().plain
             await until(pilot, lambda: app.state.engine_state == "running", what="the new engine running")
             assert any(row.line == f"re-attached to the engine (pid {restarted})" for row in app.state.output)
+            assert not [row.line for row in app.state.output if row.kind == "error"]
             # live again: a command from another process shows up, and the console's own keys act
             assert tinyo("inject", str(recipe), "echo_again").returncode == 0
             await until(pilot, lambda: any(row.line == "echo again" for row in app.state.output), what="live output")

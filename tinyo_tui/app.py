@@ -153,6 +153,8 @@ class TinyoApp(App[int]):
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(QueryResult("boot", groups))
+        if self.attached_to is not None:
+            return  # an attached engine's recent past comes on its bus, before its live facts
         try:
             past = (engine.history(), engine.stats())
         except Exception as exc:  # the live view works without the past; say why it is missing
