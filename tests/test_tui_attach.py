@@ -311,3 +311,52 @@ async def test_an_attached_console_re_attaches_to_tinyo_run_after_its_engine_was
         if foreground is not None:
             foreground.terminate()
             foreground.wait(timeout=30)
+
+
+def _stopping(db: Path) -> bool:
+    from tinyo.control.client import ControlClient, EngineStopping
+
+    try:
+        with ControlClient.connect(db, "test", timeout=5) as client:
+            return client.welcome is not None and client.welcome.state == "stopping"
+    except EngineStopping:
+        return True
+    except TinyoError:
+        return False
+
+
+@sync
+async def test_tinyo_start_right_after_a_console_stopped_the_engine_waits_for_it_to_end_and_the_console_follows(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    """S while an op runs: the engine stops gracefully (its grace period), answering "stopping" meanwhile;
+    a `tinyo start` then waits for it to end instead of failing, and the console re-attaches to the new one."""
+    import asyncio
+
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    restarted = 0
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            await pilot.press("i", *"slow_op", "enter")
+            await until(pilot, lambda: app.state.running == 1, what="the slow op running")
+            await pilot.press("S", "y")
+            await until(pilot, lambda: _stopping(tmp_path / "state.db"), what="the engine stopping")
+            result = await asyncio.to_thread(tinyo, "start", str(recipe))
+            assert result.returncode == 0, result.stderr
+            assert "engine started" in result.stdout  # a new one, not "already running": it waited
+            restarted = int(result.stdout.split("(pid ")[1].split(")")[0])
+            assert restarted != service
+            await until(pilot, lambda: _gone(service), what="the old engine's process to end")
+            await until(pilot, lambda: app.attached_to == restarted, what="the console to re-attach")
+            await until(pilot, lambda: app.state.engine_state == "running", what="the new engine running")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+    finally:
+        engine.stop()
+        if restarted:
+            tinyo("stop", str(recipe), "--now")
+            try:
+                os.killpg(restarted, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
