@@ -81,6 +81,7 @@ async def test_an_attached_console_shows_history_acts_live_and_quits_without_sto
             await until(pilot, lambda: any(row.line == "echo live" for row in app.state.output), what="live output")
             await until(pilot, lambda: app.state.docs.get("done.echo_live") is not None
                         and app.state.docs["done.echo_live"].state == "up to date", what="the document's state")
+            assert not [row.line for row in app.state.output if row.kind == "error"]
             await pilot.press("q")  # no stop question: quitting detaches
             await pilot.pause(0.5)
         assert app.return_code == 0
@@ -156,3 +157,206 @@ def test_a_hang_up_detaches_an_attached_console_and_its_engine_goes_on_running_t
             console.kill()
             console.wait()
         os.close(master)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@sync
+async def test_stopping_the_engine_from_an_attached_console_is_asked_first_and_goes_through_the_channel(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    from textual.widgets import Button
+
+    from tinyo_tui.screens.confirm import ConfirmDialog
+    from tinyo_tui.screens.help import HelpScreen
+
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            assert ("S", "Stop the engine (asked first)") \
+                in app.screen._rows
+            await pilot.press("escape")
+            await pilot.press("S")
+            assert isinstance(app.screen, ConfirmDialog)
+            assert f"pid {service}" in app.screen._title
+            assert app.screen.focused is app.screen.query_one("#no", Button)  # Cancel is the default
+            await pilot.press("enter")
+            assert not isinstance(app.screen, ConfirmDialog)
+            await pilot.pause(0.5)
+            with running_engine(tmp_path / "state.db") as client:  # cancelled: nothing was sent
+                assert client.pid == service and client.query("stats")["state"] == "running"
+            # the palette entry asks the same question; yes stops the engine through the channel
+            await pilot.press("ctrl+p")
+            await pilot.press(*"Stop engine")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the stop question")
+            await pilot.press("y")
+            await until(pilot, lambda: _gone(service), what="the engine process to end")
+            await until(pilot, lambda: app.state.engine_state == "stopped", what="the console to say it stopped")
+            await until(pilot, lambda: any(row.kind == "notice" and f"engine (pid {service}) stopped: waiting"
+                                           in row.name for row in app.state.events), what="the waiting line")
+            assert app.is_running  # the console stays, waiting
+            assert any(row.kind == "cmd" and row.line == f"stopping the engine (pid {service})"
+                       for row in app.state.output)
+            await pilot.press("q")
+            await pilot.pause(0.3)
+        assert app.return_code == 0
+    finally:
+        engine.stop()
+    assert running_engine(tmp_path / "state.db") is None
+
+
+@sync
+async def test_the_stop_key_in_an_embedded_console_is_the_graceful_quit_asked_first(recipe: Path) -> None:
+    from tinyo.engine import Engine
+    from tinyo_tui.screens.confirm import ConfirmDialog
+
+    engine = Engine.from_path(recipe)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            await pilot.press("S")
+            assert isinstance(app.screen, ConfirmDialog) and app.screen._title == "Stop the engine and quit?"
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert app.is_running and engine.state == "running"
+            await pilot.press("S", "y")
+            await until(pilot, lambda: not app.is_running, what="the console to quit")
+        assert app.return_code == 0 and engine.state == "stopped"
+    finally:
+        engine.stop(timeout=2.0)
+
+
+@sync
+async def test_an_attached_console_waits_when_the_engine_stops_and_re_attaches_when_one_starts_again(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    restarted = 0
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            assert tinyo("inject", str(recipe), "echo_first").returncode == 0
+            await until(pilot, lambda: any(row.line == "echo first" for row in app.state.output), what="live output")
+            assert tinyo("stop", str(recipe)).returncode == 0
+            await until(pilot, lambda: app.state.engine_state == "stopped", what="the console to say it stopped")
+            await until(pilot, lambda: any(row.kind == "notice" and f"engine (pid {service}) stopped: waiting"
+                                           in row.name for row in app.state.events), what="the waiting line")
+            await pilot.pause(1.5)  # a few tries to re-attach find nothing, and the console just waits
+            assert app.is_running and app.attached_to == service and app.state.engine_state == "stopped"
+            result = tinyo("start", str(recipe))
+            assert result.returncode == 0, result.stderr
+            restarted = int(result.stdout.split("(pid ")[1].split(")")[0])
+            assert restarted != service
+            await until(pilot, lambda: app.attached_to == restarted, what="the console to re-attach")
+            header = app.screen.query_one("#header")
+            assert f"attached to pid {restarted}" in header.render().plain
+            await until(pilot, lambda: app.state.engine_state == "running", what="the new engine running")
+            assert any(row.line == f"re-attached to the engine (pid {restarted})" for row in app.state.output)
+            assert not [row.line for row in app.state.output if row.kind == "error"]
+            # live again: a command from another process shows up, and the console's own keys act
+            assert tinyo("inject", str(recipe), "echo_again").returncode == 0
+            await until(pilot, lambda: any(row.line == "echo again" for row in app.state.output), what="live output")
+            await pilot.press("i", *"echo_keyed", "enter")
+            await until(pilot, lambda: any(row.line == "echo keyed" for row in app.state.output), what="a key's effect")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+        assert app.return_code == 0
+    finally:
+        engine.stop()
+        if restarted:
+            tinyo("stop", str(recipe), "--now")
+            try:
+                os.killpg(restarted, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert engine.wait(5)  # detaching ends the re-attach thread
+
+
+@sync
+async def test_an_attached_console_re_attaches_to_tinyo_run_after_its_engine_was_killed(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    foreground: subprocess.Popen[bytes] | None = None
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            os.killpg(service, signal.SIGKILL)  # it dies: no goodbye on the socket, a stale socket file left
+            await until(pilot, lambda: any(row.kind == "notice" and f"engine (pid {service}) stopped: waiting"
+                                           in row.name for row in app.state.events), what="the waiting line")
+            foreground = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe)], env=env(),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await until(pilot, lambda: app.attached_to == foreground.pid, timeout=30, what="the console to re-attach")
+            await until(pilot, lambda: app.state.engine_state == "running", what="the new engine running")
+            await pilot.press("i", *"echo_after", "enter")
+            await until(pilot, lambda: any(row.line == "echo after" for row in app.state.output), what="a key's effect")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+        assert app.return_code == 0
+        assert foreground.poll() is None  # detaching left it running
+    finally:
+        engine.stop()
+        if foreground is not None:
+            foreground.terminate()
+            foreground.wait(timeout=30)
+
+
+def _stopping(db: Path) -> bool:
+    from tinyo.control.client import ControlClient, EngineStopping
+
+    try:
+        with ControlClient.connect(db, "test", timeout=5) as client:
+            return client.welcome is not None and client.welcome.state == "stopping"
+    except EngineStopping:
+        return True
+    except TinyoError:
+        return False
+
+
+@sync
+async def test_tinyo_start_right_after_a_console_stopped_the_engine_waits_for_it_to_end_and_the_console_follows(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    """S while an op runs: the engine stops gracefully (its grace period), answering "stopping" meanwhile;
+    a `tinyo start` then waits for it to end instead of failing, and the console re-attaches to the new one."""
+    import asyncio
+
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    restarted = 0
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            await pilot.press("i", *"slow_op", "enter")
+            await until(pilot, lambda: app.state.running == 1, what="the slow op running")
+            await pilot.press("S", "y")
+            await until(pilot, lambda: _stopping(tmp_path / "state.db"), what="the engine stopping")
+            result = await asyncio.to_thread(tinyo, "start", str(recipe))
+            assert result.returncode == 0, result.stderr
+            assert "engine started" in result.stdout  # a new one, not "already running": it waited
+            restarted = int(result.stdout.split("(pid ")[1].split(")")[0])
+            assert restarted != service
+            await until(pilot, lambda: _gone(service), what="the old engine's process to end")
+            await until(pilot, lambda: app.attached_to == restarted, what="the console to re-attach")
+            await until(pilot, lambda: app.state.engine_state == "running", what="the new engine running")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+    finally:
+        engine.stop()
+        if restarted:
+            tinyo("stop", str(recipe), "--now")
+            try:
+                os.killpg(restarted, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

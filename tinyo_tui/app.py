@@ -20,13 +20,15 @@ from tinyo.clock import Clock, SystemClock
 
 from .bridge import Bridge
 from .commands import Commands
-from .messages import (BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, StateChanged, StopStarted,
-                       Target)
+from .messages import (BusWake, EngineStopped, HeaderTick, OpenDetails, QueryResult, Reattached, StateChanged,
+                       StopStarted, Target)
 from .named_commands import NamedCommands
 from .palette import Palette
 from .past import seed
+from .questions import ask_cancel_op, ask_stop_engine
+from .reattach import follow_restarts, reattached
 from .safe_text import short_id, visible
-from .screens.confirm import ConfirmDialog, QuitDialog
+from .screens.confirm import QuitDialog
 from .screens.des_picker import DesPicker
 from .screens.details import DetailsScreen
 from .screens.help import HelpScreen
@@ -59,6 +61,8 @@ class TinyoApp(App[int]):
         Binding("question_mark", "help", "Help", tooltip="Show every key"),
         Binding("ctrl+c", "interrupt", "Stop", show=False, priority=True,
                 tooltip="Stop the engine gracefully, as `tinyo run` does; again: stop running ops now"),
+        Binding("S", "stop_engine", "Stop engine", show=False,
+                tooltip="Stop the engine (asked first)"),
     ]
 
     def __init__(self, engine: Any, *, clock: Clock | None = None, theme: str | None = None,
@@ -77,6 +81,7 @@ class TinyoApp(App[int]):
         """The pid of the engine this console is attached to (None: the engine runs in this process)."""
         if self.attached_to is not None:
             self.recipe_name += f" (attached to pid {self.attached_to})"
+        follow_restarts(self)
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
         self._tick_cost = 0.0
@@ -148,6 +153,8 @@ class TinyoApp(App[int]):
             self.post_message(QueryResult("boot", None, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(QueryResult("boot", groups))
+        if self.attached_to is not None:
+            return  # an attached engine's recent past comes on its bus, before its live facts
         try:
             past = (engine.history(), engine.stats())
         except Exception as exc:  # the live view works without the past; say why it is missing
@@ -365,20 +372,14 @@ class TinyoApp(App[int]):
 
     def confirm_cancel(self, run_id: int, des_id: str) -> None:
         """Ask before cancelling a running op (the dialog names it); Cancel is the default."""
-        node = self.state.des.get(des_id)
-        body = Text()
-        body.append(f"run {run_id} of DES {short_id(des_id)}\n", style="bold")
-        if node is not None:
-            body.append(f"op: {visible(node.op_label)}\n")
-            body.append(f"worker: {visible(node.worker or '-')}\n")
-            body.append("targets: " + visible(", ".join(sorted(node.targs))) + "\n")
-        body.append("\nThe op is stopped and the DES marked cancelled; its targets keep their versions.")
+        ask_cancel_op(self, run_id, des_id)
 
-        def done(yes: bool | None) -> None:
-            if yes:
-                self.commands.cancel(run_id)
+    def action_stop_engine(self) -> None:
+        """S: stop the engine, asked first (embedded: the graceful quit)."""
+        ask_stop_engine(self)
 
-        self.push_screen(ConfirmDialog("Stop this running op?", body, "Stop op"), done)
+    def on_reattached(self, message: Reattached) -> None:
+        reattached(self, message.pid)
 
     def action_help(self) -> None:
         """Show every key: generated from the console's own bindings that are active now."""
@@ -464,6 +465,7 @@ class TinyoApp(App[int]):
         else:
             yield SystemCommand("Pause intake", "Store and queue events without acting (p)", self.toggle_pause)
         yield SystemCommand("Inject event", "Inject an event string (i)", self.ask_inject)
+        yield SystemCommand("Stop engine", "Stop the engine, asked first (S)", self.action_stop_engine)
         for name in sorted(self.available_themes):
             if name.startswith("tinyo-"):
                 yield SystemCommand(f"Theme {name.removeprefix('tinyo-')}", f"Switch to the {name} theme",

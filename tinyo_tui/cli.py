@@ -145,7 +145,7 @@ def _attach(recipe: Path, db: str | None, allow_world_writable: bool, only: bool
 
     loaded = load_recipe(recipe, allow_world_writable=allow_world_writable)
     try:
-        return loaded, RemoteEngine(loaded, db or loaded.config.sql_conn)
+        return loaded, RemoteEngine(loaded, db or loaded.config.sql_conn, reattach=True)
     except NotRunning as exc:
         if only:
             raise TinyoError(f"{exc}: nothing to attach to (start one with `tinyo start {recipe}`)") from None

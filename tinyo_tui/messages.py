@@ -88,3 +88,10 @@ class EngineStopped(Message):
 
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Reattached(Message):
+    """The attached engine handle is attached to a (re)started engine: its pid."""
+
+    pid: int

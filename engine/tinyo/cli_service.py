@@ -80,13 +80,23 @@ def start(
                                            help="How long to wait for the engine to be running.")] = 120.0,
 ) -> None:
     """Start the engine in the background (its own session; it outlives the terminal), log beside the state file."""
-    from .control.client import ControlClient, running_engine
+    from .control.client import ControlClient, EngineStopping, running_engine
 
-    try:
-        path = _db_for(recipe, db)
-        client = running_engine(path)
-    except TinyoError as exc:
-        _fail(str(exc))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            path = _db_for(recipe, db)
+            client = running_engine(path)
+            if client is None or client.welcome is None or client.welcome.state != "stopping":
+                break
+            client.close()
+            raise EngineStopping(f"the engine on {path} (pid {client.pid}) is stopping")
+        except EngineStopping as exc:  # one is stopping (a console's S, `tinyo stop`): start once it has ended
+            if time.monotonic() > deadline:
+                _fail(f"{exc}, and has not ended within {timeout:g}s")
+            time.sleep(0.1)
+        except TinyoError as exc:
+            _fail(str(exc))
     if client is not None:
         client.close()
         typer.echo(f"tinyo: an engine is already running on {path} (pid {client.pid})")
@@ -100,7 +110,6 @@ def start(
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, env=env)
     finally:
         os.close(fd)
-    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             _fail(f"the engine did not start: {_reason(log, offset)} (log: {log})")

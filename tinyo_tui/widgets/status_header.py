@@ -101,6 +101,11 @@ class StatusHeader(Widget):
         self.layout_used: Layout | None = None
         """The layout of the last paint (tests read it)."""
 
+    def rename(self, recipe: str) -> None:
+        """Show another name (the console re-attached to an engine with another pid)."""
+        self._recipe = recipe
+        self.refresh()
+
     def tick(self) -> None:
         """Recompute and repaint (called on drain ticks and the clock tick, never on its own)."""
         self.refresh()

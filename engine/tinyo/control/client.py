@@ -22,6 +22,10 @@ class NotRunning(ControlError):
     """No engine answers on the state file's control socket."""
 
 
+class EngineStopping(ControlError):
+    """The engine answered, but it is stopping: it takes no new client (its process ends soon)."""
+
+
 class EngineGone(ControlError):
     """The engine closed the connection (it stopped, or refused this client)."""
 
@@ -57,6 +61,9 @@ class ControlClient:
         except (OSError, EngineGone) as exc:
             sock.close()
             raise NotRunning(f"the engine on {state_key(db_path)} did not answer ({exc})") from None
+        if isinstance(reply, Bye):
+            sock.close()
+            raise EngineStopping(f"the engine on {state_key(db_path)} is stopping")
         if isinstance(reply, Error):
             sock.close()
             raise ControlError(f"the engine on {state_key(db_path)} refused: {reply.message}")

@@ -7,6 +7,11 @@ methods. On attach the bus first carries the engine's recent history, then the l
 this side read too slowly the engine says how many facts were missed, and the bus carries an
 ``EngineNotice`` saying so (the caller asks its queries again). ``stop`` only detaches: the engine
 goes on; ``stop_engine`` is the explicit stop.
+
+With ``reattach``, an engine that stops or dies is waited for: the bus says so (an ``EngineState``
+"stopped" and a one-line notice), then the follow thread tries to connect every ``RETRY`` seconds until
+an engine serves the state file again (``tinyo start``, ``tinyo run``) or this side detaches; it then
+calls ``on_attach(pid)`` and the bus carries the new engine's history and live facts, as on first attach.
 """
 
 from __future__ import annotations
@@ -27,11 +32,17 @@ from .client import ControlClient, EngineGone
 from .paths import ControlError
 from .protocol import LIST_MAX, Bye, Fact, Missed
 
+RETRY = 0.5
+"""Seconds between two tries to re-attach to an engine that stopped."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds one re-attach try waits for a starting engine's hello."""
+
 
 class RemoteEngine:
     """The engine serving ``db_path``, attached to over its control socket."""
 
-    def __init__(self, recipe: Recipe, db_path: str | os.PathLike[str]) -> None:
+    def __init__(self, recipe: Recipe, db_path: str | os.PathLike[str], *, reattach: bool = False,
+                 on_attach: Callable[[int], None] | None = None) -> None:
         self.recipe = recipe
         self.config = recipe.config
         self.timers = self.config.timer_specs
@@ -44,6 +55,10 @@ class RemoteEngine:
         self._stream: ControlClient | None = None
         self._thread: threading.Thread | None = None
         self._detached = False
+        self._woken = threading.Event()  # set on detach: a waiting re-attach ends at once
+        self.reattach = reattach
+        self.on_attach = on_attach
+        """Called with the new engine's pid (on the follow thread) each time this side re-attaches."""
         self.pid = self._queries.pid
         self.db_path = self._queries.welcome.db if self._queries.welcome else str(db_path)
         self.state: str = self._queries.welcome.state if self._queries.welcome else "running"
@@ -65,6 +80,7 @@ class RemoteEngine:
     def stop(self, timeout: float = 10.0) -> None:
         """Detach: close the connections; the engine goes on."""
         self._detached = True
+        self._woken.set()
         for client in (self._stream, self._queries):
             if client is not None:
                 client.close()
@@ -83,6 +99,46 @@ class RemoteEngine:
         return not thread.is_alive()
 
     def _follow(self) -> None:
+        while True:
+            self._follow_one()
+            if self._detached:
+                return
+            self.state = "stopped"
+            self.bus.publish(ev.EngineState(_now(), "stopped", f"the engine (pid {self.pid}) is gone"))
+            if not self.reattach:
+                return
+            self.bus.publish(ev.EngineNotice(_now(), "warning", f"the engine (pid {self.pid}) stopped: waiting for "
+                                             f"an engine to start on {self.db_path}"))
+            if not self._wait_for_engine():
+                return
+
+    def _wait_for_engine(self) -> bool:
+        """Try to connect every RETRY seconds until an engine answers (True) or this side detaches."""
+        while not self._woken.wait(RETRY):
+            try:
+                queries = ControlClient.connect(self._db, "tinyo attach", timeout=CONNECT_TIMEOUT)
+            except ControlError:
+                continue
+            try:
+                stream = ControlClient.connect(self._db, "tinyo attach (facts)", timeout=CONNECT_TIMEOUT)
+            except ControlError:
+                queries.close()
+                continue
+            with self._lock:
+                old, self._queries, self._stream = self._queries, queries, stream
+                self.pid = queries.pid
+                self.state = queries.welcome.state if queries.welcome else "running"
+            old.close()
+            if self._detached:  # detached while connecting: stop() may have closed the old ones only
+                queries.close()
+                stream.close()
+                return False
+            if self.on_attach is not None:
+                self.on_attach(self.pid)
+            return True
+        return False
+
+    def _follow_one(self) -> None:
         stream = self._stream
         assert stream is not None
         try:
@@ -98,9 +154,8 @@ class RemoteEngine:
                     break
         except (OSError, ControlError):
             pass
-        if not self._detached:
-            self.state = "stopped"
-            self.bus.publish(ev.EngineState(_now(), "stopped", f"the engine (pid {self.pid}) is gone"))
+        finally:
+            stream.close()
 
     # ------------------------------------------------------------------ commands
     def inject(self, event: str) -> None:
