@@ -181,6 +181,10 @@ class Hub:
         self._requests.put(("unsub", outbox, False))
         self._wake.set()
 
+    def on_own_thread(self) -> bool:
+        """Whether the caller runs on the hub's thread."""
+        return self._thread is threading.current_thread()
+
     def finish(self, timeout: float = 5.0) -> None:
         """Hand the facts still waiting to the clients, then end the hub thread."""
         self._stop = True

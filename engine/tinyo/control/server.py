@@ -97,7 +97,10 @@ class ControlServer:
             closing, self._closing = self._closing, True
             clients = list(self._clients)
         if closing:
-            self._closed.wait(5.0)  # whoever came first finishes: the socket is gone when this returns
+            # Whoever came first finishes: the socket is gone when this returns. Not on the hub's own
+            # thread (it closes when the engine's "stopped" fact passes): the first closer is joining it.
+            if not self.hub.on_own_thread():
+                self._closed.wait(5.0)
             return
         if self._unsubscribe is not None:
             self._unsubscribe()
