@@ -16,6 +16,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,11 @@ class ControlServer:
         self._closed.set()
         for client in clients:
             client.bye(reason)
+        # A reading client gets its bye before this process may exit (the writers are daemon threads);
+        # one that stopped reading is not waited for past the bound.
+        deadline = time.monotonic() + 1.0
+        for client in clients:
+            client.writer.join(max(0.0, deadline - time.monotonic()))
         if clients:  # a client that stopped reading is not waited for: its connection ends shortly
             timer = threading.Timer(2.0, lambda: [c.hang_up() for c in clients])
             timer.daemon = True
@@ -235,7 +241,8 @@ class _Client:
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="tinyo-control-read", daemon=True).start()
-        threading.Thread(target=self._write, name="tinyo-control-write", daemon=True).start()
+        self.writer = threading.Thread(target=self._write, name="tinyo-control-write", daemon=True)
+        self.writer.start()
 
     def bye(self, reason: str) -> None:
         self.outbox.force(encode(Bye(reason)))
