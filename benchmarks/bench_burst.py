@@ -100,7 +100,7 @@ class Handler(FileSystemEventHandler):
 def main():
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE files (path TEXT, size INT, mtime REAL, hash TEXT, status TEXT)")
+    conn.execute("CREATE TABLE files (path TEXT PRIMARY KEY, size INT, mtime REAL, hash TEXT, status TEXT)")
     pool = ProcessPoolExecutor(2)
     list(pool.map(len, ["warm"] * 8))
     q = queue.Queue()
