@@ -133,20 +133,33 @@ def run_headless(
     executor_address: str | None = None,
 ) -> int:
     """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
-    from .control.server import serve
-    from .engine import Engine
-    from .report import JsonReporter, TextReporter
+    from .early import start_early
+    from .recipe import load_recipe
 
     if executor_address is not None:
         execution = Execution.DASK
+    early = None
     try:
-        engine = Engine.from_path(recipe, db=db, execution=execution, max_workers=workers,
-                                  allow_world_writable=allow_world_writable, executor_address=executor_address)
+        loaded = load_recipe(recipe, allow_world_writable=allow_world_writable)
+        # the workers and the watcher start (a Python each) while the engine's modules import
+        early = start_early(loaded, db=db, execution=execution, max_workers=workers)
+        from .control.server import serve
+        from .engine import Engine
+        from .report import JsonReporter, TextReporter
+
+        engine = Engine(loaded, db=db, execution=execution, max_workers=workers, executor_address=executor_address,
+                        early=early)
     except TinyoError as exc:
+        if early is not None:
+            early.dismiss()
         if debug:
             raise
         print(f"tinyo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException:
+        if early is not None:
+            early.dismiss()
+        raise
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
     engine.bus.subscribe(reporter)
     channel = serve(engine, grace)  # the control socket: `tinyo stop|events|inject|...` reach this engine
@@ -191,6 +204,7 @@ def run_headless(
             signal.signal(sig, handler)
         if channel is not None:
             channel.close()
+        early.dismiss()  # only if the engine did not start: it takes them at its start
     reporter.close()
     if engine.fatal is not None:
         print(f"tinyo: error: {engine.fatal}", file=sys.stderr)
