@@ -18,6 +18,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+from tinyo.children import exit_now
 from tinyo.intake import digest_file, stat_file
 from tinyo.watch import FileWatcher
 
@@ -142,4 +143,4 @@ def _serve(commands: Connection, sender: _Sender, watcher: FileWatcher) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

@@ -6,6 +6,7 @@ import json
 import sys
 from multiprocessing.connection import Connection
 
+from tinyo.children import exit_now
 from tinyo.worker import process_main
 
 
@@ -14,6 +15,7 @@ def main(argv: list[str]) -> None:
     task_conn = Connection(int(task_fd), readable=True, writable=False)
     result_conn = Connection(int(result_fd), readable=False, writable=True)
     process_main(task_conn, result_conn, name, recipe_path, json.loads(sys_path), cwd)
+    exit_now(0)
 
 
 if __name__ == "__main__":

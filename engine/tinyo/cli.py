@@ -482,7 +482,14 @@ register(app)  # start, stop, events
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise
+        from .children import exit_now
+
+        exit_now(exc.code or 0)
 
 
 if __name__ == "__main__":

@@ -221,27 +221,37 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
     os.environ["TINYO_WORKER"] = name
     from .recipe import OpResolver, import_recipe_module
 
-    outbox: queue.Queue[tuple[str, int, Any]] = queue.Queue(maxsize=20_000)
+    outbox: queue.Queue[tuple[str, int, Any] | None] = queue.Queue(maxsize=20_000)
     inbox: deque[Task | None] = deque()
     ready = threading.Condition()
     skip: set[int] = set()
+    sent_all = threading.Event()
 
     def emit(kind: str, run_id: int, payload: Any) -> None:
         outbox.put((kind, run_id, payload))
 
     def sender() -> None:
-        while True:
+        last = False
+        while not last:
             item = outbox.get()
-            batch = [item]
-            while len(batch) < 2000:
+            batch = []
+            while True:
+                if item is None:  # the end: what came before it is sent, then the worker exits
+                    last = True
+                    break
+                batch.append(item)
+                if len(batch) >= 2000:
+                    break
                 try:
-                    batch.append(outbox.get_nowait())
+                    item = outbox.get_nowait()
                 except queue.Empty:
                     break
-            try:
-                result_conn.send(batch)
-            except (OSError, EOFError):
-                os._exit(1)  # the orchestrator is gone
+            if batch:
+                try:
+                    result_conn.send(batch)
+                except (OSError, EOFError):
+                    os._exit(1)  # the orchestrator is gone
+        sent_all.set()
 
     def receiver() -> None:
         while True:
@@ -290,7 +300,6 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
             run_task(task, resolver.resolve, emit, name)
         except BaseException as exc:  # run_task reports op errors itself; this is a worker bug
             emit("done", task.run_id, (False, f"worker error: {exc!r}", traceback.format_exc(), None, 0.0))
-    # let the sender drain before exiting
-    deadline = time.monotonic() + 5
-    while not outbox.empty() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    outbox.put(None)
+    sent_all.wait(5)  # everything reported has been sent
+
