@@ -43,6 +43,8 @@ class Store:
         self._unflushed_events: dict[int, list[Any]] = {}
         self._next_event_id: int | None = None
         self._checkpointer: Checkpointer | None = None
+        self._wal_size = 0
+        """The WAL file's size after the last commit."""
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
             self.path = str(abspath)
@@ -194,8 +196,12 @@ class Store:
             return
         try:
             size = os.path.getsize(self.path + "-wal")
-            if size > KICK_BYTES:
-                self._checkpointer.kick.set()  # it copies while the engine goes on (SQLite releases the GIL)
+            if size > KICK_BYTES and size > self._wal_size:
+                # it copies while the engine goes on (SQLite releases the GIL). Only while the file grows: once
+                # the WAL has started over it is written from its start again and the file keeps its size, and
+                # the thread's own rounds keep up with it (a kick per commit cost a checkpoint per commit)
+                self._checkpointer.kick.set()
+            self._wal_size = size
             if size > RESET_BYTES:
                 with self._checkpointer.busy:  # after the thread's (which leaves this one little to copy)
                     self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

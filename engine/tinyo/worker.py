@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import queue
 import signal
 import sys
 import threading
@@ -221,37 +220,11 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
     os.environ["TINYO_WORKER"] = name
     from .recipe import OpResolver, import_recipe_module
 
-    outbox: queue.Queue[tuple[str, int, Any] | None] = queue.Queue(maxsize=20_000)
+    reports = _Reports(result_conn)
+    emit = reports.put
     inbox: deque[Task | None] = deque()
     ready = threading.Condition()
     skip: set[int] = set()
-    sent_all = threading.Event()
-
-    def emit(kind: str, run_id: int, payload: Any) -> None:
-        outbox.put((kind, run_id, payload))
-
-    def sender() -> None:
-        last = False
-        while not last:
-            item = outbox.get()
-            batch = []
-            while True:
-                if item is None:  # the end: what came before it is sent, then the worker exits
-                    last = True
-                    break
-                batch.append(item)
-                if len(batch) >= 2000:
-                    break
-                try:
-                    item = outbox.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                try:
-                    result_conn.send(batch)
-                except (OSError, EOFError):
-                    os._exit(1)  # the orchestrator is gone
-        sent_all.set()
 
     def receiver() -> None:
         while True:
@@ -274,18 +247,28 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
                 else:
                     inbox.extend(msg[1])
                 ready.notify()
+            if kind == "withdraw":
+                reports.flush()  # the engine waits for them to hand them to an idle worker
 
-    threading.Thread(target=sender, name="tinyo-sender", daemon=True).start()
+    threading.Thread(target=reports.sender, name="tinyo-sender", daemon=True).start()
     threading.Thread(target=receiver, name="tinyo-receiver", daemon=True).start()
     try:
         resolver = OpResolver(import_recipe_module(recipe_path), None)
     except Exception as exc:
         emit("fatal", 0, f"worker {name} cannot import the recipe {recipe_path}: {exc}")
+        reports.flush()
         time.sleep(0.5)
         os._exit(3)
     emit("ready", 0, os.getpid())
+    reports.flush()
     while True:
         with ready:
+            if not inbox:
+                ready.release()
+                try:
+                    reports.flush()  # about to wait for work: what the last ops said goes now, in one message
+                finally:
+                    ready.acquire()
             while not inbox:
                 ready.wait()
             task = inbox.popleft()
@@ -300,6 +283,64 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
             run_task(task, resolver.resolve, emit, name)
         except BaseException as exc:  # run_task reports op errors itself; this is a worker bug
             emit("done", task.run_id, (False, f"worker error: {exc!r}", traceback.format_exc(), None, 0.0))
-    outbox.put(None)
-    sent_all.wait(5)  # everything reported has been sent
+    reports.flush()  # everything reported is sent before the worker exits
 
+
+class _Reports:
+    """A worker's reports on their way to the engine, bounded. The thread running ops sends them itself
+    when it runs out of work (a short op's start and outcome go in one message, with no hand-over to
+    another thread on the way); the sender thread sends what has waited longer than ``HOLD`` (the start
+    and output of a long op, reports from other threads). One send at a time, in order."""
+
+    HOLD = 0.005
+    """Seconds a report may wait for the op thread to send it before the sender thread does."""
+    MAX = 20_000
+    """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
+    BATCH = 2000
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.waiting: deque[tuple[str, int, Any]] = deque()
+        self.since = 0.0
+        """When the oldest waiting report was put (monotonic)."""
+        self.cond = threading.Condition()
+        self.send_lock = threading.Lock()
+
+    def put(self, kind: str, run_id: int, payload: Any) -> None:
+        with self.cond:
+            while len(self.waiting) >= self.MAX:
+                self.cond.wait()
+            if not self.waiting:
+                self.since = time.monotonic()
+                self.cond.notify_all()
+            self.waiting.append((kind, run_id, payload))
+
+    def flush(self) -> None:
+        """Send every waiting report (in batches), on the calling thread."""
+        with self.send_lock:
+            while True:
+                with self.cond:
+                    if not self.waiting:
+                        return
+                    waiting = self.waiting
+                    batch = [waiting.popleft() for _ in range(min(len(waiting), self.BATCH))]
+                    if waiting:
+                        self.since = time.monotonic()
+                    self.cond.notify_all()  # room for a waiting put
+                try:
+                    self.conn.send(batch)
+                except (OSError, EOFError):
+                    os._exit(1)  # the orchestrator is gone
+
+    def sender(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    if self.waiting:
+                        wait = self.since + self.HOLD - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self.cond.wait(wait)  # the op thread may send them itself meanwhile
+                    else:
+                        self.cond.wait()
+            self.flush()
