@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,8 @@ from .errors import WatchError
 from .intake import FileState
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from watchdog.observers import Observer
 
 OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
@@ -363,6 +364,8 @@ class WatcherProcess:
 
     def spawn(self) -> None:
         """Start the process; nothing it reports is read until :meth:`listen`."""
+        from multiprocessing.connection import Connection
+
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
         env = child_env()
