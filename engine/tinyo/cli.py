@@ -174,16 +174,19 @@ def run_headless(
         engine.start()
         if engine.fatal is not None:
             raise engine.fatal
-        poll = 0.01 if idle_exit is not None or stop_after is not None else 0.05  # a bounded run ends promptly
-        while not engine.wait(poll):
+        bounded = idle_exit is not None or stop_after is not None
+        while not engine.wait(0 if bounded else 0.05):
             if engine.fatal is not None:
                 break
-            idle = engine.idle_since
+            # a bounded run ends as soon as the engine goes idle (not at the next look)
+            idle = engine.wait_idle(0.05) if bounded else engine.idle_since
             if idle is not None:
                 if stop_after is not None and engine.events_taken >= stop_after:
                     break
                 if idle_exit is not None and time.monotonic() - idle >= idle_exit:
                     break
+                if bounded:
+                    engine.wait(0.01)  # idle, but not long enough yet or with too few events: look again soon
         engine.stop(grace)
     except KeyboardInterrupt:
         print("tinyo: stopping (running ops get %gs to finish; Ctrl-C again to stop them now)" % grace,

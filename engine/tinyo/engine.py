@@ -129,6 +129,17 @@ class Engine:
         """Block until the engine has stopped; True if it did."""
         return self.loop.stopped.wait(timeout)
 
+    def wait_idle(self, timeout: float) -> float | None:
+        """Block until the engine is idle (or has stopped), at most ``timeout`` seconds; its idle mark
+        (see :attr:`idle_since`), None if it is still busy."""
+        went_idle = self.loop.went_idle
+        went_idle.clear()  # before looking: going idle from now on ends the wait
+        idle = self.idle_since
+        if idle is None and not self.loop.stopped.is_set():
+            went_idle.wait(timeout)
+            idle = self.idle_since
+        return idle
+
     @property
     def state(self) -> ev.EngineStateName:
         return self.loop.run.state

@@ -98,6 +98,8 @@ class Loop:
         self.fatal: BaseException | None = None
         self.idle_mark: float | None = None
         """Monotonic time since when nothing was pending or running (loop thread writes)."""
+        self.went_idle = threading.Event()
+        """Set when the loop becomes idle or stops (whoever waits for that clears it first)."""
         self._next_request_poll = 0.0
         self._processed = 0
         self._since_prune = 0
@@ -413,6 +415,7 @@ class Loop:
             self.idle_mark = None
         elif self.idle_mark is None:
             self.idle_mark = time.monotonic()
+            self.went_idle.set()
 
     # ================================================================ stopping
     def _graceful_stop(self) -> None:
@@ -470,4 +473,5 @@ class Loop:
             self.store.close()
             self.outbox.release()
             self.stopped.set()
+            self.went_idle.set()
 
