@@ -37,6 +37,11 @@ class Task:
     deps: frozenset[str]
     targs: frozenset[str]
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # pickled as a plain tuple of its fields: a task crosses a pipe per run (the dataclass default
+        # looks every field up by name when pickling and unpickling)
+        return (Task, (self.run_id, self.des_id, self.attempt, self.recipe_path, self.ops, self.deps, self.targs))
+
     @property
     def op_label(self) -> str:
         """The op names, for display (``load`` or ``extract+load``)."""
