@@ -310,11 +310,15 @@ class _Reports:
         """When the oldest waiting report was put (monotonic)."""
         self.cond = threading.Condition()
         self.send_lock = threading.Lock()
+        self.blocked = 0
+        """Threads waiting for room."""
 
     def put(self, kind: str, run_id: int, payload: Any) -> None:
         with self.cond:
             while len(self.waiting) >= self.MAX:
+                self.blocked += 1
                 self.cond.wait()
+                self.blocked -= 1
             if not self.waiting:
                 self.since = time.monotonic()
                 self.cond.notify_all()
@@ -331,7 +335,8 @@ class _Reports:
                     batch = [waiting.popleft() for _ in range(min(len(waiting), self.BATCH))]
                     if waiting:
                         self.since = time.monotonic()
-                    self.cond.notify_all()  # room for a waiting put
+                    if self.blocked:
+                        self.cond.notify_all()  # room for a waiting put (the sender's own wait ends by itself)
                 try:
                     self.conn.send(batch)
                 except (OSError, EOFError):
