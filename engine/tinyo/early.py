@@ -62,11 +62,8 @@ def start_early(recipe: Recipe, *, db: str | None, execution: Execution | None, 
     """Start the worker processes and the watcher the engine for ``recipe`` will use, as it would."""
     config = recipe.config
     early = EarlyStart(str(recipe.path))
-    if (execution or config.execution) is Execution.PROCESSES:
-        from .executors.process import launch_workers
-
-        early.workers = launch_workers(early.recipe_path, max_workers or config.max_workers)
     state = db or config.sql_conn
+    # the watcher first: the engine's first scan waits until it watches, the first op only for a worker
     if watch and config.dirs and state != ":memory:":
         from .watch import WatcherProcess, state_files
 
@@ -74,4 +71,8 @@ def start_early(recipe: Recipe, *, db: str | None, execution: Execution | None, 
                                        debounce=config.debounce, ignore=state_files(str(Path(state).expanduser().resolve())),
                                        use_hash=config.hash_files, ignore_names=config.ignore)
         early.watcher.spawn()
+    if (execution or config.execution) is Execution.PROCESSES:
+        from .executors.process import launch_workers
+
+        early.workers = launch_workers(early.recipe_path, max_workers or config.max_workers)
     return early
