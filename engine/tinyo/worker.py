@@ -297,8 +297,9 @@ class _Reports:
     another thread on the way); the sender thread sends what has waited longer than ``HOLD`` (the start
     and output of a long op, reports from other threads). One send at a time, in order."""
 
-    HOLD = 0.005
-    """Seconds a report may wait for the op thread to send it before the sender thread does."""
+    HOLD = 0.002
+    """Seconds a report may wait for the op thread to send it before the sender thread does (the pool
+    counts ops under 2 ms as fast: their start and outcome go together)."""
     MAX = 20_000
     """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
     BATCH = 2000
