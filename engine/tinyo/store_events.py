@@ -22,6 +22,7 @@ class EventsPart(StoreBase):
     _next_event_id: int | None = None
     _events_done = 0
     """The watermark as this store last wrote or read it."""
+    _ahead: set[int]
 
     def _reset_pending(self) -> None:
         super()._reset_pending()
@@ -31,7 +32,11 @@ class EventsPart(StoreBase):
 
     def _opened(self) -> None:
         super()._opened()
-        self._events_done = self.conn.execute(f"SELECT coalesce({EVENTS_DONE}, 0)").fetchone()[0]
+        self._events_done = done = self.conn.execute(f"SELECT coalesce({EVENTS_DONE}, 0)").fetchone()[0]
+        self._ahead = {r[0] for r in self.conn.execute(
+            "SELECT id FROM events WHERE id > ? AND status IS NOT NULL", (done,))}
+        """Events past the watermark processed already (out of order, which the engine does not do): the
+        watermark moves over them when it gets there."""
 
     def _rolled_back(self) -> None:
         super()._rolled_back()
@@ -57,29 +62,38 @@ class EventsPart(StoreBase):
         return list(range(first, first + len(rows)))
 
     def mark_events(self, rows: list[tuple[str, str | None, int]]) -> None:
-        """Events processed, with their (status, detail, id), in id order (events are processed in the order
-        they were stored). The watermark moves past them, and the commit's ``processed`` row takes their DES
-        counts; an event's own row is written only when it is not flushed yet (its insert carries the status)
-        or its status says more than "done, N DES"."""
+        """Events processed, with their (status, detail, id). The engine processes events in the order they
+        were stored, so the watermark moves past them and the commit's ``processed`` row takes their DES
+        counts; an event's own row is written only when it is not flushed yet (its insert carries the status),
+        when its status says more than "done, N DES", or when it is processed before an event stored ahead of
+        it (the watermark cannot pass that one yet: it moves over this one later, when it gets there)."""
         later = []
         batch = self._batch
+        ahead = self._ahead
         for status, detail, event_id in rows:
+            done = self._events_done
+            next_in_line = event_id == done + 1
             count = ""
             pending = self._unflushed_events.get(event_id)
             if pending is not None:
                 pending[4], pending[5] = status, detail
-            elif status == "done" and detail is not None and _COUNT.fullmatch(detail):
+            elif next_in_line and status == "done" and detail is not None and _COUNT.fullmatch(detail):
                 count = detail[:-4]
             else:
                 later.append((status, detail, event_id))
-            if event_id <= self._events_done:
+            if not next_in_line:
+                if event_id > done:
+                    ahead.add(event_id)
                 continue
             if batch is None:
-                batch = self._batch = [self._events_done + 1, self._events_done, []]
-            counts = batch[2]
-            counts.extend([""] * (event_id - batch[1] - 1))  # none expected: events are processed in order
-            counts.append(count)
-            batch[1] = self._events_done = event_id
+                batch = self._batch = [event_id, done, []]
+            batch[2].append(count)
+            done = event_id
+            while done + 1 in ahead:  # processed earlier, out of order: their rows say so
+                ahead.discard(done + 1)
+                batch[2].append("")
+                done += 1
+            batch[1] = self._events_done = done
         if later:
             self._defer("events_mark", later)
         if batch is not None:
