@@ -23,7 +23,7 @@ from typing import Any
 from .errors import StoreError
 from .names import bindable, clean, from_sql, to_sql
 from .store_migrate import init_schema
-from .store_schema import DEFERRED, TEXT_COLUMNS
+from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
 from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer
 
 
@@ -178,11 +178,16 @@ class StoreBase:
             self.begin()
             for kind, sql in DEFERRED.items():
                 rows = pending.get(kind)
-                if rows:
-                    if rows.__class__ is dict:
-                        rows = list(rows.values())
-                    columns = TEXT_COLUMNS.get(kind)
-                    self.conn.executemany(sql, bindable(rows, columns) if columns else rows)
+                if not rows:
+                    continue
+                if kind == "docs":
+                    for sql, columns, shaped in doc_statements(rows.values()):
+                        self.conn.executemany(sql, bindable(shaped, columns))
+                    continue
+                if rows.__class__ is dict:
+                    rows = list(rows.values())
+                columns = TEXT_COLUMNS.get(kind)
+                self.conn.executemany(sql, bindable(rows, columns) if columns else rows)
         except sqlite3.OperationalError as exc:
             self._abort(exc)
 

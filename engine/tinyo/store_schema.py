@@ -11,6 +11,9 @@ event processed in the commit that stored it, whose row is written once, final).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 SCHEMA_VERSION = 4
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
@@ -48,30 +51,52 @@ commit that processed events adds one ``processed`` row for their id range, with
 EVENT_STATUS = f"coalesce(status, CASE WHEN id <= {EVENTS_DONE} THEN 'done' ELSE 'new' END)"
 """An event's status as read: its own when it has one, else what the watermark says."""
 
-DOC = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
-       "seen_mtime_ns", "seen_size", "seen_hash")
-"""A document row's columns, in the order of a deferred document row (a list, filled in per part)."""
+DOC_PARTS = (
+    # (the slot that is set when the part is, its slots, its assignments when the row exists)
+    (1, (1, 2, 3, 4, 5, 6), "version = excluded.version, hash = excluded.hash, mtime_ns = excluded.mtime_ns, "
+                            "size = excluded.size, updated = excluded.updated, by = excluded.by"),
+    (7, (7,), "grp = coalesce(grp, excluded.grp)"),  # a name keeps its first group
+    (8, (8,), "producer = excluded.producer"),
+    (10, (9, 10, 11), "seen_mtime_ns = excluded.seen_mtime_ns, seen_size = excluded.seen_size, "
+                      "seen_hash = excluded.seen_hash"),
+)
+"""A deferred document row is a list of DOC_COLUMNS, NULL where a part of it did not change this commit: its
+version (and the file state behind it), its group, its producer, its file as taken in. A part is set when
+its first slot is (a version, a group, a producer, a seen size are never NULL)."""
+DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
+               "seen_mtime_ns", "seen_size", "seen_hash")
+_DOC_TEXT = {0, 6, 7}  # name, by, grp: names, bound as their bytes when not UTF-8 (see tinyo.names)
+_doc_shapes: dict[int, tuple[str, tuple[int, ...], tuple[int, ...]]] = {}
+
+
+def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, ...], list[tuple[Any, ...]]]]:
+    """The deferred document rows as (statement, text columns, rows), one statement per set of parts that
+    changed: an upsert assigns only those columns, so the group index is not touched when the group is not."""
+    by_shape: dict[int, list[list[Any]]] = {}
+    for row in rows:
+        shape = (row[1] is not None) | (row[7] is not None) << 1 | (row[8] is not None) << 2 | (row[10] is not None) << 3
+        by_shape.setdefault(shape, []).append(row)
+    for shape, shaped in by_shape.items():
+        sql, slots, text = _doc_shapes.get(shape) or _doc_shape(shape)
+        yield sql, text, [tuple([row[i] for i in slots]) for row in shaped]
+
+
+def _doc_shape(shape: int) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    parts = [part for bit, part in enumerate(DOC_PARTS) if shape >> bit & 1]
+    slots = (0, *(i for _, part_slots, _ in parts for i in part_slots))
+    columns = ", ".join(DOC_COLUMNS[i] for i in slots)
+    marks = ", ".join("CAST(? AS TEXT)" if i in _DOC_TEXT else "?" for i in slots)
+    sets = ", ".join(assign for _, _, assign in parts)
+    sql = f"INSERT INTO documents({columns}) VALUES ({marks}) ON CONFLICT(name) DO " + (
+        f"UPDATE SET {sets}" if sets else "NOTHING")
+    found = _doc_shapes[shape] = (sql, slots, tuple(n for n, i in enumerate(slots) if i in _DOC_TEXT))
+    return found
 
 DEFERRED = {
     "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",
     "events_mark": "UPDATE events SET status = ?, detail = CAST(? AS TEXT) WHERE id = ?",
     "processed": "INSERT OR REPLACE INTO processed(last_id, first_id, counts) VALUES (?, ?, ?)",
-    # one row per document and commit, whichever parts of it changed: a part left NULL keeps what is stored
-    # (a version is never taken back, a group is the first one given, a producer is replaced, a seen state
-    # is a file's size and mtime, never NULL once set)
-    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by, grp, producer, "
-            "seen_mtime_ns, seen_size, seen_hash) VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, CAST(? AS TEXT), "
-            "CAST(? AS TEXT), ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-            "version = coalesce(excluded.version, version), "
-            "hash = iif(excluded.version IS NULL, hash, excluded.hash), "
-            "mtime_ns = iif(excluded.version IS NULL, mtime_ns, excluded.mtime_ns), "
-            "size = iif(excluded.version IS NULL, size, excluded.size), "
-            "updated = iif(excluded.version IS NULL, updated, excluded.updated), "
-            "by = iif(excluded.version IS NULL, by, excluded.by), "
-            "grp = coalesce(grp, excluded.grp), producer = coalesce(excluded.producer, producer), "
-            "seen_mtime_ns = iif(excluded.seen_size IS NULL, seen_mtime_ns, excluded.seen_mtime_ns), "
-            "seen_size = coalesce(excluded.seen_size, seen_size), "
-            "seen_hash = iif(excluded.seen_size IS NULL, seen_hash, excluded.seen_hash)",
+    "docs": "",  # one row per document and commit, by the parts that changed: see doc_statements
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
            "VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, 'new')",
     "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
@@ -87,9 +112,9 @@ DEFERRED = {
 }
 """Deferred statements, in the order they are flushed. Names and free text are bound in ``CAST(? AS TEXT)``
 (see :mod:`tinyo.names`): the columns of each listed in TEXT_COLUMNS. A kind kept as a dict (documents and
-DES updates by name, the watermark) writes one row per key and commit, the last one given."""
+DES updates by name, the ``processed`` row) writes one row per key and commit, the last one given."""
 
-TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "docs": (0, 6, 7), "des": (1, 2, 5, 6),
+TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "des": (1, 2, 5, 6),
                 "consumers": (0,), "des_update": (1, 2), "runs": (6,), "runs_finish": (2, 3, 4, 5), "timers": (0,)}
 """The row positions of the deferred statements' names and free text (for :func:`tinyo.names.bindable`)."""
 
