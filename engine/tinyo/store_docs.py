@@ -13,16 +13,15 @@ _NAMED = "grp IS NOT NULL"
 """A document the DAG names (every versioned, produced or read document has a group)."""
 
 
+def _new(docs: dict[str, list[Any]], name: str) -> list[Any]:
+    """A deferred row for document ``name`` in this commit, every part NULL (kept as stored) until given
+    (see ``store_schema.DOC_PARTS``)."""
+    row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None]
+    return row
+
+
 class DocumentsPart(StoreBase):
     """Documents, their groups, producers and consumers, and files as last seen (see :class:`tinyo.store.Store`)."""
-
-    def _doc(self, name: str) -> list[Any]:
-        """The deferred row of document ``name`` for this commit (parts not given stay NULL: kept as stored)."""
-        docs = self._keyed("docs")
-        row = docs.get(name)
-        if row is None:
-            row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None]
-        return row
 
     # ------------------------------------------------------------ files as taken in
     def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
@@ -42,7 +41,11 @@ class DocumentsPart(StoreBase):
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def set_file_seen(self, path: str, mtime_ns: int, size: int, digest: str | None) -> None:
-        self._doc(path)[9:12] = mtime_ns, size, digest
+        docs = self._keyed("docs")
+        row = docs.get(path) or _new(docs, path)
+        row[9] = mtime_ns
+        row[10] = size
+        row[11] = digest
 
     # ------------------------------------------------------------ versions
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
@@ -55,8 +58,10 @@ class DocumentsPart(StoreBase):
 
     def put_documents(self, rows: list[tuple[str, int, str | None, int | None, int | None, float, str]]) -> None:
         """Upsert (name, version, hash, mtime_ns, size, updated, by)."""
-        for row in rows:
-            self._doc(row[0])[1:7] = row[1:]
+        docs = self._keyed("docs")
+        for new in rows:
+            row = docs.get(new[0]) or _new(docs, new[0])
+            row[1:7] = new[1:]
 
     def count_documents(self) -> int:
         """Documents with a version."""
@@ -75,8 +80,10 @@ class DocumentsPart(StoreBase):
     # ------------------------------------------------------------ producers and readers
     def add_producers(self, rows: list[tuple[str, str]]) -> None:
         """(document, id of the DES that produces it)."""
+        docs = self._keyed("docs")
         for doc, des_id in rows:
-            self._doc(doc)[8] = des_id
+            row = docs.get(doc) or _new(docs, doc)
+            row[8] = des_id
 
     def add_consumers(self, rows: list[tuple[str, str]]) -> None:
         """(document, id of a DES that reads it)."""
@@ -95,8 +102,9 @@ class DocumentsPart(StoreBase):
     # ------------------------------------------------------------ names and groups
     def add_names(self, rows: list[tuple[str, str]]) -> None:
         """Documents first named now, with their group: (name, group). A name keeps its first group."""
+        docs = self._keyed("docs")
         for name, group in rows:
-            row = self._doc(name)
+            row = docs.get(name) or _new(docs, name)
             if row[7] is None:
                 row[7] = group
 

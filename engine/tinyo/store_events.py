@@ -3,16 +3,12 @@ timer ticks and CLI requests."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from typing import Any
 
 from .names import to_sql
 from .store_base import StoreBase
 from .store_schema import EVENT_STATUS, EVENTS_DONE
-
-_COUNT = re.compile(r"\d+ DES")
-"""The detail of an event the generators made DES of without error (see ``Registration.apply_emission``)."""
 
 
 class EventsPart(StoreBase):
@@ -77,7 +73,8 @@ class EventsPart(StoreBase):
             pending = self._unflushed_events.get(event_id)
             if pending is not None:
                 pending[4], pending[5] = status, detail
-            elif next_in_line and status == "done" and detail is not None and _COUNT.fullmatch(detail):
+            elif next_in_line and status == "done" and detail is not None and detail[-4:] == " DES" \
+                    and detail[:-4].isdigit():
                 count = detail[:-4]
             else:
                 later.append((status, detail, event_id))

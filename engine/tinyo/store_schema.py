@@ -11,7 +11,8 @@ event processed in the commit that stored it, whose row is written once, final).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 SCHEMA_VERSION = 4
@@ -66,7 +67,7 @@ its first slot is (a version, a group, a producer, a seen size are never NULL)."
 DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
                "seen_mtime_ns", "seen_size", "seen_hash")
 _DOC_TEXT = {0, 6, 7}  # name, by, grp: names, bound as their bytes when not UTF-8 (see tinyo.names)
-_doc_shapes: dict[int, tuple[str, tuple[int, ...], tuple[int, ...]]] = {}
+_doc_shapes: dict[int, tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]] = {}
 
 
 def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, ...], list[tuple[Any, ...]]]]:
@@ -77,11 +78,11 @@ def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, 
         shape = (row[1] is not None) | (row[7] is not None) << 1 | (row[8] is not None) << 2 | (row[10] is not None) << 3
         by_shape.setdefault(shape, []).append(row)
     for shape, shaped in by_shape.items():
-        sql, slots, text = _doc_shapes.get(shape) or _doc_shape(shape)
-        yield sql, text, [tuple([row[i] for i in slots]) for row in shaped]
+        sql, take, text = _doc_shapes.get(shape) or _doc_shape(shape)
+        yield sql, text, list(map(take, shaped))
 
 
-def _doc_shape(shape: int) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+def _doc_shape(shape: int) -> tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]:
     parts = [part for bit, part in enumerate(DOC_PARTS) if shape >> bit & 1]
     slots = (0, *(i for _, part_slots, _ in parts for i in part_slots))
     columns = ", ".join(DOC_COLUMNS[i] for i in slots)
@@ -89,7 +90,8 @@ def _doc_shape(shape: int) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     sets = ", ".join(assign for _, _, assign in parts)
     sql = f"INSERT INTO documents({columns}) VALUES ({marks}) ON CONFLICT(name) DO " + (
         f"UPDATE SET {sets}" if sets else "NOTHING")
-    found = _doc_shapes[shape] = (sql, slots, tuple(n for n, i in enumerate(slots) if i in _DOC_TEXT))
+    take = itemgetter(*slots) if len(slots) > 1 else lambda row: (row[0],)
+    found = _doc_shapes[shape] = (sql, take, tuple(n for n, i in enumerate(slots) if i in _DOC_TEXT))
     return found
 
 DEFERRED = {
