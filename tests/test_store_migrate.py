@@ -191,3 +191,27 @@ def test_an_upgrade_that_fails_leaves_the_schema_3_file_as_it_was(tmp_path: Path
 
 def test_schema_4_is_what_this_tinyo_writes() -> None:
     assert SCHEMA_VERSION == 4
+
+
+def test_a_name_that_is_not_utf8_keeps_its_bytes_through_the_upgrade(tmp_path: Path) -> None:
+    """A file name with an undecodable byte (as schema 3 stored it: its bytes, as TEXT) is the same name after."""
+    _, db, _ = restore_v3(tmp_path)
+    raw = os.fsencode(str(tmp_path / "in")) + b"/caf\xe9.txt"
+    name = os.fsdecode(raw)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO documents VALUES (CAST(? AS TEXT), 1, 'h', 5, 6, 1.0, 'event')", (raw,))
+    conn.execute("INSERT INTO names VALUES (CAST(? AS TEXT), CAST(? AS TEXT))", (raw, raw))
+    conn.execute("INSERT INTO files_seen VALUES (CAST(? AS TEXT), 5, 6, 'h')", (raw,))
+    conn.commit()
+    conn.close()
+    store = Store(str(db))
+    try:
+        assert store.names_known([name]) == {name}
+        assert store.doc_files_many([name]) == {name: (1, "h", 5, 6)}
+        assert store.files_seen_many([name]) == {name: (5, 6, "h")}
+        assert (name, name, 1, None) in set(store.all_names())
+        stored = store.conn.execute("SELECT CAST(name AS BLOB) FROM documents WHERE name = CAST(? AS TEXT)",
+                                    (raw,)).fetchone()
+        assert stored == (raw,)
+    finally:
+        store.close()

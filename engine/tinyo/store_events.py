@@ -19,6 +19,8 @@ class EventsPart(StoreBase):
     _events_done = 0
     """The watermark as this store last wrote or read it."""
     _ahead: set[int]
+    """Events past the watermark processed already (out of order, which the engine does not do): the
+    watermark moves over them when it gets there."""
 
     def _reset_pending(self) -> None:
         super()._reset_pending()
@@ -31,8 +33,6 @@ class EventsPart(StoreBase):
         self._events_done = done = self.conn.execute(f"SELECT coalesce({EVENTS_DONE}, 0)").fetchone()[0]
         self._ahead = {r[0] for r in self.conn.execute(
             "SELECT id FROM events WHERE id > ? AND status IS NOT NULL", (done,))}
-        """Events past the watermark processed already (out of order, which the engine does not do): the
-        watermark moves over them when it gets there."""
 
     def _rolled_back(self) -> None:
         super()._rolled_back()

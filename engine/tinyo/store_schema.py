@@ -52,20 +52,20 @@ commit that processed events adds one ``processed`` row for their id range, with
 EVENT_STATUS = f"coalesce(status, CASE WHEN id <= {EVENTS_DONE} THEN 'done' ELSE 'new' END)"
 """An event's status as read: its own when it has one, else what the watermark says."""
 
-DOC_PARTS = (
-    # (the slot that is set when the part is, its slots, its assignments when the row exists)
-    (1, (1, 2, 3, 4, 5, 6), "version = excluded.version, hash = excluded.hash, mtime_ns = excluded.mtime_ns, "
-                            "size = excluded.size, updated = excluded.updated, by = excluded.by"),
-    (7, (7,), "grp = coalesce(grp, excluded.grp)"),  # a name keeps its first group
-    (8, (8,), "producer = excluded.producer"),
-    (10, (9, 10, 11), "seen_mtime_ns = excluded.seen_mtime_ns, seen_size = excluded.seen_size, "
-                      "seen_hash = excluded.seen_hash"),
-)
-"""A deferred document row is a list of DOC_COLUMNS, NULL where a part of it did not change this commit: its
-version (and the file state behind it), its group, its producer, its file as taken in. A part is set when
-its first slot is (a version, a group, a producer, a seen size are never NULL)."""
 DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
                "seen_mtime_ns", "seen_size", "seen_hash")
+"""A deferred document row is a list of these, NULL where a part of it did not change this commit."""
+DOC_PARTS = (
+    # (its slots in a row, its assignments when the document's row exists)
+    ((1, 2, 3, 4, 5, 6), "version = excluded.version, hash = excluded.hash, mtime_ns = excluded.mtime_ns, "
+                         "size = excluded.size, updated = excluded.updated, by = excluded.by"),
+    ((7,), "grp = coalesce(grp, excluded.grp)"),  # a name keeps its first group
+    ((8,), "producer = excluded.producer"),
+    ((9, 10, 11), "seen_mtime_ns = excluded.seen_mtime_ns, seen_size = excluded.seen_size, "
+                  "seen_hash = excluded.seen_hash"),
+)
+"""The parts of a document's row: its version (and the file state behind it), its group, its producer, its
+file as last taken in. A part is set when its version, group, producer or seen size is (never NULL then)."""
 _DOC_TEXT = {0, 6, 7}  # name, by, grp: names, bound as their bytes when not UTF-8 (see tinyo.names)
 _doc_shapes: dict[int, tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]] = {}
 
@@ -74,7 +74,7 @@ def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, 
     """The deferred document rows as (statement, text columns, rows), one statement per set of parts that
     changed: an upsert assigns only those columns, so the group index is not touched when the group is not."""
     by_shape: dict[int, list[list[Any]]] = {}
-    for row in rows:
+    for row in rows:  # bit n: part n of DOC_PARTS is set
         shape = (row[1] is not None) | (row[7] is not None) << 1 | (row[8] is not None) << 2 | (row[10] is not None) << 3
         by_shape.setdefault(shape, []).append(row)
     for shape, shaped in by_shape.items():
@@ -83,16 +83,18 @@ def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, 
 
 
 def _doc_shape(shape: int) -> tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]:
+    """The upsert for a set of parts (bits as in ``doc_statements``), what it takes of a row, its text columns."""
     parts = [part for bit, part in enumerate(DOC_PARTS) if shape >> bit & 1]
-    slots = (0, *(i for _, part_slots, _ in parts for i in part_slots))
+    slots = (0, *(i for part_slots, _ in parts for i in part_slots))
     columns = ", ".join(DOC_COLUMNS[i] for i in slots)
     marks = ", ".join("CAST(? AS TEXT)" if i in _DOC_TEXT else "?" for i in slots)
-    sets = ", ".join(assign for _, _, assign in parts)
+    sets = ", ".join(assign for _, assign in parts)
     sql = f"INSERT INTO documents({columns}) VALUES ({marks}) ON CONFLICT(name) DO " + (
         f"UPDATE SET {sets}" if sets else "NOTHING")
     take = itemgetter(*slots) if len(slots) > 1 else lambda row: (row[0],)
     found = _doc_shapes[shape] = (sql, take, tuple(n for n, i in enumerate(slots) if i in _DOC_TEXT))
     return found
+
 
 DEFERRED = {
     "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",
