@@ -234,7 +234,7 @@ class Loop:
         self.documents.load_groups(graph.nodes.get)
         self.registration.total = store.count("des")
         self.dispatch.next_run_id = store.next_run_id()
-        self.inflow.pending = store.count("events", "WHERE status = 'new'")
+        self.inflow.pending = store.pending_events()
         self.inflow.base = store.count("events")
         self.touched.extend(graph.nodes)
         for node in graph.nodes.values():
@@ -390,7 +390,6 @@ class Loop:
         self._update_idle()
 
     def _commit_and_publish(self, tasks: list[Task]) -> None:
-        self.runbook.save_starts()
         config = self.config
         if (config.retention_events or config.retention_runs) and self._processed - self._since_prune >= 500:
             self._since_prune = self._processed

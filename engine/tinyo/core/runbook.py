@@ -60,7 +60,6 @@ class RunBook:
         self.failures = 0
         """Runs that failed for good in this engine's lifetime (for the exit status)."""
         self._cancel_intent: dict[int, str] = {}
-        self._unsaved_starts: set[int] = set()
         self._failing_workers: set[str] = set()
 
     # ------------------------------------------------------------ reports from the executor
@@ -83,7 +82,6 @@ class RunBook:
             if node is not None:
                 node.status = "running"
                 self.touched.append(node.id)
-            self._unsaved_starts.add(run_id)  # written at commit, or with its finish if that comes first
             self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
         elif kind == "metric":
             fields = dict(payload)
@@ -203,16 +201,10 @@ class RunBook:
 
     def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
                     result: str | None) -> tuple[Any, ...]:
-        start = run.start if run.run_id in self._unsaved_starts else None
-        self._unsaved_starts.discard(run.run_id)
-        return (status, end, error, tb, "\n".join(run.output), result, run.worker, start, run.run_id)
-
-    def save_starts(self) -> None:
-        """Write the start of runs that started this cycle (before the commit)."""
-        if self._unsaved_starts:
-            self.store.start_runs([(self.open[r].worker, self.open[r].start, r)
-                                   for r in self._unsaved_starts if r in self.open])
-            self._unsaved_starts.clear()
+        """The run's row as it ends. Its start and worker are written here, with its end, not when it
+        starts: an open run is dispatched again after a crash whether it had started or not, so a row
+        per start would say nothing a restart needs."""
+        return (status, end, error, tb, "\n".join(run.output), result, run.worker, run.start, run.run_id)
 
     # ------------------------------------------------------------ retries, timeouts, cancelling
     def due_retries(self, mono: float) -> None:
@@ -279,7 +271,7 @@ class RunBook:
         lost = [rid for rid, *_ in open_runs if rid not in adopted]
         if lost:
             self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
-                                     "it is dispatched again", None, None, None, None, rid) for rid in lost])
+                                     "it is dispatched again", None, None, None, None, None, rid) for rid in lost])
             self.outbox.notice("warning", f"{len(lost)} run(s) were interrupted by the last stop; running them again")
         if adopted:
             self.outbox.notice("info", f"{len(adopted)} run(s) from the last engine are still held by the executor; "
@@ -292,7 +284,8 @@ class RunBook:
         if open_ids:
             self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped before this run "
                                      "finished; it runs again at the next start", None,
-                                     "\n".join(self.open[r].output), None, None, r) for r in open_ids])
+                                     "\n".join(self.open[r].output), None, self.open[r].worker, self.open[r].start, r)
+                                    for r in open_ids])
         return len(open_ids)
 
     def running_count(self) -> int:
