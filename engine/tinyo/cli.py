@@ -148,7 +148,7 @@ def run_headless(
         print(f"tinyo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
-    engine.bus.subscribe(reporter)
+    reporter.attach(engine.bus)
     channel = serve(engine, grace)  # the control socket: `tinyo stop|events|inject|...` reach this engine
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -36,6 +36,11 @@ TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
 _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
+_PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
+                      ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})
+"""Facts with a line in the text log (besides DESRegistered unless restored, and a worker's death)."""
+_VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued})
+"""Facts with a line only in the verbose text log."""
 
 
 def is_failure(event: ev.BusEvent) -> bool:
@@ -61,12 +66,22 @@ class _Batcher:
         self._thread.start()
 
     def __call__(self, event: ev.BusEvent) -> None:
+        self.many([event])
+
+    def many(self, events: list[ev.BusEvent]) -> None:
+        """The bus's batch subscriber: a cycle's facts under one lock, one wake-up of the printer."""
         with self._lock:
-            if not self._admit(event):
-                return
-            self._pending.append(event)
-            if len(self._pending) == 1:
-                self._lock.notify()
+            admit = self._admit
+            for event in events:
+                if admit(event):
+                    pending = self._pending  # a fresh list after the printer took a batch (JSON waits for room)
+                    pending.append(event)
+                    if len(pending) == 1:
+                        self._lock.notify()
+
+    def attach(self, bus: ev.Bus) -> Callable[[], None]:
+        """Subscribe to ``bus`` (a batch of facts per call); returns the unsubscribe function."""
+        return bus.subscribe_batches(self.many)
 
     def _admit(self, event: ev.BusEvent) -> bool:
         """Called under the lock: False to keep ``event`` out of the batch (it was counted instead)."""
@@ -176,7 +191,20 @@ class TextReporter(_Batcher):
         super().__init__(out)
 
     # ------------------------------------------------------------ subscriber side (engine thread)
+    def _prints(self, event: ev.BusEvent) -> bool:
+        """Whether ``event`` has a line in this log (told without formatting it)."""
+        kind = type(event)
+        if kind in _PRINTED:
+            return True
+        if kind is ev.DESRegistered:
+            return not event.restored  # type: ignore[attr-defined]
+        if kind is ev.WorkerChanged:
+            return event.state == "dead"  # type: ignore[attr-defined]
+        return self.verbose and kind in _VERBOSE
+
     def _admit(self, event: ev.BusEvent) -> bool:
+        if not self._prints(event):
+            return False  # never printed nor counted: not handed to the printer at all
         if len(self._pending) < PENDING_MAX:
             if is_failure(event):
                 self._waiting_failures += 1
@@ -204,14 +232,13 @@ class TextReporter(_Batcher):
                 out.extend(self._lines(event))
                 self._window.failed(_failure_name(event), hidden=False)
                 continue
-            lines = self._lines(event)
-            if not lines:
+            if self._window_lines >= self.readable:
+                if self._prints(event):
+                    self._window.add(event)  # counted for the summary line, not formatted
                 continue
-            if self._window_lines < self.readable:
-                self._window_lines += len(lines)
-                out.extend(lines)
-            else:
-                self._window.add(event)
+            lines = self._lines(event)
+            self._window_lines += len(lines)
+            out.extend(lines)
         with self._lock:
             self._waiting_failures -= failures
             self._window.merge(self._overflow)
