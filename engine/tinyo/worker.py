@@ -38,6 +38,11 @@ class Task:
     deps: frozenset[str]
     targs: frozenset[str]
 
+    def wire(self) -> tuple[Any, ...]:
+        """The task as a plain tuple for a worker's pipe (``Task(*wire)`` rebuilds it): a tuple pickles and
+        unpickles several times faster than the dataclass, and a burst sends thousands a second."""
+        return (self.run_id, self.des_id, self.attempt, self.recipe_path, self.ops, self.deps, self.targs)
+
     @property
     def op_label(self) -> str:
         """The op names, for display (``load`` or ``extract+load``)."""
@@ -262,7 +267,7 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
                 elif kind == "stop":
                     inbox.append(None)
                 else:
-                    inbox.extend(msg[1])
+                    inbox.extend(Task(*wire) for wire in msg[1])
                 ready.notify()
 
     threading.Thread(target=sender, name="tinyo-sender", daemon=True).start()

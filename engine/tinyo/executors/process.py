@@ -157,7 +157,7 @@ class ProcessExecutor:
         for name, batch in batches.items():
             worker = by_name[name]
             try:
-                worker.task_conn.send(("run", batch))
+                worker.task_conn.send(("run", [task.wire() for task in batch]))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
 
