@@ -4,7 +4,6 @@ outcomes (ok, failed, cancelled, interrupted), retries with back-off, timeouts a
 from __future__ import annotations
 
 import heapq
-import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -67,29 +66,7 @@ class RunBook:
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
         run = self.open.get(run_id)
-        now = self.clock.time()
-        if kind == "out":
-            stream, line = payload
-            if run is not None:
-                run.output.append(line if stream == "stdout" else f"[stderr] {line}")
-            self.outbox.emit(ev.OpOutput(now, run_id, run.des_id if run else "", run.op if run else "", worker,
-                                         stream, line))
-        elif kind == "start":
-            if run is None:
-                return
-            run.worker, run.start = worker, payload[1]
-            run.start_mono = self.clock.monotonic()
-            node = self.graph.nodes.get(run.des_id)
-            if node is not None:
-                node.status = "running"
-                self.touched.append(node.id)
-            self._unsaved_starts.add(run_id)  # written at commit, or with its finish if that comes first
-            self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
-        elif kind == "metric":
-            fields = dict(payload)
-            fields.pop("run_id", None)
-            self.outbox.emit(ev.FlowMetrics(now, run_id, **fields))
-        elif kind == "done":
+        if kind == "done":
             if run is None:
                 return
             ok, error, tb, result, duration = payload
@@ -101,6 +78,27 @@ class RunBook:
                 if error and error.startswith("cancelled") and cause is None:
                     cause = "cancel"
                 self.finish_failed(run, error or "failed", tb, duration, cause=cause)
+        elif kind == "start":
+            if run is None:
+                return
+            run.worker, run.start = worker, payload[1]
+            run.start_mono = self.clock.monotonic()
+            node = self.graph.nodes.get(run.des_id)
+            if node is not None:
+                node.status = "running"
+                self.touched.append(node.id)
+            self._unsaved_starts.add(run_id)  # written at commit, or with its finish if that comes first
+            self.outbox.emit(ev.OpStarted(self.clock.time(), run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+        elif kind == "out":
+            stream, line = payload
+            if run is not None:
+                run.output.append(line if stream == "stdout" else f"[stderr] {line}")
+            self.outbox.emit(ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
+                                         stream, line))
+        elif kind == "metric":
+            fields = dict(payload)
+            fields.pop("run_id", None)
+            self.outbox.emit(ev.FlowMetrics(self.clock.time(), run_id, **fields))
         elif kind == "fatal":
             if worker not in self._failing_workers:  # once per streak of failed starts, not per respawn
                 self._failing_workers.add(worker)
@@ -143,7 +141,8 @@ class RunBook:
         now = self.clock.time()
         if node is None:
             return
-        missing = [t for t in sorted(node.targs) if os.path.isabs(t) and stat_file(t) is None]
+        targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
+        missing = [t for t in targs if t[:1] == "/" and stat_file(t) is None]
         if missing:
             self.finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
                                duration)
@@ -157,8 +156,8 @@ class RunBook:
         self.attempts.pop(node.id, None)
         self.registration.release(node.id)
         self.outbox.emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
-        for targ in sorted(node.targs):
-            if os.path.isabs(targ):
+        for targ in targs:
+            if targ[:1] == "/":
                 self.documents.refresh_file(targ, by=node.id)
                 self.graph.drifted.pop(targ, None)
             else:
