@@ -61,21 +61,26 @@ class Dispatch:
         ready, changed = self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
         emit = self.outbox.emit
+        failed, des_moved = self.failed, self.documents.des_moved
+        queued = set(ready)
+        changed_ids = {node.id for node in changed} if ready else set()
         for node in changed:
             if node.state == "failed":
-                self.failed.add(node.id)
+                failed.add(node.id)
             else:
-                self.failed.discard(node.id)
-            self.documents.des_moved(node, node.was, node.state)
+                failed.discard(node.id)
+            if node.id not in queued:  # a DES queued below moves its documents once, from where they were
+                des_moved(node, node.was, node.state)
             emit(ev.DESStateChanged(now, node.id, node.state, node.reason, node.was, node.targs))
+        nodes, waiting = self.graph.nodes, self.ready
         for des_id in ready:
-            node = self.graph.nodes[des_id]
+            node = nodes[des_id]
             reason = node.reason
             node.status = "queued"
             was, node.state = node.state, "queued"
             node.reason = f"queued: {reason}"
-            self.ready.append(des_id)
-            self.documents.des_moved(node, was, "queued")
+            waiting.append(des_id)
+            des_moved(node, node.was if des_id in changed_ids else was, "queued")
             emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
             emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
 

@@ -108,15 +108,16 @@ class Documents:
         if state is None:
             return False
         version = self.graph.version(path)
+        now = self.clock.time()
         if changed or version is None:
             if version is None:
                 self._first_version(path)
             version = (version or 0) + 1
             self.touched.extend(self.graph.set_version(path, version))
-            self.outbox.emit(ev.DocumentUpdated(self.clock.time(), path, version, by))
+            self.outbox.emit(ev.DocumentUpdated(now, path, version, by))
         if changed or state != known or known is None:
             self._files[path] = state
-            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, self.clock.time(), by)])
+            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, now, by)])
         return True
 
     def file_state(self, path: str) -> FileState | None:
