@@ -32,6 +32,8 @@ PENDING_MAX = 20_000
 still wait, up to FAILURES_MAX), and the JSON log holds the engine up."""
 FAILURES_MAX = 5_000
 """Failures waiting to be printed, past which further ones are only counted (by name) in the summary."""
+GATHER = 0.05
+"""Seconds the printer lets facts gather after the first of a batch arrives (the log's latency)."""
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
@@ -101,6 +103,12 @@ class _Batcher:
             with self._lock:
                 if not self._pending and not self._closing:
                     self._lock.wait(self._timeout())
+                gather = bool(self._pending) and not self._closing
+            if gather:
+                # let the facts of the next few cycles join this batch: the engine then wakes this thread (and
+                # hands it the interpreter) a few times a second, not once per cycle
+                time.sleep(GATHER)
+            with self._lock:
                 batch, self._pending = self._pending, []
                 closing = self._closing
                 self._lock.notify_all()  # a subscriber waiting for room (JSON) may go on

@@ -178,7 +178,8 @@ class Hub:
             room = max(0, room)
             self._in.extend(events[:room])
             self._dropped += len(events) - room
-        self._wake.set()
+        if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
+            self._wake.set()
 
     def subscribe(self, outbox: Outbox, history: bool) -> None:
         self._requests.put(("sub", outbox, history))

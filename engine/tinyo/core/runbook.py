@@ -92,7 +92,7 @@ class RunBook:
         elif kind == "out":
             stream, line = payload
             if run is not None:
-                run.output.append(line if stream == "stdout" else f"[stderr] {line}")
+                run.add_output(line if stream == "stdout" else f"[stderr] {line}")
             self.outbox.emit(ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
                                          stream, line))
         elif kind == "metric":
@@ -204,7 +204,7 @@ class RunBook:
                     result: str | None) -> tuple[Any, ...]:
         start = run.start if run.run_id in self._unsaved_starts else None
         self._unsaved_starts.discard(run.run_id)
-        return (status, end, error, tb, "\n".join(run.output), result, run.worker, start, run.run_id)
+        return (status, end, error, tb, run.output_text(), result, run.worker, start, run.run_id)
 
     def save_starts(self) -> None:
         """Write the start of runs that started this cycle (before the commit)."""
@@ -291,7 +291,7 @@ class RunBook:
         if open_ids:
             self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped before this run "
                                      "finished; it runs again at the next start", None,
-                                     "\n".join(self.open[r].output), None, None, r) for r in open_ids])
+                                     self.open[r].output_text(), None, None, r) for r in open_ids])
         return len(open_ids)
 
     def running_count(self) -> int:
