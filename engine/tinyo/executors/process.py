@@ -137,20 +137,22 @@ class ProcessExecutor:
             return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
 
     def submit(self, tasks: list[Task]) -> None:
-        limit = self._limit()
         batches: dict[str, list[Task]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
             now = time.monotonic()
             flowing = [w for w in live if not self._stalled(w, now)] or live
+            if not flowing and tasks:
+                raise RuntimeError("no live worker to run tasks on")
+            # each task to a least-loaded worker (round robin among equals): those under the limit when any is
+            sizes = [len(w.inflight) for w in flowing]
             for task in tasks:
-                candidates = [w for w in flowing if len(w.inflight) < limit] or flowing
-                if not candidates:
-                    raise RuntimeError("no live worker to run tasks on")
-                best = min(len(w.inflight) for w in candidates)
-                picks = [w for w in candidates if len(w.inflight) == best]
-                worker = picks[self._rr % len(picks)]
+                best = min(sizes)
+                picks = [i for i, size in enumerate(sizes) if size == best]
+                index = picks[self._rr % len(picks)]
                 self._rr += 1
+                sizes[index] += 1
+                worker = flowing[index]
                 worker.inflight[task.run_id] = task
                 batches.setdefault(worker.name, []).append(task)
             by_name = {w.name: w for w in live}
