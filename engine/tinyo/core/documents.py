@@ -51,9 +51,9 @@ class Documents:
         """An event names ``name``: a file document gets a new version if its content changed, any other
         document gets one at once."""
         if name[:1] == "/":
-            st = stat_file(path := name)
-            if self._file_event(path, state, st):
-                self.refresh_file(path, by="event", hint=state, st=st)
+            st = stat_file(name)
+            if self._file_event(name, state, st):
+                self.refresh_file(name, by="event", hint=state, st=st)
         else:
             self.bump(name, by="event")
 
