@@ -197,6 +197,11 @@ class TextReporter(_Batcher):
         self._window = Tally()
         self._overflow = Tally()  # counted by the subscriber when the printer is far behind (under its lock)
         self._waiting_failures = 0
+        self._kinds: dict[type, bool | None] = {kind: True for kind in _PRINTED}
+        """Fact type -> printed (True), never (absent), or it depends on the fact (None)."""
+        self._kinds.update({ev.DESRegistered: None, ev.WorkerChanged: None})
+        if verbose:
+            self._kinds.update(dict.fromkeys(_VERBOSE, True))
         super().__init__(out)
 
     # ------------------------------------------------------------ subscriber side (engine thread)
@@ -211,9 +216,15 @@ class TextReporter(_Batcher):
             return event.state == "dead"  # type: ignore[attr-defined]
         return self.verbose and kind in _VERBOSE
 
+    def many(self, events: list[ev.BusEvent]) -> None:
+        """Only facts with a line are handed to the printer (the rest are neither printed nor counted): most
+        of a burst's facts (state changes, versions, queued, processed) are dropped here by their type alone."""
+        kinds, prints = self._kinds, self._prints
+        wanted = [e for e in events if (k := kinds.get(type(e), False)) is True or (k is None and prints(e))]
+        if wanted:
+            super().many(wanted)
+
     def _admit(self, event: ev.BusEvent) -> bool:
-        if not self._prints(event):
-            return False  # never printed nor counted: not handed to the printer at all
         if len(self._pending) < PENDING_MAX:
             if is_failure(event):
                 self._waiting_failures += 1
