@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -159,7 +160,10 @@ class ProcessExecutor:
         for name, batch in batches.items():
             worker = by_name[name]
             try:
-                worker.task_conn.send(("run", [task.wire() for task in batch]))
+                # plain pickle (what the worker's recv loads): Connection.send builds a ForkingPickler, and a
+                # copy of its dispatch table, per message
+                message = ("run", [task.wire() for task in batch])
+                worker.task_conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
 
