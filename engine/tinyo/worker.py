@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -244,7 +245,7 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
                 except queue.Empty:
                     break
             try:
-                result_conn.send(batch)
+                result_conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))  # as send, without a ForkingPickler
             except (OSError, EOFError):
                 os._exit(1)  # the orchestrator is gone
 
