@@ -33,7 +33,7 @@ still wait, up to FAILURES_MAX), and the JSON log holds the engine up."""
 FAILURES_MAX = 5_000
 """Failures waiting to be printed, past which further ones are only counted (by name) in the summary."""
 GATHER = 0.05
-"""Seconds the printer lets facts gather after the first of a batch arrives (the log's latency)."""
+"""Seconds the text log's printer lets facts gather after the first of a batch arrives (its latency)."""
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
@@ -59,6 +59,9 @@ def is_failure(event: ev.BusEvent) -> bool:
 
 class _Batcher:
     """The subscriber half (any thread appends) and the printer thread (takes whole batches)."""
+
+    gather = 0.0
+    """Seconds the printer waits after the first fact of a batch for more to join it."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -104,10 +107,10 @@ class _Batcher:
                 if not self._pending and not self._closing:
                     self._lock.wait(self._timeout())
                 gather = bool(self._pending) and not self._closing
-            if gather:
+            if gather and self.gather:
                 # let the facts of the next few cycles join this batch: the engine then wakes this thread (and
                 # hands it the interpreter) a few times a second, not once per cycle
-                time.sleep(GATHER)
+                time.sleep(self.gather)
             with self._lock:
                 batch, self._pending = self._pending, []
                 closing = self._closing
@@ -179,6 +182,8 @@ class Tally:
 
 class TextReporter(_Batcher):
     """A readable live log in plain text. Op output prints whole on its own line after ``op[worker] |``."""
+
+    gather = GATHER  # a person reads it: 50 ms later is as soon (a script reading --json gets each cycle at once)
 
     def __init__(self, stream: IO[str] | None = None, *, debug: bool = False, color: bool | None = None,
                  verbose: bool = False, readable: int = READABLE, clock: Callable[[], float] = time.monotonic,
