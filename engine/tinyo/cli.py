@@ -161,7 +161,7 @@ def run_headless(
             early.dismiss()
         raise
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
-    engine.bus.subscribe(reporter)
+    reporter.attach(engine.bus)
     channel = serve(engine, grace)  # the control socket: `tinyo stop|events|inject|...` reach this engine
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -126,27 +127,32 @@ class ProcessExecutor:
             return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
 
     def submit(self, tasks: list[Task]) -> None:
-        limit = self._limit()
         batches: dict[str, list[Task]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
             now = time.monotonic()
             flowing = [w for w in live if not self._stalled(w, now)] or live
+            if not flowing and tasks:
+                raise RuntimeError("no live worker to run tasks on")
+            # each task to a least-loaded worker (round robin among equals): those under the limit when any is
+            sizes = [len(w.inflight) for w in flowing]
             for task in tasks:
-                candidates = [w for w in flowing if len(w.inflight) < limit] or flowing
-                if not candidates:
-                    raise RuntimeError("no live worker to run tasks on")
-                best = min(len(w.inflight) for w in candidates)
-                picks = [w for w in candidates if len(w.inflight) == best]
-                worker = picks[self._rr % len(picks)]
+                best = min(sizes)
+                picks = [i for i, size in enumerate(sizes) if size == best]
+                index = picks[self._rr % len(picks)]
                 self._rr += 1
+                sizes[index] += 1
+                worker = flowing[index]
                 worker.inflight[task.run_id] = task
                 batches.setdefault(worker.name, []).append(task)
             by_name = {w.name: w for w in live}
         for name, batch in batches.items():
             worker = by_name[name]
             try:
-                worker.task_conn.send(("run", batch))
+                # plain pickle (what the worker's recv loads): Connection.send builds a ForkingPickler, and a
+                # copy of its dispatch table, per message
+                message = ("run", [task.wire() for task in batch])
+                worker.task_conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
 
