@@ -202,7 +202,11 @@ def encode(message: Message) -> bytes:
 
 
 _FACT_FIELDS: dict[type, tuple[str, ...]] = {}
-_dumps = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":")).encode
+_FACT_HEAD = b'{"type":"fact","seq":'
+_FACT_KEY = b',"fact":'
+_dumps = json.JSONEncoder(default=_default, ensure_ascii=False).encode
+"""A fact's JSON as ``tinyo run --json`` prints it (json.dumps' own separators), so that a follower
+printing facts (``tinyo events --json``) passes it through as it came (``fact_json``)."""
 
 
 def encode_fact(seq: int, event: ev.BusEvent, history: bool = False) -> bytes:
@@ -216,6 +220,15 @@ def encode_fact(seq: int, event: ev.BusEvent, history: bool = False) -> bytes:
         data[name] = getattr(event, name)
     head = '{"type":"fact","seq":%d,"history":%s,"fact":' % (seq, "true" if history else "false")
     return _utf8(head + _dumps(data) + "}\n")
+
+
+def fact_json(line: bytes) -> bytes | None:
+    """The fact's JSON in a fact line that ``encode_fact`` wrote (without its newline), untouched; None
+    for any other line. A follower printing facts as JSON needs no decoding and encoding again."""
+    if not line.startswith(_FACT_HEAD) or not line.endswith(b"}"):
+        return None
+    start = line.find(_FACT_KEY, len(_FACT_HEAD))  # seq and history come first: the first one is it
+    return line[start + len(_FACT_KEY):-1] if start > 0 else None
 
 
 def _utf8(line: str) -> bytes:
