@@ -60,10 +60,15 @@ class Outbox:
             self._append(line)
             return True
 
-    def offer_many(self, lines: list[bytes]) -> None:
-        """``offer`` each of ``lines``, waking the writer once for all of them."""
+    def offer_many(self, lines: list[bytes], size: int) -> None:
+        """``offer`` each of ``lines`` (``size`` bytes in all), waking the writer once for all of them."""
         with self._cond:
             if self._closed:
+                return
+            if not self._missed and self._bytes + size <= self.limit:  # the usual case: all of them fit
+                self._lines.extend(lines)
+                self._bytes += size
+                self._cond.notify_all()
                 return
             for line in lines:
                 if not self._fits(line):
@@ -217,8 +222,9 @@ class Hub:
             while self._in:
                 self._publish(self._in.popleft(), lines)
                 if len(lines) >= BATCH or not self._in:
+                    size = sum(map(len, lines))
                     for outbox in self._subs:
-                        outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+                        outbox.offer_many(lines, size)  # one wake-up of each writer per batch, not per fact
                     lines = []
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
