@@ -74,9 +74,13 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+SCRIPT = Path(sys.executable).with_name("tinyo")
+
+
 def cli(*args: str) -> list[str]:
-    """``tinyo ARGS`` (the entry point: a request command takes the direct way when it can)."""
-    return [sys.executable, "-m", "tinyo", *args]
+    """``tinyo ARGS`` as a user runs it: the installed entry point beside this Python (else ``python -m
+    tinyo``, the same module); a request command takes the direct way when it can."""
+    return [str(SCRIPT), *args] if SCRIPT.exists() else [sys.executable, "-m", "tinyo", *args]
 
 
 def full_cli(*args: str) -> list[str]:
@@ -305,11 +309,11 @@ def cli_results(quick: bool) -> dict[str, list[float]]:
         seen = Seen()
         follower = _follow(db, seen)
         try:
-            for _ in range(2 if quick else 3):  # interleaved, so a change in the machine's load hits each
+            for turn in range(2 if quick else 3):  # interleaved, so a change in the machine's load hits each
                 for key, db_arg, command in (("cli_channel", db, cli), ("cli_recipe", None, cli),
                                              ("cli_full", db, full_cli)):
                     results.setdefault(key, []).extend(
-                        cli_rounds(recipe, db_arg, seen, n_cli // 3 + 1, key, command))
+                        cli_rounds(recipe, db_arg, seen, n_cli // 3 + 1, f"{key}{turn}", command))
                 results.setdefault("cli_floor", []).extend(floor_rounds(n_cli // 3 + 1, cli("--help")))
                 results.setdefault("python_floor", []).extend(
                     floor_rounds(n_cli // 3 + 1, [sys.executable, "-c", "pass"]))
