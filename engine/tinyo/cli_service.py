@@ -18,6 +18,8 @@ from .control.paths import ControlError, log_path, state_key
 from .errors import TinyoError
 
 EXIT_OK, EXIT_USAGE = 0, 2
+_ENDING = ("stopping", "stopped")
+"""An engine in these states still answers on its socket for a moment, but is going: start waits for it."""
 
 
 def _fail(message: str) -> None:
@@ -85,7 +87,7 @@ def start(
         try:
             path = _db_for(recipe, db)
             client = running_engine(path)
-            if client is None or client.welcome is None or client.welcome.state != "stopping":
+            if client is None or client.welcome is None or client.welcome.state not in _ENDING:
                 break
             client.close()
             raise EngineStopping(f"the engine on {path} (pid {client.pid}) is stopping")
@@ -114,7 +116,9 @@ def start(
         try:
             with ControlClient.connect(path, "tinyo start", timeout=max(1.0, deadline - time.monotonic())) as client:
                 pid = client.pid
-            break
+                state = client.welcome.state if client.welcome is not None else ""
+            if pid == proc.pid or state not in _ENDING:
+                break  # this one, or another that started meanwhile (not the one ending, which is still serving)
         except TinyoError:
             pass  # not listening yet
         reason = _reason(log, offset, only_warning="no control channel")
