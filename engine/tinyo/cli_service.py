@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -22,7 +22,7 @@ _ENDING = ("stopping", "stopped")
 """An engine in these states still answers on its socket for a moment, but is going: start waits for it."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"tinyo: error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
@@ -102,7 +102,12 @@ def start(
         typer.echo(f"tinyo: an engine is already running on {path} (pid {client.pid})")
         raise typer.Exit(EXIT_OK)
     log = log_path(path)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        # the state file's folder may not exist yet (the engine creates it, with the recipe's folders)
+        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        _fail(f"cannot write the engine's log {log}: {exc.strerror or exc}")
     offset = os.lseek(fd, 0, os.SEEK_END)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
