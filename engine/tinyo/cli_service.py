@@ -283,26 +283,21 @@ def events(
 
 
 def _print_json_lines(client: Any, follow: bool) -> None:
-    """``tinyo events --json``: each fact's JSON from the engine, spaced as ``tinyo run --json`` prints it
-    (by the C parser and encoder alone: no event is made of it), written a batch at a time; only the few
-    other lines are decoded as messages."""
-    import json
-
+    """``tinyo events --json``: each fact's JSON as the engine sent it (as ``tinyo run --json`` prints it),
+    written a batch at a time; only the few other lines are decoded."""
     from .control.protocol import Bye, Error, Live, Missed, decode, fact_json
-    from .names import json_escaped
 
-    spaced, parse = json.JSONEncoder(ensure_ascii=False).encode, json.loads
     out = sys.stdout.buffer
     for lines in client.subscribe_lines(history=True):
         batch: list[bytes] = []
         for line in lines:
             fact = fact_json(line)
             if fact is not None:
-                batch.append(json_escaped(spaced(parse(fact))).encode() + b"\n")
+                batch += (fact, b"\n")
                 continue
             message = decode(line)
             if isinstance(message, Missed):
-                batch.append(b'{"type": "missed", "count": %d}\n' % message.count)
+                batch.append(b'{"type":"missed","count":%d}\n' % message.count)
             elif isinstance(message, Live) and not follow:
                 out.write(b"".join(batch))
                 out.flush()

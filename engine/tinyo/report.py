@@ -113,8 +113,9 @@ class JsonReporter(_Batcher):
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         if batch:
             dumps = json.dumps
-            self.stream.write("".join([json_escaped(dumps(e.to_json(), default=str, ensure_ascii=False)) + "\n"
-                                       for e in batch]))
+            # compact, as the control channel carries facts: `tinyo events --json` prints them as they come
+            self.stream.write("".join([json_escaped(dumps(e.to_json(), default=str, ensure_ascii=False,
+                                                          separators=(",", ":"))) + "\n" for e in batch]))
         self.stream.flush()
 
 

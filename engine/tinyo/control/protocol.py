@@ -210,7 +210,8 @@ _FACTS_SHAPE: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]
 
 
 def _fact_dumps() -> Callable[[Any], str]:
-    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` by one C encoder made once:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``, as ``tinyo run --json`` prints a
+    fact (so ``tinyo events --json`` prints it as it came: ``fact_json``), by one C encoder made once:
     ``JSONEncoder.encode`` makes a new one per call, a third of the cost of a small fact."""
     if c_make_encoder is None or c_encode_basestring is None:
         return json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":")).encode
@@ -240,7 +241,7 @@ def encode_fact(seq: int, event: ev.BusEvent, history: bool = False) -> bytes:
 
 def fact_json(line: bytes) -> bytes | None:
     """The fact's JSON in a fact line that ``encode_fact`` wrote (without its newline), untouched; None
-    for any other line. A follower printing facts as JSON needs no event made from it."""
+    for any other line. A follower printing facts as JSON needs no decoding and encoding again."""
     if not line.startswith(_FACT_HEAD) or not line.endswith(b"}"):
         return None
     start = line.find(_FACT_KEY, len(_FACT_HEAD))  # seq and history come first: the first one is it
