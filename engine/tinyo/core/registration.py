@@ -3,7 +3,6 @@ their ops as references a worker can import (kept once per distinct op list)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -122,7 +121,7 @@ class Registration:
         self.ops[des_id] = refs
         self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
         for dep in des.deps:
-            if os.path.isabs(dep) and self.graph.version(dep) is None:
+            if dep[:1] == "/" and self.graph.version(dep) is None:
                 self.documents.refresh_file(dep, by="found")
         self.touched.append(des_id)
         self.outbox.emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
