@@ -211,10 +211,10 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
     for _ in range(3):
         loop.inflow.queue.put(("file", str(path), None))
     loop.inflow.queue.put(("manual", "by hand", None))
-    stored = loop.inflow.store_events(loop._take)
+    stored = loop.inflow.store_events(loop._take_many)
     assert stored == 2
     batch = loop.inflow.next_batch(10)
     assert [(source, name) for _, source, name, *_ in batch] == [("file", str(path)), ("manual", "by hand")]
     path.write_text("1")  # the same content again: no new event
     loop.inflow.queue.put(("file", str(path), None))
-    assert loop.inflow.store_events(loop._take) == 0
+    assert loop.inflow.store_events(loop._take_many) == 0
