@@ -4,6 +4,8 @@ injected clock), and the outbox (facts held until the commit)."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 
 import pytest
@@ -204,6 +206,31 @@ def test_requests_from_other_processes_are_taken_in_by_the_loop_itself_within_it
     assert len(loop.store.pending_requests()) == 2, "the rest wait in the state file for the next poll"
 
 
+def test_intake_taken_in_bulk_frees_a_full_queue_and_leaves_no_item_unfinished(parts, tmp_path):
+    """The loop takes a burst off the intake queue in one lock round: a watcher blocked on the full queue
+    goes on, and the queue's count of unfinished items (what idleness is judged by) comes back to zero."""
+    loop = parts
+    files = [tmp_path / f"f{i}.csv" for i in range(6)]
+    for i, path in enumerate(files):
+        path.write_text(str(i))
+    intake: queue.Queue = queue.Queue(maxsize=2)
+    loop.inflow.queue = intake
+    for path in files[:2]:
+        intake.put(("file", str(path), None))
+    watcher = threading.Thread(target=lambda: [intake.put(("file", str(p), None)) for p in files[2:]], daemon=True)
+    watcher.start()  # blocks on the full queue until the loop takes items off it
+    stored = 0
+    for _ in range(10_000):
+        stored += loop.inflow.store_events(loop._take_many)
+        if stored == len(files) and not watcher.is_alive():
+            break
+        watcher.join(0.001)
+    assert stored == len(files), "every file put, including those that waited for room, is stored once"
+    assert not watcher.is_alive()
+    assert intake.unfinished_tasks == 0 and intake.empty()
+    assert [name for _, _, name, *_ in loop.inflow.next_batch(10)] == [str(p) for p in files]
+
+
 def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_path):
     loop = parts
     path = tmp_path / "a.csv"
@@ -211,10 +238,10 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
     for _ in range(3):
         loop.inflow.queue.put(("file", str(path), None))
     loop.inflow.queue.put(("manual", "by hand", None))
-    stored = loop.inflow.store_events(loop._take)
+    stored = loop.inflow.store_events(loop._take_many)
     assert stored == 2
     batch = loop.inflow.next_batch(10)
     assert [(source, name) for _, source, name, *_ in batch] == [("file", str(path)), ("manual", "by hand")]
     path.write_text("1")  # the same content again: no new event
     loop.inflow.queue.put(("file", str(path), None))
-    assert loop.inflow.store_events(loop._take) == 0
+    assert loop.inflow.store_events(loop._take_many) == 0

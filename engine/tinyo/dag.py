@@ -230,9 +230,12 @@ class Graph:
     # ------------------------------------------------------------ structure
     def check(self, des_id: str, deps: Iterable[str], targs: Iterable[str]) -> None:
         """Raise DESRejected if adding this DES would create a target conflict or a cycle."""
-        deps, targs = frozenset(deps), frozenset(targs)
-        for targ in sorted(targs):
-            owner = self.producer_of(targ)
+        # a DES's own sets are frozensets already: not copied (this runs once per new DES)
+        dep_set = deps if isinstance(deps, frozenset) else frozenset(deps)
+        targ_set = targs if isinstance(targs, frozenset) else frozenset(targs)
+        producer_of = self.producer_of
+        for targ in (targ_set if len(targ_set) == 1 else sorted(targ_set)):
+            owner = producer_of(targ)
             if owner is not None and owner != des_id:
                 other = self.node(owner)
                 ops = ", ".join(other.ops_desc) if other is not None else "-"
@@ -242,14 +245,17 @@ class Graph:
                     f"(ops {ops or '-'}, from generator {generator or '?'}); "
                     "two DES may not produce the same document"
                 )
-        loop = deps & targs
-        if loop:
-            raise DESRejected(f"cycle: DES reads and writes {sorted(loop)[0]!r}")
-        if not any(self.readers(t) for t in targs):
+        if not dep_set.isdisjoint(targ_set):
+            raise DESRejected(f"cycle: DES reads and writes {sorted(dep_set & targ_set)[0]!r}")
+        readers = self.readers
+        for t in targ_set:
+            if readers(t):
+                break
+        else:
             return  # nothing reads the new targets yet (a new DES mostly): no path leads back to its deps
         # walk downstream from the new targets; reaching one of the new deps closes a cycle
-        parent: dict[str, str | None] = {t: None for t in targs}
-        frontier = deque(targs)
+        parent: dict[str, str | None] = {t: None for t in targ_set}
+        frontier = deque(targ_set)
         while frontier:
             doc = frontier.popleft()
             for cid in list(self.readers(doc)):
@@ -258,7 +264,7 @@ class Graph:
                     if out in parent:
                         continue
                     parent[out] = doc
-                    if out in deps:
+                    if out in dep_set:
                         path = [out]
                         cur: str | None = doc
                         while cur is not None:

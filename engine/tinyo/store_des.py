@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from .store_docs import DocumentsPart
@@ -13,6 +14,12 @@ _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, 
 _RUN_COLUMNS = "id, des_id, attempt, worker, start, end, status, error, traceback, output, result"
 
 
+@lru_cache(maxsize=256)
+def _ops_json(ops_desc: tuple[str, ...]) -> str:
+    """The JSON column of a DES's op names, once per distinct list (generators give many DES the same ops)."""
+    return jlist(ops_desc)
+
+
 class DESPart(DocumentsPart):
     """DES and runs (see :class:`tinyo.store.Store`)."""
 
@@ -20,7 +27,7 @@ class DESPart(DocumentsPart):
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created), with the reverse
         index (document -> producer, in the document's row; document -> readers)."""
-        self._defer("des", [(i, jset(d), jset(t), jlist(o), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
+        self._defer("des", [(i, jset(d), jset(t), _ops_json(o), b, g, e, c) for i, d, t, o, b, g, e, c in rows])
         self.add_producers([(t, row[0]) for row in rows for t in row[2]])
         self.add_consumers([(d, row[0]) for row in rows for d in row[1]])
 

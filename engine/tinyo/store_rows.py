@@ -69,7 +69,10 @@ def _jstr(name: str) -> str:
     return json.dumps(name, ensure_ascii=False)
 
 
-def jset(values: frozenset[str]) -> str:
+def jset(values: frozenset[str] | tuple[str, ...]) -> str:
+    if len(values) == 1:  # most DES read one document and write one: no sort, no join
+        for name in values:
+            return "[" + _jstr(name) + "]"
     return jlist(sorted(values))
 
 
@@ -77,6 +80,10 @@ def jmap(value: dict[str, int] | None) -> str | None:
     """``json.dumps(value, sort_keys=True)`` for a trace (document -> int version)."""
     if value is None:
         return None
+    if len(value) == 1:  # a DES with one dep (most): no sort, no join
+        for k, v in value.items():
+            if type(v) is int:
+                return "{" + _jstr(k) + ": " + str(v) + "}"
     if all(type(v) is int for v in value.values()):
         return "{" + ", ".join(f"{_jstr(k)}: {v}" for k, v in sorted(value.items())) + "}"
     return json.dumps(value, sort_keys=True)

@@ -106,27 +106,29 @@ class Inflow:
         """Events taken in and not yet stored."""
         return bool(self.own) or not self.queue.empty()
 
-    def store_events(self, take: Callable[[queue.Queue[Intake]], Intake]) -> int:
+    def store_events(self, take: Callable[[queue.Queue[Intake], int], list[Intake]]) -> int:
         """Store waiting intake events (file events only when the file's content is new); returns how many
-        were stored. ``take``: the loop's way to take an item from the queue (marking itself busy first)."""
+        were stored. ``take``: the loop's way to take up to n items from the queue (marking itself busy first)."""
         items: list[tuple[str, str]] = []
         files: dict[str, FileState | None] = {}  # path -> its latest state as the watcher read it (None: unread)
+        settling = self.settling
         while len(items) < STORE_PER_CYCLE:
             if self.own:
-                source, name, seen = self.own.popleft()
+                taken = [self.own.popleft()]
             else:
-                try:
-                    source, name, seen = take(self.queue)
-                except queue.Empty:
+                # no more than can be stored: each item taken adds at most one event
+                taken = take(self.queue, STORE_PER_CYCLE - len(items))
+                if not taken:
                     break
-            if source in ("file", "scan"):
-                if self.settling:
-                    self.settling.pop(name, None)
-                if name in files:
+            for source, name, seen in taken:
+                if source in ("file", "scan"):
+                    if settling:
+                        settling.pop(name, None)
+                    if name in files:
+                        files[name] = seen
+                        continue  # a burst on one path coalesces into one event
                     files[name] = seen
-                    continue  # a burst on one path coalesces into one event
-                files[name] = seen
-            items.append((source, name))
+                items.append((source, name))
         if not items:
             return 0
         now = self.clock.time()

@@ -145,6 +145,22 @@ class Loop:
         source.task_done()
         return item
 
+    def _take_many(self, source: queue.Queue[T], limit: int) -> list[T]:
+        """Up to ``limit`` items of ``source`` at once, the loop marked busy before they leave its count, as
+        ``_take`` does: one round of its lock for a burst, not two per item."""
+        with source.mutex:
+            waiting = source.queue
+            count = min(limit, len(waiting))
+            if count <= 0:
+                return []
+            items = [waiting.popleft() for _ in range(count)]
+            self.idle_mark = None
+            source.unfinished_tasks -= count
+            if not source.unfinished_tasks:
+                source.all_tasks_done.notify_all()
+            source.not_full.notify(count)  # producers blocked on a full queue may put again
+        return items
+
     # ================================================================ life
     def main(self) -> None:
         try:
@@ -322,7 +338,7 @@ class Loop:
             self.commands.apply(item)
 
     def _store_intake(self) -> None:
-        if self.inflow.store_events(self._take) and self.run.paused:
+        if self.inflow.store_events(self._take_many) and self.run.paused:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
     def _process_backlog(self) -> None:

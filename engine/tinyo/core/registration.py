@@ -3,7 +3,6 @@ their ops as references a worker can import (kept once per distinct op list)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -54,7 +53,7 @@ class Registration:
         """The ops of DES in memory (a DES evicted from memory reloads them from the store)."""
         self.total = 0
         """DES in the store."""
-        self._op_cache: dict[tuple[tuple[str, int], ...], tuple[Ops, tuple[str, ...], bytes | None]] = {}
+        self._op_cache: dict[tuple[tuple[int, int], ...], tuple[Any, Ops, tuple[str, ...], bytes | None]] = {}
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
 
@@ -107,13 +106,12 @@ class Registration:
             return False
         now = self.clock.time()
         try:
-            refs = self._refs(des)
+            refs, ops_desc, blob = self._op_facts(des)
             self.graph.check(des_id, des.deps, des.targs)
         except (DESRejected, OpNotImportable) as exc:
             self.outbox.emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
             self.outbox.emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
             return False
-        ops_desc, blob = self._op_facts(refs)
         node = Node(des_id, names(des.deps), names(des.targs), ops_desc, generator,
                     sys.intern(given) if given == event else f"{given} (from {event})")
         self.documents.targets_registered(node)
@@ -122,7 +120,7 @@ class Registration:
         self.ops[des_id] = refs
         self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
         for dep in des.deps:
-            if os.path.isabs(dep) and self.graph.version(dep) is None:
+            if dep[:1] == "/" and self.graph.version(dep) is None:
                 self.documents.refresh_file(dep, by="found")
         self.touched.append(des_id)
         self.outbox.emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
@@ -175,13 +173,16 @@ class Registration:
         """After the graph evicted DES from memory: drop their ops too."""
         self.ops = {k: v for k, v in self.ops.items() if k in self.graph.nodes}
 
-    def _op_facts(self, refs: Ops) -> tuple[tuple[str, ...], bytes | None]:
-        """(op names, the ops as stored for a restart (None: they cannot be)), worked out once per distinct
-        op list: generators mostly pass the same functions and Config objects to many DES."""
-        key = tuple((ref, id(cfg)) for ref, cfg in refs)
+    def _op_facts(self, des: Any) -> tuple[Ops, tuple[str, ...], bytes | None]:
+        """(the DES's ops as references, their names, the ops as stored for a restart (None: they cannot be)),
+        worked out once per distinct list of op and Config objects: generators mostly pass the same functions
+        and Config objects to many DES. OpNotImportable if an op cannot be referenced."""
+        ops = des.ops
+        key = tuple([(id(fn), id(cfg)) for fn, cfg in ops])
         hit = self._op_cache.get(key)
-        if hit is not None:
-            return hit[1], hit[2]
+        if hit is not None:  # the entry holds those objects (in ``ops``): no id is reused while it is cached
+            return hit[1], hit[2], hit[3]
+        refs = self._refs(des)
         ops_desc = tuple(ref.partition(":")[2] for ref, _ in refs)
         ops_desc = self._shared.setdefault(ops_desc, ops_desc)
         try:
@@ -190,8 +191,8 @@ class Registration:
             blob = None  # a Config value that cannot be pickled: the DES runs, but not after a restart
         if len(self._op_cache) >= OP_CACHE_MAX:
             self._op_cache.clear()
-        self._op_cache[key] = (refs, ops_desc, blob)  # the refs hold their Configs: no id is reused while cached
-        return ops_desc, blob
+        self._op_cache[key] = (ops, refs, ops_desc, blob)
+        return refs, ops_desc, blob
 
     def _refs(self, des: Any) -> Ops:
         strict = self.execution in (Execution.PROCESSES, Execution.DASK)
