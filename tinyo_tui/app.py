@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar
 
@@ -16,6 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
 
+from tinyo import events as ev
 from tinyo.clock import Clock, SystemClock
 
 from .bridge import Bridge
@@ -27,6 +29,9 @@ from .palette import Palette
 from .past import seed
 from .questions import ask_cancel_op, ask_stop_engine
 from .reattach import follow_restarts, reattached
+from .resync import apply as apply_snapshot
+from .resync import read as read_snapshot
+from .resync import wanted
 from .safe_text import short_id, visible
 from .screens.confirm import QuitDialog
 from .screens.des_picker import DesPicker
@@ -81,12 +86,16 @@ class TinyoApp(App[int]):
         """The pid of the engine this console is attached to (None: the engine runs in this process)."""
         if self.attached_to is not None:
             self.recipe_name += f" (attached to pid {self.attached_to})"
+            self._say_keys_detach()
         follow_restarts(self)
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
         self._tick_cost = 0.0
-        self._carry: list[Any] = []
         """Moving average of one drain plus the repaint it causes, in seconds."""
+        self._carry: list[Any] = []
+        self._resyncing = False
+        """While the engine is asked again after a gap (see ``resync``), facts wait in the bridge."""
+        self._dropped_seen = 0
         self._ticker: Timer | None = None
         self._settle: Timer | None = None
         self.grace = grace
@@ -101,6 +110,14 @@ class TinyoApp(App[int]):
             self.register_theme(item)
         self.theme = resolve_theme(theme, list(self.available_themes))
         self.animation_level = "none"
+
+    def _say_keys_detach(self) -> None:
+        """Attached, quitting only detaches: the footer, tooltips and help say so (S stops the engine)."""
+        keys = self._bindings.key_to_bindings
+        for key, description, tooltip in (
+                ("q", "Detach", "Quit: detach; the engine goes on running (S stops it)"),
+                ("ctrl+c", "Detach", "Detach at once; the engine goes on running (S stops it)")):
+            keys[key] = [replace(binding, description=description, tooltip=tooltip) for binding in keys.get(key, [])]
 
     # ------------------------------------------------------------------ life cycle
     def now(self) -> float:
@@ -171,6 +188,9 @@ class TinyoApp(App[int]):
                 seed(self.state, *message.value, changes)
                 self._publish(changes)
             return
+        if message.query == "resync":
+            self._resynced(message)
+            return
         if message.query != "boot":
             return
         if message.error:
@@ -198,6 +218,8 @@ class TinyoApp(App[int]):
     def drain(self) -> None:
         """Fold everything the bus buffered into the model, then tell the screens what changed."""
         self._drain_timer = None
+        if self._resyncing:
+            return  # the facts after the gap wait for the engine's answers; _resynced drains again
         started = time.perf_counter()
         batch = self._carry
         if len(batch) < DRAIN_CHUNK:
@@ -205,23 +227,64 @@ class TinyoApp(App[int]):
         # At most DRAIN_CHUNK events per tick, so one tick (and the key press waiting behind it)
         # stays short under a flood; the rest waits in the carry, the bridge keeps buffering.
         batch, self._carry = batch[:DRAIN_CHUNK], batch[DRAIN_CHUNK:]
-        if not batch:
-            # Idle: no drain is scheduled until the bus wakes us again.
-            self._schedule_settle()
+        missed = 0
+        for index, event in enumerate(batch):
+            if type(event) is ev.FactsMissed:  # a gap: what came before it goes in before the answers
+                missed = event.count
+                batch, self._carry = batch[:index], batch[index + 1:] + self._carry
+                break
+        if self.bridge.dropped_facts != self._dropped_seen:  # this console's own buffer overflowed
+            missed += self.bridge.dropped_facts - self._dropped_seen
+            self._dropped_seen = self.bridge.dropped_facts
+        if batch:
+            changes = self.state.apply(batch)
+            for level, message in changes.notices:
+                if level != "info":
+                    self.notify(message, severity="error" if level == "error" else "warning", markup=False)
+            self._publish(changes)
+            self._keep_ticking()
+            self.call_after_refresh(self._measure_tick, started)
+        if missed:
+            self.resync(f"{missed:,} of the engine's facts were missed (this console read them too slowly)")
+        elif batch:
+            self._schedule_drain(1 / DRAIN_HZ / 2 if self._carry else self._drain_delay())
+        else:
+            self._schedule_settle()  # idle: no drain is scheduled until the bus wakes us again
+
+    def resync(self, why: str | None) -> None:
+        """Ask the engine again for what the panes show (after a gap in its facts, or a re-attach); the
+        facts that come meanwhile wait. ``why``: the one line saying so (None: say nothing)."""
+        if self._resyncing:
             return
-        changes = self.state.apply(batch)
-        for level, message in changes.notices:
-            if level != "info":
-                self.notify(message, severity="error" if level == "error" else "warning", markup=False)
-        self._publish(changes)
-        self._keep_ticking()
-        self.call_after_refresh(self._measure_tick, started)
-        self._schedule_drain(1 / DRAIN_HZ / 2 if self._carry else self._drain_delay())
+        self._resyncing = True
+        want = wanted(self.state)
+        engine = self.engine
+
+        def ask() -> None:
+            try:
+                snapshot = read_snapshot(engine, want)
+            except Exception as exc:  # the engine went away again: its handle says so; the facts go on
+                self.post_message(QueryResult("resync", why, f"{type(exc).__name__}: {exc}"))
+                return
+            self.post_message(QueryResult("resync", (snapshot, why)))
+
+        self.run_worker(ask, thread=True, group="resync")
+
+    def _resynced(self, message: QueryResult) -> None:
+        self._resyncing = False
+        if message.error:
+            self.note(f"could not ask the engine again: {message.error}", "error")
+        else:
+            snapshot, why = message.value
+            self._publish(apply_snapshot(self.state, snapshot, self.now()))
+            if why:
+                self.note(f"{why}: documents, workers and running ops asked of the engine again", "info")
+        self._schedule_drain(0.0)
 
     def drain_all(self) -> None:
         """Drain until nothing is buffered (tests and scripted snapshots)."""
         self.drain()
-        while self._carry:
+        while self._carry and not self._resyncing:
             self.drain()
 
     def _measure_tick(self, started: float) -> None:

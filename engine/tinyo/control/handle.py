@@ -4,8 +4,8 @@ It answers the same calls as an in-process ``Engine`` (commands, queries with th
 and a ``bus`` that carries the engine's facts), so a console or script written against one works
 against the other: ``subscribe`` is the bus, ``query`` the query methods, ``command`` the command
 methods. On attach the bus first carries the engine's recent history, then the live facts; when
-this side read too slowly the engine says how many facts were missed, and the bus carries an
-``EngineNotice`` saying so (the caller asks its queries again). ``stop`` only detaches: the engine
+this side read too slowly the engine says how many facts were missed, and the bus carries a
+``FactsMissed`` where they were lost (the caller asks its queries again). ``stop`` only detaches: the engine
 goes on; ``stop_engine`` is the explicit stop.
 
 With ``reattach``, an engine that stops or dies is waited for: the bus says so (an ``EngineState``
@@ -148,8 +148,8 @@ class RemoteEngine:
                         self.state = message.fact.state
                     self.bus.publish(message.fact)
                 elif isinstance(message, Missed):
-                    self.bus.publish(ev.EngineNotice(_now(), "warning", f"the engine's facts came faster than this "
-                                                     f"side read them: {message.count} were missed"))
+                    # in the stream's order: what came before the gap is older than what its reader re-asks
+                    self.bus.publish(ev.FactsMissed(_now(), message.count))
                 elif isinstance(message, Bye):
                     break
         except (OSError, ControlError):

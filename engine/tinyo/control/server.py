@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TinyoError
-from .hub import Hub, Outbox
+from .hub import OUTBOX_BYTES, Hub, Outbox
 from .paths import ControlError, private_dir, socket_path
 from .protocol import (
     MAX_LINE, PROTOCOL, Bye, Command, Error, Hello, ProtocolError, Query, Result, Subscribe, Welcome, check_args,
@@ -49,9 +49,12 @@ class LineTooLong(ControlError):
 class ControlServer:
     """Serves one engine on the control socket of its state file."""
 
-    def __init__(self, engine: Engine, path: Path | None = None, grace: float = 10.0) -> None:
+    def __init__(self, engine: Engine, path: Path | None = None, grace: float = 10.0,
+                 outbox_bytes: int = OUTBOX_BYTES) -> None:
         self.engine = engine
         self.grace = grace
+        self.outbox_bytes = outbox_bytes
+        """What may wait to be sent to one client; past it the facts are counted as missed for it."""
         self.path = path or socket_path(engine.store.path)
         self.hub = Hub(self._engine_stopped)
         self._listener: socket.socket | None = None
@@ -201,6 +204,9 @@ class ControlServer:
         elif name == "resume":
             engine.resume()
         elif name == "cancel":
+            problem = cancel_problem(args["run_id"], engine.run_status(args["run_id"]), engine.store.path)
+            if problem is not None:
+                raise TinyoError(problem)
             engine.cancel(args["run_id"])
         elif name == "rescan":
             engine.rescan()
@@ -227,7 +233,7 @@ class _Client:
     def __init__(self, server: ControlServer, conn: socket.socket) -> None:
         self.server = server
         self.conn = conn
-        self.outbox = Outbox()
+        self.outbox = Outbox(server.outbox_bytes)
         self._buffer = bytearray()
         self._bad = 0
         self._lock = threading.Lock()
@@ -369,6 +375,15 @@ class _Client:
         self._buffer.clear()
         self._send(Error(f"a line longer than {MAX_LINE} bytes: connection closed"))
         raise LineTooLong("line too long")
+
+
+def cancel_problem(run_id: int, status: str | None, db: str) -> str | None:
+    """Why run ``run_id`` (its status, None: unknown) cannot be cancelled; None when it can."""
+    if status is None:
+        return f"cancel: there is no run {run_id} in {db} (`tinyo status` lists the runs)"
+    if status not in ("queued", "running"):
+        return f"cancel: run {run_id} is not queued or running: it ended ({status})"
+    return None
 
 
 def _matcher(pattern: str, regex: bool) -> Callable[[str], bool]:
