@@ -18,7 +18,7 @@ by side with the ratio attached/embedded. Attached, ``rss_growth`` is the consol
 console read the engine's facts too slowly and asked it again.
 
 A real engine on a temp folder runs a recipe whose root generator turns every file event into one
-DES with a trivial op that prints one line; the console runs headless (Textual's test driver, a
+DES with a trivial op that prints one line (the files are written by a process of their own); the console runs headless (Textual's test driver, a
 120x40 screen) with the engine started the way ``tinyo-tui`` starts it. Measured, not asserted
 (targets from the issue in brackets):
 
@@ -82,7 +82,16 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def flood(stop: threading.Event, rate: int, seconds: float, mode: str, data: Path, engine: Any,
           sent: list[int]) -> None:
-    """Write (or inject) ``rate`` events per second in 10 ms slices until ``seconds`` pass."""
+    """Write (or inject) ``rate`` events per second in 10 ms slices until ``seconds`` pass. Files are
+    written by a process of their own (as files arrive from elsewhere): the writer does not take the
+    console's (or the embedded engine's) interpreter lock."""
+    if mode == "files" and engine is not None:
+        import subprocess
+
+        writer = subprocess.run([sys.executable, __file__, "--write-files", str(data), str(rate), str(seconds)],
+                                capture_output=True, text=True, check=True)
+        sent.append(int(writer.stdout.split()[-1]))
+        return
     start = time.perf_counter()
     n = 0
     while not stop.is_set():
@@ -192,8 +201,9 @@ async def run(args: argparse.Namespace, views: bool, console: str = "embedded") 
             app.screen.query_one(RunTimeline).display = False
         await pilot.pause(0.5)
 
-        while app.state.engine_state != "running":
-            await asyncio.sleep(0.05)
+        deadline = time.perf_counter() + 30
+        while service and app.state.engine_state != "running" and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)  # attached: the engine's history has reached the console
         rss_before = rss_mb()
         engine_rss_before = rss_mb(service) if service else 0.0
         stop = threading.Event()
@@ -284,6 +294,11 @@ async def run(args: argparse.Namespace, views: bool, console: str = "embedded") 
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--write-files"]:  # the flood's writer process: DATA RATE SECONDS
+        sent: list[int] = []
+        flood(threading.Event(), int(sys.argv[3]), float(sys.argv[4]), "files", Path(sys.argv[2]), None, sent)
+        print(sent[0])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)

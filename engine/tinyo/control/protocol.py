@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from .. import events as ev
@@ -234,6 +235,10 @@ def decode(line: bytes) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
+    if kind == "fact":  # most of what a subscriber reads: checked without the generic walk
+        seq, fact, history = data.get("seq"), data.get("fact"), data.get("history", False)
+        if type(seq) is int and type(history) is bool and "fact" in data:
+            return Fact(seq, fact_from_json(fact) if isinstance(fact, dict) else fact, history)
     cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message type {kind!r} (known: {', '.join(sorted(_TYPES))})")
@@ -266,23 +271,39 @@ _FACTS = _fact_types()
 
 def fact_from_json(data: dict[str, Any]) -> ev.BusEvent | dict[str, Any]:
     """A bus event back from its JSON form; a fact this version does not know stays a dict."""
-    cls = _FACTS.get(data.get("type"))  # type: ignore[arg-type]
-    if cls is None:
+    fields = _FACT_READERS.get(data.get("type"))  # type: ignore[arg-type]
+    if fields is None:
         return data
+    cls, readers = fields
     values = {}
     try:
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value, ann = data[f.name], str(f.type)
-            if ann.startswith("frozenset"):
-                value = frozenset(value)
-            elif ann.startswith("tuple[GroupSummary"):
-                value = tuple(GroupSummary(g["pattern"], g["count"], g["first"],
-                                           tuple((s, n) for s, n in g["states"])) for g in value)
-            elif ann.startswith("tuple"):
-                value = tuple(value)
-            values[f.name] = value
+        for name, read in readers:
+            if name in data:
+                value = data[name]
+                values[name] = value if read is None else read(value)
         return cls(**values)
     except (TypeError, KeyError, ValueError):
         return data
+
+
+def _groups(value: Any) -> tuple[GroupSummary, ...]:
+    return tuple(GroupSummary(g["pattern"], g["count"], g["first"], tuple((s, n) for s, n in g["states"]))
+                 for g in value)
+
+
+def _reader(annotation: str) -> Callable[[Any], Any] | None:
+    """How a field's JSON value becomes its Python value (None: as it is)."""
+    if annotation.startswith("frozenset"):
+        return frozenset
+    if annotation.startswith("tuple[GroupSummary"):
+        return _groups
+    if annotation.startswith("tuple"):
+        return tuple
+    return None
+
+
+_FACT_READERS: dict[str, tuple[type[ev.BusEvent], tuple[tuple[str, Callable[[Any], Any] | None], ...]]] = {
+    kind: (cls, tuple((f.name, _reader(str(f.type))) for f in dataclasses.fields(cls)))
+    for kind, cls in _FACTS.items()
+}
+"""Per fact kind: its class and, per field, how its JSON value is read (worked out once, not per fact)."""
