@@ -90,8 +90,8 @@ def start(
         try:
             path = _db_for(recipe, db)
             client = running_engine(path)
-            if client is None or client.welcome is None or client.welcome.state != "stopping":
-                break
+            if client is None or client.welcome is None or client.welcome.state not in ("stopping", "stopped"):
+                break  # ("stopped": it has stopped and is closing its socket, a moment from now)
             client.close()
             raise EngineStopping(f"the engine on {path} (pid {client.pid}) is stopping")
         except EngineStopping as exc:  # one is stopping (a console's S, `tinyo stop`): start once it has ended

@@ -11,6 +11,7 @@ it reads too slowly to keep up, the facts it could not take are counted and it i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -120,17 +121,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 
 # A request's arguments: name -> (accepted types, default); no default means required.
 _REQUIRED = object()
-COMMANDS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "inject": {"event": ((str,), _REQUIRED)},
-    "fire": {"timer": ((str,), _REQUIRED)},
-    "rerun": {"target": ((str,), _REQUIRED), "downstream": ((bool,), False)},
-    "pause": {},
-    "resume": {},
-    "cancel": {"run_id": ((int,), _REQUIRED)},
-    "rescan": {},
-    "stop": {"now": ((bool,), False)},
-}
-QUERIES: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+Spec = dict[str, tuple[tuple[type, ...], Any]]
+QUERIES: dict[str, Spec] = {
     "stats": {},
     "explain": {"name": ((str,), _REQUIRED)},
     "des_details": {"des_id": ((str,), _REQUIRED)},
@@ -144,11 +136,39 @@ QUERIES: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "clients": {},
     "find_documents": {"pattern": ((str,), _REQUIRED), "regex": ((bool,), False), "limit": ((int,), 1)},
 }
+"""The engine's queries (its read-only methods; they are closures on its loop, not typed messages)."""
+
+
+@functools.cache
+def commands() -> dict[str, Spec]:
+    """The commands a client may send, derived from the engine's typed requests (``messages.Request``) and
+    their wire forms: the arguments are the fields (renamed or replaced as the form says), with their
+    types and defaults. Worked out on first use: a client that only sends need not import them."""
+    import typing
+
+    from .. import messages
+
+    table: dict[str, Spec] = {}
+    for cls in typing.get_args(messages.Request):
+        wire: messages.Wire = cls.wire
+        renamed, replaced = dict(wire.renamed), {f: (a, t, d) for f, a, t, d in wire.replaced}
+        hints = typing.get_type_hints(cls)
+        spec: Spec = {}
+        for f in dataclasses.fields(cls):
+            if f.name in replaced:
+                arg, kind, default = replaced[f.name]
+                spec[arg] = ((kind,), default)
+            else:
+                default = _REQUIRED if f.default is dataclasses.MISSING else f.default
+                spec[renamed.get(f.name, f.name)] = ((hints[f.name],), default)
+        if table.setdefault(wire.name, spec) != spec:  # two typed commands, one wire form: one set of arguments
+            raise TypeError(f"{cls.__name__}: wire command {wire.name!r} has other arguments than another's")
+    return table
 
 
 def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments of command or query ``name``, checked and completed with defaults."""
-    table = COMMANDS if kind == "command" else QUERIES
+    table = commands() if kind == "command" else QUERIES
     spec = table.get(name)
     if spec is None:
         raise ProtocolError(f"unknown {kind} {name!r} (known: {', '.join(sorted(table))})")

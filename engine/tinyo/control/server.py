@@ -186,33 +186,43 @@ class ControlServer:
         return Welcome(PROTOCOL, os.getpid(), engine.store.path, str(engine.recipe.path), engine.state)
 
     def command(self, name: str, args: dict[str, Any]) -> None:
+        """Do command ``name`` (its arguments checked by ``protocol.check_args``)."""
+        handler = self.HANDLERS.get(name)
+        if handler is None:
+            raise ProtocolError(f"command {name!r} has no handler in this engine")
+        handler(self, **args)
+
+    def _inject(self, event: str) -> None:
+        self.engine.inject(event)
+
+    def _fire(self, timer: str) -> None:
+        self.engine.fire_timer(timer)
+
+    def _rerun(self, target: str, downstream: bool) -> None:
         engine = self.engine
-        if name == "inject":
-            engine.inject(args["event"])
-        elif name == "fire":
-            engine.fire_timer(args["timer"])
-        elif name == "rerun":
-            target, downstream = args["target"], args["downstream"]
-            if engine.des_infos([target]):
-                engine.rerun(target, downstream)
-            elif engine.doc_infos([target]):
-                engine.rerun_document(target, downstream)
-            else:
-                raise TinyoError(f"rerun: no DES or document named {target!r} in {engine.store.path}")
-        elif name == "pause":
-            engine.pause()
-        elif name == "resume":
-            engine.resume()
-        elif name == "cancel":
-            problem = cancel_problem(args["run_id"], engine.run_status(args["run_id"]), engine.store.path)
-            if problem is not None:
-                raise TinyoError(problem)
-            engine.cancel(args["run_id"])
-        elif name == "rescan":
-            engine.rescan()
-        elif name == "stop":
-            grace = 0.0 if args["now"] else self.grace
-            threading.Thread(target=engine.stop, args=(grace,), name="tinyo-control-stop", daemon=True).start()
+        if engine.des_infos([target]):
+            engine.rerun(target, downstream)
+        elif engine.doc_infos([target]):
+            engine.rerun_document(target, downstream)
+        else:
+            raise TinyoError(f"rerun: no DES or document named {target!r} in {engine.store.path}")
+
+    def _cancel(self, run_id: int) -> None:
+        problem = cancel_problem(run_id, self.engine.run_status(run_id), self.engine.store.path)
+        if problem is not None:
+            raise TinyoError(problem)
+        self.engine.cancel(run_id)
+
+    def _stop(self, now: bool) -> None:
+        grace = 0.0 if now else self.grace
+        threading.Thread(target=self.engine.stop, args=(grace,), name="tinyo-control-stop", daemon=True).start()
+
+    HANDLERS: dict[str, Callable[..., None]] = {
+        "inject": _inject, "fire": _fire, "rerun": _rerun, "cancel": _cancel, "stop": _stop,
+        "pause": lambda self: self.engine.pause(), "resume": lambda self: self.engine.resume(),
+        "rescan": lambda self: self.engine.rescan(),
+    }
+    """Each wire command (``protocol.commands()``, from the typed requests) and what the engine does for it."""
 
     def query(self, name: str, args: dict[str, Any]) -> Any:
         engine = self.engine
