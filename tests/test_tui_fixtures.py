@@ -153,7 +153,7 @@ class ScriptedEngine:
         return EngineStats(state, START, self.clock.time() - START, self._event_id, 0.0, states.count("queued"),
                            states.count("running"), states.count("failed"), 0, len(self._des), len(self._docs))
 
-    def history(self) -> History:
+    def history(self, events: int = 1000, runs: int = 1000, lines: int = 1000) -> History:
         """The recent past as a state file would give it: ``past`` (set by a test), or nothing."""
         return self.past
 

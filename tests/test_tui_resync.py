@@ -82,6 +82,10 @@ async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_th
                 await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 1 and engine.is_idle(),
                             timeout=60, what="the flood handled")
                 assert any(c["missed"] for c in look.query("clients")), "the console's outbox did not overflow"
+                for n in range(20):  # these come wholly in the gap: nothing of them reaches the console
+                    engine.inject(f"echo_late{n}")
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 21 and engine.is_idle(),
+                            what="the late events handled")
             assert _mismatch(app, engine)  # the console is behind ...
             reading.set()
             await until(pilot, lambda: any("facts were missed" in row.line for row in app.state.output),
@@ -89,7 +93,11 @@ async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_th
             await _until_match(pilot, app, engine)
             lines = [row.line for row in app.state.output if "facts were missed" in row.line]
             assert len(lines) == 1 and "asked of the engine again" in lines[0]
-            assert app.state.groups["done.echo_n*"].count == FLOOD
+            assert app.state.groups["done.echo_n*"].count == FLOOD and app.state.groups["done.echo_late*"].count == 20
+            # the events of the gap are in the stream too, in event order
+            ids = [row.event_id for row in app.state.events if row.event_id is not None]
+            assert ids == sorted(ids) and len(ids) == len(set(ids))
+            assert {f"echo_late{n}" for n in range(20)} <= {row.name for row in app.state.events}
             await pilot.press("q")
             await pilot.pause(0.3)
     finally:

@@ -6,7 +6,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar
 
@@ -17,7 +16,6 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
 
-from tinyo import events as ev
 from tinyo.clock import Clock, SystemClock
 
 from .bridge import Bridge
@@ -28,10 +26,8 @@ from .named_commands import NamedCommands
 from .palette import Palette
 from .past import seed
 from .questions import ask_cancel_op, ask_stop_engine
-from .reattach import follow_restarts, reattached
-from .resync import apply as apply_snapshot
-from .resync import read as read_snapshot
-from .resync import wanted
+from .reattach import follow_restarts, reattached, say_keys_detach
+from .resync import Resync
 from .safe_text import short_id, visible
 from .screens.confirm import QuitDialog
 from .screens.des_picker import DesPicker
@@ -86,16 +82,15 @@ class TinyoApp(App[int]):
         """The pid of the engine this console is attached to (None: the engine runs in this process)."""
         if self.attached_to is not None:
             self.recipe_name += f" (attached to pid {self.attached_to})"
-            self._say_keys_detach()
+            say_keys_detach(self)
         follow_restarts(self)
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
         self._tick_cost = 0.0
         """Moving average of one drain plus the repaint it causes, in seconds."""
         self._carry: list[Any] = []
-        self._resyncing = False
-        """While the engine is asked again after a gap (see ``resync``), facts wait in the bridge."""
-        self._dropped_seen = 0
+        self.resyncs = Resync(self)
+        """Asks the engine again after a gap in its facts (or a re-attach); the facts wait meanwhile."""
         self._ticker: Timer | None = None
         self._settle: Timer | None = None
         self.grace = grace
@@ -110,14 +105,6 @@ class TinyoApp(App[int]):
             self.register_theme(item)
         self.theme = resolve_theme(theme, list(self.available_themes))
         self.animation_level = "none"
-
-    def _say_keys_detach(self) -> None:
-        """Attached, quitting only detaches: the footer, tooltips and help say so (S stops the engine)."""
-        keys = self._bindings.key_to_bindings
-        for key, description, tooltip in (
-                ("q", "Detach", "Quit: detach; the engine goes on running (S stops it)"),
-                ("ctrl+c", "Detach", "Detach at once; the engine goes on running (S stops it)")):
-            keys[key] = [replace(binding, description=description, tooltip=tooltip) for binding in keys.get(key, [])]
 
     # ------------------------------------------------------------------ life cycle
     def now(self) -> float:
@@ -189,7 +176,7 @@ class TinyoApp(App[int]):
                 self._publish(changes)
             return
         if message.query == "resync":
-            self._resynced(message)
+            self.resyncs.done(message)
             return
         if message.query != "boot":
             return
@@ -218,8 +205,8 @@ class TinyoApp(App[int]):
     def drain(self) -> None:
         """Fold everything the bus buffered into the model, then tell the screens what changed."""
         self._drain_timer = None
-        if self._resyncing:
-            return  # the facts after the gap wait for the engine's answers; _resynced drains again
+        if self.resyncs.busy:
+            return  # the facts after the gap wait for the engine's answers; the resync drains again
         started = time.perf_counter()
         batch = self._carry
         if len(batch) < DRAIN_CHUNK:
@@ -227,15 +214,8 @@ class TinyoApp(App[int]):
         # At most DRAIN_CHUNK events per tick, so one tick (and the key press waiting behind it)
         # stays short under a flood; the rest waits in the carry, the bridge keeps buffering.
         batch, self._carry = batch[:DRAIN_CHUNK], batch[DRAIN_CHUNK:]
-        missed = 0
-        for index, event in enumerate(batch):
-            if type(event) is ev.FactsMissed:  # a gap: what came before it goes in before the answers
-                missed = event.count
-                batch, self._carry = batch[:index], batch[index + 1:] + self._carry
-                break
-        if self.bridge.dropped_facts != self._dropped_seen:  # this console's own buffer overflowed
-            missed += self.bridge.dropped_facts - self._dropped_seen
-            self._dropped_seen = self.bridge.dropped_facts
+        batch, after, missed = self.resyncs.split(batch)
+        self._carry = after + self._carry
         if batch:
             changes = self.state.apply(batch)
             for level, message in changes.notices:
@@ -252,39 +232,18 @@ class TinyoApp(App[int]):
             self._schedule_settle()  # idle: no drain is scheduled until the bus wakes us again
 
     def resync(self, why: str | None) -> None:
-        """Ask the engine again for what the panes show (after a gap in its facts, or a re-attach); the
-        facts that come meanwhile wait. ``why``: the one line saying so (None: say nothing)."""
-        if self._resyncing:
-            return
-        self._resyncing = True
-        want = wanted(self.state)
-        engine = self.engine
+        """Ask the engine again for what the panes show; ``why``: the one line saying so (None: say nothing)."""
+        self.resyncs.begin(why)
 
-        def ask() -> None:
-            try:
-                snapshot = read_snapshot(engine, want)
-            except Exception as exc:  # the engine went away again: its handle says so; the facts go on
-                self.post_message(QueryResult("resync", why, f"{type(exc).__name__}: {exc}"))
-                return
-            self.post_message(QueryResult("resync", (snapshot, why)))
-
-        self.run_worker(ask, thread=True, group="resync")
-
-    def _resynced(self, message: QueryResult) -> None:
-        self._resyncing = False
-        if message.error:
-            self.note(f"could not ask the engine again: {message.error}", "error")
-        else:
-            snapshot, why = message.value
-            self._publish(apply_snapshot(self.state, snapshot, self.now()))
-            if why:
-                self.note(f"{why}: documents, workers and running ops asked of the engine again", "info")
-        self._schedule_drain(0.0)
+    @property
+    def resyncing(self) -> bool:
+        """Whether the engine is being asked again (the facts wait meanwhile)."""
+        return self.resyncs.busy
 
     def drain_all(self) -> None:
         """Drain until nothing is buffered (tests and scripted snapshots)."""
         self.drain()
-        while self._carry and not self._resyncing:
+        while self._carry and not self.resyncs.busy:
             self.drain()
 
     def _measure_tick(self, started: float) -> None:

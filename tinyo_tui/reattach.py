@@ -7,6 +7,7 @@ engine's history."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .messages import Reattached
@@ -29,3 +30,12 @@ def reattached(app: Any, pid: int) -> None:
     app.state.started_at = None  # uptime counts from the new engine's start
     app.note(f"re-attached to the engine (pid {pid})", "info")
     app.resync(None)
+
+
+def say_keys_detach(app: Any) -> None:
+    """Attached, quitting only detaches: the footer, tooltips and help say so (S stops the engine)."""
+    keys = app._bindings.key_to_bindings
+    for key, description, tooltip in (
+            ("q", "Detach", "Quit: detach; the engine goes on running (S stops it)"),
+            ("ctrl+c", "Detach", "Detach at once; the engine goes on running (S stops it)")):
+        keys[key] = [replace(binding, description=description, tooltip=tooltip) for binding in keys.get(key, [])]

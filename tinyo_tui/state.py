@@ -263,6 +263,18 @@ class ConsoleState:
                 self._event_by_id.setdefault(row.event_id, row)
                 self._event_by_name.setdefault(row.name, row)
 
+    def replace_events(self, rows: list[EventRow]) -> None:
+        """Show ``rows`` (oldest first; the newest that fit) instead of the stream, renumbered after every row
+        so far (a resync put missed events among them: the panes rebuild their views)."""
+        kept = rows[-(self.events.maxlen or len(rows)):]
+        self.events_dropped += len(rows) - len(kept)
+        self.events.clear()
+        self._event_by_id.clear()
+        self._event_by_name.clear()
+        for row in kept:
+            row.seq, row.version = next(self._seq), row.version + 1
+            self._append_event(row)
+
     def apply(self, batch: list[ev.BusEvent], changes: Changes | None = None) -> Changes:
         """Fold a batch of bus events (in publish order) into the model."""
         ch = changes if changes is not None else Changes()

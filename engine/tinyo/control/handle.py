@@ -27,6 +27,7 @@ from .. import events as ev
 from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
 from ..executors.base import WorkerInfo
 from ..groups import GroupSummary
+from ..history import RECENT, History, PastEvent, PastRun
 from ..recipe import Recipe
 from .client import ControlClient, EngineGone
 from .paths import ControlError
@@ -229,6 +230,13 @@ class RemoteEngine:
 
     def workers(self) -> list[WorkerInfo]:
         return [WorkerInfo(**w) for w in self._query("workers")]
+
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the engine's state file: its last events, runs and output lines (bounded)."""
+        past = self._query("history", events=min(events, LIST_MAX), runs=min(runs, LIST_MAX),
+                           lines=min(lines, LIST_MAX))
+        return History([PastEvent(**e) for e in past["events"]],
+                       [PastRun(**{**r, "output": tuple(r["output"])}) for r in past["runs"]])
 
     # ------------------------------------------------------------------ the wire
     def _command(self, name: str, /, **args: Any) -> None:

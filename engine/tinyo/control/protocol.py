@@ -135,6 +135,7 @@ QUERIES: dict[str, Spec] = {
     "workers": {},
     "clients": {},
     "find_documents": {"pattern": ((str,), _REQUIRED), "regex": ((bool,), False), "limit": ((int,), 1)},
+    "history": {"events": ((int,), 1000), "runs": ((int,), 1000), "lines": ((int,), 1000)},
 }
 """The engine's queries (its read-only methods; they are closures on its loop, not typed messages)."""
 
@@ -166,6 +167,10 @@ def commands() -> dict[str, Spec]:
     return table
 
 
+_COUNTS = ("limit", "offset", "events", "runs", "lines")
+"""Arguments that say how many (or from where): bounded, so an answer stays a few MB at most."""
+
+
 def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments of command or query ``name``, checked and completed with defaults."""
     table = commands() if kind == "command" else QUERIES
@@ -186,9 +191,10 @@ def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if not _is(value, types):
             raise ProtocolError(f"{kind} {name}: argument {arg!r} must be {'/'.join(t.__name__ for t in types)}, "
                                 f"got {type(value).__name__}")
-        if isinstance(value, int) and not isinstance(value, bool) and arg in ("limit", "offset"):
-            if not 0 <= value <= (LIST_MAX if arg == "limit" else 1 << 62):
-                raise ProtocolError(f"{kind} {name}: {arg} must be 0..{LIST_MAX if arg == 'limit' else 'big'}, got {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and arg in _COUNTS:
+            most = 1 << 62 if arg == "offset" else LIST_MAX
+            if not 0 <= value <= most:
+                raise ProtocolError(f"{kind} {name}: {arg} must be 0..{LIST_MAX if arg != 'offset' else 'big'}, got {value}")
         if isinstance(value, list):
             if len(value) > LIST_MAX or not all(isinstance(v, str) for v in value):
                 raise ProtocolError(f"{kind} {name}: {arg} must be a list of at most {LIST_MAX} strings")
