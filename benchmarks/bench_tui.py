@@ -26,6 +26,8 @@ DES with a trivial op that prints one line (the files are written by a process o
 - ``key_p95``: during the flood, a pane key (1..5) every 0.25 s; time from the key event to the
   first repaint after the pane switched, p50/p95/max [p95 < 100 ms];
 - ``rss_growth``: resident memory at the end of the flood minus before it [< 50 MB];
+- ``ui_thread_cpu_s`` / ``ui_thread_runq_wait_s``: during the flood, the seconds the console's UI thread
+  ran, and the seconds it was ready to run but waited for a CPU (a busy machine: key latency includes it);
 - ``lost``: events written/injected minus events the engine stored (read from its stats) [0];
 - ``idle_cpu``: process CPU over 10 s once everything is done and the console is idle [< 1 %]
   (with the views on, the header sparkline and the timeline still slide then: 30 s and 60 s after
@@ -126,6 +128,17 @@ def active_timers(app: Any) -> list[Any]:
             if t._task is not None and not t._task.done() and t._active.is_set()]
 
 
+def main_thread_sched() -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of this process's main thread, the
+    console's UI loop (Linux schedstat; zeros elsewhere): the wait is what a busy machine adds."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/schedstat") as fh:
+            on_cpu, waiting = (int(v) / 1e9 for v in fh.read().split()[:2])
+        return on_cpu, waiting
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
 def start_service(recipe: Path) -> int:
     """``tinyo start recipe``: the engine in a process of its own; its pid."""
     import subprocess
@@ -217,6 +230,7 @@ async def run(args: argparse.Namespace, views: bool, console: str = "embedded") 
             "documents", "workers", "lanes", "output", "events"]
         index = 0
         cpu0 = time.process_time()
+        sched0 = main_thread_sched()
         while thread.is_alive():
             await asyncio.sleep(0.25)
             key, target = panes[index % len(panes)], names[index % len(panes)]
@@ -234,6 +248,9 @@ async def run(args: argparse.Namespace, views: bool, console: str = "embedded") 
             if painted:
                 latencies.append((painted[0] - start) * 1000)
         results["flood_cpu_s"] = round(time.process_time() - cpu0, 2)
+        sched1 = main_thread_sched()
+        results["ui_thread_cpu_s"] = round(sched1[0] - sched0[0], 2)
+        results["ui_thread_runq_wait_s"] = round(sched1[1] - sched0[1], 2)
         header = app.screen.query_one(StatusHeader)
         timeline = app.screen.query_one(RunTimeline)
         results["sparkline_cells"] = header.layout_used.spark if header.layout_used else 0

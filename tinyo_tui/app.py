@@ -45,6 +45,10 @@ DRAIN_HZ = 12
 """Bus batches per second while events flow (a frame tick: 10-15 UI updates per second per pane)."""
 DRAIN_CHUNK = 4000
 """The most bus events folded in per tick."""
+TICK_BUDGET = 0.03
+"""Seconds of folding facts into the model per tick (then the screen repaints and keys are served)."""
+APPLY_STEP = 250
+"""Facts folded in between two looks at the clock."""
 MAX_DRAIN_DELAY = 0.5
 """Even under the heaviest flood the panes update at least twice a second."""
 
@@ -215,9 +219,15 @@ class TinyoApp(App[int]):
         # stays short under a flood; the rest waits in the carry, the bridge keeps buffering.
         batch, self._carry = batch[:DRAIN_CHUNK], batch[DRAIN_CHUNK:]
         batch, after, missed = self.resyncs.split(batch)
-        self._carry = after + self._carry
+        # Fold in steps until the tick's budget is spent: a key pressed meanwhile waits for one step's
+        # repaint, not for thousands of facts (what is left waits in the carry for the next tick). All
+        # of what came before a gap goes in before the engine is asked again.
+        changes, applied, deadline = Changes(), 0, started + (TICK_BUDGET if not missed else float("inf"))
+        while applied < len(batch) and (applied == 0 or time.perf_counter() < deadline):
+            self.state.apply(batch[applied:applied + APPLY_STEP], changes)
+            applied += APPLY_STEP
+        batch, self._carry = batch[:applied], batch[applied:] + after + self._carry
         if batch:
-            changes = self.state.apply(batch)
             for level, message in changes.notices:
                 if level != "info":
                     self.notify(message, severity="error" if level == "error" else "warning", markup=False)
