@@ -55,14 +55,10 @@ def make_store(path: Path, documents: int) -> None:
     """A state file with ``documents`` documents (names, versions, producers), written through the Store."""
     store = Store(str(path))
     names = [f"doc.{i:07d}" for i in range(documents)]
-    store.add_names([(name, "doc.*") for name in names])
-    store.flush()
     now = time.time()
-    store.conn.executemany(
-        "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) VALUES (?, 1, NULL, NULL, NULL, ?, ?)",
-        [(name, now, "bench") for name in names])
-    store.conn.executemany("INSERT INTO producers(doc, des_id) VALUES (?, ?)",
-                           [(name, f"{i:016x}") for i, name in enumerate(names)])
+    store.add_names([(name, "doc.*") for name in names])
+    store.put_documents([(name, 1, None, None, None, now, "bench") for name in names])
+    store.add_producers([(name, f"{i:016x}") for i, name in enumerate(names)])
     store.commit()
     store.close()
 

@@ -159,6 +159,21 @@ def test_start_that_fails_says_why_in_one_line_and_exits_2(tmp_path, inbox):
     assert "the engine did not start" in result.stderr and "not a SQLite database" in result.stderr
 
 
+def test_start_on_a_state_file_in_a_folder_not_made_yet_makes_it_and_starts(tmp_path, inbox):
+    db = tmp_path / "new" / "deeper" / "s.db"  # as the demo's state folder before its first run
+    recipe = write_recipe(tmp_path, RECIPE, db=db, inbox=inbox)
+    result = tinyo("start", str(recipe))
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout.split("(pid ")[1].split(")")[0])
+    try:
+        assert (tmp_path / "new" / "deeper" / "s.db.log").exists()
+        assert tinyo("stop", str(recipe)).returncode == 0
+        wait_for(lambda: not alive(pid), what="the engine's exit")
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_tinyo_run_serves_the_channel_and_stops_through_it(recipe, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env())

@@ -187,8 +187,10 @@ def test_sigkill_restart_loop_loses_nothing_and_reruns_only_interrupted_runs(tmp
         des = {des_id: (state, json.loads(targs)) for des_id, state, targs in
                conn.execute("SELECT id, state, targs FROM des")}
         runs = conn.execute("SELECT des_id, status, dep_versions FROM runs").fetchall()
-        seen = {Path(p).name for (p,) in conn.execute("SELECT path FROM files_seen")}
-        new_events = conn.execute("SELECT count(*) FROM events WHERE status = 'new'").fetchone()[0]
+        seen = {Path(p).name for (p,) in conn.execute("SELECT name FROM documents WHERE seen_size IS NOT NULL")}
+        # not processed: past the watermark, with no status of their own
+        new_events = conn.execute("SELECT count(*) FROM events WHERE id > coalesce((SELECT max(last_id) FROM processed), 0) "
+                                  "AND status IS NULL").fetchone()[0]
     finally:
         conn.close()
     assert seen == set(names), context

@@ -138,6 +138,43 @@ def test_facts_wait_in_the_outbox_until_it_is_released(parts):
     assert not [e for e in loop.published if isinstance(e, ev.EngineNotice)]
 
 
+def test_a_release_hands_a_batch_subscriber_the_cycle_in_one_call_and_a_broken_subscriber_loses_nothing(parts):
+    loop = parts
+    batches: list[list[ev.BusEvent]] = []
+    loop.outbox.bus.subscribe_batches(lambda facts: batches.append(list(facts)))
+    seen: list[ev.BusEvent] = []
+
+    def fragile(fact: ev.BusEvent) -> None:
+        if isinstance(fact, ev.DESRegistered):
+            raise RuntimeError("a subscriber bug")
+        seen.append(fact)
+
+    loop.outbox.bus.subscribe(fragile)
+    _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _ready_tasks(loop)
+    loop.outbox.release()
+    assert len(batches) == 1 and batches[0] == loop.published, "one call, every fact, in order"
+    assert seen == [f for f in loop.published if not isinstance(f, ev.DESRegistered)], "the facts after the failure still came"
+    assert len(loop.outbox.bus.errors) == 1
+    loop.outbox.release()
+    assert len(batches) == 1, "an empty release calls no one"
+
+
+def test_group_counts_follow_a_des_from_never_built_through_queued_to_up_to_date(parts):
+    loop = parts
+    _des(loop, ["raw"], ["clean"])
+    groups = loop.documents.groups
+    assert groups.summary("clean").states == (("never built", 1),)
+    loop.documents.bump("raw", by="event")
+    (task,) = _ready_tasks(loop)
+    assert groups.summary("clean").states == (("queued", 1),), "settled and queued in one settle: counted once"
+    _report(loop, task.run_id, ok=True)
+    loop.dispatch.settle()
+    assert groups.summary("clean").states == (("up to date", 1),)
+    assert groups.summary("raw").states == (("source", 1),)
+
+
 def test_commands_change_the_run_state_and_a_second_stop_only_shortens_the_grace(parts):
     from tinyo.messages import Pause, Resume, Stop
 

@@ -189,7 +189,7 @@ def test_a_prefetch_of_names_the_store_never_saw_takes_one_query_and_answers_lik
             new_docs = [f"/nowhere/new{i}.csv" for i in range(40)] + [f"loaded.new{i}.csv" for i in range(40)]
             known_docs = ["loaded.f001.csv", str(inbox / "f002.csv")]
             (known_id,) = [r[0] for r in store.conn.execute(
-                "SELECT des_id FROM producers WHERE doc = 'loaded.f001.csv'").fetchall()]
+                "SELECT producer FROM documents WHERE name = 'loaded.f001.csv'").fetchall()]
             ids = [f"{i:016x}" for i in range(40)]
             targs = [frozenset([f"loaded.new{i}.csv"]) for i in range(40)]
             statements: list[str] = []

@@ -258,7 +258,7 @@ def check_no_event_lost(run: Run, scenario: dict[str, Any]) -> None:
     store = Store(str(run.folder / "state.db"), lock=False)
     try:
         stored = Counter(name for (name,) in store.conn.execute("SELECT name FROM events WHERE source = 'manual'"))
-        pending = store.count("events", "WHERE status = 'new'")
+        pending = store.pending_events()
     finally:
         store.close()
     injected = Counter(arg for kind, arg, _ in scenario["steps"] if kind in ("inject", "crash"))

@@ -105,6 +105,46 @@ def test_the_json_log_prints_every_fact_in_order_a_batch_per_write():
     assert out.writes < total // 10, f"{out.writes} writes for {total} facts: not batched"
 
 
+class GatedStream(io.StringIO):
+    """A terminal that stops reading until ``gate`` is set (the printer waits in its write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().write(text)
+
+
+def test_facts_the_text_log_has_no_line_for_never_reach_its_printer_nor_its_counts():
+    out = GatedStream()
+    report = TextReporter(out, color=False, clock=Clock())
+    report(ev.EventReceived(1.0, 0, "in0", "manual"))
+    assert out.entered.wait(5), "the printer is writing the first line (and waits for the terminal)"
+    quiet = [ev.DESStateChanged(1.0, f"d{i}", "ok", "up to date", "queued", ("t",)) for i in range(25_000)]
+    report.many(quiet)  # more than the printer keeps waiting: none of them may count as a line not shown
+    for i in range(1, 11):
+        report(ev.EventReceived(1.0, i, f"in{i}", "manual"))
+    out.gate.set()
+    report.close()
+    lines = out.getvalue().splitlines()
+    assert [line for line in lines if "summary" in line] == []
+    assert len(lines) == 11 and all(" event " in line for line in lines)
+
+
+def test_the_verbose_text_log_prints_state_changes():
+    out = io.StringIO()
+    report = TextReporter(out, color=False, verbose=True, clock=Clock())
+    report.many([ev.DESStateChanged(1.0, "d1", "ok", "up to date", "queued", ("t",)),
+                 ev.DocumentUpdated(1.0, "t", 2, "d1")])
+    report.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and '"des_id": "d1"' in lines[0] and '"version": 2' in lines[1]
+
+
 RECIPE = '''
 from pathlib import Path
 from tinyo import DES, Config, Execution, TinyOConfig, meta_task

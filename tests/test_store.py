@@ -231,9 +231,9 @@ def test_a_schema_1_file_is_upgraded_too(tmp_path):
     try:
         c = store.conn
         assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
-        assert c.execute("SELECT doc, des_id FROM producers").fetchall() == [("out", "aaaa000000000001")]
+        assert store.producers_many(["out", "in.csv"]) == {"out": "aaaa000000000001"}
         assert c.execute("SELECT doc, des_id FROM consumers").fetchall() == [("in.csv", "aaaa000000000001")]
-        assert sorted(r[0] for r in c.execute("SELECT name FROM names")) == ["in.csv", "out"]
+        assert sorted(r[0] for r in store.all_names()) == ["in.csv", "out"]
         assert c.execute("SELECT n, attempt FROM des").fetchall() == [(1, 1)]
         assert [r.id for r in store.runs_for("aaaa000000000001")] == [1]
     finally:

@@ -1,6 +1,6 @@
 """Provides the one bridge from the engine bus to the UI: bounded buffers and a ~12 Hz drain.
 
-The bus calls ``Bridge.publish`` on the engine thread for every event. It only appends to bounded
+The bus calls ``Bridge.publish_many`` on the engine thread with every batch of events (a cycle's). It only appends to bounded
 deques under a lock (quick, thread-safe) and, when the buffer goes from empty to non-empty, posts one
 ``BusWake`` to the app (``post_message`` is thread-safe). The app then resumes a ~12 Hz interval that
 drains the buffers on the UI loop and folds them into ``ConsoleState`` in batches: at 2,000 events/s
@@ -56,7 +56,7 @@ class Bridge:
                     app.post_message(BusWake())
 
             self._wake = wake
-        self._unsubscribe = bus.subscribe(self.publish)
+        self._unsubscribe = bus.subscribe_batches(self.publish_many)
 
     def detach(self) -> None:
         """Stop listening to the bus."""
@@ -66,21 +66,26 @@ class Bridge:
 
     def publish(self, event: ev.BusEvent) -> None:
         """The bus subscriber: runs on the engine thread, so it only buffers."""
+        self.publish_many([event])
+
+    def publish_many(self, events: list[ev.BusEvent]) -> None:
+        """The bus's batch subscriber (a cycle's facts): one lock and at most one wake-up per batch."""
         wake = False
         with self._lock:
-            self.received += 1
-            if isinstance(event, ev.OpOutput):
-                if len(self._output) == MAX_OUTPUT:
-                    self.dropped_output += 1
-                self._output.append(event)
-            elif isinstance(event, ev.FlowMetrics):
-                # Only the newest sample of a lane matters: coalesce by (flow run, step, instance).
-                self._metrics[(event.flow_run, event.step, event.instance)] = event
-            else:
-                if len(self._facts) >= MAX_FACTS:
-                    self._facts.popleft()
-                    self.dropped_facts += 1
-                self._facts.append(event)
+            self.received += len(events)
+            for event in events:
+                if isinstance(event, ev.OpOutput):
+                    if len(self._output) == MAX_OUTPUT:
+                        self.dropped_output += 1
+                    self._output.append(event)
+                elif isinstance(event, ev.FlowMetrics):
+                    # Only the newest sample of a lane matters: coalesce by (flow run, step, instance).
+                    self._metrics[(event.flow_run, event.step, event.instance)] = event
+                else:
+                    if len(self._facts) >= MAX_FACTS:
+                        self._facts.popleft()
+                        self.dropped_facts += 1
+                    self._facts.append(event)
             if not self._pending:
                 self._pending = wake = True
         if wake and self._wake is not None:

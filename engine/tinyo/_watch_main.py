@@ -16,9 +16,10 @@ import signal
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 
+from tinyo.children import exit_now
 from tinyo.intake import digest_file, stat_file
+from tinyo.pipe import Pipe
 from tinyo.watch import FileWatcher
 
 ROOTS_CHECK = 1.0
@@ -35,7 +36,7 @@ class _Sender:
     threads that parse the kernel's events never wait on file I/O (each such call lets another thread
     take the interpreter, and getting it back can take a switch interval, 5 ms, while they are busy)."""
 
-    def __init__(self, out: Connection, use_hash: bool) -> None:
+    def __init__(self, out: Pipe, use_hash: bool) -> None:
         self.out = out
         self.use_hash = use_hash
         self._paths: list[str] = []
@@ -97,8 +98,8 @@ def main(argv: list[str]) -> int:
     cmd_fd, out_fd, settings_json = argv
     signal.signal(signal.SIGIO, signal.SIG_IGN)  # a lease break (see watch.open_for_writing) is not a kill
     settings = json.loads(settings_json)
-    commands = Connection(int(cmd_fd), readable=True, writable=False)
-    sender = _Sender(Connection(int(out_fd), readable=False, writable=True), settings["hash"])
+    commands = Pipe(int(cmd_fd))
+    sender = _Sender(Pipe(int(out_fd)), settings["hash"])
     watcher = FileWatcher(settings["dirs"], sender.file, lambda: sender.send(("overflow",)),
                           recursive=settings["recursive"], debounce=settings["debounce"], ignore=settings["ignore"],
                           ignore_names=settings["ignore_names"])
@@ -116,7 +117,7 @@ def main(argv: list[str]) -> int:
         raise
 
 
-def _serve(commands: Connection, sender: _Sender, watcher: FileWatcher) -> int:
+def _serve(commands: Pipe, sender: _Sender, watcher: FileWatcher) -> int:
     replaced = False
     next_check = time.monotonic() + ROOTS_CHECK
     try:
@@ -142,4 +143,4 @@ def _serve(commands: Connection, sender: _Sender, watcher: FileWatcher) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

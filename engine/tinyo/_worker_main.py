@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from multiprocessing.connection import Connection
-
+from tinyo.children import exit_now
+from tinyo.pipe import Pipe
 from tinyo.worker import process_main
 
 
 def main(argv: list[str]) -> None:
     task_fd, result_fd, name, recipe_path, cwd, sys_path = argv
-    task_conn = Connection(int(task_fd), readable=True, writable=False)
-    result_conn = Connection(int(result_fd), readable=False, writable=True)
-    process_main(task_conn, result_conn, name, recipe_path, json.loads(sys_path), cwd)
+    process_main(Pipe(int(task_fd)), Pipe(int(result_fd)), name, recipe_path, json.loads(sys_path), cwd)
+    exit_now(0)
 
 
 if __name__ == "__main__":

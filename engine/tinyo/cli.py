@@ -133,22 +133,35 @@ def run_headless(
     executor_address: str | None = None,
 ) -> int:
     """Run a recipe without the console until Ctrl-C (or the bounds); returns the exit status."""
-    from .control.server import serve
-    from .engine import Engine
-    from .report import JsonReporter, TextReporter
+    from .early import start_early
+    from .recipe import load_recipe
 
     if executor_address is not None:
         execution = Execution.DASK
+    early = None
     try:
-        engine = Engine.from_path(recipe, db=db, execution=execution, max_workers=workers,
-                                  allow_world_writable=allow_world_writable, executor_address=executor_address)
+        loaded = load_recipe(recipe, allow_world_writable=allow_world_writable)
+        # the workers and the watcher start (a Python each) while the engine's modules import
+        early = start_early(loaded, db=db, execution=execution, max_workers=workers)
+        from .control.server import serve
+        from .engine import Engine
+        from .report import JsonReporter, TextReporter
+
+        engine = Engine(loaded, db=db, execution=execution, max_workers=workers, executor_address=executor_address,
+                        early=early)
     except TinyoError as exc:
+        if early is not None:
+            early.dismiss()
         if debug:
             raise
         print(f"tinyo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException:
+        if early is not None:
+            early.dismiss()
+        raise
     reporter = JsonReporter() if json_lines else TextReporter(debug=debug, verbose=verbose)
-    engine.bus.subscribe(reporter)
+    reporter.attach(engine.bus)
     channel = serve(engine, grace)  # the control socket: `tinyo stop|events|inject|...` reach this engine
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -161,16 +174,19 @@ def run_headless(
         engine.start()
         if engine.fatal is not None:
             raise engine.fatal
-        poll = 0.01 if idle_exit is not None or stop_after is not None else 0.05  # a bounded run ends promptly
-        while not engine.wait(poll):
+        bounded = idle_exit is not None or stop_after is not None
+        while not engine.wait(0 if bounded else 0.05):
             if engine.fatal is not None:
                 break
-            idle = engine.idle_since
+            # a bounded run ends as soon as the engine goes idle (not at the next look)
+            idle = engine.wait_idle(0.05) if bounded else engine.idle_since
             if idle is not None:
                 if stop_after is not None and engine.events_taken >= stop_after:
                     break
                 if idle_exit is not None and time.monotonic() - idle >= idle_exit:
                     break
+                if bounded:
+                    engine.wait(0.01)  # idle, but not long enough yet or with too few events: look again soon
         engine.stop(grace)
     except KeyboardInterrupt:
         print("tinyo: stopping (running ops get %gs to finish; Ctrl-C again to stop them now)" % grace,
@@ -191,6 +207,7 @@ def run_headless(
             signal.signal(sig, handler)
         if channel is not None:
             channel.close()
+        early.dismiss()  # only if the engine did not start: it takes them at its start
     reporter.close()
     if engine.fatal is not None:
         print(f"tinyo: error: {engine.fatal}", file=sys.stderr)
@@ -483,7 +500,14 @@ register(app)  # start, stop, events
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise
+        from .children import exit_now
+
+        exit_now(exc.code or 0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -22,7 +22,7 @@ from .names import json_escaped
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"tinyo: error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
@@ -106,8 +106,13 @@ def start(
         raise typer.Exit(EXIT_OK)
     log = log_path(path)
     log_max = max(1, int(log_max_mb * (1 << 20)))
-    rotate_if_full(log, log_max)  # the engine's first lines (and _reason's offset) go to a log with room
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        # the state file's folder may not exist yet (the engine creates it, with the recipe's folders)
+        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        rotate_if_full(log, log_max)  # the engine's first lines (and _reason's offset) go to a log with room
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        _fail(f"cannot write the engine's log {log}: {exc.strerror or exc}")
     offset = os.lseek(fd, 0, os.SEEK_END)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:

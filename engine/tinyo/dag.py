@@ -245,6 +245,8 @@ class Graph:
         loop = deps & targs
         if loop:
             raise DESRejected(f"cycle: DES reads and writes {sorted(loop)[0]!r}")
+        if not any(self.readers(t) for t in targs):
+            return  # nothing reads the new targets yet (a new DES mostly): no path leads back to its deps
         # walk downstream from the new targets; reaching one of the new deps closes a cycle
         parent: dict[str, str | None] = {t: None for t in targs}
         frontier = deque(targs)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events as ev
 from .clock import Clock, SystemClock
@@ -26,6 +26,9 @@ from .model import Execution, TimerSpec
 from .names import name_problem
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store
+
+if TYPE_CHECKING:
+    from .early import EarlyStart
 
 T = TypeVar("T")
 
@@ -48,6 +51,7 @@ class Engine:
         bus: ev.Bus | None = None,
         watch: bool = True,
         executor_address: str | None = None,
+        early: EarlyStart | None = None,
     ) -> None:
         self.recipe = recipe
         self.config = recipe.config
@@ -58,10 +62,15 @@ class Engine:
         self.max_workers = max_workers or self.config.max_workers
         self.watch_files = watch
         self.db_path = db or self.config.sql_conn
-        self.store = Store(self.db_path)
+        try:
+            self.store = Store(self.db_path)
+        except BaseException:
+            if early is not None:
+                early.dismiss()
+            raise
         self.resolver = OpResolver(recipe.module, recipe.path)
         self.loop = Loop(recipe, self.store, self.bus, self.clock, self.resolver, self.execution, self.max_workers,
-                         self.executor_address, watch, intake_max=INTAKE_MAX)
+                         self.executor_address, watch, intake_max=INTAKE_MAX, early=early)
         """The loop and its parts (its thread alone touches them; tests may read them through ``call``)."""
         self.graph = self.loop.graph
         self.groups = self.loop.documents.groups
@@ -119,6 +128,17 @@ class Engine:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the engine has stopped; True if it did."""
         return self.loop.stopped.wait(timeout)
+
+    def wait_idle(self, timeout: float) -> float | None:
+        """Block until the engine is idle (or has stopped), at most ``timeout`` seconds; its idle mark
+        (see :attr:`idle_since`), None if it is still busy."""
+        went_idle = self.loop.went_idle
+        went_idle.clear()  # before looking: going idle from now on ends the wait
+        idle = self.idle_since
+        if idle is None and not self.loop.stopped.is_set():
+            went_idle.wait(timeout)
+            idle = self.idle_since
+        return idle
 
     @property
     def state(self) -> ev.EngineStateName:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .worker import Task
@@ -88,6 +88,10 @@ class DESInfo:
     worker: str | None = None
 
 
+OUTPUT_KEPT = 200
+"""Output lines of an open run kept in memory (and stored with its outcome)."""
+
+
 @dataclass(slots=True, eq=False)
 class OpenRun:
     """A run that is queued or running (engine-thread bookkeeping)."""
@@ -103,7 +107,16 @@ class OpenRun:
     start: float | None = None
     start_mono: float | None = None
     submitted: bool = True
-    output: deque[str] = field(default_factory=lambda: deque(maxlen=200))
+    output: deque[str] | None = None
+    """Its last OUTPUT_KEPT lines of output (made at the first line: most runs print nothing)."""
+
+    def add_output(self, line: str) -> None:
+        if self.output is None:
+            self.output = deque(maxlen=OUTPUT_KEPT)
+        self.output.append(line)
+
+    def output_text(self) -> str:
+        return "\n".join(self.output) if self.output else ""
 
 
 class RateMeter:

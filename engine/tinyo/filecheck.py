@@ -37,6 +37,9 @@ class FileChecks:
         self.use_hash = use_hash
         self.forget = forget
         """Called with a file found gone: its coming back, even as it was, must be a new event."""
+        self.present: set[str] = set()
+        """Files a stat found there during the current cycle (the engine clears it at each commit): a dep
+        among them is not stat-ed again before its DES runs in the same cycle."""
 
     def event(self, path: str, state: FileState | None) -> tuple[bool, list[str]]:
         """For a file event being processed: (whether it gives the document a version, DES to re-evaluate).
@@ -82,6 +85,7 @@ class FileChecks:
         return touch
 
     def _gone(self, path: str) -> list[str]:
+        self.present.discard(path)
         self.forget(path)
         if path in self.graph.gone:
             return []
@@ -141,4 +145,5 @@ class FileChecks:
 
     def gone_deps(self, node: Node) -> list[str]:
         """The file deps of ``node`` that are not there now."""
-        return [dep for dep in node.deps if dep[:1] == "/" and stat_file(dep) is None]
+        present = self.present
+        return [dep for dep in node.deps if dep[:1] == "/" and dep not in present and stat_file(dep) is None]

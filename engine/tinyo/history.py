@@ -62,9 +62,7 @@ def read_history(store: Store, events: int = RECENT, runs: int = RECENT, lines: 
     conn = store.conn
     past_events = [
         PastEvent(eid, ts, source, name, status, _des_count(status, detail), detail or "")
-        for eid, ts, source, name, status, detail in conn.execute(
-            "SELECT id, ts, source, name, status, detail FROM events ORDER BY id DESC LIMIT ?", (max(0, events),)
-        ).fetchall()[::-1]
+        for eid, ts, source, name, status, detail in store.recent_events(max(0, events))
     ]
     rows = conn.execute(
         "SELECT r.id, r.des_id, d.ops_desc, r.worker, r.start, r.end, r.status, r.error, r.output "

@@ -56,7 +56,7 @@ def status(store: Store, recent: int = 10) -> dict[str, Any]:
     return {
         "db": store.path,
         "events": store.count("events"),
-        "events_pending": store.count("events", "WHERE status = 'new'"),
+        "events_pending": store.pending_events(),
         "documents": len(graph.versions),
         "des": len(graph.nodes),
         "des_states": dict(sorted(states.items())),

@@ -32,10 +32,19 @@ PENDING_MAX = 20_000
 still wait, up to FAILURES_MAX), and the JSON log holds the engine up."""
 FAILURES_MAX = 5_000
 """Failures waiting to be printed, past which further ones are only counted (by name) in the summary."""
+GATHER = 0.05
+"""Seconds the text log's printer lets facts gather after the first of a batch arrives (its latency)."""
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False)
+"""One encoder for every line (``json.dumps`` with options builds a new one per call: most of its cost)."""
 _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
+_PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
+                      ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})
+"""Facts with a line in the text log (besides DESRegistered unless restored, and a worker's death)."""
+_VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued})
+"""Facts with a line only in the verbose text log."""
 
 
 def is_failure(event: ev.BusEvent) -> bool:
@@ -51,6 +60,9 @@ def is_failure(event: ev.BusEvent) -> bool:
 class _Batcher:
     """The subscriber half (any thread appends) and the printer thread (takes whole batches)."""
 
+    gather = 0.0
+    """Seconds the printer waits after the first fact of a batch for more to join it."""
+
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
         self._lock = threading.Condition(threading.Lock())
@@ -61,12 +73,22 @@ class _Batcher:
         self._thread.start()
 
     def __call__(self, event: ev.BusEvent) -> None:
+        self.many([event])
+
+    def many(self, events: list[ev.BusEvent]) -> None:
+        """The bus's batch subscriber: a cycle's facts under one lock, one wake-up of the printer."""
         with self._lock:
-            if not self._admit(event):
-                return
-            self._pending.append(event)
-            if len(self._pending) == 1:
-                self._lock.notify()
+            admit = self._admit
+            for event in events:
+                if admit(event):
+                    pending = self._pending  # a fresh list after the printer took a batch (JSON waits for room)
+                    pending.append(event)
+                    if len(pending) == 1:
+                        self._lock.notify()
+
+    def attach(self, bus: ev.Bus) -> Callable[[], None]:
+        """Subscribe to ``bus`` (a batch of facts per call); returns the unsubscribe function."""
+        return bus.subscribe_batches(self.many)
 
     def _admit(self, event: ev.BusEvent) -> bool:
         """Called under the lock: False to keep ``event`` out of the batch (it was counted instead)."""
@@ -84,6 +106,12 @@ class _Batcher:
             with self._lock:
                 if not self._pending and not self._closing:
                     self._lock.wait(self._timeout())
+                gather = bool(self._pending) and not self._closing
+            if gather and self.gather:
+                # let the facts of the next few cycles join this batch: the engine then wakes this thread (and
+                # hands it the interpreter) a few times a second, not once per cycle
+                time.sleep(self.gather)
+            with self._lock:
                 batch, self._pending = self._pending, []
                 closing = self._closing
                 self._lock.notify_all()  # a subscriber waiting for room (JSON) may go on
@@ -112,9 +140,8 @@ class JsonReporter(_Batcher):
 
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         if batch:
-            dumps = json.dumps
-            self.stream.write("".join([json_escaped(dumps(e.to_json(), default=str, ensure_ascii=False)) + "\n"
-                                       for e in batch]))
+            encode = _JSON.encode
+            self.stream.write("".join([json_escaped(encode(e.to_json())) + "\n" for e in batch]))
         self.stream.flush()
 
 
@@ -156,6 +183,8 @@ class Tally:
 class TextReporter(_Batcher):
     """A readable live log in plain text. Op output prints whole on its own line after ``op[worker] |``."""
 
+    gather = GATHER  # a person reads it: 50 ms later is as soon (a script reading --json gets each cycle at once)
+
     def __init__(self, stream: IO[str] | None = None, *, debug: bool = False, color: bool | None = None,
                  verbose: bool = False, readable: int = READABLE, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
@@ -173,9 +202,33 @@ class TextReporter(_Batcher):
         self._window = Tally()
         self._overflow = Tally()  # counted by the subscriber when the printer is far behind (under its lock)
         self._waiting_failures = 0
+        self._kinds: dict[type, bool | None] = {kind: True for kind in _PRINTED}
+        """Fact type -> printed (True), never (absent), or it depends on the fact (None)."""
+        self._kinds.update({ev.DESRegistered: None, ev.WorkerChanged: None})
+        if verbose:
+            self._kinds.update(dict.fromkeys(_VERBOSE, True))
         super().__init__(out)
 
     # ------------------------------------------------------------ subscriber side (engine thread)
+    def _prints(self, event: ev.BusEvent) -> bool:
+        """Whether ``event`` has a line in this log (told without formatting it)."""
+        kind = type(event)
+        if kind in _PRINTED:
+            return True
+        if kind is ev.DESRegistered:
+            return not event.restored  # type: ignore[attr-defined]
+        if kind is ev.WorkerChanged:
+            return event.state == "dead"  # type: ignore[attr-defined]
+        return self.verbose and kind in _VERBOSE
+
+    def many(self, events: list[ev.BusEvent]) -> None:
+        """Only facts with a line are handed to the printer (the rest are neither printed nor counted): most
+        of a burst's facts (state changes, versions, queued, processed) are dropped here by their type alone."""
+        kinds, prints = self._kinds, self._prints
+        wanted = [e for e in events if (k := kinds.get(type(e), False)) is True or (k is None and prints(e))]
+        if wanted:
+            super().many(wanted)
+
     def _admit(self, event: ev.BusEvent) -> bool:
         if len(self._pending) < PENDING_MAX:
             if is_failure(event):
@@ -204,14 +257,13 @@ class TextReporter(_Batcher):
                 out.extend(self._lines(event))
                 self._window.failed(_failure_name(event), hidden=False)
                 continue
-            lines = self._lines(event)
-            if not lines:
+            if self._window_lines >= self.readable:
+                if self._prints(event):
+                    self._window.add(event)  # counted for the summary line, not formatted
                 continue
-            if self._window_lines < self.readable:
-                self._window_lines += len(lines)
-                out.extend(lines)
-            else:
-                self._window.add(event)
+            lines = self._lines(event)
+            self._window_lines += len(lines)
+            out.extend(lines)
         with self._lock:
             self._waiting_failures -= failures
             self._window.merge(self._overflow)

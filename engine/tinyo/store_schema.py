@@ -1,27 +1,32 @@
-"""Provides the state file's schema: its tables, the statements deferred to each commit, and the
-in-place upgrade of files written by an older tinyo."""
+"""Provides the state file's schema: its tables and the statements deferred to each commit (opening a
+file, and upgrading an older one in place, is ``store_migrate``).
+
+One row per document holds everything the store knows of that name: its version and the file state
+behind it, its group in the console's tree, the DES that produces it, and the state of its file as
+last taken in as an event (``seen_*``, which runs ahead of the version's state while the event waits
+for the generators). Events are processed in id order, so which are processed is one number, the
+watermark (the last ``processed`` row), and what each made is one row per commit for all the events it
+processed; an event's own status is written only when it says more than that (a generator error, or an
+event processed in the commit that stored it, whose row is written once, final)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
+from typing import Any
 
-from .errors import StoreError
-
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events(
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, source TEXT NOT NULL, name TEXT NOT NULL,
-    status TEXT NOT NULL, detail TEXT);
-CREATE INDEX IF NOT EXISTS events_new ON events(id) WHERE status = 'new';
+    status TEXT, detail TEXT);
 CREATE TABLE IF NOT EXISTS documents(
-    name TEXT PRIMARY KEY, version INTEGER NOT NULL, hash TEXT, mtime_ns INTEGER, size INTEGER,
-    updated REAL NOT NULL, by TEXT);
-CREATE TABLE IF NOT EXISTS files_seen(
-    path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, hash TEXT);
+    name TEXT PRIMARY KEY, version INTEGER, hash TEXT, mtime_ns INTEGER, size INTEGER, updated REAL, by TEXT,
+    grp TEXT, producer TEXT, seen_mtime_ns INTEGER, seen_size INTEGER, seen_hash TEXT) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS documents_grp ON documents(grp, name) WHERE grp IS NOT NULL;
 CREATE TABLE IF NOT EXISTS des(
     n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
     generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
@@ -32,36 +37,77 @@ CREATE TABLE IF NOT EXISTS runs(
     dep_versions TEXT, result TEXT, des_n INTEGER);
 CREATE INDEX IF NOT EXISTS runs_des_n ON runs(des_n, id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(id) WHERE status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS processed(last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, counts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS producers(doc TEXT PRIMARY KEY, des_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consumers(doc TEXT NOT NULL, des_id TEXT NOT NULL, PRIMARY KEY(doc, des_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS names(name TEXT PRIMARY KEY, grp TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS names_grp ON names(grp, name);
 CREATE TABLE IF NOT EXISTS requests(
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, arg TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0);
 """
 
+EVENTS_DONE = "(SELECT max(last_id) FROM processed)"
+"""The watermark: every event with an id up to it has been through the generators (NULL: none yet). Each
+commit that processed events adds one ``processed`` row for their id range, with how many DES each made
+(``counts``, comma-separated, in id order; empty for an event whose row has a status of its own)."""
+EVENT_STATUS = f"coalesce(status, CASE WHEN id <= {EVENTS_DONE} THEN 'done' ELSE 'new' END)"
+"""An event's status as read: its own when it has one, else what the watermark says."""
+
+DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
+               "seen_mtime_ns", "seen_size", "seen_hash")
+"""A deferred document row is a list of these, NULL where a part of it did not change this commit."""
+DOC_PARTS = (
+    # (its slots in a row, its assignments when the document's row exists)
+    ((1, 2, 3, 4, 5, 6), "version = excluded.version, hash = excluded.hash, mtime_ns = excluded.mtime_ns, "
+                         "size = excluded.size, updated = excluded.updated, by = excluded.by"),
+    ((7,), "grp = coalesce(grp, excluded.grp)"),  # a name keeps its first group
+    ((8,), "producer = excluded.producer"),
+    ((9, 10, 11), "seen_mtime_ns = excluded.seen_mtime_ns, seen_size = excluded.seen_size, "
+                  "seen_hash = excluded.seen_hash"),
+)
+"""The parts of a document's row: its version (and the file state behind it), its group, its producer, its
+file as last taken in. A part is set when its version, group, producer or seen size is (never NULL then)."""
+_DOC_TEXT = {0, 6, 7}  # name, by, grp: names, bound as their bytes when not UTF-8 (see tinyo.names)
+_doc_shapes: dict[int, tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]] = {}
+
+
+def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, ...], list[tuple[Any, ...]]]]:
+    """The deferred document rows as (statement, text columns, rows), one statement per set of parts that
+    changed: an upsert assigns only those columns, so the group index is not touched when the group is not."""
+    by_shape: dict[int, list[list[Any]]] = {}
+    for row in rows:  # bit n: part n of DOC_PARTS is set
+        shape = (row[1] is not None) | (row[7] is not None) << 1 | (row[8] is not None) << 2 | (row[10] is not None) << 3
+        by_shape.setdefault(shape, []).append(row)
+    for shape, shaped in by_shape.items():
+        sql, take, text = _doc_shapes.get(shape) or _doc_shape(shape)
+        yield sql, text, list(map(take, shaped))
+
+
+def _doc_shape(shape: int) -> tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]:
+    """The upsert for a set of parts (bits as in ``doc_statements``), what it takes of a row, its text columns."""
+    parts = [part for bit, part in enumerate(DOC_PARTS) if shape >> bit & 1]
+    slots = (0, *(i for part_slots, _ in parts for i in part_slots))
+    columns = ", ".join(DOC_COLUMNS[i] for i in slots)
+    marks = ", ".join("CAST(? AS TEXT)" if i in _DOC_TEXT else "?" for i in slots)
+    sets = ", ".join(assign for _, assign in parts)
+    sql = f"INSERT INTO documents({columns}) VALUES ({marks}) ON CONFLICT(name) DO " + (
+        f"UPDATE SET {sets}" if sets else "NOTHING")
+    take = itemgetter(*slots) if len(slots) > 1 else lambda row: (row[0],)
+    found = _doc_shapes[shape] = (sql, take, tuple(n for n, i in enumerate(slots) if i in _DOC_TEXT))
+    return found
+
 
 DEFERRED = {
     "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",
     "events_mark": "UPDATE events SET status = ?, detail = CAST(? AS TEXT) WHERE id = ?",
-    "files": "INSERT INTO files_seen(path, mtime_ns, size, hash) VALUES (CAST(? AS TEXT), ?, ?, ?) "
-             "ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, size = excluded.size, hash = excluded.hash",
-    "docs": "INSERT INTO documents(name, version, hash, mtime_ns, size, updated, by) "
-            "VALUES (CAST(? AS TEXT), ?, ?, ?, ?, ?, CAST(? AS TEXT)) "
-            "ON CONFLICT(name) DO UPDATE SET version = excluded.version, hash = excluded.hash, "
-            "mtime_ns = excluded.mtime_ns, size = excluded.size, updated = excluded.updated, by = excluded.by",
+    "processed": "INSERT OR REPLACE INTO processed(last_id, first_id, counts) VALUES (?, ?, ?)",
+    "docs": "",  # one row per document and commit, by the parts that changed: see doc_statements
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
            "VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, 'new')",
-    "producers": "INSERT OR REPLACE INTO producers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
     "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
-    "names": "INSERT OR IGNORE INTO names(name, grp) VALUES (CAST(? AS TEXT), CAST(? AS TEXT))",
     "des_update": "UPDATE des SET state = ?, trace = CAST(? AS TEXT), failed_trace = CAST(? AS TEXT), forced = ?, "
                   "attempt = ? WHERE id = ?",
     "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions, des_n) "
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, CAST(?7 AS TEXT), (SELECT n FROM des WHERE id = ?2))",
-    "runs_start": "UPDATE runs SET status = 'running', worker = ?, start = ? WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = CAST(? AS TEXT), traceback = CAST(? AS TEXT), "
                    "output = CAST(? AS TEXT), result = CAST(? AS TEXT), "
                    "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
@@ -69,108 +115,20 @@ DEFERRED = {
               "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
 }
 """Deferred statements, in the order they are flushed. Names and free text are bound in ``CAST(? AS TEXT)``
-(see :mod:`tinyo.names`): the columns of each listed in TEXT_COLUMNS."""
+(see :mod:`tinyo.names`): the columns of each listed in TEXT_COLUMNS. A kind kept as a dict (documents and
+DES updates by name, the ``processed`` row) writes one row per key and commit, the last one given."""
 
-TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "files": (0,), "docs": (0, 6), "des": (1, 2, 5, 6),
-                 "producers": (0,), "consumers": (0,), "names": (0, 1), "des_update": (1, 2), "runs": (6,),
-                 "runs_finish": (2, 3, 4, 5), "timers": (0,)}
+TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "des": (1, 2, 5, 6),
+                "consumers": (0,), "des_update": (1, 2), "runs": (6,), "runs_finish": (2, 3, 4, 5), "timers": (0,)}
 """The row positions of the deferred statements' names and free text (for :func:`tinyo.names.bindable`)."""
 
 
-def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: Callable[[], None]) -> None:
-    """Check the file is ours and current; create the schema in a new file, upgrade an older one in place.
-    ``pragmas``: set up the connection for writing (called before any write)."""
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: not a SQLite database, or a corrupt one ({exc})") from exc
-    if tables and app_id != APP_ID:
-        raise StoreError(
-            f"{path}: this SQLite file belongs to another program (tables: {', '.join(sorted(tables)[:5])}); "
-            "point sql_conn or --db at a new file"
-        )
-    if app_id == APP_ID:
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{path}: written by a newer tinyo (schema {version}, this one reads {SCHEMA_VERSION}); "
-                "upgrade tinyo or use another file"
-            )
-        if version == SCHEMA_VERSION:
-            if not read_only:
-                pragmas()
-            return
-        if version in (1, 2) and not read_only:
-            pragmas()
-            migrate(conn, version)
-            return
-        if version in (1, 2):
-            raise StoreError(f"{path}: written by an older tinyo (schema {version}, this one reads "
-                             f"{SCHEMA_VERSION}); run the recipe once (tinyo run) to upgrade the file")
-    if read_only:
-        raise StoreError(f"{path}: no tinyo state in this file yet")
-    pragmas()
-    conn.executescript(
-        "BEGIN IMMEDIATE;" + SCHEMA
-        + f"INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
-        + f"PRAGMA application_id = {APP_ID};"
-        + "COMMIT;"
-    )
-
-def migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a schema 1 or 2 file to schema 3, in one transaction (all of it, or nothing).
-
-    - 1 to 2: the reverse index (producers, consumers) and document groups (names) as tables, so the
-      engine can keep only the DES that matter now in memory;
-    - 2 to 3: each DES gets a number in insertion order (``des.n``, kept by VACUUM), and runs are
-      indexed by it (``runs.des_n``) instead of by the DES's hash id: a new run's index entry lands at
-      the end of the index, not on a random page (a burst of new DES wrote a quarter of its WAL there).
-    """
-    from .groups import Groups
-
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        des_columns = [r[1] for r in conn.execute("PRAGMA table_info(des)")]
-        if "attempt" not in des_columns:  # files from before the column existed
-            conn.execute("ALTER TABLE des ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
-            des_columns.append("attempt")
-        if "des_n" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
-            conn.execute("ALTER TABLE runs ADD COLUMN des_n INTEGER")
-        if "n" not in des_columns:
-            conn.execute("ALTER TABLE des RENAME TO des_before_v3")
-            conn.execute(_statement(SCHEMA, "CREATE TABLE IF NOT EXISTS des("))
-            columns = ", ".join(des_columns)
-            conn.execute(f"INSERT INTO des(n, {columns}) SELECT rowid, {columns} FROM des_before_v3 ORDER BY rowid")
-            conn.execute("DROP TABLE des_before_v3")
-        for statement in _statements(SCHEMA):
-            conn.execute(statement)
-        if version == 1:
-            conn.execute("INSERT OR REPLACE INTO producers(doc, des_id) "
-                         "SELECT j.value, d.id FROM des d, json_each(d.targs) j")
-            conn.execute("INSERT OR IGNORE INTO consumers(doc, des_id) "
-                         "SELECT j.value, d.id FROM des d, json_each(d.deps) j")
-            groups = Groups()
-            rows = conn.execute("SELECT name FROM documents UNION SELECT doc FROM producers "
-                                "UNION SELECT doc FROM consumers ORDER BY 1").fetchall()
-            conn.executemany("INSERT OR IGNORE INTO names(name, grp) VALUES (?, ?)",
-                             [(name, groups.join(name, "source")) for (name,) in rows])
-        conn.execute("UPDATE runs SET des_n = (SELECT n FROM des WHERE des.id = runs.des_id) WHERE des_n IS NULL")
-        conn.execute("DROP INDEX IF EXISTS runs_des")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
     """The statements of a schema script (none of ours has a ';' inside a statement)."""
     return [part.strip() for part in script.split(";") if part.strip()]
 
 
-def _statement(script: str, head: str) -> str:
+def statement(script: str, head: str) -> str:
     """The one statement of ``script`` that starts with ``head``."""
-    (found,) = [s for s in _statements(script) if s.startswith(head)]
+    (found,) = [s for s in statements(script) if s.startswith(head)]
     return found

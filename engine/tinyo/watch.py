@@ -28,21 +28,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection
 from pathlib import Path
-
-from watchdog.events import (
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
+from typing import TYPE_CHECKING, Any
 
 from .children import child_env
+from .control.paths import socket_path
 from .errors import WatchError
 from .intake import FileState
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from watchdog.observers import Observer
 
 OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
@@ -57,19 +54,23 @@ class _OverflowHook(logging.Handler):
             self.callback()
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: FileWatcher) -> None:
-        self.watcher = watcher
+def _handler(watcher: FileWatcher) -> Any:
+    """watchdog's handler calling back ``watcher`` (watchdog is imported here: only the watcher process
+    needs it, not the engine's)."""
+    from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            return
-        if isinstance(event, FileMovedEvent):
-            self.watcher._complete(os.fsdecode(event.dest_path))
-        elif isinstance(event, FileClosedEvent):
-            self.watcher._complete(os.fsdecode(event.src_path))
-        elif isinstance(event, FileCreatedEvent):
-            self.watcher._touch(os.fsdecode(event.src_path))
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: Any) -> None:
+            if event.is_directory:
+                return
+            if isinstance(event, FileMovedEvent):
+                watcher._complete(os.fsdecode(event.dest_path))
+            elif isinstance(event, FileClosedEvent):
+                watcher._complete(os.fsdecode(event.src_path))
+            elif isinstance(event, FileCreatedEvent):
+                watcher._touch(os.fsdecode(event.src_path))
+
+    return Handler(), [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
 
 
 class FileWatcher:
@@ -103,14 +104,15 @@ class FileWatcher:
         self._roots: dict[str, tuple[int, int] | None] = {}
 
     def start(self) -> None:
+        from watchdog.observers import Observer
+
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
         self._roots = {folder: _identity(folder) for folder in self.dirs}
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._hook)
         observer = Observer()
-        handler = _Handler(self)
-        kinds = [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
+        handler, kinds = _handler(self)
         for folder in self.dirs:
             observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
         observer.daemon = True
@@ -272,6 +274,14 @@ def open_for_writing(path: str) -> bool | None:
     return False
 
 
+def state_files(state_path: str) -> list[str]:
+    """The state file's own files and its control socket: never events, though they may sit in a watched
+    folder."""
+    ignore = [state_path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
+    ignore.append(str(socket_path(state_path)))
+    return ignore
+
+
 def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_result]]:
     """Every regular file in ``folder`` (and below, if recursive) with its stat."""
     stack = [folder]
@@ -335,14 +345,31 @@ class WatcherProcess:
         self._deaf = False
         self._lock = threading.Lock()
 
+    def settings(self) -> dict[str, Any]:
+        """What the process is started with (two watchers with the same settings watch alike)."""
+        return {"dirs": self.dirs, "recursive": self.recursive, "debounce": self.debounce,
+                "ignore": sorted(self.ignore), "hash": self.use_hash, "ignore_names": self.ignore_names}
+
     def launch(self) -> None:
         """Start the process (it watches in the background: :meth:`wait_ready` waits for it)."""
+        self.spawn()
+        self.listen()
+
+    def bind(self, on_files: Callable[[list[tuple[str, FileState]]], None], on_overflow: Callable[[], None],
+             on_seen: Callable[[float], None] | None) -> None:
+        """Give a watcher :meth:`spawn` started early its callbacks, and listen to it (what it reported
+        meanwhile waited in its pipe)."""
+        self.on_files, self.on_overflow, self.on_seen = on_files, on_overflow, on_seen
+        self.listen()
+
+    def spawn(self) -> None:
+        """Start the process; nothing it reports is read until :meth:`listen`."""
+        from multiprocessing.connection import Connection
+
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
         env = child_env()
-        settings = {"dirs": self.dirs, "recursive": self.recursive, "debounce": self.debounce,
-                    "ignore": sorted(self.ignore), "hash": self.use_hash, "ignore_names": self.ignore_names}
-        args = [sys.executable, "-m", "tinyo._watch_main", str(cmd_r), str(out_w), json.dumps(settings)]
+        args = [sys.executable, "-m", "tinyo._watch_main", str(cmd_r), str(out_w), json.dumps(self.settings())]
         try:
             # its own session (a Ctrl-C meant for the engine does not hit it); quiet (it reports by messages)
             self._process = subprocess.Popen(args, pass_fds=(cmd_r, out_w), stdin=subprocess.DEVNULL,
@@ -353,6 +380,9 @@ class WatcherProcess:
             os.close(out_w)
         self._commands = Connection(cmd_w, readable=False, writable=True)
         self._events = Connection(out_r, readable=True, writable=False)
+
+    def listen(self) -> None:
+        """Read what the process reports, on a thread of its own, calling back with it."""
         self._reader = threading.Thread(target=self._read_loop, name="tinyo-watch-reader", daemon=True)
         self._reader.start()
 

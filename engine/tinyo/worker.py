@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import queue
 import signal
 import sys
 import threading
@@ -37,6 +36,15 @@ class Task:
     """(op reference ``module:qualname``, Config) pairs, run in order."""
     deps: frozenset[str]
     targs: frozenset[str]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # pickled as a plain tuple of its fields (the dataclass default looks every field up by name)
+        return (Task, self.wire())
+
+    def wire(self) -> tuple[Any, ...]:
+        """The task as a plain tuple for a worker's pipe (``Task(*wire)`` rebuilds it): a tuple pickles and
+        unpickles several times faster than the dataclass, and a burst sends thousands a second."""
+        return (self.run_id, self.des_id, self.attempt, self.recipe_path, self.ops, self.deps, self.targs)
 
     @property
     def op_label(self) -> str:
@@ -221,27 +229,11 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
     os.environ["TINYO_WORKER"] = name
     from .recipe import OpResolver, import_recipe_module
 
-    outbox: queue.Queue[tuple[str, int, Any]] = queue.Queue(maxsize=20_000)
+    reports = _Reports(result_conn)
+    emit = reports.put
     inbox: deque[Task | None] = deque()
     ready = threading.Condition()
     skip: set[int] = set()
-
-    def emit(kind: str, run_id: int, payload: Any) -> None:
-        outbox.put((kind, run_id, payload))
-
-    def sender() -> None:
-        while True:
-            item = outbox.get()
-            batch = [item]
-            while len(batch) < 2000:
-                try:
-                    batch.append(outbox.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                result_conn.send(batch)
-            except (OSError, EOFError):
-                os._exit(1)  # the orchestrator is gone
 
     def receiver() -> None:
         while True:
@@ -262,20 +254,30 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
                 elif kind == "stop":
                     inbox.append(None)
                 else:
-                    inbox.extend(msg[1])
+                    inbox.extend(Task(*wire) for wire in msg[1])
                 ready.notify()
+            if kind == "withdraw":
+                reports.flush()  # the engine waits for them to hand them to an idle worker
 
-    threading.Thread(target=sender, name="tinyo-sender", daemon=True).start()
+    threading.Thread(target=reports.sender, name="tinyo-sender", daemon=True).start()
     threading.Thread(target=receiver, name="tinyo-receiver", daemon=True).start()
     try:
         resolver = OpResolver(import_recipe_module(recipe_path), None)
     except Exception as exc:
         emit("fatal", 0, f"worker {name} cannot import the recipe {recipe_path}: {exc}")
+        reports.flush()
         time.sleep(0.5)
         os._exit(3)
     emit("ready", 0, os.getpid())
+    reports.flush()
     while True:
         with ready:
+            if not inbox:
+                ready.release()
+                try:
+                    reports.flush()  # about to wait for work: what the last ops said goes now, in one message
+                finally:
+                    ready.acquire()
             while not inbox:
                 ready.wait()
             task = inbox.popleft()
@@ -290,7 +292,70 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
             run_task(task, resolver.resolve, emit, name)
         except BaseException as exc:  # run_task reports op errors itself; this is a worker bug
             emit("done", task.run_id, (False, f"worker error: {exc!r}", traceback.format_exc(), None, 0.0))
-    # let the sender drain before exiting
-    deadline = time.monotonic() + 5
-    while not outbox.empty() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    reports.flush()  # everything reported is sent before the worker exits
+
+
+class _Reports:
+    """A worker's reports on their way to the engine, bounded. The thread running ops sends them itself
+    when it runs out of work (a short op's start and outcome go in one message, with no hand-over to
+    another thread on the way); the sender thread sends what has waited longer than ``HOLD`` (the start
+    and output of a long op, reports from other threads). One send at a time, in order."""
+
+    HOLD = 0.002
+    """Seconds a report may wait for the op thread to send it before the sender thread does (the pool
+    counts ops under 2 ms as fast: their start and outcome go together)."""
+    MAX = 20_000
+    """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
+    BATCH = 2000
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.waiting: deque[tuple[str, int, Any]] = deque()
+        self.since = 0.0
+        """When the oldest waiting report was put (monotonic)."""
+        self.cond = threading.Condition()
+        self.send_lock = threading.Lock()
+        self.blocked = 0
+        """Threads waiting for room."""
+
+    def put(self, kind: str, run_id: int, payload: Any) -> None:
+        with self.cond:
+            while len(self.waiting) >= self.MAX:
+                self.blocked += 1
+                self.cond.wait()
+                self.blocked -= 1
+            if not self.waiting:
+                self.since = time.monotonic()
+                self.cond.notify_all()
+            self.waiting.append((kind, run_id, payload))
+
+    def flush(self) -> None:
+        """Send every waiting report (in batches), on the calling thread."""
+        with self.send_lock:
+            while True:
+                with self.cond:
+                    if not self.waiting:
+                        return
+                    waiting = self.waiting
+                    batch = [waiting.popleft() for _ in range(min(len(waiting), self.BATCH))]
+                    if waiting:
+                        self.since = time.monotonic()
+                    if self.blocked:
+                        self.cond.notify_all()  # room for a waiting put (the sender's own wait ends by itself)
+                try:
+                    self.conn.send(batch)
+                except (OSError, EOFError):
+                    os._exit(1)  # the orchestrator is gone
+
+    def sender(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    if self.waiting:
+                        wait = self.since + self.HOLD - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self.cond.wait(wait)  # the op thread may send them itself meanwhile
+                    else:
+                        self.cond.wait()
+            self.flush()

@@ -171,11 +171,19 @@ class Hub:
 
     def on_fact(self, event: ev.BusEvent) -> None:
         """The bus subscriber, called on the engine loop: append and wake, nothing more."""
-        if len(self._in) >= HUB_MAX:
-            self._dropped += 1
+        self.on_facts([event])
+
+    def on_facts(self, events: list[ev.BusEvent]) -> None:
+        """The bus's batch subscriber (a cycle's facts): append what fits, count the rest, wake once."""
+        room = HUB_MAX - len(self._in)
+        if room >= len(events):
+            self._in.extend(events)
         else:
-            self._in.append(event)
-        self._wake.set()
+            room = max(0, room)
+            self._in.extend(events[:room])
+            self._dropped += len(events) - room
+        if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
+            self._wake.set()
 
     def subscribe(self, outbox: Outbox, history: bool) -> None:
         self._requests.put(("sub", outbox, history))

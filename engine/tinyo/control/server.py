@@ -90,7 +90,7 @@ class ControlServer:
         self._listener = listener
         if self.engine.state in ("running", "paused", "stopping"):
             self.hub.running.set()
-        self._unsubscribe = self.engine.bus.subscribe(self.hub.on_fact)
+        self._unsubscribe = self.engine.bus.subscribe_batches(self.hub.on_facts)
         self.hub.start()
         threading.Thread(target=self._accept, name="tinyo-control-accept", daemon=True).start()
         return self

@@ -61,21 +61,26 @@ class Dispatch:
         ready, changed = self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
         emit = self.outbox.emit
+        failed, des_moved = self.failed, self.documents.des_moved
+        queued = set(ready)
+        changed_ids = {node.id for node in changed} if ready else set()
         for node in changed:
             if node.state == "failed":
-                self.failed.add(node.id)
+                failed.add(node.id)
             else:
-                self.failed.discard(node.id)
-            self.documents.des_moved(node, node.was, node.state)
+                failed.discard(node.id)
+            if node.id not in queued:  # a DES queued below moves its documents once, from where they were
+                des_moved(node, node.was, node.state)
             emit(ev.DESStateChanged(now, node.id, node.state, node.reason, node.was, node.targs))
+        nodes, waiting = self.graph.nodes, self.ready
         for des_id in ready:
-            node = self.graph.nodes[des_id]
+            node = nodes[des_id]
             reason = node.reason
             node.status = "queued"
             was, node.state = node.state, "queued"
             node.reason = f"queued: {reason}"
-            self.ready.append(des_id)
-            self.documents.des_moved(node, was, "queued")
+            waiting.append(des_id)
+            des_moved(node, node.was if des_id in changed_ids else was, "queued")
             emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
             emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
 
@@ -90,23 +95,27 @@ class Dispatch:
                 run.submitted = True
                 tasks.append(run.task)
                 slots -= 1
-        while slots > 0 and self.ready:
-            des_id = self.ready.popleft()
-            node = self.graph.nodes[des_id]
+        nodes, ready, version = self.graph.nodes, self.ready, self.graph.version
+        load_ops, attempts, labels, open_runs = self.registration.load_ops, runbook.attempts, self._labels, runbook.open
+        while slots > 0 and ready:
+            des_id = ready.popleft()
+            node = nodes[des_id]
             if self._blocked_now(node) or self._waits_for_files(node):
                 continue
-            ops = self.registration.load_ops(des_id)
+            ops = load_ops(des_id)
             if ops is None:
                 continue
-            attempt = runbook.attempts.get(des_id, 1)
+            attempt = attempts.get(des_id, 1)
             run_id = self.next_run_id
             self.next_run_id += 1
-            dep_versions = self.graph.current(node) if self.graph.has_all_versions(node) else {}
+            dep_versions = {d: version(d) for d in node.deps}
+            if None in dep_versions.values():
+                dep_versions = {}  # a dep without a version: no trace to record (as ``Graph.has_all_versions``)
             task = Task(run_id, des_id, attempt, self.recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
-            label = self._labels.get(node.ops_desc)
+            label = labels.get(node.ops_desc)
             if label is None:
-                label = self._labels[node.ops_desc] = "+".join(node.ops_desc)  # == task.op_label
-            runbook.open[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs)
+                label = labels[node.ops_desc] = "+".join(node.ops_desc)  # == task.op_label
+            open_runs[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs)
             rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
             tasks.append(task)
             slots -= 1
@@ -117,7 +126,11 @@ class Dispatch:
     def _blocked_now(self, node: Node) -> bool:
         """True (and the DES back to waiting) if an upstream DES became pending since ``node`` was queued (a
         later event changed its input): ``node`` runs after it, once, on what it makes."""
-        if not any(self.graph.upstream_blocking(dep) is not None for dep in node.deps):
+        blocking = self.graph.upstream_blocking
+        for dep in node.deps:
+            if blocking(dep) is not None:
+                break
+        else:
             return False
         node.status = None
         self.touched.append(node.id)  # settled again next cycle, behind its upstream

@@ -50,16 +50,17 @@ class Documents:
     def from_event(self, name: str, state: FileState | None) -> None:
         """An event names ``name``: a file document gets a new version if its content changed, any other
         document gets one at once."""
-        if os.path.isabs(name):
-            if self._file_event(name, state):
-                self.refresh_file(name, by="event", hint=state)
+        if name[:1] == "/":
+            st = stat_file(name)
+            if self._file_event(name, state, st):
+                self.refresh_file(name, by="event", hint=state, st=st)
         else:
             self.bump(name, by="event")
 
-    def _file_event(self, path: str, state: FileState | None) -> bool:
-        """Whether a file event gives its document a version: not when the file is gone by now (its readers
-        wait for it), nor when a DES produces it (a change by hand makes that DES stale: it is built again)."""
-        st = stat_file(path)
+    def _file_event(self, path: str, state: FileState | None, st: os.stat_result | None) -> bool:
+        """Whether a file event gives its document a version: not when the file is gone by now (``st``: its
+        stat just taken; its readers wait for it), nor when a DES produces it (a change by hand makes that
+        DES stale: it is built again)."""
         graph = self.graph
         owner = graph.producer_of(path)
         if owner is not None:
@@ -73,6 +74,7 @@ class Documents:
         if st is None:
             self.file_gone(path)
             return False
+        self.checks.present.add(path)  # seen there this cycle: its readers dispatched in this cycle need no stat
         if path in graph.gone:
             graph.gone.discard(path)
             self.touched.extend(graph.readers(path))
@@ -80,6 +82,7 @@ class Documents:
 
     def file_gone(self, path: str) -> None:
         """``path``'s readers wait for it; the file coming back, even as it was, is a new event."""
+        self.checks.present.discard(path)
         if path not in self.graph.gone:
             self.graph.gone.add(path)
             self.touched.extend(self.graph.readers(path))
@@ -96,23 +99,25 @@ class Documents:
         self.store.put_documents([(name, version, None, None, None, now, by)])
         self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
 
-    def refresh_file(self, path: str, by: str, hint: FileState | None = None) -> bool:
+    def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None) -> bool:
         """Give a file document a new version if its content changed; False if the file is missing.
-        ``hint``: the file's state as intake read it moments ago (it is not read again)."""
+        ``hint``: the file's state as intake read it moments ago (it is not read again); ``st``: its stat
+        just taken (it is not taken again)."""
         known = self.file_state(path)
-        changed, state = compare_file(path, known, self.config.hash_files, hint=hint)
+        changed, state = compare_file(path, known, self.config.hash_files, st=st, hint=hint)
         if state is None:
             return False
         version = self.graph.version(path)
+        now = self.clock.time()
         if changed or version is None:
             if version is None:
                 self._first_version(path)
             version = (version or 0) + 1
             self.touched.extend(self.graph.set_version(path, version))
-            self.outbox.emit(ev.DocumentUpdated(self.clock.time(), path, version, by))
+            self.outbox.emit(ev.DocumentUpdated(now, path, version, by))
         if changed or state != known or known is None:
             self._files[path] = state
-            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, self.clock.time(), by)])
+            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, now, by)])
         return True
 
     def file_state(self, path: str) -> FileState | None:
@@ -144,7 +149,9 @@ class Documents:
         self._none = set()
 
     def trim(self) -> None:
-        """After a commit: drop cached file states past the bound (the store has them)."""
+        """After a commit: drop cached file states past the bound (the store has them), and the cycle's
+        record of files seen present (the next cycle looks again)."""
+        self.checks.present.clear()
         if len(self._files) > FILE_CACHE_MAX:
             self._files.clear()
 

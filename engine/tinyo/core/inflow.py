@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING
 
 from .. import events as ev
 from ..clock import Clock
-from ..control.paths import socket_path as control_socket
 from ..engine_state import RateMeter
 from ..intake import FileState, SettleWindow, TimerSchedule, compare_file, stat_file, timer_event
-from ..watch import IgnoredNames, WatcherProcess, scan_folder
+from ..watch import IgnoredNames, WatcherProcess, scan_folder, state_files
 
 if TYPE_CHECKING:
     from ..model import TimerSpec, TinyOConfig
@@ -257,10 +256,16 @@ class Inflow:
         self.own.append(("timer", event, None))
 
     # ------------------------------------------------------------ folders
-    def start_watcher(self) -> None:
-        ignore = [self.store.path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
-        ignore.append(str(control_socket(self.store.path)))  # it may sit beside the state file
-        self.watcher = self._new_watcher(ignore)
+    def start_watcher(self, launched: WatcherProcess | None = None) -> None:
+        """Start watching the folders; ``launched``: a watcher process started earlier for this recipe,
+        taken if it watches as this engine would (else it is stopped and another started)."""
+        self.watcher = self._new_watcher(state_files(self.store.path))
+        if launched is not None and launched.settings() == self.watcher.settings():
+            self.watcher = launched
+            launched.bind(self.on_files, self._ask_rescan, self.window.saw)
+            return
+        if launched is not None:
+            launched.stop()
         self.watcher.launch()  # it starts while the executor does
 
     def _new_watcher(self, ignore: Iterable[str]) -> WatcherProcess:

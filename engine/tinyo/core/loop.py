@@ -35,6 +35,7 @@ from .registration import Registration
 from .runbook import RunBook
 
 if TYPE_CHECKING:
+    from ..early import EarlyStart
     from ..model import Execution
     from ..recipe import OpResolver, Recipe
     from ..store import Store
@@ -53,7 +54,7 @@ class Loop:
 
     def __init__(self, recipe: Recipe, store: Store, bus: ev.Bus, clock: Clock, resolver: OpResolver,
                  execution: Execution, max_workers: int, executor_address: str | None, watch: bool,
-                 intake_max: int = INTAKE_MAX) -> None:
+                 intake_max: int = INTAKE_MAX, early: EarlyStart | None = None) -> None:
         self.recipe = recipe
         self.config = config = recipe.config
         self.store = store
@@ -63,6 +64,8 @@ class Loop:
         self.max_workers = max_workers
         self.executor_address = executor_address
         self.watch_files = watch
+        self.early = early
+        """Worker and watcher processes started before the engine was built: taken at the start."""
         self.timers = config.timer_specs
         self.outbox = Outbox(bus, clock)
         self.run = RunState()
@@ -95,6 +98,8 @@ class Loop:
         self.fatal: BaseException | None = None
         self.idle_mark: float | None = None
         """Monotonic time since when nothing was pending or running (loop thread writes)."""
+        self.went_idle = threading.Event()
+        """Set when the loop becomes idle or stops (whoever waits for that clears it first)."""
         self._next_request_poll = 0.0
         self._processed = 0
         self._since_prune = 0
@@ -145,6 +150,8 @@ class Loop:
         try:
             self._startup()
         except BaseException as exc:
+            if self.early is not None:
+                self.early.dismiss()
             self.fatal = exc
             self.outbox.publish_now(ev.EngineNotice(self.clock.time(), "error", f"engine could not start: {exc}"))
             self.run.state = "stopped"
@@ -178,7 +185,9 @@ class Loop:
         now = self.clock.time()
         self.run.started_at = now
         self.commands.set_state("starting", "loading state")
-        # the worker and watcher processes start first: they start (a Python each) while the state loads
+        # the worker and watcher processes start first (unless they were started before the engine was
+        # built): they start (a Python each) while the state loads
+        early = self.early
         self.executor = make_executor(
             self.execution,
             recipe_path=str(self.recipe.path),
@@ -188,10 +197,13 @@ class Loop:
             clock=self.clock.time,
             address=self.executor_address,
             store_path=self.store.path,
+            launched=early.take_workers(str(self.recipe.path)) if early is not None else None,
         )
         self.runbook.executor = self.executor
         if self.watch_files and self.config.dirs:
-            self.inflow.start_watcher()
+            self.inflow.start_watcher(early.take_watcher() if early is not None else None)
+        if early is not None:
+            early.dismiss()  # what this engine does not use
         self.executor.start()
         self._load_state()
         self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
@@ -222,7 +234,7 @@ class Loop:
         self.documents.load_groups(graph.nodes.get)
         self.registration.total = store.count("des")
         self.dispatch.next_run_id = store.next_run_id()
-        self.inflow.pending = store.count("events", "WHERE status = 'new'")
+        self.inflow.pending = store.pending_events()
         self.inflow.base = store.count("events")
         self.touched.extend(graph.nodes)
         for node in graph.nodes.values():
@@ -378,7 +390,6 @@ class Loop:
         self._update_idle()
 
     def _commit_and_publish(self, tasks: list[Task]) -> None:
-        self.runbook.save_starts()
         config = self.config
         if (config.retention_events or config.retention_runs) and self._processed - self._since_prune >= 500:
             self._since_prune = self._processed
@@ -403,6 +414,7 @@ class Loop:
             self.idle_mark = None
         elif self.idle_mark is None:
             self.idle_mark = time.monotonic()
+            self.went_idle.set()
 
     # ================================================================ stopping
     def _graceful_stop(self) -> None:
@@ -460,4 +472,5 @@ class Loop:
             self.store.close()
             self.outbox.release()
             self.stopped.set()
+            self.went_idle.set()
 

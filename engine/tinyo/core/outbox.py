@@ -28,8 +28,7 @@ class Outbox:
     def release(self) -> None:
         """Publish every kept fact, in order (after the commit)."""
         out, self._facts = self._facts, []
-        for fact in out:
-            self.bus.publish(fact)
+        self.bus.publish_many(out)
 
     def drop(self) -> None:
         """Forget the kept facts: their cycle failed before its commit."""

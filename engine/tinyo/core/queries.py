@@ -77,7 +77,7 @@ class Queries:
         runs = self.store.runs_for(des_id)
         last_tb = next((r.traceback or r.error for r in reversed(runs) if r.status in ("failed", "cancelled")), None)
         open_run = next((r for r in self.runbook.open.values() if r.des_id == des_id), None)
-        output = list(open_run.output) if open_run else ((runs[-1].output or "").splitlines() if runs else [])
+        output = list(open_run.output or ()) if open_run else ((runs[-1].output or "").splitlines() if runs else [])
         return DESDetails(
             des_id=des_id, deps=frozenset(node.deps), targs=frozenset(node.targs), ops=ops, state=node.state,
             reason=node.reason,

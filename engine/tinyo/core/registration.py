@@ -34,7 +34,7 @@ Ops = tuple[tuple[str, Any], ...]
 def names(docs: Iterable[str]) -> tuple[str, ...]:
     """Document names as a small tuple of interned strings: one copy of each name is shared by the
     version map, the reverse index and every DES that names it (a 1-item frozenset costs 216 bytes)."""
-    return tuple(sys.intern(d) for d in docs)
+    return tuple(map(sys.intern, docs))
 
 
 class Registration:

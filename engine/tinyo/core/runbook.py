@@ -4,7 +4,6 @@ outcomes (ok, failed, cancelled, interrupted), retries with back-off, timeouts a
 from __future__ import annotations
 
 import heapq
-import os
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -60,36 +59,13 @@ class RunBook:
         self.failures = 0
         """Runs that failed for good in this engine's lifetime (for the exit status)."""
         self._cancel_intent: dict[int, str] = {}
-        self._unsaved_starts: set[int] = set()
         self._failing_workers: set[str] = set()
 
     # ------------------------------------------------------------ reports from the executor
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
         run = self.open.get(run_id)
-        now = self.clock.time()
-        if kind == "out":
-            stream, line = payload
-            if run is not None:
-                run.output.append(line if stream == "stdout" else f"[stderr] {line}")
-            self.outbox.emit(ev.OpOutput(now, run_id, run.des_id if run else "", run.op if run else "", worker,
-                                         stream, line))
-        elif kind == "start":
-            if run is None:
-                return
-            run.worker, run.start = worker, payload[1]
-            run.start_mono = self.clock.monotonic()
-            node = self.graph.nodes.get(run.des_id)
-            if node is not None:
-                node.status = "running"
-                self.touched.append(node.id)
-            self._unsaved_starts.add(run_id)  # written at commit, or with its finish if that comes first
-            self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
-        elif kind == "metric":
-            fields = dict(payload)
-            fields.pop("run_id", None)
-            self.outbox.emit(ev.FlowMetrics(now, run_id, **fields))
-        elif kind == "done":
+        if kind == "done":
             if run is None:
                 return
             ok, error, tb, result, duration = payload
@@ -101,6 +77,26 @@ class RunBook:
                 if error and error.startswith("cancelled") and cause is None:
                     cause = "cancel"
                 self.finish_failed(run, error or "failed", tb, duration, cause=cause)
+        elif kind == "start":
+            if run is None:
+                return
+            run.worker, run.start = worker, payload[1]
+            run.start_mono = self.clock.monotonic()
+            node = self.graph.nodes.get(run.des_id)
+            if node is not None:
+                node.status = "running"
+                self.touched.append(node.id)
+            self.outbox.emit(ev.OpStarted(self.clock.time(), run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+        elif kind == "out":
+            stream, line = payload
+            if run is not None:
+                run.add_output(line if stream == "stdout" else f"[stderr] {line}")
+            self.outbox.emit(ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
+                                         stream, line))
+        elif kind == "metric":
+            fields = dict(payload)
+            fields.pop("run_id", None)
+            self.outbox.emit(ev.FlowMetrics(self.clock.time(), run_id, **fields))
         elif kind == "fatal":
             if worker not in self._failing_workers:  # once per streak of failed starts, not per respawn
                 self._failing_workers.add(worker)
@@ -143,7 +139,8 @@ class RunBook:
         now = self.clock.time()
         if node is None:
             return
-        missing = [t for t in sorted(node.targs) if os.path.isabs(t) and stat_file(t) is None]
+        targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
+        missing = [t for t in targs if t[:1] == "/" and stat_file(t) is None]
         if missing:
             self.finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
                                duration)
@@ -157,8 +154,8 @@ class RunBook:
         self.attempts.pop(node.id, None)
         self.registration.release(node.id)
         self.outbox.emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
-        for targ in sorted(node.targs):
-            if os.path.isabs(targ):
+        for targ in targs:
+            if targ[:1] == "/":
                 self.documents.refresh_file(targ, by=node.id)
                 self.graph.drifted.pop(targ, None)
             else:
@@ -203,16 +200,10 @@ class RunBook:
 
     def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
                     result: str | None) -> tuple[Any, ...]:
-        start = run.start if run.run_id in self._unsaved_starts else None
-        self._unsaved_starts.discard(run.run_id)
-        return (status, end, error, tb, "\n".join(run.output), result, run.worker, start, run.run_id)
-
-    def save_starts(self) -> None:
-        """Write the start of runs that started this cycle (before the commit)."""
-        if self._unsaved_starts:
-            self.store.start_runs([(self.open[r].worker, self.open[r].start, r)
-                                   for r in self._unsaved_starts if r in self.open])
-            self._unsaved_starts.clear()
+        """The run's row as it ends. Its start and worker are written here, with its end, not when it
+        starts: an open run is dispatched again after a crash whether it had started or not, so a row
+        per start would say nothing a restart needs."""
+        return (status, end, error, tb, run.output_text(), result, run.worker, run.start, run.run_id)
 
     # ------------------------------------------------------------ retries, timeouts, cancelling
     def due_retries(self, mono: float) -> None:
@@ -279,7 +270,7 @@ class RunBook:
         lost = [rid for rid, *_ in open_runs if rid not in adopted]
         if lost:
             self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped while this run was open; "
-                                     "it is dispatched again", None, None, None, None, rid) for rid in lost])
+                                     "it is dispatched again", None, None, None, None, None, rid) for rid in lost])
             self.outbox.notice("warning", f"{len(lost)} run(s) were interrupted by the last stop; running them again")
         if adopted:
             self.outbox.notice("info", f"{len(adopted)} run(s) from the last engine are still held by the executor; "
@@ -292,7 +283,8 @@ class RunBook:
         if open_ids:
             self.store.finish_runs([("interrupted", self.clock.time(), "the engine stopped before this run "
                                      "finished; it runs again at the next start", None,
-                                     "\n".join(self.open[r].output), None, None, r) for r in open_ids])
+                                     self.open[r].output_text(), None, self.open[r].worker, self.open[r].start, r)
+                                    for r in open_ids])
         return len(open_ids)
 
     def running_count(self) -> int:

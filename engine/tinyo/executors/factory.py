@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..model import Execution
 from .base import Executor, Sink
@@ -22,12 +22,18 @@ def make_executor(
     clock: Callable[[], float],
     address: str | None = None,
     store_path: str | None = None,
+    launched: list[Any] | None = None,
 ) -> Executor:
-    """The executor for ``execution``."""
+    """The executor for ``execution``; ``launched``: worker processes ``process.launch_workers`` started
+    earlier for this recipe (a process executor takes them; any other executor dismisses them)."""
     if execution is Execution.PROCESSES:
         from .process import ProcessExecutor
 
-        return ProcessExecutor(recipe_path, max_workers, sink, clock)
+        return ProcessExecutor(recipe_path, max_workers, sink, clock, launched)
+    if launched:
+        from .process import dismiss_workers
+
+        dismiss_workers(launched)
     if execution is Execution.THREADS:
         from .threads import ThreadExecutor
 

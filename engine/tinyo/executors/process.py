@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -75,8 +76,11 @@ class ProcessExecutor:
 
     name = "processes"
 
-    def __init__(self, recipe_path: str, max_workers: int, sink: Sink, clock: Callable[[], float]) -> None:
+    def __init__(self, recipe_path: str, max_workers: int, sink: Sink, clock: Callable[[], float],
+                 launched: list[_Worker] | None = None) -> None:
         self.recipe_path = recipe_path
+        self._launched = launched or []
+        """Workers :func:`launch_workers` started earlier for this recipe: taken at :meth:`start`."""
         self.max_workers = max_workers
         self.sink = sink
         self.clock = clock
@@ -90,36 +94,22 @@ class ProcessExecutor:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        early = {w.name: w for w in self._launched}
+        self._launched = []
         for index in range(self.max_workers):
-            worker = _Worker(f"w{index + 1}")
-            self._spawn(worker)
+            worker = early.pop(f"w{index + 1}", None)
+            if worker is None:
+                worker = _Worker(f"w{index + 1}")
+                _popen(worker, self.recipe_path)
             self._workers.append(worker)
+            self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
+        dismiss_workers(list(early.values()))  # more were started than the engine runs: none is left behind
         self._reader = threading.Thread(target=self._read_loop, name="tinyo-pool-reader", daemon=True)
         self._reader.start()
 
     def _spawn(self, worker: _Worker) -> None:
-        task_r, task_w = os.pipe()
-        res_r, res_w = os.pipe()
-        out_r, out_w = os.pipe()
-        env = child_env()
-        args = [sys.executable, "-m", "tinyo._worker_main", str(task_r), str(res_w), worker.name, self.recipe_path,
-                os.getcwd(), json.dumps([p for p in sys.path if isinstance(p, str)])]
-        try:
-            process = subprocess.Popen(args, pass_fds=(task_r, res_w), stdin=subprocess.DEVNULL, stdout=out_w,
-                                       stderr=out_w, env=env, start_new_session=True, close_fds=True)
-        finally:
-            for fd in (task_r, res_w, out_w):
-                os.close(fd)
-        worker.process, worker.pid = process, process.pid
-        worker.task_conn = Connection(task_w, readable=False, writable=True)
-        worker.result_conn = Connection(res_r, readable=True, writable=False)
-        os.set_blocking(out_r, False)
-        worker.stdio = out_r
-        worker.partial = b""
-        worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
-        worker.started_mono, worker.withdrawing, worker.respawn_at = {}, set(), None
-        worker.eof = worker.ready = worker.dead = False
-        self.sink(WorkerState(worker.name, process.pid, "idle", "started"))
+        _popen(worker, self.recipe_path)
+        self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
 
     def _wake(self) -> None:
         try:
@@ -137,27 +127,32 @@ class ProcessExecutor:
             return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
 
     def submit(self, tasks: list[Task]) -> None:
-        limit = self._limit()
         batches: dict[str, list[Task]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
             now = time.monotonic()
             flowing = [w for w in live if not self._stalled(w, now)] or live
+            if not flowing and tasks:
+                raise RuntimeError("no live worker to run tasks on")
+            # each task to a least-loaded worker (round robin among equals): those under the limit when any is
+            sizes = [len(w.inflight) for w in flowing]
             for task in tasks:
-                candidates = [w for w in flowing if len(w.inflight) < limit] or flowing
-                if not candidates:
-                    raise RuntimeError("no live worker to run tasks on")
-                best = min(len(w.inflight) for w in candidates)
-                picks = [w for w in candidates if len(w.inflight) == best]
-                worker = picks[self._rr % len(picks)]
+                best = min(sizes)
+                picks = [i for i, size in enumerate(sizes) if size == best]
+                index = picks[self._rr % len(picks)]
                 self._rr += 1
+                sizes[index] += 1
+                worker = flowing[index]
                 worker.inflight[task.run_id] = task
                 batches.setdefault(worker.name, []).append(task)
             by_name = {w.name: w for w in live}
         for name, batch in batches.items():
             worker = by_name[name]
             try:
-                worker.task_conn.send(("run", batch))
+                # plain pickle (what the worker's recv loads): Connection.send builds a ForkingPickler, and a
+                # copy of its dispatch table, per message
+                message = ("run", [task.wire() for task in batch])
+                worker.task_conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
 
@@ -416,6 +411,59 @@ class ProcessExecutor:
             except OSError:
                 pass  # already closed
         return unfinished
+
+
+def launch_workers(recipe_path: str, count: int) -> list[_Worker]:
+    """Start ``count`` worker processes for the recipe at ``recipe_path`` now, for a :class:`ProcessExecutor`
+    to take at its start (``tinyo run`` starts them before the engine's modules are imported, so a worker's
+    interpreter starts and imports the recipe meanwhile). Until then their reports wait in their pipes."""
+    workers = []
+    for index in range(count):
+        worker = _Worker(f"w{index + 1}")
+        _popen(worker, recipe_path)
+        workers.append(worker)
+    return workers
+
+
+def dismiss_workers(workers: list[_Worker]) -> None:
+    """Stop launched workers no executor took (their task pipe closes, so they exit), and reap them."""
+    for worker in workers:
+        for conn in (worker.task_conn, worker.result_conn):
+            conn.close()
+        if worker.stdio is not None:
+            os.close(worker.stdio)
+            worker.stdio = None
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+
+def _popen(worker: _Worker, recipe_path: str) -> None:
+    """Start ``worker``'s process (a fresh interpreter) with its task, result and output pipes."""
+    task_r, task_w = os.pipe()
+    res_r, res_w = os.pipe()
+    out_r, out_w = os.pipe()
+    env = child_env()
+    args = [sys.executable, "-m", "tinyo._worker_main", str(task_r), str(res_w), worker.name, recipe_path,
+            os.getcwd(), json.dumps([p for p in sys.path if isinstance(p, str)])]
+    try:
+        process = subprocess.Popen(args, pass_fds=(task_r, res_w), stdin=subprocess.DEVNULL, stdout=out_w,
+                                   stderr=out_w, env=env, start_new_session=True, close_fds=True)
+    finally:
+        for fd in (task_r, res_w, out_w):
+            os.close(fd)
+    worker.process, worker.pid = process, process.pid
+    worker.task_conn = Connection(task_w, readable=False, writable=True)
+    worker.result_conn = Connection(res_r, readable=True, writable=False)
+    os.set_blocking(out_r, False)
+    worker.stdio = out_r
+    worker.partial = b""
+    worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
+    worker.started_mono, worker.withdrawing, worker.respawn_at = {}, set(), None
+    worker.eof = worker.ready = worker.dead = False
 
 
 def _death_reason(name: str, pid: int | None, code: int | None) -> str:

@@ -1,0 +1,128 @@
+"""What a commit writes: processing events moves a watermark instead of rewriting each event's row (and
+one row per commit keeps what each event made), a document is one row per commit whatever parts of it
+changed, and a DES changed several times before a commit is written once. Real SQLite files; the rows
+written are counted by SQLite itself (``total_changes``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinyo.store import Store
+
+
+def written(store: Store, step) -> int:  # noqa: ANN001
+    """Rows SQLite inserted, updated or deleted for ``step`` and the commit after it."""
+    before = store.conn.total_changes
+    step()
+    store.commit()
+    return store.conn.total_changes - before
+
+
+def test_processed_events_cost_one_row_per_commit_and_keep_what_each_made(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    store = Store(path)
+    try:
+        ids = store.add_events([(1.0, "manual", f"e{i}", "new") for i in range(5)])
+        store.commit()
+        assert ids == [1, 2, 3, 4, 5] and store.pending_events() == 5
+        # three events processed in one commit: one row for the batch, one for the event with an error
+        assert written(store, lambda: store.mark_events([("done", "2 DES", 1), ("done", "0 DES", 2),
+                                                         ("error", "1 DES, 1 generator error(s)", 3)])) == 2
+        assert store.conn.execute("SELECT count(*) FROM events WHERE status IS NULL").fetchone()[0] == 4
+    finally:
+        store.close()
+    store = Store(path)  # what a restart finds (a kill after that commit finds the same)
+    try:
+        assert [e[4:] for e in store.recent_events(10)] == [
+            ("done", "2 DES"), ("done", "0 DES"), ("error", "1 DES, 1 generator error(s)"), ("new", None), ("new", None)]
+        assert store.pending_events() == 2
+        assert [e[0] for e in store.new_events(0, 10)] == [4, 5]
+        # an event stored and processed in the same commit: its insert carries its status, nothing more (here
+        # it is processed before 4 and 5, so the watermark stays where it is)
+        assert written(store, lambda: store.mark_events([("done", "1 DES", i) for i in
+                                                         store.add_events([(2.0, "timer", "t", "new")])])) == 1
+        assert store.recent_events(1)[0][1:] == (2.0, "timer", "t", "done", "1 DES")
+        # processed before 4 and 5 (the engine keeps to the order; the store does not rely on it): 4 and 5
+        # are still pending, and once they are processed the watermark moves over 6 as well
+        assert [e[0] for e in store.new_events(0, 10)] == [4, 5] and store.pending_events() == 2
+    finally:
+        store.close()
+    store = Store(path)
+    try:
+        assert [e[0] for e in store.new_events(0, 10)] == [4, 5]
+        assert written(store, lambda: store.mark_events([("done", "1 DES", 4), ("done", "3 DES", 5)])) == 1
+        assert store.pending_events() == 0 and store.new_events(0, 10) == []
+        assert [e[4:] for e in store.recent_events(3)] == [("done", "1 DES"), ("done", "3 DES"), ("done", "1 DES")]
+        ids = store.add_events([(3.0, "manual", "e7", "new")])
+        store.commit()
+        assert written(store, lambda: store.mark_events([("done", "0 DES", ids[0])])) == 1
+        assert store.recent_events(1)[0][4:] == ("done", "0 DES")
+    finally:
+        store.close()
+
+
+def test_retention_keeps_the_watermark_and_the_counts_of_the_events_kept(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        for start in range(0, 30, 10):  # three commits of ten events, each processed in the next commit
+            ids = store.add_events([(1.0, "manual", f"e{start + i}", "new") for i in range(10)])
+            store.commit()
+            store.mark_events([("done", f"{i % 3} DES", i) for i in ids])
+            store.commit()
+        assert store.prune_events(5) == 25
+        assert store.conn.execute("SELECT count(*) FROM processed").fetchone()[0] == 1
+        assert [(e[0], e[5]) for e in store.recent_events(10)] == [(i, f"{i % 3} DES") for i in range(26, 31)]
+        assert store.pending_events() == 0 and store.new_events(0, 10) == []
+        assert store.add_events([(2.0, "manual", "later", "new")]) == [31]
+        assert store.pending_events() == 1
+    finally:
+        store.close()
+
+
+def test_a_document_is_one_row_per_commit_whatever_parts_of_it_changed(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    path = "/in/a.csv"
+    try:
+        # taken in and processed in one commit: its file as seen, its group and its first version
+        assert written(store, lambda: (store.set_file_seen(path, 10, 3, "h1"), store.add_names([(path, "/in/*.csv")]),
+                                       store.put_documents([(path, 1, "h1", 10, 3, 5.0, "event")]))) == 1
+        assert store.doc_files_many([path]) == {path: (1, "h1", 10, 3)}
+        # taken in again (changed), not processed yet: the version's file state stays as it was
+        assert written(store, lambda: store.set_file_seen(path, 20, 4, "h2")) == 1
+        assert store.files_seen_many([path]) == {path: (20, 4, "h2")}
+        assert store.doc_files_many([path]) == {path: (1, "h1", 10, 3)}
+        # processed: the new version; the seen state and the first group stay
+        store.put_documents([(path, 2, "h2", 20, 4, 6.0, "event")])
+        store.add_names([(path, "other")])
+        store.commit()
+        assert store.doc_files_many([path]) == {path: (2, "h2", 20, 4)}
+        assert store.files_seen_many([path]) == {path: (20, 4, "h2")}
+        assert list(store.all_names()) == [(path, "/in/*.csv", 2, None)]
+        # a target named by a new DES: its group and producer in one row, no version yet
+        assert written(store, lambda: (store.add_names([("out", "out")]),
+                                       store.add_des([("d1", frozenset([path]), frozenset(["out"]), ("op",), None,
+                                                       "gen", "ev", 1.0)]))) == 3  # the document, the DES, a reader
+        assert store.producers_many(["out", path]) == {"out": "d1"} and store.doc_versions_many(["out"]) == {}
+        assert store.names_known(["out", path, "nope"]) == {"out", path}
+        # a file taken in but not processed yet is not a document of the DAG
+        store.set_file_seen("/in/b.csv", 1, 1, None)
+        store.commit()
+        assert store.names_known(["/in/b.csv"]) == set() and store.count("names") == 2
+        assert store.count("documents") == 1 and store.count("files_seen") == 2
+        assert [name for name, *_ in store.load_documents()] == [path]
+    finally:
+        store.close()
+
+
+def test_a_des_changed_several_times_before_a_commit_is_written_once_as_it_was_last(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        store.add_des([("d1", frozenset(["a"]), frozenset(["b"]), ("op",), None, "gen", "ev", 1.0)])
+        store.commit()
+        assert written(store, lambda: store.update_des([("queued", None, None, False, "d1"),
+                                                        ("running", None, None, False, "d1"),
+                                                        ("ok", {"a": 1}, None, False, "d1")])) == 1
+        row = store.des_lookup("d1")
+        assert (row.state, row.trace) == ("ok", {"a": 1})
+    finally:
+        store.close()
