@@ -1,15 +1,24 @@
 """Provides the console speed benchmark: key latency under an event flood, memory, idle CPU, first frame.
 
     python benchmarks/bench_tui.py [--rate 2000] [--seconds 30] [--mode files|inject]
-                                   [--execution threads|processes] [--views off,on] [--json PATH]
+                                   [--execution threads|processes] [--views off,on]
+                                   [--console embedded|attached|embedded,attached] [--json PATH]
 
 ``--views off,on`` (the default) runs the flood twice in one run: with the operator views off (no
 Timeline pane, no header sparklines: the baseline), then on, and prints the two side by side with the
 ratio on/off, so a busy machine shows in both columns (``on,off`` swaps the order, to see what the
 order itself costs; ``on`` or ``off`` runs one).
 
+``--console embedded,attached`` runs each of those twice: the console with the engine in its own
+process (embedded, as ``tinyo-tui recipe.py`` with nothing running: the baseline), then the engine
+started by ``tinyo start`` in a process of its own and the real console attached to it through the
+control socket (``tinyo-tui recipe.py`` with an engine running); same flood, same keys, columns side
+by side with the ratio attached/embedded. Attached, ``rss_growth`` is the console's process alone
+(``engine_rss_growth_mb`` is the engine's), and ``facts_missed``/``resyncs`` say how often the
+console read the engine's facts too slowly and asked it again.
+
 A real engine on a temp folder runs a recipe whose root generator turns every file event into one
-DES with a trivial op that prints one line; the console runs headless (Textual's test driver, a
+DES with a trivial op that prints one line (the files are written by a process of their own); the console runs headless (Textual's test driver, a
 120x40 screen) with the engine started the way ``tinyo-tui`` starts it. Measured, not asserted
 (targets from the issue in brackets):
 
@@ -17,6 +26,8 @@ DES with a trivial op that prints one line; the console runs headless (Textual's
 - ``key_p95``: during the flood, a pane key (1..5) every 0.25 s; time from the key event to the
   first repaint after the pane switched, p50/p95/max [p95 < 100 ms];
 - ``rss_growth``: resident memory at the end of the flood minus before it [< 50 MB];
+- ``ui_thread_cpu_s`` / ``ui_thread_runq_wait_s``: during the flood, the seconds the console's UI thread
+  ran, and the seconds it was ready to run but waited for a CPU (a busy machine: key latency includes it);
 - ``lost``: events written/injected minus events the engine stored (read from its stats) [0];
 - ``idle_cpu``: process CPU over 10 s once everything is done and the console is idle [< 1 %]
   (with the views on, the header sparkline and the timeline still slide then: 30 s and 60 s after
@@ -61,10 +72,10 @@ config = TinyOConfig(sql_conn=SQL, dirs=[DATA], max_workers=2, execution=Executi
 '''
 
 
-def rss_mb() -> float:
-    """Resident set size of this process, in MB (Linux /proc; 0 elsewhere)."""
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of this process (or ``pid``), in MB (Linux /proc; 0 elsewhere)."""
     try:
-        with open("/proc/self/statm") as fh:
+        with open(f"/proc/{pid}/statm") as fh:
             pages = int(fh.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
     except (OSError, ValueError):
@@ -73,7 +84,16 @@ def rss_mb() -> float:
 
 def flood(stop: threading.Event, rate: int, seconds: float, mode: str, data: Path, engine: Any,
           sent: list[int]) -> None:
-    """Write (or inject) ``rate`` events per second in 10 ms slices until ``seconds`` pass."""
+    """Write (or inject) ``rate`` events per second in 10 ms slices until ``seconds`` pass. Files are
+    written by a process of their own (as files arrive from elsewhere): the writer does not take the
+    console's (or the embedded engine's) interpreter lock."""
+    if mode == "files" and engine is not None:
+        import subprocess
+
+        writer = subprocess.run([sys.executable, __file__, "--write-files", str(data), str(rate), str(seconds)],
+                                capture_output=True, text=True, check=True)
+        sent.append(int(writer.stdout.split()[-1]))
+        return
     start = time.perf_counter()
     n = 0
     while not stop.is_set():
@@ -108,7 +128,52 @@ def active_timers(app: Any) -> list[Any]:
             if t._task is not None and not t._task.done() and t._active.is_set()]
 
 
-async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
+def main_thread_sched() -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of this process's main thread, the
+    console's UI loop (Linux schedstat; zeros elsewhere): the wait is what a busy machine adds."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/schedstat") as fh:
+            on_cpu, waiting = (int(v) / 1e9 for v in fh.read().split()[:2])
+        return on_cpu, waiting
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
+def start_service(recipe: Path) -> int:
+    """``tinyo start recipe``: the engine in a process of its own; its pid."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "engine"), str(ROOT),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "tinyo.cli", "start", str(recipe)], capture_output=True,
+                            text=True, env=env, timeout=120)
+    if result.returncode != 0:
+        raise SystemExit(f"tinyo start failed: {result.stderr.strip()}")
+    return int(result.stdout.split("(pid ")[1].split(")")[0])
+
+
+def stop_service(recipe: Path, pid: int) -> None:
+    import signal
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "engine"), str(ROOT)])}
+    subprocess.run([sys.executable, "-m", "tinyo.cli", "stop", str(recipe), "--now"], capture_output=True,
+                   env=env, timeout=120)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+async def is_idle(engine: Any) -> bool:
+    """Nothing queued or running (asked over the socket, off the UI loop, when attached)."""
+    if hasattr(engine, "is_idle"):
+        return bool(engine.is_idle())
+    stats = await asyncio.to_thread(engine.stats)
+    return stats.queued == 0 and stats.running == 0 and stats.buffered == 0
+
+
+async def run(args: argparse.Namespace, views: bool, console: str = "embedded") -> dict[str, Any]:
     from textual import events
 
     from tinyo.engine import Engine
@@ -123,12 +188,21 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
     recipe.write_text(RECIPE.replace("SQL", repr(str(tmp / "state.db"))).replace("DATA", repr(str(data)))
                       .replace("EXECUTION", args.execution.upper()))
     results: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds, "mode": args.mode,
-                               "execution": args.execution, "views": "on" if views else "off"}
+                               "execution": args.execution, "views": "on" if views else "off", "console": console}
 
-    t0 = time.perf_counter()
-    engine = Engine.from_path(recipe)
-    if args.execution == "processes":
-        engine.start()  # as tinyo-tui does: the fork server must start with the real stderr
+    service = 0
+    if console == "attached":
+        from tinyo.control.handle import RemoteEngine
+        from tinyo.recipe import load_recipe
+
+        service = start_service(recipe)
+        t0 = time.perf_counter()  # the engine runs already: its start is not the console's
+        engine: Any = RemoteEngine(load_recipe(recipe), tmp / "state.db", reattach=True)
+    else:
+        t0 = time.perf_counter()
+        engine = Engine.from_path(recipe)
+        if args.execution == "processes":
+            engine.start()  # as tinyo-tui does: the fork server must start with the real stderr
     app = build_app(engine, theme="dark")
     first_frame: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
@@ -140,7 +214,11 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
             app.screen.query_one(RunTimeline).display = False
         await pilot.pause(0.5)
 
+        deadline = time.perf_counter() + 30
+        while service and app.state.engine_state != "running" and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)  # attached: the engine's history has reached the console
         rss_before = rss_mb()
+        engine_rss_before = rss_mb(service) if service else 0.0
         stop = threading.Event()
         sent: list[int] = []
         thread = threading.Thread(target=flood, args=(stop, args.rate, args.seconds, args.mode, data, engine, sent),
@@ -152,6 +230,7 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
             "documents", "workers", "lanes", "output", "events"]
         index = 0
         cpu0 = time.process_time()
+        sched0 = main_thread_sched()
         while thread.is_alive():
             await asyncio.sleep(0.25)
             key, target = panes[index % len(panes)], names[index % len(panes)]
@@ -169,6 +248,9 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
             if painted:
                 latencies.append((painted[0] - start) * 1000)
         results["flood_cpu_s"] = round(time.process_time() - cpu0, 2)
+        sched1 = main_thread_sched()
+        results["ui_thread_cpu_s"] = round(sched1[0] - sched0[0], 2)
+        results["ui_thread_runq_wait_s"] = round(sched1[1] - sched0[1], 2)
         header = app.screen.query_one(StatusHeader)
         timeline = app.screen.query_one(RunTimeline)
         results["sparkline_cells"] = header.layout_used.spark if header.layout_used else 0
@@ -176,6 +258,8 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
         results["timeline_runs_kept"] = len(app.state.history.runs)
         results["tick_cost_ms_at_end"] = round(app._tick_cost * 1000, 1)
         results["rss_growth_mb"] = round(rss_mb() - rss_before, 1)
+        if service:
+            results["engine_rss_growth_mb"] = round(rss_mb(service) - engine_rss_before, 1)
         total = sent[0] if sent else 0
         results["sent"] = total
         # Let the engine take in the rest, then compare what it stored with what was sent.
@@ -190,13 +274,17 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
         results["console_output_lines"] = len(app.state.output) + app.state.output_dropped
         results["console_rows_older"] = app.state.events_dropped
         results["bridge_dropped_facts"] = app.bridge.dropped_facts
+        if service:
+            notes = [row.line for row in app.state.output if "facts were missed" in row.line]
+            results["resyncs"] = len(notes)
+            results["facts_missed"] = sum(int(line.split(" ", 1)[0].replace(",", "")) for line in notes)
         if latencies:
             ordered = sorted(latencies)
             results["key_ms_p50"] = round(statistics.median(ordered), 1)
             results["key_ms_p95"] = round(ordered[int(0.95 * (len(ordered) - 1))], 1)
             results["key_ms_max"] = round(ordered[-1], 1)
             results["key_samples"] = len(ordered)
-        while not engine.is_idle():
+        while not await is_idle(engine):
             await asyncio.sleep(0.5)
         await pilot.pause(8.0)  # the drain interval stops after one empty tick; the settle tick after ~5 s
         active = active_timers(app)
@@ -216,11 +304,18 @@ async def run(args: argparse.Namespace, views: bool) -> dict[str, Any]:
             results["idle_cpu_after_slide_pct"] = round(
                 100 * (time.process_time() - cpu1) / (time.perf_counter() - wall1), 2)
         stop.set()
-    engine.stop(timeout=10)
+    engine.stop(timeout=10)  # attached: detaches
+    if service:
+        stop_service(recipe, service)
     return results
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--write-files"]:  # the flood's writer process: DATA RATE SECONDS
+        sent: list[int] = []
+        flood(threading.Event(), int(sys.argv[3]), float(sys.argv[4]), "files", Path(sys.argv[2]), None, sent)
+        print(sent[0])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -228,19 +323,23 @@ def main() -> None:
     parser.add_argument("--execution", choices=("threads", "processes"), default="processes")
     parser.add_argument("--views", choices=("off,on", "on,off", "on", "off"), default="off,on",
                         help="timeline pane and header sparklines, in this order (off is the baseline)")
+    parser.add_argument("--console", choices=("embedded", "attached", "embedded,attached", "attached,embedded"),
+                        default="embedded", help="the engine in the console's process, or attached to over its socket")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     runs: dict[str, dict[str, Any]] = {}
-    for name in args.views.split(","):
-        set_sparklines(name == "on")
-        runs[name] = asyncio.run(run(args, views=name == "on"))
-    columns = [name for name in ("off", "on") if name in runs]
+    for console in args.console.split(","):
+        for name in args.views.split(","):
+            set_sparklines(name == "on")
+            label = f"{console[:8]} views {name}" if "," in args.console else f"views {name}"
+            runs[label] = asyncio.run(run(args, views=name == "on", console=console))
+    columns = list(runs)
     keys = list(dict.fromkeys(key for name in columns for key in runs[name]))
-    print(f"{'figure':>26}  " + "  ".join(f"{'views ' + name:>14}" for name in columns)
-          + ("  ratio on/off" if len(columns) == 2 else ""))
+    ratio = ("  ratio " + ("attached/embedded" if "," in args.console else "on/off")) if len(columns) == 2 else ""
+    print(f"{'figure':>26}  " + "  ".join(f"{name:>18}" for name in columns) + ratio)
     for key in keys:
         values = [runs[name].get(key, "") for name in columns]
-        line = f"{key:>26}  " + "  ".join(f"{str(value):>14}" for value in values)
+        line = f"{key:>26}  " + "  ".join(f"{str(value):>18}" for value in values)
         if len(columns) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             line += f"  {values[1] / values[0]:>12.2f}" if values[0] else f"  {'-':>12}"
         print(line)

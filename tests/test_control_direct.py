@@ -131,12 +131,13 @@ def test_every_request_command_goes_direct_with_the_full_cli_s_output_and_exit_c
         ["inject", "--db=s.db", str(recipe), "ev 3"], ["inject", str(recipe), "undecodable \udcff"],
         ["rerun", str(recipe), wanted], ["rerun", str(recipe), wanted, "-R"], ["rerun", str(recipe), "--downstream", wanted],
         ["fire", str(recipe), "tick"], ["fire", str(recipe), "tick", "--db", "s.db"],
-        ["pause", str(recipe)], ["resume", str(recipe)], ["cancel", str(recipe), "4242"],
+        ["pause", str(recipe)], ["resume", str(recipe)],
     ]
     for args in direct_way:
         assert same(args, cwd=tmp_path), f"{args} did not go direct"
     full_way = [  # refused by the engine, or not a plain request: the full command line, its own words
         ["fire", str(recipe), "nope"], ["rerun", str(recipe), "no/such/thing"], ["rerun", str(recipe), "out/\udcff"],
+        ["cancel", str(recipe), "4242"],  # no such run: the engine says so, and the full command line exits 2
         ["cancel", str(recipe), "x1"], ["cancel", str(recipe), "-3"], ["inject", str(recipe)],
         ["inject", str(recipe), "ev", "--db"], ["inject", str(recipe), "ev", "--debug"], ["pause", str(recipe), "extra"],
         ["inject", str(recipe), "ev", "--help"],

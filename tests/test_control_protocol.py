@@ -87,6 +87,31 @@ def test_requests_are_checked_against_the_commands_and_queries():
             check_args(kind, name, args)
 
 
+def test_every_typed_command_has_a_wire_form_derived_from_its_fields_and_a_handler_in_the_server():
+    import dataclasses
+    import typing
+
+    from tinyo import messages
+    from tinyo.control.protocol import commands
+    from tinyo.control.server import ControlServer
+
+    table = commands()
+    for cls in typing.get_args(messages.Request):
+        wire = getattr(cls, "wire", None)
+        assert isinstance(wire, messages.Wire), f"messages.{cls.__name__} has no wire form"
+        spec = table[wire.name]
+        renamed, replaced = dict(wire.renamed), {field: arg for field, arg, _, _ in wire.replaced}
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):  # each field travels as an argument of its type
+            arg = replaced.get(field.name) or renamed.get(field.name, field.name)
+            assert arg in spec, f"{cls.__name__}.{field.name} has no argument in wire command {wire.name!r}"
+            assert field.name in replaced or spec[arg][0] == (hints[field.name],)
+        assert set(spec) == {replaced.get(f.name) or renamed.get(f.name, f.name) for f in dataclasses.fields(cls)}
+    assert set(ControlServer.HANDLERS) == set(table)  # and the engine does something for each
+    assert check_args("command", "fire", {"timer": "t"}) == {"timer": "t"}
+    assert check_args("command", "stop", {}) == {"now": False}
+
+
 def test_messages_are_json_lines_and_malformed_ones_are_named():
     line = encode(Command(3, "inject", {"event": "a\nb"}))
     assert line.endswith(b"\n") and line.count(b"\n") == 1

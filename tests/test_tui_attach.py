@@ -174,16 +174,21 @@ async def test_stopping_the_engine_from_an_attached_console_is_asked_first_and_g
 
     from tinyo_tui.screens.confirm import ConfirmDialog
     from tinyo_tui.screens.help import HelpScreen
+    from tinyo_tui.widgets.footer import StableFooter
 
     _, engine = _attach(recipe, None, False, False)
     app = build_app(engine, theme="dark")
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             await started(pilot, app)
+            footer = app.screen.query_one(StableFooter)
+            assert ("q", "Detach", True, "Quit: detach; the engine goes on running (S stops it)") in footer._signature()
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
-            assert ("S", "Stop the engine (asked first)") \
-                in app.screen._rows
+            rows = app.screen._rows
+            assert ("S", "Stop the engine (asked first)") in rows
+            assert ("q", "Quit: detach; the engine goes on running (S stops it)") in rows
+            assert not [text for _, text in rows if "stops the engine" in text or "Stop the engine gracefully" in text]
             await pilot.press("escape")
             await pilot.press("S")
             assert isinstance(app.screen, ConfirmDialog)

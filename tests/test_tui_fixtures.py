@@ -15,7 +15,8 @@ from typing import Any
 
 from tinyo import events as ev
 from tinyo.clock import ManualClock
-from tinyo.engine_state import DESInfo, DocInfo
+from tinyo.engine_state import DESInfo, DocInfo, EngineStats
+from tinyo.executors.base import WorkerInfo
 from tinyo.groups import DES_TO_DOC, Groups
 from tinyo.history import History
 
@@ -68,6 +69,7 @@ class ScriptedEngine:
         self._doc_states: dict[str, str] = {}
         self._producer: dict[str, str] = {}
         self._readers: dict[str, list[str]] = {}
+        self._workers: dict[str, WorkerInfo] = {}
 
     # ------------------------------------------------------------ engine surface
     def start(self) -> None:
@@ -142,13 +144,16 @@ class ScriptedEngine:
         key = self._groups.key(name)
         return key, sorted(n for n in self._doc_states if self._groups.key(n) == key).index(name)
 
-    def workers(self) -> list[Any]:
-        return []
+    def workers(self) -> list[WorkerInfo]:
+        return list(self._workers.values())
 
-    def stats(self) -> Any:
-        return SimpleNamespace(events_total=self._event_id, failed=0)
+    def stats(self) -> EngineStats:
+        states = [d.state for d in self._des.values()]
+        state = "stopped" if self.stopped else "paused" if self.paused else "running" if self.started else "starting"
+        return EngineStats(state, START, self.clock.time() - START, self._event_id, 0.0, states.count("queued"),
+                           states.count("running"), states.count("failed"), 0, len(self._des), len(self._docs))
 
-    def history(self) -> History:
+    def history(self, events: int = 1000, runs: int = 1000, lines: int = 1000) -> History:
         """The recent past as a state file would give it: ``past`` (set by a test), or nothing."""
         return self.past
 
@@ -171,7 +176,18 @@ class ScriptedEngine:
 
     # ------------------------------------------------------------ scripting
     def pub(self, cls: type[ev.BusEvent], **fields: Any) -> None:
-        self.bus.publish(cls(ts=self.clock.time(), **fields))
+        event = cls(ts=self.clock.time(), **fields)
+        self.bus.publish(event)
+        if isinstance(event, ev.WorkerChanged):  # what `workers` answers, as the engine's executor would
+            self._workers[event.worker] = WorkerInfo(event.worker, event.pid, event.state, None, None, None, None)
+        elif isinstance(event, ev.OpStarted):
+            old = self._workers.get(event.worker)
+            self._workers[event.worker] = WorkerInfo(event.worker, old.pid if old else None, "busy", event.run_id,
+                                                     event.des_id, event.op, event.ts)
+        elif isinstance(event, (ev.OpFinished, ev.OpFailed, ev.OpCancelled)):
+            old = self._workers.get(event.worker)
+            if old is not None and old.run_id == event.run_id:
+                self._workers[event.worker] = WorkerInfo(event.worker, old.pid, "idle", None, None, None, event.ts)
         groups = self._groups.take_touched()
         if groups:
             self.bus.publish(ev.GroupsChanged(ts=self.clock.time(), groups=groups))

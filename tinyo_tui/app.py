@@ -26,7 +26,8 @@ from .named_commands import NamedCommands
 from .palette import Palette
 from .past import seed
 from .questions import ask_cancel_op, ask_stop_engine
-from .reattach import follow_restarts, reattached
+from .reattach import follow_restarts, reattached, say_keys_detach
+from .resync import Resync
 from .safe_text import short_id, visible
 from .screens.confirm import QuitDialog
 from .screens.des_picker import DesPicker
@@ -44,6 +45,10 @@ DRAIN_HZ = 12
 """Bus batches per second while events flow (a frame tick: 10-15 UI updates per second per pane)."""
 DRAIN_CHUNK = 4000
 """The most bus events folded in per tick."""
+TICK_BUDGET = 0.03
+"""Seconds of folding facts into the model per tick (then the screen repaints and keys are served)."""
+APPLY_STEP = 250
+"""Facts folded in between two looks at the clock."""
 MAX_DRAIN_DELAY = 0.5
 """Even under the heaviest flood the panes update at least twice a second."""
 
@@ -81,12 +86,15 @@ class TinyoApp(App[int]):
         """The pid of the engine this console is attached to (None: the engine runs in this process)."""
         if self.attached_to is not None:
             self.recipe_name += f" (attached to pid {self.attached_to})"
+            say_keys_detach(self)
         follow_restarts(self)
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
         self._tick_cost = 0.0
-        self._carry: list[Any] = []
         """Moving average of one drain plus the repaint it causes, in seconds."""
+        self._carry: list[Any] = []
+        self.resyncs = Resync(self)
+        """Asks the engine again after a gap in its facts (or a re-attach); the facts wait meanwhile."""
         self._ticker: Timer | None = None
         self._settle: Timer | None = None
         self.grace = grace
@@ -171,6 +179,9 @@ class TinyoApp(App[int]):
                 seed(self.state, *message.value, changes)
                 self._publish(changes)
             return
+        if message.query == "resync":
+            self.resyncs.done(message)
+            return
         if message.query != "boot":
             return
         if message.error:
@@ -198,6 +209,8 @@ class TinyoApp(App[int]):
     def drain(self) -> None:
         """Fold everything the bus buffered into the model, then tell the screens what changed."""
         self._drain_timer = None
+        if self.resyncs.busy:
+            return  # the facts after the gap wait for the engine's answers; the resync drains again
         started = time.perf_counter()
         batch = self._carry
         if len(batch) < DRAIN_CHUNK:
@@ -205,23 +218,42 @@ class TinyoApp(App[int]):
         # At most DRAIN_CHUNK events per tick, so one tick (and the key press waiting behind it)
         # stays short under a flood; the rest waits in the carry, the bridge keeps buffering.
         batch, self._carry = batch[:DRAIN_CHUNK], batch[DRAIN_CHUNK:]
-        if not batch:
-            # Idle: no drain is scheduled until the bus wakes us again.
-            self._schedule_settle()
-            return
-        changes = self.state.apply(batch)
-        for level, message in changes.notices:
-            if level != "info":
-                self.notify(message, severity="error" if level == "error" else "warning", markup=False)
-        self._publish(changes)
-        self._keep_ticking()
-        self.call_after_refresh(self._measure_tick, started)
-        self._schedule_drain(1 / DRAIN_HZ / 2 if self._carry else self._drain_delay())
+        batch, after, missed = self.resyncs.split(batch)
+        # Fold in steps until the tick's budget is spent: a key pressed meanwhile waits for one step's
+        # repaint, not for thousands of facts (what is left waits in the carry for the next tick). All
+        # of what came before a gap goes in before the engine is asked again.
+        changes, applied, deadline = Changes(), 0, started + (TICK_BUDGET if not missed else float("inf"))
+        while applied < len(batch) and (applied == 0 or time.perf_counter() < deadline):
+            self.state.apply(batch[applied:applied + APPLY_STEP], changes)
+            applied += APPLY_STEP
+        batch, self._carry = batch[:applied], batch[applied:] + after + self._carry
+        if batch:
+            for level, message in changes.notices:
+                if level != "info":
+                    self.notify(message, severity="error" if level == "error" else "warning", markup=False)
+            self._publish(changes)
+            self._keep_ticking()
+            self.call_after_refresh(self._measure_tick, started)
+        if missed:
+            self.resync(f"{missed:,} of the engine's facts were missed (this console read them too slowly)")
+        elif batch:
+            self._schedule_drain(1 / DRAIN_HZ / 2 if self._carry else self._drain_delay())
+        else:
+            self._schedule_settle()  # idle: no drain is scheduled until the bus wakes us again
+
+    def resync(self, why: str | None) -> None:
+        """Ask the engine again for what the panes show; ``why``: the one line saying so (None: say nothing)."""
+        self.resyncs.begin(why)
+
+    @property
+    def resyncing(self) -> bool:
+        """Whether the engine is being asked again (the facts wait meanwhile)."""
+        return self.resyncs.busy
 
     def drain_all(self) -> None:
         """Drain until nothing is buffered (tests and scripted snapshots)."""
         self.drain()
-        while self._carry:
+        while self._carry and not self.resyncs.busy:
             self.drain()
 
     def _measure_tick(self, started: float) -> None:

@@ -1,14 +1,16 @@
 """Provides the console's side of re-attaching: when the engine it is attached to stops or dies, the
 console says so in one line (the attached engine handle publishes it) and waits; when an engine starts
 on the state file again, the handle re-attaches on its own thread and the console shows the new pid
-and asks for the group counts again. Events, output and runs arrive as on first attach, from the new
+and asks the new engine for what the panes show (``resync``): group counts, workers, how the runs it
+last saw running ended. Events, output and runs arrive as on first attach, from the new
 engine's history."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from .messages import QueryResult, Reattached
+from .messages import Reattached
 from .widgets.status_header import StatusHeader
 
 
@@ -27,13 +29,13 @@ def reattached(app: Any, pid: int) -> None:
             header.rename(app.recipe_name)
     app.state.started_at = None  # uptime counts from the new engine's start
     app.note(f"re-attached to the engine (pid {pid})", "info")
-    app.run_worker(lambda: _reload(app), thread=True, group="engine")
+    app.resync(None)
 
 
-def _reload(app: Any) -> None:
-    try:
-        groups = app.engine.groups_summary()
-    except Exception as exc:  # gone again already: the handle says so and waits
-        app.call_from_thread(app.note, f"could not read the group counts: {exc}", "error")
-        return
-    app.post_message(QueryResult("boot", groups))
+def say_keys_detach(app: Any) -> None:
+    """Attached, quitting only detaches: the footer, tooltips and help say so (S stops the engine)."""
+    keys = app._bindings.key_to_bindings
+    for key, description, tooltip in (
+            ("q", "Detach", "Quit: detach; the engine goes on running (S stops it)"),
+            ("ctrl+c", "Detach", "Detach at once; the engine goes on running (S stops it)")):
+        keys[key] = [replace(binding, description=description, tooltip=tooltip) for binding in keys.get(key, [])]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from tinyo import events as ev
 
-RunStatus = Literal["running", "ok", "failed", "cancelled"]
+RunStatus = Literal["running", "ok", "failed", "cancelled", "interrupted"]
 
 MAX_RUNS = 1000
 """Run records kept (the newest); older runs are only in the store."""
@@ -42,7 +42,7 @@ EXACT_RUNS = 200
 SLACK = 64
 """Seconds past ``MAX_WINDOW`` kept before old ones are pruned (pruning in bulk keeps adding cheap)."""
 
-_SEVERITY: dict[str, int] = {"ok": 1, "cancelled": 2, "running": 3, "failed": 4}
+_SEVERITY: dict[str, int] = {"ok": 1, "cancelled": 2, "interrupted": 3, "running": 4, "failed": 5}
 """Which status a timeline cell shows when several runs share it: the most alarming one."""
 
 
@@ -188,6 +188,19 @@ class RunHistory:
             if len(counts) > MAX_WINDOW + SLACK:
                 _prune(counts)
         return moved
+
+    def close(self, run_id: int, status: RunStatus, end: float, error: str = "") -> bool:
+        """End a run the console saw start but not end: its engine went away (``interrupted``), or the
+        fact saying how it ended was missed and the engine was asked. False when it is not open."""
+        record = self._open.pop(run_id, None)
+        if record is None:
+            return False
+        end = max(end, record.start)
+        record.end, record.status, record.error = end, status, error
+        seconds = self._activity.setdefault(record.worker, {})
+        _mark(seconds, record.start, max(end, record.start + 1e-6), _SEVERITY[status])
+        self._by_worker = None
+        return True
 
     def _bound(self) -> None:
         """Keep every buffer within its bound (after a batch)."""

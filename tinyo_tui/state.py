@@ -27,11 +27,12 @@ __all__ = ["ConsoleState", "group_key"]
 
 DocState = Literal[
     "up to date", "stale", "waiting", "queued", "running", "failed", "cancelled", "never built",
-    "source", "missing",
+    "source", "missing", "interrupted",
 ]
 RowKind = Literal["event", "timer", "error", "notice", "rejected"]
 
-DES_TO_DOC: dict[str, DocState] = {**_ENGINE_DES_TO_DOC, "registered": "never built"}  # type: ignore[dict-item]
+DES_TO_DOC: dict[str, DocState] = {**_ENGINE_DES_TO_DOC, "registered": "never built",  # type: ignore[dict-item]
+                                   "interrupted": "interrupted"}
 """How a producing DES's state reads on the documents it makes."""
 COUNTED = ("queued", "running", "failed")
 """DES states the header counts (kept from the engine's transitions, with no per-DES memory)."""
@@ -203,6 +204,12 @@ class ConsoleState:
         """The recent runs (worker details list them)."""
         self.stop_deadline: float | None = None
         """While the console stops the engine: when running ops stop being waited for (clock time)."""
+        self.counted_until = float("-inf")
+        """The engine's time when it last gave its counters (queued, running, failed): a state change
+        published before it is in them already (a resync re-applies such facts after the answer)."""
+        self.unsure_runs: dict[int, str] = {}
+        """Runs (id -> DES) shown interrupted because their engine went away, not because it said so:
+        asked about again when an engine is attached (bounded: the runs running at one time)."""
 
     # ------------------------------------------------------------------ queries
     @property
@@ -255,6 +262,18 @@ class ConsoleState:
             if row.event_id is not None and row.seq < 0:
                 self._event_by_id.setdefault(row.event_id, row)
                 self._event_by_name.setdefault(row.name, row)
+
+    def replace_events(self, rows: list[EventRow]) -> None:
+        """Show ``rows`` (oldest first; the newest that fit) instead of the stream, renumbered after every row
+        so far (a resync put missed events among them: the panes rebuild their views)."""
+        kept = rows[-(self.events.maxlen or len(rows)):]
+        self.events_dropped += len(rows) - len(kept)
+        self.events.clear()
+        self._event_by_id.clear()
+        self._event_by_name.clear()
+        for row in kept:
+            row.seq, row.version = next(self._seq), row.version + 1
+            self._append_event(row)
 
     def apply(self, batch: list[ev.BusEvent], changes: Changes | None = None) -> Changes:
         """Fold a batch of bus events (in publish order) into the model."""
@@ -427,7 +446,7 @@ class ConsoleState:
     def _on_state(self, e: ev.DESStateChanged, ch: Changes) -> None:
         node = self.des.get(e.des_id)
         previous = e.previous or (node.state if node is not None else "")
-        if previous != e.state:
+        if previous != e.state and e.ts > self.counted_until:
             if previous in COUNTED and self.des_states[previous] > 0:
                 self.des_states[previous] -= 1
             if e.state in COUNTED:
@@ -542,6 +561,37 @@ class ConsoleState:
             self.started_at = e.ts
         self.engine_state, self.engine_detail, self.buffered = e.state, e.detail, e.buffered
         ch.header = True
+        if e.state == "stopped":
+            self.lose_running(e.ts, ch)
+
+    def lose_running(self, ts: float, ch: Changes) -> None:
+        """The engine stopped or died: nothing it ran runs any more. What was last known running shows
+        interrupted (its worker: unknown) until an engine says otherwise (a re-attach asks it)."""
+        for row in self.workers.values():
+            if row.state in ("busy", "starting"):
+                row.detail = f"the engine went away while it ran {row.op}" if row.op else "the engine went away"
+                row.state, row.run_id, row.des_id, row.op, row.targs, row.since = \
+                    "unknown", None, None, "", frozenset(), ts
+                ch.workers = True
+        for record in self.runs:
+            if record.status == "running":
+                record.status, record.end = "interrupted", ts
+                if len(self.unsure_runs) < MAX_CACHED:
+                    self.unsure_runs[record.run_id] = record.des_id
+        for run in list(self.history.running()):
+            self.history.close(run.run_id, "interrupted", ts, "the engine went away while it ran")
+            ch.runs = True
+        for node in self.des.values():
+            if node.state == "running":
+                node.state, node.reason = "interrupted", "the engine went away while it ran"
+                ch.changed_des.add(node.des_id)
+                for name in node.targs:
+                    doc = self.docs.get(name)
+                    if doc is not None:
+                        self._set_doc_state(doc, "interrupted", node.reason, ch)
+        if self.des_states["running"]:
+            self.des_states["running"] = 0
+            ch.header = True
 
 
 _HANDLERS = {

@@ -476,7 +476,22 @@ def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(
                metavar="RUN_ID", help="The run to cancel (see `tinyo status`).")],
            db: DbOpt = None) -> None:
     """Cancel a queued or running run of the running engine."""
-    _to_running_engine(recipe, db, "cancel", str(run_id), f"cancel run {run_id}")
+    from .control.server import cancel_problem
+    from .store import Store
+
+    path = _db_for(recipe, db)
+    if not send_command(path, "cancel", str(run_id)):  # no control channel: the state file says if the run is open
+        store = Store(path, read_only=True, lock=False) if Path(path).exists() else None
+        try:
+            problem = cancel_problem(run_id, store.run_status(run_id) if store else None, path)
+        finally:
+            if store is not None:
+                store.close()
+        if problem is not None:
+            _fail(problem)
+        _to_running_engine(recipe, db, "cancel", str(run_id), f"cancel run {run_id}")
+        return
+    typer.echo(f"asked the running engine to cancel run {run_id}: it took the request")
 
 
 register(app)  # start, stop, events

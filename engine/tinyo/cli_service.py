@@ -78,9 +78,12 @@ def start(
     db: DbOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS",
                                            help="How long to wait for the engine to be running.")] = 120.0,
+    log_max_mb: Annotated[float, typer.Option("--log-max-mb", metavar="MB", min=0.001,
+                                              help="Rotate the log past this size (keeping 2 old ones).")] = 10.0,
 ) -> None:
     """Start the engine in the background (its own session; it outlives the terminal), log beside the state file."""
     from .control.client import ControlClient, EngineStopping, running_engine
+    from .control.logfile import rotate_if_full
 
     deadline = time.monotonic() + timeout
     while True:
@@ -102,16 +105,19 @@ def start(
         typer.echo(f"tinyo: an engine is already running on {path} (pid {client.pid})")
         raise typer.Exit(EXIT_OK)
     log = log_path(path)
+    log_max = max(1, int(log_max_mb * (1 << 20)))
     try:
         # the state file's folder may not exist yet (the engine creates it, with the recipe's folders)
         os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        rotate_if_full(log, log_max)  # the engine's first lines (and _reason's offset) go to a log with room
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError as exc:
         _fail(f"cannot write the engine's log {log}: {exc.strerror or exc}")
     offset = os.lseek(fd, 0, os.SEEK_END)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "tinyo.control.daemon", str(recipe.resolve()), "--db", path],
+        proc = subprocess.Popen([sys.executable, "-m", "tinyo.control.daemon", str(recipe.resolve()), "--db", path,
+                                 "--log", str(log), "--log-max", str(log_max)],
                                 stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, env=env)
     finally:
         os.close(fd)

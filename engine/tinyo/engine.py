@@ -233,6 +233,10 @@ class Engine:
     def des_details(self, des_id: str) -> DESDetails | None:
         return self.call(lambda: self._queries.des_details(des_id))
 
+    def run_status(self, run_id: int) -> str | None:
+        """``queued``/``running`` while run ``run_id`` is open, else how it ended; None: no such run."""
+        return self.call(lambda: self._queries.run_status(run_id))
+
     def explain(self, name: str) -> str:
         return self.call(lambda: self._queries.explain(name))
 

@@ -275,6 +275,16 @@ class EngineNotice(BusEvent):
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class FactsMissed(BusEvent):
+    """Not from the engine: the side attached to it read its facts too slowly, and ``count`` of them
+    were not delivered here (the engine went on). Whatever they said must be asked again (queries);
+    the facts after this one are live and complete again."""
+
+    kind: ClassVar[str] = "facts_missed"
+    count: int
+
+
 Subscriber = Callable[[BusEvent], None]
 BatchSubscriber = Callable[[list[BusEvent]], None]
 

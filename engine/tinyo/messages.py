@@ -7,14 +7,30 @@ Facts going the other way, up from the engine, are the bus events in ``events``.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Union
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from .worker import Task
+
+
+# ---------------------------------------------------------------- wire forms
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """How a client of the control channel asks for a typed command (``control.protocol`` derives its
+    table of commands from these): the command's name there, and its arguments, which are the
+    command's fields but for those ``renamed`` or ``replaced``."""
+
+    name: str
+    renamed: tuple[tuple[str, str], ...] = ()
+    """(field, argument): the argument that carries the field under another name."""
+    replaced: tuple[tuple[str, str, type, Any], ...] = ()
+    """(field, argument, type, default): a field the engine works out from an argument of the channel's
+    own (a client says whether to stop ``now``; the engine knows its grace period)."""
 
 
 # ---------------------------------------------------------------- commands (any thread -> loop)
@@ -23,6 +39,7 @@ if TYPE_CHECKING:
 class FireTimer:
     """Fire the timer ``name`` now, off its grid."""
 
+    wire: ClassVar[Wire] = Wire("fire", renamed=(("name", "timer"),))
     name: str
 
 
@@ -30,6 +47,7 @@ class FireTimer:
 class Rerun:
     """Run a DES again even if it is up to date; with ``downstream``, all that depends on it too."""
 
+    wire: ClassVar[Wire] = Wire("rerun", renamed=(("des_id", "target"),))  # a DES id or a document name
     des_id: str
     downstream: bool = False
 
@@ -38,6 +56,7 @@ class Rerun:
 class RerunDocument:
     """Rerun the DES that produces document ``name``."""
 
+    wire: ClassVar[Wire] = Wire("rerun", renamed=(("name", "target"),))
     name: str
     downstream: bool = False
 
@@ -46,16 +65,21 @@ class RerunDocument:
 class Pause:
     """Stop feeding events to the generators (they are still stored, in order)."""
 
+    wire: ClassVar[Wire] = Wire("pause")
+
 
 @dataclass(frozen=True, slots=True)
 class Resume:
     """Feed events to the generators again."""
+
+    wire: ClassVar[Wire] = Wire("resume")
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
     """Cancel a queued or running run."""
 
+    wire: ClassVar[Wire] = Wire("cancel")
     run_id: int
 
 
@@ -63,16 +87,32 @@ class Cancel:
 class Rescan:
     """Look at the watched folders for files the watcher did not report."""
 
+    wire: ClassVar[Wire] = Wire("rescan")
+
 
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Stop gracefully, giving running ops ``grace`` seconds; a later Stop with a shorter grace
     shortens a stop under way (a second Ctrl-C)."""
 
+    wire: ClassVar[Wire] = Wire("stop", replaced=(("grace", "now", bool, False),))
     grace: float
 
 
 Command = Union[FireTimer, Rerun, RerunDocument, Pause, Resume, Cancel, Rescan, Stop]
+
+
+@dataclass(frozen=True, slots=True)
+class Inject:
+    """Take ``event`` in as if it had happened (source ``manual``). The intake takes it (``Engine.inject``),
+    not the loop's inbox, so it is no ``Command``; a client asks for it like one."""
+
+    wire: ClassVar[Wire] = Wire("inject")
+    event: str
+
+
+Request = Union[Inject, Command]
+"""What a client of the control channel may ask the engine to do: each has its ``wire`` form."""
 
 
 # ---------------------------------------------------------------- queries (any thread -> loop -> caller)

@@ -82,6 +82,11 @@ class DESPart(DocumentsPart):
         open (queued or running, the same to a restart: interrupted, and dispatched again)."""
         self._defer("runs_finish", [r if len(r) == 9 else (*r[:7], None, r[7]) for r in rows])
 
+    def run_status(self, run_id: int) -> str | None:
+        """The stored status of run ``run_id`` (None: no such run)."""
+        row = self._r("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
     def open_runs(self) -> list[tuple[int, str]]:
         return self._r("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
 

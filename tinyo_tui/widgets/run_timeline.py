@@ -33,9 +33,10 @@ WINDOWS: tuple[float, ...] = (60.0, 300.0, 900.0)
 """The time spans ``+``/``-`` zoom between, in seconds."""
 NAME_MIN, NAME_MAX = 6, 16
 """Width of the worker-name column."""
-_GLYPH: dict[str | None, str] = {"ok": "█", "running": "▒", "failed": "✗", "cancelled": "░", None: "·"}
+_GLYPH: dict[str | None, str] = {"ok": "█", "running": "▒", "failed": "✗", "cancelled": "░", "interrupted": "░",
+                                 None: "·"}
 _ROLE: dict[str | None, str] = {"ok": "up to date", "running": "running", "failed": "failed",
-                                "cancelled": "cancelled", None: "muted"}
+                                "cancelled": "cancelled", "interrupted": "interrupted", None: "muted"}
 
 
 class RunTimeline(Widget, can_focus=True):

@@ -4,8 +4,8 @@ It answers the same calls as an in-process ``Engine`` (commands, queries with th
 and a ``bus`` that carries the engine's facts), so a console or script written against one works
 against the other: ``subscribe`` is the bus, ``query`` the query methods, ``command`` the command
 methods. On attach the bus first carries the engine's recent history, then the live facts; when
-this side read too slowly the engine says how many facts were missed, and the bus carries an
-``EngineNotice`` saying so (the caller asks its queries again). ``stop`` only detaches: the engine
+this side read too slowly the engine says how many facts were missed, and the bus carries a
+``FactsMissed`` where they were lost (the caller asks its queries again). ``stop`` only detaches: the engine
 goes on; ``stop_engine`` is the explicit stop.
 
 With ``reattach``, an engine that stops or dies is waited for: the bus says so (an ``EngineState``
@@ -27,6 +27,7 @@ from .. import events as ev
 from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
 from ..executors.base import WorkerInfo
 from ..groups import GroupSummary
+from ..history import RECENT, History, PastEvent, PastRun
 from ..recipe import Recipe
 from .client import ControlClient, EngineGone
 from .paths import ControlError
@@ -148,8 +149,8 @@ class RemoteEngine:
                         self.state = message.fact.state
                     self.bus.publish(message.fact)
                 elif isinstance(message, Missed):
-                    self.bus.publish(ev.EngineNotice(_now(), "warning", f"the engine's facts came faster than this "
-                                                     f"side read them: {message.count} were missed"))
+                    # in the stream's order: what came before the gap is older than what its reader re-asks
+                    self.bus.publish(ev.FactsMissed(_now(), message.count))
                 elif isinstance(message, Bye):
                     break
         except (OSError, ControlError):
@@ -229,6 +230,13 @@ class RemoteEngine:
 
     def workers(self) -> list[WorkerInfo]:
         return [WorkerInfo(**w) for w in self._query("workers")]
+
+    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
+        """The recent past from the engine's state file: its last events, runs and output lines (bounded)."""
+        past = self._query("history", events=min(events, LIST_MAX), runs=min(runs, LIST_MAX),
+                           lines=min(lines, LIST_MAX))
+        return History([PastEvent(**e) for e in past["events"]],
+                       [PastRun(**{**r, "output": tuple(r["output"])}) for r in past["runs"]])
 
     # ------------------------------------------------------------------ the wire
     def _command(self, name: str, /, **args: Any) -> None:

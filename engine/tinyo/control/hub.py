@@ -135,9 +135,13 @@ class Outbox:
             self._cond.notify_all()
 
     def _fits(self, line: bytes) -> bool:
-        """Whether ``line``, and the "missed" line owed before it, stay within the limit."""
-        owed = _MISSED_BASE + len(str(self._missed)) if self._missed else 0
-        return self._bytes + len(line) + owed <= self.limit
+        """Whether ``line``, and the "missed" line owed before it, stay within the limit. Once facts are
+        missed, none is queued until half the room is free again: a client that falls behind gets one
+        gap and one "missed" line, not a small fact slipped in between every two dropped big ones."""
+        if not self._missed:
+            return self._bytes + len(line) <= self.limit
+        owed = _MISSED_BASE + len(str(self._missed))
+        return self._bytes <= self.limit // 2 and self._bytes + len(line) + owed <= self.limit
 
     def _append(self, line: bytes) -> None:
         self._lines.append(line)

@@ -11,6 +11,7 @@ it reads too slowly to keep up, the facts it could not take are counted and it i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,17 +123,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 
 # A request's arguments: name -> (accepted types, default); no default means required.
 _REQUIRED = object()
-COMMANDS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "inject": {"event": ((str,), _REQUIRED)},
-    "fire": {"timer": ((str,), _REQUIRED)},
-    "rerun": {"target": ((str,), _REQUIRED), "downstream": ((bool,), False)},
-    "pause": {},
-    "resume": {},
-    "cancel": {"run_id": ((int,), _REQUIRED)},
-    "rescan": {},
-    "stop": {"now": ((bool,), False)},
-}
-QUERIES: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+Spec = dict[str, tuple[tuple[type, ...], Any]]
+QUERIES: dict[str, Spec] = {
     "stats": {},
     "explain": {"name": ((str,), _REQUIRED)},
     "des_details": {"des_id": ((str,), _REQUIRED)},
@@ -145,12 +137,45 @@ QUERIES: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "workers": {},
     "clients": {},
     "find_documents": {"pattern": ((str,), _REQUIRED), "regex": ((bool,), False), "limit": ((int,), 1)},
+    "history": {"events": ((int,), 1000), "runs": ((int,), 1000), "lines": ((int,), 1000)},
 }
+"""The engine's queries (its read-only methods; they are closures on its loop, not typed messages)."""
+
+
+@functools.cache
+def commands() -> dict[str, Spec]:
+    """The commands a client may send, derived from the engine's typed requests (``messages.Request``) and
+    their wire forms: the arguments are the fields (renamed or replaced as the form says), with their
+    types and defaults. Worked out on first use: a client that only sends need not import them."""
+    import typing
+
+    from .. import messages
+
+    table: dict[str, Spec] = {}
+    for cls in typing.get_args(messages.Request):
+        wire: messages.Wire = cls.wire
+        renamed, replaced = dict(wire.renamed), {f: (a, t, d) for f, a, t, d in wire.replaced}
+        hints = typing.get_type_hints(cls)
+        spec: Spec = {}
+        for f in dataclasses.fields(cls):
+            if f.name in replaced:
+                arg, kind, default = replaced[f.name]
+                spec[arg] = ((kind,), default)
+            else:
+                default = _REQUIRED if f.default is dataclasses.MISSING else f.default
+                spec[renamed.get(f.name, f.name)] = ((hints[f.name],), default)
+        if table.setdefault(wire.name, spec) != spec:  # two typed commands, one wire form: one set of arguments
+            raise TypeError(f"{cls.__name__}: wire command {wire.name!r} has other arguments than another's")
+    return table
+
+
+_COUNTS = ("limit", "offset", "events", "runs", "lines")
+"""Arguments that say how many (or from where): bounded, so an answer stays a few MB at most."""
 
 
 def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments of command or query ``name``, checked and completed with defaults."""
-    table = COMMANDS if kind == "command" else QUERIES
+    table = commands() if kind == "command" else QUERIES
     spec = table.get(name)
     if spec is None:
         raise ProtocolError(f"unknown {kind} {name!r} (known: {', '.join(sorted(table))})")
@@ -168,9 +193,10 @@ def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if not _is(value, types):
             raise ProtocolError(f"{kind} {name}: argument {arg!r} must be {'/'.join(t.__name__ for t in types)}, "
                                 f"got {type(value).__name__}")
-        if isinstance(value, int) and not isinstance(value, bool) and arg in ("limit", "offset"):
-            if not 0 <= value <= (LIST_MAX if arg == "limit" else 1 << 62):
-                raise ProtocolError(f"{kind} {name}: {arg} must be 0..{LIST_MAX if arg == 'limit' else 'big'}, got {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and arg in _COUNTS:
+            most = 1 << 62 if arg == "offset" else LIST_MAX
+            if not 0 <= value <= most:
+                raise ProtocolError(f"{kind} {name}: {arg} must be 0..{LIST_MAX if arg != 'offset' else 'big'}, got {value}")
         if isinstance(value, list):
             if len(value) > LIST_MAX or not all(isinstance(v, str) for v in value):
                 raise ProtocolError(f"{kind} {name}: {arg} must be a list of at most {LIST_MAX} strings")
@@ -264,6 +290,10 @@ def decode(line: bytes) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
+    if kind == "fact":  # most of what a subscriber reads: checked without the generic walk
+        seq, fact, history = data.get("seq"), data.get("fact"), data.get("history", False)
+        if type(seq) is int and type(history) is bool and "fact" in data:
+            return Fact(seq, fact_from_json(fact) if isinstance(fact, dict) else fact, history)
     cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message type {kind!r} (known: {', '.join(sorted(_TYPES))})")
@@ -296,23 +326,39 @@ _FACTS = _fact_types()
 
 def fact_from_json(data: dict[str, Any]) -> ev.BusEvent | dict[str, Any]:
     """A bus event back from its JSON form; a fact this version does not know stays a dict."""
-    cls = _FACTS.get(data.get("type"))  # type: ignore[arg-type]
-    if cls is None:
+    fields = _FACT_READERS.get(data.get("type"))  # type: ignore[arg-type]
+    if fields is None:
         return data
+    cls, readers = fields
     values = {}
     try:
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value, ann = data[f.name], str(f.type)
-            if ann.startswith("frozenset"):
-                value = frozenset(value)
-            elif ann.startswith("tuple[GroupSummary"):
-                value = tuple(GroupSummary(g["pattern"], g["count"], g["first"],
-                                           tuple((s, n) for s, n in g["states"])) for g in value)
-            elif ann.startswith("tuple"):
-                value = tuple(value)
-            values[f.name] = value
+        for name, read in readers:
+            if name in data:
+                value = data[name]
+                values[name] = value if read is None else read(value)
         return cls(**values)
     except (TypeError, KeyError, ValueError):
         return data
+
+
+def _groups(value: Any) -> tuple[GroupSummary, ...]:
+    return tuple(GroupSummary(g["pattern"], g["count"], g["first"], tuple((s, n) for s, n in g["states"]))
+                 for g in value)
+
+
+def _reader(annotation: str) -> Callable[[Any], Any] | None:
+    """How a field's JSON value becomes its Python value (None: as it is)."""
+    if annotation.startswith("frozenset"):
+        return frozenset
+    if annotation.startswith("tuple[GroupSummary"):
+        return _groups
+    if annotation.startswith("tuple"):
+        return tuple
+    return None
+
+
+_FACT_READERS: dict[str, tuple[type[ev.BusEvent], tuple[tuple[str, Callable[[Any], Any] | None], ...]]] = {
+    kind: (cls, tuple((f.name, _reader(str(f.type))) for f in dataclasses.fields(cls)))
+    for kind, cls in _FACTS.items()
+}
+"""Per fact kind: its class and, per field, how its JSON value is read (worked out once, not per fact)."""

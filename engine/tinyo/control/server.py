@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TinyoError
 from . import index
-from .hub import Hub, Outbox
+from .hub import OUTBOX_BYTES, Hub, Outbox
 from .paths import ControlError, private_dir, socket_path
 from .protocol import (
     MAX_LINE, PROTOCOL, Bye, Command, Error, Hello, ProtocolError, Query, Result, Subscribe, Welcome, check_args,
@@ -50,9 +50,12 @@ class LineTooLong(ControlError):
 class ControlServer:
     """Serves one engine on the control socket of its state file."""
 
-    def __init__(self, engine: Engine, path: Path | None = None, grace: float = 10.0) -> None:
+    def __init__(self, engine: Engine, path: Path | None = None, grace: float = 10.0,
+                 outbox_bytes: int = OUTBOX_BYTES) -> None:
         self.engine = engine
         self.grace = grace
+        self.outbox_bytes = outbox_bytes
+        """What may wait to be sent to one client; past it the facts are counted as missed for it."""
         self.path = path or socket_path(engine.store.path)
         self.hub = Hub(self._engine_stopped)
         self._listener: socket.socket | None = None
@@ -197,30 +200,43 @@ class ControlServer:
         return Welcome(PROTOCOL, os.getpid(), engine.store.path, str(engine.recipe.path), engine.state)
 
     def command(self, name: str, args: dict[str, Any]) -> None:
+        """Do command ``name`` (its arguments checked by ``protocol.check_args``)."""
+        handler = self.HANDLERS.get(name)
+        if handler is None:
+            raise ProtocolError(f"command {name!r} has no handler in this engine")
+        handler(self, **args)
+
+    def _inject(self, event: str) -> None:
+        self.engine.inject(event)
+
+    def _fire(self, timer: str) -> None:
+        self.engine.fire_timer(timer)
+
+    def _rerun(self, target: str, downstream: bool) -> None:
         engine = self.engine
-        if name == "inject":
-            engine.inject(args["event"])
-        elif name == "fire":
-            engine.fire_timer(args["timer"])
-        elif name == "rerun":
-            target, downstream = args["target"], args["downstream"]
-            if engine.des_infos([target]):
-                engine.rerun(target, downstream)
-            elif engine.doc_infos([target]):
-                engine.rerun_document(target, downstream)
-            else:
-                raise TinyoError(f"rerun: no DES or document named {target!r} in {engine.store.path}")
-        elif name == "pause":
-            engine.pause()
-        elif name == "resume":
-            engine.resume()
-        elif name == "cancel":
-            engine.cancel(args["run_id"])
-        elif name == "rescan":
-            engine.rescan()
-        elif name == "stop":
-            grace = 0.0 if args["now"] else self.grace
-            threading.Thread(target=engine.stop, args=(grace,), name="tinyo-control-stop", daemon=True).start()
+        if engine.des_infos([target]):
+            engine.rerun(target, downstream)
+        elif engine.doc_infos([target]):
+            engine.rerun_document(target, downstream)
+        else:
+            raise TinyoError(f"rerun: no DES or document named {target!r} in {engine.store.path}")
+
+    def _cancel(self, run_id: int) -> None:
+        problem = cancel_problem(run_id, self.engine.run_status(run_id), self.engine.store.path)
+        if problem is not None:
+            raise TinyoError(problem)
+        self.engine.cancel(run_id)
+
+    def _stop(self, now: bool) -> None:
+        grace = 0.0 if now else self.grace
+        threading.Thread(target=self.engine.stop, args=(grace,), name="tinyo-control-stop", daemon=True).start()
+
+    HANDLERS: dict[str, Callable[..., None]] = {
+        "inject": _inject, "fire": _fire, "rerun": _rerun, "cancel": _cancel, "stop": _stop,
+        "pause": lambda self: self.engine.pause(), "resume": lambda self: self.engine.resume(),
+        "rescan": lambda self: self.engine.rescan(),
+    }
+    """Each wire command (``protocol.commands()``, from the typed requests) and what the engine does for it."""
 
     def query(self, name: str, args: dict[str, Any]) -> Any:
         engine = self.engine
@@ -241,7 +257,7 @@ class _Client:
     def __init__(self, server: ControlServer, conn: socket.socket) -> None:
         self.server = server
         self.conn = conn
-        self.outbox = Outbox()
+        self.outbox = Outbox(server.outbox_bytes)
         self._buffer = bytearray()
         self._bad = 0
         self._lock = threading.Lock()
@@ -383,6 +399,15 @@ class _Client:
         self._buffer.clear()
         self._send(Error(f"a line longer than {MAX_LINE} bytes: connection closed"))
         raise LineTooLong("line too long")
+
+
+def cancel_problem(run_id: int, status: str | None, db: str) -> str | None:
+    """Why run ``run_id`` (its status, None: unknown) cannot be cancelled; None when it can."""
+    if status is None:
+        return f"cancel: there is no run {run_id} in {db} (`tinyo status` lists the runs)"
+    if status not in ("queued", "running"):
+        return f"cancel: run {run_id} is not queued or running: it ended ({status})"
+    return None
 
 
 def _matcher(pattern: str, regex: bool) -> Callable[[str], bool]:

@@ -38,6 +38,14 @@ class Queries:
         self.inflow = inflow
         self.clock = clock
 
+    def run_status(self, run_id: int) -> str | None:
+        """``queued`` or ``running`` for an open run, else its stored status; None when there is no such run."""
+        run = self.runbook.open.get(run_id)
+        if run is not None:
+            return "queued" if run.start is None else "running"
+        self.store.flush()
+        return self.store.run_status(run_id)
+
     def stats(self) -> EngineStats:
         now = self.clock.time()
         started = self.run.started_at or now

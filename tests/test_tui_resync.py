@@ -1,0 +1,164 @@
+"""An attached console whose facts were lost on the way asks the engine again, and one whose engine died
+does not go on showing its ops running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from test_tui_attach import recipe, tinyo  # noqa: F401 - `recipe` is a fixture
+from test_tui_pilot import started, sync, until
+from tinyo.control.client import ControlClient
+from tinyo.control.handle import RemoteEngine
+from tinyo.control.server import ControlServer
+from tinyo.engine import Engine
+from tinyo.recipe import load_recipe
+from tinyo_tui.app import TinyoApp, build_app
+
+FLOOD = 400
+"""Events injected while the console does not read: over 1 MB of facts, far past what can wait for it
+(the outbox and the socket's buffers)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_xdg(monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+
+
+def _mismatch(app: TinyoApp, engine: Engine) -> str:
+    """How what the console shows differs from what the engine says ("" when it does not): group counts,
+    cached documents, workers, the header's counters."""
+    state = app.state
+    groups = {g.pattern: (g.count, g.states) for g in engine.groups_summary()}
+    shown = {p: (g.count, g.states) for p, g in state.groups.items()}
+    if shown != groups:
+        return f"groups {shown} != {groups}"
+    docs = {info.name: info.state for info in engine.doc_infos(list(state.docs))}
+    wrong = {name: (state.docs[name].state, want) for name, want in docs.items() if state.docs[name].state != want}
+    if wrong:
+        return f"documents (shown, engine): {dict(list(wrong.items())[:5])}"
+    stats = engine.stats()
+    busy = {w.name for w in engine.workers() if w.state == "busy"}
+    shown_busy = {name for name, row in state.workers.items() if row.state == "busy"}
+    if shown_busy != busy:
+        return f"busy workers {shown_busy} != {busy}"
+    if (state.running, state.queued) != (stats.running, stats.queued):
+        return f"running, queued {(state.running, state.queued)} != {(stats.running, stats.queued)}"
+    return ""
+
+
+async def _until_match(pilot, app: TinyoApp, engine: Engine) -> None:
+    try:
+        await until(pilot, lambda: not _mismatch(app, engine), what="the panes to match the engine")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {_mismatch(app, engine)}") from None
+
+
+@sync
+async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_the_engine_again(
+        recipe: Path, tmp_path: Path) -> None:
+    engine = Engine.from_path(recipe)
+    server = ControlServer(engine, outbox_bytes=256 << 10).start()  # a small outbox (a hub batch fits): it overflows soon
+    engine.start()
+    remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
+    reading = threading.Event()
+    reading.set()
+    remote.bus.subscribe(lambda _fact: reading.wait(60))  # while clear, the console's socket is not read
+    app = build_app(remote, theme="dark")
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            engine.inject("echo_first")
+            await until(pilot, lambda: getattr(app.state.docs.get("done.echo_first"), "state", "") == "up to date",
+                        what="the first document built")
+            reading.clear()
+            for n in range(FLOOD):
+                engine.inject(f"echo_n{n}")
+            with ControlClient.connect(tmp_path / "state.db", "test") as look:
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 1 and engine.is_idle(),
+                            timeout=60, what="the flood handled")
+                assert any(c["missed"] for c in look.query("clients")), "the console's outbox did not overflow"
+                for n in range(20):  # these come wholly in the gap: nothing of them reaches the console
+                    engine.inject(f"echo_late{n}")
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 21 and engine.is_idle(),
+                            what="the late events handled")
+            assert _mismatch(app, engine)  # the console is behind ...
+            reading.set()
+            await until(pilot, lambda: any("facts were missed" in row.line for row in app.state.output),
+                        what="the console to say it missed facts")
+            await _until_match(pilot, app, engine)
+            lines = [row.line for row in app.state.output if "facts were missed" in row.line]
+            assert len(lines) == 1 and "asked of the engine again" in lines[0]
+            assert app.state.groups["done.echo_n*"].count == FLOOD and app.state.groups["done.echo_late*"].count == 20
+            # the events of the gap are in the stream too, in event order
+            ids = [row.event_id for row in app.state.events if row.event_id is not None]
+            assert ids == sorted(ids) and len(ids) == len(set(ids))
+            assert {f"echo_late{n}" for n in range(20)} <= {row.name for row in app.state.events}
+            await pilot.press("q")
+            await pilot.pause(0.3)
+    finally:
+        reading.set()
+        remote.stop()
+        server.close()
+        engine.stop(timeout=5)
+
+
+@pytest.fixture
+def service(recipe: Path):
+    result = tinyo("start", str(recipe))
+    assert result.returncode == 0, result.stderr
+    pids = [int(result.stdout.split("(pid ")[1].split(")")[0])]
+    yield pids
+    tinyo("stop", str(recipe), "--now")
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@sync
+async def test_the_ops_of_a_killed_engine_show_interrupted_then_what_the_restarted_engine_says(
+        recipe: Path, tmp_path: Path, service: list[int]) -> None:
+    from tinyo_tui.cli import _attach
+
+    _, remote = _attach(recipe, None, False, False)
+    app = build_app(remote, theme="dark")
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            await pilot.press("i", *"slow_op", "enter")
+            await until(pilot, lambda: app.state.running == 1, what="the slow op running")
+            run_id = next(row.run_id for row in app.state.workers.values() if row.state == "busy")
+            des_id = app.state.runs.get(run_id).des_id
+            os.killpg(service[0], signal.SIGKILL)  # no goodbye: the socket just ends
+            await until(pilot, lambda: app.state.engine_state == "stopped", what="the console to see it gone")
+            assert app.state.running == 0
+            assert not [row for row in app.state.workers.values() if row.state == "busy"]
+            assert app.state.runs.get(run_id).status == "interrupted"
+            assert not list(app.state.history.running())  # the run timeline no longer draws it running
+            assert app.state.docs["done.slow_op"].state == "interrupted"
+            result = tinyo("start", str(recipe))
+            assert result.returncode == 0, result.stderr
+            service.append(int(result.stdout.split("(pid ")[1].split(")")[0]))
+            await until(pilot, lambda: app.attached_to == service[1], timeout=30, what="the console to re-attach")
+            with ControlClient.connect(tmp_path / "state.db", "test") as look:
+                runs = {r["run_id"]: r for r in look.query("des_details", des_id=des_id)["runs"]}
+
+                def as_the_engine_says() -> bool:
+                    workers = {w["name"]: w["state"] for w in look.query("workers")}
+                    stats = look.query("stats")
+                    return ({n: w.state for n, w in app.state.workers.items() if n in workers} == workers
+                            and app.state.running == stats["running"]
+                            and app.state.runs.get(run_id).status == runs[run_id]["status"]
+                            and not app.state.unsure_runs)
+
+                await until(pilot, as_the_engine_says, timeout=20, what="the console to show what the engine says")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+    finally:
+        remote.stop()
