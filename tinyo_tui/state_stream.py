@@ -1,0 +1,139 @@
+"""Provides ``EventStream``, the bottom layer of the console's state: the event stream and the output pane.
+
+It keeps the newest rows of each (bounded deques), indexes the stream's rows by event id and name so
+later facts about an event (processed, a generator's error) update its row in place, and counts the
+events received for the header's rate. The layers above (``state_documents``, ``state_work``) build on it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import count
+from typing import Literal
+
+from tinyo import events as ev
+
+from .state_rows import _RATE_WINDOW, MAX_EVENT_ROWS, MAX_OUTPUT_ROWS, Changes, EventRow, OutputRow, RowKind
+
+
+class EventStream:
+    """The event stream's and output pane's rows. Call on the UI thread only."""
+
+    def __init__(self, *, max_events: int = MAX_EVENT_ROWS, max_output: int = MAX_OUTPUT_ROWS) -> None:
+        self.events: deque[EventRow] = deque(maxlen=max_events)
+        self.events_dropped = 0
+        """Rows that fell off the top of the stream (still in the store)."""
+        self._event_by_id: dict[int, EventRow] = {}
+        self._event_by_name: dict[str, EventRow] = {}
+        self.output: deque[OutputRow] = deque(maxlen=max_output)
+        self.output_dropped = 0
+        self.events_total = 0
+        self._recent: deque[float] = deque(maxlen=20_000)
+        # one numbering for both panes' rows: a row's seq says where it goes among all the others
+        self._seq = count()
+
+    def events_per_s(self, now: float) -> float:
+        """Events received per second over the last few seconds (by the engine clock)."""
+        recent = self._recent
+        while recent and recent[0] < now - _RATE_WINDOW:
+            recent.popleft()
+        return len(recent) / _RATE_WINDOW
+
+    def note(self, line: str, kind: Literal["cmd", "info", "error"], ts: float) -> OutputRow:
+        """Add a console line (an echoed CLI command, an info or error note) to the output pane."""
+        row = OutputRow(next(self._seq), ts, kind, line)
+        self._append_output(row)
+        return row
+
+    def prepend(self, events: list[EventRow], output: list[OutputRow]) -> None:
+        """Put rows from the state file before this session's (numbered below them: negative seqs)."""
+        for rows, target in ((events, self.events), (output, self.output)):
+            room = (target.maxlen or 0) - len(target)
+            rows = rows[-room:] if room > 0 else []
+            for offset, row in enumerate(rows):
+                row.seq = offset - len(rows)
+            target.extendleft(reversed(rows))  # type: ignore[arg-type]
+        for row in events:
+            if row.event_id is not None and row.seq < 0:
+                self._event_by_id.setdefault(row.event_id, row)
+                self._event_by_name.setdefault(row.name, row)
+
+    def replace_events(self, rows: list[EventRow]) -> None:
+        """Show ``rows`` (oldest first; the newest that fit) instead of the stream, renumbered after every row
+        so far (a resync put missed events among them: the panes rebuild their views)."""
+        kept = rows[-(self.events.maxlen or len(rows)):]
+        self.events_dropped += len(rows) - len(kept)
+        self.events.clear()
+        self._event_by_id.clear()
+        self._event_by_name.clear()
+        for row in kept:
+            row.seq, row.version = next(self._seq), row.version + 1
+            self._append_event(row)
+
+    def _append_output(self, row: OutputRow) -> None:
+        if len(self.output) == self.output.maxlen:
+            self.output_dropped += 1
+        self.output.append(row)
+
+    def _append_event(self, row: EventRow) -> None:
+        if len(self.events) == self.events.maxlen:
+            old = self.events[0]
+            self.events_dropped += 1
+            if old.event_id is not None and self._event_by_id.get(old.event_id) is old:
+                del self._event_by_id[old.event_id]
+            if self._event_by_name.get(old.name) is old:
+                del self._event_by_name[old.name]
+        self.events.append(row)
+        if row.event_id is not None:
+            self._event_by_id[row.event_id] = row
+        if row.kind in ("event", "timer"):
+            self._event_by_name[row.name] = row
+
+    # ------------------------------------------------------------------ handlers
+    def _on_received(self, e: ev.EventReceived, ch: Changes) -> None:
+        self.events_total += 1
+        self._recent.append(e.ts)
+        kind: RowKind = "timer" if e.source == "timer" else "event"
+        # the time shown is when the event happened (was taken in), not when the generators saw it
+        happened = e.taken if e.taken is not None else e.ts
+        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id))
+        ch.new_events += 1
+        ch.header = True
+
+    def _on_processed(self, e: ev.EventProcessed, ch: Changes) -> None:
+        row = self._event_by_id.get(e.event_id)
+        if row is not None:
+            row.des_count = e.des_count
+            row.version += 1
+            ch.updated_events = True
+
+    def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
+        row = self._event_by_name.get(e.event)
+        if row is not None:
+            row.errors.append((e.generator, e.error, e.traceback))
+            row.version += 1
+            ch.updated_events = True
+        else:
+            self._append_event(EventRow(next(self._seq), e.ts, "error", e.generator, e.event,
+                                        errors=[(e.generator, e.error, e.traceback)]))
+            ch.new_events += 1
+
+    def _on_rejected(self, e: ev.DESRejectedEvent, ch: Changes) -> None:
+        row = EventRow(next(self._seq), e.ts, "rejected", e.generator, e.event,
+                       errors=[(e.generator, f"DES {e.des_id[:8]} rejected: {e.reason}", "")])
+        self._append_event(row)
+        ch.new_events += 1
+
+    def _on_notice(self, e: ev.EngineNotice, ch: Changes) -> None:
+        self._append_event(EventRow(next(self._seq), e.ts, "notice", e.level, e.message))
+        ch.new_events += 1
+        ch.notices.append((e.level, e.message))
+
+    def _on_output(self, e: ev.OpOutput, ch: Changes) -> None:
+        self._append_output(OutputRow(next(self._seq), e.ts, e.stream, e.line, e.op, e.worker,
+                                      e.des_id, e.run_id))
+        ch.new_output += 1
+
+    def _on_timer(self, e: ev.TimerFired, ch: Changes) -> None:
+        # The timer's event arrives as its own EventReceived(source="timer"); nothing to add here.
+        return None
