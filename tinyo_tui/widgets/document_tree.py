@@ -8,15 +8,15 @@ stays small with 100,000 documents; a state change repaints only the nodes that 
 
 The group counts come from the engine (it keeps them as states change); members, producers and readers
 are asked of the engine when a node expands, and what is on screen stays in the console's cache, where
-bus events keep it current.
+bus events keep it current. How the nodes are built is in ``document_nodes``, their labels in
+``document_labels``; this module is the pane's behaviour: keys, selection, repaints, the jump.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -24,27 +24,16 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from tinyo.groups import GroupSummary
-
 from ..messages import OpenDetails, Selected
-from ..palette import Palette, glyph
-from ..safe_text import short_id, visible
-from ..sorting import DOC_STATE_ORDER, SortMode, doc_key, next_mode
-from ..state import Changes, ConsoleState, group_key
+from ..sorting import next_mode
+from ..state import Changes, group_key
+from .document_nodes import PAGE, DocumentNodes, NodeData
 
-PAGE = 200
-"""Documents listed per page when a group is expanded."""
-MAX_LINKS = 50
-"""Consumer DES listed under a document."""
-_STATE_ORDER = DOC_STATE_ORDER
-
-Direction = Literal["up", "down", "both"]
-NodeData = tuple[str, str, Direction, int]
-"""(kind, key, direction, offset): kind is group, doc, des or more."""
+__all__ = ["PAGE", "DocumentTree"]
 
 
-class DocumentTree(Tree[NodeData]):
-    """The documents pane."""
+class DocumentTree(DocumentNodes):
+    """The documents pane: keys, selection, repaints on state changes, and the jump to a name."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("right,l", "expand", "Expand", show=False),
@@ -60,96 +49,6 @@ class DocumentTree(Tree[NodeData]):
     DocumentTree { scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
-    def __init__(self, state: ConsoleState, palette: Palette, *, id: str | None = None) -> None:
-        super().__init__("documents", id=id)
-        self.show_root = False
-        self.auto_expand = False
-        self.guide_depth = 2
-        self._state = state
-        self._palette = palette
-        self._groups: dict[str, TreeNode[NodeData]] = {}
-        self._group_order: list[str] = []
-        self._docs: dict[str, list[TreeNode[NodeData]]] = {}
-        self._des: dict[str, list[TreeNode[NodeData]]] = {}
-        self.sort_mode: SortMode = "name"
-        """Order of a group's members within each page: name, state (failures first) or duration."""
-        # what is on screen stays in the console's cache
-        state.pinned_docs = self._docs
-        state.pinned_des = self._des
-
-    # ------------------------------------------------------------------ the engine
-    @property
-    def _engine(self) -> Any:
-        return getattr(self.app, "engine", None)
-
-    def _fetch_docs(self, names: list[str]) -> None:
-        """Cache the engine's current view of ``names`` (documents about to be shown)."""
-        self._fetch("doc_infos", names, self._state.put_doc_info, "documents")
-
-    def _fetch_des(self, ids: list[str]) -> None:
-        self._fetch("des_infos", ids, self._state.put_des_info, "DES")
-
-    def _fetch(self, query: str, keys: list[str], put: Callable[[Any], object], what: str) -> None:
-        """Ask the engine's ``query`` about ``keys`` and cache each answer with ``put``."""
-        engine = self._engine
-        if engine is None or not keys:
-            return
-        try:
-            for info in getattr(engine, query)(keys):
-                put(info)
-        except Exception as exc:  # the engine stopped or is busy: show what the cache has
-            self.log.warning(f"{what} lookup failed: {exc}")
-    # ------------------------------------------------------------------ labels
-    def _doc_label(self, name: str, arrow: str = "") -> Text:
-        doc = self._state.docs.get(name)
-        style = self._palette.style
-        text = Text(no_wrap=True, end="")
-        if arrow:
-            text.append(arrow + " ", style=style("muted"))
-        if doc is None:
-            text.append(visible(name))
-            return text
-        text.append(glyph(doc.state) + " ", style=style(doc.state))
-        text.append(visible(name))
-        if doc.version is not None:
-            text.append(f" v{doc.version}", style=style("muted"))
-        label = doc.state
-        if doc.detail and doc.state in ("waiting", "stale", "failed"):
-            label = f"{doc.state}: {doc.detail}"
-        text.append(f"  {visible(label)}", style=style(doc.state))
-        return text
-
-    def _des_label(self, des_id: str, arrow: str) -> Text:
-        node = self._state.des.get(des_id)
-        style = self._palette.style
-        text = Text(no_wrap=True, end="")
-        text.append(arrow + " ", style=style("muted"))
-        if node is None:
-            text.append(f"DES {short_id(des_id)}")
-            return text
-        state = "never built" if node.state == "registered" else node.state
-        text.append(glyph(state) + " ", style=style(state))
-        text.append("⚙ " + visible(node.op_label), style=style("primary"))
-        text.append(f" [{short_id(des_id)}]", style=style("muted"))
-        detail = f"{state}: {node.reason}" if node.reason and state in ("waiting", "stale", "failed") else state
-        if node.worker and state == "running":
-            detail += f" on {node.worker}"
-        text.append(f"  {visible(detail)}", style=style(state))
-        return text
-
-    def _group_label(self, group: GroupSummary) -> Text:
-        if group.count == 1:
-            return self._doc_label(group.first)
-        style = self._palette.style
-        text = Text(no_wrap=True, end="")
-        text.append(visible(group.pattern), style="bold")
-        text.append(f" ({group.count})", style=style("muted"))
-        for state in _STATE_ORDER:
-            n = group.state_count(state)
-            if n:
-                text.append(f"  {glyph(state)}{n}", style=style(state))
-        return text
-
     def render_label(self, node: TreeNode[NodeData], base_style: Style, style: Style) -> Text:
         """The node's label, ending in an ellipsis when the pane is too narrow for it (enter shows it whole)."""
         text = super().render_label(node, base_style, style)
@@ -160,113 +59,6 @@ class DocumentTree(Tree[NodeData]):
         if 1 < room < text.cell_len:
             text.truncate(room, overflow="ellipsis")
         return text
-
-    # ------------------------------------------------------------------ building
-    def _register(self, node: TreeNode[NodeData]) -> TreeNode[NodeData]:
-        assert node.data is not None
-        kind, key = node.data[0], node.data[1]
-        if kind == "doc":
-            self._docs.setdefault(key, []).append(node)
-        elif kind == "des":
-            self._des.setdefault(key, []).append(node)
-        return node
-
-    def _unregister_children(self, node: TreeNode[NodeData]) -> None:
-        for child in node.children:
-            self._unregister_children(child)
-            if child.data is None:
-                continue
-            kind, key = child.data[0], child.data[1]
-            registry = self._docs if kind == "doc" else self._des if kind == "des" else None
-            if registry is not None and key in registry:
-                nodes = [n for n in registry[key] if n is not child]
-                if nodes:
-                    registry[key] = nodes
-                else:
-                    del registry[key]
-
-    def _add_group(self, pattern: str) -> None:
-        group = self._state.groups[pattern]
-        if group.count == 1 and (group.first not in self._state.docs or group.first in self._state.guessed):
-            self._fetch_docs([group.first])
-        index = bisect.bisect(self._group_order, pattern)
-        self._group_order.insert(index, pattern)
-        before = index if index < len(self.root.children) else None
-        node = self.root.add(self._group_label(group), ("group", pattern, "both", 0), before=before)
-        self._groups[pattern] = node
-
-    def _add_doc(self, parent: TreeNode[NodeData], name: str, direction: Direction, arrow: str = "",
-                 before: int | None = None) -> TreeNode[NodeData]:
-        doc = self._state.docs.get(name)
-        has_links = doc is not None and (doc.producer is not None or bool(doc.consumers) or doc.reader_count > 0)
-        node = parent.add(self._doc_label(name, arrow), ("doc", name, direction, 0), before=before,
-                          allow_expand=has_links)
-        return self._register(node)
-
-    def _add_des(self, parent: TreeNode[NodeData], des_id: str, direction: Direction, arrow: str) -> None:
-        node = parent.add(self._des_label(des_id, arrow), ("des", des_id, direction, 0))
-        self._register(node)
-
-    def _fill(self, node: TreeNode[NodeData]) -> None:
-        """Build ``node``'s children (on expand)."""
-        if node.data is None:
-            return
-        kind, key, direction, offset = node.data
-        state = self._state
-        if kind == "group":
-            group = state.groups.get(key)
-            if group is None:
-                return
-            if group.count == 1:
-                self._fill_doc(node, group.first, "both")
-                return
-            start = max(0, min(offset, group.count - 1))
-            names = self._sorted(self._page(key, start))
-            if start > 0:
-                node.add_leaf(Text(f"… {start} earlier (enter)", style=self._palette.style("muted")),
-                              ("more", key, "both", max(0, start - PAGE)))
-            for name in names:
-                self._add_doc(node, name, "both")
-            rest = group.count - start - len(names)
-            if rest > 0:
-                node.add_leaf(Text(f"… {rest} more (enter, or / to jump)", style=self._palette.style("muted")),
-                              ("more", key, "both", start + PAGE))
-        elif kind == "doc":
-            self._fill_doc(node, key, direction)
-        elif kind == "des":
-            self._fetch_des([key])
-            des = state.des.get(key)
-            if des is None:
-                return
-            shown = [*(des.deps if direction in ("up", "both") else ()),
-                     *(des.targs if direction in ("down", "both") else ())]
-            self._fetch_docs([n for n in shown if n not in state.docs])
-            if direction in ("up", "both"):
-                for name in sorted(des.deps):
-                    self._add_doc(node, name, "up", "←")
-            if direction in ("down", "both"):
-                for name in sorted(des.targs):
-                    self._add_doc(node, name, "down", "→")
-
-    def _page(self, pattern: str, start: int) -> list[str]:
-        """One page of a group's documents, from the engine (cached for their labels)."""
-        engine = self._engine
-        if engine is None:
-            return []
-        try:
-            infos = engine.group_members(pattern, start, PAGE)
-        except Exception as exc:  # the engine stopped or is busy: an empty page, the counts stay
-            self.log.warning(f"group lookup failed: {exc}")
-            return []
-        return [self._state.put_doc_info(info).name for info in infos]
-
-    def _sorted(self, names: list[str]) -> list[str]:
-        """A page of members in the chosen order (the engine pages them by name)."""
-        if self.sort_mode == "name":
-            return names
-        docs = self._state.docs
-        key = doc_key(self.sort_mode, self._state.history)
-        return sorted(names, key=lambda name: key(docs[name]) if name in docs else (float("inf"), name))
 
     def action_sort(self) -> None:
         """Cycle the members' order (name, state, duration) and relist the expanded groups."""
@@ -279,29 +71,6 @@ class DocumentTree(Tree[NodeData]):
         self.border_subtitle = f"members by {self.sort_mode}" if self.sort_mode != "name" else ""
         self.notify(f"document members sorted by {self.sort_mode} (within each page of {PAGE})",
                     markup=False, timeout=2)
-
-    def _fill_doc(self, node: TreeNode[NodeData], name: str, direction: Direction) -> None:
-        self._fetch_docs([name])
-        doc = self._state.docs.get(name)
-        if doc is None:
-            return
-        consumers = sorted(doc.consumers or ()) if direction in ("down", "both") else []
-        wanted = [*([doc.producer] if doc.producer is not None and direction in ("up", "both") else []),
-                  *consumers[:MAX_LINKS]]
-        self._fetch_des([d for d in wanted if d not in self._state.des])
-        if doc.producer is not None and direction in ("up", "both"):
-            self._add_des(node, doc.producer, "up", "made by")
-        if direction in ("down", "both"):
-            for des_id in consumers[:MAX_LINKS]:
-                self._add_des(node, des_id, "down", "feeds")
-            total = max(len(consumers), doc.reader_count)
-            if total > MAX_LINKS:
-                node.add_leaf(Text(f"… {total - MAX_LINKS} more DES", style=self._palette.style("muted")),
-                              ("more", name, "down", 0))
-
-    def _empty(self, node: TreeNode[NodeData]) -> None:
-        self._unregister_children(node)
-        node.remove_children()
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
         event.stop()
