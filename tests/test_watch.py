@@ -253,3 +253,53 @@ def test_a_stop_during_a_burst_ends_the_watcher_and_loses_no_file(tmp_path, inbo
     counts = {os.path.basename(name): n for name, n in rows}
     assert sorted(counts) == [f"b_{i:03d}.txt" for i in range(300)]
     assert set(counts.values()) == {1}, "a file taken in twice"
+
+
+def test_each_way_a_file_arrives_is_reported_once_without_the_observers_queue(tmp_path, inbox):
+    """A real observer, recursive: a file closed after writing, renamed within the folders, moved in from
+    outside, hard-linked in, written in a new subfolder, inside a folder moved within the watched tree; a
+    temp name is ignored. Each is reported once, and the file's own events (its close, a rename) reach the
+    watcher on the emitter's thread, not through the observer's queue and dispatching thread."""
+    import threading
+
+    from tinyo.watch import FileWatcher
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "moved_in.txt").write_text("m")
+    (outside / "linked.txt").write_text("l")
+    (inbox / "old").mkdir()
+    (inbox / "old" / "carried.txt").write_text("c")
+    got: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def on_file(path: str) -> None:
+        with lock:
+            got.append((os.path.relpath(path, inbox), threading.current_thread().name))
+
+    watcher = FileWatcher([str(inbox)], on_file, lambda: None, recursive=True, debounce=0.1, ignore_names=["*.tmp"])
+    watcher.start()
+    try:
+        (inbox / "closed.txt").write_text("w")
+        (inbox / "part.tmp").write_text("r")
+        os.rename(inbox / "part.tmp", inbox / "renamed.txt")
+        os.rename(outside / "moved_in.txt", inbox / "moved_in.txt")
+        os.link(outside / "linked.txt", inbox / "linked.txt")
+        (inbox / "new").mkdir()
+        time.sleep(0.2)  # the new folder is watched
+        (inbox / "new" / "deep.txt").write_text("d")
+        os.rename(inbox / "old", inbox / "moved_dir")
+        want = {"closed.txt", "renamed.txt", "moved_in.txt", "linked.txt", os.path.join("new", "deep.txt"),
+                os.path.join("moved_dir", "carried.txt")}
+        deadline = time.monotonic() + 10
+        while {p for p, _ in got} < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a late duplicate would show now
+        observer_thread = watcher._observer.name
+    finally:
+        watcher.stop()
+    paths = [p for p, _ in got]
+    assert sorted(paths) == sorted(want), got
+    by_path = dict(got)
+    for direct in ("closed.txt", "renamed.txt", os.path.join("new", "deep.txt")):
+        assert by_path[direct] != observer_thread, f"{direct} went through the observer's queue"
