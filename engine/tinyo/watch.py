@@ -74,24 +74,51 @@ def _handler(watcher: FileWatcher) -> Any:
 
 
 def _observer(watcher: FileWatcher) -> Any:
-    """A watchdog observer whose inotify emitters hand a file's own events (closed after writing, created,
-    moved) straight to ``watcher`` on the emitter's thread: in a burst, each event then costs no event
-    objects (watchdog makes two per close: the file's and its folder's "modified") and no hand-off
-    through the observer's queue to its dispatching thread. Everything else (folders, overflow, a
-    watched folder deleted) takes watchdog's usual way to the handler. Where the inotify emitter has no
-    such hook (another platform, another watchdog), a plain observer."""
+    """A watchdog observer handing a file's own events (closed after writing, created, moved) straight to
+    ``watcher``: a close or a create on the thread that parses the kernel's events, a move (which must be
+    paired with its source first) on the emitter's thread. In a burst, each event then costs no event
+    objects (watchdog makes two per close: the file's and its folder's "modified") and no hand-off through
+    queues to other threads (two per event: the emitter's and the observer's). Folders, overflow and a
+    watched folder deleted take watchdog's usual way to the handler. Where watchdog has no such hooks
+    (another platform, another version), a plain observer."""
     from watchdog.observers import Observer
 
     try:
-        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
         from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
     except ImportError:
         return Observer()
     if not hasattr(InotifyEmitter, "build_and_queue_event"):
         return Observer()
+    direct_group = (hasattr(InotifyWatchGroup, "_build_event_source_path")
+                    and "_lock" in getattr(InotifyWatchGroup, "__dataclass_fields__", ()))
+
+    class FileEventsDirectGroup(InotifyWatchGroup):  # type: ignore[misc, valid-type]
+        def on_event(self, event: Any) -> None:
+            if event.is_directory or not (event.is_close_write or event.is_create):
+                super().on_event(event)  # folders (watches to add), moves (to pair), the rest
+                return
+            with self._lock:
+                path = self._build_event_source_path(event) if self.is_active else None
+            if path is None:
+                return
+            if event.is_close_write:
+                watcher._complete(os.fsdecode(path))
+            else:
+                watcher._touch(os.fsdecode(path))
 
     class FileEventsDirect(InotifyEmitter):  # type: ignore[misc, valid-type]
+        def on_thread_start(self) -> None:
+            if not direct_group:
+                super().on_thread_start()
+                return
+            self._inotify = FileEventsDirectGroup(
+                self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink)
+
         def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
+            # what still comes this way: moves, the files found in a new folder, and all that direct_group
+            # does not take
             if isinstance(event, PathedInotifyEvent):
                 ev = event.ev
                 if not ev.is_directory:
