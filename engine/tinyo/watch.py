@@ -35,6 +35,7 @@ from .children import child_env
 from .control.paths import socket_path
 from .errors import WatchError
 from .intake import FileState
+from .watch_events import file_handler, file_observer
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -52,90 +53,6 @@ class _OverflowHook(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "overflow" in record.getMessage().lower():
             self.callback()
-
-
-def _handler(watcher: FileWatcher) -> Any:
-    """watchdog's handler calling back ``watcher`` (watchdog is imported here: only the watcher process
-    needs it, not the engine's)."""
-    from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event: Any) -> None:
-            if event.is_directory:
-                return
-            if isinstance(event, FileMovedEvent):
-                watcher._complete(os.fsdecode(event.dest_path))
-            elif isinstance(event, FileClosedEvent):
-                watcher._complete(os.fsdecode(event.src_path))
-            elif isinstance(event, FileCreatedEvent):
-                watcher._touch(os.fsdecode(event.src_path))
-
-    return Handler(), [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
-
-
-def _observer(watcher: FileWatcher) -> Any:
-    """A watchdog observer handing a file's own events (closed after writing, created, moved) straight to
-    ``watcher``: a close or a create on the thread that parses the kernel's events, a move (which must be
-    paired with its source first) on the emitter's thread. In a burst, each event then costs no event
-    objects (watchdog makes two per close: the file's and its folder's "modified") and no hand-off through
-    queues to other threads (two per event: the emitter's and the observer's). Folders, overflow and a
-    watched folder deleted take watchdog's usual way to the handler. Where watchdog has no such hooks
-    (another platform, another version), a plain observer."""
-    from watchdog.observers import Observer
-
-    try:
-        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
-        from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
-    except ImportError:
-        return Observer()
-    if not hasattr(InotifyEmitter, "build_and_queue_event"):
-        return Observer()
-    direct_group = (hasattr(InotifyWatchGroup, "_build_event_source_path")
-                    and "_lock" in getattr(InotifyWatchGroup, "__dataclass_fields__", ()))
-
-    class FileEventsDirectGroup(InotifyWatchGroup):  # type: ignore[misc, valid-type]
-        def on_event(self, event: Any) -> None:
-            if event.is_directory or not (event.is_close_write or event.is_create):
-                super().on_event(event)  # folders (watches to add), moves (to pair), the rest
-                return
-            with self._lock:
-                path = self._build_event_source_path(event) if self.is_active else None
-            if path is None:
-                return
-            if event.is_close_write:
-                watcher._complete(os.fsdecode(path))
-            else:
-                watcher._touch(os.fsdecode(path))
-
-    class FileEventsDirect(InotifyEmitter):  # type: ignore[misc, valid-type]
-        def on_thread_start(self) -> None:
-            if not direct_group:
-                super().on_thread_start()
-                return
-            self._inotify = FileEventsDirectGroup(
-                self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
-                event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink)
-
-        def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
-            # what still comes this way: moves, the files found in a new folder, and all that direct_group
-            # does not take
-            if isinstance(event, PathedInotifyEvent):
-                ev = event.ev
-                if not ev.is_directory:
-                    if ev.is_close_write:
-                        watcher._complete(os.fsdecode(event.path))
-                        return
-                    if ev.is_create or ev.is_moved_to:  # moved in from an unwatched folder: no close comes
-                        watcher._touch(os.fsdecode(event.path))
-                        return
-            elif not event[0].ev.is_directory:  # a file moved within the watched folders
-                watcher._complete(os.fsdecode(event[1].path))
-                return
-            super().build_and_queue_event(event, full_events=full_events)
-
-    observer = InotifyObserver()
-    observer._emitter_class = FileEventsDirect
-    return observer
 
 
 class FileWatcher:
@@ -174,8 +91,8 @@ class FileWatcher:
         self._roots = {folder: _identity(folder) for folder in self.dirs}
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._hook)
-        observer = _observer(self)
-        handler, kinds = _handler(self)
+        observer = file_observer(self._complete, self._touch)
+        handler, kinds = file_handler(self._complete, self._touch)
         for folder in self.dirs:
             observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
         observer.daemon = True
