@@ -303,3 +303,25 @@ def test_each_way_a_file_arrives_is_reported_once_without_the_observers_queue(tm
     by_path = dict(got)
     for direct in ("closed.txt", os.path.join("new", "deep.txt")):
         assert by_path[direct] not in handing_threads, f"{direct} went through watchdog's queues"
+
+
+def test_a_fifo_in_a_watched_folder_is_not_reported_and_does_not_hang_the_watcher_process(tmp_path, inbox):
+    """The watcher process reads a file's stat and content through one open: a FIFO (no writer ever comes)
+    must be passed over, not waited on, and the files after it still reported."""
+    import queue
+
+    from tinyo.watch import WatcherProcess
+
+    got: queue.Queue = queue.Queue()
+    watcher = WatcherProcess([str(inbox)], lambda files: [got.put(path) for path, _ in files], lambda: None,
+                             debounce=0.05)
+    watcher.start()
+    try:
+        os.mkfifo(inbox / "pipe")
+        time.sleep(0.5)  # the FIFO's create is looked at (debounce) and handed to the reading thread
+        (inbox / "after.txt").write_text("after")
+        assert got.get(timeout=10) == str(inbox / "after.txt")
+        time.sleep(0.3)
+        assert got.empty()
+    finally:
+        watcher.stop()

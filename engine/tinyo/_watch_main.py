@@ -12,13 +12,15 @@ or removed: watch anew and rescan). Messages in: ``("settle", path)``, ``("stop"
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat as stat_mod
 import sys
 import threading
 import time
 
 from tinyo.children import exit_now
-from tinyo.intake import digest_file, stat_file
+from tinyo.intake import digest_fd, stat_file
 from tinyo.pipe import Pipe
 from tinyo.watch import FileWatcher
 
@@ -57,13 +59,9 @@ class _Sender:
     def _states(self, paths: list[str]) -> list[tuple[str, int, int, str | None]]:
         items = []
         for path in dict.fromkeys(paths):  # reported twice while waiting: read once
-            st = stat_file(path)
-            if st is None:
-                continue  # gone (or not a regular file) already: a later event or scan says what became of it
-            digest = digest_file(path, st.st_size) if self.use_hash else None
-            if self.use_hash and digest is None:
-                continue  # unreadable now: the engine's rescans try again
-            items.append((path, st.st_mtime_ns, st.st_size, digest))
+            item = read_state(path) if self.use_hash else stat_state(path)
+            if item is not None:  # else gone, not a regular file, or unreadable now: a later event or scan says
+                items.append(item)
         return items
 
     def send(self, message: tuple[object, ...]) -> None:
@@ -92,6 +90,30 @@ class _Sender:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=5)
+
+
+def stat_state(path: str) -> tuple[str, int, int, None] | None:
+    """``(path, mtime_ns, size, None)`` of a regular file (None: gone, or not a regular file)."""
+    st = stat_file(path)
+    return None if st is None else (path, st.st_mtime_ns, st.st_size, None)
+
+
+def read_state(path: str) -> tuple[str, int, int, str] | None:
+    """``(path, mtime_ns, size, hash)`` of a regular file, its stat and content read through one open (the
+    path is looked up once); None if it is gone, not a regular file or unreadable. Opened without
+    blocking: a FIFO in its place must not hang the watcher."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return None
+        digest = digest_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+    return None if digest is None else (path, st.st_mtime_ns, st.st_size, digest)
 
 
 def main(argv: list[str]) -> int:
