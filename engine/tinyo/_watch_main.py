@@ -28,6 +28,12 @@ ROOTS_CHECK = 1.0
 """Seconds between looks at whether a watched folder was replaced."""
 BATCH = 500
 """Files read and sent per message at most (the first of a burst goes out without waiting for the rest)."""
+GATHER = 0.002
+"""Seconds a batch waits for more files while a burst is under way (the previous batch went out less than
+BURST ago): fewer, larger messages, each costing both processes a pickle, a write and a wake-up. The
+first file after a quiet spell goes out at once."""
+BURST = 0.01
+"""A batch sent less than this many seconds ago means a burst is under way."""
 
 
 class _Sender:
@@ -72,16 +78,21 @@ class _Sender:
                 pass  # the engine is gone: nothing to tell
 
     def _loop(self) -> None:
+        sent = 0.0
         while True:
             with self._cond:
                 while not self._paths and not self._closed:
                     self._cond.wait()
+            if time.monotonic() - sent < BURST and not self._closed:
+                time.sleep(GATHER)
+            with self._cond:
                 paths, self._paths = self._paths[:BATCH], self._paths[BATCH:]
                 seen = self._seen
                 closed = self._closed and not self._paths
             items = self._states(paths)
             if items:
                 self.send(("files", items, seen))  # while this is read and sent, the next batch collects
+                sent = time.monotonic()
             if closed:
                 return
 
