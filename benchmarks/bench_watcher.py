@@ -151,11 +151,12 @@ def main() -> int:
     width = max(len(r[0]) for r in rows)
     for r in rows:
         print(f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>5}")
-    print("(median of the rounds; baseline: a plain watchdog process, close-write and moved events, stat + hash each)")
+    print("(median of the rounds; baseline: a plain watchdog process, close-write and moved events, "
+          "stat + hash each)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"files": args.files, "tinyo": tinyo, "plain": plain, "tinyo_median_us": t, "plain_median_us": p},
-                      fh, indent=2)
+            json.dump({"files": args.files, "tinyo": tinyo, "plain": plain,
+                   "tinyo_median_us": t, "plain_median_us": p}, fh, indent=2)
     return 0
 
 

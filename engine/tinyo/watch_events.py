@@ -35,9 +35,10 @@ def file_handler(complete: Callable[[str], None], created: Callable[[str], None]
 def file_observer(complete: Callable[[str], None], created: Callable[[str], None]) -> Any:
     """A watchdog observer handing a file's own events (closed after writing, created, moved) straight to
     ``complete`` and ``created`` (as :func:`file_handler`): a close or a create on the thread that parses
-    the kernel's events, a move (which must be paired with its source first) on the emitter's thread. In a burst, each event then costs no event
-    objects (watchdog makes two per close: the file's and its folder's "modified") and no hand-off through
-    queues to other threads (two per event: the emitter's and the observer's). Folders, overflow and a
+    the kernel's events, a move (which must be paired with its source first) on the emitter's thread. In a
+    burst, each event then costs no event objects (watchdog makes two per close: the file's and its
+    folder's "modified") and no hand-off through queues to other threads (two per event: the emitter's and
+    the observer's). Folders, overflow and a
     watched folder deleted take watchdog's usual way to the handler. Where watchdog has no such hooks
     (another platform, another version), a plain observer."""
     from watchdog.observers import Observer
