@@ -140,8 +140,9 @@ def main() -> int:
     for i in range(args.rounds):  # interleaved: a busy moment of the machine hits both
         tinyo.append(tinyo_round(base, args.files))
         plain.append(plain_round(base, args.files))
-        print(f"round {i + 1}: tinyo watcher {tinyo[-1]['cpu_us_per_file']:.1f} us/file "
-              f"(reported {tinyo[-1]['reported']} in {tinyo[-1]['messages']} messages, threads {tinyo[-1]['busiest_threads_us_per_file']}), "
+        last = tinyo[-1]
+        print(f"round {i + 1}: tinyo watcher {last['cpu_us_per_file']:.1f} us/file (reported {last['reported']} "
+              f"in {last['messages']} messages, threads {last['busiest_threads_us_per_file']}), "
               f"plain watchdog {plain[-1]['cpu_us_per_file']:.1f} us/file", flush=True)
     t = statistics.median(r["cpu_us_per_file"] for r in tinyo)
     p = statistics.median(r["cpu_us_per_file"] for r in plain)
