@@ -1,12 +1,16 @@
 """Provides the control channel's speed benchmark: CLI command to effect, each figure beside a baseline.
 
-    python benchmarks/bench_service.py [--quick] [--json PATH]
+    python benchmarks/bench_service.py [--quick] [--only cli|burst|hub] [--json PATH]
 
 Real processes, a real socket, a temp folder and state file; no assertions: it prints a table and
 (with ``--json``) writes every sample. Rows (the issue's target in brackets):
 
-- ``cli_channel``: ``tinyo inject`` launched -> its ``event_received`` fact on the engine's bus, with the
-  engine started by ``tinyo start`` (the command goes through the control socket) [p95 <= 100 ms];
+- ``cli_channel``: ``tinyo inject RECIPE EVENT --db PATH`` launched -> its ``event_received`` fact on the
+  engine's bus, with the engine started by ``tinyo start`` (the command goes through the control socket,
+  the direct way: no typer, no recipe run) [p95 <= 100 ms];
+- ``cli_recipe``: the same without ``--db`` (the engine is found through the recipe index);
+- ``cli_full``: the same command through the full command line (``python -m tinyo.cli``: typer, and
+  the recipe run to learn its state file), as every command went before the direct way;
 - ``cli_requests``: the same command with an engine that serves no control channel (an engine in this
   process, as before this change): the request goes into the state file's requests table, which the
   engine reads once a second; the baseline of the row above;
@@ -19,10 +23,9 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
 - ``burst_none`` / ``burst_two``: files dropped at once into the watched folder of an engine started by
   ``tinyo start`` (benchmarks/recipes/bench_recipe.py: one trivial op per file), last file closed (and
   first file written) -> the engine idle again (its ``stats``, asked every 100 ms), and the engine
-  process's CPU, with no client
-  subscribed and then with two ``tinyo events --follow --json`` processes subscribed to every fact (as two attached consoles
-  would be)
-  [two within 10% of none].
+  process's CPU, with no client subscribed and then with two ``tinyo events --follow --json`` processes
+  subscribed to every fact (as two attached consoles would be; their own CPU is shown too: on a small
+  machine they compete with the engine for it) [two within 10% of none].
 
 - ``hub_two`` / ``hub_none``: the channel's share of the engine process alone, without the machine's
   other processes: a burst's worth of facts (5 per file, 23,000 files) handed to the control hub
@@ -71,7 +74,17 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+SCRIPT = Path(sys.executable).with_name("tinyo")
+
+
 def cli(*args: str) -> list[str]:
+    """``tinyo ARGS`` as a user runs it: the installed entry point beside this Python (else ``python -m
+    tinyo``, the same module); a request command takes the direct way when it can."""
+    return [str(SCRIPT), *args] if SCRIPT.exists() else [sys.executable, "-m", "tinyo", *args]
+
+
+def full_cli(*args: str) -> list[str]:
+    """The full command line, typer and all, whatever the command."""
     return [sys.executable, "-m", "tinyo.cli", *args]
 
 
@@ -108,12 +121,13 @@ def _follow(db: str, seen: Seen) -> ControlClient:
     return client
 
 
-def cli_rounds(recipe: Path, db: str, seen: Seen, n: int, tag: str) -> list[float]:
+def cli_rounds(recipe: Path, db: str | None, seen: Seen, n: int, tag: str, command: Any = cli) -> list[float]:
     out = []
     for i in range(n):
         name = f"{tag}-{i}"
         t0 = time.time()
-        proc = subprocess.run(cli("inject", str(recipe), name, "--db", db), capture_output=True, text=True, env=env())
+        args = ("inject", str(recipe), name) + (("--db", db) if db else ())
+        proc = subprocess.run(command(*args), capture_output=True, text=True, env=env(), cwd=recipe.parent)
         if proc.returncode != 0:
             raise SystemExit(f"tinyo inject failed: {proc.stderr.strip()}")
         ts = seen.wait(name)
@@ -206,6 +220,7 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
             time.sleep(0.05)  # subscribed: their history has arrived
         pid = control.pid
         cpu0 = _cpu(pid)
+        subs0 = sum(_cpu(f.pid) for f in followers)
         first = time.time()
         for i in range(n):
             with open(inbox / f"f{i:06d}", "w") as fh:
@@ -217,8 +232,10 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
         cpu = _cpu(pid) - cpu0
         control.close()
         time.sleep(0.5)  # the followers print what is still on its way
+        subs = sum(_cpu(f.pid) for f in followers) - subs0
         read = sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers))
-        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read)}
+        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read),
+                "subscribers_cpu_s": subs}
     finally:
         for follower in followers:
             follower.terminate()
@@ -276,15 +293,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    n_cli, n_old, n_lib = (15, 6, 100) if args.quick else (40, 12, 300)
-    n_burst, rounds = (3000, 2) if args.quick else (10_000, 3)
+def cli_results(quick: bool) -> dict[str, list[float]]:
+    """The command-to-effect rows and their floors."""
+    n_cli, n_old, n_lib = (15, 6, 100) if quick else (40, 12, 300)
     folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-service-"))
-    results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()}
+    results: dict[str, list[float]] = {}
     try:
         recipe = folder / "recipe.py"
         db = str(folder / "s.db")
@@ -296,9 +309,14 @@ def main() -> int:
         seen = Seen()
         follower = _follow(db, seen)
         try:
-            results["cli_channel"] = cli_rounds(recipe, db, seen, n_cli, "cli")
-            results["cli_floor"] = floor_rounds(n_cli, cli("--help"))
-            results["python_floor"] = floor_rounds(n_cli, [sys.executable, "-c", "pass"])
+            for turn in range(2 if quick else 3):  # interleaved, so a change in the machine's load hits each
+                for key, db_arg, command in (("cli_channel", db, cli), ("cli_recipe", None, cli),
+                                             ("cli_full", db, full_cli)):
+                    results.setdefault(key, []).extend(
+                        cli_rounds(recipe, db_arg, seen, n_cli // 3 + 1, f"{key}{turn}", command))
+                results.setdefault("cli_floor", []).extend(floor_rounds(n_cli // 3 + 1, cli("--help")))
+                results.setdefault("python_floor", []).extend(
+                    floor_rounds(n_cli // 3 + 1, [sys.executable, "-c", "pass"]))
             results["channel"] = channel_rounds(db, seen, n_lib)
         finally:
             follower.close()
@@ -315,19 +333,16 @@ def main() -> int:
             engine.stop(5)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    return results
 
-    bursts: dict[str, list[dict[str, float]]] = {"burst_none": [], "burst_two": []}
-    for _ in range(rounds):  # alternated, so a change in the machine's load hits both
-        bursts["burst_none"].append(burst(n_burst, 0))
-        bursts["burst_two"].append(burst(n_burst, 2))
-    results["bursts"] = bursts
-    results["hub_none"] = [hub_cpu(23_000, 0)]
-    results["hub_two"] = [hub_cpu(23_000, 2)]
 
+def print_cli(results: dict[str, Any]) -> None:
     rows = [
-        ("tinyo inject -> event on bus, via the channel (target p95 <= 100 ms)", "cli_channel", "cli_requests"),
-        ("tinyo inject -> event on bus, via the requests table (before)", "cli_requests", None),
-        ("tinyo --help, launch -> exit (the CLI's floor)", "cli_floor", "python_floor"),
+        ("tinyo inject --db -> event on bus, direct (target p95 <= 100 ms)", "cli_channel", "cli_full"),
+        ("tinyo inject (recipe index) -> event on bus, direct", "cli_recipe", "cli_full"),
+        ("tinyo inject -> event on bus, full CLI over the channel (before)", "cli_full", None),
+        ("tinyo inject -> event on bus, via the requests table", "cli_requests", None),
+        ("tinyo --help, launch -> exit (the full CLI's floor)", "cli_floor", "python_floor"),
         ("python -c pass, launch -> exit (Python's floor)", "python_floor", None),
         ("client inject -> event on bus, over the socket", "channel", "in_process"),
         ("Engine.inject -> event on bus, in the engine's process", "in_process", None),
@@ -337,6 +352,21 @@ def main() -> int:
         values = results[key]
         ratio = (f"{pct(values, 0.95) / pct(results[base], 0.95):.2f}x" if base else "")
         print(f"{title:<72} {len(values):>4} {pct(values, 0.5):>8.1f} {pct(values, 0.95):>8.1f} {ratio:>10}")
+    floor = results["python_floor"]
+    over = [v - statistics.median(floor) for v in results["cli_channel"]]
+    print(f"direct CLI p95 above the median python -c pass: {pct(over, 0.95):.1f} ms")
+
+
+def burst_results(quick: bool) -> dict[str, list[dict[str, float]]]:
+    n_burst, rounds = (3000, 2) if quick else (10_000, 3)
+    bursts: dict[str, list[dict[str, float]]] = {"burst_none": [], "burst_two": []}
+    for _ in range(rounds):  # alternated, so a change in the machine's load hits both
+        bursts["burst_none"].append(burst(n_burst, 0))
+        bursts["burst_two"].append(burst(n_burst, 2))
+    return bursts
+
+
+def print_bursts(bursts: dict[str, list[dict[str, float]]], n_burst: int) -> None:
     none = bursts["burst_none"]
     two = bursts["burst_two"]
     for what, key, unit in (("lag, last file closed -> idle", "lag_s", "s"), ("first file -> idle", "total_s", "s"),
@@ -345,17 +375,32 @@ def main() -> int:
         b = statistics.median(r[key] for r in two)
         print(f"burst of {n_burst} files, {what}: none attached {a:.2f} {unit}, two subscribed {b:.2f} {unit} "
               f"({b / a:.2f}x; target <= 1.10x)")
-    print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}")
-    print(f"hub alone, 115,000 facts: CPU {results['hub_two'][0]:.2f} s with two subscribers (their readers "
-          f"included), {results['hub_none'][0]:.2f} s with none; the engine's own CPU for the none-attached "
-          f"burst above: {statistics.median(r['cpu_s'] for r in none):.2f} s")
-    floor = results["cli_floor"]
-    over = [v - statistics.median(floor) for v in results["cli_channel"]]
-    print(f"channel CLI p95 above the median process floor: {pct(over, 0.95):.1f} ms; "
-          f"load average {results['load'][0]:.1f} on {results['cpus']} CPUs")
+    print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}; their "
+          f"processes' CPU: {statistics.median(r['subscribers_cpu_s'] for r in two):.2f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("cli", "burst", "hub"), help="Measure these rows alone.")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()}
+    if args.only in (None, "cli"):
+        results.update(cli_results(args.quick))
+        print_cli(results)
+    if args.only in (None, "burst"):
+        results["bursts"] = burst_results(args.quick)
+        print_bursts(results["bursts"], 3000 if args.quick else 10_000)
+    if args.only in (None, "hub"):
+        results["hub_none"] = [hub_cpu(23_000, 0)]
+        results["hub_two"] = [hub_cpu(23_000, 2)]
+        print(f"hub alone, 115,000 facts: CPU {results['hub_two'][0]:.2f} s with two subscribers (their readers "
+              f"included), {results['hub_none'][0]:.2f} s with none")
+    print(f"load average {results['load'][0]:.1f} on {results['cpus']} CPUs")
     if args.json:
         summary = {k: {"n": len(v), "p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95), "samples_ms": v}
-                   for k, v in results.items() if isinstance(v, list)}
+                   for k, v in results.items() if isinstance(v, list) and k.startswith(("cli", "python", "channel", "in_"))}
         args.json.write_text(json.dumps({**results, "summary": summary}, indent=2))
     return 0
 

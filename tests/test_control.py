@@ -457,6 +457,32 @@ def test_events_follow_ends_by_itself_when_the_engine_stops(recipe, tmp_path, se
     assert "tinyo: the engine stopped" in err
 
 
+def test_events_json_prints_every_fact_as_tinyo_run_json_does(recipe, tmp_path, inbox):
+    """A follower passes the engine's JSON through: line for line what the engine's own `--json` prints."""
+    run = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env())
+    follow = None
+    try:
+        wait_for(lambda: socket_path(tmp_path / "s.db").exists(), what="the control socket")
+        follow = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "events", str(recipe), "--follow", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+        with open(bytes(inbox) + b"/bad\xff.csv", "wb") as fh:
+            fh.write(b"x")
+        assert tinyo("inject", str(recipe), 'go "quoted", \u00e9\\n').returncode == 0
+        assert tinyo("fire", str(recipe), "tick").returncode == 0
+        with ControlClient.connect(tmp_path / "s.db") as client:
+            wait_for(lambda: sum("loaded" in str(f.fact) for f in _history(client)) == 2, what="both ops' output")
+        assert tinyo("stop", str(recipe)).returncode == 0
+        followed, _ = follow.communicate(timeout=30)
+        printed, _ = run.communicate(timeout=30)
+    finally:
+        for proc in (run, follow):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert followed.splitlines() == printed.splitlines() and len(printed.splitlines()) > 10
+
+
 def test_start_refuses_to_leave_an_engine_without_its_control_channel(recipe, tmp_path):
     if os.getuid() != 0:
         pytest.skip("needs root to make a folder owned by another user")

@@ -75,7 +75,7 @@ def test_attached_queries_answer_with_the_engine_s_own_types(recipe, tmp_path, s
     assert tinyo("inject", str(recipe), "go-q").returncode == 0
     engine = RemoteEngine(load_recipe(recipe), tmp_path / "s.db")
     try:
-        wait_for(lambda: engine.stats().events_total >= 1 and engine.stats().running == 0, what="the run")
+        wait_for(lambda: [d.state for d in engine.doc_infos(["out/go-q"])] == ["up to date"], what="the run")
         assert isinstance(engine.stats(), EngineStats)
         groups = engine.groups_summary()
         assert groups and all(isinstance(g, GroupSummary) for g in groups)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import threading
@@ -11,13 +12,14 @@ import pytest
 from conftest import drop, write_recipe
 from tinyo import events as ev
 from tinyo.control.client import ControlClient
-from tinyo.control.hub import Outbox
+from tinyo.control.hub import TAKE_BYTES, Outbox
 from tinyo.control.paths import SUN_PATH_MAX, ControlError, private_dir, socket_path
 from tinyo.control.protocol import (
-    Command, Fact, Hello, Live, Missed, ProtocolError, Query, check_args, decode, encode,
+    Command, Fact, Hello, Live, Missed, ProtocolError, Query, check_args, decode, encode, encode_fact, fact_json,
 )
 from tinyo.control.server import ControlServer
 from tinyo.groups import GroupSummary
+from tinyo.report import JsonReporter
 
 RECIPE = """
 def load(context):
@@ -145,6 +147,38 @@ def test_the_missed_line_an_outbox_owes_counts_against_its_limit():
     assert box.offer(b"c" * 40 + b"\n")
     first, second = box.take()
     assert decode(first.rstrip()) == Missed(2) and second == b"c" * 40 + b"\n"
+
+
+def test_a_batch_of_facts_goes_in_whole_when_it_fits_and_fact_by_fact_when_it_does_not():
+    box = Outbox(limit=100)
+    fact = b"x" * 29 + b"\n"  # 30 bytes
+    box.offer_many([fact, fact], 60)
+    box.offer_many([fact, fact], 60)  # only one more fits: the other is missed
+    assert box.load() == (90, 1) and box.take() == [fact, fact, fact]
+    box.offer_many([fact], 30)  # a missed line is owed first: this batch goes fact by fact, after it
+    first, second = box.take()
+    assert decode(first.rstrip()) == Missed(1) and second == fact
+
+
+def test_a_writer_takes_a_bounded_part_of_a_full_outbox_the_rest_stays_counted():
+    box = Outbox()
+    fact = b"f" * 999 + b"\n"
+    box.offer_many([fact] * 1000, 1000 * 1000)
+    taken = box.take()
+    assert len(taken) * 1000 <= TAKE_BYTES < (len(taken) + 1) * 1000
+    assert box.load() == (1000 * 1000 - len(taken) * 1000, 0)
+
+
+def test_a_fact_line_carries_the_fact_as_tinyo_run_json_prints_it():
+    event = ev.OpStarted(1.5, 7, "abc", "load", "w1", 1, frozenset({"b/\udcff", "a \u00e9"}))
+    line = encode_fact(42, event).rstrip(b"\n")
+    out = io.StringIO()
+    reporter = JsonReporter(out)
+    reporter(event)
+    reporter.close()
+    assert fact_json(line) + b"\n" == out.getvalue().encode()
+    assert decode(line) == Fact(42, event)
+    assert fact_json(encode(Live())) is None and fact_json(b'{"type":"fact"') is None
 
 
 def test_a_reply_waits_for_room_while_facts_do_not():

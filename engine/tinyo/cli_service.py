@@ -4,7 +4,6 @@ live paths of ``status``, ``why`` and the request commands (through the control 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import subprocess
 import sys
@@ -17,9 +16,10 @@ import typer
 from .cli_options import Command, DbOpt, RecipeArg
 from .control.paths import ControlError, log_path, state_key
 from .errors import TinyoError
-from .names import json_escaped
 
 EXIT_OK, EXIT_USAGE = 0, 2
+_ENDING = ("stopping", "stopped")
+"""An engine in these states still answers on its socket for a moment, but is going: start waits for it."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -87,7 +87,7 @@ def start(
         try:
             path = _db_for(recipe, db)
             client = running_engine(path)
-            if client is None or client.welcome is None or client.welcome.state != "stopping":
+            if client is None or client.welcome is None or client.welcome.state not in _ENDING:
                 break
             client.close()
             raise EngineStopping(f"the engine on {path} (pid {client.pid}) is stopping")
@@ -121,7 +121,9 @@ def start(
         try:
             with ControlClient.connect(path, "tinyo start", timeout=max(1.0, deadline - time.monotonic())) as client:
                 pid = client.pid
-            break
+                state = client.welcome.state if client.welcome is not None else ""
+            if pid == proc.pid or state not in _ENDING:
+                break  # this one, or another that started meanwhile (not the one ending, which is still serving)
         except TinyoError:
             pass  # not listening yet
         reason = _reason(log, offset, only_warning="no control channel")
@@ -249,26 +251,27 @@ def events(
         _fail(str(exc))
     if client is None:
         _fail(f"no tinyo engine is running on {path} (start one with `tinyo start {recipe}`)")
-    text = None if json_lines else TextReporter(verbose=verbose)
+    if json_lines:
+        try:
+            with client:
+                _print_json_lines(client, follow)
+        except KeyboardInterrupt:
+            pass
+        except ControlError as exc:
+            _fail(str(exc))
+        return
+    text = TextReporter(verbose=verbose)
     try:
         with client:
             for message in client.subscribe(history=True):
                 if isinstance(message, Fact):
-                    fact = message.fact
-                    if text is not None:
-                        if isinstance(fact, ev.BusEvent):
-                            text(fact)
-                    else:
-                        typer.echo(json_escaped(json.dumps(fact.to_json() if isinstance(fact, ev.BusEvent) else fact,
-                                                           default=str, ensure_ascii=False)))
+                    if isinstance(message.fact, ev.BusEvent):
+                        text(message.fact)
                 elif isinstance(message, Live) and not follow:
                     break
                 elif isinstance(message, Missed):
-                    note = f"this client read too slowly: {message.count} fact(s) were not sent to it"
-                    if text is not None:
-                        text(ev.EngineNotice(time.time(), "warning", note))
-                    else:
-                        typer.echo(json.dumps({"type": "missed", "count": message.count}))
+                    text(ev.EngineNotice(time.time(), "warning",
+                                         f"this client read too slowly: {message.count} fact(s) were not sent to it"))
                 elif isinstance(message, Bye):
                     typer.echo(f"tinyo: the engine stopped: {message.reason}", err=True)
     except KeyboardInterrupt:
@@ -276,8 +279,38 @@ def events(
     except ControlError as exc:
         _fail(str(exc))
     finally:
-        if text is not None:
-            text.close()
+        text.close()
+
+
+def _print_json_lines(client: Any, follow: bool) -> None:
+    """``tinyo events --json``: each fact's JSON as the engine sent it (as ``tinyo run --json`` prints it),
+    written a batch at a time; only the few other lines are decoded."""
+    from .control.protocol import Bye, Error, Live, Missed, decode, fact_json
+
+    out = sys.stdout.buffer
+    for lines in client.subscribe_lines(history=True):
+        batch: list[bytes] = []
+        for line in lines:
+            fact = fact_json(line)
+            if fact is not None:
+                batch += (fact, b"\n")
+                continue
+            message = decode(line)
+            if isinstance(message, Missed):
+                batch.append(b'{"type":"missed","count":%d}\n' % message.count)
+            elif isinstance(message, Live) and not follow:
+                out.write(b"".join(batch))
+                out.flush()
+                return
+            elif isinstance(message, Bye):
+                out.write(b"".join(batch))
+                out.flush()
+                typer.echo(f"tinyo: the engine stopped: {message.reason}", err=True)
+                return
+            elif isinstance(message, Error):
+                raise ControlError(message.message)
+        out.write(b"".join(batch))
+        out.flush()  # a follower sees each batch as it comes
 
 
 def register(app: typer.Typer) -> None:

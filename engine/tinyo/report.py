@@ -37,8 +37,9 @@ GATHER = 0.05
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
-_JSON = json.JSONEncoder(default=str, ensure_ascii=False)
-"""One encoder for every line (``json.dumps`` with options builds a new one per call: most of its cost)."""
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every line (``json.dumps`` with options builds a new one per call: most of its cost);
+compact, as the control channel carries facts: `tinyo events --json` prints them as they come."""
 _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
 _PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
                       ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})

@@ -125,6 +125,28 @@ class ControlClient:
             elif isinstance(reply, Error) and reply.id in (message.id, None):
                 raise ControlError(reply.message)
 
+    def subscribe_lines(self, history: bool = True) -> Iterator[list[bytes]]:
+        """``subscribe``'s stream undecoded: the engine's lines (without newlines) in the batches they come
+        in, until the connection closes. For a follower that passes facts through (``protocol.fact_json``)
+        and decodes only the rest: decoding every fact costs more than the engine spends sending it."""
+        self._write(Subscribe(next(self._ids), history))
+        buffer = self._buffer
+        while True:
+            end = buffer.rfind(b"\n")
+            if end >= 0:
+                lines = bytes(buffer[:end]).split(b"\n")
+                del buffer[:end + 1]
+                yield lines
+            elif len(buffer) > REPLY_LINE_MAX:
+                raise ControlError("the engine sent a line too long to read")
+            try:
+                chunk = self._sock.recv(1 << 18)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return
+            buffer += chunk
+
     # ------------------------------------------------------------------ lines
     def _write(self, message: Message) -> None:
         try:

@@ -28,6 +28,9 @@ HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
 OUTBOX_BYTES = 4 << 20
 """Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
+TAKE_BYTES = 256 << 10
+"""Bytes a client's writer takes from its outbox for one send: what a send that waits on a stalled client
+holds beside the outbox (taking all of it would double what one client may cost)."""
 
 _RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
 
@@ -60,10 +63,15 @@ class Outbox:
             self._append(line)
             return True
 
-    def offer_many(self, lines: list[bytes]) -> None:
-        """``offer`` each of ``lines``, waking the writer once for all of them."""
+    def offer_many(self, lines: list[bytes], size: int) -> None:
+        """``offer`` each of ``lines`` (``size`` bytes in all), waking the writer once for all of them."""
         with self._cond:
             if self._closed:
+                return
+            if not self._missed and self._bytes + size <= self.limit:  # the usual case: all of them fit
+                self._lines.extend(lines)
+                self._bytes += size
+                self._cond.notify_all()
                 return
             for line in lines:
                 if not self._fits(line):
@@ -102,7 +110,7 @@ class Outbox:
                 self._append(line)
 
     def take(self) -> list[bytes] | None:
-        """Everything queued (waiting for something); None once closed and drained."""
+        """What is queued, up to ``TAKE_BYTES`` (waiting for something); None once closed and drained."""
         with self._cond:
             while not self._lines and not self._closed and not self._missed:
                 self._cond.wait()
@@ -111,9 +119,13 @@ class Outbox:
                     self._flush_missed()  # the flood ended: say what was lost now, not at the next fact
                 elif self._closed:
                     return None
-            lines = list(self._lines)
-            self._lines.clear()
-            self._bytes = 0
+            queued = self._lines
+            lines = [queued.popleft()]
+            size = len(lines[0])
+            while queued and size + len(queued[0]) <= TAKE_BYTES:
+                size += len(queued[0])
+                lines.append(queued.popleft())
+            self._bytes -= size
             self._cond.notify_all()
             return lines
 
@@ -225,8 +237,9 @@ class Hub:
             while self._in:
                 self._publish(self._in.popleft(), lines)
                 if len(lines) >= BATCH or not self._in:
+                    size = sum(map(len, lines))
                     for outbox in self._subs:
-                        outbox.offer_many(lines)  # one wake-up of each writer per batch, not per fact
+                        outbox.offer_many(lines, size)  # one wake-up of each writer per batch, not per fact
                     lines = []
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client

@@ -33,8 +33,13 @@ def log_path(db_path: str | os.PathLike[str]) -> Path:
     return Path(state_key(db_path) + ".log")
 
 
+def short_digest(key: str) -> str:
+    """16 hex digits naming ``key`` (a real path) in a file name."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 def _socket_name(key: str) -> str:
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    digest = short_digest(key)
     stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(key).name)[:40]
     return f"{stem}-{digest}.sock"
 

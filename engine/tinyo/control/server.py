@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TinyoError
+from . import index
 from .hub import Hub, Outbox
 from .paths import ControlError, private_dir, socket_path
 from .protocol import (
@@ -61,6 +62,7 @@ class ControlServer:
         self._closing = False
         self._closed = threading.Event()
         self._unsubscribe: Any = None
+        self._index_entry: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> ControlServer:
@@ -85,6 +87,7 @@ class ControlServer:
             raise ControlError(f"{self.path}: cannot listen here ({exc.strerror})") from exc
         self._inode = os.stat(self.path).st_ino
         self._listener = listener
+        self._record()
         if self.engine.state in ("running", "paused", "stopping"):
             self.hub.running.set()
         self._unsubscribe = self.engine.bus.subscribe_batches(self.hub.on_facts)
@@ -103,6 +106,8 @@ class ControlServer:
             if not self.hub.on_own_thread():
                 self._closed.wait(5.0)
             return
+        if self._index_entry is not None:
+            index.forget(self._index_entry, os.getpid())
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.hub.running.set()  # hellos waiting for the start are answered (with a bye)
@@ -131,6 +136,15 @@ class ControlServer:
             timer = threading.Timer(2.0, lambda: [c.hang_up() for c in clients])
             timer.daemon = True
             timer.start()
+
+    def _record(self) -> None:
+        """Put this engine in the recipe index, so a CLI command finds it without loading the recipe."""
+        engine = self.engine
+        try:
+            self._index_entry = index.record(str(engine.recipe.path), engine.recipe.config.sql_conn,
+                                             engine.store.path, os.getpid())
+        except (ControlError, OSError):
+            pass  # commands then find the engine the long way, through the recipe's sql_conn
 
     def _engine_stopped(self, reason: str) -> None:
         self.close(reason)
