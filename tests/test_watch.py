@@ -325,3 +325,13 @@ def test_a_fifo_in_a_watched_folder_is_not_reported_and_does_not_hang_the_watche
         assert got.empty()
     finally:
         watcher.stop()
+
+
+def test_a_file_wakes_an_engine_that_has_nothing_else_to_wait_for(tmp_path, inbox, harness):
+    # an in-memory store, no timers: the loop sleeps until something wakes it, so only the watcher's report
+    # can bring the file in (a report that only queued the file waited for the next timeout: forever here)
+    recipe = write_recipe(tmp_path, RECIPE, db=":memory:", inbox=inbox, recursive=False, debounce=0.3)
+    with harness(recipe) as h:
+        h.wait_idle()
+        (inbox / "late.txt").write_text("hello")
+        h.wait_for(lambda: h.lines() == ["late.txt hello"], what="the op on the file dropped into an idle engine")
