@@ -496,7 +496,7 @@ def bench_burst(n: int, base: str, tmp_name: str, timeout: float) -> dict[str, A
                 col = be.col
                 base_runs = len(col.finished) + len(col.failed)
                 mark = time.monotonic()
-                watcher = getattr(be.engine, "_watcher", None)
+                watcher = be.engine.loop.inflow.watcher
                 watcher_pid = watcher._process.pid if watcher is not None and watcher._process is not None else None
                 worker_pids = [w.pid for w in be.engine.workers()]
                 c0, w0, t0 = cpu(), child_cpu(watcher_pid), thread_cpu()

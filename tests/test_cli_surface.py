@@ -30,7 +30,7 @@ from tinyo_tui.cli import typer_app as tui_app
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 SHARED = ("--db", "--execution", "--workers", "--executor", "--debug", "--allow-world-writable")
-VALUE_METAVARS = {"PATH", "SECONDS", "N", "ADDRESS", "NAME", "MODE"}
+VALUE_METAVARS = {"PATH", "SECONDS", "N", "ADDRESS", "NAME", "MODE", "MB"}
 
 RECIPE = """
 def count(context):

@@ -253,3 +253,85 @@ def test_a_stop_during_a_burst_ends_the_watcher_and_loses_no_file(tmp_path, inbo
     counts = {os.path.basename(name): n for name, n in rows}
     assert sorted(counts) == [f"b_{i:03d}.txt" for i in range(300)]
     assert set(counts.values()) == {1}, "a file taken in twice"
+
+
+def test_each_way_a_file_arrives_is_reported_once_without_the_observers_queue(tmp_path, inbox):
+    """A real observer, recursive: a file closed after writing, renamed within the folders, moved in from
+    outside, hard-linked in, written in a new subfolder, inside a folder moved within the watched tree; a
+    temp name is ignored. Each is reported once, and a file's close reaches the watcher on the thread that
+    parses the kernel's events, not through the emitter's and the observer's queues and threads."""
+    import threading
+
+    from tinyo.watch import FileWatcher
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "moved_in.txt").write_text("m")
+    (outside / "linked.txt").write_text("l")
+    (inbox / "old").mkdir()
+    (inbox / "old" / "carried.txt").write_text("c")
+    got: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def on_file(path: str) -> None:
+        with lock:
+            got.append((os.path.relpath(path, inbox), threading.current_thread().name))
+
+    watcher = FileWatcher([str(inbox)], on_file, lambda: None, recursive=True, debounce=0.1, ignore_names=["*.tmp"])
+    watcher.start()
+    try:
+        (inbox / "closed.txt").write_text("w")
+        (inbox / "part.tmp").write_text("r")
+        os.rename(inbox / "part.tmp", inbox / "renamed.txt")
+        os.rename(outside / "moved_in.txt", inbox / "moved_in.txt")
+        os.link(outside / "linked.txt", inbox / "linked.txt")
+        (inbox / "new").mkdir()
+        time.sleep(0.2)  # the new folder is watched
+        (inbox / "new" / "deep.txt").write_text("d")
+        os.rename(inbox / "old", inbox / "moved_dir")
+        want = {"closed.txt", "renamed.txt", "moved_in.txt", "linked.txt", os.path.join("new", "deep.txt"),
+                os.path.join("moved_dir", "carried.txt")}
+        deadline = time.monotonic() + 10
+        while {p for p, _ in got} < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a late duplicate would show now
+        handing_threads = {watcher._observer.name} | {emitter.name for emitter in watcher._observer.emitters}
+    finally:
+        watcher.stop()
+    paths = [p for p, _ in got]
+    assert sorted(paths) == sorted(want), got
+    by_path = dict(got)
+    for direct in ("closed.txt", os.path.join("new", "deep.txt")):
+        assert by_path[direct] not in handing_threads, f"{direct} went through watchdog's queues"
+
+
+def test_a_fifo_in_a_watched_folder_is_not_reported_and_does_not_hang_the_watcher_process(tmp_path, inbox):
+    """The watcher process reads a file's stat and content through one open: a FIFO (no writer ever comes)
+    must be passed over, not waited on, and the files after it still reported."""
+    import queue
+
+    from tinyo.watch import WatcherProcess
+
+    got: queue.Queue = queue.Queue()
+    watcher = WatcherProcess([str(inbox)], lambda files: [got.put(path) for path, _ in files], lambda: None,
+                             debounce=0.05)
+    watcher.start()
+    try:
+        os.mkfifo(inbox / "pipe")
+        time.sleep(0.5)  # the FIFO's create is looked at (debounce) and handed to the reading thread
+        (inbox / "after.txt").write_text("after")
+        assert got.get(timeout=10) == str(inbox / "after.txt")
+        time.sleep(0.3)
+        assert got.empty()
+    finally:
+        watcher.stop()
+
+
+def test_a_file_wakes_an_engine_that_has_nothing_else_to_wait_for(tmp_path, inbox, harness):
+    # an in-memory store, no timers: the loop sleeps until something wakes it, so only the watcher's report
+    # can bring the file in (a report that only queued the file waited for the next timeout: forever here)
+    recipe = write_recipe(tmp_path, RECIPE, db=":memory:", inbox=inbox, recursive=False, debounce=0.3)
+    with harness(recipe) as h:
+        h.wait_idle()
+        (inbox / "late.txt").write_text("hello")
+        h.wait_for(lambda: h.lines() == ["late.txt hello"], what="the op on the file dropped into an idle engine")

@@ -12,13 +12,15 @@ or removed: watch anew and rescan). Messages in: ``("settle", path)``, ``("stop"
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat as stat_mod
 import sys
 import threading
 import time
 
 from tinyo.children import exit_now
-from tinyo.intake import digest_file, stat_file
+from tinyo.intake import digest_fd, stat_file
 from tinyo.pipe import Pipe
 from tinyo.watch import FileWatcher
 
@@ -26,6 +28,12 @@ ROOTS_CHECK = 1.0
 """Seconds between looks at whether a watched folder was replaced."""
 BATCH = 500
 """Files read and sent per message at most (the first of a burst goes out without waiting for the rest)."""
+GATHER = 0.002
+"""Seconds a batch waits for more files while a burst is under way (the previous batch went out less than
+BURST ago): fewer, larger messages, each costing both processes a pickle, a write and a wake-up. The
+first file after a quiet spell goes out at once."""
+BURST = 0.01
+"""A batch sent less than this many seconds ago means a burst is under way."""
 
 
 class _Sender:
@@ -57,13 +65,9 @@ class _Sender:
     def _states(self, paths: list[str]) -> list[tuple[str, int, int, str | None]]:
         items = []
         for path in dict.fromkeys(paths):  # reported twice while waiting: read once
-            st = stat_file(path)
-            if st is None:
-                continue  # gone (or not a regular file) already: a later event or scan says what became of it
-            digest = digest_file(path, st.st_size) if self.use_hash else None
-            if self.use_hash and digest is None:
-                continue  # unreadable now: the engine's rescans try again
-            items.append((path, st.st_mtime_ns, st.st_size, digest))
+            item = read_state(path) if self.use_hash else stat_state(path)
+            if item is not None:  # else gone, not a regular file, or unreadable now: a later event or scan says
+                items.append(item)
         return items
 
     def send(self, message: tuple[object, ...]) -> None:
@@ -74,16 +78,21 @@ class _Sender:
                 pass  # the engine is gone: nothing to tell
 
     def _loop(self) -> None:
+        sent = 0.0
         while True:
             with self._cond:
                 while not self._paths and not self._closed:
                     self._cond.wait()
+            if time.monotonic() - sent < BURST and not self._closed:
+                time.sleep(GATHER)
+            with self._cond:
                 paths, self._paths = self._paths[:BATCH], self._paths[BATCH:]
                 seen = self._seen
                 closed = self._closed and not self._paths
             items = self._states(paths)
             if items:
                 self.send(("files", items, seen))  # while this is read and sent, the next batch collects
+                sent = time.monotonic()
             if closed:
                 return
 
@@ -92,6 +101,30 @@ class _Sender:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout=5)
+
+
+def stat_state(path: str) -> tuple[str, int, int, None] | None:
+    """``(path, mtime_ns, size, None)`` of a regular file (None: gone, or not a regular file)."""
+    st = stat_file(path)
+    return None if st is None else (path, st.st_mtime_ns, st.st_size, None)
+
+
+def read_state(path: str) -> tuple[str, int, int, str] | None:
+    """``(path, mtime_ns, size, hash)`` of a regular file, its stat and content read through one open (the
+    path is looked up once); None if it is gone, not a regular file or unreadable. Opened without
+    blocking: a FIFO in its place must not hang the watcher."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return None
+        digest = digest_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+    return None if digest is None else (path, st.st_mtime_ns, st.st_size, digest)
 
 
 def main(argv: list[str]) -> int:

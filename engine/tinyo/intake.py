@@ -43,11 +43,19 @@ READ_CHUNK = 1 << 20
 def digest_file(path: str, size: int | None = None) -> str | None:
     """BLAKE2b of the file's content, or None if it cannot be read. ``size``: the size a stat just gave
     (a small file is then read with one call; a file that grew since is still read to its end)."""
-    h = hashlib.blake2b(digest_size=16)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return digest_fd(fd, size)
+    finally:
+        os.close(fd)
+
+
+def digest_fd(fd: int, size: int | None = None) -> str | None:
+    """BLAKE2b of what is left to read from ``fd``, or None if it cannot be read (as :func:`digest_file`)."""
+    h = hashlib.blake2b(digest_size=16)
     try:
         want = READ_CHUNK if size is None else min(READ_CHUNK, size + 1)
         total = 0
@@ -59,8 +67,6 @@ def digest_file(path: str, size: int | None = None) -> str | None:
             want = READ_CHUNK
     except OSError:
         return None
-    finally:
-        os.close(fd)
     return h.hexdigest()
 
 

@@ -35,6 +35,7 @@ from .children import child_env
 from .control.paths import socket_path
 from .errors import WatchError
 from .intake import FileState
+from .watch_events import file_handler, file_observer
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -52,25 +53,6 @@ class _OverflowHook(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "overflow" in record.getMessage().lower():
             self.callback()
-
-
-def _handler(watcher: FileWatcher) -> Any:
-    """watchdog's handler calling back ``watcher`` (watchdog is imported here: only the watcher process
-    needs it, not the engine's)."""
-    from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event: Any) -> None:
-            if event.is_directory:
-                return
-            if isinstance(event, FileMovedEvent):
-                watcher._complete(os.fsdecode(event.dest_path))
-            elif isinstance(event, FileClosedEvent):
-                watcher._complete(os.fsdecode(event.src_path))
-            elif isinstance(event, FileCreatedEvent):
-                watcher._touch(os.fsdecode(event.src_path))
-
-    return Handler(), [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
 
 
 class FileWatcher:
@@ -104,15 +86,13 @@ class FileWatcher:
         self._roots: dict[str, tuple[int, int] | None] = {}
 
     def start(self) -> None:
-        from watchdog.observers import Observer
-
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
         self._roots = {folder: _identity(folder) for folder in self.dirs}
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._hook)
-        observer = Observer()
-        handler, kinds = _handler(self)
+        observer = file_observer(self._complete, self._touch)
+        handler, kinds = file_handler(self._complete, self._touch)
         for folder in self.dirs:
             observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
         observer.daemon = True

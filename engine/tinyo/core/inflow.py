@@ -52,8 +52,11 @@ class Inflow:
     everything else on the loop thread."""
 
     def __init__(self, store: Store, config: TinyOConfig, clock: Clock, outbox: Outbox, timers: list[TimerSpec],
-                 rescan: Callable[[], None], intake_max: int = INTAKE_MAX) -> None:
+                 rescan: Callable[[], None], intake_max: int = INTAKE_MAX,
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.store = store
+        self._wake = wake
+        """Wakes the loop (from any thread): an event put on ``queue`` is seen now, not at the next timeout."""
         self.config = config
         self.clock = clock
         self.outbox = outbox
@@ -96,11 +99,13 @@ class Inflow:
             self.own.append(item)
         else:
             self.queue.put(item)
+        self._wake()
 
     def on_files(self, files: list[tuple[str, FileState]]) -> None:
         """Completed files from the watcher process, each with its state as read there (watcher thread)."""
         for path, state in files:
             self.queue.put(("file", path, state))  # blocks while the intake is full: the watcher waits
+        self._wake()
 
     def waiting(self) -> bool:
         """Events taken in and not yet stored."""

@@ -73,7 +73,9 @@ class Loop:
         """DES whose readiness must be settled this cycle (every part appends; dispatch drains)."""
         backing = StoreBacking(store)
         self.graph = Graph(backing)
-        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max)
+        self.wake = threading.Event()
+        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max,
+                             self.wake.set)
         self.documents = Documents(self.graph, store, config, clock, self.outbox, self.touched, self.inflow.mark_gone)
         self.registration = Registration(self.graph, store, self.documents, self.outbox, clock, resolver, execution,
                                          self.touched)
@@ -90,7 +92,6 @@ class Loop:
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
         self.own_messages: deque[Message] = deque()
         """Messages sent from the loop's own thread: kept for the next cycle (see ``send``)."""
-        self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.executor: Executor | None = None
         self.stopped = threading.Event()
