@@ -105,3 +105,33 @@ def test_processes_started_for_an_engine_that_cannot_start_are_stopped(tmp_path,
     assert result.returncode == 2
     assert "another tinyo engine is running" in result.stderr
     assert _processes_naming(str(tmp_path)) == []
+
+
+def _wakeups(pid: int) -> int:
+    """How often the process's main thread has gone to sleep and woken (voluntary context switches)."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches:"))
+
+
+def test_a_bounded_run_waiting_for_more_events_sleeps_instead_of_polling(tmp_path, inbox):
+    drop(inbox, "first.txt")
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    proc = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--stop-after", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "ran first.txt" in line:
+                break
+        time.sleep(0.5)  # the run is recorded and the engine idle, one event short of its bound
+        before = _wakeups(proc.pid)
+        time.sleep(2.0)
+        woke = _wakeups(proc.pid) - before
+        # a look every 10 ms is ~200 wake-ups here; sleeping until the engine does more is a few
+        assert woke < 40, f"the waiting command woke {woke} times in 2 s"
+        drop(inbox, "second.txt")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

@@ -90,7 +90,10 @@ def run_headless(
                 if idle_exit is not None and time.monotonic() - idle >= idle_exit:
                     break
                 if bounded:
-                    engine.wait(0.01)  # idle, but not long enough yet or with too few events: look again soon
+                    # idle, but not long enough yet or with too few events: sleep until the engine has done
+                    # more (gone busy and idle again) or the idle time is up, not in a poll
+                    left = idle_exit - (time.monotonic() - idle) if idle_exit is not None else 1.0
+                    engine.wait_next_idle(idle, left)
         engine.stop(grace)
     except KeyboardInterrupt:
         print("tinyo: stopping (running ops get %gs to finish; Ctrl-C again to stop them now)" % grace,

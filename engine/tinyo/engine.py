@@ -140,6 +140,14 @@ class Engine:
             idle = self.idle_since
         return idle
 
+    def wait_next_idle(self, mark: float, timeout: float) -> None:
+        """Block until the engine has gone busy and idle again since its idle mark ``mark`` (or has
+        stopped), at most ``timeout`` seconds: a caller waiting for more work to be done sleeps meanwhile."""
+        went_idle = self.loop.went_idle
+        went_idle.clear()  # before looking: going idle from now on ends the wait
+        if self.idle_since == mark and not self.loop.stopped.is_set():
+            went_idle.wait(timeout)
+
     @property
     def state(self) -> ev.EngineStateName:
         return self.loop.run.state
