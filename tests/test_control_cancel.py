@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_recipe
-from test_control import RECIPE, service, tinyo, wait_for  # noqa: F401 - `service` is a fixture
+from test_control import _no_xdg, recipe, service, tinyo, wait_for  # noqa: F401 - fixtures
 from tinyo.control.client import ControlClient
-
-
-@pytest.fixture(autouse=True)
-def _no_xdg(monkeypatch):
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-
-
-@pytest.fixture
-def recipe(tmp_path, inbox):
-    return write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
 
 
 def _ended_run(db) -> int:

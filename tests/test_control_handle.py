@@ -9,8 +9,7 @@ import threading
 
 import pytest
 
-from test_control import RECIPE, alive, service, tinyo, wait_for  # noqa: F401 - `service` is a fixture
-from conftest import write_recipe
+from test_control import _no_xdg, alive, recipe, service, tinyo, wait_for  # noqa: F401 - fixtures
 from tinyo import events as ev
 from tinyo.control.client import running_engine
 from tinyo.control.handle import RemoteEngine
@@ -19,16 +18,6 @@ from tinyo.engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInf
 from tinyo.executors.base import WorkerInfo
 from tinyo.groups import GroupSummary
 from tinyo.recipe import load_recipe
-
-
-@pytest.fixture(autouse=True)
-def _no_xdg(monkeypatch):
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-
-
-@pytest.fixture
-def recipe(tmp_path, inbox):
-    return write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
 
 
 class Recorder:
@@ -101,32 +90,32 @@ def test_attached_queries_answer_with_the_engine_s_own_types(recipe, tmp_path, s
         engine.stop()
 
 
-def test_the_bus_says_when_the_engine_is_gone_and_stop_engine_ends_it(recipe, tmp_path, service):
+@pytest.fixture
+def attached(recipe, tmp_path, service):
+    """A RemoteEngine attached to the service, its bus recorded from the history on."""
     engine = RemoteEngine(load_recipe(recipe), tmp_path / "s.db")
     seen = Recorder()
     engine.bus.subscribe(seen)
     engine.start()
     try:
         wait_for(lambda: seen.of(ev.EngineState), what="the history")
-        engine.stop_engine()
-        wait_for(lambda: any(e.state == "stopped" for e in seen.of(ev.EngineState)), what="the engine's stop")
-        wait_for(lambda: not alive(service), what="the engine process to end")
-        assert engine.state == "stopped"
+        yield engine, seen
     finally:
         engine.stop()
 
 
-def test_a_killed_engine_shows_up_as_stopped_on_the_bus(recipe, tmp_path, service):
-    engine = RemoteEngine(load_recipe(recipe), tmp_path / "s.db")
-    seen = Recorder()
-    engine.bus.subscribe(seen)
-    engine.start()
-    try:
-        wait_for(lambda: seen.of(ev.EngineState), what="the history")
-        os.killpg(service, signal.SIGKILL)
-        gone = wait_for(lambda: [e for e in seen.of(ev.EngineState) if "is gone" in e.detail], what="the loss")
-        assert gone[0].state == "stopped" and f"pid {service}" in gone[0].detail
-        with pytest.raises(ControlError, match="gone"):
-            engine.stats()
-    finally:
-        engine.stop()
+def test_the_bus_says_when_the_engine_is_gone_and_stop_engine_ends_it(attached, service):
+    engine, seen = attached
+    engine.stop_engine()
+    wait_for(lambda: any(e.state == "stopped" for e in seen.of(ev.EngineState)), what="the engine's stop")
+    wait_for(lambda: not alive(service), what="the engine process to end")
+    assert engine.state == "stopped"
+
+
+def test_a_killed_engine_shows_up_as_stopped_on_the_bus(attached, service):
+    engine, seen = attached
+    os.killpg(service, signal.SIGKILL)
+    gone = wait_for(lambda: [e for e in seen.of(ev.EngineState) if "is gone" in e.detail], what="the loss")
+    assert gone[0].state == "stopped" and f"pid {service}" in gone[0].detail
+    with pytest.raises(ControlError, match="gone"):
+        engine.stats()

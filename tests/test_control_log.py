@@ -6,10 +6,7 @@ import os
 import stat
 import time
 
-import pytest
-
-from conftest import write_recipe
-from test_control import RECIPE, alive, tinyo, wait_for
+from test_control import _no_xdg, alive, recipe, tinyo, wait_for  # noqa: F401 - fixtures
 from tinyo.control.client import ControlClient
 from tinyo.control.logfile import KEEP
 
@@ -17,13 +14,7 @@ LIMIT_MB = 0.002
 """About 2 KB: some 20 of the engine's lines (it writes some 12 KB here)."""
 
 
-@pytest.fixture(autouse=True)
-def _no_xdg(monkeypatch):
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-
-
-def test_the_engine_log_is_rotated_by_size_keeping_a_few_old_files(tmp_path, inbox):
-    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+def test_the_engine_log_is_rotated_by_size_keeping_a_few_old_files(tmp_path, recipe):
     started = tinyo("start", str(recipe), "--log-max-mb", str(LIMIT_MB))
     assert started.returncode == 0, started.stderr
     pid = int(started.stdout.split("(pid ")[1].split(")")[0])

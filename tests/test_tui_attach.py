@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from test_tui_pilot import RECIPE, started, sync, until
+from test_control import _no_xdg, env, tinyo  # noqa: F401 - `_no_xdg` is a fixture
+from test_tui_pilot import recipe, started, sync, until  # noqa: F401 - `recipe` is a fixture
 from tinyo.control.client import running_engine
 from tinyo.control.handle import RemoteEngine
 from tinyo.errors import TinyoError
@@ -21,30 +21,13 @@ from tinyo_tui.cli import _attach
 from tinyo_tui.screens.inject import InjectDialog
 
 
-def env() -> dict[str, str]:
-    out = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    out.pop("XDG_RUNTIME_DIR", None)
-    return out
-
-
-def tinyo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tinyo.cli", *args], capture_output=True, text=True, timeout=60,
-                          env=env())
-
-
-@pytest.fixture(autouse=True)
-def _no_xdg(monkeypatch):
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-
-
-@pytest.fixture
-def recipe(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    path = tmp_path / "pilot_recipe.py"
-    text = textwrap.dedent(RECIPE).replace("SQL", repr(str(tmp_path / "state.db"))).replace("DATA", repr(str(data)))
-    path.write_text(text)
-    return path
+def end_engine(recipe: Path, pid: int) -> None:
+    """Stop the engine a test started on ``recipe`` (and kill what is left of it)."""
+    tinyo("stop", str(recipe), "--now")
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture
@@ -53,11 +36,7 @@ def service(recipe: Path):
     assert result.returncode == 0, result.stderr
     pid = int(result.stdout.split("(pid ")[1].split(")")[0])
     yield pid
-    tinyo("stop", str(recipe), "--now")
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    end_engine(recipe, pid)
 
 
 @sync
@@ -281,11 +260,7 @@ async def test_an_attached_console_waits_when_the_engine_stops_and_re_attaches_w
     finally:
         engine.stop()
         if restarted:
-            tinyo("stop", str(recipe), "--now")
-            try:
-                os.killpg(restarted, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            end_engine(recipe, restarted)
     assert engine.wait(5)  # detaching ends the re-attach thread
 
 
@@ -360,8 +335,4 @@ async def test_tinyo_start_right_after_a_console_stopped_the_engine_waits_for_it
     finally:
         engine.stop()
         if restarted:
-            tinyo("stop", str(recipe), "--now")
-            try:
-                os.killpg(restarted, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            end_engine(recipe, restarted)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_tui_attach import recipe, tinyo  # noqa: F401 - `recipe` is a fixture
+from test_tui_attach import end_engine, recipe, tinyo  # noqa: F401 - `recipe` is a fixture
 from test_tui_pilot import started, sync, until
 from tinyo.control.client import ControlClient
 from tinyo.control.handle import RemoteEngine
@@ -113,12 +113,8 @@ def service(recipe: Path):
     assert result.returncode == 0, result.stderr
     pids = [int(result.stdout.split("(pid ")[1].split(")")[0])]
     yield pids
-    tinyo("stop", str(recipe), "--now")
     for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        end_engine(recipe, pid)
 
 
 @sync
