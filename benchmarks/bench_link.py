@@ -38,27 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "engine"))
 
-RECIPE = '''
-from tinyo import DES, Config, Execution, TinyOConfig, meta_task
+from bench_burst import PEER_RECIPE  # noqa: E402 - beside this file
 
-N = {n}
-
-
-def noop(context):
-    return None
-
-
-@meta_task(root=True)
-def on_file(event):
-    out, prev = [], event
-    for i in range(N):
-        out.append(DES(deps=frozenset([prev]), targs=frozenset([f"t{{i}}"]), ops=[(noop, Config({{}}))]))
-        prev = f"t{{i}}"
-    return (None, out)
-
-
-config = TinyOConfig(sql_conn={db!r}, dirs=[{inbox!r}], max_workers=2, execution=Execution.PROCESSES)
-'''
+RECIPE = PEER_RECIPE
+"""The peers case's recipe of bench_burst.py, as a chain (``shape='chain'``)."""
 
 
 def noop() -> None:
@@ -109,7 +92,7 @@ def profile_chain(n: int) -> dict[str, float]:
     try:
         (work / "in").mkdir()
         (work / "in" / "go.dat").write_text("go")
-        (work / "recipe.py").write_text(RECIPE.format(n=n, db=str(work / "state.db"), inbox=str(work / "in")))
+        (work / "recipe.py").write_text(RECIPE.format(n=n, shape="chain", db=str(work / "state.db"), inbox=str(work / "in")))
         os.chdir(work)
         with redirect_stdout(io.StringIO()):
             code = run_headless(str(work / "recipe.py"), stop_after=1)
