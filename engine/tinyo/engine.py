@@ -192,8 +192,7 @@ class Engine:
         problem = name_problem(event)
         if problem is not None:
             raise TinyoError(f"the event {event!r} {problem}")
-        self.loop.inflow.put(("manual", event, None), self.loop.thread)
-        self.loop.wake.set()
+        self.loop.inflow.put(("manual", event, None), self.loop.thread)  # it wakes the loop
 
     def fire_timer(self, name: str) -> None:
         """Fire timer ``name`` now, off the grid (the event uses the current time as its tick)."""

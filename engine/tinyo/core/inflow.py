@@ -52,8 +52,7 @@ class Inflow:
     everything else on the loop thread."""
 
     def __init__(self, store: Store, config: TinyOConfig, clock: Clock, outbox: Outbox, timers: list[TimerSpec],
-                 rescan: Callable[[], None], intake_max: int = INTAKE_MAX,
-                 wake: Callable[[], None] = lambda: None) -> None:
+                 rescan: Callable[[], None], intake_max: int, wake: Callable[[], None]) -> None:
         self.store = store
         self._wake = wake
         """Wakes the loop (from any thread): an event put on ``queue`` is seen now, not at the next timeout."""
