@@ -18,6 +18,8 @@ import struct
 import sys
 from typing import Any
 
+from .request_words import describe, took
+
 PROTOCOL = 1
 """The control protocol spoken here (``control.protocol.PROTOCOL``, which a test checks it equals; an
 engine speaking another answers an error, and the full command line takes over)."""
@@ -54,14 +56,8 @@ class Request:
         return out
 
     def what(self) -> str:
-        """What the engine was asked to do, in ``tinyo.cli``'s words."""
-        if self.name == "inject":
-            return f"take in {self.arg!r}"
-        if self.name == "cancel":
-            return f"cancel run {int(self.arg or 0)}"
-        if self.name in ("pause", "resume"):
-            return f"{self.name} intake"
-        return f"{self.name} {self.arg}"
+        return describe(self.name, self.arg)
+
 
 
 def parse(argv: list[str]) -> Request | None:
@@ -98,7 +94,7 @@ def direct(argv: list[str]) -> int | None:
     request = parse(argv)
     if request is None:
         return None
-    line = f"asked the running engine to {request.what()}: it took the request\n"
+    line = took(request.what()) + "\n"
     try:
         line.encode(sys.stdout.encoding or "utf-8")  # a name the terminal cannot show: the full CLI's way
         sock, reader = _connect(request)

@@ -18,6 +18,7 @@ from .cli_service import send_command
 from .cli_support import add_command, db_for, debugging, fail, guard, load
 from .completion import complete_documents, complete_timers
 from .errors import StoreError
+from .request_words import describe, took
 
 
 def _send_request(path: str, kind: str, arg: str) -> bool:
@@ -44,7 +45,7 @@ def _request(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> No
     """Hand a request to a running engine, or run the engine now until the work is done."""
     path = db_for(recipe, db)
     if send_command(path, kind, arg):
-        typer.echo(f"asked the running engine to {what}: it took the request")
+        typer.echo(took(what))
         return
     if _send_request(path, kind, arg):
         typer.echo(f"asked the running engine to {what}; it picks the request up within a second")
@@ -59,7 +60,7 @@ def rerun(recipe: RecipeArg, target: Annotated[str, typer.Argument(
           downstream: Annotated[bool, typer.Option("--downstream", "-R", help="Also rerun everything downstream.")] = False,
           db: DbOpt = None) -> None:
     """Force a rerun of the DES producing TARGET, even if it is up to date."""
-    _request(recipe, db, "rerun_down" if downstream else "rerun", target, f"rerun {target}")
+    _request(recipe, db, "rerun_down" if downstream else "rerun", target, describe("rerun", target))
 
 
 @guard
@@ -71,7 +72,7 @@ def inject(recipe: RecipeArg, event: Annotated[str, typer.Argument(metavar="EVEN
     problem = name_problem(event)
     if problem is not None:
         fail(f"the event {event!r} {problem}")
-    _request(recipe, db, "inject", event, f"take in {event!r}")
+    _request(recipe, db, "inject", event, describe("inject", event))
 
 
 @guard
@@ -82,7 +83,7 @@ def fire(recipe: RecipeArg, timer: Annotated[str, typer.Argument(
     names = [t.name for t in load(recipe).config.timer_specs]
     if timer not in names:
         fail(f"no timer named {timer!r} in {recipe} (timers: {', '.join(names) or 'none'})")
-    _request(recipe, db, "fire", timer, f"fire {timer}")
+    _request(recipe, db, "fire", timer, describe("fire", timer))
 
 
 def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> None:
@@ -91,7 +92,7 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
 
     path = db_for(recipe, db)
     if send_command(path, kind, arg):
-        typer.echo(f"asked the running engine to {what}: it took the request")
+        typer.echo(took(what))
         return
     try:
         Store(path).close()  # took the lock: no engine is running
@@ -107,13 +108,13 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
 @guard
 def pause(recipe: RecipeArg, db: DbOpt = None) -> None:
     """Pause intake of the running engine: events are still stored, in order, and processed on resume."""
-    _to_running_engine(recipe, db, "pause", "", "pause intake")
+    _to_running_engine(recipe, db, "pause", "", describe("pause", None))
 
 
 @guard
 def resume(recipe: RecipeArg, db: DbOpt = None) -> None:
     """Resume intake of the running engine."""
-    _to_running_engine(recipe, db, "resume", "", "resume intake")
+    _to_running_engine(recipe, db, "resume", "", describe("resume", None))
 
 
 @guard
@@ -134,9 +135,9 @@ def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(
                 store.close()
         if problem is not None:
             fail(problem)
-        _to_running_engine(recipe, db, "cancel", str(run_id), f"cancel run {run_id}")
+        _to_running_engine(recipe, db, "cancel", str(run_id), describe("cancel", str(run_id)))
         return
-    typer.echo(f"asked the running engine to cancel run {run_id}: it took the request")
+    typer.echo(took(describe("cancel", str(run_id))))
 
 
 def register(app: typer.Typer) -> None:
