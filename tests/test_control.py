@@ -409,13 +409,16 @@ def test_a_client_that_stops_reading_misses_facts_while_the_engine_memory_stays_
     stalled.settimeout(20)
     reader = stalled.makefile("rb")
     missed = 0
-    watcher.command("inject", event="after-the-flood")
+    injected = False
     while True:
         line = reader.readline()
         assert line, "the engine dropped the slow client instead of telling it what it missed"
         message = decode(line.rstrip(b"\n"))
         if isinstance(message, Missed):
             missed += message.count
+            if not injected:  # it has read what waited for it: a live fact now has room (one sent before it
+                watcher.command("inject", event="after-the-flood")  # had none, and was missed too)
+                injected = True
         elif isinstance(message, Fact) and getattr(message.fact, "name", "") == "after-the-flood":
             break
     assert missed >= stalled_view["missed"] > 0  # told all of it, before the live facts went on
