@@ -1,7 +1,7 @@
 """Provides ``EventStream``, the bottom layer of the console's state: the event stream and the output pane.
 
 It keeps the newest rows of each (bounded deques), indexes the stream's rows by event id and name so
-later facts about an event (processed, a generator's error) update its row in place, and counts the
+later facts about an event (a generator's error, its DES) update its row in place, and counts the
 events received for the header's rate. The layers above (``state_documents``, ``state_work``) build on it.
 """
 
@@ -96,16 +96,10 @@ class EventStream:
         kind: RowKind = "timer" if e.source == "timer" else "event"
         # the time shown is when the event happened (was taken in), not when the generators saw it
         happened = e.taken if e.taken is not None else e.ts
-        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id))
+        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id,
+                                    des_count=e.des_count))
         ch.new_events += 1
         ch.header = True
-
-    def _on_processed(self, e: ev.EventProcessed, ch: Changes) -> None:
-        row = self._event_by_id.get(e.event_id)
-        if row is not None:
-            row.des_count = e.des_count
-            row.version += 1
-            ch.updated_events = True
 
     def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
         row = self._event_by_name.get(e.event)
