@@ -362,13 +362,12 @@ class Loop:
         flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
         stored = {item[0]: item for item in batch}
         emit, now = self.outbox.emit, self.clock.time()
-        marks = []
-        for emission in emissions:
+        for emission in emissions:  # the batch's events first, as they came, then what they made
             # one fact per event, once the generators have seen it: what it was and what came of it
             event_id, source, name, _, taken = stored[emission.event_id]
             emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
                                   len(emission.errors)))
-            marks.append(self.registration.apply_emission(emission, flush))
+        marks = [self.registration.apply_emission(emission, flush) for emission in emissions]
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
