@@ -4,7 +4,8 @@ The document DAG is not mirrored. The engine keeps the group counts the tree sho
 ``GroupsChanged``); documents and DES are cached only while they are on screen or recently heard of
 (``trim`` bounds them), and the tree asks the engine for the rest as it expands (``put_doc_info``,
 ``put_des_info``). It also keeps the header's counts of DES queued, running and failed, which follow
-the DES state changes. It builds on ``EventStream`` because a new DES is noted on its event's row.
+the DES state changes (``DESStateChanged``, and the moves a run's start and success tell: ``move_des``).
+It builds on ``EventStream`` because a new DES is noted on its event's row.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class DocumentCache(EventStream):
             ch.new_docs.add(e.name)
         doc.version = e.version
         if e.by not in ("event", "found"):
-            doc.producer = doc.producer or e.by  # made by the DES ``by``: its state change follows
+            doc.producer = doc.producer or e.by  # made by the DES ``by``: its run's OpFinished told its state
         elif doc.producer is None:
             self._set_doc_state(doc, "source", "", ch)
         ch.changed_docs.add(e.name)
