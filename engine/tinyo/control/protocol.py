@@ -124,9 +124,9 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 def queries() -> dict[str, Spec]:
     """The queries a client may ask, derived from the engine's typed queries (``tinyo.queries``): their
     names, and their arguments (the fields) with their types, defaults and bounds."""
-    from .. import queries
+    from .. import queries as typed
 
-    return queries.specs()
+    return typed.specs()
 
 
 @functools.cache
