@@ -131,8 +131,10 @@ def test_a_bad_query_is_refused_naming_the_query_and_the_argument_in_process_and
                     (q.Documents(limit=-1), "query documents: argument 'limit' must be 0..5000, got -1"),
                     (q.RecentOutput(limit=5001), "query output: argument 'limit' must be 0..5000, got 5001"),
                     (q.Explain(3), "query explain: argument 'name' must be str, got int"),  # type: ignore[arg-type]
-                    (q.DocInfos(("a", 2)), "query doc_infos: argument 'names' must be a list of str, got an item 2"),  # type: ignore[arg-type]
-                    (q.RunStatus(True), "query run_status: argument 'run_id' must be int, got bool"),  # type: ignore[arg-type]
+                    (q.DocInfos(("a", 2)),  # type: ignore[arg-type]
+                     "query doc_infos: argument 'names' must be a list of str, got an item 2"),
+                    (q.RunStatus(True),  # type: ignore[arg-type]
+                     "query run_status: argument 'run_id' must be int, got bool"),
                     ("stats", "not a query: 'stats'"),
                 ]:
                     for handle in (h.engine, remote):

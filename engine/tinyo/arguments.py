@@ -59,7 +59,8 @@ def field_spec(cls: type) -> Spec:
             for f in dataclasses.fields(cls)}
 
 
-def check(kind: str, name: str, spec: Spec | None, args: dict[str, Any], known: typing.Iterable[str] = ()) -> dict[str, Any]:
+def check(kind: str, name: str, spec: Spec | None, args: dict[str, Any],
+          known: typing.Iterable[str] = ()) -> dict[str, Any]:
     """The arguments of ``kind`` ``name`` (``spec``; None: no such one, ``known`` lists those there are),
     checked and completed with defaults; ArgumentError naming the request and the argument otherwise."""
     if spec is None:

@@ -318,12 +318,14 @@ class Asking:
     def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
         """Asked LIST_MAX names at a time: every name is answered, each answer stays bounded."""
         wanted = list(names)
-        return [info for i in range(0, len(wanted), LIST_MAX) for info in self.ask(DocInfos(tuple(wanted[i:i + LIST_MAX])))]
+        return [info for i in range(0, len(wanted), LIST_MAX)
+                for info in self.ask(DocInfos(tuple(wanted[i:i + LIST_MAX])))]
 
     def des_infos(self, ids: Iterable[str]) -> list[DESInfo]:
         """Asked LIST_MAX ids at a time (see ``doc_infos``)."""
         wanted = list(ids)
-        return [info for i in range(0, len(wanted), LIST_MAX) for info in self.ask(DESInfos(tuple(wanted[i:i + LIST_MAX])))]
+        return [info for i in range(0, len(wanted), LIST_MAX)
+                for info in self.ask(DESInfos(tuple(wanted[i:i + LIST_MAX])))]
 
     def find_documents(self, pattern: str | re.Pattern[str] | Callable[[str], Any], limit: int = 1,
                        regex: bool = False) -> list[str]:

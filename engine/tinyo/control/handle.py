@@ -2,11 +2,11 @@
 
 It answers the same calls as an in-process ``Engine`` (commands, queries with the same typed results,
 and a ``bus`` that carries the engine's facts), so a console or script written against one works
-against the other: ``subscribe`` is the bus, ``query`` the typed queries (``ask``, and the named calls of
-``queries.Asking``), ``command`` the command methods. On attach the bus first carries the engine's recent history, then the live facts; when
-this side read too slowly the engine says how many facts were missed, and the bus carries a
-``FactsMissed`` where they were lost (the caller asks its queries again). ``stop`` only detaches: the engine
-goes on; ``stop_engine`` is the explicit stop.
+against the other: ``subscribe`` is the bus, ``query`` the typed queries (``ask``, and the named calls
+of ``queries.Asking``), ``command`` the command methods. On attach the bus first carries the engine's
+recent history, then the live facts; when this side read too slowly the engine says how many facts
+were missed, and the bus carries a ``FactsMissed`` where they were lost (the caller asks its queries
+again). ``stop`` only detaches: the engine goes on; ``stop_engine`` is the explicit stop.
 
 With ``reattach``, an engine that stops or dies is waited for: the bus says so (an ``EngineState``
 "stopped" and a one-line notice), then the follow thread tries to connect every ``RETRY`` seconds until
