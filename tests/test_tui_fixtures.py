@@ -7,6 +7,7 @@ screenshots are byte-identical run after run. Pilot tests use the real engine in
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from tinyo import events as ev
 from tinyo.clock import ManualClock
+from tinyo.core.queries import name_matcher
 from tinyo.engine_state import DESInfo, DocInfo, EngineStats
 from tinyo.executors.base import WorkerInfo
 from tinyo.groups import DES_TO_DOC, Groups
@@ -66,6 +68,7 @@ class ScriptedEngine:
         self._run_id = 0
         self._docs: dict[str, int] = {}
         self._groups = Groups()
+        self._output: deque[ev.OpOutput] = deque(maxlen=1000)
         self._doc_states: dict[str, str] = {}
         self._producer: dict[str, str] = {}
         self._readers: dict[str, list[str]] = {}
@@ -135,8 +138,13 @@ class ScriptedEngine:
         names = sorted(n for n in self._doc_states if self._groups.key(n) == pattern)
         return self.doc_infos(names[offset:offset + limit])
 
-    def find_documents(self, match: Any, limit: int = 1) -> list[str]:
+    def find_documents(self, pattern: str, limit: int = 1, regex: bool = False) -> list[str]:
+        match = name_matcher(pattern, regex)  # the engine's own rule
         return [n for n in sorted(self._doc_states) if match(n)][:limit]
+
+    def recent_output(self, limit: int = 1000) -> list[ev.OpOutput]:
+        """The output lines published, as the engine keeps them (the last ``limit``)."""
+        return list(self._output)[-limit:] if limit else []
 
     def locate(self, name: str) -> tuple[str, int] | None:
         if name not in self._doc_states:
@@ -180,6 +188,8 @@ class ScriptedEngine:
         self.bus.publish(event)
         if isinstance(event, ev.WorkerChanged):  # what `workers` answers, as the engine's executor would
             self._workers[event.worker] = WorkerInfo(event.worker, event.pid, event.state, None, None, None, None)
+        elif isinstance(event, ev.OpOutput):
+            self._output.append(event)
         elif isinstance(event, ev.OpStarted):
             old = self._workers.get(event.worker)
             self._workers[event.worker] = WorkerInfo(event.worker, old.pid if old else None, "busy", event.run_id,

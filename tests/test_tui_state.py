@@ -182,3 +182,29 @@ def test_tree_stays_usable_with_100000_documents() -> None:
             assert len(app.state.docs) <= MAX_CACHED + 2 * PAGE
 
     asyncio.run(run())
+
+
+def _line(n: int) -> ev.OpOutput:
+    return ev.OpOutput(ts=float(n), run_id=1, des_id="d", op="o", worker="w", stream="stdout", line=f"l{n}", line_no=n)
+
+
+def test_the_output_lines_of_a_gap_go_in_their_place_once_each() -> None:
+    from tinyo_tui.state import Changes
+
+    state = ConsoleState()
+    # before the gap 1..3; 7 and 8 came after it but ahead of the console's "missed" marker (merged by time)
+    state.apply([_line(1), _line(2), _line(3), _line(7), _line(8)], Changes())
+    state.note("3 facts were missed", "info", 8.5)
+    ch = Changes()
+    assert state.merge_output([_line(n) for n in range(2, 10)], ch) == 4  # 4, 5, 6 and 9; not 2, 3, 7, 8
+    assert ch.reloaded
+    state.apply([_line(9), _line(10)], Changes())  # 9 was in the answer: shown once; 10 is new
+    shown = [row.line for row in state.output if row.kind == "stdout"]
+    assert shown == [f"l{n}" for n in range(1, 11)]
+    seqs = [row.seq for row in state.output]
+    assert seqs == sorted(seqs) and state.output[-1].line == "l10"
+    # a restarted engine numbers its lines from 1 again: they are its own, not those shown already
+    state.apply([ev.EngineState(ts=11.0, state="stopped")], Changes())
+    assert state.merge_output([_line(1), _line(2)], Changes()) == 2
+    state.apply([_line(2), _line(3)], Changes())
+    assert [row.line for row in state.output if row.kind == "stdout"][-4:] == ["l10", "l1", "l2", "l3"]

@@ -122,6 +122,7 @@ class WorkTracker(DocumentCache):
         ch.header = True
         if e.state == "stopped":
             self.lose_running(e.ts, ch)
+            self.forget_line_numbers()
 
     def lose_running(self, ts: float, ch: Changes) -> None:
         """The engine stopped or died: nothing it ran runs any more. What was last known running shows

@@ -140,6 +140,9 @@ class OpOutput(BusEvent):
     worker: str
     stream: Literal["stdout", "stderr"]
     line: str
+    line_no: int = 0
+    """This engine's count of output lines so far (1 for its first; 0: not counted): a console that missed
+    some lines asks for the recent ones (``queries.RecentOutput``) and knows by it which it has."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,7 @@ class Loop:
         self.commands = Commands(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
                                self.touched, {t.name for t in self.timers})
         self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
-                               self.runbook, self.inflow, clock)
+                               self.runbook, self.inflow, clock, lambda: self.executor)
         self.generators = GeneratorRunner(recipe.roots, config.generator_timeout)
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
         self.own_messages: deque[Message] = deque()

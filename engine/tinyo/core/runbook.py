@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from .registration import Registration
 
 
+RECENT_OUTPUT = 1000
+"""Output lines kept in memory for a console that missed some."""
+
+
 def retry_delay(attempt: int, first: float, most: float) -> float:
     """Seconds to wait before running again a run that failed at ``attempt`` (1 = the first run): the
     first delay doubled per attempt, never more than ``most``."""
@@ -61,6 +65,10 @@ class RunBook:
         self.told: dict[str, str] = {}
         """DES whose new state a run fact of this cycle told (OpStarted: running, OpFinished: ok): dispatch
         tells no state fact beside it, unless the DES ends the cycle in another state (it takes them)."""
+        self.recent_output: deque[ev.OpOutput] = deque(maxlen=RECENT_OUTPUT)
+        """The last output lines printed (what a console that missed some asks for again)."""
+        self.lines_printed = 0
+        """Output lines printed in this engine's lifetime (each line's ``line_no``)."""
         self._cancel_intent: dict[int, str] = {}
         self._failing_workers: set[str] = set()
 
@@ -96,8 +104,11 @@ class RunBook:
             stream, line = payload
             if run is not None:
                 run.add_output(line if stream == "stdout" else f"[stderr] {line}")
-            self.outbox.emit(ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
-                                         stream, line))
+            self.lines_printed += 1
+            output = ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
+                                 stream, line, self.lines_printed)
+            self.recent_output.append(output)
+            self.outbox.emit(output)
         elif kind == "metric":
             fields = dict(payload)
             fields.pop("run_id", None)
