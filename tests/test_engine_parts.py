@@ -288,3 +288,17 @@ def test_each_state_change_of_a_des_is_told_once(parts):
     facts = _cycle(loop)
     assert facts == [("op_started",), ("op_failed",), ("des_state", "retry", "running")]
     assert loop.runbook.told == {}
+
+
+def test_a_run_reported_done_without_its_start_is_told_running_first(parts):
+    """A run whose start was never reported (one an executor held across a restart and reports finished):
+    its DES was last told queued, so a state fact moves it to running before OpFinished tells ok, and a
+    reader applying the run facts' moves (queued -> running -> ok) counts it right."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _cycle(loop)
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("des_state", "running", "queued"), ("op_finished",), ("document_updated",)]
+    assert loop.graph.nodes[des.id].state == "ok"
