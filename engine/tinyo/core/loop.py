@@ -9,7 +9,6 @@ and only then release the cycle's facts on the bus (so the bus never announces w
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -321,9 +320,7 @@ class Loop:
 
     def _handle(self, item: Message) -> None:
         if isinstance(item, WorkerReports):
-            on_message = self.runbook.on_message
-            for kind, run_id, payload in item.messages:
-                on_message(item.worker, kind, run_id, payload)
+            self.runbook.on_reports(item.worker, item.messages)
         elif isinstance(item, WorkerLost):
             self.runbook.on_lost(item)
         elif isinstance(item, Requeue):
@@ -348,7 +345,8 @@ class Loop:
             return
         self._processed += len(batch)
         now = self.clock.time()
-        self.documents.prefetch_files([name for _, _, name, *_ in batch if os.path.isabs(name)])
+        self.documents.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
+        self.documents.begin_batch()
         for event_id, source, name, state, taken in batch:
             self.outbox.emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
             self.documents.from_event(name, state)
@@ -359,10 +357,13 @@ class Loop:
     def _apply_batch(self, batch: list[Stored], emissions: list[Emission], hung: Hung | None) -> None:
         """Register what the generators emitted for a batch (and, if one hung, report it and put the events
         after it back at the front of the backlog)."""
-        self.registration.prefetch(emissions)
+        registration = self.registration
+        registration.prefetch(emissions)
+        registration.begin_batch()
+        self.documents.begin_batch()
         done_ids = {e.event_id for e in emissions}
         flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
-        marks = [self.registration.apply_emission(emission, flush) for emission in emissions]
+        marks = [registration.apply_emission(emission, flush) for emission in emissions]
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
@@ -370,8 +371,9 @@ class Loop:
             marks.append(("error", f"generator {generator} hung", event_id))
             done_ids.add(event_id)
             self.inflow.put_back([item for item in batch if item[0] not in done_ids])
-        self.store.mark_events(marks)
+        registration.end_batch()
         self.documents.end_batch()
+        self.store.mark_events(marks)
 
     def _take_over(self, batch: list[Stored], done: list[Emission], hung: Hung) -> None:
         """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
@@ -407,6 +409,9 @@ class Loop:
         self._update_idle()
 
     def _commit_and_publish(self, tasks: list[Task]) -> None:
+        # rows a batch still holds go with this commit: the facts released below may speak of them
+        self.registration.write_batch()
+        self.documents.write_batch()
         config = self.config
         if (config.retention_events or config.retention_runs) and self._processed - self._since_prune >= 500:
             self._since_prune = self._processed
