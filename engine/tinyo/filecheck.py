@@ -117,8 +117,13 @@ class FileChecks:
             node = nodes.get(des_id)
             if node is None or node.trace is None or node.status is not None or node.failed_state is not None:
                 continue
-            if not any(t[:1] == "/" for t in node.targs) or node.trace != self.graph.current(node):
-                continue  # no file target, or stale anyway
+            for t in node.targs:
+                if t[:1] == "/":
+                    break
+            else:
+                continue  # no file target (this runs for every DES touched: no generator made per DES)
+            if node.trace != self.graph.current(node):
+                continue  # stale anyway
             hit = False
             for targ in node.targs:
                 if targ[:1] == "/" and targ not in self.graph.drifted:

@@ -98,7 +98,7 @@ class Documents:
         old = graph.versions.get(name) or graph.version(name)
         version = (old or 0) + 1
         self.touched.extend(graph.advance(name, version))
-        if old is None:
+        if old is None and source is not False:
             self._first_version(name, source)
         now = self.clock.time()
         self._put((name, version, None, None, None, now, by))
@@ -119,7 +119,7 @@ class Documents:
         version = graph.versions.get(path) or graph.version(path)
         now = self.clock.time()
         if changed or version is None:
-            if version is None:
+            if version is None and source is not False:
                 self._first_version(path, source)
             version = (version or 0) + 1
             self.touched.extend(graph.advance(path, version))

@@ -189,8 +189,12 @@ class Registration:
         """A DES is up to date: its ops are reloaded from the store if it runs again (unless they live
         only in memory)."""
         ops = self.ops.get(des_id)
-        if ops is not None and not any(ref.startswith("<memory>") for ref, _ in ops):
-            del self.ops[des_id]
+        if ops is None:
+            return
+        for ref, _ in ops:
+            if ref[:8] == "<memory>":
+                return
+        del self.ops[des_id]
 
     def trim(self) -> None:
         """After the graph evicted DES from memory: drop their ops too."""
