@@ -186,3 +186,32 @@ def test_a_queued_des_whose_upstream_became_pending_runs_after_it_once(make_loop
     assert last.des_id == second
     assert loop.runbook.open[last.run_id].dep_versions == {"mid": 2}, "it runs on what first made the second time"
     assert _take(loop) == []
+
+
+def test_a_settles_group_moves_together_count_as_the_same_moves_one_by_one():
+    """Groups moved per settle (names, old, new) end with the counts ``move`` gives name by name, including
+    a count taken to zero (dropped) and a name whose group is not counted (ignored)."""
+    import random
+
+    from tinyo.groups import DOC_STATES, Groups
+
+    rng = random.Random(7)
+    names = [f"print.{i}" for i in range(30)] + [f"/d/fact_{i}.csv" for i in range(30)] + ["lonely"]
+    one_by_one, together = Groups(), Groups()
+    for groups in (one_by_one, together):
+        for name in names[:-1]:
+            groups.join(name, "never built")
+    now = {name: "never built" for name in names}
+    for _ in range(40):
+        settle: list[tuple[list[str], str, str]] = []
+        for name in rng.sample(names, 8):
+            new = rng.choice(DOC_STATES)
+            settle.append(([name], now[name], new))
+            now[name] = new
+        for moved, old, new in settle:
+            for name in moved:
+                one_by_one.move(name, old, new)
+        together.move_many(settle)
+        assert together.take_touched() == one_by_one.take_touched()
+    assert together.summaries() == one_by_one.summaries()
+    assert sum(n for s in together.summaries() for _, n in s.states) == len(names) - 1

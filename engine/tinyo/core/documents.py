@@ -223,12 +223,8 @@ class Documents:
     def des_moved(self, moves: list[tuple[tuple[str, ...] | frozenset[str], str, str]]) -> None:
         """DES changed state, as (targets, old state, new state): their targets move between their groups'
         counts (the moves of one settle, together)."""
-        to_doc, move = DES_TO_DOC, self.groups.move
-        for targs, old, new in moves:
-            old_doc, new_doc = to_doc[old], to_doc[new]
-            if old_doc != new_doc:
-                for targ in targs:
-                    move(targ, old_doc, new_doc)
+        to_doc = DES_TO_DOC
+        self.groups.move_many([(targs, to_doc[old], to_doc[new]) for targs, old, new in moves])
 
     def load_groups(self, hot: Callable[[str], Node | None]) -> None:
         """Count every stored document in its group (at start-up; ``hot``: the DES in memory)."""
