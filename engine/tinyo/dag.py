@@ -221,12 +221,6 @@ class Graph:
             present = self.backing.existing_des(ask) if ask else set()
             self._absent = {i for i in ids if i not in present}
 
-    def upstream_blocking(self, doc: str) -> Node | None:
-        """The producer of ``doc`` if it blocks its readers (only DES in memory can)."""
-        owner = self.producer_of(doc)
-        up = self.nodes.get(owner) if owner is not None else None
-        return up if up is not None and up.blocking else None
-
     def run_versions(self, node: Node) -> dict[str, int] | None:
         """The dep versions a run of ``node`` starting now reads, or None if an upstream DES blocks it now
         (one pass over the deps; ``{}`` when a dep has no version: no trace to record)."""
@@ -327,13 +321,6 @@ class Graph:
                         frontier.append(cid)
         return order
 
-    def consumers_of(self, node: Node) -> list[str]:
-        """Ids of the DES that read any target of ``node``."""
-        out: list[str] = []
-        for targ in node.targs:
-            out.extend(self.readers(targ))
-        return out
-
     # ------------------------------------------------------------ versions
     def set_version(self, doc: str, version: int) -> list[str]:
         """Record a document's version; return the DES to re-evaluate (its consumers)."""
@@ -351,9 +338,6 @@ class Graph:
     def current(self, node: Node) -> dict[str, int]:
         """The dep versions now (only meaningful when every dep has one)."""
         return {d: self.version(d) or 0 for d in node.deps}
-
-    def has_all_versions(self, node: Node) -> bool:
-        return all(self.version(d) is not None for d in node.deps)
 
     # ------------------------------------------------------------ memory
     def evict(self, keep: Iterable[str] = ()) -> int:

@@ -480,6 +480,8 @@ class Loop:
             if self.fatal is None:
                 while self.inflow.waiting():
                     self._store_intake()  # files reported just before the watcher was asked to stop
+            self.registration.write_batch()  # rows of a batch a failure left open: as written before it
+            self.documents.write_batch()
             interrupted = self.runbook.interrupt_open(detached)
             self.store.commit()
         except StoreError as exc:
