@@ -216,7 +216,10 @@ class Documents:
                 self.join(targ, "never built")
             else:
                 self.groups.move(targ, before, "never built")
+        versions, producer = self.graph.versions, self.graph.producer
         for dep in node.deps:
+            if versions.get(dep) or producer.get(dep):
+                continue  # versioned or produced: counted already (a dep of a new DES mostly is)
             if self.state_of(dep) is None:
                 self.join(dep, "missing")
 
