@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from stat import S_ISREG
 from datetime import datetime
 
 from typing import TYPE_CHECKING
@@ -27,13 +28,7 @@ def stat_file(path: str) -> os.stat_result | None:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
-    return st if _is_regular(st) else None
-
-
-def _is_regular(st: os.stat_result) -> bool:
-    import stat as stat_mod
-
-    return stat_mod.S_ISREG(st.st_mode)
+    return st if S_ISREG(st.st_mode) else None
 
 
 READ_CHUNK = 1 << 20

@@ -71,8 +71,39 @@ class RunBook:
         """Output lines printed in this engine's lifetime (each line's ``line_no``)."""
         self._cancel_intent: dict[int, str] = {}
         self._failing_workers: set[str] = set()
+        self._rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+        """While a batch of reports is taken in: its finished-run rows and DES updates, written at its end."""
 
     # ------------------------------------------------------------ reports from the executor
+    def on_reports(self, worker: str, messages: list[tuple[str, int, Any]]) -> None:
+        """One worker's messages, in the order it sent them (the executor hands them over in batches): the
+        rows of the runs that end among them are written together."""
+        self._rows = finished, updated = [], []
+        self.documents.begin_batch()
+        try:
+            on_message = self.on_message
+            for kind, run_id, payload in messages:
+                on_message(worker, kind, run_id, payload)
+        finally:
+            self._rows = None
+            if finished:
+                self.store.finish_runs(finished)
+            if updated:
+                self.store.update_des(updated)
+            self.documents.end_batch()
+
+    def _write(self, finished: tuple[Any, ...], updated: tuple[Any, ...] | None) -> None:
+        """A run's final row and its DES's new state: now, or with the rest of the batch of reports."""
+        rows = self._rows
+        if rows is not None:
+            rows[0].append(finished)
+            if updated is not None:
+                rows[1].append(updated)
+            return
+        self.store.finish_runs([finished])
+        if updated is not None:
+            self.store.update_des([updated])
+
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
         run = self.open.get(run_id)
@@ -152,33 +183,34 @@ class RunBook:
     def finish_ok(self, run: OpenRun, result: str | None, duration: float) -> None:
         node = self.graph.nodes.get(run.des_id)
         self.open.pop(run.run_id, None)
-        now = self.clock.time()
         if node is None:
             return
         targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
-        missing = [t for t in targs if t[:1] == "/" and stat_file(t) is None]
-        if missing:
-            self.finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
-                               duration)
-            return
-        self.store.finish_runs([self._finish_row(run, "ok", now, None, None, result)])
+        for targ in targs:
+            if targ[:1] == "/" and stat_file(targ) is None:
+                self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
+                                   duration)
+                return
+        now = self.clock.time()
+        des_id = node.id
+        trace = node.trace = dict(run.dep_versions)
         node.status = None
         node.forced = False
         node.failed_state = None
         node.failed_trace = None
-        node.trace = dict(run.dep_versions)
-        self.attempts.pop(node.id, None)
-        self.registration.release(node.id)
+        self._write(self._finish_row(run, "ok", now, None, None, result), ("ok", trace, None, False, des_id))
+        self.attempts.pop(des_id, None)
+        self.registration.release(des_id)
         self._run_tells(node, ev.OpFinished, now)
-        self.outbox.emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
+        self.outbox.emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result))
+        documents = self.documents
         for targ in targs:
             if targ[:1] == "/":
-                self.documents.refresh_file(targ, by=node.id)
+                documents.refresh_file(targ, by=des_id, source=False)
                 self.graph.drifted.pop(targ, None)
             else:
-                self.documents.bump(targ, by=node.id)
-        self.store.update_des([("ok", node.trace, None, False, node.id)])
-        self.touched.append(node.id)
+                documents.bump(targ, by=des_id, source=False)
+        self.touched.append(des_id)
 
     def finish_failed(self, run: OpenRun, error: str, tb: str | None, duration: float,
                       cause: str | None = None) -> None:
@@ -186,8 +218,9 @@ class RunBook:
         self.open.pop(run.run_id, None)
         now = self.clock.time()
         status = "cancelled" if cause == "cancel" else "failed"
-        self.store.finish_runs([self._finish_row(run, status, now, error, tb, None)])
+        finished = self._finish_row(run, status, now, error, tb, None)
         if node is None:
+            self._write(finished, None)
             return
         node.status = None
         retry_in: float | None = None
@@ -198,14 +231,14 @@ class RunBook:
             node.status = "retry"
             node.reason = f"retry {run.attempt + 1} of {config.retries + 1} in {retry_in:g}s after: {error}"
             heapq.heappush(self.retries, (self.clock.monotonic() + retry_in, node.id))
-            self.store.update_des([("retry", node.trace, node.failed_trace, node.forced, run.attempt + 1, node.id)])
+            self._write(finished, ("retry", node.trace, node.failed_trace, node.forced, run.attempt + 1, node.id))
         else:
             self.attempts.pop(node.id, None)
             node.failed_state = status  # type: ignore[assignment]
             node.failed_trace = dict(run.dep_versions)
             node.error = error
             node.forced = False
-            self.store.update_des([(status, node.trace, node.failed_trace, False, node.id)])
+            self._write(finished, (status, node.trace, node.failed_trace, False, node.id))
             if status == "failed":
                 self.failures += 1
         if status == "cancelled":
