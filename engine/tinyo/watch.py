@@ -23,7 +23,6 @@ import os
 import re
 import signal
 import stat as stat_mod
-import subprocess
 import sys
 import threading
 import time
@@ -32,13 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .children import child_env
-from .control.paths import socket_path
 from .errors import WatchError
-from .intake import FileState
 from .watch_events import file_handler, file_observer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the watcher process imports this module: it needs neither these nor the engine's modules
+    import subprocess
     from multiprocessing.connection import Connection
+
+    from .intake import FileState
 
     from watchdog.observers import Observer
 
@@ -257,6 +257,8 @@ def open_for_writing(path: str) -> bool | None:
 def state_files(state_path: str) -> list[str]:
     """The state file's own files and its control socket: never events, though they may sit in a watched
     folder."""
+    from .control.paths import socket_path
+
     ignore = [state_path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
     ignore.append(str(socket_path(state_path)))
     return ignore
@@ -344,6 +346,7 @@ class WatcherProcess:
 
     def spawn(self) -> None:
         """Start the process; nothing it reports is read until :meth:`listen`."""
+        import subprocess
         from multiprocessing.connection import Connection
 
         cmd_r, cmd_w = os.pipe()
@@ -378,6 +381,8 @@ class WatcherProcess:
         self.wait_ready()
 
     def _read_loop(self) -> None:
+        from .intake import FileState
+
         events = self._events
         assert events is not None
         while True:
@@ -449,6 +454,8 @@ class WatcherProcess:
         self.ask_stop()
         process = self._process
         if process is not None:
+            import subprocess
+
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
