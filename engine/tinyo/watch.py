@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from .children import child_env
 from .errors import WatchError
+from .pipe import Pipe
 from .watch_events import file_handler, file_observer
 
 if TYPE_CHECKING:  # the watcher process imports this module: it needs neither these nor the engine's modules
     import subprocess
-    from multiprocessing.connection import Connection
 
     from .intake import FileState
 
@@ -317,8 +317,8 @@ class WatcherProcess:
         self.ignore = {str(Path(p).resolve()) for p in ignore}
         self.use_hash = use_hash
         self._process: subprocess.Popen[bytes] | None = None
-        self._commands: Connection | None = None
-        self._events: Connection | None = None
+        self._commands: Pipe | None = None
+        self._events: Pipe | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
         self.error: str | None = None
@@ -347,7 +347,6 @@ class WatcherProcess:
     def spawn(self) -> None:
         """Start the process; nothing it reports is read until :meth:`listen`."""
         import subprocess
-        from multiprocessing.connection import Connection
 
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -361,8 +360,8 @@ class WatcherProcess:
         finally:
             os.close(cmd_r)
             os.close(out_w)
-        self._commands = Connection(cmd_w, readable=False, writable=True)
-        self._events = Connection(out_r, readable=True, writable=False)
+        self._commands = Pipe(cmd_w)
+        self._events = Pipe(out_r)
 
     def listen(self) -> None:
         """Read what the process reports, on a thread of its own, calling back with it."""

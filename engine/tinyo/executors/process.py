@@ -19,9 +19,7 @@ waits behind a long one while another worker is idle.
 from __future__ import annotations
 
 import json
-import multiprocessing.connection
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -29,9 +27,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any, Literal
 
+from .. import pipe
 from ..children import child_env
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
@@ -149,10 +147,7 @@ class ProcessExecutor:
         for name, batch in batches.items():
             worker = by_name[name]
             try:
-                # plain pickle (what the worker's recv loads): Connection.send builds a ForkingPickler, and a
-                # copy of its dispatch table, per message
-                message = ("run", [task.wire() for task in batch])
-                worker.task_conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+                worker.task_conn.send(("run", [task.wire() for task in batch]))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
 
@@ -245,7 +240,7 @@ class ProcessExecutor:
                 until = max(0.0, min(respawns) - time.monotonic())
                 timeout = until if timeout is None else min(timeout, until)
             try:
-                ready = multiprocessing.connection.wait([*conns, *stdio, self._wake_r], timeout)
+                ready = pipe.wait([*conns, *stdio, self._wake_r], timeout)
             except OSError:
                 if self._closing:
                     return
@@ -456,8 +451,8 @@ def _popen(worker: _Worker, recipe_path: str) -> None:
         for fd in (task_r, res_w, out_w):
             os.close(fd)
     worker.process, worker.pid = process, process.pid
-    worker.task_conn = Connection(task_w, readable=False, writable=True)
-    worker.result_conn = Connection(res_r, readable=True, writable=False)
+    worker.task_conn = pipe.Pipe(task_w)
+    worker.result_conn = pipe.Pipe(res_r)
     os.set_blocking(out_r, False)
     worker.stdio = out_r
     worker.partial = b""
