@@ -135,3 +135,19 @@ def test_a_bounded_run_waiting_for_more_events_sleeps_instead_of_polling(tmp_pat
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_waiting_for_a_helper_process_returns_its_exit_status_as_soon_as_it_ends():
+    from tinyo.children import wait_exit
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"])
+    try:
+        assert wait_exit(proc, 0.01) is None  # still running: no status, and it is not reaped
+        assert proc.returncode is None
+        assert wait_exit(proc, 30) == 3
+        assert proc.returncode == 3  # reaped
+        assert wait_exit(proc, 0) == 3  # once reaped, its status again
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

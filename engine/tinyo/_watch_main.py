@@ -153,24 +153,25 @@ def main(argv: list[str]) -> int:
 def _serve(commands: Pipe, sender: _Sender, watcher: FileWatcher) -> int:
     replaced = False
     next_check = time.monotonic() + ROOTS_CHECK
-    while True:
-        if commands.poll(max(0.0, next_check - time.monotonic())):
-            try:
-                message = commands.recv()
-            except (EOFError, OSError):
-                break  # the engine is gone
-            if message[0] == "stop":
-                break
-            if message[0] == "settle":
-                watcher.settle(message[1])
-        if time.monotonic() >= next_check:
-            next_check = time.monotonic() + ROOTS_CHECK
-            if not replaced and watcher.roots_changed():
-                replaced = True  # said once: the engine starts a new watcher
-                sender.send(("replaced",))
-    # the process ends now, its watches and threads (daemons) with it, without stopping them one by one (watchdog
-    # takes up to a few tens of ms, which the engine's stop waited for): the engine reads nothing from the moment
-    # it asks for the stop, and a gone engine reads nothing at all
+    try:
+        while True:
+            if commands.poll(max(0.0, next_check - time.monotonic())):
+                try:
+                    message = commands.recv()
+                except (EOFError, OSError):
+                    break  # the engine is gone
+                if message[0] == "stop":
+                    break
+                if message[0] == "settle":
+                    watcher.settle(message[1])
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + ROOTS_CHECK
+                if not replaced and watcher.roots_changed():
+                    replaced = True  # said once: the engine starts a new watcher
+                    sender.send(("replaced",))
+    finally:
+        watcher.stop()
+        sender.close()
     return 0
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .children import child_env
+from .children import child_env, wait_exit
 from .errors import WatchError
 from .pipe import Pipe
 from .watch_events import file_handler, file_observer
@@ -452,14 +452,9 @@ class WatcherProcess:
         reported."""
         self.ask_stop()
         process = self._process
-        if process is not None:
-            import subprocess
-
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None and wait_exit(process, 5) is None:
+            process.kill()
+            process.wait()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
         if self._events is not None:

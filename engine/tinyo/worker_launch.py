@@ -15,7 +15,7 @@ import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from .children import child_env
+from .children import child_env, wait_exit
 from .pipe import Pipe
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ def dismiss_workers(workers: list[Worker]) -> None:
             os.close(worker.stdio)
             worker.stdio = None
     for worker in workers:
-        try:
-            worker.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
+        if wait_exit(worker.process, 2) is None:
             worker.process.kill()
             worker.process.wait()
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from .. import pipe
+from ..children import wait_exit
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
 from ..worker_launch import Worker as _Worker
@@ -359,9 +360,7 @@ class ProcessExecutor:
                 except (OSError, ValueError):
                     w.process.kill()
         for w in workers:
-            try:
-                w.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+            if wait_exit(w.process, 2) is None:
                 w.process.kill()
                 w.process.wait(timeout=2)
         self._wake()
