@@ -6,8 +6,8 @@ from an unwatched folder, which the kernel reports as a create) is reported ``de
 appeared, once no process has it open for writing: the kernel grants a read lease only then. Only where
 that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
 seconds: a hard link (its link count is over 1: the writes may go through its other name), a file whose
-lease the watcher may not ask for (another user's, without CAP_LEASE), and files a scan hands over
-(``settle``). Only these event types are asked for (not every write's "modified"), which
+lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands over
+(``settle``: written moments before the scan) that is open for writing when the scan finds it. Only these event types are asked for (not every write's "modified"), which
 keeps the kernel queue from overflowing under bursts; when it overflows anyway (watchdog only logs
 it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
 by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
@@ -133,9 +133,14 @@ class FileWatcher:
         self.on_file(path)
 
     def settle(self, path: str) -> None:
-        """Report ``path`` once its size and mtime stay the same for ``debounce`` seconds (or at once on
-        its close): for files found by a scan that may still be being written."""
-        self._touch(path, created=False)
+        """Report ``path``, found by a scan moments after it was written, once it is complete: at once when no
+        process has it open for writing (the kernel grants a read lease; a file with one name), else at its
+        close, or once its size and mtime stay the same for ``debounce`` seconds where that cannot be told.
+        (The folders are watched before a scan, so a writer's close is seen.)"""
+        if _signature(path, created=True) is _COMPLETE:
+            self._complete(path)
+        else:
+            self._touch(path, created=False)
 
     def _touch(self, path: str, created: bool = True) -> None:
         if not self._wanted(path):
