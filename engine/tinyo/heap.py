@@ -4,7 +4,7 @@ The engine keeps state per file for a while (its graph nodes, cached file states
 are committed and evicted, so a burst grows the young generation steadily: with Python's default first
 threshold (700 allocations) a 10,000-file burst ran some 300 young collections and a few full ones,
 each full one walking every object the modules and the recipe made at start (about 20,000). Measured
-with ``gc.callbacks`` on the engine's process over ``bench_engine.py --only burst_tmpfs``: about 95 ms
+with ``gc.callbacks`` on the engine's process over ``bench_engine.py --only burst_tmpfs``: 87 to 101 ms
 of collection (some 9 us per file), 15 ms with the settings below.
 """
 
