@@ -153,7 +153,8 @@ def test_waiting_for_a_helper_process_returns_its_exit_status_as_soon_as_it_ends
             proc.wait()
 
 
-def test_a_complete_file_written_just_before_the_start_is_taken_in_without_waiting_for_it_to_stay_quiet(tmp_path, inbox):
+def test_a_complete_file_written_just_before_the_start_is_taken_in_without_waiting_for_it_to_stay_quiet(tmp_path,
+                                                                                                    inbox):
     # the start-up scan finds it written moments ago; nobody has it open for writing, so it is complete: it is
     # not held back for `debounce` seconds of quiet (here longer than this test would wait)
     recipe = write_recipe(tmp_path, RECIPE.replace("max_workers=2)", "max_workers=2, debounce=120)"),

@@ -7,8 +7,9 @@ appeared, once no process has it open for writing: the kernel grants a read leas
 that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
 seconds: a hard link (its link count is over 1: the writes may go through its other name), a file whose
 lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands over
-(``settle``: written moments before the scan) that is open for writing when the scan finds it. Only these event types are asked for (not every write's "modified"), which
-keeps the kernel queue from overflowing under bursts; when it overflows anyway (watchdog only logs
+(``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
+these event types are asked for (not every write's "modified"), which keeps the kernel queue from
+overflowing under bursts; when it overflows anyway (watchdog only logs
 it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
 by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
 """
