@@ -61,7 +61,7 @@ def noop(_: Any = None) -> None:
 # ====================================================================== harness
 
 
-_RECORDED = frozenset({ev.OpFinished, ev.OpStarted, ev.DESRegistered, ev.EventProcessed, ev.OpFailed, ev.OpCancelled,
+_RECORDED = frozenset({ev.OpFinished, ev.OpStarted, ev.DESRegistered, ev.EventReceived, ev.OpFailed, ev.OpCancelled,
                        ev.EngineNotice, ev.GeneratorError})
 """The fact types the collector records (see ``Collector.__call__``)."""
 
@@ -94,7 +94,7 @@ class Collector:
             self.started.append((time.time(), e.ts, e.run_id, e.des_id, e.targs))
         elif t is ev.DESRegistered:
             self.registered += 1
-        elif t is ev.EventProcessed:
+        elif t is ev.EventReceived:
             self.processed += 1
             self.last_processed_at = time.time()
             self._check()

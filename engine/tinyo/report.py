@@ -44,7 +44,7 @@ _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
 _PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
                       ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})
 """Facts with a line in the text log (besides DESRegistered unless restored, and a worker's death)."""
-_VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued})
+_VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated})
 """Facts with a line only in the verbose text log."""
 
 
@@ -337,7 +337,7 @@ class TextReporter(_Batcher):
             return [self._stamp(ts, event.level if event.level != "info" else "note", style) + p(event.message)]
         if isinstance(event, ev.WorkerChanged) and event.state == "dead":
             return [self._stamp(ts, "worker", "red") + p(event.detail)]
-        if self.verbose and isinstance(event, (ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued)):
+        if self.verbose and isinstance(event, (ev.DESStateChanged, ev.DocumentUpdated)):
             return [self._stamp(ts, event.kind[:7], "dim") + p(json.dumps(event.to_json(), default=str))]
         return []
 

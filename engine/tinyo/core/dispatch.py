@@ -62,6 +62,7 @@ class Dispatch:
         now = self.clock.time()
         emit = self.outbox.emit
         failed, des_moved = self.failed, self.documents.des_moved
+        told = self.runbook.told  # DES whose state this cycle's run facts told (started: running, finished: ok)
         queued = set(ready)
         changed_ids = {node.id for node in changed} if ready else set()
         for node in changed:
@@ -69,9 +70,12 @@ class Dispatch:
                 failed.add(node.id)
             else:
                 failed.discard(node.id)
-            if node.id not in queued:  # a DES queued below moves its documents once, from where they were
-                des_moved(node, node.was, node.state)
-            emit(ev.DESStateChanged(now, node.id, node.state, node.reason, node.was, node.targs))
+            if node.id in queued:
+                continue  # told once below, as queued (its reason says why it runs), not stale then queued
+            des_moved(node, node.was, node.state)
+            said = told.pop(node.id, None)
+            if said != node.state:
+                emit(ev.DESStateChanged(now, node.id, node.state, node.reason, said or node.was, node.targs))
         nodes, waiting = self.graph.nodes, self.ready
         for des_id in ready:
             node = nodes[des_id]
@@ -80,9 +84,15 @@ class Dispatch:
             was, node.state = node.state, "queued"
             node.reason = f"queued: {reason}"
             waiting.append(des_id)
-            des_moved(node, node.was if des_id in changed_ids else was, "queued")
-            emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
-            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
+            before = node.was if des_id in changed_ids else was
+            des_moved(node, before, "queued")
+            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, told.pop(des_id, None) or before, node.targs))
+        if told:
+            for des_id, said in told.items():  # a run fact told a state its DES has left since, unseen here
+                node = nodes.get(des_id)
+                if node is not None and node.state != said:
+                    emit(ev.DESStateChanged(now, des_id, node.state, node.reason, said, node.targs))
+            told.clear()
 
     def take(self, slots: int) -> list[Task]:
         """Up to ``slots`` tasks: runs given back first, then new runs of ready DES (recorded as queued)."""

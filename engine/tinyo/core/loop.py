@@ -87,7 +87,7 @@ class Loop:
         self.commands = Commands(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
                                self.touched, {t.name for t in self.timers})
         self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
-                               self.runbook, self.inflow, clock)
+                               self.runbook, self.inflow, clock, lambda: self.executor)
         self.generators = GeneratorRunner(recipe.roots, config.generator_timeout)
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
         self.own_messages: deque[Message] = deque()
@@ -347,10 +347,8 @@ class Loop:
         if not batch:
             return
         self._processed += len(batch)
-        now = self.clock.time()
         self.documents.prefetch_files([name for _, _, name, *_ in batch if os.path.isabs(name)])
-        for event_id, source, name, state, taken in batch:
-            self.outbox.emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
+        for _, _, name, state, _ in batch:
             self.documents.from_event(name, state)
         events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
@@ -362,10 +360,20 @@ class Loop:
         self.registration.prefetch(emissions)
         done_ids = {e.event_id for e in emissions}
         flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
+        stored = {item[0]: item for item in batch}
+        emit, now = self.outbox.emit, self.clock.time()
+        for emission in emissions:  # the batch's events first, as they came, then what they made
+            # one fact per event, once the generators have seen it: what it was and what came of it
+            event_id, source, name, _, taken = stored[emission.event_id]
+            emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
+                                  len(emission.errors)))
         marks = [self.registration.apply_emission(emission, flush) for emission in emissions]
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
+            if event_id in stored:
+                _, source, name, _, taken = stored[event_id]
+                emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
             self.outbox.emit(ev.GeneratorError(self.clock.time(), generator, given, message, ""))
             marks.append(("error", f"generator {generator} hung", event_id))
             done_ids.add(event_id)

@@ -91,8 +91,6 @@ class Registration:
             self.register(des, generator, given, emission.event)
             if index % REGISTER_SLICE == 0:
                 flush()  # a huge emission: start dispatching what is ready instead of registering all first
-        self.outbox.emit(ev.EventProcessed(now, emission.event_id, emission.event, len(emission.des),
-                                           len(emission.errors)))
         status = "error" if emission.errors else "done"
         detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
         return status, detail, emission.event_id

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
 from ..clock import Clock
-from ..dag import Graph
+from ..dag import Graph, Node
 from ..engine_state import OpenRun
 from ..intake import stat_file
 from ..messages import WorkerLost
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .documents import Documents
     from .outbox import Outbox
     from .registration import Registration
+
+
+RECENT_OUTPUT = 1000
+"""Output lines kept in memory for a console that missed some."""
 
 
 def retry_delay(attempt: int, first: float, most: float) -> float:
@@ -58,6 +62,13 @@ class RunBook:
         """Runs a worker gave back unstarted: submitted again before new ones."""
         self.failures = 0
         """Runs that failed for good in this engine's lifetime (for the exit status)."""
+        self.told: dict[str, str] = {}
+        """DES whose new state a run fact of this cycle told (OpStarted: running, OpFinished: ok): dispatch
+        tells no state fact beside it, unless the DES ends the cycle in another state (it takes them)."""
+        self.recent_output: deque[ev.OpOutput] = deque(maxlen=RECENT_OUTPUT)
+        """The last output lines printed (what a console that missed some asks for again)."""
+        self.lines_printed = 0
+        """Output lines printed in this engine's lifetime (each line's ``line_no``)."""
         self._cancel_intent: dict[int, str] = {}
         self._failing_workers: set[str] = set()
 
@@ -83,16 +94,21 @@ class RunBook:
             run.worker, run.start = worker, payload[1]
             run.start_mono = self.clock.monotonic()
             node = self.graph.nodes.get(run.des_id)
+            now = self.clock.time()
             if node is not None:
                 node.status = "running"
                 self.touched.append(node.id)
-            self.outbox.emit(ev.OpStarted(self.clock.time(), run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+                self._run_tells(node, ev.OpStarted, now)
+            self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
         elif kind == "out":
             stream, line = payload
             if run is not None:
                 run.add_output(line if stream == "stdout" else f"[stderr] {line}")
-            self.outbox.emit(ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
-                                         stream, line))
+            self.lines_printed += 1
+            output = ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
+                                 stream, line, self.lines_printed)
+            self.recent_output.append(output)
+            self.outbox.emit(output)
         elif kind == "metric":
             fields = dict(payload)
             fields.pop("run_id", None)
@@ -153,6 +169,7 @@ class RunBook:
         node.trace = dict(run.dep_versions)
         self.attempts.pop(node.id, None)
         self.registration.release(node.id)
+        self._run_tells(node, ev.OpFinished, now)
         self.outbox.emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
         for targ in targs:
             if targ[:1] == "/":
@@ -197,6 +214,16 @@ class RunBook:
             self.outbox.emit(ev.OpFailed(now, run.run_id, node.id, run.op, run.worker or "", duration, error, tb or "",
                                          retry_in))
         self.touched.append(node.id)
+
+    def _run_tells(self, node: Node, fact: type[ev.BusEvent], now: float) -> None:
+        """The run fact about to be published tells its DES's move (``events.RUN_MOVES``). Where the DES was
+        last told in another state than the one it leaves (a run adopted from the last engine was told
+        running), a state fact says that one first: every reader derives the same state from the facts."""
+        before, after, _ = ev.RUN_MOVES[fact]
+        said = self.told.get(node.id, node.state)
+        if said != before:
+            self.outbox.emit(ev.DESStateChanged(now, node.id, before, before, said, node.targs))
+        self.told[node.id] = after
 
     def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
                     result: str | None) -> tuple[Any, ...]:
