@@ -45,6 +45,7 @@ sys.path.insert(0, str(HERE.parent / "engine"))
 
 from tinyo import events as ev  # noqa: E402
 from tinyo.engine import Engine  # noqa: E402
+from tinyo.heap import settle  # noqa: E402
 from tinyo.model import Execution  # noqa: E402
 
 RECIPE = HERE / "recipes" / "bench_recipe.py"
@@ -172,6 +173,7 @@ class BenchEngine:
     def start(self, timeout: float = 60.0) -> float:
         """Start and wait until every worker is ready and the loop is idle; returns seconds taken."""
         t0 = time.perf_counter()
+        settle()  # as `tinyo run` does once its engine is built
         self.engine.start()
         if self.engine.fatal is not None:
             raise RuntimeError(f"engine failed to start: {self.engine.fatal}")

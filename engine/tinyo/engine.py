@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +24,8 @@ from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .early import EarlyStart
 
 T = TypeVar("T")
@@ -228,6 +229,8 @@ class Engine(Asking):
         thread = self.loop.thread
         if thread is None or not thread.is_alive() or threading.current_thread() is thread:
             return fn()
+        from concurrent.futures import Future  # a query from another thread: not needed to start
+
         future: Future[T] = Future()
         self.loop.send(Query(fn, future))
         return future.result(timeout)

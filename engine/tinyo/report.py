@@ -107,12 +107,11 @@ class _Batcher:
             with self._lock:
                 if not self._pending and not self._closing:
                     self._lock.wait(self._timeout())
-                gather = bool(self._pending) and not self._closing
-            if gather and self.gather:
-                # let the facts of the next few cycles join this batch: the engine then wakes this thread (and
-                # hands it the interpreter) a few times a second, not once per cycle
-                time.sleep(self.gather)
-            with self._lock:
+                if self._pending and not self._closing and self.gather:
+                    # let the facts of the next few cycles join this batch: the engine then wakes this thread
+                    # (and hands it the interpreter) a few times a second, not once per cycle. A close ends
+                    # the wait: what is pending is printed at once, and the command exits without waiting.
+                    self._lock.wait_for(lambda: self._closing, self.gather)
                 batch, self._pending = self._pending, []
                 closing = self._closing
                 self._lock.notify_all()  # a subscriber waiting for room (JSON) may go on
