@@ -6,6 +6,7 @@ import io
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -269,3 +270,45 @@ def test_a_query_that_fails_is_an_error_for_that_client_only(tmp_path, inbox, ha
             assert client.query("stats")["state"] == "running"
     finally:
         server.close()
+
+
+
+# ------------------------------------------------------------------------------------------ hub history
+def test_with_no_client_the_hub_keeps_the_last_facts_of_each_kind_numbered_for_a_late_attacher(monkeypatch):
+    from tinyo.control import hub as hub_module
+
+    keep = 50
+    monkeypatch.setattr(hub_module, "HISTORY_MAX", keep)  # a short history: the burst below overflows it
+    hub = hub_module.Hub(lambda _why: None)
+    hub.start()
+    facts: list[ev.BusEvent] = [ev.EngineState(1.0, "running")]
+    hub.on_facts(facts)
+    assert hub.running.wait(5), "the engine's state fact was read (requests wait for it)"
+    for i in range(4 * keep):  # a burst: per file an event, a state change, a start, a finish, now and then a line
+        facts.append(ev.EventReceived(1.0, i, f"/in/f{i}", "file"))
+        facts.append(ev.DESStateChanged(1.0, f"d{i}", "queued", "never built"))
+        facts.append(ev.OpStarted(1.0, i, f"d{i}", "load", "w1", 1, frozenset()))
+        if i % 3 == 0:
+            facts.append(ev.OpOutput(1.0, i, f"d{i}", "load", "w1", "stdout", f"line {i}"))
+        facts.append(ev.OpFinished(1.0, i, f"d{i}", "load", "w1", 0.01, None))
+    for start in range(1, len(facts), 90):  # the loop's cycles, a batch of facts each
+        hub.on_facts(facts[start:start + 90])
+    deadline = time.monotonic() + 10
+    while hub._seq < len(facts) and time.monotonic() < deadline:  # every fact numbered: none left to go live
+        time.sleep(0.01)
+    box = hub_module.Outbox()
+    hub.subscribe(box, history=True)
+    lines: list[bytes] = []
+    while not lines or decode(lines[-1]) != Live():
+        lines.extend(box.take() or [])
+    hub.finish()
+    history = [decode(line) for line in lines[:-1]]
+    assert all(isinstance(m, Fact) and m.history for m in history)
+    runs = (ev.OpStarted, ev.OpFinished)
+    numbered = list(enumerate(facts, start=1))  # the hub numbers facts from 1 as they come
+    expected = sorted(
+        [(n, f) for n, f in numbered if isinstance(f, runs)][-keep:]
+        + [(n, f) for n, f in numbered if isinstance(f, ev.OpOutput)][-keep:]
+        + [(n, f) for n, f in numbered if not isinstance(f, (*runs, ev.OpOutput))][-keep:],
+        key=lambda r: r[0])
+    assert [(m.seq, m.fact) for m in history] == expected, "the last facts of each kind, in order, each under its number"

@@ -48,6 +48,10 @@ _VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated})
 """Facts with a line only in the verbose text log."""
 
 
+_FAILING = frozenset({*_ALWAYS, ev.EngineNotice, ev.WorkerChanged})
+"""Fact types of which some (or all) are failures: a batch with none of them has no failure (told at C speed)."""
+
+
 def is_failure(event: ev.BusEvent) -> bool:
     """Printed whatever the rate: a failed run, a generator error, a rejected DES, an error notice, a
     worker that died."""
@@ -157,6 +161,13 @@ class Tally:
         self.hidden += 1
         self.kinds[event.kind] += 1
 
+    def add_counts(self, counts: Counter[type]) -> None:
+        """Facts counted by type (a batch's rest, the window being full), none of them a failure."""
+        for kind, count in counts.items():
+            if count:
+                self.hidden += count
+                self.kinds[kind.kind] += count  # type: ignore[attr-defined]
+
     def failed(self, name: str, hidden: bool) -> None:
         """A failure in this second (printed on its own line, or ``hidden`` past FAILURES_MAX)."""
         self.hidden += hidden
@@ -226,8 +237,18 @@ class TextReporter(_Batcher):
         of a burst's facts (state changes, versions, queued, processed) are dropped here by their type alone."""
         kinds, prints = self._kinds, self._prints
         wanted = [e for e in events if (k := kinds.get(type(e), False)) is True or (k is None and prints(e))]
-        if wanted:
-            super().many(wanted)
+        if not wanted:
+            return
+        with self._lock:
+            pending = self._pending
+            if len(pending) + len(wanted) <= PENDING_MAX:  # the usual case: the whole batch at once
+                if not _FAILING.isdisjoint(map(type, wanted)):
+                    self._waiting_failures += sum(1 for e in wanted if is_failure(e))
+                if not pending:
+                    self._lock.notify()
+                pending.extend(wanted)
+                return
+        super().many(wanted)  # the printer is far behind: fact by fact, counting what it would not print
 
     def _admit(self, event: ev.BusEvent) -> bool:
         if len(self._pending) < PENDING_MAX:
@@ -250,20 +271,31 @@ class TextReporter(_Batcher):
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         out: list[str] = []
         failures = 0
-        for event in batch:
+        taken = 0
+        for event in batch:  # one by one while a person can read them
             self._roll(out)
+            if self._window_lines >= self.readable:
+                break
+            taken += 1
             if is_failure(event):
                 failures += 1
                 out.extend(self._lines(event))
                 self._window.failed(_failure_name(event), hidden=False)
                 continue
-            if self._window_lines >= self.readable:
-                if self._prints(event):
-                    self._window.add(event)  # counted for the summary line, not formatted
-                continue
             lines = self._lines(event)
             self._window_lines += len(lines)
             out.extend(lines)
+        if taken < len(batch):  # the rest of this second's lines are only counted: by type, for the whole batch
+            rest = batch[taken:] if taken else batch
+            counts = Counter(map(type, rest))
+            if not _FAILING.isdisjoint(counts):
+                for event in rest:
+                    if type(event) in _FAILING and is_failure(event):
+                        failures += 1
+                        counts[type(event)] -= 1
+                        out.extend(self._lines(event))
+                        self._window.failed(_failure_name(event), hidden=False)
+            self._window.add_counts(counts)  # every fact in a batch has a line (the subscriber kept no other)
         with self._lock:
             self._waiting_failures -= failures
             self._window.merge(self._overflow)

@@ -14,6 +14,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import compress
+from operator import not_, or_
 
 from .. import events as ev
 from .protocol import Live, Missed, encode, encode_fact
@@ -33,6 +35,10 @@ TAKE_BYTES = 256 << 10
 holds beside the outbox (taking all of it would double what one client may cost)."""
 
 _RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
+_RUN_TYPES = frozenset(_RUN_FACTS)
+_OUTPUT_TYPES = frozenset({ev.OpOutput})
+_WATCHED = frozenset({ev.EngineState, ev.EngineNotice})
+"""Facts the hub reads itself (the engine's state, its last error), besides keeping them."""
 
 
 _MISSED_BASE = len(encode(Missed(0))) - 1
@@ -237,6 +243,8 @@ class Hub:
                 dropped, self._dropped = self._dropped, 0
                 for outbox in self._subs:
                     outbox.miss(dropped)
+            if not self._subs and len(self._in) > 1:
+                self._remember(self._in)  # nobody to send them to: history only, the whole batch at once
             lines: list[bytes] = []
             while self._in:
                 self._publish(self._in.popleft(), lines)
@@ -270,6 +278,23 @@ class Hub:
                 self._ended = self._last_error or "the engine stopped"
             elif event.state != "starting":
                 self.running.set()
+
+    def _remember(self, inbox: deque[ev.BusEvent]) -> None:
+        """``_publish`` for the facts in ``inbox`` when no client listens, told by type at C speed (a burst's
+        facts cost the hub a few list operations, not a Python call each): numbered and kept as history."""
+        facts = [inbox.popleft() for _ in range(len(inbox))]  # the loop may append meanwhile: they wait
+        types = list(map(type, facts))
+        if not _WATCHED.isdisjoint(types):  # a state or a notice: the rare facts the hub looks at itself
+            for event in facts:
+                self._publish(event, [])
+            return
+        records = list(zip(range(self._seq + 1, self._seq + 1 + len(facts)), facts))
+        self._seq += len(facts)
+        output = list(map(_OUTPUT_TYPES.__contains__, types))
+        runs = list(map(_RUN_TYPES.__contains__, types))
+        self._output.extend(compress(records, output))
+        self._runs.extend(compress(records, runs))
+        self._events.extend(compress(records, map(not_, map(or_, output, runs))))
 
     def _add(self, outbox: Outbox, history: bool) -> None:
         if history:
