@@ -14,8 +14,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from itertools import compress
-from operator import not_, or_
 
 from .. import events as ev
 from .protocol import Live, Missed, encode, encode_fact
@@ -35,10 +33,8 @@ TAKE_BYTES = 256 << 10
 holds beside the outbox (taking all of it would double what one client may cost)."""
 
 _RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
-_RUN_TYPES = frozenset(_RUN_FACTS)
-_OUTPUT_TYPES = frozenset({ev.OpOutput})
 _WATCHED = frozenset({ev.EngineState, ev.EngineNotice})
-"""Facts the hub reads itself (the engine's state, its last error), besides keeping them."""
+"""Facts the hub reads itself (the engine's state, its last error): they wake it even with no client."""
 
 
 _MISSED_BASE = len(encode(Missed(0))) - 1
@@ -178,6 +174,8 @@ class Hub:
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._subs: list[Outbox] = []
+        self._listening = False
+        """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
         self._last_error = ""
         self._ended: str | None = None
         self.running = threading.Event()
@@ -192,7 +190,11 @@ class Hub:
         self.on_facts([event])
 
     def on_facts(self, events: list[ev.BusEvent]) -> None:
-        """The bus's batch subscriber (a cycle's facts): append what fits, count the rest, wake once."""
+        """The bus's batch subscriber (a cycle's facts): append what fits, count the rest, wake once.
+
+        With no client the facts only wait to become history: the hub is woken when the inbox is half full,
+        by a fact it reads itself, or by a subscribe (which takes them in as history first), not once per
+        cycle (each wake-up takes the interpreter from the loop)."""
         room = HUB_MAX - len(self._in)
         if room >= len(events):
             self._in.extend(events)
@@ -200,6 +202,9 @@ class Hub:
             room = max(0, room)
             self._in.extend(events[:room])
             self._dropped += len(events) - room
+        # read after the append: a client subscribed meanwhile finds these facts in the inbox when it is added
+        if not (self._listening or len(self._in) >= HUB_MAX // 2 or not _WATCHED.isdisjoint(map(type, events))):
+            return
         if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
             self._wake.set()
 
@@ -236,28 +241,32 @@ class Hub:
                 except queue.Empty:
                     break
                 if what == "sub":
+                    self._drain()  # what waited (unwoken, with no client) is history for the new client
                     self._add(outbox, history)
                 elif outbox in self._subs:
                     self._subs.remove(outbox)
-            if self._dropped:
-                dropped, self._dropped = self._dropped, 0
-                for outbox in self._subs:
-                    outbox.miss(dropped)
-            if not self._subs and len(self._in) > 1:
-                self._remember(self._in)  # nobody to send them to: history only, the whole batch at once
-            lines: list[bytes] = []
-            while self._in:
-                self._publish(self._in.popleft(), lines)
-                if len(lines) >= BATCH or not self._in:
-                    size = sum(map(len, lines))
-                    for outbox in self._subs:
-                        outbox.offer_many(lines, size)  # one wake-up of each writer per batch, not per fact
-                    lines = []
+                self._listening = bool(self._subs)
+            self._drain()
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
                 return
             if self._stop:
                 return
+
+    def _drain(self) -> None:
+        """Number, keep and hand to the clients the facts in the inbox."""
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            for outbox in self._subs:
+                outbox.miss(dropped)
+        lines: list[bytes] = []
+        while self._in:
+            self._publish(self._in.popleft(), lines)
+            if len(lines) >= BATCH or not self._in:
+                size = sum(map(len, lines))
+                for outbox in self._subs:
+                    outbox.offer_many(lines, size)  # one wake-up of each writer per batch, not per fact
+                lines = []
 
     def _publish(self, event: ev.BusEvent, lines: list[bytes]) -> None:
         self._seq += 1
@@ -278,23 +287,6 @@ class Hub:
                 self._ended = self._last_error or "the engine stopped"
             elif event.state != "starting":
                 self.running.set()
-
-    def _remember(self, inbox: deque[ev.BusEvent]) -> None:
-        """``_publish`` for the facts in ``inbox`` when no client listens, told by type at C speed (a burst's
-        facts cost the hub a few list operations, not a Python call each): numbered and kept as history."""
-        facts = [inbox.popleft() for _ in range(len(inbox))]  # the loop may append meanwhile: they wait
-        types = list(map(type, facts))
-        if not _WATCHED.isdisjoint(types):  # a state or a notice: the rare facts the hub looks at itself
-            for event in facts:
-                self._publish(event, [])
-            return
-        records = list(zip(range(self._seq + 1, self._seq + 1 + len(facts)), facts))
-        self._seq += len(facts)
-        output = list(map(_OUTPUT_TYPES.__contains__, types))
-        runs = list(map(_RUN_TYPES.__contains__, types))
-        self._output.extend(compress(records, output))
-        self._runs.extend(compress(records, runs))
-        self._events.extend(compress(records, map(not_, map(or_, output, runs))))
 
     def _add(self, outbox: Outbox, history: bool) -> None:
         if history:
