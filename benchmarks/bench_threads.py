@@ -1,0 +1,187 @@
+"""Where a `tinyo run` burst's CPU goes: thread by thread in the engine's process, process by process.
+
+    python benchmarks/bench_threads.py [--files 10000] [--rounds 3] [--baseline PATH] [--json PATH]
+
+The burst of ``bench_burst.py`` (``--files`` small files written at once into a watched tmpfs folder, one
+trivial op per file, ``tinyo run recipe.py`` with its text log read through a pty). From just before the
+files are written to the last op done: the CPU (user + system, from ``/proc``) of each thread of the
+engine's process and of each process of the run (the watcher, the workers), in microseconds per file, and
+each thread's voluntary context switches (its wake-ups: waits for work, for a lock or for the interpreter).
+Threads are named by ``py-spy dump`` when py-spy is installed (or given with ``--py-spy``) (Python threads are all "tinyo" to the OS).
+``--baseline PATH``: another checkout's engine (e.g. an export of main) measured the same way, rounds
+interleaved, each figure beside its baseline. No assertions: a table of medians, and with ``--json`` every
+sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pty
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_burst as bb
+
+HERE = Path(__file__).resolve().parent
+TICK = os.sysconf("SC_CLK_TCK")
+SPY = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))]
+"""The py-spy command (``--py-spy PATH`` sets it) that names the threads."""
+
+
+def thread_times(pid: int) -> dict[int, tuple[float, int]]:
+    """Thread id -> (CPU seconds, voluntary context switches)."""
+    out: dict[int, tuple[float, int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                switches = int(fh.read().split("voluntary_ctxt_switches:")[1].split()[0])
+        except (OSError, IndexError):
+            continue
+        out[int(tid)] = ((int(fields[11]) + int(fields[12])) / TICK, switches)
+    return out
+
+
+def process_times(root: int) -> dict[int, tuple[float, str]]:
+    """Pid -> (CPU seconds, role) for ``root`` and its descendants."""
+    parent: dict[int, int] = {}
+    info: dict[int, tuple[float, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        role = "engine" if int(entry) == root else "watcher" if "watch" in cmd else "worker"
+        info[int(entry)] = ((int(fields[11]) + int(fields[12])) / TICK, role)
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in info:
+            out[pid] = info[pid]
+        todo.extend(p for p, pp in parent.items() if pp == pid)
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    try:
+        dump = subprocess.run([SPY[0], "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r'Thread (\d+) \(\w+(?:, [^)]*)?\): "([^"]+)"', dump)}
+
+
+def one_round(engine: Path, n: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-threads-", dir=bb.TMPFS))
+    inbox, marker, db = work / "in", work / "marker", work / "state.db"
+    inbox.mkdir()
+    for i in range(4):  # taken in by the start-up scan: both workers import the op before the burst
+        (inbox / f"warm_{i}.dat").write_text("w")
+    recipe = work / "recipe.py"
+    recipe.write_text(bb.BURST_RECIPE.format(marker=str(marker), db=str(db), inbox=str(inbox)))
+    env = {**bb.ENV, "PYTHONPATH": str(engine)}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*bb.TINYO, "run", str(recipe)], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                            env=env)
+    os.close(slave)
+    reader = bb.Reader(master)
+    reader.start()
+    try:
+        if not bb.wait_lines(marker, 4, 60, proc):
+            raise RuntimeError(f"not ready: {reader.tail.decode(errors='replace')[-1500:]}")
+        time.sleep(0.5)
+        names = thread_names(proc.pid)
+        t0, p0 = thread_times(proc.pid), process_times(proc.pid)
+        out = subprocess.run([bb.PY, "-c", bb.WRITER, str(inbox), str(n)], check=True, capture_output=True, text=True)
+        last_close = json.loads(out.stdout)["last_close"]
+        done = bb.wait_lines(marker, 4 + n, 180, proc)
+        t1, p1 = thread_times(proc.pid), process_times(proc.pid)
+        lag = marker.stat().st_mtime_ns / 1e9 - last_close
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+        os.close(master)
+        shutil.rmtree(work, ignore_errors=True)
+    threads: dict[str, list[float]] = {}
+    for tid, (cpu, switches) in t1.items():
+        cpu0, switches0 = t0.get(tid, (0.0, 0))
+        row = threads.setdefault(names.get(tid, "(unnamed)"), [0.0, 0])
+        row[0] += (cpu - cpu0) * 1e6 / n
+        row[1] += switches - switches0
+    processes: dict[str, float] = {}
+    for pid, (cpu, role) in p1.items():
+        processes[role] = processes.get(role, 0.0) + (cpu - p0.get(pid, (0.0, role))[0]) * 1e6 / n
+    return {"done": done, "lag_s": lag, "threads": threads, "processes": processes,
+            "all_us": sum(processes.values())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="another checkout (its engine/ is measured beside)")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--py-spy", default=None, help="the py-spy command that names the threads")
+    args = parser.parse_args()
+    if args.py_spy:
+        SPY[0] = args.py_spy
+    cases = {"tinyo": HERE.parent / "engine"}
+    if args.baseline:
+        cases = {"baseline": Path(args.baseline).resolve() / "engine", **cases}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+    for r in range(args.rounds):
+        for name, engine in cases.items():
+            res = one_round(engine, args.files)
+            rounds[name].append(res)
+            print(f"round {r + 1} {name}: {res['all_us']:.0f} us/file in all, lag {res['lag_s']:.2f} s", flush=True)
+
+    def med(name: str, get: Any) -> float:
+        return statistics.median(get(res) for res in rounds[name])
+
+    rows: list[tuple[str, Any]] = [("lag, s", lambda r: r["lag_s"]), ("all processes, us/file", lambda r: r["all_us"])]
+    for role in ("engine", "watcher", "worker"):
+        rows.append((f"{role} process(es), us/file", lambda r, role=role: r["processes"].get(role, 0.0)))
+    names = sorted({t for res in rounds["tinyo"] for t in res["threads"]},
+                   key=lambda t: -med("tinyo", lambda r, t=t: r["threads"].get(t, [0, 0])[0]))
+    for t in names:
+        rows.append((f"  thread {t}, us/file", lambda r, t=t: r["threads"].get(t, [0.0, 0])[0]))
+        rows.append((f"  thread {t}, wake-ups", lambda r, t=t: r["threads"].get(t, [0.0, 0])[1]))
+    print(f"{'figure (median of ' + str(args.rounds) + ' rounds, ' + format(args.files, ',') + ' files)':<52}"
+          f"{'tinyo':>10}{'baseline':>10}{'ratio':>7}")
+    for label, get in rows:
+        mine = med("tinyo", get)
+        if "baseline" in rounds:
+            base = med("baseline", get)
+            ratio = f"{mine / base:.2f}" if base else "-"
+            print(f"{label:<52}{mine:>10.2f}{base:>10.2f}{ratio:>7}")
+        else:
+            print(f"{label:<52}{mine:>10.2f}")
+    if not all(res["done"] for rs in rounds.values() for res in rs):
+        print("WARNING: a round did not finish every op")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rounds, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
