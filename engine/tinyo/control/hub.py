@@ -2,8 +2,10 @@
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes each
-once and offers it to every subscriber's outbox. An outbox is bounded in bytes: a client that reads
-too slowly loses the facts that do not fit, counted, and is told how many before the next one.
+once and offers it to every subscriber's outbox; with no client it is woken only every ``HUB_WAKE``
+facts (or by a fact it reads itself, or a subscribe), not every cycle. An outbox is bounded in bytes: a
+client that reads too slowly loses the facts that do not fit, counted, and is told how many before the
+next one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ HUB_MAX = 5_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
 BATCH = 256
 """Facts encoded before they are handed to the clients' outboxes (bounds what the hub holds)."""
+HUB_WAKE = 1_000
+"""Facts waiting, with no client, past which the hub is woken to keep them as history: a cycle's facts still
+find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
 OUTBOX_BYTES = 4 << 20
@@ -192,8 +197,8 @@ class Hub:
     def on_facts(self, events: list[ev.BusEvent]) -> None:
         """The bus's batch subscriber (a cycle's facts): append what fits, count the rest, wake once.
 
-        With no client the facts only wait to become history: the hub is woken when the inbox is half full,
-        by a fact it reads itself, or by a subscribe (which takes them in as history first), not once per
+        With no client the facts only wait to become history: the hub is woken once ``HUB_WAKE`` wait, by a
+        fact it reads itself, or by a subscribe (which takes them in as history first), not once per
         cycle (each wake-up takes the interpreter from the loop)."""
         room = HUB_MAX - len(self._in)
         if room >= len(events):
@@ -203,7 +208,7 @@ class Hub:
             self._in.extend(events[:room])
             self._dropped += len(events) - room
         # read after the append: a client subscribed meanwhile finds these facts in the inbox when it is added
-        if not (self._listening or len(self._in) >= HUB_MAX // 2 or not _WATCHED.isdisjoint(map(type, events))):
+        if not (self._listening or len(self._in) >= HUB_WAKE or not _WATCHED.isdisjoint(map(type, events))):
             return
         if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
             self._wake.set()
