@@ -62,7 +62,7 @@ def process_times(root: int) -> dict[int, tuple[float, str]]:
         try:
             with open(f"/proc/{entry}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline") as fh:
+            with open(f"/proc/{entry}/cmdline", errors="replace") as fh:
                 cmd = fh.read()
         except OSError:
             continue
