@@ -77,6 +77,40 @@ def test_a_flood_is_summed_up_per_second_and_every_failure_is_printed():
     assert all("ok" in s and "events" in s and "failed" in s for s in summaries)
 
 
+def test_a_flood_in_whole_batches_held_back_by_a_slow_terminal_still_prints_every_failure_and_counts_the_rest():
+    """As the bus hands facts over (a cycle's at once), while the printer waits for the terminal: whole batches
+    pile up, past the lines one second may show; every failure in them is printed, the rest counted by kind."""
+    clock = Clock()
+    out = GatedStream()
+    report = TextReporter(out, color=False, clock=clock)
+    report(ev.EventReceived(1.0, -1, "/in/first", "file"))
+    assert out.entered.wait(5), "the printer is writing the first line (and waits for the terminal)"
+    failing = {5, 777, 1_999}
+    batch: list[ev.BusEvent] = []
+    for i in range(2_000):
+        batch.append(ev.EventReceived(1.0, i, f"/in/f{i}", "file"))
+        batch.append(ev.OpStarted(1.0, i, f"d{i}", "load", "w1", 1, frozenset()))
+        batch.append(ev.OpFailed(1.0, i, f"d{i}", "load", "w1", 0.01, f"boom on f{i}", None, None) if i in failing
+                     else ev.OpFinished(1.0, i, f"d{i}", "load", "w1", 0.01, None))
+        if len(batch) >= 600:
+            report.many(batch)
+            batch = []
+    report.many(batch)
+    out.gate.set()
+    report.close()
+    lines = out.getvalue().splitlines()
+    failed = [re.search(r"boom on f(\d+)", line).group(1) for line in lines if " FAILED " in line]
+    assert failed == ["5", "777", "1999"]
+    summaries = [line for line in lines if " summary " in line]
+    shown = [line for line in lines if " summary " not in line and " FAILED " not in line]
+    hidden = sum(int(re.search(r"summary ([\d,]+) lines not shown", s).group(1).replace(",", "")) for s in summaries)
+    assert len(shown) + hidden == 1 + 3 * 2_000 - len(failing), "every line printed or counted, none twice"
+    assert len(shown) == READABLE, "one (test) second: READABLE lines one by one, then only counts"
+    counted = sum(int(re.search(r"([\d,]+) events", s).group(1).replace(",", "")) for s in summaries)
+    assert counted + sum(" event " in line for line in shown) == 2_001, "every event printed or counted by kind"
+    assert " failed (load x3)" in summaries[-1], "the summary names the failures by op"
+
+
 def test_a_quiet_log_prints_every_line_and_no_summary():
     clock = Clock()
     out = io.StringIO()
