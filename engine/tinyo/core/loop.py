@@ -360,7 +360,8 @@ class Loop:
         registration.begin_batch()
         self.documents.begin_batch()
         done_ids = {e.event_id for e in emissions}
-        flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
+        # no trim between slices: it would drop what ``prefetch`` found for the rest (a lookup per DES then)
+        flush = lambda: self._commit_and_publish(self._settle_and_take(), trim=False)  # noqa: E731
         stored = {item[0]: item for item in batch}
         emit, now = self.outbox.emit, self.clock.time()
         for emission in emissions:  # the batch's events first, as they came, then what they made
@@ -416,7 +417,7 @@ class Loop:
             self.wake.set()
         self._update_idle()
 
-    def _commit_and_publish(self, tasks: list[Task]) -> None:
+    def _commit_and_publish(self, tasks: list[Task], trim: bool = True) -> None:
         # rows a batch still holds go with this commit: the facts released below may speak of them
         self.registration.write_batch()
         self.documents.write_batch()
@@ -431,6 +432,8 @@ class Loop:
         if groups:
             self.outbox.emit(ev.GroupsChanged(self.clock.time(), groups))
         self.outbox.release()
+        if not trim:
+            return
         # after the commit (nothing is deferred): drop up-to-date DES and cached file states from memory
         if self.graph.evict():
             self.registration.trim()
