@@ -245,3 +245,32 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
     path.write_text("1")  # the same content again: no new event
     loop.inflow.queue.put(("file", str(path), None))
     assert loop.inflow.store_events(loop._take_many) == 0
+
+
+def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commits_once(parts):
+    """Under a backlog one commit covers several batches of ``maxevents`` (each still its own generator call):
+    the pages a commit rewrites are written once for all of them. Each commit that processes events writes
+    one ``processed`` row, so one row covering every batch says one commit did."""
+    from tinyo.core.loop import BATCHES_PER_CYCLE
+
+    loop = parts
+    size = loop.config.maxevents
+    calls: list[int] = []
+    run = loop.generators.run
+    loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
+    for i in range(3 * size):
+        loop.inflow.own.append(("manual", f"e{i}", None))
+    loop.cycle()
+    assert calls == [size] * 3, "one generator call per batch, maxevents each"
+    assert loop.store.pending_events() == 0
+    rows = loop.store.conn.execute("SELECT first_id, last_id FROM processed").fetchall()
+    assert rows == [(1, 3 * size)], "one commit for the three batches"
+    # a longer backlog: a cycle takes no more than its bound, the next cycle goes on
+    for i in range((BATCHES_PER_CYCLE + 2) * size):
+        loop.inflow.own.append(("manual", f"more{i}", None))
+    calls.clear()
+    loop.cycle()
+    assert 1 <= len(calls) <= BATCHES_PER_CYCLE and loop.store.pending_events() == (BATCHES_PER_CYCLE + 2 - len(calls)) * size
+    while loop.store.pending_events():
+        loop.cycle()
+    assert sum(calls) == (BATCHES_PER_CYCLE + 2) * size
