@@ -274,3 +274,24 @@ def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commit
     while loop.store.pending_events():
         loop.cycle()
     assert sum(calls) == (BATCHES_PER_CYCLE + 2) * size
+
+
+def test_a_cycle_feeds_one_batch_only_while_many_des_wait_for_a_worker(parts):
+    """Once READY_FOR_MORE DES wait for a worker the engine is ahead of the workers: a cycle feeds one batch
+    and commits, as it always did, instead of filling the ready queue further."""
+    from tinyo.core.loop import READY_FOR_MORE
+
+    loop = parts
+    size = loop.config.maxevents
+    calls: list[int] = []
+    run = loop.generators.run
+    loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
+    loop.dispatch.ready.extend(f"waiting{i}" for i in range(READY_FOR_MORE))  # no executor here: they stay
+    for i in range(3 * size):
+        loop.inflow.own.append(("manual", f"e{i}", None))
+    loop.cycle()
+    assert calls == [size]
+    assert loop.store.pending_events() == 2 * size
+    loop.dispatch.ready.clear()
+    loop.cycle()
+    assert calls == [size] * 3 and loop.store.pending_events() == 0

@@ -27,7 +27,7 @@ from ..generators import Abandoned, Emission, GeneratorRunner, Hung
 from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
 from .backing import StoreBacking
 from .commands import Commands, RunState
-from .dispatch import Dispatch
+from .dispatch import READY_MAX, Dispatch
 from .documents import Documents
 from .inflow import INTAKE_MAX, STORE_PER_CYCLE, Inflow, Stored
 from .outbox import Outbox
@@ -51,6 +51,10 @@ BACKLOG_BUDGET = 0.02
 """A cycle feeds the generators up to BATCHES_PER_CYCLE batches of stored events, while it has spent less
 than BACKLOG_BUDGET seconds on them, before it commits and hands their runs to the workers: the first run
 of a burst waits at most that long, and the burst costs fewer commits."""
+READY_FOR_MORE = READY_MAX // 2
+"""Further batches in a cycle only while fewer DES than this wait for a worker: past it the engine is ahead
+of the workers, and more batches per commit would only fill the ready queue up to READY_MAX, where the
+loop waits on the workers' reports (a cycle per report) instead of feeding the generators."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
 
@@ -324,10 +328,11 @@ class Loop:
         self._finish_cycle()
 
     def _process_batches(self) -> None:
-        """Feed the backlog to the generators, a batch (``maxevents``) at a time, until it is empty or the
-        cycle has used BACKLOG_BUDGET seconds: under a burst, one commit covers several batches, so the pages
-        each commit rewrites (the ends of the tables and indexes, the index pages a new DES lands on) are
-        written once for all of them, not once per batch."""
+        """Feed the backlog to the generators, a batch (``maxevents``) at a time, up to BATCHES_PER_CYCLE
+        batches, while the cycle has used less than BACKLOG_BUDGET seconds and fewer than READY_FOR_MORE DES
+        wait for a worker: under a burst, one commit covers several batches, so the pages each commit
+        rewrites (the ends of the tables and indexes, the index pages a new DES lands on) are written once
+        for all of them, not once per batch."""
         inflow = self.inflow
         until = time.monotonic() + BACKLOG_BUDGET
         for _ in range(BATCHES_PER_CYCLE):
@@ -336,6 +341,8 @@ class Loop:
                 inflow.window.taken()
                 return
             if self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until:
+                return
+            if len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE:
                 return
 
     def _handle(self, item: Message) -> None:
