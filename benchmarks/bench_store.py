@@ -153,8 +153,8 @@ def engine_case(n: int, state_dir: Path) -> dict[str, Any]:
                 "wal_bytes_per_file": counting.frames * (24 + counting.page_size) / n,
                 "wal_frames_per_file_by_btree": {k: v / n for k, v in btrees.items()},
                 "written_bytes_per_file_by_thread": threads,
-                "thread_cpu_us_per_file": {name: (c - cpu_before.get(name, 0.0)) * 1e6 / n for name, c in cpu_after.items()
-                                           if c > cpu_before.get(name, 0.0)}}
+                "thread_cpu_us_per_file": {name: (c - cpu_before.get(name, 0.0)) * 1e6 / n
+                                           for name, c in cpu_after.items() if c > cpu_before.get(name, 0.0)}}
     finally:
         shutil.rmtree(in_dir, ignore_errors=True)
 

@@ -133,7 +133,7 @@ def test_facts_wait_in_the_outbox_until_it_is_released(parts):
     assert loop.published == [], "nothing is announced before the commit"
     loop.outbox.release()
     kinds = [type(e) for e in loop.published]
-    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESQueued)
+    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESStateChanged)
     loop.outbox.emit(ev.EngineNotice(0.0, "info", "dropped"))
     loop.outbox.drop()
     loop.outbox.release()
@@ -247,12 +247,71 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
     assert loop.inflow.store_events(loop._take_many) == 0
 
 
-def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commits_once(parts):
+def _cycle(loop: Loop) -> list[tuple[str, ...]]:
+    """Settle, dispatch and release as a cycle ends; the facts it published, as (kind, state, previous)."""
+    loop.published.clear()
+    _ready_tasks(loop)
+    loop.outbox.release()
+    return [(e.kind, e.state, e.previous) if isinstance(e, ev.DESStateChanged) else (e.kind,)
+            for e in loop.published if not isinstance(e, ev.GroupsChanged)]
+
+
+def test_each_state_change_of_a_des_is_told_once(parts):
+    """Ready: one state fact, queued (not stale then queued, and no second fact beside it); started and
+    done: the run facts tell running and ok, with no state fact beside them; a state the run facts do not
+    tell (queued again because a dep changed while it ran, a retry) has its state fact, from the state
+    the run facts told."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    assert _cycle(loop) == [("des_registered",), ("document_updated",), ("des_state", "queued", "new")]
+    assert loop.graph.nodes[des.id].reason == "queued: never built"
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
+    assert _cycle(loop) == [("op_started",)]
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("op_finished",), ("document_updated",)]
+    assert loop.graph.nodes[des.id].state == "ok"
+
+    loop.documents.bump("raw", by="event")  # a new version: queued again, from ok
+    assert _cycle(loop) == [("document_updated",), ("des_state", "queued", "ok")]
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
+    loop.documents.bump("raw", by="event")  # changed again while it runs
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("op_started",), ("document_updated",), ("op_finished",), ("document_updated",),
+                            ("des_state", "queued", "ok")]
+    assert "dep changed" in loop.graph.nodes[des.id].reason
+
+    (run_id,) = loop.runbook.open
+    _report(loop, run_id, ok=False, error="boom")
+    facts = _cycle(loop)
+    assert facts == [("op_started",), ("op_failed",), ("des_state", "retry", "running")]
+    assert loop.runbook.told == {}
+
+
+def test_a_run_reported_done_without_its_start_is_told_running_first(parts):
+    """A run whose start was never reported (one an executor held across a restart and reports finished):
+    its DES was last told queued, so a state fact moves it to running before OpFinished tells ok, and a
+    reader applying the run facts' moves (queued -> running -> ok) counts it right."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _cycle(loop)
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("des_state", "running", "queued"), ("op_finished",), ("document_updated",)]
+    assert loop.graph.nodes[des.id].state == "ok"
+
+
+def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commits_once(parts, monkeypatch):
     """Under a backlog one commit covers several batches of ``maxevents`` (each still its own generator call):
     the pages a commit rewrites are written once for all of them. Each commit that processes events writes
     one ``processed`` row, so one row covering every batch says one commit did."""
+    from tinyo.core import loop as loop_module
     from tinyo.core.loop import BATCHES_PER_CYCLE
 
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)  # the batch bounds, not this machine's speed
     loop = parts
     size = loop.config.maxevents
     calls: list[int] = []
@@ -270,17 +329,26 @@ def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commit
         loop.inflow.own.append(("manual", f"more{i}", None))
     calls.clear()
     loop.cycle()
-    assert 1 <= len(calls) <= BATCHES_PER_CYCLE and loop.store.pending_events() == (BATCHES_PER_CYCLE + 2 - len(calls)) * size
+    assert calls == [size] * BATCHES_PER_CYCLE and loop.store.pending_events() == 2 * size
     while loop.store.pending_events():
         loop.cycle()
     assert sum(calls) == (BATCHES_PER_CYCLE + 2) * size
+    # the time bound: once a cycle has spent it, the batches after wait for the next cycle
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 0.0)
+    for i in range(2 * size):
+        loop.inflow.own.append(("manual", f"late{i}", None))
+    calls.clear()
+    loop.cycle()
+    assert calls == [size] and loop.store.pending_events() == size
 
 
-def test_a_cycle_feeds_one_batch_only_while_many_des_wait_for_a_worker(parts):
+def test_a_cycle_feeds_one_batch_only_while_many_des_wait_for_a_worker(parts, monkeypatch):
     """Once READY_FOR_MORE DES wait for a worker the engine is ahead of the workers: a cycle feeds one batch
     and commits, as it always did, instead of filling the ready queue further."""
+    from tinyo.core import loop as loop_module
     from tinyo.core.loop import READY_FOR_MORE
 
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)
     loop = parts
     size = loop.config.maxevents
     calls: list[int] = []

@@ -10,7 +10,6 @@ and only then release the cycle's facts on the bus (so the bus never announces w
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -46,15 +45,9 @@ T = TypeVar("T")
 
 INBOX_MAX = 50_000
 """Executor reports and commands waiting for the loop; a full inbox back-pressures the workers."""
-BATCHES_PER_CYCLE = 8
-BACKLOG_BUDGET = 0.02
-"""A cycle feeds the generators up to BATCHES_PER_CYCLE batches of stored events, while it has spent less
-than BACKLOG_BUDGET seconds on them, before it commits and hands their runs to the workers: the first run
-of a burst waits at most that long, and the burst costs fewer commits."""
-READY_FOR_MORE = READY_MAX // 2
-"""Further batches in a cycle only while fewer DES than this wait for a worker: past it the engine is ahead
-of the workers, and more batches per commit would only fill the ready queue up to READY_MAX, where the
-loop waits on the workers' reports (a cycle per report) instead of feeding the generators."""
+BATCHES_PER_CYCLE, BACKLOG_BUDGET, READY_FOR_MORE = 8, 0.02, READY_MAX // 2
+"""A backlog's batches fed to the generators per commit, and for at most how many seconds (the wait of a burst's
+first run), while fewer DES than READY_FOR_MORE wait for a worker (past it the engine is ahead of them)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
 
@@ -97,7 +90,7 @@ class Loop:
         self.commands = Commands(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
                                self.touched, {t.name for t in self.timers})
         self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
-                               self.runbook, self.inflow, clock)
+                               self.runbook, self.inflow, clock, lambda: self.executor)
         self.generators = GeneratorRunner(recipe.roots, config.generator_timeout)
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
         self.own_messages: deque[Message] = deque()
@@ -328,28 +321,21 @@ class Loop:
         self._finish_cycle()
 
     def _process_batches(self) -> None:
-        """Feed the backlog to the generators, a batch (``maxevents``) at a time, up to BATCHES_PER_CYCLE
-        batches, while the cycle has used less than BACKLOG_BUDGET seconds and fewer than READY_FOR_MORE DES
-        wait for a worker: under a burst, one commit covers several batches, so the pages each commit
-        rewrites (the ends of the tables and indexes, the index pages a new DES lands on) are written once
-        for all of them, not once per batch."""
-        inflow = self.inflow
+        """Feed the backlog to the generators a batch at a time, within the bounds above: one commit for several
+        batches writes the pages every commit rewrites (the ends of tables and indexes) once for all of them."""
         until = time.monotonic() + BACKLOG_BUDGET
         for _ in range(BATCHES_PER_CYCLE):
             self._process_backlog()
-            if not inflow.has_backlog():
-                inflow.window.taken()
+            if not self.inflow.has_backlog():
+                self.inflow.window.taken()
                 return
-            if self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until:
-                return
-            if len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE:
+            if (self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until
+                    or len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE):
                 return
 
     def _handle(self, item: Message) -> None:
         if isinstance(item, WorkerReports):
-            on_message = self.runbook.on_message
-            for kind, run_id, payload in item.messages:
-                on_message(item.worker, kind, run_id, payload)
+            self.runbook.on_reports(item.worker, item.messages)
         elif isinstance(item, WorkerLost):
             self.runbook.on_lost(item)
         elif isinstance(item, Requeue):
@@ -373,10 +359,9 @@ class Loop:
         if not batch:
             return
         self._processed += len(batch)
-        now = self.clock.time()
-        self.documents.prefetch_files([name for _, _, name, *_ in batch if os.path.isabs(name)])
-        for event_id, source, name, state, taken in batch:
-            self.outbox.emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
+        self.documents.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
+        self.documents.begin_batch()
+        for _, _, name, state, _ in batch:
             self.documents.from_event(name, state)
         events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
@@ -385,19 +370,33 @@ class Loop:
     def _apply_batch(self, batch: list[Stored], emissions: list[Emission], hung: Hung | None) -> None:
         """Register what the generators emitted for a batch (and, if one hung, report it and put the events
         after it back at the front of the backlog)."""
-        self.registration.prefetch(emissions)
+        registration = self.registration
+        registration.prefetch(emissions)
+        registration.begin_batch()
+        self.documents.begin_batch()
         done_ids = {e.event_id for e in emissions}
         flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
-        marks = [self.registration.apply_emission(emission, flush) for emission in emissions]
+        stored = {item[0]: item for item in batch}
+        emit, now = self.outbox.emit, self.clock.time()
+        for emission in emissions:  # the batch's events first, as they came, then what they made
+            # one fact per event, once the generators have seen it: what it was and what came of it
+            event_id, source, name, _, taken = stored[emission.event_id]
+            emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
+                                  len(emission.errors)))
+        marks = [registration.apply_emission(emission, flush) for emission in emissions]
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
+            if event_id in stored:
+                _, source, name, _, taken = stored[event_id]
+                emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
             self.outbox.emit(ev.GeneratorError(self.clock.time(), generator, given, message, ""))
             marks.append(("error", f"generator {generator} hung", event_id))
             done_ids.add(event_id)
             self.inflow.put_back([item for item in batch if item[0] not in done_ids])
-        self.store.mark_events(marks)
+        registration.end_batch()
         self.documents.end_batch()
+        self.store.mark_events(marks)
 
     def _take_over(self, batch: list[Stored], done: list[Emission], hung: Hung) -> None:
         """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
@@ -433,6 +432,9 @@ class Loop:
         self._update_idle()
 
     def _commit_and_publish(self, tasks: list[Task]) -> None:
+        # rows a batch still holds go with this commit: the facts released below may speak of them
+        self.registration.write_batch()
+        self.documents.write_batch()
         config = self.config
         if (config.retention_events or config.retention_runs) and self._processed - self._since_prune >= 500:
             self._since_prune = self._processed
@@ -501,6 +503,8 @@ class Loop:
             if self.fatal is None:
                 while self.inflow.waiting():
                     self._store_intake()  # files reported just before the watcher was asked to stop
+            self.registration.write_batch()  # rows of a batch a failure left open: as written before it
+            self.documents.write_batch()
             interrupted = self.runbook.interrupt_open(detached)
             self.store.commit()
         except StoreError as exc:
