@@ -313,7 +313,7 @@ def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commit
 
     monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)  # the batch bounds, not this machine's speed
     loop = parts
-    size = loop.config.maxevents
+    size = loop.config.batch_events
     calls: list[int] = []
     run = loop.generators.run
     loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
@@ -350,7 +350,7 @@ def test_a_cycle_feeds_one_batch_only_while_many_des_wait_for_a_worker(parts, mo
 
     monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)
     loop = parts
-    size = loop.config.maxevents
+    size = loop.config.batch_events
     calls: list[int] = []
     run = loop.generators.run
     loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
@@ -363,3 +363,33 @@ def test_a_cycle_feeds_one_batch_only_while_many_des_wait_for_a_worker(parts, mo
     loop.dispatch.ready.clear()
     loop.cycle()
     assert calls == [size] * 3 and loop.store.pending_events() == 0
+
+
+def test_a_recipe_s_own_maxevents_is_the_most_events_a_cycle_feeds_before_it_dispatches(tmp_path, monkeypatch):
+    """SPEC: ``maxevents`` is the most events taken in one cycle before ready work is dispatched. Several
+    batches per commit are the engine's choice only when the recipe leaves ``maxevents`` unset."""
+    from tinyo.core import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)
+    path = tmp_path / "recipe.py"
+    path.write_text(RECIPE.replace("DB_PATH", repr(str(tmp_path / "state.db"))).replace(
+        "retries=2,", "retries=2, maxevents=7,"))
+    recipe = load_recipe(path)
+    store = Store(str(tmp_path / "state.db"))
+    loop = Loop(recipe, store, ev.Bus(), ManualClock(), OpResolver(recipe.module, recipe.path), Execution.INLINE,
+                1, None, watch=False)
+    try:
+        calls: list[int] = []
+        run = loop.generators.run
+        loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
+        for i in range(30):
+            loop.inflow.own.append(("manual", f"e{i}", None))
+        loop.cycle()
+        assert calls == [7] and store.pending_events() == 23
+        commits = store.conn.execute("SELECT count(*) FROM processed").fetchone()[0]
+        while store.pending_events():
+            loop.cycle()
+        assert calls == [7, 7, 7, 7, 2]
+        assert store.conn.execute("SELECT count(*) FROM processed").fetchone()[0] == commits + 4
+    finally:
+        store.close()

@@ -2,8 +2,8 @@
 
 Everything reaches the loop through two bounded queues (intake events; commands, queries and executor
 reports) and a wake flag. A cycle: apply commands and reports, fire due timers and retries, store up to
-a bounded number of intake events, feed stored events to the generators ``maxevents`` at a time (several
-batches while a backlog waits, within a time budget),
+a bounded number of intake events, feed at most ``maxevents`` stored events to the generators (when the
+recipe leaves ``maxevents`` to the engine: several batches while a backlog waits, within a time budget),
 register what they emit, settle the DES touched, write run rows, commit, hand tasks to the executor,
 and only then release the cycle's facts on the bus (so the bus never announces what is not durable).
 """
@@ -322,9 +322,10 @@ class Loop:
 
     def _process_batches(self) -> None:
         """Feed the backlog to the generators a batch at a time, within the bounds above: one commit for several
-        batches writes the pages every commit rewrites (the ends of tables and indexes) once for all of them."""
+        batches writes the pages every commit rewrites (the ends of tables and indexes) once for all of them.
+        A recipe's own ``maxevents`` is the most events a cycle feeds before it dispatches (SPEC): one batch."""
         until = time.monotonic() + BACKLOG_BUDGET
-        for _ in range(BATCHES_PER_CYCLE):
+        for _ in range(BATCHES_PER_CYCLE if self.config.maxevents is None else 1):
             self._process_backlog()
             if not self.inflow.has_backlog():
                 self.inflow.window.taken()
@@ -355,7 +356,7 @@ class Loop:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
     def _process_backlog(self) -> None:
-        batch = self.inflow.next_batch(self.config.maxevents)
+        batch = self.inflow.next_batch(self.config.batch_events)
         if not batch:
             return
         self._processed += len(batch)
