@@ -2,7 +2,8 @@
 
 Everything reaches the loop through two bounded queues (intake events; commands, queries and executor
 reports) and a wake flag. A cycle: apply commands and reports, fire due timers and retries, store up to
-a bounded number of intake events, feed at most ``maxevents`` stored events to the generators,
+a bounded number of intake events, feed at most ``maxevents`` stored events to the generators (when the
+recipe leaves ``maxevents`` to the engine: several batches while a backlog waits, within a time budget),
 register what they emit, settle the DES touched, write run rows, commit, hand tasks to the executor,
 and only then release the cycle's facts on the bus (so the bus never announces what is not durable).
 """
@@ -25,7 +26,7 @@ from ..generators import Abandoned, Emission, GeneratorRunner, Hung
 from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
 from .backing import StoreBacking
 from .commands import Commands, RunState
-from .dispatch import Dispatch
+from .dispatch import READY_MAX, Dispatch
 from .documents import Documents
 from .inflow import INTAKE_MAX, STORE_PER_CYCLE, Inflow, Stored
 from .outbox import Outbox
@@ -44,6 +45,9 @@ T = TypeVar("T")
 
 INBOX_MAX = 50_000
 """Executor reports and commands waiting for the loop; a full inbox back-pressures the workers."""
+BATCHES_PER_CYCLE, BACKLOG_BUDGET, READY_FOR_MORE = 8, 0.02, READY_MAX // 2
+"""A backlog's batches fed to the generators per commit, and for at most how many seconds (the wait of a burst's
+first run), while fewer DES than READY_FOR_MORE wait for a worker (past it the engine is ahead of them)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
 
@@ -313,10 +317,22 @@ class Loop:
         if inflow.settling:
             inflow.look_at_settling()
         if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
-            self._process_backlog()
-            if not inflow.has_backlog():
-                inflow.window.taken()
+            self._process_batches()
         self._finish_cycle()
+
+    def _process_batches(self) -> None:
+        """Feed the backlog to the generators a batch at a time, within the bounds above: one commit for several
+        batches writes the pages every commit rewrites (the ends of tables and indexes) once for all of them.
+        A recipe's own ``maxevents`` is the most events a cycle feeds before it dispatches (SPEC): one batch."""
+        until = time.monotonic() + BACKLOG_BUDGET
+        for _ in range(BATCHES_PER_CYCLE if self.config.maxevents is None else 1):
+            self._process_backlog()
+            if not self.inflow.has_backlog():
+                self.inflow.window.taken()
+                return
+            if (self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until
+                    or len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE):
+                return
 
     def _handle(self, item: Message) -> None:
         if isinstance(item, WorkerReports):
@@ -340,7 +356,7 @@ class Loop:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
     def _process_backlog(self) -> None:
-        batch = self.inflow.next_batch(self.config.maxevents)
+        batch = self.inflow.next_batch(self.config.batch_events)
         if not batch:
             return
         self._processed += len(batch)
