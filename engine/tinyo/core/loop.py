@@ -21,7 +21,7 @@ from .. import events as ev
 from ..clock import Clock, ManualClock
 from ..dag import Graph
 from ..errors import StoreError, TinyoError
-from ..executors import Executor, make_executor
+from ..executors import Executor
 from ..generators import Abandoned, Emission, GeneratorRunner, Hung
 from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
 from .backing import StoreBacking
@@ -33,6 +33,7 @@ from .outbox import Outbox
 from .queries import Queries
 from .registration import Registration
 from .runbook import RunBook
+from .start import start
 
 if TYPE_CHECKING:
     from ..early import EarlyStart
@@ -202,64 +203,8 @@ class Loop:
             self._teardown(grace=0)
 
     def _startup(self) -> None:
-        now = self.clock.time()
-        self.run.started_at = now
-        self.commands.set_state("starting", "loading state")
-        # the worker and watcher processes start first (unless they were started before the engine was
-        # built): they start (a Python each) while the state loads
-        early = self.early
-        self.executor = make_executor(
-            self.execution,
-            recipe_path=str(self.recipe.path),
-            max_workers=self.max_workers,
-            sink=self.report,
-            resolver=self.resolver,
-            clock=self.clock.time,
-            address=self.executor_address,
-            store_path=self.store.path,
-            launched=early.take_workers(str(self.recipe.path)) if early is not None else None,
-        )
-        self.runbook.executor = self.executor
-        if self.watch_files and self.config.dirs:
-            self.inflow.start_watcher(early.take_watcher() if early is not None else None)
-        if early is not None:
-            early.dismiss()  # what this engine does not use
-        self.executor.start()
-        self._load_state()
-        self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
-        self.runbook.reconcile(self.executor, str(self.recipe.path))
-        if self.inflow.watcher is not None:
-            self.inflow.watcher.wait_ready()
-        self.inflow.start_timers(now)
-        self.inflow.scan()
-        if self.config.rescan_interval:
-            self.inflow.next_rescan = self.clock.monotonic() + self.config.rescan_interval
-        self.commands.set_state("running")
+        start(self)
         self._commit_and_publish([])
-
-    def _load_state(self) -> None:
-        """Bring back the DES that may need work (the rest stay in the store until something touches
-        them) and the document groups' counts."""
-        store = self.store
-        graph = self.graph
-        for row in store.load_open_des():
-            node = self.registration.node_from_row(row)
-            if row.state == "retry":
-                # a retry was waiting for its backoff at the last stop: it runs now, as the attempt it was
-                self.runbook.attempts[row.id] = row.attempt
-                node.forced = True
-            graph.nodes[node.id] = node
-            for targ in node.targs:
-                graph.producer[targ] = node.id
-        self.documents.load_groups(graph.nodes.get)
-        self.registration.total = store.count("des")
-        self.dispatch.next_run_id = store.next_run_id()
-        self.inflow.pending = store.pending_events()
-        self.inflow.base = store.count("events")
-        self.touched.extend(graph.nodes)
-        for node in graph.nodes.values():
-            self.outbox.emit(ev.DESRegistered(self.clock.time(), node.id, frozenset(node.deps), frozenset(node.targs),
-                                              node.ops_desc, node.generator, node.event, restored=True))
 
     def _wait_time(self) -> float | None:
         """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""
