@@ -19,8 +19,8 @@ from tinyo.engine import Engine
 from tinyo.recipe import load_recipe
 from tinyo_tui.app import TinyoApp, build_app
 
-FLOOD = 400
-"""Events injected while the console does not read: over 1 MB of facts, far past what can wait for it
+FLOOD = 1000
+"""Events injected while the console does not read: about 1 MB of facts, far past what can wait for it
 (the outbox and the socket's buffers)."""
 
 
@@ -62,7 +62,7 @@ async def _until_match(pilot, app: TinyoApp, engine: Engine) -> None:
 async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_the_engine_again(
         recipe: Path, tmp_path: Path) -> None:
     engine = Engine.from_path(recipe)
-    server = ControlServer(engine, outbox_bytes=256 << 10).start()  # a small outbox (a hub batch fits): it overflows soon
+    server = ControlServer(engine, outbox_bytes=128 << 10).start()  # a small outbox (a hub batch fits): it overflows soon
     engine.start()
     remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
     reading = threading.Event()

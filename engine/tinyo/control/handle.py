@@ -31,7 +31,7 @@ from ..history import RECENT, History, PastEvent, PastRun
 from ..recipe import Recipe
 from .client import ControlClient, EngineGone
 from .paths import ControlError
-from .protocol import LIST_MAX, Bye, Fact, Missed
+from .protocol import LIST_MAX, Bye, Facts, Missed
 
 RETRY = 0.5
 """Seconds between two tries to re-attach to an engine that stopped."""
@@ -143,11 +143,13 @@ class RemoteEngine:
         stream = self._stream
         assert stream is not None
         try:
-            for message in stream.subscribe(history=True):
-                if isinstance(message, Fact) and isinstance(message.fact, ev.BusEvent):
-                    if isinstance(message.fact, ev.EngineState):
-                        self.state = message.fact.state
-                    self.bus.publish(message.fact)
+            for message in stream.subscribe_batches(history=True):
+                if isinstance(message, Facts):
+                    events = [fact for fact in message.facts if isinstance(fact, ev.BusEvent)]
+                    for fact in events:
+                        if type(fact) is ev.EngineState:
+                            self.state = fact.state
+                    self.bus.publish_many(events)  # a line's facts in one hand-over: one lock, one wake-up
                 elif isinstance(message, Missed):
                     # in the stream's order: what came before the gap is older than what its reader re-asks
                     self.bus.publish(ev.FactsMissed(_now(), message.count))
