@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,43 @@ async def test_the_ops_of_a_killed_engine_show_interrupted_then_what_the_restart
             await pilot.pause(0.3)
     finally:
         remote.stop()
+
+
+def test_an_attached_console_that_does_not_fold_facts_in_stops_reading_and_the_engine_counts_what_it_missed(
+        recipe: Path, tmp_path: Path) -> None:
+    """The console's buffer stays bounded without dropping anything itself: past ``ROOM`` facts its reader
+    waits, the engine's outbox for it overflows (counted there), and once the console takes the facts the
+    reader goes on and the bus says where facts were missed."""
+    from tinyo import events as ev
+    from tinyo_tui.bridge import ROOM, Bridge
+
+    engine = Engine.from_path(recipe)
+    server = ControlServer(engine, outbox_bytes=128 << 10).start()
+    engine.start()
+    remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
+    bridge = Bridge()
+    bridge.attach(remote.bus)
+    remote.pace = bridge.wait_for_room
+    remote.start()
+    try:
+        with ControlClient.connect(tmp_path / "state.db", "look") as look:
+            for n in range(FLOOD * 3):  # 7-11 facts each: far past ROOM, the socket's buffers and the outbox
+                engine.inject(f"echo_n{n}")
+            deadline = time.monotonic() + 120
+            while not (look.query("stats")["events_total"] == FLOOD * 3 and engine.is_idle()):
+                assert time.monotonic() < deadline, "the flood was not handled"
+                time.sleep(0.1)
+            (mine,) = [c for c in look.query("clients") if c["name"] == "tinyo attach (facts)"]
+            assert mine["missed"] > 0  # the engine counted what it could not send ...
+            assert bridge.dropped_facts == 0  # ... the console dropped nothing itself ...
+            assert bridge.received < ROOM * 3 // 2  # ... and holds a bounded backlog (its reader waited)
+            drained: list[ev.BusEvent] = []
+            while not any(isinstance(e, ev.FactsMissed) for e in drained):
+                assert time.monotonic() < deadline, "no gap came after the facts the console took"
+                drained += bridge.drain()  # the UI takes the facts: the reader goes on
+                time.sleep(0.02)
+            assert [e.count for e in drained if isinstance(e, ev.FactsMissed)] == [mine["missed"]]  # one gap
+    finally:
+        remote.stop()
+        server.close()
+        engine.stop(timeout=5)
