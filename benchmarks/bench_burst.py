@@ -45,6 +45,9 @@ HERE = Path(__file__).resolve().parent
 ENGINE = HERE.parent / "engine"
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 PY = sys.executable
+TINYO = [str(Path(PY).with_name("tinyo"))] if Path(PY).with_name("tinyo").exists() else [PY, "-m", "tinyo"]
+"""The ``tinyo`` command as users run it: the installed entry point (``tinyo.cli_direct:main``; with
+PYTHONPATH below it runs this checkout's engine), or ``python -m tinyo``, the same entry point."""
 PYCACHE = tempfile.mkdtemp(prefix="bench-pycache-")
 """Compiled modules are kept (here, out of the source tree), as an installed package's are: with
 PYTHONDONTWRITEBYTECODE set (as on the project machine) every process would compile every module it
@@ -229,7 +232,7 @@ def burst_case(kind: str, n: int, timeout: float) -> dict[str, Any]:
     else:
         recipe = work / "recipe.py"
         recipe.write_text(BURST_RECIPE.format(marker=str(marker), db=str(db), inbox=str(inbox)))
-        cmd = [PY, "-m", "tinyo.cli", "run", str(recipe)]
+        cmd = [*TINYO, "run", str(recipe)]
         if kind == "json":
             cmd.append("--json")
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
@@ -351,7 +354,7 @@ def peer_run(tool: str, n: int, shape: str) -> tuple[float, float]:
             (inbox / "go.dat").write_text("go")  # the one event, taken in by the start-up scan
             (work / "recipe.py").write_text(PEER_RECIPE.format(n=n, shape=shape, db=str(work / "state.db"),
                                                                inbox=str(inbox)))
-            took = timed([PY, "-m", "tinyo.cli", "run", "recipe.py", "--stop-after", "1"], work)
+            took = timed([*TINYO, "run", "recipe.py", "--stop-after", "1"], work)
             conn = sqlite3.connect(f"file:{work / 'state.db'}?mode=ro", uri=True)
             try:
                 runs = conn.execute("SELECT count(*), sum(status = 'ok'), count(DISTINCT des_id) FROM runs").fetchone()

@@ -45,6 +45,7 @@ sys.path.insert(0, str(HERE.parent / "engine"))
 
 from tinyo import events as ev  # noqa: E402
 from tinyo.engine import Engine  # noqa: E402
+from tinyo.heap import settle  # noqa: E402
 from tinyo.model import Execution  # noqa: E402
 
 RECIPE = HERE / "recipes" / "bench_recipe.py"
@@ -60,7 +61,7 @@ def noop(_: Any = None) -> None:
 # ====================================================================== harness
 
 
-_RECORDED = frozenset({ev.OpFinished, ev.OpStarted, ev.DESRegistered, ev.EventProcessed, ev.OpFailed, ev.OpCancelled,
+_RECORDED = frozenset({ev.OpFinished, ev.OpStarted, ev.DESRegistered, ev.EventReceived, ev.OpFailed, ev.OpCancelled,
                        ev.EngineNotice, ev.GeneratorError})
 """The fact types the collector records (see ``Collector.__call__``)."""
 
@@ -93,7 +94,7 @@ class Collector:
             self.started.append((time.time(), e.ts, e.run_id, e.des_id, e.targs))
         elif t is ev.DESRegistered:
             self.registered += 1
-        elif t is ev.EventProcessed:
+        elif t is ev.EventReceived:
             self.processed += 1
             self.last_processed_at = time.time()
             self._check()
@@ -172,6 +173,7 @@ class BenchEngine:
     def start(self, timeout: float = 60.0) -> float:
         """Start and wait until every worker is ready and the loop is idle; returns seconds taken."""
         t0 = time.perf_counter()
+        settle()  # as `tinyo run` does once its engine is built
         self.engine.start()
         if self.engine.fatal is not None:
             raise RuntimeError(f"engine failed to start: {self.engine.fatal}")

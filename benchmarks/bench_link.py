@@ -59,7 +59,7 @@ def bare_round_trip(n: int) -> float:
 
 
 def profile_chain(n: int) -> dict[str, float]:
-    from tinyo.cli import run_headless
+    from tinyo.headless import run_headless
     from tinyo.core.runbook import RunBook
     from tinyo.executors import process
 

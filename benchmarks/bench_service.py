@@ -28,7 +28,7 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   machine they compete with the engine for it) [two within 10% of none].
 
 - ``hub_two`` / ``hub_none``: the channel's share of the engine process alone, without the machine's
-  other processes: a burst's worth of facts (5 per file, 23,000 files) handed to the control hub
+  other processes: a burst's worth of facts (7 per file, 23,000 files) handed to the control hub
   the way the engine's bus does, with two clients subscribed over socket pairs (their readers
   drain them), beside the same facts with no client subscribed; process CPU.
 
@@ -245,7 +245,8 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
 
 
 def hub_cpu(files: int, subscribers: int) -> float:
-    """CPU seconds of this process to pass 5 facts per file through a Hub to ``subscribers`` clients."""
+    """CPU seconds of this process to pass a file's facts (the 7 a file dropped into a watched folder
+    publishes, README "Facts") through a Hub to ``subscribers`` clients."""
     import socket
 
     from tinyo.control.hub import Hub, Outbox
@@ -253,10 +254,13 @@ def hub_cpu(files: int, subscribers: int) -> float:
     facts: list[ev.BusEvent] = []
     for i in range(files):
         path = f"/tmp/bench/inbox/f{i:06d}"
-        facts += [ev.EventReceived(1.0, i, path, "file"), ev.DocumentUpdated(1.0, path, 1, "event"),
-                  ev.DESStateChanged(1.0, "abcdef0123456789", "queued", "queued: never built", "stale", (path,)),
-                  ev.OpStarted(1.0, i, "abcdef0123456789", "noop", "w1", 1, frozenset({path})),
-                  ev.OpFinished(1.0, i, "abcdef0123456789", "noop", "w1", 0.001)]
+        des_id = f"{i:016x}"
+        facts += [ev.DocumentUpdated(1.0, path, 1, "event"), ev.EventReceived(1.0, i, path, "file", 1.0, 1, 0),
+                  ev.DESRegistered(1.0, des_id, frozenset({path}), frozenset({"done " + path}), ("noop",), "on_file",
+                                   path),
+                  ev.DESStateChanged(1.0, des_id, "queued", "queued: never built", "new", ("done " + path,)),
+                  ev.OpStarted(1.0, i, des_id, "noop", "w1", 1, frozenset({"done " + path})),
+                  ev.OpFinished(1.0, i, des_id, "noop", "w1", 0.001), ev.DocumentUpdated(1.0, "done " + path, 1, des_id)]
     stopped = threading.Event()
     hub = Hub(lambda _reason: stopped.set())
     hub.start()

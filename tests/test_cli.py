@@ -50,7 +50,7 @@ def test_run_json_lines_and_stop_after(recipe, inbox):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = [e["type"] for e in events]
-    for expected in ("engine_state", "event_received", "des_registered", "des_queued", "op_started", "op_output",
+    for expected in ("engine_state", "event_received", "des_registered", "des_state", "op_started", "op_output",
                      "op_finished", "document_updated"):
         assert expected in kinds
     output = [e["line"] for e in events if e["type"] == "op_output"]

@@ -17,6 +17,7 @@ from tinyo.control.paths import ControlError
 from tinyo.engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
 from tinyo.executors.base import WorkerInfo
 from tinyo.groups import GroupSummary
+from tinyo.queries import QueryError
 from tinyo.recipe import load_recipe
 
 
@@ -83,7 +84,7 @@ def test_attached_queries_answer_with_the_engine_s_own_types(recipe, tmp_path, s
         assert engine.locate("out/go-q") == (out.pattern, 0)
         assert engine.find_documents(re.compile("OUT/GO", re.IGNORECASE).search, 5) == ["out/go-q"]
         assert engine.find_documents("go-q", 5) == ["go-q", "out/go-q"]
-        with pytest.raises(ControlError, match="searched by pattern"):
+        with pytest.raises(QueryError, match="searched by pattern"):
             engine.find_documents(lambda name: True)
         assert all(isinstance(w, WorkerInfo) for w in engine.workers())
     finally:

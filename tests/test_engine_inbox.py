@@ -71,7 +71,7 @@ def test_a_timer_fired_while_the_intake_is_full_does_not_hang_the_loop(tmp_path,
     engine.fire_timer("hourly")  # queued before the start: the first cycle fires it on a full intake
     engine.start()
     try:
-        processed = lambda: {e.name for e in seen if isinstance(e, ev.EventProcessed)}  # noqa: E731
+        processed = lambda: {e.name for e in seen if isinstance(e, ev.EventReceived)}  # noqa: E731
         _wait(lambda: any(name.startswith("hourly_") for name in processed()), "the timer's event processed")
         assert {f"flood_{i}" for i in range(INTAKE_CAP)} <= processed()
         assert [e for e in seen if isinstance(e, ev.TimerFired) and e.manual]
@@ -91,7 +91,7 @@ def test_a_cli_request_polled_while_the_intake_is_full_does_not_hang_the_loop(tm
     _fill_intake(engine)
     engine.start()  # the first cycle polls the requests with the intake still full
     try:
-        processed = lambda: {e.name for e in seen if isinstance(e, ev.EventProcessed)}  # noqa: E731
+        processed = lambda: {e.name for e in seen if isinstance(e, ev.EventReceived)}  # noqa: E731
         _wait(lambda: "from_the_cli" in processed() and any(n.startswith("hourly_") for n in processed()),
               "the requested events processed")
     finally:
@@ -118,7 +118,7 @@ def test_other_threads_send_typed_messages_and_the_idle_mark_follows_them(tmp_pa
         assert engine.idle_since is None
         engine.resume()
         _wait(lambda: engine.idle_since is not None and not engine.paused, "idle again after resume")
-        processed = [e.name for e in seen if isinstance(e, ev.EventProcessed)]
+        processed = [e.name for e in seen if isinstance(e, ev.EventReceived)]
         assert "while_paused" in processed
     finally:
         engine.stop(timeout=5)

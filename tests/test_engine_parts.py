@@ -133,7 +133,7 @@ def test_facts_wait_in_the_outbox_until_it_is_released(parts):
     assert loop.published == [], "nothing is announced before the commit"
     loop.outbox.release()
     kinds = [type(e) for e in loop.published]
-    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESQueued)
+    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESStateChanged)
     loop.outbox.emit(ev.EngineNotice(0.0, "info", "dropped"))
     loop.outbox.drop()
     loop.outbox.release()
@@ -245,3 +245,60 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
     path.write_text("1")  # the same content again: no new event
     loop.inflow.queue.put(("file", str(path), None))
     assert loop.inflow.store_events(loop._take_many) == 0
+
+
+def _cycle(loop: Loop) -> list[tuple[str, ...]]:
+    """Settle, dispatch and release as a cycle ends; the facts it published, as (kind, state, previous)."""
+    loop.published.clear()
+    _ready_tasks(loop)
+    loop.outbox.release()
+    return [(e.kind, e.state, e.previous) if isinstance(e, ev.DESStateChanged) else (e.kind,)
+            for e in loop.published if not isinstance(e, ev.GroupsChanged)]
+
+
+def test_each_state_change_of_a_des_is_told_once(parts):
+    """Ready: one state fact, queued (not stale then queued, and no second fact beside it); started and
+    done: the run facts tell running and ok, with no state fact beside them; a state the run facts do not
+    tell (queued again because a dep changed while it ran, a retry) has its state fact, from the state
+    the run facts told."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    assert _cycle(loop) == [("des_registered",), ("document_updated",), ("des_state", "queued", "new")]
+    assert loop.graph.nodes[des.id].reason == "queued: never built"
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
+    assert _cycle(loop) == [("op_started",)]
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("op_finished",), ("document_updated",)]
+    assert loop.graph.nodes[des.id].state == "ok"
+
+    loop.documents.bump("raw", by="event")  # a new version: queued again, from ok
+    assert _cycle(loop) == [("document_updated",), ("des_state", "queued", "ok")]
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
+    loop.documents.bump("raw", by="event")  # changed again while it runs
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("op_started",), ("document_updated",), ("op_finished",), ("document_updated",),
+                            ("des_state", "queued", "ok")]
+    assert "dep changed" in loop.graph.nodes[des.id].reason
+
+    (run_id,) = loop.runbook.open
+    _report(loop, run_id, ok=False, error="boom")
+    facts = _cycle(loop)
+    assert facts == [("op_started",), ("op_failed",), ("des_state", "retry", "running")]
+    assert loop.runbook.told == {}
+
+
+def test_a_run_reported_done_without_its_start_is_told_running_first(parts):
+    """A run whose start was never reported (one an executor held across a restart and reports finished):
+    its DES was last told queued, so a state fact moves it to running before OpFinished tells ok, and a
+    reader applying the run facts' moves (queued -> running -> ok) counts it right."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _cycle(loop)
+    (run_id,) = loop.runbook.open
+    loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
+    assert _cycle(loop) == [("des_state", "running", "queued"), ("op_finished",), ("document_updated",)]
+    assert loop.graph.nodes[des.id].state == "ok"

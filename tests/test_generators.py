@@ -100,7 +100,15 @@ def test_the_loop_goes_on_on_a_fresh_thread_and_the_late_return_changes_nothing(
         h.wait_idle()
         errors = {e.event: e.error for e in h.of(ev.GeneratorError)}
         registered = [e.targs for e in h.of(ev.DESRegistered)]
+        told = [(e.name, e.des_count, e.errors) for e in h.of(ev.EventReceived)]
+        late = [i for i, e in enumerate(h.events) if getattr(e, "name", getattr(e, "event", None)) == "late"
+                and isinstance(e, (ev.EventReceived, ev.GeneratorError))]
     assert h.engine.state == "stopped" and h.engine.fatal is None
+    # each event told once, once its generators had seen it (those put back after the hang too); the hung
+    # one with no DES count, before its error
+    assert sorted(told) == [("exit", 0, 1), ("four", 1, 0), ("late", None, 0), ("one", 1, 0), ("three", 1, 0),
+                            ("two", 1, 0)]
+    assert [type(h.events[i]) for i in late] == [ev.EventReceived, ev.GeneratorError]
     assert "did not return within 0.3s" in errors["late"]
     assert errors["exit"].startswith("raised SystemExit: 3"), "a generator's sys.exit() is its error, not the engine's"
     assert frozenset({"out.late"}) not in registered

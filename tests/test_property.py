@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from tinyo import dag
 from tinyo import events as ev
 from tinyo.engine import Engine
+from tinyo.groups import Groups, doc_state
 from tinyo.offline import load_graph
 from tinyo.store import Store
 
@@ -185,7 +186,15 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         ids = [row.id for row in engine.store.load_des()]
         names = [name for name, *_ in engine.store.all_names()]
         nodes = {nid: graph.node(nid) for nid in ids}
+        # the group counts the engine keeps move by move, beside a recount of every stored document
+        recount = Groups()
+        for name, pattern, version, producer in engine.store.all_names():
+            node = nodes.get(producer) if producer is not None else None
+            recount.join(name, doc_state(node.state if node is not None else None, version is not None)
+                         if producer is None or node is not None else "up to date", pattern)
         return {
+            "groups": engine.groups.summaries(),
+            "recounted groups": recount.summaries(),
             "versions": {d: v for d in names if (v := graph.version(d)) is not None},
             "nodes": {
                 nid: (frozenset(n.deps), frozenset(n.targs), n.trace, n.failed_trace, n.failed_state, n.forced,
@@ -201,6 +210,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
 
 
 def check_quiet_state(snap: dict[str, Any]) -> None:
+    assert snap["groups"] == snap["recounted groups"], "the group counts kept move by move differ from a recount"
     versions = snap["versions"]
     nodes = snap["nodes"]
     producer = {t: nid for nid, node in nodes.items() for t in node[1]}

@@ -70,7 +70,8 @@ def test_changed_content_while_down_reruns_only_that_des(tmp_path, inbox, harnes
     with harness(recipe) as h2:
         h2.wait_idle()
         assert h2.lines() == ["done a.csv"]
-        assert "dep changed" in h2.of(ev.DESQueued)[0].reason
+        queued = [e for e in h2.of(ev.DESStateChanged) if e.state == "queued"]
+        assert "dep changed" in queued[0].reason
 
 
 def test_kill_9_mid_run_is_marked_interrupted_and_dispatched_again(tmp_path, inbox):

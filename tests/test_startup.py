@@ -135,3 +135,31 @@ def test_a_bounded_run_waiting_for_more_events_sleeps_instead_of_polling(tmp_pat
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_waiting_for_a_helper_process_returns_its_exit_status_as_soon_as_it_ends():
+    from tinyo.children import wait_exit
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"])
+    try:
+        assert wait_exit(proc, 0.01) is None  # still running: no status, and it is not reaped
+        assert proc.returncode is None
+        assert wait_exit(proc, 30) == 3
+        assert proc.returncode == 3  # reaped
+        assert wait_exit(proc, 0) == 3  # once reaped, its status again
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_complete_file_written_just_before_the_start_is_taken_in_without_waiting_for_it_to_stay_quiet(tmp_path,
+                                                                                                    inbox):
+    # the start-up scan finds it written moments ago; nobody has it open for writing, so it is complete: it is
+    # not held back for `debounce` seconds of quiet (here longer than this test would wait)
+    recipe = write_recipe(tmp_path, RECIPE.replace("max_workers=2)", "max_workers=2, debounce=120)"),
+                          db=tmp_path / "s.db", inbox=inbox)
+    drop(inbox, "fresh.dat")
+    result = _tinyo("run", str(recipe), "--stop-after", "1")
+    assert result.returncode == 0, result.stderr
+    assert [status for _, status in _runs(tmp_path / "s.db")] == ["ok"]

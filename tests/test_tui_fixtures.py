@@ -7,6 +7,7 @@ screenshots are byte-identical run after run. Pilot tests use the real engine in
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from tinyo import events as ev
 from tinyo.clock import ManualClock
+from tinyo.core.queries import name_matcher
 from tinyo.engine_state import DESInfo, DocInfo, EngineStats
 from tinyo.executors.base import WorkerInfo
 from tinyo.groups import DES_TO_DOC, Groups
@@ -66,6 +68,7 @@ class ScriptedEngine:
         self._run_id = 0
         self._docs: dict[str, int] = {}
         self._groups = Groups()
+        self._output: deque[ev.OpOutput] = deque(maxlen=1000)
         self._doc_states: dict[str, str] = {}
         self._producer: dict[str, str] = {}
         self._readers: dict[str, list[str]] = {}
@@ -135,8 +138,13 @@ class ScriptedEngine:
         names = sorted(n for n in self._doc_states if self._groups.key(n) == pattern)
         return self.doc_infos(names[offset:offset + limit])
 
-    def find_documents(self, match: Any, limit: int = 1) -> list[str]:
+    def find_documents(self, pattern: str, limit: int = 1, regex: bool = False) -> list[str]:
+        match = name_matcher(pattern, regex)  # the engine's own rule
         return [n for n in sorted(self._doc_states) if match(n)][:limit]
+
+    def recent_output(self, limit: int = 1000) -> list[ev.OpOutput]:
+        """The output lines published, as the engine keeps them (the last ``limit``)."""
+        return list(self._output)[-limit:] if limit else []
 
     def locate(self, name: str) -> tuple[str, int] | None:
         if name not in self._doc_states:
@@ -180,6 +188,8 @@ class ScriptedEngine:
         self.bus.publish(event)
         if isinstance(event, ev.WorkerChanged):  # what `workers` answers, as the engine's executor would
             self._workers[event.worker] = WorkerInfo(event.worker, event.pid, event.state, None, None, None, None)
+        elif isinstance(event, ev.OpOutput):
+            self._output.append(event)
         elif isinstance(event, ev.OpStarted):
             old = self._workers.get(event.worker)
             self._workers[event.worker] = WorkerInfo(event.worker, old.pid if old else None, "busy", event.run_id,
@@ -213,11 +223,15 @@ class ScriptedEngine:
         """An event arrives; generators make ``des`` [(generator, deps, targs, ops)] or ``error``."""
         self._event_id += 1
         eid = self._event_id
-        self.pub(ev.EventReceived, event_id=eid, name=name, source=source)
         self._docs[name] = self._docs.get(name, 0) + 1
         if name not in self._producer:
             self._doc_to(name, "source")
         self.pub(ev.DocumentUpdated, name=name, version=self._docs[name], by="event")
+        self.pub(ev.EventReceived, event_id=eid, name=name, source=source, des_count=len(des),
+                 errors=1 if error else 0)
+        if error is not None:
+            self.pub(ev.GeneratorError, generator=error[0], event=name, error=error[1],
+                     traceback=f"Traceback (most recent call last):\n  File \"recipe.py\", line 12, in {error[0]}\n{error[1]}\n")
         ids = []
         for generator, deps, targs, ops in des:
             des_id = des_id_of(generator, *deps, *targs)
@@ -233,22 +247,23 @@ class ScriptedEngine:
                     self._doc_to(dep, "source" if dep in self._docs else "missing")
             self.pub(ev.DESRegistered, des_id=des_id, deps=node.deps, targs=node.targs, ops=node.ops,
                      generator=generator, event=name)
-        if error is not None:
-            self.pub(ev.GeneratorError, generator=error[0], event=name, error=error[1],
-                     traceback=f"Traceback (most recent call last):\n  File \"recipe.py\", line 12, in {error[0]}\n{error[1]}\n")
-        self.pub(ev.EventProcessed, event_id=eid, name=name, des_count=len(ids), errors=1 if error else 0)
         return ids
 
-    def state(self, des_id: str, state: str, reason: str = "") -> None:
+    def state(self, des_id: str, state: str, reason: str = "", told: bool = True) -> None:
+        """A DES moves to ``state``: a state fact, unless a run fact tells it (``told=False``: as the engine)."""
         node = self._des[des_id]
         previous = node.state
         node.state, node.reason = state, reason
         for targ in node.targs:
             self._doc_to(targ, DES_TO_DOC[state])
-        if state == "queued":
-            self.pub(ev.DESQueued, des_id=des_id, targs=node.targs, reason=reason)
-        self.pub(ev.DESStateChanged, des_id=des_id, state=state, reason=reason, previous=previous,
-                 targs=tuple(sorted(node.targs)))
+        if told:
+            self.pub(ev.DESStateChanged, des_id=des_id, state=state, reason=reason, previous=previous,
+                     targs=tuple(sorted(node.targs)))
+
+    def told_by(self, des_id: str, fact: type[ev.BusEvent]) -> None:
+        """The DES moves as the run fact ``fact`` (published next) tells it, with no state fact (as the engine)."""
+        _, state, reason = ev.RUN_MOVES[fact]
+        self.state(des_id, state, reason, told=False)
 
     def run(self, des_id: str, worker: str, lines: list[str], seconds: float = 0.4,
             error: str | None = None, finish: bool = True) -> int:
@@ -260,7 +275,7 @@ class ScriptedEngine:
         run = SimpleNamespace(run_id=run_id, attempt=len(node.runs) + 1, worker=worker,
                               start=self.clock.time(), end=None, status="running", error=None)
         node.runs.append(run)
-        self.state(des_id, "running")
+        self.told_by(des_id, ev.OpStarted)
         self.pub(ev.WorkerChanged, worker=worker, pid=4100 + int(worker[1]), state="busy")
         self.pub(ev.OpStarted, run_id=run_id, des_id=des_id, op=node.ops[0], worker=worker,
                  attempt=run.attempt, targs=node.targs)
@@ -279,7 +294,7 @@ class ScriptedEngine:
             for targ in sorted(node.targs):
                 self._docs[targ] = self._docs.get(targ, 0) + 1
                 self.pub(ev.DocumentUpdated, name=targ, version=self._docs[targ], by=des_id)
-            self.state(des_id, "ok")
+            self.told_by(des_id, ev.OpFinished)
         else:
             run.status, run.error = "failed", error
             node.traceback = (f"Traceback (most recent call last):\n  File \"recipe.py\", line 9, in "
@@ -386,7 +401,8 @@ def shift_work(engine: ScriptedEngine) -> dict[str, int]:
             engine._run_id += 1
             runs[name] = engine._run_id
             started[name] = clock.time()
-            engine.state(des_id, "running")
+            engine.state(des_id, "queued", "queued: never built")
+            engine.told_by(des_id, ev.OpStarted)
             engine.pub(ev.WorkerChanged, worker=worker, pid=4100 + int(worker[1]), state="busy")
             engine.pub(ev.OpStarted, run_id=runs[name], des_id=des_id, op=op, worker=worker, attempt=1,
                        targs=frozenset({f"out.{name}"}))
@@ -394,8 +410,8 @@ def shift_work(engine: ScriptedEngine) -> dict[str, int]:
         des_id = des_id_of(f"make_{op}", f"/srv/in/{name}.csv", f"out.{name}")
         took = clock.time() - started[name]
         if what == "end":
+            engine.told_by(des_id, ev.OpFinished)
             engine.pub(ev.OpFinished, run_id=runs[name], des_id=des_id, op=op, worker=worker, duration=took)
-            engine.state(des_id, "ok")
         else:
             engine.pub(ev.OpFailed, run_id=runs[name], des_id=des_id, op=op, worker=worker, duration=took,
                        error="OSError: disk full", traceback="Traceback (most recent call last):\nOSError: disk full")

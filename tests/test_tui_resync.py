@@ -108,6 +108,61 @@ async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_th
         engine.stop(timeout=5)
 
 
+@sync
+async def test_after_a_resync_the_output_pane_has_the_lines_printed_in_the_gap_once_each(
+        recipe: Path, tmp_path: Path) -> None:
+    engine = Engine.from_path(recipe)
+    server = ControlServer(engine, outbox_bytes=256 << 10).start()
+    engine.start()
+    remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
+    reading = threading.Event()
+    reading.set()
+    remote.bus.subscribe(lambda _fact: reading.wait(60))  # while clear, the console's socket is not read
+    app = build_app(remote, theme="dark")
+
+    def printed() -> list[str]:
+        return [row.line for row in app.state.output if row.kind == "stdout"]
+
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            engine.inject("echo_first")
+            await until(pilot, lambda: printed() == ["echo first"], what="the first line shown")
+            reading.clear()
+            for n in range(FLOOD):  # each op prints one line while the console reads nothing
+                engine.inject(f"echo_n{n}")
+            with ControlClient.connect(tmp_path / "state.db", "test") as look:
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 1 and engine.is_idle(),
+                            timeout=60, what="the flood handled")
+                assert any(c["missed"] for c in look.query("clients")), "the console's outbox did not overflow"
+                for n in range(20):  # wholly in the gap
+                    engine.inject(f"echo_late{n}")
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 21 and engine.is_idle(),
+                            what="the late events handled")
+            shown_before = len(printed())
+            reading.set()
+            for n in range(30):  # lines printed while the console asks again: both as facts and in its answer
+                engine.inject(f"echo_more{n}")
+            await until(pilot, lambda: any("facts were missed" in row.line for row in app.state.output),
+                        what="the console to say it missed facts")
+            await until(pilot, lambda: engine.stats().events_total == FLOOD + 51 and engine.is_idle(),
+                        what="the last events handled")
+            expected = [e.line for e in engine.recent_output(1000)]  # every line this engine printed
+            assert len(expected) == FLOOD + 51 and shown_before < FLOOD + 21
+            await until(pilot, lambda: printed() == expected, what="the output pane to show every line once")
+            numbers = [row.line_no for row in app.state.output if row.kind == "stdout"]
+            assert numbers == sorted(set(numbers))  # in the order printed, none twice
+            engine.inject("echo_after")  # the live lines go on after the gap's
+            await until(pilot, lambda: printed() == [*expected, "echo after"], what="a live line after them")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+    finally:
+        reading.set()
+        remote.stop()
+        server.close()
+        engine.stop(timeout=5)
+
+
 @pytest.fixture
 def service(recipe: Path):
     result = tinyo("start", str(recipe))

@@ -61,8 +61,7 @@ def test_event_stream_is_bounded_and_counts_older_rows() -> None:
     state = ConsoleState(max_events=100)
     batch: list[ev.BusEvent] = []
     for i in range(250):
-        batch.append(ev.EventReceived(ts=float(i), event_id=i, name=f"e{i}", source="file"))
-        batch.append(ev.EventProcessed(ts=float(i), event_id=i, name=f"e{i}", des_count=0, errors=0))
+        batch.append(ev.EventReceived(ts=float(i), event_id=i, name=f"e{i}", source="file", des_count=0))
     state.apply(batch)
     assert len(state.events) == 100 and state.events_dropped == 150
     assert len(state._event_by_id) == 100 and len(state._event_by_name) == 100
@@ -77,9 +76,16 @@ def test_des_states_drive_document_states_and_counts() -> None:
         ev.DESStateChanged(ts=0, des_id="a" * 16, state="waiting", reason="waiting on in"),
     ])
     assert state.docs["out"].state == "waiting" and state.docs["out"].detail == "waiting on in"
-    state.apply([ev.DESStateChanged(ts=1, des_id="a" * 16, state="running", reason="")])
-    assert state.running == 1 and state.docs["out"].state == "running"
-    state.apply([ev.DESStateChanged(ts=2, des_id="a" * 16, state="failed", reason="boom")])
+    state.apply([ev.DESStateChanged(ts=1, des_id="a" * 16, state="queued", reason="queued: never built")])
+    assert state.queued == 1 and state.docs["out"].state == "queued"
+    # the run's start tells its DES is running (no state fact beside it)
+    state.apply([ev.OpStarted(ts=1, run_id=1, des_id="a" * 16, op="op", worker="w1", attempt=1,
+                              targs=frozenset({"out"}))])
+    assert (state.queued, state.running) == (0, 1) and state.docs["out"].state == "running"
+    assert state.des["a" * 16].state == "running"
+    state.apply([ev.OpFailed(ts=2, run_id=1, des_id="a" * 16, op="op", worker="w1", duration=1.0, error="boom",
+                             traceback=""),
+                 ev.DESStateChanged(ts=2, des_id="a" * 16, state="failed", reason="boom", previous="running")])
     assert state.running == 0 and state.failed == 1
     # the group counts are the engine's: they arrive as they are
     summary = GroupSummary("out", 1, "out", (("failed", 1),))
@@ -110,11 +116,14 @@ def test_the_cache_is_bounded_but_counts_stay_exact_and_what_is_on_screen_stays(
     assert state.queued == 5000
     for i in range(5000):  # every DES runs and finishes, long after most left the cache
         des_id, doc = f"{i:016x}", f"out.{i:05d}"
-        state.apply([
-            ev.DESStateChanged(ts=i, des_id=des_id, state="running", reason="", previous="queued", targs=(doc,)),
-            ev.DESStateChanged(ts=i, des_id=des_id, state="failed" if i % 1000 == 0 else "ok", reason="x",
-                               previous="running", targs=(doc,)),
-        ])
+        started = ev.OpStarted(ts=i, run_id=i, des_id=des_id, op="op", worker="w1", attempt=1, targs=frozenset({doc}))
+        if i % 1000:  # its success tells the DES is ok
+            state.apply([started, ev.OpFinished(ts=i, run_id=i, des_id=des_id, op="op", worker="w1", duration=0.1)])
+        else:
+            state.apply([started, ev.OpFailed(ts=i, run_id=i, des_id=des_id, op="op", worker="w1", duration=0.1,
+                                              error="x", traceback=""),
+                         ev.DESStateChanged(ts=i, des_id=des_id, state="failed", reason="x", previous="running",
+                                            targs=(doc,))])
     assert (state.queued, state.running, state.failed) == (0, 0, 5)
     assert len(state.docs) <= 100 and len(state.des) <= 100
     assert state.docs["out.00005"].state == "up to date"
@@ -173,3 +182,29 @@ def test_tree_stays_usable_with_100000_documents() -> None:
             assert len(app.state.docs) <= MAX_CACHED + 2 * PAGE
 
     asyncio.run(run())
+
+
+def _line(n: int) -> ev.OpOutput:
+    return ev.OpOutput(ts=float(n), run_id=1, des_id="d", op="o", worker="w", stream="stdout", line=f"l{n}", line_no=n)
+
+
+def test_the_output_lines_of_a_gap_go_in_their_place_once_each() -> None:
+    from tinyo_tui.state import Changes
+
+    state = ConsoleState()
+    # before the gap 1..3; 7 and 8 came after it but ahead of the console's "missed" marker (merged by time)
+    state.apply([_line(1), _line(2), _line(3), _line(7), _line(8)], Changes())
+    state.note("3 facts were missed", "info", 8.5)
+    ch = Changes()
+    assert state.merge_output([_line(n) for n in range(2, 10)], ch) == 4  # 4, 5, 6 and 9; not 2, 3, 7, 8
+    assert ch.reloaded
+    state.apply([_line(9), _line(10)], Changes())  # 9 was in the answer: shown once; 10 is new
+    shown = [row.line for row in state.output if row.kind == "stdout"]
+    assert shown == [f"l{n}" for n in range(1, 11)]
+    seqs = [row.seq for row in state.output]
+    assert seqs == sorted(seqs) and state.output[-1].line == "l10"
+    # a restarted engine numbers its lines from 1 again: they are its own, not those shown already
+    state.apply([ev.EngineState(ts=11.0, state="stopped")], Changes())
+    assert state.merge_output([_line(1), _line(2)], Changes()) == 2
+    state.apply([_line(2), _line(3)], Changes())
+    assert [row.line for row in state.output if row.kind == "stdout"][-4:] == ["l10", "l1", "l2", "l3"]

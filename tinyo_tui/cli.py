@@ -84,7 +84,7 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print(f"tinyo-tui: no terminal, running the headless engine (like `tinyo run {recipe}`)",
               file=sys.stderr)
-        from tinyo.cli import run_headless
+        from tinyo.headless import run_headless
 
         return run_headless(recipe, db=db, execution=chosen, workers=workers, debug=debug,
                             allow_world_writable=allow_world_writable, executor_address=executor, grace=grace)

@@ -5,8 +5,8 @@ engine's facts it missed (a ``FactsMissed`` on its bus, where the gap is), and t
 bounded buffer drops the oldest when the screen falls far behind. After a gap, or after re-attaching
 to a restarted engine, the console asks the engine for what the facts would have said: the group
 counts, the documents and DES it has cached (what the tree shows), the workers and what they run,
-the header's counters, how the runs it last saw running ended, and the recent events and runs
-(those it missed go in among those it shows; the output lines of the gap are not asked for).
+the header's counters, how the runs it last saw running ended, the recent events and runs, and the
+engine's recent output lines (those it missed go in among those it shows, once each).
 
 Order matters. The facts before the gap are applied first, then the answers, then the facts that
 came after the gap (held meanwhile): one of those that is older than the answers only says again
@@ -31,7 +31,7 @@ from .state import Changes, ConsoleState, EventRow, WorkerRow
 LOOKUPS_MAX = 100
 """The most DES whose runs are looked up one by one (each a query): the runs last seen running."""
 PAST_MAX = 1000
-"""The most recent events and runs asked for (what a gap left out of the last ones shown)."""
+"""The most recent events, runs and output lines asked for (what a gap left out of the last ones shown)."""
 NAMES_MAX = 5000
 """The most cached documents (and DES) asked about at once (the protocol's list bound)."""
 
@@ -58,6 +58,8 @@ class Snapshot:
     runs: dict[int, RunInfo]
     past: History | None
     """The engine's recent events and runs (None: an engine that keeps no record)."""
+    output: list[ev.OpOutput]
+    """The engine's recent output lines, numbered."""
 
 
 def wanted(state: ConsoleState) -> Wanted:
@@ -90,8 +92,9 @@ def read(engine: Any, want: Wanted) -> Snapshot:
             continue
         asked = set(by_des[des_id])
         runs.update((run.run_id, run) for run in details.runs if run.run_id in asked)
-    past = engine.history(events=PAST_MAX, runs=PAST_MAX, lines=0) if hasattr(engine, "history") else None
-    return Snapshot(stats, groups, workers, docs, des, runs, past)
+    past = engine.history(events=PAST_MAX, runs=PAST_MAX, lines=0)
+    output = engine.recent_output(PAST_MAX)
+    return Snapshot(stats, groups, workers, docs, des, runs, past, output)
 
 
 def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
@@ -127,6 +130,7 @@ def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
     ch.runs = True
     if snap.past is not None:
         _past(state, snap.past, ch)
+    state.merge_output(snap.output, ch)
     return ch
 
 
@@ -231,6 +235,6 @@ class Resync:
             snapshot, why = message.value
             app._publish(apply(app.state, snapshot, app.now()))
             if why:
-                app.note(f"{why}: documents, workers, running ops and recent events asked of the engine again",
+                app.note(f"{why}: documents, workers, running ops, recent events and output asked of the engine again",
                          "info")
         app._schedule_drain(0.0)

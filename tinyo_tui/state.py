@@ -77,7 +77,6 @@ class ConsoleState(WorkTracker):
 # Routed by exact type, one dict lookup per fact: floods arrive in batches of thousands.
 _HANDLERS = {
     ev.EventReceived: ConsoleState._on_received,
-    ev.EventProcessed: ConsoleState._on_processed,
     ev.GeneratorError: ConsoleState._on_generator_error,
     ev.DESRejectedEvent: ConsoleState._on_rejected,
     ev.EngineNotice: ConsoleState._on_notice,

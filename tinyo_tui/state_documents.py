@@ -4,7 +4,8 @@ The document DAG is not mirrored. The engine keeps the group counts the tree sho
 ``GroupsChanged``); documents and DES are cached only while they are on screen or recently heard of
 (``trim`` bounds them), and the tree asks the engine for the rest as it expands (``put_doc_info``,
 ``put_des_info``). It also keeps the header's counts of DES queued, running and failed, which follow
-the DES state changes. It builds on ``EventStream`` because a new DES is noted on its event's row.
+the DES state changes (``DESStateChanged``, and the moves a run's start and success tell: ``move_des``).
+It builds on ``EventStream`` because a new DES is noted on its event's row.
 """
 
 from __future__ import annotations
@@ -141,26 +142,31 @@ class DocumentCache(EventStream):
             ch.changed_docs.add(name)
 
     def _on_state(self, e: ev.DESStateChanged, ch: Changes) -> None:
-        node = self.des.get(e.des_id)
-        previous = e.previous or (node.state if node is not None else "")
-        if previous != e.state and e.ts > self.counted_until:
+        self.move_des(e.des_id, e.state, e.reason, e.previous, e.targs, e.ts, ch)
+
+    def move_des(self, des_id: str, state: str, reason: str, previous: str, targs: Collection[str], ts: float,
+                 ch: Changes) -> None:
+        """A DES moved to ``state`` (a state fact, or a run fact that tells it: ``events.RUN_MOVES``)."""
+        node = self.des.get(des_id)
+        previous = previous or (node.state if node is not None else "")
+        if previous != state and ts > self.counted_until:
             if previous in COUNTED and self.des_states[previous] > 0:
                 self.des_states[previous] -= 1
-            if e.state in COUNTED:
-                self.des_states[e.state] += 1
+            if state in COUNTED:
+                self.des_states[state] += 1
             ch.header = True
-        targs = e.targs or (node.targs if node is not None else ())
+        targs = targs or (node.targs if node is not None else ())
         if node is not None:
-            node.state, node.reason = e.state, e.reason
-            if e.state != "failed":
+            node.state, node.reason = state, reason
+            if state != "failed":
                 node.error = ""
-            ch.changed_des.add(e.des_id)
-        doc_state: DocState = DES_TO_DOC.get(e.state, "never built")
-        detail = e.reason if doc_state in ("waiting", "stale", "failed") else ""
+            ch.changed_des.add(des_id)
+        doc_state: DocState = DES_TO_DOC.get(state, "never built")
+        detail = reason if doc_state in ("waiting", "stale", "failed") else ""
         for name in targs:
             doc = self.docs.get(name)
             if doc is not None:
-                doc.producer = doc.producer or e.des_id
+                doc.producer = doc.producer or des_id
                 self._set_doc_state(doc, doc_state, detail, ch)
 
     def _on_document(self, e: ev.DocumentUpdated, ch: Changes) -> None:
@@ -169,7 +175,7 @@ class DocumentCache(EventStream):
             ch.new_docs.add(e.name)
         doc.version = e.version
         if e.by not in ("event", "found"):
-            doc.producer = doc.producer or e.by  # made by the DES ``by``: its state change follows
+            doc.producer = doc.producer or e.by  # made by the DES ``by``: its run's OpFinished told its state
         elif doc.producer is None:
             self._set_doc_state(doc, "source", "", ch)
         ch.changed_docs.add(e.name)

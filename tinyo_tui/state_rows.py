@@ -103,6 +103,8 @@ class OutputRow:
     worker: str = ""
     des_id: str = ""
     run_id: int | None = None
+    line_no: int = 0
+    """The engine's number of an op's line (``OpOutput.line_no``; 0: none, or an engine that has gone)."""
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Provides ``EventStream``, the bottom layer of the console's state: the event stream and the output pane.
 
 It keeps the newest rows of each (bounded deques), indexes the stream's rows by event id and name so
-later facts about an event (processed, a generator's error) update its row in place, and counts the
+later facts about an event (a generator's error, its DES) update its row in place, and counts the
 events received for the header's rate. The layers above (``state_documents``, ``state_work``) build on it.
 """
 
@@ -31,6 +31,9 @@ class EventStream:
         self._recent: deque[float] = deque(maxlen=20_000)
         # one numbering for both panes' rows: a row's seq says where it goes among all the others
         self._seq = count()
+        self._answered: set[int] = set()
+        """Line numbers of the output lines a resync's answer showed (``merge_output``)."""
+        self._answered_upto = 0
 
     def events_per_s(self, now: float) -> float:
         """Events received per second over the last few seconds (by the engine clock)."""
@@ -96,16 +99,10 @@ class EventStream:
         kind: RowKind = "timer" if e.source == "timer" else "event"
         # the time shown is when the event happened (was taken in), not when the generators saw it
         happened = e.taken if e.taken is not None else e.ts
-        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id))
+        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id,
+                                    des_count=e.des_count))
         ch.new_events += 1
         ch.header = True
-
-    def _on_processed(self, e: ev.EventProcessed, ch: Changes) -> None:
-        row = self._event_by_id.get(e.event_id)
-        if row is not None:
-            row.des_count = e.des_count
-            row.version += 1
-            ch.updated_events = True
 
     def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
         row = self._event_by_name.get(e.event)
@@ -130,9 +127,53 @@ class EventStream:
         ch.notices.append((e.level, e.message))
 
     def _on_output(self, e: ev.OpOutput, ch: Changes) -> None:
+        if self._answered:
+            if e.line_no in self._answered:
+                return  # a resync's answer had this line already (it came after the gap)
+            if e.line_no > self._answered_upto:
+                self._answered.clear()  # the stream is past the answer: no line of it can come again
         self._append_output(OutputRow(next(self._seq), e.ts, e.stream, e.line, e.op, e.worker,
-                                      e.des_id, e.run_id))
+                                      e.des_id, e.run_id, e.line_no))
         ch.new_output += 1
+
+    def merge_output(self, lines: list[ev.OpOutput], ch: Changes) -> int:
+        """Put the engine's recent output ``lines`` (oldest first) that this pane lacks among its rows, by
+        line number: the lines of a gap in the facts, not those older than the oldest it shows nor those
+        it has; those of the lines that come again as facts afterwards are not shown twice. How many went in."""
+        numbered = [e for e in lines if e.line_no]
+        self._answered = {e.line_no for e in numbered}
+        self._answered_upto = max(self._answered, default=0)
+        known = {row.line_no for row in self.output if row.line_no}
+        oldest = min(known, default=0)
+        missing = [OutputRow(0, e.ts, e.stream, e.line, e.op, e.worker, e.des_id, e.run_id, e.line_no)
+                   for e in numbered if e.line_no > oldest and e.line_no not in known]
+        if not missing:
+            return 0
+        merged: list[OutputRow] = []
+        waiting = iter(missing)
+        pending = next(waiting, None)
+        for row in self.output:
+            while pending is not None and row.line_no and pending.line_no < row.line_no:
+                merged.append(pending)
+                pending = next(waiting, None)
+            merged.append(row)
+        if pending is not None:
+            merged.append(pending)
+            merged.extend(waiting)
+        kept = merged[-(self.output.maxlen or len(merged)):]
+        self.output_dropped += len(merged) - len(kept)
+        self.output.clear()
+        for row in kept:  # renumbered after every row so far: the panes rebuild their views
+            row.seq = next(self._seq)
+            self.output.append(row)
+        ch.reloaded = True
+        return len(missing)
+
+    def forget_line_numbers(self) -> None:
+        """The engine that numbered the output lines has gone: the next one numbers its own from 1."""
+        for row in self.output:
+            row.line_no = 0
+        self._answered.clear()
 
     def _on_timer(self, e: ev.TimerFired, ch: Changes) -> None:
         # The timer's event arrives as its own EventReceived(source="timer"); nothing to add here.

@@ -42,6 +42,8 @@ class WorkTracker(DocumentCache):
 
     # ------------------------------------------------------------------ handlers
     def _on_op_started(self, e: ev.OpStarted, ch: Changes) -> None:
+        before, after, reason = ev.RUN_MOVES[ev.OpStarted]
+        self.move_des(e.des_id, after, reason, before, e.targs, e.ts, ch)
         node = self.des.get(e.des_id)
         if node is not None:
             node.runs += 1
@@ -54,19 +56,22 @@ class WorkTracker(DocumentCache):
         self.runs.started(e.run_id, e.des_id, e.op, e.worker, e.ts)
         ch.workers = True
 
-    def _finish_worker(self, worker: str, run_id: int, ts: float, ch: Changes) -> None:
+    def _finish_worker(self, worker: str, run_id: int, ts: float, ch: Changes) -> frozenset[str]:
+        """The run's worker is idle; returns the run's targets as its start said (empty if not seen)."""
         row = self.workers.get(worker)
-        if row is not None and row.run_id == run_id:
-            row.state, row.run_id, row.des_id, row.op = "idle", None, None, ""
-            row.targs, row.since = frozenset(), ts
-            ch.workers = True
+        if row is None or row.run_id != run_id:
+            return frozenset()
+        targs = row.targs
+        row.state, row.run_id, row.des_id, row.op = "idle", None, None, ""
+        row.targs, row.since = frozenset(), ts
+        ch.workers = True
+        return targs
 
     def _on_op_finished(self, e: ev.OpFinished, ch: Changes) -> None:
-        node = self.des.get(e.des_id)
-        if node is not None:
-            node.error = ""
         self.runs.ended(e.run_id, "ok", e.ts)
-        self._finish_worker(e.worker, e.run_id, e.ts, ch)
+        targs = self._finish_worker(e.worker, e.run_id, e.ts, ch)
+        before, after, reason = ev.RUN_MOVES[ev.OpFinished]
+        self.move_des(e.des_id, after, reason, before, targs, e.ts, ch)
 
     def _on_op_failed(self, e: ev.OpFailed, ch: Changes) -> None:
         node = self.des.get(e.des_id)
@@ -117,6 +122,7 @@ class WorkTracker(DocumentCache):
         ch.header = True
         if e.state == "stopped":
             self.lose_running(e.ts, ch)
+            self.forget_line_numbers()
 
     def lose_running(self, ts: float, ch: Changes) -> None:
         """The engine stopped or died: nothing it ran runs any more. What was last known running shows

@@ -20,7 +20,7 @@ import threading
 import time
 
 from tinyo.children import exit_now
-from tinyo.intake import digest_fd, stat_file
+from tinyo.filedigest import digest_fd, stat_file
 from tinyo.pipe import Pipe
 from tinyo.watch import FileWatcher
 

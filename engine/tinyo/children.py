@@ -8,9 +8,11 @@ editable install, a checkout, or site-packages alike).
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 """The folder holding the ``tinyo`` package."""
@@ -41,3 +43,32 @@ def exit_now(code: int = 0) -> None:
         except (OSError, ValueError):
             pass  # closed or gone: nothing to flush
     os._exit(code)
+
+
+def wait_exit(process: Any, timeout: float) -> int | None:
+    """The exit status of ``process`` (a ``subprocess.Popen``) once it has ended, reaped; None if it still runs
+    after ``timeout`` seconds. It sleeps until the exit itself (a pidfd, Linux 5.3+), where ``Popen.wait``
+    with a timeout polls with sleeps that double, up to 50 ms: a helper process ends a few ms after it is
+    told to, and the engine's stop (and the command's exit) waited up to twice that."""
+    if process.returncode is not None:
+        return process.returncode
+    try:
+        fd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # no pidfd here, or the process was just reaped by another thread
+        return _wait(process, timeout)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)  # readable once the process has ended
+        poller.poll(max(0, int(timeout * 1000 + 0.999)))
+    finally:
+        os.close(fd)
+    return _wait(process, 0)
+
+
+def _wait(process: Any, timeout: float) -> int | None:
+    import subprocess
+
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None

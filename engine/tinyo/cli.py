@@ -2,7 +2,7 @@
 fire, pause, resume, cancel, start, stop, events.
 
 This module builds the command line and owns ``tinyo init``; the commands live by what they do:
-``cli_run`` (``run``, and ``run_headless``, re-exported here), ``cli_inspect`` (validate, status, dag,
+``cli_run`` (``run``; ``run_headless``, from ``headless``, is re-exported here), ``cli_inspect`` (validate, status, dag,
 why), ``cli_requests`` (rerun, inject, fire, pause, resume, cancel), ``cli_service`` (start, stop,
 events). ``cli_support`` holds what they share. They are registered in this order, which is the
 order ``tinyo --help`` lists them in.
@@ -19,7 +19,7 @@ import typer
 
 from . import cli_inspect, cli_requests, cli_run, cli_service
 from .cli_options import DebugOpt, Group, version_option
-from .cli_run import run_headless
+from .headless import run_headless
 from .cli_support import add_command, fail, set_debug
 
 __all__ = ["app", "main", "run_headless"]

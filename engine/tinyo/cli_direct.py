@@ -7,6 +7,9 @@ module reads that, sends the command and prints what ``tinyo.cli`` prints. Anyth
 command, an option it does not know, ``--help``, no engine answering, an engine that refuses the
 command, a recipe edited since the engine loaded it) runs the full command line instead, which does
 exactly what it always did. Once the command is sent it is never sent again.
+
+``tinyo run`` goes without the full command line too, when :mod:`tinyo.cli_run_direct` reads its
+arguments as the full one would: typer's import and set-up were a quarter of a one-task run's start-up.
 """
 
 from __future__ import annotations
@@ -184,12 +187,32 @@ def _reply(reader: _Reader) -> dict[str, Any]:
 
 def main() -> None:
     """Console-script entry point."""
-    code = direct(sys.argv[1:])
+    argv = sys.argv[1:]
+    code = direct(argv)
     if code is not None:
         sys.exit(code)
+    from .cli_run_direct import parse_run
+
+    run = parse_run(argv)
+    if run is not None:
+        _run(run)
     from .cli import main as full_command_line
 
     full_command_line()
+
+
+def _run(arguments: dict[str, Any]) -> None:
+    """``tinyo run`` without the full command line: what it would do, exit status and all."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")  # ops' output reaches the log as it is written
+    from .children import exit_now
+    from .headless import run_headless
+
+    try:
+        code = run_headless(**arguments)
+    except KeyboardInterrupt:  # before the engine took Ctrl-C over (loading the recipe): as the full one says it
+        sys.stderr.write("\nAborted!\n")
+        code = 1
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from enum import Enum
@@ -62,8 +63,10 @@ def status(recipe: RecipeArg, db: DbOpt = None,
         info = read_status(store)
     finally:
         store.close()
-    live = live_query(store.path, "stats")  # the running engine's own counters, when one runs
-    info["engine"] = None if live is None else {"pid": live[0], **live[1]}
+    from .queries import Stats
+
+    live = live_query(store.path, Stats())  # the running engine's own counters, when one runs
+    info["engine"] = None if live is None else {"pid": live[0], **dataclasses.asdict(live[1])}
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -132,7 +135,9 @@ def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(
     from .text import printable
 
     path = db_for(recipe, db)
-    live = live_query(path, "explain", name=document)  # the running engine knows what is in flight
+    from .queries import Explain
+
+    live = live_query(path, Explain(document))  # the running engine knows what is in flight
     if live is not None:
         typer.echo("\n".join(printable(line) for line in live[1].splitlines()))
         return

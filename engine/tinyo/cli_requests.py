@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from .cli_options import DbOpt, RecipeArg
-from .cli_run import run_headless
+from .headless import run_headless
 from .cli_service import send_command
 from .cli_support import add_command, db_for, debugging, fail, guard, load
 from .completion import complete_documents, complete_timers

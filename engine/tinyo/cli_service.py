@@ -61,15 +61,15 @@ def send_command(db_path: str, kind: str, arg: str) -> bool:
     return True
 
 
-def live_query(db_path: str, query: str, /, **args: Any) -> tuple[int, Any] | None:
-    """(pid, answer) from the engine serving ``db_path``; None when none runs there."""
+def live_query(db_path: str, query: Any) -> tuple[int, Any] | None:
+    """(pid, the answer to the typed query ``query``) from the engine serving ``db_path``; None when none runs there."""
     from .control.client import running_engine
 
     client = running_engine(db_path)
     if client is None:
         return None
     with client:
-        return client.pid, client.query(query, **args)
+        return client.pid, client.ask(query)
 
 
 # ------------------------------------------------------------------------------------------ start

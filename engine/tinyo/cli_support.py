@@ -11,8 +11,10 @@ import typer
 
 from .cli_options import Command
 from .errors import TinyoError
+from .headless import EXIT_OK, EXIT_OP_FAILED, EXIT_USAGE
 
-EXIT_OK, EXIT_OP_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_OK", "EXIT_OP_FAILED", "EXIT_USAGE", "add_command", "db_for", "debugging", "fail", "guard", "load",
+           "set_debug"]
 
 # Set once by the root callback (``tinyo --debug ...``), read by every command: typer gives the
 # flag to the root only, and the commands live in several modules.

@@ -221,11 +221,26 @@ class Graph:
             present = self.backing.existing_des(ask) if ask else set()
             self._absent = {i for i in ids if i not in present}
 
-    def upstream_blocking(self, doc: str) -> Node | None:
-        """The producer of ``doc`` if it blocks its readers (only DES in memory can)."""
-        owner = self.producer_of(doc)
-        up = self.nodes.get(owner) if owner is not None else None
-        return up if up is not None and up.blocking else None
+    def run_versions(self, node: Node) -> dict[str, int] | None:
+        """The dep versions a run of ``node`` starting now reads, or None if an upstream DES blocks it now
+        (one pass over the deps; ``{}`` when a dep has no version: no trace to record)."""
+        producer, versions, nodes = self.producer, self.versions, self.nodes
+        out: dict[str, int] = {}
+        complete = True
+        for dep in node.deps:
+            owner = producer.get(dep, _UNKNOWN)
+            if owner is _UNKNOWN:
+                owner = self.producer_of(dep)
+            if owner is not None:
+                up = nodes.get(owner)
+                if up is not None and up.blocking:
+                    return None
+            version = versions.get(dep) or self.version(dep)
+            if version is None:
+                complete = False
+            else:
+                out[dep] = version
+        return out if complete else {}
 
     # ------------------------------------------------------------ structure
     def check(self, des_id: str, deps: Iterable[str], targs: Iterable[str]) -> None:
@@ -306,13 +321,6 @@ class Graph:
                         frontier.append(cid)
         return order
 
-    def consumers_of(self, node: Node) -> list[str]:
-        """Ids of the DES that read any target of ``node``."""
-        out: list[str] = []
-        for targ in node.targs:
-            out.extend(self.readers(targ))
-        return out
-
     # ------------------------------------------------------------ versions
     def set_version(self, doc: str, version: int) -> list[str]:
         """Record a document's version; return the DES to re-evaluate (its consumers)."""
@@ -321,12 +329,15 @@ class Graph:
         self.versions[sys.intern(doc)] = version
         return list(self.readers(doc))
 
+    def advance(self, doc: str, version: int) -> set[str]:
+        """Record ``version`` for ``doc``, known to differ from its current one; returns the DES that read it
+        (the live set: do not change it)."""
+        self.versions[sys.intern(doc)] = version
+        return self.readers(doc)
+
     def current(self, node: Node) -> dict[str, int]:
         """The dep versions now (only meaningful when every dep has one)."""
         return {d: self.version(d) or 0 for d in node.deps}
-
-    def has_all_versions(self, node: Node) -> bool:
-        return all(self.version(d) is not None for d in node.deps)
 
     # ------------------------------------------------------------ memory
     def evict(self, keep: Iterable[str] = ()) -> int:
@@ -358,26 +369,38 @@ class Graph:
     # ------------------------------------------------------------ readiness
     def evaluate(self, node: Node) -> Verdict:
         """The state of ``node`` from its own record and its producers' cached states."""
-        if node.status == "queued":
-            return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
-        if node.status == "running":
-            return _RUNNING
-        if node.status == "retry":
+        status = node.status
+        if status is not None:
+            if status == "running":
+                return _RUNNING
+            if status == "queued":
+                return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
             return Verdict("retry", True, node.reason or "waiting to retry")
+        # one pass over the deps: blockers, missing versions and the current versions together (this runs
+        # several times per DES on its way through; each lookup is a dict probe when the caches hold it)
         missing: list[str] = []
         blockers: list[tuple[str, Node]] = []
+        current: dict[str, int] = {}
+        producer, versions, nodes, gone, nid = self.producer, self.versions, self.nodes, self.gone, node.id
         for dep in node.deps:
-            owner = self.producer_of(dep)
-            upstream = self.nodes.get(owner) if owner is not None and owner != node.id else None
-            if upstream is not None and upstream.blocking:
-                blockers.append((dep, upstream))
-            elif self.version(dep) is None or dep in self.gone:
+            owner = producer.get(dep, _UNKNOWN)
+            if owner is _UNKNOWN:
+                owner = self.producer_of(dep)
+            if owner is not None and owner != nid:
+                upstream = nodes.get(owner)
+                if upstream is not None and upstream.blocking:
+                    blockers.append((dep, upstream))
+                    continue
+            version = versions.get(dep)
+            if version is None:
+                version = self.version(dep) or 0
+            if not version or dep in gone:
                 missing.append(dep)
+            current[dep] = version
         if blockers or missing:
             parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers, key=lambda b: b[0])]
             parts += [f"{dep} ({'its file is gone' if dep in self.gone else 'no version yet'})" for dep in sorted(missing)]
             return Verdict("waiting", bool(blockers), "waiting for " + ", ".join(parts))
-        current = self.current(node)
         if node.forced:
             return _RERUN
         if node.failed_state is not None and node.failed_trace == current:
@@ -404,6 +427,7 @@ class Graph:
         in_work = set(work)
         evaluated: dict[str, None] = {}
         changed: dict[str, Node] = {}
+        readers, evaluate = self.readers, self.evaluate
         while work:
             nid = work.popleft()
             in_work.discard(nid)
@@ -411,7 +435,7 @@ class Graph:
             if node is None:
                 continue
             evaluated[nid] = None
-            verdict = self.evaluate(node)
+            verdict = evaluate(node)
             moved = verdict.state != node.state or verdict.reason != node.reason
             flip = verdict.blocking != node.blocking
             if moved and nid not in changed:
@@ -421,10 +445,11 @@ class Graph:
                     self._settled += 1
             node.state, node.blocking, node.reason = verdict.state, verdict.blocking, verdict.reason
             if flip or moved:
-                for cid in self.consumers_of(node):
-                    if cid not in in_work and cid != nid:
-                        in_work.add(cid)
-                        work.append(cid)
+                for targ in node.targs:
+                    for cid in readers(targ):
+                        if cid not in in_work and cid != nid:
+                            in_work.add(cid)
+                            work.append(cid)
         ready = [nid for nid in evaluated if self.nodes[nid].state == "stale"]
         return ready, list(changed.values())
 

@@ -26,7 +26,7 @@ class EarlyStart:
 
     recipe_path: str
     workers: list[Any] = field(default_factory=list)
-    """Worker processes (``executors.process.launch_workers``) for a process executor."""
+    """Worker processes (``worker_launch.launch_workers``) for a process executor."""
     watcher: WatcherProcess | None = None
 
     def take_workers(self, recipe_path: str) -> list[Any]:
@@ -52,7 +52,7 @@ class EarlyStart:
 
 def _dismiss(workers: list[Any]) -> None:
     if workers:
-        from .executors.process import dismiss_workers
+        from .worker_launch import dismiss_workers
 
         dismiss_workers(workers)
 
@@ -72,7 +72,7 @@ def start_early(recipe: Recipe, *, db: str | None, execution: Execution | None, 
                                        use_hash=config.hash_files, ignore_names=config.ignore)
         early.watcher.spawn()
     if (execution or config.execution) is Execution.PROCESSES:
-        from .executors.process import launch_workers
+        from .worker_launch import launch_workers
 
         early.workers = launch_workers(early.recipe_path, max_workers or config.max_workers)
     return early

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events as ev
 from .clock import Clock, SystemClock
 from .core.loop import Loop
-from .engine_state import DESDetails, DESInfo, DocInfo, EngineStats
 from .errors import TinyoError
-from .executors import WorkerInfo
-from .groups import GroupSummary
-from .history import RECENT, History, des_of_event, read_history
 from .messages import Cancel, FireTimer, Pause, Query, Rerun, RerunDocument, Rescan, Resume, Stop
 from .model import Execution, TimerSpec
 from .names import name_problem
+from .queries import Asking, checked
 from .recipe import OpResolver, Recipe, load_recipe
 from .store import Store
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .early import EarlyStart
 
 T = TypeVar("T")
@@ -37,8 +35,9 @@ INTAKE_MAX = 100_000
 the rescan finds the files), so memory stays bounded and nothing is lost."""
 
 
-class Engine:
-    """The orchestrator. Commands are thread-safe method calls; facts come up as bus events."""
+class Engine(Asking):
+    """The orchestrator. Commands are thread-safe method calls; queries are typed (``ask``, and the named
+    calls of ``Asking``); facts come up as bus events."""
 
     def __init__(
         self,
@@ -230,61 +229,16 @@ class Engine:
         thread = self.loop.thread
         if thread is None or not thread.is_alive() or threading.current_thread() is thread:
             return fn()
+        from concurrent.futures import Future  # a query from another thread: not needed to start
+
         future: Future[T] = Future()
         self.loop.send(Query(fn, future))
         return future.result(timeout)
 
-    def stats(self) -> EngineStats:
-        return self.call(self._queries.stats)
-
-    def des_details(self, des_id: str) -> DESDetails | None:
-        return self.call(lambda: self._queries.des_details(des_id))
-
-    def run_status(self, run_id: int) -> str | None:
-        """``queued``/``running`` while run ``run_id`` is open, else how it ended; None: no such run."""
-        return self.call(lambda: self._queries.run_status(run_id))
-
-    def explain(self, name: str) -> str:
-        return self.call(lambda: self._queries.explain(name))
-
-    def documents(self, prefix: str | None = None, limit: int = 1000) -> list[DocInfo]:
-        """Documents whose name starts with ``prefix`` (all: None), in name order, at most ``limit``."""
-        return self.call(lambda: self._queries.documents_from(prefix, limit))
-
-    def groups_summary(self) -> list[GroupSummary]:
-        """Every document group with its counts."""
-        return self.call(self.groups.summaries)
-
-    def group_members(self, pattern: str, offset: int = 0, limit: int = 200) -> list[DocInfo]:
-        """One page of a group's documents, in name order."""
-        return self.call(lambda: self._queries.group_members(pattern, offset, limit))
-
-    def locate(self, name: str) -> tuple[str, int] | None:
-        """The group of document ``name`` and its position there (name order); None if unknown."""
-        return self.call(lambda: self._queries.locate(name))
-
-    def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
-        """What is known about each of ``names`` (unknown names are left out)."""
-        wanted = list(names)
-        return self.call(lambda: [i for i in map(self._queries.doc_info, wanted) if i is not None])
-
-    def des_infos(self, ids: Iterable[str]) -> list[DESInfo]:
-        """The tree's view of each DES in ``ids`` (unknown ids are left out)."""
-        wanted = list(ids)
-        return self.call(lambda: [i for i in map(self._queries.des_info, wanted) if i is not None])
-
-    def find_documents(self, match: Callable[[str], bool], limit: int = 1) -> list[str]:
-        """The first ``limit`` document names, in name order, for which ``match`` is true (a scan)."""
-        return self.call(lambda: self.store.find_names(match, limit))
-
-    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
-        """The recent past from the state file: the last events, runs and output lines (bounded)."""
-        return self.call(lambda: read_history(self.store, events, runs, lines))
-
-    def des_of_event(self, event: str, limit: int = 100) -> list[str]:
-        """The ids of the DES the generators made of ``event`` (a scan: for a key press, not a repaint)."""
-        return self.call(lambda: des_of_event(self.store, event, limit))
-
-    def workers(self) -> list[WorkerInfo]:
-        executor = self.loop.executor
-        return executor.workers() if executor is not None else []
+    def ask(self, query: Any) -> Any:
+        """The answer to the typed query ``query`` (``tinyo.queries``; QueryError if it is not a valid one),
+        worked out on the engine thread (or by the part that answers for itself)."""
+        query = checked(query)
+        if not query.on_loop:
+            return self._queries.answer(query)
+        return self.call(lambda: self._queries.answer(query))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from .dag import UP_TO_DATE
 from .groups import GroupSummary
 
 EngineStateName = Literal["starting", "running", "paused", "stopping", "stopped"]
@@ -47,25 +48,18 @@ class BusEvent:
 
 @dataclass(frozen=True, slots=True)
 class EventReceived(BusEvent):
-    """An event was stored and is being fed to the generators (``ts``); ``taken`` is when it was taken
-    in (stored), later only when intake was paused or behind."""
+    """The generators have seen an event (``ts``): ``des_count`` new or re-emitted DES came of it, and
+    ``errors`` generator errors (each its own ``GeneratorError``, after this fact). ``taken`` is when it
+    was taken in (stored), earlier than ``ts`` when intake was paused or behind. ``des_count`` is None
+    for an event whose generator hung (its ``GeneratorError`` follows)."""
 
     kind: ClassVar[str] = "event_received"
     event_id: int
     name: str
     source: EventSource
     taken: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventProcessed(BusEvent):
-    """The generators have seen an event; ``des_count`` new or re-emitted DES came of it."""
-
-    kind: ClassVar[str] = "event_processed"
-    event_id: int
-    name: str
-    des_count: int
-    errors: int
+    des_count: int | None = None
+    errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,18 +100,11 @@ class DESRejectedEvent(BusEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class DESQueued(BusEvent):
-    """A DES became ready and waits for a worker. ``reason`` is the engine's explanation."""
-
-    kind: ClassVar[str] = "des_queued"
-    des_id: str
-    targs: frozenset[str]
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class DESStateChanged(BusEvent):
-    """A DES moved to another state (waiting, queued, running, ok, failed, cancelled, stale)."""
+    """A DES moved to another state (waiting, stale, queued, retry, failed, cancelled...) or its reason
+    changed. Told once per change: a DES that becomes ready is told queued (its reason says why it
+    runs: ``queued: never built``), not stale then queued; its run's start and success are told by
+    ``OpStarted`` (now running) and ``OpFinished`` (now ok), with no state fact beside them."""
 
     kind: ClassVar[str] = "des_state"
     des_id: str
@@ -131,7 +118,7 @@ class DESStateChanged(BusEvent):
 
 @dataclass(frozen=True, slots=True)
 class OpStarted(BusEvent):
-    """A run of a DES's ops started on a worker."""
+    """A run of a DES's ops started on a worker: the DES is running now (it was queued)."""
 
     kind: ClassVar[str] = "op_started"
     run_id: int
@@ -153,11 +140,15 @@ class OpOutput(BusEvent):
     worker: str
     stream: Literal["stdout", "stderr"]
     line: str
+    line_no: int = 0
+    """This engine's count of output lines so far (1 for its first; 0: not counted): a console that missed
+    some lines asks for the recent ones (``queries.RecentOutput``) and knows by it which it has."""
 
 
 @dataclass(frozen=True, slots=True)
 class OpFinished(BusEvent):
-    """A run's ops all succeeded."""
+    """A run's ops all succeeded: the DES is ok (up to date) now (it was running), unless a
+    ``DESStateChanged`` in the same batch says otherwise (a dep changed while it ran)."""
 
     kind: ClassVar[str] = "op_finished"
     run_id: int
@@ -170,7 +161,8 @@ class OpFinished(BusEvent):
 
 @dataclass(frozen=True, slots=True)
 class OpFailed(BusEvent):
-    """A run failed (raised, worker died, timed out). ``retry_in`` is set when a retry is scheduled."""
+    """A run failed (raised, worker died, timed out). ``retry_in`` is set when a retry is scheduled. The
+    DES's new state (failed, or retry) follows as a ``DESStateChanged``: its reason says more."""
 
     kind: ClassVar[str] = "op_failed"
     run_id: int
@@ -185,13 +177,22 @@ class OpFailed(BusEvent):
 
 @dataclass(frozen=True, slots=True)
 class OpCancelled(BusEvent):
-    """A run was cancelled on request."""
+    """A run was cancelled on request (its DES's new state follows as a ``DESStateChanged``)."""
 
     kind: ClassVar[str] = "op_cancelled"
     run_id: int
     des_id: str
     op: str
     worker: str
+
+
+RUN_MOVES: dict[type[BusEvent], tuple[str, str, str]] = {
+    OpStarted: ("queued", "running", "running"),
+    OpFinished: ("running", "ok", UP_TO_DATE),
+}
+"""The DES state change a run fact tells, with no ``DESStateChanged`` beside it: (the state it leaves, the
+state it is in now, that state's reason as ``tinyo why`` gives it). Readers apply it as they would the
+state fact; the engine publishes a ``DESStateChanged`` whenever the DES is in another state after all."""
 
 
 @dataclass(frozen=True, slots=True)

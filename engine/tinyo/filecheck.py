@@ -30,67 +30,13 @@ class FileChecks:
     """The file-state checks of one engine. ``recorded(path)``: the state a document's current version was
     recorded with (None: none recorded)."""
 
-    def __init__(self, graph: Graph, recorded: Callable[[str], FileState | None], use_hash: bool,
-                 forget: Callable[[str], None] = lambda path: None) -> None:
+    def __init__(self, graph: Graph, recorded: Callable[[str], FileState | None], use_hash: bool) -> None:
         self.graph = graph
         self.recorded = recorded
         self.use_hash = use_hash
-        self.forget = forget
-        """Called with a file found gone: its coming back, even as it was, must be a new event."""
         self.present: set[str] = set()
         """Files a stat found there during the current cycle (the engine clears it at each commit): a dep
         among them is not stat-ed again before its DES runs in the same cycle."""
-
-    def event(self, path: str, state: FileState | None) -> tuple[bool, list[str]]:
-        """For a file event being processed: (whether it gives the document a version, DES to re-evaluate).
-        Not when the file is gone by now (its readers wait for it), nor when a DES produces it (a change by
-        hand makes that DES stale: it is built again, and readers see only what it writes)."""
-        graph = self.graph
-        st = stat_file(path)
-        owner = graph.producer_of(path)
-        if owner is not None:
-            node = graph.node(owner)
-            if node is not None and node.status is None and path not in graph.drifted:
-                what = self.drift(path, st=st, hint=state)
-                if what is not None:
-                    graph.drifted[path] = what
-                    return False, [owner]
-            return False, []
-        if st is None:
-            return False, self._gone(path)
-        if path in graph.gone:
-            graph.gone.discard(path)
-            return True, list(graph.readers(path))
-        return True, []
-
-    def before_run(self, node: Node) -> list[str] | None:
-        """None if ``node``, about to be dispatched, may run now; else the DES to re-evaluate (``node`` back
-        to waiting among them): an upstream DES became pending since it was queued (a later event changed
-        that one's input: ``node`` runs after it, once), or a file dep is gone (it waits for the file, or,
-        for a produced dep, for its producer to make it again)."""
-        graph = self.graph
-        if any(graph.upstream_blocking(dep) is not None for dep in node.deps):
-            return [node.id]
-        gone = self.gone_deps(node)
-        if not gone:
-            return None
-        touch = [node.id]
-        for dep in gone:
-            owner = graph.producer_of(dep)
-            if owner is not None:
-                graph.drifted[dep] = MISSING
-                touch.append(owner)
-            else:
-                touch.extend(self._gone(dep))
-        return touch
-
-    def _gone(self, path: str) -> list[str]:
-        self.present.discard(path)
-        self.forget(path)
-        if path in self.graph.gone:
-            return []
-        self.graph.gone.add(path)
-        return list(self.graph.readers(path))
 
     def drift(self, path: str, known: FileState | None = None, st: os.stat_result | None = None,
               hint: FileState | None = None) -> str | None:
@@ -117,8 +63,13 @@ class FileChecks:
             node = nodes.get(des_id)
             if node is None or node.trace is None or node.status is not None or node.failed_state is not None:
                 continue
-            if not any(t[:1] == "/" for t in node.targs) or node.trace != self.graph.current(node):
-                continue  # no file target, or stale anyway
+            for t in node.targs:
+                if t[:1] == "/":
+                    break
+            else:
+                continue  # no file target (this runs for every DES touched: no generator made per DES)
+            if node.trace != self.graph.current(node):
+                continue  # stale anyway
             hit = False
             for targ in node.targs:
                 if targ[:1] == "/" and targ not in self.graph.drifted:

@@ -46,7 +46,8 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
     frontier: list[tuple[MetaTask, Any]] = [(task, event) for task in roots]
     while frontier:
         task, given = frontier.pop(0)
-        progress[:] = [task.name, _label(given)]
+        label = _label(given)
+        progress[:] = [task.name, label]
         try:
             result = task.fn(given)
         except BaseException as exc:  # SystemExit too: a generator must not stop the engine's loop
@@ -58,8 +59,10 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
             out.errors.append((task.name, _label(given), problem, ""))
             continue
         key, des_list = result
-        for des in des_list:
-            out.des.append((task.name, _label(given), des))
+        name = task.name
+        if given.__class__ is not str:
+            label = _label(given)  # as it reads now (a generator may have changed what it was given)
+        out.des.extend([(name, label, des) for des in des_list])
         if key is not None:
             frontier.extend((child, key) for child in task.download)
     progress[:] = []

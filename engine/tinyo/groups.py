@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 DOC_STATES = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built", "missing",
@@ -145,6 +146,27 @@ class Groups:
             del group.states[old]
         group.states[new] += 1
         self.touched.add(key)
+
+    def move_many(self, moves: Iterable[tuple[Iterable[str], str, str]]) -> None:
+        """Counted documents changed state, as (names, old, new): the moves of one settle, together (as
+        ``move`` for each name)."""
+        keys, groups, touched, key_of = self._keys, self._groups, self.touched, self.key
+        for names, old, new in moves:
+            if old == new:
+                continue
+            for name in names:
+                key = keys.get(name) or key_of(name)
+                group = groups.get(key)
+                if group is None:
+                    continue
+                states = group.states
+                left = states.get(old, 0) - 1
+                if left > 0:
+                    states[old] = left
+                else:
+                    states.pop(old, None)
+                states[new] = states.get(new, 0) + 1
+                touched.add(key)
 
     def summary(self, pattern: str) -> GroupSummary | None:
         group = self._groups.get(pattern)

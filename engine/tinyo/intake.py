@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import TYPE_CHECKING
+
+from .filedigest import READ_CHUNK, digest_fd, digest_file, stat_file
+
+__all__ = ["READ_CHUNK", "FileState", "SettleWindow", "StartupHold", "TimerSchedule", "compare_file", "digest_fd",
+           "digest_file", "first_tick_at_or_after", "last_tick_at_or_before", "stat_file", "timer_event"]
 
 if TYPE_CHECKING:  # annotations only: the watcher process imports this module, and not the model
     from .model import CatchUp, TimerSpec
@@ -20,54 +23,6 @@ class FileState:
     mtime_ns: int
     size: int
     digest: str | None
-
-
-def stat_file(path: str) -> os.stat_result | None:
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return None
-    return st if _is_regular(st) else None
-
-
-def _is_regular(st: os.stat_result) -> bool:
-    import stat as stat_mod
-
-    return stat_mod.S_ISREG(st.st_mode)
-
-
-READ_CHUNK = 1 << 20
-"""Bytes read at a time when hashing."""
-
-
-def digest_file(path: str, size: int | None = None) -> str | None:
-    """BLAKE2b of the file's content, or None if it cannot be read. ``size``: the size a stat just gave
-    (a small file is then read with one call; a file that grew since is still read to its end)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return digest_fd(fd, size)
-    finally:
-        os.close(fd)
-
-
-def digest_fd(fd: int, size: int | None = None) -> str | None:
-    """BLAKE2b of what is left to read from ``fd``, or None if it cannot be read (as :func:`digest_file`)."""
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        want = READ_CHUNK if size is None else min(READ_CHUNK, size + 1)
-        total = 0
-        while chunk := os.read(fd, want):
-            h.update(chunk)
-            total += len(chunk)
-            if total == size and len(chunk) < want:
-                break  # exactly the size just stat'ed, and no more: no second read to see the end
-            want = READ_CHUNK
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat_result | None = None,

@@ -1,6 +1,7 @@
 """Provides the typed messages that reach the engine loop from other threads: commands and queries
-(from the console, the CLI, a signal handler, the watcher) and executor reports (from the threads
-that watch the workers). Only the loop reads them and only the loop changes engine state.
+(from the console, the CLI, a signal handler, the watcher; the queries themselves are typed in
+``tinyo.queries``) and executor reports (from the threads that watch the workers). Only the loop reads
+them and only the loop changes engine state.
 
 Facts going the other way, up from the engine, are the bus events in ``events``.
 """
@@ -119,7 +120,8 @@ Request = Union[Inject, Command]
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A read-only question answered on the loop's thread; the answer (or exception) goes to ``future``."""
+    """Work run on the loop's thread for another one (``Engine.call``: the answer to a typed query of
+    ``tinyo.queries``, or a test's look at the parts); the answer (or exception) goes to ``future``."""
 
     ask: Callable[[], Any]
     future: Future[Any]

@@ -1,6 +1,8 @@
-"""Provides the message pipe of tinyo's helper processes (workers, the watcher): pickled messages, each behind
-its length, as ``multiprocessing.connection.Connection`` frames them (the engine's side uses that class),
-without importing ``multiprocessing.connection``, which costs a helper process a good part of its start-up.
+"""Provides the message pipe between the engine and its helper processes (workers, the watcher): pickled
+messages, each behind its length, as ``multiprocessing.connection.Connection`` frames them, and ``wait`` for
+several pipes at once. Both ends use it: importing ``multiprocessing.connection`` (and the ``tempfile``,
+``shutil`` and compression modules it brings) cost a helper process a good part of its start-up, and the
+engine's process some 10 ms before its workers could be started.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ import os
 import pickle
 import select
 import struct
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
@@ -20,6 +25,11 @@ class Pipe:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+
+    def fileno(self) -> int:
+        if self.fd < 0:
+            raise OSError("the pipe is closed")
+        return self.fd
 
     def send(self, obj: Any) -> None:
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
@@ -42,7 +52,10 @@ class Pipe:
         return bool(readable)
 
     def close(self) -> None:
-        os.close(self.fd)
+        """Close this end (again: nothing); a later send or receive raises OSError."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -58,3 +71,17 @@ class Pipe:
             chunks.append(chunk)
             size -= len(chunk)
         return b"".join(chunks)
+
+
+def wait(objects: Iterable[T], timeout: float | None = None) -> list[T]:
+    """Those of ``objects`` (pipes, or file descriptors) that can be read without blocking, or are at their
+    end, within ``timeout`` seconds (None: until one can); as ``multiprocessing.connection.wait``, with no
+    limit on descriptor numbers."""
+    poller = select.poll()
+    by_fd: dict[int, T] = {}
+    for obj in objects:
+        fd = obj if isinstance(obj, int) else obj.fileno()  # type: ignore[attr-defined]
+        by_fd[fd] = obj
+        poller.register(fd, select.POLLIN)
+    ready = poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+    return [by_fd[fd] for fd, _ in ready]

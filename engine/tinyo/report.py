@@ -44,7 +44,7 @@ _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
 _PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
                       ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})
 """Facts with a line in the text log (besides DESRegistered unless restored, and a worker's death)."""
-_VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued})
+_VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated})
 """Facts with a line only in the verbose text log."""
 
 
@@ -107,12 +107,11 @@ class _Batcher:
             with self._lock:
                 if not self._pending and not self._closing:
                     self._lock.wait(self._timeout())
-                gather = bool(self._pending) and not self._closing
-            if gather and self.gather:
-                # let the facts of the next few cycles join this batch: the engine then wakes this thread (and
-                # hands it the interpreter) a few times a second, not once per cycle
-                time.sleep(self.gather)
-            with self._lock:
+                if self._pending and not self._closing and self.gather:
+                    # let the facts of the next few cycles join this batch: the engine then wakes this thread
+                    # (and hands it the interpreter) a few times a second, not once per cycle. A close ends
+                    # the wait: what is pending is printed at once, and the command exits without waiting.
+                    self._lock.wait_for(lambda: self._closing, self.gather)
                 batch, self._pending = self._pending, []
                 closing = self._closing
                 self._lock.notify_all()  # a subscriber waiting for room (JSON) may go on
@@ -338,7 +337,7 @@ class TextReporter(_Batcher):
             return [self._stamp(ts, event.level if event.level != "info" else "note", style) + p(event.message)]
         if isinstance(event, ev.WorkerChanged) and event.state == "dead":
             return [self._stamp(ts, "worker", "red") + p(event.detail)]
-        if self.verbose and isinstance(event, (ev.DESStateChanged, ev.DocumentUpdated, ev.DESQueued)):
+        if self.verbose and isinstance(event, (ev.DESStateChanged, ev.DocumentUpdated)):
             return [self._stamp(ts, event.kind[:7], "dim") + p(json.dumps(event.to_json(), default=str))]
         return []
 

@@ -6,9 +6,10 @@ from an unwatched folder, which the kernel reports as a create) is reported ``de
 appeared, once no process has it open for writing: the kernel grants a read lease only then. Only where
 that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
 seconds: a hard link (its link count is over 1: the writes may go through its other name), a file whose
-lease the watcher may not ask for (another user's, without CAP_LEASE), and files a scan hands over
-(``settle``). Only these event types are asked for (not every write's "modified"), which
-keeps the kernel queue from overflowing under bursts; when it overflows anyway (watchdog only logs
+lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands over
+(``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
+these event types are asked for (not every write's "modified"), which keeps the kernel queue from
+overflowing under bursts; when it overflows anyway (watchdog only logs
 it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
 by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
 """
@@ -23,7 +24,6 @@ import os
 import re
 import signal
 import stat as stat_mod
-import subprocess
 import sys
 import threading
 import time
@@ -31,14 +31,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .children import child_env
-from .control.paths import socket_path
+from .children import child_env, wait_exit
 from .errors import WatchError
-from .intake import FileState
+from .pipe import Pipe
 from .watch_events import file_handler, file_observer
 
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
+if TYPE_CHECKING:  # the watcher process imports this module: it needs neither these nor the engine's modules
+    import subprocess
+
+    from .intake import FileState
 
     from watchdog.observers import Observer
 
@@ -133,9 +134,14 @@ class FileWatcher:
         self.on_file(path)
 
     def settle(self, path: str) -> None:
-        """Report ``path`` once its size and mtime stay the same for ``debounce`` seconds (or at once on
-        its close): for files found by a scan that may still be being written."""
-        self._touch(path, created=False)
+        """Report ``path``, found by a scan moments after it was written, once it is complete: at once when no
+        process has it open for writing (the kernel grants a read lease; a file with one name), else at its
+        close, or once its size and mtime stay the same for ``debounce`` seconds where that cannot be told.
+        (The folders are watched before a scan, so a writer's close is seen.)"""
+        if _signature(path, created=True) is _COMPLETE:
+            self._complete(path)
+        else:
+            self._touch(path, created=False)
 
     def _touch(self, path: str, created: bool = True) -> None:
         if not self._wanted(path):
@@ -257,6 +263,8 @@ def open_for_writing(path: str) -> bool | None:
 def state_files(state_path: str) -> list[str]:
     """The state file's own files and its control socket: never events, though they may sit in a watched
     folder."""
+    from .control.paths import socket_path
+
     ignore = [state_path + s for s in ("", "-wal", "-shm", "-journal", ".lock", ".log")]
     ignore.append(str(socket_path(state_path)))
     return ignore
@@ -315,8 +323,8 @@ class WatcherProcess:
         self.ignore = {str(Path(p).resolve()) for p in ignore}
         self.use_hash = use_hash
         self._process: subprocess.Popen[bytes] | None = None
-        self._commands: Connection | None = None
-        self._events: Connection | None = None
+        self._commands: Pipe | None = None
+        self._events: Pipe | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
         self.error: str | None = None
@@ -344,7 +352,7 @@ class WatcherProcess:
 
     def spawn(self) -> None:
         """Start the process; nothing it reports is read until :meth:`listen`."""
-        from multiprocessing.connection import Connection
+        import subprocess
 
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -358,8 +366,8 @@ class WatcherProcess:
         finally:
             os.close(cmd_r)
             os.close(out_w)
-        self._commands = Connection(cmd_w, readable=False, writable=True)
-        self._events = Connection(out_r, readable=True, writable=False)
+        self._commands = Pipe(cmd_w)
+        self._events = Pipe(out_r)
 
     def listen(self) -> None:
         """Read what the process reports, on a thread of its own, calling back with it."""
@@ -378,6 +386,8 @@ class WatcherProcess:
         self.wait_ready()
 
     def _read_loop(self) -> None:
+        from .intake import FileState
+
         events = self._events
         assert events is not None
         while True:
@@ -448,12 +458,9 @@ class WatcherProcess:
         reported."""
         self.ask_stop()
         process = self._process
-        if process is not None:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None and wait_exit(process, 5) is None:
+            process.kill()
+            process.wait()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
         if self._events is not None:

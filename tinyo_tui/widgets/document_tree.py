@@ -15,7 +15,6 @@ bus events keep it current. How the nodes are built is in ``document_nodes``, th
 from __future__ import annotations
 
 import bisect
-import re
 from typing import ClassVar
 
 from rich.style import Style
@@ -236,15 +235,9 @@ class DocumentTree(DocumentNodes):
 
         Returns the document's name, or None when nothing matches.
         """
-        try:
-            pattern = re.compile(query, re.IGNORECASE)
-            match = pattern.search
-        except re.error:
-            lowered = query.lower()
-            match = lambda name: lowered in name.lower()  # noqa: E731
         engine = self._engine
         try:
-            found = engine.find_documents(match, 1) if engine is not None else []
+            found = engine.find_documents(query, 1, regex=True) if engine is not None else []
             place = engine.locate(found[0]) if found else None
         except Exception as exc:  # the engine stopped or is busy
             self.log.warning(f"jump failed: {exc}")

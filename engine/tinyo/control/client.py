@@ -97,6 +97,12 @@ class ControlClient:
         """Ask a query; its answer as plain JSON data (dicts, lists)."""
         return self._request(Query(next(self._ids), name, args))
 
+    def ask(self, query: Any) -> Any:
+        """Ask a typed query (``tinyo.queries``); its answer in the engine's own types."""
+        from ..queries import arguments
+
+        return query.decode(self.query(query.wire, **arguments(query)))
+
     def _request(self, message: Command | Query) -> Any:
         self._write(message)
         while True:

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     end_log = capture(args.log, args.log_max) if args.log else None
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     print(f"--- {stamp} tinyo start: pid {os.getpid()}, recipe {args.recipe}, state file {args.db}", flush=True)
-    from ..cli import run_headless
+    from ..headless import run_headless
 
     try:
         return run_headless(args.recipe, db=args.db)

@@ -2,11 +2,11 @@
 
 It answers the same calls as an in-process ``Engine`` (commands, queries with the same typed results,
 and a ``bus`` that carries the engine's facts), so a console or script written against one works
-against the other: ``subscribe`` is the bus, ``query`` the query methods, ``command`` the command
-methods. On attach the bus first carries the engine's recent history, then the live facts; when
-this side read too slowly the engine says how many facts were missed, and the bus carries a
-``FactsMissed`` where they were lost (the caller asks its queries again). ``stop`` only detaches: the engine
-goes on; ``stop_engine`` is the explicit stop.
+against the other: ``subscribe`` is the bus, ``query`` the typed queries (``ask``, and the named calls
+of ``queries.Asking``), ``command`` the command methods. On attach the bus first carries the engine's
+recent history, then the live facts; when this side read too slowly the engine says how many facts
+were missed, and the bus carries a ``FactsMissed`` where they were lost (the caller asks its queries
+again). ``stop`` only detaches: the engine goes on; ``stop_engine`` is the explicit stop.
 
 With ``reattach``, an engine that stops or dies is waited for: the bus says so (an ``EngineState``
 "stopped" and a one-line notice), then the follow thread tries to connect every ``RETRY`` seconds until
@@ -17,21 +17,17 @@ calls ``on_attach(pid)`` and the bus carries the new engine's history and live f
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from .. import events as ev
-from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
-from ..executors.base import WorkerInfo
-from ..groups import GroupSummary
-from ..history import RECENT, History, PastEvent, PastRun
+from ..queries import Asking, arguments, checked
 from ..recipe import Recipe
 from .client import ControlClient, EngineGone
 from .paths import ControlError
-from .protocol import LIST_MAX, Bye, Facts, Missed
+from .protocol import Bye, Facts, Missed
 
 RETRY = 0.5
 """Seconds between two tries to re-attach to an engine that stopped."""
@@ -39,7 +35,7 @@ CONNECT_TIMEOUT = 5.0
 """Seconds one re-attach try waits for a starting engine's hello."""
 
 
-class RemoteEngine:
+class RemoteEngine(Asking):
     """The engine serving ``db_path``, attached to over its control socket."""
 
     def __init__(self, recipe: Recipe, db_path: str | os.PathLike[str], *, reattach: bool = False,
@@ -193,59 +189,10 @@ class RemoteEngine:
         self._command("rescan")
 
     # ------------------------------------------------------------------ queries
-    def stats(self) -> EngineStats:
-        return EngineStats(**self._query("stats"))
-
-    def des_details(self, des_id: str) -> DESDetails | None:
-        d = self._query("des_details", des_id=des_id)
-        if d is None:
-            return None
-        return DESDetails(**{**d, "deps": frozenset(d["deps"]), "targs": frozenset(d["targs"]),
-                             "ops": [(name, cfg) for name, cfg in d["ops"]], "runs": [RunInfo(**r) for r in d["runs"]]})
-
-    def explain(self, name: str) -> str:
-        return self._query("explain", name=name)
-
-    def documents(self, prefix: str | None = None, limit: int = 1000) -> list[DocInfo]:
-        return [_doc(d) for d in self._query("documents", prefix=prefix, limit=min(limit, LIST_MAX))]
-
-    def groups_summary(self) -> list[GroupSummary]:
-        return [GroupSummary(g["pattern"], g["count"], g["first"], tuple((s, n) for s, n in g["states"]))
-                for g in self._query("groups_summary")]
-
-    def group_members(self, pattern: str, offset: int = 0, limit: int = 200) -> list[DocInfo]:
-        return [_doc(d) for d in self._query("group_members", pattern=pattern, offset=offset, limit=min(limit, LIST_MAX))]
-
-    def locate(self, name: str) -> tuple[str, int] | None:
-        found = self._query("locate", name=name)
-        return None if found is None else (found[0], found[1])
-
-    def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
-        return [_doc(d) for d in self._query("doc_infos", names=list(names)[:LIST_MAX])]
-
-    def des_infos(self, ids: Iterable[str]) -> list[DESInfo]:
-        return [DESInfo(**{**d, "deps": tuple(d["deps"]), "targs": tuple(d["targs"]), "ops": tuple(d["ops"])})
-                for d in self._query("des_infos", ids=list(ids)[:LIST_MAX])]
-
-    def find_documents(self, match: Callable[[str], bool] | str, limit: int = 1) -> list[str]:
-        """The first ``limit`` document names, in name order, that match: a compiled regex's ``search``
-        (case-insensitive, the console's rule) or a substring. A function cannot cross the socket."""
-        pattern = getattr(match, "__self__", None)
-        if isinstance(pattern, re.Pattern):
-            return self._query("find_documents", pattern=pattern.pattern, regex=True, limit=limit)
-        if isinstance(match, str):
-            return self._query("find_documents", pattern=match, regex=False, limit=limit)
-        raise ControlError("an attached engine is searched by pattern (a compiled regex's search, or a string)")
-
-    def workers(self) -> list[WorkerInfo]:
-        return [WorkerInfo(**w) for w in self._query("workers")]
-
-    def history(self, events: int = RECENT, runs: int = RECENT, lines: int = RECENT) -> History:
-        """The recent past from the engine's state file: its last events, runs and output lines (bounded)."""
-        past = self._query("history", events=min(events, LIST_MAX), runs=min(runs, LIST_MAX),
-                           lines=min(lines, LIST_MAX))
-        return History([PastEvent(**e) for e in past["events"]],
-                       [PastRun(**{**r, "output": tuple(r["output"])}) for r in past["runs"]])
+    def ask(self, query: Any) -> Any:
+        """The answer to the typed query ``query``, asked over the socket, in the engine's own types."""
+        query = checked(query)
+        return query.decode(self._query(query.wire, **arguments(query)))
 
     # ------------------------------------------------------------------ the wire
     def _command(self, name: str, /, **args: Any) -> None:
@@ -261,10 +208,6 @@ class RemoteEngine:
                 return self._queries.query(name, **args)
             except EngineGone as exc:
                 raise ControlError(f"the engine (pid {self.pid}) is gone: {exc}") from None
-
-
-def _doc(d: dict[str, Any]) -> DocInfo:
-    return DocInfo(**{**d, "readers": tuple(d["readers"])})
 
 
 def _now() -> float:

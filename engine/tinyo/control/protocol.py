@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..arguments import ArgumentError, Spec, argument, check, field_spec
 from . import factwire
 from .paths import ControlError
 
@@ -25,8 +26,6 @@ PROTOCOL = 2
 (version 1 sent one keyed ``fact`` object per line)."""
 MAX_LINE = 1 << 20
 """The longest line the engine reads from a client (1 MiB); a longer one ends the connection."""
-LIST_MAX = 5000
-"""The most items a query may ask for (documents, names, ids): an answer stays a few MB at most."""
 
 
 class ProtocolError(ControlError):
@@ -126,28 +125,17 @@ _TYPES: dict[str, type] = {
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "str": (str,), "bool": (bool,), "dict[str, Any]": (dict,), "int | None": (int, type(None)), "list[Any]": (list,),
+    "int": (int,), "str": (str,), "bool": (bool,), "dict[str, Any]": (dict,), "int | None": (int, type(None)),
+    "list[Any]": (list,),
 }
 
-# A request's arguments: name -> (accepted types, default); no default means required.
-_REQUIRED = object()
-Spec = dict[str, tuple[tuple[type, ...], Any]]
-QUERIES: dict[str, Spec] = {
-    "stats": {},
-    "explain": {"name": ((str,), _REQUIRED)},
-    "des_details": {"des_id": ((str,), _REQUIRED)},
-    "documents": {"prefix": ((str, type(None)), None), "limit": ((int,), 1000)},
-    "groups_summary": {},
-    "group_members": {"pattern": ((str,), _REQUIRED), "offset": ((int,), 0), "limit": ((int,), 200)},
-    "locate": {"name": ((str,), _REQUIRED)},
-    "doc_infos": {"names": ((list,), _REQUIRED)},
-    "des_infos": {"ids": ((list,), _REQUIRED)},
-    "workers": {},
-    "clients": {},
-    "find_documents": {"pattern": ((str,), _REQUIRED), "regex": ((bool,), False), "limit": ((int,), 1)},
-    "history": {"events": ((int,), 1000), "runs": ((int,), 1000), "lines": ((int,), 1000)},
-}
-"""The engine's queries (its read-only methods; they are closures on its loop, not typed messages)."""
+@functools.cache
+def queries() -> dict[str, Spec]:
+    """The queries a client may ask, derived from the engine's typed queries (``tinyo.queries``): their
+    names, and their arguments (the fields) with their types, defaults and bounds."""
+    from .. import queries as typed
+
+    return typed.specs()
 
 
 @functools.cache
@@ -163,53 +151,26 @@ def commands() -> dict[str, Spec]:
     for cls in typing.get_args(messages.Request):
         wire: messages.Wire = cls.wire
         renamed, replaced = dict(wire.renamed), {f: (a, t, d) for f, a, t, d in wire.replaced}
-        hints = typing.get_type_hints(cls)
         spec: Spec = {}
-        for f in dataclasses.fields(cls):
-            if f.name in replaced:
-                arg, kind, default = replaced[f.name]
-                spec[arg] = ((kind,), default)
+        for name, arg in field_spec(cls).items():
+            if name in replaced:
+                new_name, kind, default = replaced[name]
+                spec[new_name] = argument(kind, default)
             else:
-                default = _REQUIRED if f.default is dataclasses.MISSING else f.default
-                spec[renamed.get(f.name, f.name)] = ((hints[f.name],), default)
+                spec[renamed.get(name, name)] = arg
         if table.setdefault(wire.name, spec) != spec:  # two typed commands, one wire form: one set of arguments
             raise TypeError(f"{cls.__name__}: wire command {wire.name!r} has other arguments than another's")
     return table
 
 
-_COUNTS = ("limit", "offset", "events", "runs", "lines")
-"""Arguments that say how many (or from where): bounded, so an answer stays a few MB at most."""
-
-
 def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of command or query ``name``, checked and completed with defaults."""
-    table = commands() if kind == "command" else QUERIES
-    spec = table.get(name)
-    if spec is None:
-        raise ProtocolError(f"unknown {kind} {name!r} (known: {', '.join(sorted(table))})")
-    unknown = set(args) - set(spec)
-    if unknown:
-        raise ProtocolError(f"{kind} {name}: unknown argument(s) {', '.join(sorted(map(repr, unknown)))}")
-    out = {}
-    for arg, (types, default) in spec.items():
-        if arg not in args:
-            if default is _REQUIRED:
-                raise ProtocolError(f"{kind} {name}: missing argument {arg!r}")
-            out[arg] = default
-            continue
-        value = args[arg]
-        if not _is(value, types):
-            raise ProtocolError(f"{kind} {name}: argument {arg!r} must be {'/'.join(t.__name__ for t in types)}, "
-                                f"got {type(value).__name__}")
-        if isinstance(value, int) and not isinstance(value, bool) and arg in _COUNTS:
-            most = 1 << 62 if arg == "offset" else LIST_MAX
-            if not 0 <= value <= most:
-                raise ProtocolError(f"{kind} {name}: {arg} must be 0..{LIST_MAX if arg != 'offset' else 'big'}, got {value}")
-        if isinstance(value, list):
-            if len(value) > LIST_MAX or not all(isinstance(v, str) for v in value):
-                raise ProtocolError(f"{kind} {name}: {arg} must be a list of at most {LIST_MAX} strings")
-        out[arg] = value
-    return out
+    """The arguments of command or query ``name``, checked and completed with defaults; ProtocolError
+    naming the request and the argument otherwise."""
+    table = commands() if kind == "command" else queries()
+    try:
+        return check(kind, name, table.get(name), args, table)
+    except ArgumentError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def _is(value: Any, types: tuple[type, ...]) -> bool:

@@ -2,7 +2,7 @@
 
 One accept thread, and per client a reader thread (hello, then requests one at a time) and a writer
 thread (drains the client's outbox). None of them touches engine state: commands are the engine's
-thread-safe methods, queries run on the engine thread through ``Engine.call``. A connection from
+thread-safe methods, queries are the typed queries ``Engine.ask`` answers (on the engine thread). A connection from
 another user, a garbled or oversized line, or an unknown protocol version ends that connection; the
 engine goes on.
 """
@@ -10,7 +10,6 @@ engine goes on.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import stat
 import struct
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TinyoError
+from ..queries import ClientInfo, by_name
 from . import factwire, index
 from .hub import OUTBOX_BYTES, Hub, Outbox
 from .paths import ControlError, private_dir, socket_path
@@ -93,6 +93,7 @@ class ControlServer:
         self._record()
         if self.engine.state in ("running", "paused", "stopping"):
             self.hub.running.set()
+        self.engine.loop.queries.channel = self.clients  # before any client could ask
         self._unsubscribe = self.engine.bus.subscribe_batches(self.hub.on_facts)
         self.hub.start()
         threading.Thread(target=self._accept, name="tinyo-control-accept", daemon=True).start()
@@ -113,6 +114,7 @@ class ControlServer:
             index.forget(self._index_entry, os.getpid())
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self.engine.loop.queries.channel = list
         self.hub.running.set()  # hellos waiting for the start are answered (with a bye)
         self.hub.finish()  # the last facts (the engine's "stopped") reach the clients before their bye
         listener = self._listener
@@ -239,16 +241,15 @@ class ControlServer:
     """Each wire command (``protocol.commands()``, from the typed requests) and what the engine does for it."""
 
     def query(self, name: str, args: dict[str, Any]) -> Any:
-        engine = self.engine
-        if name == "workers":
-            return engine.workers()
-        if name == "clients":
-            with self._lock:
-                clients = list(self._clients)
-            return [client.describe() for client in clients]
-        if name == "find_documents":  # a pattern crosses the wire, never a function
-            return engine.find_documents(_matcher(args["pattern"], args["regex"]), args["limit"])
-        return getattr(engine, name)(**args)
+        """The answer to query ``name`` (its arguments checked by ``protocol.check_args``): the same typed
+        query an in-process caller asks, answered by the engine the same way."""
+        return self.engine.ask(by_name()[name](**args))
+
+    def clients(self) -> list[ClientInfo]:
+        """The connected clients (the ``clients`` query's answer, on the asking thread)."""
+        with self._lock:
+            clients = list(self._clients)
+        return [client.describe() for client in clients]
 
 
 class _Client:
@@ -265,9 +266,9 @@ class _Client:
         self.name = ""
         self.pid = _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))[0]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ClientInfo:
         buffered, missed = self.outbox.load()
-        return {"name": self.name, "pid": self.pid, "buffered_bytes": buffered, "missed": missed}
+        return ClientInfo(self.name, self.pid, buffered, missed)
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="tinyo-control-read", daemon=True).start()
@@ -408,17 +409,6 @@ def cancel_problem(run_id: int, status: str | None, db: str) -> str | None:
     if status not in ("queued", "running"):
         return f"cancel: run {run_id} is not queued or running: it ended ({status})"
     return None
-
-
-def _matcher(pattern: str, regex: bool) -> Callable[[str], bool]:
-    """The console's search rule: a case-insensitive regex, or a substring when it is none (or not valid)."""
-    if regex:
-        try:
-            return re.compile(pattern, re.IGNORECASE).search  # type: ignore[return-value]
-        except re.error:
-            pass
-    lowered = pattern.lower()
-    return lambda name: lowered in name.lower()
 
 
 def _say_and_close(conn: socket.socket, message: Any) -> None:

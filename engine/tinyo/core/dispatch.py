@@ -61,17 +61,22 @@ class Dispatch:
         ready, changed = self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
         emit = self.outbox.emit
-        failed, des_moved = self.failed, self.documents.des_moved
+        failed = self.failed
+        told = self.runbook.told  # DES whose state this cycle's run facts told (started: running, finished: ok)
         queued = set(ready)
         changed_ids = {node.id for node in changed} if ready else set()
+        moves: list[tuple[tuple[str, ...] | frozenset[str], str, str]] = []  # (targets, old state, new state)
         for node in changed:
             if node.state == "failed":
                 failed.add(node.id)
             else:
                 failed.discard(node.id)
-            if node.id not in queued:  # a DES queued below moves its documents once, from where they were
-                des_moved(node, node.was, node.state)
-            emit(ev.DESStateChanged(now, node.id, node.state, node.reason, node.was, node.targs))
+            if node.id in queued:
+                continue  # told once below, as queued (its reason says why it runs), not stale then queued
+            moves.append((node.targs, node.was, node.state))
+            said = told.pop(node.id, None)
+            if said != node.state:
+                emit(ev.DESStateChanged(now, node.id, node.state, node.reason, said or node.was, node.targs))
         nodes, waiting = self.graph.nodes, self.ready
         for des_id in ready:
             node = nodes[des_id]
@@ -80,9 +85,16 @@ class Dispatch:
             was, node.state = node.state, "queued"
             node.reason = f"queued: {reason}"
             waiting.append(des_id)
-            des_moved(node, node.was if des_id in changed_ids else was, "queued")
-            emit(ev.DESQueued(now, des_id, frozenset(node.targs), reason))
-            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, was, node.targs))
+            before = node.was if des_id in changed_ids else was
+            moves.append((node.targs, before, "queued"))
+            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, told.pop(des_id, None) or before, node.targs))
+        self.documents.des_moved(moves)
+        if told:
+            for des_id, said in told.items():  # a run fact told a state its DES has left since, unseen here
+                node = nodes.get(des_id)
+                if node is not None and node.state != said:
+                    emit(ev.DESStateChanged(now, des_id, node.state, node.reason, said, node.targs))
+            told.clear()
 
     def take(self, slots: int) -> list[Task]:
         """Up to ``slots`` tasks: runs given back first, then new runs of ready DES (recorded as queued)."""
@@ -95,12 +107,19 @@ class Dispatch:
                 run.submitted = True
                 tasks.append(run.task)
                 slots -= 1
-        nodes, ready, version = self.graph.nodes, self.ready, self.graph.version
+        nodes, ready, run_versions = self.graph.nodes, self.ready, self.graph.run_versions
         load_ops, attempts, labels, open_runs = self.registration.load_ops, runbook.attempts, self._labels, runbook.open
         while slots > 0 and ready:
             des_id = ready.popleft()
             node = nodes[des_id]
-            if self._blocked_now(node) or self._waits_for_files(node):
+            dep_versions = run_versions(node)
+            if dep_versions is None:
+                # an upstream DES became pending since ``node`` was queued (a later event changed its input):
+                # back to waiting, settled again next cycle behind it; it runs after it, once, on what it makes
+                node.status = None
+                self.touched.append(des_id)
+                continue
+            if self._waits_for_files(node):
                 continue
             ops = load_ops(des_id)
             if ops is None:
@@ -108,9 +127,6 @@ class Dispatch:
             attempt = attempts.get(des_id, 1)
             run_id = self.next_run_id
             self.next_run_id += 1
-            dep_versions = {d: version(d) for d in node.deps}
-            if None in dep_versions.values():
-                dep_versions = {}  # a dep without a version: no trace to record (as ``Graph.has_all_versions``)
             task = Task(run_id, des_id, attempt, self.recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
             label = labels.get(node.ops_desc)
             if label is None:
@@ -122,19 +138,6 @@ class Dispatch:
         if rows:
             self.store.add_runs(rows)
         return tasks
-
-    def _blocked_now(self, node: Node) -> bool:
-        """True (and the DES back to waiting) if an upstream DES became pending since ``node`` was queued (a
-        later event changed its input): ``node`` runs after it, once, on what it makes."""
-        blocking = self.graph.upstream_blocking
-        for dep in node.deps:
-            if blocking(dep) is not None:
-                break
-        else:
-            return False
-        node.status = None
-        self.touched.append(node.id)  # settled again next cycle, behind its upstream
-        return True
 
     def _waits_for_files(self, node: Node) -> bool:
         """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it

@@ -41,6 +41,9 @@ class Documents:
         """Documents known (named by a DES or versioned)."""
         self._files: dict[str, FileState] = {}
         self._none: set[str] = set()  # file documents the current batch's lookup found no state for
+        self._doc_rows: list[tuple[str, int, str | None, int | None, int | None, float, str]] | None = None
+        self._name_rows: list[tuple[str, str]] = []
+        """While a batch is open (``begin_batch``): its document and name rows, handed to the store together."""
         self._mark_gone = mark_gone
         """Intake's record of a file seen gone (so the file coming back is a new event)."""
         self.checks = FileChecks(graph, self.file_state, config.hash_files)
@@ -53,7 +56,7 @@ class Documents:
         if name[:1] == "/":
             st = stat_file(name)
             if self._file_event(name, state, st):
-                self.refresh_file(name, by="event", hint=state, st=st)
+                self.refresh_file(name, by="event", hint=state, st=st, source=True)
         else:
             self.bump(name, by="event")
 
@@ -88,36 +91,42 @@ class Documents:
             self.touched.extend(self.graph.readers(path))
         self._mark_gone(path)
 
-    def bump(self, name: str, by: str) -> None:
-        """Give a non-file document its next version."""
-        old = self.graph.version(name)
+    def bump(self, name: str, by: str, source: bool | None = None) -> None:
+        """Give a non-file document its next version. ``source``: whether no DES produces it, when the
+        caller knows (it is not looked up again)."""
+        graph = self.graph
+        old = graph.versions.get(name) or graph.version(name)
         version = (old or 0) + 1
-        self.touched.extend(self.graph.set_version(name, version))
-        if old is None:
-            self._first_version(name)
+        self.touched.extend(graph.advance(name, version))
+        if old is None and source is not False:
+            self._first_version(name, source)
         now = self.clock.time()
-        self.store.put_documents([(name, version, None, None, None, now, by)])
+        self._put((name, version, None, None, None, now, by))
         self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
 
-    def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None) -> bool:
+    def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None,
+                     source: bool | None = None) -> bool:
         """Give a file document a new version if its content changed; False if the file is missing.
         ``hint``: the file's state as intake read it moments ago (it is not read again); ``st``: its stat
-        just taken (it is not taken again)."""
-        known = self.file_state(path)
+        just taken (it is not taken again); ``source``: as for ``bump``."""
+        known = self._files.get(path)
+        if known is None:
+            known = self.file_state(path)
         changed, state = compare_file(path, known, self.config.hash_files, st=st, hint=hint)
         if state is None:
             return False
-        version = self.graph.version(path)
+        graph = self.graph
+        version = graph.versions.get(path) or graph.version(path)
         now = self.clock.time()
         if changed or version is None:
-            if version is None:
-                self._first_version(path)
+            if version is None and source is not False:
+                self._first_version(path, source)
             version = (version or 0) + 1
-            self.touched.extend(self.graph.set_version(path, version))
+            self.touched.extend(graph.advance(path, version))
             self.outbox.emit(ev.DocumentUpdated(now, path, version, by))
         if changed or state != known or known is None:
             self._files[path] = state
-            self.store.put_documents([(path, version, state.digest, state.mtime_ns, state.size, now, by)])
+            self._put((path, version, state.digest, state.mtime_ns, state.size, now, by))
         return True
 
     def file_state(self, path: str) -> FileState | None:
@@ -144,8 +153,32 @@ class Documents:
                 elif row[1] is not None and row[2] is not None:
                     self._files[path] = FileState(row[2], row[3], row[1])
 
+    def _put(self, row: tuple[str, int, str | None, int | None, int | None, float, str]) -> None:
+        rows = self._doc_rows
+        if rows is None:
+            self.store.put_documents([row])
+        else:
+            rows.append(row)
+
+    def begin_batch(self) -> None:
+        """From now until ``end_batch``, document and name rows go to the store together (``write_batch``)."""
+        if self._doc_rows is None:
+            self._doc_rows = []
+
+    def write_batch(self) -> None:
+        """Hand the open batch's rows to the store (before any commit: the rows of what memory holds are in it)."""
+        if self._doc_rows:
+            rows, self._doc_rows = self._doc_rows, []
+            self.store.put_documents(rows)
+        if self._name_rows:
+            names, self._name_rows = self._name_rows, []
+            self.store.add_names(names)
+
     def end_batch(self) -> None:
-        """The batch's "no state in the store" answers hold for that batch only (the cache may be trimmed)."""
+        """Close the batch (its rows to the store). Its "no state in the store" answers hold for that batch
+        only (the cache may be trimmed)."""
+        self.write_batch()
+        self._doc_rows = None
         self._none = set()
 
     def trim(self) -> None:
@@ -169,7 +202,10 @@ class Documents:
     def join(self, doc: str, state: str) -> None:
         """A document enters the DAG in ``state``."""
         pattern = self.groups.join(doc, state)
-        self.store.add_names([(doc, pattern)])
+        if self._doc_rows is None:
+            self.store.add_names([(doc, pattern)])
+        else:
+            self._name_rows.append((doc, pattern))
         self.total += 1
 
     def targets_registered(self, node: Node) -> None:
@@ -180,16 +216,18 @@ class Documents:
                 self.join(targ, "never built")
             else:
                 self.groups.move(targ, before, "never built")
+        versions, producer = self.graph.versions, self.graph.producer
         for dep in node.deps:
+            if versions.get(dep) or producer.get(dep):
+                continue  # versioned or produced: counted already (a dep of a new DES mostly is)
             if self.state_of(dep) is None:
                 self.join(dep, "missing")
 
-    def des_moved(self, node: Node, old: str, new: str) -> None:
-        """A DES changed state: its targets move between their groups' counts."""
-        old_doc, new_doc = DES_TO_DOC[old], DES_TO_DOC[new]
-        if old_doc != new_doc:
-            for targ in node.targs:
-                self.groups.move(targ, old_doc, new_doc)
+    def des_moved(self, moves: list[tuple[tuple[str, ...] | frozenset[str], str, str]]) -> None:
+        """DES changed state, as (targets, old state, new state): their targets move between their groups'
+        counts (the moves of one settle, together)."""
+        to_doc = DES_TO_DOC
+        self.groups.move_many([(targs, to_doc[old], to_doc[new]) for targs, old, new in moves])
 
     def load_groups(self, hot: Callable[[str], Node | None]) -> None:
         """Count every stored document in its group (at start-up; ``hot``: the DES in memory)."""
@@ -203,9 +241,10 @@ class Documents:
         self.groups.touched.clear()
         self.total = self.store.count("names")
 
-    def _first_version(self, doc: str) -> None:
-        """``doc`` is about to get its first version: an input turns from missing to source."""
-        if self.graph.producer_of(doc) is not None:
+    def _first_version(self, doc: str, source: bool | None = None) -> None:
+        """``doc`` is about to get its first version: an input turns from missing to source. ``source``:
+        whether no DES produces it, when the caller knows."""
+        if source is False or (source is None and self.graph.producer_of(doc) is not None):
             return
         if self.graph.readers(doc):
             self.groups.move(doc, "missing", "source")

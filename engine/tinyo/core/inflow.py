@@ -144,12 +144,14 @@ class Inflow:
                 self._files[name] = FileState(*row) if row else None
         rows = []
         states: list[FileState | None] = []  # a file's state as read now: its document need not read it again
+        file_change = self._file_change
         for source, name in items:
-            state = None
-            if source in ("file", "scan"):
-                state = self._file_change(name, files[name])
+            if source == "file" or source == "scan":
+                state = file_change(name, files[name])
                 if state is None:
                     continue
+            else:
+                state = None
             rows.append((now, source, name, "new"))
             states.append(state)
         if not rows:
@@ -159,12 +161,16 @@ class Inflow:
         self.taken += len(ids)
         self.pending += len(ids)
         self.rate.add(now, len(ids))
-        for event_id, (_, source, name, _), state in zip(ids, rows, states):
-            if not self.backlog_in_store and len(self.backlog) < BACKLOG_MAX:
-                self.backlog.append((event_id, source, name, state, now))
-                self._last_backlog_id = event_id
-            else:
-                self.backlog_in_store = True
+        # in order, into memory while the backlog has room and none waits in the store; the rest is read back
+        room = 0 if self.backlog_in_store else max(0, BACKLOG_MAX - len(self.backlog))
+        kept = min(room, len(ids))
+        if kept:
+            append = self.backlog.append
+            for event_id, row, state in zip(ids[:kept], rows, states):
+                append((event_id, row[1], row[2], state, now))
+            self._last_backlog_id = ids[kept - 1]
+        if kept < len(ids):
+            self.backlog_in_store = True
         return len(ids)
 
     def _file_change(self, path: str, seen: FileState | None) -> FileState | None:

@@ -9,7 +9,6 @@ and only then release the cycle's facts on the bus (so the bus never announces w
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -87,7 +86,7 @@ class Loop:
         self.commands = Commands(self.run, self.graph, store, self.inflow, self.runbook, self.outbox, clock,
                                self.touched, {t.name for t in self.timers})
         self.queries = Queries(self.run, self.graph, store, self.documents, self.registration, self.dispatch,
-                               self.runbook, self.inflow, clock)
+                               self.runbook, self.inflow, clock, lambda: self.executor)
         self.generators = GeneratorRunner(recipe.roots, config.generator_timeout)
         self.inbox: queue.Queue[Message] = queue.Queue(maxsize=INBOX_MAX)
         self.own_messages: deque[Message] = deque()
@@ -321,9 +320,7 @@ class Loop:
 
     def _handle(self, item: Message) -> None:
         if isinstance(item, WorkerReports):
-            on_message = self.runbook.on_message
-            for kind, run_id, payload in item.messages:
-                on_message(item.worker, kind, run_id, payload)
+            self.runbook.on_reports(item.worker, item.messages)
         elif isinstance(item, WorkerLost):
             self.runbook.on_lost(item)
         elif isinstance(item, Requeue):
@@ -347,10 +344,9 @@ class Loop:
         if not batch:
             return
         self._processed += len(batch)
-        now = self.clock.time()
-        self.documents.prefetch_files([name for _, _, name, *_ in batch if os.path.isabs(name)])
-        for event_id, source, name, state, taken in batch:
-            self.outbox.emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
+        self.documents.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
+        self.documents.begin_batch()
+        for _, _, name, state, _ in batch:
             self.documents.from_event(name, state)
         events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
@@ -359,19 +355,33 @@ class Loop:
     def _apply_batch(self, batch: list[Stored], emissions: list[Emission], hung: Hung | None) -> None:
         """Register what the generators emitted for a batch (and, if one hung, report it and put the events
         after it back at the front of the backlog)."""
-        self.registration.prefetch(emissions)
+        registration = self.registration
+        registration.prefetch(emissions)
+        registration.begin_batch()
+        self.documents.begin_batch()
         done_ids = {e.event_id for e in emissions}
         flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
-        marks = [self.registration.apply_emission(emission, flush) for emission in emissions]
+        stored = {item[0]: item for item in batch}
+        emit, now = self.outbox.emit, self.clock.time()
+        for emission in emissions:  # the batch's events first, as they came, then what they made
+            # one fact per event, once the generators have seen it: what it was and what came of it
+            event_id, source, name, _, taken = stored[emission.event_id]
+            emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
+                                  len(emission.errors)))
+        marks = [registration.apply_emission(emission, flush) for emission in emissions]
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
+            if event_id in stored:
+                _, source, name, _, taken = stored[event_id]
+                emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
             self.outbox.emit(ev.GeneratorError(self.clock.time(), generator, given, message, ""))
             marks.append(("error", f"generator {generator} hung", event_id))
             done_ids.add(event_id)
             self.inflow.put_back([item for item in batch if item[0] not in done_ids])
-        self.store.mark_events(marks)
+        registration.end_batch()
         self.documents.end_batch()
+        self.store.mark_events(marks)
 
     def _take_over(self, batch: list[Stored], done: list[Emission], hung: Hung) -> None:
         """A generator outlived its bound on the loop's thread (called on the runner's monitor thread): a
@@ -407,6 +417,9 @@ class Loop:
         self._update_idle()
 
     def _commit_and_publish(self, tasks: list[Task]) -> None:
+        # rows a batch still holds go with this commit: the facts released below may speak of them
+        self.registration.write_batch()
+        self.documents.write_batch()
         config = self.config
         if (config.retention_events or config.retention_runs) and self._processed - self._since_prune >= 500:
             self._since_prune = self._processed
@@ -475,6 +488,8 @@ class Loop:
             if self.fatal is None:
                 while self.inflow.waiting():
                     self._store_intake()  # files reported just before the watcher was asked to stop
+            self.registration.write_batch()  # rows of a batch a failure left open: as written before it
+            self.documents.write_batch()
             interrupted = self.runbook.interrupt_open(detached)
             self.store.commit()
         except StoreError as exc:

@@ -1,16 +1,27 @@
-"""Provides the engine's read-only answers (run on the loop thread, as ``Engine.call`` does): counters,
-a DES's details, documents and their groups, the tree's view of a DES."""
+"""Provides the engine's read-only answers to the typed queries (``tinyo.queries``): counters, a DES's
+details, documents and their groups, the tree's view of a DES, the recent past and output lines.
+
+``answer`` takes a query and calls the method named as the query's ``wire`` name with its arguments, on
+the loop thread (``Engine.ask`` sends it there), but for the few answered by a part that has its own lock
+(``on_loop`` False: the executor's workers, the control channel's clients)."""
 
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
 from ..dag import Graph
 from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
+from ..groups import GroupSummary
+from ..history import History, des_of_event, read_history
+from ..queries import ClientInfo, arguments
 
 if TYPE_CHECKING:
+    from .. import events as ev
+    from ..executors import Executor, WorkerInfo
     from ..store import Store
     from .commands import RunState
     from .dispatch import Dispatch
@@ -27,16 +38,24 @@ class Queries:
     """Answers from the loop's state; they change nothing."""
 
     def __init__(self, run: RunState, graph: Graph, store: Store, documents: Documents, registration: Registration,
-                 dispatch: Dispatch, runbook: RunBook, inflow: Inflow, clock: Clock) -> None:
+                 dispatch: Dispatch, runbook: RunBook, inflow: Inflow, clock: Clock,
+                 executor: Callable[[], Executor | None]) -> None:
         self.run = run
         self.graph = graph
         self.store = store
-        self.documents = documents
+        self.docs = documents
         self.registration = registration
         self.dispatch = dispatch
         self.runbook = runbook
         self.inflow = inflow
         self.clock = clock
+        self.executor = executor
+        self.channel: Callable[[], list[ClientInfo]] = list
+        """The control channel's clients: set by the channel serving this engine before it takes any."""
+
+    def answer(self, query: Any) -> Any:
+        """The answer to ``query`` (checked by the caller: ``queries.checked``)."""
+        return getattr(self, query.wire)(**arguments(query))
 
     def run_status(self, run_id: int) -> str | None:
         """``queued`` or ``running`` for an open run, else its stored status; None when there is no such run."""
@@ -61,7 +80,7 @@ class Queries:
             failed=len(self.dispatch.failed),
             buffered=self.inflow.pending if self.run.paused else 0,
             des_total=self.registration.total,
-            docs_total=self.documents.total,
+            docs_total=self.docs.total,
         )
 
     def explain(self, name: str) -> str:
@@ -86,12 +105,12 @@ class Queries:
             last_traceback=last_tb, output=output,
         )
 
-    def documents_from(self, prefix: str | None, limit: int) -> list[DocInfo]:
+    def documents(self, prefix: str | None, limit: int) -> list[DocInfo]:
         names = self.store.names_from(prefix or "", limit)
         return [i for i in map(self.doc_info, names) if i is not None]
 
     def doc_info(self, name: str) -> DocInfo | None:
-        state = self.documents.state_of(name)
+        state = self.docs.state_of(name)
         if state is None:
             return None
         owner = self.graph.producer_of(name)
@@ -103,6 +122,35 @@ class Queries:
         readers = self.graph.readers(name)
         shown = tuple(heapq.nsmallest(READERS_SHOWN, readers))
         return DocInfo(name, self.graph.version(name), owner, state, detail, shown, len(readers))
+
+    def groups_summary(self) -> list[GroupSummary]:
+        return self.docs.groups.summaries()
+
+    def doc_infos(self, names: tuple[str, ...]) -> list[DocInfo]:
+        return [i for i in map(self.doc_info, names) if i is not None]
+
+    def des_infos(self, ids: tuple[str, ...]) -> list[DESInfo]:
+        return [i for i in map(self.des_info, ids) if i is not None]
+
+    def find_documents(self, pattern: str, regex: bool, limit: int) -> list[str]:
+        return self.store.find_names(name_matcher(pattern, regex), limit)
+
+    def des_of_event(self, event: str, limit: int) -> list[str]:
+        return des_of_event(self.store, event, limit)
+
+    def history(self, events: int, runs: int, lines: int) -> History:
+        return read_history(self.store, events, runs, lines)
+
+    def output(self, limit: int) -> list[ev.OpOutput]:
+        recent = self.runbook.recent_output
+        return list(recent)[-limit:] if limit else []
+
+    def workers(self) -> list[WorkerInfo]:
+        executor = self.executor()
+        return executor.workers() if executor is not None else []
+
+    def clients(self) -> list[ClientInfo]:
+        return self.channel()
 
     def group_members(self, pattern: str, offset: int, limit: int) -> list[DocInfo]:
         rows = self.store.group_members(pattern, offset, limit)
@@ -124,3 +172,14 @@ class Queries:
         return DESInfo(des_id, tuple(sorted(node.deps)), tuple(sorted(node.targs)), node.ops_desc, node.generator,
                        node.event, node.state, node.reason, node.error,
                        run.run_id if run is not None else None, run.worker if run is not None else None)
+
+
+def name_matcher(pattern: str, regex: bool) -> Callable[[str], Any]:
+    """The console's search rule: a case-insensitive regex, or a substring when it is none (or not valid)."""
+    if regex:
+        try:
+            return re.compile(pattern, re.IGNORECASE).search
+        except re.error:
+            pass
+    lowered = pattern.lower()
+    return lambda name: lowered in name.lower()

@@ -56,6 +56,8 @@ class Registration:
         self._op_cache: dict[tuple[tuple[int, int], ...], tuple[Any, Ops, tuple[str, ...], bytes | None]] = {}
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
+        self._rows: list[tuple[Any, ...]] | None = None
+        """While a batch is open (``begin_batch``): the rows of the DES it registered, stored together."""
 
     def node_from_row(self, row: Any) -> Node:
         """A graph node for a DES read back from the store."""
@@ -81,6 +83,21 @@ class Registration:
         if ids:
             self.graph.prefetch(docs, ids, targs)
 
+    def begin_batch(self) -> None:
+        """From now until ``end_batch``, the rows of new DES go to the store together (``write_batch``)."""
+        if self._rows is None:
+            self._rows = []
+
+    def write_batch(self) -> None:
+        """Hand the open batch's rows to the store (before any commit: the DES in memory are in it)."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.store.add_des(rows)
+
+    def end_batch(self) -> None:
+        self.write_batch()
+        self._rows = None
+
     def apply_emission(self, emission: Emission, flush: Callable[[], None]) -> tuple[str, str | None, int]:
         """Register one event's emission; returns its event's (status, detail, id) for the store.
         ``flush``: dispatch and commit what is ready so far (called every REGISTER_SLICE DES)."""
@@ -91,8 +108,6 @@ class Registration:
             self.register(des, generator, given, emission.event)
             if index % REGISTER_SLICE == 0:
                 flush()  # a huge emission: start dispatching what is ready instead of registering all first
-        self.outbox.emit(ev.EventProcessed(now, emission.event_id, emission.event, len(emission.des),
-                                           len(emission.errors)))
         status = "error" if emission.errors else "done"
         detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
         return status, detail, emission.event_id
@@ -100,14 +115,15 @@ class Registration:
     def register(self, des: Any, generator: str, given: str, event: str) -> bool:
         """Add ``des`` to the graph and the store unless it is known; False if known or rejected."""
         des_id = des.id
-        if self.graph.has(des_id):
-            if des_id in self.graph.nodes and des_id not in self.ops:
+        graph = self.graph
+        if graph.has(des_id):
+            if des_id in graph.nodes and des_id not in self.ops:
                 self.ops[des_id] = self._refs(des)  # reloaded from the store: keep the live ops
             return False
         now = self.clock.time()
         try:
             refs, ops_desc, blob = self._op_facts(des)
-            self.graph.check(des_id, des.deps, des.targs)
+            graph.check(des_id, des.deps, des.targs)
         except (DESRejected, OpNotImportable) as exc:
             self.outbox.emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
             self.outbox.emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
@@ -115,12 +131,17 @@ class Registration:
         node = Node(des_id, names(des.deps), names(des.targs), ops_desc, generator,
                     sys.intern(given) if given == event else f"{given} (from {event})")
         self.documents.targets_registered(node)
-        self.graph.add(node)
+        graph.add(node)
         self.total += 1
         self.ops[des_id] = refs
-        self.store.add_des([(des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)])
-        for dep in des.deps:
-            if dep[:1] == "/" and self.graph.version(dep) is None:
+        row = (des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)
+        if self._rows is None:
+            self.store.add_des([row])
+        else:
+            self._rows.append(row)
+        versions = graph.versions
+        for dep in node.deps:
+            if dep[:1] == "/" and not versions.get(dep) and graph.version(dep) is None:
                 self.documents.refresh_file(dep, by="found")
         self.touched.append(des_id)
         self.outbox.emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
@@ -166,8 +187,12 @@ class Registration:
         """A DES is up to date: its ops are reloaded from the store if it runs again (unless they live
         only in memory)."""
         ops = self.ops.get(des_id)
-        if ops is not None and not any(ref.startswith("<memory>") for ref, _ in ops):
-            del self.ops[des_id]
+        if ops is None:
+            return
+        for ref, _ in ops:
+            if ref[:8] == "<memory>":
+                return
+        del self.ops[des_id]
 
     def trim(self) -> None:
         """After the graph evicted DES from memory: drop their ops too."""

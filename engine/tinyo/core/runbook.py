@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import events as ev
 from ..clock import Clock
-from ..dag import Graph
+from ..dag import Graph, Node
 from ..engine_state import OpenRun
 from ..intake import stat_file
 from ..messages import WorkerLost
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .documents import Documents
     from .outbox import Outbox
     from .registration import Registration
+
+
+RECENT_OUTPUT = 1000
+"""Output lines kept in memory for a console that missed some."""
 
 
 def retry_delay(attempt: int, first: float, most: float) -> float:
@@ -58,10 +62,48 @@ class RunBook:
         """Runs a worker gave back unstarted: submitted again before new ones."""
         self.failures = 0
         """Runs that failed for good in this engine's lifetime (for the exit status)."""
+        self.told: dict[str, str] = {}
+        """DES whose new state a run fact of this cycle told (OpStarted: running, OpFinished: ok): dispatch
+        tells no state fact beside it, unless the DES ends the cycle in another state (it takes them)."""
+        self.recent_output: deque[ev.OpOutput] = deque(maxlen=RECENT_OUTPUT)
+        """The last output lines printed (what a console that missed some asks for again)."""
+        self.lines_printed = 0
+        """Output lines printed in this engine's lifetime (each line's ``line_no``)."""
         self._cancel_intent: dict[int, str] = {}
         self._failing_workers: set[str] = set()
+        self._rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+        """While a batch of reports is taken in: its finished-run rows and DES updates, written at its end."""
 
     # ------------------------------------------------------------ reports from the executor
+    def on_reports(self, worker: str, messages: list[tuple[str, int, Any]]) -> None:
+        """One worker's messages, in the order it sent them (the executor hands them over in batches): the
+        rows of the runs that end among them are written together."""
+        self._rows = finished, updated = [], []
+        self.documents.begin_batch()
+        try:
+            on_message = self.on_message
+            for kind, run_id, payload in messages:
+                on_message(worker, kind, run_id, payload)
+        finally:
+            self._rows = None
+            if finished:
+                self.store.finish_runs(finished)
+            if updated:
+                self.store.update_des(updated)
+            self.documents.end_batch()
+
+    def _write(self, finished: tuple[Any, ...], updated: tuple[Any, ...] | None) -> None:
+        """A run's final row and its DES's new state: now, or with the rest of the batch of reports."""
+        rows = self._rows
+        if rows is not None:
+            rows[0].append(finished)
+            if updated is not None:
+                rows[1].append(updated)
+            return
+        self.store.finish_runs([finished])
+        if updated is not None:
+            self.store.update_des([updated])
+
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
         run = self.open.get(run_id)
@@ -83,16 +125,21 @@ class RunBook:
             run.worker, run.start = worker, payload[1]
             run.start_mono = self.clock.monotonic()
             node = self.graph.nodes.get(run.des_id)
+            now = self.clock.time()
             if node is not None:
                 node.status = "running"
                 self.touched.append(node.id)
-            self.outbox.emit(ev.OpStarted(self.clock.time(), run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+                self._run_tells(node, ev.OpStarted, now)
+            self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
         elif kind == "out":
             stream, line = payload
             if run is not None:
                 run.add_output(line if stream == "stdout" else f"[stderr] {line}")
-            self.outbox.emit(ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
-                                         stream, line))
+            self.lines_printed += 1
+            output = ev.OpOutput(self.clock.time(), run_id, run.des_id if run else "", run.op if run else "", worker,
+                                 stream, line, self.lines_printed)
+            self.recent_output.append(output)
+            self.outbox.emit(output)
         elif kind == "metric":
             fields = dict(payload)
             fields.pop("run_id", None)
@@ -136,32 +183,34 @@ class RunBook:
     def finish_ok(self, run: OpenRun, result: str | None, duration: float) -> None:
         node = self.graph.nodes.get(run.des_id)
         self.open.pop(run.run_id, None)
-        now = self.clock.time()
         if node is None:
             return
         targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
-        missing = [t for t in targs if t[:1] == "/" and stat_file(t) is None]
-        if missing:
-            self.finish_failed(run, f"op {run.op} finished but did not create its target file {missing[0]}", None,
-                               duration)
-            return
-        self.store.finish_runs([self._finish_row(run, "ok", now, None, None, result)])
+        for targ in targs:
+            if targ[:1] == "/" and stat_file(targ) is None:
+                self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
+                                   duration)
+                return
+        now = self.clock.time()
+        des_id = node.id
+        trace = node.trace = dict(run.dep_versions)
         node.status = None
         node.forced = False
         node.failed_state = None
         node.failed_trace = None
-        node.trace = dict(run.dep_versions)
-        self.attempts.pop(node.id, None)
-        self.registration.release(node.id)
-        self.outbox.emit(ev.OpFinished(now, run.run_id, node.id, run.op, run.worker or "", duration, result))
+        self._write(self._finish_row(run, "ok", now, None, None, result), ("ok", trace, None, False, des_id))
+        self.attempts.pop(des_id, None)
+        self.registration.release(des_id)
+        self._run_tells(node, ev.OpFinished, now)
+        self.outbox.emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result))
+        documents = self.documents
         for targ in targs:
             if targ[:1] == "/":
-                self.documents.refresh_file(targ, by=node.id)
+                documents.refresh_file(targ, by=des_id, source=False)
                 self.graph.drifted.pop(targ, None)
             else:
-                self.documents.bump(targ, by=node.id)
-        self.store.update_des([("ok", node.trace, None, False, node.id)])
-        self.touched.append(node.id)
+                documents.bump(targ, by=des_id, source=False)
+        self.touched.append(des_id)
 
     def finish_failed(self, run: OpenRun, error: str, tb: str | None, duration: float,
                       cause: str | None = None) -> None:
@@ -169,8 +218,9 @@ class RunBook:
         self.open.pop(run.run_id, None)
         now = self.clock.time()
         status = "cancelled" if cause == "cancel" else "failed"
-        self.store.finish_runs([self._finish_row(run, status, now, error, tb, None)])
+        finished = self._finish_row(run, status, now, error, tb, None)
         if node is None:
+            self._write(finished, None)
             return
         node.status = None
         retry_in: float | None = None
@@ -181,14 +231,14 @@ class RunBook:
             node.status = "retry"
             node.reason = f"retry {run.attempt + 1} of {config.retries + 1} in {retry_in:g}s after: {error}"
             heapq.heappush(self.retries, (self.clock.monotonic() + retry_in, node.id))
-            self.store.update_des([("retry", node.trace, node.failed_trace, node.forced, run.attempt + 1, node.id)])
+            self._write(finished, ("retry", node.trace, node.failed_trace, node.forced, run.attempt + 1, node.id))
         else:
             self.attempts.pop(node.id, None)
             node.failed_state = status  # type: ignore[assignment]
             node.failed_trace = dict(run.dep_versions)
             node.error = error
             node.forced = False
-            self.store.update_des([(status, node.trace, node.failed_trace, False, node.id)])
+            self._write(finished, (status, node.trace, node.failed_trace, False, node.id))
             if status == "failed":
                 self.failures += 1
         if status == "cancelled":
@@ -197,6 +247,16 @@ class RunBook:
             self.outbox.emit(ev.OpFailed(now, run.run_id, node.id, run.op, run.worker or "", duration, error, tb or "",
                                          retry_in))
         self.touched.append(node.id)
+
+    def _run_tells(self, node: Node, fact: type[ev.BusEvent], now: float) -> None:
+        """The run fact about to be published tells its DES's move (``events.RUN_MOVES``). Where the DES was
+        last told in another state than the one it leaves (a run adopted from the last engine was told
+        running), a state fact says that one first: every reader derives the same state from the facts."""
+        before, after, _ = ev.RUN_MOVES[fact]
+        said = self.told.get(node.id, node.state)
+        if said != before:
+            self.outbox.emit(ev.DESStateChanged(now, node.id, before, before, said, node.targs))
+        self.told[node.id] = after
 
     def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
                     result: str | None) -> tuple[Any, ...]:

@@ -24,7 +24,7 @@ def make_executor(
     store_path: str | None = None,
     launched: list[Any] | None = None,
 ) -> Executor:
-    """The executor for ``execution``; ``launched``: worker processes ``process.launch_workers`` started
+    """The executor for ``execution``; ``launched``: worker processes ``worker_launch.launch_workers`` started
     earlier for this recipe (a process executor takes them; any other executor dismisses them)."""
     if execution is Execution.PROCESSES:
         from .process import ProcessExecutor

@@ -18,24 +18,24 @@ waits behind a long one while another worker is idle.
 
 from __future__ import annotations
 
-import json
-import multiprocessing.connection
 import os
-import pickle
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any, Literal
 
-from ..children import child_env
+from .. import pipe
+from ..children import wait_exit
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
+from ..worker_launch import Worker as _Worker
+from ..worker_launch import dismiss_workers, launch_workers
+from ..worker_launch import popen_worker as _popen
 from .base import Sink, WorkerInfo
+
+__all__ = ["ProcessExecutor", "dismiss_workers", "launch_workers"]
 
 FAST_OP = 0.002
 """Ops whose recent mean duration is below this many seconds are prefetched."""
@@ -44,31 +44,6 @@ PREFETCH = 24
 RESPAWN_FIRST = 2.0
 RESPAWN_MAX = 60.0
 """Back-off (seconds, doubling) before restarting a worker that died before it could take work."""
-
-
-class _Worker:
-    __slots__ = ("name", "process", "pid", "task_conn", "result_conn", "inflight", "started", "kill_cause",
-                 "eof", "ready", "dead", "stdio", "partial", "started_mono", "withdrawing", "failed_starts",
-                 "respawn_at")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.process: Any = None
-        self.pid: int | None = None
-        self.task_conn: Any = None
-        self.result_conn: Any = None
-        self.inflight: OrderedDict[int, Task] = OrderedDict()
-        self.started: dict[int, float] = {}
-        self.kill_cause: dict[int, str] = {}
-        self.eof = False
-        self.ready = False
-        self.dead = False
-        self.stdio: Any = None
-        self.partial = b""
-        self.started_mono: dict[int, float] = {}
-        self.withdrawing: set[int] = set()
-        self.failed_starts = 0
-        self.respawn_at: float | None = None
 
 
 class ProcessExecutor:
@@ -149,10 +124,7 @@ class ProcessExecutor:
         for name, batch in batches.items():
             worker = by_name[name]
             try:
-                # plain pickle (what the worker's recv loads): Connection.send builds a ForkingPickler, and a
-                # copy of its dispatch table, per message
-                message = ("run", [task.wire() for task in batch])
-                worker.task_conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+                worker.task_conn.send(("run", [task.wire() for task in batch]))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile; its death handler requeues these tasks
 
@@ -245,7 +217,7 @@ class ProcessExecutor:
                 until = max(0.0, min(respawns) - time.monotonic())
                 timeout = until if timeout is None else min(timeout, until)
             try:
-                ready = multiprocessing.connection.wait([*conns, *stdio, self._wake_r], timeout)
+                ready = pipe.wait([*conns, *stdio, self._wake_r], timeout)
             except OSError:
                 if self._closing:
                     return
@@ -388,9 +360,7 @@ class ProcessExecutor:
                 except (OSError, ValueError):
                     w.process.kill()
         for w in workers:
-            try:
-                w.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+            if wait_exit(w.process, 2) is None:
                 w.process.kill()
                 w.process.wait(timeout=2)
         self._wake()
@@ -411,59 +381,6 @@ class ProcessExecutor:
             except OSError:
                 pass  # already closed
         return unfinished
-
-
-def launch_workers(recipe_path: str, count: int) -> list[_Worker]:
-    """Start ``count`` worker processes for the recipe at ``recipe_path`` now, for a :class:`ProcessExecutor`
-    to take at its start (``tinyo run`` starts them before the engine's modules are imported, so a worker's
-    interpreter starts and imports the recipe meanwhile). Until then their reports wait in their pipes."""
-    workers = []
-    for index in range(count):
-        worker = _Worker(f"w{index + 1}")
-        _popen(worker, recipe_path)
-        workers.append(worker)
-    return workers
-
-
-def dismiss_workers(workers: list[_Worker]) -> None:
-    """Stop launched workers no executor took (their task pipe closes, so they exit), and reap them."""
-    for worker in workers:
-        for conn in (worker.task_conn, worker.result_conn):
-            conn.close()
-        if worker.stdio is not None:
-            os.close(worker.stdio)
-            worker.stdio = None
-    for worker in workers:
-        try:
-            worker.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
-
-
-def _popen(worker: _Worker, recipe_path: str) -> None:
-    """Start ``worker``'s process (a fresh interpreter) with its task, result and output pipes."""
-    task_r, task_w = os.pipe()
-    res_r, res_w = os.pipe()
-    out_r, out_w = os.pipe()
-    env = child_env()
-    args = [sys.executable, "-m", "tinyo._worker_main", str(task_r), str(res_w), worker.name, recipe_path,
-            os.getcwd(), json.dumps([p for p in sys.path if isinstance(p, str)])]
-    try:
-        process = subprocess.Popen(args, pass_fds=(task_r, res_w), stdin=subprocess.DEVNULL, stdout=out_w,
-                                   stderr=out_w, env=env, start_new_session=True, close_fds=True)
-    finally:
-        for fd in (task_r, res_w, out_w):
-            os.close(fd)
-    worker.process, worker.pid = process, process.pid
-    worker.task_conn = Connection(task_w, readable=False, writable=True)
-    worker.result_conn = Connection(res_r, readable=True, writable=False)
-    os.set_blocking(out_r, False)
-    worker.stdio = out_r
-    worker.partial = b""
-    worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
-    worker.started_mono, worker.withdrawing, worker.respawn_at = {}, set(), None
-    worker.eof = worker.ready = worker.dead = False
 
 
 def _death_reason(name: str, pid: int | None, code: int | None) -> str:
