@@ -93,7 +93,8 @@ async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_th
                         what="the console to say it missed facts")
             await _until_match(pilot, app, engine)
             lines = [row.line for row in app.state.output if "facts were missed" in row.line]
-            assert len(lines) == 1 and "asked of the engine again" in lines[0]
+            assert lines and all("asked of the engine again" in line for line in lines)  # a note per gap (the writer
+            # may take a part of the outbox before the socket is full: a first short gap, then the long one)
             assert app.state.groups["done.echo_n*"].count == FLOOD and app.state.groups["done.echo_late*"].count == 20
             # the events of the gap are in the stream too, in event order
             ids = [row.event_id for row in app.state.events if row.event_id is not None]
