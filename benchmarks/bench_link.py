@@ -17,6 +17,13 @@ Medians over the links (the first 50 and the last 10 left out) of:
 - ``per link``: submit to next submit.
 
 Baseline, same run: ``ProcessPoolExecutor(2)``, N sequential ``submit(noop).result()`` round trips.
+
+``--parts`` runs the chain once more and says where the loop's share goes: the loop thread's CPU time
+(``time.thread_time``) in each part of the cycle, the median call times its calls per link (parts nest: a
+part's figure includes the parts called inside it; the one cycle that registers the whole chain is an
+outlier the median leaves out), the SQLite statements run (a trace callback on the engine's connection: an
+``executemany`` counts once per row) and the bus facts, by kind, per DES while the chain is registered
+and per link after. The wrappers cost a little (about 1 us per call).
 It never asserts; it prints a table (and, with ``--json``, every figure).
 """
 
@@ -121,10 +128,95 @@ def profile_chain(n: int) -> dict[str, float]:
     }
 
 
+PARTS = (
+    ("core.loop", "Loop", "cycle", "cycle (all of it)"),
+    ("core.loop", "Loop", "_handle", "  reports taken in"),
+    ("core.runbook", "RunBook", "finish_ok", "    outcome (finish_ok)"),
+    ("store_des", "DESPart", "finish_runs", "    run row deferred (opens the transaction)"),
+    ("core.loop", "Loop", "_settle_and_take", "  readiness and dispatch"),
+    ("dag", "Graph", "settle", "    readiness walk (Graph.settle)"),
+    ("core.dispatch", "Dispatch", "take", "    next task and its run row"),
+    ("core.loop", "Loop", "_commit_and_publish", "  commit, submit, facts"),
+    ("store_base", "StoreBase", "flush", "    rows written (flush)"),
+    ("store_base", "StoreBase", "commit", "    commit (flush and COMMIT)"),
+    ("executors.process", "ProcessExecutor", "submit", "    submit to the worker"),
+    ("core.outbox", "Outbox", "release", "    facts released (bus subscribers)"),
+)
+"""(module under ``tinyo``, class, method, label) of the parts ``--parts`` times."""
+
+
+def profile_parts(n: int) -> dict[str, object]:
+    """The loop thread's CPU per part, SQL statements and facts per link (see the module's docstring)."""
+    import importlib
+    import re
+    import sqlite3
+    from collections import Counter
+
+    from tinyo.core.outbox import Outbox
+
+    cpu: dict[str, list[float]] = defaultdict(list)
+    undo: list[tuple[type, str, object]] = []
+    clock = time.thread_time
+
+    def timed(label: str, fn):  # noqa: ANN001, ANN202
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                cpu[label].append(clock() - t0)
+        return wrapper
+
+    for module, cls_name, name, label in PARTS:
+        cls = getattr(importlib.import_module(f"tinyo.{module}"), cls_name)
+        undo.append((cls, name, cls.__dict__[name]))
+        setattr(cls, name, timed(label, cls.__dict__[name]))
+    registering: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    linking: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    phase = [registering]  # until the first outcome
+    connect, emit = sqlite3.connect, Outbox.emit
+
+    def statement(sql: str) -> None:
+        table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", sql)
+        words = sql.split(maxsplit=2)
+        phase[0][0][f"{words[0]} {table.group(1)}" if table else " ".join(words[:2])] += 1
+
+    def traced_connect(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statement)
+        return conn
+
+    def counted_emit(self, fact):  # noqa: ANN001, ANN202
+        if fact.__class__.__name__ == "OpFinished":
+            phase[0] = linking
+        phase[0][1][type(fact).__name__] += 1
+        return emit(self, fact)
+
+    sqlite3.connect, Outbox.emit = traced_connect, counted_emit
+    try:
+        profile_chain(n)
+    finally:
+        sqlite3.connect, Outbox.emit = connect, emit
+        for cls, name, fn in undo:
+            setattr(cls, name, fn)
+    def per(counts: Counter[str]) -> dict[str, float]:
+        return {k: v / n for k, v in counts.most_common() if v >= n / 20}
+
+    return {
+        "cpu_us_per_link": {label: 1e6 * statistics.median(cpu[label]) * len(cpu[label]) / n
+                            for *_, label in PARTS if cpu[label]},
+        "statements_per_des_registered": per(registering[0]),
+        "facts_per_des_registered": per(registering[1]),
+        "statements_per_link": per(linking[0]),
+        "facts_per_link": per(linking[1]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--links", type=int, default=2000)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--parts", action="store_true", help="also the loop thread's CPU by part, statements, facts")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     bare = bare_round_trip(args.links)
@@ -141,6 +233,16 @@ def main() -> int:
     print(f"  {'bare pool round trip (baseline)':<30}{1e6 * bare:>8.0f} us   per link / baseline "
           f"{res['per_link_s'] / bare:.1f}x")
     print(f"  start and outcome in one message: {100 * res['start_and_done_in_one_message']:.0f}% of links")
+    if args.parts:
+        parts = profile_parts(args.links)
+        res["parts"] = parts
+        print("loop thread CPU per link, by part (a second run; parts nest)")
+        for label, us in parts["cpu_us_per_link"].items():  # type: ignore[union-attr]
+            print(f"  {label:<46}{us:>8.1f} us")
+        for key in ("statements_per_des_registered", "facts_per_des_registered", "statements_per_link",
+                    "facts_per_link"):
+            figures = parts[key]  # type: ignore[index]
+            print(f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

@@ -72,6 +72,46 @@ def test_downstream_waits_while_upstream_is_pending_even_with_an_old_version():
     assert ready == ["down"]
 
 
+class CountingGraph(Graph):
+    """A real graph that records which DES each settle evaluates."""
+
+    def __init__(self):
+        super().__init__()
+        self.evaluated = []
+
+    def evaluate(self, node):
+        self.evaluated.append(node.id)
+        return super().evaluate(node)
+
+
+def test_a_new_reason_alone_is_told_but_walks_no_further():
+    # p -> up -> mid -> down: up waits for p, mid and down wait behind it
+    g = CountingGraph()
+    for des_id, deps, targs in (("p", ["x"], ["y"]), ("up", ["y"], ["z"]), ("mid", ["z"], ["w"]),
+                                ("down", ["w"], ["v"])):
+        node = Node(des_id, frozenset(deps), frozenset(targs), ("op",))
+        g.check(node.id, node.deps, node.targs)
+        g.add(node)
+    g.set_version("x", 1)
+    settle_all(g)
+    assert g.nodes["up"].reason == "waiting for y (DES p is stale)"
+    assert g.nodes["mid"].reason == "waiting for z (DES up is waiting)"
+    # p starts: up's reason changes (p is running), its state and blocking do not, so mid's verdict (which
+    # names up's state) cannot change: mid is not evaluated again, and what it says is still true
+    g.nodes["p"].status = "running"
+    g.evaluated.clear()
+    _, changed = g.settle(["p"])
+    assert g.evaluated == ["p", "up"]
+    assert [n.id for n in changed] == ["p", "up"] and g.nodes["up"].reason == "waiting for y (DES p is running)"
+    assert g.nodes["mid"].reason == g.evaluate(g.nodes["mid"]).reason == "waiting for z (DES up is waiting)"
+    # p succeeds: up's state moves (waiting -> stale), so mid is told what up is now; down's verdict stays
+    g.evaluated.clear()
+    ready, _ = succeed(g, "p")
+    assert ready == ["up"] and g.evaluated == ["p", "up", "mid"]
+    assert g.nodes["mid"].reason == "waiting for z (DES up is stale)"
+    assert g.nodes["down"].reason == "waiting for w (DES mid is waiting)"
+
+
 def test_transitive_blocking_through_an_up_to_date_middle():
     g = graph_of(("a", ["x"], ["y"]), ("b", ["y"], ["z"]), ("c", ["z"], ["w"]))
     g.set_version("x", 1)

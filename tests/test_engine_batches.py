@@ -15,6 +15,8 @@ import pytest
 from tinyo import events as ev
 from tinyo.clock import ManualClock
 from tinyo.core.loop import Loop
+from tinyo.core.registration import REGISTER_SLICE
+from tinyo.generators import Emission
 from tinyo.model import DES, Config, Execution
 from tinyo.recipe import OpResolver, load_recipe
 from tinyo.store import Store
@@ -164,6 +166,32 @@ def test_rows_a_batch_holds_are_in_the_commit_that_releases_its_facts(make_loop)
     loop.store.commit()
     assert committed()[0] == 2
     reader.close()
+
+
+def test_a_huge_emission_is_looked_up_once_not_per_des_across_its_slices(make_loop):
+    """An emission of several REGISTER_SLICE DES is committed and dispatched slice by slice; what the batch's
+    one prefetch found in the state file stays in memory until the batch is registered, so no DES of a later
+    slice is looked up on its own (a chain: each DES reads the target of the one before)."""
+    loop = make_loop("one")
+    loop.inflow.queue.put(("manual", "go", None))
+    assert loop.inflow.store_events(loop._take_many) == 1
+    batch = loop.inflow.next_batch(10)
+    step = loop.recipe.module.step
+    count = 2 * REGISTER_SLICE + 500
+    chain = [DES(deps=[f"t{i - 1}" if i else "go"], targs=[f"t{i}"], ops=[(step, Config({}))]) for i in range(count)]
+    emission = Emission(batch[0][0], "go", [("nothing", "go", des) for des in chain])
+    statements: list[str] = []
+    loop.store.conn.set_trace_callback(statements.append)
+    loop._apply_batch(batch, [emission], None)
+    loop._commit_and_publish([])
+    loop.store.conn.set_trace_callback(None)
+    lookups = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(lookups) <= 10, f"{len(lookups)} lookups for {count} DES, e.g. {lookups[-1][:80]!r}"
+    assert statements.count("COMMIT") >= 3, "each slice was committed (and dispatched) on its way"
+    assert loop.store.count("des") == count
+    registered = [f.des_id for f in loop.published if isinstance(f, ev.DESRegistered)]
+    assert registered == [des.id for des in chain]
+    assert [loop.graph.nodes[des.id].state for des in chain[:3]] == ["waiting"] * 3, "go has no version"
 
 
 def test_a_queued_des_whose_upstream_became_pending_runs_after_it_once(make_loop):

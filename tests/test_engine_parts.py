@@ -302,3 +302,94 @@ def test_a_run_reported_done_without_its_start_is_told_running_first(parts):
     loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
     assert _cycle(loop) == [("des_state", "running", "queued"), ("op_finished",), ("document_updated",)]
     assert loop.graph.nodes[des.id].state == "ok"
+
+
+def test_a_cycle_feeds_a_backlog_to_the_generators_in_several_batches_and_commits_once(parts, monkeypatch):
+    """Under a backlog one commit covers several batches of ``maxevents`` (each still its own generator call):
+    the pages a commit rewrites are written once for all of them. Each commit that processes events writes
+    one ``processed`` row, so one row covering every batch says one commit did."""
+    from tinyo.core import loop as loop_module
+    from tinyo.core.loop import BATCHES_PER_CYCLE
+
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)  # the batch bounds, not this machine's speed
+    loop = parts
+    size = loop.config.batch_events
+    calls: list[int] = []
+    run = loop.generators.run
+    loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
+    for i in range(3 * size):
+        loop.inflow.own.append(("manual", f"e{i}", None))
+    loop.cycle()
+    assert calls == [size] * 3, "one generator call per batch, maxevents each"
+    assert loop.store.pending_events() == 0
+    rows = loop.store.conn.execute("SELECT first_id, last_id FROM processed").fetchall()
+    assert rows == [(1, 3 * size)], "one commit for the three batches"
+    # a longer backlog: a cycle takes no more than its bound, the next cycle goes on
+    for i in range((BATCHES_PER_CYCLE + 2) * size):
+        loop.inflow.own.append(("manual", f"more{i}", None))
+    calls.clear()
+    loop.cycle()
+    assert calls == [size] * BATCHES_PER_CYCLE and loop.store.pending_events() == 2 * size
+    while loop.store.pending_events():
+        loop.cycle()
+    assert sum(calls) == (BATCHES_PER_CYCLE + 2) * size
+    # the time bound: once a cycle has spent it, the batches after wait for the next cycle
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 0.0)
+    for i in range(2 * size):
+        loop.inflow.own.append(("manual", f"late{i}", None))
+    calls.clear()
+    loop.cycle()
+    assert calls == [size] and loop.store.pending_events() == size
+
+
+def test_a_cycle_feeds_one_batch_only_while_many_des_wait_for_a_worker(parts, monkeypatch):
+    """Once READY_FOR_MORE DES wait for a worker the engine is ahead of the workers: a cycle feeds one batch
+    and commits, as it always did, instead of filling the ready queue further."""
+    from tinyo.core import loop as loop_module
+    from tinyo.core.loop import READY_FOR_MORE
+
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)
+    loop = parts
+    size = loop.config.batch_events
+    calls: list[int] = []
+    run = loop.generators.run
+    loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
+    loop.dispatch.ready.extend(f"waiting{i}" for i in range(READY_FOR_MORE))  # no executor here: they stay
+    for i in range(3 * size):
+        loop.inflow.own.append(("manual", f"e{i}", None))
+    loop.cycle()
+    assert calls == [size]
+    assert loop.store.pending_events() == 2 * size
+    loop.dispatch.ready.clear()
+    loop.cycle()
+    assert calls == [size] * 3 and loop.store.pending_events() == 0
+
+
+def test_a_recipe_s_own_maxevents_is_the_most_events_a_cycle_feeds_before_it_dispatches(tmp_path, monkeypatch):
+    """SPEC: ``maxevents`` is the most events taken in one cycle before ready work is dispatched. Several
+    batches per commit are the engine's choice only when the recipe leaves ``maxevents`` unset."""
+    from tinyo.core import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)
+    path = tmp_path / "recipe.py"
+    path.write_text(RECIPE.replace("DB_PATH", repr(str(tmp_path / "state.db"))).replace(
+        "retries=2,", "retries=2, maxevents=7,"))
+    recipe = load_recipe(path)
+    store = Store(str(tmp_path / "state.db"))
+    loop = Loop(recipe, store, ev.Bus(), ManualClock(), OpResolver(recipe.module, recipe.path), Execution.INLINE,
+                1, None, watch=False)
+    try:
+        calls: list[int] = []
+        run = loop.generators.run
+        loop.generators.run = lambda events, take_over: calls.append(len(events)) or run(events, take_over)
+        for i in range(30):
+            loop.inflow.own.append(("manual", f"e{i}", None))
+        loop.cycle()
+        assert calls == [7] and store.pending_events() == 23
+        commits = store.conn.execute("SELECT count(*) FROM processed").fetchone()[0]
+        while store.pending_events():
+            loop.cycle()
+        assert calls == [7, 7, 7, 7, 2]
+        assert store.conn.execute("SELECT count(*) FROM processed").fetchone()[0] == commits + 4
+    finally:
+        store.close()

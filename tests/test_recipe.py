@@ -29,7 +29,7 @@ def cli(*args, cwd=None):
         ("import no_such_module_here\n", r"recipe.py:5: import error: No module named 'no_such_module_here'"),
         (GOOD_GEN, "no module-level `config = TinyOConfig"),
         (GOOD_GEN + "config = {'sql_conn': 'x.db'}\n", "`config` must be a TinyOConfig, got dict"),
-        (GOOD_GEN + "config = TinyOConfig(maxevents='30')\n", r"recipe.py:\d+: config: TinyOConfig.maxevents must be an int >= 1, got '30'"),
+        (GOOD_GEN + "config = TinyOConfig(maxevents='30')\n", r"recipe.py:\d+: config: TinyOConfig.maxevents must be an int >= 1 \(or None: the engine chooses\), got '30'"),
         (GOOD_GEN + "config = TinyOConfig(max_wrokers=2)\n", r"unexpected keyword argument 'max_wrokers'.*valid fields are: sql_conn"),
         ("config = TinyOConfig()\n", "defines no @meta_task generators"),
         ("@meta_task()\ndef g(e):\n    return (None, [])\nconfig = TinyOConfig()\n", "no generator has root=True"),

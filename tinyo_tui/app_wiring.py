@@ -192,6 +192,8 @@ class ConsoleWiring(App[int]):
         self._drain_timer = None
         if self.resyncs.busy:
             return  # the facts after the gap wait for the engine's answers; the resync drains again
+        if not self.screen_stack:
+            return  # the app is closing (its screens are gone): nothing is shown any more
         started = time.perf_counter()
         batch = self._carry
         if len(batch) < DRAIN_CHUNK:

@@ -39,7 +39,7 @@ def validate(recipe: RecipeArg) -> None:
         f"{g.name}{' (root)' if g.root else ''}{' -> ' + ', '.join(g.download) if g.download else ''}"
         for g in loaded.generators))
     typer.echo(f"  state: {printable(cfg.sql_conn)}   watch: {printable(', '.join(cfg.dirs)) or '-'}   "
-               f"execution: {cfg.execution.value} x{cfg.max_workers}   maxevents: {cfg.maxevents}")
+               f"execution: {cfg.execution.value} x{cfg.max_workers}   maxevents: {cfg.maxevents or 'engine chooses'}")
     for timer in cfg.timer_specs:
         typer.echo(f"  timer {timer.name}: every {timer.interval} from {timer.initial}")
 

@@ -7,8 +7,8 @@ success (its *trace*) differ from the current ones (verifying traces, as in Shak
 
 Each node caches its evaluated state and whether it *blocks* its consumers. ``settle`` re-evaluates
 only the DES it is handed (those an event or a run touched) and walks on to consumers only when a
-node's blocking flag changes, so per-event work is proportional to what the event touches, never to
-the size of the DAG.
+node's state or blocking flag changes (a consumer's reason names the state of the DES it waits for), so
+per-event work is proportional to what the event touches, never to the size of the DAG.
 """
 
 from __future__ import annotations
@@ -436,15 +436,16 @@ class Graph:
                 continue
             evaluated[nid] = None
             verdict = evaluate(node)
-            moved = verdict.state != node.state or verdict.reason != node.reason
-            flip = verdict.blocking != node.blocking
-            if moved and nid not in changed:
+            # a consumer's verdict reads this DES's blocking flag and state (its reason names the state), never
+            # this DES's reason: a new reason alone is told, and walks no further
+            walk = verdict.state != node.state or verdict.blocking != node.blocking
+            if (walk or verdict.reason != node.reason) and nid not in changed:
                 node.was = node.state
                 changed[nid] = node
                 if verdict.state == "ok":
                     self._settled += 1
             node.state, node.blocking, node.reason = verdict.state, verdict.blocking, verdict.reason
-            if flip or moved:
+            if walk:
                 for targ in node.targs:
                     for cid in readers(targ):
                         if cid not in in_work and cid != nid:

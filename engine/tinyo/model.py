@@ -223,6 +223,10 @@ DEFAULT_IGNORE = (
 temporary files of well-known tools, each renamed or deleted once the tool is done."""
 
 
+BATCH_EVENTS = 30
+"""Events per batch when the recipe leaves ``maxevents`` to the engine."""
+
+
 @dataclass
 class TinyOConfig:
     """The recipe's ``config``: where state lives, what is watched, and how ops run."""
@@ -231,8 +235,10 @@ class TinyOConfig:
     """SQLite path (relative to the working directory) or ``:memory:``."""
     dirs: list[str] = field(default_factory=list)
     """Folders watched for file events; created if missing."""
-    maxevents: int = 30
-    """The most events taken from intake in one orchestrator cycle before ready work is dispatched."""
+    maxevents: int | None = None
+    """The most events taken from intake in one orchestrator cycle before ready work is dispatched. None
+    (the default) lets the engine choose: batches of ``BATCH_EVENTS``, several in one cycle while a backlog
+    waits (one commit for all of them), as long as the cycle has spent under 20 ms on them."""
     max_workers: int = 2
     """Size of the worker pool."""
     execution: Execution = Execution.PROCESSES
@@ -278,6 +284,11 @@ class TinyOConfig:
     retention_runs: int | None = None
     """Keep at most this many finished runs in the store (None: keep all)."""
 
+    @property
+    def batch_events(self) -> int:
+        """Events the generators get in one batch: ``maxevents``, or ``BATCH_EVENTS`` when the engine chooses."""
+        return self.maxevents or BATCH_EVENTS
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -289,7 +300,8 @@ class TinyOConfig:
         for d in self.dirs:
             _check(isinstance(d, str) and d, "dirs", d, "folder path strings")
         self.dirs = list(self.dirs)
-        _check(_is_int(self.maxevents) and self.maxevents >= 1, "maxevents", self.maxevents, "an int >= 1")
+        _check(self.maxevents is None or (_is_int(self.maxevents) and self.maxevents >= 1), "maxevents",
+               self.maxevents, "an int >= 1 (or None: the engine chooses)")
         _check(_is_int(self.max_workers) and self.max_workers >= 1, "max_workers", self.max_workers, "an int >= 1")
         _check(isinstance(self.execution, Execution), "execution", self.execution,
                "an Execution member (Execution.PROCESSES, THREADS, INLINE or DASK)")

@@ -84,7 +84,7 @@ class Inflow:
         self._last_backlog_id = 0
         self._files: dict[str, FileState | None] = {}
         self._ignored_name = IgnoredNames(config.ignore)
-        self.window = SettleWindow(config.settle, config.settle_max, config.maxevents)
+        self.window = SettleWindow(config.settle, config.settle_max, config.batch_events)
         """When events that arrive together have all arrived (the generators get them as one batch)."""
         self.holding = True
         """Nothing is dispatched until the start-up scan's files are all taken in and processed (one build

@@ -2,7 +2,8 @@
 
 Everything reaches the loop through two bounded queues (intake events; commands, queries and executor
 reports) and a wake flag. A cycle: apply commands and reports, fire due timers and retries, store up to
-a bounded number of intake events, feed at most ``maxevents`` stored events to the generators,
+a bounded number of intake events, feed at most ``maxevents`` stored events to the generators (when the
+recipe leaves ``maxevents`` to the engine: several batches while a backlog waits, within a time budget),
 register what they emit, settle the DES touched, write run rows, commit, hand tasks to the executor,
 and only then release the cycle's facts on the bus (so the bus never announces what is not durable).
 """
@@ -20,18 +21,19 @@ from .. import events as ev
 from ..clock import Clock, ManualClock
 from ..dag import Graph
 from ..errors import StoreError, TinyoError
-from ..executors import Executor, make_executor
+from ..executors import Executor
 from ..generators import Abandoned, Emission, GeneratorRunner, Hung
 from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
 from .backing import StoreBacking
 from .commands import Commands, RunState
-from .dispatch import Dispatch
+from .dispatch import READY_MAX, Dispatch
 from .documents import Documents
 from .inflow import INTAKE_MAX, STORE_PER_CYCLE, Inflow, Stored
 from .outbox import Outbox
 from .queries import Queries
 from .registration import Registration
 from .runbook import RunBook
+from .start import start
 
 if TYPE_CHECKING:
     from ..early import EarlyStart
@@ -44,6 +46,9 @@ T = TypeVar("T")
 
 INBOX_MAX = 50_000
 """Executor reports and commands waiting for the loop; a full inbox back-pressures the workers."""
+BATCHES_PER_CYCLE, BACKLOG_BUDGET, READY_FOR_MORE = 8, 0.02, READY_MAX // 2
+"""A backlog's batches fed to the generators per commit, and for at most how many seconds (the wait of a burst's
+first run), while fewer DES than READY_FOR_MORE wait for a worker (past it the engine is ahead of them)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
 
@@ -198,64 +203,8 @@ class Loop:
             self._teardown(grace=0)
 
     def _startup(self) -> None:
-        now = self.clock.time()
-        self.run.started_at = now
-        self.commands.set_state("starting", "loading state")
-        # the worker and watcher processes start first (unless they were started before the engine was
-        # built): they start (a Python each) while the state loads
-        early = self.early
-        self.executor = make_executor(
-            self.execution,
-            recipe_path=str(self.recipe.path),
-            max_workers=self.max_workers,
-            sink=self.report,
-            resolver=self.resolver,
-            clock=self.clock.time,
-            address=self.executor_address,
-            store_path=self.store.path,
-            launched=early.take_workers(str(self.recipe.path)) if early is not None else None,
-        )
-        self.runbook.executor = self.executor
-        if self.watch_files and self.config.dirs:
-            self.inflow.start_watcher(early.take_watcher() if early is not None else None)
-        if early is not None:
-            early.dismiss()  # what this engine does not use
-        self.executor.start()
-        self._load_state()
-        self.touched.extend(self.documents.checks.all_targets(self.store.file_targets()))
-        self.runbook.reconcile(self.executor, str(self.recipe.path))
-        if self.inflow.watcher is not None:
-            self.inflow.watcher.wait_ready()
-        self.inflow.start_timers(now)
-        self.inflow.scan()
-        if self.config.rescan_interval:
-            self.inflow.next_rescan = self.clock.monotonic() + self.config.rescan_interval
-        self.commands.set_state("running")
+        start(self)
         self._commit_and_publish([])
-
-    def _load_state(self) -> None:
-        """Bring back the DES that may need work (the rest stay in the store until something touches
-        them) and the document groups' counts."""
-        store = self.store
-        graph = self.graph
-        for row in store.load_open_des():
-            node = self.registration.node_from_row(row)
-            if row.state == "retry":
-                # a retry was waiting for its backoff at the last stop: it runs now, as the attempt it was
-                self.runbook.attempts[row.id] = row.attempt
-                node.forced = True
-            graph.nodes[node.id] = node
-            for targ in node.targs:
-                graph.producer[targ] = node.id
-        self.documents.load_groups(graph.nodes.get)
-        self.registration.total = store.count("des")
-        self.dispatch.next_run_id = store.next_run_id()
-        self.inflow.pending = store.pending_events()
-        self.inflow.base = store.count("events")
-        self.touched.extend(graph.nodes)
-        for node in graph.nodes.values():
-            self.outbox.emit(ev.DESRegistered(self.clock.time(), node.id, frozenset(node.deps), frozenset(node.targs),
-                                              node.ops_desc, node.generator, node.event, restored=True))
 
     def _wait_time(self) -> float | None:
         """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""
@@ -313,10 +262,22 @@ class Loop:
         if inflow.settling:
             inflow.look_at_settling()
         if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
-            self._process_backlog()
-            if not inflow.has_backlog():
-                inflow.window.taken()
+            self._process_batches()
         self._finish_cycle()
+
+    def _process_batches(self) -> None:
+        """Feed the backlog to the generators a batch at a time, within the bounds above: one commit for several
+        batches writes the pages every commit rewrites (the ends of tables and indexes) once for all of them.
+        A recipe's own ``maxevents`` is the most events a cycle feeds before it dispatches (SPEC): one batch."""
+        until = time.monotonic() + BACKLOG_BUDGET
+        for _ in range(BATCHES_PER_CYCLE if self.config.maxevents is None else 1):
+            self._process_backlog()
+            if not self.inflow.has_backlog():
+                self.inflow.window.taken()
+                return
+            if (self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until
+                    or len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE):
+                return
 
     def _handle(self, item: Message) -> None:
         if isinstance(item, WorkerReports):
@@ -340,7 +301,7 @@ class Loop:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
     def _process_backlog(self) -> None:
-        batch = self.inflow.next_batch(self.config.maxevents)
+        batch = self.inflow.next_batch(self.config.batch_events)
         if not batch:
             return
         self._processed += len(batch)
@@ -360,7 +321,8 @@ class Loop:
         registration.begin_batch()
         self.documents.begin_batch()
         done_ids = {e.event_id for e in emissions}
-        flush = lambda: self._commit_and_publish(self._settle_and_take())  # noqa: E731
+        # no trim between slices: it would drop what ``prefetch`` found for the rest (a lookup per DES then)
+        flush = lambda: self._commit_and_publish(self._settle_and_take(), trim=False)  # noqa: E731
         stored = {item[0]: item for item in batch}
         emit, now = self.outbox.emit, self.clock.time()
         for emission in emissions:  # the batch's events first, as they came, then what they made
@@ -416,7 +378,7 @@ class Loop:
             self.wake.set()
         self._update_idle()
 
-    def _commit_and_publish(self, tasks: list[Task]) -> None:
+    def _commit_and_publish(self, tasks: list[Task], trim: bool = True) -> None:
         # rows a batch still holds go with this commit: the facts released below may speak of them
         self.registration.write_batch()
         self.documents.write_batch()
@@ -431,6 +393,8 @@ class Loop:
         if groups:
             self.outbox.emit(ev.GroupsChanged(self.clock.time(), groups))
         self.outbox.release()
+        if not trim:
+            return
         # after the commit (nothing is deferred): drop up-to-date DES and cached file states from memory
         if self.graph.evict():
             self.registration.trim()
