@@ -63,7 +63,9 @@ async def _until_match(pilot, app: TinyoApp, engine: Engine) -> None:
 async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_the_engine_again(
         recipe: Path, tmp_path: Path) -> None:
     engine = Engine.from_path(recipe)
-    server = ControlServer(engine, outbox_bytes=64 << 10).start()  # a small outbox (a hub batch fits): it overflows soon
+    # an outbox bigger than what the socket takes: the writer stalls with the socket full before it overflows,
+    # so the flood makes one gap (a smaller one can overflow, drain into the socket, and overflow again)
+    server = ControlServer(engine, outbox_bytes=256 << 10).start()
     engine.start()
     remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
     reading = threading.Event()
@@ -77,15 +79,15 @@ async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_th
             await until(pilot, lambda: getattr(app.state.docs.get("done.echo_first"), "state", "") == "up to date",
                         what="the first document built")
             reading.clear()
-            for n in range(FLOOD):
+            for n in range(FLOOD * 3):
                 engine.inject(f"echo_n{n}")
             with ControlClient.connect(tmp_path / "state.db", "test") as look:
-                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 1 and engine.is_idle(),
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD * 3 + 1 and engine.is_idle(),
                             timeout=60, what="the flood handled")
                 assert any(c["missed"] for c in look.query("clients")), "the console's outbox did not overflow"
                 for n in range(20):  # these come wholly in the gap: nothing of them reaches the console
                     engine.inject(f"echo_late{n}")
-                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD + 21 and engine.is_idle(),
+                await until(pilot, lambda: look.query("stats")["events_total"] == FLOOD * 3 + 21 and engine.is_idle(),
                             what="the late events handled")
             assert _mismatch(app, engine)  # the console is behind ...
             reading.set()
@@ -95,7 +97,7 @@ async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_th
             lines = [row.line for row in app.state.output if "facts were missed" in row.line]
             assert lines and all("asked of the engine again" in line for line in lines)  # a note per gap (the writer
             # may take a part of the outbox before the socket is full: a first short gap, then the long one)
-            assert app.state.groups["done.echo_n*"].count == FLOOD and app.state.groups["done.echo_late*"].count == 20
+            assert app.state.groups["done.echo_n*"].count == FLOOD * 3 and app.state.groups["done.echo_late*"].count == 20
             # the events of the gap are in the stream too, in event order
             ids = [row.event_id for row in app.state.events if row.event_id is not None]
             assert ids == sorted(ids) and len(ids) == len(set(ids))
