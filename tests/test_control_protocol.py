@@ -12,10 +12,13 @@ import pytest
 from conftest import drop, write_recipe
 from tinyo import events as ev
 from tinyo.control.client import ControlClient
+from tinyo.control import factwire
+from tinyo.control.factwire import FactReader
 from tinyo.control.hub import TAKE_BYTES, Outbox
 from tinyo.control.paths import SUN_PATH_MAX, ControlError, private_dir, socket_path
 from tinyo.control.protocol import (
-    Command, Fact, Hello, Live, Missed, ProtocolError, Query, check_args, decode, encode, encode_fact, fact_json,
+    PROTOCOL, Command, Error, Fact, Facts, Hello, Live, Missed, ProtocolError, Query, Welcome, check_args, decode,
+    encode,
 )
 from tinyo.control.server import ControlServer
 from tinyo.groups import GroupSummary
@@ -137,12 +140,42 @@ def test_every_fact_of_a_real_engine_comes_back_as_the_same_event(tmp_path, inbo
     extra = [ev.GroupsChanged(1.0, (GroupSummary("p.*", 2, "p.a", (("ok", 2),)),)),
              ev.FlowMetrics(1.0, 1, "f", "r", "s", 0, 1, "running", 3, {"out": 2}),
              ev.GeneratorError(1.0, "g", "e", "boom", "tb")]
-    kinds = set()
-    for event in [*h.events, *extra]:
-        back = decode(encode(Fact(7, event)).rstrip()).fact
-        assert type(back) is type(event) and back.to_json() == event.to_json(), event
-        kinds.add(event.kind)
+    events = [*h.events, *extra]
+    line = encode(Facts(len(events), events))
+    assert line.count(b"\n") == 1  # all of them in one line
+    message = decode(line.rstrip())
+    back = FactReader(factwire.SCHEMA).events(message.facts)
+    assert message.seq == len(events) and len(back) == len(events)
+    for event, again in zip(events, back):
+        assert type(again) is type(event) and again.to_json() == event.to_json(), event
+    kinds = {event.kind for event in events}
     assert {"event_received", "des_registered", "op_started", "op_output", "op_finished", "groups_changed"} <= kinds
+
+
+def test_a_long_batch_of_facts_is_cut_into_lines_that_carry_every_fact_once():
+    long = [ev.GeneratorError(float(i), "g", f"e{i}", "boom", "tb " * 20_000) for i in range(40)]  # ~60 KB each
+    lines = factwire.facts_lines(40, factwire.rows(long))
+    assert len(lines) > 1 and all(len(line) <= 2 * factwire.LINE_BYTES for line, _ in lines)
+    assert sum(count for _, count in lines) == 40
+    back = [e for line, _ in lines for e in FactReader().events(decode(line.rstrip()).facts)]
+    assert back == long
+    assert [decode(line.rstrip()).seq for line, _ in lines][-1] == 40
+
+
+def test_a_reader_matches_another_versions_fields_by_name_and_keeps_what_it_cannot_read_as_dicts():
+    event = ev.DocumentUpdated(2.5, "doc/a", 3, "event")
+    # an engine whose document_updated has a field more (and in another order), and a kind unknown here
+    schema = {**factwire.SCHEMA, "document_updated": ["version", "ts", "name", "size", "by"], "new_kind": ["ts", "x"]}
+    reader = FactReader(schema)
+    rows = [["document_updated", 3, 2.5, "doc/a", 1234, "event"], ["new_kind", 1.0, [1, 2]],
+            ["op_started", 1.0], "garbage", [], [17, 1], ["document_updated", 1]]
+    got = reader.events(rows)
+    assert got[0] == event
+    assert got[1] == {"type": "new_kind", "ts": 1.0, "x": [1, 2]}
+    assert all(isinstance(g, dict) for g in got[2:]) and len(got) == len(rows)
+    assert reader.json_lines(rows[1:2]) == b'{"type":"new_kind","ts":1.0,"x":[1,2]}\n'
+    assert FactReader("not a schema").events([["document_updated", 2.5, "doc/a", 3, "event"]]) == [
+        {"type": "document_updated", "values": [2.5, "doc/a", 3, "event"]}]
 
 
 # ------------------------------------------------------------------------------------------ outbox
@@ -176,36 +209,43 @@ def test_the_missed_line_an_outbox_owes_counts_against_its_limit():
     assert decode(first.rstrip()) == Missed(2) and second == b"c" * 40 + b"\n"
 
 
-def test_a_batch_of_facts_goes_in_whole_when_it_fits_and_fact_by_fact_when_it_does_not():
+def test_a_line_of_many_facts_that_does_not_fit_counts_them_all_as_missed():
     box = Outbox(limit=100)
-    fact = b"x" * 29 + b"\n"  # 30 bytes
-    box.offer_many([fact, fact], 60)
-    box.offer_many([fact, fact], 60)  # only one more fits: the other is missed
-    assert box.load() == (90, 1) and box.take() == [fact, fact, fact]
-    box.offer_many([fact], 30)  # a missed line is owed first: this batch goes fact by fact, after it
+    batch = b"x" * 59 + b"\n"  # 60 bytes, 7 facts
+    assert box.offer(batch, 7)
+    assert not box.offer(batch, 7)  # 120: all 7 missed
+    assert box.load() == (60, 7)
+    assert box.take() == [batch]
+    assert box.offer(b"y\n", 2)
     first, second = box.take()
-    assert decode(first.rstrip()) == Missed(1) and second == fact
+    assert decode(first.rstrip()) == Missed(7) and second == b"y\n"
 
 
 def test_a_writer_takes_a_bounded_part_of_a_full_outbox_the_rest_stays_counted():
     box = Outbox()
     fact = b"f" * 999 + b"\n"
-    box.offer_many([fact] * 1000, 1000 * 1000)
+    for _ in range(1000):
+        box.offer(fact)
     taken = box.take()
     assert len(taken) * 1000 <= TAKE_BYTES < (len(taken) + 1) * 1000
     assert box.load() == (1000 * 1000 - len(taken) * 1000, 0)
 
 
-def test_a_fact_line_carries_the_fact_as_tinyo_run_json_prints_it():
-    event = ev.OpStarted(1.5, 7, "abc", "load", "w1", 1, frozenset({"b/\udcff", "a \u00e9"}))
-    line = encode_fact(42, event).rstrip(b"\n")
+def test_a_facts_line_read_back_prints_each_fact_as_tinyo_run_json_prints_it():
+    events = [ev.OpStarted(1.5, 7, "abc", "load", "w1", 1, frozenset({"b/\udcff", "a \u00e9", "c"})),
+              ev.GroupsChanged(2.0, (GroupSummary("p.*", 2, "p.a", (("ok", 2),)),)),
+              ev.FlowMetrics(3.0, 1, "f", "r", "s", 0, 1, "running", 3, {"out": 2}),
+              ev.DESStateChanged(4.0, "abc", "ok", "built", "running", ("t/1", "t/2")),
+              ev.OpFinished(5.0, 7, "abc", "load", "w1", 0.25, 42)]
+    line = encode(Facts(5, events)).rstrip(b"\n")
     out = io.StringIO()
     reporter = JsonReporter(out)
-    reporter(event)
+    for event in events:
+        reporter(event)
     reporter.close()
-    assert fact_json(line) + b"\n" == out.getvalue().encode()
-    assert decode(line) == Fact(42, event)
-    assert fact_json(encode(Live())) is None and fact_json(b'{"type":"fact"') is None
+    message = decode(line)
+    assert FactReader().json_lines(message.facts) == out.getvalue().encode()
+    assert FactReader().events(message.facts) == events
 
 
 def test_a_reply_waits_for_room_while_facts_do_not():
@@ -271,6 +311,59 @@ def test_a_query_that_fails_is_an_error_for_that_client_only(tmp_path, inbox, ha
         server.close()
 
 
+def _line(sock: socket.socket, buffer: bytearray) -> bytes:
+    while b"\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        buffer += chunk
+    end = buffer.index(b"\n")
+    line = bytes(buffer[:end])
+    del buffer[:end + 1]
+    return line
+
+
+def test_a_client_of_the_old_protocol_is_refused_in_one_clear_line_and_a_new_one_reads_facts_in_batches(
+        tmp_path, inbox, harness, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    h = harness(recipe)
+    server = ControlServer(h.engine).start()
+    try:
+        with h:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:  # a tinyo of protocol 1 (a fact per line)
+                old.settimeout(20)
+                old.connect(str(server.path))
+                old.sendall(encode(Hello(1, "tinyo attach")))
+                buffer = bytearray()
+                reply = decode(_line(old, buffer))
+                assert isinstance(reply, Error)
+                assert reply.message == (f"protocol 1 is not spoken here (this engine speaks {PROTOCOL}); "
+                                         "use the tinyo that runs the engine")
+                assert _line(old, buffer) == b""  # and the connection ends
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as new:
+                new.settimeout(20)
+                new.connect(str(server.path))
+                new.sendall(encode(Hello(PROTOCOL, "raw")) + b'{"type":"subscribe","id":1,"history":false}\n')
+                buffer = bytearray()
+                assert isinstance(decode(_line(new, buffer)), Welcome)
+                answer = decode(_line(new, buffer))
+                reader = FactReader(answer.value["facts"])
+                assert answer.value["facts"]["event_received"][:4] == ["ts", "event_id", "name", "source"]
+                assert isinstance(decode(_line(new, buffer)), Live)
+                for i in range(50):
+                    h.engine.inject(f"burst-{i}")
+                names, lines, facts = [], 0, 0
+                while len(names) < 50:
+                    message = decode(_line(new, buffer))
+                    assert isinstance(message, Facts)
+                    lines += 1
+                    facts += len(message.facts)
+                    names += [e.name for e in reader.events(message.facts) if isinstance(e, ev.EventReceived)]
+                assert names == [f"burst-{i}" for i in range(50)]
+                assert facts > lines  # a cycle's facts (and more) share a line
+    finally:
+        server.close()
 
 # ------------------------------------------------------------------------------------------ hub history
 def test_facts_published_before_a_subscribe_are_its_history_the_last_of_each_kind_numbered(monkeypatch):
@@ -295,11 +388,18 @@ def test_facts_published_before_a_subscribe_are_its_history_the_last_of_each_kin
     box = hub_module.Outbox()  # every fact above was published before the client subscribed: all are history
     hub.subscribe(box, history=True)
     history: list[object] = []
-    while Live() not in history:
-        history.extend(decode(line) for line in box.take() or [])
+    line_ends: list[int] = []  # a history line's seq: the number of its last fact (the history has gaps)
+    reader, live = FactReader(), False
+    while not live:
+        for line in box.take() or []:
+            message = decode(line)
+            if isinstance(message, Live):
+                live = True
+                break
+            assert isinstance(message, Facts) and message.history
+            history.extend(reader.events(message.facts))
+            line_ends.append(message.seq)
     hub.finish()
-    history = history[:history.index(Live())]
-    assert all(isinstance(m, Fact) and m.history for m in history)
     runs = (ev.OpStarted, ev.OpFinished)
     numbered = list(enumerate(facts, start=1))  # the hub numbers facts from 1 as they come
     expected = sorted(
@@ -307,4 +407,5 @@ def test_facts_published_before_a_subscribe_are_its_history_the_last_of_each_kin
         + [(n, f) for n, f in numbered if isinstance(f, ev.OpOutput)][-keep:]
         + [(n, f) for n, f in numbered if not isinstance(f, (*runs, ev.OpOutput))][-keep:],
         key=lambda r: r[0])
-    assert [(m.seq, m.fact) for m in history] == expected, "the last facts of each kind, in order, each under its number"
+    assert history == [f for _, f in expected], "the last facts of each kind, in order"
+    assert line_ends and line_ends[-1] == expected[-1][0], "each history line is numbered by its last fact"

@@ -336,3 +336,59 @@ async def test_tinyo_start_right_after_a_console_stopped_the_engine_waits_for_it
         engine.stop()
         if restarted:
             end_engine(recipe, restarted)
+
+
+@sync
+async def test_an_attached_console_answers_keys_during_a_flood_and_ends_up_showing_what_the_engine_did(
+        recipe: Path, tmp_path: Path, service: int) -> None:
+    """Keys pressed while another client floods the engine switch panes (the facts do not hold them up), and
+    once the flood ends the console shows every event of it (what it folded in, or asked again)."""
+    import asyncio
+    import threading
+
+    from textual import events
+
+    from tinyo.control.client import ControlClient
+
+    _, engine = _attach(recipe, None, False, False)
+    app = build_app(engine, theme="dark")
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def flood() -> None:
+        with ControlClient.connect(tmp_path / "state.db", "flood") as client:
+            n = 0
+            while not stop.is_set():
+                client.command("inject", event=f"echo_f{n}")
+                n += 1
+            sent.append(n)
+
+    thread = threading.Thread(target=flood, daemon=True)
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await started(pilot, app)
+            thread.start()
+            await until(pilot, lambda: any(row.name.startswith("echo_f") for row in app.state.events),
+                        what="the flood reaching the console")
+            with ControlClient.connect(tmp_path / "state.db", "look") as look:
+                before = look.query("stats")["events_total"]
+                for key, pane in [("2", "documents"), ("3", "workers"), ("5", "output"), ("4", "lanes"), ("1", "events")]:
+                    app.post_message(events.Key(key, key))  # as the terminal driver hands a key over
+                    for _ in range(600):
+                        if app.screen.active_pane == pane:
+                            break
+                        await asyncio.sleep(0.01)
+                    assert app.screen.active_pane == pane
+                assert look.query("stats")["events_total"] > before  # the flood went on while the keys were served
+            stop.set()
+            thread.join(30)
+            (total,) = sent
+            await until(pilot, lambda: getattr(app.state.groups.get("done.echo_f*"), "count", 0) == total, timeout=60,
+                        what="every event of the flood in the documents' group")
+            await until(pilot, lambda: app.state.running == 0 and app.state.queued == 0, timeout=60,
+                        what="the console to see the engine idle")
+            await pilot.press("q")
+            await pilot.pause(0.3)
+    finally:
+        stop.set()
+        engine.stop()

@@ -59,6 +59,8 @@ class ConsoleWiring(App[int]):
         self.bridge = Bridge()
         # Subscribe now, before anyone starts the engine, so the console misses no event.
         self.bridge.attach(engine.bus, self)
+        if hasattr(engine, "pace"):  # an attached engine's reader waits while the UI is behind (see Bridge)
+            engine.pace = self.bridge.wait_for_room
         self.commands = Commands(engine, self.note)
         self.recipe_name = str(getattr(engine.recipe, "name", "recipe"))
         self.attached_to: int | None = getattr(engine, "attached_to", None)
@@ -218,7 +220,10 @@ class ConsoleWiring(App[int]):
         if missed:
             self.resync(f"{missed:,} of the engine's facts were missed (this console read them too slowly)")
         elif batch:
-            self._schedule_drain(1 / DRAIN_HZ / 2 if self._carry else self._drain_delay())
+            # Behind (a carry): the next tick comes after as long as this one took, so at most half of the
+            # loop goes to facts and a key press finds it free half the time; what the console cannot fold
+            # in meanwhile is dropped, counted, and asked again (Bridge, Resync), rather than queued.
+            self._schedule_drain(max(1 / DRAIN_HZ / 2, self._tick_cost) if self._carry else self._drain_delay())
         else:
             self._schedule_settle()  # idle: no drain is scheduled until the bus wakes us again
 

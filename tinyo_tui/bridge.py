@@ -6,6 +6,12 @@ deques under a lock (quick, thread-safe) and, when the buffer goes from empty to
 drains the buffers on the UI loop and folds them into ``ConsoleState`` in batches: at 2,000 events/s
 that is one repaint per pane per tick instead of tens of thousands. The interval pauses again on the
 first tick that finds nothing, so an idle console runs no timers at all.
+
+A publisher that may wait (an attached engine's reader thread, not an engine loop) calls ``wait_for_room``
+after each batch: past ``ROOM`` buffered facts it waits until the UI has taken them, so it stops reading
+the engine's socket; the engine then counts the facts it cannot send, tells the console how many, and the
+console asks its queries again. A console that folds facts in more slowly than they come thus holds a
+bounded backlog, and does not spend its CPU reading facts it would drop.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ if TYPE_CHECKING:
 
 MAX_FACTS = 100_000
 """Bound on buffered state events between two drains (several seconds of a heavy flood)."""
+ROOM = 12_000
+"""Buffered state events past which ``wait_for_room`` holds a publisher that can wait (about three drains'
+worth: the UI takes at most ``DRAIN_CHUNK`` a tick)."""
 MAX_OUTPUT = 5_000
 """Bound on buffered op output lines between two drains; older lines are dropped and counted."""
 
@@ -32,6 +41,8 @@ class Bridge:
 
     def __init__(self, wake: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._detached = False
         self._facts: deque[ev.BusEvent] = deque()
         self._output: deque[ev.OpOutput] = deque(maxlen=MAX_OUTPUT)
         self._metrics: dict[tuple[str, str, int], ev.FlowMetrics] = {}
@@ -59,7 +70,10 @@ class Bridge:
         self._unsubscribe = bus.subscribe_batches(self.publish_many)
 
     def detach(self) -> None:
-        """Stop listening to the bus."""
+        """Stop listening to the bus (a publisher waiting for room goes on)."""
+        with self._lock:
+            self._detached = True
+            self._room.notify_all()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -91,6 +105,12 @@ class Bridge:
         if wake and self._wake is not None:
             self._wake()
 
+    def wait_for_room(self, timeout: float = 1.0) -> bool:
+        """Wait (up to ``timeout`` seconds) while ``ROOM`` or more state events wait for the UI; whether there is
+        room now. For a publisher's own thread only, never an engine loop's."""
+        with self._lock:
+            return self._room.wait_for(lambda: len(self._facts) < ROOM or self._detached, timeout)
+
     def drain(self) -> list[ev.BusEvent]:
         """Everything buffered since the last drain, in publish order per kind (UI loop only).
 
@@ -103,6 +123,8 @@ class Bridge:
             metrics = list(self._metrics.values())
             self._metrics.clear()
             self._pending = bool(facts or output or metrics)
+            if facts:
+                self._room.notify_all()
         batch: list[ev.BusEvent]
         if output:
             # Output lines interleave with facts by time; merging (never sorting) keeps each

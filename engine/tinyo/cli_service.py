@@ -289,20 +289,23 @@ def events(
 
 
 def _print_json_lines(client: Any, follow: bool) -> None:
-    """``tinyo events --json``: each fact's JSON as the engine sent it (as ``tinyo run --json`` prints it),
-    written a batch at a time; only the few other lines are decoded."""
-    from .control.protocol import Bye, Error, Live, Missed, decode, fact_json
+    """``tinyo events --json``: each fact as ``tinyo run --json`` prints it, one JSON object per line, written
+    a batch at a time."""
+    from .control.client import subscribed_schema
+    from .control.factwire import FactReader
+    from .control.protocol import Bye, Error, Facts, Live, Missed, Result, decode
 
     out = sys.stdout.buffer
+    reader = FactReader()
     for lines in client.subscribe_lines(history=True):
         batch: list[bytes] = []
         for line in lines:
-            fact = fact_json(line)
-            if fact is not None:
-                batch += (fact, b"\n")
-                continue
             message = decode(line)
-            if isinstance(message, Missed):
+            if isinstance(message, Facts):
+                batch.append(reader.json_lines(message.facts))
+            elif isinstance(message, Result):
+                reader = FactReader(subscribed_schema(message.value))
+            elif isinstance(message, Missed):
                 batch.append(b'{"type":"missed","count":%d}\n' % message.count)
             elif isinstance(message, Live) and not follow:
                 out.write(b"".join(batch))

@@ -8,10 +8,11 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+from .factwire import FactReader
 from .paths import ControlError, socket_path, state_key
 from .protocol import (
-    PROTOCOL, Bye, Command, Error, Fact, Hello, Live, Message, Missed, Query, Result, Subscribe, Welcome, decode,
-    encode,
+    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Live, Message, Missed, Query, Result, Subscribe, Welcome,
+    decode, encode,
 )
 
 REPLY_LINE_MAX = 256 << 20
@@ -114,27 +115,41 @@ class ControlClient:
                 raise EngineGone(f"the engine closed the connection: {reply.reason}")
 
     def subscribe(self, history: bool = True) -> Iterator[Fact | Live | Missed | Bye]:
-        """The engine's recent facts (``history``), a Live marker, then facts as they come; ends after a Bye
-        or when the connection closes."""
+        """The engine's recent facts (``history``), a Live marker, then facts as they come, one at a time;
+        ends after a Bye or when the connection closes."""
+        for message in self.subscribe_batches(history):
+            if isinstance(message, Facts):
+                for fact in message.facts:
+                    yield Fact(fact, message.history)
+            else:
+                yield message
+
+    def subscribe_batches(self, history: bool = True) -> Iterator[Facts | Live | Missed | Bye]:
+        """``subscribe``'s stream with the facts in the batches they came in: each ``Facts`` carries events
+        (a dict for a kind not known here), made by the schema the engine answered the subscription with."""
         message = Subscribe(next(self._ids), history)
         self._write(message)
+        reader = FactReader()
         while True:
             try:
                 reply = self.receive()
             except EngineGone:
                 return
-            if isinstance(reply, (Fact, Live, Missed)):
+            if isinstance(reply, Facts):
+                yield Facts(reply.seq, reader.events(reply.facts), reply.history)
+            elif isinstance(reply, (Live, Missed)):
                 yield reply
             elif isinstance(reply, Bye):
                 yield reply
                 return
+            elif isinstance(reply, Result) and reply.id == message.id:
+                reader = FactReader(subscribed_schema(reply.value))
             elif isinstance(reply, Error) and reply.id in (message.id, None):
                 raise ControlError(reply.message)
 
     def subscribe_lines(self, history: bool = True) -> Iterator[list[bytes]]:
-        """``subscribe``'s stream undecoded: the engine's lines (without newlines) in the batches they come
-        in, until the connection closes. For a follower that passes facts through (``protocol.fact_json``)
-        and decodes only the rest: decoding every fact costs more than the engine spends sending it."""
+        """``subscribe``'s stream undecoded: the engine's lines (without newlines) as they come in, until the
+        connection closes (the first answers the subscription: ``subscribed_schema``)."""
         self._write(Subscribe(next(self._ids), history))
         buffer = self._buffer
         while True:
@@ -177,6 +192,11 @@ class ControlClient:
             if not chunk:
                 raise EngineGone("the engine closed the connection")
             self._buffer += chunk
+
+
+def subscribed_schema(value: Any) -> Any:
+    """The schema of facts in the engine's answer to a subscription (None: this side's own)."""
+    return value.get("facts") if isinstance(value, dict) else None
 
 
 def running_engine(db_path: str | os.PathLike[str], client: str = "tinyo") -> ControlClient | None:

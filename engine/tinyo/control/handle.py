@@ -27,7 +27,7 @@ from ..queries import Asking, arguments, checked
 from ..recipe import Recipe
 from .client import ControlClient, EngineGone
 from .paths import ControlError
-from .protocol import Bye, Fact, Missed
+from .protocol import Bye, Facts, Missed
 
 RETRY = 0.5
 """Seconds between two tries to re-attach to an engine that stopped."""
@@ -56,6 +56,11 @@ class RemoteEngine(Asking):
         self.reattach = reattach
         self.on_attach = on_attach
         """Called with the new engine's pid (on the follow thread) each time this side re-attaches."""
+        self.pace: Callable[[], bool] | None = None
+        """Called on the follow thread after each line of facts is on the bus, again while it says False (it
+        may wait a while each time: the bus's reader is behind). Meanwhile this side does not read the socket:
+        the engine counts the facts it cannot send and says so, and the bus carries a ``FactsMissed`` where
+        they were lost."""
         self.pid = self._queries.pid
         self.db_path = self._queries.welcome.db if self._queries.welcome else str(db_path)
         self.state: str = self._queries.welcome.state if self._queries.welcome else "running"
@@ -139,11 +144,15 @@ class RemoteEngine(Asking):
         stream = self._stream
         assert stream is not None
         try:
-            for message in stream.subscribe(history=True):
-                if isinstance(message, Fact) and isinstance(message.fact, ev.BusEvent):
-                    if isinstance(message.fact, ev.EngineState):
-                        self.state = message.fact.state
-                    self.bus.publish(message.fact)
+            for message in stream.subscribe_batches(history=True):
+                if isinstance(message, Facts):
+                    events = [fact for fact in message.facts if isinstance(fact, ev.BusEvent)]
+                    for fact in events:
+                        if type(fact) is ev.EngineState:
+                            self.state = fact.state
+                    self.bus.publish_many(events)  # a line's facts in one hand-over: one lock, one wake-up
+                    while self.pace is not None and not self.pace() and not self._detached:
+                        pass  # each call waits a while: a detach is seen between two
                 elif isinstance(message, Missed):
                     # in the stream's order: what came before the gap is older than what its reader re-asks
                     self.bus.publish(ev.FactsMissed(_now(), message.count))

@@ -1,11 +1,11 @@
 """Provides the fan-out of bus facts to control clients: recent history and bounded per-client buffers.
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
-writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes each
-once and offers it to every subscriber's outbox; with no client it is woken only every ``HUB_WAKE``
-facts (or by a fact it reads itself, or a subscribe), not every cycle. An outbox is bounded in bytes: a
-client that reads too slowly loses the facts that do not fit, counted, and is told how many before the
-next one.
+writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
+pass took (up to ``BATCH`` facts) once, as one line for every subscriber, and offers it to each one's
+outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
+subscribe), not every cycle. An outbox is bounded in bytes: a client that reads too slowly loses the
+lines that do not fit, their facts counted, and is told how many before the next one.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from collections import deque
 from collections.abc import Callable
 
 from .. import events as ev
-from .protocol import Live, Missed, encode, encode_fact
+from . import factwire
+from .protocol import Live, Missed, encode
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
 HUB_MAX = 5_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
-BATCH = 256
-"""Facts encoded before they are handed to the clients' outboxes (bounds what the hub holds)."""
+BATCH = 512
+"""Facts encoded in one line before it is handed to the clients' outboxes (bounds what the hub holds)."""
 HUB_WAKE = 1_000
 """Facts waiting, with no client, past which the hub is woken to keep them as history: a cycle's facts still
 find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
@@ -58,36 +59,17 @@ class Outbox:
         self._closed = False
         self._cond = threading.Condition()
 
-    def offer(self, line: bytes) -> bool:
-        """Queue a fact if it fits, else count it as missed."""
+    def offer(self, line: bytes, facts: int = 1) -> bool:
+        """Queue a line of ``facts`` facts if it fits, else count them as missed."""
         with self._cond:
             if self._closed:
                 return False
             if not self._fits(line):
-                self._missed += 1
+                self._missed += facts
                 return False
             self._flush_missed()
             self._append(line)
             return True
-
-    def offer_many(self, lines: list[bytes], size: int) -> None:
-        """``offer`` each of ``lines`` (``size`` bytes in all), waking the writer once for all of them."""
-        with self._cond:
-            if self._closed:
-                return
-            if not self._missed and self._bytes + size <= self.limit:  # the usual case: all of them fit
-                self._lines.extend(lines)
-                self._bytes += size
-                self._cond.notify_all()
-                return
-            for line in lines:
-                if not self._fits(line):
-                    self._missed += 1
-                    continue
-                self._flush_missed()
-                self._lines.append(line)
-                self._bytes += len(line)
-            self._cond.notify_all()
 
     def miss(self, count: int) -> None:
         with self._cond:
@@ -264,16 +246,16 @@ class Hub:
             dropped, self._dropped = self._dropped, 0
             for outbox in self._subs:
                 outbox.miss(dropped)
-        lines: list[bytes] = []
+        rows: list[object] = []
         while self._in:
-            self._publish(self._in.popleft(), lines)
-            if len(lines) >= BATCH or not self._in:
-                size = sum(map(len, lines))
-                for outbox in self._subs:
-                    outbox.offer_many(lines, size)  # one wake-up of each writer per batch, not per fact
-                lines = []
+            self._publish(self._in.popleft(), rows)
+            if len(rows) >= BATCH or (rows and not self._in):
+                for line, facts in factwire.facts_lines(self._seq, rows):  # one encoding for every client
+                    for outbox in self._subs:
+                        outbox.offer(line, facts)
+                rows = []
 
-    def _publish(self, event: ev.BusEvent, lines: list[bytes]) -> None:
+    def _publish(self, event: ev.BusEvent, rows: list[object]) -> None:
         self._seq += 1
         record = (self._seq, event)
         if isinstance(event, ev.OpOutput):
@@ -283,7 +265,7 @@ class Hub:
         else:
             self._events.append(record)
         if self._subs:
-            lines.append(encode_fact(self._seq, event))
+            rows.append(factwire.row(event))
         if isinstance(event, ev.EngineNotice) and event.level == "error":
             self._last_error = event.message
         elif isinstance(event, ev.EngineState):
@@ -295,7 +277,10 @@ class Hub:
 
     def _add(self, outbox: Outbox, history: bool) -> None:
         if history:
-            for seq, event in heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]):
-                outbox.offer(encode_fact(seq, event, history=True))
+            records = list(heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]))
+            for start in range(0, len(records), BATCH):
+                part = records[start:start + BATCH]
+                for line, facts in factwire.facts_lines(part[-1][0], factwire.rows([e for _, e in part]), True):
+                    outbox.offer(line, facts)
         outbox.force(encode(Live()))
         self._subs.append(outbox)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TinyoError
 from ..queries import ClientInfo, by_name
-from . import index
+from . import factwire, index
 from .hub import OUTBOX_BYTES, Hub, Outbox
 from .paths import ControlError, private_dir, socket_path
 from .protocol import (
@@ -374,7 +374,7 @@ class _Client:
             else:
                 self._send(Result(message.id, value))
         elif isinstance(message, Subscribe):
-            self._send(Result(message.id, None))
+            self._send(Result(message.id, {"facts": factwire.SCHEMA}))  # how to read the facts lines that follow
             server.hub.subscribe(self.outbox, message.history)
         else:
             raise ProtocolError(f"a client may not send {type(message).__name__.lower()} here")

@@ -1,0 +1,231 @@
+"""Provides the wire form of bus facts: each fact a row of its values, many rows in one line.
+
+A subscriber is told the engine's schema once (its ``subscribe`` answer): per fact kind, the field
+names in order. Each fact then travels as a row ``[kind, value, ...]`` in that order, and the facts of
+one hub pass go out in one ``facts`` line made by one call of the C encoder: no key is written or read
+per fact, and a reader builds each event from its values by position (``cls(*values)``). A reader
+whose own fields differ (another tinyo speaking the same protocol) matches them by name; a kind it
+does not know stays a dict. Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a
+group summary as a dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
+from operator import attrgetter
+from typing import Any
+
+from .. import events as ev
+from ..groups import GroupSummary
+from ..names import json_escaped
+
+Row = list[Any]
+LINE_BYTES = 1 << 19
+"""A facts line longer than this (a batch of long tracebacks or output lines) is cut in two: what one
+client's buffer takes at a time stays small beside its limit."""
+
+
+def default(value: Any) -> Any:
+    """What JSON cannot carry as it is: a set as a sorted list, a dataclass as a dict, anything else shown
+    (``repr``), never evaluated."""
+    if isinstance(value, (frozenset, set)):
+        return sorted(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return repr(value)
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)`` by one C encoder
+    made once: ``JSONEncoder.encode`` makes a new one per call."""
+    if c_make_encoder is None or c_encode_basestring is None:
+        return json.JSONEncoder(default=default, ensure_ascii=False, separators=(",", ":")).encode
+    encoder = c_make_encoder(None, default, c_encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(encoder(value, 0))
+
+
+dumps = _make_dumps()
+
+
+def utf8(text: str) -> bytes:
+    """JSON text as UTF-8; a file name's undecodable bytes (lone surrogates) as ``\\udcNN`` escapes."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json_escaped(text).encode()
+
+
+def _fact_types() -> dict[str, type[ev.BusEvent]]:
+    # from the module, not BusEvent.__subclasses__(): a slots dataclass replaces its class, and the
+    # replaced one may still be listed there
+    return {obj.kind: obj for obj in vars(ev).values()
+            if isinstance(obj, type) and issubclass(obj, ev.BusEvent) and obj is not ev.BusEvent}
+
+
+FACTS = _fact_types()
+SCHEMA: dict[str, list[str]] = {kind: [f.name for f in dataclasses.fields(cls)] for kind, cls in FACTS.items()}
+"""Per fact kind, its field names in the order of its rows (what a subscriber is told)."""
+
+
+# ------------------------------------------------------------------------------------------ writing
+def _groups_out(groups: tuple[GroupSummary, ...]) -> list[dict[str, Any]]:
+    return [{"pattern": g.pattern, "count": g.count, "first": g.first, "states": g.states} for g in groups]
+
+
+def _to_wire(annotation: str) -> Callable[[Any], Any] | None:
+    if annotation.startswith("frozenset"):
+        return sorted
+    if annotation.startswith("tuple[GroupSummary"):
+        return _groups_out
+    return None
+
+
+def _writer(cls: type[ev.BusEvent]) -> Callable[[ev.BusEvent], Any]:
+    """The function making a fact of ``cls`` its row; the sets are sorted here, not in the encoder's
+    fallback (a call back into Python per set)."""
+    fields = dataclasses.fields(cls)
+    getter = attrgetter(*(f.name for f in fields))
+    kind = cls.kind
+    if len(fields) == 1:
+        one = getter
+        getter = lambda event: (one(event),)  # noqa: E731
+    special = [(i + 1, conv) for i, f in enumerate(fields) if (conv := _to_wire(str(f.type))) is not None]
+    if not special:
+        head = (kind,)
+        return lambda event: head + getter(event)
+
+    def row(event: ev.BusEvent) -> Row:
+        values = [kind, *getter(event)]
+        for i, conv in special:
+            values[i] = conv(values[i])
+        return values
+
+    return row
+
+
+_WRITERS: dict[type, Callable[[ev.BusEvent], Any]] = {cls: _writer(cls) for cls in FACTS.values()}
+
+
+def row(event: ev.BusEvent) -> Any:
+    """``event`` as its row: ``(kind, value, ...)`` in its fields' order."""
+    write = _WRITERS.get(type(event))
+    if write is None:
+        write = _WRITERS[type(event)] = _writer(type(event))
+    return write(event)
+
+
+def rows(events: list[ev.BusEvent]) -> list[Any]:
+    """Each of ``events`` as its row."""
+    writers = _WRITERS
+    try:
+        return [writers[type(event)](event) for event in events]
+    except KeyError:
+        return [row(event) for event in events]
+
+
+def facts_lines(seq: int, batch: list[Any], history: bool = False) -> list[tuple[bytes, int]]:
+    """Rows ``batch`` as one ``facts`` line (more when it is long), each with how many facts it carries.
+    ``seq``: the number of the last fact (the engine numbers them as it publishes)."""
+    payload = utf8(dumps(batch))
+    if len(payload) > LINE_BYTES and len(batch) > 1:
+        half = len(batch) // 2
+        return facts_lines(seq - (len(batch) - half), batch[:half], history) + facts_lines(seq, batch[half:], history)
+    return [(b'{"type":"facts","seq":%d,"history":%s,"facts":%s}\n' % (seq, b"true" if history else b"false", payload),
+             len(batch))]
+
+
+# ------------------------------------------------------------------------------------------ reading
+def _groups_in(value: Any) -> tuple[GroupSummary, ...]:
+    return tuple(GroupSummary(g["pattern"], g["count"], g["first"], tuple((s, n) for s, n in g["states"]))
+                 for g in value)
+
+
+def _from_wire(annotation: str) -> Callable[[Any], Any] | None:
+    """How a field's JSON value becomes its Python value (None: as it is)."""
+    if annotation.startswith("frozenset"):
+        return frozenset
+    if annotation.startswith("tuple[GroupSummary"):
+        return _groups_in
+    if annotation.startswith("tuple"):
+        return tuple
+    return None
+
+
+def _maker(cls: type[ev.BusEvent], names: tuple[str, ...]) -> Callable[[Row], ev.BusEvent]:
+    """The function making a row of ``names`` (the engine's fields) an event of ``cls``."""
+    fields = dataclasses.fields(cls)
+    if tuple(f.name for f in fields) == names:  # the same fields: by position
+        special = [(i, conv) for i, f in enumerate(fields) if (conv := _from_wire(str(f.type))) is not None]
+        if not special:
+            return lambda values: cls(*values[1:])
+
+        def make(values: Row) -> ev.BusEvent:
+            args = values[1:]
+            for i, conv in special:
+                args[i] = conv(args[i])
+            return cls(*args)
+
+        return make
+    local = {f.name: _from_wire(str(f.type)) for f in fields}  # another version's fields: by name
+    width = len(names) + 1
+
+    def by_name(values: Row) -> ev.BusEvent:
+        if len(values) != width:
+            raise TypeError("a row of another width")
+        args = {}
+        for name, value in zip(names, values[1:]):
+            if name in local:
+                conv = local[name]
+                args[name] = value if conv is None else conv(value)
+        return cls(**args)
+
+    return by_name
+
+
+class FactReader:
+    """Makes rows events again, by the schema the engine sent (its kinds and their fields in order)."""
+
+    def __init__(self, schema: Any = None) -> None:
+        schema = SCHEMA if schema is None else schema
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._makers: dict[str, Callable[[Row], Any]] = {}
+        if not isinstance(schema, dict):
+            return
+        for kind, names in schema.items():
+            if not (isinstance(kind, str) and isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                continue  # a schema entry this side cannot read: its facts stay dicts
+            self._keys[kind] = ("type", *names)
+            cls = FACTS.get(kind)
+            if cls is not None:
+                self._makers[kind] = _maker(cls, tuple(names))
+
+    def events(self, batch: list[Any]) -> list[ev.BusEvent | dict[str, Any]]:
+        """Each row as its event; a row of a kind not known here, or that does not fit, as a dict."""
+        makers = self._makers
+        out: list[ev.BusEvent | dict[str, Any]] = []
+        append = out.append
+        for values in batch:
+            try:
+                append(makers[values[0]](values))
+            except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+                append(self.as_dict(values))
+        return out
+
+    def as_dict(self, values: Any) -> dict[str, Any]:
+        """A row as the JSON object ``tinyo run --json`` prints for its fact (keys in field order)."""
+        if not isinstance(values, list) or not values or not isinstance(values[0], str):
+            return {"type": "unreadable", "row": values}
+        keys = self._keys.get(values[0])
+        if keys is None or len(keys) != len(values):
+            return {"type": values[0], "values": values[1:]}
+        return dict(zip(keys, values))
+
+    def json_lines(self, batch: list[Any]) -> bytes:
+        """Each row as a JSON line, as ``tinyo run --json`` prints its fact."""
+        if not batch:
+            return b""
+        as_dict = self.as_dict
+        return utf8("\n".join([dumps(as_dict(values)) for values in batch]) + "\n")
