@@ -60,12 +60,13 @@ async def _until_match(pilot, app: TinyoApp, engine: Engine) -> None:
 
 
 @sync
+@pytest.mark.parametrize("outbox_kb", [256, 64])
 async def test_a_console_that_read_too_slowly_is_told_what_it_missed_and_asks_the_engine_again(
-        recipe: Path, tmp_path: Path) -> None:
+        recipe: Path, tmp_path: Path, outbox_kb: int) -> None:
     engine = Engine.from_path(recipe)
-    # an outbox bigger than what the socket takes: the writer stalls with the socket full before it overflows,
-    # so the flood makes one gap (a smaller one can overflow, drain into the socket, and overflow again)
-    server = ControlServer(engine, outbox_bytes=256 << 10).start()
+    # 256 KB, bigger than what the socket takes: the writer stalls with the socket full before it overflows, so
+    # the flood makes one gap; 64 KB can overflow, drain into the socket and overflow again: two gaps or more
+    server = ControlServer(engine, outbox_bytes=outbox_kb << 10).start()
     engine.start()
     remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
     reading = threading.Event()

@@ -208,3 +208,36 @@ def test_the_output_lines_of_a_gap_go_in_their_place_once_each() -> None:
     assert state.merge_output([_line(1), _line(2)], Changes()) == 2
     state.apply([_line(2), _line(3)], Changes())
     assert [row.line for row in state.output if row.kind == "stdout"][-4:] == ["l10", "l1", "l2", "l3"]
+
+
+def _received(n: int) -> ev.EventReceived:
+    return ev.EventReceived(ts=float(n), event_id=n, name=f"/in/f{n}", source="file", des_count=1)
+
+
+def test_events_of_two_gaps_go_in_their_place_once_each_in_order() -> None:
+    """A flood that makes two gaps: after each, the engine's recent events are put among those shown, and
+    the facts held after the gap, which the answers may already cover, are shown once, in event order."""
+    from tinyo.history import History, PastEvent
+    from tinyo_tui.resync import _past
+    from tinyo_tui.state import Changes
+
+    def past(ids: range) -> History:
+        return History([PastEvent(n, float(n), "file", f"/in/f{n}", "done", 1, "") for n in ids], [])
+
+    state = ConsoleState()
+    state.apply([_received(n) for n in (1, 2, 3)], Changes())  # then the first gap: 4..6 missed
+    _past(state, past(range(1, 10)), Changes())  # the answers: the engine had taken in up to 9 meanwhile
+    state.apply([_received(n) for n in (7, 8, 9, 10)], Changes())  # held after the first gap; then a second gap
+    _past(state, past(range(5, 15)), Changes())  # 11..14 missed, the engine's last ten events
+    state.apply([_received(n) for n in (13, 14, 15)], Changes())
+    assert [row.event_id for row in state.events] == list(range(1, 16))
+    seqs = [row.seq for row in state.events]
+    assert seqs == sorted(seqs)
+    # an answer that does not reach back to the gap (the engine's last events only): the facts held after
+    # the gap are older than the answer's events, and go in before them
+    state = ConsoleState()
+    state.apply([_received(n) for n in (1, 2, 3)], Changes())  # then a gap: 4 missed for good
+    _past(state, past(range(8, 13)), Changes())
+    state.apply([_received(n) for n in (5, 6, 7, 8, 13)], Changes())
+    assert [row.event_id for row in state.events] == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert state.events_total == 3 + 3 + 1  # the answer's events are counted by the engine's stats instead

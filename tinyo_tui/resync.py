@@ -27,6 +27,7 @@ from tinyo.history import History
 from .messages import QueryResult
 from .runlog import RunRecord
 from .state import Changes, ConsoleState, EventRow, WorkerRow
+from .state_stream import merged_events
 
 LOOKUPS_MAX = 100
 """The most DES whose runs are looked up one by one (each a query): the runs last seen running."""
@@ -142,7 +143,8 @@ def _past(state: ConsoleState, past: History, ch: Changes) -> None:
                         event_id=e.event_id, des_count=e.des_count)
                for e in past.events if e.event_id > oldest and e.event_id not in known]  # the gap's, not older
     if missing:
-        state.replace_events(_merged(list(state.events), missing))
+        state.replace_events(merged_events(list(state.events), missing))
+        state.answered_events(missing)
         ch.reloaded = ch.header = True
     for run in past.runs:
         if state.runs.get(run.run_id) is None:
@@ -166,22 +168,6 @@ def _workers(state: ConsoleState, workers: list[WorkerInfo], now: float) -> None
         rows[info.name] = row
     state.workers.clear()
     state.workers.update(rows)
-
-
-def _merged(rows: list[EventRow], missing: list[EventRow]) -> list[EventRow]:
-    """``missing`` (in event order) put among ``rows``: each before the first row of a later event."""
-    merged: list[EventRow] = []
-    waiting = iter(sorted(missing, key=lambda row: row.event_id or 0))
-    pending = next(waiting, None)
-    for row in rows:
-        while pending is not None and row.event_id is not None and (pending.event_id or 0) < row.event_id:
-            merged.append(pending)
-            pending = next(waiting, None)
-        merged.append(row)
-    if pending is not None:
-        merged.append(pending)
-        merged.extend(waiting)
-    return merged
 
 
 class Resync:

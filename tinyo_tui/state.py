@@ -70,6 +70,7 @@ class ConsoleState(WorkTracker):
                 handler(self, event, ch)
         if self.history.apply(batch):
             ch.runs = True
+        self.place_late(ch)
         self.trim()
         return ch
 

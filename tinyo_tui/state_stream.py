@@ -34,6 +34,12 @@ class EventStream:
         self._answered: set[int] = set()
         """Line numbers of the output lines a resync's answer showed (``merge_output``)."""
         self._answered_upto = 0
+        self._answered_events: set[int] = set()
+        """Ids of the events a resync's answer put in the stream (their facts, held after the gap, come later)."""
+        self._newest_event = 0
+        """The highest event id in the stream: an event older than it arrives only after a resync."""
+        self._late: list[EventRow] = []
+        """Events of this batch older than one shown: put in their place at the batch's end (``place_late``)."""
 
     def events_per_s(self, now: float) -> float:
         """Events received per second over the last few seconds (by the engine clock)."""
@@ -72,6 +78,7 @@ class EventStream:
         for row in kept:
             row.seq, row.version = next(self._seq), row.version + 1
             self._append_event(row)
+        self._newest_event = max((row.event_id for row in kept if row.event_id is not None), default=0)
 
     def _append_output(self, row: OutputRow) -> None:
         if len(self.output) == self.output.maxlen:
@@ -94,15 +101,39 @@ class EventStream:
 
     # ------------------------------------------------------------------ handlers
     def _on_received(self, e: ev.EventReceived, ch: Changes) -> None:
+        event_id = e.event_id
+        if event_id in self._answered_events:  # a resync's answer showed it already: once
+            shown = self._event_by_id.get(event_id)
+            if shown is not None and e.des_count is not None and shown.des_count != e.des_count:
+                shown.des_count, shown.version = e.des_count, shown.version + 1
+                ch.updated_events = True
+            if event_id >= max(self._answered_events):
+                self._answered_events.clear()  # the stream is past the answer: none of it can come again
+            return
         self.events_total += 1
         self._recent.append(e.ts)
         kind: RowKind = "timer" if e.source == "timer" else "event"
         # the time shown is when the event happened (was taken in), not when the generators saw it
         happened = e.taken if e.taken is not None else e.ts
-        self._append_event(EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=e.event_id,
-                                    des_count=e.des_count))
+        row = EventRow(next(self._seq), happened, kind, e.source, e.name, event_id=event_id, des_count=e.des_count)
+        if event_id < self._newest_event:
+            self._late.append(row)  # a resync's answer showed newer ones first: it goes in its place
+        else:
+            self._newest_event = event_id
+            self._append_event(row)
         ch.new_events += 1
         ch.header = True
+
+    def place_late(self, ch: Changes) -> None:
+        """Put the batch's events that came after newer ones (a resync's) in their place, in event order."""
+        if self._late:
+            late, self._late = self._late, []
+            self.replace_events(merged_events(list(self.events), late))
+            ch.reloaded = True
+
+    def answered_events(self, rows: list[EventRow]) -> None:
+        """A resync's answer put these events among those shown (their facts may still come: shown once)."""
+        self._answered_events.update(row.event_id for row in rows if row.event_id is not None)
 
     def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
         row = self._event_by_name.get(e.event)
@@ -170,11 +201,30 @@ class EventStream:
         return len(missing)
 
     def forget_line_numbers(self) -> None:
-        """The engine that numbered the output lines has gone: the next one numbers its own from 1."""
+        """The engine that numbered the output lines has gone: the next one numbers its own from 1 (and its
+        events are its own: a state file made anew numbers them from 1 too)."""
         for row in self.output:
             row.line_no = 0
         self._answered.clear()
+        self._answered_events.clear()
+        self._newest_event = 0
 
     def _on_timer(self, e: ev.TimerFired, ch: Changes) -> None:
         # The timer's event arrives as its own EventReceived(source="timer"); nothing to add here.
         return None
+
+
+def merged_events(rows: list[EventRow], missing: list[EventRow]) -> list[EventRow]:
+    """``missing`` (in event order) put among ``rows``: each before the first row of a later event."""
+    merged: list[EventRow] = []
+    waiting = iter(sorted(missing, key=lambda row: row.event_id or 0))
+    pending = next(waiting, None)
+    for row in rows:
+        while pending is not None and row.event_id is not None and (pending.event_id or 0) < row.event_id:
+            merged.append(pending)
+            pending = next(waiting, None)
+        merged.append(row)
+    if pending is not None:
+        merged.append(pending)
+        merged.extend(waiting)
+    return merged
