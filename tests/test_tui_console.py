@@ -424,3 +424,32 @@ async def test_the_event_time_is_when_it_happened_not_when_it_was_processed(cons
         [row] = [r for r in app.state.events if r.name == "echo_late"]
         assert event.taken is not None and event.ts - event.taken >= 1.0, (event.ts, event.taken)
         assert row.ts == event.taken
+
+
+@sync
+async def test_j_and_k_move_in_every_picker_as_in_the_panes(tmp_path: Path, monkeypatch: Any) -> None:
+    """The help lists j and k for down and up: the timer picker takes them too (it took only the arrows)."""
+    from textual.widgets import OptionList
+
+    from tinyo.model import Execution
+    from tinyo_tui.screens.timer_picker import TimerPicker
+
+    monkeypatch.setenv("TINYO_DEMO_DIR", str(tmp_path / "demo"))
+    engine = Engine.from_path(str(Path(__file__).parent.parent / "examples" / "demo.py"),
+                              db=str(tmp_path / "demo.db"), execution=Execution.THREADS)
+    app = build_app(engine, theme="dark")
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await started(pilot, app)
+            await pilot.press("t")
+            assert isinstance(app.screen, TimerPicker)
+            options = app.screen.query_one(OptionList)
+            assert options.get_option_at_index(options.highlighted or 0).id == "tick"
+            await pilot.press("j")
+            assert options.get_option_at_index(options.highlighted or 0).id == "calendar"
+            await pilot.press("k")
+            assert options.get_option_at_index(options.highlighted or 0).id == "tick"
+            await pilot.press("escape")
+            assert not isinstance(app.screen, TimerPicker)
+    finally:
+        engine.stop(timeout=2.0)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
 
 from rich.text import Text
-from textual.binding import Binding, BindingType
-from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ..safe_text import short_id, visible
@@ -19,10 +16,6 @@ ALL = "*all*"
 class DesPicker(Picker[list[str]]):
     """``all N DES`` first, then each DES (op -> targets [id]); ``enter`` picks, ``esc`` cancels."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor(1)", "Down", show=False),
-        Binding("k", "cursor(-1)", "Up", show=False),
-    ]
     WIDTH = 90
 
     def __init__(self, title: str, des_ids: Sequence[str], describe: Callable[[str], str]) -> None:
@@ -40,7 +33,3 @@ class DesPicker(Picker[list[str]]):
 
     def picked(self, option_id: str | None) -> list[str] | None:
         return list(self._des_ids) if option_id == ALL else [option_id] if option_id else None
-
-    def action_cursor(self, step: int) -> None:
-        option_list = self.query_one(OptionList)
-        option_list.action_cursor_down() if step > 0 else option_list.action_cursor_up()

@@ -18,7 +18,11 @@ T = TypeVar("T")
 class Picker(ModalScreen[T | None], Generic[T]):
     """A titled option list, centred; subclasses give the options and what a picked option id returns."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", show=False),
+        Binding("j", "cursor(1)", "Down", show=False),  # as in every pane (the help lists j and k)
+        Binding("k", "cursor(-1)", "Up", show=False),
+    ]
 
     DEFAULT_CSS = """
     Picker { align: center middle; }
@@ -62,3 +66,7 @@ class Picker(ModalScreen[T | None], Generic[T]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_cursor(self, step: int) -> None:
+        option_list = self.query_one(OptionList)
+        option_list.action_cursor_down() if step > 0 else option_list.action_cursor_up()
