@@ -8,12 +8,15 @@ events received for the header's rate. The layers above (``state_documents``, ``
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from itertools import count
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tinyo import events as ev
 
 from .state_rows import _RATE_WINDOW, MAX_EVENT_ROWS, MAX_OUTPUT_ROWS, Changes, EventRow, OutputRow, RowKind
+
+R = TypeVar("R", EventRow, OutputRow)
 
 
 class EventStream:
@@ -180,17 +183,7 @@ class EventStream:
                    for e in numbered if e.line_no > oldest and e.line_no not in known]
         if not missing:
             return 0
-        merged: list[OutputRow] = []
-        waiting = iter(missing)
-        pending = next(waiting, None)
-        for row in self.output:
-            while pending is not None and row.line_no and pending.line_no < row.line_no:
-                merged.append(pending)
-                pending = next(waiting, None)
-            merged.append(row)
-        if pending is not None:
-            merged.append(pending)
-            merged.extend(waiting)
+        merged = merged_in(list(self.output), sorted(missing, key=_line_no), _line_no)
         kept = merged[-(self.output.maxlen or len(merged)):]
         self.output_dropped += len(merged) - len(kept)
         self.output.clear()
@@ -214,13 +207,15 @@ class EventStream:
         return None
 
 
-def merged_events(rows: list[EventRow], missing: list[EventRow]) -> list[EventRow]:
-    """``missing`` (in event order) put among ``rows``: each before the first row of a later event."""
-    merged: list[EventRow] = []
-    waiting = iter(sorted(missing, key=lambda row: row.event_id or 0))
+def merged_in(rows: list[R], missing: list[R], key: Callable[[R], int]) -> list[R]:
+    """``missing`` (sorted by ``key``) put among ``rows``: each before the first row whose key is later
+    (rows whose key is 0, not numbered, are passed over)."""
+    merged: list[R] = []
+    waiting = iter(missing)
     pending = next(waiting, None)
     for row in rows:
-        while pending is not None and row.event_id is not None and (pending.event_id or 0) < row.event_id:
+        number = key(row)
+        while pending is not None and number and key(pending) < number:
             merged.append(pending)
             pending = next(waiting, None)
         merged.append(row)
@@ -228,3 +223,16 @@ def merged_events(rows: list[EventRow], missing: list[EventRow]) -> list[EventRo
         merged.append(pending)
         merged.extend(waiting)
     return merged
+
+
+def merged_events(rows: list[EventRow], missing: list[EventRow]) -> list[EventRow]:
+    """``missing`` put among ``rows`` in event order."""
+    return merged_in(rows, sorted(missing, key=_event_id), _event_id)
+
+
+def _event_id(row: EventRow) -> int:
+    return row.event_id or 0
+
+
+def _line_no(row: OutputRow) -> int:
+    return row.line_no
