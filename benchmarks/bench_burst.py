@@ -149,28 +149,40 @@ print(json.dumps({"last_close": time.time()}))
 """
 
 
-def tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and its live descendants, with the children they reaped (Linux ``/proc``)."""
+def process_tree(root: int, cmdline: bool = False) -> dict[int, tuple[list[str], str]]:
+    """``root`` and its live descendants (Linux ``/proc``): pid -> (its stat fields after the command name,
+    its command line when asked for)."""
     parent: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
+    info: dict[int, tuple[list[str], str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
+            cmd = ""
+            if cmdline:
+                with open(f"/proc/{entry}/cmdline", errors="replace") as fh:
+                    cmd = fh.read()
         except OSError:
             continue
         pid = int(entry)
         parent[pid] = int(fields[1])
-        times[pid] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
-    total, todo = 0.0, [root]
+        info[pid] = (fields, cmd)
+    out, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        if pid in info:
+            out[pid] = info[pid]
         todo.extend(p for p, pp in parent.items() if pp == pid)
-    return total
+    return out
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and its live descendants, with the children they reaped (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+               for fields, _ in process_tree(root).values())
 
 
 class Reader(threading.Thread):

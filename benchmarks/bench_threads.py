@@ -54,28 +54,9 @@ def thread_times(pid: int) -> dict[int, tuple[float, int]]:
 
 def process_times(root: int) -> dict[int, tuple[float, str]]:
     """Pid -> (CPU seconds, role) for ``root`` and its descendants."""
-    parent: dict[int, int] = {}
-    info: dict[int, tuple[float, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", errors="replace") as fh:
-                cmd = fh.read()
-        except OSError:
-            continue
-        parent[int(entry)] = int(fields[1])
-        role = "engine" if int(entry) == root else "watcher" if "watch" in cmd else "worker"
-        info[int(entry)] = ((int(fields[11]) + int(fields[12])) / TICK, role)
-    out, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in info:
-            out[pid] = info[pid]
-        todo.extend(p for p, pp in parent.items() if pp == pid)
-    return out
+    return {pid: ((int(fields[11]) + int(fields[12])) / TICK,
+                  "engine" if pid == root else "watcher" if "watch" in cmd else "worker")
+            for pid, (fields, cmd) in bb.process_tree(root, cmdline=True).items()}
 
 
 def thread_names(pid: int) -> dict[int, str]:
