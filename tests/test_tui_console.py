@@ -281,18 +281,24 @@ async def test_r_on_an_event_that_made_two_des_asks_which(tmp_path: Path) -> Non
         engine.stop(timeout=2.0)
 
 
+def _demo_engine(tmp_path: Path, monkeypatch: Any) -> Engine:
+    """examples/demo.py on a folder and state file of the test's own (ops in threads: quicker to start)."""
+    from tinyo.model import Execution
+
+    monkeypatch.setenv("TINYO_DEMO_DIR", str(tmp_path / "demo"))
+    return Engine.from_path(str(Path(__file__).parent.parent / "examples" / "demo.py"),
+                            db=str(tmp_path / "demo.db"), execution=Execution.THREADS)
+
+
 @sync
 async def test_the_demo_demonstrates_every_key_it_advertises(tmp_path: Path, monkeypatch: Any) -> None:
     """examples/demo.py as its docstring walks it: t fires a tick that makes DES (it made none: the
     generator wanted a whole second), r fixes the report that fails on purpose (it failed on every
     rerun), i rebuild starts an op that c cancels, p pauses and resumes."""
-    from tinyo.model import Execution
     from tinyo_tui.screens.timer_picker import TimerPicker
     from tinyo_tui.widgets.workers_table import WorkersTable
 
-    monkeypatch.setenv("TINYO_DEMO_DIR", str(tmp_path / "demo"))
-    engine = Engine.from_path(str(Path(__file__).parent.parent / "examples" / "demo.py"),
-                              db=str(tmp_path / "demo.db"), execution=Execution.THREADS)
+    engine = _demo_engine(tmp_path, monkeypatch)
     app = build_app(engine, theme="dark")
     try:
         async with app.run_test(size=(120, 30)) as pilot:
@@ -431,12 +437,9 @@ async def test_j_and_k_move_in_every_picker_as_in_the_panes(tmp_path: Path, monk
     """The help lists j and k for down and up: the timer picker takes them too (it took only the arrows)."""
     from textual.widgets import OptionList
 
-    from tinyo.model import Execution
     from tinyo_tui.screens.timer_picker import TimerPicker
 
-    monkeypatch.setenv("TINYO_DEMO_DIR", str(tmp_path / "demo"))
-    engine = Engine.from_path(str(Path(__file__).parent.parent / "examples" / "demo.py"),
-                              db=str(tmp_path / "demo.db"), execution=Execution.THREADS)
+    engine = _demo_engine(tmp_path, monkeypatch)
     app = build_app(engine, theme="dark")
     try:
         async with app.run_test(size=(100, 30)) as pilot:
