@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tinyo import intake
+from tinyo import filedigest, intake
 from tinyo.intake import compare_file, digest_file
 
 
@@ -16,7 +16,7 @@ def blake(data: bytes) -> str:
 @pytest.mark.parametrize("size", [0, 1, 2, 4095, 4096, 70_000])
 @pytest.mark.parametrize("hint", ["exact", "none", "smaller", "larger"])
 def test_the_digest_is_of_the_whole_file_whatever_size_it_is_told(tmp_path, monkeypatch, size, hint):
-    monkeypatch.setattr(intake, "READ_CHUNK", 4096)  # several reads for the larger files
+    monkeypatch.setattr(filedigest, "READ_CHUNK", 4096)  # several reads for the larger files (read there)
     data = os.urandom(size)
     path = tmp_path / "f.bin"
     path.write_bytes(data)

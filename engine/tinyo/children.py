@@ -8,7 +8,6 @@ editable install, a checkout, or site-packages alike).
 from __future__ import annotations
 
 import os
-import select
 import sys
 import threading
 from pathlib import Path
@@ -56,10 +55,10 @@ def wait_exit(process: Any, timeout: float) -> int | None:
         fd = os.pidfd_open(process.pid)
     except (AttributeError, OSError):  # no pidfd here, or the process was just reaped by another thread
         return _wait(process, timeout)
+    from .pipe import wait
+
     try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)  # readable once the process has ended
-        poller.poll(max(0, int(timeout * 1000 + 0.999)))
+        wait([fd], timeout)  # readable once the process has ended
     finally:
         os.close(fd)
     return _wait(process, 0)

@@ -326,8 +326,7 @@ class Graph:
         """Record a document's version; return the DES to re-evaluate (its consumers)."""
         if self.version(doc) == version:
             return []
-        self.versions[sys.intern(doc)] = version
-        return list(self.readers(doc))
+        return list(self.advance(doc, version))
 
     def advance(self, doc: str, version: int) -> set[str]:
         """Record ``version`` for ``doc``, known to differ from its current one; returns the DES that read it

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .filedigest import READ_CHUNK, digest_fd, digest_file, stat_file
+from .filedigest import digest_file, stat_file
 
-__all__ = ["READ_CHUNK", "FileState", "SettleWindow", "StartupHold", "TimerSchedule", "compare_file", "digest_fd",
-           "digest_file", "first_tick_at_or_after", "last_tick_at_or_before", "stat_file", "timer_event"]
+__all__ = ["FileState", "SettleWindow", "StartupHold", "TimerSchedule", "compare_file", "digest_file",
+           "first_tick_at_or_after", "last_tick_at_or_before", "stat_file", "timer_event"]
 
 if TYPE_CHECKING:  # annotations only: the watcher process imports this module, and not the model
     from .model import CatchUp, TimerSpec

@@ -51,9 +51,6 @@ class DESPart(DocumentsPart):
         for r in rows:
             updates[r[-1]] = (r[0], jmap(r[1]), jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
 
-    def count_des(self) -> int:
-        return self._r("SELECT count(*) FROM des").fetchone()[0]
-
     def load_des(self) -> Iterator[StoredDES]:
         for row in self._r(f"SELECT {_DES_COLUMNS} FROM des"):
             yield stored_des(row)

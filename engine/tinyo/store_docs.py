@@ -63,10 +63,6 @@ class DocumentsPart(StoreBase):
             row = docs.get(new[0]) or _new(docs, new[0])
             row[1:7] = new[1:]
 
-    def count_documents(self) -> int:
-        """Documents with a version."""
-        return self._r("SELECT count(*) FROM documents WHERE version IS NOT NULL").fetchone()[0]
-
     def doc_versions_many(self, names: list[str]) -> dict[str, int]:
         return dict(self._many("SELECT name, version FROM documents WHERE name IN ({}) AND version IS NOT NULL",
                                names))
@@ -111,9 +107,6 @@ class DocumentsPart(StoreBase):
     def names_known(self, names: list[str]) -> set[str]:
         """Which of ``names`` were ever named as documents (every document, producer and reader row has one)."""
         return {r[0] for r in self._many(f"SELECT name FROM documents WHERE name IN ({{}}) AND {_NAMED}", names)}
-
-    def count_names(self) -> int:
-        return self._r(f"SELECT count(*) FROM documents WHERE {_NAMED}").fetchone()[0]
 
     def group_of(self, name: str) -> str | None:
         rows = self._r("SELECT grp FROM documents WHERE name = CAST(? AS TEXT)", (to_sql(name),)).fetchall()

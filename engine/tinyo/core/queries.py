@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
@@ -106,8 +106,7 @@ class Queries:
         )
 
     def documents(self, prefix: str | None, limit: int) -> list[DocInfo]:
-        names = self.store.names_from(prefix or "", limit)
-        return [i for i in map(self.doc_info, names) if i is not None]
+        return self.doc_infos(self.store.names_from(prefix or "", limit))
 
     def doc_info(self, name: str) -> DocInfo | None:
         state = self.docs.state_of(name)
@@ -126,7 +125,7 @@ class Queries:
     def groups_summary(self) -> list[GroupSummary]:
         return self.docs.groups.summaries()
 
-    def doc_infos(self, names: tuple[str, ...]) -> list[DocInfo]:
+    def doc_infos(self, names: Iterable[str]) -> list[DocInfo]:
         return [i for i in map(self.doc_info, names) if i is not None]
 
     def des_infos(self, ids: tuple[str, ...]) -> list[DESInfo]:

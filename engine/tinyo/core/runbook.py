@@ -186,11 +186,14 @@ class RunBook:
         if node is None:
             return
         targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
+        made: dict[str, Any] = {}  # file targets stat-ed: their new states are read from these, not stat-ed again
         for targ in targs:
-            if targ[:1] == "/" and stat_file(targ) is None:
-                self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
-                                   duration)
-                return
+            if targ[:1] == "/":
+                st = made[targ] = stat_file(targ)
+                if st is None:
+                    self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
+                                       duration)
+                    return
         now = self.clock.time()
         des_id = node.id
         trace = node.trace = dict(run.dep_versions)
@@ -206,7 +209,7 @@ class RunBook:
         documents = self.documents
         for targ in targs:
             if targ[:1] == "/":
-                documents.refresh_file(targ, by=des_id, source=False)
+                documents.refresh_file(targ, by=des_id, st=made[targ], source=False)
                 self.graph.drifted.pop(targ, None)
             else:
                 documents.bump(targ, by=des_id, source=False)

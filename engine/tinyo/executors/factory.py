@@ -31,7 +31,7 @@ def make_executor(
 
         return ProcessExecutor(recipe_path, max_workers, sink, clock, launched)
     if launched:
-        from .process import dismiss_workers
+        from ..worker_launch import dismiss_workers  # not the process executor: it is not used
 
         dismiss_workers(launched)
     if execution is Execution.THREADS:

@@ -31,11 +31,9 @@ from ..children import wait_exit
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
 from ..worker_launch import Worker as _Worker
-from ..worker_launch import dismiss_workers, launch_workers
+from ..worker_launch import dismiss_workers
 from ..worker_launch import popen_worker as _popen
 from .base import Sink, WorkerInfo
-
-__all__ = ["ProcessExecutor", "dismiss_workers", "launch_workers"]
 
 FAST_OP = 0.002
 """Ops whose recent mean duration is below this many seconds are prefetched."""
