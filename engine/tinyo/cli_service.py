@@ -288,7 +288,7 @@ def _print_json_lines(client: Any, follow: bool) -> None:
     a batch at a time."""
     from .control.client import subscribed_schema
     from .control.factwire import FactReader
-    from .control.protocol import Bye, Error, Facts, Live, Missed, Result, decode
+    from .control.protocol import Bye, Error, Facts, Live, Missed, Result, decode, encode
 
     out = sys.stdout.buffer
     reader = FactReader()
@@ -301,7 +301,7 @@ def _print_json_lines(client: Any, follow: bool) -> None:
             elif isinstance(message, Result):
                 reader = FactReader(subscribed_schema(message.value))
             elif isinstance(message, Missed):
-                batch.append(b'{"type":"missed","count":%d}\n' % message.count)
+                batch.append(encode(message))  # its own JSON line, as the engine sent it
             elif isinstance(message, Live) and not follow:
                 out.write(b"".join(batch))
                 out.flush()
