@@ -44,10 +44,9 @@ def validate(recipe: RecipeArg) -> None:
         typer.echo(f"  timer {timer.name}: every {timer.interval} from {timer.initial}")
 
 
-def _open_ro(recipe: Path, db: str | None):  # noqa: ANN202
+def _open_ro(path: str):  # noqa: ANN202
     from .store import Store
 
-    path = db_for(recipe, db)
     return Store(path, read_only=True, lock=False)
 
 
@@ -58,7 +57,7 @@ def status(recipe: RecipeArg, db: DbOpt = None,
     from .offline import status as read_status
     from .text import printable
 
-    store = _open_ro(recipe, db)
+    store = _open_ro(db_for(recipe, db))
     try:
         info = read_status(store)
     finally:
@@ -105,7 +104,7 @@ def dag(recipe: RecipeArg,
             fail(str(GraphvizMissing(fmt.value)))
         if fmt is Fmt.png and output is None and sys.stdout.isatty():
             fail("--format png writes binary data: add --output dag.png (or redirect standard output)")
-    store = _open_ro(recipe, db)
+    store = _open_ro(db_for(recipe, db))
     try:
         text = export(store, "dot" if fmt in (Fmt.svg, Fmt.png) else fmt.value)
     finally:
@@ -141,7 +140,7 @@ def why(recipe: RecipeArg, document: Annotated[str, typer.Argument(
     if live is not None:
         typer.echo("\n".join(printable(line) for line in live[1].splitlines()))
         return
-    store = _open_ro(recipe, db)
+    store = _open_ro(path)
     try:
         typer.echo(explain(store, document))  # names in it are escaped already
     finally:

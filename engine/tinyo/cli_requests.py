@@ -86,11 +86,10 @@ def fire(recipe: RecipeArg, timer: Annotated[str, typer.Argument(
     _request(recipe, db, "fire", timer, describe("fire", timer))
 
 
-def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: str) -> None:
-    """Hand a request to the engine running on the recipe's state file; error if none is."""
+def _to_running_engine(path: str, kind: str, arg: str, what: str) -> None:
+    """Hand a request to the engine running on state file ``path``; error if none is."""
     from .store import Store
 
-    path = db_for(recipe, db)
     if send_command(path, kind, arg):
         typer.echo(took(what))
         return
@@ -108,13 +107,13 @@ def _to_running_engine(recipe: Path, db: str | None, kind: str, arg: str, what: 
 @guard
 def pause(recipe: RecipeArg, db: DbOpt = None) -> None:
     """Pause intake of the running engine: events are still stored, in order, and processed on resume."""
-    _to_running_engine(recipe, db, "pause", "", describe("pause", None))
+    _to_running_engine(db_for(recipe, db), "pause", "", describe("pause", None))
 
 
 @guard
 def resume(recipe: RecipeArg, db: DbOpt = None) -> None:
     """Resume intake of the running engine."""
-    _to_running_engine(recipe, db, "resume", "", describe("resume", None))
+    _to_running_engine(db_for(recipe, db), "resume", "", describe("resume", None))
 
 
 @guard
@@ -135,7 +134,7 @@ def cancel(recipe: RecipeArg, run_id: Annotated[int, typer.Argument(
                 store.close()
         if problem is not None:
             fail(problem)
-        _to_running_engine(recipe, db, "cancel", str(run_id), describe("cancel", str(run_id)))
+        _to_running_engine(path, "cancel", str(run_id), describe("cancel", str(run_id)))
         return
     typer.echo(took(describe("cancel", str(run_id))))
 

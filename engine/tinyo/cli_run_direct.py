@@ -17,7 +17,6 @@ _FLAGS = {"--json": "json_lines", "--debug": "debug", "--verbose": "verbose", "-
           "--allow-world-writable": "allow_world_writable"}
 """``tinyo run``'s flags and the ``run_headless`` argument each sets."""
 _DECIMAL = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
-_EXECUTIONS = ("processes", "threads", "inline")
 
 
 def _seconds(text: str) -> float | None:
@@ -34,11 +33,12 @@ def _workers(text: str) -> int | None:
 
 
 def _execution(text: str) -> Any:
-    if text not in _EXECUTIONS:
-        return None
-    from .model import Execution
+    from .model import Execution  # its values are the choices: the full command line's ExecChoice mirrors them
 
-    return Execution(text)
+    try:
+        return Execution(text)
+    except ValueError:
+        return None
 
 
 def _state_file(text: str) -> str | None:

@@ -9,22 +9,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from .cli_options import Command, DbOpt, RecipeArg
+from .cli_support import EXIT_OK, fail
 from .control.paths import ControlError, log_path, state_key
 from .errors import TinyoError
 
-EXIT_OK, EXIT_USAGE = 0, 2
 _ENDING = ("stopping", "stopped")
 """An engine in these states still answers on its socket for a moment, but is going: start waits for it."""
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"tinyo: error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
 
 
 def _db_for(recipe: Path, db: str | None) -> str:
@@ -96,10 +91,10 @@ def start(
             raise EngineStopping(f"the engine on {path} (pid {client.pid}) is stopping")
         except EngineStopping as exc:  # one is stopping (a console's S, `tinyo stop`): start once it has ended
             if time.monotonic() > deadline:
-                _fail(f"{exc}, and has not ended within {timeout:g}s")
+                fail(f"{exc}, and has not ended within {timeout:g}s")
             time.sleep(0.1)
         except TinyoError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if client is not None:
         client.close()
         typer.echo(f"tinyo: an engine is already running on {path} (pid {client.pid})")
@@ -112,7 +107,7 @@ def start(
         rotate_if_full(log, log_max)  # the engine's first lines (and _reason's offset) go to a log with room
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     except OSError as exc:
-        _fail(f"cannot write the engine's log {log}: {exc.strerror or exc}")
+        fail(f"cannot write the engine's log {log}: {exc.strerror or exc}")
     offset = os.lseek(fd, 0, os.SEEK_END)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
@@ -123,7 +118,7 @@ def start(
         os.close(fd)
     while True:
         if proc.poll() is not None:
-            _fail(f"the engine did not start: {_reason(log, offset)} (log: {log})")
+            fail(f"the engine did not start: {_reason(log, offset)} (log: {log})")
         try:
             with ControlClient.connect(path, "tinyo start", timeout=max(1.0, deadline - time.monotonic())) as client:
                 pid = client.pid
@@ -135,10 +130,10 @@ def start(
         reason = _reason(log, offset, only_warning="no control channel")
         if reason:
             _end(proc)
-            _fail(f"the engine started without its control channel, so it was stopped: {reason} (log: {log})")
+            fail(f"the engine started without its control channel, so it was stopped: {reason} (log: {log})")
         if time.monotonic() > deadline:
             _end(proc)
-            _fail(f"the engine did not answer within {timeout:g}s; it was stopped (log: {log})")
+            fail(f"the engine did not answer within {timeout:g}s; it was stopped (log: {log})")
         time.sleep(0.05)
     if pid != proc.pid:
         typer.echo(f"tinyo: an engine is already running on {path} (pid {pid})")
@@ -194,11 +189,11 @@ def stop(
                 if isinstance(message, Bye):
                     break
     except ControlError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     deadline = time.monotonic() + timeout
     while _alive(client.pid):
         if time.monotonic() > deadline:
-            _fail(f"the engine (pid {client.pid}) stopped serving but its process has not ended after {timeout:g}s")
+            fail(f"the engine (pid {client.pid}) stopped serving but its process has not ended after {timeout:g}s")
         if not _locked(path) and _is_console(client.pid):
             break  # an engine embedded in a console stopped; the console itself goes on
         time.sleep(0.05)
@@ -254,9 +249,9 @@ def events(
         path = _db_for(recipe, db)
         client = running_engine(path, "tinyo events")
     except TinyoError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if client is None:
-        _fail(f"no tinyo engine is running on {path} (start one with `tinyo start {recipe}`)")
+        fail(f"no tinyo engine is running on {path} (start one with `tinyo start {recipe}`)")
     if json_lines:
         try:
             with client:
@@ -264,7 +259,7 @@ def events(
         except KeyboardInterrupt:
             pass
         except ControlError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         return
     text = TextReporter(verbose=verbose)
     try:
@@ -283,7 +278,7 @@ def events(
     except KeyboardInterrupt:
         pass
     except ControlError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         text.close()
 
@@ -293,7 +288,7 @@ def _print_json_lines(client: Any, follow: bool) -> None:
     a batch at a time."""
     from .control.client import subscribed_schema
     from .control.factwire import FactReader
-    from .control.protocol import Bye, Error, Facts, Live, Missed, Result, decode
+    from .control.protocol import Bye, Error, Facts, Live, Missed, Result, decode, encode
 
     out = sys.stdout.buffer
     reader = FactReader()
@@ -306,7 +301,7 @@ def _print_json_lines(client: Any, follow: bool) -> None:
             elif isinstance(message, Result):
                 reader = FactReader(subscribed_schema(message.value))
             elif isinstance(message, Missed):
-                batch.append(b'{"type":"missed","count":%d}\n' % message.count)
+                batch.append(encode(message))  # its own JSON line, as the engine sent it
             elif isinstance(message, Live) and not follow:
                 out.write(b"".join(batch))
                 out.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import typer
 
@@ -37,7 +37,7 @@ def add_command(app: typer.Typer, fn: Callable[..., Any], example: str) -> None:
     app.command(cls=Command, epilog=f"Example: {example}")(fn)
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> None:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``message`` as tinyo's error and exit with ``code``."""
     typer.echo(f"tinyo: error: {message}", err=True)
     raise typer.Exit(code)

@@ -352,8 +352,3 @@ class Bus:
     def _failed(self, fn: Callable[..., None], exc: BaseException) -> None:
         if len(self.errors) < 20:
             self.errors.append((fn, exc))
-
-    @property
-    def has_subscribers(self) -> bool:
-        """True when at least one subscriber listens (lets hot paths skip building events)."""
-        return bool(self._subs)

@@ -172,10 +172,6 @@ class Hub:
     def start(self) -> None:
         self._thread.start()
 
-    def on_fact(self, event: ev.BusEvent) -> None:
-        """The bus subscriber, called on the engine loop: append and wake, nothing more."""
-        self.on_facts([event])
-
     def on_facts(self, events: list[ev.BusEvent]) -> None:
         """The bus's batch subscriber (a cycle's facts): append what fits, count the rest, wake once.
 

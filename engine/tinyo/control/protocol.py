@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..arguments import ArgumentError, Spec, argument, check, field_spec
+from ..arguments import ArgumentError, Spec, argument, check, field_spec, is_a
 from . import factwire
 from .paths import ControlError
 
@@ -173,12 +173,6 @@ def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(str(exc)) from None
 
 
-def _is(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in types:
-        return False  # JSON true is not a number here
-    return isinstance(value, types)
-
-
 # ------------------------------------------------------------------------------------------ encoding
 def encode(message: Message) -> bytes:
     """One message as a JSON line (a ``Facts`` of events: their rows, as the hub sends them)."""
@@ -216,7 +210,7 @@ def decode(line: bytes) -> Message:
             continue
         value = data[f.name]
         types = _FIELD_TYPES.get(str(f.type))
-        if types is not None and not _is(value, types):
+        if types is not None and not is_a(value, types):
             raise ProtocolError(f"{kind}: field {f.name!r} must be {f.type}, got {type(value).__name__}")
         values[f.name] = value
     return cls(**values)
