@@ -26,7 +26,7 @@ from tinyo.history import History
 
 from .messages import QueryResult
 from .runlog import RunRecord
-from .state import Changes, ConsoleState, EventRow, WorkerRow
+from .state import COUNTED, Changes, ConsoleState, EventRow, WorkerRow
 from .state_stream import merged_events
 
 LOOKUPS_MAX = 100
@@ -101,9 +101,7 @@ def read(engine: Any, want: Wanted) -> Snapshot:
 def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
     """Put the engine's answers in place of what the console had (UI thread)."""
     ch = Changes(header=True, workers=True)
-    for group in snap.groups:
-        state.groups[group.pattern] = group
-        ch.groups.add(group.pattern)
+    state.set_groups(snap.groups, ch)
     for info in snap.docs:
         state.put_doc_info(info)
         ch.changed_docs.add(info.name)
@@ -111,7 +109,7 @@ def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
         state.put_des_info(des)
         ch.changed_des.add(des.des_id)
     stats = snap.stats
-    for name in ("queued", "running", "failed"):
+    for name in COUNTED:
         state.des_states[name] = getattr(stats, name)
     state.counted_until = stats.started_at + stats.uptime  # the engine's clock when it counted
     state.engine_state, state.buffered = stats.state, stats.buffered
