@@ -202,10 +202,6 @@ class EventStream:
         self._answered_events.clear()
         self._newest_event = 0
 
-    def _on_timer(self, e: ev.TimerFired, ch: Changes) -> None:
-        # The timer's event arrives as its own EventReceived(source="timer"); nothing to add here.
-        return None
-
 
 def merged_in(rows: list[R], missing: list[R], key: Callable[[R], int]) -> list[R]:
     """``missing`` (sorted by ``key``) put among ``rows``: each before the first row whose key is later
