@@ -39,6 +39,8 @@ class EventStream:
         self._answered_upto = 0
         self._answered_events: set[int] = set()
         """Ids of the events a resync's answer put in the stream (their facts, held after the gap, come later)."""
+        self._answered_events_upto = 0
+        """The highest of ``_answered_events`` (kept, not searched for on each fact)."""
         self._newest_event = 0
         """The highest event id in the stream: an event older than it arrives only after a resync."""
         self._late: list[EventRow] = []
@@ -110,8 +112,9 @@ class EventStream:
             if shown is not None and e.des_count is not None and shown.des_count != e.des_count:
                 shown.des_count, shown.version = e.des_count, shown.version + 1
                 ch.updated_events = True
-            if event_id >= max(self._answered_events):
+            if event_id >= self._answered_events_upto:
                 self._answered_events.clear()  # the stream is past the answer: none of it can come again
+                self._answered_events_upto = 0
             return
         self.events_total += 1
         self._recent.append(e.ts)
@@ -136,7 +139,9 @@ class EventStream:
 
     def answered_events(self, rows: list[EventRow]) -> None:
         """A resync's answer put these events among those shown (their facts may still come: shown once)."""
-        self._answered_events.update(row.event_id for row in rows if row.event_id is not None)
+        ids = [row.event_id for row in rows if row.event_id is not None]
+        self._answered_events.update(ids)
+        self._answered_events_upto = max(self._answered_events_upto, *ids, 0)
 
     def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
         row = self._event_by_name.get(e.event)
@@ -200,6 +205,7 @@ class EventStream:
             row.line_no = 0
         self._answered.clear()
         self._answered_events.clear()
+        self._answered_events_upto = 0
         self._newest_event = 0
 
 
