@@ -137,11 +137,21 @@ class EventStream:
             self.replace_events(merged_events(list(self.events), late))
             ch.reloaded = True
 
-    def answered_events(self, rows: list[EventRow]) -> None:
-        """A resync's answer put these events among those shown (their facts may still come: shown once)."""
-        ids = [row.event_id for row in rows if row.event_id is not None]
-        self._answered_events.update(ids)
-        self._answered_events_upto = max(self._answered_events_upto, *ids, 0)
+    def merge_events(self, rows: list[EventRow], ch: Changes) -> int:
+        """Put the engine's recent events ``rows`` that the stream lacks among its rows, by event id: the events
+        of a gap in the facts, not those older than the oldest it shows nor those it has; those whose facts
+        come afterwards are not shown twice. How many went in."""
+        known = {row.event_id for row in self.events if row.event_id is not None}
+        oldest = min(known, default=0)
+        missing = [row for row in rows
+                   if row.event_id is not None and row.event_id > oldest and row.event_id not in known]
+        if missing:
+            self.replace_events(merged_events(list(self.events), missing))
+            ids = [row.event_id for row in missing if row.event_id is not None]
+            self._answered_events.update(ids)  # their facts may still come: shown once
+            self._answered_events_upto = max(self._answered_events_upto, *ids)
+            ch.reloaded = ch.header = True
+        return len(missing)
 
     def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
         row = self._event_by_name.get(e.event)
