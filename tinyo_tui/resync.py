@@ -26,8 +26,7 @@ from tinyo.history import History
 
 from .messages import QueryResult
 from .runlog import RunRecord
-from .state import Changes, ConsoleState, EventRow, WorkerRow
-from .state_stream import merged_events
+from .state import COUNTED, Changes, ConsoleState, EventRow, WorkerRow
 
 LOOKUPS_MAX = 100
 """The most DES whose runs are looked up one by one (each a query): the runs last seen running."""
@@ -101,9 +100,7 @@ def read(engine: Any, want: Wanted) -> Snapshot:
 def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
     """Put the engine's answers in place of what the console had (UI thread)."""
     ch = Changes(header=True, workers=True)
-    for group in snap.groups:
-        state.groups[group.pattern] = group
-        ch.groups.add(group.pattern)
+    state.set_groups(snap.groups, ch)
     for info in snap.docs:
         state.put_doc_info(info)
         ch.changed_docs.add(info.name)
@@ -111,7 +108,7 @@ def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
         state.put_des_info(des)
         ch.changed_des.add(des.des_id)
     stats = snap.stats
-    for name in ("queued", "running", "failed"):
+    for name in COUNTED:
         state.des_states[name] = getattr(stats, name)
     state.counted_until = stats.started_at + stats.uptime  # the engine's clock when it counted
     state.engine_state, state.buffered = stats.state, stats.buffered
@@ -137,15 +134,9 @@ def apply(state: ConsoleState, snap: Snapshot, now: float) -> Changes:
 
 def _past(state: ConsoleState, past: History, ch: Changes) -> None:
     """The events and runs the console missed, from the engine's record, among those it shows."""
-    known = {row.event_id for row in state.events if row.event_id is not None}
-    oldest = min(known, default=0)
-    missing = [EventRow(0, e.ts, "timer" if e.source == "timer" else "event", e.source, e.name,  # type: ignore[arg-type]
-                        event_id=e.event_id, des_count=e.des_count)
-               for e in past.events if e.event_id > oldest and e.event_id not in known]  # the gap's, not older
-    if missing:
-        state.replace_events(merged_events(list(state.events), missing))
-        state.answered_events(missing)
-        ch.reloaded = ch.header = True
+    rows = [EventRow(0, e.ts, "timer" if e.source == "timer" else "event", e.source,  # type: ignore[arg-type]
+                     e.name, event_id=e.event_id, des_count=e.des_count) for e in past.events]
+    state.merge_events(rows, ch)
     for run in past.runs:
         if state.runs.get(run.run_id) is None:
             state.runs.add(RunRecord(run.run_id, run.des_id, run.op, run.worker, run.start, run.end, run.status,

@@ -75,13 +75,13 @@ class ConsoleState(WorkTracker):
         return ch
 
 
-# Routed by exact type, one dict lookup per fact: floods arrive in batches of thousands.
+# Routed by exact type, one dict lookup per fact: floods arrive in batches of thousands. A fact with no
+# handler changes nothing shown (a ``TimerFired``'s event comes as its own ``EventReceived``).
 _HANDLERS = {
     ev.EventReceived: ConsoleState._on_received,
     ev.GeneratorError: ConsoleState._on_generator_error,
     ev.DESRejectedEvent: ConsoleState._on_rejected,
     ev.EngineNotice: ConsoleState._on_notice,
-    ev.TimerFired: ConsoleState._on_timer,
     ev.DESRegistered: ConsoleState._on_registered,
     ev.DESStateChanged: ConsoleState._on_state,
     ev.OpStarted: ConsoleState._on_op_started,

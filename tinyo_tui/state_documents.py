@@ -64,7 +64,7 @@ class DocumentCache(EventStream):
                 del self.des[des_id]
 
     def set_groups(self, groups: list[GroupSummary], ch: Changes) -> None:
-        """Seed the group counts (start-up)."""
+        """Put the engine's group counts in place (start-up, a resync)."""
         for group in groups:
             self.groups[group.pattern] = group
             ch.groups.add(group.pattern)

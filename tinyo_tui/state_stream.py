@@ -39,6 +39,8 @@ class EventStream:
         self._answered_upto = 0
         self._answered_events: set[int] = set()
         """Ids of the events a resync's answer put in the stream (their facts, held after the gap, come later)."""
+        self._answered_events_upto = 0
+        """The highest of ``_answered_events`` (kept, not searched for on each fact)."""
         self._newest_event = 0
         """The highest event id in the stream: an event older than it arrives only after a resync."""
         self._late: list[EventRow] = []
@@ -110,8 +112,9 @@ class EventStream:
             if shown is not None and e.des_count is not None and shown.des_count != e.des_count:
                 shown.des_count, shown.version = e.des_count, shown.version + 1
                 ch.updated_events = True
-            if event_id >= max(self._answered_events):
+            if event_id >= self._answered_events_upto:
                 self._answered_events.clear()  # the stream is past the answer: none of it can come again
+                self._answered_events_upto = 0
             return
         self.events_total += 1
         self._recent.append(e.ts)
@@ -134,9 +137,21 @@ class EventStream:
             self.replace_events(merged_events(list(self.events), late))
             ch.reloaded = True
 
-    def answered_events(self, rows: list[EventRow]) -> None:
-        """A resync's answer put these events among those shown (their facts may still come: shown once)."""
-        self._answered_events.update(row.event_id for row in rows if row.event_id is not None)
+    def merge_events(self, rows: list[EventRow], ch: Changes) -> int:
+        """Put the engine's recent events ``rows`` that the stream lacks among its rows, by event id: the events
+        of a gap in the facts, not those older than the oldest it shows nor those it has; those whose facts
+        come afterwards are not shown twice. How many went in."""
+        known = {row.event_id for row in self.events if row.event_id is not None}
+        oldest = min(known, default=0)
+        missing = [row for row in rows
+                   if row.event_id is not None and row.event_id > oldest and row.event_id not in known]
+        if missing:
+            self.replace_events(merged_events(list(self.events), missing))
+            ids = [row.event_id for row in missing if row.event_id is not None]
+            self._answered_events.update(ids)  # their facts may still come: shown once
+            self._answered_events_upto = max(self._answered_events_upto, *ids)
+            ch.reloaded = ch.header = True
+        return len(missing)
 
     def _on_generator_error(self, e: ev.GeneratorError, ch: Changes) -> None:
         row = self._event_by_name.get(e.event)
@@ -200,11 +215,8 @@ class EventStream:
             row.line_no = 0
         self._answered.clear()
         self._answered_events.clear()
+        self._answered_events_upto = 0
         self._newest_event = 0
-
-    def _on_timer(self, e: ev.TimerFired, ch: Changes) -> None:
-        # The timer's event arrives as its own EventReceived(source="timer"); nothing to add here.
-        return None
 
 
 def merged_in(rows: list[R], missing: list[R], key: Callable[[R], int]) -> list[R]:
