@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from tinyo import events as ev
-from tinyo.clock import ManualClock
 from tinyo.core.loop import Loop
 from tinyo.core.registration import REGISTER_SLICE
 from tinyo.generators import Emission
-from tinyo.model import DES, Config, Execution
-from tinyo.recipe import OpResolver, load_recipe
+from tinyo.model import DES, Config
 from tinyo.store import Store
+
+from test_engine_parts import wire_loop
 
 RECIPE = '''
 from tinyo import Execution, TinyOConfig, meta_task
@@ -46,17 +46,8 @@ def make_loop(tmp_path: Path) -> Iterator[Callable[[str], Loop]]:
     def make(name: str) -> Loop:
         folder = tmp_path / name
         folder.mkdir()
-        path = folder / "recipe.py"
-        path.write_text(RECIPE.replace("DB_PATH", repr(str(folder / "state.db"))))
-        recipe = load_recipe(path)
-        store = Store(str(folder / "state.db"))
-        stores.append(store)
-        bus = ev.Bus()
-        published: list[ev.BusEvent] = []
-        bus.subscribe(published.append)
-        loop = Loop(recipe, store, bus, ManualClock(), OpResolver(recipe.module, recipe.path), Execution.INLINE, 1,
-                    None, watch=False)
-        loop.published = published  # type: ignore[attr-defined]
+        loop = wire_loop(folder, RECIPE)
+        stores.append(loop.store)
         return loop
 
     yield make

@@ -36,22 +36,28 @@ config = TinyOConfig(sql_conn=DB_PATH, dirs=[], execution=Execution.INLINE, retr
 '''
 
 
-@pytest.fixture
-def parts(tmp_path: Path):
-    """A loop's parts wired as the engine wires them, on a real state file, never started."""
-    path = tmp_path / "recipe.py"
-    path.write_text(RECIPE.replace("DB_PATH", repr(str(tmp_path / "state.db"))))
+def wire_loop(folder: Path, recipe_text: str) -> Loop:
+    """A loop's parts wired as the engine wires them, on a real state file in ``folder``, never started;
+    ``recipe_text`` names the state file DB_PATH. The facts it publishes are in ``loop.published``."""
+    path = folder / "recipe.py"
+    path.write_text(recipe_text.replace("DB_PATH", repr(str(folder / "state.db"))))
     recipe = load_recipe(path)
-    store = Store(str(tmp_path / "state.db"))
-    clock = ManualClock()
+    store = Store(str(folder / "state.db"))
     bus = ev.Bus()
     published: list[ev.BusEvent] = []
     bus.subscribe(published.append)
-    loop = Loop(recipe, store, bus, clock, OpResolver(recipe.module, recipe.path), Execution.INLINE, 1, None,
+    loop = Loop(recipe, store, bus, ManualClock(), OpResolver(recipe.module, recipe.path), Execution.INLINE, 1, None,
                 watch=False)
     loop.published = published  # type: ignore[attr-defined]
+    return loop
+
+
+@pytest.fixture
+def parts(tmp_path: Path):
+    """A loop's parts wired as the engine wires them, on a real state file, never started."""
+    loop = wire_loop(tmp_path, RECIPE)
     yield loop
-    store.close()
+    loop.store.close()
 
 
 def _des(loop: Loop, deps: list[str], targs: list[str]) -> DES:
@@ -371,13 +377,8 @@ def test_a_recipe_s_own_maxevents_is_the_most_events_a_cycle_feeds_before_it_dis
     from tinyo.core import loop as loop_module
 
     monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)
-    path = tmp_path / "recipe.py"
-    path.write_text(RECIPE.replace("DB_PATH", repr(str(tmp_path / "state.db"))).replace(
-        "retries=2,", "retries=2, maxevents=7,"))
-    recipe = load_recipe(path)
-    store = Store(str(tmp_path / "state.db"))
-    loop = Loop(recipe, store, ev.Bus(), ManualClock(), OpResolver(recipe.module, recipe.path), Execution.INLINE,
-                1, None, watch=False)
+    loop = wire_loop(tmp_path, RECIPE.replace("retries=2,", "retries=2, maxevents=7,"))
+    store = loop.store
     try:
         calls: list[int] = []
         run = loop.generators.run
