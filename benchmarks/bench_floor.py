@@ -192,14 +192,19 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
     producer: dict[str, str] = {}
     groups: dict[str, list[Any]] = {}  # pattern -> [count, first]
     open_runs: dict[int, tuple[str, str, str, str, frozenset[str]]] = {}
-    refs: dict[Any, str] = {}
     ready: deque[tuple[Any, ...]] = deque()
     facts: deque[Any] = deque(maxlen=100_000)
     held: list[tuple[str, int, int, str]] = []
     first_held = last_seen = 0.0
     event_id, run_id, des_n = (conn.execute(f"SELECT coalesce(max({c}), 0) FROM {t}").fetchone()[0]
                                for c, t in (("id", "events"), ("id", "runs"), ("n", "des")))
-    blobs: dict[tuple[Any, ...], bytes] = {}  # a DES's ops as stored, by their refs and Config values
+    shapes: dict[tuple[Any, ...], tuple[bytes, tuple[str, ...], str, str]] = {}  # by the ops' callables and Configs
+    known: set[str] = set()  # DES ids stored
+    readers: set[str] = set()  # documents some DES reads
+
+    def jlist(names: Any) -> str:
+        return "[" + ", ".join(map(jstr, names)) + "]"
+
     parts = [0] * len(PARTS)
     stats = {"cycles": 0, "commits": 0, "events": 0, "runs_done": 0, "facts": 0, "chunks": 0}
     clock = time.thread_time_ns
@@ -275,8 +280,8 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
             batch, held = held[:BATCH], held[BATCH:]
             for item in batch:
                 path = item[0]
-                known = seen.get(path)
-                if known is not None and known[2] == item[3]:
+                was = seen.get(path)
+                if was is not None and was[2] == item[3]:
                     continue  # same content: no event (Guarantees 1)
                 seen[path] = item[1:]
                 event_id += 1
@@ -306,35 +311,40 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
             counts.append(str(len(made)))
             for des in made:
                 des_id = des.id
+                if des_id in known:
+                    continue  # emitted again: nothing new to store
                 targs = des.targs
-                if any(producer.get(targ, des_id) != des_id for targ in targs):
-                    continue  # a second producer is refused (the floor tells no rejection)
-                deps = sorted(des.deps)
-                ops = tuple((refs.get(fn) or refs.setdefault(fn, resolver.ref(fn)), cfg) for fn, cfg in des.ops)
-                key = tuple((ref, canonical(cfg)) for ref, cfg in ops)
-                blob = blobs.get(key)
-                if blob is None:
-                    blob = blobs[key] = dumps(list(ops), HIGHEST_PROTOCOL)
-                names = [ref.partition(":")[2] for ref, _ in ops]
+                if any([producer.get(targ, des_id) != des_id or targ in readers for targ in targs]):
+                    continue  # a second producer, or a target something reads (a cycle's walk): not in a burst
+                known.add(des_id)
+                deps_set = des.deps
+                deps = sorted(deps_set) if len(deps_set) > 1 else list(deps_set)
+                shape_key = tuple([(fn, canonical(cfg)) for fn, cfg in des.ops])
+                shape = shapes.get(shape_key)
+                if shape is None:  # the first DES with these ops: their refs, stored bytes, names
+                    ops = [(resolver.ref(fn), cfg) for fn, cfg in des.ops]
+                    names = tuple(ref.partition(":")[2] for ref, _ in ops)
+                    shape = shapes[shape_key] = (dumps(ops, HIGHEST_PROTOCOL), names, "+".join(names), jlist(names))
+                blob, names, op, ops_desc = shape
                 des_n += 1
-                des_rows.append((des_n, des_id, "[" + ", ".join(map(jstr, deps)) + "]",
-                                 "[" + ", ".join(map(jstr, sorted(targs))) + "]", "[" + ", ".join(map(jstr, names)) + "]",
-                                 blob, gen, path, now))
-                consumer_rows.extend((dep, des_id) for dep in deps)
+                sorted_targs = sorted(targs) if len(targs) > 1 else list(targs)
+                des_rows.append((des_n, des_id, jlist(deps), jlist(sorted_targs), ops_desc, blob, gen, path, now))
+                for dep in deps:
+                    consumer_rows.append((dep, des_id))
+                    readers.add(dep)
                 for targ in targs:
                     producer[targ] = des_id
                     grp = group_key(targ)
                     grouped.append((grp, targ))
                     target_docs.append((targ, grp, des_id))
-                queued = all(dep in version for dep in deps)  # ready: every dep has a version, never built
+                queued = all([dep in version for dep in deps])  # ready: every dep has a version, never built
                 registered.append((des, des_id, names, gen, path, queued))
                 if queued:
                     run_id += 1
-                    trace = "{" + ", ".join(f"{jstr(dep)}: {version[dep]}" for dep in deps) + "}"
+                    trace = "{" + ", ".join([f"{jstr(dep)}: {version[dep]}" for dep in deps]) + "}"
                     run_rows.append((run_id, des_id, 1, None, None, "queued", trace, des_n))
-                    op = "+".join(names)
-                    open_runs[run_id] = (des_id, op, trace, sorted(targs), targs)
-                    ready.append((run_id, des_id, 1, blob, des.deps, targs))
+                    open_runs[run_id] = (des_id, op, trace, sorted_targs, targs)
+                    ready.append((run_id, des_id, 1, blob, deps_set, targs))
         t = clock()
         parts[REGISTER] += t - t1
         # ---- outcomes read since the last commit
@@ -386,7 +396,7 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
                 told.append(ev.DocumentUpdated(now, path, doc[1], "event"))
                 told.append(ev.EventReceived(now, eid, path, "file", now, len(made), 0))
             for des, des_id, names, gen, path, queued in registered:
-                told.append(ev.DESRegistered(now, des_id, des.deps, des.targs, tuple(names), gen, path))
+                told.append(ev.DESRegistered(now, des_id, des.deps, des.targs, names, gen, path))
                 if queued:
                     told.append(ev.DESStateChanged(now, des_id, "queued", "queued: never built", "new",
                                                    tuple(sorted(des.targs))))
