@@ -103,8 +103,11 @@ def worker(inp: Any, out: Any, name: str, resolve: Any) -> None:
         out.send(done)
 
 
-def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> None:
+def serve(inbox: str, db: str, marker: str, recipe_path: str, variant: str) -> None:
+    """The floor: ``variant`` is ``process`` or ``watchdog`` (the watcher), with ``+sql-thread`` to write
+    each cycle's transaction on a thread of its own while the main thread takes the next batch in."""
     import fcntl
+    import queue
     import gc
     import select
     import signal
@@ -142,7 +145,8 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(SCHEMA)
     poller = select.poll()
-    wake_r = -1
+    wake_r = commit_r = -1
+    watcher = variant.split("+")[0]
     if watcher == "process":
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -206,6 +210,7 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
         return "[" + ", ".join(map(jstr, names)) + "]"
 
     parts = [0] * len(PARTS)
+    sql_ns: dict[str, int] = {}  # the SQL part by statement
     stats = {"cycles": 0, "commits": 0, "events": 0, "runs_done": 0, "facts": 0, "chunks": 0}
     clock = time.thread_time_ns
     mono, now_ts = time.monotonic, time.time
@@ -213,9 +218,41 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
 
     def stop(*_: Any) -> None:
         stats["parts_ns"] = dict(zip(PARTS, parts))
+        stats["sql_ns"] = sql_ns
         stats["main_thread_s"] = time.thread_time() - base
+        if sql_queue is not None:
+            stats["sql_thread_s"] = sum(sql_ns.values()) / 1e9
         Path(db).with_name("floor-stats.json").write_text(json.dumps(stats))
         os._exit(0)
+
+    def write(batch: list[tuple[str, str, list[tuple[Any, ...]]]]) -> None:
+        t0 = clock()
+        conn.execute("BEGIN IMMEDIATE")
+        for label, statement, rows in [("begin", "", None), *batch, ("commit", "COMMIT", None)]:
+            if rows:
+                conn.executemany(statement, rows)
+            elif rows is None and statement:
+                conn.execute(statement)
+            t1 = clock()
+            sql_ns[label] = sql_ns.get(label, 0) + t1 - t0
+            t0 = t1
+        stats["commits"] += 1
+
+    sql_queue: queue.Queue[Any] | None = None
+    committed: deque[tuple[list[Any], list[Any]]] = deque()
+    if variant.endswith("+sql-thread"):
+        sql_queue = queue.Queue(maxsize=2)
+        commit_r, commit_w = os.pipe()
+        poller.register(commit_r, select.POLLIN)
+
+        def writer() -> None:  # the only user of the connection from here on
+            while True:
+                batch, new_tasks, told = sql_queue.get()
+                write(batch)
+                committed.append((new_tasks, told))
+                os.write(commit_w, b"x")
+
+        threading.Thread(target=writer, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     trail: list[tuple[float, int, int, int]] = []  # the first cycles: (when, events, outcomes, waiting to go)
@@ -249,6 +286,12 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
                 t = clock()
                 parts[HASH] += t - t1
                 last_seen = mono()
+            elif fd == commit_r:  # a transaction written: its runs go to the workers, its facts out
+                os.read(commit_r, 4096)
+                while committed:
+                    new_tasks, told = committed.popleft()
+                    ready.extend(new_tasks)
+                    facts.extend(told)
             elif fd in by_fd:
                 done_pipe, name = by_fd[fd]
                 while True:  # every chunk done so far (each frees room for another)
@@ -302,7 +345,7 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
         parts[GENERATOR] += t1 - t
         # ---- registration, documents, readiness, run rows
         file_docs, des_rows, consumer_rows, target_docs, run_rows, counts, grouped = [], [], [], [], [], [], []
-        registered = []
+        registered, new_tasks = [], []
         for eid, (path, mtime_ns, size, digest), gen, made in emitted:
             v = version[path] = version.get(path, 0) + 1
             grp = group_key(path)
@@ -344,7 +387,7 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
                     trace = "{" + ", ".join([f"{jstr(dep)}: {version[dep]}" for dep in deps]) + "}"
                     run_rows.append((run_id, des_id, 1, None, None, "queued", trace, des_n))
                     open_runs[run_id] = (des_id, op, trace, sorted_targs, targs)
-                    ready.append((run_id, des_id, 1, blob, deps_set, targs))
+                    new_tasks.append((run_id, des_id, 1, blob, deps_set, targs))
         t = clock()
         parts[REGISTER] += t - t1
         # ---- outcomes read since the last commit
@@ -362,36 +405,9 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
         stats["runs_done"] += len(outcomes)
         t1 = clock()
         parts[OUTCOMES] += t1 - t
-        # ---- one transaction, committed before any op is handed over
-        conn.execute("BEGIN IMMEDIATE")
-        if events:
-            conn.executemany(DEFERRED["events"], event_rows)
-            conn.executemany(FILE_DOC, file_docs)
-            conn.executemany(DES_ROW, des_rows)
-            conn.executemany(DEFERRED["consumers"], consumer_rows)
-            conn.executemany(TARGET_DOC, target_docs)
-            conn.executemany(RUN_ROW, run_rows)
-            conn.execute(DEFERRED["processed"], (events[-1][0], events[0][0], ",".join(counts)))
-        if outcomes:
-            conn.executemany(sql_finish, finish_rows)
-            conn.executemany(sql_des_state, des_states)
-            conn.executemany(TARGET_VERSION, target_versions)
-        conn.execute("COMMIT")
-        stats["commits"] += 1
-        t = clock()
-        parts[SQL] += t - t1
-        # ---- hand-over: chunks to the workers with room
-        for task_pipe, _, name in pipes:
-            while ready and in_flight[name] < IN_FLIGHT:
-                size = min(CHUNK, max(1, len(ready) // 2))
-                task_pipe.send([ready.popleft() for _ in range(size)])
-                in_flight[name] += 1
-                stats["chunks"] += 1
-        t1 = clock()
-        parts[HANDOVER] += t1 - t
-        # ---- facts, after the commit
+        # ---- facts, held until the commit (the bus tells nothing before it: Guarantees 1)
+        told: list[Any] = []
         if events or outcomes:
-            told: list[Any] = []
             for (eid, (path, *_), gen, made), doc in zip(emitted, file_docs):
                 told.append(ev.DocumentUpdated(now, path, doc[1], "event"))
                 told.append(ev.EventReceived(now, eid, path, "file", now, len(made), 0))
@@ -414,9 +430,33 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
             if touched:
                 told.append(ev.GroupsChanged(now, tuple(GroupSummary(key, count, first, (("source", count),))
                                                         for key, (count, first) in touched.items())))
-            facts.extend(told)
             stats["facts"] += len(told)
-        parts[FACTS] += clock() - t1
+        t = clock()
+        parts[FACTS] += t - t1
+        # ---- one transaction, committed before any op is handed over (Guarantees 2)
+        if events or outcomes:
+            batch = [("events", DEFERRED["events"], event_rows), ("file documents", FILE_DOC, file_docs),
+                     ("des", DES_ROW, des_rows), ("consumers", DEFERRED["consumers"], consumer_rows),
+                     ("target documents", TARGET_DOC, target_docs), ("runs opened", RUN_ROW, run_rows),
+                     ("watermark", DEFERRED["processed"], [(events[-1][0], events[0][0], ",".join(counts))] if events else []),
+                     ("runs' outcomes", sql_finish, finish_rows), ("des states", sql_des_state, des_states),
+                     ("target versions", TARGET_VERSION, target_versions)]
+            if sql_queue is None:
+                write(batch)
+                ready.extend(new_tasks)
+                facts.extend(told)
+            else:
+                sql_queue.put((batch, new_tasks, told))  # bounded: a writer behind holds the loop back
+        t1 = clock()
+        parts[SQL] += t1 - t
+        # ---- hand-over: chunks to the workers with room
+        for task_pipe, _, name in pipes:
+            while ready and in_flight[name] < IN_FLIGHT:
+                size = min(CHUNK, max(1, len(ready) // 2))
+                task_pipe.send([ready.popleft() for _ in range(size)])
+                in_flight[name] += 1
+                stats["chunks"] += 1
+        parts[HANDOVER] += clock() - t1
         if len(trail) < 500:
             trail.append((round(mono(), 4), len(events), len(outcomes), len(ready)))
 
@@ -424,9 +464,9 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, watcher: str) -> N
 # ============================================================================ the harness
 
 
-def floor_script(watcher: str) -> Any:
+def floor_script(variant: str) -> Any:
     def script(inbox: Path, db: Path, marker: Path, recipe: Path) -> list[str]:
-        return [bb.PY, __file__, "--serve", str(inbox), str(db), str(marker), str(recipe), watcher]
+        return [bb.PY, __file__, "--serve", str(inbox), str(db), str(marker), str(recipe), variant]
     return script
 
 
@@ -458,20 +498,22 @@ CASES = {
     "plain": {},
     "floor": {"script": floor_script("process"), "collect": floor_stats},
     "floor_watchdog": {"script": floor_script("watchdog"), "collect": floor_stats},
+    "floor_sqlthread": {"script": floor_script("process+sql-thread"), "collect": floor_stats},
     "text": {"collect": lambda work: {"rows": state_rows(work)}},
 }
 """The cases: the plain pipeline (the baseline), the floor with tinyo's watcher process or with watchdog in
-its process (as the plain pipeline has it), and ``tinyo run`` with its text log on a pty."""
+its process (as the plain pipeline has it), or with each transaction written on a thread of its own (not in
+the default cases: a lever for lag, not for CPU), and ``tinyo run`` with its text log on a pty."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default="plain,floor,floor_watchdog,text")
     parser.add_argument("--quick", action="store_true", help="1,000 files, 1 round")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--serve", nargs=5, metavar=("INBOX", "DB", "MARKER", "RECIPE", "WATCHER"),
+    parser.add_argument("--serve", nargs=5, metavar=("INBOX", "DB", "MARKER", "RECIPE", "VARIANT"),
                         help="run the floor program itself (what the harness starts)")
     args = parser.parse_args()
     if args.serve:
@@ -515,11 +557,15 @@ def summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
     stats = [s for s in stats if "parts_ns" in s]
     if stats:
         out["main_thread_us"] = statistics.median(s["main_thread_s"] for s in stats) * us
+        if "sql_thread_s" in stats[0]:
+            out["sql_thread_us"] = statistics.median(s["sql_thread_s"] for s in stats) * us
         for part in PARTS:
             out[f"{part}_us"] = statistics.median(s["parts_ns"][part] for s in stats) / 1e3 / n
         for key in ("cycles", "commits", "chunks"):
             out[key] = statistics.median(s[key] for s in stats)
         out["facts_per_file"] = statistics.median(s["facts"] for s in stats) / n
+        out["sql_by_statement_us"] = {label: statistics.median(s["sql_ns"].get(label, 0) for s in stats) / 1e3 / n
+                                      for label in stats[0]["sql_ns"]}
     return out
 
 
@@ -534,6 +580,7 @@ def report(res: dict[str, Any]) -> None:
             ("  x plain", None, None), ("  main process", "main_us", "{:.0f}"), ("  watcher process", "watcher_us", "{:.0f}"),
             ("  worker processes", "workers_us", "{:.0f}"), ("  main thread (floor)", "main_thread_us", "{:.0f}")]
     rows += [(f"    {part}", f"{part}_us", "{:.1f}") for part in PARTS]
+    rows += [("  SQL thread (floor_sqlthread)", "sql_thread_us", "{:.0f}")]
     rows += [("cycles (commits)", "commits", "{:.0f}"), ("facts per file", "facts_per_file", "{:.2f}"),
              ("exactly once", "exactly_once", "{}")]
     print(f"\n{'per file':<30}" + "".join(f"{c:>16}" for c in cols))
@@ -550,6 +597,11 @@ def report(res: dict[str, Any]) -> None:
         print(f"{label:<30}" + "".join(f"{x:>16}" for x in cells))
         last = key or last
     print("goals (issue 14): tinyo run lag <= 2x, CPU <= 3x the plain pipeline's")
+    floors = [c for c in cols if "sql_by_statement_us" in cases[c]]
+    if floors:
+        print(f"\nthe floor's SQL by statement, us per file{'':<4}" + "".join(f"{c:>16}" for c in floors))
+        for label in cases[floors[0]]["sql_by_statement_us"]:
+            print(f"  {label:<42}" + "".join(f"{cases[c]['sql_by_statement_us'].get(label, 0):>16.1f}" for c in floors))
 
 
 if __name__ == "__main__":
