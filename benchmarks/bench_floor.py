@@ -597,6 +597,19 @@ def report(res: dict[str, Any]) -> None:
         print(f"{label:<30}" + "".join(f"{x:>16}" for x in cells))
         last = key or last
     print("goals (issue 14): tinyo run lag <= 2x, CPU <= 3x the plain pipeline's")
+    if base and "floor" in cases:
+        f = cases["floor"]
+        print(f"\nwhat the floor says: its CPU is {f['cpu_us']:.0f} us per file, {f['cpu_us'] / base['cpu_us']:.2f}x the plain "
+              f"pipeline's; CPU <= 3x ({3 * base['cpu_us']:.0f} us) leaves {3 * base['cpu_us'] - f['cpu_us']:.0f} us per file "
+              f"for everything an engine does beyond the floor")
+        if "text" in cases:
+            t = cases["text"]
+            print(f"tinyo run spends {t['cpu_us'] - f['cpu_us']:.0f} us per file above it: its main process "
+                  f"{t['main_us'] - f['main_us']:+.0f}, watcher {t['watcher_us'] - f['watcher_us']:+.0f}, workers "
+                  f"{t['workers_us'] - f['workers_us']:+.0f}")
+        print(f"the floor's lag is {f['lag_s'] / base['lag_s']:.2f}x the plain pipeline's: a burst is bound by one thread "
+              f"(its main thread {f.get('main_thread_us', 0):.0f} us per file, the plain pipeline's process "
+              f"{base['main_us']:.0f} us) and, on 2 CPUs, by the CPU of every process")
     floors = [c for c in cols if "sql_by_statement_us" in cases[c]]
     if floors:
         print(f"\nthe floor's SQL by statement, us per file{'':<4}" + "".join(f"{c:>16}" for c in floors))
