@@ -71,6 +71,54 @@ its process (as the plain pipeline has it), or with each transaction written on 
 the default cases: a lever for lag, not for CPU), and ``tinyo run`` with its text log on a pty."""
 
 
+def alone(n: int = 10_000) -> dict[str, float]:
+    """Parts of the floor's main thread timed by themselves (best of 7, process CPU, us per file): the DES id,
+    the two group keys, and the 7 facts per file as ``tinyo.events`` dataclasses and as plain tuples."""
+    sys.path.insert(0, str(bb.ENGINE))
+    from tinyo import events as ev
+    from tinyo.groups import group_key
+    from tinyo.recipe import load_recipe
+
+    work = Path(bb.tempfile.mkdtemp(prefix="bench-floor-alone-", dir=bb.TMPFS))
+    try:
+        recipe = work / "recipe.py"
+        recipe.write_text(bb.BURST_RECIPE.format(marker=str(work / "m"), db=str(work / "s.db"), inbox=str(work)))
+        fn = load_recipe(recipe).roots[0].fn
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    paths = [f"{work}/in/f_{i:06d}.dat" for i in range(n)]
+    now, d = time.time(), "0123456789abcdef"
+
+    def facts(des: list[Any]) -> None:
+        for p, x in zip(paths, des):
+            ev.DocumentUpdated(now, p, 1, "event"), ev.EventReceived(now, 1, p, "file", now, 1, 0)
+            ev.DESRegistered(now, d, x.deps, x.targs, ("mark",), "on_file", p)
+            ev.DESStateChanged(now, d, "queued", "queued: never built", "new", (p,))
+            ev.OpStarted(now, 1, d, "mark", "w1", 1, x.targs), ev.OpFinished(now, 1, d, "mark", "w1", 0.001, None)
+            ev.DocumentUpdated(now, "done " + p, 1, d)
+
+    def tuples(des: list[Any]) -> None:
+        for p, x in zip(paths, des):
+            (0, now, p, 1, "event"), (1, now, 1, p, "file", now, 1, 0), (2, now, d, x.deps, x.targs, ("mark",), "on_file", p)
+            (3, now, d, "queued", "queued: never built", "new", (p,)), (4, now, 1, d, "mark", "w1", 1, x.targs)
+            (5, now, 1, d, "mark", "w1", 0.001, None), (0, now, "done " + p, 1, d)
+
+    parts = {"the generator (building the DES)": lambda des: [fn(p) for p in paths],
+             "the DES id": lambda des: [x.id for x in des],
+             "two group keys": lambda des: [(group_key(p), group_key("done " + p)) for p in paths],
+             "7 facts, tinyo.events dataclasses": facts, "7 facts, tuples": tuples}
+    out = {}
+    for label, part in parts.items():
+        best = float("inf")
+        for _ in range(7):
+            des = [fn(p)[1][0] for p in paths]  # fresh: a DES keeps its id once computed
+            t0 = time.process_time()
+            part(des)
+            best = min(best, time.process_time() - t0)
+        out[label] = best / n * 1e6
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
@@ -93,6 +141,7 @@ def main() -> int:
     res["load_after"] = os.getloadavg()
     res["seconds"] = time.perf_counter() - t0
     res["cases"] = {case: summary(r, args.files) for case, r in rounds.items()}
+    res["alone_us"] = alone()
     res["rounds_detail"] = rounds
     report(res)
     if args.json:
@@ -167,6 +216,10 @@ def report(res: dict[str, Any]) -> None:
         print(f"the floor's lag is {f['lag_s'] / base['lag_s']:.2f}x the plain pipeline's: a burst is bound by one thread "
               f"(its main thread {f.get('main_thread_us', 0):.0f} us per file, the plain pipeline's process "
               f"{base['main_us']:.0f} us) and, on 2 CPUs, by the CPU of every process")
+    if "alone_us" in res:
+        print("\nparts of the floor's main thread timed by themselves, us per file (best of 7)")
+        for label, value in res["alone_us"].items():
+            print(f"  {label:<42}{value:>16.2f}")
     floors = [c for c in cols if "sql_by_statement_us" in cases[c]]
     if floors:
         print(f"\nthe floor's SQL by statement, us per file{'':<4}" + "".join(f"{c:>16}" for c in floors))
