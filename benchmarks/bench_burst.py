@@ -143,10 +143,11 @@ main()
 WRITER = r"""
 import json, os, sys, time
 folder, n = sys.argv[1], int(sys.argv[2])
+first = time.time()
 for i in range(n):
     with open(os.path.join(folder, f"f_{i:06d}.dat"), "w") as fh:
         fh.write(f"{i}\n")
-print(json.dumps({"last_close": time.time()}))
+print(json.dumps({"first": first, "last_close": time.time()}))
 """
 
 
@@ -301,7 +302,8 @@ def burst_case(kind: str, n: int, timeout: float, script: Script | None = None,
         cpu0 = tree_cpu(proc.pid)
         procs0 = cpu_by_process(proc.pid)
         out = subprocess.run([PY, "-c", WRITER, str(inbox), str(n)], check=True, capture_output=True, text=True)
-        last_close = json.loads(out.stdout)["last_close"]
+        written = json.loads(out.stdout)
+        last_close = written["last_close"]
         done = wait_lines(marker, warm + n, timeout, proc)
         cpu = tree_cpu(proc.pid) - cpu0
         procs: dict[str, float] = {}
@@ -335,7 +337,7 @@ def burst_case(kind: str, n: int, timeout: float, script: Script | None = None,
             conn.close()
         once = once and runs == (n + warm, n + warm, n + warm)
     shutil.rmtree(work, ignore_errors=True)
-    return {"lag_s": last_op - last_close, "cpu_s": cpu, "exactly_once": once, "done": done,
+    return {"lag_s": last_op - last_close, "span_s": last_op - written["first"], "cpu_s": cpu, "exactly_once": once, "done": done,
             "marker_lines": len(burst), "distinct": len(set(burst)), "state_runs": runs, "log_lines": reader.lines,
             "procs": procs, "collected": collected}
 

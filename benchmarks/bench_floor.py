@@ -153,6 +153,7 @@ def summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
     """Medians of the rounds, CPU in microseconds per file."""
     us = 1e6 / n
     out: dict[str, Any] = {"lag_s": statistics.median(r["lag_s"] for r in rows),
+                           "span_s": statistics.median(r["span_s"] for r in rows),
                            "cpu_us": statistics.median(r["cpu_s"] for r in rows) * us,
                            "exactly_once": all(r["exactly_once"] for r in rows)}
     for label in ("main", "watcher", "workers"):
@@ -182,7 +183,8 @@ def report(res: dict[str, Any]) -> None:
     cases = res["cases"]
     base = cases.get("plain")
     cols = list(cases)
-    rows = [("lag s", "lag_s", "{:.2f}"), ("  x plain", None, None), ("CPU, all processes, us/file", "cpu_us", "{:.0f}"),
+    rows = [("lag s", "lag_s", "{:.2f}"), ("  x plain", None, None), ("first file -> last op, s", "span_s", "{:.2f}"),
+            ("  x plain", None, None), ("CPU, all processes, us/file", "cpu_us", "{:.0f}"),
             ("  x plain", None, None), ("  main process", "main_us", "{:.0f}"), ("  watcher process", "watcher_us", "{:.0f}"),
             ("  worker processes", "workers_us", "{:.0f}"), ("  main thread (floor)", "main_thread_us", "{:.0f}")]
     rows += [(f"    {part}", f"{part}_us", "{:.1f}") for part in PARTS]
@@ -213,7 +215,8 @@ def report(res: dict[str, Any]) -> None:
             print(f"tinyo run spends {t['cpu_us'] - f['cpu_us']:.0f} us per file above it: its main process "
                   f"{t['main_us'] - f['main_us']:+.0f}, watcher {t['watcher_us'] - f['watcher_us']:+.0f}, workers "
                   f"{t['workers_us'] - f['workers_us']:+.0f}")
-        print(f"the floor's lag is {f['lag_s'] / base['lag_s']:.2f}x the plain pipeline's: a burst is bound by one thread "
+        print(f"the floor's lag is {f['lag_s'] / base['lag_s']:.2f}x the plain pipeline's (first file -> last op "
+              f"{f['span_s'] / base['span_s']:.2f}x): a burst is bound by one thread "
               f"(its main thread {f.get('main_thread_us', 0):.0f} us per file, the plain pipeline's process "
               f"{base['main_us']:.0f} us) and, on 2 CPUs, by the CPU of every process")
     if "alone_us" in res:
