@@ -184,7 +184,7 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, variant: str) -> N
     version: dict[str, int] = {}
     producer: dict[str, str] = {}
     groups: dict[str, list[Any]] = {}  # pattern -> [count, first]
-    open_runs: dict[int, tuple[str, str, str, str, frozenset[str]]] = {}
+    open_runs: dict[int, tuple[str, str, str, list[str], frozenset[str]]] = {}  # run id -> what its outcome writes
     ready: deque[tuple[Any, ...]] = deque()
     facts: deque[Any] = deque(maxlen=100_000)
     held: list[tuple[str, int, int, str]] = []
