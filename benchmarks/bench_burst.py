@@ -337,9 +337,9 @@ def burst_case(kind: str, n: int, timeout: float, script: Script | None = None,
             conn.close()
         once = once and runs == (n + warm, n + warm, n + warm)
     shutil.rmtree(work, ignore_errors=True)
-    return {"lag_s": last_op - last_close, "span_s": last_op - written["first"], "cpu_s": cpu, "exactly_once": once, "done": done,
-            "marker_lines": len(burst), "distinct": len(set(burst)), "state_runs": runs, "log_lines": reader.lines,
-            "procs": procs, "collected": collected}
+    return {"lag_s": last_op - last_close, "span_s": last_op - written["first"], "cpu_s": cpu, "exactly_once": once,
+            "done": done, "marker_lines": len(burst), "distinct": len(set(burst)), "state_runs": runs,
+            "log_lines": reader.lines, "procs": procs, "collected": collected}
 
 
 # ============================================================================ peers and start-up

@@ -427,7 +427,8 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, variant: str) -> N
             batch = [("events", DEFERRED["events"], event_rows), ("file documents", FILE_DOC, file_docs),
                      ("des", DES_ROW, des_rows), ("consumers", DEFERRED["consumers"], consumer_rows),
                      ("target documents", TARGET_DOC, target_docs), ("runs opened", RUN_ROW, run_rows),
-                     ("watermark", DEFERRED["processed"], [(events[-1][0], events[0][0], ",".join(counts))] if events else []),
+                     ("watermark", DEFERRED["processed"],
+                      [(events[-1][0], events[0][0], ",".join(counts))] if events else []),
                      ("runs' outcomes", sql_finish, finish_rows), ("des states", sql_des_state, des_states),
                      ("target versions", TARGET_VERSION, target_versions)]
             if sql_queue is None:
