@@ -24,7 +24,7 @@ from .errors import StoreError
 from .names import bindable, clean, from_sql, to_sql, unbindable_from
 from .store_migrate import init_schema
 from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
-from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer
+from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer, WalMeter
 
 # Python's sqlite3 binds an int, float or str as it is, but for None and bytes it looks for an adapter first: a
 # missed lookup and two failed attribute lookups, about 0.3 us per value (a run's row binds three or four
@@ -45,8 +45,9 @@ class StoreBase:
         self._pending: dict[str, Any] = {}
         """Deferred rows per kind of statement: a list, or a dict of rows by key (one row per key)."""
         self._checkpointer: Checkpointer | None = None
+        self._wal_meter: WalMeter | None = None
         self._wal_size = 0
-        """The WAL file's size after the last commit."""
+        """How much of the WAL was in use after the last commit."""
         self._reset_pending()
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
@@ -124,6 +125,7 @@ class StoreBase:
             # when the WAL starts over (after a complete checkpoint) its file is cut back to this size, so
             # the file's size tells how much of it is in use
             self.conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}").fetchall()
+            self._wal_meter = WalMeter(self.path)
             self._checkpointer = Checkpointer(self.path)
             self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")
@@ -135,6 +137,9 @@ class StoreBase:
             self._checkpointer.kick.set()
             self._checkpointer.join(timeout=5)
             self._checkpointer = None
+        if self._wal_meter is not None:
+            self._wal_meter.close()
+            self._wal_meter = None
         conn = getattr(self, "conn", None)
         if conn is not None:
             try:
@@ -228,14 +233,13 @@ class StoreBase:
         a write starts right after a *complete* checkpoint, which a busy loop rarely leaves room for. Past
         the bound, the engine finishes the checkpoint itself (only the few frames the thread has not
         copied yet), so its next write starts the WAL over instead of appending to it."""
-        if self._checkpointer is None:
+        if self._checkpointer is None or self._wal_meter is None:
             return
         try:
-            size = os.path.getsize(self.path + "-wal")
-            if size > KICK_BYTES and size > self._wal_size:
-                # it copies while the engine goes on (SQLite releases the GIL). Only while the file grows: once
-                # the WAL has started over it is written from its start again and the file keeps its size, and
-                # the thread's own rounds keep up with it (a kick per commit cost a checkpoint per commit)
+            size = self._wal_meter.in_use()
+            if size > KICK_BYTES >= self._wal_size:
+                # it copies while the engine goes on (SQLite releases the GIL); once per time the WAL grows past
+                # KICK_BYTES, its own rounds do the rest (a kick per commit cost a checkpoint per commit)
                 self._checkpointer.kick.set()
             self._wal_size = size
             if size > RESET_BYTES:
