@@ -133,10 +133,11 @@ def test_the_wal_in_use_is_read_from_the_wal_index_as_sqlite_counts_it(tmp_path)
     assert WalMeter(str(tmp_path / "t.db")).in_use() == 100
 
 
-def test_the_checkpoint_thread_is_woken_once_as_the_wal_grows_past_the_kick_size(tmp_path):
+def test_the_checkpoint_thread_is_woken_once_per_step_of_growth_past_the_kick_size(tmp_path):
     import threading
 
-    from tinyo.store import KICK_BYTES
+    from tinyo.store import KICK_BYTES, RESET_BYTES
+    from tinyo.store_wal import KICK_STEP
 
     class CountedEvent(threading.Event):
         sets = 0
@@ -150,15 +151,17 @@ def test_the_checkpoint_thread_is_woken_once_as_the_wal_grows_past_the_kick_size
     wal = tmp_path / "s.db-wal"
     growing = 0
     try:
-        for i in range(120):  # ~10 MB, one commit after another: past KICK_BYTES and on to the reset
+        for i in range(200):  # ~17 MB, one commit after another: past KICK_BYTES to the reset, twice
             before = wal.stat().st_size if wal.exists() else 0
             store.add_names([(f"doc_{i}_{j}_" + "x" * 200, "g") for j in range(100)])
             store.commit()
             growing += wal.stat().st_size > max(before, KICK_BYTES)
     finally:
         store.close()
-    assert growing > 5  # the commits that each grew the WAL past the kick size: each woke the thread before
-    assert 1 <= CountedEvent.sets <= 3  # once per time the WAL grew past it (and the close's own)
+    assert growing > 30  # the commits that each grew the WAL past the kick size: each woke the thread before
+    # once per KICK_STEP of growth from KICK_BYTES to the reset, two or three times over (and the close's own)
+    steps = (RESET_BYTES - KICK_BYTES) // KICK_STEP + 1
+    assert 2 <= CountedEvent.sets <= 3 * steps + 1 < growing, CountedEvent.sets
 
 
 def test_the_fast_json_forms_are_exactly_what_json_dumps_writes():

@@ -24,7 +24,7 @@ from .errors import StoreError
 from .names import bindable, clean, from_sql, to_sql, unbindable_from
 from .store_migrate import init_schema
 from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
-from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer, WalMeter
+from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Checkpointer, WalMeter
 
 # Python's sqlite3 binds an int, float or str as it is, but for None and bytes it looks for an adapter first: a
 # missed lookup and two failed attribute lookups, about 0.3 us per value (a run's row binds three or four
@@ -46,8 +46,8 @@ class StoreBase:
         """Deferred rows per kind of statement: a list, or a dict of rows by key (one row per key)."""
         self._checkpointer: Checkpointer | None = None
         self._wal_meter: WalMeter | None = None
-        self._wal_size = 0
-        """How much of the WAL was in use after the last commit."""
+        self._kicked_at = 0
+        """How much of the WAL was in use when the checkpoint thread was last woken (0: not since it started over)."""
         self._reset_pending()
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
@@ -237,11 +237,13 @@ class StoreBase:
             return
         try:
             size = self._wal_meter.in_use()
-            if size > KICK_BYTES >= self._wal_size:
-                # it copies while the engine goes on (SQLite releases the GIL); once per time the WAL grows past
-                # KICK_BYTES, its own rounds do the rest (a kick per commit cost a checkpoint per commit)
+            if size < self._kicked_at:
+                self._kicked_at = 0  # the WAL started over
+            if size > KICK_BYTES and size >= self._kicked_at + KICK_STEP:
+                # it copies while the engine goes on (SQLite releases the GIL): a round per KICK_STEP of growth
+                # (a kick per commit cost a checkpoint per commit, with its syncs)
+                self._kicked_at = size
                 self._checkpointer.kick.set()
-            self._wal_size = size
             if size > RESET_BYTES:
                 with self._checkpointer.busy:  # after the thread's (which leaves this one little to copy)
                     self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

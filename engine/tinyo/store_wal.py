@@ -15,6 +15,10 @@ up the engine's writes). When the WAL starts over, its file is also cut back to 
 KICK_BYTES = 3 << 20
 """WAL size past which a commit wakes the checkpoint thread at once: it keeps the WAL copied back as it
 grows, so the engine's own checkpoint at RESET_BYTES has little left to do."""
+KICK_STEP = 1 << 20
+"""Past KICK_BYTES, a commit wakes the checkpoint thread again each time the WAL has grown by this much since
+the last wake-up: the thread keeps the WAL copied back in a few rounds of 1 MB or so (not one round per commit,
+each with its syncs), so the engine's own checkpoint at RESET_BYTES has little left to copy."""
 RESET_BYTES = 8 << 20
 """WAL size past which the engine finishes the checkpoint itself right after a commit, so that its next
 write starts the WAL over: under a steady stream of commits a passive checkpoint never catches up, and the
