@@ -75,8 +75,9 @@ def run_case(kind: str, links: int, evict: list[int] | None, folder: Path) -> di
         conn = store.conn
     ids = [f"{i:016x}" for i in range(links)]
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO des(id, deps, targs, ops_desc, created, state) VALUES (?, '[]', '[]', '[]', 0, 'new')",
-                     [(f"f{i * 2654435761 % 2**60:015x}",) for i in range(2000)] + [(d,) for d in ids])
+    filler = [(f"f{i * 2654435761 % 2**60:015x}",) for i in range(2000)]  # ids spread as hashes are
+    conn.executemany("INSERT INTO des(id, deps, targs, ops_desc, created, state) "
+                     "VALUES (?, '[]', '[]', '[]', 0, 'new')", filler + [(d,) for d in ids])
     conn.execute("INSERT INTO runs(id, des_id, attempt, status) VALUES (1, ?, 1, 'queued')", (ids[0],))
     conn.execute("COMMIT")
     off = kind == "bare" or "adapters off" in kind
@@ -115,7 +116,8 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     evict = list(range(300_000))
-    cases = [(kind, ev) for kind in ("bare", "store", "store, COMMIT alone", "store, adapters off") for ev in (False, True)]
+    kinds = ("bare", "store", "store, COMMIT alone", "store, adapters off")
+    cases = [(kind, ev) for kind in kinds for ev in (False, True)]
     folder = Path(tempfile.mkdtemp(prefix="tinyo_bench_statements_", dir=os.environ.get("TMPDIR", "/tmp")))
     rounds: dict[str, list[dict[str, Any]]] = {}
     try:

@@ -131,6 +131,10 @@ def test_the_wal_in_use_is_read_from_the_wal_index_as_sqlite_counts_it(tmp_path)
     # no WAL index beside the file (the engine closed it): the WAL file's size stands in
     (tmp_path / "t.db-wal").write_bytes(b"w" * 100)
     assert WalMeter(str(tmp_path / "t.db")).in_use() == 100
+    # a WAL index in a format it does not know: the same, and it is not mapped again at each commit
+    (tmp_path / "t.db-shm").write_bytes(b"\x01" * 32768)
+    other = WalMeter(str(tmp_path / "t.db"))
+    assert other.in_use() == 100 and other.in_use() == 100 and other._header is None and other._unreadable
 
 
 def test_the_checkpoint_thread_is_woken_once_per_step_of_growth_past_the_kick_size(tmp_path):

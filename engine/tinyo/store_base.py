@@ -47,7 +47,8 @@ class StoreBase:
         self._checkpointer: Checkpointer | None = None
         self._wal_meter: WalMeter | None = None
         self._kicked_at = 0
-        """How much of the WAL was in use when the checkpoint thread was last woken (0: not since it started over)."""
+        """How much of the WAL was in use when the checkpoint thread was last woken (0: not since the WAL
+        started over)."""
         self._reset_pending()
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
@@ -122,8 +123,8 @@ class StoreBase:
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch the state file to WAL mode (got {mode})")
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
-            # when the WAL starts over (after a complete checkpoint) its file is cut back to this size, so
-            # the file's size tells how much of it is in use
+            # when the WAL starts over (after a complete checkpoint) its file is cut back to this size: a long
+            # run of commits does not leave a long file behind
             self.conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}").fetchall()
             self._wal_meter = WalMeter(self.path)
             self._checkpointer = Checkpointer(self.path)
@@ -206,8 +207,9 @@ class StoreBase:
             self._abort(exc)
 
     def _write_rows(self, sql: str, rows: list[Any], text: tuple[int, ...]) -> None:
-        """``executemany``, the rows as given: a name that is not valid UTF-8 (rare) fails to bind, and the rows
-        from it on are written again with the names in ``text`` bound as their bytes (see :mod:`tinyo.names`)."""
+        """``executemany``, the rows as given. A name that is not valid UTF-8 (rare) fails to bind: SQLite has
+        written the rows before it, and the rows from it on are written with the names in ``text`` bound as
+        their bytes (see :mod:`tinyo.names`)."""
         try:
             self.conn.executemany(sql, rows)
         except UnicodeEncodeError:

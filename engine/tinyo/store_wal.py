@@ -71,19 +71,24 @@ class WalMeter:
     def __init__(self, path: str) -> None:
         self.path = path
         self._header: mmap.mmap | None = None
+        self._unreadable = False
+        """The WAL index is in another format: the file's size stands in from then on."""
 
     def in_use(self) -> int:
-        header = self._header or self._map()
+        header = self._header if self._header is not None else self._map()
         if header is None:
             return os.path.getsize(self.path + "-wal")
         # WalIndexHdr: iVersion u32 @0, szPage u16 @14 (1 means 65536), mxFrame u32 @16; native byte order
         version, page, frames = _HEADER.unpack_from(header)
         if version != WAL_INDEX_VERSION:
+            self._unreadable = True
             self.close()
             return os.path.getsize(self.path + "-wal")
         return 32 + frames * ((page if page != 1 else 65536) + 24) if frames else 0
 
     def _map(self) -> mmap.mmap | None:
+        if self._unreadable:
+            return None
         try:
             fd = os.open(self.path + "-shm", os.O_RDONLY)
         except OSError:
