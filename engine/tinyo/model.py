@@ -18,7 +18,7 @@ CatchUp = Literal["skip", "latest", "all"]
 class Config(Mapping[str, Any]):
     """An immutable mapping passed to an op as ``context['config']``; hashable by value."""
 
-    __slots__ = ("_data", "_hash", "_text")
+    __slots__ = ("_data", "_hash", "_text", "_plain")
 
     def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, **kw: Any) -> None:
         merged = dict(data or {})
@@ -26,12 +26,22 @@ class Config(Mapping[str, Any]):
         self._data = merged
         self._hash: int | None = None
         self._text: str | None = None
+        self._plain: bool | None = None
 
     def canonical(self) -> str:
         """``canonical(self)``, worked out once (a recipe passes the same Config to many DES)."""
         if self._text is None:
             self._text = canonical(self._data)
         return self._text
+
+    def value_key(self) -> str | None:
+        """``canonical(self)`` when every key is a string and every value a plain scalar (str, int, float,
+        bool, None, bytes: immutable, and told apart by their text), else None. Two Configs with the same
+        value key are interchangeable (a generator that makes a new ``Config({})`` per DES makes equal ones)."""
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = all(type(k) is str and type(v) in _PLAIN for k, v in self._data.items())
+        return self.canonical() if plain else None
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -63,6 +73,9 @@ class Config(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """A plain-dict copy."""
         return dict(self._data)
+
+
+_PLAIN = frozenset([str, int, float, bool, type(None), bytes])
 
 
 def canonical(value: Any) -> str:

@@ -53,7 +53,7 @@ class Registration:
         """The ops of DES in memory (a DES evicted from memory reloads them from the store)."""
         self.total = 0
         """DES in the store."""
-        self._op_cache: dict[tuple[tuple[int, int], ...], tuple[Any, Ops, tuple[str, ...], bytes | None]] = {}
+        self._op_cache: dict[tuple[tuple[int, int | str], ...], tuple[Any, Ops, tuple[str, ...], bytes | None]] = {}
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
         self._rows: list[tuple[Any, ...]] | None = None
@@ -200,10 +200,11 @@ class Registration:
 
     def _op_facts(self, des: Any) -> tuple[Ops, tuple[str, ...], bytes | None]:
         """(the DES's ops as references, their names, the ops as stored for a restart (None: they cannot be)),
-        worked out once per distinct list of op and Config objects: generators mostly pass the same functions
-        and Config objects to many DES. OpNotImportable if an op cannot be referenced."""
+        worked out once per distinct list of ops and Configs: generators mostly pass the same functions to many
+        DES, and the same Config object or equal plain ones (``Config.value_key``). OpNotImportable if an op
+        cannot be referenced."""
         ops = des.ops
-        key = tuple([(id(fn), id(cfg)) for fn, cfg in ops])
+        key = tuple([(id(fn), cfg.value_key() or id(cfg)) for fn, cfg in ops])
         hit = self._op_cache.get(key)
         if hit is not None:  # the entry holds those objects (in ``ops``): no id is reused while it is cached
             return hit[1], hit[2], hit[3]
