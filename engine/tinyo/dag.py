@@ -180,45 +180,52 @@ class Graph:
         know need nothing more (a burst of new files costs one query, not four). ``targs``, one per DES
         id when given, lets a DES whose targets are all such names be known absent without a lookup
         (a DES in the backing has named its targets there)."""
-        if self.backing is None:
+        backing = self.backing
+        if backing is None:
             return
-        docs = list(dict.fromkeys(docs))
-        unknown = [d for d in docs if d not in self.versions or d not in self.producer or d not in self.consumers]
+        versions, producer, consumers = self.versions, self.producer, self.consumers
+        unknown = [d for d in dict.fromkeys(docs) if d not in versions or d not in producer or d not in consumers]
         unnamed: set[str] = set()
+        docs = []
         if unknown:
-            named = self.backing.known(unknown)
-            unnamed = {d for d in unknown if d not in named}
-            for d in unnamed:
+            named = backing.known(unknown)
+            for d in unknown:
+                if d in named:
+                    docs.append(d)
+                    continue
+                unnamed.add(d)
                 # what this cycle added is in memory already (setdefault keeps it); the backing has nothing
-                self.versions.setdefault(d, 0)
-                self.producer.setdefault(d, None)
-                if d not in self.consumers:
-                    self.consumers[d] = set()
-            docs = [d for d in unknown if d in named]
-        else:
-            docs = []
-        want = [d for d in docs if d not in self.versions]
-        if want:
-            found = self.backing.versions(want)
-            for d in want:
-                self.versions[d] = found.get(d) or 0
-        want = [d for d in docs if d not in self.producer]
-        if want:
-            owners = self.backing.producers(want)
-            for d in want:
-                self.producer[d] = owners.get(d)
-        want = [d for d in docs if d not in self.consumers]
-        if want:
-            readers = self.backing.consumers(want)
-            for d in want:
-                self.consumers[d] = set(readers.get(d, ()))
+                if d not in versions:
+                    versions[d] = 0
+                if d not in producer:
+                    producer[d] = None
+                if d not in consumers:
+                    consumers[d] = set()
+        if docs:
+            want = [d for d in docs if d not in versions]
+            if want:
+                found = backing.versions(want)
+                for d in want:
+                    versions[d] = found.get(d) or 0
+            want = [d for d in docs if d not in producer]
+            if want:
+                owners = backing.producers(want)
+                for d in want:
+                    producer[d] = owners.get(d)
+            want = [d for d in docs if d not in consumers]
+            if want:
+                readers = backing.consumers(want)
+                for d in want:
+                    consumers[d] = set(readers.get(d, ()))
         des_ids = list(des_ids)
-        ids = [i for i in dict.fromkeys(des_ids) if i not in self.nodes]
+        nodes = self.nodes
+        ids = [i for i in dict.fromkeys(des_ids) if i not in nodes]
         if ids:
             given = dict(zip(des_ids, targs))
-            absent = {i for i in ids if i in given and all(t in unnamed for t in given[i])}
+            superset = unnamed.issuperset
+            absent = {i for i in ids if i in given and superset(given[i])}
             ask = [i for i in ids if i not in absent]
-            present = self.backing.existing_des(ask) if ask else set()
+            present = backing.existing_des(ask) if ask else set()
             self._absent = {i for i in ids if i not in present}
 
     def run_versions(self, node: Node) -> dict[str, int] | None:
