@@ -94,6 +94,10 @@ class Backing(Protocol):
 
 _UNKNOWN = object()
 
+NO_READERS: frozenset[str] = frozenset()
+"""The reverse index's entry for a document known to have no readers: one shared empty set, not a new set
+per document (a burst of new files names tens of thousands); ``add`` replaces it with a set of its own."""
+
 
 class Graph:
     """The document DAG with a reverse index (document → dependent DES).
@@ -111,8 +115,9 @@ class Graph:
         """Document → current version (0: known to have none; a cache when there is a backing)."""
         self.producer: dict[str, str | None] = {}
         """Document → id of the DES that produces it (None: none; a cache when there is a backing)."""
-        self.consumers: dict[str, set[str]] = {}
-        """Document → ids of every DES that reads it (the reverse index; an entry is always complete)."""
+        self.consumers: dict[str, set[str] | frozenset[str]] = {}
+        """Document → ids of every DES that reads it (the reverse index; an entry is always complete;
+        ``NO_READERS`` for none)."""
         self.nodes: dict[str, Node] = {}
         self.gone: set[str] = set()
         """File documents whose file is gone (removed or renamed away after its event): their readers wait
@@ -146,13 +151,14 @@ class Graph:
             p = self.producer[doc] = self.backing.producers([doc]).get(doc)
         return p  # type: ignore[return-value]
 
-    def readers(self, doc: str) -> set[str]:
+    def readers(self, doc: str) -> set[str] | frozenset[str]:
         """The ids of the DES that read ``doc`` (the live set: do not change it)."""
         c = self.consumers.get(doc)
         if c is None:
-            c = set(self.backing.consumers([doc]).get(doc, ())) if self.backing is not None else set()
-            if self.backing is not None or c:
-                self.consumers[doc] = c
+            if self.backing is None:
+                return NO_READERS
+            found = self.backing.consumers([doc]).get(doc)
+            c = self.consumers[doc] = set(found) if found else NO_READERS
         return c
 
     def node(self, des_id: str) -> Node | None:
@@ -200,7 +206,7 @@ class Graph:
                 if d not in producer:
                     producer[d] = None
                 if d not in consumers:
-                    consumers[d] = set()
+                    consumers[d] = NO_READERS
         if docs:
             want = [d for d in docs if d not in versions]
             if want:
@@ -216,7 +222,8 @@ class Graph:
             if want:
                 readers = backing.consumers(want)
                 for d in want:
-                    consumers[d] = set(readers.get(d, ()))
+                    found_readers = readers.get(d)
+                    consumers[d] = set(found_readers) if found_readers else NO_READERS
         des_ids = list(des_ids)
         nodes = self.nodes
         ids = [i for i in dict.fromkeys(des_ids) if i not in nodes]
@@ -303,11 +310,16 @@ class Graph:
         """Add a DES (after ``check``). Returns False if it was already present."""
         if node.id in self.nodes:
             return False
-        self._absent.discard(node.id)
+        nid = node.id
+        self._absent.discard(nid)
+        consumers = self.consumers
         for dep in node.deps:
             readers = self.readers(dep)  # loads the complete set first, so adding keeps it complete
-            readers.add(node.id)
-            self.consumers[dep] = readers
+            if readers.__class__ is frozenset:
+                consumers[dep] = {nid}  # its first reader: a set of its own instead of the shared empty one
+            else:
+                readers.add(nid)  # type: ignore[union-attr]
+                consumers[dep] = readers
         self.nodes[node.id] = node
         for targ in node.targs:
             self.producer[targ] = node.id
@@ -335,7 +347,7 @@ class Graph:
             return []
         return list(self.advance(doc, version))
 
-    def advance(self, doc: str, version: int) -> set[str]:
+    def advance(self, doc: str, version: int) -> set[str] | frozenset[str]:
         """Record ``version`` for ``doc``, known to differ from its current one; returns the DES that read it
         (the live set: do not change it)."""
         self.versions[sys.intern(doc)] = version
