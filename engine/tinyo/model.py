@@ -30,9 +30,10 @@ class Config(Mapping[str, Any]):
 
     def canonical(self) -> str:
         """``canonical(self)``, worked out once (a recipe passes the same Config to many DES)."""
-        if self._text is None:
-            self._text = canonical(self._data)
-        return self._text
+        text = self._text
+        if text is None:
+            text = self._text = canonical(self._data) if self._data else "{}"
+        return text
 
     def value_key(self) -> str | None:
         """``canonical(self)`` when every key is a string and every value a plain scalar (str, int, float,
@@ -156,16 +157,18 @@ class DES:
     @property
     def id(self) -> str:
         """A stable 16-hex-digit identity derived from deps, targs, op names and Config values."""
-        if self._id is None:
-            text = "|".join(
-                [
-                    "deps=" + "\x1f".join(sorted(self.deps)),
-                    "targs=" + "\x1f".join(sorted(self.targs)),
-                    *(f"op={op_module(fn)}:{op_name(fn)}:{canonical(cfg)}" for fn, cfg in self.ops),
-                ]
-            )
-            object.__setattr__(self, "_id", hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest())
-        return self._id  # type: ignore[return-value]
+        des_id = self._id
+        if des_id is None:
+            deps, targs = self.deps, self.targs
+            # a one-item set's name joined is the name itself: no sort (a DES mostly reads and makes one)
+            text = "|".join([
+                "deps=" + ("\x1f".join(sorted(deps)) if len(deps) > 1 else "".join(deps)),
+                "targs=" + ("\x1f".join(sorted(targs)) if len(targs) > 1 else "".join(targs)),
+                *[f"op={op_module(fn)}:{op_name(fn)}:{cfg.canonical()}" for fn, cfg in self.ops],
+            ])
+            des_id = hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest()
+            object.__setattr__(self, "_id", des_id)
+        return des_id
 
     def __hash__(self) -> int:
         return hash(self.id)
