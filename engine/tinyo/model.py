@@ -81,6 +81,9 @@ _PLAIN = frozenset([str, int, float, bool, type(None), bytes])
 
 def canonical(value: Any) -> str:
     """A stable text form of a value, equal for equal values across processes and restarts."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return repr(value)  # the common values, before the ABC checks below
     if isinstance(value, Config):
         return value.canonical()
     if isinstance(value, Mapping):
@@ -141,9 +144,12 @@ class DES:
             fn, cfg = item
             if not callable(fn):
                 raise TypeError(f"DES ops[{index}][0] must be callable, got {fn!r}")
-            if not isinstance(cfg, Mapping):
-                raise TypeError(f"DES ops[{index}][1] must be a Config, got {type(cfg).__name__}: {cfg!r}")
-            op_list.append((fn, cfg if isinstance(cfg, Config) else Config(cfg)))
+            if cfg.__class__ is not Config:  # a Config passes without the Mapping ABC's check (per op, per DES)
+                if not isinstance(cfg, Mapping):
+                    raise TypeError(f"DES ops[{index}][1] must be a Config, got {type(cfg).__name__}: {cfg!r}")
+                if not isinstance(cfg, Config):
+                    cfg = Config(cfg)
+            op_list.append((fn, cfg))
         if not targs_set:
             raise TypeError("DES targs must name at least one document")
         object.__setattr__(self, "deps", deps_set)
