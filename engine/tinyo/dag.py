@@ -445,13 +445,15 @@ class Graph:
         in_work = set(work)
         evaluated: dict[str, None] = {}
         changed: dict[str, Node] = {}
-        readers, evaluate = self.readers, self.evaluate
+        readers, evaluate, nodes = self.readers, self.evaluate, self.nodes
         while work:
             nid = work.popleft()
             in_work.discard(nid)
-            node = self.node(nid)
+            node = nodes.get(nid)
             if node is None:
-                continue
+                node = self.node(nid)  # evicted: brought back
+                if node is None:
+                    continue
             evaluated[nid] = None
             verdict = evaluate(node)
             # a consumer's verdict reads this DES's blocking flag and state (its reason names the state), never
@@ -469,7 +471,7 @@ class Graph:
                         if cid not in in_work and cid != nid:
                             in_work.add(cid)
                             work.append(cid)
-        ready = [nid for nid in evaluated if self.nodes[nid].state == "stale"]
+        ready = [nid for nid in evaluated if nodes[nid].state == "stale"]
         return ready, list(changed.values())
 
     # ------------------------------------------------------------ explanations

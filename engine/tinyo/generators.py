@@ -126,7 +126,9 @@ class GeneratorRunner:
     def __init__(self, roots: Sequence[MetaTask], timeout: float) -> None:
         self.roots = list(roots)
         self.timeout = timeout
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        """Guards ``_running`` and a batch's results and flags; the monitor waits on it."""
         self._running: _Batch | None = None
         self._monitor: threading.Thread | None = None
         self._monitor_idle = False
@@ -155,12 +157,13 @@ class GeneratorRunner:
                 self._monitor.start()
             elif self._monitor_idle:
                 self._cond.notify()
+        lock, roots, progress, results = self._lock, self.roots, batch.progress, batch.results
         for event_id, event in events:
-            emission = generate(self.roots, event_id, event, batch.progress)
-            with self._cond:
+            emission = generate(roots, event_id, event, progress)
+            with lock:  # the condition's own lock, entered directly (per event)
                 if batch.abandoned:
                     raise Abandoned
-                batch.results.append(emission)
+                results.append(emission)
         with self._cond:
             if batch.abandoned:
                 raise Abandoned
