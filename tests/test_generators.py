@@ -68,6 +68,39 @@ def test_a_batch_past_its_bound_is_handed_over_and_the_stuck_call_raises_abandon
     assert [e.event_id for e in runner.run([(4, "d")], on_hang)] == [4]
 
 
+def test_a_batch_starting_while_the_monitor_sleeps_idle_is_still_bound_by_its_own_deadline():
+    """A batch is not told to the monitor: one that starts after the monitor found no batch running (and
+    went to sleep for a bound) hangs, and is reported once its own bound has passed, not a bound later."""
+    import time
+
+    release = threading.Event()
+
+    def gen(event):
+        if event == "slow":
+            release.wait(10)
+        return (None, [])
+
+    timeout = 1.0
+    runner = GeneratorRunner([_task(gen)], timeout=timeout)
+    reported: list[float] = []
+    got = threading.Event()
+
+    def on_hang(done, hung):
+        reported.append(time.monotonic())
+        got.set()
+
+    assert [e.event_id for e in runner.run([(1, "a")], on_hang)] == [1]  # starts the monitor; it finds none
+    time.sleep(0.3)  # the monitor is asleep for its bound, with no batch running
+    started = time.monotonic()
+    caller = threading.Thread(target=lambda: pytest.raises(Abandoned, runner.run, [(2, "slow")], on_hang))
+    caller.start()
+    assert got.wait(10)
+    assert started + timeout <= reported[0] < started + 2 * timeout, "reported at its own deadline"
+    release.set()
+    caller.join(10)
+    runner.close()
+
+
 RECIPE = """
 def ok(context):
     print('ok', context['config']['n'])

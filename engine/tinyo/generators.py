@@ -7,7 +7,10 @@ running on the thread it hung, while the engine's loop goes on on a fresh thread
 They run on the loop's own thread, not handed to another one and waited for: under a flood that
 hand-over cost two thread wake-ups per batch, and on a busy machine each one waits for a CPU (it
 was about a third of the loop's time in a 10,000-file burst on 2 CPUs). A monitor thread keeps
-the time bound instead; it wakes about once per ``timeout`` while batches run.
+the time bound instead; it wakes about once per ``timeout``, whether batches run or not: a batch
+starting is not told to it (a burst starts hundreds a second, and each wake-up took the interpreter
+from the loop), since a monitor that went to sleep before a batch began wakes before that batch's
+deadline anyway.
 """
 
 from __future__ import annotations
@@ -131,7 +134,6 @@ class GeneratorRunner:
         """Guards ``_running`` and a batch's results and flags; the monitor waits on it."""
         self._running: _Batch | None = None
         self._monitor: threading.Thread | None = None
-        self._monitor_idle = False
         self._closed = False
 
     def close(self) -> None:
@@ -155,8 +157,6 @@ class GeneratorRunner:
             if self._monitor is None:
                 self._monitor = threading.Thread(target=self._watch, name="tinyo-generator-bound", daemon=True)
                 self._monitor.start()
-            elif self._monitor_idle:
-                self._cond.notify()
         lock, roots, progress, results = self._lock, self.roots, batch.progress, batch.results
         for event_id, event in events:
             emission = generate(roots, event_id, event, progress)
@@ -178,9 +178,8 @@ class GeneratorRunner:
                     return
                 batch = self._running
                 if batch is None:
-                    self._monitor_idle = True
-                    self._cond.wait()
-                    self._monitor_idle = False
+                    # no batch now: one that starts while this waits has its deadline after this wait ends
+                    self._cond.wait(self.timeout)
                     continue
                 left = batch.deadline - time.monotonic()
                 if left > 0:
