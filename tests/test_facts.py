@@ -164,7 +164,8 @@ def test_every_fact_class_builds_frozen_equal_instances_with_its_declared_fields
     import dataclasses
     import pickle
 
-    facts = [c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.BusEvent) and c is not ev.BusEvent]
+    facts = [c for c in vars(ev).values()
+             if isinstance(c, type) and issubclass(c, ev.BusEvent) and c is not ev.BusEvent]
     assert ev.DESStateChanged in facts and len(facts) > 10
     for cls in facts:
         fields = dataclasses.fields(cls)
