@@ -157,3 +157,18 @@ def test_the_bound_keeping_thread_ends_with_the_engine(tmp_path, harness):
         assert monitor is not None and monitor.is_alive()
     monitor.join(5)
     assert not monitor.is_alive()
+
+
+def test_an_infinite_bound_never_reports_a_batch_and_the_monitor_keeps_running():
+    """``generator_timeout=inf`` (no bound): batches run and nothing is reported; the monitor thread does
+    not fail on a wait longer than the platform allows."""
+    runner = GeneratorRunner([_task(lambda event: (None, []))], timeout=float("inf"))
+    for n in range(3):
+        assert [e.event_id for e in runner.run([(n, "a")], lambda done, hung: pytest.fail("no bound"))] == [n]
+    monitor = runner._monitor
+    assert monitor is not None
+    monitor.join(0.2)
+    assert monitor.is_alive(), "the monitor waits (it did not die on the wait's length)"
+    runner.close()
+    monitor.join(5)
+    assert not monitor.is_alive()

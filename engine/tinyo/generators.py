@@ -179,11 +179,11 @@ class GeneratorRunner:
                 batch = self._running
                 if batch is None:
                     # no batch now: one that starts while this waits has its deadline after this wait ends
-                    self._cond.wait(self.timeout)
+                    self._cond.wait(min(self.timeout, threading.TIMEOUT_MAX))
                     continue
                 left = batch.deadline - time.monotonic()
                 if left > 0:
-                    self._cond.wait(left)
+                    self._cond.wait(min(left, threading.TIMEOUT_MAX))  # an unbounded bound (inf) waits forever
                     continue
                 batch.abandoned = True
                 self._running = None
