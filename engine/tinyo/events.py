@@ -287,7 +287,7 @@ class FactsMissed(BusEvent):
 
 
 def _quick_init(cls: type[BusEvent]) -> None:
-    """Give a fact a file's life publishes (several per file) an ``__init__`` that writes each slot through
+    """Give a fact that a file's life publishes (several per file) an ``__init__`` that writes each slot through
     its own descriptor: the generated one of a frozen dataclass calls ``object.__setattr__`` per field,
     which looks the name up first (about 0.75 us a fact against 0.45). Same signature, defaults and
     frozen instances; the class stays the dataclass it is (fields, equality, repr, the wire's reading)."""
@@ -311,6 +311,7 @@ def _quick_init(cls: type[BusEvent]) -> None:
 
 for _fact in (EventReceived, DESRegistered, DESStateChanged, OpStarted, OpFinished, DocumentUpdated, GroupsChanged):
     _quick_init(_fact)
+del _fact
 
 
 Subscriber = Callable[[BusEvent], None]
