@@ -95,8 +95,7 @@ class Backing(Protocol):
 _UNKNOWN = object()
 
 NO_READERS: frozenset[str] = frozenset()
-"""The reverse index's entry for a document known to have no readers: one shared empty set, not a new set
-per document (a burst of new files names tens of thousands); ``add`` replaces it with a set of its own."""
+"""Every reader-less document's entry in the reverse index: one shared empty set (``add`` makes a set)."""
 
 
 class Graph:
@@ -116,8 +115,7 @@ class Graph:
         self.producer: dict[str, str | None] = {}
         """Document → id of the DES that produces it (None: none; a cache when there is a backing)."""
         self.consumers: dict[str, set[str] | frozenset[str]] = {}
-        """Document → ids of every DES that reads it (the reverse index; an entry is always complete;
-        ``NO_READERS`` for none)."""
+        """Document → ids of every DES that reads it (the reverse index; always complete; none: NO_READERS)."""
         self.nodes: dict[str, Node] = {}
         self.gone: set[str] = set()
         """File documents whose file is gone (removed or renamed away after its event): their readers wait
@@ -154,12 +152,10 @@ class Graph:
     def readers(self, doc: str) -> set[str] | frozenset[str]:
         """The ids of the DES that read ``doc`` (the live set: do not change it)."""
         c = self.consumers.get(doc)
-        if c is None:
-            if self.backing is None:
-                return NO_READERS
+        if c is None and self.backing is not None:
             found = self.backing.consumers([doc]).get(doc)
             c = self.consumers[doc] = set(found) if found else NO_READERS
-        return c
+        return c if c is not None else NO_READERS
 
     def node(self, des_id: str) -> Node | None:
         """The DES ``des_id``, brought back into memory if it was evicted."""
@@ -192,45 +188,36 @@ class Graph:
         versions, producer, consumers = self.versions, self.producer, self.consumers
         unknown = [d for d in dict.fromkeys(docs) if d not in versions or d not in producer or d not in consumers]
         unnamed: set[str] = set()
-        docs = []
+        docs: list[str] = []
         if unknown:
             named = backing.known(unknown)
-            for d in unknown:
-                if d in named:
-                    docs.append(d)
-                    continue
-                unnamed.add(d)
+            unnamed = {d for d in unknown if d not in named}
+            for d in unnamed:
                 # what this cycle added is in memory already (setdefault keeps it); the backing has nothing
-                if d not in versions:
-                    versions[d] = 0
-                if d not in producer:
-                    producer[d] = None
-                if d not in consumers:
-                    consumers[d] = NO_READERS
-        if docs:
-            want = [d for d in docs if d not in versions]
-            if want:
-                found = backing.versions(want)
-                for d in want:
-                    versions[d] = found.get(d) or 0
-            want = [d for d in docs if d not in producer]
-            if want:
-                owners = backing.producers(want)
-                for d in want:
-                    producer[d] = owners.get(d)
-            want = [d for d in docs if d not in consumers]
-            if want:
-                readers = backing.consumers(want)
-                for d in want:
-                    found_readers = readers.get(d)
-                    consumers[d] = set(found_readers) if found_readers else NO_READERS
+                versions.setdefault(d, 0)
+                producer.setdefault(d, None)
+                consumers.setdefault(d, NO_READERS)
+            docs = [d for d in unknown if d in named]
+        want = [d for d in docs if d not in versions]
+        if want:
+            found = backing.versions(want)
+            for d in want:
+                versions[d] = found.get(d) or 0
+        want = [d for d in docs if d not in producer]
+        if want:
+            owners = backing.producers(want)
+            for d in want:
+                producer[d] = owners.get(d)
+        want = [d for d in docs if d not in consumers]
+        if want:
+            readers = backing.consumers(want)
+            for d in want:
+                consumers[d] = set(readers[d]) if readers.get(d) else NO_READERS
         des_ids = list(des_ids)
-        nodes = self.nodes
-        ids = [i for i in dict.fromkeys(des_ids) if i not in nodes]
+        ids = [i for i in dict.fromkeys(des_ids) if i not in self.nodes]
         if ids:
             given = dict(zip(des_ids, targs))
-            superset = unnamed.issuperset
-            absent = {i for i in ids if i in given and superset(given[i])}
+            absent = {i for i in ids if i in given and unnamed.issuperset(given[i])}
             ask = [i for i in ids if i not in absent]
             present = backing.existing_des(ask) if ask else set()
             self._absent = {i for i in ids if i not in present}
@@ -308,18 +295,16 @@ class Graph:
 
     def add(self, node: Node) -> bool:
         """Add a DES (after ``check``). Returns False if it was already present."""
-        if node.id in self.nodes:
-            return False
         nid = node.id
+        if nid in self.nodes:
+            return False
         self._absent.discard(nid)
-        consumers = self.consumers
         for dep in node.deps:
             readers = self.readers(dep)  # loads the complete set first, so adding keeps it complete
             if readers.__class__ is frozenset:
-                consumers[dep] = {nid}  # its first reader: a set of its own instead of the shared empty one
+                self.consumers[dep] = {nid}  # its first reader: a set of its own, not the shared empty one
             else:
-                readers.add(nid)  # type: ignore[union-attr]
-                consumers[dep] = readers
+                readers.add(nid)  # type: ignore[union-attr]  (the live, stored set)
         self.nodes[node.id] = node
         for targ in node.targs:
             self.producer[targ] = node.id
@@ -449,11 +434,9 @@ class Graph:
         while work:
             nid = work.popleft()
             in_work.discard(nid)
-            node = nodes.get(nid)
+            node = nodes.get(nid) or self.node(nid)  # the backing only for an evicted DES
             if node is None:
-                node = self.node(nid)  # evicted: brought back
-                if node is None:
-                    continue
+                continue
             evaluated[nid] = None
             verdict = evaluate(node)
             # a consumer's verdict reads this DES's blocking flag and state (its reason names the state), never
