@@ -126,20 +126,3 @@ def test_a_des_changed_several_times_before_a_commit_is_written_once_as_it_was_l
         assert (row.state, row.trace) == ("ok", {"a": 1})
     finally:
         store.close()
-
-
-def test_ops_with_empty_configs_are_pickled_once_and_others_as_themselves() -> None:
-    from tinyo.model import Config
-    from tinyo.store_rows import DUMPED_MAX, _dumped, dump_ops, load_ops
-
-    first = dump_ops([("<recipe>:noop", Config({}))])
-    again = dump_ops([("<recipe>:noop", Config())])  # a new, equal object: the same blob, not pickled again
-    assert again is first and load_ops(again) == [("<recipe>:noop", Config({}))]
-    assert dump_ops([("<recipe>:other", Config())]) != first  # keyed by the op too
-    # Configs with values are pickled as they are, each with its own values and their types
-    for values in ({"n": 1}, {"n": 1.0}, {"n": True}, {"n": [1]}, {"n": (1,)}):
-        (ref, cfg), = load_ops(dump_ops([("<recipe>:noop", Config(values))]))
-        assert ref == "<recipe>:noop" and cfg.to_dict() == values and type(cfg["n"]) is type(values["n"])
-    for i in range(DUMPED_MAX + 10):
-        dump_ops([(f"<recipe>:op{i}", Config())])
-    assert 0 < len(_dumped) <= DUMPED_MAX

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from .model import Config
 from .names import clean
 
 
@@ -94,24 +93,9 @@ def umap(text: str | None) -> dict[str, int] | None:
     return None if text is None else json.loads(text)
 
 
-_dumped: dict[tuple[str, ...], bytes] = {}
-"""Serialised ops whose Configs are all empty, by their op refs: a recipe that writes ``Config({})`` for each
-DES (a new object each time, so the registration's cache by object misses) has them pickled once."""
-DUMPED_MAX = 256
-
-
 def dump_ops(ops: list[tuple[str, Any]]) -> bytes:
     """Serialise a DES's (op ref, Config) pairs for re-dispatch after a restart."""
-    for _, cfg in ops:
-        if cfg.__class__ is not Config or len(cfg):
-            return pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
-    key = tuple([ref for ref, _ in ops])
-    found = _dumped.get(key)
-    if found is None:
-        if len(_dumped) >= DUMPED_MAX:
-            _dumped.clear()
-        found = _dumped[key] = pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
-    return found
+    return pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_ops(blob: bytes) -> list[tuple[str, Any]]:
