@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import IO
 
 from . import events as ev
-from .names import json_escaped
+from .control.factwire import json_lines
 from .text import printable
 
 READABLE = 20
@@ -37,9 +37,6 @@ GATHER = 0.05
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
-_JSON = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":"))
-"""One encoder for every line (``json.dumps`` with options builds a new one per call: most of its cost);
-compact, as the control channel carries facts: `tinyo events --json` prints them as they come."""
 _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
 _PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
                       ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})
@@ -135,17 +132,21 @@ class _Batcher:
 
 
 class JsonReporter(_Batcher):
-    """One JSON object per bus event, one per line; each batch in one write."""
+    """One JSON object per bus event, one per line; each batch in one write, encoded by one C call
+    (``factwire.json_lines``). The engine's thread only hands its batch over."""
 
-    def _admit(self, event: ev.BusEvent) -> bool:
-        while len(self._pending) >= PENDING_MAX and not self._closing:
-            self._lock.wait()  # every fact is printed: a reader far behind holds the engine up
-        return True
+    def many(self, events: list[ev.BusEvent]) -> None:
+        with self._lock:
+            while len(self._pending) >= PENDING_MAX and not self._closing:
+                self._lock.wait()  # every fact is printed: a reader far behind holds the engine up
+            pending = self._pending
+            if not pending:
+                self._lock.notify()
+            pending.extend(events)
 
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         if batch:
-            encode = _JSON.encode
-            self.stream.write("".join([json_escaped(encode(e.to_json())) + "\n" for e in batch]))
+            self.stream.write(json_lines(batch))
         self.stream.flush()
 
 
