@@ -56,7 +56,8 @@ def thread_times(pid: int) -> dict[int, tuple[float, int]]:
 def process_times(root: int) -> dict[int, tuple[float, str]]:
     """Pid -> (CPU seconds, role) for ``root`` and its descendants."""
     return {pid: ((int(fields[11]) + int(fields[12])) / TICK,
-                  "engine" if pid == root else "watcher" if "watch" in cmd else "worker")
+                  "engine" if pid == root else "watcher" if "watch" in cmd else "json printer" if "jsonlog" in cmd
+                  else "worker")
             for pid, (fields, cmd) in bb.process_tree(root, cmdline=True).items()}
 
 
@@ -148,7 +149,7 @@ def main() -> int:
         return statistics.median(get(res) for res in rounds[name])
 
     rows: list[tuple[str, Any]] = [("lag, s", lambda r: r["lag_s"]), ("all processes, us/file", lambda r: r["all_us"])]
-    for role in ("engine", "watcher", "worker"):
+    for role in ("engine", "watcher", "worker", "json printer"):
         rows.append((f"{role} process(es), us/file", lambda r, role=role: r["processes"].get(role, 0.0)))
     names = sorted({t for res in rounds["tinyo"] for t in res["threads"]},
                    key=lambda t: -med("tinyo", lambda r, t=t: r["threads"].get(t, [0, 0])[0]))

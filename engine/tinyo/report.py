@@ -19,11 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from . import events as ev
 from .control.factwire import json_lines
 from .text import printable
+
+if TYPE_CHECKING:
+    from .jsonlog import JsonPrinter
 
 READABLE = 20
 """Lines a second printed one by one; past that, the rest of the second is summed up in one line."""
@@ -132,8 +135,18 @@ class _Batcher:
 
 
 class JsonReporter(_Batcher):
-    """One JSON object per bus event, one per line; each batch in one write, encoded by one C call
-    (``factwire.json_lines``). The engine's thread only hands its batch over."""
+    """One JSON object per bus event, one per line; each batch in one write. The engine's thread only hands
+    its batch over. Printing to this process's standard output (``tinyo run --json``), the batch goes as rows
+    to a printer process that encodes and writes it (``tinyo.jsonlog``); to another stream, it is encoded
+    here, by one C call (``factwire.json_lines``): the same bytes."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._printer: JsonPrinter | None = None
+        if stream is None:
+            from .jsonlog import JsonPrinter
+
+            self._printer = JsonPrinter()
+        super().__init__(stream)
 
     def many(self, events: list[ev.BusEvent]) -> None:
         with self._lock:
@@ -144,7 +157,16 @@ class JsonReporter(_Batcher):
                 self._lock.notify()
             pending.extend(events)
 
+    def close(self) -> None:
+        super().close()
+        if self._printer is not None:
+            self._printer.close()
+
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
+        if self._printer is not None:
+            if batch:
+                self._printer.send(batch)
+            return
         if batch:
             self.stream.write(json_lines(batch))
         self.stream.flush()
