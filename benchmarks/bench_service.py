@@ -71,7 +71,10 @@ config = TinyOConfig(sql_conn='{db}', dirs=[], max_workers=1)
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """The commands' environment: this checkout's engine first (the installed ``tinyo`` entry point runs it),
+    so that an export of another revision measures its own engine."""
+    path = os.pathsep.join(p for p in (str(HERE.parent / "engine"), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 SCRIPT = Path(sys.executable).with_name("tinyo")

@@ -6,7 +6,8 @@ and writes it at once. The text log prints one line per event while a person can
 ``READABLE`` lines a second), then one summary line per second (events, runs ok and failed, failures
 by name); failures are always printed on lines of their own. It never holds the engine up: past
 ``PENDING_MAX`` waiting facts it only counts what it would not print anyway. The JSON log prints every
-fact (a batch per write), so a reader that falls far behind holds the engine up instead.
+fact (a batch per write), so a reader that falls far behind holds the engine up instead; its printer
+thread only hands each batch, as rows, to a printer process that encodes and writes it (``tinyo.jsonlog``).
 """
 
 from __future__ import annotations
@@ -145,10 +146,15 @@ class JsonReporter(_Batcher):
         if stream is None:
             from .jsonlog import JsonPrinter
 
-            self._printer = JsonPrinter()
+            try:
+                self._printer = JsonPrinter()
+            except OSError:  # no process to be had (a process limit): the lines are encoded here
+                self._printer = None
         super().__init__(stream)
 
     def many(self, events: list[ev.BusEvent]) -> None:
+        if not events:
+            return
         with self._lock:
             while len(self._pending) >= PENDING_MAX and not self._closing:
                 self._lock.wait()  # every fact is printed: a reader far behind holds the engine up
