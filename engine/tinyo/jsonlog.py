@@ -35,7 +35,8 @@ class JsonPrinter:
 
         from .children import child_env
 
-        sys.stdout.flush()  # what the engine printed before comes first
+        if sys.stdout is not None:
+            sys.stdout.flush()  # what the engine printed before comes first
         read, write = os.pipe()
         try:
             self._process = subprocess.Popen([sys.executable, "-m", "tinyo.jsonlog", str(read)], pass_fds=(read,),
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the engine stops on them; this process ends with its pipe
     pipe = Pipe(int(argv[1]))
-    out = sys.stdout.fileno()
+    out = 1  # the standard output it shares with the engine (written to directly: no buffer between)
     while True:
         try:
             message = pipe.recv()

@@ -171,7 +171,10 @@ class JsonReporter(_Batcher):
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         if self._printer is not None:
             if batch:
-                self._printer.send(batch)
+                try:
+                    self._printer.send(batch)
+                except OSError as exc:  # the printer ended (its reader went away), or was ended at a close
+                    raise BrokenPipeError(str(exc)) from exc
             return
         if batch:
             self.stream.write(json_lines(batch))
