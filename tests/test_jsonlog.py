@@ -72,16 +72,16 @@ def test_ctrl_c_to_the_whole_group_still_prints_the_engines_last_facts(tmp_path,
     drop(inbox, "a.csv")
     before = set(_printers())
     proc = _run(recipe, start_new_session=True)  # a group of its own, as a shell's job is
-    _wait_for_printer(proc)
+    assert proc.stdout is not None
+    seen = [json.loads(proc.stdout.readline())]
+    while not (seen[-1]["type"] == "op_finished"):  # the engine runs, and has run the file's op
+        seen.append(json.loads(proc.stdout.readline()))
     ours = set(_printers()) - before
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "s.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the engine and its printer both get it
     out, _err = proc.communicate(timeout=30)
     facts = [json.loads(line) for line in out.splitlines()]
-    assert facts[-1]["type"] == "engine_state" and facts[-1]["state"] == "stopped", facts[-3:]
+    assert [f["state"] for f in facts if f["type"] == "engine_state"] == ["stopping", "stopped"]
+    assert facts[-1]["type"] == "engine_state", facts[-3:]
     assert proc.returncode == 0
     assert len(ours) == 1 and not ours & set(_printers())
 
