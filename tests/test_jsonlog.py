@@ -67,7 +67,7 @@ def _wait_for_printer(proc: subprocess.Popen[bytes]) -> None:
     assert json.loads(first)["type"] == "engine_state", first
 
 
-def test_ctrl_c_to_the_whole_group_still_prints_the_engines_last_facts(tmp_path, inbox):
+def test_ctrl_c_or_a_stop_to_every_process_still_prints_the_engines_last_facts(tmp_path, inbox):
     recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
     drop(inbox, "a.csv")
     before = set(_printers())
@@ -77,7 +77,9 @@ def test_ctrl_c_to_the_whole_group_still_prints_the_engines_last_facts(tmp_path,
     while not (seen[-1]["type"] == "op_finished"):  # the engine runs, and has run the file's op
         seen.append(json.loads(proc.stdout.readline()))
     ours = set(_printers()) - before
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the engine and its printer both get it
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group gets it
+    for pid in ours:
+        os.kill(pid, signal.SIGTERM)  # and what a service manager's stop does: every process of the service
     out, _err = proc.communicate(timeout=30)
     facts = [json.loads(line) for line in out.splitlines()]
     assert [f["state"] for f in facts if f["type"] == "engine_state"] == ["stopping", "stopped"]

@@ -7,9 +7,10 @@ call of the C encoder (``factwire.rows_json_text``) and writes it at once to the
 with the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
 its process's CPU. A reader that stops reading holds this process up, then the pipe, then the engine's
 printer (every fact is printed); a reader that went away ends it, and the engine drops what it would have
-printed. It ignores the signals a terminal or a service manager sends the whole group (Ctrl-C, hang-up,
-terminate): the engine stops on them, its last facts still come through, and this process ends when the
-pipe does, whatever ended the engine.
+printed. It runs in a session of its own, so a terminal's Ctrl-C and hang-up reach only the engine, and it
+ignores them and a service manager's terminate (sent to every process of the service): the engine stops
+on them, its last facts still come through, and this process ends when the pipe does, whatever ended the
+engine.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class JsonPrinter:
             sys.stdout.flush()  # what the engine printed before comes first
         read, write = os.pipe()
         try:
+            # its own session: a terminal's signals, even while it starts, are the engine's alone
             self._process = subprocess.Popen([sys.executable, "-m", "tinyo.jsonlog", str(read)], pass_fds=(read,),
-                                             stdin=subprocess.DEVNULL, env=child_env(), close_fds=True)
+                                             stdin=subprocess.DEVNULL, env=child_env(), close_fds=True,
+                                             start_new_session=True)
         finally:
             os.close(read)
         self._pipe = Pipe(write)
