@@ -1,9 +1,10 @@
 """Where a `tinyo run` burst's CPU goes: thread by thread in the engine's process, process by process.
 
-    python benchmarks/bench_threads.py [--files 10000] [--rounds 3] [--baseline PATH] [--json PATH]
+    python benchmarks/bench_threads.py [--files 10000] [--rounds 3] [--baseline PATH] [--log text|json] [--json PATH]
 
 The burst of ``bench_burst.py`` (``--files`` small files written at once into a watched tmpfs folder, one
-trivial op per file, ``tinyo run recipe.py`` with its text log read through a pty). From just before the
+trivial op per file, ``tinyo run recipe.py`` with its text log read through a pty, or with ``--log json``
+``tinyo run recipe.py --json`` read through a pipe). From just before the
 files are written to the last op done: the CPU (user + system, from ``/proc``) of each thread of the
 engine's process and of each process of the run (the watcher, the workers), in microseconds per file, and
 each thread's voluntary context switches (its wake-ups: waits for work, for a lock or for the interpreter).
@@ -55,7 +56,8 @@ def thread_times(pid: int) -> dict[int, tuple[float, int]]:
 def process_times(root: int) -> dict[int, tuple[float, str]]:
     """Pid -> (CPU seconds, role) for ``root`` and its descendants."""
     return {pid: ((int(fields[11]) + int(fields[12])) / TICK,
-                  "engine" if pid == root else "watcher" if "watch" in cmd else "worker")
+                  "engine" if pid == root else "watcher" if "watch" in cmd else "json printer" if "jsonlog" in cmd
+                  else "worker")
             for pid, (fields, cmd) in bb.process_tree(root, cmdline=True).items()}
 
 
@@ -67,7 +69,7 @@ def thread_names(pid: int) -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r'Thread (\d+) \(\w+(?:, [^)]*)?\): "([^"]+)"', dump)}
 
 
-def one_round(engine: Path, n: int) -> dict[str, Any]:
+def one_round(engine: Path, n: int, log: str = "text") -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-threads-", dir=bb.TMPFS))
     inbox, marker, db = work / "in", work / "marker", work / "state.db"
     inbox.mkdir()
@@ -76,9 +78,14 @@ def one_round(engine: Path, n: int) -> dict[str, Any]:
     recipe = work / "recipe.py"
     recipe.write_text(bb.BURST_RECIPE.format(marker=str(marker), db=str(db), inbox=str(inbox)))
     env = {**bb.ENV, "PYTHONPATH": str(engine)}
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([*bb.TINYO, "run", str(recipe)], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
-                            env=env)
+    if log == "json":  # every fact, read through a pipe as a script reads it
+        master, slave = os.pipe()
+        proc = subprocess.Popen([*bb.TINYO, "run", str(recipe), "--json"], stdout=slave, stderr=slave,
+                                stdin=subprocess.DEVNULL, env=env)
+    else:  # the text log on a terminal
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([*bb.TINYO, "run", str(recipe)], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                                env=env)
     os.close(slave)
     reader = bb.Reader(master)
     reader.start()
@@ -122,6 +129,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="another checkout (its engine/ is measured beside)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--log", choices=("text", "json"), default="text",
+                        help="the text log through a pty, or --json through a pipe")
     parser.add_argument("--py-spy", default=None, help="the py-spy command that names the threads")
     args = parser.parse_args()
     if args.py_spy:
@@ -132,7 +141,7 @@ def main() -> int:
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
     for r in range(args.rounds):
         for name, engine in cases.items():
-            res = one_round(engine, args.files)
+            res = one_round(engine, args.files, args.log)
             rounds[name].append(res)
             print(f"round {r + 1} {name}: {res['all_us']:.0f} us/file in all, lag {res['lag_s']:.2f} s", flush=True)
 
@@ -140,7 +149,7 @@ def main() -> int:
         return statistics.median(get(res) for res in rounds[name])
 
     rows: list[tuple[str, Any]] = [("lag, s", lambda r: r["lag_s"]), ("all processes, us/file", lambda r: r["all_us"])]
-    for role in ("engine", "watcher", "worker"):
+    for role in ("engine", "watcher", "worker", "json printer"):
         rows.append((f"{role} process(es), us/file", lambda r, role=role: r["processes"].get(role, 0.0)))
     names = sorted({t for res in rounds["tinyo"] for t in res["threads"]},
                    key=lambda t: -med("tinyo", lambda r, t=t: r["threads"].get(t, [0, 0])[0]))

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 from tinyo import events as ev
+from tinyo.groups import GroupSummary
+from tinyo.names import json_escaped
 from tinyo.report import READABLE, JsonReporter, TextReporter
 
 
@@ -137,6 +139,53 @@ def test_the_json_log_prints_every_fact_in_order_a_batch_per_write():
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["event_id"] for r in rows] == list(range(total))
     assert out.writes < total // 10, f"{out.writes} writes for {total} facts: not batched"
+
+
+def _to_json_line(event: ev.BusEvent) -> str:
+    """The line ``tinyo run --json`` has always printed for a fact: its ``to_json``, compact, what JSON cannot
+    carry shown as text, a file name's undecodable bytes as ``\\udcNN`` escapes."""
+    return json_escaped(json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"), default=str)) + "\n"
+
+
+def _every_kind_of_fact() -> list[ev.BusEvent]:
+    tricky = 'a},{"type":"x \u00e9 \udcff \n \\ \x1b'  # the separator the batch's encoding relies on, inside a name
+    return [
+        ev.DocumentUpdated(1.25, tricky, 3, "event"),
+        ev.EventReceived(1.5, 7, tricky, "file", 1.0, 1, 0),
+        ev.EventReceived(1.5, 8, "hung", "timer", None, None, 1),
+        ev.GeneratorError(2.0, "g", "e", "boom", "Traceback\n  line"),
+        ev.DESRegistered(2.0, "abc", frozenset({tricky, "b", "a"}), frozenset({"t2", "t1"}), ("load", "save"), "g", "e"),
+        ev.DESRejectedEvent(2.0, "abc", "g", "e", "no targs"),
+        ev.DESStateChanged(2.5, "abc", "queued", "queued: never built", "new", ("t1", "t2")),
+        ev.OpStarted(3.0, 1, "abc", "load", "w1", 2, frozenset({"t2", "t1"})),
+        ev.OpOutput(3.1, 1, "abc", "load", "w1", "stderr", "warning: " + tricky, 4),
+        ev.OpFinished(3.2, 1, "abc", "load", "w1", 0.1, "3 rows"),
+        ev.OpFinished(3.2, 2, "abc", "load", "w1", 0.1, [{"type": "a"}, {"type": "b"}]),  # the separator in a value
+        ev.OpFinished(3.2, 3, "abc", "load", "w1", 0.1, Path("/not/json")),
+        ev.OpFailed(3.3, 1, "abc", "load", "w1", 0.2, "ValueError: x", "tb", 1.5),
+        ev.OpCancelled(3.4, 1, "abc", "load", "w1"),
+        ev.GroupsChanged(4.0, (GroupSummary("p.*", 2, "p.a", (("ok", 1), ("failed", 1))),)),
+        ev.TimerFired(5.0, "tick", 4.5, "tick@4.5", True),
+        ev.WorkerChanged(6.0, "w1", 123, "dead", "exit code -9"),
+        ev.FlowMetrics(7.0, None, "f", "r", "s", 0, 2, "running", 3, {"out": 2}, 0, 1.5, 0.25, 8, {"bad": 1}),
+        ev.EngineState(8.0, "running", "", 5),
+        ev.EngineNotice(9.0, "error", tricky),
+        ev.FactsMissed(10.0, 12),
+    ]
+
+
+def test_the_json_log_prints_each_fact_as_its_to_json_compact_whatever_the_batch():
+    facts = _every_kind_of_fact()
+    assert {type(f) for f in facts} >= {cls for cls in vars(ev).values() if isinstance(cls, type)
+                                       and issubclass(cls, ev.BusEvent) and cls is not ev.BusEvent}
+    expected = "".join(map(_to_json_line, facts))
+    for batches in ([facts], [[f] for f in facts], [facts[:10], facts[10:11], facts[11:]]):
+        out = io.StringIO()
+        report = JsonReporter(out)
+        for batch in batches:
+            report.many(batch)
+        report.close()
+        assert out.getvalue() == expected
 
 
 class GatedStream(io.StringIO):

@@ -6,7 +6,8 @@ and writes it at once. The text log prints one line per event while a person can
 ``READABLE`` lines a second), then one summary line per second (events, runs ok and failed, failures
 by name); failures are always printed on lines of their own. It never holds the engine up: past
 ``PENDING_MAX`` waiting facts it only counts what it would not print anyway. The JSON log prints every
-fact (a batch per write), so a reader that falls far behind holds the engine up instead.
+fact (a batch per write), so a reader that falls far behind holds the engine up instead; its printer
+thread only hands each batch, as rows, to a printer process that encodes and writes it (``tinyo.jsonlog``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from . import events as ev
-from .names import json_escaped
+from .control.factwire import json_lines
 from .text import printable
+
+if TYPE_CHECKING:
+    from .jsonlog import JsonPrinter
 
 READABLE = 20
 """Lines a second printed one by one; past that, the rest of the second is summed up in one line."""
@@ -37,9 +41,6 @@ GATHER = 0.05
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
-_JSON = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":"))
-"""One encoder for every line (``json.dumps`` with options builds a new one per call: most of its cost);
-compact, as the control channel carries facts: `tinyo events --json` prints them as they come."""
 _ALWAYS = (ev.OpFailed, ev.GeneratorError, ev.DESRejectedEvent)
 _PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRejectedEvent, ev.OpStarted,
                       ev.OpFinished, ev.OpFailed, ev.OpCancelled, ev.TimerFired, ev.EngineState, ev.EngineNotice})
@@ -135,17 +136,48 @@ class _Batcher:
 
 
 class JsonReporter(_Batcher):
-    """One JSON object per bus event, one per line; each batch in one write."""
+    """One JSON object per bus event, one per line; each batch in one write. The engine's thread only hands
+    its batch over. Printing to this process's standard output (``tinyo run --json``), the batch goes as rows
+    to a printer process that encodes and writes it (``tinyo.jsonlog``); to another stream, it is encoded
+    here, by one C call (``factwire.json_lines``): the same bytes."""
 
-    def _admit(self, event: ev.BusEvent) -> bool:
-        while len(self._pending) >= PENDING_MAX and not self._closing:
-            self._lock.wait()  # every fact is printed: a reader far behind holds the engine up
-        return True
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._printer: JsonPrinter | None = None
+        if stream is None:
+            from .jsonlog import JsonPrinter
+
+            try:
+                self._printer = JsonPrinter()
+            except OSError:  # no process to be had (a process limit): the lines are encoded here
+                self._printer = None
+        super().__init__(stream)
+
+    def many(self, events: list[ev.BusEvent]) -> None:
+        if not events:
+            return
+        with self._lock:
+            while len(self._pending) >= PENDING_MAX and not self._closing:
+                self._lock.wait()  # every fact is printed: a reader far behind holds the engine up
+            pending = self._pending
+            if not pending:
+                self._lock.notify()
+            pending.extend(events)
+
+    def close(self) -> None:
+        super().close()
+        if self._printer is not None:
+            self._printer.close()
 
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
+        if self._printer is not None:
+            if batch:
+                try:
+                    self._printer.send(batch)
+                except OSError as exc:  # the printer ended (its reader went away), or was ended at a close
+                    raise BrokenPipeError(str(exc)) from exc
+            return
         if batch:
-            encode = _JSON.encode
-            self.stream.write("".join([json_escaped(encode(e.to_json())) + "\n" for e in batch]))
+            self.stream.write(json_lines(batch))
         self.stream.flush()
 
 

@@ -242,16 +242,17 @@ class Hub:
             dropped, self._dropped = self._dropped, 0
             for outbox in self._subs:
                 outbox.miss(dropped)
-        rows: list[object] = []
-        while self._in:
-            self._publish(self._in.popleft(), rows)
-            if len(rows) >= BATCH or (rows and not self._in):
-                for line, facts in factwire.facts_lines(self._seq, rows):  # one encoding for every client
+        inbox, publish = self._in, self._publish
+        while inbox:
+            batch = [inbox.popleft() for _ in range(min(BATCH, len(inbox)))]  # the engine only appends meanwhile
+            for event in batch:
+                publish(event)
+            if self._subs:  # the batch's rows in one line (more if it is long), one encoding for every client
+                for line, facts in factwire.facts_lines(self._seq, factwire.rows(batch)):
                     for outbox in self._subs:
                         outbox.offer(line, facts)
-                rows = []
 
-    def _publish(self, event: ev.BusEvent, rows: list[object]) -> None:
+    def _publish(self, event: ev.BusEvent) -> None:
         self._seq += 1
         record = (self._seq, event)
         if isinstance(event, ev.OpOutput):
@@ -260,8 +261,6 @@ class Hub:
             self._runs.append(record)
         else:
             self._events.append(record)
-        if self._subs:
-            rows.append(factwire.row(event))
         if isinstance(event, ev.EngineNotice) and event.level == "error":
             self._last_error = event.message
         elif isinstance(event, ev.EngineState):

@@ -1,0 +1,95 @@
+"""Provides the JSON log's printer process, ``python -m tinyo.jsonlog FD``, and the engine's end of it.
+
+``tinyo run --json`` prints every fact as a JSON object on a line of its own. The engine's process only
+makes each batch of facts the rows of their values (``factwire.own_rows``, as the control channel sends
+them) and sends the batch down a pipe in one message; this process keys the rows, encodes the batch by one
+call of the C encoder (``factwire.rows_json_text``) and writes it at once to the standard output it shares
+with the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
+its process's CPU. A reader that stops reading holds this process up, then the pipe, then the engine's
+printer (every fact is printed); a reader that went away ends it, and the engine drops what it would have
+printed. It runs in a session of its own, so a terminal's Ctrl-C and hang-up reach only the engine, and it
+ignores them and a service manager's terminate (sent to every process of the service): the engine stops
+on them, its last facts still come through, and this process ends when the pipe does, whatever ended the
+engine.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+from typing import Any
+
+from .control import factwire
+from .pipe import Pipe
+
+STOP_TIMEOUT = 10.0
+"""Seconds the engine waits at its exit for this process to write what it was sent."""
+
+
+class JsonPrinter:
+    """The engine's end: the process, and the pipe its batches go down."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        from .children import child_env
+
+        if sys.stdout is not None:
+            sys.stdout.flush()  # what the engine printed before comes first
+        read, write = os.pipe()
+        try:
+            # its own session: a terminal's signals, even while it starts, are the engine's alone
+            self._process = subprocess.Popen([sys.executable, "-m", "tinyo.jsonlog", str(read)], pass_fds=(read,),
+                                             stdin=subprocess.DEVNULL, env=child_env(), close_fds=True,
+                                             start_new_session=True)
+        finally:
+            os.close(read)
+        self._pipe = Pipe(write)
+
+    def send(self, events: list[Any]) -> None:
+        """Hand a batch of facts over; BrokenPipeError once the process has ended (its reader went away)."""
+        try:
+            self._pipe.send(factwire.own_rows(events))  # pickled whole before anything is written
+        except (KeyError, TypeError, AttributeError, ValueError, pickle.PicklingError):
+            # a fact class or a value the rows cannot carry here: the lines themselves (a rare batch)
+            self._pipe.send(factwire.json_lines(events))
+
+    def close(self, timeout: float = STOP_TIMEOUT) -> None:
+        """End the pipe, and wait for the process to write what it holds and exit."""
+        from .children import wait_exit
+
+        self._pipe.close()
+        if wait_exit(self._process, timeout) is None:
+            self._process.kill()
+            self._process.wait()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def main(argv: list[str]) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the engine stops on them; this process ends with its pipe
+    pipe = Pipe(int(argv[1]))
+    out = 1  # the standard output it shares with the engine (written to directly: no buffer between)
+    while True:
+        try:
+            message = pipe.recv()
+        except EOFError:
+            return 0
+        text = message if isinstance(message, str) else factwire.rows_json_text(message)
+        try:
+            _write_all(out, text.encode())
+        except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
+            return 0
+
+
+if __name__ == "__main__":
+    from .children import exit_now
+
+    exit_now(main(sys.argv))

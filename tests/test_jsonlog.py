@@ -1,0 +1,116 @@
+"""The JSON log's printer process (``tinyo.jsonlog``): what `tinyo run --json` prints comes from it, byte for byte
+what the log encoded in the engine's process would print, and it ends with the engine, however that ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import drop, write_recipe
+from test_report import _every_kind_of_fact, _to_json_line
+
+from tinyo import events as ev
+from tinyo.jsonlog import JsonPrinter
+
+ONE_OP = """
+def load(context):
+    print("loaded", next(iter(context["deps"])))
+
+
+@meta_task(root=True)
+def on_file(event):
+    return (event, [DES(deps=frozenset([event]), targs=frozenset(["loaded " + event]), ops=[(load, Config({}))])])
+
+
+config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=1, execution=Execution.PROCESSES)
+"""
+
+
+def _printers() -> list[int]:
+    """Pids of the JSON printer processes of this user (by their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if b"tinyo.jsonlog" in fh.read() and os.stat(f"/proc/{entry}").st_uid == os.getuid():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_the_printer_process_prints_each_batch_as_the_log_in_process_would(capfd):
+    facts = _every_kind_of_fact()
+    unpicklable = ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)  # its batch is encoded here
+    printer = JsonPrinter()
+    printer.send(facts[:7])
+    printer.send([facts[7], unpicklable])
+    printer.send(facts[8:])
+    printer.close()
+    out = capfd.readouterr().out
+    assert out == "".join(map(_to_json_line, [*facts[:8], unpicklable, *facts[8:]]))
+
+
+def _run(recipe: Path, *args: str, **kw) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tinyo", "run", str(recipe), "--json", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _wait_for_printer(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the engine starting: the printer is up and printing
+    assert json.loads(first)["type"] == "engine_state", first
+
+
+def test_ctrl_c_or_a_stop_to_every_process_still_prints_the_engines_last_facts(tmp_path, inbox):
+    recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
+    drop(inbox, "a.csv")
+    before = set(_printers())
+    proc = _run(recipe, start_new_session=True)  # a group of its own, as a shell's job is
+    assert proc.stdout is not None
+    seen = [json.loads(proc.stdout.readline())]
+    while not (seen[-1]["type"] == "op_finished"):  # the engine runs, and has run the file's op
+        seen.append(json.loads(proc.stdout.readline()))
+    ours = set(_printers()) - before
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group gets it
+    for pid in ours:
+        os.kill(pid, signal.SIGTERM)  # and what a service manager's stop does: every process of the service
+    out, _err = proc.communicate(timeout=30)
+    facts = [json.loads(line) for line in out.splitlines()]
+    assert [f["state"] for f in facts if f["type"] == "engine_state"] == ["stopping", "stopped"]
+    assert facts[-1]["type"] == "engine_state", facts[-3:]
+    assert proc.returncode == 0
+    assert len(ours) == 1 and not ours & set(_printers())
+
+
+def test_a_reader_that_goes_away_ends_the_printer_and_the_engine_goes_on_to_its_end(tmp_path, inbox):
+    recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
+    for i in range(20):
+        drop(inbox, f"f{i}.csv")
+    before = set(_printers())
+    proc = _run(recipe, "--stop-after", "20", "--idle-exit", "0.2")
+    _wait_for_printer(proc)
+    assert proc.stdout is not None
+    proc.stdout.close()  # `| head -1`: the reader is gone
+    assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+    assert set(_printers()) <= before, "no printer process is left behind"
+
+
+def test_a_killed_engine_leaves_no_printer_behind(tmp_path, inbox):
+    recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
+    before = set(_printers())
+    proc = _run(recipe)
+    _wait_for_printer(proc)
+    ours = set(_printers()) - before
+    assert len(ours) == 1
+    proc.kill()
+    proc.wait(30)
+    deadline = time.monotonic() + 10
+    while ours & set(_printers()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ours & set(_printers()), "the printer ends with the pipe from its engine"
