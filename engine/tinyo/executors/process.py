@@ -100,7 +100,7 @@ class ProcessExecutor:
             return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
 
     def submit(self, tasks: list[Task]) -> None:
-        batches: dict[str, list[Task]] = {}
+        batches: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
             now = time.monotonic()
@@ -117,14 +117,25 @@ class ProcessExecutor:
                 sizes[index] += 1
                 worker = flowing[index]
                 worker.inflight[task.run_id] = task
-                batches.setdefault(worker.name, []).append(task)
-            by_name = {w.name: w for w in live}
-        for name, batch in batches.items():
-            worker = by_name[name]
+                # the recipe path and ops go only when they differ from the last task's this worker was sent:
+                # a burst's or a chain's tasks all share them, and their Configs cost most of a task's pickle
+                head = (task.recipe_path, task.ops)
+                if head == worker.sent_head:
+                    head = None
+                else:
+                    worker.sent_head = head
+                wire = (task.run_id, task.des_id, task.attempt, task.deps, task.targs, head)
+                batch = batches.get(worker.name)
+                if batch is None:
+                    batches[worker.name] = batch = (worker.task_conn, [])
+                batch[1].append(wire)
+        # sent outside the lock (a full pipe waits for the worker, whose reports the reader thread must take);
+        # only the loop thread submits, so each worker's tasks reach its pipe in the order their heads assume
+        for conn, wires in batches.values():
             try:
-                worker.task_conn.send(("run", [task.wire() for task in batch]))
+                conn.send(("run", wires))
             except (OSError, ValueError):
-                pass  # the worker died meanwhile; its death handler requeues these tasks
+                pass  # the worker died meanwhile (its pipe closed); its death handler requeues these tasks
 
     def _stall_limit(self) -> float:
         return max(0.05, 20 * self._mean)
