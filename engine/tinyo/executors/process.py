@@ -19,6 +19,7 @@ waits behind a long one while another worker is idle.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -26,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .. import pipe
 from ..children import wait_exit
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
 from ..worker import Task
@@ -61,6 +61,8 @@ class ProcessExecutor:
         self._workers: list[_Worker] = []
         self._wake_r, self._wake_w = os.pipe()
         self._closing = False
+        self._pipes_changed = True
+        """A worker's pipe opened or closed: the reader thread rebuilds what it waits on."""
         self._reader: threading.Thread | None = None
         self._mean = 1.0
         self._rr = 0
@@ -82,6 +84,7 @@ class ProcessExecutor:
 
     def _spawn(self, worker: _Worker) -> None:
         _popen(worker, self.recipe_path)
+        self._pipes_changed = True
         self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
 
     def _wake(self) -> None:
@@ -213,40 +216,59 @@ class ProcessExecutor:
 
     # ------------------------------------------------------------ results
     def _read_loop(self) -> None:
+        # what it waits on is rebuilt only when a pipe opens or closes (this thread's doing): a report's way
+        # from the pipe to the loop, and back to the wait, is the shortest this thread can make it, for the
+        # loop thread that is woken wants the interpreter this thread holds until it waits again
+        pipes: dict[int, tuple[str, _Worker | None]] = {}
+        poller = select.poll()
         while not self._closing:
-            with self._lock:
-                conns = {w.result_conn: w for w in self._workers if not w.dead}
-                stdio = {w.stdio: w for w in self._workers if not w.dead and w.stdio is not None}
-                waiting = any(len(w.inflight) > 1 for w in self._workers if not w.dead)
-                respawns = [w.respawn_at for w in self._workers if w.dead and w.respawn_at is not None]
-            timeout = None
-            if waiting:
-                timeout = 0.05  # look for a stalled op with tasks behind it
-            if respawns:
-                until = max(0.0, min(respawns) - time.monotonic())
-                timeout = until if timeout is None else min(timeout, until)
+            if self._pipes_changed:
+                self._pipes_changed = False
+                poller, pipes = select.poll(), {self._wake_r: ("wake", None)}
+                with self._lock:
+                    for w in self._workers:
+                        if w.dead:
+                            continue
+                        pipes[w.result_conn.fileno()] = ("results", w)
+                        if w.stdio is not None:
+                            pipes[w.stdio] = ("stdio", w)
+                for fd in pipes:
+                    poller.register(fd, select.POLLIN)
             try:
-                ready = pipe.wait([*conns, *stdio, self._wake_r], timeout)
+                ready = poller.poll(self._wait_ms())
             except OSError:
                 if self._closing:
                     return
                 continue
-            self._respawn_due()
-            self._rebalance()
-            for item in ready:
-                if item == self._wake_r:
+            results: list[_Worker] = []
+            for fd, _ in ready:
+                kind, worker = pipes.get(fd, ("gone", None))
+                if kind == "results":
+                    results.append(worker)  # type: ignore[arg-type]
+                elif kind == "stdio":
+                    self._forward_stdio(worker)  # type: ignore[arg-type]
+                elif kind == "wake":
                     try:
                         os.read(self._wake_r, 4096)
                     except OSError:
                         return
-                elif item in stdio:
-                    self._forward_stdio(stdio[item])
-            for item in ready:
-                if item in conns:
-                    worker = conns[item]
-                    self._receive(worker)
-                    if worker.eof and not self._closing:
-                        self._on_death(worker)
+            for worker in results:
+                self._receive(worker)
+                if worker.eof and not self._closing:
+                    self._on_death(worker)
+            self._respawn_due()
+            self._rebalance()
+
+    def _wait_ms(self) -> int:
+        """How long the reader may wait for a pipe (-1: until one is ready), in milliseconds."""
+        with self._lock:
+            waiting = any(len(w.inflight) > 1 for w in self._workers if not w.dead)
+            respawns = [w.respawn_at for w in self._workers if w.dead and w.respawn_at is not None]
+        timeout = 0.05 if waiting else None  # look for a stalled op with tasks behind it
+        if respawns:
+            until = max(0.0, min(respawns) - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
+        return -1 if timeout is None else int(timeout * 1000 + 0.999)
 
     def _forward_stdio(self, worker: _Worker) -> None:
         """Lines a worker wrote to its file descriptors 1/2 go to the run in progress there."""
@@ -259,6 +281,7 @@ class ProcessExecutor:
         if not data:
             os.close(worker.stdio)
             worker.stdio = None
+            self._pipes_changed = True
             data, worker.partial = worker.partial + b"\n", b""
             if data == b"\n":
                 return
@@ -327,6 +350,7 @@ class ProcessExecutor:
         self.sink(WorkerLost(worker.name, worker.pid, reason, running.run_id if running else None, cause, pending[1:]))
         for conn in (worker.task_conn, worker.result_conn):
             conn.close()
+        self._pipes_changed = True
         if self._closing:
             return
         if worker.ready:
