@@ -155,13 +155,14 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         install_routers()  # something (e.g. a UI) replaced sys.stdout since the executor started
     emit("start", task.run_id, (worker, clock()))
     sink = _Sink(task.run_id, emit)
-    previous = runtime.capture()
+    previous, previous_run = runtime.capture(), runtime.current_run()
     runtime.bind_capture(sink)
     started = time.perf_counter()
-    ctx = runtime.RunContext(task.run_id, task.des_id, worker, emit)
     current_ref = ""
     try:
-        with runtime.running(ctx):
+        # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
+        runtime.bind(runtime.RunContext(task.run_id, task.des_id, worker, emit))
+        try:
             result = None
             for ref, cfg in task.ops:
                 current_ref = ref
@@ -175,6 +176,8 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
                     "des_id": task.des_id,
                     "worker": worker,
                 })
+        finally:
+            runtime.bind(previous_run)
         _flush_partial(sink)
         emit("done", task.run_id, (True, None, None, _result_repr(result), time.perf_counter() - started))
     except CancelledRun as exc:
@@ -193,6 +196,8 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
 
 
 def _flush_partial(sink: _Sink) -> None:
+    if not sink.buffers:
+        return  # nothing printed without its newline (the common case: no lock taken)
     with sink.lock:
         pending = list(sink.buffers.items())
         sink.buffers.clear()
