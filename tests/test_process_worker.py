@@ -3,7 +3,8 @@
 A worker runs short ops on the thread that reads its task pipe; its watch thread keeps, for an op that runs
 long, what the engine relies on: the op's start and output while it runs, a cancel or a withdraw of the tasks
 queued behind it, and its exit when the orchestrator is gone. Tasks carry their recipe path and ops only
-when they differ from the last sent to that worker.
+when they differ from the last sent to that worker. Each test runs twice: with the pool's reader thread
+reading the reports, and attached to a waker whose waiting thread reads them (as the engine's loop does).
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tinyo.children import wait_exit
 from tinyo.executors.process import ProcessExecutor
 from tinyo.messages import Requeue, WorkerLost, WorkerReports
 from tinyo.model import Config
+from tinyo.waker import Waker
 from tinyo.worker import Task
 
 RECIPE = """
@@ -45,17 +47,46 @@ WAIT = 20.0
 
 
 class Pool:
-    """A real ProcessExecutor, its reports gathered in a queue."""
+    """A real ProcessExecutor, its reports gathered in a queue; ``attached``: read by a thread waiting on a
+    Waker, as the engine's loop does, instead of by the pool's reader thread."""
 
-    def __init__(self, tmp_path: Path, workers: int) -> None:
+    def __init__(self, tmp_path: Path, workers: int, attached: bool) -> None:
         self.recipe = tmp_path / "recipe.py"
         self.recipe.write_text(RECIPE)
         self.flag = tmp_path / "flag"
         self.reports: queue.Queue[Any] = queue.Queue()
-        self.executor = ProcessExecutor(str(self.recipe), workers, self.reports.put, time.time)
+        self.executor = ProcessExecutor(str(self.recipe), workers, self.report, time.time)
         self.seen: list[tuple[str, int, Any]] = []
         self.other: list[Any] = []
         self.next_id = 1
+        self.loop: threading.Thread | None = None
+        self.stopping = False
+        self.waker = Waker()
+        self.read_on: set[str] = set()
+        """The threads reports came from."""
+        if attached:
+            self.executor.attach(self.waker)
+            self.loop = threading.Thread(target=self.wait_loop, name="the-loop", daemon=True)
+            self.loop.start()
+
+    def report(self, item: Any) -> None:
+        if isinstance(item, WorkerReports) and any(kind in ("start", "done") for kind, _, _ in item.messages):
+            self.read_on.add(threading.current_thread().name)
+        self.reports.put(item)
+
+    def wait_loop(self) -> None:
+        while not self.stopping:
+            self.waker.wait(0.05)
+            self.waker.clear()
+
+    def stop(self) -> None:
+        self.flag.touch()
+        self.stopping = True
+        self.waker.set()
+        if self.loop is not None:
+            self.loop.join(10)
+        self.executor.shutdown(grace=2.0)  # on this thread, as the engine's loop does once it stops waiting
+        self.waker.close()
 
     def task(self, op: str, **config: Any) -> Task:
         run_id, self.next_id = self.next_id, self.next_id + 1
@@ -99,10 +130,10 @@ class Pool:
             self.other.append(item)
 
 
-@pytest.fixture
-def pool(tmp_path: Path):
+@pytest.fixture(params=["reader thread", "attached"])
+def pool(tmp_path: Path, request):
     def make(workers: int = 1) -> Pool:
-        made = Pool(tmp_path, workers)
+        made = Pool(tmp_path, workers, attached=request.param == "attached")
         made.executor.start()
         made.ready()
         pools.append(made)
@@ -111,8 +142,13 @@ def pool(tmp_path: Path):
     pools: list[Pool] = []
     yield make
     for made in pools:
-        made.flag.touch()
-        made.executor.shutdown(grace=2.0)
+        made.stop()
+        # attached: the reports were read on the thread waiting on the waker (or on the one that stopped the
+        # pool, as the engine's loop does at its end), none on the pool's reader
+        if made.loop is not None:
+            assert "the-loop" in made.read_on and "tinyo-pool-reader" not in made.read_on
+        else:
+            assert made.read_on == {"tinyo-pool-reader"}
 
 
 def test_a_long_op_s_start_and_output_reach_the_engine_while_it_runs(pool):
@@ -166,8 +202,15 @@ def test_a_worker_exits_when_the_orchestrator_s_pipe_closes_while_an_op_runs(poo
     p.executor.submit([held])
     p.wait_for("start", held.run_id)
     worker = p.executor._workers[0]
+    pid = worker.pid
     worker.task_conn.close()  # as when the orchestrator's process is gone
-    assert wait_exit(worker.process, WAIT) == 1
+    deadline = time.monotonic() + WAIT
+    while not any(isinstance(o, WorkerLost) for o in p.other):
+        assert time.monotonic() < deadline, "the worker did not exit"
+        p.wait_any()
+    lost = next(o for o in p.other if isinstance(o, WorkerLost))
+    assert (lost.pid, lost.running_run_id) == (pid, held.run_id)
+    assert lost.reason.endswith("exited with status 1")
     assert not p.flag.exists()  # the op was still waiting: the worker did not wait for it to end
 
 

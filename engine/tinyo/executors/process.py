@@ -27,8 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .. import pipe
 from ..children import wait_exit
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
+from ..waker import Waker
 from ..worker import Task
 from ..worker_launch import Worker as _Worker
 from ..worker_launch import dismiss_workers
@@ -63,11 +65,23 @@ class ProcessExecutor:
         self._closing = False
         self._pipes_changed = True
         """A worker's pipe opened or closed: the reader thread rebuilds what it waits on."""
+        self._reader_unbounded = False
+        """The reader thread waits with no time limit (under ``_lock``): nothing waits behind a running op."""
         self._reader: threading.Thread | None = None
+        self._waker: Waker | None = None
+        """The loop's wake-up, when the loop reads the report pipes while it waits (:meth:`attach`)."""
+        self._deaths: list[_Worker] = []
+        """Workers whose report pipe the loop found at its end: the reader thread reaps and replaces them."""
         self._mean = 1.0
         self._rr = 0
 
     # ------------------------------------------------------------ lifecycle
+    def attach(self, waker: Waker) -> None:
+        """Have the thread that waits on ``waker`` (the loop's) read the workers' reports, before
+        :meth:`start`: a report then reaches the loop with one wake-up, not a hand-over from the reader
+        thread (which still reads the workers' output, replaces the dead, and looks for stalls)."""
+        self._waker = waker
+
     def start(self) -> None:
         early = {w.name: w for w in self._launched}
         self._launched = []
@@ -77,6 +91,7 @@ class ProcessExecutor:
                 worker = _Worker(f"w{index + 1}")
                 _popen(worker, self.recipe_path)
             self._workers.append(worker)
+            self._watch(worker)
             self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
         dismiss_workers(list(early.values()))  # more were started than the engine runs: none is left behind
         self._reader = threading.Thread(target=self._read_loop, name="tinyo-pool-reader", daemon=True)
@@ -85,6 +100,7 @@ class ProcessExecutor:
     def _spawn(self, worker: _Worker) -> None:
         _popen(worker, self.recipe_path)
         self._pipes_changed = True
+        self._watch(worker)
         self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
 
     def _wake(self) -> None:
@@ -132,6 +148,11 @@ class ProcessExecutor:
                 if batch is None:
                     batches[worker.name] = batch = (worker.task_conn, [])
                 batch[1].append(wire)
+            # tasks now wait behind others: the reader thread, if it waits for nothing but a pipe, must look
+            # for stalls (the loop, not it, reads the reports that used to wake it)
+            wake = self._reader_unbounded and any(len(w.inflight) > 1 for w in flowing)
+        if wake:
+            self._wake()
         # sent outside the lock (a full pipe waits for the worker, whose reports the reader thread must take);
         # only the loop thread submits, so each worker's tasks reach its pipe in the order their heads assume
         for conn, wires in batches.values():
@@ -215,6 +236,22 @@ class ProcessExecutor:
         return infos
 
     # ------------------------------------------------------------ results
+    def _watch(self, worker: _Worker) -> None:
+        if self._waker is not None:
+            conn = worker.result_conn
+            self._waker.watch(conn.fileno(), lambda: self._on_results(worker, conn))
+
+    def _on_results(self, worker: _Worker, conn: Any) -> None:
+        """A worker's report pipe can be read (on the thread waiting on the loop's waker)."""
+        if conn is not worker.result_conn or worker.eof:
+            return  # a pipe of a process since replaced
+        self._receive(worker)
+        if worker.eof and self._waker is not None:
+            self._waker.unwatch(conn.fileno())
+            with self._lock:
+                self._deaths.append(worker)
+            self._wake()  # the reader thread reaps and replaces it (it may take seconds)
+
     def _read_loop(self) -> None:
         # what it waits on is rebuilt only when a pipe opens or closes (this thread's doing): a report's way
         # from the pipe to the loop, and back to the wait, is the shortest this thread can make it, for the
@@ -229,7 +266,8 @@ class ProcessExecutor:
                     for w in self._workers:
                         if w.dead:
                             continue
-                        pipes[w.result_conn.fileno()] = ("results", w)
+                        if self._waker is None:
+                            pipes[w.result_conn.fileno()] = ("results", w)
                         if w.stdio is not None:
                             pipes[w.stdio] = ("stdio", w)
                 for fd in pipes:
@@ -256,6 +294,12 @@ class ProcessExecutor:
                 self._receive(worker)
                 if worker.eof and not self._closing:
                     self._on_death(worker)
+            if self._deaths:
+                with self._lock:
+                    deaths, self._deaths = self._deaths, []
+                for worker in deaths:
+                    if not self._closing:
+                        self._on_death(worker)
             self._respawn_due()
             self._rebalance()
 
@@ -264,6 +308,7 @@ class ProcessExecutor:
         with self._lock:
             waiting = any(len(w.inflight) > 1 for w in self._workers if not w.dead)
             respawns = [w.respawn_at for w in self._workers if w.dead and w.respawn_at is not None]
+            self._reader_unbounded = not waiting and not respawns
         timeout = 0.05 if waiting else None  # look for a stalled op with tasks behind it
         if respawns:
             until = max(0.0, min(respawns) - time.monotonic())
@@ -370,6 +415,21 @@ class ProcessExecutor:
                 worker.failed_starts = failed
 
     # ------------------------------------------------------------ shutdown
+    def _read_reports(self, timeout: float) -> None:
+        """While stopping, on the loop's thread: the reports it would read while waiting on its waker (within
+        ``timeout`` seconds; 0: what is there, to the end of each pipe)."""
+        if self._waker is None:
+            time.sleep(timeout)  # the reader thread reads them
+            return
+        for _ in range(1000 if not timeout else 1):  # bounded: a worker's child may hold its pipe open
+            with self._lock:
+                conns = {w.result_conn: w for w in self._workers if not w.dead and not w.eof}
+            ready = pipe.wait(conns, timeout) if conns else []
+            for conn in ready:
+                self._on_results(conns[conn], conn)
+            if not ready:
+                return
+
     def shutdown(self, grace: float) -> list[int]:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
@@ -377,7 +437,7 @@ class ProcessExecutor:
                 busy = any(w.started for w in self._workers if not w.dead)
             if not busy:
                 break
-            time.sleep(0.02)
+            self._read_reports(0.02)
         self._closing = True
         with self._lock:
             unfinished = [rid for w in self._workers for rid in w.inflight]
@@ -399,6 +459,7 @@ class ProcessExecutor:
         self._wake()
         if self._reader is not None:
             self._reader.join(timeout=2)
+        self._read_reports(0)  # what the workers said before they stopped
         for w in workers:
             for conn in (w.task_conn, w.result_conn):
                 try:
