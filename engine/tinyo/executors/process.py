@@ -239,15 +239,16 @@ class ProcessExecutor:
     def _watch(self, worker: _Worker) -> None:
         if self._waker is not None:
             conn = worker.result_conn
-            self._waker.watch(conn.fileno(), lambda: self._on_results(worker, conn))
+            fd = conn.fileno()
+            self._waker.watch(fd, lambda: self._on_results(worker, conn, fd))
 
-    def _on_results(self, worker: _Worker, conn: Any) -> None:
+    def _on_results(self, worker: _Worker, conn: Any, fd: int) -> None:
         """A worker's report pipe can be read (on the thread waiting on the loop's waker)."""
         if conn is not worker.result_conn or worker.eof:
             return  # a pipe of a process since replaced
         self._receive(worker)
         if worker.eof and self._waker is not None:
-            self._waker.unwatch(conn.fileno())
+            self._waker.unwatch(fd)
             with self._lock:
                 self._deaths.append(worker)
             self._wake()  # the reader thread reaps and replaces it (it may take seconds)
@@ -426,7 +427,7 @@ class ProcessExecutor:
                 conns = {w.result_conn: w for w in self._workers if not w.dead and not w.eof}
             ready = pipe.wait(conns, timeout) if conns else []
             for conn in ready:
-                self._on_results(conns[conn], conn)
+                self._on_results(conns[conn], conn, conn.fileno())
             if not ready:
                 return
 
@@ -461,6 +462,8 @@ class ProcessExecutor:
             self._reader.join(timeout=2)
         self._read_reports(0)  # what the workers said before they stopped
         for w in workers:
+            if self._waker is not None and not w.eof and not w.dead:
+                self._waker.unwatch(w.result_conn.fileno())  # closed below: never polled again
             for conn in (w.task_conn, w.result_conn):
                 try:
                     conn.close()
