@@ -54,6 +54,21 @@ def test_a_watched_pipe_is_read_on_the_waiting_thread_and_its_reader_sets_the_fl
     waker.close()
 
 
+def test_a_set_flag_still_reads_the_watched_pipes_that_are_ready():
+    # a loop that always has more to do (its flag set at every wait) must still take reports in
+    waker = Waker()
+    r, w = os.pipe()
+    read: list[bytes] = []
+    waker.watch(r, lambda: read.append(os.read(r, 100)))
+    os.write(w, b"done")
+    waker.set()
+    assert waker.wait() is True and read == [b"done"]
+    assert waker.wait() is True and read == [b"done"]  # nothing more there: nothing read, no wait either
+    for fd in (r, w):
+        os.close(fd)
+    waker.close()
+
+
 def test_a_pipe_watched_from_another_thread_joins_a_wait_under_way():
     waker = Waker()
     r, w = os.pipe()

@@ -60,9 +60,8 @@ class Waker:
                 self._poller = None
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Until set, ``timeout`` seconds, or a watched pipe was read; the flag."""
-        if self._flag:
-            return True
+        """Until set, ``timeout`` seconds, or a watched pipe was read; the flag. Set already, it still reads
+        the watched pipes that are ready: a loop that always has more to do must not leave them unread."""
         with self._lock:
             poller = self._poller
             if poller is None:
@@ -71,13 +70,15 @@ class Waker:
                 for fd in self._watched:
                     poller.register(fd, select.POLLIN)
             watched = dict(self._watched)
-        self._sleeping = True
-        try:
-            if self._flag:
-                return True
-            ready = poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
-        finally:
-            self._sleeping = False
+        if self._flag:
+            ready = poller.poll(0) if watched else []
+        else:
+            self._sleeping = True
+            try:
+                ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
+                ready = poller.poll(0 if self._flag else ms)  # the flag looked at again once marked sleeping
+            finally:
+                self._sleeping = False
         for fd, _ in ready:
             if fd == self._r:
                 try:

@@ -4,8 +4,8 @@ steps in only around an op that runs long.
 A burst's or a chain's ops take microseconds, and every hand-over between threads costs a wake-up and the
 interpreter lock, twice per task when a receiver thread and a sender thread stand on either side of the op.
 So the thread that runs ops also reads the task pipe (only between ops, and without waiting while it holds
-tasks) and writes the reports (when it runs out of work, or when the oldest has waited ``HOLD``). The watch
-thread keeps what the other threads were for, for an op that runs longer than ``HOLD``:
+tasks) and writes the reports (when it runs out of work, or when the oldest has waited ``SEND_AFTER``). The
+watch thread keeps what the other threads were for, for an op that runs longer than ``WATCH_AFTER``:
 
 - the op's start and the lines it prints reach the engine while it runs (the engine's stall detection, its
   timeouts and the console read them);
@@ -14,7 +14,7 @@ thread keeps what the other threads were for, for an op that runs longer than ``
   orchestrator is gone: the worker exits at once);
 - reports other threads put while the worker waits for work are sent.
 
-It looks every ``HOLD`` while the worker is busy or was lately, and otherwise waits until an op starts or a
+It looks every few milliseconds while the worker is busy or was lately, and otherwise waits until an op starts or a
 report is put (``PARK_AFTER``): an idle worker costs nothing, and a chain's links do not wake it each.
 """
 
@@ -32,11 +32,14 @@ from typing import Any
 
 from .worker import Task, install_routers, run_task
 
-HOLD = 0.005
-"""Seconds a report may wait before it is sent, and after which a running op is watched (its start sent,
-its pipe read); the pool counts ops under 2 ms as fast: their start and outcome go together."""
+SEND_AFTER = 0.002
+"""Seconds a report may wait before it is sent while the worker still holds tasks (the engine refills a
+worker as it learns of outcomes; the pool counts ops under 2 ms as fast: their start and outcome go
+together)."""
+WATCH_AFTER = 0.005
+"""Seconds after which a running op is watched: its start and output sent, its task pipe read."""
 PARK_AFTER = 1.0
-"""Seconds without an op after which the watch thread stops looking every ``HOLD``."""
+"""Seconds without an op after which the watch thread stops looking every few milliseconds."""
 
 
 def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, sys_path: list[str], cwd: str) -> None:
@@ -103,9 +106,9 @@ class Reports:
             self.waiting.append((kind, run_id, payload))
 
     def due(self, now: float) -> bool:
-        """True when reports wait and the oldest has waited ``HOLD``, or a batch is full."""
+        """True when reports wait and the oldest has waited ``SEND_AFTER``, or a batch is full."""
         waiting = self.waiting
-        return bool(waiting) and (now - self.since >= HOLD or len(waiting) >= self.BATCH)
+        return bool(waiting) and (now - self.since >= SEND_AFTER or len(waiting) >= self.BATCH)
 
     def flush(self) -> None:
         """Send every waiting report (in batches), on the calling thread."""
@@ -240,17 +243,18 @@ class WorkerLoop:
                 since = self.op_since
                 if since:
                     quiet_since = now
-                    if now - since >= HOLD:
+                    if now - since >= WATCH_AFTER:
                         long_op = self.op_seq
                     else:
-                        self.cond.wait(since + HOLD - now)
+                        self.cond.wait(since + WATCH_AFTER - now)
                 elif not reports.waiting and now - quiet_since >= PARK_AFTER:
                     reports.watch_parked = True
                     self.cond.wait()  # until an op starts or a report is put
                     reports.watch_parked = False
                     quiet_since = time.monotonic()
                 elif not reports.due(now):
-                    self.cond.wait(HOLD)
+                    # reports to send soon, or an op that may start (seen at most this late)
+                    self.cond.wait(SEND_AFTER if reports.waiting else WATCH_AFTER)
             if long_op is not None:
                 self._watch_op(long_op)
             elif reports.due(time.monotonic()):
@@ -267,7 +271,7 @@ class WorkerLoop:
                     return
                 self.watching = True
             while True:
-                for fd, _ in self.pipes_ready.poll(int(HOLD * 1000)):
+                for fd, _ in self.pipes_ready.poll(int(SEND_AFTER * 1000)):
                     if fd == self.wake_r:
                         os.read(self.wake_r, 512)
                     else:
