@@ -5,14 +5,16 @@
 Runs ``tinyo run recipe.py --stop-after 1`` in this process (the headless CLI's own code, its text log
 written to /dev/null) on a recipe whose one event emits a chain of N DES, each reading what the previous
 one writes (trivial ops, two worker processes, state on tmpfs), and stamps each run at four points:
-the engine hands its task to the pool (``submit``), the pool's reader thread has the worker's report
-(start and outcome), the loop thread takes the outcome in, and the loop hands the next link's task over.
+the engine hands its task to the pool (``submit``), the worker's report (start and outcome) is read from
+its pipe (by the loop thread while it waits; before the ``workers`` branch, by the pool's reader thread),
+the loop takes the outcome in, and the loop hands the next link's task over.
 Medians over the links (the first 50 and the last 10 left out) of:
 
 - ``submit``: the pool's submit call (pickle, pipe write);
-- ``worker round trip``: submit returned -> the report read back (the pipe both ways, the worker's
-  threads, the op);
-- ``report -> loop``: the reader thread -> the loop thread taking it in;
+- ``worker round trip``: submit returned -> the report read back (the pipe both ways, the worker, the op,
+  and the reading thread's wake-up);
+- ``report -> loop``: the report read -> the loop taking it in (before the ``workers`` branch: the hand-over
+  from the pool's reader thread to the loop thread);
 - ``loop``: the outcome taken in -> the next link submitted (run book, readiness, dispatch, the commit);
 - ``per link``: submit to next submit;
 - the CPU per link (user + system) of the engine's process (all its threads) and of the worker processes,
