@@ -441,9 +441,12 @@ class Loop:
         executor = self.executor
         if executor is not None:
             executor.shutdown(grace)
-            for item in [m for m in self.own_messages if isinstance(m, (WorkerReports, WorkerLost, WorkerState))]:
-                self.own_messages.remove(item)  # reports read on this thread while the pool stopped
-                self._handle(item)
+            mine, self.own_messages = self.own_messages, deque()
+            for item in mine:  # reports read on this thread while the pool stopped (the rest stay)
+                if isinstance(item, (WorkerReports, WorkerLost, WorkerState)):
+                    self._handle(item)
+                else:
+                    self.own_messages.append(item)
             while True:
                 try:
                     item = self._take(self.inbox)

@@ -1,8 +1,9 @@
 """Provides the process-pool executor: its own pool, so a worker that dies fails only its op.
 
 concurrent.futures.ProcessPoolExecutor marks the whole pool broken when one worker dies and cannot
-stop a running call, so tinyo keeps its own workers: each has a task pipe and a result pipe, one
-reader thread waits on every result pipe (end of file there means the worker died), and a dead worker is replaced.
+stop a running call, so tinyo keeps its own workers: each has a task pipe and a result pipe; the result
+pipes are read by the engine's loop thread while it waits (:meth:`ProcessExecutor.attach`; otherwise by the
+pool's reader thread), end of file there means the worker died, and the reader thread replaces it.
 Workers are fresh interpreters (``python -m tinyo._worker_main``) in a session of their own: nothing
 is inherited from the orchestrator (not even its ``__main__`` script, which multiprocessing's spawn
 and fork-server methods would re-run), Ctrl-C or a hang-up sent to the terminal's process group does
@@ -13,7 +14,8 @@ is read back and attributed to the run in progress.
 
 Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
 not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
-waits behind a long one while another worker is idle.
+waits behind a long one while another worker is idle. A task carries its recipe path and ops only when
+they differ from the last task sent to that worker (``worker_process`` keeps them).
 """
 
 from __future__ import annotations
