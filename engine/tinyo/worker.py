@@ -40,8 +40,8 @@ class Task:
         return (Task, self.wire())
 
     def wire(self) -> tuple[Any, ...]:
-        """The task as a plain tuple for a worker's pipe (``Task(*wire)`` rebuilds it): a tuple pickles and
-        unpickles several times faster than the dataclass, and a burst sends thousands a second."""
+        """The task as a plain tuple (``Task(*wire)`` rebuilds it): a tuple pickles and unpickles several times
+        faster than the dataclass. (The process pool sends a shorter form: ``executors.process.submit``.)"""
         return (self.run_id, self.des_id, self.attempt, self.recipe_path, self.ops, self.deps, self.targs)
 
     @property
