@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +143,11 @@ main()
 WRITER = r"""
 import json, os, sys, time
 folder, n = sys.argv[1], int(sys.argv[2])
+first = time.time()
 for i in range(n):
     with open(os.path.join(folder, f"f_{i:06d}.dat"), "w") as fh:
         fh.write(f"{i}\n")
-print(json.dumps({"last_close": time.time()}))
+print(json.dumps({"first": first, "last_close": time.time()}))
 """
 
 
@@ -224,26 +226,63 @@ def wait_lines(marker: Path, n: int, timeout: float, proc: subprocess.Popen[byte
     return not n
 
 
-def burst_case(kind: str, n: int, timeout: float) -> dict[str, Any]:
+Script = Callable[[Path, Path, Path, Path], list[str]]
+"""The command line of a pipeline written as a script, given (inbox, state file, marker file, recipe): it
+prints ``ready`` once it watches, takes no file in before that (no start-up scan), and is stopped by a
+SIGTERM to its process group."""
+
+
+def plain_script(inbox: Path, db: Path, marker: Path, recipe: Path) -> list[str]:
+    return [PY, "-c", PLAIN, str(inbox), str(db), str(marker)]
+
+
+def process_label(pid: int, root: int, cmd: str) -> str:
+    """Which part of a case a process is: the case's own process, tinyo's watcher, or a worker (tinyo's,
+    a process pool's, or a forked one)."""
+    if pid == root:
+        return "main"
+    if "_watch_main" in cmd:
+        return "watcher"
+    if "resource_tracker" in cmd:
+        return "other"
+    return "workers"
+
+
+def cpu_by_process(root: int) -> dict[int, tuple[str, float]]:
+    """pid -> (its label, its CPU seconds with the children it reaped) for ``root`` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return {pid: (process_label(pid, root, cmd), sum(int(f) for f in fields[11:15]) / tick)
+            for pid, (fields, cmd) in process_tree(root, cmdline=True).items()}
+
+
+def burst_case(kind: str, n: int, timeout: float, script: Script | None = None,
+               collect: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+    """One burst through ``kind``: ``plain`` (PLAIN), a ``script`` (see :data:`Script`), or ``tinyo run``
+    with its text log on a pty (``text``) or ``--json`` on a pipe (``json``). ``collect`` reads what the
+    case's process left in its work folder once it stopped (its result is ``collected``)."""
     work = Path(tempfile.mkdtemp(prefix=f"bench-burst-{kind}-", dir=TMPFS))
-    inbox, marker, db = work / "in", work / "marker", work / "state.db"
+    inbox, marker, db, recipe = work / "in", work / "marker", work / "state.db", work / "recipe.py"
     inbox.mkdir()
+    recipe.write_text(BURST_RECIPE.format(marker=str(marker), db=str(db), inbox=str(inbox)))
     warm = 4
     for i in range(warm):  # taken in by the start-up scan: both workers import the op before the burst
         (inbox / f"warm_{i}.dat").write_text("w")
     master = None
-    if kind == "plain":
-        for f in inbox.iterdir():  # the plain pipeline has no start-up scan
+    if kind == "plain" and script is None:
+        script = plain_script
+    if script is not None:
+        for f in inbox.iterdir():  # a script has no start-up scan
             f.unlink()
-        proc = subprocess.Popen([PY, "-c", PLAIN, str(inbox), str(db), str(marker)], stdout=subprocess.PIPE,
+        proc = subprocess.Popen(script(inbox, db, marker, recipe), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=ENV, start_new_session=True)
         assert proc.stdout is not None
-        proc.stdout.readline()  # "ready"
+        line = proc.stdout.readline()  # "ready"
+        if line.strip() != b"ready":
+            proc.kill()
+            raise RuntimeError(f"{kind}: not ready: {line!r} {proc.stderr.read().decode(errors='replace')[-1500:]}")
         warm = 0
         reader = Reader(proc.stdout.fileno())
     else:
-        recipe = work / "recipe.py"
-        recipe.write_text(BURST_RECIPE.format(marker=str(marker), db=str(db), inbox=str(inbox)))
         cmd = [*TINYO, "run", str(recipe)]
         if kind == "json":
             cmd.append("--json")
@@ -261,15 +300,20 @@ def burst_case(kind: str, n: int, timeout: float) -> dict[str, Any]:
             raise RuntimeError(f"{kind}: not ready: {reader.tail.decode(errors='replace')[-1500:]}")
         time.sleep(0.5)  # let the warm-up settle (idle engine)
         cpu0 = tree_cpu(proc.pid)
+        procs0 = cpu_by_process(proc.pid)
         out = subprocess.run([PY, "-c", WRITER, str(inbox), str(n)], check=True, capture_output=True, text=True)
-        last_close = json.loads(out.stdout)["last_close"]
+        written = json.loads(out.stdout)
+        last_close = written["last_close"]
         done = wait_lines(marker, warm + n, timeout, proc)
         cpu = tree_cpu(proc.pid) - cpu0
+        procs: dict[str, float] = {}
+        for pid, (label, spent) in cpu_by_process(proc.pid).items():  # a process started meanwhile: all of it
+            procs[label] = procs.get(label, 0.0) + spent - procs0.get(pid, (label, 0.0))[1]
         last_op = marker.stat().st_mtime_ns / 1e9  # the last append (the file system's coarse clock: a few ms)
         time.sleep(0.5)  # a late duplicate would show up now
         names = marker_lines(marker)
     finally:
-        if kind == "plain":
+        if script is not None:
             os.killpg(proc.pid, signal.SIGTERM)  # it and its pool; it has nothing to save
         else:
             proc.send_signal(signal.SIGINT)  # Ctrl-C: tinyo stops as a user stops it
@@ -284,7 +328,8 @@ def burst_case(kind: str, n: int, timeout: float) -> dict[str, Any]:
     burst = [p for p in names if os.path.basename(p).startswith("f_")]
     once = done and len(burst) == n and len(set(burst)) == n
     runs = None
-    if kind != "plain":
+    collected = collect(work) if collect is not None else None
+    if script is None:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             runs = conn.execute("SELECT count(*), sum(status = 'ok'), count(DISTINCT des_id) FROM runs").fetchone()
@@ -292,8 +337,9 @@ def burst_case(kind: str, n: int, timeout: float) -> dict[str, Any]:
             conn.close()
         once = once and runs == (n + warm, n + warm, n + warm)
     shutil.rmtree(work, ignore_errors=True)
-    return {"lag_s": last_op - last_close, "cpu_s": cpu, "exactly_once": once, "done": done,
-            "marker_lines": len(burst), "distinct": len(set(burst)), "state_runs": runs, "log_lines": reader.lines}
+    return {"lag_s": last_op - last_close, "span_s": last_op - written["first"], "cpu_s": cpu, "exactly_once": once,
+            "done": done, "marker_lines": len(burst), "distinct": len(set(burst)), "state_runs": runs,
+            "log_lines": reader.lines, "procs": procs, "collected": collected}
 
 
 # ============================================================================ peers and start-up

@@ -235,3 +235,30 @@ def test_a_settles_group_moves_together_count_as_the_same_moves_one_by_one():
         assert together.take_touched() == one_by_one.take_touched()
     assert together.summaries() == one_by_one.summaries()
     assert sum(n for s in together.summaries() for _, n in s.states) == len(names) - 1
+
+
+def test_equal_plain_configs_made_anew_per_des_share_one_op_entry_and_unequal_kinds_stay_apart(make_loop):
+    """A generator that makes a new ``Config({...})`` per DES: its ops are worked out and stored once per
+    distinct value, not once per DES; values told apart only by their type (1, 1.0, True) keep their own."""
+    from tinyo.store import load_ops
+
+    loop = make_loop("one")
+    step = loop.recipe.module.step
+    made = [DES(deps=["raw"], targs=[f"t{i}"], ops=[(step, Config({"n": 1}))]) for i in range(50)]
+    for des in made:
+        assert loop.registration.register(des, "nothing", "e1", "e1")
+    assert len(loop.registration._op_cache) == 1, "one entry for fifty equal Configs"
+    kinds = [(value, DES(deps=["raw"], targs=[f"k{value!r}"], ops=[(step, Config({"n": value}))]))
+             for value in (True, 1.0, "1", None)]
+    for _, des in kinds:
+        assert loop.registration.register(des, "nothing", "e1", "e1")
+    loop.registration.write_batch()
+    for value, des in kinds:
+        ((_, cfg),) = load_ops(loop.store.des_row(des.id).ops_blob)
+        assert type(cfg["n"]) is type(value) and cfg["n"] == value
+    ((_, cfg),) = load_ops(loop.store.des_row(made[-1].id).ops_blob)
+    assert type(cfg["n"]) is int
+    listed = [DES(deps=["raw"], targs=[f"l{i}"], ops=[(step, Config({"n": [i]}))]) for i in range(3)]
+    for des in listed:  # not plain (a list): an entry per Config object, as before
+        loop.registration.register(des, "nothing", "e1", "e1")
+    assert len(loop.registration._op_cache) == 1 + len(kinds) + len(listed)

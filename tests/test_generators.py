@@ -68,6 +68,39 @@ def test_a_batch_past_its_bound_is_handed_over_and_the_stuck_call_raises_abandon
     assert [e.event_id for e in runner.run([(4, "d")], on_hang)] == [4]
 
 
+def test_a_batch_starting_while_the_monitor_sleeps_idle_is_still_bound_by_its_own_deadline():
+    """A batch is not told to the monitor: one that starts after the monitor found no batch running (and
+    went to sleep for a bound) hangs, and is reported once its own bound has passed, not a bound later."""
+    import time
+
+    release = threading.Event()
+
+    def gen(event):
+        if event == "slow":
+            release.wait(10)
+        return (None, [])
+
+    timeout = 1.0
+    runner = GeneratorRunner([_task(gen)], timeout=timeout)
+    reported: list[float] = []
+    got = threading.Event()
+
+    def on_hang(done, hung):
+        reported.append(time.monotonic())
+        got.set()
+
+    assert [e.event_id for e in runner.run([(1, "a")], on_hang)] == [1]  # starts the monitor; it finds none
+    time.sleep(0.3)  # the monitor is asleep for its bound, with no batch running
+    started = time.monotonic()
+    caller = threading.Thread(target=lambda: pytest.raises(Abandoned, runner.run, [(2, "slow")], on_hang))
+    caller.start()
+    assert got.wait(10)
+    assert started + timeout <= reported[0] < started + 2 * timeout, "reported at its own deadline"
+    release.set()
+    caller.join(10)
+    runner.close()
+
+
 RECIPE = """
 def ok(context):
     print('ok', context['config']['n'])
@@ -122,5 +155,20 @@ def test_the_bound_keeping_thread_ends_with_the_engine(tmp_path, harness):
         h.wait_for(lambda: "ok one" in h.lines(), what="one event")
         monitor = h.engine.loop.generators._monitor
         assert monitor is not None and monitor.is_alive()
+    monitor.join(5)
+    assert not monitor.is_alive()
+
+
+def test_an_infinite_bound_never_reports_a_batch_and_the_monitor_keeps_running():
+    """``generator_timeout=inf`` (no bound): batches run and nothing is reported; the monitor thread does
+    not fail on a wait longer than the platform allows."""
+    runner = GeneratorRunner([_task(lambda event: (None, []))], timeout=float("inf"))
+    for n in range(3):
+        assert [e.event_id for e in runner.run([(n, "a")], lambda done, hung: pytest.fail("no bound"))] == [n]
+    monitor = runner._monitor
+    assert monitor is not None
+    monitor.join(0.2)
+    assert monitor.is_alive(), "the monitor waits (it did not die on the wait's length)"
+    runner.close()
     monitor.join(5)
     assert not monitor.is_alive()

@@ -107,6 +107,38 @@ def test_the_store_keeps_the_bytes_of_every_name(tmp_path: Path) -> None:
         ro.close()
 
 
+def test_a_batch_mixing_utf8_and_undecodable_names_writes_each_row_once(tmp_path: Path) -> None:
+    """The rows of one commit go to SQLite as they are; the first name SQLite cannot take stops the batch
+    there and the rows from it on are written with their names as bytes: none twice, none lost."""
+    good = [f"{tmp_path}/ok{i}.csv" for i in range(4)]
+    bad = [os.fsdecode(str(tmp_path).encode() + b"/" + raw) for raw in BAD[:3]]
+    names = [good[0], bad[0], good[1], good[2], bad[1], bad[2], good[3]]
+    store = Store(str(tmp_path / "s.db"))
+    ids = store.add_events([(1.0, "file", n, "new") for n in names])  # ids given: a row written twice would clash
+    for n in names:
+        store.set_file_seen(n, 5, 6, "h")
+    store.add_des([(f"d{i}", frozenset([n]), frozenset([n + ".out"]), ("op",), b"ops", "gen", n, 1.0)
+                   for i, n in enumerate(names)])
+    store.update_des([("ok", {n: 1}, None, False, f"d{i}") for i, n in enumerate(names)])
+    store.commit()
+    store.close()
+
+    ro = Store(str(tmp_path / "s.db"), read_only=True, lock=False)
+    try:
+        assert ro.new_events(0, 100) == [(i, 1.0, "file", n) for i, n in zip(ids, names)]
+        assert ro.files_seen_many(names) == {n: (5, 6, "h") for n in names}
+        assert ro.producers_many([n + ".out" for n in names]) == {n + ".out": f"d{i}" for i, n in enumerate(names)}
+        assert ro.consumers_many(names) == {n: [f"d{i}"] for i, n in enumerate(names)}
+        assert [(d.id, d.event, d.trace, d.ops_blob) for d in ro.load_des()] == [
+            (f"d{i}", n, {n: 1}, b"ops") for i, n in enumerate(names)]
+        raw = {os.fsencode(r[0]) for r in ro.conn.execute("SELECT name FROM events")}
+        assert raw == {os.fsencode(n) for n in names}  # the bytes themselves, not escapes
+        # None and bytes are bound through the store's own adapters: still NULL and BLOB
+        assert set(ro.conn.execute("SELECT typeof(ops), typeof(failed_trace) FROM des")) == {("blob", "null")}
+    finally:
+        ro.close()
+
+
 COPY_RECIPE = """
 def copy(context):
     src = context['config']['src']

@@ -106,6 +106,68 @@ def test_the_wal_stays_bounded_under_a_steady_stream_of_commits(tmp_path):
     assert min(sizes[len(sizes) // 2:]) <= CHECKPOINT_BYTES
 
 
+def test_the_wal_in_use_is_read_from_the_wal_index_as_sqlite_counts_it(tmp_path):
+    import sqlite3
+
+    from tinyo.store_wal import WalMeter
+
+    store = Store(str(tmp_path / "s.db"))
+    wal = tmp_path / "s.db-wal"
+    meter = WalMeter(store.path)
+    try:
+        for i in range(20):  # the WAL grows: what is in use is the whole file
+            store.add_names([(f"doc_{i}_{j}_" + "x" * 200, "g") for j in range(50)])
+            store.commit()
+            assert meter.in_use() == wal.stat().st_size > 0
+        # a complete checkpoint, then a write: the WAL starts over, its file keeps its size
+        store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        store.add_names([("one more", "g")])
+        store.commit()
+        frames = sqlite3.connect(store.path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        assert meter.in_use() == 32 + frames * (4096 + 24) < wal.stat().st_size
+    finally:
+        meter.close()
+        store.close()
+    # no WAL index beside the file (the engine closed it): the WAL file's size stands in
+    (tmp_path / "t.db-wal").write_bytes(b"w" * 100)
+    assert WalMeter(str(tmp_path / "t.db")).in_use() == 100
+    # a WAL index in a format it does not know: the same, and it is not mapped again at each commit
+    (tmp_path / "t.db-shm").write_bytes(b"\x01" * 32768)
+    other = WalMeter(str(tmp_path / "t.db"))
+    assert other.in_use() == 100 and other.in_use() == 100 and other._header is None and other._unreadable
+
+
+def test_the_checkpoint_thread_is_woken_once_per_step_of_growth_past_the_kick_size(tmp_path):
+    import threading
+
+    from tinyo.store import KICK_BYTES, RESET_BYTES
+    from tinyo.store_wal import KICK_STEP
+
+    class CountedEvent(threading.Event):
+        sets = 0
+
+        def set(self) -> None:
+            CountedEvent.sets += 1
+            super().set()
+
+    store = Store(str(tmp_path / "s.db"))
+    store._checkpointer.kick = CountedEvent()  # the thread takes it at its next round
+    wal = tmp_path / "s.db-wal"
+    growing = 0
+    try:
+        for i in range(200):  # ~17 MB, one commit after another: past KICK_BYTES to the reset, twice
+            before = wal.stat().st_size if wal.exists() else 0
+            store.add_names([(f"doc_{i}_{j}_" + "x" * 200, "g") for j in range(100)])
+            store.commit()
+            growing += wal.stat().st_size > max(before, KICK_BYTES)
+    finally:
+        store.close()
+    assert growing > 30  # the commits that each grew the WAL past the kick size: each woke the thread before
+    # once per KICK_STEP of growth from KICK_BYTES to the reset, two or three times over (and the close's own)
+    steps = (RESET_BYTES - KICK_BYTES) // KICK_STEP + 1
+    assert 2 <= CountedEvent.sets <= 3 * steps + 1 < growing, CountedEvent.sets
+
+
 def test_the_fast_json_forms_are_exactly_what_json_dumps_writes():
     import json
 

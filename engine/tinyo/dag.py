@@ -94,6 +94,9 @@ class Backing(Protocol):
 
 _UNKNOWN = object()
 
+NO_READERS: frozenset[str] = frozenset()
+"""Every reader-less document's entry in the reverse index: one shared empty set (``add`` makes a set)."""
+
 
 class Graph:
     """The document DAG with a reverse index (document → dependent DES).
@@ -111,8 +114,8 @@ class Graph:
         """Document → current version (0: known to have none; a cache when there is a backing)."""
         self.producer: dict[str, str | None] = {}
         """Document → id of the DES that produces it (None: none; a cache when there is a backing)."""
-        self.consumers: dict[str, set[str]] = {}
-        """Document → ids of every DES that reads it (the reverse index; an entry is always complete)."""
+        self.consumers: dict[str, set[str] | frozenset[str]] = {}
+        """Document → ids of every DES that reads it (the reverse index; always complete; none: NO_READERS)."""
         self.nodes: dict[str, Node] = {}
         self.gone: set[str] = set()
         """File documents whose file is gone (removed or renamed away after its event): their readers wait
@@ -146,14 +149,13 @@ class Graph:
             p = self.producer[doc] = self.backing.producers([doc]).get(doc)
         return p  # type: ignore[return-value]
 
-    def readers(self, doc: str) -> set[str]:
+    def readers(self, doc: str) -> set[str] | frozenset[str]:
         """The ids of the DES that read ``doc`` (the live set: do not change it)."""
         c = self.consumers.get(doc)
-        if c is None:
-            c = set(self.backing.consumers([doc]).get(doc, ())) if self.backing is not None else set()
-            if self.backing is not None or c:
-                self.consumers[doc] = c
-        return c
+        if c is None and self.backing is not None:
+            found = self.backing.consumers([doc]).get(doc)
+            c = self.consumers[doc] = set(found) if found else NO_READERS
+        return c if c is not None else NO_READERS
 
     def node(self, des_id: str) -> Node | None:
         """The DES ``des_id``, brought back into memory if it was evicted."""
@@ -180,45 +182,44 @@ class Graph:
         know need nothing more (a burst of new files costs one query, not four). ``targs``, one per DES
         id when given, lets a DES whose targets are all such names be known absent without a lookup
         (a DES in the backing has named its targets there)."""
-        if self.backing is None:
+        backing = self.backing
+        if backing is None:
             return
-        docs = list(dict.fromkeys(docs))
-        unknown = [d for d in docs if d not in self.versions or d not in self.producer or d not in self.consumers]
+        versions, producer, consumers = self.versions, self.producer, self.consumers
+        unknown = [d for d in dict.fromkeys(docs) if d not in versions or d not in producer or d not in consumers]
         unnamed: set[str] = set()
+        docs: list[str] = []
         if unknown:
-            named = self.backing.known(unknown)
+            named = backing.known(unknown)
             unnamed = {d for d in unknown if d not in named}
             for d in unnamed:
                 # what this cycle added is in memory already (setdefault keeps it); the backing has nothing
-                self.versions.setdefault(d, 0)
-                self.producer.setdefault(d, None)
-                if d not in self.consumers:
-                    self.consumers[d] = set()
+                versions.setdefault(d, 0)
+                producer.setdefault(d, None)
+                consumers.setdefault(d, NO_READERS)
             docs = [d for d in unknown if d in named]
-        else:
-            docs = []
-        want = [d for d in docs if d not in self.versions]
+        want = [d for d in docs if d not in versions]
         if want:
-            found = self.backing.versions(want)
+            found = backing.versions(want)
             for d in want:
-                self.versions[d] = found.get(d) or 0
-        want = [d for d in docs if d not in self.producer]
+                versions[d] = found.get(d) or 0
+        want = [d for d in docs if d not in producer]
         if want:
-            owners = self.backing.producers(want)
+            owners = backing.producers(want)
             for d in want:
-                self.producer[d] = owners.get(d)
-        want = [d for d in docs if d not in self.consumers]
+                producer[d] = owners.get(d)
+        want = [d for d in docs if d not in consumers]
         if want:
-            readers = self.backing.consumers(want)
+            readers = backing.consumers(want)
             for d in want:
-                self.consumers[d] = set(readers.get(d, ()))
+                consumers[d] = set(readers[d]) if readers.get(d) else NO_READERS
         des_ids = list(des_ids)
         ids = [i for i in dict.fromkeys(des_ids) if i not in self.nodes]
         if ids:
             given = dict(zip(des_ids, targs))
-            absent = {i for i in ids if i in given and all(t in unnamed for t in given[i])}
+            absent = {i for i in ids if i in given and unnamed.issuperset(given[i])}
             ask = [i for i in ids if i not in absent]
-            present = self.backing.existing_des(ask) if ask else set()
+            present = backing.existing_des(ask) if ask else set()
             self._absent = {i for i in ids if i not in present}
 
     def run_versions(self, node: Node) -> dict[str, int] | None:
@@ -294,13 +295,16 @@ class Graph:
 
     def add(self, node: Node) -> bool:
         """Add a DES (after ``check``). Returns False if it was already present."""
-        if node.id in self.nodes:
+        nid = node.id
+        if nid in self.nodes:
             return False
-        self._absent.discard(node.id)
+        self._absent.discard(nid)
         for dep in node.deps:
             readers = self.readers(dep)  # loads the complete set first, so adding keeps it complete
-            readers.add(node.id)
-            self.consumers[dep] = readers
+            if readers.__class__ is frozenset:
+                self.consumers[dep] = {nid}  # its first reader: a set of its own, not the shared empty one
+            else:
+                readers.add(nid)  # type: ignore[union-attr]  (the live, stored set)
         self.nodes[node.id] = node
         for targ in node.targs:
             self.producer[targ] = node.id
@@ -328,7 +332,7 @@ class Graph:
             return []
         return list(self.advance(doc, version))
 
-    def advance(self, doc: str, version: int) -> set[str]:
+    def advance(self, doc: str, version: int) -> set[str] | frozenset[str]:
         """Record ``version`` for ``doc``, known to differ from its current one; returns the DES that read it
         (the live set: do not change it)."""
         self.versions[sys.intern(doc)] = version
@@ -426,11 +430,11 @@ class Graph:
         in_work = set(work)
         evaluated: dict[str, None] = {}
         changed: dict[str, Node] = {}
-        readers, evaluate = self.readers, self.evaluate
+        readers, evaluate, nodes = self.readers, self.evaluate, self.nodes
         while work:
             nid = work.popleft()
             in_work.discard(nid)
-            node = self.node(nid)
+            node = nodes.get(nid) or self.node(nid)  # the backing only for an evicted DES
             if node is None:
                 continue
             evaluated[nid] = None
@@ -450,7 +454,7 @@ class Graph:
                         if cid not in in_work and cid != nid:
                             in_work.add(cid)
                             work.append(cid)
-        ready = [nid for nid in evaluated if self.nodes[nid].state == "stale"]
+        ready = [nid for nid in evaluated if nodes[nid].state == "stale"]
         return ready, list(changed.values())
 
     # ------------------------------------------------------------ explanations

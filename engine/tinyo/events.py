@@ -286,6 +286,34 @@ class FactsMissed(BusEvent):
     count: int
 
 
+def _quick_init(cls: type[BusEvent]) -> None:
+    """Give a fact that a file's life publishes (several per file) an ``__init__`` that writes each slot through
+    its own descriptor: the generated one of a frozen dataclass calls ``object.__setattr__`` per field,
+    which looks the name up first (about 0.75 us a fact against 0.45). Same signature, defaults and
+    frozen instances; the class stays the dataclass it is (fields, equality, repr, the wire's reading)."""
+    params, body, names = [], [], {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            names[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        else:
+            assert f.default_factory is dataclasses.MISSING, f"{cls.__name__}.{f.name}: a factory default"
+            params.append(f.name)
+        names[f"_s_{f.name}"] = getattr(cls, f.name).__set__  # the slot's member descriptor
+        body.append(f"    _s_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, names)  # noqa: S102 - text made above from the class's own field names
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init  # type: ignore[misc]
+
+
+for _fact in (EventReceived, DESRegistered, DESStateChanged, OpStarted, OpFinished, DocumentUpdated, GroupsChanged):
+    _quick_init(_fact)
+del _fact
+
+
 Subscriber = Callable[[BusEvent], None]
 BatchSubscriber = Callable[[list[BusEvent]], None]
 

@@ -7,7 +7,10 @@ running on the thread it hung, while the engine's loop goes on on a fresh thread
 They run on the loop's own thread, not handed to another one and waited for: under a flood that
 hand-over cost two thread wake-ups per batch, and on a busy machine each one waits for a CPU (it
 was about a third of the loop's time in a 10,000-file burst on 2 CPUs). A monitor thread keeps
-the time bound instead; it wakes about once per ``timeout`` while batches run.
+the time bound instead; it wakes about once per ``timeout``, whether batches run or not: a batch
+starting is not told to it (a burst starts hundreds a second, and each wake-up took the interpreter
+from the loop), since a monitor that went to sleep before a batch began wakes before that batch's
+deadline anyway.
 """
 
 from __future__ import annotations
@@ -126,10 +129,11 @@ class GeneratorRunner:
     def __init__(self, roots: Sequence[MetaTask], timeout: float) -> None:
         self.roots = list(roots)
         self.timeout = timeout
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        """Guards ``_running`` and a batch's results and flags; the monitor waits on it."""
         self._running: _Batch | None = None
         self._monitor: threading.Thread | None = None
-        self._monitor_idle = False
         self._closed = False
 
     def close(self) -> None:
@@ -153,14 +157,13 @@ class GeneratorRunner:
             if self._monitor is None:
                 self._monitor = threading.Thread(target=self._watch, name="tinyo-generator-bound", daemon=True)
                 self._monitor.start()
-            elif self._monitor_idle:
-                self._cond.notify()
+        lock, roots, progress, results = self._lock, self.roots, batch.progress, batch.results
         for event_id, event in events:
-            emission = generate(self.roots, event_id, event, batch.progress)
-            with self._cond:
+            emission = generate(roots, event_id, event, progress)
+            with lock:  # the condition's own lock, entered directly (per event)
                 if batch.abandoned:
                     raise Abandoned
-                batch.results.append(emission)
+                results.append(emission)
         with self._cond:
             if batch.abandoned:
                 raise Abandoned
@@ -175,13 +178,12 @@ class GeneratorRunner:
                     return
                 batch = self._running
                 if batch is None:
-                    self._monitor_idle = True
-                    self._cond.wait()
-                    self._monitor_idle = False
+                    # no batch now: one that starts while this waits has its deadline after this wait ends
+                    self._cond.wait(min(self.timeout, threading.TIMEOUT_MAX))
                     continue
                 left = batch.deadline - time.monotonic()
                 if left > 0:
-                    self._cond.wait(left)
+                    self._cond.wait(min(left, threading.TIMEOUT_MAX))  # an unbounded bound (inf) waits forever
                     continue
                 batch.abandoned = True
                 self._running = None

@@ -172,7 +172,8 @@ class Groups:
         group = self._groups.get(pattern)
         if group is None:
             return None
-        states = tuple((s, group.states[s]) for s in DOC_STATES if group.states.get(s, 0) > 0)
+        counts = group.states
+        states = tuple([(s, n) for s in DOC_STATES if (n := counts.get(s, 0)) > 0])
         return GroupSummary(pattern, group.count, group.first, states)
 
     def summaries(self) -> list[GroupSummary]:
@@ -184,4 +185,8 @@ class Groups:
         if not self.touched:
             return ()
         touched, self.touched = self.touched, set()
-        return tuple(s for s in (self.summary(p) for p in sorted(touched)) if s is not None)
+        summary = self.summary
+        if len(touched) == 1:
+            one = summary(next(iter(touched)))
+            return (one,) if one is not None else ()
+        return tuple([s for p in sorted(touched) if (s := summary(p)) is not None])

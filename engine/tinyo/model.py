@@ -18,7 +18,7 @@ CatchUp = Literal["skip", "latest", "all"]
 class Config(Mapping[str, Any]):
     """An immutable mapping passed to an op as ``context['config']``; hashable by value."""
 
-    __slots__ = ("_data", "_hash", "_text")
+    __slots__ = ("_data", "_hash", "_text", "_plain")
 
     def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, **kw: Any) -> None:
         merged = dict(data or {})
@@ -26,12 +26,23 @@ class Config(Mapping[str, Any]):
         self._data = merged
         self._hash: int | None = None
         self._text: str | None = None
+        self._plain: bool | None = None
 
     def canonical(self) -> str:
         """``canonical(self)``, worked out once (a recipe passes the same Config to many DES)."""
-        if self._text is None:
-            self._text = canonical(self._data)
-        return self._text
+        text = self._text
+        if text is None:
+            text = self._text = canonical(self._data) if self._data else "{}"
+        return text
+
+    def value_key(self) -> str | None:
+        """``canonical(self)`` when every key is a string and every value a plain scalar (str, int, float,
+        bool, None, bytes: immutable, and told apart by their text), else None. Two Configs with the same
+        value key are interchangeable (a generator that makes a new ``Config({})`` per DES makes equal ones)."""
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = all(type(k) is str and type(v) in _PLAIN for k, v in self._data.items())
+        return self.canonical() if plain else None
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -65,8 +76,14 @@ class Config(Mapping[str, Any]):
         return dict(self._data)
 
 
+_PLAIN = frozenset([str, int, float, bool, type(None), bytes])
+
+
 def canonical(value: Any) -> str:
     """A stable text form of a value, equal for equal values across processes and restarts."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return repr(value)  # the common values, before the ABC checks below
     if isinstance(value, Config):
         return value.canonical()
     if isinstance(value, Mapping):
@@ -127,9 +144,12 @@ class DES:
             fn, cfg = item
             if not callable(fn):
                 raise TypeError(f"DES ops[{index}][0] must be callable, got {fn!r}")
-            if not isinstance(cfg, Mapping):
-                raise TypeError(f"DES ops[{index}][1] must be a Config, got {type(cfg).__name__}: {cfg!r}")
-            op_list.append((fn, cfg if isinstance(cfg, Config) else Config(cfg)))
+            if cfg.__class__ is not Config:  # a Config passes without the Mapping ABC's check (per op, per DES)
+                if not isinstance(cfg, Mapping):
+                    raise TypeError(f"DES ops[{index}][1] must be a Config, got {type(cfg).__name__}: {cfg!r}")
+                if not isinstance(cfg, Config):
+                    cfg = Config(cfg)
+            op_list.append((fn, cfg))
         if not targs_set:
             raise TypeError("DES targs must name at least one document")
         object.__setattr__(self, "deps", deps_set)
@@ -143,16 +163,18 @@ class DES:
     @property
     def id(self) -> str:
         """A stable 16-hex-digit identity derived from deps, targs, op names and Config values."""
-        if self._id is None:
-            text = "|".join(
-                [
-                    "deps=" + "\x1f".join(sorted(self.deps)),
-                    "targs=" + "\x1f".join(sorted(self.targs)),
-                    *(f"op={op_module(fn)}:{op_name(fn)}:{canonical(cfg)}" for fn, cfg in self.ops),
-                ]
-            )
-            object.__setattr__(self, "_id", hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest())
-        return self._id  # type: ignore[return-value]
+        des_id = self._id
+        if des_id is None:
+            deps, targs = self.deps, self.targs
+            # a one-item set's name joined is the name itself: no sort (a DES mostly reads and makes one)
+            text = "|".join([
+                "deps=" + ("\x1f".join(sorted(deps)) if len(deps) > 1 else "".join(deps)),
+                "targs=" + ("\x1f".join(sorted(targs)) if len(targs) > 1 else "".join(targs)),
+                *[f"op={op_module(fn)}:{op_name(fn)}:{cfg.canonical()}" for fn, cfg in self.ops],
+            ])
+            des_id = hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest()
+            object.__setattr__(self, "_id", des_id)
+        return des_id
 
     def __hash__(self) -> int:
         return hash(self.id)

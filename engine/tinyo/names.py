@@ -78,21 +78,18 @@ def digest_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-def bindable(rows: list[Any], columns: tuple[int, ...]) -> list[Any]:
-    """``rows`` with the text in ``columns`` made bindable by :func:`to_sql` (the rows themselves when all
-    of it is valid UTF-8, the usual case: one check per column, no copies)."""
-    # the column's text joined is valid UTF-8 exactly when each piece is (a lone surrogate stays one)
-    if all(clean("".join([v for r in rows if (v := r[col]).__class__ is str])) for col in columns):
-        return rows
+def unbindable_from(rows: list[Any]) -> int | None:
+    """The index of the first row that SQLite cannot take as it is (text in it that is not valid UTF-8), or None.
+    ``executemany`` binds rows in order and stops at that one, so the rows before it were written."""
     for index, row in enumerate(rows):
-        for col in columns:
-            value = row[col]
+        for value in row:
             if value.__class__ is str and not value.isascii() and not clean(value):
-                return rows[:index] + [_convert(r, columns) for r in rows[index:]]
-    return rows
+                return index
+    return None
 
 
-def _convert(row: Any, columns: tuple[int, ...]) -> tuple[Any, ...]:
+def bindable(row: Any, columns: tuple[int, ...]) -> tuple[Any, ...]:
+    """``row`` with the text in ``columns`` made bindable by :func:`to_sql`."""
     out = list(row)
     for col in columns:
         if out[col].__class__ is str:

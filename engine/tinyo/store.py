@@ -15,10 +15,10 @@ from .store_des import DESPart
 from .store_events import EventsPart
 from .store_rows import RunRow, StoredDES, dump_ops, load_ops
 from .store_schema import APP_ID, SCHEMA, SCHEMA_VERSION
-from .store_wal import CHECKPOINT_BYTES, RESET_BYTES
+from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES
 
-__all__ = ["APP_ID", "CHECKPOINT_BYTES", "RESET_BYTES", "SCHEMA", "SCHEMA_VERSION", "RunRow", "Store", "StoredDES",
-           "dump_ops", "load_ops"]
+__all__ = ["APP_ID", "CHECKPOINT_BYTES", "KICK_BYTES", "RESET_BYTES", "SCHEMA", "SCHEMA_VERSION", "RunRow", "Store",
+           "StoredDES", "dump_ops", "load_ops"]
 
 _COUNTS = {
     "events": "SELECT count(*) FROM events",

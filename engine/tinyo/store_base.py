@@ -21,10 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .names import bindable, clean, from_sql, to_sql
+from .names import bindable, clean, from_sql, to_sql, unbindable_from
 from .store_migrate import init_schema
 from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
-from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, RESET_BYTES, Checkpointer
+from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Checkpointer, WalMeter
+
+# Python's sqlite3 binds an int, float or str as it is, but for None and bytes it looks for an adapter first: a
+# missed lookup and two failed attribute lookups, about 0.3 us per value (a run's row binds three or four
+# Nones). An adapter that gives the value back makes that one lookup that hits, and binds the same NULL or
+# BLOB. Not where the process (a recipe's own code) registered one already.
+for _type, _same in ((type(None), {}.get), (bytes, bytes)):  # {}.get(None) is None, bytes(b) is b
+    if (_type, sqlite3.PrepareProtocol) not in sqlite3.adapters:
+        sqlite3.register_adapter(_type, _same)
 
 
 class StoreBase:
@@ -37,8 +45,10 @@ class StoreBase:
         self._pending: dict[str, Any] = {}
         """Deferred rows per kind of statement: a list, or a dict of rows by key (one row per key)."""
         self._checkpointer: Checkpointer | None = None
-        self._wal_size = 0
-        """The WAL file's size after the last commit."""
+        self._wal_meter: WalMeter | None = None
+        self._kicked_at = 0
+        """How much of the WAL was in use when the checkpoint thread was last woken (0: not since the WAL
+        started over)."""
         self._reset_pending()
         if not self.memory:
             abspath = Path(path).expanduser().resolve()
@@ -113,9 +123,10 @@ class StoreBase:
             if mode.lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch the state file to WAL mode (got {mode})")
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
-            # when the WAL starts over (after a complete checkpoint) its file is cut back to this size, so
-            # the file's size tells how much of it is in use
+            # when the WAL starts over (after a complete checkpoint) its file is cut back to this size: a long
+            # run of commits does not leave a long file behind
             self.conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}").fetchall()
+            self._wal_meter = WalMeter(self.path)
             self._checkpointer = Checkpointer(self.path)
             self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")
@@ -127,6 +138,9 @@ class StoreBase:
             self._checkpointer.kick.set()
             self._checkpointer.join(timeout=5)
             self._checkpointer = None
+        if self._wal_meter is not None:
+            self._wal_meter.close()
+            self._wal_meter = None
         conn = getattr(self, "conn", None)
         if conn is not None:
             try:
@@ -183,15 +197,26 @@ class StoreBase:
                 if not rows:
                     continue
                 if kind == "docs":
-                    for sql, columns, shaped in doc_statements(rows.values()):
-                        self.conn.executemany(sql, bindable(shaped, columns))
+                    for sql, text, shaped in doc_statements(rows.values()):
+                        self._write_rows(sql, shaped, text)
                     continue
                 if rows.__class__ is dict:
                     rows = list(rows.values())
-                columns = TEXT_COLUMNS.get(kind)
-                self.conn.executemany(sql, bindable(rows, columns) if columns else rows)
+                self._write_rows(sql, rows, TEXT_COLUMNS.get(kind, ()))
         except sqlite3.OperationalError as exc:
             self._abort(exc)
+
+    def _write_rows(self, sql: str, rows: list[Any], text: tuple[int, ...]) -> None:
+        """``executemany``, the rows as given. A name that is not valid UTF-8 (rare) fails to bind: SQLite has
+        written the rows before it, and the rows from it on are written with the names in ``text`` bound as
+        their bytes (see :mod:`tinyo.names`)."""
+        try:
+            self.conn.executemany(sql, rows)
+        except UnicodeEncodeError:
+            start = unbindable_from(rows)
+            if start is None or not text:
+                raise
+            self.conn.executemany(sql, [bindable(row, text) for row in rows[start:]])
 
     def commit(self) -> None:
         """Make everything written since the last commit durable, or nothing of it (StoreError)."""
@@ -210,16 +235,17 @@ class StoreBase:
         a write starts right after a *complete* checkpoint, which a busy loop rarely leaves room for. Past
         the bound, the engine finishes the checkpoint itself (only the few frames the thread has not
         copied yet), so its next write starts the WAL over instead of appending to it."""
-        if self._checkpointer is None:
+        if self._checkpointer is None or self._wal_meter is None:
             return
         try:
-            size = os.path.getsize(self.path + "-wal")
-            if size > KICK_BYTES and size > self._wal_size:
-                # it copies while the engine goes on (SQLite releases the GIL). Only while the file grows: once
-                # the WAL has started over it is written from its start again and the file keeps its size, and
-                # the thread's own rounds keep up with it (a kick per commit cost a checkpoint per commit)
+            size = self._wal_meter.in_use()
+            if size < self._kicked_at:
+                self._kicked_at = 0  # the WAL started over
+            if size > KICK_BYTES and size >= self._kicked_at + KICK_STEP:
+                # it copies while the engine goes on (SQLite releases the GIL): a round per KICK_STEP of growth
+                # (a kick per commit cost a checkpoint per commit, with its syncs)
+                self._kicked_at = size
                 self._checkpointer.kick.set()
-            self._wal_size = size
             if size > RESET_BYTES:
                 with self._checkpointer.busy:  # after the thread's (which leaves this one little to copy)
                     self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

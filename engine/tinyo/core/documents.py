@@ -210,13 +210,17 @@ class Documents:
 
     def targets_registered(self, node: Node) -> None:
         """A new DES names its documents: its targets are now "never built", its unknown deps "missing"."""
+        graph = self.graph
+        versions, producer = graph.versions, graph.producer
         for targ in node.targs:
+            if producer.get(targ, True) is None and versions.get(targ) == 0 and not graph.consumers.get(targ, True):
+                self.join(targ, "never built")  # known to be new (a new DES's target mostly is)
+                continue
             before = self.state_of(targ)
             if before is None:
                 self.join(targ, "never built")
             else:
                 self.groups.move(targ, before, "never built")
-        versions, producer = self.graph.versions, self.graph.producer
         for dep in node.deps:
             if versions.get(dep) or producer.get(dep):
                 continue  # versioned or produced: counted already (a dep of a new DES mostly is)

@@ -53,7 +53,7 @@ class Registration:
         """The ops of DES in memory (a DES evicted from memory reloads them from the store)."""
         self.total = 0
         """DES in the store."""
-        self._op_cache: dict[tuple[tuple[int, int], ...], tuple[Any, Ops, tuple[str, ...], bytes | None]] = {}
+        self._op_cache: dict[tuple[tuple[int, int | str], ...], tuple[Any, Ops, tuple[str, ...], bytes | None]] = {}
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         """Op-name tuples shared by every DES with the same ops (memory per DES stays small)."""
         self._rows: list[tuple[Any, ...]] | None = None
@@ -104,47 +104,52 @@ class Registration:
         now = self.clock.time()
         for generator, given, message, tb in emission.errors:
             self.outbox.emit(ev.GeneratorError(now, generator, given, message, tb))
+        register, event = self.register, emission.event
         for index, (generator, given, des) in enumerate(emission.des, 1):
-            self.register(des, generator, given, emission.event)
+            register(des, generator, given, event, now)
             if index % REGISTER_SLICE == 0:
                 flush()  # a huge emission: start dispatching what is ready instead of registering all first
         status = "error" if emission.errors else "done"
         detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
         return status, detail, emission.event_id
 
-    def register(self, des: Any, generator: str, given: str, event: str) -> bool:
-        """Add ``des`` to the graph and the store unless it is known; False if known or rejected."""
+    def register(self, des: Any, generator: str, given: str, event: str, now: float | None = None) -> bool:
+        """Add ``des`` to the graph and the store unless it is known; False if known or rejected. ``now``: the
+        engine clock's time, when the caller has it."""
         des_id = des.id
         graph = self.graph
         if graph.has(des_id):
             if des_id in graph.nodes and des_id not in self.ops:
                 self.ops[des_id] = self._refs(des)  # reloaded from the store: keep the live ops
             return False
-        now = self.clock.time()
+        if now is None:
+            now = self.clock.time()
+        deps, targs = des.deps, des.targs
         try:
             refs, ops_desc, blob = self._op_facts(des)
-            graph.check(des_id, des.deps, des.targs)
+            graph.check(des_id, deps, targs)
         except (DESRejected, OpNotImportable) as exc:
             self.outbox.emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
             self.outbox.emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
             return False
-        node = Node(des_id, names(des.deps), names(des.targs), ops_desc, generator,
+        node = Node(des_id, names(deps), names(targs), ops_desc, generator,
                     sys.intern(given) if given == event else f"{given} (from {event})")
         self.documents.targets_registered(node)
         graph.add(node)
         self.total += 1
         self.ops[des_id] = refs
-        row = (des_id, des.deps, des.targs, ops_desc, blob, generator, node.event, now)
-        if self._rows is None:
+        row = (des_id, deps, targs, ops_desc, blob, generator, node.event, now)
+        rows = self._rows
+        if rows is None:
             self.store.add_des([row])
         else:
-            self._rows.append(row)
+            rows.append(row)
         versions = graph.versions
         for dep in node.deps:
             if dep[:1] == "/" and not versions.get(dep) and graph.version(dep) is None:
                 self.documents.refresh_file(dep, by="found")
         self.touched.append(des_id)
-        self.outbox.emit(ev.DESRegistered(now, des_id, des.deps, des.targs, ops_desc, generator, node.event))
+        self.outbox.emit(ev.DESRegistered(now, des_id, deps, targs, ops_desc, generator, node.event))
         return True
 
     def load_ops(self, des_id: str) -> Ops | None:
@@ -200,10 +205,15 @@ class Registration:
 
     def _op_facts(self, des: Any) -> tuple[Ops, tuple[str, ...], bytes | None]:
         """(the DES's ops as references, their names, the ops as stored for a restart (None: they cannot be)),
-        worked out once per distinct list of op and Config objects: generators mostly pass the same functions
-        and Config objects to many DES. OpNotImportable if an op cannot be referenced."""
+        worked out once per distinct list of ops and Configs: generators mostly pass the same functions to many
+        DES, and the same Config object or equal plain ones (``Config.value_key``). OpNotImportable if an op
+        cannot be referenced."""
         ops = des.ops
-        key = tuple([(id(fn), id(cfg)) for fn, cfg in ops])
+        if len(ops) == 1:
+            ((fn, cfg),) = ops
+            key: tuple[tuple[int, int | str], ...] = ((id(fn), cfg.value_key() or id(cfg)),)
+        else:
+            key = tuple([(id(fn), cfg.value_key() or id(cfg)) for fn, cfg in ops])
         hit = self._op_cache.get(key)
         if hit is not None:  # the entry holds those objects (in ``ops``): no id is reused while it is cached
             return hit[1], hit[2], hit[3]
