@@ -14,8 +14,10 @@ watch thread keeps what the other threads were for, for an op that runs longer t
   orchestrator is gone: the worker exits at once);
 - reports other threads put while the worker waits for work are sent.
 
-It looks every few milliseconds while the worker is busy or was lately, and otherwise waits until an op starts or a
-report is put (``PARK_AFTER``): an idle worker costs nothing, and a chain's links do not wake it each.
+It looks every few milliseconds while the worker is busy or was lately, and otherwise waits until an op
+starts or a report is put (``PARK_AFTER``): an idle worker costs nothing, and a chain's links do not wake it
+each. (While the recipe is being imported, nothing reads the task pipe: a worker whose orchestrator is gone
+exits once it has imported it and finds its pipes closed.)
 """
 
 from __future__ import annotations
