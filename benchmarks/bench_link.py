@@ -5,16 +5,20 @@
 Runs ``tinyo run recipe.py --stop-after 1`` in this process (the headless CLI's own code, its text log
 written to /dev/null) on a recipe whose one event emits a chain of N DES, each reading what the previous
 one writes (trivial ops, two worker processes, state on tmpfs), and stamps each run at four points:
-the engine hands its task to the pool (``submit``), the pool's reader thread has the worker's report
-(start and outcome), the loop thread takes the outcome in, and the loop hands the next link's task over.
+the engine hands its task to the pool (``submit``), the worker's report (start and outcome) is read from
+its pipe (by the loop thread while it waits; before the ``workers`` branch, by the pool's reader thread),
+the loop takes the outcome in, and the loop hands the next link's task over.
 Medians over the links (the first 50 and the last 10 left out) of:
 
 - ``submit``: the pool's submit call (pickle, pipe write);
-- ``worker round trip``: submit returned -> the report read back (the pipe both ways, the worker's
-  threads, the op);
-- ``report -> loop``: the reader thread -> the loop thread taking it in;
+- ``worker round trip``: submit returned -> the report read back (the pipe both ways, the worker, the op,
+  and the reading thread's wake-up);
+- ``report -> loop``: the report read -> the loop taking it in (before the ``workers`` branch: the hand-over
+  from the pool's reader thread to the loop thread);
 - ``loop``: the outcome taken in -> the next link submitted (run book, readiness, dispatch, the commit);
-- ``per link``: submit to next submit.
+- ``per link``: submit to next submit;
+- the CPU per link (user + system) of the engine's process (all its threads) and of the worker processes,
+  over the same links (less moved by a loaded machine than the wall figures).
 
 Baseline, same run: ``ProcessPoolExecutor(2)``, N sequential ``submit(noop).result()`` round trips.
 
@@ -65,6 +69,18 @@ def bare_round_trip(n: int) -> float:
         return (time.perf_counter() - t0) / n
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(pid: int | None) -> int:
+    """A process's CPU (user + system) so far, in clock ticks."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
 def profile_chain(n: int) -> dict[str, float]:
     from tinyo.headless import run_headless
     from tinyo.core.runbook import RunBook
@@ -74,9 +90,13 @@ def profile_chain(n: int) -> dict[str, float]:
     clock = time.perf_counter
     submit, account, on_message = process.ProcessExecutor.submit, process.ProcessExecutor._account, RunBook.on_message
 
+    cpu_marks: dict[int, tuple[float, float]] = {}
+
     def timed_submit(self, tasks):  # noqa: ANN001, ANN202
         for task in tasks:
             stamps[task.run_id]["submit"] = clock()
+            if task.run_id in (51, n - 9):  # the span the medians are taken over
+                cpu_marks[task.run_id] = (time.process_time(), sum(_ticks(w.pid) for w in self._workers))
         submit(self, tasks)
         for task in tasks:
             stamps[task.run_id]["submitted"] = clock()
@@ -118,7 +138,11 @@ def profile_chain(n: int) -> dict[str, float]:
     def span(a: str, b: str) -> float:
         return statistics.median(stamps[i][b] - stamps[i][a] for i in ids)
 
+    (engine0, workers0), (engine1, workers1) = cpu_marks[51], cpu_marks[n - 9]
+    links = n - 9 - 51
     return {
+        "engine_cpu_s": (engine1 - engine0) / links,
+        "workers_cpu_s": (workers1 - workers0) / TICK / links,
         "submit_s": span("submit", "submitted"),
         "worker_round_trip_s": span("submitted", "read done"),
         "report_to_loop_s": span("read done", "loop done"),
@@ -230,6 +254,8 @@ def main() -> int:
             ("per link", "per_link_s")]
     for label, key in rows:
         print(f"  {label:<30}{1e6 * res[key]:>8.0f} us")
+    print(f"  {'CPU: engine process':<30}{1e6 * res['engine_cpu_s']:>8.0f} us")
+    print(f"  {'CPU: worker processes':<30}{1e6 * res['workers_cpu_s']:>8.0f} us")
     print(f"  {'bare pool round trip (baseline)':<30}{1e6 * bare:>8.0f} us   per link / baseline "
           f"{res['per_link_s'] / bare:.1f}x")
     print(f"  start and outcome in one message: {100 * res['start_and_done_in_one_message']:.0f}% of links")

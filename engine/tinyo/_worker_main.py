@@ -6,7 +6,7 @@ import json
 import sys
 from tinyo.children import exit_now
 from tinyo.pipe import Pipe
-from tinyo.worker import process_main
+from tinyo.worker_process import process_main
 
 
 def main(argv: list[str]) -> None:

@@ -24,6 +24,7 @@ from ..errors import StoreError, TinyoError
 from ..executors import Executor
 from ..generators import Abandoned, Emission, GeneratorRunner, Hung
 from ..messages import Message, Query, Report, Requeue, Rescan, WorkerLost, WorkerReports, WorkerState
+from ..waker import Waker
 from .backing import StoreBacking
 from .commands import Commands, RunState
 from .dispatch import READY_MAX, Dispatch
@@ -77,7 +78,8 @@ class Loop:
         """DES whose readiness must be settled this cycle (every part appends; dispatch drains)."""
         backing = StoreBacking(store)
         self.graph = Graph(backing)
-        self.wake = threading.Event()
+        self.wake = Waker()
+        """Set by any thread to wake the loop; the process pool's report pipes are read while it waits."""
         self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max,
                              self.wake.set)
         self.documents = Documents(self.graph, store, config, clock, self.outbox, self.touched, self.inflow.mark_gone)
@@ -127,7 +129,12 @@ class Loop:
             return
 
     def report(self, item: Report) -> None:
-        """The executor's sink (its threads)."""
+        """The executor's sink (its threads, or the loop's own while it waits: the process pool's reports are
+        read there, and a put on the full inbox only the loop drains would wait for itself)."""
+        if threading.current_thread() is self.thread:
+            self.own_messages.append(item)
+            self.wake.set()
+            return
         self.inbox.put(item)  # blocks while the inbox is full: the executor's threads wait
         self.wake.set()
 
@@ -434,6 +441,12 @@ class Loop:
         executor = self.executor
         if executor is not None:
             executor.shutdown(grace)
+            mine, self.own_messages = self.own_messages, deque()
+            for item in mine:  # reports read on this thread while the pool stopped (the rest stay)
+                if isinstance(item, (WorkerReports, WorkerLost, WorkerState)):
+                    self._handle(item)
+                else:
+                    self.own_messages.append(item)
             while True:
                 try:
                     item = self._take(self.inbox)
@@ -469,4 +482,5 @@ class Loop:
             self.outbox.release()
             self.stopped.set()
             self.went_idle.set()
+            self.wake.close()  # nothing waits on it any more
 

@@ -37,6 +37,9 @@ def start(loop: Loop) -> None:
         loop.inflow.start_watcher(early.take_watcher() if early is not None else None)
     if early is not None:
         early.dismiss()  # what this engine does not use
+    attach = getattr(loop.executor, "attach", None)
+    if attach is not None:
+        attach(loop.wake)  # the process pool's reports are read on the loop's thread while it waits
     loop.executor.start()
     load_state(loop)
     loop.touched.extend(loop.documents.checks.all_targets(loop.store.file_targets()))

@@ -1,8 +1,9 @@
 """Provides the process-pool executor: its own pool, so a worker that dies fails only its op.
 
 concurrent.futures.ProcessPoolExecutor marks the whole pool broken when one worker dies and cannot
-stop a running call, so tinyo keeps its own workers: each has a task pipe and a result pipe, one
-reader thread waits on every result pipe (end of file there means the worker died), and a dead worker is replaced.
+stop a running call, so tinyo keeps its own workers: each has a task pipe and a result pipe; the result
+pipes are read by the engine's loop thread while it waits (:meth:`ProcessExecutor.attach`; otherwise by the
+pool's reader thread), end of file there means the worker died, and the reader thread replaces it.
 Workers are fresh interpreters (``python -m tinyo._worker_main``) in a session of their own: nothing
 is inherited from the orchestrator (not even its ``__main__`` script, which multiprocessing's spawn
 and fork-server methods would re-run), Ctrl-C or a hang-up sent to the terminal's process group does
@@ -13,12 +14,14 @@ is read back and attributed to the run in progress.
 
 Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
 not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
-waits behind a long one while another worker is idle.
+waits behind a long one while another worker is idle. A task carries its recipe path and ops only when
+they differ from the last task sent to that worker (``worker_process`` keeps them).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -29,6 +32,7 @@ from typing import Any, Literal
 from .. import pipe
 from ..children import wait_exit
 from ..messages import Requeue, WorkerLost, WorkerReports, WorkerState
+from ..waker import Waker
 from ..worker import Task
 from ..worker_launch import Worker as _Worker
 from ..worker_launch import dismiss_workers
@@ -61,11 +65,25 @@ class ProcessExecutor:
         self._workers: list[_Worker] = []
         self._wake_r, self._wake_w = os.pipe()
         self._closing = False
+        self._pipes_changed = True
+        """A worker's pipe opened or closed: the reader thread rebuilds what it waits on."""
+        self._reader_unbounded = False
+        """The reader thread waits with no time limit (under ``_lock``): nothing waits behind a running op."""
         self._reader: threading.Thread | None = None
+        self._waker: Waker | None = None
+        """The loop's wake-up, when the loop reads the report pipes while it waits (:meth:`attach`)."""
+        self._deaths: list[_Worker] = []
+        """Workers whose report pipe the loop found at its end: the reader thread reaps and replaces them."""
         self._mean = 1.0
         self._rr = 0
 
     # ------------------------------------------------------------ lifecycle
+    def attach(self, waker: Waker) -> None:
+        """Have the thread that waits on ``waker`` (the loop's) read the workers' reports, before
+        :meth:`start`: a report then reaches the loop with one wake-up, not a hand-over from the reader
+        thread (which still reads the workers' output, replaces the dead, and looks for stalls)."""
+        self._waker = waker
+
     def start(self) -> None:
         early = {w.name: w for w in self._launched}
         self._launched = []
@@ -75,6 +93,7 @@ class ProcessExecutor:
                 worker = _Worker(f"w{index + 1}")
                 _popen(worker, self.recipe_path)
             self._workers.append(worker)
+            self._watch(worker)
             self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
         dismiss_workers(list(early.values()))  # more were started than the engine runs: none is left behind
         self._reader = threading.Thread(target=self._read_loop, name="tinyo-pool-reader", daemon=True)
@@ -82,6 +101,8 @@ class ProcessExecutor:
 
     def _spawn(self, worker: _Worker) -> None:
         _popen(worker, self.recipe_path)
+        self._pipes_changed = True
+        self._watch(worker)
         self.sink(WorkerState(worker.name, worker.pid, "idle", "started"))
 
     def _wake(self) -> None:
@@ -100,7 +121,7 @@ class ProcessExecutor:
             return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
 
     def submit(self, tasks: list[Task]) -> None:
-        batches: dict[str, list[Task]] = {}
+        batches: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
             now = time.monotonic()
@@ -117,14 +138,30 @@ class ProcessExecutor:
                 sizes[index] += 1
                 worker = flowing[index]
                 worker.inflight[task.run_id] = task
-                batches.setdefault(worker.name, []).append(task)
-            by_name = {w.name: w for w in live}
-        for name, batch in batches.items():
-            worker = by_name[name]
+                # the recipe path and ops go only when they differ from the last task's this worker was sent:
+                # a burst's or a chain's tasks all share them, and their Configs cost most of a task's pickle
+                head = (task.recipe_path, task.ops)
+                if head == worker.sent_head:
+                    head = None
+                else:
+                    worker.sent_head = head
+                wire = (task.run_id, task.des_id, task.attempt, task.deps, task.targs, head)
+                batch = batches.get(worker.name)
+                if batch is None:
+                    batches[worker.name] = batch = (worker.task_conn, [])
+                batch[1].append(wire)
+            # tasks now wait behind others: the reader thread, if it waits for nothing but a pipe, must look
+            # for stalls (the loop, not it, reads the reports that used to wake it)
+            wake = self._reader_unbounded and any(len(w.inflight) > 1 for w in flowing)
+        if wake:
+            self._wake()
+        # sent outside the lock (a full pipe waits for the worker, whose reports the reader thread must take);
+        # only the loop thread submits, so each worker's tasks reach its pipe in the order their heads assume
+        for conn, wires in batches.values():
             try:
-                worker.task_conn.send(("run", [task.wire() for task in batch]))
+                conn.send(("run", wires))
             except (OSError, ValueError):
-                pass  # the worker died meanwhile; its death handler requeues these tasks
+                pass  # the worker died meanwhile (its pipe closed); its death handler requeues these tasks
 
     def _stall_limit(self) -> float:
         return max(0.05, 20 * self._mean)
@@ -201,41 +238,85 @@ class ProcessExecutor:
         return infos
 
     # ------------------------------------------------------------ results
-    def _read_loop(self) -> None:
-        while not self._closing:
+    def _watch(self, worker: _Worker) -> None:
+        if self._waker is not None:
+            conn = worker.result_conn
+            fd = conn.fileno()
+            self._waker.watch(fd, lambda: self._on_results(worker, conn, fd))
+
+    def _on_results(self, worker: _Worker, conn: Any, fd: int) -> None:
+        """A worker's report pipe can be read (on the thread waiting on the loop's waker)."""
+        if conn is not worker.result_conn or worker.eof:
+            return  # a pipe of a process since replaced
+        self._receive(worker)
+        if worker.eof and self._waker is not None:
+            self._waker.unwatch(fd)
             with self._lock:
-                conns = {w.result_conn: w for w in self._workers if not w.dead}
-                stdio = {w.stdio: w for w in self._workers if not w.dead and w.stdio is not None}
-                waiting = any(len(w.inflight) > 1 for w in self._workers if not w.dead)
-                respawns = [w.respawn_at for w in self._workers if w.dead and w.respawn_at is not None]
-            timeout = None
-            if waiting:
-                timeout = 0.05  # look for a stalled op with tasks behind it
-            if respawns:
-                until = max(0.0, min(respawns) - time.monotonic())
-                timeout = until if timeout is None else min(timeout, until)
+                self._deaths.append(worker)
+            self._wake()  # the reader thread reaps and replaces it (it may take seconds)
+
+    def _read_loop(self) -> None:
+        # what it waits on is rebuilt only when a pipe opens or closes (this thread's doing): a report's way
+        # from the pipe to the loop, and back to the wait, is the shortest this thread can make it, for the
+        # loop thread that is woken wants the interpreter this thread holds until it waits again
+        pipes: dict[int, tuple[str, _Worker | None]] = {}
+        poller = select.poll()
+        while not self._closing:
+            if self._pipes_changed:
+                self._pipes_changed = False
+                poller, pipes = select.poll(), {self._wake_r: ("wake", None)}
+                with self._lock:
+                    for w in self._workers:
+                        if w.dead:
+                            continue
+                        if self._waker is None:
+                            pipes[w.result_conn.fileno()] = ("results", w)
+                        if w.stdio is not None:
+                            pipes[w.stdio] = ("stdio", w)
+                for fd in pipes:
+                    poller.register(fd, select.POLLIN)
             try:
-                ready = pipe.wait([*conns, *stdio, self._wake_r], timeout)
+                ready = poller.poll(self._wait_ms())
             except OSError:
                 if self._closing:
                     return
                 continue
-            self._respawn_due()
-            self._rebalance()
-            for item in ready:
-                if item == self._wake_r:
+            results: list[_Worker] = []
+            for fd, _ in ready:
+                kind, worker = pipes.get(fd, ("gone", None))
+                if kind == "results":
+                    results.append(worker)  # type: ignore[arg-type]
+                elif kind == "stdio":
+                    self._forward_stdio(worker)  # type: ignore[arg-type]
+                elif kind == "wake":
                     try:
                         os.read(self._wake_r, 4096)
                     except OSError:
                         return
-                elif item in stdio:
-                    self._forward_stdio(stdio[item])
-            for item in ready:
-                if item in conns:
-                    worker = conns[item]
-                    self._receive(worker)
-                    if worker.eof and not self._closing:
+            for worker in results:
+                self._receive(worker)
+                if worker.eof and not self._closing:
+                    self._on_death(worker)
+            if self._deaths:
+                with self._lock:
+                    deaths, self._deaths = self._deaths, []
+                for worker in deaths:
+                    if not self._closing:
                         self._on_death(worker)
+            self._respawn_due()
+            self._rebalance()
+
+    def _wait_ms(self) -> int:
+        """How long the reader may wait for a pipe (-1: until one is ready), in milliseconds."""
+        with self._lock:
+            waiting = any(len(w.inflight) > 1 for w in self._workers if not w.dead)
+            respawns = [w.respawn_at for w in self._workers if w.dead and w.respawn_at is not None]
+            self._reader_unbounded = not waiting and not respawns
+        timeout = 0.05 if waiting else None  # look for a stalled op with tasks behind it
+        if respawns:
+            until = max(0.0, min(respawns) - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
+        return -1 if timeout is None else int(timeout * 1000 + 0.999)
 
     def _forward_stdio(self, worker: _Worker) -> None:
         """Lines a worker wrote to its file descriptors 1/2 go to the run in progress there."""
@@ -248,6 +329,7 @@ class ProcessExecutor:
         if not data:
             os.close(worker.stdio)
             worker.stdio = None
+            self._pipes_changed = True
             data, worker.partial = worker.partial + b"\n", b""
             if data == b"\n":
                 return
@@ -316,6 +398,7 @@ class ProcessExecutor:
         self.sink(WorkerLost(worker.name, worker.pid, reason, running.run_id if running else None, cause, pending[1:]))
         for conn in (worker.task_conn, worker.result_conn):
             conn.close()
+        self._pipes_changed = True
         if self._closing:
             return
         if worker.ready:
@@ -335,6 +418,21 @@ class ProcessExecutor:
                 worker.failed_starts = failed
 
     # ------------------------------------------------------------ shutdown
+    def _read_reports(self, timeout: float) -> None:
+        """While stopping, on the loop's thread: the reports it would read while waiting on its waker (within
+        ``timeout`` seconds; 0: what is there, to the end of each pipe)."""
+        if self._waker is None:
+            time.sleep(timeout)  # the reader thread reads them
+            return
+        for _ in range(1000 if not timeout else 1):  # bounded: a worker's child may hold its pipe open
+            with self._lock:
+                conns = {w.result_conn: w for w in self._workers if not w.dead and not w.eof}
+            ready = pipe.wait(conns, timeout) if conns else []
+            for conn in ready:
+                self._on_results(conns[conn], conn, conn.fileno())
+            if not ready:
+                return
+
     def shutdown(self, grace: float) -> list[int]:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
@@ -342,7 +440,7 @@ class ProcessExecutor:
                 busy = any(w.started for w in self._workers if not w.dead)
             if not busy:
                 break
-            time.sleep(0.02)
+            self._read_reports(0.02)
         self._closing = True
         with self._lock:
             unfinished = [rid for w in self._workers for rid in w.inflight]
@@ -364,7 +462,10 @@ class ProcessExecutor:
         self._wake()
         if self._reader is not None:
             self._reader.join(timeout=2)
+        self._read_reports(0)  # what the workers said before they stopped
         for w in workers:
+            if self._waker is not None and not w.eof and not w.dead:
+                self._waker.unwatch(w.result_conn.fileno())  # closed below: never polled again
             for conn in (w.task_conn, w.result_conn):
                 try:
                     conn.close()

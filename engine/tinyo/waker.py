@@ -1,0 +1,99 @@
+"""Provides the loop's wake-up: a ``threading.Event`` whose waiting thread also reads pipes it watches.
+
+The process pool's workers report on pipes. Read by a thread of their own, a report reaches the loop through
+two wake-ups (that thread's, then the loop's, which waits for the interpreter that thread holds); read by the
+loop thread itself while it waits, through one. So the loop waits here: :meth:`wait` returns when another
+thread calls :meth:`set`, after its timeout, or after it has run the callback of a watched pipe that became
+readable (the callback hands what it read to the loop, which then sets the flag).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections.abc import Callable
+
+
+class Waker:
+    """An Event (``set``, ``clear``, ``is_set``, ``wait``) that one thread at a time waits on, beside pipes."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._sleeping = False
+        """The waiting thread is (about to be) in ``poll``: a ``set`` writes a byte to wake it."""
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._lock = threading.Lock()
+        self._watched: dict[int, Callable[[], None]] = {}
+        """Pipes (file descriptors) read while waiting, and what reads each (any thread adds or removes)."""
+        self._poller: select.poll | None = None
+        """What ``wait`` polls, rebuilt when the watched pipes change."""
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        # the waiter marks itself sleeping before it looks at the flag a last time, and this looks at the mark
+        # after setting the flag: one of the two sees the other (at worst a byte too many: one early wake)
+        if self._sleeping:
+            try:
+                os.write(self._w, b".")
+            except (BlockingIOError, OSError):
+                pass  # full: a wake-up is pending anyway; closed: nobody waits any more
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
+        """Call ``on_ready`` on the waiting thread whenever ``fd`` can be read (or is at its end)."""
+        with self._lock:
+            self._watched[fd] = on_ready
+            self._poller = None
+        self.set()  # a wait under way polls the new set
+
+    def unwatch(self, fd: int) -> None:
+        with self._lock:
+            if self._watched.pop(fd, None) is not None:
+                self._poller = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until set, ``timeout`` seconds, or a watched pipe was read; the flag. Set already, it still reads
+        the watched pipes that are ready: a loop that always has more to do must not leave them unread."""
+        with self._lock:
+            poller = self._poller
+            if poller is None:
+                poller = self._poller = select.poll()
+                poller.register(self._r, select.POLLIN)
+                for fd in self._watched:
+                    poller.register(fd, select.POLLIN)
+            watched = dict(self._watched)
+        if self._flag:
+            ready = poller.poll(0) if watched else []
+        else:
+            self._sleeping = True
+            try:
+                ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
+                ready = poller.poll(0 if self._flag else ms)  # the flag looked at again once marked sleeping
+            finally:
+                self._sleeping = False
+        for fd, _ in ready:
+            if fd == self._r:
+                try:
+                    os.read(self._r, 4096)
+                except BlockingIOError:
+                    pass  # drained by an earlier wait
+            else:
+                on_ready = watched.get(fd)
+                if on_ready is not None and fd in self._watched:
+                    on_ready()
+        return self._flag
+
+    def close(self) -> None:
+        """Close its pipe, once no thread waits any more (a later ``set`` writes nowhere)."""
+        fds, self._r, self._w = (self._r, self._w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)

@@ -1,0 +1,253 @@
+"""The process pool at its seam: real worker processes, their pipes, and what they report.
+
+A worker runs short ops on the thread that reads its task pipe; its watch thread keeps, for an op that runs
+long, what the engine relies on: the op's start and output while it runs, a cancel or a withdraw of the tasks
+queued behind it, and its exit when the orchestrator is gone. Tasks carry their recipe path and ops only
+when they differ from the last sent to that worker. Each test runs twice: with the pool's reader thread
+reading the reports, and attached to a waker whose waiting thread reads them (as the engine's loop does).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tinyo.executors.process import ProcessExecutor
+from tinyo.messages import Requeue, WorkerLost, WorkerReports
+from tinyo.model import Config
+from tinyo.waker import Waker
+from tinyo.worker import Task
+
+RECIPE = """
+import os, time
+from tinyo import TinyOConfig
+
+def hold(context):
+    print('halfway', flush=True)
+    flag = context['config']['flag']
+    while not os.path.exists(flag):
+        time.sleep(0.005)
+    return 'held'
+
+def tag(context):
+    return context['config']['tag']
+
+config = TinyOConfig(sql_conn=':memory:', dirs=[])
+"""
+
+WAIT = 20.0
+"""Seconds a test waits for a report before it fails (never reached when the pool works)."""
+
+
+class Pool:
+    """A real ProcessExecutor, its reports gathered in a queue; ``attached``: read by a thread waiting on a
+    Waker, as the engine's loop does, instead of by the pool's reader thread."""
+
+    def __init__(self, tmp_path: Path, workers: int, attached: bool) -> None:
+        self.recipe = tmp_path / "recipe.py"
+        self.recipe.write_text(RECIPE)
+        self.flag = tmp_path / "flag"
+        self.reports: queue.Queue[Any] = queue.Queue()
+        self.executor = ProcessExecutor(str(self.recipe), workers, self.report, time.time)
+        self.seen: list[tuple[str, int, Any]] = []
+        self.other: list[Any] = []
+        self.next_id = 1
+        self.loop: threading.Thread | None = None
+        self.stopping = False
+        self.waker = Waker()
+        self.read_on: set[str] = set()
+        """The threads reports came from."""
+        if attached:
+            self.executor.attach(self.waker)
+            self.loop = threading.Thread(target=self.wait_loop, name="the-loop", daemon=True)
+            self.loop.start()
+
+    def report(self, item: Any) -> None:
+        if isinstance(item, WorkerReports) and any(kind in ("start", "done") for kind, _, _ in item.messages):
+            self.read_on.add(threading.current_thread().name)
+        self.reports.put(item)
+
+    def wait_loop(self) -> None:
+        while not self.stopping:
+            self.waker.wait(0.05)
+            self.waker.clear()
+
+    def stop(self) -> None:
+        self.flag.touch()
+        self.stopping = True
+        self.waker.set()
+        if self.loop is not None:
+            self.loop.join(10)
+        self.executor.shutdown(grace=2.0)  # on this thread, as the engine's loop does once it stops waiting
+        self.waker.close()
+
+    def task(self, op: str, **config: Any) -> Task:
+        run_id, self.next_id = self.next_id, self.next_id + 1
+        return Task(run_id, f"des{run_id}", 1, str(self.recipe), ((f"<recipe>:{op}", Config(config)),),
+                    frozenset(), frozenset([f"t{run_id}"]))
+
+    def hold(self) -> Task:
+        return self.task("hold", flag=str(self.flag))
+
+    def wait_for(self, kind: str, run_id: int) -> Any:
+        deadline = time.monotonic() + WAIT
+        while True:
+            for k, rid, payload in self.seen:
+                if (k, rid) == (kind, run_id):
+                    return payload
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {kind!r} for run {run_id} in {WAIT}s; saw {self.seen} and {self.other}"
+            try:
+                item = self.reports.get(timeout=left)
+            except queue.Empty:
+                continue
+            if isinstance(item, WorkerReports):
+                self.seen.extend(item.messages)
+            else:
+                self.other.append(item)
+
+    def ready(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while not all(info.state == "idle" for info in self.executor.workers()):
+            assert time.monotonic() < deadline, "the workers did not start"
+            self.wait_any()
+
+    def wait_any(self) -> None:
+        try:
+            item = self.reports.get(timeout=0.05)
+        except queue.Empty:
+            return
+        if isinstance(item, WorkerReports):
+            self.seen.extend(item.messages)
+        else:
+            self.other.append(item)
+
+
+@pytest.fixture(params=["reader thread", "attached"])
+def pool(tmp_path: Path, request):
+    def make(workers: int = 1) -> Pool:
+        made = Pool(tmp_path, workers, attached=request.param == "attached")
+        made.executor.start()
+        made.ready()
+        pools.append(made)
+        return made
+
+    pools: list[Pool] = []
+    yield make
+    for made in pools:
+        made.stop()
+        # attached: the reports were read on the thread waiting on the waker (or on the one that stopped the
+        # pool, as the engine's loop does at its end), none on the pool's reader
+        if made.loop is not None:
+            assert "the-loop" in made.read_on and "tinyo-pool-reader" not in made.read_on
+        else:
+            assert made.read_on == {"tinyo-pool-reader"}
+
+
+def test_a_long_op_s_start_and_output_reach_the_engine_while_it_runs(pool):
+    p = pool()
+    held = p.hold()
+    p.executor.submit([held])
+    p.wait_for("start", held.run_id)
+    assert p.wait_for("out", held.run_id) == ("stdout", "halfway")
+    assert ("done", held.run_id) not in [(k, r) for k, r, _ in p.seen]  # still running: it waits for the flag
+    assert held.run_id in p.executor.running()
+    p.flag.touch()
+    assert p.wait_for("done", held.run_id)[:4] == (True, None, None, "'held'")
+
+
+def test_a_task_cancelled_while_the_op_before_it_runs_is_never_started(pool):
+    p = pool()
+    held, queued, after = p.hold(), p.task("tag", tag="queued"), p.task("tag", tag="after")
+    p.executor.submit([held, queued, after])
+    p.wait_for("start", held.run_id)
+    assert p.executor.cancel(queued.run_id)  # queued behind the running op: the worker is told, not killed
+    time.sleep(0.05)  # the watch thread reads the cancel while the op runs
+    p.flag.touch()
+    assert p.wait_for("done", queued.run_id)[:2] == (False, "cancelled before it started")
+    assert p.wait_for("done", after.run_id)[:4] == (True, None, None, "'after'")
+    assert ("start", queued.run_id) not in [(k, r) for k, r, _ in p.seen]
+
+
+def test_a_task_queued_behind_a_stalled_op_is_handed_back_while_it_runs(pool):
+    p = pool(workers=2)
+    # fast ops first: the pool then prefetches several tasks per worker, and counts an op that takes 20x
+    # their mean (50 ms at least) as stalled
+    warm = [p.task("tag", tag=str(i)) for i in range(30)]
+    for task in warm:
+        p.executor.submit([task])
+        p.wait_for("done", task.run_id)
+    held, *queued = [p.hold(), *(p.task("tag", tag=f"q{i}") for i in range(3))]
+    p.executor.submit([held, *queued])  # two per worker: one task waits behind the op that holds
+    deadline = time.monotonic() + WAIT
+    while not any(isinstance(o, Requeue) for o in p.other):
+        assert time.monotonic() < deadline, f"nothing handed back; saw {p.seen} and {p.other}"
+        p.wait_any()
+    back = [t.run_id for o in p.other if isinstance(o, Requeue) for t in o.tasks]
+    assert len(back) == 1 and back[0] in [t.run_id for t in queued]
+    assert ("start", back[0]) not in [(k, r) for k, r, _ in p.seen]
+    assert ("done", held.run_id) not in [(k, r) for k, r, _ in p.seen]  # handed back while the op still runs
+
+
+def test_a_worker_exits_when_the_orchestrator_s_pipe_closes_while_an_op_runs(pool):
+    p = pool()
+    held = p.hold()
+    p.executor.submit([held])
+    p.wait_for("start", held.run_id)
+    worker = p.executor._workers[0]
+    pid = worker.pid
+    worker.task_conn.close()  # as when the orchestrator's process is gone
+    deadline = time.monotonic() + WAIT
+    while not any(isinstance(o, WorkerLost) for o in p.other):
+        assert time.monotonic() < deadline, "the worker did not exit"
+        p.wait_any()
+    lost = next(o for o in p.other if isinstance(o, WorkerLost))
+    assert (lost.pid, lost.running_run_id) == (pid, held.run_id)
+    assert lost.reason.endswith("exited with status 1")
+    assert not p.flag.exists()  # the op was still waiting: the worker did not wait for it to end
+
+
+def test_tasks_carry_their_ops_only_when_they_change_and_each_runs_its_own(pool):
+    p = pool()
+    tasks = [p.task("tag", tag="a"), p.task("tag", tag="a"), p.task("tag", tag="b"), p.task("tag", tag="a")]
+    for task in tasks:  # one at a time, so each is its own message
+        p.executor.submit([task])
+        p.wait_for("done", task.run_id)
+    p.executor.submit(tasks_two := [p.task("tag", tag="b"), p.task("tag", tag="b"), p.task("tag", tag="c")])
+    results = [p.wait_for("done", t.run_id)[3] for t in (*tasks, *tasks_two)]
+    assert results == ["'a'", "'a'", "'b'", "'a'", "'b'", "'b'", "'c'"]
+
+
+def test_a_respawned_worker_is_sent_the_ops_its_predecessor_already_had(pool):
+    p = pool()
+    first = p.task("tag", tag="x")
+    p.executor.submit([first])
+    p.wait_for("done", first.run_id)
+    pid = p.executor._workers[0].pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while not any(isinstance(o, WorkerLost) for o in p.other) or p.executor.workers()[0].pid == pid:
+        assert time.monotonic() < deadline, "the worker was not replaced"
+        p.wait_any()
+    p.ready()
+    again = p.task("tag", tag="x")  # the same ops as the last task the dead worker was sent
+    p.executor.submit([again])
+    assert p.wait_for("done", again.run_id)[:4] == (True, None, None, "'x'")
+
+
+def test_a_worker_runs_its_ops_on_the_thread_that_reads_its_pipe_beside_one_watch_thread(pool):
+    p = pool()
+    task = p.task("tag", tag="x")
+    p.executor.submit([task])
+    p.wait_for("done", task.run_id)
+    pid = p.executor._workers[0].pid
+    names = sorted((Path(f"/proc/{pid}/task") / tid / "comm").read_text().strip()
+                   for tid in os.listdir(f"/proc/{pid}/task"))
+    assert len(names) == 2, names  # no receiver or sender thread handing each task and report over
