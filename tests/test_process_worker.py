@@ -104,14 +104,7 @@ class Pool:
                     return payload
             left = deadline - time.monotonic()
             assert left > 0, f"no {kind!r} for run {run_id} in {WAIT}s; saw {self.seen} and {self.other}"
-            try:
-                item = self.reports.get(timeout=left)
-            except queue.Empty:
-                continue
-            if isinstance(item, WorkerReports):
-                self.seen.extend(item.messages)
-            else:
-                self.other.append(item)
+            self.wait_any(left)
 
     def ready(self) -> None:
         deadline = time.monotonic() + WAIT
@@ -119,9 +112,9 @@ class Pool:
             assert time.monotonic() < deadline, "the workers did not start"
             self.wait_any()
 
-    def wait_any(self) -> None:
+    def wait_any(self, timeout: float = 0.05) -> None:
         try:
-            item = self.reports.get(timeout=0.05)
+            item = self.reports.get(timeout=timeout)
         except queue.Empty:
             return
         if isinstance(item, WorkerReports):
