@@ -23,6 +23,7 @@ from conftest import drop, write_recipe
 RECIPE = """
 def record(context):
     (src,) = context['deps']
+    time.sleep(0.003)  # an op takes a little time, so that kills land while runs are open
     fd = os.open('{ledger}', os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (os.path.basename(src) + '\\n').encode())  # one write: atomic under O_APPEND
