@@ -205,6 +205,10 @@ async def run(args: argparse.Namespace, views: bool, console: str = "embedded") 
         if args.execution == "processes":
             engine.start()  # as tinyo-tui does: the fork server must start with the real stderr
     app = build_app(engine, theme="dark")
+    if args.gc == "tuned":
+        from tinyo_tui.cli import collect_less
+
+        collect_less()  # as tinyo-tui does before it runs the app
     first_frame: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         app.call_after_refresh(lambda: first_frame.append(time.perf_counter() - t0))
@@ -334,6 +338,8 @@ def main() -> None:
                         help="timeline pane and header sparklines, in this order (off is the baseline)")
     parser.add_argument("--console", choices=("embedded", "attached", "embedded,attached", "attached,embedded"),
                         default="embedded", help="the engine in the console's process, or attached to over its socket")
+    parser.add_argument("--gc", choices=("tuned", "python"), default="tuned",
+                        help="the collector as tinyo-tui sets it (tuned), or Python's default thresholds")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     runs: dict[str, dict[str, Any]] = {}
