@@ -13,8 +13,9 @@ import threading
 import time
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App
+from textual.message import Message
 from textual.timer import Timer
 
 from tinyo.clock import Clock, SystemClock
@@ -22,6 +23,7 @@ from tinyo.clock import Clock, SystemClock
 from .bridge import Bridge
 from .commands import Commands
 from .messages import BusWake, EngineStopped, HeaderTick, QueryResult, StateChanged, StopStarted
+from .pacing import Pacer
 from .palette import Palette
 from .past import seed
 from .reattach import follow_restarts, say_keys_detach
@@ -37,12 +39,15 @@ DRAIN_HZ = 12
 """Bus batches per second while events flow (a frame tick: 10-15 UI updates per second per pane)."""
 DRAIN_CHUNK = 4000
 """The most bus events folded in per tick."""
-TICK_BUDGET = 0.03
-"""Seconds of folding facts into the model per tick (then the screen repaints and keys are served)."""
-APPLY_STEP = 250
+TICK_BUDGET = 0.008
+"""Seconds of folding facts into the model per tick: a slice, then the loop is free for a key (the panes
+repaint on their own pace, ``pacing``)."""
+APPLY_STEP = 100
 """Facts folded in between two looks at the clock."""
+MIN_FOLD_GAP = 0.01
+"""While behind, the least pause between two slices of folding (at most half of the loop goes to facts)."""
 MAX_DRAIN_DELAY = 0.5
-"""Even under the heaviest flood the panes update at least twice a second."""
+"""Even under the heaviest flood the model takes facts in at least twice a second."""
 
 
 class ConsoleWiring(App[int]):
@@ -72,7 +77,9 @@ class ConsoleWiring(App[int]):
         self._start_engine = start_engine
         self._drain_timer: Timer | None = None
         self._tick_cost = 0.0
-        """Moving average of one drain plus the repaint it causes, in seconds."""
+        """Moving average of one drain tick's folding, in seconds."""
+        self.pacer = Pacer(self, lambda changes: self._show(changes))
+        """When the panes repaint what the drains folded in, and a key before both."""
         self._carry: list[Any] = []
         self.resyncs = Resync(self)
         """Asks the engine again after a gap in its facts (or a re-attach); the facts wait meanwhile."""
@@ -123,6 +130,17 @@ class ConsoleWiring(App[int]):
 
     def on_unmount(self) -> None:
         self.stopper.close()
+
+    def post_message(self, message: Message) -> bool:
+        """Queue ``message``; a key (posted by the driver's thread) holds folding and painting back until
+        the screen has painted what it did (``pacing``)."""
+        if isinstance(message, events.Key):
+            self.pacer.input_posted()
+        return super().post_message(message)
+
+    def on_key(self, _event: events.Key) -> None:
+        """A key reached the app, its bindings ran: the hold ends once their effect is on screen."""
+        self.pacer.input_seen()
 
     def terminal_lost(self, reason: str) -> None:
         """The terminal is gone (called from the driver's threads): stop the engine gracefully."""
@@ -183,13 +201,29 @@ class ConsoleWiring(App[int]):
             self._drain_timer = self.set_timer(max(delay, 0.001), self.drain, name="drain")
 
     def _drain_delay(self) -> float:
-        """About 12 drains a second; fewer when a drain and its repaint get expensive (a flood), so
-        the loop stays at most ~2/3 busy and a key press never waits behind a queue of repaints."""
+        """About 12 drains a second; fewer when a drain gets expensive (a flood), so the loop stays at
+        most ~2/3 busy."""
         return min(MAX_DRAIN_DELAY, max(1 / DRAIN_HZ, 1.5 * self._tick_cost))
 
     def drain(self) -> None:
-        """Fold everything the bus buffered into the model, then tell the screens what changed."""
+        """The drain tick: fold a slice of what the bus buffered into the model (unless a key waits)."""
         self._drain_timer = None
+        held = self.pacer.holding()
+        if held and self.screen_stack:
+            self.pacer.resume = self._resume_drain
+            self._schedule_drain(held)
+            return
+        self._fold()
+
+    def _resume_drain(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.stop()
+            self._drain_timer = None
+        self._schedule_drain(0.0)
+
+    def _fold(self) -> None:
+        """Fold what the bus buffered into the model, for at most ``TICK_BUDGET``; the panes show it at
+        their pace."""
         if self.resyncs.busy:
             return  # the facts after the gap wait for the engine's answers; the resync drains again
         if not self.screen_stack:
@@ -202,28 +236,30 @@ class ConsoleWiring(App[int]):
         # stays short under a flood; the rest waits in the carry, the bridge keeps buffering.
         batch, self._carry = batch[:DRAIN_CHUNK], batch[DRAIN_CHUNK:]
         batch, after, missed = self.resyncs.split(batch)
-        # Fold in steps until the tick's budget is spent: a key pressed meanwhile waits for one step's
-        # repaint, not for thousands of facts (what is left waits in the carry for the next tick). All
-        # of what came before a gap goes in before the engine is asked again.
+        # Fold in steps until the tick's budget is spent: a key pressed meanwhile waits for one step,
+        # not for thousands of facts (what is left waits in the carry for the next tick). All of what
+        # came before a gap goes in before the engine is asked again.
         changes, applied, deadline = Changes(), 0, started + (TICK_BUDGET if not missed else float("inf"))
         while applied < len(batch) and (applied == 0 or time.perf_counter() < deadline):
-            self.state.apply(batch[applied:applied + APPLY_STEP], changes)
+            self.state.apply(batch[applied:applied + APPLY_STEP], changes, settle=False)
             applied += APPLY_STEP
+        self.state.settle(changes)
         batch, self._carry = batch[:applied], batch[applied:] + after + self._carry
         if batch:
             for level, message in changes.notices:
                 if level != "info":
                     self.notify(message, severity="error" if level == "error" else "warning", markup=False)
-            self._publish(changes)
+            changes.notices.clear()
+            self.pacer.changed(changes, len(batch))
             self._keep_ticking()
-            self.call_after_refresh(self._measure_tick, started)
+            self._measure_tick(started)
         if missed:
             self.resync(f"{missed:,} of the engine's facts were missed (this console read them too slowly)")
         elif batch:
-            # Behind (a carry): the next tick comes after as long as this one took, so at most half of the
-            # loop goes to facts and a key press finds it free half the time; what the console cannot fold
-            # in meanwhile is dropped, counted, and asked again (Bridge, Resync), rather than queued.
-            self._schedule_drain(max(1 / DRAIN_HZ / 2, self._tick_cost) if self._carry else self._drain_delay())
+            # Behind (a carry): the next slice comes after as long as this one took, so at most half of the
+            # loop goes to facts; what the console cannot fold in meanwhile is dropped, counted, and asked
+            # again (Bridge, Resync), rather than queued.
+            self._schedule_drain(max(MIN_FOLD_GAP, self._tick_cost) if self._carry else self._drain_delay())
         else:
             self._schedule_settle()  # idle: no drain is scheduled until the bus wakes us again
 
@@ -237,16 +273,22 @@ class ConsoleWiring(App[int]):
         return self.resyncs.busy
 
     def drain_all(self) -> None:
-        """Drain until nothing is buffered (tests and scripted snapshots)."""
-        self.drain()
+        """Drain until nothing is buffered and paint it now (tests and scripted snapshots)."""
+        self._fold()
         while self._carry and not self.resyncs.busy:
-            self.drain()
+            self._fold()
+        self.pacer.paint()
 
     def _measure_tick(self, started: float) -> None:
         cost = time.perf_counter() - started
         self._tick_cost = cost if self._tick_cost == 0 else 0.7 * self._tick_cost + 0.3 * cost
 
     def _publish(self, changes: Changes) -> None:
+        """Paint ``changes`` now (with whatever the drains folded in and is not painted yet)."""
+        self.pacer.paint(changes)
+
+    def _show(self, changes: Changes) -> None:
+        """Tell the screens what changed (``Pacer`` decides when)."""
         main = self._main()
         if main is not None:
             main.post_message(StateChanged(changes))

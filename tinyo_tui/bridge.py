@@ -3,9 +3,9 @@
 The bus calls ``Bridge.publish_many`` on the engine thread with every batch of events (a cycle's). It only appends to bounded
 deques under a lock (quick, thread-safe) and, when the buffer goes from empty to non-empty, posts one
 ``BusWake`` to the app (``post_message`` is thread-safe). The app then resumes a ~12 Hz interval that
-drains the buffers on the UI loop and folds them into ``ConsoleState`` in batches: at 2,000 events/s
-that is one repaint per pane per tick instead of tens of thousands. The interval pauses again on the
-first tick that finds nothing, so an idle console runs no timers at all.
+drains the buffers on the UI loop and folds them into ``ConsoleState`` in short slices; the panes repaint
+what changed at their own pace (``pacing``: under a flood a few times a second, not once per fact nor per
+tick). The interval pauses again on the first tick that finds nothing, so an idle console runs no timers.
 
 A publisher that may wait (an attached engine's reader thread, not an engine loop) calls ``wait_for_room``
 after each batch: past ``ROOM`` buffered facts it waits until the UI has taken them, so it stops reading

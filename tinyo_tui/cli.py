@@ -117,6 +117,7 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
     app = build_app(engine, theme=theme, grace=grace)
     # Signals are handled from now on: a hang-up while the engine starts still stops it gracefully.
     app.stopper.start()
+    collect_less()  # before the engine starts: its generators and the app run with it
     try:
         if engine.execution in (Execution.PROCESSES, Execution.DASK):
             # Start the engine before Textual takes over the terminal: worker processes start from
@@ -133,6 +134,21 @@ def run_console(recipe: Path, *, theme: str | None = None, db: str | None = None
         if channel is not None:
             channel.close()
     return app.return_code or EXIT_OK
+
+
+GC_THRESHOLDS = (20_000, 50, 100)
+"""The cyclic collector's thresholds in the console's process (Python's: 700, 10, 10)."""
+
+
+def collect_less() -> None:
+    """Run the cyclic garbage collector far less often in the console's process (``tinyo.heap.settle``).
+    Under a flood it allocates tens of thousands of short-lived objects a second (facts, rows, strips),
+    nearly none in cycles, and holds a large heap (the panes' rows, cached documents, Textual's widgets):
+    with Python's thresholds the collector ran ~100 times a second and a full collection, several a minute,
+    stopped the UI for up to ~250 ms (measured with ``gc.callbacks`` during ``bench_tui.py``'s flood)."""
+    from tinyo.heap import settle
+
+    settle(*GC_THRESHOLDS)
 
 
 def _attach(recipe: Path, db: str | None, allow_world_writable: bool, only: bool):  # noqa: ANN202

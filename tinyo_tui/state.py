@@ -61,8 +61,9 @@ class ConsoleState(WorkTracker):
         return None if self.started_at is None else max(0.0, now - self.started_at)
 
     # ------------------------------------------------------------------ updates
-    def apply(self, batch: list[ev.BusEvent], changes: Changes | None = None) -> Changes:
-        """Fold a batch of bus events (in publish order) into the model."""
+    def apply(self, batch: list[ev.BusEvent], changes: Changes | None = None, *, settle: bool = True) -> Changes:
+        """Fold a batch of bus events (in publish order) into the model. ``settle=False``: more of the same
+        drain follows, and the caller calls ``settle`` after the last."""
         ch = changes if changes is not None else Changes()
         for event in batch:
             handler = _HANDLERS.get(type(event))
@@ -70,9 +71,15 @@ class ConsoleState(WorkTracker):
                 handler(self, event, ch)
         if self.history.apply(batch):
             ch.runs = True
+        if settle:
+            self.settle(ch)
+        return ch
+
+    def settle(self, ch: Changes) -> None:
+        """After a drain's batches: late events in their place (the whole stream is rebuilt: once a drain,
+        not once a batch) and the caches back within their bounds."""
         self.place_late(ch)
         self.trim()
-        return ch
 
 
 # Routed by exact type, one dict lookup per fact: floods arrive in batches of thousands. A fact with no

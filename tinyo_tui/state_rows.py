@@ -143,6 +143,22 @@ class Changes:
     """A run started or ended (the run timeline repaints)."""
     notices: list[tuple[str, str]] = field(default_factory=list)
 
+    def merge(self, other: Changes) -> None:
+        """Add ``other``'s changes to these (the panes repaint both at once)."""
+        self.new_events += other.new_events
+        self.updated_events |= other.updated_events
+        self.new_output += other.new_output
+        self.new_docs |= other.new_docs
+        self.changed_docs |= other.changed_docs
+        self.groups |= other.groups
+        self.changed_des |= other.changed_des
+        self.workers |= other.workers
+        self.lanes |= other.lanes
+        self.header |= other.header
+        self.reloaded |= other.reloaded
+        self.runs |= other.runs
+        self.notices.extend(other.notices)
+
     def __bool__(self) -> bool:
         return bool(
             self.new_events or self.updated_events or self.new_output or self.new_docs or self.groups

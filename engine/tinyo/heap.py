@@ -17,9 +17,10 @@ YOUNG = 10_000
 new objects, a bounded amount, while a burst runs a handful of collections instead of hundreds."""
 
 
-def settle() -> None:
+def settle(young: int = YOUNG, middle: int = 10, old: int = 10) -> None:
     """Call once the engine's modules and the recipe are loaded (it is built), before it starts: what exists
     now lives as long as the process, so it is moved out of the collector's sight (``gc.freeze``), and young
-    collections run less often. Process-wide: for the processes tinyo's commands own, not a library call."""
+    collections run less often (``middle``/``old``: young/middle collections before an older one is
+    considered). Process-wide: for the processes tinyo's commands own, not a library call."""
     gc.freeze()
-    gc.set_threshold(YOUNG, 10, 10)
+    gc.set_threshold(young, middle, old)

@@ -48,6 +48,15 @@ class DocumentTree(DocumentNodes):
     DocumentTree { scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
+    def notify_style_update(self) -> None:
+        """Styles changed (focus moved between panes, the theme changed): draw the lines again. Tree's own
+        lays the whole screen out again as well, on every key that moves the focus; a colour does not
+        change how many lines there are, and a change of spacing (a border) lays out by itself."""
+        super(Tree, self).notify_style_update()
+        self._line_cache.clear()
+        self._updates += 1
+        self.refresh()
+
     def render_label(self, node: TreeNode[NodeData], base_style: Style, style: Style) -> Text:
         """The node's label, ending in an ellipsis when the pane is too narrow for it (enter shows it whole)."""
         text = super().render_label(node, base_style, style)
