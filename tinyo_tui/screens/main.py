@@ -87,6 +87,8 @@ class MainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.active_pane = "events"
+        self._chosen: str | None = None
+        """The pane a key chose whose focus has not come yet."""
 
     @property
     def tinyo(self) -> ConsoleHost:
@@ -140,13 +142,31 @@ class MainScreen(Screen[None]):
         while widget is not None and not widget.has_class("pane"):
             parent = widget.parent
             widget = parent if isinstance(parent, Widget) else None
-        if widget is not None and widget.id and widget.id != self.active_pane:
+        if widget is None or not widget.id:
+            return
+        if self._chosen is not None:
+            # a pane chosen by key gets its focus after the next repaint (a flood paces those): the focus of
+            # a pane chosen before it, handed on late, must not make that one active again
+            if widget.id != self._chosen:
+                return
+            self._chosen = None
+        if widget.id != self.active_pane:
             self._activate(widget.id)
 
     def action_pane(self, pane_id: str) -> None:
         self._activate(pane_id)
+        self._chosen = pane_id
+        self.call_after_refresh(self._focus_chosen, pane_id)
+
+    def _focus_chosen(self, pane_id: str) -> None:
+        if self._chosen != pane_id:
+            return  # another pane was chosen since: its own call focuses it
         target = self.pane(pane_id)
-        self.call_after_refresh(target.focus)
+        focused = self.focused
+        if not target.focusable or (focused is not None and (focused is target or target in focused.ancestors)):
+            self._chosen = None  # it has the focus already, or cannot take it (a screen too small): none comes
+            return
+        target.focus()
 
     def on_pane_tabs_clicked(self, message: PaneTabs.Clicked) -> None:
         self.action_pane(message.pane_id)
