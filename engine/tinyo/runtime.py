@@ -19,7 +19,7 @@ Emit = Callable[[str, int, Any], None]
 """``emit(kind, run_id, payload)``: how an executor carries a message back to the engine."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunContext:
     """The run an op is executing in."""
 
@@ -31,6 +31,11 @@ class RunContext:
     """The worker's name (``w1``, ``t2``, ``inline``, or a distributed worker address)."""
     emit: Emit
     """Send a message to the engine (used by ``emit_metrics``)."""
+
+    def __init__(self, run_id: int, des_id: str, worker: str, emit: Emit) -> None:
+        # one is made per op run (a burst runs thousands a second): the fields go in with one call, where the
+        # frozen dataclass's own __init__ makes one ``object.__setattr__`` call per field
+        self.__dict__.update(run_id=run_id, des_id=des_id, worker=worker, emit=emit)
 
 
 _local = threading.local()
