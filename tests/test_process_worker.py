@@ -274,3 +274,31 @@ def test_a_task_and_a_run_context_made_by_their_own_init_stay_frozen_equal_pickl
     assert repr(ctx).startswith("RunContext(run_id=7, des_id='des7', worker='w1',")
     with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.worker = "w2"  # type: ignore[misc]
+
+
+def test_run_task_binds_the_run_and_its_output_for_the_op_alone_and_gives_the_thread_back_what_it_had():
+    from tinyo import runtime
+    from tinyo.worker import install_routers, run_task
+
+    install_routers()
+    seen: list[Any] = []
+
+    def op(context: dict[str, Any]) -> str:
+        seen.append(runtime.current_run())
+        print("line one\npartial", end="")  # the partial line is sent when the op ends
+        return "ok"
+
+    reports: list[tuple[str, int, Any]] = []
+    outer = runtime.RunContext(1, "outer", "w0", lambda *a: None)
+    outer_sink = object()
+    previous = runtime.enter(outer, outer_sink)
+    try:
+        task = Task(9, "des9", 1, "", (("m:op", Config({})),), frozenset({"a"}), frozenset({"b"}))
+        run_task(task, {"m:op": op}.__getitem__, lambda *r: reports.append(r), "w1")
+        assert runtime.current_run() is outer and runtime.capture() is outer_sink
+    finally:
+        runtime.leave(previous)
+    assert (seen[0].run_id, seen[0].des_id, seen[0].worker) == (9, "des9", "w1")
+    assert [(kind, run_id) for kind, run_id, _ in reports] == [("start", 9), ("out", 9), ("out", 9), ("done", 9)]
+    assert [payload for kind, _, payload in reports if kind == "out"] == [("stdout", "line one"), ("stdout", "partial")]
+    assert reports[-1][2][:4] == (True, None, None, "'ok'")

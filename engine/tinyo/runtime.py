@@ -65,6 +65,20 @@ def bind(ctx: RunContext | None) -> None:
     _local.run = ctx
 
 
+def enter(ctx: RunContext, handle: object) -> tuple[RunContext | None, object | None]:
+    """Make ``ctx`` the calling thread's current run and ``handle`` its output capture (as ``bind`` and
+    ``bind_capture``); returns what they were, for ``leave``. One call per op run instead of four."""
+    previous = (getattr(_local, "run", None), getattr(_output, "sink", None))
+    _local.run = ctx
+    _output.sink = handle
+    return previous
+
+
+def leave(previous: tuple[RunContext | None, object | None]) -> None:
+    """Give the calling thread back the run and output capture ``enter`` returned."""
+    _local.run, _output.sink = previous
+
+
 @dataclass(frozen=True)
 class ThreadShare:
     """What a thread running an op shares with threads it starts: the run, and its output capture."""

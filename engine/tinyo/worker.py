@@ -172,31 +172,28 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         install_routers()  # something (e.g. a UI) replaced sys.stdout since the executor started
     emit("start", task.run_id, (worker, clock()))
     sink = _Sink(task.run_id, emit)
-    previous, previous_run = runtime.capture(), runtime.current_run()
-    runtime.bind_capture(sink)
+    # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
+    previous = runtime.enter(runtime.RunContext(task.run_id, task.des_id, worker, emit), sink)
     started = time.perf_counter()
     current_ref = ""
     try:
-        # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
-        runtime.bind(runtime.RunContext(task.run_id, task.des_id, worker, emit))
-        try:
-            result = None
-            for ref, cfg in task.ops:
-                current_ref = ref
-                fn = resolve(ref)
-                result = fn({
-                    "deps": task.deps,
-                    "targs": task.targs,
-                    "config": cfg,
-                    "run_id": task.run_id,
-                    "attempt": task.attempt,
-                    "des_id": task.des_id,
-                    "worker": worker,
-                })
-        finally:
-            runtime.bind(previous_run)
-        _flush_partial(sink)
-        emit("done", task.run_id, (True, None, None, _result_repr(result), time.perf_counter() - started))
+        result = None
+        for ref, cfg in task.ops:
+            current_ref = ref
+            fn = resolve(ref)
+            result = fn({
+                "deps": task.deps,
+                "targs": task.targs,
+                "config": cfg,
+                "run_id": task.run_id,
+                "attempt": task.attempt,
+                "des_id": task.des_id,
+                "worker": worker,
+            })
+        if sink.buffers:
+            _flush_partial(sink)
+        emit("done", task.run_id, (True, None, None, None if result is None else _result_repr(result),
+                                   time.perf_counter() - started))
     except CancelledRun as exc:
         _flush_partial(sink)
         emit("done", task.run_id, (False, f"cancelled: {exc}", None, None, time.perf_counter() - started))
@@ -209,7 +206,7 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
     finally:
-        runtime.bind_capture(previous)
+        runtime.leave(previous)
 
 
 def _flush_partial(sink: _Sink) -> None:
