@@ -244,3 +244,61 @@ def test_a_worker_runs_its_ops_on_the_thread_that_reads_its_pipe_beside_one_watc
     names = sorted((Path(f"/proc/{pid}/task") / tid / "comm").read_text().strip()
                    for tid in os.listdir(f"/proc/{pid}/task"))
     assert len(names) == 2, names  # no receiver or sender thread handing each task and report over
+
+
+def test_a_task_and_a_run_context_made_by_their_own_init_stay_frozen_equal_picklable_dataclasses():
+    # both have an __init__ of their own (made per op run); they must stay the dataclasses they were
+    import dataclasses
+    import pickle
+
+    from tinyo.runtime import RunContext
+
+    ops = (("<recipe>:tag", Config({"tag": "x"})),)
+    task = Task(7, "des7", 2, "/r.py", ops, frozenset({"a"}), frozenset({"b"}))
+    same = Task(run_id=7, des_id="des7", attempt=2, recipe_path="/r.py", ops=ops, deps=frozenset({"a"}),
+                targs=frozenset({"b"}))
+    assert task == same and hash(task) == hash(same) and pickle.loads(pickle.dumps(task)) == task
+    assert [f.name for f in dataclasses.fields(task)] == ["run_id", "des_id", "attempt", "recipe_path", "ops",
+                                                          "deps", "targs"]
+    assert (task.run_id, task.des_id, task.attempt, task.deps, task.targs) == (7, "des7", 2, {"a"}, {"b"})
+    assert repr(task).startswith("Task(run_id=7, des_id='des7', attempt=2,")
+    assert task != dataclasses.replace(task, attempt=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.run_id = 8  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Task(7, "des7", 2, "/r.py", ops, frozenset())  # type: ignore[call-arg]
+
+    ctx = RunContext(7, "des7", "w1", print)
+    assert ctx == RunContext(run_id=7, des_id="des7", worker="w1", emit=print)
+    assert (ctx.run_id, ctx.des_id, ctx.worker, ctx.emit) == (7, "des7", "w1", print)
+    assert repr(ctx).startswith("RunContext(run_id=7, des_id='des7', worker='w1',")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.worker = "w2"  # type: ignore[misc]
+
+
+def test_run_task_binds_the_run_and_its_output_for_the_op_alone_and_gives_the_thread_back_what_it_had():
+    from tinyo import runtime
+    from tinyo.worker import install_routers, run_task
+
+    install_routers()
+    seen: list[Any] = []
+
+    def op(context: dict[str, Any]) -> str:
+        seen.append(runtime.current_run())
+        print("line one\npartial", end="")  # the partial line is sent when the op ends
+        return "ok"
+
+    reports: list[tuple[str, int, Any]] = []
+    outer = runtime.RunContext(1, "outer", "w0", lambda *a: None)
+    outer_sink = object()
+    previous = runtime.enter(outer, outer_sink)
+    try:
+        task = Task(9, "des9", 1, "", (("m:op", Config({})),), frozenset({"a"}), frozenset({"b"}))
+        run_task(task, {"m:op": op}.__getitem__, lambda *r: reports.append(r), "w1")
+        assert runtime.current_run() is outer and runtime.capture() is outer_sink
+    finally:
+        runtime.leave(previous)
+    assert (seen[0].run_id, seen[0].des_id, seen[0].worker) == (9, "des9", "w1")
+    assert [(kind, run_id) for kind, run_id, _ in reports] == [("start", 9), ("out", 9), ("out", 9), ("done", 9)]
+    assert [payload for kind, _, payload in reports if kind == "out"] == [("stdout", "line one"), ("stdout", "partial")]
+    assert reports[-1][2][:4] == (True, None, None, "'ok'")

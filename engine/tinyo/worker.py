@@ -22,7 +22,7 @@ MAX_LINE = 1 << 20
 """Longest output line carried whole; longer ones are cut with a note (bounded memory)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Task:
     """One run of a DES's ops, as sent to a worker (picklable, no callables)."""
 
@@ -34,6 +34,19 @@ class Task:
     """(op reference ``module:qualname``, Config) pairs, run in order."""
     deps: frozenset[str]
     targs: frozenset[str]
+
+    def __init__(self, run_id: int, des_id: str, attempt: int, recipe_path: str,
+                 ops: tuple[tuple[str, Config], ...], deps: frozenset[str], targs: frozenset[str]) -> None:
+        # each slot written through its own descriptor: the frozen dataclass's __init__ calls
+        # ``object.__setattr__`` per field, which looks the name up first (a burst makes two Tasks per file:
+        # the engine's dispatch, the worker's inbox), as ``events._quick_init`` does for the facts
+        _s_run_id(self, run_id)
+        _s_des_id(self, des_id)
+        _s_attempt(self, attempt)
+        _s_recipe_path(self, recipe_path)
+        _s_ops(self, ops)
+        _s_deps(self, deps)
+        _s_targs(self, targs)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # pickled as a plain tuple of its fields (the dataclass default looks every field up by name)
@@ -48,6 +61,10 @@ class Task:
     def op_label(self) -> str:
         """The op names, for display (``load`` or ``extract+load``)."""
         return "+".join(ref.partition(":")[2] for ref, _ in self.ops)
+
+
+_s_run_id, _s_des_id, _s_attempt, _s_recipe_path, _s_ops, _s_deps, _s_targs = (
+    getattr(Task, name).__set__ for name in Task.__slots__)
 
 
 # ---------------------------------------------------------------- output capture
@@ -155,31 +172,28 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         install_routers()  # something (e.g. a UI) replaced sys.stdout since the executor started
     emit("start", task.run_id, (worker, clock()))
     sink = _Sink(task.run_id, emit)
-    previous, previous_run = runtime.capture(), runtime.current_run()
-    runtime.bind_capture(sink)
+    # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
+    previous = runtime.enter(runtime.RunContext(task.run_id, task.des_id, worker, emit), sink)
     started = time.perf_counter()
     current_ref = ""
     try:
-        # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
-        runtime.bind(runtime.RunContext(task.run_id, task.des_id, worker, emit))
-        try:
-            result = None
-            for ref, cfg in task.ops:
-                current_ref = ref
-                fn = resolve(ref)
-                result = fn({
-                    "deps": task.deps,
-                    "targs": task.targs,
-                    "config": cfg,
-                    "run_id": task.run_id,
-                    "attempt": task.attempt,
-                    "des_id": task.des_id,
-                    "worker": worker,
-                })
-        finally:
-            runtime.bind(previous_run)
-        _flush_partial(sink)
-        emit("done", task.run_id, (True, None, None, _result_repr(result), time.perf_counter() - started))
+        result = None
+        for ref, cfg in task.ops:
+            current_ref = ref
+            fn = resolve(ref)
+            result = fn({
+                "deps": task.deps,
+                "targs": task.targs,
+                "config": cfg,
+                "run_id": task.run_id,
+                "attempt": task.attempt,
+                "des_id": task.des_id,
+                "worker": worker,
+            })
+        if sink.buffers:
+            _flush_partial(sink)
+        emit("done", task.run_id, (True, None, None, None if result is None else _result_repr(result),
+                                   time.perf_counter() - started))
     except CancelledRun as exc:
         _flush_partial(sink)
         emit("done", task.run_id, (False, f"cancelled: {exc}", None, None, time.perf_counter() - started))
@@ -192,7 +206,7 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
             raise
     finally:
-        runtime.bind_capture(previous)
+        runtime.leave(previous)
 
 
 def _flush_partial(sink: _Sink) -> None:

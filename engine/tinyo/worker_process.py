@@ -83,9 +83,12 @@ class Reports:
     """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
     BATCH = 2000
 
-    def __init__(self, conn: Any, cond: threading.Condition) -> None:
+    def __init__(self, conn: Any, lock: threading.Lock) -> None:
         self.conn = conn
-        self.cond = cond
+        self.lock = lock
+        """``cond``'s lock: taken directly where nothing waits or is notified (a put, twice per op), without the
+        Python-level ``Condition.__enter__``."""
+        self.cond = threading.Condition(lock)
         self.waiting: deque[tuple[str, int, Any]] = deque()
         self.since = 0.0
         """When the oldest waiting report was put (monotonic)."""
@@ -96,7 +99,7 @@ class Reports:
         """The watch thread waits on ``cond`` with no time limit: a first report wakes it."""
 
     def put(self, kind: str, run_id: int, payload: Any) -> None:
-        with self.cond:
+        with self.lock:
             while len(self.waiting) >= self.MAX:
                 self.blocked += 1
                 self.cond.wait()
@@ -136,13 +139,14 @@ class WorkerLoop:
 
     The thread holding ``reading`` reads the task pipe and alone touches ``inbox``, ``skip`` and ``head``:
     the op thread between ops, the watch thread while an op runs long. ``cond`` guards the running op's
-    mark (``op_since``, ``op_seq``), ``watching`` and the reports."""
+    mark (``op_since``, ``op_seq``), ``watching`` and the reports (the op thread takes its ``lock`` directly)."""
 
     def __init__(self, task_conn: Any, result_conn: Any, name: str) -> None:
         self.task_conn = task_conn
         self.name = name
-        self.cond = threading.Condition(threading.Lock())
-        self.reports = Reports(result_conn, self.cond)
+        self.reports = Reports(result_conn, threading.Lock())
+        self.cond = self.reports.cond
+        self.lock = self.reports.lock
         self.reading = threading.Lock()
         self.inbox: deque[Task | None] = deque()
         self.skip: set[int] = set()
@@ -163,13 +167,13 @@ class WorkerLoop:
     # ------------------------------------------------------------ the op thread
     def serve(self, resolve: Any) -> None:
         """Run tasks until a stop; every report is sent before it returns."""
-        emit, reports = self.reports.put, self.reports
+        emit, reports, lock = self.reports.put, self.reports, self.lock
         threading.Thread(target=self.watch, name="tinyo-watch", daemon=True).start()
         while True:
             task = self._next()
             if task is None:
                 break
-            with self.cond:
+            with lock:
                 self.op_since = time.monotonic()
                 if reports.watch_parked:
                     self.cond.notify_all()
@@ -177,7 +181,7 @@ class WorkerLoop:
                 run_task(task, resolve, emit, self.name)
             except BaseException as exc:  # run_task reports op errors itself; this is a worker bug
                 emit("done", task.run_id, (False, f"worker error: {exc!r}", traceback.format_exc(), None, 0.0))
-            with self.cond:
+            with lock:
                 self.op_since = 0.0
                 self.op_seq += 1
                 if self.watching:
