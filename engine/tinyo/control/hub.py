@@ -5,8 +5,8 @@ writes to a socket). The hub's own thread numbers the facts, keeps the recent on
 pass took (up to ``BATCH`` facts) once, as one line for every subscriber, and offers it to each one's
 outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
 subscribe), not every cycle; with clients, while facts keep coming, it passes once per ``HUB_PACE``
-(the first fact after a quiet spell goes at once). An outbox is bounded in bytes: a client that reads too slowly loses the
-lines that do not fit, their facts counted, and is told how many before the next one.
+(the first fact after a quiet spell goes at once). An outbox is bounded in bytes: a client that reads
+too slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
 """
 
 from __future__ import annotations
