@@ -400,7 +400,9 @@ def test_a_client_that_stops_reading_misses_facts_while_the_engine_memory_stays_
         n_total[0] += n
 
     n_total = [0]
-    flood("a", 5000)  # warm-up: caches, allocator, the stalled client's outbox fills up
+    # warm-up: the engine's bounded caches fill (8,192 group keys, 4,096 file states: ~10 MB with these long
+    # names), and the allocator and the stalled client's outbox
+    flood("a", 10000)
     warm = rss_kb(service)
     flood("b", 14000)  # more, with nobody reading the stalled client's facts
     grown_mb = (rss_kb(service) - warm) / 1024
