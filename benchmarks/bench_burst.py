@@ -208,6 +208,15 @@ class Reader(threading.Thread):
             self.seen.set()
 
 
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait for a process asked to stop; kill it if it has not stopped within ``timeout`` seconds."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def marker_lines(marker: Path) -> list[str]:
     try:
         return marker.read_text().splitlines()
@@ -317,11 +326,7 @@ def burst_case(kind: str, n: int, timeout: float, script: Script | None = None,
             os.killpg(proc.pid, signal.SIGTERM)  # it and its pool; it has nothing to save
         else:
             proc.send_signal(signal.SIGINT)  # Ctrl-C: tinyo stops as a user stops it
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        wait_or_kill(proc)
         reader.join(5)
         if master is not None:
             os.close(master)

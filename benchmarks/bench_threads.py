@@ -102,11 +102,7 @@ def one_round(engine: Path, n: int, log: str = "text") -> dict[str, Any]:
         lag = marker.stat().st_mtime_ns / 1e9 - last_close
     finally:
         proc.send_signal(2)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        bb.wait_or_kill(proc)
         reader.join(5)
         os.close(master)
         shutil.rmtree(work, ignore_errors=True)

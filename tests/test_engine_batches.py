@@ -19,23 +19,7 @@ from tinyo.generators import Emission
 from tinyo.model import DES, Config
 from tinyo.store import Store
 
-from test_engine_parts import wire_loop
-
-RECIPE = '''
-from tinyo import Execution, TinyOConfig, meta_task
-
-
-def step(context):
-    return None
-
-
-@meta_task(root=True)
-def nothing(event):
-    return (None, [])
-
-
-config = TinyOConfig(sql_conn=DB_PATH, dirs=[], execution=Execution.INLINE, retries=1, retry_delay=1.0)
-'''
+from test_engine_parts import RECIPE, wire_loop
 
 
 @pytest.fixture
