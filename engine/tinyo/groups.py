@@ -133,6 +133,32 @@ class Groups:
         self.touched.add(key)
         return key
 
+    def join_many(self, joins: list[tuple[str, str]]) -> list[str]:
+        """Count documents new to the DAG, as (name, state): the counts, firsts and groups ``join`` gives name
+        by name, each group's counts moved once (a batch's new files and targets mostly share a few groups).
+        Returns their groups, in order."""
+        keys, groups, key_of = self._keys, self._groups, self.key
+        out: list[str] = []
+        add = out.append
+        counts: dict[tuple[str, str], int] = {}
+        for name, state in joins:
+            key = keys.get(name) or key_of(name)
+            group = groups.get(key)
+            if group is None:  # made now: the next name's key sees it (as ``join`` name by name would)
+                group = groups[key] = _Group(first=name)
+            elif name < group.first:
+                group.first = name
+            add(key)
+            pair = (key, state)
+            counts[pair] = counts.get(pair, 0) + 1
+        touched = self.touched
+        for (key, state), n in counts.items():
+            group = groups[key]
+            group.count += n
+            group.states[state] += n
+            touched.add(key)
+        return out
+
     def move(self, name: str, old: str, new: str) -> None:
         """A counted document changed state."""
         if old == new:
