@@ -230,3 +230,18 @@ def test_group_joins_counted_per_batch_give_the_counts_joined_one_by_one():
         assert patterns == [single.join(name, state) for name, state in joins]
         assert batch.summaries() == single.summaries()
         assert batch.touched == single.touched
+
+
+def test_a_name_s_group_folds_its_numbers_as_one_fold_over_the_whole_name_does():
+    """``group_key`` folds the part of a name before its last "/" once for the names that share it: the
+    pattern is the one a single fold over the whole name gives (no fold spans a "/"), for any name."""
+    from tinyo.groups import _NUMBERS, group_key
+
+    rng = random.Random(11)
+    for _ in range(20_000):
+        name = "".join(rng.choice("ab09/._:- 1٣") for _ in range(rng.randint(1, 16)))
+        folder, _, base = name.rpartition("/")
+        whole = f"{folder}/{_NUMBERS.sub('*', base)}" if name.startswith("/") else _NUMBERS.sub("*", name)
+        assert group_key(name) == whole, name
+    assert group_key("done /srv/run2/a_1.csv") == "done /srv/run*/a_*.csv"
+    assert group_key("/srv/run2/a_1.csv") == "/srv/run2/a_*.csv"

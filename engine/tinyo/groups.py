@@ -51,7 +51,22 @@ def group_key(name: str) -> str:
     if name.startswith("/"):
         folder, _, base = name.rpartition("/")
         return f"{folder}/{_NUMBERS.sub('*', base)}"
-    return _NUMBERS.sub("*", name)
+    head, slash, tail = name.rpartition("/")
+    if not slash:
+        return _NUMBERS.sub("*", name)
+    # no fold spans a "/": the part before the last one is folded once for the many names that share it
+    # (``done /srv/in/a_1.csv``, ``done /srv/in/a_2.csv``: the regex costs per character)
+    folded = _HEADS.get(head)
+    if folded is None:
+        if len(_HEADS) >= HEADS_MAX:
+            _HEADS.clear()
+        folded = _HEADS[head] = _NUMBERS.sub("*", head)
+    return f"{folded}/{_NUMBERS.sub('*', tail)}"
+
+
+HEADS_MAX = 1024
+"""Name heads (the part before the last "/") whose folded form ``group_key`` keeps."""
+_HEADS: dict[str, str] = {}
 
 
 def coarse_key(name: str) -> str:
