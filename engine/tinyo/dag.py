@@ -175,8 +175,7 @@ class Graph:
                 and des_id in self.backing.existing_des([des_id]))
 
     def is_new(self, des_id: str) -> bool:
-        """Whether the DES is known not to exist, without a lookup: not in memory, and absent from the backing
-        by the last ``prefetch`` (a batch's new DES; anything else answers False, and ``has`` looks)."""
+        """Known not to exist, without a lookup: not in memory, and absent by the last ``prefetch``."""
         return des_id in self._absent and des_id not in self.nodes
 
     def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = (), targs: Iterable[Iterable[str]] = ()) -> None:
