@@ -1,12 +1,13 @@
 """The loop thread's intake half, per file, beside another checkout's: the loop alone, in one process.
 
-    python benchmarks/bench_intake.py [--files 10000] [--rounds 5] [--baseline PATH] [--opcodes 3000] [--json PATH]
+    python benchmarks/bench_intake.py [--files 10000] [--rounds 5] [--baseline PATH] [--opcodes 3000]
+                                      [--hand-over 300] [--json PATH]
 
 A child process per round imports one checkout's engine (``PYTHONPATH``), wires a ``Loop`` as the engine does
 (``tests/test_engine_parts.wire_loop``'s way, with the burst's recipe of ``bench_burst.py``: one DES per file, one
 target, one op), writes ``--files`` one-line files on tmpfs with their states as the watcher process reads them
-(stat and BLAKE2b), and hands them to the loop's intake queue 300 at a time, as the watcher's reader does while
-the loop works. Each hand-over is followed by a loop cycle until the backlog is empty: store the events, feed
+(stat and BLAKE2b), and hands them to the loop's intake queue ``--hand-over`` at a time (300), as the watcher's
+reader does while the loop works (30: a burst the loop keeps pace with, a batch per cycle). Each hand-over is followed by a loop cycle until the backlog is empty: store the events, feed
 them to the generators a batch at a time, register, settle, commit. There is no executor: the ready DES are
 dropped after each cycle (dispatch, the runs and the workers' reports are not measured), so the figure is the
 intake half of the loop thread: from the intake queue to the DES, documents, events and their facts committed.
@@ -34,8 +35,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-HAND_OVER = 300
-"""Files handed to the loop's intake queue at a time (a loop cycle after each)."""
 PARTS = (
     ("inflow", "store_events", "store the events"),
     ("documents", "from_events", "file documents (batch)"),
@@ -65,7 +64,7 @@ config = TinyOConfig(sql_conn={db!r}, dirs=[], max_workers=2, execution=Executio
 '''
 
 
-def child(n: int, opcodes: bool) -> dict[str, Any]:
+def child(n: int, opcodes: bool, hand_over: int) -> dict[str, Any]:
     """One round in this process (its ``tinyo`` is the checkout measured)."""
     import gc
     import shutil
@@ -121,8 +120,8 @@ def child(n: int, opcodes: bool) -> dict[str, Any]:
             timed(getattr(loop, part), name, label)
 
         def run() -> None:
-            for start in range(0, n, HAND_OVER):
-                for item in items[start:start + HAND_OVER]:
+            for start in range(0, n, hand_over):
+                for item in items[start:start + hand_over]:
                     loop.inflow.queue.put(item)
                 loop.cycle()
                 loop.dispatch.ready.clear()
@@ -153,9 +152,10 @@ def child(n: int, opcodes: bool) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def one(engine: Path, n: int, opcodes: bool = False) -> dict[str, Any]:
+def one(engine: Path, n: int, hand_over: int, opcodes: bool = False) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(engine)}
-    args = [sys.executable, __file__, "--child", str(n)] + (["--count-opcodes"] if opcodes else [])
+    args = [sys.executable, __file__, "--child", str(n), "--hand-over", str(hand_over)]
+    args += ["--count-opcodes"] if opcodes else []
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -166,12 +166,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", default=None, help="another checkout (its engine/ is measured beside)")
     parser.add_argument("--opcodes", type=int, default=0, help="files for one opcode-counting round (0: none)")
+    parser.add_argument("--hand-over", type=int, default=300, help="files handed to the loop per cycle")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--count-opcodes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child, args.count_opcodes)))
+        print(json.dumps(child(args.child, args.count_opcodes, args.hand_over)))
         return 0
     cases = {"tinyo": HERE.parent / "engine"}
     if args.baseline:
@@ -179,10 +180,11 @@ def main() -> int:
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
     for r in range(args.rounds):
         for name, engine in cases.items():
-            res = one(engine, args.files)
+            res = one(engine, args.files, args.hand_over)
             rounds[name].append(res)
             print(f"round {r + 1} {name}: {res['all']:.1f} us/file (loop thread, intake half)", flush=True)
-    counted = {name: one(engine, args.opcodes, opcodes=True) for name, engine in cases.items()} if args.opcodes else {}
+    counted = ({name: one(engine, args.opcodes, args.hand_over, opcodes=True) for name, engine in cases.items()}
+               if args.opcodes else {})
 
     def row(label: str, get: Any) -> None:
         cells = []
@@ -194,7 +196,7 @@ def main() -> int:
             line += f"{cells[1][0] / cells[0][0]:>7.2f}"
         print(line)
 
-    print(f"\n{args.files:,} files, {args.rounds} round(s), medians and bests")
+    print(f"\n{args.files:,} files, {args.hand_over} a cycle, {args.rounds} round(s), medians and bests")
     print(f"{'us per file':<34}" + "".join(f"{name[:8]:>9}{'best':>7}" for name in cases)
           + ("  ratio" if len(cases) == 2 else ""))
     row("loop, intake half, in all", lambda res: res["all"])
