@@ -23,7 +23,7 @@ from collections import deque
 from tinyo.children import exit_now
 from tinyo.filedigest import digest_fd, stat_file
 from tinyo.pipe import Pipe
-from tinyo.watch import FileWatcher
+from tinyo.watch_loop import FileWatcher
 
 ROOTS_CHECK = 1.0
 """Seconds between looks at whether a watched folder was replaced."""
