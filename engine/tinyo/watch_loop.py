@@ -132,8 +132,13 @@ class FileWatcher:
             self._observer.stop()
             if self._observer.is_alive():
                 self._observer.join(timeout=5)
-        if self._loop_thread is not None and self._loop_thread is not threading.current_thread():
-            self._loop_thread.join(timeout=5)
+        loop = self._loop_thread
+        if loop is not None and loop is not threading.current_thread():
+            loop.join(timeout=5)
+        if (loop is None or not loop.is_alive()) and self._wake_w >= 0:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1  # a late post writes nowhere
+            for fd in fds:
+                os.close(fd)
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).removeHandler(self._hook)
 
@@ -230,8 +235,8 @@ class FileWatcher:
             self._done[path] = None
 
     def _created(self, path: str, created: bool = True) -> None:
-        # no stat here: a burst's creates cost the loop no file system call; ignored names are dropped when
-        # complete
+        # no stat and no name test here: a burst's creates cost the loop no file system call, and the name is
+        # tested once, when the file is complete or due to be looked at
         self._pending.pop(path, None)
         self._pending[path] = (self._now + self.debounce, None, created)
 
@@ -244,8 +249,10 @@ class FileWatcher:
             due.append((path, entry))
         wall = time.time()
         for path, (_, sig, created) in due:
-            current = _signature(path, created and sig is None)
             del self._pending[path]
+            if path in self.ignore or self.ignored_name(path):
+                continue  # never taken in: no lease asked for, no look again
+            current = _signature(path, created and sig is None)
             if current is _CLOSE_COMES:
                 continue  # open for writing: its close reports it
             if current is _COMPLETE:
