@@ -110,3 +110,43 @@ def test_a_large_file_is_read_beside_the_loop_and_its_states_reach_the_engine_in
         outgoing.close()
     assert [s[0] for s in states] == [str(big), str(big)]
     assert (states[-1][2], states[-1][3]) == (9, blake(b"now small")), "an older state of the file came last"
+
+
+def test_where_watchdog_lacks_the_reader_hooks_a_plain_observer_feeds_the_same_loop(tmp_path, inbox, monkeypatch):
+    """Another platform or version of watchdog: a plain observer's handler hands each file to the loop's
+    inbox, and the loop, on a thread of its own, debounces and reports as before: a file closed after
+    writing, one moved in from outside, a hard link (no close: reported once quiet), each once; a temp name
+    never."""
+    from watchdog.observers import Observer
+
+    from tinyo import watch_loop
+
+    monkeypatch.setattr(watch_loop, "file_observer", lambda run, complete, created: (Observer(), False))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "moved_in.txt").write_text("m")
+    (outside / "linked.txt").write_text("l")
+    got: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def on_files(paths: list[str], seen: float) -> None:
+        with lock:
+            got.extend((os.path.basename(p), threading.current_thread().name) for p in paths)
+
+    watcher = watch_loop.FileWatcher([str(inbox)], on_files, lambda: None, debounce=0.1, ignore_names=["*.tmp"])
+    watcher.start()
+    try:
+        for i in range(50):
+            (inbox / f"f{i}.txt").write_text(str(i))
+        (inbox / "part.tmp").write_text("t")
+        os.rename(outside / "moved_in.txt", inbox / "moved_in.txt")
+        os.link(outside / "linked.txt", inbox / "linked.txt")
+        want = {f"f{i}.txt" for i in range(50)} | {"moved_in.txt", "linked.txt"}
+        deadline = time.monotonic() + 10
+        while {p for p, _ in got} < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a late duplicate would show now
+    finally:
+        watcher.stop()
+    assert sorted(p for p, _ in got) == sorted(want)
+    assert {t for _, t in got} == {"tinyo-watch"}
