@@ -121,7 +121,7 @@ def test_where_watchdog_lacks_the_reader_hooks_a_plain_observer_feeds_the_same_l
 
     from tinyo import watch_loop
 
-    monkeypatch.setattr(watch_loop, "file_observer", lambda run, complete, created: (Observer(), False))
+    monkeypatch.setattr(watch_loop, "file_observer", lambda run, complete, created: (Observer(), None))
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "moved_in.txt").write_text("m")

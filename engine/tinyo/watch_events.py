@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -43,8 +44,8 @@ def file_handler(complete: Callable[[str], None], created: Callable[[str], None]
 
 
 def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
-                  created: Callable[[str], None]) -> tuple[Any, bool]:
-    """A watchdog observer, and whether ``run(reader)`` is the thread that reads the kernel's events.
+                  created: Callable[[str], None]) -> tuple[Any, threading.Thread | None]:
+    """A watchdog observer, and the thread running ``run(reader)`` if that thread reads the kernel's events.
 
     Where watchdog's inotify parts allow, the observer's inotify reader is an :class:`InotifyReader`
     whose thread runs ``run(reader)``: that one function waits for the kernel's events, reads them
@@ -55,7 +56,7 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
     emitter's thread), overflow and a watched folder deleted take watchdog's usual way: moves and the
     files found in a new folder reach ``complete`` and ``created`` from the emitter's thread, the rest
     the handler of :func:`file_handler`. Elsewhere (another platform, another version of watchdog) a
-    plain observer, and False: then ``run`` needs a thread of its own."""
+    plain observer, and None: then ``run`` needs a thread of its own."""
     from watchdog.observers import Observer
 
     try:
@@ -63,12 +64,12 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
         from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
         from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
     except ImportError:
-        return Observer(), False
+        return Observer(), None
     fields = set(InotifyFD.__init__.__code__.co_names) | set(InotifyObserver.__init__.__code__.co_names)
     if not ({"_watch_for_wd", "_kill_r", "_inotify_fd", "_closed", "_is_reading", "_lock"} <= fields
             and all(hasattr(InotifyFD, name) for name in ("_close_resources", "handle_event"))
             and hasattr(InotifyWatchGroup, "_resolve_path") and hasattr(InotifyEmitter, "build_and_queue_event")):
-        return Observer(), False
+        return Observer(), None
 
     class InotifyReader(InotifyFD):  # type: ignore[misc, valid-type]
         """watchdog's inotify reader, its thread running ``run(self)`` instead of a reader and a
@@ -167,8 +168,8 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
     observer = InotifyObserver()
     observer._emitter_class = FileEventsDirect
     reader = InotifyReader()
-    reader.daemon = True
-    observer._inotify_fd = reader
+    reader.name, reader.daemon = "tinyo-watch", True
+    observer._inotify_fd = reader  # the observer's one reader, as its schedule() would make it
     observer._emitter_kwargs["inotify_fd"] = reader
     reader.start()
-    return observer, True
+    return observer, reader

@@ -108,13 +108,12 @@ class FileWatcher:
         for name in OVERFLOW_LOGGERS:
             logging.getLogger(name).addHandler(self._hook)
         complete, created = partial(self._post, "complete"), partial(self._post, "created")
-        observer, reads = file_observer(self._loop, complete, created)
+        observer, reader = file_observer(self._loop, complete, created)
         self._observer = observer
-        if reads:
-            self._loop_thread = observer._inotify_fd
-        else:
-            self._loop_thread = threading.Thread(target=self._loop, args=(None,), name="tinyo-watch", daemon=True)
-            self._loop_thread.start()
+        if reader is None:
+            reader = threading.Thread(target=self._loop, args=(None,), name="tinyo-watch", daemon=True)
+            reader.start()
+        self._loop_thread = reader
         handler, kinds = file_handler(complete, created)
         try:
             for folder in self.dirs:
