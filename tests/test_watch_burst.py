@@ -150,3 +150,26 @@ def test_where_watchdog_lacks_the_reader_hooks_a_plain_observer_feeds_the_same_l
         watcher.stop()
     assert sorted(p for p, _ in got) == sorted(want)
     assert {t for _, t in got} == {"tinyo-watch"}
+
+
+def test_a_loop_that_fails_says_why_and_counts_as_a_watcher_to_replace(inbox):
+    """A bug in the loop (here: the hand-over raising) stops the loop thread; the watcher then says why and
+    ``roots_changed()`` is true, so the watcher process ends with that reason and the engine starts
+    another (which rescans)."""
+    from tinyo.watch_loop import FileWatcher
+
+    def on_files(paths: list[str], seen: float) -> None:
+        raise RuntimeError("hand-over failed")
+
+    watcher = FileWatcher([str(inbox)], on_files, lambda: None, debounce=0.1)
+    watcher.start()
+    try:
+        assert not watcher.roots_changed()
+        (inbox / "a.txt").write_text("a")
+        deadline = time.monotonic() + 10
+        while watcher.failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watcher.failure == "RuntimeError: hand-over failed"
+        assert watcher.roots_changed()
+    finally:
+        watcher.stop()

@@ -1,9 +1,10 @@
 """Provides the command line of the watcher process: ``python -m tinyo._watch_main CMD_FD OUT_FD SETTINGS``.
 
-Started by :class:`tinyo.watch.WatcherProcess`. It runs a :class:`tinyo.watch.FileWatcher` and reads
-each completed file's state (mtime, size and, when hashing, its content hash) here, off the engine's
-loop, then sends the engine batches of ``(path, mtime_ns, size, digest)`` with the monotonic time the
-latest of them was seen complete. Messages out:
+Started by :class:`tinyo.watch.WatcherProcess`. It runs a :class:`tinyo.watch_loop.FileWatcher`, whose
+loop thread also reads each completed file's state (mtime, size and, when hashing, its content hash) here,
+off the engine's loop, and sends the engine batches of ``(path, mtime_ns, size, digest)`` with the
+monotonic time the latest of them was seen complete. The main thread serves the engine's commands and
+looks, once a second, whether a watched folder was replaced or the loop stopped. Messages out:
 ``("ready",)`` once the folders are watched, ``("error", text)`` if they cannot be, ``("files", [...])``,
 ``("overflow",)`` (the kernel dropped events: rescan), ``("replaced",)`` (a watched folder was replaced
 or removed: watch anew and rescan). Messages in: ``("settle", path)``, ``("stop",)``.
@@ -187,6 +188,9 @@ def _serve(commands: Pipe, sender: _Sender, watcher: FileWatcher) -> int:
                     watcher.settle(message[1])
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + ROOTS_CHECK
+                if watcher.failure is not None:  # a bug: the process ends, the engine says why and starts another
+                    sender.send(("error", f"the watcher's loop stopped: {watcher.failure}"))
+                    return 1
                 if not replaced and watcher.roots_changed():
                     replaced = True  # said once: the engine starts a new watcher
                     sender.send(("replaced",))

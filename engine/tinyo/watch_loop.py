@@ -98,6 +98,8 @@ class FileWatcher:
         self._inbox_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stop = False
+        self.failure: str | None = None
+        """Why the loop stopped on its own (None: it did not)."""
         self._hook = _OverflowHook(on_overflow)
         self._roots: dict[str, tuple[int, int] | None] = {}
 
@@ -179,6 +181,12 @@ class FileWatcher:
     def _loop(self, reader: Any) -> None:
         """Wait for the kernel's events (when ``reader`` reads them), the inbox or the next file due to be
         looked at; hand what is complete over; until stopped."""
+        try:
+            self._serve(reader)
+        except Exception as exc:  # the thread ends: roots_changed() is true, and the watcher process says why
+            self.failure = f"{type(exc).__name__}: {exc}"
+
+    def _serve(self, reader: Any) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         events = kill = -1
