@@ -96,10 +96,6 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
         def kill_fd(self) -> int:
             return self._kill_r
 
-        @property
-        def closed(self) -> bool:
-            return self._closed
-
         def read(self) -> bytes:
             """What the kernel has queued (b"" once closed); call when the descriptor is readable."""
             try:
