@@ -302,3 +302,20 @@ def test_run_task_binds_the_run_and_its_output_for_the_op_alone_and_gives_the_th
     assert [(kind, run_id) for kind, run_id, _ in reports] == [("start", 9), ("out", 9), ("out", 9), ("done", 9)]
     assert [payload for kind, _, payload in reports if kind == "out"] == [("stdout", "line one"), ("stdout", "partial")]
     assert reports[-1][2][:4] == (True, None, None, "'ok'")
+
+
+def test_tasks_sent_one_at_a_time_all_go_to_the_same_worker_and_two_at_once_to_both(pool):
+    # a chain's links go one at a time: the worker the last link left warm takes the next (ties go to the first
+    # least-loaded worker, not round robin); tasks sent together still spread over the idle workers
+    p = pool(2)
+    chain = [p.task("tag", tag=str(i)) for i in range(6)]
+    for task in chain:
+        p.executor.submit([task])
+        p.wait_for("done", task.run_id)
+    assert [p.wait_for("start", t.run_id)[0] for t in chain] == ["w1"] * 6
+    both = [p.hold(), p.hold()]
+    p.executor.submit(both)
+    assert sorted(p.wait_for("start", t.run_id)[0] for t in both) == ["w1", "w2"]
+    p.flag.touch()
+    for task in both:
+        assert p.wait_for("done", task.run_id)[0] is True
