@@ -39,10 +39,14 @@ class Pipe:
     def send(self, obj: Any) -> None:
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
         size = len(data)
-        header = _SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size)
-        self._write(header + data if size < 1 << 16 else header)
-        if size >= 1 << 16:
-            self._write(data)
+        if size < 1 << 16:  # one write, whole most often (a pipe takes 64 KiB at once)
+            frame = _SHORT.pack(size) + data
+            written = os.write(self.fd, frame)
+            if written < len(frame):
+                self._write(memoryview(frame)[written:])
+            return
+        self._write(_SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size))
+        self._write(data)
 
     def recv(self) -> Any:
         """The next message (EOFError once the other end is closed)."""
@@ -93,7 +97,7 @@ class Pipe:
         if fd >= 0:
             os.close(fd)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]

@@ -119,12 +119,15 @@ class Reports:
         """Send every waiting report (in batches), on the calling thread."""
         with self.send_lock:
             while True:
-                with self.cond:
-                    if not self.waiting:
-                        return
+                with self.lock:  # ``cond``'s own lock, without the Python-level ``Condition.__enter__``
                     waiting = self.waiting
-                    batch = [waiting.popleft() for _ in range(min(len(waiting), self.BATCH))]
-                    if waiting:
+                    if not waiting:
+                        return
+                    if len(waiting) <= self.BATCH:
+                        batch = list(waiting)
+                        waiting.clear()
+                    else:
+                        batch = [waiting.popleft() for _ in range(self.BATCH)]
                         self.since = time.monotonic()
                     if self.blocked:
                         self.cond.notify_all()  # room for a waiting put
