@@ -59,15 +59,19 @@ class Pipe:
         """Every whole message that can be read now, at least one (waiting for it); EOFError once the other end
         is closed. One read takes what the pipe holds; a message's end still on its way is waited for, and the
         start of one after it kept for the next call (so no whole message is ever left unread behind a poll)."""
-        buf = bytearray(self._held)
+        held = self._held
+        if not held:
+            chunk = os.read(self.fd, READ_SIZE)
+            if len(chunk) >= 4 and _SHORT.unpack_from(chunk)[0] == len(chunk) - 4:
+                return [pickle.loads(memoryview(chunk)[4:])]  # one whole message: most often (a chain's link)
+            if not chunk:
+                raise EOFError("the other end of the pipe is closed")
+            held = chunk
+        buf = bytearray(held)
         self._held = b""
         messages: list[Any] = []
         at = 0
-        while True:
-            chunk = os.read(self.fd, READ_SIZE)
-            if not chunk:
-                raise EOFError("the other end of the pipe is closed")
-            buf += chunk
+        while True:  # what was read above, or kept from the last call, is parsed first
             end = len(buf)
             with memoryview(buf) as view:
                 while end - at >= 4:
@@ -85,6 +89,10 @@ class Pipe:
             if messages:
                 self._held = bytes(buf[at:]) if at < end else b""
                 return messages
+            chunk = os.read(self.fd, READ_SIZE)
+            if not chunk:
+                raise EOFError("the other end of the pipe is closed")
+            buf += chunk
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """True when a message (or the end) can be read within ``timeout`` seconds."""
