@@ -23,7 +23,7 @@ Medians over the links (the first 50 and the last 10 left out) of:
 Baseline, same run: ``ProcessPoolExecutor(2)``, N sequential ``submit(noop).result()`` round trips.
 
 ``--parts`` runs the chain once more and says where the loop's share goes: the loop thread's CPU time
-(``time.thread_time``) in each part of the cycle, the median call times its calls per link (parts nest: a
+(``time.thread_time``) in each part of the cycle and of its wait (where it reads the workers' reports), the median call times its calls per link (parts nest: a
 part's figure includes the parts called inside it; the one cycle that registers the whole chain is an
 outlier the median leaves out), the SQLite statements run (a trace callback on the engine's connection: an
 ``executemany`` counts once per row) and the bus facts, by kind, per DES while the chain is registered

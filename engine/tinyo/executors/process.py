@@ -14,8 +14,10 @@ is read back and attributed to the run in progress.
 
 Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
 not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
-waits behind a long one while another worker is idle. A task carries its recipe path and ops only when
-they differ from the last task sent to that worker (``worker_process`` keeps them).
+waits behind a long one while another worker is idle. Each task goes to a least-loaded worker, the first
+of equals: tasks sent one at a time (a chain's links) all run on the worker the last one left warm. A task
+carries its recipe path and ops only when they differ from the last task sent to that worker
+(``worker_process`` keeps them).
 """
 
 from __future__ import annotations
