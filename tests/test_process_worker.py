@@ -29,6 +29,10 @@ RECIPE = """
 import os, time
 from tinyo import TinyOConfig
 
+HOLD_IMPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'hold-import')
+while os.path.exists(HOLD_IMPORT):  # a worker started now stays 'starting' until the test lets it go
+    time.sleep(0.005)
+
 def hold(context):
     print('halfway', flush=True)
     flag = context['config']['flag']
@@ -319,3 +323,25 @@ def test_tasks_sent_one_at_a_time_all_go_to_the_same_worker_and_two_at_once_to_b
     p.flag.touch()
     for task in both:
         assert p.wait_for("done", task.run_id)[0] is True
+
+
+def test_a_task_goes_to_a_ready_worker_before_an_idle_one_still_starting(pool):
+    p = pool(2)
+    hold = p.recipe.with_name("hold-import")
+    hold.touch()  # the replacement of w1, below, imports the recipe until this is gone
+    pid = p.executor._workers[0].pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while p.executor.workers()[0].pid in (pid, None) or p.executor.workers()[0].state != "starting":
+        assert time.monotonic() < deadline, "w1 was not replaced"
+        p.wait_any()
+    tasks = [p.task("tag", tag=str(i)) for i in range(3)]
+    for task in tasks:  # one at a time: w1 and w2 both hold none, and only w2 can run one now
+        p.executor.submit([task])
+        assert p.wait_for("start", task.run_id)[0] == "w2"
+        p.wait_for("done", task.run_id)
+    hold.unlink()
+    p.ready()
+    again = p.task("tag", tag="warm")
+    p.executor.submit([again])
+    assert p.wait_for("done", again.run_id)[3] == "'warm'"

@@ -130,13 +130,13 @@ class ProcessExecutor:
                 live = [w for w in live if not self._stalled(w, now)] or live
             if not live and tasks:
                 raise RuntimeError("no live worker to run tasks on")
-            # each task to a least-loaded worker, the first of equals: a chain's links, one at a time, all go to
-            # the same worker, whose interpreter the last link left warm in the CPU's caches (alternating, each
-            # link woke a worker that had slept the link before: 0.65x its CPU per link)
-            sizes = [len(w.inflight) for w in live]
+            # each task to a least-loaded worker, a ready one before one still starting, the first of equals: a
+            # chain's links, one at a time, all go to the worker the last link left warm in the CPU's caches
+            # (alternating, each link woke a worker that had slept through the link before: 0.65x its CPU a link)
+            keys = [2 * len(w.inflight) + (not w.ready) for w in live]
             for task in tasks:
-                index = sizes.index(min(sizes))
-                sizes[index] += 1
+                index = keys.index(min(keys))
+                keys[index] += 2
                 worker = live[index]
                 worker.inflight[task.run_id] = task
                 # the recipe path and ops go only when they differ from the last task's this worker was sent:
@@ -153,7 +153,7 @@ class ProcessExecutor:
                 batch[1].append(wire)
             # tasks now wait behind others: the reader thread, if it waits for nothing but a pipe, must look
             # for stalls (the loop, not it, reads the reports that used to wake it)
-            wake = self._reader_unbounded and any(size > 1 for size in sizes)
+            wake = self._reader_unbounded and any(key > 3 for key in keys)  # a worker holds two tasks or more
         if wake:
             self._wake()
         # sent outside the lock (a full pipe waits for the worker, whose reports the reader thread must take);
