@@ -52,10 +52,9 @@ BATCHES_PER_CYCLE, BACKLOG_BUDGET, READY_FOR_MORE = 8, 0.02, READY_MAX // 2
 first run), while fewer DES than READY_FOR_MORE wait for a worker (past it the engine is ahead of them)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
-TIMEOUT_CHECK = 0.05
-"""Seconds between looks for runs past ``op_timeout`` (not every cycle: a look asks the executor what runs)."""
-INBOX_SLICE = 1000
-"""Messages taken from the inbox at once (room made for its producers a slice at a time)."""
+TIMEOUT_CHECK, INBOX_SLICE = 0.05, 1000
+"""Seconds between looks for runs past ``op_timeout`` (each asks the executor what runs); inbox messages taken
+at once (room made for its producers a slice at a time)."""
 
 
 class Loop:
@@ -219,35 +218,27 @@ class Loop:
         self._commit_and_publish([])
 
     def _wait_time(self) -> float | None:
-        """Seconds until the next thing the loop must do by itself (None: only a wake-up). Each source is looked
-        at only when it has something (a chain's link waits here once: its cost is per link)."""
-        mono = self.clock.monotonic()
-        inflow = self.inflow
-        soonest = self._next_request_poll if not self.store.memory else None
-        if self.timers:
-            nxt = inflow.schedule.next_due()
-            if nxt is not None:
-                at = mono + max(0.0, nxt.timestamp() - self.clock.time())
-                soonest = at if soonest is None else min(soonest, at)
-        retries = self.runbook.retries
-        if retries and (soonest is None or retries[0][0] < soonest):
-            soonest = retries[0][0]
-        rescan = inflow.next_rescan
-        if rescan is not None and (soonest is None or rescan < soonest):
-            soonest = rescan
+        """Seconds until the next thing the loop must do by itself (None: only a wake-up); each source is looked
+        at only when it has something (a chain's link waits here once)."""
+        mono, inflow = self.clock.monotonic(), self.inflow
+        due = [] if self.store.memory else [self._next_request_poll]
+        if self.timers and (nxt := inflow.schedule.next_due()) is not None:
+            due.append(mono + max(0.0, nxt.timestamp() - self.clock.time()))
+        if self.runbook.retries:
+            due.append(self.runbook.retries[0][0])
+        if inflow.next_rescan is not None:
+            due.append(inflow.next_rescan)
         if self.config.op_timeout and self.runbook.open:
-            at = max(mono, self._next_timeout_check)
-            soonest = at if soonest is None else min(soonest, at)
+            due.append(max(mono, self._next_timeout_check))
         window = inflow.window.deadline()
         if window is not None or inflow.settling:
             # real time, whatever the clock: files arrive in it
             wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
-            at = mono + (min(wait, 0.05) if inflow.settling else wait)
-            soonest = at if soonest is None else min(soonest, at)
-        if soonest is None:
+            due.append(mono + (min(wait, 0.05) if inflow.settling else wait))
+        if not due:
             return None
         # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
-        return min(max(0.0, soonest - mono), 0.05 if isinstance(self.clock, ManualClock) else 3600.0)
+        return min(max(0.0, min(due) - mono), 0.05 if isinstance(self.clock, ManualClock) else 3600.0)
 
     # ================================================================ the cycle
     def cycle(self) -> None:
@@ -255,8 +246,7 @@ class Loop:
         while self.own_messages:
             self._handle(self.own_messages.popleft())
         inbox, handled = self.inbox, 0
-        # its items looked at without its lock (only this thread takes them; a put is followed by a wake-up), and
-        # taken a slice at a time: a cycle with nothing there raises and catches no ``queue.Empty``
+        # looked at without its lock (only this thread takes; a put is followed by a wake-up): no queue.Empty
         while inbox.queue and handled < INBOX_MAX:
             items = self._take_many(inbox, min(INBOX_SLICE, INBOX_MAX - handled))
             handled += len(items)
