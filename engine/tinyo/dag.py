@@ -457,6 +457,29 @@ class Graph:
         ready = [nid for nid in evaluated if nodes[nid].state == "stale"]
         return ready, list(changed.values())
 
+    def settle_leaf(self, node: Node, states: frozenset[str]) -> bool | None:
+        """``settle([node.id])`` where it walks nowhere, with no queue or sets: the run book's path for a DES
+        nothing reads (a burst's, mostly), as its run starts and ends. Applies the verdict when nothing is
+        known to read any target of ``node`` and its new state is one of ``states``, and returns whether it
+        changed (``was`` then holds the state before); None, with nothing changed, when ``settle`` must
+        decide (a reader may need telling, or the DES becomes ready or blocked: dispatch's part)."""
+        consumers = self.consumers
+        for targ in node.targs:
+            readers = consumers.get(targ)
+            if readers is None or readers:
+                return None
+        verdict = self.evaluate(node)
+        state = verdict.state
+        if state not in states:
+            return None
+        if state == node.state and verdict.blocking == node.blocking and verdict.reason == node.reason:
+            return False
+        node.was = node.state
+        if state == "ok":
+            self._settled += 1
+        node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+        return True
+
     # ------------------------------------------------------------ explanations
     def explain_des(self, des_id: str) -> str:
         """Why a DES is in its state, one line per fact (names shown literally, control characters escaped)."""
