@@ -11,6 +11,7 @@ from ..clock import Clock
 from ..dag import Graph, Node
 from ..engine_state import OpenRun
 from ..filecheck import MISSING
+from ..store_rows import jmap
 from ..worker import Task
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class Dispatch:
             if label is None:
                 label = labels[node.ops_desc] = "+".join(node.ops_desc)  # == task.op_label
             open_runs[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs)
-            rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
+            rows.append((run_id, des_id, attempt, jmap(dep_versions)))
             tasks.append(task)
             slots -= 1
         if rows:

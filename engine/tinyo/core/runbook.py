@@ -87,7 +87,7 @@ class RunBook:
         pass: the rows of the runs that end among them are written together, and the DES whose runs start or
         end among them are settled once, at its end: here, in place, those nothing reads and that end running
         or up to date (``Graph.settle_leaf``, their groups moved together), the rest by dispatch."""
-        self._rows = finished, updated = [], []
+        self._rows = finished, updated, finished_ok = [], [], []
         self._settling = settling = {}
         documents = self.documents
         documents.begin_batch()
@@ -106,6 +106,8 @@ class RunBook:
                     on_message(worker, kind, run_id, payload)
         finally:
             self._rows = self._settling = None
+            if finished_ok:
+                self.store.runs_ok(finished_ok)
             if finished:
                 self.store.finish_runs(finished)
             if updated:
@@ -131,15 +133,23 @@ class RunBook:
         if moves:
             self.documents.des_moved(moves)
 
-    def _write(self, finished: tuple[Any, ...], updated: tuple[Any, ...] | None) -> None:
-        """A run's final row and its DES's new state: now, or with the rest of the batch of reports."""
+    def _write(self, finished: tuple[Any, ...] | None, updated: tuple[Any, ...] | None,
+               finished_ok: tuple[Any, ...] | None = None) -> None:
+        """A run's final row (``finished``, or ``finished_ok`` as ``Store.runs_ok`` takes it) and its DES's new
+        state: now, or with the rest of the batch of reports."""
         rows = self._rows
         if rows is not None:
-            rows[0].append(finished)
+            if finished_ok is not None:
+                rows[2].append(finished_ok)
+            else:
+                rows[0].append(finished)
             if updated is not None:
                 rows[1].append(updated)
             return
-        self.store.finish_runs([finished])
+        if finished_ok is not None:
+            self.store.runs_ok([finished_ok])
+        else:
+            self.store.finish_runs([finished])
         if updated is not None:
             self.store.update_des([updated])
 
@@ -251,7 +261,8 @@ class RunBook:
         node.forced = False
         node.failed_state = None
         node.failed_trace = None
-        self._write(self._finish_row(run, "ok", now, None, None, result), ("ok", trace, None, False, des_id))
+        self._write(None, (trace, des_id),  # (trace, id): up to date, as ``Store.update_des`` takes it
+                    (now, run.output_text(), result, run.worker, run.start, run.run_id))
         self.attempts.pop(des_id, None)
         self.registration.release(des_id)
         self._run_tells(node, ev.OpFinished, now)
