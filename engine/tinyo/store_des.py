@@ -46,13 +46,13 @@ class DESPart(DocumentsPart):
     def update_des(self, rows: list[tuple[Any, ...]]) -> None:
         """Set the state of DES: rows are (state, trace, failed_trace, forced, id), or with the next attempt
         number before the id (a retry waiting for its backoff keeps its count across a restart), or (trace, id)
-        for ("ok", trace, None, False, id): a DES whose run ended ok, written by a statement of its own that
-        binds only those two (``des_ok``). A DES changed several times before a commit is written once, as it
-        was last."""
+        with the trace as ``jmap`` gives it for ("ok", trace, None, False, id): a DES whose run ended ok (its run
+        row's text reused), written by a statement of its own that binds only those two (``des_ok``). A DES
+        changed several times before a commit is written once, as it was last."""
         updates = self._keyed("des_update")
         for r in rows:
             if len(r) == 2:
-                updates[r[1]] = (jmap(r[0]), r[1])
+                updates[r[1]] = r
             else:
                 updates[r[-1]] = (r[0], jmap(r[1]), jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
 

@@ -14,6 +14,7 @@ from ..dag import Graph, Node
 from ..engine_state import OpenRun
 from ..intake import stat_file
 from ..messages import WorkerLost
+from ..store_rows import jmap
 from ..worker import Task
 
 if TYPE_CHECKING:
@@ -256,12 +257,15 @@ class RunBook:
         if now is None:
             now = self.clock.time()
         des_id = node.id
-        trace = node.trace = dict(run.dep_versions)
+        node.trace = run.dep_versions  # its own dict (``Graph.run_versions`` made it), never changed
         node.status = None
         node.forced = False
         node.failed_state = None
         node.failed_trace = None
-        self._write(None, (trace, des_id),  # (trace, id): up to date, as ``Store.update_des`` takes it
+        dep_text = run.dep_text
+        if dep_text is None:  # a run adopted from the last engine
+            dep_text = jmap(run.dep_versions)
+        self._write(None, (dep_text, des_id),  # (trace as text, id): up to date, as ``Store.update_des`` takes it
                     (now, run.output_text(), result, run.worker, run.start, run.run_id))
         self.attempts.pop(des_id, None)
         self.registration.release(des_id)
