@@ -354,17 +354,29 @@ class Graph:
             return 0
         self._settled = 0
         pinned = set(keep)
-        drop = [nid for nid, n in self.nodes.items()
+        nodes = self.nodes
+        drop = [n for nid, n in nodes.items()
                 if n.state == "ok" and n.status is None and not n.forced and nid not in pinned]
-        for nid in drop:
-            del self.nodes[nid]
+        for n in drop:
+            del nodes[n.id]
         hot_docs: set[str] = set()
-        for n in self.nodes.values():
+        for n in nodes.values():
             hot_docs.update(n.deps)
             hot_docs.update(n.targs)
-        self.versions = {d: v for d, v in self.versions.items() if d in hot_docs}
-        self.producer = {d: p for d, p in self.producer.items() if d in hot_docs}
-        self.consumers = {d: c for d, c in self.consumers.items() if d in hot_docs}
+        versions, producer, consumers = self.versions, self.producer, self.consumers
+        if len(versions) + len(producer) + len(consumers) - 3 * len(drop) > 2 * (3 * len(hot_docs) + EVICT_MIN):
+            # many entries that no DES names (looked up for events, queries): a sweep of the whole caches
+            self.versions = {d: v for d, v in versions.items() if d in hot_docs}
+            self.producer = {d: p for d, p in producer.items() if d in hot_docs}
+            self.consumers = {d: c for d, c in consumers.items() if d in hot_docs}
+        else:  # the documents of the DES dropped, mostly (a burst's): only theirs go, not a copy of what stays
+            for n in drop:
+                for group in (n.deps, n.targs):
+                    for d in group:
+                        if d not in hot_docs:
+                            versions.pop(d, None)
+                            producer.pop(d, None)
+                            consumers.pop(d, None)
         kept = len(self.nodes) + len(self.versions) + len(self.producer) + len(self.consumers)
         self._evict_at = kept + max(EVICT_MIN, int(kept * EVICT_GROWTH))
         return len(drop)
