@@ -59,7 +59,8 @@ class Dispatch:
         touched = list(self.touched)
         self.touched.clear()
         self.documents.checks.built_targets(touched)  # a built DES whose target file drifted is stale, not up to date
-        ready, changed = self.graph.settle(dict.fromkeys(touched))
+        settled = self.graph.settle_leaves(touched)  # a burst's new DES: no walk, no queue
+        ready, changed = settled if settled is not None else self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
         emit = self.outbox.emit
         failed = self.failed
