@@ -499,11 +499,12 @@ class Graph:
         return self._apply(node, verdict) if verdict.state in states else None
 
     def _leaf(self, node: Node) -> bool:
-        """Nothing is known to read a target of ``node``: settling it walks nowhere."""
-        consumers = self.consumers
+        """Nothing is known to read a target of ``node``: settling it walks nowhere. (With a backing, a target
+        not in the reverse index may have readers there; without one, it has none.)"""
+        consumers, backed = self.consumers, self.backing is not None
         for targ in node.targs:
             readers = consumers.get(targ)
-            if readers is None or readers:
+            if readers or (readers is None and backed):
                 return False
         return True
 
