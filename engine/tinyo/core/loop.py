@@ -244,13 +244,13 @@ class Loop:
         while self.own_messages:
             self._handle(self.own_messages.popleft())
         handled = 0
-        while handled < INBOX_MAX:
-            try:
-                item = self._take(self.inbox)
-            except queue.Empty:
+        while handled < INBOX_MAX:  # what came while the last ones were handled too, up to the bound
+            items = self._take_many(self.inbox, INBOX_MAX - handled)  # one round of the queue's lock for all
+            if not items:
                 break
-            handled += 1
-            self._handle(item)
+            handled += len(items)
+            for item in items:
+                self._handle(item)
         inflow = self.inflow
         inflow.fire_due_timers()
         self.runbook.due_retries(mono)
