@@ -77,8 +77,9 @@ class RunBook:
         """Output lines printed in this engine's lifetime (each line's ``line_no``)."""
         self._cancel_intent: dict[int, str] = {}
         self._failing_workers: set[str] = set()
-        self._rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
-        """While a batch of reports is taken in: its finished-run rows and DES updates, written at its end."""
+        self._rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+        """While a batch of reports is taken in: its finished-run rows, DES updates and rows of runs ended ok,
+        written at its end."""
         self._settling: dict[str, Node] | None = None
         """While a batch of reports is taken in: the DES whose runs started or ended in it, settled at its end."""
 
