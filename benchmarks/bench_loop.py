@@ -163,8 +163,8 @@ def run_case(engine: Path, n: int, callgrind: bool) -> dict[str, Any]:
         return json.loads(out.splitlines()[-1])
     outdir = Path(tempfile.mkdtemp(prefix="bench-loop-cg-"))
     try:
-        out = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p", *cmd, "--counted"],
-                             env=env, capture_output=True, text=True, check=True).stdout
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p"]
+        out = subprocess.run([*valgrind, *cmd, "--counted"], env=env, capture_output=True, text=True, check=True).stdout
         res = json.loads(out.splitlines()[-1])
         dumps = [p for p in outdir.iterdir() if p.name.endswith(".1")]
         text = dumps[0].read_text(errors="replace") if dumps else ""

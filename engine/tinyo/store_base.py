@@ -24,9 +24,9 @@ from .errors import StoreError
 from .names import bindable, clean, from_sql, to_sql, unbindable_from
 from .store_migrate import init_schema
 from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
+from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Checkpointer, WalMeter
 
 DES_OK = DEFERRED["des_ok"]
-from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Checkpointer, WalMeter
 
 # Python's sqlite3 binds an int, float or str as it is, but for None and bytes it looks for an adapter first: a
 # missed lookup and two failed attribute lookups, about 0.3 us per value (a run's row binds three or four

@@ -95,7 +95,7 @@ class RunBook:
         documents.begin_batch()
         try:
             open_runs, on_message, done, started = self.open, self.on_message, self._done, self._started
-            now, mono = self.clock.time(), self.clock.monotonic()  # one read each per batch: its facts and rows share it
+            now, mono = self.clock.time(), self.clock.monotonic()  # one read each per batch: its facts, rows share it
             for kind, run_id, payload in messages:
                 run = open_runs.get(run_id)
                 if run is None:
