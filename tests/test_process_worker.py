@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tinyo.executors.process import ProcessExecutor
+from tinyo.executors.process import PREFETCH, PREFETCH_MAX, ProcessExecutor
 from tinyo.messages import Requeue, WorkerLost, WorkerReports
 from tinyo.model import Config
 from tinyo.waker import Waker
@@ -345,3 +345,23 @@ def test_a_task_goes_to_a_ready_worker_before_an_idle_one_still_starting(pool):
     again = p.task("tag", tag="warm")
     p.executor.submit([again])
     assert p.wait_for("done", again.run_id)[3] == "'warm'"
+
+
+def test_a_worker_holds_a_few_milliseconds_of_fast_ops_and_one_slow_op_at_a_time(pool):
+    # a report then carries many outcomes, so the engine runs one cycle for many files; one slow op brings the
+    # worker back to a task at a time (what waits behind it could run elsewhere)
+    p = pool(1)
+    assert p.executor.free_slots() == 1  # no op seen yet: taken as slow
+    for i in range(40):  # one at a time: each outcome moves the pool's mean op time
+        task = p.task("tag", tag=str(i))
+        p.executor.submit([task])
+        p.wait_for("done", task.run_id)
+    held = p.executor.free_slots()
+    assert PREFETCH < held <= PREFETCH_MAX, held
+    slow = p.hold()
+    p.executor.submit([slow])
+    p.wait_for("start", slow.run_id)
+    time.sleep(0.1)
+    p.flag.touch()
+    p.wait_for("done", slow.run_id)
+    assert p.executor.free_slots() == 1

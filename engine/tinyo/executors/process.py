@@ -44,7 +44,13 @@ from .base import Sink, WorkerInfo
 FAST_OP = 0.002
 """Ops whose recent mean duration is below this many seconds are prefetched."""
 PREFETCH = 24
-"""Tasks a worker may hold when ops are fast."""
+"""Tasks a worker may hold when ops are fast, at least."""
+PREFETCH_MAX = 256
+"""Tasks a worker may hold when ops are very fast: ``QUEUED_WORK`` of them, at most this many."""
+QUEUED_WORK = 0.005
+"""Seconds of fast ops a worker may hold: a report then carries many outcomes, so the loop runs one cycle (one
+commit, one hand-over) for many files instead of one per couple dozen, and a stalled op holds little behind it
+(what waits behind an op that takes far longer than ops have lately is handed to an idle worker)."""
 RESPAWN_FIRST = 2.0
 RESPAWN_MAX = 60.0
 """Back-off (seconds, doubling) before restarting a worker that died before it could take work."""
@@ -114,7 +120,10 @@ class ProcessExecutor:
 
     # ------------------------------------------------------------ dispatch
     def _limit(self) -> int:
-        return PREFETCH if self._mean < FAST_OP else 1
+        mean = self._mean
+        if mean >= FAST_OP:
+            return 1
+        return min(PREFETCH_MAX, max(PREFETCH, int(QUEUED_WORK / mean) if mean > 0 else PREFETCH_MAX))
 
     def free_slots(self) -> int:
         limit = self._limit()
