@@ -1,8 +1,9 @@
 """File intake with a real watchdog observer: complete files only, bursts coalesced, overflow rescued."""
 
-import logging
 import os
+import threading
 import time
+from pathlib import Path
 
 from tinyo import events as ev
 
@@ -77,15 +78,24 @@ def test_overflow_triggers_a_rescan_that_finds_missed_files(tmp_path, inbox, har
             (inbox / f"missed_{i}.txt").write_text(str(i))
         time.sleep(0.3)
         assert h.of(ev.EventReceived) == []
-        # what watchdog does on IN_Q_OVERFLOW: it only logs; tinyo hooks that log record
+        # a real kernel queue overflow, on a watcher of a side folder whose loop is held meanwhile
         from tinyo.watch import FileWatcher
 
-        hook_watcher = FileWatcher([str(inbox)], lambda paths, seen: None, h.engine.rescan)
+        side, held, release = tmp_path / "side", threading.Event(), threading.Event()
+        side.mkdir()
+        queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+        hook_watcher = FileWatcher([str(side)], lambda paths, seen: (held.set(), release.wait(30)), h.engine.rescan)
         hook_watcher.start()
         try:
-            logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+            (side / "first").write_text("x")
+            assert held.wait(10)
+            for i in range(queued // 2 + 500):
+                (side / str(i)).write_text("x")
+            release.set()
+            h.wait_for(lambda: len(h.lines()) == 5, what="the rescan's files")
             h.wait_idle()
         finally:
+            release.set()
             hook_watcher.stop()
     assert sorted(h.lines()) == [f"missed_{i}.txt {i}" for i in range(5)]
     assert {e.source for e in h.of(ev.EventReceived)} == {"scan"}

@@ -9,8 +9,8 @@ seconds: a hard link (its link count is over 1: the writes may go through its ot
 lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands over
 (``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
 these event types are asked for (not every write's "modified"), which keeps the kernel queue from
-overflowing under bursts; when it overflows anyway (watchdog only logs
-it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
+overflowing under bursts; when it overflows anyway, ``on_overflow`` is called so the engine rescans, once
+watchdog has watched anew the folders it lost track of (where watchdog cannot say when, at its log line). Changes made without a close (mmap) are found
 by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
 """
 
@@ -107,16 +107,17 @@ class FileWatcher:
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
         self._roots = {folder: _identity(folder) for folder in self.dirs}
-        for name in OVERFLOW_LOGGERS:
-            logging.getLogger(name).addHandler(self._hook)
         complete, created = partial(self._post, "complete"), partial(self._post, "created")
+        handler, kinds, reports_loss = file_handler(complete, created, self.on_overflow)
+        if not reports_loss:  # an older watchdog: its log line is the only sign
+            for name in OVERFLOW_LOGGERS:
+                logging.getLogger(name).addHandler(self._hook)
         observer, reader = file_observer(self._loop, complete, created)
         self._observer = observer
         if reader is None:
             reader = threading.Thread(target=self._loop, args=(None,), name="tinyo-watch", daemon=True)
             reader.start()
         self._loop_thread = reader
-        handler, kinds = file_handler(complete, created)
         try:
             for folder in self.dirs:
                 observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
