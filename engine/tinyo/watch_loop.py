@@ -1,7 +1,7 @@
 """Provides the file watcher's loop: watchdog events turned into one event per file once it is complete.
 
 A file is reported when it is written and closed, or moved in: a file opened for writing is taken in at
-its close, once, however long the writer pauses. A file that appears with no close to come (moved in
+its close, once, however long the writer pauses (renamed meanwhile too). A file that appears with no close to come (moved in
 from an unwatched folder, which the kernel reports as a create) is reported ``debounce`` seconds after it
 appeared, once no process has it open for writing: the kernel grants a read lease only then. Only where
 that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
@@ -107,7 +107,7 @@ class FileWatcher:
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
         self._roots = {folder: _identity(folder) for folder in self.dirs}
-        complete, created = partial(self._post, "complete"), partial(self._post, "created")
+        complete, created = self._complete_unless_open, partial(self._post, "created")
         handler, kinds, reports_loss = file_handler(complete, created, self.on_overflow)
         if not reports_loss:  # an older watchdog: its log line is the only sign
             for name in OVERFLOW_LOGGERS:
@@ -162,6 +162,12 @@ class FileWatcher:
         close, or once its size and mtime stay the same for ``debounce`` seconds where that cannot be told.
         (The folders are watched before a scan, so a writer's close is seen.)"""
         self._post("complete" if _signature(path, created=True) is _COMPLETE else "settle", path)
+
+    def _complete_unless_open(self, path: str) -> None:
+        """From watchdog's threads: ``path`` was moved within the watched folders (or closed). Complete, unless
+        some process still has it open for writing (renamed before its writer was done): then its close
+        reports it."""
+        self._post("created" if _signature(path, created=True) is _CLOSE_COMES else "complete", path)
 
     def _post(self, kind: str, path: str) -> None:
         """From a thread other than the loop's: hand it a file complete, created or to settle."""
