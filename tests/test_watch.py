@@ -345,3 +345,25 @@ def test_a_file_wakes_an_engine_that_has_nothing_else_to_wait_for(tmp_path, inbo
         h.wait_idle()
         (inbox / "late.txt").write_text("hello")
         h.wait_for(lambda: h.lines() == ["late.txt hello"], what="the op on the file dropped into an idle engine")
+
+
+def test_a_symlink_to_a_file_is_taken_in_alike_whether_it_came_while_running_or_while_stopped(tmp_path, inbox, harness):
+    """The watcher takes in a symlink to a file (its target's content) when it appears; the scan at start-up
+    (and any rescan) must find one that appeared meanwhile too, or it is lost. A symlink to a folder is
+    never followed; a dangling or looping one is passed over."""
+    outside = tmp_path / "data"
+    outside.mkdir()
+    (outside / "early.txt").write_text("early")
+    (outside / "live.txt").write_text("live")
+    (inbox / "early.txt").symlink_to(outside / "early.txt")
+    (inbox / "folder").symlink_to(outside, target_is_directory=True)
+    (inbox / "loop").symlink_to(inbox / "loop")  # ELOOP: passed over, as a dangling one
+    (inbox / "dangling").symlink_to(outside / "gone.txt")
+    with harness(recipe_for(tmp_path, inbox, recursive=True)) as h:
+        h.wait_idle()
+        (inbox / "live.txt").symlink_to(outside / "live.txt")
+        h.wait_for(lambda: len(h.lines()) == 2, what="the live symlink", timeout=10)
+        h.wait_idle()
+    assert sorted(h.lines()) == ["early.txt early", "live.txt live"]
+    assert sorted((os.path.basename(e.name), e.source) for e in h.of(ev.EventReceived)) == \
+        [("early.txt", "scan"), ("live.txt", "file")]
