@@ -1,17 +1,18 @@
 """Provides the file watcher's loop: watchdog events turned into one event per file once it is complete.
 
 A file is reported when it is written and closed, or moved in: a file opened for writing is taken in at
-its close, once, however long the writer pauses (renamed meanwhile too). A file that appears with no close to come (moved in
-from an unwatched folder, which the kernel reports as a create) is reported ``debounce`` seconds after it
-appeared, once no process has it open for writing: the kernel grants a read lease only then. Only where
-that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
-seconds: a hard link (its link count is over 1: the writes may go through its other name), a file whose
-lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands over
-(``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
+its close, once, however long the writer pauses (renamed meanwhile too). A file that appears with no close
+to come (moved in from an unwatched folder, which the kernel reports as a create) is reported ``debounce``
+seconds after it appeared, once no process has it open for writing: the kernel grants a read lease only
+then. Only where that cannot be told is a file reported once its size and mtime have stayed the same for
+``debounce`` seconds: a hard link (its link count is over 1: the writes may go through its other name), a
+file whose lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands
+over (``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
 these event types are asked for (not every write's "modified"), which keeps the kernel queue from
 overflowing under bursts; when it overflows anyway, ``on_overflow`` is called so the engine rescans, once
-watchdog has watched anew the folders it lost track of (where watchdog cannot say when, at its log line). Changes made without a close (mmap) are found
-by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
+watchdog has watched anew the folders it lost track of (where watchdog cannot say when, at its log line).
+Changes made without a close (mmap) are found by the rescan (``rescan_interval``). Knows nothing of the
+store or the UI: it calls back with paths.
 """
 
 from __future__ import annotations
