@@ -111,9 +111,22 @@ def profile_chain(n: int) -> dict[str, float]:
         stamps[run_id].setdefault(f"loop {kind}", clock())
         return on_message(self, worker, kind, run_id, payload)
 
+    # a batch of reports takes a start and an outcome in through these (``on_message`` for the other kinds)
+    started, done = RunBook.__dict__.get("_started"), RunBook.__dict__.get("_done")
+
+    def timed_started(self, worker, run, *rest):  # noqa: ANN001, ANN002, ANN202
+        stamps[run.run_id].setdefault("loop start", clock())
+        return started(self, worker, run, *rest)
+
+    def timed_done(self, worker, run, *rest):  # noqa: ANN001, ANN002, ANN202
+        stamps[run.run_id].setdefault("loop done", clock())
+        return done(self, worker, run, *rest)
+
     process.ProcessExecutor.submit = timed_submit
     process.ProcessExecutor._account = timed_account
     RunBook.on_message = timed_on_message
+    if started is not None and done is not None:
+        RunBook._started, RunBook._done = timed_started, timed_done
     work = Path(tempfile.mkdtemp(prefix="bench-link-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     cwd = os.getcwd()
     try:
@@ -130,6 +143,8 @@ def profile_chain(n: int) -> dict[str, float]:
         shutil.rmtree(work, ignore_errors=True)
         process.ProcessExecutor.submit, process.ProcessExecutor._account, RunBook.on_message = (
             submit, account, on_message)
+        if started is not None and done is not None:
+            RunBook._started, RunBook._done = started, done
     stamps.pop(0, None)  # the workers' "ready" (run id 0)
     if len(stamps) != n:
         raise RuntimeError(f"{len(stamps)} runs stamped, wanted {n}")
@@ -157,8 +172,10 @@ PARTS = (
     ("core.loop", "Loop", "_handle", "  reports taken in"),
     ("core.runbook", "RunBook", "finish_ok", "    outcome (finish_ok)"),
     ("store_des", "DESPart", "finish_runs", "    run row deferred (opens the transaction)"),
+    ("store_des", "DESPart", "runs_ok", "    ok run's row deferred (opens the transaction)"),
     ("core.loop", "Loop", "_settle_and_take", "  readiness and dispatch"),
     ("dag", "Graph", "settle", "    readiness walk (Graph.settle)"),
+    ("dag", "Graph", "settle_leaves", "    readiness without a walk (Graph.settle_leaves)"),
     ("core.dispatch", "Dispatch", "take", "    next task and its run row"),
     ("core.loop", "Loop", "_commit_and_publish", "  commit, submit, facts"),
     ("store_base", "StoreBase", "flush", "    rows written (flush)"),
@@ -172,7 +189,8 @@ PARTS = (
     ("waker", "Waker", "wait", "wait (poll; reports read)"),
     ("executors.process", "ProcessExecutor", "_on_results", "  reports read (pipe, unpickle, account)"),
 )
-"""(module under ``tinyo``, class, method, label) of the parts ``--parts`` times."""
+"""(module under ``tinyo``, class, method, label) of the parts ``--parts`` times (those the engine measured has:
+an older engine, as a baseline, lacks some)."""
 
 
 def profile_parts(n: int) -> dict[str, object]:
@@ -199,12 +217,14 @@ def profile_parts(n: int) -> dict[str, object]:
 
     for module, cls_name, name, label in PARTS:
         cls = getattr(importlib.import_module(f"tinyo.{module}"), cls_name)
+        if name not in cls.__dict__:
+            continue
         undo.append((cls, name, cls.__dict__[name]))
         setattr(cls, name, timed(label, cls.__dict__[name]))
     registering: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     linking: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     phase = [registering]  # until the first outcome
-    connect, release = sqlite3.connect, Outbox.release
+    connect, outbox_init = sqlite3.connect, Outbox.__init__
 
     def statement(sql: str) -> None:
         table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", sql)
@@ -216,19 +236,22 @@ def profile_parts(n: int) -> dict[str, object]:
         conn.set_trace_callback(statement)
         return conn
 
-    def counted_release(self):  # noqa: ANN001, ANN202
-        # counted as they are released (``Outbox.emit`` is its list's own append, not a method to wrap)
-        for fact in self._facts:
+    def counting_init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        outbox_init(self, *args, **kwargs)
+        emit = self.emit  # an instance's own (its list's append)
+
+        def counted_emit(fact):  # noqa: ANN001, ANN202
             if fact.__class__.__name__ == "OpFinished":
                 phase[0] = linking
             phase[0][1][type(fact).__name__] += 1
-        return release(self)
+            return emit(fact)
+        self.emit = counted_emit
 
-    sqlite3.connect, Outbox.release = traced_connect, counted_release
+    sqlite3.connect, Outbox.__init__ = traced_connect, counting_init
     try:
         profile_chain(n)
     finally:
-        sqlite3.connect, Outbox.release = connect, release
+        sqlite3.connect, Outbox.__init__ = connect, outbox_init
         for cls, name, fn in undo:
             setattr(cls, name, fn)
     def per(counts: Counter[str]) -> dict[str, float]:

@@ -55,10 +55,10 @@ def link_statements(i: int, des_id: str) -> list[tuple[str, tuple[Any, ...]]]:
     """Link ``i``'s statements with the values the engine binds (None where a run has no error, output...)."""
     return [
         ("BEGIN IMMEDIATE", ()),
-        (DEFERRED["runs_finish"], ("ok", 2.0, None, None, "", None, "w1", 1.0, i)),
-        (DEFERRED["des_update"], ("ok", f'{{"chain.{i - 1}": 1}}', None, 0, 1, des_id)),
+        (DEFERRED["runs_ok"], (2.0, "", None, "w1", 1.0, i)),
+        (DEFERRED["des_ok"], (f'{{"chain.{i - 1}": 1}}', des_id)),
         (DOC_UPSERT, (f"chain.{i}", 1, None, None, None, 2.0, des_id)),
-        (DEFERRED["runs"], (i + 1, des_id, 1, None, None, "queued", f'{{"chain.{i}": 1}}')),
+        (DEFERRED["runs"], (i + 1, des_id, 1, f'{{"chain.{i}": 1}}')),
     ]
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from tinyo.dag import Graph, Node
 from tinyo.errors import DESRejected
+from tinyo.explain import explain_des, explain_document
 
 
 def graph_of(*specs):
@@ -218,8 +219,33 @@ def test_explanations_name_the_cause():
     g = graph_of(("a", ["x"], ["y"]), ("b", ["y", "q"], ["z"]))
     g.set_version("x", 1)
     settle_all(g)
-    text = g.explain_des("b")
+    text = explain_des(g, "b")
     assert "waiting" in text and "q (no version yet)" in text and "DES a is stale" in text
-    doc = g.explain_document("y")
+    doc = explain_document(g, "y")
     assert "produced by DES a" in doc and "read by 1 DES: b" in doc
-    assert "no event has named it" in g.explain_document("nothing")
+    assert "no event has named it" in explain_document(g, "nothing")
+
+
+def test_leaves_settle_in_one_pass_as_the_walk_settles_them():
+    """DES nothing reads are settled without the walk (a burst's new DES, a run's DES as it starts and ends)
+    to the same states, reasons, ready list and changes as ``settle``; a touched DES that something reads
+    sends the whole lot to ``settle``, with nothing changed."""
+    specs = [("new", ["x"], ["y1"]), ("waits", ["missing"], ["y2"]), ("up", ["x"], ["mid"]), ("down", ["mid"], ["z"])]
+    leafy, walked = graph_of(*specs), graph_of(*specs)
+    for g in (leafy, walked):
+        g.set_version("x", 1)
+    assert leafy.settle_leaves(["new", "up"]) is None, "up is read by down"
+    assert leafy.nodes["new"].state == leafy.nodes["up"].state == "new", "nothing changed"
+    ready, changed = leafy.settle_leaves(["waits", "new", "waits"])
+    assert (ready, [n.id for n in changed]) == (["new"], ["waits", "new"])
+    assert (ready, [n.id for n in changed]) == (lambda r, c: (r, [n.id for n in c]))(*walked.settle(["waits", "new"]))
+    view = lambda g: {i: (n.state, n.was, n.blocking, n.reason) for i, n in g.nodes.items()}  # noqa: E731
+    assert view(leafy) == view(walked)
+    node = leafy.nodes["new"]
+    node.status = "running"
+    assert leafy.settle_leaf(node, frozenset({"ok"})) is None, "running is not a state asked for"
+    assert leafy.settle_leaf(node, frozenset({"running"})) is True and (node.was, node.state) == ("stale", "running")
+    assert leafy.settle_leaf(node, frozenset({"running"})) is False, "no change the second time"
+    node.status, node.trace = None, {"x": 1}
+    assert leafy.settle_leaf(node, frozenset({"running", "ok"})) is True and node.state == "ok" and not node.blocking
+    assert leafy.settle_leaf(leafy.nodes["up"], frozenset({"stale", "new"})) is None, "up has a reader"

@@ -111,6 +111,66 @@ def test_a_batch_of_worker_reports_leaves_what_the_same_reports_one_by_one_leave
     assert batched["facts"] == one_by_one["facts"]
 
 
+def test_a_batch_of_reports_settles_in_place_only_what_dispatch_would_settle_the_same_way(make_loop):
+    """The run book settles a batch's DES at its end, in place, where nothing reads them and they end running
+    or up to date; the rest (a DES with a reader, one failed or waiting to retry, one whose dep changed while
+    it ran) is left to dispatch. Either way the states, reasons, rows, group counts, facts and ready queue are
+    those the same reports leave one by one, each settled by dispatch."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    for name in ("batched", "one_by_one"):
+        loop = make_loop(name)
+        ok = _register(loop, ["raw"], ["out_ok"])  # nothing reads it: settled in place
+        read = _register(loop, ["raw"], ["out_read"])  # starts only; its reader must hear it is running
+        reader = _register(loop, ["out_read"], ["final"])
+        starts = _register(loop, ["raw"], ["out_starts"])  # starts only, nothing reads it: running in place
+        retry = _register(loop, ["raw"], ["out_retry"])  # fails, runs again after its back-off
+        lost = _register(loop, ["raw"], ["out_lost"])  # fails on its last attempt
+        moved = _register(loop, ["raw2"], ["out_moved"])  # ends ok on a dep changed since: runs again
+        ids = [ok, read, reader, starts, retry, lost, moved]
+        loop.runbook.attempts[lost] = 3  # RECIPE's retries=2: this run is the last
+        loop.documents.bump("raw", by="event")
+        loop.documents.bump("raw2", by="event")
+        tasks = {t.des_id: t for t in _take(loop)}
+        assert set(tasks) == {ok, read, starts, retry, lost, moved}
+        loop._commit_and_publish([])
+        loop.documents.bump("raw2", by="event")  # while ``moved`` runs
+        loop.dispatch.settle()
+        loop.published.clear()
+        messages: list[tuple[str, int, Any]] = []
+        for des_id, task in tasks.items():
+            messages.append(("start", task.run_id, ("w1", 10.0)))
+            if des_id in (read, starts):
+                continue
+            good = des_id not in (retry, lost)
+            messages.append(("done", task.run_id, (good, None if good else "boom", None if good else "Traceback",
+                                                   None, 0.5)))
+        if name == "batched":
+            loop.runbook.on_reports("w1", messages)
+            nodes = loop.graph.nodes
+            assert (nodes[ok].state, nodes[starts].state) == ("ok", "running"), "settled in place"
+            assert ok not in loop.touched and starts not in loop.touched
+            assert {read, retry, lost, moved} <= set(loop.touched), "left to dispatch"
+        else:
+            for kind, run_id, payload in messages:
+                loop.runbook.on_message("w1", kind, run_id, payload)
+        then = _take(loop)
+        loop._commit_and_publish(then)
+        state = _state(loop, ids, ["raw", "raw2", "out_ok", "out_read", "out_moved", "final"])
+        state["ready"] = [t.des_id for t in then] + list(loop.dispatch.ready)
+        state["told"] = dict(loop.runbook.told)
+        state["failed"] = sorted(loop.dispatch.failed)
+        outcomes[name] = {"state": state, "facts": _facts(loop)}
+    batched, one_by_one = outcomes["batched"], outcomes["one_by_one"]
+    nodes = batched["state"]["nodes"]
+    assert nodes[ok][0] == "ok" and nodes[starts][0] == nodes[read][0] == "running"
+    assert "DES " + read + " is running" in nodes[reader][2], "the reader of a DES that started was told"
+    assert nodes[retry][0] == "retry" and nodes[lost][0] == "failed" and batched["state"]["failed"] == [lost]
+    assert batched["state"]["ready"] == [moved], "a DES whose dep changed while it ran runs again"
+    assert batched["state"]["told"] == {}
+    assert batched["state"] == one_by_one["state"]
+    assert batched["facts"] == one_by_one["facts"]
+
+
 def test_rows_a_batch_holds_are_in_the_commit_that_releases_its_facts(make_loop):
     """Registration and documents hand a batch's rows to the store together; a commit in the middle of a
     batch (a huge emission dispatches what is ready before it is all registered) takes them with it, so no

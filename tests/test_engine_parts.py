@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tinyo import events as ev
+from tinyo import dag
 from tinyo.clock import ManualClock
 from tinyo.core.loop import Loop
 from tinyo.core.runbook import retry_delay
@@ -394,3 +395,36 @@ def test_a_recipe_s_own_maxevents_is_the_most_events_a_cycle_feeds_before_it_dis
         assert store.conn.execute("SELECT count(*) FROM processed").fetchone()[0] == commits + 4
     finally:
         store.close()
+
+
+def test_eviction_drops_the_documents_of_the_des_it_drops_and_sweeps_what_no_des_names(parts, monkeypatch):
+    """An eviction drops the up-to-date DES with the cached facts of their documents, not those of a DES that
+    stays; cached facts no DES names (lookups for events and queries) are swept once they outnumber the rest.
+    What was dropped is read back from the state file."""
+    monkeypatch.setattr(dag, "EVICT_MIN", 1)
+    monkeypatch.setattr(dag, "EVICT_GROWTH", 0.0)
+    loop = parts
+    built = [_des(loop, [f"in{i}"], [f"out{i}"]) for i in range(3)]
+    waits = [_des(loop, [f"never{i}"], [f"waits{i}"]) for i in range(3)]  # the hot part: more than what goes
+    hot = {f"never{i}" for i in range(3)} | {f"waits{i}" for i in range(3)}
+    for i in range(3):
+        loop.documents.bump(f"in{i}", by="event")
+    tasks = _ready_tasks(loop)
+    loop.runbook.on_reports("w1", [m for t in tasks for m in (("start", t.run_id, ("w1", 1.0)),
+                                                              ("done", t.run_id, (True, None, None, None, 0.1)))])
+    loop._commit_and_publish([], trim=False)
+    graph = loop.graph
+
+    def cached() -> set[str]:
+        return set(graph.versions) | set(graph.producer) | set(graph.consumers)
+
+    assert graph.evict() == len(built)
+    assert set(graph.nodes) == {d.id for d in waits}
+    assert cached() == hot, "the dropped DES's documents went with them, the rest stayed"
+    orphans = [f"asked{i}" for i in range(30)]
+    for name in orphans:
+        assert graph.version(name) is None
+    assert graph.evict() == 0
+    assert cached() == hot, "looked-up names no DES reads or makes were swept"
+    assert [graph.version(f"out{i}") for i in range(3)] == [1, 1, 1], "read back from the state file"
+    assert graph.node(built[0].id).state == "ok" and graph.readers("in1") == {built[1].id}

@@ -17,6 +17,7 @@ import pytest
 from conftest import write_recipe
 from tinyo import events as ev
 from tinyo.errors import TinyoError
+from tinyo.store_rows import jmap
 from tinyo.history import des_of_event
 from tinyo.model import DES, Config
 from tinyo.names import from_sql, json_escaped, name_problem, to_sql
@@ -81,7 +82,7 @@ def test_the_store_keeps_the_bytes_of_every_name(tmp_path: Path) -> None:
     store.add_des([("d1", frozenset(names), frozenset(["out\udcff"]), ("op",), None, "gen", names[0], 1.0)])
     store.add_names([(n, "g\udcff") for n in names])
     store.update_des([("ok", {n: 1 for n in names}, None, False, "d1")])
-    store.add_runs([(1, "d1", 1, None, None, "queued", {n: 1 for n in names})])
+    store.add_runs([(1, "d1", 1, jmap({n: 1 for n in names}))])
     store.finish_runs([("ok", 2.0, f"no {names[0]}", None, f"read {names[1]}", None, "w1", 1)])
     store.commit()
     store.close()

@@ -251,7 +251,7 @@ def test_a_schema_2_file_is_upgraded_in_place_and_keeps_every_des_and_run(tmp_pa
         assert store.last_error("aaaa000000000001") == ""
         assert store.des_lookup("aaaa000000000001").targs == frozenset({"a"})
         store.add_des([("cccc000000000003", frozenset({"a"}), frozenset({"c"}), ("op",), None, "gen", "ev", 2.0)])
-        store.add_runs([(4, "cccc000000000003", 1, None, None, "queued", {"a": 1})])
+        store.add_runs([(4, "cccc000000000003", 1, '{"a": 1}')])
         store.commit()
         assert conn.execute("SELECT n FROM des WHERE id = 'cccc000000000003'").fetchone() == (3,)
         assert conn.execute("SELECT des_n FROM runs WHERE id = 4").fetchone() == (3,)

@@ -126,3 +126,34 @@ def test_a_des_changed_several_times_before_a_commit_is_written_once_as_it_was_l
         assert (row.state, row.trace) == ("ok", {"a": 1})
     finally:
         store.close()
+
+
+def test_a_run_ended_ok_and_its_des_up_to_date_are_written_by_their_own_statements_as_given_last(
+        tmp_path: Path) -> None:
+    """The common outcome binds only what varies (``runs_ok``, and ``des_ok`` through the DES updates' keys):
+    the rows read back as the general statements write them, and a DES set up to date and otherwise in one
+    commit is written once, as it was last, whichever statement writes it."""
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        store.add_des([(f"d{i}", frozenset(["a"]), frozenset([f"b{i}"]), ("op",), None, "gen", "ev", 1.0)
+                       for i in (1, 2)])
+        store.add_runs([(1, "d1", 2, '{"a": 1}'), (2, "d2", 1, '{"a": 1}')])
+        store.update_des([("retry", None, None, False, 2, "d1")])
+        store.commit()
+        assert store.open_runs_full() == [(1, "d1", 2, {"a": 1}), (2, "d2", 1, {"a": 1})]
+        assert written(store, lambda: (store.runs_ok([(5.0, "", "42", "w1", 4.0, 1)]),
+                                       store.finish_runs([("failed", 5.0, "boom", "tb", "out", None, "w2", 4.5, 2)]),
+                                       store.update_des([('{"a": 1}', "d1"), ("stale", None, None, True, "d2")]),
+                                       store.update_des([("failed", None, {"a": 1}, False, "d2"),
+                                                         ('{"a": 2}', "d2")]))) == 4
+        assert [(r.id, r.status, r.worker, r.start, r.end, r.error, r.traceback, r.output, r.result)
+                for r in store.recent_runs(5)] == [(1, "ok", "w1", 4.0, 5.0, None, None, "", "42"),
+                                                   (2, "failed", "w2", 4.5, 5.0, "boom", "tb", "out", None)]
+        d1, d2 = store.des_lookup("d1"), store.des_lookup("d2")
+        assert (d1.state, d1.trace, d1.failed_trace, d1.forced, d1.attempt) == ("ok", {"a": 1}, None, False, 1)
+        assert (d2.state, d2.trace, d2.failed_trace, d2.forced) == ("ok", {"a": 2}, None, False), "the last given"
+        assert written(store, lambda: store.update_des([('{"a": 3}', "d2"), ("failed", None, {"a": 3}, False, "d2")])) == 1
+        d2 = store.des_lookup("d2")
+        assert (d2.state, d2.trace, d2.failed_trace) == ("failed", None, {"a": 3}), "the general row, given last"
+    finally:
+        store.close()

@@ -16,14 +16,9 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
+from .dag_nodes import UP_TO_DATE, Backing, Node, RunStatus, State, Verdict  # noqa: F401 (re-exported)
 from .errors import DESRejected
-from .text import printable as _p
-
-State = Literal["new", "waiting", "stale", "queued", "running", "retry", "ok", "failed", "cancelled"]
-RunStatus = Literal["queued", "running", "retry"]
 
 EVICT_MIN = 4000
 """Entries (DES plus cached document facts) a backed graph holds before its first eviction."""
@@ -32,65 +27,10 @@ EVICT_GROWTH = 1.0
 """After an eviction, the next waits until memory grew by this fraction of what stayed (at least
 EVICT_MIN entries): eviction costs O(what stays), so this keeps it O(1) per entry over time."""
 
-UP_TO_DATE = "up to date: deps unchanged since the last success"
-"""One shared string: the versions are in ``explain_des`` (memory per DES stays small)."""
-
-
-@dataclass(slots=True, eq=False)
-class Node:
-    """A DES in the graph, with what readiness needs to know about it."""
-
-    id: str
-    deps: tuple[str, ...] | frozenset[str]
-    targs: tuple[str, ...] | frozenset[str]
-    ops_desc: tuple[str, ...] = ()
-    generator: str = ""
-    event: str = ""
-    trace: dict[str, int] | None = None
-    """Dep versions at the last success (None: never succeeded)."""
-    failed_trace: dict[str, int] | None = None
-    """Dep versions at the last failure or cancellation."""
-    failed_state: Literal["failed", "cancelled"] | None = None
-    forced: bool = False
-    """A rerun was asked for: run even if up to date."""
-    error: str = ""
-    """The last failure's message (shown with the failed state)."""
-    status: RunStatus | None = None
-    """Engine-owned: the DES is queued, running, or waiting for a retry."""
-    state: State = "new"
-    was: State = "new"
-    """The state before the last change ``settle`` reported."""
-    blocking: bool = True
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What ``evaluate`` concluded about a DES."""
-
-    state: State
-    blocking: bool
-    reason: str
-
-
 _RUNNING = Verdict("running", True, "running")
 _RERUN = Verdict("stale", True, "rerun requested")
 _NEVER_BUILT = Verdict("stale", True, "never built")
 _OK = Verdict("ok", False, UP_TO_DATE)
-
-
-class Backing(Protocol):
-    """Where the DES and documents that are not in memory are looked up (the store)."""
-
-    def node(self, des_id: str) -> Node | None: ...
-    def versions(self, docs: list[str]) -> dict[str, int]: ...
-    def producers(self, docs: list[str]) -> dict[str, str]: ...
-    def consumers(self, docs: list[str]) -> dict[str, list[str]]: ...
-    def existing_des(self, des_ids: list[str]) -> set[str]: ...
-    def known(self, docs: list[str]) -> set[str]: ...
-    """Which of ``docs`` the backing has ever named: a name it does not know has no version, producer or
-    reader there, and no DES there produces it."""
-
 
 _UNKNOWN = object()
 
@@ -173,6 +113,10 @@ class Graph:
             return True
         return (self.backing is not None and des_id not in self._absent
                 and des_id in self.backing.existing_des([des_id]))
+
+    def is_new(self, des_id: str) -> bool:
+        """Known not to exist, without a lookup: not in memory, and absent by the last ``prefetch``."""
+        return des_id in self._absent and des_id not in self.nodes
 
     def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = (), targs: Iterable[Iterable[str]] = ()) -> None:
         """Fill the caches for ``docs`` (and learn which of ``des_ids`` exist) with a few batched lookups,
@@ -354,17 +298,29 @@ class Graph:
             return 0
         self._settled = 0
         pinned = set(keep)
-        drop = [nid for nid, n in self.nodes.items()
+        nodes = self.nodes
+        drop = [n for nid, n in nodes.items()
                 if n.state == "ok" and n.status is None and not n.forced and nid not in pinned]
-        for nid in drop:
-            del self.nodes[nid]
+        for n in drop:
+            del nodes[n.id]
         hot_docs: set[str] = set()
-        for n in self.nodes.values():
+        for n in nodes.values():
             hot_docs.update(n.deps)
             hot_docs.update(n.targs)
-        self.versions = {d: v for d, v in self.versions.items() if d in hot_docs}
-        self.producer = {d: p for d, p in self.producer.items() if d in hot_docs}
-        self.consumers = {d: c for d, c in self.consumers.items() if d in hot_docs}
+        versions, producer, consumers = self.versions, self.producer, self.consumers
+        if len(versions) + len(producer) + len(consumers) - 3 * len(drop) > 2 * (3 * len(hot_docs) + EVICT_MIN):
+            # many entries that no DES names (looked up for events, queries): a sweep of the whole caches
+            self.versions = {d: v for d, v in versions.items() if d in hot_docs}
+            self.producer = {d: p for d, p in producer.items() if d in hot_docs}
+            self.consumers = {d: c for d, c in consumers.items() if d in hot_docs}
+        else:  # the documents of the DES dropped, mostly (a burst's): only theirs go, not a copy of what stays
+            for n in drop:
+                for group in (n.deps, n.targs):
+                    for d in group:
+                        if d not in hot_docs:
+                            versions.pop(d, None)
+                            producer.pop(d, None)
+                            consumers.pop(d, None)
         kept = len(self.nodes) + len(self.versions) + len(self.producer) + len(self.consumers)
         self._evict_at = kept + max(EVICT_MIN, int(kept * EVICT_GROWTH))
         return len(drop)
@@ -457,42 +413,53 @@ class Graph:
         ready = [nid for nid in evaluated if nodes[nid].state == "stale"]
         return ready, list(changed.values())
 
-    # ------------------------------------------------------------ explanations
-    def explain_des(self, des_id: str) -> str:
-        """Why a DES is in its state, one line per fact (names shown literally, control characters escaped)."""
-        node = self.node(des_id)
-        if node is None:
-            return f"no DES {_p(des_id)!r} is known"
-        verdict = self.evaluate(node)
-        ops = ", ".join(node.ops_desc) or "-"
-        lines = [
-            f"DES {node.id}: {verdict.state}: {_p(verdict.reason)}",
-            f"  ops: {_p(ops)}   (generator {node.generator or '?'}, event {_p(node.event) or '?'})",
-            "  deps: " + (", ".join(f"{_p(d)} v{self.version(d) or '-'}" for d in sorted(node.deps)) or "-"),
-            "  targs: " + ", ".join(f"{_p(t)} v{self.version(t) or '-'}" for t in sorted(node.targs)),
-        ]
-        if node.trace is not None:
-            lines.append("  last success used: "
-                         + (", ".join(f"{_p(d)} v{v}" for d, v in sorted(node.trace.items())) or "no deps"))
-        return "\n".join(lines)
+    def settle_leaves(self, touched: Iterable[str]) -> tuple[list[str], list[Node]] | None:
+        """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory
+        and a leaf (``_leaf``: a burst's new DES). None, with nothing changed, otherwise."""
+        nodes, leaf = self.nodes, self._leaf
+        batch: list[Node] = []
+        for nid in dict.fromkeys(touched):
+            node = nodes.get(nid)
+            if node is None or not leaf(node):
+                return None
+            batch.append(node)
+        ready: list[str] = []
+        changed: list[Node] = []
+        evaluate, apply = self.evaluate, self._apply
+        for node in batch:
+            verdict = evaluate(node)
+            if apply(node, verdict):
+                changed.append(node)
+            if verdict.state == "stale":
+                ready.append(node.id)
+        return ready, changed
 
-    def explain_document(self, name: str) -> str:
-        """Why a document has the version it has, who produces it and who reads it."""
-        version = self.version(name)
-        owner = self.producer_of(name)
-        readers = sorted(self.readers(name))
-        head = f"document {_p(name)}: " + (f"version {version}" if version is not None else "no version yet")
-        lines = [head]
-        node = self.node(owner) if owner is not None else None
-        if owner is not None and node is not None:
-            verdict = self.evaluate(node)
-            lines.append(f"  produced by DES {owner} ({_p(', '.join(node.ops_desc) or '-')}): "
-                         f"{verdict.state}: {_p(verdict.reason)}")
-        elif version is not None:
-            lines.append("  an input: its versions come from events (files, timers, injections), no DES produces it")
-        else:
-            lines.append("  no event has named it and no DES produces it")
-        if readers:
-            shown = ", ".join(readers[:10]) + (f" and {len(readers) - 10} more" if len(readers) > 10 else "")
-            lines.append(f"  read by {len(readers)} DES: {shown}")
-        return "\n".join(lines)
+    def settle_leaf(self, node: Node, states: frozenset[str]) -> bool | None:
+        """``settle([node.id])`` for a leaf (the run book's, as a run starts and ends): whether its verdict, when
+        one of ``states``, changed it (``was``: its state before). None, with nothing changed, when ``settle``
+        must decide (a reader may need telling, or the DES becomes ready or blocked: dispatch's part)."""
+        if not self._leaf(node):
+            return None
+        verdict = self.evaluate(node)
+        return self._apply(node, verdict) if verdict.state in states else None
+
+    def _leaf(self, node: Node) -> bool:
+        """Nothing is known to read a target of ``node``: settling it walks nowhere. (With a backing, a target
+        not in the reverse index may have readers there; without one, it has none.)"""
+        consumers, backed = self.consumers, self.backing is not None
+        for targ in node.targs:
+            readers = consumers.get(targ)
+            if readers or (readers is None and backed):
+                return False
+        return True
+
+    def _apply(self, node: Node, verdict: Verdict) -> bool:
+        """``verdict`` is now ``node``'s; whether that changed it (``was``: its state before)."""
+        state = verdict.state
+        if state == node.state and verdict.blocking == node.blocking and verdict.reason == node.reason:
+            return False
+        node.was = node.state
+        if state == "ok":
+            self._settled += 1
+        node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+        return True

@@ -109,6 +109,8 @@ class OpenRun:
     submitted: bool = True
     output: deque[str] | None = None
     """Its last OUTPUT_KEPT lines of output (made at the first line: most runs print nothing)."""
+    dep_text: str | None = None
+    """``dep_versions`` as its run's row holds them (``store_rows.jmap``): its DES's trace, if it ends ok."""
 
     def add_output(self, line: str) -> None:
         if self.output is None:

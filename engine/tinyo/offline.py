@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from .dag import Graph, Node
+from .explain import explain_des, explain_document
 from .filecheck import FileChecks
 from .intake import FileState
 from .store import Store
@@ -74,10 +75,10 @@ def status(store: Store, recent: int = 10) -> dict[str, Any]:
 def explain(store: Store, name: str) -> str:
     graph = load_graph(store)
     if name in graph.nodes:
-        text = graph.explain_des(name)
+        text = explain_des(graph, name)
         target = name
     else:
-        text = graph.explain_document(name)
+        text = explain_document(graph, name)
         target = graph.producer.get(name)
     if target is not None:
         runs = store.runs_for(target, limit=3)

@@ -26,6 +26,8 @@ from .store_migrate import init_schema
 from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
 from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Checkpointer, WalMeter
 
+DES_OK = DEFERRED["des_ok"]
+
 # Python's sqlite3 binds an int, float or str as it is, but for None and bytes it looks for an adapter first: a
 # missed lookup and two failed attribute lookups, about 0.3 us per value (a run's row binds three or four
 # Nones). An adapter that gives the value back makes that one lookup that hits, and binds the same NULL or
@@ -202,6 +204,13 @@ class StoreBase:
                     continue
                 if rows.__class__ is dict:
                     rows = list(rows.values())
+                if kind == "des_update":  # keyed with the DES made up to date (``des_ok``): one row per DES
+                    ok = [row for row in rows if len(row) == 2]
+                    if ok:
+                        self._write_rows(DES_OK, ok, TEXT_COLUMNS["des_ok"])
+                        rows = [row for row in rows if len(row) != 2]
+                        if not rows:
+                            continue
                 self._write_rows(sql, rows, TEXT_COLUMNS.get(kind, ()))
         except sqlite3.OperationalError as exc:
             self._abort(exc)

@@ -45,11 +45,16 @@ class DESPart(DocumentsPart):
 
     def update_des(self, rows: list[tuple[Any, ...]]) -> None:
         """Set the state of DES: rows are (state, trace, failed_trace, forced, id), or with the next attempt
-        number before the id (a retry waiting for its backoff keeps its count across a restart). A DES
+        number before the id (a retry waiting for its backoff keeps its count across a restart), or (trace, id)
+        with the trace as ``jmap`` gives it for ("ok", trace, None, False, id): a DES whose run ended ok (its run
+        row's text reused), written by a statement of its own that binds only those two (``des_ok``). A DES
         changed several times before a commit is written once, as it was last."""
         updates = self._keyed("des_update")
         for r in rows:
-            updates[r[-1]] = (r[0], jmap(r[1]), jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
+            if len(r) == 2:
+                updates[r[1]] = r
+            else:
+                updates[r[-1]] = (r[0], jmap(r[1]), jmap(r[2]), int(r[3]), r[4] if len(r) == 6 else 1, r[-1])
 
     def load_des(self) -> Iterator[StoredDES]:
         for row in self._r(f"SELECT {_DES_COLUMNS} FROM des"):
@@ -69,15 +74,20 @@ class DESPart(DocumentsPart):
     def next_run_id(self) -> int:
         return (self._r("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
 
-    def add_runs(self, rows: list[tuple[int, str, int, str | None, float | None, str, dict[str, int]]]) -> None:
-        """Insert (id, des_id, attempt, worker, start, status, dep_versions)."""
-        self._defer("runs", [(i, d, a, w, s, st, jmap(v)) for i, d, a, w, s, st, v in rows])
+    def add_runs(self, rows: list[tuple[int, str, int, str]]) -> None:
+        """Insert runs queued, as (id, des_id, attempt, dep_versions as ``jmap`` gives them)."""
+        self._defer("runs", rows)
 
     def finish_runs(self, rows: list[tuple[Any, ...]]) -> None:
         """(status, end, error, traceback, output, result, worker, start, id), or without the start; a worker or
         start of None keeps what the run's row has. A run's start is written with its end: while it runs, it is
         open (queued or running, the same to a restart: interrupted, and dispatched again)."""
         self._defer("runs_finish", [r if len(r) == 9 else (*r[:7], None, r[7]) for r in rows])
+
+    def runs_ok(self, rows: list[tuple[Any, ...]]) -> None:
+        """Runs that ended ok, as (end, output, result, worker, start, id): ``finish_runs`` of ("ok", end, None,
+        None, output, result, worker, start, id), in the statement of its own that binds only these."""
+        self._defer("runs_ok", rows)
 
     def run_status(self, run_id: int) -> str | None:
         """The stored status of run ``run_id`` (None: no such run)."""

@@ -106,8 +106,12 @@ DEFERRED = {
     "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
     "des_update": "UPDATE des SET state = ?, trace = CAST(? AS TEXT), failed_trace = CAST(? AS TEXT), forced = ?, "
                   "attempt = ? WHERE id = ?",
-    "runs": "INSERT INTO runs(id, des_id, attempt, worker, start, status, dep_versions, des_n) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, CAST(?7 AS TEXT), (SELECT n FROM des WHERE id = ?2))",
+    "des_ok": "UPDATE des SET state = 'ok', trace = CAST(? AS TEXT), failed_trace = NULL, forced = 0, attempt = 1 "
+              "WHERE id = ?",
+    "runs": "INSERT INTO runs(id, des_id, attempt, status, dep_versions, des_n) "
+            "VALUES (?1, ?2, ?3, 'queued', CAST(?4 AS TEXT), (SELECT n FROM des WHERE id = ?2))",
+    "runs_ok": "UPDATE runs SET status = 'ok', end = ?, error = NULL, traceback = NULL, output = CAST(? AS TEXT), "
+               "result = CAST(? AS TEXT), worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = CAST(? AS TEXT), traceback = CAST(? AS TEXT), "
                    "output = CAST(? AS TEXT), result = CAST(? AS TEXT), "
                    "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
@@ -116,10 +120,13 @@ DEFERRED = {
 }
 """Deferred statements, in the order they are flushed. Names and free text are bound in ``CAST(? AS TEXT)``
 (see :mod:`tinyo.names`): the columns of each listed in TEXT_COLUMNS. A kind kept as a dict (documents and
-DES updates by name, the ``processed`` row) writes one row per key and commit, the last one given."""
+DES updates by name, the ``processed`` row) writes one row per key and commit, the last one given. A run that
+ends ok and its DES up to date (most rows, in a burst) have statements of their own that bind only what varies:
+``runs_ok``, and ``des_ok``, which shares the DES updates' keys (``des_update``'s rows of two values)."""
 
 TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "des": (1, 2, 5, 6),
-                "consumers": (0,), "des_update": (1, 2), "runs": (6,), "runs_finish": (2, 3, 4, 5), "timers": (0,)}
+                "consumers": (0,), "des_update": (1, 2), "des_ok": (0,), "runs": (3,), "runs_ok": (1, 2),
+                "runs_finish": (2, 3, 4, 5), "timers": (0,)}
 """The row positions of the deferred statements' names and free text (for :func:`tinyo.names.bindable`)."""
 
 

@@ -11,6 +11,7 @@ from ..clock import Clock
 from ..dag import Graph, Node
 from ..engine_state import OpenRun
 from ..filecheck import MISSING
+from ..store_rows import jmap
 from ..worker import Task
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class Dispatch:
         touched = list(self.touched)
         self.touched.clear()
         self.documents.checks.built_targets(touched)  # a built DES whose target file drifted is stale, not up to date
-        ready, changed = self.graph.settle(dict.fromkeys(touched))
+        settled = self.graph.settle_leaves(touched)  # a burst's new DES: no walk, no queue
+        ready, changed = settled if settled is not None else self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
         emit = self.outbox.emit
         failed = self.failed
@@ -109,6 +111,7 @@ class Dispatch:
                 slots -= 1
         nodes, ready, run_versions = self.graph.nodes, self.ready, self.graph.run_versions
         load_ops, attempts, labels, open_runs = self.registration.load_ops, runbook.attempts, self._labels, runbook.open
+        gone_deps, recipe_path, run_id = self.documents.checks.gone_deps, self.recipe_path, self.next_run_id
         while slots > 0 and ready:
             des_id = ready.popleft()
             node = nodes[des_id]
@@ -119,32 +122,33 @@ class Dispatch:
                 node.status = None
                 self.touched.append(des_id)
                 continue
-            if self._waits_for_files(node):
+            gone = gone_deps(node)
+            if gone:
+                self._wait_for_files(node, gone)
                 continue
             ops = load_ops(des_id)
             if ops is None:
                 continue
             attempt = attempts.get(des_id, 1)
-            run_id = self.next_run_id
-            self.next_run_id += 1
-            task = Task(run_id, des_id, attempt, self.recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
+            task = Task(run_id, des_id, attempt, recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
             label = labels.get(node.ops_desc)
             if label is None:
                 label = labels[node.ops_desc] = "+".join(node.ops_desc)  # == task.op_label
-            open_runs[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs)
-            rows.append((run_id, des_id, attempt, None, None, "queued", dep_versions))
+            dep_text = jmap(dep_versions)
+            open_runs[run_id] = OpenRun(run_id, des_id, attempt, task, dep_versions, label, node.targs,
+                                        dep_text=dep_text)
+            rows.append((run_id, des_id, attempt, dep_text))
             tasks.append(task)
+            run_id += 1
             slots -= 1
+        self.next_run_id = run_id
         if rows:
             self.store.add_runs(rows)
         return tasks
 
-    def _waits_for_files(self, node: Node) -> bool:
-        """True (and the DES back to waiting) if a file dep of ``node`` is gone as it is about to run: it
+    def _wait_for_files(self, node: Node, gone: list[str]) -> None:
+        """The DES goes back to waiting: a file dep of ``node`` is gone as it is about to run (``gone``). It
         waits for the file (or, for a produced dep, for its producer to make it again)."""
-        gone = self.documents.checks.gone_deps(node)
-        if not gone:
-            return False
         for dep in gone:
             owner = self.graph.producer_of(dep)
             if owner is not None:
@@ -154,7 +158,6 @@ class Dispatch:
                 self.documents.file_gone(dep)
         node.status = None
         self.touched.append(node.id)  # settled again next cycle (the loop sees touched DES as more to do)
-        return True
 
     def waiting(self) -> bool:
         """Runs wait for a worker (ready DES or runs given back)."""

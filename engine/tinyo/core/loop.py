@@ -319,10 +319,8 @@ class Loop:
         if not batch:
             return
         self._processed += len(batch)
-        self.documents.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
         self.documents.begin_batch()
-        for _, _, name, state, _ in batch:
-            self.documents.from_event(name, state)
+        self.documents.from_events(batch)
         events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
         self._apply_batch(batch, emissions, None)
@@ -344,7 +342,7 @@ class Loop:
             event_id, source, name, _, taken = stored[emission.event_id]
             emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
                                   len(emission.errors)))
-        marks = [registration.apply_emission(emission, flush) for emission in emissions]
+        marks = registration.register_batch(emissions, flush)
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"

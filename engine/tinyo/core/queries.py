@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock
 from ..dag import Graph
 from ..engine_state import DESDetails, DESInfo, DocInfo, EngineStats, RunInfo
+from ..explain import explain_des, explain_document
 from ..groups import GroupSummary
 from ..history import History, des_of_event, read_history
 from ..queries import ClientInfo, arguments
@@ -85,8 +86,8 @@ class Queries:
 
     def explain(self, name: str) -> str:
         if self.graph.has(name):
-            return self.graph.explain_des(name)
-        return self.graph.explain_document(name)
+            return explain_des(self.graph, name)
+        return explain_document(self.graph, name)
 
     def des_details(self, des_id: str) -> DESDetails | None:
         node = self.graph.node(des_id)

@@ -14,6 +14,7 @@ from ..dag import Graph, Node
 from ..engine_state import OpenRun
 from ..intake import stat_file
 from ..messages import WorkerLost
+from ..store_rows import jmap
 from ..worker import Task
 
 if TYPE_CHECKING:
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 RECENT_OUTPUT = 1000
 """Output lines kept in memory for a console that missed some."""
+
+
+_SETTLED_HERE = frozenset({"running", "ok"})
+"""The states a run's DES may be settled in by the run book as its run starts or ends (``Graph.settle_leaf``):
+any other (stale again, waiting, failed) is dispatch's to settle (it queues, and counts the failed)."""
 
 
 def retry_delay(attempt: int, first: float, most: float) -> float:
@@ -71,66 +77,101 @@ class RunBook:
         """Output lines printed in this engine's lifetime (each line's ``line_no``)."""
         self._cancel_intent: dict[int, str] = {}
         self._failing_workers: set[str] = set()
-        self._rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
-        """While a batch of reports is taken in: its finished-run rows and DES updates, written at its end."""
+        self._rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+        """While a batch of reports is taken in: its finished-run rows, DES updates and rows of runs ended ok,
+        written at its end."""
+        self._settling: dict[str, Node] | None = None
+        """While a batch of reports is taken in: the DES whose runs started or ended in it, settled at its end."""
 
     # ------------------------------------------------------------ reports from the executor
     def on_reports(self, worker: str, messages: list[tuple[str, int, Any]]) -> None:
-        """One worker's messages, in the order it sent them (the executor hands them over in batches): the
-        rows of the runs that end among them are written together."""
-        self._rows = finished, updated = [], []
-        self.documents.begin_batch()
+        """One worker's messages, in the order it sent them (the executor hands them over in batches), in one
+        pass: the rows of the runs that end among them are written together, and the DES whose runs start or
+        end among them are settled once, at its end: here, in place, those nothing reads and that end running
+        or up to date (``Graph.settle_leaf``, their groups moved together), the rest by dispatch."""
+        self._rows = finished, updated, finished_ok = [], [], []
+        self._settling = settling = {}
+        documents = self.documents
+        documents.begin_batch()
         try:
-            on_message = self.on_message
+            open_runs, on_message, done, started = self.open, self.on_message, self._done, self._started
+            now, mono = self.clock.time(), self.clock.monotonic()  # one read each per batch: its facts, rows share it
             for kind, run_id, payload in messages:
-                on_message(worker, kind, run_id, payload)
+                run = open_runs.get(run_id)
+                if run is None:
+                    on_message(worker, kind, run_id, payload)
+                elif kind == "done":
+                    done(worker, run, payload, now)
+                elif kind == "start":
+                    started(worker, run, payload, now, mono)
+                else:
+                    on_message(worker, kind, run_id, payload)
         finally:
-            self._rows = None
+            self._rows = self._settling = None
+            if finished_ok:
+                self.store.runs_ok(finished_ok)
             if finished:
                 self.store.finish_runs(finished)
             if updated:
                 self.store.update_des(updated)
-            self.documents.end_batch()
+            if settling:
+                self._settle_leaves(settling, now)
+            documents.end_batch()
 
-    def _write(self, finished: tuple[Any, ...], updated: tuple[Any, ...] | None) -> None:
-        """A run's final row and its DES's new state: now, or with the rest of the batch of reports."""
+    def _settle_leaves(self, settling: dict[str, Node], now: float) -> None:
+        """The batch's DES settled as dispatch's ``settle`` would (and the same facts told), where that takes
+        no walk and no queue; the others are left to it."""
+        settle_leaf, told, emit, touched = self.graph.settle_leaf, self.told, self.outbox.emit, self.touched
+        moves = []
+        for node in settling.values():
+            changed = settle_leaf(node, _SETTLED_HERE)
+            if changed is None:
+                touched.append(node.id)
+            elif changed:
+                moves.append((node.targs, node.was, node.state))
+                said = told.pop(node.id, None)
+                if said != node.state:
+                    emit(ev.DESStateChanged(now, node.id, node.state, node.reason, said or node.was, node.targs))
+        if moves:
+            self.documents.des_moved(moves)
+
+    def _write(self, finished: tuple[Any, ...] | None, updated: tuple[Any, ...] | None,
+               finished_ok: tuple[Any, ...] | None = None) -> None:
+        """A run's final row (``finished``, or ``finished_ok`` as ``Store.runs_ok`` takes it) and its DES's new
+        state: now, or with the rest of the batch of reports."""
         rows = self._rows
         if rows is not None:
-            rows[0].append(finished)
+            if finished_ok is not None:
+                rows[2].append(finished_ok)
+            else:
+                rows[0].append(finished)
             if updated is not None:
                 rows[1].append(updated)
             return
-        self.store.finish_runs([finished])
+        if finished_ok is not None:
+            self.store.runs_ok([finished_ok])
+        else:
+            self.store.finish_runs([finished])
         if updated is not None:
             self.store.update_des([updated])
+
+    def _settle(self, node: Node) -> None:
+        """``node``'s state may have changed: settled at the end of the batch of reports, else by dispatch."""
+        settling = self._settling
+        if settling is None:
+            self.touched.append(node.id)
+        else:
+            settling[node.id] = node
 
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
         run = self.open.get(run_id)
         if kind == "done":
-            if run is None:
-                return
-            ok, error, tb, result, duration = payload
-            run.worker = run.worker or worker
-            if ok:
-                self.finish_ok(run, result, duration)
-            else:
-                cause = self._cancel_intent.pop(run_id, None)
-                if error and error.startswith("cancelled") and cause is None:
-                    cause = "cancel"
-                self.finish_failed(run, error or "failed", tb, duration, cause=cause)
+            if run is not None:
+                self._done(worker, run, payload, self.clock.time())
         elif kind == "start":
-            if run is None:
-                return
-            run.worker, run.start = worker, payload[1]
-            run.start_mono = self.clock.monotonic()
-            node = self.graph.nodes.get(run.des_id)
-            now = self.clock.time()
-            if node is not None:
-                node.status = "running"
-                self.touched.append(node.id)
-                self._run_tells(node, ev.OpStarted, now)
-            self.outbox.emit(ev.OpStarted(now, run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+            if run is not None:
+                self._started(worker, run, payload, self.clock.time(), self.clock.monotonic())
         elif kind == "out":
             stream, line = payload
             if run is not None:
@@ -150,6 +191,26 @@ class RunBook:
                 self.outbox.notice("error", f"{payload}; retrying with back-off")
         elif kind == "ready":
             self._failing_workers.discard(worker)
+
+    def _done(self, worker: str, run: OpenRun, payload: Any, now: float) -> None:
+        ok, error, tb, result, duration = payload
+        run.worker = run.worker or worker
+        if ok:
+            self.finish_ok(run, result, duration, now)
+        else:
+            cause = self._cancel_intent.pop(run.run_id, None)
+            if error and error.startswith("cancelled") and cause is None:
+                cause = "cancel"
+            self.finish_failed(run, error or "failed", tb, duration, cause=cause)
+
+    def _started(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
+        run.worker, run.start, run.start_mono = worker, payload[1], mono
+        node = self.graph.nodes.get(run.des_id)
+        if node is not None:
+            node.status = "running"
+            self._run_tells(node, ev.OpStarted, now)
+            self._settle(node)
+        self.outbox.emit(ev.OpStarted(now, run.run_id, run.des_id, run.op, worker, run.attempt, run.targs))
 
     def on_lost(self, lost: WorkerLost) -> None:
         """A worker died: its running run failed (or was cancelled or timed out); the rest go back."""
@@ -180,7 +241,7 @@ class RunBook:
                 self.requeue.append(run)
 
     # ------------------------------------------------------------ outcomes
-    def finish_ok(self, run: OpenRun, result: str | None, duration: float) -> None:
+    def finish_ok(self, run: OpenRun, result: str | None, duration: float, now: float | None = None) -> None:
         node = self.graph.nodes.get(run.des_id)
         self.open.pop(run.run_id, None)
         if node is None:
@@ -194,14 +255,19 @@ class RunBook:
                     self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
                                        duration)
                     return
-        now = self.clock.time()
+        if now is None:
+            now = self.clock.time()
         des_id = node.id
-        trace = node.trace = dict(run.dep_versions)
+        node.trace = run.dep_versions  # its own dict (``Graph.run_versions`` made it), never changed
         node.status = None
         node.forced = False
         node.failed_state = None
         node.failed_trace = None
-        self._write(self._finish_row(run, "ok", now, None, None, result), ("ok", trace, None, False, des_id))
+        dep_text = run.dep_text
+        if dep_text is None:  # a run adopted from the last engine
+            dep_text = jmap(run.dep_versions)
+        self._write(None, (dep_text, des_id),  # (trace as text, id): up to date, as ``Store.update_des`` takes it
+                    (now, run.output_text(), result, run.worker, run.start, run.run_id))
         self.attempts.pop(des_id, None)
         self.registration.release(des_id)
         self._run_tells(node, ev.OpFinished, now)
@@ -213,7 +279,12 @@ class RunBook:
                 self.graph.drifted.pop(targ, None)
             else:
                 documents.bump(targ, by=des_id, source=False)
-        self.touched.append(des_id)
+        if made:  # a file target built: dispatch's settle looks at it (``FileChecks.built_targets``)
+            self.touched.append(des_id)
+            if self._settling is not None:
+                self._settling.pop(des_id, None)
+        else:
+            self._settle(node)
 
     def finish_failed(self, run: OpenRun, error: str, tb: str | None, duration: float,
                       cause: str | None = None) -> None:
