@@ -66,8 +66,8 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
     through two queues and three threads). Folders, moves (paired with their source first, on the
     emitter's thread), overflow (watches repaired, then the handler's ``lost``) and a watched folder
     deleted take watchdog's usual way: moves and the files found in a new folder reach ``complete`` and
-    ``created`` from the emitter's thread, the rest the handler of :func:`file_handler`. Elsewhere (another platform, another version of watchdog) a
-    plain observer, and None: then ``run`` needs a thread of its own."""
+    ``created`` from the emitter's thread, the rest the handler of :func:`file_handler`. Elsewhere (another
+    platform, another version of watchdog) a plain observer, and None: then ``run`` needs a thread of its own."""
     from watchdog.observers import Observer
 
     try:
