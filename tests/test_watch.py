@@ -1,8 +1,9 @@
 """File intake with a real watchdog observer: complete files only, bursts coalesced, overflow rescued."""
 
-import logging
 import os
+import threading
 import time
+from pathlib import Path
 
 from tinyo import events as ev
 
@@ -77,15 +78,24 @@ def test_overflow_triggers_a_rescan_that_finds_missed_files(tmp_path, inbox, har
             (inbox / f"missed_{i}.txt").write_text(str(i))
         time.sleep(0.3)
         assert h.of(ev.EventReceived) == []
-        # what watchdog does on IN_Q_OVERFLOW: it only logs; tinyo hooks that log record
+        # a real kernel queue overflow, on a watcher of a side folder whose loop is held meanwhile
         from tinyo.watch import FileWatcher
 
-        hook_watcher = FileWatcher([str(inbox)], lambda paths, seen: None, h.engine.rescan)
+        side, held, release = tmp_path / "side", threading.Event(), threading.Event()
+        side.mkdir()
+        queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+        hook_watcher = FileWatcher([str(side)], lambda paths, seen: (held.set(), release.wait(30)), h.engine.rescan)
         hook_watcher.start()
         try:
-            logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+            (side / "first").write_text("x")
+            assert held.wait(10)
+            for i in range(queued // 2 + 500):
+                (side / str(i)).write_text("x")
+            release.set()
+            h.wait_for(lambda: len(h.lines()) == 5, what="the rescan's files")
             h.wait_idle()
         finally:
+            release.set()
             hook_watcher.stop()
     assert sorted(h.lines()) == [f"missed_{i}.txt {i}" for i in range(5)]
     assert {e.source for e in h.of(ev.EventReceived)} == {"scan"}
@@ -335,3 +345,27 @@ def test_a_file_wakes_an_engine_that_has_nothing_else_to_wait_for(tmp_path, inbo
         h.wait_idle()
         (inbox / "late.txt").write_text("hello")
         h.wait_for(lambda: h.lines() == ["late.txt hello"], what="the op on the file dropped into an idle engine")
+
+
+def test_a_symlink_to_a_file_is_taken_in_alike_whether_it_came_while_running_or_while_stopped(tmp_path, inbox, harness):
+    """The watcher takes in a symlink to a file (its target's content) when it appears; the scan at start-up
+    (and any rescan) must find one that appeared meanwhile too, or it is lost. A symlink to a folder is
+    never followed; a dangling or looping one is passed over."""
+    outside = tmp_path / "data"
+    outside.mkdir()
+    (outside / "early.txt").write_text("early")
+    (outside / "live.txt").write_text("live")
+    old = time.time() - 60
+    os.utime(outside / "early.txt", (old, old))  # not written moments ago: the scan takes it in itself
+    (inbox / "early.txt").symlink_to(outside / "early.txt")
+    (inbox / "folder").symlink_to(outside, target_is_directory=True)
+    (inbox / "loop").symlink_to(inbox / "loop")  # ELOOP: passed over, as a dangling one
+    (inbox / "dangling").symlink_to(outside / "gone.txt")
+    with harness(recipe_for(tmp_path, inbox, recursive=True)) as h:
+        h.wait_idle()
+        (inbox / "live.txt").symlink_to(outside / "live.txt")
+        h.wait_for(lambda: len(h.lines()) == 2, what="the live symlink", timeout=10)
+        h.wait_idle()
+    assert sorted(h.lines()) == ["early.txt early", "live.txt live"]
+    assert sorted((os.path.basename(e.name), e.source) for e in h.of(ev.EventReceived)) == \
+        [("early.txt", "scan"), ("live.txt", "file")]

@@ -173,3 +173,35 @@ def test_a_loop_that_fails_says_why_and_counts_as_a_watcher_to_replace(inbox):
         assert watcher.roots_changed()
     finally:
         watcher.stop()
+
+
+def test_a_file_renamed_while_its_writer_still_has_it_open_is_reported_once_at_its_close(inbox):
+    """A writer renames its file within the watched folder before it is done (a log rotated under a
+    writer, a tool that names its output early): the rename alone does not make the file complete; its
+    close does, once, with the whole content."""
+    got: queue.Queue = queue.Queue()
+    watcher = WatcherProcess([str(inbox)], lambda files: [got.put(item) for item in files], lambda: None,
+                             debounce=0.05)
+    watcher.start()
+    try:
+        with open(inbox / "early.txt", "wb") as fh:
+            fh.write(b"first half, ")
+            fh.flush()
+            os.rename(inbox / "early.txt", inbox / "named.txt")
+            time.sleep(0.5)  # well past debounce: a report of the renamed file would come now
+            fh.write(b"second half")
+        reported = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(p.endswith("named.txt") for p, _ in reported):
+            try:
+                reported.append(got.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        time.sleep(0.5)  # a late duplicate would show now
+        while not got.empty():
+            reported.append(got.get())
+    finally:
+        watcher.stop()
+    named = [state for path, state in reported if path == str(inbox / "named.txt")]
+    assert [(s.size, s.digest) for s in named] == [(23, blake(b"first half, second half"))], \
+        "reported before its writer closed it, or more than once"

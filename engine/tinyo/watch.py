@@ -37,7 +37,9 @@ def state_files(state_path: str) -> list[str]:
 
 
 def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_result]]:
-    """Every regular file in ``folder`` (and below, if recursive) with its stat."""
+    """Every regular file in ``folder`` (and below, if recursive) with its stat. A symlink to a regular file
+    counts, with its target's stat, as the watcher takes it in when it appears; a symlinked folder is never
+    entered."""
     stack = [folder]
     while stack:
         current = stack.pop()
@@ -47,11 +49,11 @@ def scan_folder(folder: str, recursive: bool) -> Iterable[tuple[str, os.stat_res
             continue
         for entry in entries:
             try:
-                if entry.is_file(follow_symlinks=False):
-                    yield entry.path, entry.stat(follow_symlinks=False)
+                if entry.is_file():
+                    yield entry.path, entry.stat()
                 elif recursive and entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or a symlink that loops or leads where we may not look
                 continue
 
 

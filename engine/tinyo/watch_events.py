@@ -23,14 +23,24 @@ READ_SIZE = 1 << 16
 """Bytes read from the inotify descriptor at a time (about 600 files' create and close)."""
 
 
-def file_handler(complete: Callable[[str], None], created: Callable[[str], None]) -> tuple[Any, list[Any]]:
-    """watchdog's handler, and the event kinds it asks for: ``complete(path)`` for a file closed after
-    writing or moved within the watched folders, ``created(path)`` for one created or moved in from
-    outside (no close may come)."""
+def file_handler(complete: Callable[[str], None], created: Callable[[str], None],
+                 lost: Callable[[], None]) -> tuple[Any, list[Any], bool]:
+    """watchdog's handler, the event kinds it asks for, and whether this watchdog reports lost events:
+    ``complete(path)`` for a file closed after writing or moved within the watched folders, ``created(path)``
+    for one created or moved in from outside (no close may come), ``lost()`` when the kernel dropped events
+    (its queue overflowed), once watchdog has watched anew the folders it could no longer follow (its
+    ``EventsLostEvent``): a rescan asked for sooner could pass a new folder before it is watched, and miss
+    what is written there next. Where watchdog has no such event, False: only its log says it."""
+    from watchdog import events
     from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
+
+    lost_kind = getattr(events, "EventsLostEvent", None)
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: Any) -> None:
+            if lost_kind is not None and isinstance(event, lost_kind):
+                lost()
+                return
             if event.is_directory:
                 return
             if isinstance(event, FileMovedEvent):
@@ -40,7 +50,8 @@ def file_handler(complete: Callable[[str], None], created: Callable[[str], None]
             elif isinstance(event, FileCreatedEvent):
                 created(os.fsdecode(event.src_path))
 
-    return Handler(), [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
+    kinds = [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
+    return Handler(), kinds + ([lost_kind] if lost_kind is not None else []), lost_kind is not None
 
 
 def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
@@ -53,10 +64,10 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
     (:meth:`InotifyReader.dispatch`), with no event object and no hand-off to another thread (watchdog
     makes three objects per close, the file's event and its folder's "modified", and passes them
     through two queues and three threads). Folders, moves (paired with their source first, on the
-    emitter's thread), overflow and a watched folder deleted take watchdog's usual way: moves and the
-    files found in a new folder reach ``complete`` and ``created`` from the emitter's thread, the rest
-    the handler of :func:`file_handler`. Elsewhere (another platform, another version of watchdog) a
-    plain observer, and None: then ``run`` needs a thread of its own."""
+    emitter's thread), overflow (watches repaired, then the handler's ``lost``) and a watched folder
+    deleted take watchdog's usual way: moves and the files found in a new folder reach ``complete`` and
+    ``created`` from the emitter's thread, the rest the handler of :func:`file_handler`. Elsewhere (another
+    platform, another version of watchdog) a plain observer, and None: then ``run`` needs a thread of its own."""
     from watchdog.observers import Observer
 
     try:

@@ -1,17 +1,18 @@
 """Provides the file watcher's loop: watchdog events turned into one event per file once it is complete.
 
 A file is reported when it is written and closed, or moved in: a file opened for writing is taken in at
-its close, once, however long the writer pauses. A file that appears with no close to come (moved in
-from an unwatched folder, which the kernel reports as a create) is reported ``debounce`` seconds after it
-appeared, once no process has it open for writing: the kernel grants a read lease only then. Only where
-that cannot be told is a file reported once its size and mtime have stayed the same for ``debounce``
-seconds: a hard link (its link count is over 1: the writes may go through its other name), a file whose
-lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands over
-(``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
+its close, once, however long the writer pauses (renamed meanwhile too). A file that appears with no close
+to come (moved in from an unwatched folder, which the kernel reports as a create) is reported ``debounce``
+seconds after it appeared, once no process has it open for writing: the kernel grants a read lease only
+then. Only where that cannot be told is a file reported once its size and mtime have stayed the same for
+``debounce`` seconds: a hard link (its link count is over 1: the writes may go through its other name), a
+file whose lease the watcher may not ask for (another user's, without CAP_LEASE), and a file a scan hands
+over (``settle``: written moments before the scan) that is open for writing when the scan finds it. Only
 these event types are asked for (not every write's "modified"), which keeps the kernel queue from
-overflowing under bursts; when it overflows anyway (watchdog only logs
-it), ``on_overflow`` is called so the engine rescans. Changes made without a close (mmap) are found
-by the rescan (``rescan_interval``). Knows nothing of the store or the UI: it calls back with paths.
+overflowing under bursts; when it overflows anyway, ``on_overflow`` is called so the engine rescans, once
+watchdog has watched anew the folders it lost track of (where watchdog cannot say when, at its log line).
+Changes made without a close (mmap) are found by the rescan (``rescan_interval``). Knows nothing of the
+store or the UI: it calls back with paths.
 """
 
 from __future__ import annotations
@@ -107,16 +108,17 @@ class FileWatcher:
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
         self._roots = {folder: _identity(folder) for folder in self.dirs}
-        for name in OVERFLOW_LOGGERS:
-            logging.getLogger(name).addHandler(self._hook)
-        complete, created = partial(self._post, "complete"), partial(self._post, "created")
+        complete, created = self._complete_unless_open, partial(self._post, "created")
+        handler, kinds, reports_loss = file_handler(complete, created, self.on_overflow)
+        if not reports_loss:  # an older watchdog: its log line is the only sign
+            for name in OVERFLOW_LOGGERS:
+                logging.getLogger(name).addHandler(self._hook)
         observer, reader = file_observer(self._loop, complete, created)
         self._observer = observer
         if reader is None:
             reader = threading.Thread(target=self._loop, args=(None,), name="tinyo-watch", daemon=True)
             reader.start()
         self._loop_thread = reader
-        handler, kinds = file_handler(complete, created)
         try:
             for folder in self.dirs:
                 observer.schedule(handler, folder, recursive=self.recursive, event_filter=kinds)
@@ -161,6 +163,12 @@ class FileWatcher:
         close, or once its size and mtime stay the same for ``debounce`` seconds where that cannot be told.
         (The folders are watched before a scan, so a writer's close is seen.)"""
         self._post("complete" if _signature(path, created=True) is _COMPLETE else "settle", path)
+
+    def _complete_unless_open(self, path: str) -> None:
+        """From watchdog's threads: ``path`` was moved within the watched folders (or closed). Complete, unless
+        some process still has it open for writing (renamed before its writer was done): then its close
+        reports it."""
+        self._post("created" if _signature(path, created=True) is _CLOSE_COMES else "complete", path)
 
     def _post(self, kind: str, path: str) -> None:
         """From a thread other than the loop's: hand it a file complete, created or to settle."""
