@@ -65,3 +65,48 @@ def test_an_overflow_asks_for_a_rescan_once_a_folder_made_meanwhile_is_watched(t
         watcher.stop()
     assert asked, "the overflow never asked for a rescan"
     assert all(asked), "a rescan was asked for before the folder made during the overflow was watched"
+
+
+def test_files_past_the_inbox_bound_ask_for_one_rescan_instead_of_growing_it(tmp_path, monkeypatch):
+    """While the loop is held (by a slow hand-over), another thread hands it files (as a scan does with
+    ``settle``, or watchdog's emitter with a folder moved in): past the inbox's bound they are not queued,
+    and the engine is asked for a rescan once, until the loop takes the inbox in."""
+    import tinyo.watch_loop as watch_loop
+
+    monkeypatch.setattr(watch_loop, "INBOX_MAX", 10)
+    inbox, other = tmp_path / "in", tmp_path / "other"
+    inbox.mkdir()
+    other.mkdir()
+    held, release = threading.Event(), threading.Event()
+    asked: list[float] = []
+    got: set[str] = set()
+
+    def on_files(paths: list[str], seen: float) -> None:
+        got.update(paths)
+        held.set()
+        release.wait(30)
+
+    watcher = FileWatcher([str(inbox)], on_files, lambda: asked.append(time.monotonic()), debounce=0.05)
+    watcher.start()
+    try:
+        (inbox / "first.txt").write_text("x")
+        assert held.wait(10), "the first file never reached the hand-over"
+        for i in range(40):
+            (other / f"f{i:02d}.txt").write_text("x")
+            watcher.settle(str(other / f"f{i:02d}.txt"))
+        assert len(asked) == 1, asked
+        release.set()
+        deadline = time.monotonic() + 10
+        while len(got) < 11 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        watcher.settle(str(other / "f39.txt"))  # the inbox taken in: room again, and no second request
+        deadline = time.monotonic() + 10
+        while str(other / "f39.txt") not in got and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        release.set()
+        watcher.stop()
+    assert sorted(got) == sorted([str(inbox / "first.txt"), *(str(other / f"f{i:02d}.txt") for i in range(10)),
+                                  str(other / "f39.txt")])
+    assert len(asked) == 1, asked

@@ -56,6 +56,8 @@ GATHER = 0.002
 """Seconds the loop lets the kernel queue more events before reading them during a burst: fewer, larger
 reads and batches (each costing a wake-up, a read, and a message to the engine). The first file after a
 quiet spell is read at once."""
+INBOX_MAX = 50_000
+"""Files other threads (watchdog's emitter, a scan) may have waiting for the loop; past it, a rescan instead."""
 
 
 class FileWatcher:
@@ -97,6 +99,8 @@ class FileWatcher:
         self._now = 0.0
         self._inbox: list[tuple[str, str]] = []
         self._inbox_lock = threading.Lock()
+        self._overfull = False
+        """Whether a post found the inbox full since the loop last took it (a rescan was asked for)."""
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stop = False
         self.failure: str | None = None
@@ -171,10 +175,18 @@ class FileWatcher:
         self._post("created" if _signature(path, created=True) is _CLOSE_COMES else "complete", path)
 
     def _post(self, kind: str, path: str) -> None:
-        """From a thread other than the loop's: hand it a file complete, created or to settle."""
+        """From a thread other than the loop's: hand it a file complete, created or to settle. Past
+        ``INBOX_MAX`` waiting (a loop held back by a slow engine while folders full of files are moved in) a
+        file is not queued: the engine is asked for a rescan instead, once, which finds it."""
         with self._inbox_lock:
-            self._inbox.append((kind, path))
-            first = len(self._inbox) == 1
+            inbox = self._inbox
+            full = len(inbox) >= INBOX_MAX
+            if not full:
+                inbox.append((kind, path))
+            first = len(inbox) == 1
+            ask, self._overfull = full and not self._overfull, self._overfull or full
+        if ask:
+            self.on_overflow()
         if first:
             self._wake()
 
@@ -237,6 +249,7 @@ class FileWatcher:
             pass
         with self._inbox_lock:
             inbox, self._inbox = self._inbox, []
+            self._overfull = False
         self._now = time.monotonic()
         for kind, path in inbox:
             if kind == "complete":
