@@ -2,10 +2,12 @@
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
-pass took (up to ``BATCH`` facts) once, as one line for every subscriber, and offers it to each one's
-outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
-subscribe), not every cycle. An outbox is bounded in bytes: a client that reads too slowly loses the
-lines that do not fit, their facts counted, and is told how many before the next one.
+pass took (up to ``BATCH`` facts) once per form its subscribers asked for (rows for consoles, the
+``tinyo run --json`` lines for printers), and offers the result to each one's outbox; with no client it
+is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle.
+Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
+the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
+slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import compress, repeat, starmap
+from operator import not_
 
 from .. import events as ev
 from . import factwire
@@ -38,7 +42,12 @@ TAKE_BYTES = 256 << 10
 """Bytes a client's writer takes from its outbox for one send: what a send that waits on a stalled client
 holds beside the outbox (taking all of it would double what one client may cost)."""
 
-_RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
+_RUN_FACTS = frozenset({ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled})
+_OUTPUT = frozenset({ev.OpOutput})
+_KEPT_APART = _RUN_FACTS | _OUTPUT
+"""Facts kept in a history of their own (runs, op output); every other kind shares one."""
+_ENCODERS = {"rows": factwire.facts_lines, "json": factwire.lines_frames}
+"""Per subscriber form (``protocol.FORMS``), how a batch of rows becomes what its subscribers are sent."""
 _WATCHED = frozenset({ev.EngineState, ev.EngineNotice})
 """Facts the hub reads itself (the engine's state, its last error): they wake it even with no client."""
 
@@ -153,14 +162,15 @@ class Hub:
         self._on_stopped = on_stopped
         self._in: deque[ev.BusEvent] = deque()
         self._dropped = 0
-        self._requests: queue.Queue[tuple[str, Outbox, bool]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, Outbox, bool, str]] = queue.Queue()
         self._wake = threading.Event()
         self._stop = False
         self._seq = 0
         self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
-        self._subs: list[Outbox] = []
+        self._subs: dict[str, list[Outbox]] = {form: [] for form in _ENCODERS}
+        """Per form, the outboxes of the clients subscribed in it."""
         self._listening = False
         """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
         self._last_error = ""
@@ -191,12 +201,16 @@ class Hub:
         if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
             self._wake.set()
 
-    def subscribe(self, outbox: Outbox, history: bool) -> None:
-        self._requests.put(("sub", outbox, history))
+    def subscribe(self, outbox: Outbox, history: bool, form: str = "rows") -> None:
+        """Send ``outbox`` every fact from now on in ``form`` (``protocol.FORMS``), the recent ones first if
+        ``history``."""
+        if form not in _ENCODERS:
+            raise ValueError(f"no such form of facts: {form!r}")
+        self._requests.put(("sub", outbox, history, form))
         self._wake.set()
 
     def unsubscribe(self, outbox: Outbox) -> None:
-        self._requests.put(("unsub", outbox, False))
+        self._requests.put(("unsub", outbox, False, ""))
         self._wake.set()
 
     def on_own_thread(self) -> bool:
@@ -220,15 +234,17 @@ class Hub:
             self._wake.clear()
             while True:
                 try:
-                    what, outbox, history = self._requests.get_nowait()
+                    what, outbox, history, form = self._requests.get_nowait()
                 except queue.Empty:
                     break
                 if what == "sub":
                     self._drain()  # what waited (unwoken, with no client) is history for the new client
-                    self._add(outbox, history)
-                elif outbox in self._subs:
-                    self._subs.remove(outbox)
-                self._listening = bool(self._subs)
+                    self._add(outbox, history, form)
+                else:
+                    for subs in self._subs.values():
+                        if outbox in subs:
+                            subs.remove(outbox)
+                self._listening = any(self._subs.values())
             self._drain()
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
@@ -237,30 +253,53 @@ class Hub:
                 return
 
     def _drain(self) -> None:
-        """Number, keep and hand to the clients the facts in the inbox."""
+        """Number, keep and hand to the clients the facts in the inbox, a batch at a time."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
-            for outbox in self._subs:
-                outbox.miss(dropped)
-        inbox, publish = self._in, self._publish
+            for subs in self._subs.values():
+                for outbox in subs:
+                    outbox.miss(dropped)
+        inbox = self._in
         while inbox:
-            batch = [inbox.popleft() for _ in range(min(BATCH, len(inbox)))]  # the engine only appends meanwhile
-            for event in batch:
-                publish(event)
-            if self._subs:  # the batch's rows in one line (more if it is long), one encoding for every client
-                for line, facts in factwire.facts_lines(self._seq, factwire.rows(batch)):
-                    for outbox in self._subs:
-                        outbox.offer(line, facts)
+            # the engine only appends meanwhile: popleft from C, as many as there were
+            batch = list(starmap(inbox.popleft, repeat((), min(BATCH, len(inbox)))))
+            first = self._seq + 1
+            self._seq += len(batch)
+            self._keep(first, batch)
+            if self._listening:
+                self._send(self._seq, batch, False, self._subs)
 
-    def _publish(self, event: ev.BusEvent) -> None:
-        self._seq += 1
-        record = (self._seq, event)
-        if isinstance(event, ev.OpOutput):
-            self._output.append(record)
-        elif isinstance(event, _RUN_FACTS):
-            self._runs.append(record)
+    @staticmethod
+    def _send(seq: int, batch: list[ev.BusEvent], history: bool, subs: dict[str, list[Outbox]]) -> None:
+        """``batch``'s facts (the last numbered ``seq``) encoded once per form some client asked for, each
+        line (more if long) offered to that form's clients."""
+        rows = None
+        for form, outboxes in subs.items():
+            if not outboxes:
+                continue
+            if rows is None:
+                rows = factwire.rows(batch)
+            for line, facts in _ENCODERS[form](seq, rows, history):
+                for outbox in outboxes:
+                    outbox.offer(line, facts)
+
+    def _keep(self, first: int, batch: list[ev.BusEvent]) -> None:
+        """Keep ``batch`` (numbered from ``first``) as history, each fact in its kind's, and read the facts
+        the hub watches. Sorted by masks made in C: no Python frame per fact."""
+        kinds = list(map(type, batch))
+        records = list(zip(range(first, first + len(batch)), batch))
+        if _KEPT_APART.isdisjoint(kinds):
+            self._events.extend(records)
         else:
-            self._events.append(record)
+            self._runs.extend(compress(records, map(_RUN_FACTS.__contains__, kinds)))
+            self._output.extend(compress(records, map(_OUTPUT.__contains__, kinds)))
+            self._events.extend(compress(records, map(not_, map(_KEPT_APART.__contains__, kinds))))
+        if not _WATCHED.isdisjoint(kinds):
+            for event in batch:
+                if type(event) in _WATCHED:
+                    self._watch(event)
+
+    def _watch(self, event: ev.BusEvent) -> None:
         if isinstance(event, ev.EngineNotice) and event.level == "error":
             self._last_error = event.message
         elif isinstance(event, ev.EngineState):
@@ -270,12 +309,11 @@ class Hub:
             elif event.state != "starting":
                 self.running.set()
 
-    def _add(self, outbox: Outbox, history: bool) -> None:
+    def _add(self, outbox: Outbox, history: bool, form: str) -> None:
         if history:
             records = list(heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]))
             for start in range(0, len(records), BATCH):
                 part = records[start:start + BATCH]
-                for line, facts in factwire.facts_lines(part[-1][0], factwire.rows([e for _, e in part]), True):
-                    outbox.offer(line, facts)
+                self._send(part[-1][0], [e for _, e in part], True, {form: [outbox]})
         outbox.force(encode(Live()))
-        self._subs.append(outbox)
+        self._subs[form].append(outbox)
