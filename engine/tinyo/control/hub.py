@@ -75,6 +75,8 @@ class Outbox:
                 return False
             if not self._fits(line):
                 self._missed += facts
+                if not self._lines:
+                    self._cond.notify()  # an idle writer says what was lost now, not at the next fact that fits
                 return False
             self._flush_missed()
             self._append(line)
