@@ -289,7 +289,7 @@ def hub_cpu(files: int, subscribers: int, form: str = "rows", cycle: int = 300, 
     hub.start()
     for _ in range(subscribers):
         mine, theirs = socket.socketpair()
-        box = Outbox()
+        box = Outbox(sock=mine)
 
         def write(box: Outbox = box, sock: socket.socket = mine) -> None:
             while (lines := box.take()) is not None:
@@ -438,15 +438,19 @@ def main() -> int:
         results["bursts"] = burst_results(args.quick, args.rounds)
         print_bursts(results["bursts"], 3000 if args.quick else 10_000)
     if args.only in (None, "hub"):
-        results["hub_none"], results["hub_two"] = [], []
-        for _ in range(3):  # alternated: a change in the machine's load hits both
-            results["hub_none"].append(hub_cpu(23_000, 0))
-            results["hub_two"].append(hub_cpu(23_000, 2))
-        for label, key in (("with two subscribers", "hub_two"), ("with none", "hub_none")):
+        runs = {"hub_none": (0, "rows"), "hub_two": (2, "rows"), "hub_two_json": (2, "json")}
+        for key in runs:
+            results[key] = []
+        for _ in range(3):  # alternated: a change in the machine's load hits each
+            for key, (subscribers, form) in runs.items():
+                results[key].append(hub_cpu(23_000, subscribers, form))
+        for label, key in (("with two subscribers taking rows (consoles)", "hub_two"),
+                           ("with two subscribers taking JSON lines (tinyo events --json)", "hub_two_json"),
+                           ("with none", "hub_none")):
             process = statistics.median(r[0] for r in results[key])
             thread = statistics.median(r[1] for r in results[key])
             print(f"hub alone, {23_000 * 7:,} facts (median of 3) {label}: process CPU {process:.2f} s (the "
-                  f"clients' writers and readers included), the hub thread's {thread:.2f} s")
+                  f"clients' readers included), the hub thread's {thread:.2f} s")
     print(f"load average {results['load'][0]:.1f} on {results['cpus']} CPUs")
     if args.json:
         summary = {k: {"n": len(v), "p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95), "samples_ms": v}

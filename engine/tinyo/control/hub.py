@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import queue
+import socket
 import threading
 import time
 from collections import deque
@@ -57,19 +58,27 @@ _MISSED_BASE = len(encode(Missed(0))) - 1
 
 
 class Outbox:
-    """What waits to be written to one client. Facts never wait for room; replies do."""
+    """What waits to be written to one client. Facts never wait for room; replies do.
 
-    def __init__(self, limit: int = OUTBOX_BYTES) -> None:
+    Given the client's socket, a line of facts offered while nothing waits and the writer is not sending is
+    sent at once, without blocking, by the offering thread (the hub's): what the socket takes then needs no
+    wake-up of the writer thread, nor its turns at the interpreter lock, which the engine's loop wants too.
+    What it does not take is queued for the writer, as every line is without a socket."""
+
+    def __init__(self, limit: int = OUTBOX_BYTES, sock: socket.socket | None = None) -> None:
         self.limit = limit
+        self._sock = sock
         self._lines: deque[bytes] = deque()
         self._bytes = 0
         self._missed = 0
         self.missed_total = 0
         self._closed = False
+        self._sending = False
+        """Whether the writer holds lines it took and has not finished sending (until its next ``take``)."""
         self._cond = threading.Condition()
 
     def offer(self, line: bytes, facts: int = 1) -> bool:
-        """Queue a line of ``facts`` facts if it fits, else count them as missed."""
+        """Queue (or send at once) a line of ``facts`` facts if it fits, else count them as missed."""
         with self._cond:
             if self._closed:
                 return False
@@ -79,6 +88,14 @@ class Outbox:
                     self._cond.notify()  # an idle writer says what was lost now, not at the next fact that fits
                 return False
             self._flush_missed()
+            if self._sock is not None and not self._lines and not self._sending:
+                try:
+                    sent = self._sock.send(line, socket.MSG_DONTWAIT)
+                except OSError:  # full (the writer waits for room), or gone (the writer finds out)
+                    sent = 0
+                if sent == len(line):
+                    return True
+                line = line[sent:]
             self._append(line)
             return True
 
@@ -110,8 +127,10 @@ class Outbox:
                 self._append(line)
 
     def take(self) -> list[bytes] | None:
-        """What is queued, up to ``TAKE_BYTES`` (waiting for something); None once closed and drained."""
+        """What is queued, up to ``TAKE_BYTES`` (waiting for something); None once closed and drained. The
+        writer sends it all before it calls again: until then nothing is sent past it."""
         with self._cond:
+            self._sending = False
             while not self._lines and not self._closed and not self._missed:
                 self._cond.wait()
             if not self._lines:
@@ -126,6 +145,7 @@ class Outbox:
                 size += len(queued[0])
                 lines.append(queued.popleft())
             self._bytes -= size
+            self._sending = True
             self._cond.notify_all()
             return lines
 

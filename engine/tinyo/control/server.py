@@ -258,7 +258,7 @@ class _Client:
     def __init__(self, server: ControlServer, conn: socket.socket) -> None:
         self.server = server
         self.conn = conn
-        self.outbox = Outbox(server.outbox_bytes)
+        self.outbox = Outbox(server.outbox_bytes, conn)
         self._buffer = bytearray()
         self._bad = 0
         self._lock = threading.Lock()
