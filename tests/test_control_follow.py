@@ -230,3 +230,26 @@ def test_a_writer_waiting_on_an_empty_outbox_is_told_at_once_of_facts_that_did_n
     writer.join(10)
     assert taken and [decode(line.rstrip()) for line in taken[0]] == [Missed(5)]  # said now, not at the next fact
     box.close()
+
+
+def test_a_line_offered_to_an_idle_client_is_sent_at_once_and_what_its_socket_cannot_take_waits_in_order():
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        box = Outbox(limit=1 << 20, sock=mine)
+        assert box.offer(b"first\n")
+        theirs.settimeout(5)
+        assert theirs.recv(100) == b"first\n"  # no writer ran: the hub's thread sent it
+        lines = [b"%06d" % i + b"." * 993 + b"\n" for i in range(200)]  # 200 KB: far past what the socket holds
+        for line in lines:
+            assert box.offer(line)
+        assert 0 < box.load()[0] < 200_000  # the socket took a part, the rest waits for the writer
+        writer = threading.Thread(target=lambda: [mine.sendall(b"".join(part)) for part in iter(box.take, None)],
+                                  daemon=True)
+        writer.start()
+        got = bytearray()
+        while len(got) < 200_000:
+            got += theirs.recv(1 << 16)
+        assert bytes(got) == b"".join(lines)  # whole and in order, whoever sent each part
+        box.close()
+        writer.join(5)
