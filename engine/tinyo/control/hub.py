@@ -4,7 +4,9 @@ The engine loop only appends each fact to the hub's bounded inbox (it never enco
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
 pass took (up to ``BATCH`` facts) once per form its subscribers asked for (rows for consoles, the
 ``tinyo run --json`` lines for printers), and offers the result to each one's outbox; with no client it
-is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle.
+is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle;
+with clients, while facts keep coming, it passes once per ``HUB_PACE`` (the first fact after a quiet
+spell goes at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
 slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
@@ -37,6 +39,13 @@ HUB_WAKE = 1_000
 find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
+HUB_PACE = 0.05
+"""Seconds between two passes while facts keep coming: under a flood the hub, the clients' writers, their
+sockets and the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of
+another thread or process takes the engine's CPUs and caches). The first fact after a quiet spell still
+goes out after ``HUB_TICK``."""
+HUB_FULL = 2_000
+"""Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more)."""
 OUTBOX_BYTES = 4 << 20
 """Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
 TAKE_BYTES = 256 << 10
@@ -186,6 +195,8 @@ class Hub:
         self._dropped = 0
         self._requests: queue.Queue[tuple[str, Outbox, bool, str]] = queue.Queue()
         self._wake = threading.Event()
+        self._full = threading.Event()
+        """Set by the engine loop when ``HUB_FULL`` facts wait: ends a paced wait early."""
         self._stop = False
         self._seq = 0
         self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
@@ -218,7 +229,10 @@ class Hub:
             self._in.extend(events[:room])
             self._dropped += len(events) - room
         # read after the append: a client subscribed meanwhile finds these facts in the inbox when it is added
-        if not (self._listening or len(self._in) >= HUB_WAKE or not _WATCHED.isdisjoint(map(type, events))):
+        waiting = len(self._in)
+        if waiting >= HUB_FULL and not self._full.is_set():
+            self._full.set()
+        if not (self._listening or waiting >= HUB_WAKE or not _WATCHED.isdisjoint(map(type, events))):
             return
         if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
             self._wake.set()
@@ -242,18 +256,28 @@ class Hub:
     def finish(self, timeout: float = 5.0) -> None:
         """Hand the facts still waiting to the clients, then end the hub thread."""
         self._stop = True
+        self._full.set()
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        last = float("-inf")  # when the last pass that carried facts began
         while True:
             self._wake.wait()
             if not self._stop:
                 # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
-                # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
-                time.sleep(HUB_TICK)
+                # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency;
+                # while facts keep coming, one pass per HUB_PACE (sooner if the inbox fills)
+                delay = max(HUB_TICK, last + HUB_PACE - time.monotonic())
+                if delay > HUB_TICK:
+                    self._full.wait(delay)
+                else:
+                    time.sleep(delay)
             self._wake.clear()
+            self._full.clear()
+            if self._in:
+                last = time.monotonic()
             while True:
                 try:
                     what, outbox, history, form = self._requests.get_nowait()
