@@ -21,6 +21,7 @@ from test_report import _every_kind_of_fact, _to_json_line
 from tinyo import events as ev
 from tinyo.control import factwire
 from tinyo.control.hub import Outbox
+from tinyo.control.jsonwire import FrameEncoder
 from tinyo.control.protocol import PROTOCOL, Error, Hello, Lines, Missed, Welcome, decode, encode
 from tinyo.control.server import ControlServer
 
@@ -253,3 +254,64 @@ def test_a_line_offered_to_an_idle_client_is_sent_at_once_and_what_its_socket_ca
         assert bytes(got) == b"".join(lines)  # whole and in order, whoever sent each part
         box.close()
         writer.join(5)
+
+
+def test_the_encoder_process_makes_the_frames_the_hub_would_and_the_hub_takes_over_what_it_cannot():
+    facts = _every_kind_of_fact()
+    expected = "".join(map(_to_json_line, facts)).encode()
+    encoder = FrameEncoder()
+    try:
+        frames = encoder.frames(len(facts), facts, factwire.rows(facts), False)
+        assert encoder._process is not None and encoder._process.poll() is None  # made by the process
+        assert frames == factwire.lines_frames(len(facts), factwire.rows(facts))
+        assert frames[0][0].split(b"\n", 1)[1] == expected
+        odd = [ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)]  # cannot be pickled: made here
+        assert encoder.frames(1, odd, factwire.rows(odd), False)[0][0].split(b"\n", 1)[1] == factwire.json_lines(
+            odd).encode()
+        encoder._process.kill()  # the process ends: the hub encodes every batch from then on, the same bytes
+        encoder._process.wait()
+        assert encoder.frames(len(facts), facts, factwire.rows(facts), True) == factwire.lines_frames(
+            len(facts), factwire.rows(facts), True)
+        assert encoder._process is None
+    finally:
+        encoder.close()
+
+
+def _encoders() -> list[int]:
+    """Pids of this user's JSON-lines encoder processes (by their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if b"tinyo.control.jsonwire" in fh.read() and os.stat(f"/proc/{entry}").st_uid == os.getuid():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_a_killed_engine_leaves_no_encoder_process_behind(tmp_path, inbox):
+    db = tmp_path / "s.db"
+    recipe = write_recipe(tmp_path, RECIPE, db=db, inbox=inbox)
+    env = {**os.environ}
+    env.pop("XDG_RUNTIME_DIR", None)
+    before = set(_encoders())
+    started = subprocess.run([sys.executable, "-m", "tinyo.cli", "start", str(recipe)], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("(pid ")[1].split(")")[0])
+    follower = Follower(recipe, db)
+    try:
+        follower.wait(lambda: b'"type":"worker"' in follower.out or b'"type":"engine_state"' in follower.out,
+                      "the engine's history, made by the encoder process")
+        ours = set(_encoders()) - before
+        assert ours, "no encoder process"
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 20
+        while set(_encoders()) & ours:
+            assert time.monotonic() < deadline, "the encoder process outlived its engine"
+            time.sleep(0.05)
+        assert follower.end()[0] == 0
+    finally:
+        if follower.proc.poll() is None:
+            follower.proc.kill()

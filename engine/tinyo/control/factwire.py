@@ -150,8 +150,14 @@ def lines_frames(seq: int, batch: list[Any], history: bool = False) -> list[tupl
     if len(text) > LINE_BYTES and len(batch) > 1:
         half = len(batch) // 2
         return lines_frames(seq - (len(batch) - half), batch[:half], history) + lines_frames(seq, batch[half:], history)
-    return [(b'{"type":"lines","seq":%d,"count":%d,"size":%d,"history":%s}\n%s'
-             % (seq, len(batch), len(text), b"true" if history else b"false", text), len(batch))]
+    return [(lines_header(seq, len(batch), len(text), history) + text, len(batch))]
+
+
+def lines_header(seq: int, count: int, size: int, history: bool) -> bytes:
+    """The header line of a ``lines`` message: ``count`` facts (the last numbered ``seq``) in the ``size`` bytes
+    after it."""
+    return b'{"type":"lines","seq":%d,"count":%d,"size":%d,"history":%s}\n' % (
+        seq, count, size, b"true" if history else b"false")
 
 
 # ------------------------------------------------------------------------------------------ JSON lines

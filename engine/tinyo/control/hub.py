@@ -26,6 +26,7 @@ from operator import not_
 
 from .. import events as ev
 from . import factwire
+from .jsonwire import FrameEncoder
 from .protocol import Live, Missed, encode
 
 HISTORY_MAX = 1000
@@ -56,8 +57,9 @@ _RUN_FACTS = frozenset({ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled
 _OUTPUT = frozenset({ev.OpOutput})
 _KEPT_APART = _RUN_FACTS | _OUTPUT
 """Facts kept in a history of their own (runs, op output); every other kind shares one."""
-_ENCODERS = {"rows": factwire.facts_lines, "json": factwire.lines_frames}
-"""Per subscriber form (``protocol.FORMS``), how a batch of rows becomes what its subscribers are sent."""
+_FORMS = ("rows", "json")
+"""How subscribers take their facts (``protocol.FORMS``): rows (``factwire.facts_lines``, made here) or JSON
+lines (``factwire.lines_frames``, made by the encoder process, ``jsonwire``)."""
 _WATCHED = frozenset({ev.EngineState, ev.EngineNotice})
 """Facts the hub reads itself (the engine's state, its last error): they wake it even with no client."""
 
@@ -202,7 +204,8 @@ class Hub:
         self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
-        self._subs: dict[str, list[Outbox]] = {form: [] for form in _ENCODERS}
+        self._subs: dict[str, list[Outbox]] = {form: [] for form in _FORMS}
+        self._encoder = FrameEncoder()
         """Per form, the outboxes of the clients subscribed in it."""
         self._listening = False
         """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
@@ -240,7 +243,7 @@ class Hub:
     def subscribe(self, outbox: Outbox, history: bool, form: str = "rows") -> None:
         """Send ``outbox`` every fact from now on in ``form`` (``protocol.FORMS``), the recent ones first if
         ``history``."""
-        if form not in _ENCODERS:
+        if form not in _FORMS:
             raise ValueError(f"no such form of facts: {form!r}")
         self._requests.put(("sub", outbox, history, form))
         self._wake.set()
@@ -262,6 +265,12 @@ class Hub:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._encoder.close()
+
+    def _serve(self) -> None:
         last = float("-inf")  # when the last pass that carried facts began
         while True:
             self._wake.wait()
@@ -315,8 +324,7 @@ class Hub:
             if self._listening:
                 self._send(self._seq, batch, False, self._subs)
 
-    @staticmethod
-    def _send(seq: int, batch: list[ev.BusEvent], history: bool, subs: dict[str, list[Outbox]]) -> None:
+    def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, subs: dict[str, list[Outbox]]) -> None:
         """``batch``'s facts (the last numbered ``seq``) encoded once per form some client asked for, each
         line (more if long) offered to that form's clients."""
         rows = None
@@ -325,7 +333,11 @@ class Hub:
                 continue
             if rows is None:
                 rows = factwire.rows(batch)
-            for line, facts in _ENCODERS[form](seq, rows, history):
+            if form == "rows":
+                lines = factwire.facts_lines(seq, rows, history)
+            else:
+                lines = self._encoder.frames(seq, batch, rows, history)
+            for line, facts in lines:
                 for outbox in outboxes:
                     outbox.offer(line, facts)
 
