@@ -278,7 +278,8 @@ def burst(n: int, subscribers: int) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def hub_cpu(files: int, subscribers: int, form: str = "rows", cycle: int = 300, pause: float = 0.001) -> tuple[float, float]:
+def hub_cpu(files: int, subscribers: int, form: str = "rows", cycle: int = 300,
+            pause: float = 0.001) -> tuple[float, float]:
     """CPU seconds of this process (its clients' writers and readers included), and of the hub's own thread,
     to pass a file's facts (the 7 a file dropped into a watched folder publishes, README "Facts") through a
     Hub to ``subscribers`` clients taking them in ``form`` (``rows``: consoles; ``json``: `tinyo events
@@ -433,9 +434,9 @@ def print_bursts(bursts: dict[str, list[dict[str, Any]]], n_burst: int) -> None:
     print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}; their "
           f"processes' CPU: {statistics.median(r['subscribers_cpu_s'] for r in two):.2f} s; the engine's JSON-lines "
           f"encoder process: {statistics.median(r.get('encoder_cpu_s', 0.0) for r in two):.2f} s")
-    print(f"engine CPU, mean of the {len(two)} rounds: none attached {statistics.mean(r['cpu_s'] for r in none):.2f} s, "
-          f"two subscribed {statistics.mean(r['cpu_s'] for r in two):.2f} s "
-          f"({statistics.mean(r['cpu_s'] for r in two) / statistics.mean(r['cpu_s'] for r in none):.2f}x)")
+    mean_none, mean_two = statistics.mean(r["cpu_s"] for r in none), statistics.mean(r["cpu_s"] for r in two)
+    print(f"engine CPU, mean of the {len(two)} rounds: none attached {mean_none:.2f} s, two subscribed {mean_two:.2f} s "
+          f"({mean_two / mean_none:.2f}x)")
     names = sorted({name for r in none + two for name in r["threads"]})
     for name in names:  # the engine's threads (named by py-spy), CPU seconds, medians of the rounds
         a = statistics.median(r["threads"].get(name, 0.0) for r in none)

@@ -218,7 +218,8 @@ def test_a_subscription_in_a_form_the_engine_does_not_know_is_refused_by_name(se
         raw.sendall(encode(Hello(PROTOCOL, "raw")) + b'{"type":"subscribe","id":1,"form":"xml"}\n')
         reader = raw.makefile("rb")
         assert isinstance(decode(reader.readline().rstrip()), Welcome)
-        assert decode(reader.readline().rstrip()) == Error("subscribe: no such form of facts 'xml' (known: rows, json)", 1)
+        refusal = Error("subscribe: no such form of facts 'xml' (known: rows, json)", 1)
+        assert decode(reader.readline().rstrip()) == refusal
 
 
 def test_a_writer_waiting_on_an_empty_outbox_is_told_at_once_of_facts_that_did_not_fit():
