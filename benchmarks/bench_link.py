@@ -23,7 +23,7 @@ Medians over the links (the first 50 and the last 10 left out) of:
 Baseline, same run: ``ProcessPoolExecutor(2)``, N sequential ``submit(noop).result()`` round trips.
 
 ``--parts`` runs the chain once more and says where the loop's share goes: the loop thread's CPU time
-(``time.thread_time``) in each part of the cycle, the median call times its calls per link (parts nest: a
+(``time.thread_time``) in each part of the cycle and of its wait (where it reads the workers' reports), the median call times its calls per link (parts nest: a
 part's figure includes the parts called inside it; the one cycle that registers the whole chain is an
 outlier the median leaves out), the SQLite statements run (a trace callback on the engine's connection: an
 ``executemany`` counts once per row) and the bus facts, by kind, per DES while the chain is registered
@@ -165,6 +165,12 @@ PARTS = (
     ("store_base", "StoreBase", "commit", "    commit (flush and COMMIT)"),
     ("executors.process", "ProcessExecutor", "submit", "    submit to the worker"),
     ("core.outbox", "Outbox", "release", "    facts released (bus subscribers)"),
+    ("groups", "Groups", "take_touched", "    groups' summaries (GroupsChanged)"),
+    ("dag", "Graph", "evict", "    memory trimmed (Graph.evict)"),
+    ("core.loop", "Loop", "_update_idle", "  idle mark"),
+    ("core.loop", "Loop", "_wait_time", "wait time (timers, retries, folders)"),
+    ("waker", "Waker", "wait", "wait (poll; reports read)"),
+    ("executors.process", "ProcessExecutor", "_on_results", "  reports read (pipe, unpickle, account)"),
 )
 """(module under ``tinyo``, class, method, label) of the parts ``--parts`` times."""
 
@@ -198,7 +204,7 @@ def profile_parts(n: int) -> dict[str, object]:
     registering: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     linking: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     phase = [registering]  # until the first outcome
-    connect, emit = sqlite3.connect, Outbox.emit
+    connect, release = sqlite3.connect, Outbox.release
 
     def statement(sql: str) -> None:
         table = re.search(r"\b(?:INTO|UPDATE|FROM)\s+(\w+)", sql)
@@ -210,17 +216,19 @@ def profile_parts(n: int) -> dict[str, object]:
         conn.set_trace_callback(statement)
         return conn
 
-    def counted_emit(self, fact):  # noqa: ANN001, ANN202
-        if fact.__class__.__name__ == "OpFinished":
-            phase[0] = linking
-        phase[0][1][type(fact).__name__] += 1
-        return emit(self, fact)
+    def counted_release(self):  # noqa: ANN001, ANN202
+        # counted as they are released (``Outbox.emit`` is its list's own append, not a method to wrap)
+        for fact in self._facts:
+            if fact.__class__.__name__ == "OpFinished":
+                phase[0] = linking
+            phase[0][1][type(fact).__name__] += 1
+        return release(self)
 
-    sqlite3.connect, Outbox.emit = traced_connect, counted_emit
+    sqlite3.connect, Outbox.release = traced_connect, counted_release
     try:
         profile_chain(n)
     finally:
-        sqlite3.connect, Outbox.emit = connect, emit
+        sqlite3.connect, Outbox.release = connect, release
         for cls, name, fn in undo:
             setattr(cls, name, fn)
     def per(counts: Counter[str]) -> dict[str, float]:

@@ -55,9 +55,10 @@ def thread_times(pid: int) -> dict[int, tuple[float, int]]:
 
 def process_times(root: int) -> dict[int, tuple[float, str]]:
     """Pid -> (CPU seconds, role) for ``root`` and its descendants."""
+    # by module: a worker's command line holds sys.path, which may name any folder (a checkout in "watcher")
     return {pid: ((int(fields[11]) + int(fields[12])) / TICK,
-                  "engine" if pid == root else "watcher" if "watch" in cmd else "json printer" if "jsonlog" in cmd
-                  else "worker")
+                  "engine" if pid == root else "watcher" if "tinyo._watch_main" in cmd
+                  else "json printer" if "tinyo.jsonlog" in cmd else "worker")
             for pid, (fields, cmd) in bb.process_tree(root, cmdline=True).items()}
 
 

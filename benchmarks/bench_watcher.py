@@ -1,6 +1,6 @@
 """Provides the watcher process benchmark: its CPU per file in a burst, beside a plain watchdog process.
 
-    python benchmarks/bench_watcher.py [--files 10000] [--rounds 3] [--json PATH]
+    python benchmarks/bench_watcher.py [--files 10000] [--rounds 3] [--baseline PATH] [--json PATH]
 
 Another process writes ``--files`` small files at once into a folder on tmpfs (``/dev/shm``) watched by
 tinyo's watcher process (:class:`tinyo.watch.WatcherProcess`: inotify events, each complete file's stat
@@ -9,6 +9,8 @@ just before the first file to the last file reported, per file, thread by thread
 same run on the same files: a plain process with a watchdog observer asking only for close-write and
 moved events, which stats and hashes (BLAKE2b) each file on its handler thread and counts them. No
 assertions: it prints a table (median of the rounds) and with ``--json`` writes every figure.
+``--baseline PATH``: another checkout's watcher process (e.g. an export of main) measured the same way, in a
+process of its own importing that checkout's engine, rounds interleaved.
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ def tinyo_round(base: str, n: int) -> dict[str, object]:
             "busiest_threads_us_per_file": [round(x, 1) for x in threads if x > 0]}
 
 
+def checkout_round(checkout: str, base: str, n: int) -> dict[str, object]:
+    """:func:`tinyo_round` on another checkout's engine, in a process that imports it."""
+    engine = os.path.join(checkout, "engine")
+    out = subprocess.run([sys.executable, __file__, "--one-round", engine, "--files", str(n)], check=True,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": engine})
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def plain_round(base: str, n: int) -> dict[str, object]:
     folder = tempfile.mkdtemp(dir=base)
     proc = subprocess.Popen([sys.executable, "-c", PLAIN, folder, str(n)], stdin=subprocess.PIPE,
@@ -133,22 +143,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="another checkout whose watcher is measured beside")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--one-round", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     base = TMPFS or tempfile.gettempdir()
-    tinyo, plain = [], []
-    for i in range(args.rounds):  # interleaved: a busy moment of the machine hits both
+    if args.one_round:  # a child of --baseline: this checkout's engine is first on sys.path
+        sys.path.insert(0, args.one_round)
+        print(json.dumps(tinyo_round(base, args.files)))
+        return 0
+    tinyo, plain, other = [], [], []
+    for i in range(args.rounds):  # interleaved: a busy moment of the machine hits all
         tinyo.append(tinyo_round(base, args.files))
         plain.append(plain_round(base, args.files))
+        if args.baseline:
+            other.append(checkout_round(args.baseline, base, args.files))
         last = tinyo[-1]
         print(f"round {i + 1}: tinyo watcher {last['cpu_us_per_file']:.1f} us/file (reported {last['reported']} "
               f"in {last['messages']} messages, threads {last['busiest_threads_us_per_file']}), "
-              f"plain watchdog {plain[-1]['cpu_us_per_file']:.1f} us/file", flush=True)
+              f"plain watchdog {plain[-1]['cpu_us_per_file']:.1f} us/file"
+              + (f", baseline checkout's watcher {other[-1]['cpu_us_per_file']:.1f} us/file (threads "
+                 f"{other[-1]['busiest_threads_us_per_file']})" if other else ""), flush=True)
     t = statistics.median(r["cpu_us_per_file"] for r in tinyo)
     p = statistics.median(r["cpu_us_per_file"] for r in plain)
     rows = [("figure", "tinyo", "baseline", "ratio"),
             (f"watcher process CPU per file, {args.files:,}-file burst ({base})", f"{t:.1f} us", f"{p:.1f} us",
              f"{t / p:.2f}" if p else "-")]
+    if other:
+        o = statistics.median(r["cpu_us_per_file"] for r in other)
+        rows.append(("the same, beside the baseline checkout's watcher", f"{t:.1f} us", f"{o:.1f} us",
+                     f"{t / o:.2f}" if o else "-"))
     width = max(len(r[0]) for r in rows)
     for r in rows:
         print(f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>9}  {r[3]:>5}")
@@ -156,7 +180,7 @@ def main() -> int:
           "stat + hash each)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"files": args.files, "tinyo": tinyo, "plain": plain,
+            json.dump({"files": args.files, "tinyo": tinyo, "plain": plain, "baseline_checkout": other,
                    "tinyo_median_us": t, "plain_median_us": p}, fh, indent=2)
     return 0
 

@@ -29,6 +29,10 @@ RECIPE = """
 import os, time
 from tinyo import TinyOConfig
 
+HOLD_IMPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'hold-import')
+while os.path.exists(HOLD_IMPORT):  # a worker started now stays 'starting' until the test lets it go
+    time.sleep(0.005)
+
 def hold(context):
     print('halfway', flush=True)
     flag = context['config']['flag']
@@ -302,3 +306,42 @@ def test_run_task_binds_the_run_and_its_output_for_the_op_alone_and_gives_the_th
     assert [(kind, run_id) for kind, run_id, _ in reports] == [("start", 9), ("out", 9), ("out", 9), ("done", 9)]
     assert [payload for kind, _, payload in reports if kind == "out"] == [("stdout", "line one"), ("stdout", "partial")]
     assert reports[-1][2][:4] == (True, None, None, "'ok'")
+
+
+def test_tasks_sent_one_at_a_time_all_go_to_the_same_worker_and_two_at_once_to_both(pool):
+    # a chain's links go one at a time: the worker the last link left warm takes the next (ties go to the first
+    # least-loaded worker, not round robin); tasks sent together still spread over the idle workers
+    p = pool(2)
+    chain = [p.task("tag", tag=str(i)) for i in range(6)]
+    for task in chain:
+        p.executor.submit([task])
+        p.wait_for("done", task.run_id)
+    assert [p.wait_for("start", t.run_id)[0] for t in chain] == ["w1"] * 6
+    both = [p.hold(), p.hold()]
+    p.executor.submit(both)
+    assert sorted(p.wait_for("start", t.run_id)[0] for t in both) == ["w1", "w2"]
+    p.flag.touch()
+    for task in both:
+        assert p.wait_for("done", task.run_id)[0] is True
+
+
+def test_a_task_goes_to_a_ready_worker_before_an_idle_one_still_starting(pool):
+    p = pool(2)
+    hold = p.recipe.with_name("hold-import")
+    hold.touch()  # the replacement of w1, below, imports the recipe until this is gone
+    pid = p.executor._workers[0].pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while p.executor.workers()[0].pid in (pid, None) or p.executor.workers()[0].state != "starting":
+        assert time.monotonic() < deadline, "w1 was not replaced"
+        p.wait_any()
+    tasks = [p.task("tag", tag=str(i)) for i in range(3)]
+    for task in tasks:  # one at a time: w1 and w2 both hold none, and only w2 can run one now
+        p.executor.submit([task])
+        assert p.wait_for("start", task.run_id)[0] == "w2"
+        p.wait_for("done", task.run_id)
+    hold.unlink()
+    p.ready()
+    again = p.task("tag", tag="warm")
+    p.executor.submit([again])
+    assert p.wait_for("done", again.run_id)[3] == "'warm'"

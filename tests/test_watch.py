@@ -80,7 +80,7 @@ def test_overflow_triggers_a_rescan_that_finds_missed_files(tmp_path, inbox, har
         # what watchdog does on IN_Q_OVERFLOW: it only logs; tinyo hooks that log record
         from tinyo.watch import FileWatcher
 
-        hook_watcher = FileWatcher([str(inbox)], lambda p: None, h.engine.rescan)
+        hook_watcher = FileWatcher([str(inbox)], lambda paths, seen: None, h.engine.rescan)
         hook_watcher.start()
         try:
             logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
@@ -273,11 +273,11 @@ def test_each_way_a_file_arrives_is_reported_once_without_the_observers_queue(tm
     got: list[tuple[str, str]] = []
     lock = threading.Lock()
 
-    def on_file(path: str) -> None:
+    def on_files(paths: list[str], seen: float) -> None:
         with lock:
-            got.append((os.path.relpath(path, inbox), threading.current_thread().name))
+            got.extend((os.path.relpath(path, inbox), threading.current_thread().name) for path in paths)
 
-    watcher = FileWatcher([str(inbox)], on_file, lambda: None, recursive=True, debounce=0.1, ignore_names=["*.tmp"])
+    watcher = FileWatcher([str(inbox)], on_files, lambda: None, recursive=True, debounce=0.1, ignore_names=["*.tmp"])
     watcher.start()
     try:
         (inbox / "closed.txt").write_text("w")

@@ -174,6 +174,10 @@ class Graph:
         return (self.backing is not None and des_id not in self._absent
                 and des_id in self.backing.existing_des([des_id]))
 
+    def is_new(self, des_id: str) -> bool:
+        """Known not to exist, without a lookup: not in memory, and absent by the last ``prefetch``."""
+        return des_id in self._absent and des_id not in self.nodes
+
     def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = (), targs: Iterable[Iterable[str]] = ()) -> None:
         """Fill the caches for ``docs`` (and learn which of ``des_ids`` exist) with a few batched lookups,
         instead of one lookup per miss: for a batch of new events, most of them are misses.

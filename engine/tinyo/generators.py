@@ -49,24 +49,32 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
     frontier: list[tuple[MetaTask, Any]] = [(task, event) for task in roots]
     while frontier:
         task, given = frontier.pop(0)
-        label = _label(given)
-        progress[:] = [task.name, label]
+        label = given if given.__class__ is str else _label(given)
+        name = task.name
+        progress[:] = name, label
         try:
             result = task.fn(given)
         except BaseException as exc:  # SystemExit too: a generator must not stop the engine's loop
-            out.errors.append((task.name, _label(given), f"raised {type(exc).__name__}: {exc}{_where(task, exc)}",
+            out.errors.append((name, _label(given), f"raised {type(exc).__name__}: {exc}{_where(task, exc)}",
                                "".join(traceback.format_exception(exc))))
             continue
-        problem = _shape_problem(result)
+        # the shape most generators return, (key, [DES, ...]), is recognised without the checks that word a problem
+        problem = None
+        if result.__class__ is not tuple or len(result) != 2 or result[1].__class__ is not list:
+            problem = _shape_problem(result)
+        else:
+            for des in result[1]:
+                if des.__class__ is not DES:
+                    problem = _shape_problem(result)
+                    break
         if problem:
-            out.errors.append((task.name, _label(given), problem, ""))
+            out.errors.append((name, _label(given), problem, ""))
             continue
         key, des_list = result
-        name = task.name
         if given.__class__ is not str:
             label = _label(given)  # as it reads now (a generator may have changed what it was given)
         out.des.extend([(name, label, des) for des in des_list])
-        if key is not None:
+        if key is not None and task.download:
             frontier.extend((child, key) for child in task.download)
     progress[:] = []
     return out

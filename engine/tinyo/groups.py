@@ -51,7 +51,22 @@ def group_key(name: str) -> str:
     if name.startswith("/"):
         folder, _, base = name.rpartition("/")
         return f"{folder}/{_NUMBERS.sub('*', base)}"
-    return _NUMBERS.sub("*", name)
+    head, slash, tail = name.rpartition("/")
+    if not slash:
+        return _NUMBERS.sub("*", name)
+    # no fold spans a "/": the part before the last one is folded once for the many names that share it
+    # (``done /srv/in/a_1.csv``, ``done /srv/in/a_2.csv``: the regex costs per character)
+    folded = _HEADS.get(head)
+    if folded is None:
+        if len(_HEADS) >= HEADS_MAX:
+            _HEADS.clear()
+        folded = _HEADS[head] = _NUMBERS.sub("*", head)
+    return f"{folded}/{_NUMBERS.sub('*', tail)}"
+
+
+HEADS_MAX = 1024
+"""Name heads (the part before the last "/") whose folded form ``group_key`` keeps."""
+_HEADS: dict[str, str] = {}
 
 
 def coarse_key(name: str) -> str:
@@ -132,6 +147,32 @@ class Groups:
         group.states[state] += 1
         self.touched.add(key)
         return key
+
+    def join_many(self, joins: list[tuple[str, str]]) -> list[str]:
+        """Count documents new to the DAG, as (name, state): the counts, firsts and groups ``join`` gives name
+        by name, each group's counts moved once (a batch's new files and targets mostly share a few groups).
+        Returns their groups, in order."""
+        keys, groups, key_of = self._keys, self._groups, self.key
+        out: list[str] = []
+        add = out.append
+        counts: dict[tuple[str, str], int] = {}
+        for name, state in joins:
+            key = keys.get(name) or key_of(name)
+            group = groups.get(key)
+            if group is None:  # made now: the next name's key sees it (as ``join`` name by name would)
+                group = groups[key] = _Group(first=name)
+            elif name < group.first:
+                group.first = name
+            add(key)
+            pair = (key, state)
+            counts[pair] = counts.get(pair, 0) + 1
+        touched = self.touched
+        for (key, state), n in counts.items():
+            group = groups[key]
+            group.count += n
+            group.states[state] += n
+            touched.add(key)
+        return out
 
     def move(self, name: str, old: str, new: str) -> None:
         """A counted document changed state."""

@@ -1,6 +1,7 @@
 """Provides the message pipe between the engine and its helper processes (workers, the watcher): pickled
 messages, each behind its length, as ``multiprocessing.connection.Connection`` frames them, and ``wait`` for
-several pipes at once. Both ends use it: importing ``multiprocessing.connection`` (and the ``tempfile``,
+several pipes at once. :meth:`Pipe.recv_all` takes every message waiting in one read (a worker's task and a
+chain link's report each cost one system call, not two). Both ends use it: importing ``multiprocessing.connection`` (and the ``tempfile``,
 ``shutil`` and compression modules it brings) cost a helper process a good part of its start-up, and the
 engine's process some 10 ms before its workers could be started.
 """
@@ -18,6 +19,8 @@ T = TypeVar("T")
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
+READ_SIZE = 1 << 16
+"""Bytes ``recv_all`` asks the pipe for at once (a pipe's buffer: everything waiting, most often)."""
 
 
 class Pipe:
@@ -25,6 +28,8 @@ class Pipe:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._held = b""
+        """Bytes ``recv_all`` read past its last whole message: the start of the next one."""
 
     def fileno(self) -> int:
         if self.fd < 0:
@@ -34,10 +39,14 @@ class Pipe:
     def send(self, obj: Any) -> None:
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
         size = len(data)
-        header = _SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size)
-        self._write(header + data if size < 1 << 16 else header)
-        if size >= 1 << 16:
-            self._write(data)
+        if size < 1 << 16:  # one write, whole most often (a pipe takes 64 KiB at once)
+            frame = _SHORT.pack(size) + data
+            written = os.write(self.fd, frame)
+            if written < len(frame):
+                self._write(memoryview(frame)[written:])
+            return
+        self._write(_SHORT.pack(size) if size <= 0x7FFFFFFF else _SHORT.pack(-1) + _LONG.pack(size))
+        self._write(data)
 
     def recv(self) -> Any:
         """The next message (EOFError once the other end is closed)."""
@@ -45,6 +54,45 @@ class Pipe:
         if size == -1:
             (size,) = _LONG.unpack(self._read(8))
         return pickle.loads(self._read(size))
+
+    def recv_all(self) -> list[Any]:
+        """Every whole message that can be read now, at least one (waiting for it); EOFError once the other end
+        is closed. One read takes what the pipe holds; a message's end still on its way is waited for, and the
+        start of one after it kept for the next call (so no whole message is ever left unread behind a poll)."""
+        held = self._held
+        if not held:
+            chunk = os.read(self.fd, READ_SIZE)
+            if len(chunk) >= 4 and _SHORT.unpack_from(chunk)[0] == len(chunk) - 4:
+                return [pickle.loads(memoryview(chunk)[4:])]  # one whole message: most often (a chain's link)
+            if not chunk:
+                raise EOFError("the other end of the pipe is closed")
+            held = chunk
+        buf = bytearray(held)
+        self._held = b""
+        messages: list[Any] = []
+        at = 0
+        while True:  # what was read above, or kept from the last call, is parsed first
+            end = len(buf)
+            with memoryview(buf) as view:
+                while end - at >= 4:
+                    (size,) = _SHORT.unpack_from(view, at)
+                    start = at + 4
+                    if size == -1:
+                        if end - start < 8:
+                            break
+                        (size,) = _LONG.unpack_from(view, start)
+                        start += 8
+                    if end - start < size:
+                        break
+                    messages.append(pickle.loads(view[start:start + size]))
+                    at = start + size
+            if messages:
+                self._held = bytes(buf[at:]) if at < end else b""
+                return messages
+            chunk = os.read(self.fd, READ_SIZE)
+            if not chunk:
+                raise EOFError("the other end of the pipe is closed")
+            buf += chunk
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """True when a message (or the end) can be read within ``timeout`` seconds."""
@@ -57,13 +105,19 @@ class Pipe:
         if fd >= 0:
             os.close(fd)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view):]
 
     def _read(self, size: int) -> bytes:
-        chunks = []
+        held = self._held
+        if held:  # what ``recv_all`` read of this message
+            self._held = held[size:]
+            if len(held) >= size:
+                return held[:size]
+            size -= len(held)
+        chunks = [held] if held else []
         while size:
             chunk = os.read(self.fd, size)
             if not chunk:

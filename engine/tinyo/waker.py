@@ -27,9 +27,11 @@ class Waker:
         os.set_blocking(self._w, False)
         self._lock = threading.Lock()
         self._watched: dict[int, Callable[[], None]] = {}
-        """Pipes (file descriptors) read while waiting, and what reads each (any thread adds or removes)."""
+        """Pipes (file descriptors) read while waiting, and what reads each (any thread adds or removes). Never
+        changed in place, replaced: ``wait`` reads it without the lock or a copy."""
         self._poller: select.poll | None = None
-        """What ``wait`` polls, rebuilt when the watched pipes change."""
+        """What ``wait`` polls, for ``_polled`` (rebuilt when the watched pipes change)."""
+        self._polled: dict[int, Callable[[], None]] | None = None
 
     def is_set(self) -> bool:
         return self._flag
@@ -50,26 +52,25 @@ class Waker:
     def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
         """Call ``on_ready`` on the waiting thread whenever ``fd`` can be read (or is at its end)."""
         with self._lock:
-            self._watched[fd] = on_ready
-            self._poller = None
+            self._watched = {**self._watched, fd: on_ready}
         self.set()  # a wait under way polls the new set
 
     def unwatch(self, fd: int) -> None:
         with self._lock:
-            if self._watched.pop(fd, None) is not None:
-                self._poller = None
+            if fd in self._watched:
+                self._watched = {k: v for k, v in self._watched.items() if k != fd}
 
     def wait(self, timeout: float | None = None) -> bool:
         """Until set, ``timeout`` seconds, or a watched pipe was read; the flag. Set already, it still reads
         the watched pipes that are ready: a loop that always has more to do must not leave them unread."""
-        with self._lock:
-            poller = self._poller
-            if poller is None:
-                poller = self._poller = select.poll()
-                poller.register(self._r, select.POLLIN)
-                for fd in self._watched:
-                    poller.register(fd, select.POLLIN)
-            watched = dict(self._watched)
+        watched = self._watched
+        poller = self._poller
+        if self._polled is not watched or poller is None:
+            poller = select.poll()
+            poller.register(self._r, select.POLLIN)
+            for fd in watched:
+                poller.register(fd, select.POLLIN)
+            self._poller, self._polled = poller, watched
         if self._flag:
             ready = poller.poll(0) if watched else []
         else:
@@ -87,7 +88,7 @@ class Waker:
                     pass  # drained by an earlier wait
             else:
                 on_ready = watched.get(fd)
-                if on_ready is not None and fd in self._watched:
+                if on_ready is not None and fd in self._watched:  # not unwatched by an earlier callback
                     on_ready()
         return self._flag
 

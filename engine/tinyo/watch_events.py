@@ -8,8 +8,19 @@ watchdog is imported inside the functions: only the watcher process needs it, no
 from __future__ import annotations
 
 import os
+import struct
+import threading
 from collections.abc import Callable
 from typing import Any
+
+_EVENT = struct.Struct("iIII")
+"""``struct inotify_event`` without its name: wd, mask, cookie, name length."""
+_IN_CLOSE_WRITE = 0x00000008
+_IN_CREATE = 0x00000100
+_IN_ISDIR = 0x40000000
+_IN_Q_OVERFLOW = 0x00004000
+READ_SIZE = 1 << 16
+"""Bytes read from the inotify descriptor at a time (about 600 files' create and close)."""
 
 
 def file_handler(complete: Callable[[str], None], created: Callable[[str], None]) -> tuple[Any, list[Any]]:
@@ -32,53 +43,110 @@ def file_handler(complete: Callable[[str], None], created: Callable[[str], None]
     return Handler(), [FileClosedEvent, FileMovedEvent, FileCreatedEvent]
 
 
-def file_observer(complete: Callable[[str], None], created: Callable[[str], None]) -> Any:
-    """A watchdog observer handing a file's own events (closed after writing, created, moved) straight to
-    ``complete`` and ``created`` (as :func:`file_handler`): a close or a create on the thread that parses
-    the kernel's events, a move (which must be paired with its source first) on the emitter's thread. In a
-    burst, each event then costs no event objects (watchdog makes two per close: the file's and its
-    folder's "modified") and no hand-off through queues to other threads (two per event: the emitter's and
-    the observer's). Folders, overflow and a
-    watched folder deleted take watchdog's usual way to the handler. Where watchdog has no such hooks
-    (another platform, another version), a plain observer."""
+def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
+                  created: Callable[[str], None]) -> tuple[Any, threading.Thread | None]:
+    """A watchdog observer, and the thread running ``run(reader)`` if that thread reads the kernel's events.
+
+    Where watchdog's inotify parts allow, the observer's inotify reader is an :class:`InotifyReader`
+    whose thread runs ``run(reader)``: that one function waits for the kernel's events, reads them
+    (:meth:`InotifyReader.read`) and hands a file's close or create straight back to it
+    (:meth:`InotifyReader.dispatch`), with no event object and no hand-off to another thread (watchdog
+    makes three objects per close, the file's event and its folder's "modified", and passes them
+    through two queues and three threads). Folders, moves (paired with their source first, on the
+    emitter's thread), overflow and a watched folder deleted take watchdog's usual way: moves and the
+    files found in a new folder reach ``complete`` and ``created`` from the emitter's thread, the rest
+    the handler of :func:`file_handler`. Elsewhere (another platform, another version of watchdog) a
+    plain observer, and None: then ``run`` needs a thread of its own."""
     from watchdog.observers import Observer
 
     try:
         from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+        from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
         from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
     except ImportError:
-        return Observer()
-    if not hasattr(InotifyEmitter, "build_and_queue_event"):
-        return Observer()
-    direct_group = (hasattr(InotifyWatchGroup, "_build_event_source_path")
-                    and "_lock" in getattr(InotifyWatchGroup, "__dataclass_fields__", ()))
+        return Observer(), None
+    fields = set(InotifyFD.__init__.__code__.co_names) | set(InotifyObserver.__init__.__code__.co_names)
+    if not ({"_watch_for_wd", "_kill_r", "_inotify_fd", "_closed", "_is_reading", "_lock"} <= fields
+            and all(hasattr(InotifyFD, name) for name in ("_close_resources", "handle_event"))
+            and hasattr(InotifyWatchGroup, "_resolve_path") and hasattr(InotifyEmitter, "build_and_queue_event")):
+        return Observer(), None
 
-    class FileEventsDirectGroup(InotifyWatchGroup):  # type: ignore[misc, valid-type]
-        def on_event(self, event: Any) -> None:
-            if event.is_directory or not (event.is_close_write or event.is_create):
-                super().on_event(event)  # folders (watches to add), moves (to pair), the rest
-                return
+    class InotifyReader(InotifyFD):  # type: ignore[misc, valid-type]
+        """watchdog's inotify reader, its thread running ``run(self)`` instead of a reader and a
+        dispatcher thread."""
+
+        def run(self) -> None:
             with self._lock:
-                path = self._build_event_source_path(event) if self.is_active else None
-            if path is None:
-                return
-            if event.is_close_write:
-                complete(os.fsdecode(path))
-            else:
-                created(os.fsdecode(path))
+                if self._closed:
+                    return
+                self._is_reading = True  # close() wakes this thread (the kill pipe): it closes the descriptors
+            try:
+                run(self)
+            finally:
+                with self._lock:
+                    self._is_reading = False
+                    if self._closed:
+                        self._close_resources()
+
+        @property
+        def fd(self) -> int:
+            return self._inotify_fd
+
+        @property
+        def kill_fd(self) -> int:
+            return self._kill_r
+
+        def read(self) -> bytes:
+            """What the kernel has queued (b"" once closed); call when the descriptor is readable."""
+            try:
+                return os.read(self._inotify_fd, READ_SIZE)
+            except OSError:
+                return b""
+
+        def dispatch(self, buffer: bytes, complete: Callable[[str], None], created: Callable[[str], None]) -> None:
+            """Parse ``buffer``: a file's close or create goes to ``complete`` or ``created``, every other event
+            watchdog's way (:meth:`InotifyFD.handle_event`)."""
+            folders: dict[int, list[bytes] | None] = {}  # wd -> the watched folders' paths, each ending in "/"
+            unpack = _EVENT.unpack_from
+            end = len(buffer)
+            i = 0
+            while i + 16 <= end:
+                wd, mask, cookie, length = unpack(buffer, i)
+                name = buffer[i + 16:i + 16 + length].rstrip(b"\0")
+                i += 16 + length
+                if mask & (_IN_CLOSE_WRITE | _IN_CREATE) and not mask & _IN_ISDIR and name:
+                    prefixes = folders.get(wd, ())
+                    if prefixes == ():
+                        prefixes = folders[wd] = self._folders(wd)
+                    if prefixes is not None:
+                        call = complete if mask & _IN_CLOSE_WRITE else created
+                        for prefix in prefixes:
+                            call(os.fsdecode(prefix + name))
+                        continue
+                if wd == -1 and not mask & _IN_Q_OVERFLOW:
+                    continue
+                folders.clear()  # a folder event may add, move or drop watches
+                self.handle_event(InotifyEvent(wd, mask, cookie, name))
+
+        def _folders(self, wd: int) -> list[bytes] | None:
+            """The paths (ending in "/") of the folder ``wd`` watches, one per watch group; None when an
+            event on it must take watchdog's way."""
+            with self._lock:
+                watch = self._watch_for_wd.get(wd)
+                groups = list(watch.callbacks.values()) if watch is not None else []
+            prefixes = []
+            for group in groups:
+                if not isinstance(group, InotifyWatchGroup):
+                    return None
+                with group._lock:
+                    path = group._resolve_path(wd) if group.is_active else None
+                if path is not None:
+                    prefixes.append(path if path.endswith(b"/") else path + b"/")
+            return prefixes
 
     class FileEventsDirect(InotifyEmitter):  # type: ignore[misc, valid-type]
-        def on_thread_start(self) -> None:
-            if not direct_group:
-                super().on_thread_start()
-                return
-            self._inotify = FileEventsDirectGroup(
-                self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
-                event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink)
-
         def build_and_queue_event(self, event: Any, *, full_events: bool = False) -> None:
-            # what still comes this way: moves, the files found in a new folder, and all that direct_group
-            # does not take
+            # what still comes this way: moves, the files found in a new folder
             if isinstance(event, PathedInotifyEvent):
                 ev = event.ev
                 if not ev.is_directory:
@@ -95,4 +163,9 @@ def file_observer(complete: Callable[[str], None], created: Callable[[str], None
 
     observer = InotifyObserver()
     observer._emitter_class = FileEventsDirect
-    return observer
+    reader = InotifyReader()
+    reader.name, reader.daemon = "tinyo-watch", True
+    observer._inotify_fd = reader  # the observer's one reader, as its schedule() would make it
+    observer._emitter_kwargs["inotify_fd"] = reader
+    reader.start()
+    return observer, reader

@@ -119,12 +119,15 @@ class Reports:
         """Send every waiting report (in batches), on the calling thread."""
         with self.send_lock:
             while True:
-                with self.cond:
-                    if not self.waiting:
-                        return
+                with self.lock:  # ``cond``'s own lock, without the Python-level ``Condition.__enter__``
                     waiting = self.waiting
-                    batch = [waiting.popleft() for _ in range(min(len(waiting), self.BATCH))]
-                    if waiting:
+                    if not waiting:
+                        return
+                    if len(waiting) <= self.BATCH:
+                        batch = list(waiting)
+                        waiting.clear()
+                    else:
+                        batch = [waiting.popleft() for _ in range(self.BATCH)]
                         self.since = time.monotonic()
                     if self.blocked:
                         self.cond.notify_all()  # room for a waiting put
@@ -191,12 +194,14 @@ class WorkerLoop:
         reports.flush()
 
     def _next(self) -> Task | None:
-        """The next task to run (None: stop), reading the pipe first: a cancel may wait there."""
+        """The next task to run (None: stop). Holding tasks, it looks at the pipe first (a cancel may wait
+        there); holding none, it sends what the last ops said (in one message) and waits for work: one read
+        takes all that waits (a chain's link costs the worker that read and the report's write)."""
         with self.reading:
             while True:
-                while self.tasks_ready.poll(0):
-                    self._handle(self._recv())
                 if self.inbox:
+                    if self.tasks_ready.poll(0):
+                        self._take_in()
                     task = self.inbox.popleft()
                     if task is None or task.run_id not in self.skip:
                         return task
@@ -204,13 +209,16 @@ class WorkerLoop:
                     self.reports.put("done", task.run_id, (False, "cancelled before it started", None, None, 0.0))
                     continue
                 self.reports.flush()  # about to wait for work: what the last ops said goes now, in one message
-                self._handle(self._recv())
+                self._take_in()
 
-    def _recv(self) -> Any:
+    def _take_in(self) -> None:
+        """Every message waiting in the task pipe (at least one: it waits for it)."""
         try:
-            return self.task_conn.recv()
+            messages = self.task_conn.recv_all()
         except (EOFError, OSError):
             os._exit(1)  # the orchestrator is gone: stop at once (its store marks the run interrupted)
+        for msg in messages:
+            self._handle(msg)
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         """One message of the task pipe (the thread holding ``reading``)."""
@@ -281,7 +289,7 @@ class WorkerLoop:
                     if fd == self.wake_r:
                         os.read(self.wake_r, 512)
                     else:
-                        self._handle(self._recv())
+                        self._take_in()
                 if self.reports.due(time.monotonic()):
                     self.reports.flush()
                 with self.cond:

@@ -4,6 +4,7 @@ version, and the documents' groups as the console's tree counts them."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from ..intake import FileState, compare_file, stat_file
 if TYPE_CHECKING:
     from ..model import TinyOConfig
     from ..store import Store
+    from .inflow import Stored
     from .outbox import Outbox
 
 FILE_CACHE_MAX = 4096
@@ -44,6 +46,9 @@ class Documents:
         self._doc_rows: list[tuple[str, int, str | None, int | None, int | None, float, str]] | None = None
         self._name_rows: list[tuple[str, str]] = []
         """While a batch is open (``begin_batch``): its document and name rows, handed to the store together."""
+        self.joining: list[tuple[str, str]] = []
+        """Documents new to the DAG, as (name, state), counted in their groups together (``flush_joins``): a
+        batch's fast paths append here; anything else that reads or moves the counts flushes it first."""
         self._mark_gone = mark_gone
         """Intake's record of a file seen gone (so the file coming back is a new event)."""
         self.checks = FileChecks(graph, self.file_state, config.hash_files)
@@ -59,6 +64,62 @@ class Documents:
                 self.refresh_file(name, by="event", hint=state, st=st, source=True)
         else:
             self.bump(name, by="event")
+
+    def from_events(self, batch: list[Stored]) -> None:
+        """A batch's events, in order, as ``from_event`` gives each: one lookup of what the store knows of
+        their files, and a file seen for the first time (most of a burst) taken in on a short path. Such a
+        file has no version, producer or reader, is not gone, and its state as intake read it agrees with
+        its stat now: it gets version 1 and joins its group as a source (groups counted per batch)."""
+        self.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
+        graph = self.graph
+        versions, producer, consumers, gone = graph.versions, graph.producer, graph.consumers, graph.gone
+        files, present, joining = self._files, self.checks.present, self.joining
+        use_hash = self.config.hash_files
+        emit, put, intern, updated = self.outbox.emit, self._put, sys.intern, ev.DocumentUpdated
+        now = self.clock.time()
+        for _, _, name, state, _ in batch:
+            if name[:1] != "/":
+                self.flush_joins()
+                self.bump(name, by="event")
+                now = self.clock.time()
+                continue
+            st = stat_file(name)
+            if (st is not None and versions.get(name) == 0 and producer.get(name, True) is None
+                    and not consumers.get(name, True) and name not in files and name not in gone):
+                if not use_hash:
+                    new = FileState(st.st_mtime_ns, st.st_size, None)
+                elif (state is not None and state.digest and state.mtime_ns == st.st_mtime_ns
+                      and state.size == st.st_size):
+                    new = state  # as the watcher (or intake) hashed it, and still so: not read again
+                else:
+                    new = None
+                if new is not None:
+                    present.add(name)
+                    joining.append((name, "source"))
+                    versions[intern(name)] = 1
+                    emit(updated(now, name, 1, "event"))
+                    files[name] = new
+                    put((name, 1, new.digest, new.mtime_ns, new.size, now, "event"))
+                    continue
+            self.flush_joins()
+            if self._file_event(name, state, st):
+                self.refresh_file(name, by="event", hint=state, st=st, source=True)
+            now = self.clock.time()
+        self.flush_joins()
+
+    def flush_joins(self) -> None:
+        """Count the documents waiting in ``joining`` in their groups (one move per group and state)."""
+        joining = self.joining
+        if not joining:
+            return
+        patterns = self.groups.join_many(joining)
+        rows = list(zip([name for name, _ in joining], patterns))
+        if self._doc_rows is None:
+            self.store.add_names(rows)
+        else:
+            self._name_rows.extend(rows)
+        self.total += len(rows)
+        joining.clear()
 
     def _file_event(self, path: str, state: FileState | None, st: os.stat_result | None) -> bool:
         """Whether a file event gives its document a version: not when the file is gone by now (``st``: its
@@ -201,6 +262,8 @@ class Documents:
 
     def join(self, doc: str, state: str) -> None:
         """A document enters the DAG in ``state``."""
+        if self.joining:
+            self.flush_joins()
         pattern = self.groups.join(doc, state)
         if self._doc_rows is None:
             self.store.add_names([(doc, pattern)])

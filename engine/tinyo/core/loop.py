@@ -52,6 +52,9 @@ BATCHES_PER_CYCLE, BACKLOG_BUDGET, READY_FOR_MORE = 8, 0.02, READY_MAX // 2
 first run), while fewer DES than READY_FOR_MORE wait for a worker (past it the engine is ahead of them)."""
 REQUEST_POLL = 1.0
 """Seconds between looks at the store for requests from the CLI (``tinyo rerun`` while running)."""
+TIMEOUT_CHECK, INBOX_SLICE = 0.05, 1000
+"""Seconds between looks for runs past ``op_timeout`` (each asks the executor what runs); inbox messages taken
+at once (room made for its producers a slice at a time)."""
 
 
 class Loop:
@@ -108,6 +111,7 @@ class Loop:
         self.went_idle = threading.Event()
         """Set when the loop becomes idle or stops (whoever waits for that clears it first)."""
         self._next_request_poll = 0.0
+        self._next_timeout_check = 0.0
         self._processed = 0
         self._since_prune = 0
 
@@ -214,47 +218,49 @@ class Loop:
         self._commit_and_publish([])
 
     def _wait_time(self) -> float | None:
-        """Seconds until the next thing the loop must do by itself (None: only a wake-up)."""
-        mono = self.clock.monotonic()
-        deadlines: list[float] = []
-        nxt = self.inflow.schedule.next_due()
-        if nxt is not None:
-            deadlines.append(mono + max(0.0, nxt.timestamp() - self.clock.time()))
+        """Seconds until the next thing the loop must do by itself (None: only a wake-up); each source is looked
+        at only when it has something (a chain's link waits here once)."""
+        mono, inflow = self.clock.monotonic(), self.inflow
+        due = [] if self.store.memory else [self._next_request_poll]
+        if self.timers and (nxt := inflow.schedule.next_due()) is not None:
+            due.append(mono + max(0.0, nxt.timestamp() - self.clock.time()))
         if self.runbook.retries:
-            deadlines.append(self.runbook.retries[0][0])
-        if self.inflow.next_rescan is not None:
-            deadlines.append(self.inflow.next_rescan)
+            due.append(self.runbook.retries[0][0])
+        if inflow.next_rescan is not None:
+            due.append(inflow.next_rescan)
         if self.config.op_timeout and self.runbook.open:
-            deadlines.append(mono + 0.1)
-        if not self.store.memory:
-            deadlines.append(self._next_request_poll)
-        window = self.inflow.window.deadline()
-        if window is not None or self.inflow.settling:
+            due.append(max(mono, self._next_timeout_check))
+        window = inflow.window.deadline()
+        if window is not None or inflow.settling:
             # real time, whatever the clock: files arrive in it
             wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
-            deadlines.append(mono + (min(wait, 0.05) if self.inflow.settling else wait))
-        if not deadlines:
+            due.append(mono + (min(wait, 0.05) if inflow.settling else wait))
+        if not due:
             return None
         # a ManualClock does not move by itself: wake at least every 50 ms so tests that advance it are seen
-        return min(max(0.0, min(deadlines) - mono), 0.05 if isinstance(self.clock, ManualClock) else 3600.0)
+        return min(max(0.0, min(due) - mono), 0.05 if isinstance(self.clock, ManualClock) else 3600.0)
 
     # ================================================================ the cycle
     def cycle(self) -> None:
         mono = self.clock.monotonic()
         while self.own_messages:
             self._handle(self.own_messages.popleft())
-        handled = 0
-        while handled < INBOX_MAX:
-            try:
-                item = self._take(self.inbox)
-            except queue.Empty:
-                break
-            handled += 1
-            self._handle(item)
+        inbox, handled = self.inbox, 0
+        # looked at without its lock (only this thread takes; a put is followed by a wake-up): no queue.Empty
+        while inbox.queue and handled < INBOX_MAX:
+            items = self._take_many(inbox, min(INBOX_SLICE, INBOX_MAX - handled))
+            handled += len(items)
+            for item in items:
+                self._handle(item)
+        # the fixed checks, each only when it may have something due
         inflow = self.inflow
-        inflow.fire_due_timers()
-        self.runbook.due_retries(mono)
-        self.runbook.check_timeouts()
+        if self.timers:
+            inflow.fire_due_timers()
+        if self.runbook.retries:
+            self.runbook.due_retries(mono)
+        if self.config.op_timeout and self.runbook.open and mono >= self._next_timeout_check:
+            self._next_timeout_check = mono + TIMEOUT_CHECK
+            self.runbook.check_timeouts()
         if mono >= self._next_request_poll:
             self._next_request_poll = mono + REQUEST_POLL
             self.commands.poll_requests(room=STORE_PER_CYCLE)
@@ -265,7 +271,8 @@ class Loop:
         if inflow.rescan_wanted:
             inflow.rescan_wanted = False
             inflow.scan()
-        self._store_intake()
+        if inflow.own or inflow.queue.queue:
+            self._store_intake()
         if inflow.settling:
             inflow.look_at_settling()
         if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
@@ -312,10 +319,8 @@ class Loop:
         if not batch:
             return
         self._processed += len(batch)
-        self.documents.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
         self.documents.begin_batch()
-        for _, _, name, state, _ in batch:
-            self.documents.from_event(name, state)
+        self.documents.from_events(batch)
         events = [(eid, name) for eid, _, name, *_ in batch]
         emissions = self.generators.run(events, lambda done, hung: self._take_over(batch, done, hung))
         self._apply_batch(batch, emissions, None)
@@ -337,7 +342,7 @@ class Loop:
             event_id, source, name, _, taken = stored[emission.event_id]
             emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
                                   len(emission.errors)))
-        marks = [registration.apply_emission(emission, flush) for emission in emissions]
+        marks = registration.register_batch(emissions, flush)
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"

@@ -113,6 +113,70 @@ class Registration:
         detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
         return status, detail, emission.event_id
 
+    def register_batch(self, emissions: list[Emission], flush: Callable[[], None]) -> list[tuple[str, str | None, int]]:
+        """Register a batch's emissions, in order, as ``apply_emission`` does each; returns their events' marks.
+
+        A new DES of the common shape is added on a short path: the batch's prefetch found it absent, every
+        target is a name nothing produces, reads or versions, every dep has a version (so no target conflict,
+        no cycle, no dep to look at) and its ops are known. Its targets join their groups with the batch's.
+        Anything else (a known DES, a conflict, a dep without a version, an emission of REGISTER_SLICE DES or
+        more) takes ``register``'s general path, in its place in the order."""
+        graph, documents = self.graph, self.documents
+        nodes, versions, producer, consumers = graph.nodes, graph.versions, graph.producer, graph.consumers
+        is_new, add, op_facts, register = graph.is_new, graph.add, self._op_facts, self.register
+        emit, touch, live_ops, joining = self.outbox.emit, self.touched.append, self.ops, documents.joining
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = []  # handed to the store with the batch (``end_batch``) or at a commit
+        intern, clock, registered, refused = sys.intern, self.clock, ev.DESRegistered, (DESRejected, OpNotImportable)
+        marks: list[tuple[str, str | None, int]] = []
+        for emission in emissions:
+            made, errors = emission.des, emission.errors
+            if len(made) >= REGISTER_SLICE:
+                documents.flush_joins()
+                marks.append(self.apply_emission(emission, flush))
+                rows = self._rows if self._rows is not None else rows
+                continue
+            now = clock.time()
+            for generator, given, message, tb in errors:
+                emit(ev.GeneratorError(now, generator, given, message, tb))
+            event = emission.event
+            for generator, given, des in made:
+                des_id = des.id
+                deps, targs = des.deps, des.targs
+                refs = None
+                if is_new(des_id):
+                    for targ in targs:
+                        if producer.get(targ, True) is not None or versions.get(targ) != 0 or consumers.get(targ, True):
+                            break
+                    else:
+                        for dep in deps:
+                            if not versions.get(dep) or dep not in consumers:
+                                break
+                        else:
+                            try:
+                                refs, ops_desc, blob = op_facts(des)
+                            except refused:
+                                refs = None  # the general path refuses it, with its facts
+                if refs is None:
+                    documents.flush_joins()
+                    register(des, generator, given, event, now)
+                    continue
+                label = intern(given) if given == event else f"{given} (from {event})"
+                node = Node(des_id, tuple(map(intern, deps)), tuple(map(intern, targs)), ops_desc, generator, label)
+                for targ in node.targs:
+                    joining.append((targ, "never built"))
+                add(node)
+                self.total += 1
+                live_ops[des_id] = refs
+                rows.append((des_id, deps, targs, ops_desc, blob, generator, label, now))
+                touch(des_id)
+                emit(registered(now, des_id, deps, targs, ops_desc, generator, label))
+            detail = f"{len(made)} DES" + (f", {len(errors)} generator error(s)" if errors else "")
+            marks.append(("error" if errors else "done", detail, emission.event_id))
+        documents.flush_joins()
+        return marks
+
     def register(self, des: Any, generator: str, given: str, event: str, now: float | None = None) -> bool:
         """Add ``des`` to the graph and the store unless it is known; False if known or rejected. ``now``: the
         engine clock's time, when the caller has it."""

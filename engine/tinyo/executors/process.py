@@ -14,8 +14,10 @@ is read back and attributed to the run in progress.
 
 Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
 not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
-waits behind a long one while another worker is idle. A task carries its recipe path and ops only when
-they differ from the last task sent to that worker (``worker_process`` keeps them).
+waits behind a long one while another worker is idle. Each task goes to a least-loaded worker, the first
+of equals: tasks sent one at a time (a chain's links) all run on the worker the last one left warm. A task
+carries its recipe path and ops only when they differ from the last task sent to that worker
+(``worker_process`` keeps them).
 """
 
 from __future__ import annotations
@@ -75,7 +77,6 @@ class ProcessExecutor:
         self._deaths: list[_Worker] = []
         """Workers whose report pipe the loop found at its end: the reader thread reaps and replaces them."""
         self._mean = 1.0
-        self._rr = 0
 
     # ------------------------------------------------------------ lifecycle
     def attach(self, waker: Waker) -> None:
@@ -124,19 +125,19 @@ class ProcessExecutor:
         batches: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
-            now = time.monotonic()
-            flowing = [w for w in live if not self._stalled(w, now)] or live
-            if not flowing and tasks:
+            if any(w.started_mono for w in live):  # an op runs: none to a worker whose op stalls, if others flow
+                now = time.monotonic()
+                live = [w for w in live if not self._stalled(w, now)] or live
+            if not live and tasks:
                 raise RuntimeError("no live worker to run tasks on")
-            # each task to a least-loaded worker (round robin among equals): those under the limit when any is
-            sizes = [len(w.inflight) for w in flowing]
+            # each task to a least-loaded worker, a ready one before one still starting, the first of equals: a
+            # chain's links, one at a time, all go to the worker the last link left warm in the CPU's caches
+            # (alternating, each link woke a worker that had slept through the link before: 0.65x its CPU a link)
+            keys = [2 * len(w.inflight) + (not w.ready) for w in live]
             for task in tasks:
-                best = min(sizes)
-                picks = [i for i, size in enumerate(sizes) if size == best]
-                index = picks[self._rr % len(picks)]
-                self._rr += 1
-                sizes[index] += 1
-                worker = flowing[index]
+                index = keys.index(min(keys))
+                keys[index] += 2
+                worker = live[index]
                 worker.inflight[task.run_id] = task
                 # the recipe path and ops go only when they differ from the last task's this worker was sent:
                 # a burst's or a chain's tasks all share them, and their Configs cost most of a task's pickle
@@ -152,7 +153,7 @@ class ProcessExecutor:
                 batch[1].append(wire)
             # tasks now wait behind others: the reader thread, if it waits for nothing but a pipe, must look
             # for stalls (the loop, not it, reads the reports that used to wake it)
-            wake = self._reader_unbounded and any(len(w.inflight) > 1 for w in flowing)
+            wake = self._reader_unbounded and any(key > 3 for key in keys)  # a worker holds two tasks or more
         if wake:
             self._wake()
         # sent outside the lock (a full pipe waits for the worker, whose reports the reader thread must take);
@@ -342,11 +343,13 @@ class ProcessExecutor:
         self.sink(WorkerReports(worker.name, [("out", run_id, ("stderr", line.decode("utf-8", "replace"))) for line in lines]))
 
     def _receive(self, worker: _Worker) -> None:
+        """What the worker reported (every message its pipe holds, in one read and one message to the loop)."""
         try:
-            batch = worker.result_conn.recv()
+            messages = worker.result_conn.recv_all()
         except (EOFError, OSError):
             worker.eof = True
             return
+        batch = messages[0] if len(messages) == 1 else [report for message in messages for report in message]
         self._account(worker, batch)
         self.sink(WorkerReports(worker.name, batch))
 
