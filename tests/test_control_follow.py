@@ -22,7 +22,8 @@ from tinyo import events as ev
 from tinyo.control import factwire
 from tinyo.control.hub import Outbox
 from tinyo.control.jsonwire import FrameEncoder
-from tinyo.control.protocol import PROTOCOL, Error, Hello, Lines, Missed, Welcome, decode, encode
+from tinyo.control.factwire import FactReader
+from tinyo.control.protocol import PROTOCOL, Error, Facts, Hello, Lines, Missed, Welcome, decode, encode
 from tinyo.control.server import ControlServer
 
 RECIPE = """
@@ -316,3 +317,44 @@ def test_a_killed_engine_leaves_no_encoder_process_behind(tmp_path, inbox):
     finally:
         if follower.proc.poll() is None:
             follower.proc.kill()
+
+
+def test_a_commands_few_facts_go_out_at_once_only_a_flood_paces_the_hub(monkeypatch):
+    from tinyo.control import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "HUB_PACE", 60.0)  # a paced pass would wait a minute
+    hub = hub_module.Hub(lambda _why: None)
+    hub.start()
+    box = hub_module.Outbox()
+    hub.subscribe(box, history=False)
+    got: list[int] = []
+    arrived, live = threading.Condition(), threading.Event()
+
+    def read() -> None:
+        reader = FactReader()
+        while (lines := box.take()) is not None:
+            for line in lines:
+                message = decode(line)
+                live.set()  # the first line is the Live marker: the hub has added the client
+                if isinstance(message, Facts):
+                    with arrived:
+                        got.extend(event.event_id for event in reader.events(message.facts))
+                        arrived.notify_all()
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def until(count: int, timeout: float) -> bool:
+        with arrived:
+            return arrived.wait_for(lambda: len(got) >= count, timeout)
+
+    assert live.wait(10)
+    for i in range(3):  # one command after another, each a few facts: no pace between them
+        hub.on_facts([_received(i)])
+        assert until(i + 1, 10), "a command's facts waited for a paced pass"
+    hub.on_facts([_received(3 + i) for i in range(hub_module.HUB_FLOOD)])  # a flood's pass ...
+    assert until(3 + hub_module.HUB_FLOOD, 10)
+    hub.on_facts([_received(1000)])
+    assert not until(4 + hub_module.HUB_FLOOD, 0.5), "... paces the next"
+    hub.finish()
+    assert until(4 + hub_module.HUB_FLOOD, 10)
+    box.close()

@@ -416,6 +416,7 @@ def test_a_flood_is_handed_on_at_the_hubs_pace_a_full_inbox_at_once_and_a_fact_a
 
     monkeypatch.setattr(hub_module, "HUB_PACE", 60.0)  # while facts keep coming, the next pass waits a minute...
     monkeypatch.setattr(hub_module, "HUB_FULL", 200)  # ...unless this many wait
+    monkeypatch.setattr(hub_module, "HUB_FLOOD", 1)  # (a pass of one fact counts as a flood here)
     hub = hub_module.Hub(lambda _why: None)
     hub.start()
     box = hub_module.Outbox()

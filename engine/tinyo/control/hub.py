@@ -5,8 +5,8 @@ writes to a socket). The hub's own thread numbers the facts, keeps the recent on
 pass took (up to ``BATCH`` facts) once per form its subscribers asked for (rows for consoles, the
 ``tinyo run --json`` lines for printers), and offers the result to each one's outbox; with no client it
 is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle;
-with clients, while facts keep coming, it passes once per ``HUB_PACE`` (the first fact after a quiet
-spell goes at once).
+with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
+the first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
 slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
@@ -45,6 +45,9 @@ HUB_PACE = 0.05
 sockets and the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of
 another thread or process takes the engine's CPUs and caches). The first fact after a quiet spell still
 goes out after ``HUB_TICK``."""
+HUB_FLOOD = 50
+"""Facts a pass must carry for the next one to wait for ``HUB_PACE``: at a burst's rate (thousands of facts a
+second) a pass carries more; a command's few facts (``tinyo inject``, a rerun) still go out after ``HUB_TICK``."""
 HUB_FULL = 2_000
 """Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more)."""
 OUTBOX_BYTES = 4 << 20
@@ -285,8 +288,8 @@ class Hub:
                     time.sleep(delay)
             self._wake.clear()
             self._full.clear()
-            if self._in:
-                last = time.monotonic()
+            # a flood's pass paces the next; a pass of a few facts (a command's) does not
+            last = time.monotonic() if len(self._in) >= HUB_FLOOD else float("-inf")
             while True:
                 try:
                     what, outbox, history, form = self._requests.get_nowait()
