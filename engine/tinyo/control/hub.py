@@ -41,10 +41,9 @@ find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts in
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
 HUB_PACE = 0.05
-"""Seconds between two passes while facts keep coming: under a flood the hub, the clients' writers, their
-sockets and the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of
-another thread or process takes the engine's CPUs and caches). The first fact after a quiet spell still
-goes out after ``HUB_TICK``."""
+"""Seconds between two passes under a flood (``HUB_FLOOD``): the hub, the clients' writers, their sockets and
+the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of another
+thread or process takes the engine's CPUs, its caches and turns at its interpreter lock)."""
 HUB_FLOOD = 50
 """Facts a pass must carry for the next one to wait for ``HUB_PACE``: at a burst's rate (thousands of facts a
 second) a pass carries more; a command's few facts (``tinyo inject``, a rerun) still go out after ``HUB_TICK``."""
