@@ -11,8 +11,8 @@ from typing import Any
 from .factwire import FactReader
 from .paths import ControlError, socket_path, state_key
 from .protocol import (
-    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Lines, Live, Message, Missed, Query, Result, Subscribe, Welcome,
-    decode, encode,
+    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Lines, Live, Message, Missed, Query, Result, Subscribe,
+    Welcome, decode, encode,
 )
 
 REPLY_LINE_MAX = 256 << 20
@@ -160,6 +160,8 @@ class ControlClient:
             while (end := buffer.find(b"\n", start)) >= 0:
                 message = decode(bytes(buffer[start:end]))
                 if isinstance(message, Lines):
+                    if message.size < 0:
+                        raise ControlError(f"the engine sent lines of {message.size} bytes")
                     stop = end + 1 + message.size
                     if len(buffer) < stop:
                         break  # its lines are still on their way: read the header again once they are in
