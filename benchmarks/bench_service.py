@@ -53,6 +53,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "engine"))
+sys.path.insert(0, str(HERE))
+
+from bench_threads import SPY, thread_names, thread_times  # noqa: E402
+
+SPY_OK = Path(SPY[0]).exists()
+"""Whether py-spy is at hand to name the engine's threads (Python threads are all "tinyo" to the OS)."""
 
 from tinyo import events as ev  # noqa: E402
 from tinyo.control.client import ControlClient  # noqa: E402
@@ -182,6 +188,22 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _encoders(engine: int) -> list[int]:
+    """The engine's JSON-lines encoder processes (``tinyo.control.jsonwire``, started on a ``json`` subscription)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"tinyo.control.jsonwire" not in f.read():
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == engine:  # its parent
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def _lines(path: Path) -> int:
     try:
         with open(path, "rb") as f:
@@ -190,7 +212,7 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def burst(n: int, subscribers: int) -> dict[str, float]:
+def burst(n: int, subscribers: int) -> dict[str, Any]:
     """One engine, ``n`` files at once, ``subscribers`` clients reading every fact."""
     folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-burst-"))
     inbox = folder / "inbox"
@@ -222,7 +244,11 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
         while subscribers and sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers)) == 0:
             time.sleep(0.05)  # subscribed: their history has arrived
         pid = control.pid
+        names = thread_names(pid) if SPY_OK else {}
+        threads0 = thread_times(pid)
         cpu0 = _cpu(pid)
+        helpers = _encoders(pid)
+        helpers0 = sum(_cpu(h) for h in helpers)
         subs0 = sum(_cpu(f.pid) for f in followers)
         first = time.time()
         for i in range(n):
@@ -233,12 +259,17 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
             time.sleep(0.1)
         done = time.time()
         cpu = _cpu(pid) - cpu0
+        encoder = sum(_cpu(h) for h in helpers) - helpers0
+        threads: dict[str, float] = {}
+        for tid, (used, _switches) in thread_times(pid).items():
+            name = names.get(tid, "(not named)")
+            threads[name] = threads.get(name, 0.0) + used - threads0.get(tid, (0.0, 0))[0]
         control.close()
         time.sleep(0.5)  # the followers print what is still on its way
         subs = sum(_cpu(f.pid) for f in followers) - subs0
         read = sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers))
         return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read),
-                "subscribers_cpu_s": subs}
+                "subscribers_cpu_s": subs, "encoder_cpu_s": encoder, "threads": threads}
     finally:
         for follower in followers:
             follower.terminate()
@@ -247,10 +278,12 @@ def burst(n: int, subscribers: int) -> dict[str, float]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def hub_cpu(files: int, subscribers: int) -> tuple[float, float]:
+def hub_cpu(files: int, subscribers: int, form: str = "rows", cycle: int = 300,
+            pause: float = 0.001) -> tuple[float, float]:
     """CPU seconds of this process (its clients' writers and readers included), and of the hub's own thread,
     to pass a file's facts (the 7 a file dropped into a watched folder publishes, README "Facts") through a
-    Hub to ``subscribers`` clients."""
+    Hub to ``subscribers`` clients taking them in ``form`` (``rows``: consoles; ``json``: `tinyo events
+    --json`), handed over ``cycle`` at a time every ``pause`` seconds (as the engine's cycles do)."""
     import socket
 
     from tinyo.control.hub import Hub, Outbox
@@ -276,7 +309,7 @@ def hub_cpu(files: int, subscribers: int) -> tuple[float, float]:
     hub.start()
     for _ in range(subscribers):
         mine, theirs = socket.socketpair()
-        box = Outbox()
+        box = Outbox(sock=mine)
 
         def write(box: Outbox = box, sock: socket.socket = mine) -> None:
             while (lines := box.take()) is not None:
@@ -288,15 +321,15 @@ def hub_cpu(files: int, subscribers: int) -> tuple[float, float]:
 
         threading.Thread(target=write, daemon=True).start()
         threading.Thread(target=read, daemon=True).start()
-        hub.subscribe(box, False)
+        hub.subscribe(box, False, form)
     time.sleep(0.1)
     hub.on_facts([ev.EngineState(1.0, "running")])  # the hub thread starts counting from here
     time.sleep(0.1)
     thread0 = hub_thread_cpu(hub)
     cpu0 = time.process_time()
-    for i in range(0, len(facts), 300):
-        hub.on_facts(facts[i:i + 300])  # a cycle's facts, as the bus hands them to the hub
-        time.sleep(0.001)  # the engine publishes a cycle's facts after its commit, then works on
+    for i in range(0, len(facts), cycle):
+        hub.on_facts(facts[i:i + cycle])  # a cycle's facts, as the bus hands them to the hub
+        time.sleep(pause)  # the engine publishes a cycle's facts after its commit, then works on
     hub.on_facts([ev.EngineState(1.0, "stopped")])
     stopped.wait(120)
     return time.process_time() - cpu0, hub_thread[0] - thread0
@@ -380,16 +413,16 @@ def print_cli(results: dict[str, Any]) -> None:
     print(f"direct CLI p95 above the median python -c pass: {pct(over, 0.95):.1f} ms")
 
 
-def burst_results(quick: bool) -> dict[str, list[dict[str, float]]]:
-    n_burst, rounds = (3000, 2) if quick else (10_000, 3)
-    bursts: dict[str, list[dict[str, float]]] = {"burst_none": [], "burst_two": []}
+def burst_results(quick: bool, rounds: int = 3) -> dict[str, list[dict[str, Any]]]:
+    n_burst, rounds = (3000, 2) if quick else (10_000, rounds)
+    bursts: dict[str, list[dict[str, Any]]] = {"burst_none": [], "burst_two": []}
     for _ in range(rounds):  # alternated, so a change in the machine's load hits both
         bursts["burst_none"].append(burst(n_burst, 0))
         bursts["burst_two"].append(burst(n_burst, 2))
     return bursts
 
 
-def print_bursts(bursts: dict[str, list[dict[str, float]]], n_burst: int) -> None:
+def print_bursts(bursts: dict[str, list[dict[str, Any]]], n_burst: int) -> None:
     none = bursts["burst_none"]
     two = bursts["burst_two"]
     for what, key, unit in (("lag, last file closed -> idle", "lag_s", "s"), ("first file -> idle", "total_s", "s"),
@@ -399,7 +432,16 @@ def print_bursts(bursts: dict[str, list[dict[str, float]]], n_burst: int) -> Non
         print(f"burst of {n_burst} files, {what}: none attached {a:.2f} {unit}, two subscribed {b:.2f} {unit} "
               f"({b / a:.2f}x; target <= 1.10x)")
     print(f"facts read by the two subscribers: {statistics.median(r['facts_read'] for r in two):.0f}; their "
-          f"processes' CPU: {statistics.median(r['subscribers_cpu_s'] for r in two):.2f} s")
+          f"processes' CPU: {statistics.median(r['subscribers_cpu_s'] for r in two):.2f} s; the engine's JSON-lines "
+          f"encoder process: {statistics.median(r.get('encoder_cpu_s', 0.0) for r in two):.2f} s")
+    mean_none, mean_two = statistics.mean(r["cpu_s"] for r in none), statistics.mean(r["cpu_s"] for r in two)
+    print(f"engine CPU, mean of the {len(two)} rounds: none attached {mean_none:.2f} s, two subscribed {mean_two:.2f} s "
+          f"({mean_two / mean_none:.2f}x)")
+    names = sorted({name for r in none + two for name in r["threads"]})
+    for name in names:  # the engine's threads (named by py-spy), CPU seconds, medians of the rounds
+        a = statistics.median(r["threads"].get(name, 0.0) for r in none)
+        b = statistics.median(r["threads"].get(name, 0.0) for r in two)
+        print(f"  thread {name}: none attached {a:.2f} s, two subscribed {b:.2f} s")
 
 
 def main() -> int:
@@ -407,24 +449,29 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=("cli", "burst", "hub"), help="Measure these rows alone.")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--rounds", type=int, default=3, help="Bursts with and without subscribers (alternated).")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()}
     if args.only in (None, "cli"):
         results.update(cli_results(args.quick))
         print_cli(results)
     if args.only in (None, "burst"):
-        results["bursts"] = burst_results(args.quick)
+        results["bursts"] = burst_results(args.quick, args.rounds)
         print_bursts(results["bursts"], 3000 if args.quick else 10_000)
     if args.only in (None, "hub"):
-        results["hub_none"], results["hub_two"] = [], []
-        for _ in range(3):  # alternated: a change in the machine's load hits both
-            results["hub_none"].append(hub_cpu(23_000, 0))
-            results["hub_two"].append(hub_cpu(23_000, 2))
-        for label, key in (("with two subscribers", "hub_two"), ("with none", "hub_none")):
+        runs = {"hub_none": (0, "rows"), "hub_two": (2, "rows"), "hub_two_json": (2, "json")}
+        for key in runs:
+            results[key] = []
+        for _ in range(3):  # alternated: a change in the machine's load hits each
+            for key, (subscribers, form) in runs.items():
+                results[key].append(hub_cpu(23_000, subscribers, form))
+        for label, key in (("with two subscribers taking rows (consoles)", "hub_two"),
+                           ("with two subscribers taking JSON lines (tinyo events --json)", "hub_two_json"),
+                           ("with none", "hub_none")):
             process = statistics.median(r[0] for r in results[key])
             thread = statistics.median(r[1] for r in results[key])
             print(f"hub alone, {23_000 * 7:,} facts (median of 3) {label}: process CPU {process:.2f} s (the "
-                  f"clients' writers and readers included), the hub thread's {thread:.2f} s")
+                  f"clients' readers included), the hub thread's {thread:.2f} s")
     print(f"load average {results['load'][0]:.1f} on {results['cpus']} CPUs")
     if args.json:
         summary = {k: {"n": len(v), "p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95), "samples_ms": v}

@@ -409,3 +409,48 @@ def test_facts_published_before_a_subscribe_are_its_history_the_last_of_each_kin
         key=lambda r: r[0])
     assert history == [f for _, f in expected], "the last facts of each kind, in order"
     assert line_ends and line_ends[-1] == expected[-1][0], "each history line is numbered by its last fact"
+
+
+def test_a_flood_is_handed_on_at_the_hubs_pace_a_full_inbox_at_once_and_a_fact_after_quiet_first(monkeypatch):
+    from tinyo.control import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "HUB_PACE", 60.0)  # while facts keep coming, the next pass waits a minute...
+    monkeypatch.setattr(hub_module, "HUB_FULL", 200)  # ...unless this many wait
+    monkeypatch.setattr(hub_module, "HUB_FLOOD", 1)  # (a pass of one fact counts as a flood here)
+    hub = hub_module.Hub(lambda _why: None)
+    hub.start()
+    box = hub_module.Outbox()
+    hub.subscribe(box, history=False)
+    got: list[int] = []
+    arrived, live = threading.Condition(), threading.Event()
+
+    def read() -> None:
+        while (lines := box.take()) is not None:
+            for line in lines:
+                message = decode(line)
+                live.set()  # the first line is the Live marker: the hub has added the client
+                if isinstance(message, Facts):
+                    with arrived:
+                        got.extend(event.event_id for event in FactReader().events(message.facts))
+                        arrived.notify_all()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def until(count: int, timeout: float) -> bool:
+        with arrived:
+            return arrived.wait_for(lambda: len(got) >= count, timeout)
+
+    assert live.wait(10)
+    hub.on_facts([ev.EventReceived(1.0, 1, "/in/first", "file")])
+    assert until(1, 10), "the first fact after a quiet spell goes out at once, not after a pace"
+    hub.on_facts([ev.EventReceived(1.0, 2, "/in/second", "file")])
+    assert not until(2, 0.5), "a fact right behind another waits for the hub's next paced pass"
+    hub.on_facts([ev.EventReceived(1.0, 3 + i, f"/in/f{i}", "file") for i in range(199)])
+    assert until(201, 10), "a full inbox is handed on at once, whatever the pace"
+    hub.on_facts([ev.EventReceived(1.0, 300, "/in/last", "file")])
+    hub.finish()
+    reader.join(0)
+    assert until(202, 10) and got == [*range(1, 202), 300], "finishing hands on what waits; nothing lost or reordered"
+    box.close()
+    reader.join(5)

@@ -284,35 +284,30 @@ def events(
 
 
 def _print_json_lines(client: Any, follow: bool) -> None:
-    """``tinyo events --json``: each fact as ``tinyo run --json`` prints it, one JSON object per line, written
-    a batch at a time."""
-    from .control.client import subscribed_schema
-    from .control.factwire import FactReader
-    from .control.protocol import Bye, Error, Facts, Live, Missed, Result, decode, encode
+    """``tinyo events --json``: each fact as ``tinyo run --json`` prints it, one JSON object per line. The engine
+    sends the lines themselves (the ``json`` form of a subscription): they are written out as they came, what
+    one read from the socket brought in one write."""
+    from .control.protocol import Bye, Error, Live, Missed, encode
 
     out = sys.stdout.buffer
-    reader = FactReader()
-    for lines in client.subscribe_lines(history=True):
+    for items in client.subscribe_json(history=True):
         batch: list[bytes] = []
-        for line in lines:
-            message = decode(line)
-            if isinstance(message, Facts):
-                batch.append(reader.json_lines(message.facts))
-            elif isinstance(message, Result):
-                reader = FactReader(subscribed_schema(message.value))
-            elif isinstance(message, Missed):
-                batch.append(encode(message))  # its own JSON line, as the engine sent it
-            elif isinstance(message, Live) and not follow:
+        for item in items:
+            if type(item) is bytes:
+                batch.append(item)
+            elif isinstance(item, Missed):
+                batch.append(encode(item))  # its own JSON line, as the engine sent it
+            elif isinstance(item, Live) and not follow:
                 out.write(b"".join(batch))
                 out.flush()
                 return
-            elif isinstance(message, Bye):
+            elif isinstance(item, Bye):
                 out.write(b"".join(batch))
                 out.flush()
-                typer.echo(f"tinyo: the engine stopped: {message.reason}", err=True)
+                typer.echo(f"tinyo: the engine stopped: {item.reason}", err=True)
                 return
-            elif isinstance(message, Error):
-                raise ControlError(message.message)
+            elif isinstance(item, Error):
+                raise ControlError(item.message)
         out.write(b"".join(batch))
         out.flush()  # a follower sees each batch as it comes
 

@@ -11,8 +11,8 @@ from typing import Any
 from .factwire import FactReader
 from .paths import ControlError, socket_path, state_key
 from .protocol import (
-    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Live, Message, Missed, Query, Result, Subscribe, Welcome,
-    decode, encode,
+    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Lines, Live, Message, Missed, Query, Result, Subscribe,
+    Welcome, decode, encode,
 )
 
 REPLY_LINE_MAX = 256 << 20
@@ -147,18 +147,33 @@ class ControlClient:
             elif isinstance(reply, Error) and reply.id in (message.id, None):
                 raise ControlError(reply.message)
 
-    def subscribe_lines(self, history: bool = True) -> Iterator[list[bytes]]:
-        """``subscribe``'s stream undecoded: the engine's lines (without newlines) as they come in, until the
-        connection closes (the first answers the subscription: ``subscribed_schema``)."""
-        self._write(Subscribe(next(self._ids), history))
+    def subscribe_json(self, history: bool = True) -> Iterator[list[bytes | Message]]:
+        """``subscribe``'s stream in the ``json`` form, as it comes in: per read from the socket, a list of the
+        facts' JSON lines (``bytes``, as ``tinyo run --json`` prints them, passed on undecoded) and the other
+        messages (the subscription's ``Result``, ``Live``, ``Missed``, ``Bye``), in their order; until the
+        connection closes."""
+        self._write(Subscribe(next(self._ids), history, "json"))
         buffer = self._buffer
         while True:
-            end = buffer.rfind(b"\n")
-            if end >= 0:
-                lines = bytes(buffer[:end]).split(b"\n")
-                del buffer[:end + 1]
-                yield lines
-            elif len(buffer) > REPLY_LINE_MAX:
+            out: list[bytes | Message] = []
+            start = 0
+            while (end := buffer.find(b"\n", start)) >= 0:
+                message = decode(bytes(buffer[start:end]))
+                if isinstance(message, Lines):
+                    if message.size < 0:
+                        raise ControlError(f"the engine sent lines of {message.size} bytes")
+                    stop = end + 1 + message.size
+                    if len(buffer) < stop:
+                        break  # its lines are still on their way: read the header again once they are in
+                    out.append(bytes(buffer[end + 1:stop]))
+                    start = stop
+                else:
+                    out.append(message)
+                    start = end + 1
+            del buffer[:start]
+            if out:
+                yield out
+            if len(buffer) > REPLY_LINE_MAX:
                 raise ControlError("the engine sent a line too long to read")
             try:
                 chunk = self._sock.recv(1 << 18)

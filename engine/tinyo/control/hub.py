@@ -2,23 +2,31 @@
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
-pass took (up to ``BATCH`` facts) once, as one line for every subscriber, and offers it to each one's
-outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
-subscribe), not every cycle. An outbox is bounded in bytes: a client that reads too slowly loses the
-lines that do not fit, their facts counted, and is told how many before the next one.
+pass took (up to ``BATCH`` facts) once per form its subscribers asked for (rows for consoles, the
+``tinyo run --json`` lines for printers), and offers the result to each one's outbox; with no client it
+is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle;
+with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
+the first after a quiet spell, go at once).
+Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
+the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
+slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
 """
 
 from __future__ import annotations
 
 import heapq
 import queue
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import compress, repeat, starmap
+from operator import not_
 
 from .. import events as ev
 from . import factwire
+from .jsonwire import FrameEncoder
 from .protocol import Live, Missed, encode
 
 HISTORY_MAX = 1000
@@ -32,13 +40,28 @@ HUB_WAKE = 1_000
 find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
+HUB_PACE = 0.05
+"""Seconds between two passes under a flood (``HUB_FLOOD``): the hub, the clients' writers, their sockets and
+the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of another
+thread or process takes the engine's CPUs, its caches and turns at its interpreter lock)."""
+HUB_FLOOD = 50
+"""Facts a pass must carry for the next one to wait for ``HUB_PACE``: at a burst's rate (thousands of facts a
+second) a pass carries more; a command's few facts (``tinyo inject``, a rerun) still go out after ``HUB_TICK``."""
+HUB_FULL = 2_000
+"""Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more)."""
 OUTBOX_BYTES = 4 << 20
 """Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
 TAKE_BYTES = 256 << 10
 """Bytes a client's writer takes from its outbox for one send: what a send that waits on a stalled client
 holds beside the outbox (taking all of it would double what one client may cost)."""
 
-_RUN_FACTS = (ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled)
+_RUN_FACTS = frozenset({ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled})
+_OUTPUT = frozenset({ev.OpOutput})
+_KEPT_APART = _RUN_FACTS | _OUTPUT
+"""Facts kept in a history of their own (runs, op output); every other kind shares one."""
+_FORMS = ("rows", "json")
+"""How subscribers take their facts (``protocol.FORMS``): rows (``factwire.facts_lines``, made here) or JSON
+lines (``factwire.lines_frames``, made by the encoder process, ``jsonwire``)."""
 _WATCHED = frozenset({ev.EngineState, ev.EngineNotice})
 """Facts the hub reads itself (the engine's state, its last error): they wake it even with no client."""
 
@@ -48,26 +71,44 @@ _MISSED_BASE = len(encode(Missed(0))) - 1
 
 
 class Outbox:
-    """What waits to be written to one client. Facts never wait for room; replies do."""
+    """What waits to be written to one client. Facts never wait for room; replies do.
 
-    def __init__(self, limit: int = OUTBOX_BYTES) -> None:
+    Given the client's socket, a line of facts offered while nothing waits and the writer is not sending is
+    sent at once, without blocking, by the offering thread (the hub's): what the socket takes then needs no
+    wake-up of the writer thread, nor its turns at the interpreter lock, which the engine's loop wants too.
+    What it does not take is queued for the writer, as every line is without a socket."""
+
+    def __init__(self, limit: int = OUTBOX_BYTES, sock: socket.socket | None = None) -> None:
         self.limit = limit
+        self._sock = sock
         self._lines: deque[bytes] = deque()
         self._bytes = 0
         self._missed = 0
         self.missed_total = 0
         self._closed = False
+        self._sending = False
+        """Whether the writer holds lines it took and has not finished sending (until its next ``take``)."""
         self._cond = threading.Condition()
 
     def offer(self, line: bytes, facts: int = 1) -> bool:
-        """Queue a line of ``facts`` facts if it fits, else count them as missed."""
+        """Queue (or send at once) a line of ``facts`` facts if it fits, else count them as missed."""
         with self._cond:
             if self._closed:
                 return False
             if not self._fits(line):
                 self._missed += facts
+                if not self._lines:
+                    self._cond.notify()  # an idle writer says what was lost now, not at the next fact that fits
                 return False
             self._flush_missed()
+            if self._sock is not None and not self._lines and not self._sending:
+                try:
+                    sent = self._sock.send(line, socket.MSG_DONTWAIT)
+                except OSError:  # full (the writer waits for room), or gone (the writer finds out)
+                    sent = 0
+                if sent == len(line):
+                    return True
+                line = line[sent:]
             self._append(line)
             return True
 
@@ -99,8 +140,10 @@ class Outbox:
                 self._append(line)
 
     def take(self) -> list[bytes] | None:
-        """What is queued, up to ``TAKE_BYTES`` (waiting for something); None once closed and drained."""
+        """What is queued, up to ``TAKE_BYTES`` (waiting for something); None once closed and drained. The
+        writer sends it all before it calls again: until then nothing is sent past it."""
         with self._cond:
+            self._sending = False
             while not self._lines and not self._closed and not self._missed:
                 self._cond.wait()
             if not self._lines:
@@ -115,6 +158,7 @@ class Outbox:
                 size += len(queued[0])
                 lines.append(queued.popleft())
             self._bytes -= size
+            self._sending = True
             self._cond.notify_all()
             return lines
 
@@ -153,14 +197,18 @@ class Hub:
         self._on_stopped = on_stopped
         self._in: deque[ev.BusEvent] = deque()
         self._dropped = 0
-        self._requests: queue.Queue[tuple[str, Outbox, bool]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, Outbox, bool, str]] = queue.Queue()
         self._wake = threading.Event()
+        self._full = threading.Event()
+        """Set by the engine loop when ``HUB_FULL`` facts wait: ends a paced wait early."""
         self._stop = False
         self._seq = 0
         self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
-        self._subs: list[Outbox] = []
+        self._subs: dict[str, list[Outbox]] = {form: [] for form in _FORMS}
+        self._encoder = FrameEncoder()
+        """Per form, the outboxes of the clients subscribed in it."""
         self._listening = False
         """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
         self._last_error = ""
@@ -186,17 +234,24 @@ class Hub:
             self._in.extend(events[:room])
             self._dropped += len(events) - room
         # read after the append: a client subscribed meanwhile finds these facts in the inbox when it is added
-        if not (self._listening or len(self._in) >= HUB_WAKE or not _WATCHED.isdisjoint(map(type, events))):
+        waiting = len(self._in)
+        if waiting >= HUB_FULL and not self._full.is_set():
+            self._full.set()
+        if not (self._listening or waiting >= HUB_WAKE or not _WATCHED.isdisjoint(map(type, events))):
             return
         if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
             self._wake.set()
 
-    def subscribe(self, outbox: Outbox, history: bool) -> None:
-        self._requests.put(("sub", outbox, history))
+    def subscribe(self, outbox: Outbox, history: bool, form: str = "rows") -> None:
+        """Send ``outbox`` every fact from now on in ``form`` (``protocol.FORMS``), the recent ones first if
+        ``history``."""
+        if form not in _FORMS:
+            raise ValueError(f"no such form of facts: {form!r}")
+        self._requests.put(("sub", outbox, history, form))
         self._wake.set()
 
     def unsubscribe(self, outbox: Outbox) -> None:
-        self._requests.put(("unsub", outbox, False))
+        self._requests.put(("unsub", outbox, False, ""))
         self._wake.set()
 
     def on_own_thread(self) -> bool:
@@ -206,29 +261,47 @@ class Hub:
     def finish(self, timeout: float = 5.0) -> None:
         """Hand the facts still waiting to the clients, then end the hub thread."""
         self._stop = True
+        self._full.set()
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._encoder.close()
+
+    def _serve(self) -> None:
+        last = float("-inf")  # when the last pass that carried facts began
         while True:
             self._wake.wait()
             if not self._stop:
                 # let the engine publish the rest of its cycle first: one pass (and one wake-up of each
-                # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency
-                time.sleep(HUB_TICK)
+                # writer) per batch of facts instead of a thread hand-over per fact, for 10 ms of latency;
+                # while facts keep coming, one pass per HUB_PACE (sooner if the inbox fills)
+                delay = max(HUB_TICK, last + HUB_PACE - time.monotonic())
+                if delay > HUB_TICK:
+                    self._full.wait(delay)
+                else:
+                    time.sleep(delay)
             self._wake.clear()
+            self._full.clear()
+            # a flood's pass paces the next; a pass of a few facts (a command's) does not
+            last = time.monotonic() if len(self._in) >= HUB_FLOOD else float("-inf")
             while True:
                 try:
-                    what, outbox, history = self._requests.get_nowait()
+                    what, outbox, history, form = self._requests.get_nowait()
                 except queue.Empty:
                     break
                 if what == "sub":
                     self._drain()  # what waited (unwoken, with no client) is history for the new client
-                    self._add(outbox, history)
-                elif outbox in self._subs:
-                    self._subs.remove(outbox)
-                self._listening = bool(self._subs)
+                    self._add(outbox, history, form)
+                else:
+                    for subs in self._subs.values():
+                        if outbox in subs:
+                            subs.remove(outbox)
+                self._listening = any(self._subs.values())
             self._drain()
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
@@ -237,30 +310,56 @@ class Hub:
                 return
 
     def _drain(self) -> None:
-        """Number, keep and hand to the clients the facts in the inbox."""
+        """Number, keep and hand to the clients the facts in the inbox, a batch at a time."""
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
-            for outbox in self._subs:
-                outbox.miss(dropped)
-        inbox, publish = self._in, self._publish
+            for subs in self._subs.values():
+                for outbox in subs:
+                    outbox.miss(dropped)
+        inbox = self._in
         while inbox:
-            batch = [inbox.popleft() for _ in range(min(BATCH, len(inbox)))]  # the engine only appends meanwhile
-            for event in batch:
-                publish(event)
-            if self._subs:  # the batch's rows in one line (more if it is long), one encoding for every client
-                for line, facts in factwire.facts_lines(self._seq, factwire.rows(batch)):
-                    for outbox in self._subs:
-                        outbox.offer(line, facts)
+            # the engine only appends meanwhile: popleft from C, as many as there were
+            batch = list(starmap(inbox.popleft, repeat((), min(BATCH, len(inbox)))))
+            first = self._seq + 1
+            self._seq += len(batch)
+            self._keep(first, batch)
+            if self._listening:
+                self._send(self._seq, batch, False, self._subs)
 
-    def _publish(self, event: ev.BusEvent) -> None:
-        self._seq += 1
-        record = (self._seq, event)
-        if isinstance(event, ev.OpOutput):
-            self._output.append(record)
-        elif isinstance(event, _RUN_FACTS):
-            self._runs.append(record)
+    def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, subs: dict[str, list[Outbox]]) -> None:
+        """``batch``'s facts (the last numbered ``seq``) encoded once per form some client asked for, each
+        line (more if long) offered to that form's clients."""
+        rows = None
+        for form, outboxes in subs.items():
+            if not outboxes:
+                continue
+            if rows is None:
+                rows = factwire.rows(batch)
+            if form == "rows":
+                lines = factwire.facts_lines(seq, rows, history)
+            else:
+                lines = self._encoder.frames(seq, batch, rows, history)
+            for line, facts in lines:
+                for outbox in outboxes:
+                    outbox.offer(line, facts)
+
+    def _keep(self, first: int, batch: list[ev.BusEvent]) -> None:
+        """Keep ``batch`` (numbered from ``first``) as history, each fact in its kind's, and read the facts
+        the hub watches. Sorted by masks made in C: no Python frame per fact."""
+        kinds = list(map(type, batch))
+        records = list(zip(range(first, first + len(batch)), batch))
+        if _KEPT_APART.isdisjoint(kinds):
+            self._events.extend(records)
         else:
-            self._events.append(record)
+            self._runs.extend(compress(records, map(_RUN_FACTS.__contains__, kinds)))
+            self._output.extend(compress(records, map(_OUTPUT.__contains__, kinds)))
+            self._events.extend(compress(records, map(not_, map(_KEPT_APART.__contains__, kinds))))
+        if not _WATCHED.isdisjoint(kinds):
+            for event in batch:
+                if type(event) in _WATCHED:
+                    self._watch(event)
+
+    def _watch(self, event: ev.BusEvent) -> None:
         if isinstance(event, ev.EngineNotice) and event.level == "error":
             self._last_error = event.message
         elif isinstance(event, ev.EngineState):
@@ -270,12 +369,11 @@ class Hub:
             elif event.state != "starting":
                 self.running.set()
 
-    def _add(self, outbox: Outbox, history: bool) -> None:
+    def _add(self, outbox: Outbox, history: bool, form: str) -> None:
         if history:
             records = list(heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]))
             for start in range(0, len(records), BATCH):
                 part = records[start:start + BATCH]
-                for line, facts in factwire.facts_lines(part[-1][0], factwire.rows([e for _, e in part]), True):
-                    outbox.offer(line, facts)
+                self._send(part[-1][0], [e for _, e in part], True, {form: [outbox]})
         outbox.force(encode(Live()))
-        self._subs.append(outbox)
+        self._subs[form].append(outbox)

@@ -26,7 +26,7 @@ from . import factwire, index
 from .hub import OUTBOX_BYTES, Hub, Outbox
 from .paths import ControlError, private_dir, socket_path
 from .protocol import (
-    MAX_LINE, PROTOCOL, Bye, Command, Error, Hello, ProtocolError, Query, Result, Subscribe, Welcome, check_args,
+    FORMS, MAX_LINE, PROTOCOL, Bye, Command, Error, Hello, ProtocolError, Query, Result, Subscribe, Welcome, check_args,
     decode, encode,
 )
 
@@ -258,7 +258,7 @@ class _Client:
     def __init__(self, server: ControlServer, conn: socket.socket) -> None:
         self.server = server
         self.conn = conn
-        self.outbox = Outbox(server.outbox_bytes)
+        self.outbox = Outbox(server.outbox_bytes, conn)
         self._buffer = bytearray()
         self._bad = 0
         self._lock = threading.Lock()
@@ -374,8 +374,10 @@ class _Client:
             else:
                 self._send(Result(message.id, value))
         elif isinstance(message, Subscribe):
+            if message.form not in FORMS:
+                raise ProtocolError(f"subscribe: no such form of facts {message.form!r} (known: {', '.join(FORMS)})")
             self._send(Result(message.id, {"facts": factwire.SCHEMA}))  # how to read the facts lines that follow
-            server.hub.subscribe(self.outbox, message.history)
+            server.hub.subscribe(self.outbox, message.history, message.form)
         else:
             raise ProtocolError(f"a client may not send {type(message).__name__.lower()} here")
 
