@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_recipe
+from test_control_protocol import HubClient
 from test_report import _every_kind_of_fact, _to_json_line
 from tinyo import events as ev
 from tinyo.control import factwire
@@ -323,31 +324,8 @@ def test_a_commands_few_facts_go_out_at_once_only_a_flood_paces_the_hub(monkeypa
     from tinyo.control import hub as hub_module
 
     monkeypatch.setattr(hub_module, "HUB_PACE", 60.0)  # a paced pass would wait a minute
-    hub = hub_module.Hub(lambda _why: None)
-    hub.start()
-    box = hub_module.Outbox()
-    hub.subscribe(box, history=False)
-    got: list[int] = []
-    arrived, live = threading.Condition(), threading.Event()
-
-    def read() -> None:
-        reader = FactReader()
-        while (lines := box.take()) is not None:
-            for line in lines:
-                message = decode(line)
-                live.set()  # the first line is the Live marker: the hub has added the client
-                if isinstance(message, Facts):
-                    with arrived:
-                        got.extend(event.event_id for event in reader.events(message.facts))
-                        arrived.notify_all()
-
-    threading.Thread(target=read, daemon=True).start()
-
-    def until(count: int, timeout: float) -> bool:
-        with arrived:
-            return arrived.wait_for(lambda: len(got) >= count, timeout)
-
-    assert live.wait(10)
+    client = HubClient(hub_module)
+    hub, until = client.hub, client.until
     for i in range(3):  # one command after another, each a few facts: no pace between them
         hub.on_facts([_received(i)])
         assert until(i + 1, 10), "a command's facts waited for a paced pass"
@@ -357,4 +335,4 @@ def test_a_commands_few_facts_go_out_at_once_only_a_flood_paces_the_hub(monkeypa
     assert not until(4 + hub_module.HUB_FLOOD, 0.5), "... paces the next"
     hub.finish()
     assert until(4 + hub_module.HUB_FLOOD, 10)
-    box.close()
+    client.box.close()

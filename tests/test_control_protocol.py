@@ -6,6 +6,7 @@ import io
 import os
 import socket
 import threading
+from typing import Any
 
 import pytest
 
@@ -411,37 +412,45 @@ def test_facts_published_before_a_subscribe_are_its_history_the_last_of_each_kin
     assert line_ends and line_ends[-1] == expected[-1][0], "each history line is numbered by its last fact"
 
 
+class HubClient:
+    """A real hub with one subscribed outbox, read on a thread: the event ids of the facts that reach it."""
+
+    def __init__(self, hub_module: Any) -> None:
+        self.hub = hub_module.Hub(lambda _why: None)
+        self.hub.start()
+        self.box = hub_module.Outbox()
+        self.hub.subscribe(self.box, history=False)
+        self.got: list[int] = []
+        self._arrived, live = threading.Condition(), threading.Event()
+        self.reader = threading.Thread(target=self._read, args=(live,), daemon=True)
+        self.reader.start()
+        assert live.wait(10)
+
+    def _read(self, live: threading.Event) -> None:
+        reader = FactReader()
+        while (lines := self.box.take()) is not None:
+            for line in lines:
+                message = decode(line)
+                live.set()  # the first line is the Live marker: the hub has added the client
+                if isinstance(message, Facts):
+                    with self._arrived:
+                        self.got.extend(event.event_id for event in reader.events(message.facts))
+                        self._arrived.notify_all()
+
+    def until(self, count: int, timeout: float) -> bool:
+        """Whether ``count`` facts arrived within ``timeout`` seconds."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.got) >= count, timeout)
+
+
 def test_a_flood_is_handed_on_at_the_hubs_pace_a_full_inbox_at_once_and_a_fact_after_quiet_first(monkeypatch):
     from tinyo.control import hub as hub_module
 
     monkeypatch.setattr(hub_module, "HUB_PACE", 60.0)  # while facts keep coming, the next pass waits a minute...
     monkeypatch.setattr(hub_module, "HUB_FULL", 200)  # ...unless this many wait
     monkeypatch.setattr(hub_module, "HUB_FLOOD", 1)  # (a pass of one fact counts as a flood here)
-    hub = hub_module.Hub(lambda _why: None)
-    hub.start()
-    box = hub_module.Outbox()
-    hub.subscribe(box, history=False)
-    got: list[int] = []
-    arrived, live = threading.Condition(), threading.Event()
-
-    def read() -> None:
-        while (lines := box.take()) is not None:
-            for line in lines:
-                message = decode(line)
-                live.set()  # the first line is the Live marker: the hub has added the client
-                if isinstance(message, Facts):
-                    with arrived:
-                        got.extend(event.event_id for event in FactReader().events(message.facts))
-                        arrived.notify_all()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-
-    def until(count: int, timeout: float) -> bool:
-        with arrived:
-            return arrived.wait_for(lambda: len(got) >= count, timeout)
-
-    assert live.wait(10)
+    client = HubClient(hub_module)
+    hub, until = client.hub, client.until
     hub.on_facts([ev.EventReceived(1.0, 1, "/in/first", "file")])
     assert until(1, 10), "the first fact after a quiet spell goes out at once, not after a pace"
     hub.on_facts([ev.EventReceived(1.0, 2, "/in/second", "file")])
@@ -450,7 +459,7 @@ def test_a_flood_is_handed_on_at_the_hubs_pace_a_full_inbox_at_once_and_a_fact_a
     assert until(201, 10), "a full inbox is handed on at once, whatever the pace"
     hub.on_facts([ev.EventReceived(1.0, 300, "/in/last", "file")])
     hub.finish()
-    reader.join(0)
-    assert until(202, 10) and got == [*range(1, 202), 300], "finishing hands on what waits; nothing lost or reordered"
-    box.close()
-    reader.join(5)
+    assert until(202, 10) and client.got == [*range(1, 202), 300], \
+        "finishing hands on what waits; nothing lost or reordered"
+    client.box.close()
+    client.reader.join(5)
