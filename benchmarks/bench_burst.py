@@ -208,6 +208,25 @@ class Reader(threading.Thread):
             self.seen.set()
 
 
+def engines(baseline: str | None) -> dict[str, Path]:
+    """The engines a ``--baseline`` benchmark measures: this checkout's, and another checkout's first."""
+    cases = {"tinyo": ENGINE}
+    return {"baseline": Path(baseline).resolve() / "engine", **cases} if baseline else cases
+
+
+def interleaved(cases: dict[str, Path], rounds: int, measure: Callable[[Path], dict[str, Any]],
+                say: Callable[[dict[str, Any]], str]) -> dict[str, list[dict[str, Any]]]:
+    """``measure(engine)`` of each case, the cases alternated within each of ``rounds`` rounds (so that a
+    busier minute of the machine falls on both), each result printed as ``say`` words it."""
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+    for r in range(rounds):
+        for name, engine in cases.items():
+            res = measure(engine)
+            results[name].append(res)
+            print(f"round {r + 1} {name}: {say(res)}", flush=True)
+    return results
+
+
 def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     """Wait for a process asked to stop; kill it if it has not stopped within ``timeout`` seconds."""
     try:

@@ -33,6 +33,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import bench_burst as bb
+
 HERE = Path(__file__).resolve().parent
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 PARTS = (
@@ -174,15 +176,9 @@ def main() -> int:
     if args.child is not None:
         print(json.dumps(child(args.child, args.count_opcodes, args.hand_over)))
         return 0
-    cases = {"tinyo": HERE.parent / "engine"}
-    if args.baseline:
-        cases = {"baseline": Path(args.baseline).resolve() / "engine", **cases}
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
-    for r in range(args.rounds):
-        for name, engine in cases.items():
-            res = one(engine, args.files, args.hand_over)
-            rounds[name].append(res)
-            print(f"round {r + 1} {name}: {res['all']:.1f} us/file (loop thread, intake half)", flush=True)
+    cases = bb.engines(args.baseline)
+    rounds = bb.interleaved(cases, args.rounds, lambda engine: one(engine, args.files, args.hand_over),
+                            lambda res: f"{res['all']:.1f} us/file (loop thread, intake half)")
     counted = ({name: one(engine, args.opcodes, args.hand_over, opcodes=True) for name, engine in cases.items()}
                if args.opcodes else {})
 

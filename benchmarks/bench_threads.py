@@ -132,15 +132,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.py_spy:
         SPY[0] = args.py_spy
-    cases = {"tinyo": HERE.parent / "engine"}
-    if args.baseline:
-        cases = {"baseline": Path(args.baseline).resolve() / "engine", **cases}
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
-    for r in range(args.rounds):
-        for name, engine in cases.items():
-            res = one_round(engine, args.files, args.log)
-            rounds[name].append(res)
-            print(f"round {r + 1} {name}: {res['all_us']:.0f} us/file in all, lag {res['lag_s']:.2f} s", flush=True)
+    cases = bb.engines(args.baseline)
+    rounds = bb.interleaved(cases, args.rounds, lambda engine: one_round(engine, args.files, args.log),
+                            lambda res: f"{res['all_us']:.0f} us/file in all, lag {res['lag_s']:.2f} s")
 
     def med(name: str, get: Any) -> float:
         return statistics.median(get(res) for res in rounds[name])
