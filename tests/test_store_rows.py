@@ -157,3 +157,32 @@ def test_a_run_ended_ok_and_its_des_up_to_date_are_written_by_their_own_statemen
         assert (d2.state, d2.trace, d2.failed_trace) == ("failed", None, {"a": 3}), "the general row, given last"
     finally:
         store.close()
+
+
+def test_a_padded_prefetch_finds_the_same_rows_with_one_statement_per_size(tmp_path):
+    """Lookups of any number of keys (across the chunk size) find each row once, and compile one statement
+    per padded size, not one per length (which thrashed the connection's statement cache in a burst)."""
+    from tinyo.store_base import MANY_CHUNK
+
+    store = Store(str(tmp_path / "state.db"))
+    try:
+        names = [f"/data/in/f{i:04d}.csv" for i in range(700)]
+        store.put_documents([(name, i + 1, f"h{i}", i, i, 1.0, "test") for i, name in enumerate(names)])
+        store.add_consumers([(name, f"des-{i}-{k}") for i, name in enumerate(names) for k in range(2)])
+        store.commit()
+        lengths: set[tuple[str, int]] = set()  # (table, keys bound) of each lookup (the trace has the values)
+        store.conn.set_trace_callback(
+            lambda sql: lengths.add((sql.split(" FROM ")[1].split()[0], sql.split(" IN (")[1].count(",") + 1)))
+        for n in (*range(1, 70), 127, 128, 129, 300, MANY_CHUNK - 1, MANY_CHUNK, MANY_CHUNK + 1, 700):
+            keys = names[:n] + ["/data/in/never.csv"]
+            assert store.doc_versions_many(keys) == {name: i + 1 for i, name in enumerate(names[:n])}
+            consumers = store.consumers_many(keys)
+            assert {doc: sorted(ids) for doc, ids in consumers.items()} == {
+                name: [f"des-{i}-0", f"des-{i}-1"] for i, name in enumerate(names[:n])}
+        store.conn.set_trace_callback(None)
+        # each lookup one statement per padded size (1, 2, 4, ... MANY_CHUNK)
+        sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, MANY_CHUNK]
+        assert sorted(n for table, n in lengths if table == "documents") == sizes
+        assert sorted(n for table, n in lengths if table == "consumers") == sizes
+    finally:
+        store.close()

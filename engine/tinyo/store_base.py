@@ -28,6 +28,25 @@ from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Che
 
 DES_OK = DEFERRED["des_ok"]
 
+CACHE_KIB = 16384
+"""The connection's page cache, at most (pages are allocated as they are read)."""
+
+MANY_CHUNK = 512
+"""Keys per ``IN (...)`` lookup at most."""
+_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, MANY_CHUNK)
+_MARKS = {size: ",".join("?" * size) for size in _SIZES}
+
+
+def padded_size(n: int) -> int:
+    """The fixed number of marks an ``IN`` list of ``n`` keys is padded to. A lookup's statement is compiled
+    once per size, not once per length: with every length its own statement, a burst's batches (of any size
+    up to the chunk) each compiled a fresh one and pushed the commit's statements out of the connection's
+    statement cache."""
+    for size in _SIZES:
+        if n <= size:
+            return size
+    raise ValueError(f"more than {MANY_CHUNK} keys in one lookup: {n}")
+
 # Python's sqlite3 binds an int, float or str as it is, but for None and bytes it looks for an adapter first: a
 # missed lookup and two failed attribute lookups, about 0.3 us per value (a run's row binds three or four
 # Nones). An adapter that gives the value back makes that one lookup that hits, and binds the same NULL or
@@ -114,7 +133,9 @@ class StoreBase:
                 conn = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None,
                                        check_same_thread=False)
         else:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # the statement cache holds the commit's deferred statements, the document upserts' shapes and the
+            # lookups at each padded size (see padded_size) with room to spare: none is compiled twice
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=256)
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.text_factory = from_sql  # a name's undecodable bytes come back as os.fsdecode gives them
         return conn
@@ -132,6 +153,10 @@ class StoreBase:
             self._checkpointer = Checkpointer(self.path)
             self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        # pages stay cached across transactions (WAL: no other writer changes them); 2 MB (the default) holds
+        # less than the indexes a burst walks, and a page read back from the OS costs a copy and a checksum
+        self.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        self.conn.execute("PRAGMA temp_store = MEMORY")
         self.conn.execute("PRAGMA foreign_keys = OFF")
 
     def close(self) -> None:
@@ -303,13 +328,15 @@ class StoreBase:
         return rows[0] if rows else None
 
     def _many(self, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` (with one ``IN ({})`` for the keys) for every key, in chunks of 500; no flush,
+        """Rows of ``sql`` (with one ``IN ({})`` for the keys) for every key, in chunks of MANY_CHUNK; no flush,
         like ``_one``."""
         rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(keys), 500):
-            chunk: list[Any] = keys[start:start + 500]
+        for start in range(0, len(keys), MANY_CHUNK):
+            chunk: list[Any] = keys[start:start + MANY_CHUNK]
             if all(map(str.isascii, chunk)) or all(map(clean, chunk)):
-                marks = ",".join("?" * len(chunk))
+                size = padded_size(len(chunk))
+                chunk.extend(chunk[-1:] * (size - len(chunk)))  # the last key again: IN matches it once
+                marks = _MARKS[size]
             else:  # a name with undecodable bytes: bound as those bytes (see tinyo.names)
                 chunk = [to_sql(k) for k in chunk]
                 marks = ",".join("CAST(? AS TEXT)" if k.__class__ is bytes else "?" for k in chunk)

@@ -25,7 +25,7 @@ class DocumentsPart(StoreBase):
 
     # ------------------------------------------------------------ files as taken in
     def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
-        """The last-evented state of each of ``paths`` that has one (in chunks of 500 per query)."""
+        """The last-evented state of each of ``paths`` that has one (in chunks of up to 512 per query)."""
         self.flush()
         return {r[0]: r[1:] for r in self._many(
             "SELECT name, seen_mtime_ns, seen_size, seen_hash FROM documents "
