@@ -28,9 +28,6 @@ from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Che
 
 DES_OK = DEFERRED["des_ok"]
 
-CACHE_KIB = 16384
-"""The connection's page cache, at most (pages are allocated as they are read)."""
-
 MANY_CHUNK = 512
 """Keys per ``IN (...)`` lookup at most."""
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, MANY_CHUNK)
@@ -153,10 +150,6 @@ class StoreBase:
             self._checkpointer = Checkpointer(self.path)
             self._checkpointer.start()
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        # pages stay cached across transactions (WAL: no other writer changes them); 2 MB (the default) holds
-        # less than the indexes a burst walks, and a page read back from the OS costs a copy and a checksum
-        self.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        self.conn.execute("PRAGMA temp_store = MEMORY")
         self.conn.execute("PRAGMA foreign_keys = OFF")
 
     def close(self) -> None:
