@@ -186,3 +186,36 @@ def test_a_padded_prefetch_finds_the_same_rows_with_one_statement_per_size(tmp_p
         assert sorted(n for table, n in lengths if table == "consumers") == sizes
     finally:
         store.close()
+
+
+def test_new_versions_of_known_and_unknown_documents_in_one_commit_all_land_whole(tmp_path):
+    """Version-only rows are updated in place when every row exists; when some do not (a name never taken in
+    nor named), all of them are upserted and each row ends as given, its other parts kept."""
+    path = str(tmp_path / "state.db")
+    store = Store(path)
+    try:
+        store.add_names([("/out/a.txt", "out"), ("/out/b.txt", "out")])
+        store.add_producers([("/out/a.txt", "des-a"), ("/out/b.txt", "des-b")])
+        store.set_file_seen("/in/c.csv", 5, 50, "hc")
+        store.commit()
+        # every row exists: updated in place, one row changed per document
+        before = store.conn.total_changes
+        store.put_documents([("/out/a.txt", 1, "ha", 1, 10, 1.0, "op"), ("/in/c.csv", 1, "hc", 5, 50, 1.0, "file")])
+        store.commit()
+        assert store.conn.total_changes - before == 2
+        # one of them unknown to the store: all land anyway
+        store.put_documents([("/out/b.txt", 1, "hb", 2, 20, 2.0, "op"), ("/elsewhere/d", 3, None, None, None, 2.0,
+                                                                         "inject"), ("/out/a.txt", 2, "ha2", 3, 30, 2.0, "op")])
+        store.commit()
+    finally:
+        store.close()
+    store = Store(path)
+    try:
+        rows = store.conn.execute("SELECT name, version, hash, size, by, grp, producer, seen_size FROM documents "
+                                  "ORDER BY name").fetchall()
+        assert rows == [("/elsewhere/d", 3, None, None, "inject", None, None, None),
+                        ("/in/c.csv", 1, "hc", 50, "file", None, None, 50),
+                        ("/out/a.txt", 2, "ha2", 30, "op", "out", "des-a", None),
+                        ("/out/b.txt", 1, "hb", 20, "op", "out", "des-b", None)]
+    finally:
+        store.close()

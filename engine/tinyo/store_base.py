@@ -217,7 +217,14 @@ class StoreBase:
                 if not rows:
                     continue
                 if kind == "docs":
-                    for sql, text, shaped in doc_statements(rows.values()):
+                    for sql, text, shaped, update in doc_statements(rows.values()):
+                        if update is not None:
+                            # rows that most likely exist: updated in place, and upserted all again (the same
+                            # values: the same end) only when some did not
+                            before = self.conn.total_changes
+                            self._write_rows(update, shaped, text)
+                            if self.conn.total_changes - before == len(shaped):
+                                continue
                         self._write_rows(sql, shaped, text)
                     continue
                 if rows.__class__ is dict:

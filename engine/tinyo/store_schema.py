@@ -69,17 +69,27 @@ file as last taken in. A part is set when its version, group, producer or seen s
 _DOC_TEXT = {0, 6, 7}  # name, by, grp: names, bound as their bytes when not UTF-8 (see tinyo.names)
 _doc_shapes: dict[int, tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]] = {}
 
+DOC_VERSION_UPDATE = (
+    "UPDATE documents SET version = ?2, hash = ?3, mtime_ns = ?4, size = ?5, updated = ?6, by = CAST(?7 AS TEXT) "
+    "WHERE name = CAST(?1 AS TEXT)")
+"""A new version of documents whose rows exist (the shape of version-only rows, bound as its upsert is): a
+plain UPDATE seeks the row once, where the upsert tries an insert, finds the conflict and then updates."""
+VERSION_ONLY = 1
+"""The shape (see ``doc_statements``) of rows that set a version alone: a version for a name the store knows
+already (its file as taken in, or its name and producer, were written by an earlier commit), as in a burst."""
 
-def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, ...], list[tuple[Any, ...]]]]:
-    """The deferred document rows as (statement, text columns, rows), one statement per set of parts that
-    changed: an upsert assigns only those columns, so the group index is not touched when the group is not."""
+
+def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, ...], list[tuple[Any, ...]], str | None]]:
+    """The deferred document rows as (statement, text columns, rows, an UPDATE to try first or None), one
+    statement per set of parts that changed: an upsert assigns only those columns, so the group index is not
+    touched when the group is not."""
     by_shape: dict[int, list[list[Any]]] = {}
     for row in rows:  # bit n: part n of DOC_PARTS is set
         shape = (row[1] is not None) | (row[7] is not None) << 1 | (row[8] is not None) << 2 | (row[10] is not None) << 3
         by_shape.setdefault(shape, []).append(row)
     for shape, shaped in by_shape.items():
         sql, take, text = _doc_shapes.get(shape) or _doc_shape(shape)
-        yield sql, text, list(map(take, shaped))
+        yield sql, text, list(map(take, shaped)), DOC_VERSION_UPDATE if shape == VERSION_ONLY else None
 
 
 def _doc_shape(shape: int) -> tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]:
