@@ -2,9 +2,9 @@
 
 ``tinyo run --json`` prints every fact as a JSON object on a line of its own. The engine's process only
 makes each batch of facts the rows of their values (``factwire.own_rows``, as the control channel sends
-them) and sends the batch down a pipe in one message; this process keys the rows, encodes the batch by one
-call of the C encoder (``factwire.rows_json_text``) and writes it at once to the standard output it shares
-with the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
+them) and sends the batch down a pipe in one message; this process takes every batch waiting in one read,
+keys their rows, encodes them by one call of the C encoder (``factwire.rows_json_text``) and writes them at
+once to the standard output it shares with the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
 its process's CPU. A reader that stops reading holds this process up, then the pipe, then the engine's
 printer (every fact is printed); a reader that went away ends it, and the engine drops what it would have
 printed. It runs in a session of its own, so a terminal's Ctrl-C and hang-up reach only the engine, and it
@@ -79,14 +79,34 @@ def main(argv: list[str]) -> int:
     out = 1  # the standard output it shares with the engine (written to directly: no buffer between)
     while True:
         try:
-            message = pipe.recv()
+            messages = pipe.recv_all()  # every batch that arrived while the last was written: one wake-up
         except EOFError:
             return 0
-        text = message if isinstance(message, str) else factwire.rows_json_text(message)
         try:
-            _write_all(out, text.encode())
+            _write_all(out, lines(messages))
         except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
             return 0
+
+
+def lines(messages: list[Any]) -> bytes:
+    """The JSON lines of ``messages`` (batches of rows, or a rare batch's lines already made), in order: the
+    rows of consecutive batches keyed and encoded together, by one call of the C encoder."""
+    if len(messages) == 1:
+        message = messages[0]
+        return (message if isinstance(message, str) else factwire.rows_json_text(message)).encode()
+    texts: list[str] = []
+    rows: list[Any] = []
+    for message in messages:
+        if isinstance(message, str):
+            if rows:
+                texts.append(factwire.rows_json_text(rows))
+                rows = []
+            texts.append(message)
+        else:
+            rows += message
+    if rows:
+        texts.append(factwire.rows_json_text(rows))
+    return "".join(texts).encode()
 
 
 if __name__ == "__main__":
