@@ -17,7 +17,7 @@ from conftest import drop, write_recipe
 from test_report import _every_kind_of_fact, _to_json_line
 
 from tinyo import events as ev
-from tinyo.jsonlog import JsonPrinter, batch_message, lines
+from tinyo.jsonlog import CHUNK, JsonPrinter, batch_message, lines
 
 ONE_OP = """
 def load(context):
@@ -118,7 +118,7 @@ def test_a_killed_engine_leaves_no_printer_behind(tmp_path, inbox):
     assert not ours & set(_printers()), "the printer ends with the pipe from its engine"
 
 
-def test_batches_waiting_together_are_printed_in_order_whatever_each_carries():
+def test_batches_waiting_together_are_printed_in_order_whatever_each_carries_and_however_long():
     facts = _every_kind_of_fact()
     unpicklable = ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)
     waiting = [batch_message(facts[:3]), batch_message([unpicklable]), batch_message(facts[3:10]),
@@ -127,6 +127,9 @@ def test_batches_waiting_together_are_printed_in_order_whatever_each_carries():
     expected = "".join(map(_to_json_line, [*facts[:3], unpicklable, *facts[3:], facts[0]]))
     assert lines(waiting).decode() == expected
     assert lines(waiting[1:2]).decode() == _to_json_line(unpicklable)
+    plain = [f for f in facts if not isinstance(getattr(f, "result", None), Path)] * 40  # rows of several chunks
+    assert len(plain) > 2 * CHUNK and isinstance(batch_message(plain), bytes)
+    assert lines([batch_message(plain)]).decode() == "".join(map(_to_json_line, plain))
 
 
 FLOOD_THEN_ONE = """

@@ -38,10 +38,6 @@ FAILURES_MAX = 5_000
 """Failures waiting to be printed, past which further ones are only counted (by name) in the summary."""
 GATHER = 0.05
 """Seconds the text log's printer lets facts gather after the first of a batch arrives (its latency)."""
-FLOOD_FACTS = 64
-"""Facts in a JSON log's batch that make it a flood: the next batch is let gather for ``FLOOD_GATHER``."""
-FLOOD_GATHER = 0.01
-"""Seconds a JSON log's batch gathers while a flood lasts (its latency then; a lone fact is printed at once)."""
 TICK = 0.05
 """Seconds between looks at the batch when nothing wakes the printer (it is woken on every fact)."""
 
@@ -116,14 +112,12 @@ class _Batcher:
             with self._lock:
                 if not self._pending and not self._closing:
                     self._lock.wait(self._timeout())
-                gather = self._gather()
-                if self._pending and not self._closing and gather:
+                if self._pending and not self._closing and self.gather:
                     # let the facts of the next few cycles join this batch: the engine then wakes this thread
                     # (and hands it the interpreter) a few times a second, not once per cycle. A close ends
                     # the wait: what is pending is printed at once, and the command exits without waiting.
-                    self._lock.wait_for(lambda: self._closing, gather)
+                    self._lock.wait_for(lambda: self._closing, self.gather)
                 batch, self._pending = self._pending, []
-                self._taken(len(batch))
                 closing = self._closing
                 self._lock.notify_all()  # a subscriber waiting for room (JSON) may go on
             if not self._gone:
@@ -136,13 +130,6 @@ class _Batcher:
 
     def _timeout(self) -> float | None:
         return None
-
-    def _gather(self) -> float:
-        """Called under the lock, facts waiting: seconds to let more join them before taking the batch."""
-        return self.gather
-
-    def _taken(self, count: int) -> None:
-        """Called under the lock: a batch of ``count`` facts was taken to be written."""
 
     def _write(self, batch: list[ev.BusEvent], closing: bool) -> None:
         raise NotImplementedError
@@ -163,21 +150,7 @@ class JsonReporter(_Batcher):
                 self._printer = JsonPrinter()
             except OSError:  # no process to be had (a process limit): the lines are encoded here
                 self._printer = None
-        self._flood_until = 0.0
         super().__init__(stream)
-
-    def _gather(self) -> float:
-        # a flood: the last batch was a big one and was taken moments ago, so let the next few cycles' facts
-        # join this one (one wake-up, one pickle and one write for them all, here and in the printer process,
-        # and fewer hand-overs of the interpreter lock between the engine's thread and this one); after a
-        # quiet moment the first facts are taken at once
-        return FLOOD_GATHER if time.monotonic() < self._flood_until else 0.0
-
-    def _taken(self, count: int) -> None:
-        if count >= FLOOD_FACTS:
-            self._flood_until = time.monotonic() + FLOOD_GATHER
-        elif count:
-            self._flood_until = 0.0
 
     def many(self, events: list[ev.BusEvent]) -> None:
         if not events:
