@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from conftest import drop, write_recipe
 from test_report import _every_kind_of_fact, _to_json_line
 
 from tinyo import events as ev
-from tinyo.jsonlog import JsonPrinter
+from tinyo.jsonlog import CHUNK, JsonPrinter, batch_message, lines
 
 ONE_OP = """
 def load(context):
@@ -114,3 +116,67 @@ def test_a_killed_engine_leaves_no_printer_behind(tmp_path, inbox):
     while ours & set(_printers()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not ours & set(_printers()), "the printer ends with the pipe from its engine"
+
+
+def test_batches_waiting_together_are_printed_in_order_whatever_each_carries_and_however_long():
+    facts = _every_kind_of_fact()
+    unpicklable = ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)
+    waiting = [batch_message(facts[:3]), batch_message([unpicklable]), batch_message(facts[3:10]),
+               batch_message(facts[10:]), batch_message(facts[:1])]
+    assert [type(m) for m in waiting] == [bytes, str, bytes, str, bytes]  # rows, or (a value they cannot carry) lines
+    expected = "".join(map(_to_json_line, [*facts[:3], unpicklable, *facts[3:], facts[0]]))
+    assert lines(waiting).decode() == expected
+    assert lines(waiting[1:2]).decode() == _to_json_line(unpicklable)
+    plain = [f for f in facts if not isinstance(getattr(f, "result", None), Path)] * 40  # rows of several chunks
+    assert len(plain) > 2 * CHUNK and isinstance(batch_message(plain), bytes)
+    assert lines([batch_message(plain)]).decode() == "".join(map(_to_json_line, plain))
+
+
+FLOOD_THEN_ONE = """
+import sys
+from tinyo import events as ev
+from tinyo.report import JsonReporter
+
+report = JsonReporter()  # printing to this process's standard output: through the printer process
+for b in range({batches}):
+    report.many([ev.EventReceived(1.0, b * 50 + i, "f%d.csv" % (b * 50 + i), "file") for i in range(50)])
+sys.stdin.readline()  # the reader has read the flood
+report.many([ev.EventReceived(2.0, -1, "lone", "manual")])
+sys.stdin.readline()  # the reader has read the lone fact: only now does the log end
+report.close()
+"""
+
+
+def _line_reader(stream) -> queue.Queue[bytes]:
+    """Lines of ``stream`` as they come, read on a thread (a test waits for each with a bound, never forever)."""
+    lines_read: queue.Queue[bytes] = queue.Queue()
+
+    def read() -> None:
+        for line in iter(stream.readline, b""):
+            lines_read.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines_read
+
+
+def test_a_floods_lines_come_whole_and_in_order_and_a_lone_fact_after_it_at_once():
+    batches = 200
+    proc = subprocess.Popen([sys.executable, "-c", FLOOD_THEN_ONE.format(batches=batches)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    came = _line_reader(proc.stdout)
+    try:
+        ids = [json.loads(came.get(timeout=20))["event_id"] for _ in range(batches * 50)]
+        assert ids == list(range(batches * 50))
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        # the log is still open and nothing else comes: the lone fact is printed without waiting for more
+        assert json.loads(came.get(timeout=20))["name"] == "lone"
+        proc.stdin.write(b"\n")
+        proc.stdin.close()
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+        assert came.empty()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

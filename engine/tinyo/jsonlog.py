@@ -2,9 +2,10 @@
 
 ``tinyo run --json`` prints every fact as a JSON object on a line of its own. The engine's process only
 makes each batch of facts the rows of their values (``factwire.own_rows``, as the control channel sends
-them) and sends the batch down a pipe in one message; this process keys the rows, encodes the batch by one
-call of the C encoder (``factwire.rows_json_text``) and writes it at once to the standard output it shares
-with the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
+them) and sends the batch down a pipe in one message (the rows marshalled: plain values, from this
+engine); this process takes every batch waiting in one read, keys their rows, encodes them by one call of
+the C encoder (``factwire.rows_json_text``) and writes them at once to the standard output it shares with
+the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
 its process's CPU. A reader that stops reading holds this process up, then the pipe, then the engine's
 printer (every fact is printed); a reader that went away ends it, and the engine drops what it would have
 printed. It runs in a session of its own, so a terminal's Ctrl-C and hang-up reach only the engine, and it
@@ -15,8 +16,8 @@ engine.
 
 from __future__ import annotations
 
+import marshal
 import os
-import pickle
 import signal
 import sys
 from typing import Any
@@ -24,6 +25,9 @@ from typing import Any
 from .control import factwire
 from .pipe import Pipe
 
+CHUNK = 256
+"""Rows encoded by one call: a burst's batch holds a thousand or more, and its objects made and encoded a
+chunk at a time stay in the processor's cache (10 to 20% less CPU for the same bytes)."""
 STOP_TIMEOUT = 10.0
 """Seconds the engine waits at its exit for this process to write what it was sent."""
 
@@ -50,11 +54,7 @@ class JsonPrinter:
 
     def send(self, events: list[Any]) -> None:
         """Hand a batch of facts over; BrokenPipeError once the process has ended (its reader went away)."""
-        try:
-            self._pipe.send(factwire.own_rows(events))  # pickled whole before anything is written
-        except (KeyError, TypeError, AttributeError, ValueError, pickle.PicklingError):
-            # a fact class or a value the rows cannot carry here: the lines themselves (a rare batch)
-            self._pipe.send(factwire.json_lines(events))
+        self._pipe.send(batch_message(events))
 
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
         """End the pipe, and wait for the process to write what it holds and exit."""
@@ -64,6 +64,16 @@ class JsonPrinter:
         if wait_exit(self._process, timeout) is None:
             self._process.kill()
             self._process.wait()
+
+
+def batch_message(events: list[Any]) -> bytes | str:
+    """What goes down the pipe for a batch of facts, made whole before anything is written: their rows,
+    marshalled (plain values: half pickle's time on the engine's side, and the pipe's pickle of bytes is a
+    copy), or for a fact class or a value the rows cannot carry, the batch's lines themselves (rare)."""
+    try:
+        return marshal.dumps(factwire.own_rows(events))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return factwire.json_lines(events)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -79,14 +89,26 @@ def main(argv: list[str]) -> int:
     out = 1  # the standard output it shares with the engine (written to directly: no buffer between)
     while True:
         try:
-            message = pipe.recv()
+            messages = pipe.recv_all()  # every batch that arrived while the last was written: one wake-up
         except EOFError:
             return 0
-        text = message if isinstance(message, str) else factwire.rows_json_text(message)
         try:
-            _write_all(out, text.encode())
+            _write_all(out, lines(messages))
         except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
             return 0
+
+
+def lines(messages: list[bytes | str]) -> bytes:
+    """The JSON lines of ``messages`` (batches of rows, marshalled, or a rare batch's lines already made), in
+    order, as one write. Rows are keyed and encoded ``CHUNK`` at a time, each chunk by one call of the C encoder."""
+    texts: list[str] = []
+    for message in messages:
+        if isinstance(message, str):
+            texts.append(message)
+            continue
+        rows = marshal.loads(message)
+        texts += [factwire.rows_json_text(rows[at:at + CHUNK]) for at in range(0, len(rows), CHUNK)]
+    return "".join(texts).encode()
 
 
 if __name__ == "__main__":

@@ -194,9 +194,9 @@ _KIND = itemgetter(0)
 
 
 def own_rows(events: list[ev.BusEvent]) -> list[Any]:
-    """Each of ``events`` as its row; KeyError for an event of a class not in ``tinyo.events``."""
-    writers = _WRITERS
-    return [writers[type(event)](event) for event in events]
+    """Each of ``events`` as its row; KeyError for an event of a class not in ``tinyo.events``. Each fact's
+    writer is looked up and called from C: no Python frame per fact on the thread that hands a batch over."""
+    return list(map(call, map(_WRITERS.__getitem__, map(type, events)), events))
 
 
 def json_lines(events: list[ev.BusEvent]) -> str:
