@@ -265,3 +265,43 @@ def test_an_attached_console_that_does_not_fold_facts_in_stops_reading_and_the_e
         remote.stop()
         server.close()
         engine.stop(timeout=5)
+
+
+def test_a_document_first_heard_of_after_a_gap_shows_what_its_build_says(recipe: Path, tmp_path: Path) -> None:
+    """A gap can end between a DES's registration and the end of its run: the console first hears of the
+    document it made from the run's facts held after the gap, which the engine's answers did not cover (the
+    console asked about what it held). The facts on the wire, the answers and the console's state are the
+    real ones; only where the gap falls is chosen, at each place from the registration to the new version."""
+    from tinyo import events as ev
+    from tinyo.control.protocol import Facts, Live
+    from tinyo_tui.resync import apply, read, wanted
+    from tinyo_tui.state import ConsoleState
+
+    engine = Engine.from_path(recipe)
+    server = ControlServer(engine).start()
+    engine.start()
+    remote = RemoteEngine(load_recipe(recipe), tmp_path / "state.db")
+    try:
+        with ControlClient.connect(tmp_path / "state.db", "raw") as raw:
+            stream = raw.subscribe_batches(history=False)
+            assert isinstance(next(stream), Live)
+            engine.inject("echo_gap")
+            facts: list[ev.BusEvent] = []
+            while not any(type(f) is ev.DocumentUpdated and f.name == "done.echo_gap" for f in facts):
+                message = next(stream)
+                if isinstance(message, Facts):
+                    facts.extend(message.facts)
+        first = next(i for i, f in enumerate(facts) if type(f) is ev.DESRegistered and "done.echo_gap" in f.targs)
+        made = next(i for i, f in enumerate(facts) if type(f) is ev.DocumentUpdated and f.name == "done.echo_gap")
+        for end in range(first + 1, made + 1):  # the gap is facts[first:end]
+            state = ConsoleState()
+            state.apply(facts[:first])
+            apply(state, read(remote, wanted(state)), time.time())
+            state.apply(facts[end:])  # held until the answers were in
+            shown = state.docs["done.echo_gap"].state
+            assert shown == "up to date", f"a gap of {[type(f).__name__ for f in facts[first:end]]}: {shown}"
+        assert engine.doc_infos(["done.echo_gap"])[0].state == "up to date"
+    finally:
+        remote.stop()
+        server.close()
+        engine.stop(timeout=5)
