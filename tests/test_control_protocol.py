@@ -463,3 +463,35 @@ def test_a_flood_is_handed_on_at_the_hubs_pace_a_full_inbox_at_once_and_a_fact_a
         "finishing hands on what waits; nothing lost or reordered"
     client.box.close()
     client.reader.join(5)
+
+
+def test_facts_the_hubs_full_inbox_drops_are_told_after_the_facts_it_kept_before_them(monkeypatch):
+    """A client is told of a gap where it is: the facts kept ahead of it first, then "missed" with the whole
+    count of what was dropped (over several cycles), then the facts kept after it, numbered on."""
+    from tinyo.control import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "HUB_MAX", 100)
+    monkeypatch.setattr(hub_module, "HUB_TICK", 0.3)  # the hub gathers while the cycles below come
+    hub = hub_module.Hub(lambda _why: None)
+    hub.start()
+    box = hub_module.Outbox()
+    hub.subscribe(box, history=False)
+    assert decode(box.take()[0]) == Live()
+    cycle = [ev.EventReceived(1.0, i, f"/in/f{i}", "file") for i in range(1, 301)]
+    hub.on_facts(cycle[:90])
+    hub.on_facts(cycle[90:150])  # ten kept, fifty dropped
+    hub.on_facts(cycle[150:170])  # twenty more dropped: the same gap
+    got: list[object] = []
+
+    def kept() -> int:
+        return sum(len(m.facts) for m in got if isinstance(m, Facts))
+
+    while kept() < 100 or not any(isinstance(m, Missed) for m in got):
+        got.extend(decode(line) for line in box.take() or [])
+    hub.on_facts(cycle[170:180])  # the inbox is free again
+    while kept() < 110:
+        got.extend(decode(line) for line in box.take() or [])
+    hub.finish()
+    told = [("facts", m.seq, [e.event_id for e in FactReader().events(m.facts)]) if isinstance(m, Facts)
+            else ("missed", m.count) for m in got]
+    assert told == [("facts", 100, list(range(1, 101))), ("missed", 70), ("facts", 110, list(range(171, 181)))]

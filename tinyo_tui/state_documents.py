@@ -175,7 +175,12 @@ class DocumentCache(EventStream):
             ch.new_docs.add(e.name)
         doc.version = e.version
         if e.by not in ("event", "found"):
-            doc.producer = doc.producer or e.by  # made by the DES ``by``: its run's OpFinished told its state
+            doc.producer = doc.producer or e.by
+            # made by the DES ``by``, whose run just ended ok: up to date as of this fact. Its run's OpFinished
+            # says so too, but only of a DES cached here: one registered in a gap (facts missed, the engine's
+            # answers asked about what the console held) is heard of first here, as is a document trimmed
+            # from the cache; what happens to it later comes as later facts
+            self._set_doc_state(doc, "up to date", "", ch)
         elif doc.producer is None:
             self._set_doc_state(doc, "source", "", ch)
         ch.changed_docs.add(e.name)

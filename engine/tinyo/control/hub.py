@@ -10,6 +10,8 @@ the first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
 slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
+Facts the hub's full inbox drops are counted to a gap kept in their place in it, so every client is told
+of them after the facts before them, as of an outbox's own loss.
 """
 
 from __future__ import annotations
@@ -190,13 +192,30 @@ class Outbox:
             self._bytes += len(line)
 
 
+class _Gap:
+    """Where the hub's full inbox dropped facts, in its place among them: the clients are told of the gap
+    after the facts before it, not ahead of them. Open (counting more) until a fact is kept after it or
+    the hub takes it."""
+
+    __slots__ = ("count", "open")
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.open = True
+
+
 class Hub:
     """Owns the history and the subscriber list (its thread alone touches them)."""
 
     def __init__(self, on_stopped: Callable[[str], None]) -> None:
         self._on_stopped = on_stopped
-        self._in: deque[ev.BusEvent] = deque()
-        self._dropped = 0
+        self._in: deque[ev.BusEvent | _Gap] = deque()
+        self._gap: _Gap | None = None
+        """The inbox's last gap while no fact was kept after it (the engine loop's; the hub closes it)."""
+        self._gap_lock = threading.Lock()
+        """Taken only by a drop and by the hub taking a gap: what is counted to a gap is told once."""
+        self._gaps_made = 0
+        self._gaps_taken = 0
         self._requests: queue.Queue[tuple[str, Outbox, bool, str]] = queue.Queue()
         self._wake = threading.Event()
         self._full = threading.Event()
@@ -229,10 +248,14 @@ class Hub:
         room = HUB_MAX - len(self._in)
         if room >= len(events):
             self._in.extend(events)
+            if self._gap is not None:
+                self._gap = None  # facts kept after it: a later drop is another gap
         else:
             room = max(0, room)
-            self._in.extend(events[:room])
-            self._dropped += len(events) - room
+            if room:
+                self._in.extend(events[:room])
+                self._gap = None
+            self._drop(len(events) - room)
         # read after the append: a client subscribed meanwhile finds these facts in the inbox when it is added
         waiting = len(self._in)
         if waiting >= HUB_FULL and not self._full.is_set():
@@ -241,6 +264,17 @@ class Hub:
             return
         if not self._wake.is_set():  # set while the hub gathers: setting it again would only take its lock
             self._wake.set()
+
+    def _drop(self, count: int) -> None:
+        """Count ``count`` facts the full inbox cannot take to the gap at its end (a new one if none is open)."""
+        with self._gap_lock:
+            gap = self._gap
+            if gap is not None and gap.open:
+                gap.count += count
+                return
+            self._gap = gap = _Gap(count)
+            self._gaps_made += 1
+            self._in.append(gap)  # one past HUB_MAX at most per fact kept before it
 
     def subscribe(self, outbox: Outbox, history: bool, form: str = "rows") -> None:
         """Send ``outbox`` every fact from now on in ``form`` (``protocol.FORMS``), the recent ones first if
@@ -310,16 +344,34 @@ class Hub:
                 return
 
     def _drain(self) -> None:
-        """Number, keep and hand to the clients the facts in the inbox, a batch at a time."""
-        if self._dropped:
-            dropped, self._dropped = self._dropped, 0
-            for subs in self._subs.values():
-                for outbox in subs:
-                    outbox.miss(dropped)
+        """Number, keep and hand to the clients the facts in the inbox, a batch at a time; a gap's count goes
+        to each client after the facts before it."""
         inbox = self._in
         while inbox:
             # the engine only appends meanwhile: popleft from C, as many as there were
             batch = list(starmap(inbox.popleft, repeat((), min(BATCH, len(inbox)))))
+            if self._gaps_taken != self._gaps_made:
+                self._pass_gapped(batch)
+            else:
+                self._pass(batch)  # type: ignore[arg-type]
+
+    def _pass_gapped(self, batch: list[ev.BusEvent | _Gap]) -> None:
+        start = 0
+        for index, item in enumerate(batch):
+            if type(item) is _Gap:
+                self._pass(batch[start:index])  # type: ignore[arg-type]
+                start = index + 1
+                with self._gap_lock:
+                    item.open = False
+                    count = item.count
+                self._gaps_taken += 1
+                for subs in self._subs.values():
+                    for outbox in subs:
+                        outbox.miss(count)
+        self._pass(batch[start:])  # type: ignore[arg-type]
+
+    def _pass(self, batch: list[ev.BusEvent]) -> None:
+        if batch:
             first = self._seq + 1
             self._seq += len(batch)
             self._keep(first, batch)
