@@ -56,7 +56,7 @@ config = TinyOConfig(sql_conn=DB_PATH, dirs=[], execution=Execution.INLINE)
 '''
 
 SLOTS, PER_REPORT = 48, 8
-"""Tasks the pool stand-in holds (two workers of ``executors.process.PREFETCH``), runs per worker report."""
+"""Tasks the pool stand-in holds (two workers of ``executors.prefetch.PREFETCH``), runs per worker report."""
 
 
 class AnsweringPool:

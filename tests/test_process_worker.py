@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tinyo.executors.process import PREFETCH, PREFETCH_MAX, ProcessExecutor
+from tinyo.executors.prefetch import PREFETCH, PREFETCH_MAX
+from tinyo.executors.process import ProcessExecutor
 from tinyo.messages import Requeue, WorkerLost, WorkerReports
 from tinyo.model import Config
 from tinyo.waker import Waker
@@ -365,3 +366,12 @@ def test_a_worker_holds_a_few_milliseconds_of_fast_ops_and_one_slow_op_at_a_time
     p.flag.touch()
     p.wait_for("done", slow.run_id)
     assert p.executor.free_slots() == 1
+
+
+def test_a_worker_holds_five_milliseconds_of_fast_ops_between_its_bounds_and_one_slow_op():
+    from tinyo.executors.prefetch import FAST_OP, QUEUED_WORK, tasks_held
+
+    assert tasks_held(1.0) == tasks_held(FAST_OP) == 1
+    assert tasks_held(FAST_OP / 2) == PREFETCH  # 1 ms ops: 5 of them would be fewer than the least held
+    assert tasks_held(QUEUED_WORK / 100) == 100
+    assert tasks_held(1e-6) == tasks_held(0.0) == PREFETCH_MAX

@@ -12,9 +12,7 @@ orchestrator is gone (their task pipe closes). They import the recipe by path an
 qualified name. What they write straight to file descriptors 1 and 2 (subprocesses, C libraries)
 is read back and attributed to the run in progress.
 
-Short ops are prefetched (several tasks in a worker's pipe) so thousands of tiny ops per second do
-not pay a round trip each; as soon as ops take longer, a worker holds one task at a time so no task
-waits behind a long one while another worker is idle. Each task goes to a least-loaded worker, the first
+Short ops are prefetched (:mod:`.prefetch`). Each task goes to a least-loaded worker, the first
 of equals: tasks sent one at a time (a chain's links) all run on the worker the last one left warm. A task
 carries its recipe path and ops only when they differ from the last task sent to that worker
 (``worker_process`` keeps them).
@@ -40,17 +38,8 @@ from ..worker_launch import Worker as _Worker
 from ..worker_launch import dismiss_workers
 from ..worker_launch import popen_worker as _popen
 from .base import Sink, WorkerInfo
+from .prefetch import stall_limit, tasks_held
 
-FAST_OP = 0.002
-"""Ops whose recent mean duration is below this many seconds are prefetched."""
-PREFETCH = 24
-"""Tasks a worker may hold when ops are fast, at least."""
-PREFETCH_MAX = 256
-"""Tasks a worker may hold when ops are very fast: ``QUEUED_WORK`` of them, at most this many."""
-QUEUED_WORK = 0.005
-"""Seconds of fast ops a worker may hold: a report then carries many outcomes, so the loop runs one cycle (one
-commit, one hand-over) for many files instead of one per couple dozen, and a stalled op holds little behind it
-(what waits behind an op that takes far longer than ops have lately is handed to an idle worker)."""
 RESPAWN_FIRST = 2.0
 RESPAWN_MAX = 60.0
 """Back-off (seconds, doubling) before restarting a worker that died before it could take work."""
@@ -120,10 +109,7 @@ class ProcessExecutor:
 
     # ------------------------------------------------------------ dispatch
     def _limit(self) -> int:
-        mean = self._mean
-        if mean >= FAST_OP:
-            return 1
-        return min(PREFETCH_MAX, max(PREFETCH, int(QUEUED_WORK / mean) if mean > 0 else PREFETCH_MAX))
+        return tasks_held(self._mean)
 
     def free_slots(self) -> int:
         limit = self._limit()
@@ -173,15 +159,12 @@ class ProcessExecutor:
             except (OSError, ValueError):
                 pass  # the worker died meanwhile (its pipe closed); its death handler requeues these tasks
 
-    def _stall_limit(self) -> float:
-        return max(0.05, 20 * self._mean)
-
     def _stalled(self, worker: _Worker, now: float) -> bool:
         """True when the op running on ``worker`` has taken far longer than ops have lately."""
         if not worker.started_mono:
             return False
         first = next(iter(worker.started_mono.values()))
-        return now - first > self._stall_limit()
+        return now - first > stall_limit(self._mean)
 
     def _rebalance(self) -> None:
         """An idle worker beside one whose op stalls: take back the tasks waiting behind that op."""
