@@ -101,6 +101,11 @@ class Pool:
     def hold(self) -> Task:
         return self.task("hold", flag=str(self.flag))
 
+    def run(self, task: Task) -> Any:
+        """Submit ``task`` alone and wait for its outcome (its "done" report's payload)."""
+        self.executor.submit([task])
+        return self.wait_for("done", task.run_id)
+
     def wait_for(self, kind: str, run_id: int) -> Any:
         deadline = time.monotonic() + WAIT
         while True:
@@ -180,8 +185,7 @@ def test_a_task_queued_behind_a_stalled_op_is_handed_back_while_it_runs(pool):
     # their mean (50 ms at least) as stalled
     warm = [p.task("tag", tag=str(i)) for i in range(30)]
     for task in warm:
-        p.executor.submit([task])
-        p.wait_for("done", task.run_id)
+        p.run(task)
     held, *queued = [p.hold(), *(p.task("tag", tag=f"q{i}") for i in range(3))]
     p.executor.submit([held, *queued])  # two per worker: one task waits behind the op that holds
     deadline = time.monotonic() + WAIT
@@ -216,8 +220,7 @@ def test_tasks_carry_their_ops_only_when_they_change_and_each_runs_its_own(pool)
     p = pool()
     tasks = [p.task("tag", tag="a"), p.task("tag", tag="a"), p.task("tag", tag="b"), p.task("tag", tag="a")]
     for task in tasks:  # one at a time, so each is its own message
-        p.executor.submit([task])
-        p.wait_for("done", task.run_id)
+        p.run(task)
     p.executor.submit(tasks_two := [p.task("tag", tag="b"), p.task("tag", tag="b"), p.task("tag", tag="c")])
     results = [p.wait_for("done", t.run_id)[3] for t in (*tasks, *tasks_two)]
     assert results == ["'a'", "'a'", "'b'", "'a'", "'b'", "'b'", "'c'"]
@@ -226,8 +229,7 @@ def test_tasks_carry_their_ops_only_when_they_change_and_each_runs_its_own(pool)
 def test_a_respawned_worker_is_sent_the_ops_its_predecessor_already_had(pool):
     p = pool()
     first = p.task("tag", tag="x")
-    p.executor.submit([first])
-    p.wait_for("done", first.run_id)
+    p.run(first)
     pid = p.executor._workers[0].pid
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + WAIT
@@ -236,15 +238,13 @@ def test_a_respawned_worker_is_sent_the_ops_its_predecessor_already_had(pool):
         p.wait_any()
     p.ready()
     again = p.task("tag", tag="x")  # the same ops as the last task the dead worker was sent
-    p.executor.submit([again])
-    assert p.wait_for("done", again.run_id)[:4] == (True, None, None, "'x'")
+    assert p.run(again)[:4] == (True, None, None, "'x'")
 
 
 def test_a_worker_runs_its_ops_on_the_thread_that_reads_its_pipe_beside_one_watch_thread(pool):
     p = pool()
     task = p.task("tag", tag="x")
-    p.executor.submit([task])
-    p.wait_for("done", task.run_id)
+    p.run(task)
     pid = p.executor._workers[0].pid
     names = sorted((Path(f"/proc/{pid}/task") / tid / "comm").read_text().strip()
                    for tid in os.listdir(f"/proc/{pid}/task"))
@@ -315,8 +315,7 @@ def test_tasks_sent_one_at_a_time_all_go_to_the_same_worker_and_two_at_once_to_b
     p = pool(2)
     chain = [p.task("tag", tag=str(i)) for i in range(6)]
     for task in chain:
-        p.executor.submit([task])
-        p.wait_for("done", task.run_id)
+        p.run(task)
     assert [p.wait_for("start", t.run_id)[0] for t in chain] == ["w1"] * 6
     both = [p.hold(), p.hold()]
     p.executor.submit(both)
@@ -344,8 +343,7 @@ def test_a_task_goes_to_a_ready_worker_before_an_idle_one_still_starting(pool):
     hold.unlink()
     p.ready()
     again = p.task("tag", tag="warm")
-    p.executor.submit([again])
-    assert p.wait_for("done", again.run_id)[3] == "'warm'"
+    assert p.run(again)[3] == "'warm'"
 
 
 def test_a_worker_holds_a_few_milliseconds_of_fast_ops_and_one_slow_op_at_a_time(pool):
@@ -355,8 +353,7 @@ def test_a_worker_holds_a_few_milliseconds_of_fast_ops_and_one_slow_op_at_a_time
     assert p.executor.free_slots() == 1  # no op seen yet: taken as slow
     for i in range(40):  # one at a time: each outcome moves the pool's mean op time
         task = p.task("tag", tag=str(i))
-        p.executor.submit([task])
-        p.wait_for("done", task.run_id)
+        p.run(task)
     held = p.executor.free_slots()
     assert PREFETCH < held <= PREFETCH_MAX, held
     slow = p.hold()
