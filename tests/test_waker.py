@@ -5,32 +5,45 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from tinyo.waker import Waker
 
 
-def test_a_set_from_another_thread_ends_a_wait_without_a_time_limit():
-    waker = Waker()
+@pytest.fixture
+def waker():
+    made = Waker()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def pipe():
+    """A real pipe (read end, write end), closed after the test."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        os.close(fd)
+
+
+def test_a_set_from_another_thread_ends_a_wait_without_a_time_limit(waker):
     result: list[bool] = []
     thread = threading.Thread(target=lambda: result.append(waker.wait()))
     thread.start()
     waker.set()
     thread.join(10)
     assert result == [True] and not thread.is_alive()
-    waker.close()
 
 
-def test_set_before_the_wait_returns_at_once_and_clear_lets_it_time_out():
-    waker = Waker()
+def test_set_before_the_wait_returns_at_once_and_clear_lets_it_time_out(waker):
     waker.set()
     assert waker.is_set() and waker.wait(None) is True
     waker.clear()
     assert waker.wait(0.01) is False
-    waker.close()
 
 
-def test_a_watched_pipe_is_read_on_the_waiting_thread_and_its_reader_sets_the_flag():
-    waker = Waker()
-    r, w = os.pipe()
+def test_a_watched_pipe_is_read_on_the_waiting_thread_and_its_reader_sets_the_flag(waker, pipe):
+    r, w = pipe
     read: list[tuple[bytes, str]] = []
 
     def on_ready() -> None:
@@ -49,29 +62,21 @@ def test_a_watched_pipe_is_read_on_the_waiting_thread_and_its_reader_sets_the_fl
     waker.clear()
     os.write(w, b"more")
     assert waker.wait(0.01) is False and len(read) == 1  # no longer read
-    for fd in (r, w):
-        os.close(fd)
-    waker.close()
 
 
-def test_a_set_flag_still_reads_the_watched_pipes_that_are_ready():
+def test_a_set_flag_still_reads_the_watched_pipes_that_are_ready(waker, pipe):
     # a loop that always has more to do (its flag set at every wait) must still take reports in
-    waker = Waker()
-    r, w = os.pipe()
+    r, w = pipe
     read: list[bytes] = []
     waker.watch(r, lambda: read.append(os.read(r, 100)))
     os.write(w, b"done")
     waker.set()
     assert waker.wait() is True and read == [b"done"]
     assert waker.wait() is True and read == [b"done"]  # nothing more there: nothing read, no wait either
-    for fd in (r, w):
-        os.close(fd)
-    waker.close()
 
 
-def test_a_pipe_watched_from_another_thread_joins_a_wait_under_way():
-    waker = Waker()
-    r, w = os.pipe()
+def test_a_pipe_watched_from_another_thread_joins_a_wait_under_way(waker, pipe):
+    r, w = pipe
     read: list[bytes] = []
     started = threading.Event()
 
@@ -88,9 +93,6 @@ def test_a_pipe_watched_from_another_thread_joins_a_wait_under_way():
     os.write(w, b"x")
     thread.join(10)
     assert read == [b"x"] and not thread.is_alive()
-    for fd in (r, w):
-        os.close(fd)
-    waker.close()
 
 
 def test_a_set_after_close_writes_nowhere():
