@@ -118,6 +118,11 @@ class Graph:
         """Known not to exist, without a lookup: not in memory, and absent by the last ``prefetch``."""
         return des_id in self._absent and des_id not in self.nodes
 
+    def unnamed(self, doc: str) -> bool:
+        """Known to be named by nothing yet, without a lookup: no version, no producer, no reader (all three
+        found absent by the last ``prefetch``)."""
+        return self.versions.get(doc) == 0 and self.producer.get(doc, True) is None and not self.consumers.get(doc, True)
+
     def prefetch(self, docs: Iterable[str], des_ids: Iterable[str] = (), targs: Iterable[Iterable[str]] = ()) -> None:
         """Fill the caches for ``docs`` (and learn which of ``des_ids`` exist) with a few batched lookups,
         instead of one lookup per miss: for a batch of new events, most of them are misses.

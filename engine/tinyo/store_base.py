@@ -36,9 +36,8 @@ _MARKS = {size: ",".join("?" * size) for size in _SIZES}
 
 def padded_size(n: int) -> int:
     """The fixed number of marks an ``IN`` list of ``n`` keys is padded to. A lookup's statement is compiled
-    once per size, not once per length: with every length its own statement, a burst's batches (of any size
-    up to the chunk) each compiled a fresh one and pushed the commit's statements out of the connection's
-    statement cache."""
+    once per size, not once per length: a statement per length would compile one per batch (of any size up
+    to the chunk) and push the commit's statements out of the connection's statement cache."""
     for size in _SIZES:
         if n <= size:
             return size
@@ -277,7 +276,7 @@ class StoreBase:
                 self._kicked_at = 0  # the WAL started over
             if size > KICK_BYTES and size >= self._kicked_at + KICK_STEP:
                 # it copies while the engine goes on (SQLite releases the GIL): a round per KICK_STEP of growth
-                # (a kick per commit cost a checkpoint per commit, with its syncs)
+                # (a kick per commit would mean a checkpoint, with its syncs, per commit)
                 self._kicked_at = size
                 self._checkpointer.kick.set()
             if size > RESET_BYTES:

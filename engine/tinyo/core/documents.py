@@ -72,7 +72,7 @@ class Documents:
         its stat now: it gets version 1 and joins its group as a source (groups counted per batch)."""
         self.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
         graph = self.graph
-        versions, producer, consumers, gone = graph.versions, graph.producer, graph.consumers, graph.gone
+        versions, unnamed, gone = graph.versions, graph.unnamed, graph.gone
         files, present, joining = self._files, self.checks.present, self.joining
         use_hash = self.config.hash_files
         emit, put, intern, updated = self.outbox.emit, self._put, sys.intern, ev.DocumentUpdated
@@ -84,8 +84,7 @@ class Documents:
                 now = self.clock.time()
                 continue
             st = stat_file(name)
-            if (st is not None and versions.get(name) == 0 and producer.get(name, True) is None
-                    and not consumers.get(name, True) and name not in files and name not in gone):
+            if st is not None and unnamed(name) and name not in files and name not in gone:
                 if not use_hash:
                     new = FileState(st.st_mtime_ns, st.st_size, None)
                 elif (state is not None and state.digest and state.mtime_ns == st.st_mtime_ns
@@ -276,7 +275,7 @@ class Documents:
         graph = self.graph
         versions, producer = graph.versions, graph.producer
         for targ in node.targs:
-            if producer.get(targ, True) is None and versions.get(targ) == 0 and not graph.consumers.get(targ, True):
+            if graph.unnamed(targ):
                 self.join(targ, "never built")  # known to be new (a new DES's target mostly is)
                 continue
             before = self.state_of(targ)

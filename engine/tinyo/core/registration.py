@@ -36,6 +36,18 @@ def names(docs: Iterable[str]) -> tuple[str, ...]:
     return tuple(map(sys.intern, docs))
 
 
+def label(given: str, event: str) -> str:
+    """What a DES records as its making: the generator's given name, and the event when it differs."""
+    return sys.intern(given) if given == event else f"{given} (from {event})"
+
+
+def event_mark(emission: Emission) -> tuple[str, str | None, int]:
+    """An event's (status, detail, id) for the store, once its emission is registered."""
+    errors = emission.errors
+    detail = f"{len(emission.des)} DES" + (f", {len(errors)} generator error(s)" if errors else "")
+    return ("error" if errors else "done"), detail, emission.event_id
+
+
 class Registration:
     """Emitted DES into the graph and the store; the live ops of the DES in memory. Loop thread only."""
 
@@ -109,9 +121,7 @@ class Registration:
             register(des, generator, given, event, now)
             if index % REGISTER_SLICE == 0:
                 flush()  # a huge emission: start dispatching what is ready instead of registering all first
-        status = "error" if emission.errors else "done"
-        detail = f"{len(emission.des)} DES" + (f", {len(emission.errors)} generator error(s)" if emission.errors else "")
-        return status, detail, emission.event_id
+        return event_mark(emission)
 
     def register_batch(self, emissions: list[Emission], flush: Callable[[], None]) -> list[tuple[str, str | None, int]]:
         """Register a batch's emissions, in order, as ``apply_emission`` does each; returns their events' marks.
@@ -122,13 +132,13 @@ class Registration:
         Anything else (a known DES, a conflict, a dep without a version, an emission of REGISTER_SLICE DES or
         more) takes ``register``'s general path, in its place in the order."""
         graph, documents = self.graph, self.documents
-        nodes, versions, producer, consumers = graph.nodes, graph.versions, graph.producer, graph.consumers
+        versions, consumers, unnamed = graph.versions, graph.consumers, graph.unnamed
         is_new, add, op_facts, register = graph.is_new, graph.add, self._op_facts, self.register
         emit, touch, live_ops, joining = self.outbox.emit, self.touched.append, self.ops, documents.joining
         rows = self._rows
         if rows is None:
             rows = self._rows = []  # handed to the store with the batch (``end_batch``) or at a commit
-        intern, clock, registered, refused = sys.intern, self.clock, ev.DESRegistered, (DESRejected, OpNotImportable)
+        clock, registered, refused = self.clock, ev.DESRegistered, (DESRejected, OpNotImportable)
         marks: list[tuple[str, str | None, int]] = []
         for emission in emissions:
             made, errors = emission.des, emission.errors
@@ -147,7 +157,7 @@ class Registration:
                 refs = None
                 if is_new(des_id):
                     for targ in targs:
-                        if producer.get(targ, True) is not None or versions.get(targ) != 0 or consumers.get(targ, True):
+                        if not unnamed(targ):
                             break
                     else:
                         for dep in deps:
@@ -162,18 +172,17 @@ class Registration:
                     documents.flush_joins()
                     register(des, generator, given, event, now)
                     continue
-                label = intern(given) if given == event else f"{given} (from {event})"
-                node = Node(des_id, tuple(map(intern, deps)), tuple(map(intern, targs)), ops_desc, generator, label)
+                made_by = label(given, event)
+                node = Node(des_id, names(deps), names(targs), ops_desc, generator, made_by)
                 for targ in node.targs:
                     joining.append((targ, "never built"))
                 add(node)
                 self.total += 1
                 live_ops[des_id] = refs
-                rows.append((des_id, deps, targs, ops_desc, blob, generator, label, now))
+                rows.append((des_id, deps, targs, ops_desc, blob, generator, made_by, now))
                 touch(des_id)
-                emit(registered(now, des_id, deps, targs, ops_desc, generator, label))
-            detail = f"{len(made)} DES" + (f", {len(errors)} generator error(s)" if errors else "")
-            marks.append(("error" if errors else "done", detail, emission.event_id))
+                emit(registered(now, des_id, deps, targs, ops_desc, generator, made_by))
+            marks.append(event_mark(emission))
         documents.flush_joins()
         return marks
 
@@ -196,8 +205,7 @@ class Registration:
             self.outbox.emit(ev.DESRejectedEvent(now, des_id, generator, given, str(exc)))
             self.outbox.emit(ev.GeneratorError(now, generator, given, f"DES {des_id} rejected: {exc}", ""))
             return False
-        node = Node(des_id, names(deps), names(targs), ops_desc, generator,
-                    sys.intern(given) if given == event else f"{given} (from {event})")
+        node = Node(des_id, names(deps), names(targs), ops_desc, generator, label(given, event))
         self.documents.targets_registered(node)
         graph.add(node)
         self.total += 1

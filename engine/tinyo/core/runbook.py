@@ -241,7 +241,7 @@ class RunBook:
                 self.requeue.append(run)
 
     # ------------------------------------------------------------ outcomes
-    def finish_ok(self, run: OpenRun, result: str | None, duration: float, now: float | None = None) -> None:
+    def finish_ok(self, run: OpenRun, result: str | None, duration: float, now: float) -> None:
         node = self.graph.nodes.get(run.des_id)
         self.open.pop(run.run_id, None)
         if node is None:
@@ -255,8 +255,6 @@ class RunBook:
                     self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
                                        duration)
                     return
-        if now is None:
-            now = self.clock.time()
         des_id = node.id
         node.trace = run.dep_versions  # its own dict (``Graph.run_versions`` made it), never changed
         node.status = None
