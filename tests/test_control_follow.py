@@ -207,7 +207,7 @@ def test_a_long_batch_in_the_json_form_goes_in_frames_whose_bytes_are_the_json_l
         message = decode(header)
         assert isinstance(message, Lines) and message.size == len(body) and message.count == count
         text += body
-    assert text == factwire.json_lines(long).encode()
+    assert text == "".join(map(_to_json_line, long)).encode()
     assert decode(frames[-1][0].split(b"\n", 1)[0]).seq == 40
 
 
@@ -269,8 +269,8 @@ def test_the_encoder_process_makes_the_frames_the_hub_would_and_the_hub_takes_ov
         assert frames == factwire.lines_frames(len(facts), factwire.rows(facts))
         assert frames[0][0].split(b"\n", 1)[1] == expected
         odd = [ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)]  # cannot be pickled: made here
-        assert encoder.frames(1, odd, factwire.rows(odd), False)[0][0].split(b"\n", 1)[1] == factwire.json_lines(
-            odd).encode()
+        assert encoder.frames(1, odd, factwire.rows(odd), False)[0][0].split(b"\n", 1)[1] == _to_json_line(
+            odd[0]).encode()
         encoder._process.kill()  # the process ends: the hub encodes every batch from then on, the same bytes
         encoder._process.wait()
         assert encoder.frames(len(facts), facts, factwire.rows(facts), True) == factwire.lines_frames(

@@ -29,7 +29,7 @@ from operator import not_
 from .. import events as ev
 from . import factwire
 from .jsonwire import FrameEncoder
-from .protocol import Live, Missed, encode
+from .protocol import FORMS, Live, Missed, encode
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
@@ -61,9 +61,6 @@ _RUN_FACTS = frozenset({ev.OpStarted, ev.OpFinished, ev.OpFailed, ev.OpCancelled
 _OUTPUT = frozenset({ev.OpOutput})
 _KEPT_APART = _RUN_FACTS | _OUTPUT
 """Facts kept in a history of their own (runs, op output); every other kind shares one."""
-_FORMS = ("rows", "json")
-"""How subscribers take their facts (``protocol.FORMS``): rows (``factwire.facts_lines``, made here) or JSON
-lines (``factwire.lines_frames``, made by the encoder process, ``jsonwire``)."""
 _WATCHED = frozenset({ev.EngineState, ev.EngineNotice})
 """Facts the hub reads itself (the engine's state, its last error): they wake it even with no client."""
 
@@ -225,9 +222,10 @@ class Hub:
         self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
-        self._subs: dict[str, list[Outbox]] = {form: [] for form in _FORMS}
+        self._subs: dict[str, list[Outbox]] = {form: [] for form in FORMS}
+        """Per form, the outboxes of the clients subscribed in it: rows (``factwire.facts_lines``, made here) or
+        JSON lines (``factwire.lines_frames``, made by the encoder process, ``jsonwire``)."""
         self._encoder = FrameEncoder()
-        """Per form, the outboxes of the clients subscribed in it."""
         self._listening = False
         """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
         self._last_error = ""
@@ -279,7 +277,7 @@ class Hub:
     def subscribe(self, outbox: Outbox, history: bool, form: str = "rows") -> None:
         """Send ``outbox`` every fact from now on in ``form`` (``protocol.FORMS``), the recent ones first if
         ``history``."""
-        if form not in _FORMS:
+        if form not in FORMS:
             raise ValueError(f"no such form of facts: {form!r}")
         self._requests.put(("sub", outbox, history, form))
         self._wake.set()
