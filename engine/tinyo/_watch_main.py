@@ -39,7 +39,7 @@ LARGE_QUEUE = 64
 
 class _Sender:
     """Reads completed files' states and sends them to the engine in batches, on the watcher's loop thread
-    (:class:`tinyo.watch.FileWatcher`): a file's stat and content through one open, a message per batch.
+    (:class:`tinyo.watch_loop.FileWatcher`): a file's stat and content through one open, a message per batch.
     A file over ``LARGE`` bytes goes to :class:`_LargeFiles`."""
 
     def __init__(self, out: Pipe, use_hash: bool) -> None:
@@ -91,6 +91,8 @@ class _LargeFiles:
 
     def take(self, path: str, seen: float, always: bool = False) -> bool:
         """Queue ``path`` if it is queued here already (or ``always``); False if it was not queued."""
+        if not always and path not in self._queued:
+            return False  # read without the lock: only this (the loop's) thread adds a path, so "not in" holds
         with self._cond:
             if not always and path not in self._queued:
                 return False
@@ -152,7 +154,7 @@ def read_state(path: str, limit: int | None = None) -> tuple[str, int, int, str 
 
 def main(argv: list[str]) -> int:
     cmd_fd, out_fd, settings_json = argv
-    signal.signal(signal.SIGIO, signal.SIG_IGN)  # a lease break (see watch.open_for_writing) is not a kill
+    signal.signal(signal.SIGIO, signal.SIG_IGN)  # a lease break (see watch_loop.open_for_writing) is not a kill
     settings = json.loads(settings_json)
     commands = Pipe(int(cmd_fd))
     sender = _Sender(Pipe(int(out_fd)), settings["hash"])

@@ -219,8 +219,6 @@ def _flush_partial(sink: _Sink) -> None:
         sink.emit("out", sink.run_id, (stream, _cut(buf)))
 
 
-def _result_repr(result: Any) -> str | None:
-    if result is None:
-        return None
+def _result_repr(result: Any) -> str:
     text = repr(result)
     return text if len(text) <= 4000 else text[:4000] + " …"

@@ -83,12 +83,12 @@ class Reports:
     """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
     BATCH = 2000
 
-    def __init__(self, conn: Any, lock: threading.Lock) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
-        self.lock = lock
+        self.lock = threading.Lock()
         """``cond``'s lock: taken directly where nothing waits or is notified (a put, twice per op), without the
         Python-level ``Condition.__enter__``."""
-        self.cond = threading.Condition(lock)
+        self.cond = threading.Condition(self.lock)
         self.waiting: deque[tuple[str, int, Any]] = deque()
         self.since = 0.0
         """When the oldest waiting report was put (monotonic)."""
@@ -147,7 +147,7 @@ class WorkerLoop:
     def __init__(self, task_conn: Any, result_conn: Any, name: str) -> None:
         self.task_conn = task_conn
         self.name = name
-        self.reports = Reports(result_conn, threading.Lock())
+        self.reports = Reports(result_conn)
         self.cond = self.reports.cond
         self.lock = self.reports.lock
         self.reading = threading.Lock()

@@ -127,7 +127,6 @@ class ProcessExecutor:
                 raise RuntimeError("no live worker to run tasks on")
             # each task to a least-loaded worker, a ready one before one still starting, the first of equals: a
             # chain's links, one at a time, all go to the worker the last link left warm in the CPU's caches
-            # (alternating, each link woke a worker that had slept through the link before: 0.65x its CPU a link)
             keys = [2 * len(w.inflight) + (not w.ready) for w in live]
             for task in tasks:
                 index = keys.index(min(keys))
@@ -147,7 +146,7 @@ class ProcessExecutor:
                     batches[worker.name] = batch = (worker.task_conn, [])
                 batch[1].append(wire)
             # tasks now wait behind others: the reader thread, if it waits for nothing but a pipe, must look
-            # for stalls (the loop, not it, reads the reports that used to wake it)
+            # for stalls (no report wakes it: the loop reads them)
             wake = self._reader_unbounded and any(key > 3 for key in keys)  # a worker holds two tasks or more
         if wake:
             self._wake()
