@@ -71,3 +71,27 @@ def _wait(process: Any, timeout: float) -> int | None:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
         return None
+
+
+def spawn_helper(module: str, fds: tuple[int, ...]) -> Any:
+    """Start ``python -m module fd...`` (a ``subprocess.Popen``), given the pipe ends ``fds`` (the caller closes
+    its copies). In a session of its own: a terminal's signals, even while it starts, are the engine's alone."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", module, *map(str, fds)], pass_fds=fds,
+                            stdin=subprocess.DEVNULL, env=child_env(), close_fds=True, start_new_session=True)
+
+
+def stop_helper(process: Any, timeout: float) -> None:
+    """Wait for a helper told to end (its pipe closed) to exit; kill it if it has not after ``timeout``."""
+    if wait_exit(process, timeout) is None:
+        process.kill()
+        process.wait()
+
+
+def ignore_stop_signals() -> None:
+    """In a helper process: the engine stops on SIGINT, SIGTERM and SIGHUP; the helper ends with its pipe."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import marshal
 import os
-import signal
 import sys
 from typing import Any
 
+from .children import ignore_stop_signals
 from .control import factwire
-from .pipe import Pipe
+from .pipe import Pipe, write_all
 
 CHUNK = 256
 """Rows encoded by one call: a burst's batch holds a thousand or more, and its objects made and encoded a
@@ -36,18 +36,13 @@ class JsonPrinter:
     """The engine's end: the process, and the pipe its batches go down."""
 
     def __init__(self) -> None:
-        import subprocess
-
-        from .children import child_env
+        from .children import spawn_helper
 
         if sys.stdout is not None:
             sys.stdout.flush()  # what the engine printed before comes first
         read, write = os.pipe()
         try:
-            # its own session: a terminal's signals, even while it starts, are the engine's alone
-            self._process = subprocess.Popen([sys.executable, "-m", "tinyo.jsonlog", str(read)], pass_fds=(read,),
-                                             stdin=subprocess.DEVNULL, env=child_env(), close_fds=True,
-                                             start_new_session=True)
+            self._process = spawn_helper("tinyo.jsonlog", (read,))
         finally:
             os.close(read)
         self._pipe = Pipe(write)
@@ -58,12 +53,10 @@ class JsonPrinter:
 
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
         """End the pipe, and wait for the process to write what it holds and exit."""
-        from .children import wait_exit
+        from .children import stop_helper
 
         self._pipe.close()
-        if wait_exit(self._process, timeout) is None:
-            self._process.kill()
-            self._process.wait()
+        stop_helper(self._process, timeout)
 
 
 def batch_message(events: list[Any]) -> bytes | str:
@@ -76,15 +69,8 @@ def batch_message(events: list[Any]) -> bytes | str:
         return factwire.json_lines(events)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def main(argv: list[str]) -> int:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # the engine stops on them; this process ends with its pipe
+    ignore_stop_signals()
     pipe = Pipe(int(argv[1]))
     out = 1  # the standard output it shares with the engine (written to directly: no buffer between)
     while True:
@@ -93,7 +79,7 @@ def main(argv: list[str]) -> int:
         except EOFError:
             return 0
         try:
-            _write_all(out, lines(messages))
+            write_all(out, lines(messages))
         except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
             return 0
 

@@ -23,6 +23,13 @@ READ_SIZE = 1 << 16
 """Bytes ``recv_all`` asks the pipe for at once (a pipe's buffer: everything waiting, most often)."""
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``, which may take less at a time (a pipe, a terminal)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Pipe:
     """One end of a pipe (a file descriptor), reading or writing whole messages."""
 
@@ -106,9 +113,7 @@ class Pipe:
             os.close(fd)
 
     def _write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)
 
     def _read(self, size: int) -> bytes:
         held = self._held

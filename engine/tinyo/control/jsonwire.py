@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import sys
 from typing import Any
 
+from ..children import ignore_stop_signals
 from ..pipe import Pipe
 from . import factwire
 
@@ -60,30 +60,23 @@ class FrameEncoder:
 
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
         """End the pipes; the process exits when it reads their end (killed if it has not after ``timeout``)."""
-        from ..children import wait_exit
+        from ..children import stop_helper
 
         for pipe in (self._to, self._back):
             if pipe is not None:
                 pipe.close()
         self._to = self._back = None
         if self._process is not None:
-            if wait_exit(self._process, timeout) is None:
-                self._process.kill()
-                self._process.wait()
+            stop_helper(self._process, timeout)
             self._process = None
 
     def _start(self) -> None:
-        import subprocess
-
-        from ..children import child_env
+        from ..children import spawn_helper
 
         to_read, to_write = os.pipe()
         back_read, back_write = os.pipe()
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "tinyo.control.jsonwire", str(to_read), str(back_write)],
-                pass_fds=(to_read, back_write), stdin=subprocess.DEVNULL, env=child_env(), close_fds=True,
-                start_new_session=True)
+            self._process = spawn_helper("tinyo.control.jsonwire", (to_read, back_write))
         except OSError:  # no process to be had (a process limit): the hub encodes
             os.close(to_write)
             os.close(back_read)
@@ -110,8 +103,7 @@ def local_frames(seq: int, events: list[Any], rows: list[Any], history: bool) ->
 
 
 def main(argv: list[str]) -> int:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # the engine stops on them; this process ends with its pipe
+    ignore_stop_signals()
     requests, replies = Pipe(int(argv[1])), Pipe(int(argv[2]))
     while True:
         try:

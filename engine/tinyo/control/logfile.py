@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..pipe import write_all
+
 LOG_MAX_BYTES = 10 << 20
 """The size past which the log is rotated (``tinyo start --log-max-mb``)."""
 KEEP = 2
@@ -39,9 +41,7 @@ class RotatingLog:
         size = os.fstat(self._fd).st_size
         if size and size + len(data) > self.limit:
             self.rotate()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        write_all(self._fd, data)
 
     def rotate(self) -> None:
         """``<log>`` becomes ``<log>.1``, ``.1`` becomes ``.2`` ... (the oldest goes), and a new log begins."""
