@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 import threading
 import time
@@ -109,3 +110,16 @@ def drop(folder: Path, name: str, content: str = "x") -> Path:
     with open(path, "w") as fh:
         fh.write(content)
     return path
+
+
+def helper_pids(module: bytes) -> list[int]:
+    """Pids of this user's processes running ``python -m <module>`` (by their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if module in fh.read() and os.stat(f"/proc/{entry}").st_uid == os.getuid():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids

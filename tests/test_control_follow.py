@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_recipe
+from conftest import helper_pids, write_recipe
 from test_control_protocol import HubClient
 from test_report import _every_kind_of_fact, _to_json_line
 from tinyo import events as ev
@@ -281,16 +281,7 @@ def test_the_encoder_process_makes_the_frames_the_hub_would_and_the_hub_takes_ov
 
 
 def _encoders() -> list[int]:
-    """Pids of this user's JSON-lines encoder processes (by their command line)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if b"tinyo.control.jsonwire" in fh.read() and os.stat(f"/proc/{entry}").st_uid == os.getuid():
-                    pids.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return pids
+    return helper_pids(b"tinyo.control.jsonwire")
 
 
 def test_a_killed_engine_leaves_no_encoder_process_behind(tmp_path, inbox):

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import drop, write_recipe
+from conftest import drop, helper_pids, write_recipe
 from test_report import _every_kind_of_fact, _to_json_line
 
 from tinyo import events as ev
@@ -34,16 +34,7 @@ config = TinyOConfig(sql_conn='{db}', dirs=['{inbox}'], max_workers=1, execution
 
 
 def _printers() -> list[int]:
-    """Pids of the JSON printer processes of this user (by their command line)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if b"tinyo.jsonlog" in fh.read() and os.stat(f"/proc/{entry}").st_uid == os.getuid():
-                    pids.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return pids
+    return helper_pids(b"tinyo.jsonlog")
 
 
 def test_the_printer_process_prints_each_batch_as_the_log_in_process_would(capfd):
