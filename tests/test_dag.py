@@ -113,6 +113,25 @@ def test_a_new_reason_alone_is_told_but_walks_no_further():
     assert g.nodes["down"].reason == "waiting for w (DES mid is waiting)"
 
 
+def test_a_reader_touched_before_its_finished_producer_is_evaluated_once():
+    # a chain link ends: the new version of its target touches the next link first, then the link itself is
+    # settled; the next link is evaluated after its producer (once, already stale), not before it and again
+    g = CountingGraph()
+    for des_id, deps, targs in (("p", ["x"], ["y"]), ("up", ["y"], ["z"]), ("mid", ["z"], ["w"])):
+        node = Node(des_id, frozenset(deps), frozenset(targs), ("op",))
+        g.check(node.id, node.deps, node.targs)
+        g.add(node)
+    g.set_version("x", 1)
+    settle_all(g)
+    node = g.nodes["p"]
+    node.status, node.trace = None, g.current(node)
+    g.evaluated.clear()
+    ready, changed = g.settle([*g.set_version("y", 1), "p"])
+    assert g.evaluated == ["p", "up", "mid"]
+    assert ready == ["up"] and [n.id for n in changed] == ["p", "up", "mid"]
+    assert g.nodes["mid"].reason == "waiting for z (DES up is stale)"
+
+
 def test_transitive_blocking_through_an_up_to_date_middle():
     g = graph_of(("a", ["x"], ["y"]), ("b", ["y"], ["z"]), ("c", ["z"], ["w"]))
     g.set_version("x", 1)

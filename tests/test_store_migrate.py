@@ -112,7 +112,8 @@ def test_a_schema_3_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pat
     try:
         tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"names", "producers", "files_seen"}.isdisjoint(tables) and "documents" in tables
-        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "4"
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION)
         assert sorted(store.load_documents()) == before["documents"]
         assert sorted(store.all_names()) == before["names"]
         every = [name for name, *_ in before["names"]]
@@ -189,8 +190,37 @@ def test_an_upgrade_that_fails_leaves_the_schema_3_file_as_it_was(tmp_path: Path
     assert v3_rows(db) == before
 
 
-def test_schema_4_is_what_this_tinyo_writes() -> None:
-    assert SCHEMA_VERSION == 4
+def test_schema_5_is_what_this_tinyo_writes() -> None:
+    assert SCHEMA_VERSION == 5
+
+
+def test_a_schema_4_file_is_upgraded_and_keeps_its_open_runs(tmp_path: Path) -> None:
+    """Schema 4 found the open runs through an index of them; schema 5 through the last run's ``open_from``. A
+    schema 4 file (this tinyo's, with the index back, the column gone and its version 4) with an old run still
+    open behind finished ones, and a newer one open, is upgraded: the index is gone, both open runs found."""
+    db = tmp_path / "state.db"
+    store = Store(str(db))
+    store.add_des([(f"d{i}", frozenset(["a"]), frozenset([f"b{i}"]), ("op",), None, "gen", "ev", 1.0)
+                   for i in range(1, 6)])
+    store.add_runs([(i, f"d{i}", 1, '{"a": 1}') for i in range(1, 6)], 1)
+    store.runs_ok([(2.0, "", None, "w1", 1.0, i) for i in (2, 3, 5)])
+    store.commit()
+    store.close()
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE runs DROP COLUMN open_from;"
+                       "CREATE INDEX runs_open ON runs(id) WHERE status IN ('queued', 'running');"
+                       "UPDATE meta SET value = '4' WHERE key = 'schema_version';")
+    conn.close()
+    with pytest.raises(StoreError, match="run the recipe once"):
+        Store(str(db), read_only=True, lock=False)
+    store = Store(str(db))
+    try:
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "5"
+        assert store.conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs_open'").fetchone()[0] == 0
+        assert store.open_runs_full() == [(1, "d1", 1, {"a": 1}), (4, "d4", 1, {"a": 1})]
+        assert store.integrity_check() == "ok"
+    finally:
+        store.close()
 
 
 def test_a_name_that_is_not_utf8_keeps_its_bytes_through_the_upgrade(tmp_path: Path) -> None:

@@ -128,6 +128,38 @@ def test_a_des_changed_several_times_before_a_commit_is_written_once_as_it_was_l
         store.close()
 
 
+def test_open_runs_are_found_from_the_last_run_s_row_however_far_behind_the_oldest_is(tmp_path: Path) -> None:
+    """Each run row records the oldest run open when it was added (``open_from``): the open runs at a start are
+    those from the last row's on (an old run open behind a thousand finished ones too); a run added without
+    it (0) makes the next start look at every run, and finds the same."""
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        store.add_des([(f"d{i}", frozenset(["a"]), frozenset([f"b{i}"]), ("op",), None, "gen", "ev", 1.0)
+                       for i in range(1, 1003)])
+        store.add_runs([(1, "d1", 1, '{"a": 1}')], 1)
+        store.commit()
+        for i in range(2, 1002):  # one at a time, as a chain's links: each ends before the next is added
+            store.add_runs([(i, f"d{i}", 1, '{"a": 1}')], 1)
+            store.runs_ok([(2.0, "", None, "w1", 1.0, i)])
+            store.commit()
+        assert store.open_runs_full() == [(1, "d1", 1, {"a": 1})]
+        assert store.open_runs() == [(1, "d1")]
+        store.add_runs([(1002, "d1002", 1, '{"a": 2}')])
+        store.commit()
+        assert store.open_runs() == [(1, "d1"), (1002, "d1002")]
+        store.runs_ok([(2.0, "", None, "w1", 1.0, 1)])
+        store.add_runs([(1003, "d1", 2, '{"a": 2}')], 1002)
+        store.commit()
+        assert store.open_runs() == [(1002, "d1002"), (1003, "d1")]
+    finally:
+        store.close()
+    reopened = Store(str(tmp_path / "s.db"), read_only=True, lock=False)
+    try:
+        assert reopened.open_runs() == [(1002, "d1002"), (1003, "d1")]
+    finally:
+        reopened.close()
+
+
 def test_a_run_ended_ok_and_its_des_up_to_date_are_written_by_their_own_statements_as_given_last(
         tmp_path: Path) -> None:
     """The common outcome binds only what varies (``runs_ok``, and ``des_ok`` through the DES updates' keys):

@@ -389,6 +389,8 @@ class Graph:
         """
         work = deque(touched)
         in_work = set(work)
+        if len(work) > 1:
+            work = self._upstream_first(work, in_work)
         evaluated: dict[str, None] = {}
         changed: dict[str, Node] = {}
         readers, evaluate, nodes = self.readers, self.evaluate, self.nodes
@@ -417,6 +419,22 @@ class Graph:
                             work.append(cid)
         ready = [nid for nid in evaluated if nodes[nid].state == "stale"]
         return ready, list(changed.values())
+
+    def _upstream_first(self, work: deque[str], in_work: set[str]) -> deque[str]:
+        """``work`` with every DES whose dep's producer is in it too moved behind the others: a DES evaluated
+        before its producer is evaluated again once that producer changes (a chain link: the next link was
+        touched by the new version of its dep before the finished one, and was settled twice). Only the order
+        changes, never the outcome; producers are looked up in memory only."""
+        producer, nodes = self.producer, self.nodes
+        first: list[str] = []
+        later: list[str] = []
+        for nid in work:
+            node = nodes.get(nid)
+            if node is not None and any(producer.get(dep) in in_work for dep in node.deps):
+                later.append(nid)
+            else:
+                first.append(nid)
+        return deque(first + later) if later else work
 
     def settle_leaves(self, touched: Iterable[str]) -> tuple[list[str], list[Node]] | None:
         """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory

@@ -9,6 +9,7 @@ from typing import Any
 
 from .store_docs import DocumentsPart
 from .store_rows import RunRow, StoredDES, jlist, jmap, jset, stored_des
+from .store_schema import OPEN_RUNS
 
 _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced, attempt"
 _RUN_COLUMNS = "id, des_id, attempt, worker, start, end, status, error, traceback, output, result"
@@ -74,9 +75,11 @@ class DESPart(DocumentsPart):
     def next_run_id(self) -> int:
         return (self._r("SELECT max(id) FROM runs").fetchone()[0] or 0) + 1
 
-    def add_runs(self, rows: list[tuple[int, str, int, str]]) -> None:
-        """Insert runs queued, as (id, des_id, attempt, dep_versions as ``jmap`` gives them)."""
-        self._defer("runs", rows)
+    def add_runs(self, rows: list[tuple[int, str, int, str]], open_from: int = 0) -> None:
+        """Insert runs queued, as (id, des_id, attempt, dep_versions as ``jmap`` gives them). ``open_from``: the
+        lowest id of the runs open once these are added (see ``store_schema.OPEN_RUNS``); 0, not known, makes the
+        next start look at every run."""
+        self._defer("runs", [(*row, open_from) for row in rows])
 
     def finish_runs(self, rows: list[tuple[Any, ...]]) -> None:
         """(status, end, error, traceback, output, result, worker, start, id), or without the start; a worker or
@@ -95,12 +98,12 @@ class DESPart(DocumentsPart):
         return row[0] if row else None
 
     def open_runs(self) -> list[tuple[int, str]]:
-        return self._r("SELECT id, des_id FROM runs WHERE status IN ('queued', 'running')").fetchall()
+        return self._r(f"SELECT id, des_id FROM {OPEN_RUNS} ORDER BY id").fetchall()
 
     def open_runs_full(self) -> list[tuple[int, str, int, dict[str, int]]]:
         """Open runs as (id, des_id, attempt, dep_versions)."""
         rows = self._r(
-            "SELECT id, des_id, attempt, dep_versions FROM runs WHERE status IN ('queued', 'running') ORDER BY id"
+            f"SELECT id, des_id, attempt, dep_versions FROM {OPEN_RUNS} ORDER BY id"
         ).fetchall()
         return [(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows]
 

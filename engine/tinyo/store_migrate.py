@@ -48,11 +48,11 @@ def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: C
             if not read_only:
                 pragmas()
             return
-        if version in (1, 2, 3) and not read_only:
+        if version in (1, 2, 3, 4) and not read_only:
             pragmas()
             migrate(conn, version)
             return
-        if version in (1, 2, 3):
+        if version in (1, 2, 3, 4):
             raise StoreError(f"{path}: written by an older tinyo (schema {version}, this one reads "
                              f"{SCHEMA_VERSION}); run the recipe once (tinyo run) to upgrade the file")
     if read_only:
@@ -67,12 +67,14 @@ def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: C
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a schema 1, 2 or 3 file to the current schema, in one transaction."""
+    """Bring a schema 1, 2, 3 or 4 file to the current schema, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version < 3:
             _to_3(conn, version)
-        _to_4(conn)
+        if version < 4:
+            _to_4(conn)
+        _to_5(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except sqlite3.Error:
@@ -152,3 +154,13 @@ def _to_4(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
     if done:  # the events up to it carry their own status and detail, as schema 3 wrote them
         conn.execute("INSERT INTO processed(last_id, first_id, counts) VALUES (?, ?, '')", (done, done))
+
+
+def _to_5(conn: sqlite3.Connection) -> None:
+    """4 to 5: the open runs are found from the last run's ``open_from`` (``store_schema.OPEN_RUNS``), not from an
+    index of them, which every commit that opened or ended a run rewrote."""
+    if "open_from" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
+        conn.execute("ALTER TABLE runs ADD COLUMN open_from INTEGER")
+    conn.execute("UPDATE runs SET open_from = coalesce((SELECT min(id) FROM runs WHERE status IN ('queued', 'running')), "
+                 "id) WHERE id = (SELECT max(id) FROM runs)")
+    conn.execute("DROP INDEX IF EXISTS runs_open")

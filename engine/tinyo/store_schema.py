@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
 SCHEMA = """
@@ -34,9 +34,8 @@ CREATE TABLE IF NOT EXISTS des(
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
     start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
-    dep_versions TEXT, result TEXT, des_n INTEGER);
+    dep_versions TEXT, result TEXT, des_n INTEGER, open_from INTEGER);
 CREATE INDEX IF NOT EXISTS runs_des_n ON runs(des_n, id);
-CREATE INDEX IF NOT EXISTS runs_open ON runs(id) WHERE status IN ('queued', 'running');
 CREATE TABLE IF NOT EXISTS processed(last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, counts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS consumers(doc TEXT NOT NULL, des_id TEXT NOT NULL, PRIMARY KEY(doc, des_id)) WITHOUT ROWID;
@@ -51,6 +50,13 @@ commit that processed events adds one ``processed`` row for their id range, with
 (``counts``, comma-separated, in id order; empty for an event whose row has a status of its own)."""
 EVENT_STATUS = f"coalesce(status, CASE WHEN id <= {EVENTS_DONE} THEN 'done' ELSE 'new' END)"
 """An event's status as read: its own when it has one, else what the watermark says."""
+OPEN_RUNS = ("runs WHERE id >= coalesce((SELECT open_from FROM runs ORDER BY id DESC LIMIT 1), 0) "
+             "AND status IN ('queued', 'running')")
+"""The runs that are open (queued or running), for a start (interrupted or adopted) and ``tinyo status``. Each run
+row carries ``open_from``, the lowest id of the runs open once it was added (its own, or an older one still
+open): no run inserted later exists, so every run open now has an id from the last row's ``open_from`` on,
+and a start scans from there, by id (the table's own order). An index of the open runs did the same, at the
+cost of a page written in every commit that opens or ends a run (one of five in a chain link's)."""
 
 DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
                "seen_mtime_ns", "seen_size", "seen_hash")
@@ -118,8 +124,8 @@ DEFERRED = {
                   "attempt = ? WHERE id = ?",
     "des_ok": "UPDATE des SET state = 'ok', trace = CAST(? AS TEXT), failed_trace = NULL, forced = 0, attempt = 1 "
               "WHERE id = ?",
-    "runs": "INSERT INTO runs(id, des_id, attempt, status, dep_versions, des_n) "
-            "VALUES (?1, ?2, ?3, 'queued', CAST(?4 AS TEXT), (SELECT n FROM des WHERE id = ?2))",
+    "runs": "INSERT INTO runs(id, des_id, attempt, status, dep_versions, des_n, open_from) "
+            "VALUES (?1, ?2, ?3, 'queued', CAST(?4 AS TEXT), (SELECT n FROM des WHERE id = ?2), ?5)",
     "runs_ok": "UPDATE runs SET status = 'ok', end = ?, error = NULL, traceback = NULL, output = CAST(? AS TEXT), "
                "result = CAST(? AS TEXT), worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = CAST(? AS TEXT), traceback = CAST(? AS TEXT), "

@@ -143,7 +143,7 @@ class Dispatch:
             slots -= 1
         self.next_run_id = run_id
         if rows:
-            self.store.add_runs(rows)
+            self.store.add_runs(rows, next(iter(open_runs)))  # the oldest open run: ids grow in insertion order
         return tasks
 
     def _wait_for_files(self, node: Node, gone: list[str]) -> None:

@@ -275,7 +275,9 @@ class Loop:
             self._store_intake()
         if inflow.settling:
             inflow.look_at_settling()
-        if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
+        # no backlog, no batch (a chain's cycles: a report in, the next link out): the window is closed then
+        if inflow.has_backlog() and not self.run.paused and not self.dispatch.full() \
+                and inflow.window.due(time.monotonic()):
             self._process_batches()
         self._finish_cycle()
 

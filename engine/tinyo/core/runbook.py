@@ -245,6 +245,9 @@ class RunBook:
         node = self.graph.nodes.get(run.des_id)
         self.open.pop(run.run_id, None)
         if node is None:
+            # its run's row is closed all the same: a run the run book no longer holds is not open in the file
+            # (a start looks for open runs from the oldest one the book held, ``store_schema.OPEN_RUNS``)
+            self._write(None, None, (now, run.output_text(), result, run.worker, run.start, run.run_id))
             return
         targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
         made: dict[str, Any] = {}  # file targets stat-ed: their new states are read from these, not stat-ed again

@@ -1,0 +1,201 @@
+"""The engine's loop alone, per link of a chain: no threads, no worker processes, no watcher.
+
+    python benchmarks/bench_link_loop.py [--links 2000] [--rounds 5] [--baseline PATH] [--callgrind] [--json PATH]
+
+``bench_loop.py``'s harness for a chain instead of a burst: a ``Loop`` wired as the engine wires it, on a real
+state file on tmpfs, never started, runs the peers case's chain recipe (``bench_burst.PEER_RECIPE``, one event
+that emits ``--links`` DES, each reading what the one before writes). A pool stand-in takes the one task each
+cycle hands over and answers it at once, start and outcome in one report, as a worker does for a fast op.
+Measured, from the first outcome to the last: the loop's own work per link (the report taken in, the run
+book, readiness, dispatch, the commit, the facts), as ``time.process_time`` gives it, or with ``--callgrind``
+the instructions per link (they move by well under 1% between runs of the same code; about 20 s a round of
+1,000 links). What it leaves out is what ``bench_link.py`` measures beside it: the pipes, the worker, the
+wake-ups.
+
+``--baseline PATH``: another checkout (e.g. main's) measured the same way, rounds interleaved, each in a
+process of its own with that checkout's ``engine/`` first on the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else None
+SKIP = 20
+"""Links left out at the start (the first cycles warm the statement cache and the interpreter)."""
+
+
+class ChainPool:
+    """Takes the task a cycle hands over; ``answer`` reports it started and done in one report."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop, self.inflight, self.done = loop, [], 0
+
+    def start(self) -> None:
+        pass
+
+    def free_slots(self) -> int:
+        return 48 - len(self.inflight)
+
+    def submit(self, tasks: list[Any]) -> None:
+        self.inflight.extend(tasks)
+
+    def running(self) -> dict[int, float]:
+        return {}
+
+    def cancel(self, run_id: int, cause: str = "cancel") -> bool:
+        return False
+
+    def workers(self) -> list[Any]:
+        return []
+
+    def shutdown(self, grace: float) -> list[int]:
+        return []
+
+    def answer(self) -> None:
+        from tinyo.messages import WorkerReports
+        tasks, self.inflight = self.inflight, []
+        now = time.time()
+        for task in tasks:
+            self.loop.report(WorkerReports("w1", [("start", task.run_id, ("w1", now)),
+                                                  ("done", task.run_id, (True, None, None, None, 0.0001))]))
+        self.done += len(tasks)
+
+
+def one_round(n: int, counted: bool) -> dict[str, Any]:
+    """The chain through a fresh loop, in this process (see the module's docstring)."""
+    sys.path.insert(1, str(HERE))
+    from bench_burst import PEER_RECIPE
+
+    from tinyo import events as ev
+    from tinyo.clock import SystemClock
+    from tinyo.core.loop import Loop
+    from tinyo.model import Execution
+    from tinyo.recipe import OpResolver, load_recipe
+    from tinyo.store import Store
+
+    work = Path(tempfile.mkdtemp(prefix="bench-link-loop-", dir=TMPFS))
+    try:
+        inbox = work / "in"
+        inbox.mkdir()
+        (inbox / "go.dat").write_text("go")
+        (work / "recipe.py").write_text(PEER_RECIPE.format(n=n, shape="chain", db=str(work / "state.db"),
+                                                           inbox=str(inbox)))
+        recipe = load_recipe(work / "recipe.py")
+        store = Store(str(work / "state.db"))
+        loop = Loop(recipe, store, ev.Bus(), SystemClock(), OpResolver(recipe.module, recipe.path),
+                    Execution.INLINE, 1, None, watch=False)
+        pool = ChainPool(loop)
+        loop.executor = loop.runbook.executor = pool  # type: ignore[assignment]
+        loop._commit_and_publish([])
+        loop.inflow.queue.put(("file", str(inbox / "go.dat"), None))
+        cycles, until = 0, time.monotonic() + 30
+        while not pool.inflight:  # the event taken in (after its settle window), its chain registered, the first
+            loop.cycle()          # link handed over
+            cycles += 1
+            time.sleep(0.001)
+            if time.monotonic() > until:
+                raise RuntimeError("the chain's first link was never handed over")
+        gc.collect()
+        t0 = 0.0
+        while pool.done < n:
+            if pool.done == SKIP:
+                if counted:
+                    subprocess.run(["callgrind_control", "--zero", str(os.getpid())], capture_output=True, check=False)
+                t0 = time.process_time()
+            pool.answer()
+            loop.cycle()
+            cycles += 1
+            if cycles > 10 * n:
+                raise RuntimeError("the loop stopped making progress")
+        cpu = time.process_time() - t0
+        if counted:
+            subprocess.run(["callgrind_control", "--dump=loop", str(os.getpid())], capture_output=True, check=False)
+        ok = store.count("runs", "WHERE status = 'ok'")
+        store.close()
+        if ok != n:
+            raise RuntimeError(f"{ok} runs ok, wanted {n}")
+        return {"cpu_us": cpu * 1e6 / (n - SKIP), "cycles": cycles}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_case(engine: Path, n: int, callgrind: bool) -> dict[str, Any]:
+    """One round in a process of its own, with ``engine`` first on the path (under callgrind if asked)."""
+    env = {**os.environ, "PYTHONPATH": str(engine)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n)]
+    if not callgrind:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        return json.loads(out.splitlines()[-1])
+    outdir = Path(tempfile.mkdtemp(prefix="bench-link-loop-cg-"))
+    try:
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p"]
+        out = subprocess.run([*valgrind, *cmd, "--counted"], env=env, capture_output=True, text=True, check=True).stdout
+        res = json.loads(out.splitlines()[-1])
+        dumps = [p for p in outdir.iterdir() if p.name.endswith(".1")]
+        text = dumps[0].read_text(errors="replace") if dumps else ""
+        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if total is None:
+            raise RuntimeError("callgrind wrote no counts (is callgrind_control on the path?)")
+        res["instructions"] = int(total.group(1)) / (n - SKIP)
+        return res
+    finally:
+        shutil.rmtree(outdir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--links", type=int, default=None, help="2,000 (500 with --callgrind)")
+    parser.add_argument("--rounds", type=int, default=None, help="5 (2 with --callgrind)")
+    parser.add_argument("--baseline", default=None, help="another checkout (its engine/ is measured beside)")
+    parser.add_argument("--callgrind", action="store_true", help="instructions per link, under valgrind")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--counted", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:  # a round, in its own process
+        print(json.dumps(one_round(args.one, args.counted)))
+        return 0
+    n = args.links or (500 if args.callgrind else 2000)
+    rounds = args.rounds or (2 if args.callgrind else 5)
+    cases = {"tinyo": HERE.parent / "engine"}
+    if args.baseline:
+        cases["baseline"] = Path(args.baseline).resolve() / "engine"
+    res: dict[str, Any] = {"links": n, "rounds": rounds, "callgrind": args.callgrind, "load_before": os.getloadavg(),
+                           "samples": {case: [] for case in cases}}
+    for _ in range(rounds):
+        for case, engine in cases.items():  # interleaved: the machine's load falls on every case alike
+            res["samples"][case].append(run_case(engine, n, args.callgrind))
+    res["load_after"] = os.getloadavg()
+    key, unit = ("instructions", "instructions") if args.callgrind else ("cpu_us", "us")
+    print(f"the loop alone, a {n:,}-link chain, {rounds} rounds interleaved (load {res['load_before'][0]:.1f} before, "
+          f"{res['load_after'][0]:.1f} after); per link, {unit}:")
+    medians = {}
+    for case, samples in res["samples"].items():
+        values = [s[key] for s in samples]
+        medians[case] = statistics.median(values)
+        print(f"  {case:10s} median {medians[case]:12,.1f}   min {min(values):12,.1f}   max {max(values):12,.1f}   "
+              f"cycles {samples[0]['cycles']}")
+    if "baseline" in medians:
+        print(f"  ratio (tinyo / baseline, medians): {medians['tinyo'] / medians['baseline']:.3f}")
+    res["medians"] = medians
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
