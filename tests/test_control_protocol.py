@@ -332,16 +332,17 @@ def test_a_client_of_the_old_protocol_is_refused_in_one_clear_line_and_a_new_one
     server = ControlServer(h.engine).start()
     try:
         with h:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:  # a tinyo of protocol 1 (a fact per line)
-                old.settimeout(20)
-                old.connect(str(server.path))
-                old.sendall(encode(Hello(1, "tinyo attach")))
-                buffer = bytearray()
-                reply = decode(_line(old, buffer))
-                assert isinstance(reply, Error)
-                assert reply.message == (f"protocol 1 is not spoken here (this engine speaks {PROTOCOL}); "
-                                         "use the tinyo that runs the engine")
-                assert _line(old, buffer) == b""  # and the connection ends
+            for version in (1, 3):  # a fact per line; JSON lines made by the engine (`"form":"json"`)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:
+                    old.settimeout(20)
+                    old.connect(str(server.path))
+                    old.sendall(encode(Hello(version, "tinyo attach")))
+                    buffer = bytearray()
+                    reply = decode(_line(old, buffer))
+                    assert isinstance(reply, Error)
+                    assert reply.message == (f"protocol {version} is not spoken here (this engine speaks {PROTOCOL}); "
+                                             "use the tinyo that runs the engine")
+                    assert _line(old, buffer) == b""  # and the connection ends
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as new:
                 new.settimeout(20)
                 new.connect(str(server.path))
