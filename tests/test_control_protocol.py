@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import drop, write_recipe
+from test_report import _every_kind_of_fact, _to_json_line
 from tinyo import events as ev
 from tinyo.control.client import ControlClient
 from tinyo.control import factwire
@@ -247,6 +248,18 @@ def test_a_facts_line_read_back_prints_each_fact_as_tinyo_run_json_prints_it():
     message = decode(line)
     assert FactReader().json_lines(message.facts) == out.getvalue().encode()
     assert FactReader().events(message.facts) == events
+
+
+def test_a_printer_makes_the_json_logs_bytes_of_rows_whatever_their_batch():
+    """A row whose values come out one for each key is keyed from the values' own encoding; one with a list or
+    object of several items sends its batch the way of a dict per fact: the same bytes either way."""
+    facts = _every_kind_of_fact()
+    expected = "".join(map(_to_json_line, facts)).encode()
+    rows = decode(encode(Facts(len(facts), facts)).rstrip(b"\n")).facts  # as they come off the socket
+    reader = FactReader()
+    for batches in ([rows], [[row] for row in rows], [rows[:4], rows[4:5], rows[5:]]):
+        assert b"".join(reader.json_lines(batch) for batch in batches) == expected
+    assert reader.json_lines([]) == b""
 
 
 def test_a_reply_waits_for_room_while_facts_do_not():

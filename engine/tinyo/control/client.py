@@ -160,7 +160,7 @@ class ControlClient:
             out: list[bytes | Live | Missed | Bye] = []
             start = 0
             while (end := buffer.find(b"\n", start)) >= 0:
-                reply = decode(bytes(buffer[start:end]))
+                reply = decode(buffer[start:end])  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
                 start = end + 1
                 if isinstance(reply, Facts):
                     out.append(reader.json_lines(reply.facts))
