@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import helper_pids, write_recipe
+from conftest import write_recipe
 from test_control_protocol import HubClient
 from test_report import _every_kind_of_fact, _to_json_line
 from tinyo import events as ev
 from tinyo.control import factwire
 from tinyo.control.hub import Outbox
-from tinyo.control.jsonwire import FrameEncoder
 from tinyo.control.factwire import FactReader
-from tinyo.control.protocol import PROTOCOL, Error, Facts, Hello, Lines, Missed, Welcome, decode, encode
+from tinyo.control.protocol import PROTOCOL, Error, Facts, Hello, Missed, Welcome, decode, encode
 from tinyo.control.server import ControlServer
 
 RECIPE = """
@@ -197,18 +196,14 @@ def test_a_follower_that_fell_behind_says_how_many_it_missed_then_prints_whole_l
     assert sum(missed) >= total - (len(ids) - 3) > 0  # every fact it did not print is counted
 
 
-def test_a_long_batch_in_the_json_form_goes_in_frames_whose_bytes_are_the_json_log():
+def test_a_long_batch_goes_in_lines_a_printer_makes_the_json_logs_bytes_of():
     long = [ev.GeneratorError(float(i), "g", f"e{i}", "boom \u00e9", "tb " * 20_000) for i in range(40)]  # ~60 KB each
-    frames = factwire.lines_frames(40, factwire.rows(long))
-    assert len(frames) > 1 and sum(count for _, count in frames) == 40
-    text = b""
-    for frame, count in frames:
-        header, body = frame.split(b"\n", 1)
-        message = decode(header)
-        assert isinstance(message, Lines) and message.size == len(body) and message.count == count
-        text += body
-    assert text == "".join(map(_to_json_line, long)).encode()
-    assert decode(frames[-1][0].split(b"\n", 1)[0]).seq == 40
+    lines = factwire.facts_lines(40, factwire.rows(long))
+    assert len(lines) > 1 and sum(count for _, count in lines) == 40
+    messages = [decode(line.rstrip(b"\n")) for line, _ in lines]
+    assert all(isinstance(m, Facts) for m in messages) and [len(m.facts) for m in messages] == [c for _, c in lines]
+    assert b"".join(FactReader().json_lines(m.facts) for m in messages) == "".join(map(_to_json_line, long)).encode()
+    assert messages[-1].seq == 40
 
 
 def test_a_subscription_in_a_form_the_engine_does_not_know_is_refused_by_name(served):
@@ -220,7 +215,7 @@ def test_a_subscription_in_a_form_the_engine_does_not_know_is_refused_by_name(se
         raw.sendall(encode(Hello(PROTOCOL, "raw")) + b'{"type":"subscribe","id":1,"form":"xml"}\n')
         reader = raw.makefile("rb")
         assert isinstance(decode(reader.readline().rstrip()), Welcome)
-        refusal = Error("subscribe: no such form of facts 'xml' (known: rows, json)", 1)
+        refusal = Error("subscribe: no such form of facts 'xml' (known: rows)", 1)
         assert decode(reader.readline().rstrip()) == refusal
 
 
@@ -259,56 +254,51 @@ def test_a_line_offered_to_an_idle_client_is_sent_at_once_and_what_its_socket_ca
         writer.join(5)
 
 
-def test_the_encoder_process_makes_the_frames_the_hub_would_and_the_hub_takes_over_what_it_cannot():
-    facts = _every_kind_of_fact()
-    expected = "".join(map(_to_json_line, facts)).encode()
-    encoder = FrameEncoder()
-    try:
-        frames = encoder.frames(len(facts), facts, factwire.rows(facts), False)
-        assert encoder._process is not None and encoder._process.poll() is None  # made by the process
-        assert frames == factwire.lines_frames(len(facts), factwire.rows(facts))
-        assert frames[0][0].split(b"\n", 1)[1] == expected
-        odd = [ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)]  # cannot be pickled: made here
-        assert encoder.frames(1, odd, factwire.rows(odd), False)[0][0].split(b"\n", 1)[1] == _to_json_line(
-            odd[0]).encode()
-        encoder._process.kill()  # the process ends: the hub encodes every batch from then on, the same bytes
-        encoder._process.wait()
-        assert encoder.frames(len(facts), facts, factwire.rows(facts), True) == factwire.lines_frames(
-            len(facts), factwire.rows(facts), True)
-        assert encoder._process is None
-    finally:
-        encoder.close()
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                if int(fh.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
-def _encoders() -> list[int]:
-    return helper_pids(b"tinyo.control.jsonwire")
-
-
-def test_a_killed_engine_leaves_no_encoder_process_behind(tmp_path, inbox):
+def test_json_followers_cost_the_engine_no_process_of_its_own(tmp_path, inbox):
+    """The engine encodes each fact once, as rows, for every client; each follower makes its JSON lines in its
+    own process: attaching two starts nothing in the engine (nothing to leave behind when it is killed)."""
     db = tmp_path / "s.db"
     recipe = write_recipe(tmp_path, RECIPE, db=db, inbox=inbox)
     env = {**os.environ}
     env.pop("XDG_RUNTIME_DIR", None)
-    before = set(_encoders())
     started = subprocess.run([sys.executable, "-m", "tinyo.cli", "start", str(recipe)], capture_output=True, text=True,
                              env=env, timeout=60)
     assert started.returncode == 0, started.stderr
     pid = int(started.stdout.split("(pid ")[1].split(")")[0])
-    follower = Follower(recipe, db)
+    followers: list[Follower] = []
     try:
-        follower.wait(lambda: b'"type":"worker"' in follower.out or b'"type":"engine_state"' in follower.out,
-                      "the engine's history, made by the encoder process")
-        ours = set(_encoders()) - before
-        assert ours, "no encoder process"
+        before = _children(pid)
+        followers = [Follower(recipe, db), Follower(recipe, db)]
+        for follower in followers:
+            follower.wait(lambda f=follower: b'"type":"engine_state"' in f.out, "the engine's history")
+        (inbox / "a.txt").write_text("a")
+        for follower in followers:
+            follower.wait(lambda f=follower: b'"type":"event_received"' in f.out, "a live fact")
+        assert _children(pid) == before
         os.kill(pid, 9)
-        deadline = time.monotonic() + 20
-        while set(_encoders()) & ours:
-            assert time.monotonic() < deadline, "the encoder process outlived its engine"
-            time.sleep(0.05)
-        assert follower.end()[0] == 0
+        for follower in followers:
+            assert follower.end()[0] == 0
     finally:
-        if follower.proc.poll() is None:
-            follower.proc.kill()
+        for follower in followers:
+            if follower.proc.poll() is None:
+                follower.proc.kill()
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
 
 
 def test_a_commands_few_facts_go_out_at_once_only_a_flood_paces_the_hub(monkeypatch):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import drop, write_recipe
+from test_report import _every_kind_of_fact, _to_json_line
 from tinyo import events as ev
 from tinyo.control.client import ControlClient
 from tinyo.control import factwire
@@ -249,6 +250,18 @@ def test_a_facts_line_read_back_prints_each_fact_as_tinyo_run_json_prints_it():
     assert FactReader().events(message.facts) == events
 
 
+def test_a_printer_makes_the_json_logs_bytes_of_rows_whatever_their_batch():
+    """A row whose values come out one for each key is keyed from the values' own encoding; one with a list or
+    object of several items sends its batch the way of a dict per fact: the same bytes either way."""
+    facts = _every_kind_of_fact()
+    expected = "".join(map(_to_json_line, facts)).encode()
+    rows = decode(encode(Facts(len(facts), facts)).rstrip(b"\n")).facts  # as they come off the socket
+    reader = FactReader()
+    for batches in ([rows], [[row] for row in rows], [rows[:4], rows[4:5], rows[5:]]):
+        assert b"".join(reader.json_lines(batch) for batch in batches) == expected
+    assert reader.json_lines([]) == b""
+
+
 def test_a_reply_waits_for_room_while_facts_do_not():
     box = Outbox(limit=10)
     box.put(b"y" * 50 + b"\n")  # a reply goes in whatever the fill ...
@@ -332,16 +345,17 @@ def test_a_client_of_the_old_protocol_is_refused_in_one_clear_line_and_a_new_one
     server = ControlServer(h.engine).start()
     try:
         with h:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:  # a tinyo of protocol 1 (a fact per line)
-                old.settimeout(20)
-                old.connect(str(server.path))
-                old.sendall(encode(Hello(1, "tinyo attach")))
-                buffer = bytearray()
-                reply = decode(_line(old, buffer))
-                assert isinstance(reply, Error)
-                assert reply.message == (f"protocol 1 is not spoken here (this engine speaks {PROTOCOL}); "
-                                         "use the tinyo that runs the engine")
-                assert _line(old, buffer) == b""  # and the connection ends
+            for version in (1, 3):  # a fact per line; JSON lines made by the engine (`"form":"json"`)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:
+                    old.settimeout(20)
+                    old.connect(str(server.path))
+                    old.sendall(encode(Hello(version, "tinyo attach")))
+                    buffer = bytearray()
+                    reply = decode(_line(old, buffer))
+                    assert isinstance(reply, Error)
+                    assert reply.message == (f"protocol {version} is not spoken here (this engine speaks {PROTOCOL}); "
+                                             "use the tinyo that runs the engine")
+                    assert _line(old, buffer) == b""  # and the connection ends
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as new:
                 new.settimeout(20)
                 new.connect(str(server.path))

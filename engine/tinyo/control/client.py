@@ -11,8 +11,8 @@ from typing import Any
 from .factwire import FactReader
 from .paths import ControlError, socket_path, state_key
 from .protocol import (
-    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Lines, Live, Message, Missed, Query, Result, Subscribe,
-    Welcome, decode, encode,
+    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Live, Message, Missed, Query, Result, Subscribe, Welcome,
+    decode, encode,
 )
 
 REPLY_LINE_MAX = 256 << 20
@@ -147,29 +147,33 @@ class ControlClient:
             elif isinstance(reply, Error) and reply.id in (message.id, None):
                 raise ControlError(reply.message)
 
-    def subscribe_json(self, history: bool = True) -> Iterator[list[bytes | Message]]:
-        """``subscribe``'s stream in the ``json`` form, as it comes in: per read from the socket, a list of the
-        facts' JSON lines (``bytes``, as ``tinyo run --json`` prints them, passed on undecoded) and the other
-        messages (the subscription's ``Result``, ``Live``, ``Missed``, ``Bye``), in their order; until the
-        connection closes."""
-        self._write(Subscribe(next(self._ids), history, "json"))
+    def subscribe_json(self, history: bool = True) -> Iterator[list[bytes | Live | Missed | Bye]]:
+        """``subscribe``'s stream for a printer, as it comes in: per read from the socket, a list of the facts'
+        JSON lines (``bytes``, what ``tinyo run --json`` prints for them, made here from their rows by the schema
+        the engine answered with: ``FactReader.json_lines``) and the other messages (``Live``, ``Missed``,
+        ``Bye``), in their order; ends after a Bye or when the connection closes."""
+        message = Subscribe(next(self._ids), history)
+        self._write(message)
+        reader = FactReader()
         buffer = self._buffer
         while True:
-            out: list[bytes | Message] = []
+            out: list[bytes | Live | Missed | Bye] = []
             start = 0
             while (end := buffer.find(b"\n", start)) >= 0:
-                message = decode(bytes(buffer[start:end]))
-                if isinstance(message, Lines):
-                    if message.size < 0:
-                        raise ControlError(f"the engine sent lines of {message.size} bytes")
-                    stop = end + 1 + message.size
-                    if len(buffer) < stop:
-                        break  # its lines are still on their way: read the header again once they are in
-                    out.append(bytes(buffer[end + 1:stop]))
-                    start = stop
-                else:
-                    out.append(message)
-                    start = end + 1
+                reply = decode(buffer[start:end])  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
+                start = end + 1
+                if isinstance(reply, Facts):
+                    out.append(reader.json_lines(reply.facts))
+                elif isinstance(reply, (Live, Missed, Bye)):
+                    out.append(reply)
+                    if isinstance(reply, Bye):
+                        del buffer[:start]
+                        yield out
+                        return
+                elif isinstance(reply, Result) and reply.id == message.id:
+                    reader = FactReader(subscribed_schema(reply.value))
+                elif isinstance(reply, Error) and reply.id in (message.id, None):
+                    raise ControlError(reply.message)
             del buffer[:start]
             if out:
                 yield out

@@ -6,7 +6,9 @@ one hub pass go out in one ``facts`` line made by one call of the C encoder: no 
 per fact, and a reader builds each event from its values by position (``cls(*values)``). A reader
 whose own fields differ (another tinyo speaking the same protocol) matches them by name; a kind it
 does not know stays a dict. Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a
-group summary as a dict.
+group summary as a dict, and a value JSON cannot carry shown (``str``), as ``tinyo run --json`` shows it:
+a reader keys a line's rows and prints exactly the JSON log's lines (``FactReader.json_lines``), so the
+engine encodes each fact once, in one form, for consoles and printers alike.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def _make_dumps(fallback: Callable[[Any], Any]) -> Callable[[Any], str]:
 
 dumps = _make_dumps(default)
 _dumps_shown = _make_dumps(str)
-"""The JSON lines' encoder: what JSON cannot carry is shown (``str``), as ``tinyo run --json`` always did."""
+"""The facts' encoder (rows and JSON lines alike): what JSON cannot carry is shown (``str``), as ``tinyo run
+--json`` always did; so a row read back and keyed is encoded to the JSON log's very bytes."""
 
 
 def utf8(text: str) -> bytes:
@@ -134,30 +137,12 @@ def rows(events: list[ev.BusEvent]) -> list[Any]:
 def facts_lines(seq: int, batch: list[Any], history: bool = False) -> list[tuple[bytes, int]]:
     """Rows ``batch`` as one ``facts`` line (more when it is long), each with how many facts it carries.
     ``seq``: the number of the last fact (the engine numbers them as it publishes)."""
-    payload = utf8(dumps(batch))
+    payload = utf8(_dumps_shown(batch))
     if len(payload) > LINE_BYTES and len(batch) > 1:
         half = len(batch) // 2
         return facts_lines(seq - (len(batch) - half), batch[:half], history) + facts_lines(seq, batch[half:], history)
     return [(b'{"type":"facts","seq":%d,"history":%s,"facts":%s}\n' % (seq, b"true" if history else b"false", payload),
              len(batch))]
-
-
-def lines_frames(seq: int, batch: list[Any], history: bool = False) -> list[tuple[bytes, int]]:
-    """Rows ``batch`` (of this engine's facts) as a ``lines`` message: a header line giving the facts' count
-    and the size in bytes of what follows it, then the JSON lines ``tinyo run --json`` prints for them (more
-    than one when long), each with how many facts it carries. A reader passes those bytes through as they are."""
-    text = rows_json_text(batch).encode()
-    if len(text) > LINE_BYTES and len(batch) > 1:
-        half = len(batch) // 2
-        return lines_frames(seq - (len(batch) - half), batch[:half], history) + lines_frames(seq, batch[half:], history)
-    return [(lines_header(seq, len(batch), len(text), history) + text, len(batch))]
-
-
-def lines_header(seq: int, count: int, size: int, history: bool) -> bytes:
-    """The header line of a ``lines`` message: ``count`` facts (the last numbered ``seq``) in the ``size`` bytes
-    after it."""
-    return b'{"type":"lines","seq":%d,"count":%d,"size":%d,"history":%s}\n' % (
-        seq, count, size, b"true" if history else b"false")
 
 
 # ------------------------------------------------------------------------------------------ JSON lines
@@ -295,5 +280,14 @@ class FactReader:
         return dict(zip(keys, values))
 
     def json_lines(self, batch: list[Any]) -> bytes:
-        """Each row as a JSON line, as ``tinyo run --json`` prints its fact."""
+        """Each row as a JSON line, as ``tinyo run --json`` prints its fact: the rows keyed by the engine's
+        schema from C (no Python frame per fact) and encoded by one C call; a row that does not fit its
+        kind's keys sends the batch the slow way, row by row (``as_dict``)."""
+        try:
+            keys = list(map(self._keys.__getitem__, map(_KIND, batch)))
+            fits = list(map(len, keys)) == list(map(len, batch)) and set(map(type, batch)) <= {list}
+        except (KeyError, TypeError, IndexError):
+            fits = False
+        if fits:
+            return json_text(list(map(dict, map(zip, keys, batch)))).encode()
         return json_text([self.as_dict(values) for values in batch]).encode()

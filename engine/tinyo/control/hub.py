@@ -2,10 +2,10 @@
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
-pass took (up to ``BATCH`` facts) once per form its subscribers asked for (rows for consoles, the
-``tinyo run --json`` lines for printers), and offers the result to each one's outbox; with no client it
-is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle;
-with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
+pass took (up to ``BATCH`` facts) once, as rows, for every subscriber (a console makes events of them, a
+printer the ``tinyo run --json`` lines, each in its own process), and offers the same bytes to each one's
+outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
+subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
 the first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
@@ -28,8 +28,7 @@ from operator import not_
 
 from .. import events as ev
 from . import factwire
-from .jsonwire import FrameEncoder
-from .protocol import FORMS, Live, Missed, encode
+from .protocol import Live, Missed, encode
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
@@ -213,7 +212,7 @@ class Hub:
         """Taken only by a drop and by the hub taking a gap: what is counted to a gap is told once."""
         self._gaps_made = 0
         self._gaps_taken = 0
-        self._requests: queue.Queue[tuple[str, Outbox, bool, str]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, Outbox, bool]] = queue.Queue()
         self._wake = threading.Event()
         self._full = threading.Event()
         """Set by the engine loop when ``HUB_FULL`` facts wait: ends a paced wait early."""
@@ -222,10 +221,8 @@ class Hub:
         self._events: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
-        self._subs: dict[str, list[Outbox]] = {form: [] for form in FORMS}
-        """Per form, the outboxes of the clients subscribed in it: rows (``factwire.facts_lines``, made here) or
-        JSON lines (``factwire.lines_frames``, made by the encoder process, ``jsonwire``)."""
-        self._encoder = FrameEncoder()
+        self._subs: list[Outbox] = []
+        """The outboxes of the subscribed clients: each is offered the same lines (``factwire.facts_lines``)."""
         self._listening = False
         """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
         self._last_error = ""
@@ -274,16 +271,13 @@ class Hub:
             self._gaps_made += 1
             self._in.append(gap)  # one past HUB_MAX at most per fact kept before it
 
-    def subscribe(self, outbox: Outbox, history: bool, form: str = "rows") -> None:
-        """Send ``outbox`` every fact from now on in ``form`` (``protocol.FORMS``), the recent ones first if
-        ``history``."""
-        if form not in FORMS:
-            raise ValueError(f"no such form of facts: {form!r}")
-        self._requests.put(("sub", outbox, history, form))
+    def subscribe(self, outbox: Outbox, history: bool) -> None:
+        """Send ``outbox`` every fact from now on, the recent ones first if ``history``."""
+        self._requests.put(("sub", outbox, history))
         self._wake.set()
 
     def unsubscribe(self, outbox: Outbox) -> None:
-        self._requests.put(("unsub", outbox, False, ""))
+        self._requests.put(("unsub", outbox, False))
         self._wake.set()
 
     def on_own_thread(self) -> bool:
@@ -299,12 +293,6 @@ class Hub:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        try:
-            self._serve()
-        finally:
-            self._encoder.close()
-
-    def _serve(self) -> None:
         last = float("-inf")  # when the last pass that carried facts began
         while True:
             self._wake.wait()
@@ -323,17 +311,15 @@ class Hub:
             last = time.monotonic() if len(self._in) >= HUB_FLOOD else float("-inf")
             while True:
                 try:
-                    what, outbox, history, form = self._requests.get_nowait()
+                    what, outbox, history = self._requests.get_nowait()
                 except queue.Empty:
                     break
                 if what == "sub":
                     self._drain()  # what waited (unwoken, with no client) is history for the new client
-                    self._add(outbox, history, form)
-                else:
-                    for subs in self._subs.values():
-                        if outbox in subs:
-                            subs.remove(outbox)
-                self._listening = any(self._subs.values())
+                    self._add(outbox, history)
+                elif outbox in self._subs:
+                    self._subs.remove(outbox)
+                self._listening = bool(self._subs)
             self._drain()
             if self._ended is not None:
                 self._on_stopped(self._ended)  # after the "stopped" fact went out to every client
@@ -363,9 +349,8 @@ class Hub:
                     item.open = False
                     count = item.count
                 self._gaps_taken += 1
-                for subs in self._subs.values():
-                    for outbox in subs:
-                        outbox.miss(count)
+                for outbox in self._subs:
+                    outbox.miss(count)
         self._pass(batch[start:])  # type: ignore[arg-type]
 
     def _pass(self, batch: list[ev.BusEvent]) -> None:
@@ -376,22 +361,12 @@ class Hub:
             if self._listening:
                 self._send(self._seq, batch, False, self._subs)
 
-    def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, subs: dict[str, list[Outbox]]) -> None:
-        """``batch``'s facts (the last numbered ``seq``) encoded once per form some client asked for, each
-        line (more if long) offered to that form's clients."""
-        rows = None
-        for form, outboxes in subs.items():
-            if not outboxes:
-                continue
-            if rows is None:
-                rows = factwire.rows(batch)
-            if form == "rows":
-                lines = factwire.facts_lines(seq, rows, history)
-            else:
-                lines = self._encoder.frames(seq, batch, rows, history)
-            for line, facts in lines:
-                for outbox in outboxes:
-                    outbox.offer(line, facts)
+    def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, outboxes: list[Outbox]) -> None:
+        """``batch``'s facts (the last numbered ``seq``) encoded once, each line (more if long) offered to
+        every one of ``outboxes``."""
+        for line, facts in factwire.facts_lines(seq, factwire.rows(batch), history):
+            for outbox in outboxes:
+                outbox.offer(line, facts)
 
     def _keep(self, first: int, batch: list[ev.BusEvent]) -> None:
         """Keep ``batch`` (numbered from ``first``) as history, each fact in its kind's, and read the facts
@@ -419,11 +394,11 @@ class Hub:
             elif event.state != "starting":
                 self.running.set()
 
-    def _add(self, outbox: Outbox, history: bool, form: str) -> None:
+    def _add(self, outbox: Outbox, history: bool) -> None:
         if history:
             records = list(heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]))
             for start in range(0, len(records), BATCH):
                 part = records[start:start + BATCH]
-                self._send(part[-1][0], [e for _, e in part], True, {form: [outbox]})
+                self._send(part[-1][0], [e for _, e in part], True, [outbox])
         outbox.force(encode(Live()))
-        self._subs[form].append(outbox)
+        self._subs.append(outbox)

@@ -6,10 +6,10 @@ state file, recipe) or an ``error`` and closes. Then the client sends ``command`
 answer is the engine's schema of facts (``factwire``); then it gets the engine's recent facts
 (``history``), a ``live`` marker, then every fact as it is published, many to a ``facts`` line; when it
 reads too slowly to keep up, the facts it could not take are counted and it is told so (``missed``) and
-should ask its queries again. A subscriber that asks for the ``json`` form gets, instead of ``facts``
-lines, ``lines`` messages: a header line, then the facts as the JSON lines ``tinyo run --json`` prints,
-``size`` bytes a reader can write out as they came (the engine encodes them once for all such readers).
-Lines from a client are capped at ``MAX_LINE`` bytes.
+should ask its queries again. Every subscriber gets the same lines, encoded once for all of them: a
+console makes events of the rows, ``tinyo events --json`` keys them and prints the lines ``tinyo run
+--json`` prints (``FactReader.json_lines``), each in its own process. Lines from a client are capped at
+``MAX_LINE`` bytes.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from ..arguments import ArgumentError, Spec, argument, check, field_spec, is_a
 from . import factwire
 from .paths import ControlError
 
-PROTOCOL = 3
-"""Version 3: a subscriber may ask for its facts as ``tinyo run --json`` lines (``Subscribe.form``, ``Lines``).
-Version 2 sent facts as rows only, many to a ``facts`` line, by the schema the ``subscribe`` answer gives;
+PROTOCOL = 4
+"""Version 4: facts as rows only, a value JSON cannot carry shown as ``tinyo run --json`` shows it (``str``),
+so a reader prints the JSON log's own lines from them. Version 3 could also send ``tinyo run --json`` lines
+(``"form":"json"``, made by an encoder process of the engine's), and showed such a value in a row by its
+``repr``; version 2 sent rows only, many to a ``facts`` line, by the schema the ``subscribe`` answer gives;
 version 1 one keyed ``fact`` object per line."""
 MAX_LINE = 1 << 20
 """The longest line the engine reads from a client (1 MiB); a longer one ends the connection."""
@@ -66,9 +68,9 @@ class Query:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-FORMS = ("rows", "json")
-"""How a subscriber gets its facts: ``rows`` (``Facts`` lines, to make events of) or ``json`` (``Lines``: the
-JSON lines ``tinyo run --json`` prints, to print)."""
+FORMS = ("rows",)
+"""How a subscriber may get its facts: ``rows`` (``Facts`` lines), the one form every client reads (a console
+makes events of them, ``tinyo events --json`` JSON lines), encoded once for all of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +103,6 @@ class Facts:
 
 
 @dataclass(frozen=True, slots=True)
-class Lines:
-    """The header of ``count`` facts in the ``json`` form: the ``size`` bytes after this line are their JSON
-    lines, as ``tinyo run --json`` prints them (``factwire.lines_frames``). ``seq`` as in ``Facts``."""
-
-    seq: int
-    count: int
-    size: int
-    history: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Fact:
     """One fact of a ``Facts`` line as a client yields it: the event (a dict for a kind not known here)."""
 
@@ -138,11 +129,11 @@ class Bye:
     reason: str
 
 
-Message = Hello | Welcome | Command | Query | Subscribe | Result | Error | Facts | Lines | Live | Missed | Bye
+Message = Hello | Welcome | Command | Query | Subscribe | Result | Error | Facts | Live | Missed | Bye
 
 _TYPES: dict[str, type] = {
     "hello": Hello, "welcome": Welcome, "command": Command, "query": Query, "subscribe": Subscribe,
-    "result": Result, "error": Error, "facts": Facts, "lines": Lines, "live": Live, "missed": Missed, "bye": Bye,
+    "result": Result, "error": Error, "facts": Facts, "live": Live, "missed": Missed, "bye": Bye,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {

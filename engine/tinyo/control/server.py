@@ -377,7 +377,7 @@ class _Client:
             if message.form not in FORMS:
                 raise ProtocolError(f"subscribe: no such form of facts {message.form!r} (known: {', '.join(FORMS)})")
             self._send(Result(message.id, {"facts": factwire.SCHEMA}))  # how to read the facts lines that follow
-            server.hub.subscribe(self.outbox, message.history, message.form)
+            server.hub.subscribe(self.outbox, message.history)
         else:
             raise ProtocolError(f"a client may not send {type(message).__name__.lower()} here")
 
