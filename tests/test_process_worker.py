@@ -75,7 +75,7 @@ class Pool:
             self.loop.start()
 
     def report(self, item: Any) -> None:
-        if isinstance(item, WorkerReports) and any(kind in ("start", "done") for kind, _, _ in item.messages):
+        if isinstance(item, WorkerReports) and any(kind in ("start", "done", "ran") for kind, _, _ in item.messages):
             self.read_on.add(threading.current_thread().name)
         self.reports.put(item)
 
@@ -128,7 +128,11 @@ class Pool:
         except queue.Empty:
             return
         if isinstance(item, WorkerReports):
-            self.seen.extend(item.messages)
+            for kind, run_id, payload in item.messages:
+                if kind == "ran":  # an op's start and outcome in one message: seen as both
+                    self.seen += [("start", run_id, payload[:2]), ("done", run_id, payload[2:])]
+                else:
+                    self.seen.append((kind, run_id, payload))
         else:
             self.other.append(item)
 

@@ -14,8 +14,7 @@ is read back and attributed to the run in progress.
 
 Short ops are prefetched (:mod:`.prefetch`). Each task goes to a least-loaded worker, the first
 of equals: tasks sent one at a time (a chain's links) all run on the worker the last one left warm. A task
-carries its recipe path and ops only when they differ from the last task sent to that worker
-(``worker_process`` keeps them).
+carries its ops only when they differ from the last task sent to that worker (``worker_process`` keeps them).
 """
 
 from __future__ import annotations
@@ -133,14 +132,15 @@ class ProcessExecutor:
                 keys[index] += 2
                 worker = live[index]
                 worker.inflight[task.run_id] = task
-                # the recipe path and ops go only when they differ from the last task's this worker was sent:
-                # a burst's or a chain's tasks all share them, and their Configs cost most of a task's pickle
-                head = (task.recipe_path, task.ops)
-                if head == worker.sent_head:
-                    head = None
+                # the ops go only when they differ from the last task's this worker was sent: a burst's or a
+                # chain's tasks all share them, and their Configs cost most of a task's pickle (the worker
+                # imported the recipe from its command line: the task's recipe path is the pool's)
+                ops = task.ops
+                if ops is worker.sent_ops or ops == worker.sent_ops:
+                    ops = None
                 else:
-                    worker.sent_head = head
-                wire = (task.run_id, task.des_id, task.attempt, task.deps, task.targs, head)
+                    worker.sent_ops = ops
+                wire = (task.run_id, task.des_id, task.attempt, task.deps, task.targs, ops)
                 batch = batches.get(worker.name)
                 if batch is None:
                     batches[worker.name] = batch = (worker.task_conn, [])
@@ -351,6 +351,9 @@ class ProcessExecutor:
                 if kind == "start":
                     worker.started[run_id] = payload[1]
                     worker.started_mono[run_id] = time.monotonic()
+                elif kind == "ran":  # a fast op's start and outcome: it was never seen running
+                    worker.inflight.pop(run_id, None)
+                    self._mean = self._mean * 0.7 + payload[6] * 0.3
                 elif kind == "done":
                     worker.inflight.pop(run_id, None)
                     worker.started.pop(run_id, None)
