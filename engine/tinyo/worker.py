@@ -69,17 +69,25 @@ _s_run_id, _s_des_id, _s_attempt, _s_recipe_path, _s_ops, _s_deps, _s_targs = (
 
 # ---------------------------------------------------------------- output capture
 
-class _Sink:
-    """Where one run's printed lines go. Partial lines are buffered per (thread, stream), so threads
-    an op starts (e.g. a data flow's steps) never splice their lines together."""
+class _Sink(runtime.OpRun):
+    """One op run as bound to the thread running it (``runtime.OpRun``: its RunContext made only if asked for)
+    and where its printed lines go. Partial lines are buffered per (thread, stream), so threads an op starts
+    (e.g. a data flow's steps) never splice their lines together."""
 
-    __slots__ = ("run_id", "emit", "buffers", "lock")
+    __slots__ = ("buffers",)
 
-    def __init__(self, run_id: int, emit: runtime.Emit) -> None:
+    def __init__(self, run_id: int, des_id: str, worker: str, emit: runtime.Emit) -> None:
+        # OpRun's fields set here rather than through ``super().__init__``: one is made per op run
         self.run_id = run_id
+        self.des_id = des_id
+        self.worker = worker
         self.emit = emit
+        self._context = None
         self.buffers: dict[tuple[int, str], str] = {}
-        self.lock = threading.Lock()
+
+
+_buffers_lock = threading.Lock()
+"""Guards every sink's ``buffers`` (only threads of one op share a sink; one lock spares making one per op)."""
 
 
 class LineRouter(io.TextIOBase):
@@ -112,7 +120,7 @@ class LineRouter(io.TextIOBase):
                 return self.original.write(text)
             return len(text)
         key = (threading.get_ident(), self.stream_name)
-        with sink.lock:
+        with _buffers_lock:
             buf = sink.buffers.get(key, "") + text
             lines: list[str] = []
             if "\n" in buf:
@@ -192,8 +200,8 @@ def run_ops(run_id: int, des_id: str, attempt: int, ops: tuple[tuple[str, Config
     (an op's failure: its message and traceback). Reports neither its start nor its outcome: its caller does,
     in its own messages (a process worker sends a fast op's start with its outcome)."""
     # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
-    sink = _Sink(run_id, emit)
-    previous = runtime.enter(runtime.RunContext(run_id, des_id, worker, emit), sink)
+    sink = _Sink(run_id, des_id, worker, emit)
+    previous = runtime.enter(sink, sink)
     ref = ""
     try:
         result = None
@@ -219,7 +227,7 @@ def run_ops(run_id: int, des_id: str, attempt: int, ops: tuple[tuple[str, Config
 def _flush_partial(sink: _Sink) -> None:
     if not sink.buffers:
         return  # nothing printed without its newline (the common case: no lock taken)
-    with sink.lock:
+    with _buffers_lock:
         pending = list(sink.buffers.items())
         sink.buffers.clear()
     for (_, stream), buf in pending:

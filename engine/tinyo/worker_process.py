@@ -42,6 +42,10 @@ WATCH_AFTER = 0.02
 """Seconds after which a running op is watched: its start and output sent, its task pipe read. The watch
 thread looks this often while the worker is busy: each look takes the interpreter from the thread running
 ops (a look every 5 ms cost a burst's workers a quarter of their CPU)."""
+LOOK_EVERY = 0.001
+"""Seconds between the op thread's looks at the task pipe while it holds tasks: a cancel of a task queued
+behind fast ops is read before that task starts if it came this long before (a look per op was a tenth of a
+burst's worker CPU); one queued behind an op that runs long is read by the watch thread."""
 PARK_AFTER = 1.0
 """Seconds without an op after which the watch thread stops looking every ``WATCH_AFTER``."""
 
@@ -238,17 +242,23 @@ class WorkerLoop:
         """Run tasks until a stop; every report is sent before it returns."""
         threading.Thread(target=self.watch, name="tinyo-watch", daemon=True).start()
         reports, name, reading, inbox, skip = self.reports, self.name, self.reading, self.inbox, self.skip
-        emit, start_op, end_op, due = reports.put, reports.start_op, reports.end_op, reports.due
+        emit, start_op, end_op, waiting, batch = reports.put, reports.start_op, reports.end_op, reports.waiting, reports.BATCH
         wall, mono, ready = time.time, time.monotonic, self.tasks_ready.poll
         ops: Any = ()
+        now = looked = 0.0
         while True:
             with reading:
-                # holding tasks, it looks at the pipe first (a cancel may wait there); holding none, it sends
-                # what the last ops said (in one message) and waits for work: one read takes all that waits
-                if not inbox or ready(0):
-                    if not inbox:
-                        reports.flush()
+                # holding none, it sends what the last ops said (in one message) and waits for work: one read
+                # takes all that waits; holding tasks, it looks at the pipe every ``LOOK_EVERY`` (a cancel may
+                # wait there)
+                if not inbox:
+                    reports.flush()
                     self._take_in()
+                    looked = now
+                elif now - looked >= LOOK_EVERY:
+                    looked = now
+                    if ready(0):
+                        self._take_in()
                 wire = inbox.popleft()
             if wire is None:
                 break
@@ -267,7 +277,7 @@ class WorkerLoop:
             end_op(ok, error, tb, result, now)
             if self.watching:
                 os.write(self.wake_w, b".")
-            if due(now):
+            if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``due``, inline
                 reports.flush()
         reports.flush()
 
