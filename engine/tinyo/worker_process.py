@@ -86,9 +86,8 @@ class Reports:
     time, in order; ``cond`` is the worker's one condition (the watch thread waits on it too).
 
     It also holds the running op's mark, so that its start is sent once and first: alone, before a line the
-    op prints (or a metric) and once it has run ``WATCH_AFTER`` (the watch thread's ``send_start``), else
-    with its outcome (``ran``). The op thread writes the mark's fields without the lock, ``op_since`` last
-    (readers look at it first), and clears it under the lock, with the outcome."""
+    op prints (or a metric), or once it has run ``WATCH_AFTER`` (the watch thread's ``send_start``), else with
+    its outcome (``ran``: ``WorkerLoop.serve``)."""
 
     MAX = 20_000
     """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
@@ -109,15 +108,13 @@ class Reports:
         """Threads waiting for room."""
         self.watch_parked = False
         """The watch thread waits on ``cond`` with no time limit: a first report, or an op's start, wakes it."""
-        self.op_run = 0
-        self.op_wall = 0.0
-        """The running op's run id and start time (wall clock, for the engine's facts)."""
-        self.op_since = 0.0
-        """When the running op started (monotonic; 0: none runs)."""
+        self.op: tuple[int, float, float] | None = None
+        """The running op: (run id, start on the wall clock (the engine's facts), start on the monotonic clock);
+        None between ops. The op thread sets it in one store, and clears it under the lock with the outcome."""
         self.op_seq = 0
         """Ops ended: tells the watch thread whether the op it saw running is still the one running."""
-        self.start_sent = False
-        """The running op's start has been put (alone): its outcome goes as ``done``, not ``ran``."""
+        self.sent_seq = -1
+        """The ``op_seq`` of the op whose start was put alone: its outcome then goes as ``done``, not ``ran``."""
 
     def put(self, kind: str, run_id: int, payload: Any) -> None:
         with self.lock:
@@ -129,49 +126,27 @@ class Reports:
             if not waiting:
                 self.since = time.monotonic()
                 if self.watch_parked:
-                    self._unpark()
-            if run_id == self.op_run and self.op_since and not self.start_sent:
-                waiting.append(("start", run_id, (self.worker, self.op_wall)))
-                self.start_sent = True
+                    self.unpark()
+            op = self.op
+            if op is not None and op[0] == run_id and self.sent_seq != self.op_seq:
+                waiting.append(("start", run_id, (self.worker, op[1])))
+                self.sent_seq = self.op_seq
             waiting.append((kind, run_id, payload))
-
-    def start_op(self, run_id: int, wall: float, since: float) -> None:
-        """The op thread starts run ``run_id`` (at ``wall`` on the wall clock, ``since`` on the monotonic)."""
-        self.op_run, self.op_wall, self.start_sent = run_id, wall, False
-        self.op_since = since  # last: the watch thread and ``put`` read the mark from it
-        if self.watch_parked:
-            with self.lock:
-                self._unpark()
-
-    def end_op(self, ok: bool, error: str | None, tb: str | None, result: str | None, now: float) -> None:
-        """The running op ended at ``now`` (monotonic): its outcome is put, with its start if that was not sent."""
-        with self.lock:
-            waiting = self.waiting
-            if not waiting:
-                self.since = now
-                if self.watch_parked:
-                    self._unpark()
-            if self.start_sent:
-                waiting.append(("done", self.op_run, (ok, error, tb, result, now - self.op_since)))
-            else:
-                waiting.append(("ran", self.op_run, (self.worker, self.op_wall, ok, error, tb, result,
-                                                     now - self.op_since)))
-            self.op_since = 0.0
-            self.op_seq += 1
 
     def send_start(self, seq: int) -> bool:
         """The watch thread saw op ``seq`` run long: its start is put (once); False if it has ended."""
         with self.lock:
-            if self.op_seq != seq or not self.op_since:
+            op = self.op
+            if self.op_seq != seq or op is None:
                 return False
-            if not self.start_sent:
+            if self.sent_seq != seq:
                 if not self.waiting:
                     self.since = time.monotonic()
-                self.waiting.append(("start", self.op_run, (self.worker, self.op_wall)))
-                self.start_sent = True
+                self.waiting.append(("start", op[0], (self.worker, op[1])))
+                self.sent_seq = seq
             return True
 
-    def _unpark(self) -> None:
+    def unpark(self) -> None:
         """Wake the parked watch thread (under the lock); the flag cleared here, so that the ops that start
         before it runs again do not each notify."""
         self.watch_parked = False
@@ -212,9 +187,10 @@ Wire = tuple[int, str, int, frozenset, frozenset, Any]
 class WorkerLoop:
     """The tasks a worker holds and the thread that runs them; see the module's docstring.
 
-    The thread holding ``reading`` reads the task pipe and alone touches ``inbox``, ``skip`` and ``carry``:
-    the op thread between ops, the watch thread while an op runs long. ``cond`` guards ``watching`` and the
-    reports (the op thread takes its ``lock`` directly)."""
+    ``inbox``, ``skip`` and ``carry`` (and the task pipe) are the op thread's between ops, and the watch
+    thread's while it reads the pipe during an op that runs long (``watching``, set under ``cond`` only while
+    that op runs; the op thread, seeing it set as the op ends, waits on ``reading`` for the watch thread to
+    let go). ``cond`` guards ``watching`` and the reports (the op thread takes its ``lock`` directly)."""
 
     def __init__(self, task_conn: Any, result_conn: Any, name: str) -> None:
         self.task_conn = task_conn
@@ -222,6 +198,7 @@ class WorkerLoop:
         self.reports = Reports(result_conn, name)
         self.cond = self.reports.cond
         self.reading = threading.Lock()
+        """Held by the watch thread while it reads the pipe."""
         self.inbox: deque[Wire | None] = deque()
         """Tasks as they came (their ops given only when they change), None for a stop."""
         self.skip: set[int] = set()
@@ -241,25 +218,24 @@ class WorkerLoop:
     def serve(self, resolve: Any) -> None:
         """Run tasks until a stop; every report is sent before it returns."""
         threading.Thread(target=self.watch, name="tinyo-watch", daemon=True).start()
-        reports, name, reading, inbox, skip = self.reports, self.name, self.reading, self.inbox, self.skip
-        emit, start_op, end_op, waiting, batch = reports.put, reports.start_op, reports.end_op, reports.waiting, reports.BATCH
-        wall, mono, ready = time.time, time.monotonic, self.tasks_ready.poll
+        reports, name, inbox, skip, lock, waiting = (self.reports, self.name, self.inbox, self.skip,
+                                                     self.reports.lock, self.reports.waiting)
+        emit, wall, mono, ready, batch = reports.put, time.time, time.monotonic, self.tasks_ready.poll, reports.BATCH
         ops: Any = ()
         now = looked = 0.0
+        seq = 0
         while True:
-            with reading:
-                # holding none, it sends what the last ops said (in one message) and waits for work: one read
-                # takes all that waits; holding tasks, it looks at the pipe every ``LOOK_EVERY`` (a cancel may
-                # wait there)
-                if not inbox:
-                    reports.flush()
+            # holding none, it sends what the last ops said (in one message) and waits for work: one read takes
+            # all that waits; holding tasks, it looks at the pipe every ``LOOK_EVERY`` (a cancel may wait there)
+            if not inbox:
+                reports.flush()
+                self._take_in()
+                looked = now
+            elif now - looked >= LOOK_EVERY:
+                looked = now
+                if ready(0):
                     self._take_in()
-                    looked = now
-                elif now - looked >= LOOK_EVERY:
-                    looked = now
-                    if ready(0):
-                        self._take_in()
-                wire = inbox.popleft()
+            wire = inbox.popleft()
             if wire is None:
                 break
             run_id, des_id, attempt, deps, targs, head = wire
@@ -271,13 +247,31 @@ class WorkerLoop:
                 continue
             if not isinstance(sys.stdout, LineRouter) or not isinstance(sys.stderr, LineRouter):
                 install_routers()  # an op replaced sys.stdout and left it so
-            start_op(run_id, wall(), mono())
+            # the op's mark and its outcome's report, written here rather than through methods of ``Reports``:
+            # a burst runs thousands of ops a second
+            reports.op = op = (run_id, wall(), mono())  # one store: the watch thread and ``put`` read it whole
+            if reports.watch_parked:
+                with lock:
+                    reports.unpark()
             ok, error, tb, result, _ = run_ops(run_id, des_id, attempt, ops, deps, targs, resolve, emit, name)
             now = mono()
-            end_op(ok, error, tb, result, now)
-            if self.watching:
+            with lock:
+                if not waiting:
+                    reports.since = now
+                    if reports.watch_parked:
+                        reports.unpark()
+                if reports.sent_seq == seq:  # its start went alone
+                    waiting.append(("done", run_id, (ok, error, tb, result, now - op[2])))
+                else:
+                    waiting.append(("ran", run_id, (name, op[1], ok, error, tb, result, now - op[2])))
+                reports.op = None
+                reports.op_seq = seq = seq + 1
+                watched = self.watching
+            if watched:  # the watch thread reads the pipe: it lets go of it (and of the inbox) first
                 os.write(self.wake_w, b".")
-            if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``due``, inline
+                with self.reading:
+                    pass
+            if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``Reports.due``
                 reports.flush()
         reports.flush()
 
@@ -291,7 +285,7 @@ class WorkerLoop:
             self._handle(msg)
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
-        """One message of the task pipe (the thread holding ``reading``)."""
+        """One message of the task pipe (the op thread between ops, the watch thread while it watches one)."""
         kind = msg[0]
         if kind == "run":
             wires = msg[1]
@@ -337,16 +331,16 @@ class WorkerLoop:
             long_op = None
             with self.cond:
                 now = time.monotonic()
-                since = reports.op_since
-                if since:
+                op = reports.op
+                if op is not None:
                     quiet_since = now
-                    if now - since >= WATCH_AFTER:
+                    if now - op[2] >= WATCH_AFTER:
                         long_op = reports.op_seq
                     else:
-                        self.cond.wait(since + WATCH_AFTER - now)
+                        self.cond.wait(op[2] + WATCH_AFTER - now)
                 elif not reports.waiting and now - quiet_since >= PARK_AFTER:
                     reports.watch_parked = True
-                    if not reports.op_since:  # read after the flag: an op that starts now sees the flag
+                    if reports.op is None:  # read after the flag: an op that starts now sees the flag
                         self.cond.wait()  # until an op starts or a report is put
                     reports.watch_parked = False
                     quiet_since = time.monotonic()
@@ -364,7 +358,7 @@ class WorkerLoop:
             return  # it has ended
         self.reports.flush()  # its start (and what it printed): the engine times it from there
         if not self.reading.acquire(blocking=False):
-            return  # it has ended: the op thread reads the pipe again
+            return  # (never held by another thread while an op runs)
         try:
             with self.cond:
                 if self.reports.op_seq != seq:
