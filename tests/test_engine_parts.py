@@ -297,6 +297,26 @@ def test_each_state_change_of_a_des_is_told_once(parts):
     assert loop.runbook.told == {}
 
 
+def test_a_ran_report_is_taken_in_as_its_start_then_its_outcome(parts):
+    """A process worker sends a fast op's start with its outcome (``ran``): the run facts, the DES's state and
+    the run's row are those a start and a done would give, with the worker's start time and duration."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _cycle(loop)
+    (run_id,) = loop.runbook.open
+    start = loop.clock.time() - 0.5
+    loop.runbook.on_reports("w2", [("ran", run_id, ("w2", start, True, None, None, "'made'", 0.25))])
+    assert _cycle(loop) == [("op_started",), ("op_finished",), ("document_updated",)]
+    facts = [e for e in loop.published if isinstance(e, (ev.OpStarted, ev.OpFinished))]
+    assert [(e.run_id, e.worker) for e in facts] == [(run_id, "w2")] * 2
+    assert (facts[1].duration, facts[1].result) == (0.25, "'made'")
+    assert loop.graph.nodes[des.id].state == "ok" and not loop.runbook.open
+    loop._commit_and_publish([], trim=False)
+    row = loop.store.conn.execute("SELECT status, worker, start FROM runs WHERE id = ?", (run_id,)).fetchone()
+    assert tuple(row) == ("ok", "w2", start)
+
+
 def test_a_run_reported_done_without_its_start_is_told_running_first(parts):
     """A run whose start was never reported (one an executor held across a restart and reports finished):
     its DES was last told queued, so a state fact moves it to running before OpFinished tells ok, and a
