@@ -110,18 +110,23 @@ class Inflow:
         """Events taken in and not yet stored."""
         return bool(self.own) or not self.queue.empty()
 
-    def store_events(self, take: Callable[[queue.Queue[Intake], int], list[Intake]]) -> int:
+    def store_events(self, take: Callable[[queue.Queue[Intake], int], list[Intake]],
+                     limit: int = STORE_PER_CYCLE) -> int:
         """Store waiting intake events (file events only when the file's content is new); returns how many
-        were stored. ``take``: the loop's way to take up to n items from the queue (marking itself busy first)."""
+        were stored. ``take``: the loop's way to take up to n items from the queue (marking itself busy first);
+        ``limit``: the most taken from it (the loop's own events are all stored)."""
         items: list[tuple[str, str]] = []
         files: dict[str, FileState | None] = {}  # path -> its latest state as the watcher read it (None: unread)
         settling = self.settling
+        limit = min(limit, STORE_PER_CYCLE)
         while len(items) < STORE_PER_CYCLE:
             if self.own:
                 taken = [self.own.popleft()]
+            elif len(items) >= limit:
+                break
             else:
                 # no more than can be stored: each item taken adds at most one event
-                taken = take(self.queue, STORE_PER_CYCLE - len(items))
+                taken = take(self.queue, limit - len(items))
                 if not taken:
                     break
             for source, name, seen in taken:
