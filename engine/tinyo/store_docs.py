@@ -8,6 +8,7 @@ from typing import Any
 
 from .names import to_sql
 from .store_base import StoreBase
+from .store_schema import GROUP_PART, PRODUCER_PART, SEEN_PART, VERSION_PART
 
 _NAMED = "grp IS NOT NULL"
 """A document the DAG names (every versioned, produced or read document has a group)."""
@@ -15,8 +16,8 @@ _NAMED = "grp IS NOT NULL"
 
 def _new(docs: dict[str, list[Any]], name: str) -> list[Any]:
     """A deferred row for document ``name`` in this commit, every part NULL (kept as stored) until given
-    (see ``store_schema.DOC_PARTS``)."""
-    row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None]
+    (see ``store_schema.DOC_PARTS``); its last item says which parts are (``store_schema.DOC_SHAPE``)."""
+    row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None, 0]
     return row
 
 
@@ -46,6 +47,7 @@ class DocumentsPart(StoreBase):
         row[9] = mtime_ns
         row[10] = size
         row[11] = digest
+        row[12] |= SEEN_PART
 
     # ------------------------------------------------------------ versions
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
@@ -62,6 +64,7 @@ class DocumentsPart(StoreBase):
         for new in rows:
             row = docs.get(new[0]) or _new(docs, new[0])
             row[1:7] = new[1:]
+            row[12] |= VERSION_PART
 
     def doc_versions_many(self, names: list[str]) -> dict[str, int]:
         return dict(self._many("SELECT name, version FROM documents WHERE name IN ({}) AND version IS NOT NULL",
@@ -80,6 +83,7 @@ class DocumentsPart(StoreBase):
         for doc, des_id in rows:
             row = docs.get(doc) or _new(docs, doc)
             row[8] = des_id
+            row[12] |= PRODUCER_PART
 
     def add_consumers(self, rows: list[tuple[str, str]]) -> None:
         """(document, id of a DES that reads it)."""
@@ -103,6 +107,7 @@ class DocumentsPart(StoreBase):
             row = docs.get(name) or _new(docs, name)
             if row[7] is None:
                 row[7] = group
+                row[12] |= GROUP_PART
 
     def names_known(self, names: list[str]) -> set[str]:
         """Which of ``names`` were ever named as documents (every document, producer and reader row has one)."""
