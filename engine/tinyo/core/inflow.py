@@ -101,9 +101,20 @@ class Inflow:
         self._wake()
 
     def on_files(self, files: list[tuple[str, FileState]]) -> None:
-        """Completed files from the watcher process, each with its state as read there (watcher thread)."""
-        for path, state in files:
-            self.queue.put(("file", path, state))  # blocks while the intake is full: the watcher waits
+        """Completed files from the watcher process, each with its state as read there (watcher thread): as
+        many as the queue has room for in one round of its lock (a burst's batch is hundreds of files, each
+        ``put`` a round of locks and a notify), the rest one by one, waiting while the intake is full."""
+        items = [("file", path, state) for path, state in files]
+        waiting = self.queue
+        with waiting.mutex:  # as ``Queue.put`` does, for many (the loop takes many the same way: ``Loop._take_many``)
+            room = len(items) if waiting.maxsize <= 0 else max(0, waiting.maxsize - len(waiting.queue))
+            fits = items if room >= len(items) else items[:room]
+            if fits:
+                waiting.queue.extend(fits)
+                waiting.unfinished_tasks += len(fits)
+                waiting.not_empty.notify(len(fits))
+        for item in items[len(fits):]:
+            waiting.put(item)  # blocks while the intake is full: the watcher waits
         self._wake()
 
     def waiting(self) -> bool:
