@@ -16,6 +16,7 @@ from tinyo.clock import ManualClock
 from tinyo.core import loop as loop_module
 from tinyo.core.loop import BATCHES_PER_CYCLE, Loop
 from tinyo.core.runbook import retry_delay
+from tinyo.core.inflow import STORE_PER_CYCLE
 from tinyo.intake import FileState
 from tinyo.model import BATCH_EVENTS, DES, Config, Execution
 from tinyo.recipe import OpResolver, load_recipe
@@ -294,6 +295,26 @@ def test_a_burst_s_files_are_stored_a_batch_at_a_time_with_their_first_version_i
     assert loop.store.conn.execute("SELECT count(*) FROM documents WHERE version = 1 AND seen_size IS NOT NULL "
                                    "AND grp IS NOT NULL").fetchone()[0] == n
     assert [name for (name,) in loop.store.conn.execute("SELECT name FROM events ORDER BY id")] == [str(p) for p in files]
+
+
+def test_intake_room_is_one_batch_only_while_the_cycle_feeds_a_burst_of_at_most_a_cycle_s_store(parts):
+    """What ``Inflow.room`` lets a cycle store before the generators' next batch: that batch (less what the
+    backlog holds) while it feeds them; all that waits, up to STORE_PER_CYCLE, when it feeds none, while a
+    backlog waits in the store, and past STORE_PER_CYCLE waiting (a huge burst spills into the store)."""
+    inflow = parts.inflow
+    inflow.next_batch(1)  # as an engine's first cycle: nothing left in the store by a last run
+    assert not inflow.backlog_in_store
+    for i in range(10):
+        inflow.queue.put(("manual", f"e{i}", None))
+    assert inflow.room(True, 30) == 30 and inflow.room(False, 30) == STORE_PER_CYCLE
+    inflow.store_events(parts._take_many, 4)
+    assert len(inflow.backlog) == 4 and inflow.queue.qsize() == 6, "no more than the room, the rest in order"
+    assert inflow.room(True, 30) == 26 and inflow.room(True, 3) == 0
+    for i in range(STORE_PER_CYCLE):
+        inflow.queue.put(("manual", f"x{i}", None))
+    assert inflow.room(True, 30) == STORE_PER_CYCLE
+    inflow.backlog_in_store = True
+    assert inflow.room(True, 30) == STORE_PER_CYCLE
 
 
 def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_path):

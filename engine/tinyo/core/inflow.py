@@ -189,6 +189,16 @@ class Inflow:
             self.backlog_in_store = True
         return len(ids)
 
+    def room(self, feeding: bool, batch: int) -> int:
+        """How many intake events to store before the generators' next batch. While the loop is ``feeding``
+        them from intake under a burst, that batch only: a file's event, its seen state and its first version
+        then share one commit (its document row is written once, not twice), and the rest wait in the queue,
+        in order. Else, and past STORE_PER_CYCLE waiting (a burst far larger than a cycle spills into the
+        store as before, the queue far from the bound at which the watcher waits), all that waits."""
+        if not feeding or self.backlog_in_store or len(self.queue.queue) > STORE_PER_CYCLE:
+            return STORE_PER_CYCLE
+        return max(0, batch - len(self.backlog))
+
     def _file_change(self, path: str, seen: FileState | None) -> FileState | None:
         """The file's new state if its content changed since its last event, else None. ``seen``: its state
         as the watcher read it (else it is read now)."""

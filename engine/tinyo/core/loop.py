@@ -272,7 +272,7 @@ class Loop:
             inflow.rescan_wanted = False
             inflow.scan()
         if inflow.own or inflow.queue.queue:
-            self._store_intake(self._intake_room())
+            self._store_intake(batch=True)
         if inflow.settling:
             inflow.look_at_settling()
         if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
@@ -285,13 +285,12 @@ class Loop:
         A recipe's own ``maxevents`` is the most events a cycle feeds before it dispatches (SPEC): one batch."""
         until = time.monotonic() + BACKLOG_BUDGET
         inflow = self.inflow
-        for n in range(BATCHES_PER_CYCLE if self.config.maxevents is None else 1):
-            if n and (inflow.own or inflow.queue.queue):
-                self._store_intake(self._intake_room())  # the next batch, if the backlog lacks one
+        for _ in range(BATCHES_PER_CYCLE if self.config.maxevents is None else 1):
+            self._store_intake(batch=True)  # the next batch, if the backlog lacks one
             self._process_backlog()
             if not inflow.has_backlog():
                 inflow.window.taken()
-                if not (inflow.own or inflow.queue.queue):
+                if not inflow.waiting():
                     return
             if (self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until
                     or len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE):
@@ -314,19 +313,13 @@ class Loop:
         else:
             self.commands.apply(item)
 
-    def _intake_room(self) -> int:
-        """How many intake events the cycle stores before it feeds the generators: under a burst, one batch
-        (``_process_batches`` stores each next one just before it feeds it), so that a file's event, its seen
-        state and its first version go in one commit (the document's row written once, not twice); the rest
-        wait in the intake queue, in order. Everything waiting (up to STORE_PER_CYCLE) when the cycle feeds
-        none from it (paused, a full ready queue, a backlog in the store) or the recipe sets ``maxevents``."""
-        inflow = self.inflow
-        if (self.run.paused or self.config.maxevents is not None or inflow.backlog_in_store
-                or self.dispatch.full()):
-            return STORE_PER_CYCLE
-        return max(0, self.config.batch_events - len(inflow.backlog))
-
-    def _store_intake(self, room: int = STORE_PER_CYCLE) -> None:
+    def _store_intake(self, batch: bool = False) -> None:
+        """Store intake events: all that wait (up to STORE_PER_CYCLE), or with ``batch`` no more than the
+        generators' next batch while the cycle feeds them from intake (``Inflow.room``)."""
+        room = STORE_PER_CYCLE
+        if batch:
+            feeding = not (self.run.paused or self.config.maxevents is not None or self.dispatch.full())
+            room = self.inflow.room(feeding, self.config.batch_events)
         if self.inflow.store_events(self._take_many, room) and self.run.paused:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
