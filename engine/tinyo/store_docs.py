@@ -25,9 +25,12 @@ class DocumentsPart(StoreBase):
     """Documents, their groups, producers and consumers, and files as last seen (see :class:`tinyo.store.Store`)."""
 
     # ------------------------------------------------------------ files as taken in
-    def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
-        """The last-evented state of each of ``paths`` that has one (in chunks of up to 512 per query)."""
-        self.flush()
+    def files_seen_many(self, paths: list[str], flush: bool = True) -> dict[str, tuple[int, int, str | None]]:
+        """The last-evented state of each of ``paths`` that has one (in chunks of up to 512 per query).
+        ``flush=False``: the deferred rows are not written first (a point lookup, as ``_many``: for a caller
+        that holds every state it deferred in memory, and asks only for the others)."""
+        if flush:
+            self.flush()
         return {r[0]: r[1:] for r in self._many(
             "SELECT name, seen_mtime_ns, seen_size, seen_hash FROM documents "
             "WHERE name IN ({}) AND seen_size IS NOT NULL", paths)}

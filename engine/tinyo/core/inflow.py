@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,9 @@ BACKLOG_MAX = 5_000
 """Stored-but-unprocessed events kept in memory; the rest are read back from the store in order."""
 STORE_PER_CYCLE = 5_000
 """The most intake events stored in one cycle."""
+LOOKAHEAD = 256
+"""Intake items a burst's batch looks at past itself: their files' last-evented states are asked for with its
+own (one query for a cycle's batches, not one per batch)."""
 SCAN_QUIET = 0.5
 """A file a scan finds modified less than this many seconds ago waits to be quiet (it may be half written)."""
 FILE_CACHE_MAX = 4096
@@ -152,12 +156,19 @@ class Inflow:
         if not items:
             return 0
         now = self.clock.time()
-        unknown = [name for name in files if name not in self._files]
+        known = self._files
+        unknown = [name for name in files if name not in known]
         if unknown:
-            found = self.store.files_seen_many(unknown)
+            if limit < STORE_PER_CYCLE:  # a batch of a burst: the files of the next ones are looked up with it
+                with self.queue.mutex:
+                    ahead = [item[1] for item in islice(self.queue.queue, LOOKAHEAD) if item[0] in ("file", "scan")]
+                unknown.extend(name for name in dict.fromkeys(ahead) if name not in known and name not in files)
+            # no flush: every file whose seen state this commit defers is in ``_files`` (cleared only after a
+            # commit), so the store is asked only about files it holds as committed
+            found = self.store.files_seen_many(unknown, flush=False)
             for name in unknown:
                 row = found.get(name)
-                self._files[name] = FileState(*row) if row else None
+                known[name] = FileState(*row) if row else None
         rows = []
         states: list[FileState | None] = []  # a file's state as read now: its document need not read it again
         file_change = self._file_change
