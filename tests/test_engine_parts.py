@@ -297,11 +297,13 @@ def test_a_burst_s_files_are_stored_a_batch_at_a_time_with_their_first_version_i
     assert [name for (name,) in loop.store.conn.execute("SELECT name FROM events ORDER BY id")] == [str(p) for p in files]
 
 
-def test_intake_room_is_one_batch_only_while_the_cycle_feeds_a_burst_of_at_most_a_cycle_s_store(parts):
+def test_intake_room_is_one_batch_only_while_the_cycle_feeds_a_burst_and_the_queue_is_less_than_half_full(parts):
     """What ``Inflow.room`` lets a cycle store before the generators' next batch: that batch (less what the
     backlog holds) while it feeds them; all that waits, up to STORE_PER_CYCLE, when it feeds none, while a
-    backlog waits in the store, and past STORE_PER_CYCLE waiting (a huge burst spills into the store)."""
+    backlog waits in the store, and once the intake queue is more than half full (a huge burst spills into
+    the store)."""
     inflow = parts.inflow
+    inflow.queue = queue.Queue(maxsize=40)
     inflow.next_batch(1)  # as an engine's first cycle: nothing left in the store by a last run
     assert not inflow.backlog_in_store
     for i in range(10):
@@ -310,9 +312,12 @@ def test_intake_room_is_one_batch_only_while_the_cycle_feeds_a_burst_of_at_most_
     inflow.store_events(parts._take_many, 4)
     assert len(inflow.backlog) == 4 and inflow.queue.qsize() == 6, "no more than the room, the rest in order"
     assert inflow.room(True, 30) == 26 and inflow.room(True, 3) == 0
-    for i in range(STORE_PER_CYCLE):
+    for i in range(14):
         inflow.queue.put(("manual", f"x{i}", None))
+    assert inflow.room(True, 30) == 26, "half full is not past half"
+    inflow.queue.put(("manual", "one more", None))
     assert inflow.room(True, 30) == STORE_PER_CYCLE
+    assert inflow.store_events(parts._take_many, inflow.room(True, 30)) == 21
     inflow.backlog_in_store = True
     assert inflow.room(True, 30) == STORE_PER_CYCLE
 

@@ -204,9 +204,10 @@ class Inflow:
         """How many intake events to store before the generators' next batch. While the loop is ``feeding``
         them from intake under a burst, that batch only: a file's event, its seen state and its first version
         then share one commit (its document row is written once, not twice), and the rest wait in the queue,
-        in order. Else, and past STORE_PER_CYCLE waiting (a burst far larger than a cycle spills into the
-        store as before, the queue far from the bound at which the watcher waits), all that waits."""
-        if not feeding or self.backlog_in_store or len(self.queue.queue) > STORE_PER_CYCLE:
+        in order. Else, and once the queue is half full (a burst far larger than the loop keeps pace with
+        spills into the store as before, far from the bound at which the watcher waits), all that waits."""
+        waiting = self.queue
+        if not feeding or self.backlog_in_store or len(waiting.queue) > waiting.maxsize // 2:
             return STORE_PER_CYCLE
         return max(0, batch - len(self.backlog))
 
