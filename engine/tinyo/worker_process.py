@@ -54,8 +54,14 @@ so a write to a sleeping reader's pipe costs the writer an interrupt through the
 engine's loop thread, a chain's bottleneck, against 1 to 3 when the reader is awake); the worker's own timer
 wakes it instead, on its own CPU time. Only once per running out: one that gets nothing sleeps after it, one
 fed batches (a burst) never spins."""
-GAP_MAX = 0.001
-"""Gaps longer than this are not a chain's next link (an idle worker): never learned, never spun for."""
+GAP_MAX = 0.0005
+"""Gaps longer than this are not a chain's next link (an idle worker): never learned."""
+STEADY = 0.6
+"""The share of recent gaps inside the learned gap +- ``SPIN_AHEAD`` above which a worker waits awake: on a
+busy machine the gaps scatter (the engine's loop waits for a CPU), a spin mostly misses and takes the CPU the
+loop needs, so the worker sleeps on its pipe as before (and keeps learning)."""
+LEARN = 0.125
+"""Weight of the last gap in the learned gap and in the share of steady ones."""
 PARK_AFTER = 1.0
 """Seconds without an op after which the watch thread stops looking every ``WATCH_AFTER``."""
 
@@ -223,6 +229,8 @@ class WorkerLoop:
         self.fed_one = False
         """The last message of tasks held one task (``SPIN_AHEAD``)."""
         self.gap = 0.0
+        self.steady = 0.0
+        """The share of recent gaps that came within ``SPIN_AHEAD`` of the learned one (``STEADY``)."""
         """Seconds from running out to the next task, as a chain's links have come lately (``SPIN_AHEAD``)."""
         self.watching = False
         """The watch thread reads the task pipe (an op runs long): the op's end wakes it through ``wake_w``."""
@@ -298,22 +306,26 @@ class WorkerLoop:
         reports.flush()
 
     def _await_link(self, mono: Any, ready: Any) -> None:
-        """Take the next task in, awake when it is due (``SPIN_AHEAD``); learn the gap it came after."""
+        """Take the next task in, awake when it is due (``SPIN_AHEAD``) while the gaps are steady; learn them."""
         start = mono()
         gap = self.gap
-        if gap > SPIN_AHEAD:
+        steady = self.steady >= STEADY
+        if steady and gap > SPIN_AHEAD:
             time.sleep(gap - SPIN_AHEAD)
             if ready(0):  # it came while this slept: the gap is shorter than learned
                 self._take_in()
-                self.gap = max(0.0, gap - SPIN_AHEAD * 0.25)
+                self.gap = gap * 0.75
+                self.steady *= 1 - LEARN
                 return
-        until = start + gap + SPIN_AHEAD
-        while not ready(0) and mono() < until:
-            os.sched_yield()  # to whatever else waits for this CPU (the engine's loop, on a busy machine)
+        if steady:
+            until = start + gap + SPIN_AHEAD
+            while not ready(0) and mono() < until:
+                os.sched_yield()  # to whatever else waits for this CPU (the engine's loop, on a busy machine)
         self._take_in()
         took = mono() - start
+        self.steady += ((-SPIN_AHEAD <= took - gap <= SPIN_AHEAD) - self.steady) * LEARN
         if took < GAP_MAX:
-            self.gap = gap + (took - gap) * 0.125
+            self.gap = gap + (took - gap) * LEARN
 
     def _take_in(self) -> None:
         """Every message waiting in the task pipe (at least one: it waits for it)."""
