@@ -47,13 +47,14 @@ LOOK_EVERY = 0.001
 behind fast ops is read before that task starts if it came this long before (a look per op was a tenth of a
 burst's worker CPU); one queued behind an op that runs long is read by the watch thread."""
 SPIN_AHEAD = 0.00005
-"""A worker fed one task at a time (a chain) that runs out waits for the next one awake around when it is due:
-it sleeps until ``SPIN_AHEAD`` seconds before the usual gap between its report and the next task (learned),
-then looks at its pipe without sleeping until ``SPIN_AHEAD`` after it. This guest's idle CPUs halt at once,
-so a write to a sleeping reader's pipe costs the writer an interrupt through the hypervisor (~17 us of the
-engine's loop thread, a chain's bottleneck, against 1 to 3 when the reader is awake); the worker's own timer
-wakes it instead, on its own CPU time. Only once per running out: one that gets nothing sleeps after it, one
-fed batches (a burst) never spins."""
+"""A worker fed one task at a time (a chain) that runs out waits for the next one awake around when it is due,
+while the gaps between its report and the next task are steady (``STEADY``): it sleeps (not on the pipe: a
+task written meanwhile wakes nobody) until ``SPIN_AHEAD`` seconds before the learned gap, then looks at its
+pipe without sleeping until ``SPIN_AHEAD`` after it, then waits on the pipe. This guest's idle CPUs halt at
+once, so a write to a sleeping reader's pipe costs the writer an interrupt through the hypervisor (~17 us of
+the engine's loop thread, a chain's bottleneck, against 1 to 3 when the reader is awake); the worker's own
+timer wakes it instead, on its own CPU time. At most ``2 * SPIN_AHEAD`` awake per running out: one that gets
+nothing sleeps after it; one fed batches (a burst) never does this."""
 GAP_MAX = 0.0005
 """Gaps longer than this are not a chain's next link (an idle worker): never learned."""
 STEADY = 0.6
@@ -229,9 +230,9 @@ class WorkerLoop:
         self.fed_one = False
         """The last message of tasks held one task (``SPIN_AHEAD``)."""
         self.gap = 0.0
+        """Seconds from running out to the next task, as a chain's links have come lately (``SPIN_AHEAD``)."""
         self.steady = 0.0
         """The share of recent gaps that came within ``SPIN_AHEAD`` of the learned one (``STEADY``)."""
-        """Seconds from running out to the next task, as a chain's links have come lately (``SPIN_AHEAD``)."""
         self.watching = False
         """The watch thread reads the task pipe (an op runs long): the op's end wakes it through ``wake_w``."""
         self.wake_r, self.wake_w = os.pipe()
