@@ -461,9 +461,9 @@ def test_a_worker_holds_five_milliseconds_of_fast_ops_between_its_bounds_and_one
 
 
 def test_a_worker_fed_one_task_at_a_time_runs_each_once_whether_it_comes_early_on_time_or_late(pool):
-    # a chain's worker learns the gap between its report and the next task and, while the gaps are steady,
-    # waits for the next one awake around when it is due (``worker_process.SPIN_AHEAD``): a task that comes
-    # while it sleeps ahead, while it looks, or after it gave up and waits on the pipe is each run once
+    # a chain's worker runs out after each link and waits for the next: a task that comes at once, soon or
+    # late (and a way of waiting that depends on the gap, as one tried for the hand-over's wake-up did) is
+    # each run once, in order
     p = pool()
     tasks = [p.task("tag", tag=str(i)) for i in range(120)]
     gaps = [0.0] * 60 + [0.0002, 0.0, 0.002, 0.0001, 0.0006, 0.0] * 10

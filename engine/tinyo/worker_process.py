@@ -46,23 +46,6 @@ LOOK_EVERY = 0.001
 """Seconds between the op thread's looks at the task pipe while it holds tasks: a cancel of a task queued
 behind fast ops is read before that task starts if it came this long before (a look per op was a tenth of a
 burst's worker CPU); one queued behind an op that runs long is read by the watch thread."""
-SPIN_AHEAD = 0.00005
-"""A worker fed one task at a time (a chain) that runs out waits for the next one awake around when it is due,
-while the gaps between its report and the next task are steady (``STEADY``): it sleeps (not on the pipe: a
-task written meanwhile wakes nobody) until ``SPIN_AHEAD`` seconds before the learned gap, then looks at its
-pipe without sleeping until ``SPIN_AHEAD`` after it, then waits on the pipe. This guest's idle CPUs halt at
-once, so a write to a sleeping reader's pipe costs the writer an interrupt through the hypervisor (~17 us of
-the engine's loop thread, a chain's bottleneck, against 1 to 3 when the reader is awake); the worker's own
-timer wakes it instead, on its own CPU time. At most ``2 * SPIN_AHEAD`` awake per running out: one that gets
-nothing sleeps after it; one fed batches (a burst) never does this."""
-GAP_MAX = 0.0005
-"""Gaps longer than this are not a chain's next link (an idle worker): never learned."""
-STEADY = 0.6
-"""The share of recent gaps inside the learned gap +- ``SPIN_AHEAD`` above which a worker waits awake: on a
-busy machine the gaps scatter (the engine's loop waits for a CPU), a spin mostly misses and takes the CPU the
-loop needs, so the worker sleeps on its pipe as before (and keeps learning)."""
-LEARN = 0.125
-"""Weight of the last gap in the learned gap and in the share of steady ones."""
 PARK_AFTER = 1.0
 """Seconds without an op after which the watch thread stops looking every ``WATCH_AFTER``."""
 
@@ -78,11 +61,6 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
         if entry not in sys.path:
             sys.path.insert(0, entry)
     install_routers()
-    try:  # its sleeps end when asked (``SPIN_AHEAD``), not up to 50 us later
-        with open("/proc/self/timerslack_ns", "w") as slack:
-            slack.write("1000")
-    except OSError:
-        pass
     import multiprocessing
 
     multiprocessing.current_process().name = f"tinyo-{name}"  # recipes may tell a worker apart by it
@@ -227,12 +205,6 @@ class WorkerLoop:
         self.carry: Any = None
         """The ops a withdrawn task carried that no task left behind it could take: the next task received
         runs them if it comes without ops (the pool sent them once, to the task it took back)."""
-        self.fed_one = False
-        """The last message of tasks held one task (``SPIN_AHEAD``)."""
-        self.gap = 0.0
-        """Seconds from running out to the next task, as a chain's links have come lately (``SPIN_AHEAD``)."""
-        self.steady = 0.0
-        """The share of recent gaps that came within ``SPIN_AHEAD`` of the learned one (``STEADY``)."""
         self.watching = False
         """The watch thread reads the task pipe (an op runs long): the op's end wakes it through ``wake_w``."""
         self.wake_r, self.wake_w = os.pipe()
@@ -257,10 +229,7 @@ class WorkerLoop:
             # all that waits; holding tasks, it looks at the pipe every ``LOOK_EVERY`` (a cancel may wait there)
             if not inbox:
                 reports.flush()
-                if self.fed_one:  # a chain's next task comes soon (``SPIN_AHEAD``)
-                    self._await_link(mono, ready)
-                else:
-                    self._take_in()
+                self._take_in()
                 looked = now
             elif now - looked >= LOOK_EVERY:
                 looked = now
@@ -306,28 +275,6 @@ class WorkerLoop:
                 reports.flush()
         reports.flush()
 
-    def _await_link(self, mono: Any, ready: Any) -> None:
-        """Take the next task in, awake when it is due (``SPIN_AHEAD``) while the gaps are steady; learn them."""
-        start = mono()
-        gap = self.gap
-        steady = self.steady >= STEADY
-        if steady and gap > SPIN_AHEAD:
-            time.sleep(gap - SPIN_AHEAD)
-            if ready(0):  # it came while this slept: the gap is shorter than learned
-                self._take_in()
-                self.gap = gap * 0.75
-                self.steady *= 1 - LEARN
-                return
-        if steady:
-            until = start + gap + SPIN_AHEAD
-            while not ready(0) and mono() < until:
-                os.sched_yield()  # to whatever else waits for this CPU (the engine's loop, on a busy machine)
-        self._take_in()
-        took = mono() - start
-        self.steady += ((-SPIN_AHEAD <= took - gap <= SPIN_AHEAD) - self.steady) * LEARN
-        if took < GAP_MAX:
-            self.gap = gap + (took - gap) * LEARN
-
     def _take_in(self) -> None:
         """Every message waiting in the task pipe (at least one: it waits for it)."""
         try:
@@ -347,7 +294,6 @@ class WorkerLoop:
                     wires[0] = (*wires[0][:5], self.carry)
                 self.carry = None
             self.inbox.extend(wires)
-            self.fed_one = len(wires) == 1
         elif kind == "cancel":
             if any(t is not None and t[0] == msg[1] for t in self.inbox):
                 self.skip.add(msg[1])
