@@ -458,3 +458,17 @@ def test_a_worker_holds_five_milliseconds_of_fast_ops_between_its_bounds_and_one
     assert tasks_held(FAST_OP / 2) == PREFETCH  # 1 ms ops: 5 of them would be fewer than the least held
     assert tasks_held(QUEUED_WORK / 100) == 100
     assert tasks_held(1e-6) == tasks_held(0.0) == PREFETCH_MAX
+
+
+def test_a_worker_fed_one_task_at_a_time_runs_each_once_whether_it_comes_early_on_time_or_late(pool):
+    # a chain's worker runs out after each link and waits for the next: a task that comes at once, soon or
+    # late (and a way of waiting that depends on the gap, as one tried for the hand-over's wake-up did) is
+    # each run once, in order
+    p = pool()
+    tasks = [p.task("tag", tag=str(i)) for i in range(120)]
+    gaps = [0.0] * 60 + [0.0002, 0.0, 0.002, 0.0001, 0.0006, 0.0] * 10
+    for i, (task, gap) in enumerate(zip(tasks, gaps)):
+        assert p.run(task)[:4] == (True, None, None, repr(str(i)))  # its own op's result (the tag, as its repr)
+        time.sleep(gap)
+    runs = [run_id for kind, run_id, _ in p.raw if kind in ("ran", "done")]
+    assert runs == [t.run_id for t in tasks]
