@@ -254,12 +254,16 @@ class Incoming:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._buffer = bytearray()
+        self._error: ProtocolError | None = None
 
     def feed(self, chunk: bytes) -> None:
         self._buffer += chunk
 
     def messages(self) -> deque[Message]:
-        """The whole messages received so far, in order; what is left is the start of the next."""
+        """The whole messages received so far, in order; what is left is the start of the next. What cannot be
+        read raises ProtocolError, after the messages before it have been returned (at the next call)."""
+        if self._error is not None:
+            raise self._error
         buffer, out, start = self._buffer, deque(), 0
         try:
             while start < len(buffer):
@@ -281,6 +285,10 @@ class Incoming:
                     out.append(decode(buffer[start:end]))  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
                     end += 1
                 start = end
+        except ProtocolError as exc:
+            if not out:
+                raise
+            self._error = exc  # the stream cannot go on past it: said at the next call
         finally:
             del buffer[:start]
         return out
