@@ -155,30 +155,28 @@ def _text(value: Any) -> str | None:
 
 def _packed_writer(cls: type[ev.BusEvent]) -> Callable[[ev.BusEvent], Any]:
     """The function making a fact of ``cls`` its row to pack: ``_writer``'s, but a set is left to the packer
-    (which sorts it from C, ``_PACKER``) and a field of any type is its JSON text. For most kinds (sets
-    included) one ``attrgetter``: no Python frame per fact."""
+    (which sorts it from C, ``pack``) and a field of any type is its JSON text (``TEXTS``). For most kinds
+    (sets included) one ``attrgetter``: no Python frame per fact."""
     fields = dataclasses.fields(cls)
     names = tuple(f.name for f in fields)
-    special = [(i + 1, conv) for i, f in enumerate(fields)
-               if (conv := _text if str(f.type) == "Any" else _to_wire(str(f.type))) not in (None, sorted)]
-    if not special and "kind" not in names and len(names) > 1:
-        return attrgetter("kind", *names)
-    return _writer(cls)  # the rare kinds (a result, groups): their row made in Python, their sets sorted there
+    texts = [i + 1 for i, f in enumerate(fields) if str(f.type) == "Any"]
+    if texts:
+        plain = _writer(cls)
+
+        def row_with_texts(event: ev.BusEvent) -> Row:
+            values = list(plain(event))
+            for i in texts:
+                values[i] = _text(values[i])
+            return values
+
+        return row_with_texts
+    groups = any(str(f.type).startswith("tuple[GroupSummary") for f in fields)
+    if groups or "kind" in names or len(names) == 1:
+        return _writer(cls)  # the rare kinds: their row made in Python, their sets sorted there
+    return attrgetter("kind", *names)
 
 
 _PACKED_WRITERS: dict[type, Callable[[ev.BusEvent], Any]] = {cls: _packed_writer(cls) for cls in FACTS.values()}
-for _kind, _names in TEXTS.items():
-    _cls = FACTS[_kind]
-    _plain = _writer(_cls)
-    _at = [list(SCHEMA[_kind]).index(name) + 1 for name in _names]
-
-    def _texts_row(event: ev.BusEvent, plain: Callable[[ev.BusEvent], Any] = _plain, at: list[int] = _at) -> Row:
-        values = list(plain(event))
-        for i in at:
-            values[i] = _text(values[i])
-        return values
-
-    _PACKED_WRITERS[_cls] = _texts_row
 
 
 def packed_rows(events: list[ev.BusEvent]) -> list[Any]:
@@ -198,11 +196,10 @@ _PACKERS = threading.local()
 
 
 def _shown(value: Any) -> Any:
-    """What msgpack cannot carry: a set as a sorted list, a dataclass as a dict, anything else shown (``str``)."""
+    """What msgpack cannot carry: a set (a row's own) as a sorted list, anything else shown (``str``), as the
+    JSON log shows it."""
     if isinstance(value, (frozenset, set)):
         return sorted(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     return str(value)
 
 
