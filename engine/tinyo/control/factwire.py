@@ -20,6 +20,7 @@ import json
 import struct
 import threading
 from collections.abc import Callable
+from itertools import compress
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from operator import attrgetter, call, itemgetter
 from typing import Any
@@ -369,26 +370,29 @@ class FactReader:
 
     def _read_texts(self, batch: list[Any]) -> list[Any]:
         """``batch`` with the values that came as their JSON text (``TEXTS``) read: the rows of such kinds with
-        such a value copied (``batch`` itself when none has one, as in most batches); a text that is not JSON
-        stays as it came."""
+        such a value copied (``batch`` itself when none has one, as in most batches: the rows of those kinds
+        are found from C, and only they are looked at); a text that is not JSON stays as it came."""
         texts = self._texts
         try:
-            if texts.keys().isdisjoint(map(_KIND, batch)):
-                return batch
+            picked: Any = list(compress(range(len(batch)), map(texts.__contains__, map(_KIND, batch))))
         except (KeyError, TypeError, IndexError):
-            pass  # a row that is not a row: each looked at below
-        out = list(batch)
-        for at, values in enumerate(batch):
-            if type(values) is list and values and type(values[0]) is str and values[0] in texts:
-                for i in texts[values[0]]:
-                    if i < len(values) and type(values[i]) is str:
-                        if out[at] is values:
-                            out[at] = values = list(values)
-                        try:
-                            values[i] = json.loads(values[i])
-                        except ValueError:
-                            pass
-        return out
+            picked = range(len(batch))  # a row that is not a row: each looked at
+        out = None
+        for at in picked:
+            values = batch[at]
+            if not (type(values) is list and values and type(values[0]) is str and values[0] in texts):
+                continue
+            for i in texts[values[0]]:
+                if i < len(values) and type(values[i]) is str:
+                    if out is None:
+                        out = list(batch)
+                    if out[at] is values:
+                        out[at] = values = list(values)
+                    try:
+                        values[i] = json.loads(values[i])
+                    except ValueError:
+                        pass
+        return batch if out is None else out
 
     def events(self, batch: list[Any]) -> list[ev.BusEvent | dict[str, Any]]:
         """Each row as its event; a row of a kind not known here, or that does
