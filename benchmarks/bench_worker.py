@@ -41,8 +41,10 @@ def measure(tasks: int, batch: int) -> dict[str, float]:
 
     from tinyo import worker as worker_module
 
-    # a worker of before the ``workers`` branch runs ``worker.process_main`` and reads the tasks' full form
+    # a worker of before the ``workers`` branch runs ``worker.process_main`` and reads the tasks' full form; one
+    # of before the ``workers2`` branch is sent (recipe path, ops) as a task's head, since then its ops alone
     heads = not hasattr(worker_module, "process_main")
+    ops_only = hasattr(worker_module, "run_ops")
     work = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     recipe = work / "recipe.py"
     recipe.write_text(RECIPE)
@@ -61,7 +63,7 @@ def measure(tasks: int, batch: int) -> dict[str, float]:
                 run_id += 1
                 task = Task(run_id, f"des{run_id}", 1, str(recipe), ops, frozenset(), frozenset([f"t{run_id}"]))
                 if heads:
-                    head = (task.recipe_path, task.ops)
+                    head = task.ops if ops_only else (task.recipe_path, task.ops)
                     head, sent_head = (None, sent_head) if head == sent_head else (head, head)
                     wires.append((task.run_id, task.des_id, task.attempt, task.deps, task.targs, head))
                 else:
@@ -70,7 +72,7 @@ def measure(tasks: int, batch: int) -> dict[str, float]:
             inflight += len(wires)
         reports = worker.result_conn.recv()
         messages += 1
-        finished = sum(1 for kind, _, _ in reports if kind == "done")
+        finished = sum(1 for kind, _, _ in reports if kind in ("done", "ran"))  # ran: a start and its outcome
         done += finished
         inflight -= finished
     cpu = (_ticks(worker.pid) - cpu0) / TICK

@@ -13,9 +13,12 @@ import pytest
 from tinyo import events as ev
 from tinyo import dag
 from tinyo.clock import ManualClock
-from tinyo.core.loop import Loop
+from tinyo.core import loop as loop_module
+from tinyo.core.loop import BATCHES_PER_CYCLE, Loop
 from tinyo.core.runbook import retry_delay
-from tinyo.model import DES, Config, Execution
+from tinyo.core.inflow import STORE_PER_CYCLE
+from tinyo.intake import FileState
+from tinyo.model import BATCH_EVENTS, DES, Config, Execution
 from tinyo.recipe import OpResolver, load_recipe
 from tinyo.store import Store
 
@@ -238,6 +241,87 @@ def test_intake_taken_in_bulk_frees_a_full_queue_and_leaves_no_item_unfinished(p
     assert [name for _, _, name, *_ in loop.inflow.next_batch(10)] == [str(p) for p in files]
 
 
+def test_a_watcher_batch_past_the_intake_s_room_waits_for_it_and_arrives_whole_in_order(parts, tmp_path):
+    """``on_files`` puts as many of a batch as fit in one lock round and waits for room for the rest: nothing is
+    dropped or reordered, a blocked watcher goes on once the loop takes, and no item is left unfinished."""
+    loop = parts
+    files = [tmp_path / f"f{i}.csv" for i in range(7)]
+    for i, path in enumerate(files):
+        path.write_text(str(i))
+    intake: queue.Queue = queue.Queue(maxsize=3)
+    loop.inflow.queue = intake
+    intake.put(("file", str(files[0]), None))  # room for two of the batch, then the watcher waits
+    batch = [(str(p), FileState(p.stat().st_mtime_ns, p.stat().st_size, None)) for p in files[1:]]
+    watcher = threading.Thread(target=loop.inflow.on_files, args=(batch,), daemon=True)
+    watcher.start()
+    watcher.join(0.2)
+    assert watcher.is_alive() and intake.qsize() == 3, "the batch fills the room there is, then waits"
+    stored = 0
+    for _ in range(10_000):
+        stored += loop.inflow.store_events(loop._take_many)
+        if stored == len(files) and not watcher.is_alive():
+            break
+        watcher.join(0.001)
+    assert stored == len(files) and not watcher.is_alive()
+    assert intake.unfinished_tasks == 0 and intake.empty()
+    assert [name for _, _, name, *_ in loop.inflow.next_batch(10)] == [str(p) for p in files]
+
+
+def test_a_burst_s_files_are_stored_a_batch_at_a_time_with_their_first_version_in_one_document_row(parts, tmp_path,
+                                                                                                   monkeypatch):
+    """Under a burst the cycle stores intake a batch at a time, just before the generators get it: every file's
+    event, seen state and first version are in the commit that processed it (one document row per file, no
+    seen-only row), and what the cycle does not feed waits in the intake queue, in order, for the next."""
+    loop = parts
+    monkeypatch.setattr(loop_module, "BACKLOG_BUDGET", 3600.0)  # a slow machine still feeds all 8 batches
+    n = BATCH_EVENTS * BATCHES_PER_CYCLE + 50
+    files = [tmp_path / f"f{i:04d}.csv" for i in range(n)]
+    for i, path in enumerate(files):
+        path.write_text(str(i))
+    loop.cycle()  # as an engine's first: it looks for events a last run stored and left
+    assert not loop.inflow.backlog_in_store
+    for path in files:
+        loop.inflow.queue.put(("file", str(path), None))
+    rows: list[str] = []
+    loop.store.conn.set_trace_callback(rows.append)
+    loop.cycle()
+    seen_only = [r for r in rows if r.startswith("INSERT INTO documents(name, seen_mtime_ns")]
+    assert not seen_only, "no file's seen state is written apart from its first version"
+    assert loop.store.count("events") == BATCH_EVENTS * BATCHES_PER_CYCLE, "one cycle stores what it feeds"
+    assert loop.inflow.queue.qsize() == 50 and not loop.inflow.has_backlog()
+    loop.store.conn.set_trace_callback(None)
+    loop.cycle()
+    assert loop.store.count("events") == n and loop.inflow.queue.empty()
+    assert loop.store.conn.execute("SELECT count(*) FROM documents WHERE version = 1 AND seen_size IS NOT NULL "
+                                   "AND grp IS NOT NULL").fetchone()[0] == n
+    assert [name for (name,) in loop.store.conn.execute("SELECT name FROM events ORDER BY id")] == [str(p) for p in files]
+
+
+def test_intake_room_is_one_batch_only_while_the_cycle_feeds_a_burst_and_the_queue_is_less_than_half_full(parts):
+    """What ``Inflow.room`` lets a cycle store before the generators' next batch: that batch (less what the
+    backlog holds) while it feeds them; all that waits, up to STORE_PER_CYCLE, when it feeds none, while a
+    backlog waits in the store, and once the intake queue is more than half full (a huge burst spills into
+    the store)."""
+    inflow = parts.inflow
+    inflow.queue = queue.Queue(maxsize=40)
+    inflow.next_batch(1)  # as an engine's first cycle: nothing left in the store by a last run
+    assert not inflow.backlog_in_store
+    for i in range(10):
+        inflow.queue.put(("manual", f"e{i}", None))
+    assert inflow.room(True, 30) == 30 and inflow.room(False, 30) == STORE_PER_CYCLE
+    inflow.store_events(parts._take_many, 4)
+    assert len(inflow.backlog) == 4 and inflow.queue.qsize() == 6, "no more than the room, the rest in order"
+    assert inflow.room(True, 30) == 26 and inflow.room(True, 3) == 0
+    for i in range(14):
+        inflow.queue.put(("manual", f"x{i}", None))
+    assert inflow.room(True, 30) == 26, "half full is not past half"
+    inflow.queue.put(("manual", "one more", None))
+    assert inflow.room(True, 30) == STORE_PER_CYCLE
+    assert inflow.store_events(parts._take_many, inflow.room(True, 30)) == 21
+    inflow.backlog_in_store = True
+    assert inflow.room(True, 30) == STORE_PER_CYCLE
+
+
 def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_path):
     loop = parts
     path = tmp_path / "a.csv"
@@ -295,6 +379,26 @@ def test_each_state_change_of_a_des_is_told_once(parts):
     facts = _cycle(loop)
     assert facts == [("op_started",), ("op_failed",), ("des_state", "retry", "running")]
     assert loop.runbook.told == {}
+
+
+def test_a_ran_report_is_taken_in_as_its_start_then_its_outcome(parts):
+    """A process worker sends a fast op's start with its outcome (``ran``): the run facts, the DES's state and
+    the run's row are those a start and a done would give, with the worker's start time and duration."""
+    loop = parts
+    des = _des(loop, ["raw"], ["clean"])
+    loop.documents.bump("raw", by="event")
+    _cycle(loop)
+    (run_id,) = loop.runbook.open
+    start = loop.clock.time() - 0.5
+    loop.runbook.on_reports("w2", [("ran", run_id, ("w2", start, True, None, None, "'made'", 0.25))])
+    assert _cycle(loop) == [("op_started",), ("op_finished",), ("document_updated",)]
+    facts = [e for e in loop.published if isinstance(e, (ev.OpStarted, ev.OpFinished))]
+    assert [(e.run_id, e.worker) for e in facts] == [(run_id, "w2")] * 2
+    assert (facts[1].duration, facts[1].result) == (0.25, "'made'")
+    assert loop.graph.nodes[des.id].state == "ok" and not loop.runbook.open
+    loop._commit_and_publish([], trim=False)
+    row = loop.store.conn.execute("SELECT status, worker, start FROM runs WHERE id = ?", (run_id,)).fetchone()
+    assert tuple(row) == ("ok", "w2", start)
 
 
 def test_a_run_reported_done_without_its_start_is_told_running_first(parts):

@@ -44,6 +44,10 @@ def hold(context):
 def tag(context):
     return context['config']['tag']
 
+def say(context):
+    print('said')
+    return context['config']['tag']
+
 config = TinyOConfig(sql_conn=':memory:', dirs=[])
 """
 
@@ -62,6 +66,9 @@ class Pool:
         self.reports: queue.Queue[Any] = queue.Queue()
         self.executor = ProcessExecutor(str(self.recipe), workers, self.report, time.time)
         self.seen: list[tuple[str, int, Any]] = []
+        """The reports read, a ``ran`` one seen as its start and its outcome."""
+        self.raw: list[tuple[str, int, Any]] = []
+        """The reports read, as sent."""
         self.other: list[Any] = []
         self.next_id = 1
         self.loop: threading.Thread | None = None
@@ -75,7 +82,7 @@ class Pool:
             self.loop.start()
 
     def report(self, item: Any) -> None:
-        if isinstance(item, WorkerReports) and any(kind in ("start", "done") for kind, _, _ in item.messages):
+        if isinstance(item, WorkerReports) and any(kind in ("start", "done", "ran") for kind, _, _ in item.messages):
             self.read_on.add(threading.current_thread().name)
         self.reports.put(item)
 
@@ -128,7 +135,12 @@ class Pool:
         except queue.Empty:
             return
         if isinstance(item, WorkerReports):
-            self.seen.extend(item.messages)
+            self.raw += item.messages
+            for kind, run_id, payload in item.messages:
+                if kind == "ran":  # an op's start and outcome in one message: seen as both
+                    self.seen += [("start", run_id, payload[:2]), ("done", run_id, payload[2:])]
+                else:
+                    self.seen.append((kind, run_id, payload))
         else:
             self.other.append(item)
 
@@ -164,6 +176,78 @@ def test_a_long_op_s_start_and_output_reach_the_engine_while_it_runs(pool):
     assert held.run_id in p.executor.running()
     p.flag.touch()
     assert p.wait_for("done", held.run_id)[:4] == (True, None, None, "'held'")
+
+
+def test_a_fast_op_s_start_goes_with_its_outcome_and_one_that_prints_sends_its_start_first(pool):
+    p = pool()
+    before = time.time()
+    fast, printing, held = p.task("tag", tag="x"), p.task("say", tag="y"), p.hold()
+    for task in (fast, printing):
+        p.run(task)
+    p.executor.submit([held])
+    p.wait_for("start", held.run_id)
+    p.flag.touch()
+    p.wait_for("done", held.run_id)
+    kinds = {run_id: [kind for kind, rid, _ in p.raw if rid == run_id] for run_id in (fast.run_id, printing.run_id,
+                                                                                        held.run_id)}
+    assert kinds == {fast.run_id: ["ran"], printing.run_id: ["start", "out", "done"],
+                     held.run_id: ["start", "out", "done"]}
+    ran = next(payload for kind, rid, payload in p.raw if rid == fast.run_id)
+    worker, start, ok, error, tb, result, duration = ran
+    assert (worker, ok, error, tb, result) == ("w1", True, None, None, "'x'")
+    assert before <= start <= time.time() and 0 <= duration < 5  # a real start time, a real duration
+
+
+def test_a_withdrawn_task_s_ops_go_to_the_task_after_it_that_came_without_them(tmp_path: Path):
+    # the pool sends a task's ops only when they change: handing back the task that carried them must not leave
+    # the tasks sent after it without ops (at the seam: a worker process spoken to in its wire format)
+    from tinyo import pipe
+    from tinyo.worker_launch import Worker, popen_worker
+
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(RECIPE)
+    flag = tmp_path / "flag"
+    worker = Worker("w1")
+    popen_worker(worker, str(recipe))
+    seen: list[tuple[str, int, Any]] = []
+
+    def wait_for(kind: str, run_id: int) -> Any:
+        deadline = time.monotonic() + WAIT
+        while True:
+            for k, rid, payload in seen:
+                if (k, rid) == (kind, run_id) or (kind in ("start", "done") and (k, rid) == ("ran", run_id)):
+                    return payload if k == kind else (payload[:2] if kind == "start" else payload[2:])
+            assert time.monotonic() < deadline, f"no {kind!r} for run {run_id}; saw {seen}"
+            if pipe.wait([worker.result_conn], 0.05):
+                for message in worker.result_conn.recv_all():
+                    seen.extend(message)
+
+    def ops(op: str, **config: Any) -> tuple[Any, ...]:
+        return ((f"<recipe>:{op}", Config(config)),)
+
+    def wire(run_id: int, head: Any) -> tuple[Any, ...]:
+        return (run_id, f"des{run_id}", 1, frozenset(), frozenset([f"t{run_id}"]), head)
+
+    try:
+        wait_for("ready", 0)
+        worker.task_conn.send(("run", [wire(1, ops("hold", flag=str(flag))), wire(2, ops("tag", tag="a")),
+                                       wire(3, None)]))
+        wait_for("start", 1)
+        worker.task_conn.send(("withdraw", [2]))  # it carried the ops run 3 came without
+        wait_for("withdrawn", 2)
+        worker.task_conn.send(("run", [wire(4, ops("tag", tag="b"))]))
+        worker.task_conn.send(("withdraw", [4]))  # nothing held behind it: the next task sent takes its ops
+        wait_for("withdrawn", 4)
+        worker.task_conn.send(("run", [wire(5, None)]))
+        flag.touch()
+        assert [wait_for("done", run_id)[3] for run_id in (1, 3, 5)] == ["'held'", "'a'", "'b'"]
+        assert not [rid for kind, rid, _ in seen if kind in ("start", "ran", "done") and rid in (2, 4)]
+    finally:
+        worker.task_conn.send(("stop",))
+        worker.process.wait(10)
+        for conn in (worker.task_conn, worker.result_conn):
+            conn.close()
+        os.close(worker.stdio)
 
 
 def test_a_task_cancelled_while_the_op_before_it_runs_is_never_started(pool):
@@ -290,6 +374,7 @@ def test_run_task_binds_the_run_and_its_output_for_the_op_alone_and_gives_the_th
 
     def op(context: dict[str, Any]) -> str:
         seen.append(runtime.current_run())
+        seen.append(runtime.current_run())  # made when first asked for, the same object after
         print("line one\npartial", end="")  # the partial line is sent when the op ends
         return "ok"
 
@@ -303,7 +388,8 @@ def test_run_task_binds_the_run_and_its_output_for_the_op_alone_and_gives_the_th
         assert runtime.current_run() is outer and runtime.capture() is outer_sink
     finally:
         runtime.leave(previous)
-    assert (seen[0].run_id, seen[0].des_id, seen[0].worker) == (9, "des9", "w1")
+    assert (seen[0].run_id, seen[0].des_id, seen[0].worker) == (9, "des9", "w1") and seen[1] is seen[0]
+    assert isinstance(seen[0], runtime.RunContext)
     assert [(kind, run_id) for kind, run_id, _ in reports] == [("start", 9), ("out", 9), ("out", 9), ("done", 9)]
     assert [payload for kind, _, payload in reports if kind == "out"] == [("stdout", "line one"), ("stdout", "partial")]
     assert reports[-1][2][:4] == (True, None, None, "'ok'")

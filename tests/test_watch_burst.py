@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -112,16 +113,20 @@ def test_a_large_file_is_read_beside_the_loop_and_its_states_reach_the_engine_in
     assert (states[-1][2], states[-1][3]) == (9, blake(b"now small")), "an older state of the file came last"
 
 
-def test_where_watchdog_lacks_the_reader_hooks_a_plain_observer_feeds_the_same_loop(tmp_path, inbox, monkeypatch):
+def test_where_watchdog_lacks_the_reader_hooks_a_plain_observer_feeds_the_same_loop(tmp_path, inbox, monkeypatch,
+                                                                                    request):
     """Another platform or version of watchdog: a plain observer's handler hands each file to the loop's
     inbox, and the loop, on a thread of its own, debounces and reports as before: a file closed after
-    writing, one moved in from outside, a hard link (no close: reported once quiet), each once; a temp name
-    never."""
+    writing, one moved in from outside, a hard link (no close: reported once quiet), one renamed while its
+    writer has it open (at its close), each once; a temp name never."""
     from watchdog.observers import Observer
 
     from tinyo import watch_loop
 
-    monkeypatch.setattr(watch_loop, "file_observer", lambda run, complete, created: (Observer(), None))
+    monkeypatch.setattr(watch_loop, "file_observer", lambda run, moved, closed, created: (Observer(), None))
+    # as in the watcher process: a lease broken by a writer must not kill it (else no lease is asked for)
+    previous = signal.signal(signal.SIGIO, signal.SIG_IGN)
+    request.addfinalizer(lambda: signal.signal(signal.SIGIO, previous))
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "moved_in.txt").write_text("m")
@@ -141,13 +146,22 @@ def test_where_watchdog_lacks_the_reader_hooks_a_plain_observer_feeds_the_same_l
         (inbox / "part.tmp").write_text("t")
         os.rename(outside / "moved_in.txt", inbox / "moved_in.txt")
         os.link(outside / "linked.txt", inbox / "linked.txt")
-        want = {f"f{i}.txt" for i in range(50)} | {"moved_in.txt", "linked.txt"}
+        with open(inbox / "early.txt", "wb") as fh:  # renamed before its writer is done: its close reports it
+            fh.write(b"first half, ")
+            fh.flush()
+            os.rename(inbox / "early.txt", inbox / "named.txt")
+            time.sleep(0.3)  # past debounce: a report of the renamed file would come now
+            with lock:
+                early = [p for p, _ in got if p == "named.txt"]
+            fh.write(b"second half")
+        want = {f"f{i}.txt" for i in range(50)} | {"moved_in.txt", "linked.txt", "named.txt"}
         deadline = time.monotonic() + 10
         while {p for p, _ in got} < want and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # a late duplicate would show now
     finally:
         watcher.stop()
+    assert early == [], "a file renamed while its writer had it open was reported before its close"
     assert sorted(p for p, _ in got) == sorted(want)
     assert {t for _, t in got} == {"tinyo-watch"}
 

@@ -25,6 +25,22 @@ class FileState:
     digest: str | None
 
 
+_SET_MTIME, _SET_SIZE, _SET_DIGEST = (FileState.mtime_ns.__set__, FileState.size.__set__,  # type: ignore[attr-defined]
+                                     FileState.digest.__set__)  # type: ignore[attr-defined]
+
+
+def _file_state_init(self: FileState, mtime_ns: int, size: int, digest: str | None) -> None:
+    """A state per file of a burst (the watcher's reader makes one for each file it hands over): each slot
+    written through its own descriptor, where the frozen dataclass's ``__init__`` looks each name up in
+    ``object.__setattr__`` (450 -> 250 ns); the class stays the frozen dataclass it is."""
+    _SET_MTIME(self, mtime_ns)
+    _SET_SIZE(self, size)
+    _SET_DIGEST(self, digest)
+
+
+FileState.__init__ = _file_state_init  # type: ignore[method-assign]
+
+
 def compare_file(path: str, known: FileState | None, use_hash: bool, st: os.stat_result | None = None,
                  hint: FileState | None = None) -> tuple[bool, FileState | None]:
     """(content changed?, new state) for ``path`` against the ``known`` state; state None if the file is gone.

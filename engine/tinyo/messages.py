@@ -129,7 +129,7 @@ class Query:
 
 # ---------------------------------------------------------------- executor reports (executor threads -> loop)
 
-WireKind = Literal["start", "out", "metric", "done", "fatal", "ready", "withdrawn"]
+WireKind = Literal["start", "out", "metric", "done", "ran", "fatal", "ready", "withdrawn"]
 
 
 class WorkerMessage(NamedTuple):
@@ -138,6 +138,8 @@ class WorkerMessage(NamedTuple):
 
     - ``start``: (worker, start time); ``out``: (stream, line); ``metric``: FlowMetrics fields;
     - ``done``: (ok, error, traceback, result repr, duration seconds);
+    - ``ran``: a ``start`` and its ``done`` in one, (worker, start time, ok, error, traceback, result repr,
+      duration seconds): what a process worker sends for an op that ended before its start was sent;
     - ``fatal``: a message (the worker cannot start); ``ready``: its pid; ``withdrawn``: None.
     """
 

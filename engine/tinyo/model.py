@@ -152,10 +152,11 @@ class DES:
             op_list.append((fn, cfg))
         if not targs_set:
             raise TypeError("DES targs must name at least one document")
-        object.__setattr__(self, "deps", deps_set)
-        object.__setattr__(self, "targs", targs_set)
-        object.__setattr__(self, "ops", tuple(op_list))
-        object.__setattr__(self, "_id", None)
+        # each slot through its own descriptor (``object.__setattr__`` looks the name up first; one DES per file)
+        _SET_DEPS(self, deps_set)
+        _SET_TARGS(self, targs_set)
+        _SET_OPS(self, tuple(op_list))
+        _SET_ID(self, None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("DES is immutable")
@@ -173,7 +174,7 @@ class DES:
                 *[f"op={op_module(fn)}:{op_name(fn)}:{cfg.canonical()}" for fn, cfg in self.ops],
             ])
             des_id = hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest()
-            object.__setattr__(self, "_id", des_id)
+            _SET_ID(self, des_id)
         return des_id
 
     def __hash__(self) -> int:
@@ -185,6 +186,10 @@ class DES:
     def __repr__(self) -> str:
         ops = ", ".join(op_name(fn) for fn, _ in self.ops)
         return f"DES(deps={sorted(self.deps)}, targs={sorted(self.targs)}, ops=[{ops}])"
+
+
+_SET_DEPS, _SET_TARGS, _SET_OPS, _SET_ID = (DES.deps.__set__, DES.targs.__set__,  # type: ignore[attr-defined]
+                                            DES.ops.__set__, DES._id.__set__)  # type: ignore[attr-defined]
 
 
 def op_module(fn: Any) -> str:

@@ -38,45 +38,73 @@ class RunContext:
         self.__dict__.update(run_id=run_id, des_id=des_id, worker=worker, emit=emit)
 
 
+class OpRun:
+    """A run as an executor binds it to the thread running its op: the :class:`RunContext` is made from it
+    only when something asks for it (``current_run``), for most ops never do and a burst runs thousands a
+    second. A worker's output capture is one (``worker._Sink``): one object per op run, bound once."""
+
+    __slots__ = ("run_id", "des_id", "worker", "emit", "_context")
+
+    def __init__(self, run_id: int, des_id: str, worker: str, emit: Emit) -> None:
+        self.run_id = run_id
+        self.des_id = des_id
+        self.worker = worker
+        self.emit = emit
+        self._context: RunContext | None = None
+
+    def context(self) -> RunContext:
+        """The run's context (the same object each time)."""
+        context = self._context
+        if context is None:
+            context = self._context = RunContext(self.run_id, self.des_id, self.worker, self.emit)
+        return context
+
+
+Bound = tuple["RunContext | OpRun | None", "object | None"]
+"""What a thread is bound to: its run, and its output capture (an opaque handle set by the worker)."""
+
+_UNBOUND: Bound = (None, None)
 _local = threading.local()
-_output = threading.local()
+"""``bound``: the calling thread's ``Bound`` (one attribute: an op's binding is one set and one get)."""
 _fallback_lock = threading.Lock()
 _fallback_sinks: list[Callable[[dict[str, Any]], None]] = []
 
 
 def current_run() -> RunContext | None:
     """The run the calling thread is executing, or None outside an op."""
-    return getattr(_local, "run", None)
+    run = getattr(_local, "bound", _UNBOUND)[0]
+    if run is None or run.__class__ is RunContext:
+        return run  # type: ignore[return-value]
+    return run.context()  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager
 def running(ctx: RunContext) -> Iterator[RunContext]:
     """Install ``ctx`` as the calling thread's current run for the duration of the block."""
-    previous = getattr(_local, "run", None)
-    _local.run = ctx
+    previous = getattr(_local, "bound", _UNBOUND)[0]
+    bind(ctx)
     try:
         yield ctx
     finally:
-        _local.run = previous
+        bind(previous)
 
 
-def bind(ctx: RunContext | None) -> None:
+def bind(ctx: RunContext | OpRun | None) -> None:
     """Make ``ctx`` the current run of the calling thread (for threads an op starts itself)."""
-    _local.run = ctx
+    _local.bound = (ctx, getattr(_local, "bound", _UNBOUND)[1])
 
 
-def enter(ctx: RunContext, handle: object) -> tuple[RunContext | None, object | None]:
+def enter(ctx: RunContext | OpRun, handle: object) -> Bound:
     """Make ``ctx`` the calling thread's current run and ``handle`` its output capture (as ``bind`` and
     ``bind_capture``); returns what they were, for ``leave``. One call per op run instead of four."""
-    previous = (getattr(_local, "run", None), getattr(_output, "sink", None))
-    _local.run = ctx
-    _output.sink = handle
+    previous = getattr(_local, "bound", _UNBOUND)
+    _local.bound = (ctx, handle)
     return previous
 
 
-def leave(previous: tuple[RunContext | None, object | None]) -> None:
+def leave(previous: Bound) -> None:
     """Give the calling thread back the run and output capture ``enter`` returned."""
-    _local.run, _output.sink = previous
+    _local.bound = previous
 
 
 @dataclass(frozen=True)
@@ -89,12 +117,12 @@ class ThreadShare:
 
 def capture() -> object | None:
     """The calling thread's output capture (an opaque handle set by the worker), or None outside an op."""
-    return getattr(_output, "sink", None)
+    return getattr(_local, "bound", _UNBOUND)[1]
 
 
 def bind_capture(handle: object | None) -> None:
     """Send what the calling thread prints to the run behind ``handle`` (from ``capture()``)."""
-    _output.sink = handle
+    _local.bound = (getattr(_local, "bound", _UNBOUND)[0], handle)
 
 
 def share() -> ThreadShare:
@@ -104,7 +132,7 @@ def share() -> ThreadShare:
 
 def adopt(shared: ThreadShare) -> None:
     """Make the calling thread part of ``shared``'s run: its metrics and printed lines go there."""
-    _local.run = shared.run
+    bind(shared.run)
     if shared.output is not None:
         bind_capture(shared.output)
 

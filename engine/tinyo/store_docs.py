@@ -8,6 +8,7 @@ from typing import Any
 
 from .names import to_sql
 from .store_base import StoreBase
+from .store_schema import GROUP_PART, PRODUCER_PART, SEEN_PART, VERSION_PART
 
 _NAMED = "grp IS NOT NULL"
 """A document the DAG names (every versioned, produced or read document has a group)."""
@@ -15,8 +16,8 @@ _NAMED = "grp IS NOT NULL"
 
 def _new(docs: dict[str, list[Any]], name: str) -> list[Any]:
     """A deferred row for document ``name`` in this commit, every part NULL (kept as stored) until given
-    (see ``store_schema.DOC_PARTS``)."""
-    row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None]
+    (see ``store_schema.DOC_PARTS``); its last item says which parts are (``store_schema.DOC_SHAPE``)."""
+    row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None, 0]
     return row
 
 
@@ -24,9 +25,12 @@ class DocumentsPart(StoreBase):
     """Documents, their groups, producers and consumers, and files as last seen (see :class:`tinyo.store.Store`)."""
 
     # ------------------------------------------------------------ files as taken in
-    def files_seen_many(self, paths: list[str]) -> dict[str, tuple[int, int, str | None]]:
-        """The last-evented state of each of ``paths`` that has one (in chunks of up to 512 per query)."""
-        self.flush()
+    def files_seen_many(self, paths: list[str], flush: bool = True) -> dict[str, tuple[int, int, str | None]]:
+        """The last-evented state of each of ``paths`` that has one (in chunks of up to 512 per query).
+        ``flush=False``: the deferred rows are not written first (a point lookup, as ``_many``: for a caller
+        that holds every state it deferred in memory, and asks only for the others)."""
+        if flush:
+            self.flush()
         return {r[0]: r[1:] for r in self._many(
             "SELECT name, seen_mtime_ns, seen_size, seen_hash FROM documents "
             "WHERE name IN ({}) AND seen_size IS NOT NULL", paths)}
@@ -46,6 +50,7 @@ class DocumentsPart(StoreBase):
         row[9] = mtime_ns
         row[10] = size
         row[11] = digest
+        row[12] |= SEEN_PART
 
     # ------------------------------------------------------------ versions
     def load_documents(self) -> Iterator[tuple[str, int, str | None, int | None, int | None]]:
@@ -62,6 +67,7 @@ class DocumentsPart(StoreBase):
         for new in rows:
             row = docs.get(new[0]) or _new(docs, new[0])
             row[1:7] = new[1:]
+            row[12] |= VERSION_PART
 
     def doc_versions_many(self, names: list[str]) -> dict[str, int]:
         return dict(self._many("SELECT name, version FROM documents WHERE name IN ({}) AND version IS NOT NULL",
@@ -80,6 +86,7 @@ class DocumentsPart(StoreBase):
         for doc, des_id in rows:
             row = docs.get(doc) or _new(docs, doc)
             row[8] = des_id
+            row[12] |= PRODUCER_PART
 
     def add_consumers(self, rows: list[tuple[str, str]]) -> None:
         """(document, id of a DES that reads it)."""
@@ -103,6 +110,7 @@ class DocumentsPart(StoreBase):
             row = docs.get(name) or _new(docs, name)
             if row[7] is None:
                 row[7] = group
+                row[12] |= GROUP_PART
 
     def names_known(self, names: list[str]) -> set[str]:
         """Which of ``names`` were ever named as documents (every document, producer and reader row has one)."""

@@ -72,6 +72,9 @@ DOC_PARTS = (
 )
 """The parts of a document's row: its version (and the file state behind it), its group, its producer, its
 file as last taken in. A part is set when its version, group, producer or seen size is (never NULL then)."""
+VERSION_PART, GROUP_PART, PRODUCER_PART, SEEN_PART = 1, 2, 4, 8
+"""A deferred row's last item (after its columns) holds bit n when part n of DOC_PARTS is set: its setter
+marks it (a part is never unset within a commit), so the flush groups rows by shape without looking."""
 _DOC_TEXT = {0, 6, 7}  # name, by, grp: names, bound as their bytes when not UTF-8 (see tinyo.names)
 _doc_shapes: dict[int, tuple[str, Callable[[list[Any]], tuple[Any, ...]], tuple[int, ...]]] = {}
 
@@ -90,9 +93,13 @@ def doc_statements(rows: Iterable[list[Any]]) -> Iterator[tuple[str, tuple[int, 
     statement per set of parts that changed: an upsert assigns only those columns, so the group index is not
     touched when the group is not."""
     by_shape: dict[int, list[list[Any]]] = {}
-    for row in rows:  # bit n: part n of DOC_PARTS is set
-        shape = (row[1] is not None) | (row[7] is not None) << 1 | (row[8] is not None) << 2 | (row[10] is not None) << 3
-        by_shape.setdefault(shape, []).append(row)
+    for row in rows:
+        shape = row[12]
+        shaped = by_shape.get(shape)
+        if shaped is None:
+            by_shape[shape] = [row]
+        else:
+            shaped.append(row)
     for shape, shaped in by_shape.items():
         sql, take, text = _doc_shapes.get(shape) or _doc_shape(shape)
         yield sql, text, list(map(take, shaped)), DOC_VERSION_UPDATE if shape == VERSION_ONLY else None

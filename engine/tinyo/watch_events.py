@@ -23,10 +23,11 @@ READ_SIZE = 1 << 16
 """Bytes read from the inotify descriptor at a time (about 600 files' create and close)."""
 
 
-def file_handler(complete: Callable[[str], None], created: Callable[[str], None],
+def file_handler(moved: Callable[[str], None], closed: Callable[[str], None], created: Callable[[str], None],
                  lost: Callable[[], None]) -> tuple[Any, list[Any], bool]:
     """watchdog's handler, the event kinds it asks for, and whether this watchdog reports lost events:
-    ``complete(path)`` for a file closed after writing or moved within the watched folders, ``created(path)``
+    ``moved(path)`` for a file moved within the watched folders (its writer may still have it open),
+    ``closed(path)`` for one closed after writing, ``created(path)``
     for one created or moved in from outside (no close may come), ``lost()`` when the kernel dropped events
     (its queue overflowed), once watchdog has watched anew the folders it could no longer follow (its
     ``EventsLostEvent``): a rescan asked for sooner could pass a new folder before it is watched, and miss
@@ -44,9 +45,9 @@ def file_handler(complete: Callable[[str], None], created: Callable[[str], None]
             if event.is_directory:
                 return
             if isinstance(event, FileMovedEvent):
-                complete(os.fsdecode(event.dest_path))
+                moved(os.fsdecode(event.dest_path))
             elif isinstance(event, FileClosedEvent):
-                complete(os.fsdecode(event.src_path))
+                closed(os.fsdecode(event.src_path))
             elif isinstance(event, FileCreatedEvent):
                 created(os.fsdecode(event.src_path))
 
@@ -54,7 +55,7 @@ def file_handler(complete: Callable[[str], None], created: Callable[[str], None]
     return Handler(), kinds + ([lost_kind] if lost_kind is not None else []), lost_kind is not None
 
 
-def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
+def file_observer(run: Callable[[Any], None], moved: Callable[[str], None], closed: Callable[[str], None],
                   created: Callable[[str], None]) -> tuple[Any, threading.Thread | None]:
     """A watchdog observer, and the thread running ``run(reader)`` if that thread reads the kernel's events.
 
@@ -65,8 +66,8 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
     makes three objects per close, the file's event and its folder's "modified", and passes them
     through two queues and three threads). Folders, moves (paired with their source first, on the
     emitter's thread), overflow (watches repaired, then the handler's ``lost``) and a watched folder
-    deleted take watchdog's usual way: moves and the files found in a new folder reach ``complete`` and
-    ``created`` from the emitter's thread, the rest the handler of :func:`file_handler`. Elsewhere (another
+    deleted take watchdog's usual way: moves and the files found in a new folder reach ``moved``, ``closed``
+    and ``created`` from the emitter's thread, the rest the handler of :func:`file_handler`. Elsewhere (another
     platform, another version of watchdog) a plain observer, and None: then ``run`` needs a thread of its own."""
     from watchdog.observers import Observer
 
@@ -162,13 +163,13 @@ def file_observer(run: Callable[[Any], None], complete: Callable[[str], None],
                 ev = event.ev
                 if not ev.is_directory:
                     if ev.is_close_write:
-                        complete(os.fsdecode(event.path))
+                        closed(os.fsdecode(event.path))
                         return
                     if ev.is_create or ev.is_moved_to:  # moved in from an unwatched folder: no close comes
                         created(os.fsdecode(event.path))
                         return
             elif not event[0].ev.is_directory:  # a file moved within the watched folders
-                complete(os.fsdecode(event[1].path))
+                moved(os.fsdecode(event[1].path))
                 return
             super().build_and_queue_event(event, full_events=full_events)
 

@@ -112,12 +112,14 @@ class FileWatcher:
         for folder in self.dirs:
             os.makedirs(folder, exist_ok=True)
         self._roots = {folder: _identity(folder) for folder in self.dirs}
-        complete, created = self._complete_unless_open, partial(self._post, "created")
-        handler, kinds, reports_loss = file_handler(complete, created, self.on_overflow)
+        # a close needs no look at who has the file open; a move does (renamed before its writer was done)
+        moved, closed = self._complete_unless_open, partial(self._post, "complete")
+        created = partial(self._post, "created")
+        handler, kinds, reports_loss = file_handler(moved, closed, created, self.on_overflow)
         if not reports_loss:  # an older watchdog: its log line is the only sign
             for name in OVERFLOW_LOGGERS:
                 logging.getLogger(name).addHandler(self._hook)
-        observer, reader = file_observer(self._loop, complete, created)
+        observer, reader = file_observer(self._loop, moved, closed, created)
         self._observer = observer
         if reader is None:
             reader = threading.Thread(target=self._loop, args=(None,), name="tinyo-watch", daemon=True)
@@ -169,7 +171,7 @@ class FileWatcher:
         self._post("complete" if _signature(path, created=True) is _COMPLETE else "settle", path)
 
     def _complete_unless_open(self, path: str) -> None:
-        """From watchdog's threads: ``path`` was moved within the watched folders (or closed). Complete, unless
+        """From watchdog's threads: ``path`` was moved within the watched folders. Complete, unless
         some process still has it open for writing (renamed before its writer was done): then its close
         reports it."""
         self._post("created" if _signature(path, created=True) is _CLOSE_COMES else "complete", path)

@@ -69,17 +69,25 @@ _s_run_id, _s_des_id, _s_attempt, _s_recipe_path, _s_ops, _s_deps, _s_targs = (
 
 # ---------------------------------------------------------------- output capture
 
-class _Sink:
-    """Where one run's printed lines go. Partial lines are buffered per (thread, stream), so threads
-    an op starts (e.g. a data flow's steps) never splice their lines together."""
+class _Sink(runtime.OpRun):
+    """One op run as bound to the thread running it (``runtime.OpRun``: its RunContext made only if asked for)
+    and where its printed lines go. Partial lines are buffered per (thread, stream), so threads an op starts
+    (e.g. a data flow's steps) never splice their lines together."""
 
-    __slots__ = ("run_id", "emit", "buffers", "lock")
+    __slots__ = ("buffers",)
 
-    def __init__(self, run_id: int, emit: runtime.Emit) -> None:
+    def __init__(self, run_id: int, des_id: str, worker: str, emit: runtime.Emit) -> None:
+        # OpRun's fields set here rather than through ``super().__init__``: one is made per op run
         self.run_id = run_id
+        self.des_id = des_id
+        self.worker = worker
         self.emit = emit
+        self._context = None
         self.buffers: dict[tuple[int, str], str] = {}
-        self.lock = threading.Lock()
+
+
+_buffers_lock = threading.Lock()
+"""Guards every sink's ``buffers`` (only threads of one op share a sink; one lock spares making one per op)."""
 
 
 class LineRouter(io.TextIOBase):
@@ -112,7 +120,7 @@ class LineRouter(io.TextIOBase):
                 return self.original.write(text)
             return len(text)
         key = (threading.get_ident(), self.stream_name)
-        with sink.lock:
+        with _buffers_lock:
             buf = sink.buffers.get(key, "") + text
             lines: list[str] = []
             if "\n" in buf:
@@ -171,40 +179,47 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
     if not isinstance(sys.stdout, LineRouter) or not isinstance(sys.stderr, LineRouter):
         install_routers()  # something (e.g. a UI) replaced sys.stdout since the executor started
     emit("start", task.run_id, (worker, clock()))
-    sink = _Sink(task.run_id, emit)
-    # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
-    previous = runtime.enter(runtime.RunContext(task.run_id, task.des_id, worker, emit), sink)
     started = time.perf_counter()
-    current_ref = ""
+    ok, error, tb, result, interrupt = run_ops(task.run_id, task.des_id, task.attempt, task.ops, task.deps,
+                                               task.targs, resolve, emit, worker)
+    emit("done", task.run_id, (ok, error, tb, result, time.perf_counter() - started))
+    if interrupt is not None:
+        raise interrupt
+
+
+Outcome = tuple[bool, "str | None", "str | None", "str | None", "KeyboardInterrupt | None"]
+"""(ok, error, traceback, result repr, the KeyboardInterrupt the op raised: its caller raises it again once it
+has reported the run)."""
+
+OK: Outcome = (True, None, None, None, None)
+
+
+def run_ops(run_id: int, des_id: str, attempt: int, ops: tuple[tuple[str, Config], ...], deps: frozenset[str],
+            targs: frozenset[str], resolve: Resolve, emit: runtime.Emit, worker: str) -> Outcome:
+    """Run ``ops`` in order as run ``run_id``, its printed lines sent through ``emit``; its outcome, as a value
+    (an op's failure: its message and traceback). Reports neither its start nor its outcome: its caller does,
+    in its own messages (a process worker sends a fast op's start with its outcome)."""
+    # bound and unbound by hand rather than with ``runtime.running``: a burst runs thousands a second
+    sink = _Sink(run_id, des_id, worker, emit)
+    previous = runtime.enter(sink, sink)
+    ref = ""
     try:
         result = None
-        for ref, cfg in task.ops:
-            current_ref = ref
-            fn = resolve(ref)
-            result = fn({
-                "deps": task.deps,
-                "targs": task.targs,
-                "config": cfg,
-                "run_id": task.run_id,
-                "attempt": task.attempt,
-                "des_id": task.des_id,
-                "worker": worker,
-            })
+        for ref, cfg in ops:
+            result = resolve(ref)({"deps": deps, "targs": targs, "config": cfg, "run_id": run_id,
+                                   "attempt": attempt, "des_id": des_id, "worker": worker})
         if sink.buffers:
             _flush_partial(sink)
-        emit("done", task.run_id, (True, None, None, None if result is None else _result_repr(result),
-                                   time.perf_counter() - started))
+        return OK if result is None else (True, None, None, _result_repr(result), None)
     except CancelledRun as exc:
         _flush_partial(sink)
-        emit("done", task.run_id, (False, f"cancelled: {exc}", None, None, time.perf_counter() - started))
+        return (False, f"cancelled: {exc}", None, None, None)
     except BaseException as exc:  # the op's failure travels back as a value (message + traceback)
         _flush_partial(sink)
-        name = current_ref.partition(":")[2] or current_ref
+        name = ref.partition(":")[2] or ref
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         tb = "".join(traceback.format_exception(exc))
-        emit("done", task.run_id, (False, f"op {name} raised {message}", tb, None, time.perf_counter() - started))
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
-            raise
+        return (False, f"op {name} raised {message}", tb, None, exc if isinstance(exc, KeyboardInterrupt) else None)
     finally:
         runtime.leave(previous)
 
@@ -212,7 +227,7 @@ def run_task(task: Task, resolve: Resolve, emit: runtime.Emit, worker: str, cloc
 def _flush_partial(sink: _Sink) -> None:
     if not sink.buffers:
         return  # nothing printed without its newline (the common case: no lock taken)
-    with sink.lock:
+    with _buffers_lock:
         pending = list(sink.buffers.items())
         sink.buffers.clear()
     for (_, stream), buf in pending:

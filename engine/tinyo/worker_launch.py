@@ -29,7 +29,7 @@ class Worker:
 
     __slots__ = ("name", "process", "pid", "task_conn", "result_conn", "inflight", "started", "kill_cause",
                  "eof", "ready", "dead", "stdio", "partial", "started_mono", "withdrawing", "failed_starts",
-                 "respawn_at", "sent_head")
+                 "respawn_at", "sent_ops")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -49,8 +49,8 @@ class Worker:
         self.withdrawing: set[int] = set()
         self.failed_starts = 0
         self.respawn_at: float | None = None
-        self.sent_head: tuple[str, Any] | None = None
-        """The recipe path and ops of the last task sent: the worker runs a task sent without them with these."""
+        self.sent_ops: Any = None
+        """The ops of the last task sent: the worker runs a task sent without ops with these."""
 
 
 def launch_workers(recipe_path: str, count: int) -> list[Worker]:
@@ -100,5 +100,5 @@ def popen_worker(worker: Worker, recipe_path: str) -> None:
     worker.stdio = out_r
     worker.partial = b""
     worker.inflight, worker.started, worker.kill_cause = OrderedDict(), {}, {}
-    worker.started_mono, worker.withdrawing, worker.respawn_at, worker.sent_head = {}, set(), None, None
+    worker.started_mono, worker.withdrawing, worker.respawn_at, worker.sent_ops = {}, set(), None, None
     worker.eof = worker.ready = worker.dead = False

@@ -4,17 +4,18 @@ steps in only around an op that runs long.
 A burst's or a chain's ops take microseconds, and every hand-over between threads costs a wake-up and the
 interpreter lock, twice per task when a receiver thread and a sender thread stand on either side of the op.
 So the thread that runs ops also reads the task pipe (only between ops, and without waiting while it holds
-tasks) and writes the reports (when it runs out of work, or when the oldest has waited ``SEND_AFTER``). The
-watch thread keeps what the other threads were for, for an op that runs longer than ``WATCH_AFTER``:
+tasks) and writes the reports (when it runs out of work, or when the oldest has waited ``SEND_AFTER``). An
+op's start and outcome go in one report (``ran``) when it ends before its start was sent. The watch thread
+keeps what the other threads were for, for an op that runs longer than ``WATCH_AFTER``:
 
 - the op's start and the lines it prints reach the engine while it runs (the engine's stall detection, its
-  timeouts and the console read them);
+  timeouts and the console read them; a line printed sends the start before it, at once);
 - the task pipe is read while it runs: a cancel of a task queued behind it, a withdraw (the engine takes
   back the tasks queued behind an op that stalls, for an idle worker), and the end of the pipe (the
   orchestrator is gone: the worker exits at once);
 - reports other threads put while the worker waits for work are sent.
 
-It looks every few milliseconds while the worker is busy or was lately, and otherwise waits until an op
+It looks every ``WATCH_AFTER`` while the worker is busy or was lately, and otherwise waits until an op
 starts or a report is put (``PARK_AFTER``): an idle worker costs nothing, and a chain's links do not wake it
 each. (While the recipe is being imported, nothing reads the task pipe: a worker whose orchestrator is gone
 exits once it has imported it and finds its pipes closed.)
@@ -28,20 +29,25 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from typing import Any
 
-from .worker import Task, install_routers, run_task
+from .worker import LineRouter, install_routers, run_ops
 
 SEND_AFTER = 0.002
 """Seconds a report may wait before it is sent while the worker still holds tasks (the engine refills a
 worker as it learns of outcomes; the pool counts ops under 2 ms as fast: their start and outcome go
 together)."""
-WATCH_AFTER = 0.005
-"""Seconds after which a running op is watched: its start and output sent, its task pipe read."""
+WATCH_AFTER = 0.02
+"""Seconds after which a running op is watched: its start and output sent, its task pipe read. The watch
+thread looks this often while the worker is busy: each look takes the interpreter from the thread running
+ops (a look every 5 ms cost a burst's workers a quarter of their CPU)."""
+LOOK_EVERY = 0.001
+"""Seconds between the op thread's looks at the task pipe while it holds tasks: a cancel of a task queued
+behind fast ops is read before that task starts if it came this long before (a look per op was a tenth of a
+burst's worker CPU); one queued behind an op that runs long is read by the watch thread."""
 PARK_AFTER = 1.0
-"""Seconds without an op after which the watch thread stops looking every few milliseconds."""
+"""Seconds without an op after which the watch thread stops looking every ``WATCH_AFTER``."""
 
 
 def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, sys_path: list[str], cwd: str) -> None:
@@ -77,16 +83,21 @@ def process_main(task_conn: Any, result_conn: Any, name: str, recipe_path: str, 
 
 class Reports:
     """A worker's reports on their way to the engine, bounded; several go in one pipe write. One send at a
-    time, in order; ``cond`` is the worker's one condition (the watch thread waits on it too)."""
+    time, in order; ``cond`` is the worker's one condition (the watch thread waits on it too).
+
+    It also holds the running op's mark, so that its start is sent once and first: alone, before a line the
+    op prints (or a metric), or once it has run ``WATCH_AFTER`` (the watch thread's ``send_start``), else with
+    its outcome (``ran``: ``WorkerLoop.serve``)."""
 
     MAX = 20_000
     """Reports waiting at most: a thread printing faster than the pipe drains waits (bounded memory)."""
     BATCH = 2000
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, worker: str) -> None:
         self.conn = conn
+        self.worker = worker
         self.lock = threading.Lock()
-        """``cond``'s lock: taken directly where nothing waits or is notified (a put, twice per op), without the
+        """``cond``'s lock: taken directly where nothing waits or is notified (a put, an op's end), without the
         Python-level ``Condition.__enter__``."""
         self.cond = threading.Condition(self.lock)
         self.waiting: deque[tuple[str, int, Any]] = deque()
@@ -96,19 +107,50 @@ class Reports:
         self.blocked = 0
         """Threads waiting for room."""
         self.watch_parked = False
-        """The watch thread waits on ``cond`` with no time limit: a first report wakes it."""
+        """The watch thread waits on ``cond`` with no time limit: a first report, or an op's start, wakes it."""
+        self.op: tuple[int, float, float] | None = None
+        """The running op: (run id, start on the wall clock (the engine's facts), start on the monotonic clock);
+        None between ops. The op thread sets it in one store, and clears it under the lock with the outcome."""
+        self.op_seq = 0
+        """Ops ended: tells the watch thread whether the op it saw running is still the one running."""
+        self.sent_seq = -1
+        """The ``op_seq`` of the op whose start was put alone: its outcome then goes as ``done``, not ``ran``."""
 
     def put(self, kind: str, run_id: int, payload: Any) -> None:
         with self.lock:
-            while len(self.waiting) >= self.MAX:
+            waiting = self.waiting
+            while len(waiting) >= self.MAX:
                 self.blocked += 1
                 self.cond.wait()
                 self.blocked -= 1
-            if not self.waiting:
+            if not waiting:
                 self.since = time.monotonic()
                 if self.watch_parked:
-                    self.cond.notify_all()
-            self.waiting.append((kind, run_id, payload))
+                    self.unpark()
+            op = self.op
+            if op is not None and op[0] == run_id and self.sent_seq != self.op_seq:
+                waiting.append(("start", run_id, (self.worker, op[1])))
+                self.sent_seq = self.op_seq
+            waiting.append((kind, run_id, payload))
+
+    def send_start(self, seq: int) -> bool:
+        """The watch thread saw op ``seq`` run long: its start is put (once); False if it has ended."""
+        with self.lock:
+            op = self.op
+            if self.op_seq != seq or op is None:
+                return False
+            if self.sent_seq != seq:
+                if not self.waiting:
+                    self.since = time.monotonic()
+                self.waiting.append(("start", op[0], (self.worker, op[1])))
+                self.sent_seq = seq
+            return True
+
+    def unpark(self) -> None:
+        """Wake the parked watch thread (under the lock); the flag cleared here, so that the ops that start
+        before it runs again do not each notify."""
+        self.watch_parked = False
+        self.cond.notify_all()
 
     def due(self, now: float) -> bool:
         """True when reports wait and the oldest has waited ``SEND_AFTER``, or a batch is full."""
@@ -137,27 +179,32 @@ class Reports:
                     os._exit(1)  # the orchestrator is gone
 
 
+Wire = tuple[int, str, int, frozenset, frozenset, Any]
+"""A task as the pool sends it: (run id, DES id, attempt, deps, targs, ops); ops None: the last task's
+(``executors.process.submit``)."""
+
+
 class WorkerLoop:
     """The tasks a worker holds and the thread that runs them; see the module's docstring.
 
-    The thread holding ``reading`` reads the task pipe and alone touches ``inbox``, ``skip`` and ``head``:
-    the op thread between ops, the watch thread while an op runs long. ``cond`` guards the running op's
-    mark (``op_since``, ``op_seq``), ``watching`` and the reports (the op thread takes its ``lock`` directly)."""
+    ``inbox``, ``skip`` and ``carry`` (and the task pipe) are the op thread's between ops, and the watch
+    thread's while it reads the pipe during an op that runs long (``watching``, set under ``cond`` only while
+    that op runs; the op thread, seeing it set as the op ends, waits on ``reading`` for the watch thread to
+    let go). ``cond`` guards ``watching`` and the reports (the op thread takes its ``lock`` directly)."""
 
     def __init__(self, task_conn: Any, result_conn: Any, name: str) -> None:
         self.task_conn = task_conn
         self.name = name
-        self.reports = Reports(result_conn)
+        self.reports = Reports(result_conn, name)
         self.cond = self.reports.cond
-        self.lock = self.reports.lock
         self.reading = threading.Lock()
-        self.inbox: deque[Task | None] = deque()
+        """Held by the watch thread while it reads the pipe."""
+        self.inbox: deque[Wire | None] = deque()
+        """Tasks as they came (their ops given only when they change), None for a stop."""
         self.skip: set[int] = set()
-        self.head: tuple[str, Any] = ("", ())
-        """The recipe path and ops of the last task read: a task sent without them runs these."""
-        self.op_since = 0.0
-        """When the running op started (monotonic; 0: none runs)."""
-        self.op_seq = 0
+        self.carry: Any = None
+        """The ops a withdrawn task carried that no task left behind it could take: the next task received
+        runs them if it comes without ops (the pool sent them once, to the task it took back)."""
         self.watching = False
         """The watch thread reads the task pipe (an op runs long): the op's end wakes it through ``wake_w``."""
         self.wake_r, self.wake_w = os.pipe()
@@ -170,46 +217,63 @@ class WorkerLoop:
     # ------------------------------------------------------------ the op thread
     def serve(self, resolve: Any) -> None:
         """Run tasks until a stop; every report is sent before it returns."""
-        emit, reports, lock = self.reports.put, self.reports, self.lock
         threading.Thread(target=self.watch, name="tinyo-watch", daemon=True).start()
+        reports, name, inbox, skip, lock, waiting = (self.reports, self.name, self.inbox, self.skip,
+                                                     self.reports.lock, self.reports.waiting)
+        emit, wall, mono, ready, batch = reports.put, time.time, time.monotonic, self.tasks_ready.poll, reports.BATCH
+        ops: Any = ()
+        now = looked = 0.0
+        seq = 0
         while True:
-            task = self._next()
-            if task is None:
+            # holding none, it sends what the last ops said (in one message) and waits for work: one read takes
+            # all that waits; holding tasks, it looks at the pipe every ``LOOK_EVERY`` (a cancel may wait there)
+            if not inbox:
+                reports.flush()
+                self._take_in()
+                looked = now
+            elif now - looked >= LOOK_EVERY:
+                looked = now
+                if ready(0):
+                    self._take_in()
+            wire = inbox.popleft()
+            if wire is None:
                 break
+            run_id, des_id, attempt, deps, targs, head = wire
+            if head is not None:
+                ops = head
+            if skip and run_id in skip:
+                skip.discard(run_id)
+                emit("done", run_id, (False, "cancelled before it started", None, None, 0.0))
+                continue
+            if not isinstance(sys.stdout, LineRouter) or not isinstance(sys.stderr, LineRouter):
+                install_routers()  # an op replaced sys.stdout and left it so
+            # the op's mark and its outcome's report, written here rather than through methods of ``Reports``:
+            # a burst runs thousands of ops a second
+            reports.op = op = (run_id, wall(), mono())  # one store: the watch thread and ``put`` read it whole
+            if reports.watch_parked:
+                with lock:
+                    reports.unpark()
+            ok, error, tb, result, _ = run_ops(run_id, des_id, attempt, ops, deps, targs, resolve, emit, name)
+            now = mono()
             with lock:
-                self.op_since = time.monotonic()
-                if reports.watch_parked:
-                    self.cond.notify_all()
-            try:
-                run_task(task, resolve, emit, self.name)
-            except BaseException as exc:  # run_task reports op errors itself; this is a worker bug
-                emit("done", task.run_id, (False, f"worker error: {exc!r}", traceback.format_exc(), None, 0.0))
-            with lock:
-                self.op_since = 0.0
-                self.op_seq += 1
-                if self.watching:
-                    os.write(self.wake_w, b".")
-            if reports.due(time.monotonic()):
+                if not waiting:
+                    reports.since = now
+                    if reports.watch_parked:
+                        reports.unpark()
+                if reports.sent_seq == seq:  # its start went alone
+                    waiting.append(("done", run_id, (ok, error, tb, result, now - op[2])))
+                else:
+                    waiting.append(("ran", run_id, (name, op[1], ok, error, tb, result, now - op[2])))
+                reports.op = None
+                reports.op_seq = seq = seq + 1
+                watched = self.watching
+            if watched:  # the watch thread reads the pipe: it lets go of it (and of the inbox) first
+                os.write(self.wake_w, b".")
+                with self.reading:
+                    pass
+            if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``Reports.due``
                 reports.flush()
         reports.flush()
-
-    def _next(self) -> Task | None:
-        """The next task to run (None: stop). Holding tasks, it looks at the pipe first (a cancel may wait
-        there); holding none, it sends what the last ops said (in one message) and waits for work: one read
-        takes all that waits (a chain's link costs the worker that read and the report's write)."""
-        with self.reading:
-            while True:
-                if self.inbox:
-                    if self.tasks_ready.poll(0):
-                        self._take_in()
-                    task = self.inbox.popleft()
-                    if task is None or task.run_id not in self.skip:
-                        return task
-                    self.skip.discard(task.run_id)
-                    self.reports.put("done", task.run_id, (False, "cancelled before it started", None, None, 0.0))
-                    continue
-                self.reports.flush()  # about to wait for work: what the last ops said goes now, in one message
-                self._take_in()
 
     def _take_in(self) -> None:
         """Every message waiting in the task pipe (at least one: it waits for it)."""
@@ -221,30 +285,43 @@ class WorkerLoop:
             self._handle(msg)
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
-        """One message of the task pipe (the thread holding ``reading``)."""
+        """One message of the task pipe (the op thread between ops, the watch thread while it watches one)."""
         kind = msg[0]
         if kind == "run":
-            self.inbox.extend(self._task(wire) for wire in msg[1])
+            wires = msg[1]
+            if self.carry is not None:
+                if wires[0][5] is None:
+                    wires[0] = (*wires[0][:5], self.carry)
+                self.carry = None
+            self.inbox.extend(wires)
         elif kind == "cancel":
-            if any(t is not None and t.run_id == msg[1] for t in self.inbox):
+            if any(t is not None and t[0] == msg[1] for t in self.inbox):
                 self.skip.add(msg[1])
         elif kind == "withdraw":
-            # hand back tasks that have not started (the running op may be stuck: the watch thread does it)
-            wanted = set(msg[1])
-            for task in [t for t in self.inbox if t is not None and t.run_id in wanted]:
-                self.inbox.remove(task)
-                self.reports.put("withdrawn", task.run_id, None)
+            self._withdraw(set(msg[1]))
             self.reports.flush()  # the engine waits for them to hand them to an idle worker
         elif kind == "stop":
             self.inbox.append(None)
 
-    def _task(self, wire: tuple[Any, ...]) -> Task:
-        run_id, des_id, attempt, deps, targs, head = wire
-        if head is None:
-            head = self.head
-        else:
-            self.head = head
-        return Task(run_id, des_id, attempt, head[0], head[1], deps, targs)
+    def _withdraw(self, wanted: set[int]) -> None:
+        """Hand back the tasks in ``wanted`` that have not started (the running op may be stuck: the watch
+        thread does it); ops one of them carried go to the next task left, which came without them."""
+        inbox, kept, carry = self.inbox, [], None
+        for wire in inbox:
+            if wire is not None and wire[0] in wanted:
+                self.reports.put("withdrawn", wire[0], None)
+                if wire[5] is not None:
+                    carry = wire[5]
+                continue
+            if carry is not None and wire is not None:
+                if wire[5] is None:
+                    wire = (*wire[:5], carry)
+                carry = None
+            kept.append(wire)
+        inbox.clear()  # in place: the op thread holds it
+        inbox.extend(kept)
+        if carry is not None:
+            self.carry = carry
 
     # ------------------------------------------------------------ the watch thread
     def watch(self) -> None:
@@ -254,16 +331,17 @@ class WorkerLoop:
             long_op = None
             with self.cond:
                 now = time.monotonic()
-                since = self.op_since
-                if since:
+                op = reports.op
+                if op is not None:
                     quiet_since = now
-                    if now - since >= WATCH_AFTER:
-                        long_op = self.op_seq
+                    if now - op[2] >= WATCH_AFTER:
+                        long_op = reports.op_seq
                     else:
-                        self.cond.wait(since + WATCH_AFTER - now)
+                        self.cond.wait(op[2] + WATCH_AFTER - now)
                 elif not reports.waiting and now - quiet_since >= PARK_AFTER:
                     reports.watch_parked = True
-                    self.cond.wait()  # until an op starts or a report is put
+                    if reports.op is None:  # read after the flag: an op that starts now sees the flag
+                        self.cond.wait()  # until an op starts or a report is put
                     reports.watch_parked = False
                     quiet_since = time.monotonic()
                 elif not reports.due(now):
@@ -275,13 +353,15 @@ class WorkerLoop:
                 reports.flush()
 
     def _watch_op(self, seq: int) -> None:
-        """While op ``seq`` runs: send what it reports, read the task pipe."""
+        """While op ``seq`` runs: send its start and what it reports, read the task pipe."""
+        if not self.reports.send_start(seq):
+            return  # it has ended
         self.reports.flush()  # its start (and what it printed): the engine times it from there
         if not self.reading.acquire(blocking=False):
-            return  # it has ended: the op thread reads the pipe again
+            return  # (never held by another thread while an op runs)
         try:
             with self.cond:
-                if self.op_seq != seq:
+                if self.reports.op_seq != seq:
                     return
                 self.watching = True
             while True:
@@ -293,7 +373,7 @@ class WorkerLoop:
                 if self.reports.due(time.monotonic()):
                     self.reports.flush()
                 with self.cond:
-                    if self.op_seq != seq:
+                    if self.reports.op_seq != seq:
                         self.watching = False
                         return
         finally:

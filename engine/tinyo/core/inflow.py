@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,9 @@ BACKLOG_MAX = 5_000
 """Stored-but-unprocessed events kept in memory; the rest are read back from the store in order."""
 STORE_PER_CYCLE = 5_000
 """The most intake events stored in one cycle."""
+LOOKAHEAD = 256
+"""Intake items a burst's batch looks at past itself: their files' last-evented states are asked for with its
+own (one query for a cycle's batches, not one per batch)."""
 SCAN_QUIET = 0.5
 """A file a scan finds modified less than this many seconds ago waits to be quiet (it may be half written)."""
 FILE_CACHE_MAX = 4096
@@ -101,27 +105,43 @@ class Inflow:
         self._wake()
 
     def on_files(self, files: list[tuple[str, FileState]]) -> None:
-        """Completed files from the watcher process, each with its state as read there (watcher thread)."""
-        for path, state in files:
-            self.queue.put(("file", path, state))  # blocks while the intake is full: the watcher waits
+        """Completed files from the watcher process, each with its state as read there (watcher thread): as
+        many as the queue has room for in one round of its lock (a burst's batch is hundreds of files, each
+        ``put`` a round of locks and a notify), the rest one by one, waiting while the intake is full."""
+        items = [("file", path, state) for path, state in files]
+        waiting = self.queue
+        with waiting.mutex:  # as ``Queue.put`` does, for many (the loop takes many the same way: ``Loop._take_many``)
+            room = len(items) if waiting.maxsize <= 0 else max(0, waiting.maxsize - len(waiting.queue))
+            fits = items if room >= len(items) else items[:room]
+            if fits:
+                waiting.queue.extend(fits)
+                waiting.unfinished_tasks += len(fits)
+                waiting.not_empty.notify(len(fits))
+        for item in items[len(fits):]:
+            waiting.put(item)  # blocks while the intake is full: the watcher waits
         self._wake()
 
     def waiting(self) -> bool:
         """Events taken in and not yet stored."""
         return bool(self.own) or not self.queue.empty()
 
-    def store_events(self, take: Callable[[queue.Queue[Intake], int], list[Intake]]) -> int:
+    def store_events(self, take: Callable[[queue.Queue[Intake], int], list[Intake]],
+                     limit: int = STORE_PER_CYCLE) -> int:
         """Store waiting intake events (file events only when the file's content is new); returns how many
-        were stored. ``take``: the loop's way to take up to n items from the queue (marking itself busy first)."""
+        were stored. ``take``: the loop's way to take up to n items from the queue (marking itself busy first);
+        ``limit``: the most taken from it (the loop's own events are all stored)."""
         items: list[tuple[str, str]] = []
         files: dict[str, FileState | None] = {}  # path -> its latest state as the watcher read it (None: unread)
         settling = self.settling
+        limit = min(limit, STORE_PER_CYCLE)
         while len(items) < STORE_PER_CYCLE:
             if self.own:
                 taken = [self.own.popleft()]
+            elif len(items) >= limit:
+                break
             else:
                 # no more than can be stored: each item taken adds at most one event
-                taken = take(self.queue, STORE_PER_CYCLE - len(items))
+                taken = take(self.queue, limit - len(items))
                 if not taken:
                     break
             for source, name, seen in taken:
@@ -136,12 +156,19 @@ class Inflow:
         if not items:
             return 0
         now = self.clock.time()
-        unknown = [name for name in files if name not in self._files]
+        known = self._files
+        unknown = [name for name in files if name not in known]
         if unknown:
-            found = self.store.files_seen_many(unknown)
+            if limit < STORE_PER_CYCLE:  # a batch of a burst: the files of the next ones are looked up with it
+                with self.queue.mutex:
+                    ahead = [item[1] for item in islice(self.queue.queue, LOOKAHEAD) if item[0] in ("file", "scan")]
+                unknown.extend(name for name in dict.fromkeys(ahead) if name not in known and name not in files)
+            # no flush: every file whose seen state this commit defers is in ``_files`` (cleared only after a
+            # commit), so the store is asked only about files it holds as committed
+            found = self.store.files_seen_many(unknown, flush=False)
             for name in unknown:
                 row = found.get(name)
-                self._files[name] = FileState(*row) if row else None
+                known[name] = FileState(*row) if row else None
         rows = []
         states: list[FileState | None] = []  # a file's state as read now: its document need not read it again
         file_change = self._file_change
@@ -172,6 +199,17 @@ class Inflow:
         if kept < len(ids):
             self.backlog_in_store = True
         return len(ids)
+
+    def room(self, feeding: bool, batch: int) -> int:
+        """How many intake events to store before the generators' next batch. While the loop is ``feeding``
+        them from intake under a burst, that batch only: a file's event, its seen state and its first version
+        then share one commit (its document row is written once, not twice), and the rest wait in the queue,
+        in order. Else, and once the queue is half full (a burst far larger than the loop keeps pace with
+        spills into the store as before, far from the bound at which the watcher waits), all that waits."""
+        waiting = self.queue
+        if not feeding or self.backlog_in_store or len(waiting.queue) > waiting.maxsize // 2:
+            return STORE_PER_CYCLE
+        return max(0, batch - len(self.backlog))
 
     def _file_change(self, path: str, seen: FileState | None) -> FileState | None:
         """The file's new state if its content changed since its last event, else None. ``seen``: its state

@@ -272,7 +272,7 @@ class Loop:
             inflow.rescan_wanted = False
             inflow.scan()
         if inflow.own or inflow.queue.queue:
-            self._store_intake()
+            self._store_intake(batch=True)
         if inflow.settling:
             inflow.look_at_settling()
         # no backlog, no batch (a chain's cycles: a report in, the next link out): the window is closed then
@@ -286,11 +286,14 @@ class Loop:
         batches writes the pages every commit rewrites (the ends of tables and indexes) once for all of them.
         A recipe's own ``maxevents`` is the most events a cycle feeds before it dispatches (SPEC): one batch."""
         until = time.monotonic() + BACKLOG_BUDGET
+        inflow = self.inflow
         for _ in range(BATCHES_PER_CYCLE if self.config.maxevents is None else 1):
+            self._store_intake(batch=True)  # the next batch, if the backlog lacks one
             self._process_backlog()
-            if not self.inflow.has_backlog():
-                self.inflow.window.taken()
-                return
+            if not inflow.has_backlog():
+                inflow.window.taken()
+                if not inflow.waiting():
+                    return
             if (self.dispatch.full() or self.run.paused or self.run.stop_requested or time.monotonic() >= until
                     or len(self.dispatch.ready) + len(self.touched) >= READY_FOR_MORE):
                 return
@@ -312,8 +315,14 @@ class Loop:
         else:
             self.commands.apply(item)
 
-    def _store_intake(self) -> None:
-        if self.inflow.store_events(self._take_many) and self.run.paused:
+    def _store_intake(self, batch: bool = False) -> None:
+        """Store intake events: all that wait (up to STORE_PER_CYCLE), or with ``batch`` no more than the
+        generators' next batch while the cycle feeds them from intake (``Inflow.room``)."""
+        room = STORE_PER_CYCLE
+        if batch:
+            feeding = not (self.run.paused or self.config.maxevents is not None or self.dispatch.full())
+            room = self.inflow.room(feeding, self.config.batch_events)
+        if self.inflow.store_events(self._take_many, room) and self.run.paused:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
     def _process_backlog(self) -> None:

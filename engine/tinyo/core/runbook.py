@@ -100,6 +100,9 @@ class RunBook:
                 run = open_runs.get(run_id)
                 if run is None:
                     on_message(worker, kind, run_id, payload)
+                elif kind == "ran":  # a start and its outcome in one message (``messages.WorkerMessage``)
+                    started(worker, run, payload, now, mono)
+                    done(worker, run, payload[2:], now)
                 elif kind == "done":
                     done(worker, run, payload, now)
                 elif kind == "start":
@@ -166,7 +169,11 @@ class RunBook:
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
         run = self.open.get(run_id)
-        if kind == "done":
+        if kind == "ran":
+            if run is not None:
+                self._started(worker, run, payload, self.clock.time(), self.clock.monotonic())
+                self._done(worker, run, payload[2:], self.clock.time())
+        elif kind == "done":
             if run is not None:
                 self._done(worker, run, payload, self.clock.time())
         elif kind == "start":

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 Sink = Callable[["Report"], None]
 """How an executor reports to the engine (any thread): ``messages.WorkerReports`` (start / out / metric /
-done messages of the worker protocol), ``WorkerLost``, ``Requeue`` and ``WorkerState``."""
+done / ran messages of the worker protocol), ``WorkerLost``, ``Requeue`` and ``WorkerState``."""
 
 
 @dataclass(frozen=True, slots=True)

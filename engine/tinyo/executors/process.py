@@ -14,8 +14,7 @@ is read back and attributed to the run in progress.
 
 Short ops are prefetched (:mod:`.prefetch`). Each task goes to a least-loaded worker, the first
 of equals: tasks sent one at a time (a chain's links) all run on the worker the last one left warm. A task
-carries its recipe path and ops only when they differ from the last task sent to that worker
-(``worker_process`` keeps them).
+carries its ops only when they differ from the last task sent to that worker (``worker_process`` keeps them).
 """
 
 from __future__ import annotations
@@ -117,7 +116,6 @@ class ProcessExecutor:
             return sum(max(0, limit - len(w.inflight)) for w in self._workers if not w.dead)
 
     def submit(self, tasks: list[Task]) -> None:
-        batches: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
         with self._lock:
             live = [w for w in self._workers if not w.dead]
             if any(w.started_mono for w in live):  # an op runs: none to a worker whose op stalls, if others flow
@@ -128,33 +126,36 @@ class ProcessExecutor:
             # each task to a least-loaded worker, a ready one before one still starting, the first of equals: a
             # chain's links, one at a time, all go to the worker the last link left warm in the CPU's caches
             keys = [2 * len(w.inflight) + (not w.ready) for w in live]
+            wires: list[list[tuple[Any, ...]]] = [[] for _ in live]
+            sent = [w.sent_ops for w in live]
             for task in tasks:
                 index = keys.index(min(keys))
                 keys[index] += 2
-                worker = live[index]
-                worker.inflight[task.run_id] = task
-                # the recipe path and ops go only when they differ from the last task's this worker was sent:
-                # a burst's or a chain's tasks all share them, and their Configs cost most of a task's pickle
-                head = (task.recipe_path, task.ops)
-                if head == worker.sent_head:
-                    head = None
+                live[index].inflight[task.run_id] = task
+                # the ops go only when they differ from the last task's this worker was sent: a burst's or a
+                # chain's tasks all share them (registration shares equal ops), and their Configs cost most of a
+                # task's pickle (the worker imported the recipe from its command line: the recipe path is the pool's)
+                ops = task.ops
+                if ops is sent[index] or ops == sent[index]:
+                    ops = None
                 else:
-                    worker.sent_head = head
-                wire = (task.run_id, task.des_id, task.attempt, task.deps, task.targs, head)
-                batch = batches.get(worker.name)
-                if batch is None:
-                    batches[worker.name] = batch = (worker.task_conn, [])
-                batch[1].append(wire)
+                    sent[index] = ops
+                wires[index].append((task.run_id, task.des_id, task.attempt, task.deps, task.targs, ops))
+            sends = []
+            for worker, ops, its_wires in zip(live, sent, wires):
+                worker.sent_ops = ops
+                if its_wires:
+                    sends.append((worker.task_conn, its_wires))
             # tasks now wait behind others: the reader thread, if it waits for nothing but a pipe, must look
             # for stalls (no report wakes it: the loop reads them)
             wake = self._reader_unbounded and any(key > 3 for key in keys)  # a worker holds two tasks or more
         if wake:
             self._wake()
         # sent outside the lock (a full pipe waits for the worker, whose reports the reader thread must take);
-        # only the loop thread submits, so each worker's tasks reach its pipe in the order their heads assume
-        for conn, wires in batches.values():
+        # only the loop thread submits, so each worker's tasks reach its pipe in the order their ops assume
+        for conn, its_wires in sends:
             try:
-                conn.send(("run", wires))
+                conn.send(("run", its_wires))
             except (OSError, ValueError):
                 pass  # the worker died meanwhile (its pipe closed); its death handler requeues these tasks
 
@@ -347,23 +348,28 @@ class ProcessExecutor:
     def _account(self, worker: _Worker, batch: list[tuple[str, int, Any]]) -> None:
         returned: list[Task] = []
         with self._lock:
+            inflight, mean = worker.inflight, self._mean
             for kind, run_id, payload in batch:
-                if kind == "start":
+                if kind == "ran":  # a fast op's start and outcome: it was never seen running (most reports)
+                    inflight.pop(run_id, None)
+                    mean = mean * 0.7 + payload[6] * 0.3
+                elif kind == "start":
                     worker.started[run_id] = payload[1]
                     worker.started_mono[run_id] = time.monotonic()
                 elif kind == "done":
-                    worker.inflight.pop(run_id, None)
+                    inflight.pop(run_id, None)
                     worker.started.pop(run_id, None)
                     worker.started_mono.pop(run_id, None)
-                    self._mean = self._mean * 0.7 + float(payload[4]) * 0.3
+                    mean = mean * 0.7 + float(payload[4]) * 0.3
                 elif kind == "withdrawn":
                     worker.withdrawing.discard(run_id)
-                    task = worker.inflight.pop(run_id, None)
+                    task = inflight.pop(run_id, None)
                     if task is not None:
                         returned.append(task)
                 elif kind == "ready":
                     worker.ready = True
                     worker.failed_starts = 0
+            self._mean = mean
         if returned:
             self.sink(Requeue(worker.name, returned))
 
