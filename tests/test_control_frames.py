@@ -137,3 +137,35 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> bool:
         return False
+
+
+def test_a_client_sending_a_facts_frame_gets_an_error_and_the_engine_goes_on(tmp_path, inbox, harness, monkeypatch):
+    """The engine reads JSON lines only: msgpack from a client is a malformed request (never unpacked)."""
+    from conftest import write_recipe
+    from test_control_protocol import RECIPE
+
+    from tinyo.control.protocol import PROTOCOL, Error, Hello
+    from tinyo.control.server import ControlServer
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    recipe = write_recipe(tmp_path, RECIPE, db=tmp_path / "s.db", inbox=inbox)
+    h = harness(recipe)
+    server = ControlServer(h.engine).start()
+    try:
+        with h, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(20)
+            sock.connect(str(server.path))
+            frame = encode(Facts(1, [ev.EngineState(1.0, "running")]))
+            sock.sendall(encode(Hello(PROTOCOL, "raw")) + frame + b"\n" + b'{"type":"query","id":2,"name":"stats"}\n')
+            incoming, got = Incoming(1 << 20), []
+            while not any(isinstance(m, Result) for m in got):
+                chunk = sock.recv(65536)
+                assert chunk, "the engine closed the connection"
+                incoming.feed(chunk)
+                got += incoming.messages()
+            welcome, *refused, answer = got  # (one error per line the frame's bytes made)
+            assert isinstance(welcome, Welcome)
+            assert refused and all(isinstance(m, Error) and "not a JSON line" in m.message for m in refused)
+            assert isinstance(answer, Result) and answer.id == 2 and answer.value["state"] == "running"
+    finally:
+        server.close()
