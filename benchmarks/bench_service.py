@@ -279,25 +279,29 @@ def burst(n: int, subscribers: int) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def hub_cpu(files: int, subscribers: int, cycle: int = 300, pause: float = 0.001) -> tuple[float, float]:
+def hub_cpu(files: int, subscribers: int, cycle: int = 300, pause: float = 0.001,
+            real_times: bool = False) -> tuple[float, float]:
     """CPU seconds of this process (its clients' writers and readers included), and of the hub's own thread,
     to pass a file's facts (the 7 a file dropped into a watched folder publishes, README "Facts") through a
     Hub to ``subscribers`` clients (each gets the same rows: consoles and `tinyo events --json` alike), handed
-    over ``cycle`` at a time every ``pause`` seconds (as the engine's cycles do)."""
+    over ``cycle`` at a time every ``pause`` seconds (as the engine's cycles do). The facts' times are 1.0 (short
+    to write as JSON), or with ``real_times`` what a burst's are (``time.time()``-like, 17 digits)."""
     import socket
 
     from tinyo.control.hub import Hub, Outbox
 
     facts: list[ev.BusEvent] = []
+    start = time.time()
     for i in range(files):
+        t = start + i * 1.37e-4 if real_times else 1.0
         path = f"/tmp/bench/inbox/f{i:06d}"
         des_id = f"{i:016x}"
-        facts += [ev.DocumentUpdated(1.0, path, 1, "event"), ev.EventReceived(1.0, i, path, "file", 1.0, 1, 0),
-                  ev.DESRegistered(1.0, des_id, frozenset({path}), frozenset({"done " + path}), ("noop",), "on_file",
+        facts += [ev.DocumentUpdated(t, path, 1, "event"), ev.EventReceived(t, i, path, "file", t, 1, 0),
+                  ev.DESRegistered(t, des_id, frozenset({path}), frozenset({"done " + path}), ("noop",), "on_file",
                                    path),
-                  ev.DESStateChanged(1.0, des_id, "queued", "queued: never built", "new", ("done " + path,)),
-                  ev.OpStarted(1.0, i, des_id, "noop", "w1", 1, frozenset({"done " + path})),
-                  ev.OpFinished(1.0, i, des_id, "noop", "w1", 0.001), ev.DocumentUpdated(1.0, "done " + path, 1, des_id)]
+                  ev.DESStateChanged(t, des_id, "queued", "queued: never built", "new", ("done " + path,)),
+                  ev.OpStarted(t, i, des_id, "noop", "w1", 1, frozenset({"done " + path})),
+                  ev.OpFinished(t, i, des_id, "noop", "w1", 0.001), ev.DocumentUpdated(t, "done " + path, 1, des_id)]
     stopped = threading.Event()
     hub_thread: list[float] = []
 
@@ -450,6 +454,8 @@ def main() -> int:
     parser.add_argument("--only", choices=("cli", "burst", "hub"), help="Measure these rows alone.")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--rounds", type=int, default=3, help="Bursts with and without subscribers (alternated).")
+    parser.add_argument("--real-times", action="store_true", help="--only hub: the facts' times as a burst's are "
+                        "(17 digits), not 1.0.")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()}
     if args.only in (None, "cli"):
@@ -464,7 +470,7 @@ def main() -> int:
             results[key] = []
         for _ in range(3):  # alternated: a change in the machine's load hits each
             for key, subscribers in runs.items():
-                results[key].append(hub_cpu(23_000, subscribers))
+                results[key].append(hub_cpu(23_000, subscribers, real_times=args.real_times))
         for label, key in (("with two subscribers", "hub_two"), ("with none", "hub_none")):
             process = statistics.median(r[0] for r in results[key])
             thread = statistics.median(r[1] for r in results[key])

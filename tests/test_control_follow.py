@@ -23,7 +23,7 @@ from tinyo import events as ev
 from tinyo.control import factwire
 from tinyo.control.hub import Outbox
 from tinyo.control.factwire import FactReader
-from tinyo.control.protocol import PROTOCOL, Error, Facts, Hello, Missed, Welcome, decode, encode
+from tinyo.control.protocol import PROTOCOL, Error, Facts, Hello, Missed, Welcome, decode, decode_reply, encode
 from tinyo.control.server import ControlServer
 
 RECIPE = """
@@ -196,11 +196,11 @@ def test_a_follower_that_fell_behind_says_how_many_it_missed_then_prints_whole_l
     assert sum(missed) >= total - (len(ids) - 3) > 0  # every fact it did not print is counted
 
 
-def test_a_long_batch_goes_in_lines_a_printer_makes_the_json_logs_bytes_of():
+def test_a_long_batch_goes_in_frames_a_printer_makes_the_json_logs_bytes_of():
     long = [ev.GeneratorError(float(i), "g", f"e{i}", "boom \u00e9", "tb " * 20_000) for i in range(40)]  # ~60 KB each
-    lines = factwire.facts_lines(40, factwire.rows(long))
+    lines = factwire.facts_frames(40, factwire.packed_rows(long))
     assert len(lines) > 1 and sum(count for _, count in lines) == 40
-    messages = [decode(line.rstrip(b"\n")) for line, _ in lines]
+    messages = [decode_reply(line) for line, _ in lines]
     assert all(isinstance(m, Facts) for m in messages) and [len(m.facts) for m in messages] == [c for _, c in lines]
     assert b"".join(FactReader().json_lines(m.facts) for m in messages) == "".join(map(_to_json_line, long)).encode()
     assert messages[-1].seq == 40

@@ -6,6 +6,7 @@ import io
 import os
 import socket
 import threading
+from collections import deque
 from typing import Any
 
 import pytest
@@ -19,8 +20,8 @@ from tinyo.control.factwire import FactReader
 from tinyo.control.hub import TAKE_BYTES, Outbox
 from tinyo.control.paths import SUN_PATH_MAX, ControlError, private_dir, socket_path
 from tinyo.control.protocol import (
-    PROTOCOL, Command, Error, Fact, Facts, Hello, Live, Missed, ProtocolError, Query, Welcome, check_args, decode,
-    encode,
+    PROTOCOL, Command, Error, Fact, Facts, Hello, Incoming, Live, Missed, ProtocolError, Query, Welcome, check_args,
+    decode, decode_reply, encode,
 )
 from tinyo.control.server import ControlServer
 from tinyo.groups import GroupSummary
@@ -143,9 +144,9 @@ def test_every_fact_of_a_real_engine_comes_back_as_the_same_event(tmp_path, inbo
              ev.FlowMetrics(1.0, 1, "f", "r", "s", 0, 1, "running", 3, {"out": 2}),
              ev.GeneratorError(1.0, "g", "e", "boom", "tb")]
     events = [*h.events, *extra]
-    line = encode(Facts(len(events), events))
-    assert line.count(b"\n") == 1  # all of them in one line
-    message = decode(line.rstrip())
+    frames = factwire.facts_frames(len(events), factwire.packed_rows(events))
+    assert len(frames) == 1 and frames[0][0] == encode(Facts(len(events), events))  # all of them in one frame
+    message = decode_reply(frames[0][0])
     back = FactReader(factwire.SCHEMA).events(message.facts)
     assert message.seq == len(events) and len(back) == len(events)
     for event, again in zip(events, back):
@@ -154,14 +155,14 @@ def test_every_fact_of_a_real_engine_comes_back_as_the_same_event(tmp_path, inbo
     assert {"event_received", "des_registered", "op_started", "op_output", "op_finished", "groups_changed"} <= kinds
 
 
-def test_a_long_batch_of_facts_is_cut_into_lines_that_carry_every_fact_once():
+def test_a_long_batch_of_facts_is_cut_into_frames_that_carry_every_fact_once():
     long = [ev.GeneratorError(float(i), "g", f"e{i}", "boom", "tb " * 20_000) for i in range(40)]  # ~60 KB each
-    lines = factwire.facts_lines(40, factwire.rows(long))
-    assert len(lines) > 1 and all(len(line) <= 2 * factwire.LINE_BYTES for line, _ in lines)
-    assert sum(count for _, count in lines) == 40
-    back = [e for line, _ in lines for e in FactReader().events(decode(line.rstrip()).facts)]
+    frames = factwire.facts_frames(40, factwire.packed_rows(long))
+    assert len(frames) > 1 and all(len(frame) <= 2 * factwire.LINE_BYTES for frame, _ in frames)
+    assert sum(count for _, count in frames) == 40
+    back = [e for frame, _ in frames for e in FactReader().events(decode_reply(frame).facts)]
     assert back == long
-    assert [decode(line.rstrip()).seq for line, _ in lines][-1] == 40
+    assert [decode_reply(frame).seq for frame, _ in frames][-1] == 40
 
 
 def test_a_reader_matches_another_versions_fields_by_name_and_keeps_what_it_cannot_read_as_dicts():
@@ -239,13 +240,13 @@ def test_a_facts_line_read_back_prints_each_fact_as_tinyo_run_json_prints_it():
               ev.FlowMetrics(3.0, 1, "f", "r", "s", 0, 1, "running", 3, {"out": 2}),
               ev.DESStateChanged(4.0, "abc", "ok", "built", "running", ("t/1", "t/2")),
               ev.OpFinished(5.0, 7, "abc", "load", "w1", 0.25, 42)]
-    line = encode(Facts(5, events)).rstrip(b"\n")
+    frame = encode(Facts(5, events))
     out = io.StringIO()
     reporter = JsonReporter(out)
     for event in events:
         reporter(event)
     reporter.close()
-    message = decode(line)
+    message = decode_reply(frame)
     assert FactReader().json_lines(message.facts) == out.getvalue().encode()
     assert FactReader().events(message.facts) == events
 
@@ -255,7 +256,7 @@ def test_a_printer_makes_the_json_logs_bytes_of_rows_whatever_their_batch():
     object of several items sends its batch the way of a dict per fact: the same bytes either way."""
     facts = _every_kind_of_fact()
     expected = "".join(map(_to_json_line, facts)).encode()
-    rows = decode(encode(Facts(len(facts), facts)).rstrip(b"\n")).facts  # as they come off the socket
+    rows = decode_reply(encode(Facts(len(facts), facts))).facts  # as they come off the socket
     reader = FactReader()
     for batches in ([rows], [[row] for row in rows], [rows[:4], rows[4:5], rows[5:]]):
         assert b"".join(reader.json_lines(batch) for batch in batches) == expected
@@ -337,6 +338,17 @@ def _line(sock: socket.socket, buffer: bytearray) -> bytes:
     return line
 
 
+def _message(sock: socket.socket, incoming: Incoming, pending: deque[Any]) -> Any:
+    """The next message the engine sends (a JSON line or a facts frame)."""
+    while not pending:
+        pending.extend(incoming.messages())
+        if not pending:
+            chunk = sock.recv(65536)
+            assert chunk, "the engine closed the connection"
+            incoming.feed(chunk)
+    return pending.popleft()
+
+
 def test_a_client_of_the_old_protocol_is_refused_in_one_clear_line_and_a_new_one_reads_facts_in_batches(
         tmp_path, inbox, harness, monkeypatch):
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
@@ -345,7 +357,7 @@ def test_a_client_of_the_old_protocol_is_refused_in_one_clear_line_and_a_new_one
     server = ControlServer(h.engine).start()
     try:
         with h:
-            for version in (1, 3):  # a fact per line; JSON lines made by the engine (`"form":"json"`)
+            for version in (1, 3, 4):  # a fact per line; JSON lines made by the engine (`"form":"json"`); rows as JSON
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as old:
                     old.settimeout(20)
                     old.connect(str(server.path))
@@ -360,23 +372,24 @@ def test_a_client_of_the_old_protocol_is_refused_in_one_clear_line_and_a_new_one
                 new.settimeout(20)
                 new.connect(str(server.path))
                 new.sendall(encode(Hello(PROTOCOL, "raw")) + b'{"type":"subscribe","id":1,"history":false}\n')
-                buffer = bytearray()
-                assert isinstance(decode(_line(new, buffer)), Welcome)
-                answer = decode(_line(new, buffer))
-                reader = FactReader(answer.value["facts"])
+                incoming, pending = Incoming(1 << 24), deque()
+                assert isinstance(_message(new, incoming, pending), Welcome)
+                answer = _message(new, incoming, pending)
+                reader = FactReader(answer.value["facts"], answer.value["texts"])
                 assert answer.value["facts"]["event_received"][:4] == ["ts", "event_id", "name", "source"]
-                assert isinstance(decode(_line(new, buffer)), Live)
+                assert answer.value["texts"] == {"op_finished": ["result"]}
+                assert isinstance(_message(new, incoming, pending), Live)
                 for i in range(50):
                     h.engine.inject(f"burst-{i}")
                 names, lines, facts = [], 0, 0
                 while len(names) < 50:
-                    message = decode(_line(new, buffer))
+                    message = _message(new, incoming, pending)
                     assert isinstance(message, Facts)
                     lines += 1
                     facts += len(message.facts)
                     names += [e.name for e in reader.events(message.facts) if isinstance(e, ev.EventReceived)]
                 assert names == [f"burst-{i}" for i in range(50)]
-                assert facts > lines  # a cycle's facts (and more) share a line
+                assert facts > lines  # a cycle's facts (and more) share a frame
     finally:
         server.close()
 
@@ -407,7 +420,7 @@ def test_facts_published_before_a_subscribe_are_its_history_the_last_of_each_kin
     reader, live = FactReader(), False
     while not live:
         for line in box.take() or []:
-            message = decode(line)
+            message = decode_reply(line)
             if isinstance(message, Live):
                 live = True
                 break
@@ -444,7 +457,7 @@ class HubClient:
         reader = FactReader()
         while (lines := self.box.take()) is not None:
             for line in lines:
-                message = decode(line)
+                message = decode_reply(line)
                 live.set()  # the first line is the Live marker: the hub has added the client
                 if isinstance(message, Facts):
                     with self._arrived:
@@ -490,7 +503,7 @@ def test_facts_the_hubs_full_inbox_drops_are_told_after_the_facts_it_kept_before
     hub.start()
     box = hub_module.Outbox()
     hub.subscribe(box, history=False)
-    assert decode(box.take()[0]) == Live()
+    assert decode_reply(box.take()[0]) == Live()
     cycle = [ev.EventReceived(1.0, i, f"/in/f{i}", "file") for i in range(1, 301)]
     hub.on_facts(cycle[:90])
     hub.on_facts(cycle[90:150])  # ten kept, fifty dropped
@@ -501,10 +514,10 @@ def test_facts_the_hubs_full_inbox_drops_are_told_after_the_facts_it_kept_before
         return sum(len(m.facts) for m in got if isinstance(m, Facts))
 
     while kept() < 100 or not any(isinstance(m, Missed) for m in got):
-        got.extend(decode(line) for line in box.take() or [])
+        got.extend(decode_reply(line) for line in box.take() or [])
     hub.on_facts(cycle[170:180])  # the inbox is free again
     while kept() < 110:
-        got.extend(decode(line) for line in box.take() or [])
+        got.extend(decode_reply(line) for line in box.take() or [])
     hub.finish()
     told = [("facts", m.seq, [e.event_id for e in FactReader().events(m.facts)]) if isinstance(m, Facts)
             else ("missed", m.count) for m in got]

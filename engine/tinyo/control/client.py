@@ -5,18 +5,19 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 from .factwire import FactReader
 from .paths import ControlError, socket_path, state_key
 from .protocol import (
-    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Live, Message, Missed, Query, Result, Subscribe, Welcome,
-    decode, encode,
+    PROTOCOL, Bye, Command, Error, Fact, Facts, Hello, Incoming, Live, Message, Missed, ProtocolError, Query, Result,
+    Subscribe, Welcome, encode,
 )
 
 REPLY_LINE_MAX = 256 << 20
-"""The longest line read from an engine (the engine is the user's own; this only stops a runaway)."""
+"""The longest message read from an engine (the engine is the user's own; this only stops a runaway)."""
 
 
 class NotRunning(ControlError):
@@ -36,7 +37,8 @@ class ControlClient:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buffer = bytearray()
+        self._incoming = Incoming(REPLY_LINE_MAX)
+        self._pending: deque[Message] = deque()
         self._ids = itertools.count(1)
         self.welcome: Welcome | None = None
         self.pid = 0
@@ -143,7 +145,7 @@ class ControlClient:
                 yield reply
                 return
             elif isinstance(reply, Result) and reply.id == message.id:
-                reader = FactReader(subscribed_schema(reply.value))
+                reader = subscribed_reader(reply.value)
             elif isinstance(reply, Error) and reply.id in (message.id, None):
                 raise ControlError(reply.message)
 
@@ -155,39 +157,28 @@ class ControlClient:
         message = Subscribe(next(self._ids), history)
         self._write(message)
         reader = FactReader()
-        buffer = self._buffer
         while True:
             out: list[bytes | Live | Missed | Bye] = []
-            start = 0
-            while (end := buffer.find(b"\n", start)) >= 0:
-                reply = decode(buffer[start:end])  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
-                start = end + 1
+            self._pending.extend(self._messages())
+            while self._pending:
+                reply = self._pending.popleft()
                 if isinstance(reply, Facts):
                     out.append(reader.json_lines(reply.facts))
                 elif isinstance(reply, (Live, Missed, Bye)):
                     out.append(reply)
                     if isinstance(reply, Bye):
-                        del buffer[:start]
                         yield out
                         return
                 elif isinstance(reply, Result) and reply.id == message.id:
-                    reader = FactReader(subscribed_schema(reply.value))
+                    reader = subscribed_reader(reply.value)
                 elif isinstance(reply, Error) and reply.id in (message.id, None):
                     raise ControlError(reply.message)
-            del buffer[:start]
             if out:
                 yield out
-            if len(buffer) > REPLY_LINE_MAX:
-                raise ControlError("the engine sent a line too long to read")
-            try:
-                chunk = self._sock.recv(1 << 18)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
+            if not self._read(1 << 18):
                 return
-            buffer += chunk
 
-    # ------------------------------------------------------------------ lines
+    # ------------------------------------------------------------------ messages
     def _write(self, message: Message) -> None:
         try:
             self._sock.sendall(encode(message))
@@ -196,26 +187,34 @@ class ControlClient:
 
     def receive(self) -> Message:
         """The next message from the engine; EngineGone at the end of the stream."""
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[:end + 1]
-                return decode(line)
-            if len(self._buffer) > REPLY_LINE_MAX:
-                raise ControlError("the engine sent a line too long to read")
-            try:
-                chunk = self._sock.recv(1 << 16)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
+        while not self._pending:
+            self._pending = self._messages()
+            if not self._pending and not self._read(1 << 16):
                 raise EngineGone("the engine closed the connection")
-            self._buffer += chunk
+        return self._pending.popleft()
+
+    def _messages(self) -> deque[Message]:
+        try:
+            return self._incoming.messages()
+        except ProtocolError as exc:
+            raise ControlError(f"the engine sent what cannot be read: {exc}") from None
+
+    def _read(self, size: int) -> bool:
+        """Take what the socket has (up to ``size`` bytes, waiting for some); False at the end of the stream."""
+        try:
+            chunk = self._sock.recv(size)
+        except ConnectionResetError:
+            chunk = b""
+        self._incoming.feed(chunk)
+        return bool(chunk)
 
 
-def subscribed_schema(value: Any) -> Any:
-    """The schema of facts in the engine's answer to a subscription (None: this side's own)."""
-    return value.get("facts") if isinstance(value, dict) else None
+def subscribed_reader(value: Any) -> FactReader:
+    """The reader of the facts that follow the engine's answer to a subscription (its schema, its fields sent
+    as their JSON text)."""
+    if not isinstance(value, dict):
+        return FactReader()
+    return FactReader(value.get("facts"), value.get("texts"))
 
 
 def running_engine(db_path: str | os.PathLike[str], client: str = "tinyo") -> ControlClient | None:

@@ -1,24 +1,31 @@
-"""Provides the wire form of bus facts: each fact a row of its values, many rows in one line.
+"""Provides the wire form of bus facts: each fact a row of its values, many rows in one msgpack frame.
 
 A subscriber is told the engine's schema once (its ``subscribe`` answer): per fact kind, the field
 names in order. Each fact then travels as a row ``[kind, value, ...]`` in that order, and the facts of
-one hub pass go out in one ``facts`` line made by one call of the C encoder: no key is written or read
-per fact, and a reader builds each event from its values by position (``cls(*values)``). A reader
-whose own fields differ (another tinyo speaking the same protocol) matches them by name; a kind it
-does not know stays a dict. Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a
-group summary as a dict, and a value JSON cannot carry shown (``str``), as ``tinyo run --json`` shows it:
-a reader keys a line's rows and prints exactly the JSON log's lines (``FactReader.json_lines``), so the
-engine encodes each fact once, in one form, for consoles and printers alike.
+one hub pass go out in one ``facts`` frame made by one call of msgpack's C packer: no key is written or
+read per fact, no float is formatted (a double travels as its 8 bytes, read back exactly), and a reader
+builds each event from its values by position (``cls(*values)``). A reader whose own fields differ
+(another tinyo speaking the same protocol) matches them by name; a kind it does not know stays a dict.
+Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a group summary as a dict, and a field
+of any type (``TEXTS``: an op's result) as its JSON text, made as ``tinyo run --json`` makes it (a value
+JSON cannot carry shown, ``str``): a reader keys a frame's rows and prints exactly the JSON log's lines
+(``FactReader.json_lines``), so the engine encodes each fact once, in one form, for consoles and printers
+alike. The same rows as JSON (``rows``, ``rows_json_text``) make the JSON log itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import struct
+import threading
 from collections.abc import Callable
+from itertools import compress
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from operator import attrgetter, call, itemgetter
 from typing import Any
+
+import msgpack
 
 from .. import events as ev
 from ..groups import GroupSummary
@@ -26,7 +33,7 @@ from ..names import json_escaped
 
 Row = list[Any]
 LINE_BYTES = 1 << 19
-"""A facts line longer than this (a batch of long tracebacks or output lines) is cut in two: what one
+"""A facts frame longer than this (a batch of long tracebacks or output lines) is cut in two: what one
 client's buffer takes at a time stays small beside its limit."""
 
 
@@ -134,15 +141,112 @@ def rows(events: list[ev.BusEvent]) -> list[Any]:
         return [row(event) for event in events]
 
 
-def facts_lines(seq: int, batch: list[Any], history: bool = False) -> list[tuple[bytes, int]]:
-    """Rows ``batch`` as one ``facts`` line (more when it is long), each with how many facts it carries.
-    ``seq``: the number of the last fact (the engine numbers them as it publishes)."""
-    payload = utf8(_dumps_shown(batch))
+# ------------------------------------------------------------------------------------------ frames
+TEXTS: dict[str, list[str]] = {kind: [f.name for f in dataclasses.fields(cls) if str(f.type) == "Any"]
+                               for kind, cls in FACTS.items()}
+TEXTS = {kind: names for kind, names in TEXTS.items() if names}
+"""Per fact kind, its fields of any type (an op's result), which travel as their JSON text (None as it is):
+what msgpack and JSON show differently (bytes, a number past 64 bits, a key that is not a string, a set
+inside) stays as ``tinyo run --json`` shows it, and a reader reads it as the JSON log's reader would."""
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else _dumps_shown(value)
+
+
+def _packed_writer(cls: type[ev.BusEvent]) -> Callable[[ev.BusEvent], Any]:
+    """The function making a fact of ``cls`` its row to pack: ``_writer``'s, but a set is left to the packer
+    (which sorts it from C, ``pack``) and a field of any type is its JSON text (``TEXTS``). For most kinds
+    (sets included) one ``attrgetter``: no Python frame per fact."""
+    fields = dataclasses.fields(cls)
+    names = tuple(f.name for f in fields)
+    texts = [i + 1 for i, f in enumerate(fields) if str(f.type) == "Any"]
+    if texts:
+        plain = _writer(cls)
+
+        def row_with_texts(event: ev.BusEvent) -> Row:
+            values = list(plain(event))
+            for i in texts:
+                values[i] = _text(values[i])
+            return values
+
+        return row_with_texts
+    groups = any(str(f.type).startswith("tuple[GroupSummary") for f in fields)
+    if groups or "kind" in names or len(names) == 1:
+        return _writer(cls)  # the rare kinds: their row made in Python, their sets sorted there
+    return attrgetter("kind", *names)
+
+
+_PACKED_WRITERS: dict[type, Callable[[ev.BusEvent], Any]] = {cls: _packed_writer(cls) for cls in FACTS.values()}
+
+
+def packed_rows(events: list[ev.BusEvent]) -> list[Any]:
+    """Each of ``events`` as its row to pack (``facts_frames``), each fact's writer looked up and called from C."""
+    try:
+        return list(map(call, map(_PACKED_WRITERS.__getitem__, map(type, events)), events))
+    except KeyError:  # a class of fact defined elsewhere: its sets sorted, its values as the JSON log shows them
+        return [_PACKED_WRITERS[type(event)](event) if type(event) in _PACKED_WRITERS else row(event)
+                for event in events]
+
+
+FRAME = 0
+"""The first byte of a facts frame (a JSON line's is ``{``): then the frame's length (4 bytes, big-endian)
+and the msgpack of ``[seq, history, rows]``."""
+FRAME_HEAD = struct.Struct(">BI")
+_PACKERS = threading.local()
+
+
+def _shown(value: Any) -> Any:
+    """What msgpack cannot carry: a set (a row's own) as a sorted list, anything else shown (``str``), as the
+    JSON log shows it."""
+    if isinstance(value, (frozenset, set)):
+        return sorted(value)
+    return str(value)
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as msgpack. A row's sets (the only values of this engine's facts msgpack does not carry) are
+    sorted by the packer's fallback, ``sorted`` itself (no Python frame); anything else it meets (a value of
+    the wrong type in a field) or a string with lone surrogates (a file name's undecodable bytes, kept as
+    they are: packing every string that way costs a third more) sends the whole the slow way, shown as the
+    JSON log shows it. One packer per thread, reused."""
+    packers = getattr(_PACKERS, "pair", None)
+    if packers is None:
+        packers = _PACKERS.pair = (msgpack.Packer(default=sorted),
+                                   msgpack.Packer(default=_shown, unicode_errors="surrogatepass"))
+    try:
+        return packers[0].pack(value)
+    except (TypeError, ValueError):  # UnicodeEncodeError included
+        return packers[1].pack(value)
+
+
+def facts_frames(seq: int, batch: list[Any], history: bool = False) -> list[tuple[bytes, int]]:
+    """Rows ``batch`` (``packed_rows``) as one ``facts`` frame (more when it is long), each with how many facts
+    it carries. ``seq``: the number of the last fact (the engine numbers them as it publishes)."""
+    payload = pack([seq, history, batch])
     if len(payload) > LINE_BYTES and len(batch) > 1:
         half = len(batch) // 2
-        return facts_lines(seq - (len(batch) - half), batch[:half], history) + facts_lines(seq, batch[half:], history)
-    return [(b'{"type":"facts","seq":%d,"history":%s,"facts":%s}\n' % (seq, b"true" if history else b"false", payload),
-             len(batch))]
+        return facts_frames(seq - (len(batch) - half), batch[:half], history) + facts_frames(seq, batch[half:], history)
+    return [(FRAME_HEAD.pack(FRAME, len(payload)) + payload, len(batch))]
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"an extension type ({code}) where only plain values may be")
+
+
+def unpack_frame(payload: bytes) -> tuple[int, bool, list[Any]]:
+    """A facts frame's payload (after its head) as (seq, history, rows); ValueError naming what is wrong. Only
+    plain values are read: no extension type (not even msgpack's timestamp), map keys strings only, no string
+or array longer than the payload itself (msgpack's limits follow its length, which the reader bounds)."""
+    try:
+        data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True, ext_hook=_no_ext,
+                               max_ext_len=0, unicode_errors="surrogatepass")
+    except Exception as exc:  # msgpack's errors have no common base: ValueError, TypeError, its own, ...
+        raise ValueError(f"not a msgpack frame ({type(exc).__name__}: {exc})") from None
+    if not (type(data) is list and len(data) == 3 and type(data[0]) is int and type(data[1]) is bool
+            and type(data[2]) is list):
+        raise ValueError("a facts frame must be [seq, history, rows]")
+    return data[0], data[1], data[2]
 
 
 # ------------------------------------------------------------------------------------------ JSON lines
@@ -244,10 +348,13 @@ def _maker(cls: type[ev.BusEvent], names: tuple[str, ...]) -> Callable[[Row], ev
 class FactReader:
     """Makes rows events again, by the schema the engine sent (its kinds and their fields in order)."""
 
-    def __init__(self, schema: Any = None) -> None:
+    def __init__(self, schema: Any = None, texts: Any = None) -> None:
         schema = SCHEMA if schema is None else schema
+        texts = TEXTS if texts is None else texts
         self._keys: dict[str, tuple[str, ...]] = {}
         self._makers: dict[str, Callable[[Row], Any]] = {}
+        self._texts: dict[str, list[int]] = {}
+        """Per kind, where in its rows a value comes as its JSON text (``TEXTS``)."""
         if not isinstance(schema, dict):
             return
         for kind, names in schema.items():
@@ -257,9 +364,40 @@ class FactReader:
             cls = FACTS.get(kind)
             if cls is not None:
                 self._makers[kind] = _maker(cls, tuple(names))
+            text = texts.get(kind) if isinstance(texts, dict) else None
+            if isinstance(text, list):
+                self._texts[kind] = [names.index(n) + 1 for n in text if isinstance(n, str) and n in names]
+
+    def _read_texts(self, batch: list[Any]) -> list[Any]:
+        """``batch`` with the values that came as their JSON text (``TEXTS``) read: the rows of such kinds with
+        such a value copied (``batch`` itself when none has one, as in most batches: the rows of those kinds
+        are found from C, and only they are looked at); a text that is not JSON stays as it came."""
+        texts = self._texts
+        try:
+            picked: Any = list(compress(range(len(batch)), map(texts.__contains__, map(_KIND, batch))))
+        except (KeyError, TypeError, IndexError):
+            picked = range(len(batch))  # a row that is not a row: each looked at
+        out = None
+        for at in picked:
+            values = batch[at]
+            if not (type(values) is list and values and type(values[0]) is str and values[0] in texts):
+                continue
+            for i in texts[values[0]]:
+                if i < len(values) and type(values[i]) is str:
+                    if out is None:
+                        out = list(batch)
+                    if out[at] is values:
+                        out[at] = values = list(values)
+                    try:
+                        values[i] = json.loads(values[i])
+                    except ValueError:
+                        pass
+        return batch if out is None else out
 
     def events(self, batch: list[Any]) -> list[ev.BusEvent | dict[str, Any]]:
-        """Each row as its event; a row of a kind not known here, or that does not fit, as a dict."""
+        """Each row as its event; a row of a kind not known here, or that does
+        not fit, as a dict."""
+        batch = self._read_texts(batch)
         makers = self._makers
         out: list[ev.BusEvent | dict[str, Any]] = []
         append = out.append
@@ -280,9 +418,10 @@ class FactReader:
         return dict(zip(keys, values))
 
     def json_lines(self, batch: list[Any]) -> bytes:
-        """Each row as a JSON line, as ``tinyo run --json`` prints its fact: the rows keyed by the engine's
-        schema from C (no Python frame per fact) and encoded by one C call; a row that does not fit its
-        kind's keys sends the batch the slow way, row by row (``as_dict``)."""
+        """Each row as a JSON line, as ``tinyo run --json`` prints its fact:
+        the rows keyed by the engine's schema from C (no Python frame per fact) and encoded by one C call; a
+        row that does not fit its kind's keys sends the batch the slow way, row by row (``as_dict``)."""
+        batch = self._read_texts(batch)
         try:
             keys = list(map(self._keys.__getitem__, map(_KIND, batch)))
             fits = list(map(len, keys)) == list(map(len, batch)) and set(map(type, batch)) <= {list}

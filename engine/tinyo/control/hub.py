@@ -2,14 +2,14 @@
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
-pass took (up to ``BATCH`` facts) once, as rows, for every subscriber (a console makes events of them, a
-printer the ``tinyo run --json`` lines, each in its own process), and offers the same bytes to each one's
-outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
+pass took (up to ``BATCH`` facts) once, as rows in one msgpack frame, for every subscriber (a console
+makes events of them, a printer the ``tinyo run --json`` lines, each in its own process), and offers the
+same bytes to each one's outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
 subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
 the first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
-the C encoder), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
-slowly loses the lines that do not fit, their facts counted, and is told how many before the next one.
+msgpack's packer), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
+slowly loses the frames that do not fit, their facts counted, and is told how many before the next one.
 Facts the hub's full inbox drops are counted to a gap kept in their place in it, so every client is told
 of them after the facts before them, as of an outbox's own loss.
 """
@@ -35,7 +35,7 @@ HISTORY_MAX = 1000
 HUB_MAX = 5_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
 BATCH = 512
-"""Facts encoded in one line before it is handed to the clients' outboxes (bounds what the hub holds)."""
+"""Facts encoded in one frame before it is handed to the clients' outboxes (bounds what the hub holds)."""
 HUB_WAKE = 1_000
 """Facts waiting, with no client, past which the hub is woken to keep them as history: a cycle's facts still
 find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
@@ -222,7 +222,7 @@ class Hub:
         self._runs: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._output: deque[tuple[int, ev.BusEvent]] = deque(maxlen=HISTORY_MAX)
         self._subs: list[Outbox] = []
-        """The outboxes of the subscribed clients: each is offered the same lines (``factwire.facts_lines``)."""
+        """The outboxes of the subscribed clients: each is offered the same frames (``factwire.facts_frames``)."""
         self._listening = False
         """Whether a client is subscribed (written by the hub thread only, read by the engine loop)."""
         self._last_error = ""
@@ -362,9 +362,9 @@ class Hub:
                 self._send(self._seq, batch, False, self._subs)
 
     def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, outboxes: list[Outbox]) -> None:
-        """``batch``'s facts (the last numbered ``seq``) encoded once, each line (more if long) offered to
+        """``batch``'s facts (the last numbered ``seq``) encoded once, each frame (more if long) offered to
         every one of ``outboxes``."""
-        for line, facts in factwire.facts_lines(seq, factwire.rows(batch), history):
+        for line, facts in factwire.facts_frames(seq, factwire.packed_rows(batch), history):
             for outbox in outboxes:
                 outbox.offer(line, facts)
 

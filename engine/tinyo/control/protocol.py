@@ -1,15 +1,17 @@
-"""Provides the control protocol: versioned, typed messages sent as JSON lines (never pickle).
+"""Provides the control protocol: versioned, typed messages sent as JSON lines, facts as msgpack (never pickle).
 
 A client opens with ``hello`` naming the protocol version; the engine answers ``welcome`` (its pid,
 state file, recipe) or an ``error`` and closes. Then the client sends ``command``, ``query`` and
 ``subscribe`` requests, each with an id its ``result`` or ``error`` answer repeats. A subscriber's
 answer is the engine's schema of facts (``factwire``); then it gets the engine's recent facts
-(``history``), a ``live`` marker, then every fact as it is published, many to a ``facts`` line; when it
-reads too slowly to keep up, the facts it could not take are counted and it is told so (``missed``) and
-should ask its queries again. Every subscriber gets the same lines, encoded once for all of them: a
-console makes events of the rows, ``tinyo events --json`` keys them and prints the lines ``tinyo run
---json`` prints (``FactReader.json_lines``), each in its own process. Lines from a client are capped at
-``MAX_LINE`` bytes.
+(``history``), a ``live`` marker, then every fact as it is published, many to a ``facts`` frame: the
+engine's one binary message, msgpack after a zero byte and its length (``factwire.facts_frames``), its
+numbers exact and cheap to write; every other message, both ways, is a JSON line. When a subscriber reads
+too slowly to keep up, the facts it could not take are counted and it is told so (``missed``) and should
+ask its queries again. Every subscriber gets the same frames, encoded once for all of them: a console makes
+events of the rows, ``tinyo events --json`` keys them and prints the lines ``tinyo run --json`` prints
+(``FactReader.json_lines``), each in its own process. The engine reads JSON lines only, each capped at
+``MAX_LINE`` bytes; a client reads what the engine sends with ``Incoming``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +27,9 @@ from ..arguments import ArgumentError, Spec, argument, check, field_spec, is_a
 from . import factwire
 from .paths import ControlError
 
-PROTOCOL = 4
-"""Version 4: facts as rows only, a value JSON cannot carry shown as ``tinyo run --json`` shows it (``str``),
+PROTOCOL = 5
+"""Version 5: facts as msgpack frames (``factwire.facts_frames``), a field of any type (``factwire.TEXTS``) as its
+JSON text. Version 4: facts as rows only, a value JSON cannot carry shown as ``tinyo run --json`` shows it (``str``),
 so a reader prints the JSON log's own lines from them. Version 3 could also send ``tinyo run --json`` lines
 (``"form":"json"``, made by an encoder process of the engine's), and showed such a value in a row by its
 ``repr``; version 2 sent rows only, many to a ``facts`` line, by the schema the ``subscribe`` answer gives;
@@ -69,7 +73,7 @@ class Query:
 
 
 FORMS = ("rows",)
-"""How a subscriber may get its facts: ``rows`` (``Facts`` lines), the one form every client reads (a console
+"""How a subscriber may get its facts: ``rows`` (``Facts`` frames), the one form every client reads (a console
 makes events of them, ``tinyo events --json`` JSON lines), encoded once for all of them."""
 
 
@@ -94,8 +98,8 @@ class Error:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """Facts in the order the engine published them, as rows (``factwire``): a hub pass's, or part of the
-    history. ``seq``: the engine's number of the last of them (it numbers every fact it publishes)."""
+    """Facts in the order the engine published them, as rows (``factwire``), in one msgpack frame: a hub
+    pass's, or part of the history. ``seq``: the engine's number of the last of them (it numbers every fact it publishes)."""
 
     seq: int
     facts: list[Any]
@@ -104,7 +108,7 @@ class Facts:
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """One fact of a ``Facts`` line as a client yields it: the event (a dict for a kind not known here)."""
+    """One fact of a ``Facts`` frame as a client yields it: the event (a dict for a kind not known here)."""
 
     fact: Any
     history: bool = False
@@ -187,19 +191,34 @@ def check_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ encoding
 def encode(message: Message) -> bytes:
-    """One message as a JSON line (a ``Facts`` of events: their rows, as the hub sends them)."""
+    """One message as a JSON line; a ``Facts`` (of events or their rows) as its msgpack frame(s), as the hub
+    sends them."""
     if isinstance(message, Facts):
-        batch = [value if isinstance(value, list) else factwire.row(value) for value in message.facts]
-        return b"".join(line for line, _ in factwire.facts_lines(message.seq, batch, message.history))
+        batch = [value if isinstance(value, list) else factwire.packed_rows([value])[0] for value in message.facts]
+        return b"".join(frame for frame, _ in factwire.facts_frames(message.seq, batch, message.history))
     data: dict[str, Any] = {"type": _NAMES[type(message)]}
     for f in dataclasses.fields(message):
         data[f.name] = getattr(message, f.name)
     return factwire.utf8(factwire.dumps(data)) + b"\n"
 
 
-def decode(line: bytes) -> Message:
-    """One JSON line as a message; ProtocolError naming what is wrong otherwise. A ``Facts`` keeps its rows
+def decode_reply(data: bytes) -> Message:
+    """One message from the engine: a whole facts frame, or a JSON line (``decode``). A ``Facts`` keeps its rows
     as they came (``factwire.FactReader`` makes them events, by the schema its subscription was answered with)."""
+    if data[:1] != _FRAME:
+        return decode(data)
+    if len(data) < _HEAD or factwire.FRAME_HEAD.unpack_from(data)[1] != len(data) - _HEAD:
+        raise ProtocolError("a facts frame of the wrong length")
+    try:
+        seq, history, rows = factwire.unpack_frame(bytes(data[_HEAD:]))
+    except ValueError as exc:
+        raise ProtocolError(f"unreadable facts: {exc}") from None
+    return Facts(seq, rows, history)
+
+
+def decode(line: bytes) -> Message:
+    """One JSON line (its newline optional) as a message; ProtocolError naming what is wrong otherwise. All
+    the engine reads from a client (a facts frame is not JSON: refused here)."""
     try:
         data = json.loads(line)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -207,12 +226,8 @@ def decode(line: bytes) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    if kind == "facts":  # most of what a subscriber reads: checked without the generic walk
-        seq, facts, history = data.get("seq"), data.get("facts"), data.get("history", False)
-        if type(seq) is int and type(history) is bool and type(facts) is list:
-            return Facts(seq, facts, history)
     cls = _TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if cls is None or cls is Facts:  # facts come in frames only
         raise ProtocolError(f"unknown message type {kind!r} (known: {', '.join(sorted(_TYPES))})")
     values = {}
     for f in dataclasses.fields(cls):
@@ -226,3 +241,54 @@ def decode(line: bytes) -> Message:
             raise ProtocolError(f"{kind}: field {f.name!r} must be {f.type}, got {type(value).__name__}")
         values[f.name] = value
     return cls(**values)
+
+
+_FRAME = bytes([factwire.FRAME])
+_HEAD = factwire.FRAME_HEAD.size
+
+
+class Incoming:
+    """Splits what an engine sends into its messages (JSON lines and facts frames), as it comes in. A message
+    longer than ``limit`` bytes ends the reading (ProtocolError) before it is held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buffer = bytearray()
+        self._error: ProtocolError | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+
+    def messages(self) -> deque[Message]:
+        """The whole messages received so far, in order; what is left is the start of the next. What cannot be
+        read raises ProtocolError, after the messages before it have been returned (at the next call)."""
+        if self._error is not None:
+            raise self._error
+        buffer, out, start = self._buffer, deque(), 0
+        try:
+            while start < len(buffer):
+                if buffer[start] == factwire.FRAME:
+                    if len(buffer) - start < _HEAD:
+                        break
+                    end = start + _HEAD + factwire.FRAME_HEAD.unpack_from(buffer, start)[1]
+                    if end - start > self.limit:
+                        raise ProtocolError("the engine sent a message too long to read")
+                    if end > len(buffer):
+                        break
+                    out.append(decode_reply(bytes(buffer[start:end])))
+                else:
+                    end = buffer.find(b"\n", start)
+                    if end < 0:
+                        if len(buffer) - start > self.limit:
+                            raise ProtocolError("the engine sent a message too long to read")
+                        break
+                    out.append(decode(buffer[start:end]))  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
+                    end += 1
+                start = end
+        except ProtocolError as exc:
+            if not out:
+                raise
+            self._error = exc  # the stream cannot go on past it: said at the next call
+        finally:
+            del buffer[:start]
+        return out

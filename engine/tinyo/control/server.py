@@ -376,7 +376,8 @@ class _Client:
         elif isinstance(message, Subscribe):
             if message.form not in FORMS:
                 raise ProtocolError(f"subscribe: no such form of facts {message.form!r} (known: {', '.join(FORMS)})")
-            self._send(Result(message.id, {"facts": factwire.SCHEMA}))  # how to read the facts lines that follow
+            # how to read the facts frames that follow
+            self._send(Result(message.id, {"facts": factwire.SCHEMA, "texts": factwire.TEXTS}))
             server.hub.subscribe(self.outbox, message.history)
         else:
             raise ProtocolError(f"a client may not send {type(message).__name__.lower()} here")
