@@ -137,17 +137,21 @@ class DES:
     """``(callable, Config)`` pairs, run in order in one worker."""
 
     def __init__(self, deps: Iterable[str], targs: Iterable[str], ops: Iterable[OpSpec]) -> None:
-        deps_set = _doc_set("deps", deps)
-        targs_set = _doc_set("targs", targs)
-        if ops.__class__ is list and len(ops) == 1:  # one op as a (function, Config) pair (one DES per file)
-            item = ops[0]  # type: ignore[index]
-            if (item.__class__ is tuple and len(item) == 2 and item[1].__class__ is Config
-                    and item[0].__class__ is _FUNCTION and targs_set):
-                _SET_DEPS(self, deps_set)
-                _SET_TARGS(self, targs_set)
+        if (deps.__class__ is frozenset and targs.__class__ is frozenset and ops.__class__ is list
+                and len(deps) == 1 and len(targs) == 1 and len(ops) == 1):
+            # the common shape (one DES per file): one ASCII name read, one made, one op as a (function,
+            # Config) pair; an ASCII name has no ``name_problem``. Anything else takes the checks below.
+            (dep,), (targ,), (item,) = deps, targs, ops
+            if (dep.__class__ is str and targ.__class__ is str and dep and targ and dep.isascii() and targ.isascii()
+                    and item.__class__ is tuple and len(item) == 2 and item[1].__class__ is Config
+                    and item[0].__class__ is _FUNCTION):
+                _SET_DEPS(self, deps)
+                _SET_TARGS(self, targs)
                 _SET_OPS(self, (item,))
                 _SET_ID(self, None)
                 return
+        deps_set = _doc_set("deps", deps)
+        targs_set = _doc_set("targs", targs)
         op_list: list[OpSpec] = []
         for index, item in enumerate(ops):
             if not (isinstance(item, tuple) and len(item) == 2):
@@ -179,7 +183,17 @@ class DES:
         """A stable 16-hex-digit identity derived from deps, targs, op names and Config values."""
         des_id = self._id
         if des_id is None:
-            deps, targs = self.deps, self.targs
+            deps, targs, ops = self.deps, self.targs, self.ops
+            if len(deps) == 1 and len(targs) == 1 and len(ops) == 1:  # as below, for one of each
+                (dep,), (targ,), ((fn, cfg),) = deps, targs, ops
+                text = f"deps={dep}|targs={targ}|{_op_text(fn)}{cfg.canonical()}"
+                try:
+                    raw = text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = digest_bytes(text)
+                des_id = hashlib.blake2b(raw, digest_size=8).hexdigest()
+                _SET_ID(self, des_id)
+                return des_id
             # a one-item set's name joined is the name itself: no sort (a DES mostly reads and makes one)
             text = "|".join([
                 "deps=" + ("\x1f".join(sorted(deps)) if len(deps) > 1 else "".join(deps)),
