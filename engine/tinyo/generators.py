@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from .model import DES
@@ -46,9 +47,11 @@ def _label(value: Any) -> str:
 def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: list[Any]) -> Emission:
     """Feed ``event`` to the roots and keys to their ``download`` generators, recursively."""
     out = Emission(event_id, event)
-    frontier: list[tuple[MetaTask, Any]] = [(task, event) for task in roots]
-    while frontier:
-        task, given = frontier.pop(0)
+    frontier: list[tuple[MetaTask, Any]] = list(zip(roots, repeat(event)))
+    at = 0
+    while at < len(frontier):  # breadth first, in order (read by position: no pop from the front)
+        task, given = frontier[at]
+        at += 1
         label = given if given.__class__ is str else _label(given)
         name = task.name
         progress[:] = name, label
@@ -73,7 +76,7 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
         key, des_list = result
         if given.__class__ is not str:
             label = _label(given)  # as it reads now (a generator may have changed what it was given)
-        out.des.extend([(name, label, des) for des in des_list])
+        out.des.extend(zip(repeat(name), repeat(label), des_list))
         if key is not None and task.download:
             frontier.extend((child, key) for child in task.download)
     progress[:] = []
