@@ -136,7 +136,7 @@ class Registration:
         # anything that may look up or evict (a huge emission's slices)
         versions, consumers, producer, nodes, absent = (graph.versions, graph.consumers, graph.producer,
                                                         graph.nodes, graph._absent)
-        add, op_facts, register = graph.add, self._op_facts, self.register
+        op_facts, register = self._op_facts, self.register
         emit, touch, live_ops, joining = self.outbox.emit, self.touched.append, self.ops, documents.joining
         intern, cache = sys.intern, self._op_cache
         rows = self._rows
@@ -190,7 +190,16 @@ class Registration:
                 node = Node(des_id, tuple(map(intern, deps)), targ_names, ops_desc, generator, made_by)
                 for targ in targ_names:
                     joining.append((targ, "never built"))
-                add(node)
+                    producer[targ] = des_id
+                # ``graph.add``, for a DES checked above: absent, each dep's readers loaded (complete) already
+                absent.discard(des_id)
+                for dep in node.deps:
+                    readers = consumers[dep]
+                    if readers.__class__ is frozenset:
+                        consumers[dep] = {des_id}  # its first reader: a set of its own, not the shared empty one
+                    else:
+                        readers.add(des_id)
+                nodes[des_id] = node
                 self.total += 1
                 live_ops[des_id] = refs
                 rows.append((des_id, deps, targs, ops_desc, blob, generator, made_by, now))
