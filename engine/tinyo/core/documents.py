@@ -165,7 +165,12 @@ class Documents:
         if old is None and source is not False:
             self._first_version(name, source)
         now = self.clock.time()
-        self._put((name, version, None, None, None, now, by))
+        row = (name, version, None, None, None, now, by)
+        rows = self._doc_rows
+        if rows is None:
+            self.store.put_documents([row])
+        else:
+            rows.append(row)  # ``_put``, without its call: a target's new version per run done
         self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
 
     def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None,
