@@ -21,7 +21,6 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 from .model import DES
@@ -47,7 +46,7 @@ def _label(value: Any) -> str:
 def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: list[Any]) -> Emission:
     """Feed ``event`` to the roots and keys to their ``download`` generators, recursively."""
     out = Emission(event_id, event)
-    frontier: list[tuple[MetaTask, Any]] = list(zip(roots, repeat(event)))
+    frontier: list[tuple[MetaTask, Any]] = [(roots[0], event)] if len(roots) == 1 else [(task, event) for task in roots]
     at = 0
     while at < len(frontier):  # breadth first, in order (read by position: no pop from the front)
         task, given = frontier[at]
@@ -76,7 +75,10 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
         key, des_list = result
         if given.__class__ is not str:
             label = _label(given)  # as it reads now (a generator may have changed what it was given)
-        out.des.extend(zip(repeat(name), repeat(label), des_list))
+        if len(des_list) == 1:  # one DES per event (most generators): no list made for it
+            out.des.append((name, label, des_list[0]))
+        else:
+            out.des.extend([(name, label, des) for des in des_list])
         if key is not None and task.download:
             frontier.extend((child, key) for child in task.download)
     progress[:] = []
