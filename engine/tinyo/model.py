@@ -40,7 +40,11 @@ class Config(Mapping[str, Any]):
         bool, None, bytes: immutable, and told apart by their text), else None. Two Configs with the same
         value key are interchangeable (a generator that makes a new ``Config({})`` per DES makes equal ones)."""
         plain = self._plain
-        if plain is None:
+        if plain:
+            text = self._text
+            if text is not None:  # asked per DES (its ops' cache key): no ``canonical`` call once it is known
+                return text
+        elif plain is None:
             data = self._data
             if not data:  # ``Config({})`` (a generator's op without settings, often one per DES): no generator
                 self._plain, self._text = True, "{}"
