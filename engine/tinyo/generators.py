@@ -46,9 +46,11 @@ def _label(value: Any) -> str:
 def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: list[Any]) -> Emission:
     """Feed ``event`` to the roots and keys to their ``download`` generators, recursively."""
     out = Emission(event_id, event)
-    frontier: list[tuple[MetaTask, Any]] = [(task, event) for task in roots]
-    while frontier:
-        task, given = frontier.pop(0)
+    frontier: list[tuple[MetaTask, Any]] = [(roots[0], event)] if len(roots) == 1 else [(task, event) for task in roots]
+    at = 0
+    while at < len(frontier):  # breadth first, in order (read by position: no pop from the front)
+        task, given = frontier[at]
+        at += 1
         label = given if given.__class__ is str else _label(given)
         name = task.name
         progress[:] = name, label
@@ -73,7 +75,10 @@ def generate(roots: Sequence[MetaTask], event_id: int, event: str, progress: lis
         key, des_list = result
         if given.__class__ is not str:
             label = _label(given)  # as it reads now (a generator may have changed what it was given)
-        out.des.extend([(name, label, des) for des in des_list])
+        if len(des_list) == 1:  # one DES per event (most generators): no list made for it
+            out.des.append((name, label, des_list[0]))
+        else:
+            out.des.extend([(name, label, des) for des in des_list])
         if key is not None and task.download:
             frontier.extend((child, key) for child in task.download)
     progress[:] = []

@@ -152,12 +152,20 @@ class Groups:
         """Count documents new to the DAG, as (name, state): the counts, firsts and groups ``join`` gives name
         by name, each group's counts moved once (a batch's new files and targets mostly share a few groups).
         Returns their groups, in order."""
-        keys, groups, key_of = self._keys, self._groups, self.key
+        keys, groups = self._keys, self._groups
         out: list[str] = []
         add = out.append
         counts: dict[tuple[str, str], int] = {}
+        max_groups = self.max_groups
         for name, state in joins:
-            key = keys.get(name) or key_of(name)
+            key = keys.get(name)
+            if key is None:  # ``key``, for a name not cached (most names a batch joins are new)
+                fine = group_key(name)
+                key = fine if fine in groups or len(groups) < max_groups else coarse_key(name)
+                if key in groups:
+                    if len(keys) >= KEY_CACHE_MAX:
+                        keys.clear()
+                    keys[name] = key
             group = groups.get(key)
             if group is None:  # made now: the next name's key sees it (as ``join`` name by name would)
                 group = groups[key] = _Group(first=name)
@@ -191,23 +199,41 @@ class Groups:
     def move_many(self, moves: Iterable[tuple[Iterable[str], str, str]]) -> None:
         """Counted documents changed state, as (names, old, new): the moves of one settle, together (as
         ``move`` for each name)."""
-        keys, groups, touched, key_of = self._keys, self._groups, self.touched, self.key
+        # counted per (group, old, new) first, then netted per group and state: a settle moves many documents
+        # of few groups between few states (a burst's targets: thousands of moves, a few sums). Netted, a
+        # state a document passes through within the call is never counted below zero on the way.
+        keys, key_of = self._keys, self.key
+        counts: dict[tuple[str, str, str], int] = {}
+        get = counts.get
         for names, old, new in moves:
             if old == new:
                 continue
             for name in names:
-                key = keys.get(name) or key_of(name)
-                group = groups.get(key)
-                if group is None:
-                    continue
-                states = group.states
-                left = states.get(old, 0) - 1
-                if left > 0:
-                    states[old] = left
-                else:
-                    states.pop(old, None)
-                states[new] = states.get(new, 0) + 1
-                touched.add(key)
+                move = (keys.get(name) or key_of(name), old, new)
+                counts[move] = get(move, 0) + 1
+        if not counts:
+            return
+        net: dict[str, dict[str, int]] = {}
+        for (key, old, new), n in counts.items():
+            deltas = net.get(key)
+            if deltas is None:
+                deltas = net[key] = {}
+            deltas[old] = deltas.get(old, 0) - n
+            deltas[new] = deltas.get(new, 0) + n
+        groups, touched = self._groups, self.touched
+        for key, deltas in net.items():
+            group = groups.get(key)
+            if group is None:
+                continue
+            states = group.states
+            for state, n in deltas.items():
+                if n:
+                    left = states.get(state, 0) + n
+                    if left > 0:
+                        states[state] = left
+                    else:
+                        states.pop(state, None)
+            touched.add(key)
 
     def summary(self, pattern: str) -> GroupSummary | None:
         group = self._groups.get(pattern)

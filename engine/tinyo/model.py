@@ -40,8 +40,16 @@ class Config(Mapping[str, Any]):
         bool, None, bytes: immutable, and told apart by their text), else None. Two Configs with the same
         value key are interchangeable (a generator that makes a new ``Config({})`` per DES makes equal ones)."""
         plain = self._plain
-        if plain is None:
-            plain = self._plain = all(type(k) is str and type(v) in _PLAIN for k, v in self._data.items())
+        if plain:
+            text = self._text
+            if text is not None:  # asked per DES (its ops' cache key): no ``canonical`` call once it is known
+                return text
+        elif plain is None:
+            data = self._data
+            if not data:  # ``Config({})`` (a generator's op without settings, often one per DES): no generator
+                self._plain, self._text = True, "{}"
+                return "{}"
+            plain = self._plain = all(type(k) is str and type(v) in _PLAIN for k, v in data.items())
         return self.canonical() if plain else None
 
     def __getitem__(self, key: str) -> Any:
@@ -133,6 +141,19 @@ class DES:
     """``(callable, Config)`` pairs, run in order in one worker."""
 
     def __init__(self, deps: Iterable[str], targs: Iterable[str], ops: Iterable[OpSpec]) -> None:
+        if (deps.__class__ is frozenset and targs.__class__ is frozenset and ops.__class__ is list
+                and len(deps) == 1 and len(targs) == 1 and len(ops) == 1):
+            # the common shape (one DES per file): one ASCII name read, one made, one op as a (function,
+            # Config) pair; an ASCII name has no ``name_problem``. Anything else takes the checks below.
+            (dep,), (targ,), (item,) = deps, targs, ops
+            if (dep.__class__ is str and targ.__class__ is str and dep and targ and dep.isascii() and targ.isascii()
+                    and item.__class__ is tuple and len(item) == 2 and item[1].__class__ is Config
+                    and item[0].__class__ is _FUNCTION):
+                _SET_DEPS(self, deps)
+                _SET_TARGS(self, targs)
+                _SET_OPS(self, (item,))
+                _SET_ID(self, None)
+                return
         deps_set = _doc_set("deps", deps)
         targs_set = _doc_set("targs", targs)
         op_list: list[OpSpec] = []
@@ -166,12 +187,22 @@ class DES:
         """A stable 16-hex-digit identity derived from deps, targs, op names and Config values."""
         des_id = self._id
         if des_id is None:
-            deps, targs = self.deps, self.targs
+            deps, targs, ops = self.deps, self.targs, self.ops
+            if len(deps) == 1 and len(targs) == 1 and len(ops) == 1:  # as below, for one of each
+                (dep,), (targ,), ((fn, cfg),) = deps, targs, ops
+                text = f"deps={dep}|targs={targ}|{_op_text(fn)}{cfg.canonical()}"
+                try:
+                    raw = text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = digest_bytes(text)
+                des_id = hashlib.blake2b(raw, digest_size=8).hexdigest()
+                _SET_ID(self, des_id)
+                return des_id
             # a one-item set's name joined is the name itself: no sort (a DES mostly reads and makes one)
             text = "|".join([
                 "deps=" + ("\x1f".join(sorted(deps)) if len(deps) > 1 else "".join(deps)),
                 "targs=" + ("\x1f".join(sorted(targs)) if len(targs) > 1 else "".join(targs)),
-                *[f"op={op_module(fn)}:{op_name(fn)}:{cfg.canonical()}" for fn, cfg in self.ops],
+                *[_op_text(fn) + cfg.canonical() for fn, cfg in self.ops],
             ])
             des_id = hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest()
             _SET_ID(self, des_id)
@@ -192,6 +223,24 @@ _SET_DEPS, _SET_TARGS, _SET_OPS, _SET_ID = (DES.deps.__set__, DES.targs.__set__,
                                             DES.ops.__set__, DES._id.__set__)  # type: ignore[attr-defined]
 
 
+_FUNCTION = type(op_name)
+_OP_TEXT: dict[int, tuple[Any, str]] = {}
+"""An op's ``op=module:name:`` part of the DES id text, per op object (held with it, so no id is reused while
+it is cached): a generator passes the same few functions to every DES it makes."""
+OP_TEXT_MAX = 256
+
+
+def _op_text(fn: Any) -> str:
+    hit = _OP_TEXT.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
+    text = f"op={op_module(fn)}:{op_name(fn)}:"
+    if len(_OP_TEXT) >= OP_TEXT_MAX:
+        _OP_TEXT.clear()
+    _OP_TEXT[id(fn)] = (fn, text)
+    return text
+
+
 def op_module(fn: Any) -> str:
     """The module part of an op's identity; recipe modules all map to ``<recipe>`` so ids are stable."""
     module = getattr(fn, "__module__", None) or type(fn).__module__
@@ -208,6 +257,8 @@ def _doc_set(field_name: str, values: Iterable[str]) -> frozenset[str]:
         raise TypeError(f"DES {field_name} must be a set of document names, not the string {values!r}")
     result = frozenset(values)
     for value in result:
+        if value.__class__ is str and value and value.isascii():
+            continue  # most names: nothing more to look at (``name_problem`` passes every ASCII name)
         if not isinstance(value, str) or not value:
             raise TypeError(f"DES {field_name} must hold non-empty strings, got {value!r}")
         problem = name_problem(value)

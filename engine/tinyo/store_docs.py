@@ -14,11 +14,10 @@ _NAMED = "grp IS NOT NULL"
 """A document the DAG names (every versioned, produced or read document has a group)."""
 
 
-def _new(docs: dict[str, list[Any]], name: str) -> list[Any]:
-    """A deferred row for document ``name`` in this commit, every part NULL (kept as stored) until given
-    (see ``store_schema.DOC_PARTS``); its last item says which parts are (``store_schema.DOC_SHAPE``)."""
-    row = docs[name] = [name, None, None, None, None, None, None, None, None, None, None, None, 0]
-    return row
+_UNSET = (None, None, None, None, None, None, None, None, None, None, None, 0)
+"""A deferred row for a document in this commit is ``[name, *_UNSET]``: every part NULL (kept as stored) until
+given (see ``store_schema.DOC_PARTS``); its last item says which parts are (``store_schema.DOC_SHAPE``). Made in
+place by each setter (a row per file of a burst: no call for it)."""
 
 
 class DocumentsPart(StoreBase):
@@ -46,7 +45,9 @@ class DocumentsPart(StoreBase):
 
     def set_file_seen(self, path: str, mtime_ns: int, size: int, digest: str | None) -> None:
         docs = self._keyed("docs")
-        row = docs.get(path) or _new(docs, path)
+        row = docs.get(path)
+        if row is None:
+            row = docs[path] = [path, *_UNSET]
         row[9] = mtime_ns
         row[10] = size
         row[11] = digest
@@ -65,7 +66,9 @@ class DocumentsPart(StoreBase):
         """Upsert (name, version, hash, mtime_ns, size, updated, by)."""
         docs = self._keyed("docs")
         for new in rows:
-            row = docs.get(new[0]) or _new(docs, new[0])
+            row = docs.get(new[0])
+            if row is None:
+                row = docs[new[0]] = [new[0], *_UNSET]
             row[1:7] = new[1:]
             row[12] |= VERSION_PART
 
@@ -84,7 +87,9 @@ class DocumentsPart(StoreBase):
         """(document, id of the DES that produces it)."""
         docs = self._keyed("docs")
         for doc, des_id in rows:
-            row = docs.get(doc) or _new(docs, doc)
+            row = docs.get(doc)
+            if row is None:
+                row = docs[doc] = [doc, *_UNSET]
             row[8] = des_id
             row[12] |= PRODUCER_PART
 
@@ -107,7 +112,9 @@ class DocumentsPart(StoreBase):
         """Documents first named now, with their group: (name, group). A name keeps its first group."""
         docs = self._keyed("docs")
         for name, group in rows:
-            row = docs.get(name) or _new(docs, name)
+            row = docs.get(name)
+            if row is None:
+                row = docs[name] = [name, *_UNSET]
             if row[7] is None:
                 row[7] = group
                 row[12] |= GROUP_PART

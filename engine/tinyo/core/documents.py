@@ -72,10 +72,13 @@ class Documents:
         its stat now: it gets version 1 and joins its group as a source (groups counted per batch)."""
         self.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
         graph = self.graph
-        versions, unnamed, gone = graph.versions, graph.unnamed, graph.gone
+        # the graph's maps as ``graph.unnamed`` reads them (nothing here looks up or evicts: they stay bound)
+        versions, producer, consumers, gone = graph.versions, graph.producer, graph.consumers, graph.gone
         files, present, joining = self._files, self.checks.present, self.joining
         use_hash = self.config.hash_files
-        emit, put, intern, updated = self.outbox.emit, self._put, sys.intern, ev.DocumentUpdated
+        rows = self._doc_rows  # a batch is open (``begin_batch``): its rows are appended to, not handed over
+        put = self._put if rows is None else rows.append
+        emit, intern, updated = self.outbox.emit, sys.intern, ev.DocumentUpdated
         now = self.clock.time()
         for _, _, name, state, _ in batch:
             if name[:1] != "/":
@@ -84,7 +87,8 @@ class Documents:
                 now = self.clock.time()
                 continue
             st = stat_file(name)
-            if st is not None and unnamed(name) and name not in files and name not in gone:
+            if (st is not None and versions.get(name) == 0 and producer.get(name, True) is None
+                    and not consumers.get(name, True) and name not in files and name not in gone):
                 if not use_hash:
                     new = FileState(st.st_mtime_ns, st.st_size, None)
                 elif (state is not None and state.digest and state.mtime_ns == st.st_mtime_ns
@@ -161,7 +165,12 @@ class Documents:
         if old is None and source is not False:
             self._first_version(name, source)
         now = self.clock.time()
-        self._put((name, version, None, None, None, now, by))
+        row = (name, version, None, None, None, now, by)
+        rows = self._doc_rows
+        if rows is None:
+            self.store.put_documents([row])
+        else:
+            rows.append(row)  # ``_put``, without its call: a target's new version per run done
         self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
 
     def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None,

@@ -171,10 +171,18 @@ class Inflow:
                 known[name] = FileState(*row) if row else None
         rows = []
         states: list[FileState | None] = []  # a file's state as read now: its document need not read it again
-        file_change = self._file_change
+        file_change, set_seen = self._file_change, self.store.set_file_seen
         for source, name in items:
             if source == "file" or source == "scan":
-                state = file_change(name, files[name])
+                seen = files[name]
+                was = known.get(name) if seen is not None and seen.digest else GONE
+                if was is None or (was is not GONE and was.digest is not None and was.digest != seen.digest):
+                    # as ``_file_change`` takes a state the watcher hashed, for other content than the last
+                    # event's (a burst's new files): changed, no stat or hash again
+                    set_seen(name, seen.mtime_ns, seen.size, seen.digest)
+                    known[name] = state = seen
+                else:
+                    state = file_change(name, seen)
                 if state is None:
                     continue
             else:

@@ -132,9 +132,13 @@ class Registration:
         Anything else (a known DES, a conflict, a dep without a version, an emission of REGISTER_SLICE DES or
         more) takes ``register``'s general path, in its place in the order."""
         graph, documents = self.graph, self.documents
-        versions, consumers, unnamed = graph.versions, graph.consumers, graph.unnamed
-        is_new, add, op_facts, register = graph.is_new, graph.add, self._op_facts, self.register
+        # the graph's maps, read as ``is_new`` and ``unnamed`` read them (no call per DES); bound again after
+        # anything that may look up or evict (a huge emission's slices)
+        versions, consumers, producer, nodes, absent = (graph.versions, graph.consumers, graph.producer,
+                                                        graph.nodes, graph._absent)
+        op_facts, register = self._op_facts, self.register
         emit, touch, live_ops, joining = self.outbox.emit, self.touched.append, self.ops, documents.joining
+        intern, cache = sys.intern, self._op_cache
         rows = self._rows
         if rows is None:
             rows = self._rows = []  # handed to the store with the batch (``end_batch``) or at a commit
@@ -146,6 +150,8 @@ class Registration:
                 documents.flush_joins()
                 marks.append(self.apply_emission(emission, flush))
                 rows = self._rows if self._rows is not None else rows
+                versions, consumers, producer, nodes, absent = (graph.versions, graph.consumers, graph.producer,
+                                                                graph.nodes, graph._absent)
                 continue
             now = clock.time()
             for generator, given, message, tb in errors:
@@ -155,28 +161,45 @@ class Registration:
                 des_id = des.id
                 deps, targs = des.deps, des.targs
                 refs = None
-                if is_new(des_id):
-                    for targ in targs:
-                        if not unnamed(targ):
+                if des_id in absent and des_id not in nodes:  # ``graph.is_new``
+                    for targ in targs:  # ``graph.unnamed``
+                        if versions.get(targ) != 0 or producer.get(targ, True) is not None or consumers.get(targ, True):
                             break
                     else:
                         for dep in deps:
                             if not versions.get(dep) or dep not in consumers:
                                 break
                         else:
-                            try:
-                                refs, ops_desc, blob = op_facts(des)
-                            except refused:
-                                refs = None  # the general path refuses it, with its facts
+                            ops = des.ops
+                            if len(ops) == 1:  # ``_op_facts``'s cache, asked here for the one op most DES have
+                                fn, cfg = ops[0]
+                                hit = cache.get(((id(fn), cfg.value_key() or id(cfg)),))
+                                if hit is not None:
+                                    _, refs, ops_desc, blob = hit
+                            if refs is None:
+                                try:
+                                    refs, ops_desc, blob = op_facts(des)
+                                except refused:
+                                    refs = None  # the general path refuses it, with its facts
                 if refs is None:
                     documents.flush_joins()
                     register(des, generator, given, event, now)
                     continue
-                made_by = label(given, event)
-                node = Node(des_id, names(deps), names(targs), ops_desc, generator, made_by)
-                for targ in node.targs:
+                made_by = intern(given) if given == event else f"{given} (from {event})"  # ``label``
+                targ_names = tuple(map(intern, targs))
+                node = Node(des_id, tuple(map(intern, deps)), targ_names, ops_desc, generator, made_by)
+                for targ in targ_names:
                     joining.append((targ, "never built"))
-                add(node)
+                    producer[targ] = des_id
+                # ``graph.add``, for a DES checked above: absent, each dep's readers loaded (complete) already
+                absent.discard(des_id)
+                for dep in node.deps:
+                    readers = consumers[dep]
+                    if readers.__class__ is frozenset:
+                        consumers[dep] = {des_id}  # its first reader: a set of its own, not the shared empty one
+                    else:
+                        readers.add(des_id)
+                nodes[des_id] = node
                 self.total += 1
                 live_ops[des_id] = refs
                 rows.append((des_id, deps, targs, ops_desc, blob, generator, made_by, now))
