@@ -18,13 +18,9 @@ process of its own with that checkout's ``engine/`` first on the path.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,69 +129,11 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_case(engine: Path, n: int, callgrind: bool) -> dict[str, Any]:
-    """One round in a process of its own, with ``engine`` first on the path (under callgrind if asked)."""
-    env = {**os.environ, "PYTHONPATH": str(engine)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n)]
-    if not callgrind:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-        return json.loads(out.splitlines()[-1])
-    outdir = Path(tempfile.mkdtemp(prefix="bench-link-loop-cg-"))
-    try:
-        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p"]
-        out = subprocess.run([*valgrind, *cmd, "--counted"], env=env, capture_output=True, text=True, check=True).stdout
-        res = json.loads(out.splitlines()[-1])
-        dumps = [p for p in outdir.iterdir() if p.name.endswith(".1")]
-        text = dumps[0].read_text(errors="replace") if dumps else ""
-        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-        if total is None:
-            raise RuntimeError("callgrind wrote no counts (is callgrind_control on the path?)")
-        res["instructions"] = int(total.group(1)) / (n - SKIP)
-        return res
-    finally:
-        shutil.rmtree(outdir, ignore_errors=True)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--links", type=int, default=None, help="2,000 (500 with --callgrind)")
-    parser.add_argument("--rounds", type=int, default=None, help="5 (2 with --callgrind)")
-    parser.add_argument("--baseline", default=None, help="another checkout (its engine/ is measured beside)")
-    parser.add_argument("--callgrind", action="store_true", help="instructions per link, under valgrind")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--counted", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one is not None:  # a round, in its own process
-        print(json.dumps(one_round(args.one, args.counted)))
-        return 0
-    n = args.links or (500 if args.callgrind else 2000)
-    rounds = args.rounds or (2 if args.callgrind else 5)
-    cases = {"tinyo": HERE.parent / "engine"}
-    if args.baseline:
-        cases["baseline"] = Path(args.baseline).resolve() / "engine"
-    res: dict[str, Any] = {"links": n, "rounds": rounds, "callgrind": args.callgrind, "load_before": os.getloadavg(),
-                           "samples": {case: [] for case in cases}}
-    for _ in range(rounds):
-        for case, engine in cases.items():  # interleaved: the machine's load falls on every case alike
-            res["samples"][case].append(run_case(engine, n, args.callgrind))
-    res["load_after"] = os.getloadavg()
-    key, unit = ("instructions", "instructions") if args.callgrind else ("cpu_us", "us")
-    print(f"the loop alone, a {n:,}-link chain, {rounds} rounds interleaved (load {res['load_before'][0]:.1f} before, "
-          f"{res['load_after'][0]:.1f} after); per link, {unit}:")
-    medians = {}
-    for case, samples in res["samples"].items():
-        values = [s[key] for s in samples]
-        medians[case] = statistics.median(values)
-        print(f"  {case:10s} median {medians[case]:12,.1f}   min {min(values):12,.1f}   max {max(values):12,.1f}   "
-              f"cycles {samples[0]['cycles']}")
-    if "baseline" in medians:
-        print(f"  ratio (tinyo / baseline, medians): {medians['tinyo'] / medians['baseline']:.3f}")
-    res["medians"] = medians
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-    return 0
+    sys.path.insert(0, str(HERE))
+    from bench_loop import compare
 
+    return compare(Path(__file__), "links", "link", (2000, 500), one_round, lambda n: n - SKIP)
 
 if __name__ == "__main__":
     sys.exit(main())

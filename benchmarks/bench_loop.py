@@ -154,10 +154,13 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_case(engine: Path, n: int, callgrind: bool) -> dict[str, Any]:
-    """One round in a process of its own, with ``engine`` first on the path (under callgrind if asked)."""
+def run_case(engine: Path, n: int, callgrind: bool, script: Path = Path(__file__), counted_per: int = 0
+             ) -> dict[str, Any]:
+    """One round of ``script`` (this one, or another with the same ``--one N [--counted]`` form) in a process of
+    its own, with ``engine`` first on the path; under callgrind if asked, its instructions divided by
+    ``counted_per`` (default ``n``: what the counted part of the round ran)."""
     env = {**os.environ, "PYTHONPATH": str(engine)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n)]
+    cmd = [sys.executable, str(script.resolve()), "--one", str(n)]
     if not callgrind:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
         return json.loads(out.splitlines()[-1])
@@ -171,18 +174,24 @@ def run_case(engine: Path, n: int, callgrind: bool) -> dict[str, Any]:
         total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
         if total is None:
             raise RuntimeError("callgrind wrote no counts (is callgrind_control on the path?)")
-        res["instructions"] = int(total.group(1)) / n
+        res["instructions"] = int(total.group(1)) / (counted_per or n)
         return res
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=None, help="10,000 (1,000 with --callgrind)")
+def compare(script: Path, what: str, per: str, default_n: tuple[int, int], one_round: Any, counted_per: Any = None
+            ) -> int:
+    """The command line of this benchmark and of those built on its harness: ``--one`` runs a round of
+    ``one_round(n, counted)`` in this process; otherwise rounds of ``script`` for this checkout (and
+    ``--baseline``'s), interleaved, each in a process of its own, and a table of medians per ``per``."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(f"--{what}", dest="n", type=int, default=None,
+                        help=f"{default_n[0]:,} ({default_n[1]:,} with --callgrind)")
     parser.add_argument("--rounds", type=int, default=None, help="5 (2 with --callgrind)")
     parser.add_argument("--baseline", default=None, help="another checkout (its engine/ is measured beside)")
-    parser.add_argument("--callgrind", action="store_true", help="instructions per file, under valgrind")
+    parser.add_argument("--callgrind", action="store_true", help=f"instructions per {per}, under valgrind")
     parser.add_argument("--json", default=None)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--counted", action="store_true", help=argparse.SUPPRESS)
@@ -190,20 +199,21 @@ def main() -> int:
     if args.one is not None:  # a round, in its own process
         print(json.dumps(one_round(args.one, args.counted)))
         return 0
-    n = args.files or (1000 if args.callgrind else 10_000)
+    n = args.n or default_n[1 if args.callgrind else 0]
     rounds = args.rounds or (2 if args.callgrind else 5)
     cases = {"tinyo": HERE.parent / "engine"}
     if args.baseline:
         cases["baseline"] = Path(args.baseline).resolve() / "engine"
-    res: dict[str, Any] = {"files": n, "rounds": rounds, "callgrind": args.callgrind, "load_before": os.getloadavg(),
+    res: dict[str, Any] = {what: n, "rounds": rounds, "callgrind": args.callgrind, "load_before": os.getloadavg(),
                            "samples": {case: [] for case in cases}}
     for _ in range(rounds):
         for case, engine in cases.items():  # interleaved: the machine's load falls on every case alike
-            res["samples"][case].append(run_case(engine, n, args.callgrind))
+            res["samples"][case].append(run_case(engine, n, args.callgrind, script,
+                                                 counted_per(n) if counted_per else 0))
     res["load_after"] = os.getloadavg()
     key, unit = ("instructions", "instructions") if args.callgrind else ("cpu_us", "us")
-    print(f"the loop alone, {n:,} files, {rounds} rounds interleaved (load {res['load_before'][0]:.1f} before, "
-          f"{res['load_after'][0]:.1f} after); per file, {unit}:")
+    print(f"the loop alone, {n:,} {what}, {rounds} rounds interleaved (load {res['load_before'][0]:.1f} before, "
+          f"{res['load_after'][0]:.1f} after); per {per}, {unit}:")
     medians = {}
     for case, samples in res["samples"].items():
         values = [s[key] for s in samples]
@@ -217,6 +227,9 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0
 
+
+def main() -> int:
+    return compare(Path(__file__), "files", "file", (10_000, 1000), one_round)
 
 if __name__ == "__main__":
     sys.exit(main())
