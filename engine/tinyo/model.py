@@ -190,12 +190,9 @@ class DES:
             deps, targs, ops = self.deps, self.targs, self.ops
             if len(deps) == 1 and len(targs) == 1 and len(ops) == 1:  # as below, for one of each
                 (dep,), (targ,), ((fn, cfg),) = deps, targs, ops
-                text = f"deps={dep}|targs={targ}|{_op_text(fn)}{cfg.canonical()}"
-                try:
-                    raw = text.encode("utf-8")
-                except UnicodeEncodeError:
-                    raw = digest_bytes(text)
-                des_id = hashlib.blake2b(raw, digest_size=8).hexdigest()
+                # concatenation, not an f-string: a str subclass's name (a str Enum member) counts by its text
+                text = "deps=" + dep + "|targs=" + targ + "|" + _op_text(fn) + cfg.canonical()
+                des_id = hashlib.blake2b(digest_bytes(text), digest_size=8).hexdigest()
                 _SET_ID(self, des_id)
                 return des_id
             # a one-item set's name joined is the name itself: no sort (a DES mostly reads and makes one)
