@@ -750,3 +750,45 @@ def test_why_shows_a_name_with_a_newline_literally(tmp_path, inbox):
     result = tinyo("why", str(recipe), str(inbox / "new\nline.txt"))
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == f"document {inbox}/new\\nline.txt: version 1"
+
+
+def cycles_in_a_second(loop) -> int:
+    """How many cycles ``loop`` runs in the next second (the loop thread looks ``cycle`` up on each turn)."""
+    cycles = 0
+    run_cycle = loop.cycle
+
+    def counted() -> None:
+        nonlocal cycles
+        cycles += 1
+        run_cycle()
+
+    loop.cycle = counted
+    time.sleep(1.0)
+    del loop.cycle
+    return cycles
+
+
+def test_a_generator_hung_on_the_last_waiting_event_leaves_the_loop_asleep(tmp_path, harness):
+    """The thread that takes over after a hang finishes that cycle: with nothing left waiting, the settle
+    window must close there too, or the loop would wake at once, again and again, until the next event."""
+    with harness(live(tmp_path)) as h:
+        h.engine.inject("hang")
+        h.wait_idle(timeout=30)
+        assert [e.event for e in h.of(ev.GeneratorError)] == ["hang"]
+        cycles = cycles_in_a_second(h.engine.loop)
+        assert cycles < 20, f"the idle loop ran {cycles} cycles in a second"
+
+
+def test_a_paused_engine_holding_events_sleeps_until_resumed(tmp_path, harness):
+    """Events buffered while paused keep their settle window open past its deadline: the loop must not
+    wake for it (nothing is fed while paused), only for the resume."""
+    with harness(live(tmp_path)) as h:
+        h.engine.pause()
+        for i in range(3):
+            h.engine.inject(f"ok_{i}")
+        time.sleep(0.5)  # stored, their window past its deadline
+        cycles = cycles_in_a_second(h.engine.loop)
+        assert cycles < 20, f"the paused loop ran {cycles} cycles in a second"
+        h.engine.resume()
+        h.wait_idle(timeout=30)
+        assert {"ok 0", "ok 1", "ok 2"} <= set(h.lines())

@@ -230,7 +230,8 @@ class Loop:
             due.append(inflow.next_rescan)
         if self.config.op_timeout and self.runbook.open:
             due.append(max(mono, self._next_timeout_check))
-        window = inflow.window.deadline()
+        # the window counts only while its close would feed a batch (else a command or a report wakes the loop)
+        window = inflow.window.deadline() if not self.run.paused and not self.dispatch.full() else None
         if window is not None or inflow.settling:
             # real time, whatever the clock: files arrive in it
             wait = max(0.0, window - time.monotonic()) if window is not None else 0.05
@@ -275,10 +276,11 @@ class Loop:
             self._store_intake(batch=True)
         if inflow.settling:
             inflow.look_at_settling()
-        # no backlog, no batch (a chain's cycles: a report in, the next link out): the window is closed then
-        if inflow.has_backlog() and not self.run.paused and not self.dispatch.full() \
-                and inflow.window.due(time.monotonic()):
-            self._process_batches()
+        if inflow.has_backlog():
+            if not self.run.paused and not self.dispatch.full() and inflow.window.due(time.monotonic()):
+                self._process_batches()
+        elif inflow.window.first is not None:
+            inflow.window.taken()  # all it held went on (a cycle finished after a hang): else it stays due
         self._finish_cycle()
 
     def _process_batches(self) -> None:
