@@ -322,6 +322,24 @@ def test_intake_room_is_one_batch_only_while_the_cycle_feeds_a_burst_and_the_que
     assert inflow.room(True, 30) == STORE_PER_CYCLE
 
 
+def test_an_event_a_command_put_is_stored_in_the_next_cycle_even_behind_a_burst(parts):
+    """``tinyo inject`` is answered once its event is queued: it must not wait in memory behind a burst's
+    files, a batch at a time (a crash then would lose what was acknowledged). A put from another thread
+    makes the next store take all that waits, once."""
+    inflow = parts.inflow
+    inflow.queue = queue.Queue(maxsize=400)
+    inflow.next_batch(1)
+    for i in range(100):
+        inflow.queue.put(("manual", f"file{i}", None))  # a burst queued as the watcher queues it
+    assert inflow.room(True, 30) == 30
+    sender = threading.Thread(target=inflow.put, args=(("manual", "asked", None), None))
+    sender.start()
+    sender.join()
+    assert inflow.room(True, 30) == STORE_PER_CYCLE
+    assert inflow.store_events(parts._take_many, STORE_PER_CYCLE) == 101 and inflow.queue.empty()
+    assert inflow.room(True, 30) == 0, "once: the burst after it is stored a batch at a time again"
+
+
 def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_path):
     loop = parts
     path = tmp_path / "a.csv"

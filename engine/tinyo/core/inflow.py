@@ -94,6 +94,8 @@ class Inflow:
         """Nothing is dispatched until the start-up scan's files are all taken in and processed (one build
         for what changed while the engine was down)."""
         self.settling: dict[str, float] = {}  # start-up scan files still being written -> when to look again
+        self.asked = False
+        """An event was put from another thread (a command's): the next store takes all that waits."""
 
     # ------------------------------------------------------------ taking in
     def put(self, item: Intake, loop_thread: threading.Thread | None) -> None:
@@ -102,6 +104,7 @@ class Inflow:
             self.own.append(item)
         else:
             self.queue.put(item)
+            self.asked = True  # acknowledged to its sender (tinyo inject): stored in the next cycle, not a batch later
         self._wake()
 
     def on_files(self, files: list[tuple[str, FileState]]) -> None:
@@ -212,10 +215,12 @@ class Inflow:
         """How many intake events to store before the generators' next batch. While the loop is ``feeding``
         them from intake under a burst, that batch only: a file's event, its seen state and its first version
         then share one commit (its document row is written once, not twice), and the rest wait in the queue,
-        in order. Else, and once the queue is half full (a burst far larger than the loop keeps pace with
-        spills into the store as before, far from the bound at which the watcher waits), all that waits."""
+        in order. Else all that waits: when an event a command put was acknowledged (it must not wait in
+        memory behind a burst), and once the queue is half full (a burst far larger than the loop keeps
+        pace with goes to the store, far from the bound at which the watcher waits)."""
         waiting = self.queue
-        if not feeding or self.backlog_in_store or len(waiting.queue) > waiting.maxsize // 2:
+        if not feeding or self.backlog_in_store or self.asked or len(waiting.queue) > waiting.maxsize // 2:
+            self.asked = False
             return STORE_PER_CYCLE
         return max(0, batch - len(self.backlog))
 
