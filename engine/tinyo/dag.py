@@ -422,9 +422,9 @@ class Graph:
 
     def _upstream_first(self, work: deque[str], in_work: set[str]) -> deque[str]:
         """``work`` with every DES whose dep's producer is in it too moved behind the others: a DES evaluated
-        before its producer is evaluated again once that producer changes (a chain link: the next link was
-        touched by the new version of its dep before the finished one, and was settled twice). Only the order
-        changes, never the outcome; producers are looked up in memory only."""
+        before its producer is evaluated again once that producer changes (a chain's next link, touched by its
+        dep's new version, would be settled twice). Only the order changes, never the outcome; producers are
+        looked up in memory only."""
         producer, nodes = self.producer, self.nodes
         first: list[str] = []
         later: list[str] = []

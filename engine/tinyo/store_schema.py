@@ -55,8 +55,8 @@ OPEN_RUNS = ("runs WHERE id >= coalesce((SELECT open_from FROM runs ORDER BY id 
 """The runs that are open (queued or running), for a start (interrupted or adopted) and ``tinyo status``. Each run
 row carries ``open_from``, the lowest id of the runs open once it was added (its own, or an older one still
 open): no run inserted later exists, so every run open now has an id from the last row's ``open_from`` on,
-and a start scans from there, by id (the table's own order). An index of the open runs did the same, at the
-cost of a page written in every commit that opens or ends a run (one of five in a chain link's)."""
+and a start scans from there, by id (the table's own order): no index of the open runs, whose page every commit
+that opens or ends a run would write again."""
 
 DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
                "seen_mtime_ns", "seen_size", "seen_hash")

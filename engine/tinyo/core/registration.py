@@ -132,8 +132,8 @@ class Registration:
         Anything else (a known DES, a conflict, a dep without a version, an emission of REGISTER_SLICE DES or
         more) takes ``register``'s general path, in its place in the order."""
         graph, documents = self.graph, self.documents
-        # the graph's maps, read as ``is_new`` and ``unnamed`` read them (no call per DES); bound again after
-        # anything that may look up or evict (a huge emission's slices)
+        # the graph's maps, read as ``is_new`` and ``unnamed`` read them (no call per DES); bound again after a
+        # huge emission's slices, which flush (and may write the batch's rows, swapping their list)
         versions, consumers, producer, nodes, absent = (graph.versions, graph.consumers, graph.producer,
                                                         graph.nodes, graph._absent)
         op_facts, register = self._op_facts, self.register
