@@ -217,11 +217,25 @@ def run_ops(run_id: int, des_id: str, attempt: int, ops: tuple[tuple[str, Config
     except BaseException as exc:  # the op's failure travels back as a value (message + traceback)
         _flush_partial(sink)
         name = ref.partition(":")[2] or ref
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         tb = "".join(traceback.format_exception(exc))
-        return (False, f"op {name} raised {message}", tb, None, exc if isinstance(exc, KeyboardInterrupt) else None)
+        return (False, f"op {name} raised {describe(exc)}", tb, None,
+                exc if isinstance(exc, KeyboardInterrupt) else None)
     finally:
         runtime.leave(previous)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for an exception, that cannot raise itself: a recipe's exception may define a
+    ``__str__`` (or a metaclass a ``__name__``) that raises, and its run must still be reported."""
+    try:
+        name = type(exc).__name__
+        try:
+            text = str(exc)
+        except BaseException as failure:  # its text is unreadable: its type still names it
+            return f"{name} (its str() raised {type(failure).__name__})"
+        return f"{name}: {text}" if text else name
+    except BaseException:  # (a name, or a text's formatting, that raises)
+        return object.__repr__(exc)  # from the C type's name: cannot raise
 
 
 def _flush_partial(sink: _Sink) -> None:

@@ -29,10 +29,11 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from typing import Any
 
-from .worker import LineRouter, install_routers, run_ops
+from .worker import LineRouter, describe, install_routers, run_ops
 
 SEND_AFTER = 0.002
 """Seconds a report may wait before it is sent while the worker still holds tasks (the engine refills a
@@ -253,7 +254,10 @@ class WorkerLoop:
             if reports.watch_parked:
                 with lock:
                     reports.unpark()
-            ok, error, tb, result, _ = run_ops(run_id, des_id, attempt, ops, deps, targs, resolve, emit, name)
+            try:
+                ok, error, tb, result, _ = run_ops(run_id, des_id, attempt, ops, deps, targs, resolve, emit, name)
+            except BaseException as exc:  # run_ops reports an op's failure itself: this is the worker's own
+                ok, error, tb, result = False, f"worker error: {describe(exc)}", traceback.format_exc(), None
             now = mono()
             with lock:
                 if not waiting:
