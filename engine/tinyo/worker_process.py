@@ -109,6 +109,10 @@ class Reports:
         """Threads waiting for room."""
         self.watch_parked = False
         """The watch thread waits on ``cond`` with no time limit: a first report, or an op's start, wakes it."""
+        self.watch_wake = -1
+        """While the watch thread reads the task pipe during an op that runs long (``WorkerLoop._watch_op``): the
+        write end of the pipe that wakes it from that wait (a first report put, the op's end); else -1. Set
+        under the lock."""
         self.op: tuple[int, float, float] | None = None
         """The running op: (run id, start on the wall clock (the engine's facts), start on the monotonic clock);
         None between ops. The op thread sets it in one store, and clears it under the lock with the outcome."""
@@ -128,6 +132,8 @@ class Reports:
                 self.since = time.monotonic()
                 if self.watch_parked:
                     self.unpark()
+                elif self.watch_wake >= 0:
+                    poke(self.watch_wake)  # it waits up to ``WATCH_AFTER``: it sends this ``SEND_AFTER`` from now
             op = self.op
             if op is not None and op[0] == run_id and self.sent_seq != self.op_seq:
                 waiting.append(("start", run_id, (self.worker, op[1])))
@@ -189,9 +195,9 @@ class WorkerLoop:
     """The tasks a worker holds and the thread that runs them; see the module's docstring.
 
     ``inbox``, ``skip`` and ``carry`` (and the task pipe) are the op thread's between ops, and the watch
-    thread's while it reads the pipe during an op that runs long (``watching``, set under ``cond`` only while
-    that op runs; the op thread, seeing it set as the op ends, waits on ``reading`` for the watch thread to
-    let go). ``cond`` guards ``watching`` and the reports (the op thread takes its ``lock`` directly)."""
+    thread's while it reads the pipe during an op that runs long (``Reports.watch_wake``, set under ``cond``
+    only while that op runs; the op thread, seeing it set as the op ends, waits on ``reading`` for the watch
+    thread to let go). ``cond`` guards it and the reports (the op thread takes its ``lock`` directly)."""
 
     def __init__(self, task_conn: Any, result_conn: Any, name: str) -> None:
         self.task_conn = task_conn
@@ -206,9 +212,9 @@ class WorkerLoop:
         self.carry: Any = None
         """The ops a withdrawn task carried that no task left behind it could take: the next task received
         runs them if it comes without ops (the pool sent them once, to the task it took back)."""
-        self.watching = False
-        """The watch thread reads the task pipe (an op runs long): the op's end wakes it through ``wake_w``."""
         self.wake_r, self.wake_w = os.pipe()
+        """Wakes the watch thread while it reads the task pipe (``Reports.watch_wake``)."""
+        os.set_blocking(self.wake_w, False)  # a full pipe wakes it already
         self.tasks_ready = select.poll()
         self.tasks_ready.register(task_conn.fileno(), select.POLLIN)
         self.pipes_ready = select.poll()
@@ -270,9 +276,9 @@ class WorkerLoop:
                     waiting.append(("ran", run_id, (name, op[1], ok, error, tb, result, now - op[2])))
                 reports.op = None
                 reports.op_seq = seq = seq + 1
-                watched = self.watching
+                watched = reports.watch_wake >= 0
             if watched:  # the watch thread reads the pipe: it lets go of it (and of the inbox) first
-                os.write(self.wake_w, b".")
+                poke(self.wake_w)
                 with self.reading:
                     pass
             if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``Reports.due``
@@ -357,28 +363,41 @@ class WorkerLoop:
                 reports.flush()
 
     def _watch_op(self, seq: int) -> None:
-        """While op ``seq`` runs: send its start and what it reports, read the task pipe."""
-        if not self.reports.send_start(seq):
+        """While op ``seq`` runs: send its start and what it reports, read the task pipe. It wakes every
+        ``WATCH_AFTER`` while nothing waits to be sent (each wake-up takes the interpreter from the op), and
+        ``SEND_AFTER`` after a first report is put (``Reports.put`` wakes it)."""
+        reports = self.reports
+        if not reports.send_start(seq):
             return  # it has ended
-        self.reports.flush()  # its start (and what it printed): the engine times it from there
+        reports.flush()  # its start (and what it printed): the engine times it from there
         if not self.reading.acquire(blocking=False):
             return  # (never held by another thread while an op runs)
         try:
             with self.cond:
-                if self.reports.op_seq != seq:
+                if reports.op_seq != seq:
                     return
-                self.watching = True
+                reports.watch_wake = self.wake_w
             while True:
-                for fd, _ in self.pipes_ready.poll(int(SEND_AFTER * 1000)):
+                # a report put after this read of ``waiting`` finds ``watch_wake`` set: it wakes this poll
+                wait = SEND_AFTER - (time.monotonic() - reports.since) if reports.waiting else WATCH_AFTER
+                for fd, _ in self.pipes_ready.poll(max(0, int(wait * 1000 + 0.999))):
                     if fd == self.wake_r:
                         os.read(self.wake_r, 512)
                     else:
                         self._take_in()
-                if self.reports.due(time.monotonic()):
-                    self.reports.flush()
+                if reports.due(time.monotonic()):
+                    reports.flush()
                 with self.cond:
-                    if self.reports.op_seq != seq:
-                        self.watching = False
+                    if reports.op_seq != seq:
+                        reports.watch_wake = -1
                         return
         finally:
             self.reading.release()
+
+
+def poke(fd: int) -> None:
+    """Wake the thread polling the pipe ``fd`` writes to (non-blocking: a full pipe wakes it already)."""
+    try:
+        os.write(fd, b".")
+    except BlockingIOError:
+        pass
