@@ -74,7 +74,7 @@ class _Sink(runtime.OpRun):
     and where its printed lines go. Partial lines are buffered per (thread, stream), so threads an op starts
     (e.g. a data flow's steps) never splice their lines together."""
 
-    __slots__ = ("buffers",)
+    __slots__ = ("buffers", "lock")
 
     def __init__(self, run_id: int, des_id: str, worker: str, emit: runtime.Emit) -> None:
         # OpRun's fields set here rather than through ``super().__init__``: one is made per op run
@@ -84,10 +84,20 @@ class _Sink(runtime.OpRun):
         self.emit = emit
         self._context = None
         self.buffers: dict[tuple[int, str], str] = {}
+        self.lock: threading.Lock | None = None
+        """Guards ``buffers``: one per sink, as ops running side by side (the thread executor) print each on its
+        own threads; made when the op first prints (most never do, and a burst runs thousands a second)."""
+
+    def made_lock(self) -> threading.Lock:
+        """``lock``, made once whichever of the op's threads prints first."""
+        with _lock_making:
+            if self.lock is None:
+                self.lock = threading.Lock()
+            return self.lock
 
 
-_buffers_lock = threading.Lock()
-"""Guards every sink's ``buffers`` (only threads of one op share a sink; one lock spares making one per op)."""
+_lock_making = threading.Lock()
+"""Taken only to make a sink's lock: once per op that prints."""
 
 
 class LineRouter(io.TextIOBase):
@@ -120,7 +130,7 @@ class LineRouter(io.TextIOBase):
                 return self.original.write(text)
             return len(text)
         key = (threading.get_ident(), self.stream_name)
-        with _buffers_lock:
+        with sink.lock or sink.made_lock():
             buf = sink.buffers.get(key, "") + text
             lines: list[str] = []
             if "\n" in buf:
@@ -241,7 +251,7 @@ def describe(exc: BaseException) -> str:
 def _flush_partial(sink: _Sink) -> None:
     if not sink.buffers:
         return  # nothing printed without its newline (the common case: no lock taken)
-    with _buffers_lock:
+    with sink.lock or sink.made_lock():
         pending = list(sink.buffers.items())
         sink.buffers.clear()
     for (_, stream), buf in pending:
