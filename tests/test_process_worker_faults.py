@@ -68,3 +68,4 @@ def test_the_watch_thread_wakes_every_watch_after_while_a_long_op_prints_nothing
     # a load on the machine only delays its wake-ups; two per look at most (the interpreter lock, taken back
     # from the op thread, may be waited for too)
     assert woken <= 2 * elapsed / WATCH_AFTER + 5, (woken, elapsed)
+

@@ -227,7 +227,7 @@ class WorkerLoop:
         threading.Thread(target=self.watch, name="tinyo-watch", daemon=True).start()
         reports, name, inbox, skip, lock, waiting = (self.reports, self.name, self.inbox, self.skip,
                                                      self.reports.lock, self.reports.waiting)
-        emit, wall, mono, ready, batch = reports.put, time.time, time.monotonic, self.tasks_ready.poll, reports.BATCH
+        emit, due, wall, mono, ready = reports.put, reports.due, time.time, time.monotonic, self.tasks_ready.poll
         ops: Any = ()
         now = looked = 0.0
         seq = 0
@@ -281,7 +281,7 @@ class WorkerLoop:
                 poke(self.wake_w)
                 with self.reading:
                     pass
-            if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``Reports.due``
+            if due(now):
                 reports.flush()
         reports.flush()
 
