@@ -136,9 +136,13 @@ class Reports:
                     poke(self.watch_wake)  # it waits up to ``WATCH_AFTER``: it sends this ``SEND_AFTER`` from now
             op = self.op
             if op is not None and op[0] == run_id and self.sent_seq != self.op_seq:
-                waiting.append(("start", run_id, (self.worker, op[1])))
+                waiting.append(self.start_of(op))
                 self.sent_seq = self.op_seq
             waiting.append((kind, run_id, payload))
+
+    def start_of(self, op: tuple[int, float, float]) -> tuple[str, int, Any]:
+        """The running op's ``start`` report, sent alone (``ran`` carries the same fields, its outcome after)."""
+        return ("start", op[0], (self.worker, op[1]))
 
     def send_start(self, seq: int) -> bool:
         """The watch thread saw op ``seq`` run long: its start is put (once); False if it has ended."""
@@ -149,7 +153,7 @@ class Reports:
             if self.sent_seq != seq:
                 if not self.waiting:
                     self.since = time.monotonic()
-                self.waiting.append(("start", op[0], (self.worker, op[1])))
+                self.waiting.append(self.start_of(op))
                 self.sent_seq = seq
             return True
 
@@ -272,7 +276,7 @@ class WorkerLoop:
                         reports.unpark()
                 if reports.sent_seq == seq:  # its start went alone
                     waiting.append(("done", run_id, (ok, error, tb, result, now - op[2])))
-                else:
+                else:  # ``start_of``'s payload, then the outcome's, as one tuple (one per op in a burst)
                     waiting.append(("ran", run_id, (name, op[1], ok, error, tb, result, now - op[2])))
                 reports.op = None
                 reports.op_seq = seq = seq + 1
