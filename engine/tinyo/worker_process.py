@@ -41,12 +41,13 @@ worker as it learns of outcomes; the pool counts ops under 2 ms as fast: their s
 together)."""
 WATCH_AFTER = 0.02
 """Seconds after which a running op is watched: its start and output sent, its task pipe read. The watch
-thread looks this often while the worker is busy: each look takes the interpreter from the thread running
-ops (a look every 5 ms cost a burst's workers a quarter of their CPU)."""
+thread looks this often while the worker is busy, and no more: each look takes the interpreter from the
+thread running ops, and the engine's stall detection (50 ms at least) and timeouts need no finer grain."""
 LOOK_EVERY = 0.001
 """Seconds between the op thread's looks at the task pipe while it holds tasks: a cancel of a task queued
-behind fast ops is read before that task starts if it came this long before (a look per op was a tenth of a
-burst's worker CPU); one queued behind an op that runs long is read by the watch thread."""
+behind fast ops is read before that task starts if it came this long before, and an op of a few microseconds
+(a burst's) does not pay a system call each; one queued behind an op that runs long is read by the watch
+thread."""
 PARK_AFTER = 1.0
 """Seconds without an op after which the watch thread stops looking every ``WATCH_AFTER``."""
 
