@@ -48,6 +48,22 @@ def say(context):
     print('said')
     return context['config']['tag']
 
+class Unreadable(Exception):
+    def __str__(self):
+        raise RuntimeError('no text for this one')
+
+def unreadable(context):
+    raise Unreadable()
+
+def chatty(context):
+    print('halfway', flush=True)
+    for name, line in (('flag', 'later'), ('then', None)):
+        while not os.path.exists(context['config'][name]):
+            time.sleep(0.005)
+        if line:
+            print(line, flush=True)
+    return 'chatted'
+
 config = TinyOConfig(sql_conn=':memory:', dirs=[])
 """
 

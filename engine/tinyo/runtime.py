@@ -73,9 +73,9 @@ _fallback_sinks: list[Callable[[dict[str, Any]], None]] = []
 def current_run() -> RunContext | None:
     """The run the calling thread is executing, or None outside an op."""
     run = getattr(_local, "bound", _UNBOUND)[0]
-    if run is None or run.__class__ is RunContext:
-        return run  # type: ignore[return-value]
-    return run.context()  # type: ignore[union-attr]
+    if isinstance(run, OpRun):
+        return run.context()
+    return run
 
 
 @contextlib.contextmanager

@@ -74,7 +74,7 @@ class _Sink(runtime.OpRun):
     and where its printed lines go. Partial lines are buffered per (thread, stream), so threads an op starts
     (e.g. a data flow's steps) never splice their lines together."""
 
-    __slots__ = ("buffers",)
+    __slots__ = ("buffers", "lock")
 
     def __init__(self, run_id: int, des_id: str, worker: str, emit: runtime.Emit) -> None:
         # OpRun's fields set here rather than through ``super().__init__``: one is made per op run
@@ -84,10 +84,20 @@ class _Sink(runtime.OpRun):
         self.emit = emit
         self._context = None
         self.buffers: dict[tuple[int, str], str] = {}
+        self.lock: threading.Lock | None = None
+        """Guards ``buffers``: one per sink, as ops running side by side (the thread executor) print each on its
+        own threads; made when the op first prints (most never do, and a burst runs thousands a second)."""
+
+    def made_lock(self) -> threading.Lock:
+        """``lock``, made once whichever of the op's threads prints first."""
+        with _lock_making:
+            if self.lock is None:
+                self.lock = threading.Lock()
+            return self.lock
 
 
-_buffers_lock = threading.Lock()
-"""Guards every sink's ``buffers`` (only threads of one op share a sink; one lock spares making one per op)."""
+_lock_making = threading.Lock()
+"""Taken only to make a sink's lock: once per op that prints."""
 
 
 class LineRouter(io.TextIOBase):
@@ -120,7 +130,7 @@ class LineRouter(io.TextIOBase):
                 return self.original.write(text)
             return len(text)
         key = (threading.get_ident(), self.stream_name)
-        with _buffers_lock:
+        with sink.lock or sink.made_lock():
             buf = sink.buffers.get(key, "") + text
             lines: list[str] = []
             if "\n" in buf:
@@ -217,17 +227,31 @@ def run_ops(run_id: int, des_id: str, attempt: int, ops: tuple[tuple[str, Config
     except BaseException as exc:  # the op's failure travels back as a value (message + traceback)
         _flush_partial(sink)
         name = ref.partition(":")[2] or ref
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         tb = "".join(traceback.format_exception(exc))
-        return (False, f"op {name} raised {message}", tb, None, exc if isinstance(exc, KeyboardInterrupt) else None)
+        return (False, f"op {name} raised {describe(exc)}", tb, None,
+                exc if isinstance(exc, KeyboardInterrupt) else None)
     finally:
         runtime.leave(previous)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for an exception, that cannot raise itself: a recipe's exception may define a
+    ``__str__`` (or a metaclass a ``__name__``) that raises, and its run must still be reported."""
+    try:
+        name = type(exc).__name__
+        try:
+            text = str(exc)
+        except BaseException as failure:  # its text is unreadable: its type still names it
+            return f"{name} (its str() raised {type(failure).__name__})"
+        return f"{name}: {text}" if text else name
+    except BaseException:  # (a name, or a text's formatting, that raises)
+        return object.__repr__(exc)  # from the C type's name: cannot raise
 
 
 def _flush_partial(sink: _Sink) -> None:
     if not sink.buffers:
         return  # nothing printed without its newline (the common case: no lock taken)
-    with _buffers_lock:
+    with sink.lock or sink.made_lock():
         pending = list(sink.buffers.items())
         sink.buffers.clear()
     for (_, stream), buf in pending:

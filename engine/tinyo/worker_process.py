@@ -29,10 +29,11 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from typing import Any
 
-from .worker import LineRouter, install_routers, run_ops
+from .worker import LineRouter, describe, install_routers, run_ops
 
 SEND_AFTER = 0.002
 """Seconds a report may wait before it is sent while the worker still holds tasks (the engine refills a
@@ -40,12 +41,13 @@ worker as it learns of outcomes; the pool counts ops under 2 ms as fast: their s
 together)."""
 WATCH_AFTER = 0.02
 """Seconds after which a running op is watched: its start and output sent, its task pipe read. The watch
-thread looks this often while the worker is busy: each look takes the interpreter from the thread running
-ops (a look every 5 ms cost a burst's workers a quarter of their CPU)."""
+thread looks this often while the worker is busy, and no more: each look takes the interpreter from the
+thread running ops, and the engine's stall detection (50 ms at least) and timeouts need no finer grain."""
 LOOK_EVERY = 0.001
 """Seconds between the op thread's looks at the task pipe while it holds tasks: a cancel of a task queued
-behind fast ops is read before that task starts if it came this long before (a look per op was a tenth of a
-burst's worker CPU); one queued behind an op that runs long is read by the watch thread."""
+behind fast ops is read before that task starts if it came this long before, and an op of a few microseconds
+(a burst's) does not pay a system call each; one queued behind an op that runs long is read by the watch
+thread."""
 PARK_AFTER = 1.0
 """Seconds without an op after which the watch thread stops looking every ``WATCH_AFTER``."""
 
@@ -108,6 +110,10 @@ class Reports:
         """Threads waiting for room."""
         self.watch_parked = False
         """The watch thread waits on ``cond`` with no time limit: a first report, or an op's start, wakes it."""
+        self.watch_wake = -1
+        """While the watch thread reads the task pipe during an op that runs long (``WorkerLoop._watch_op``): the
+        write end of the pipe that wakes it from that wait (a first report put, the op's end); else -1. Set
+        under the lock."""
         self.op: tuple[int, float, float] | None = None
         """The running op: (run id, start on the wall clock (the engine's facts), start on the monotonic clock);
         None between ops. The op thread sets it in one store, and clears it under the lock with the outcome."""
@@ -127,11 +133,17 @@ class Reports:
                 self.since = time.monotonic()
                 if self.watch_parked:
                     self.unpark()
+                elif self.watch_wake >= 0:
+                    poke(self.watch_wake)  # it waits up to ``WATCH_AFTER``: it sends this ``SEND_AFTER`` from now
             op = self.op
             if op is not None and op[0] == run_id and self.sent_seq != self.op_seq:
-                waiting.append(("start", run_id, (self.worker, op[1])))
+                waiting.append(self.start_of(op))
                 self.sent_seq = self.op_seq
             waiting.append((kind, run_id, payload))
+
+    def start_of(self, op: tuple[int, float, float]) -> tuple[str, int, Any]:
+        """The running op's ``start`` report, sent alone (``ran`` carries the same fields, its outcome after)."""
+        return ("start", op[0], (self.worker, op[1]))
 
     def send_start(self, seq: int) -> bool:
         """The watch thread saw op ``seq`` run long: its start is put (once); False if it has ended."""
@@ -142,7 +154,7 @@ class Reports:
             if self.sent_seq != seq:
                 if not self.waiting:
                     self.since = time.monotonic()
-                self.waiting.append(("start", op[0], (self.worker, op[1])))
+                self.waiting.append(self.start_of(op))
                 self.sent_seq = seq
             return True
 
@@ -188,9 +200,9 @@ class WorkerLoop:
     """The tasks a worker holds and the thread that runs them; see the module's docstring.
 
     ``inbox``, ``skip`` and ``carry`` (and the task pipe) are the op thread's between ops, and the watch
-    thread's while it reads the pipe during an op that runs long (``watching``, set under ``cond`` only while
-    that op runs; the op thread, seeing it set as the op ends, waits on ``reading`` for the watch thread to
-    let go). ``cond`` guards ``watching`` and the reports (the op thread takes its ``lock`` directly)."""
+    thread's while it reads the pipe during an op that runs long (``Reports.watch_wake``, set under ``cond``
+    only while that op runs; the op thread, seeing it set as the op ends, waits on ``reading`` for the watch
+    thread to let go). ``cond`` guards it and the reports (the op thread takes its ``lock`` directly)."""
 
     def __init__(self, task_conn: Any, result_conn: Any, name: str) -> None:
         self.task_conn = task_conn
@@ -205,9 +217,9 @@ class WorkerLoop:
         self.carry: Any = None
         """The ops a withdrawn task carried that no task left behind it could take: the next task received
         runs them if it comes without ops (the pool sent them once, to the task it took back)."""
-        self.watching = False
-        """The watch thread reads the task pipe (an op runs long): the op's end wakes it through ``wake_w``."""
         self.wake_r, self.wake_w = os.pipe()
+        """Wakes the watch thread while it reads the task pipe (``Reports.watch_wake``)."""
+        os.set_blocking(self.wake_w, False)  # a full pipe wakes it already
         self.tasks_ready = select.poll()
         self.tasks_ready.register(task_conn.fileno(), select.POLLIN)
         self.pipes_ready = select.poll()
@@ -220,7 +232,7 @@ class WorkerLoop:
         threading.Thread(target=self.watch, name="tinyo-watch", daemon=True).start()
         reports, name, inbox, skip, lock, waiting = (self.reports, self.name, self.inbox, self.skip,
                                                      self.reports.lock, self.reports.waiting)
-        emit, wall, mono, ready, batch = reports.put, time.time, time.monotonic, self.tasks_ready.poll, reports.BATCH
+        emit, due, wall, mono, ready = reports.put, reports.due, time.time, time.monotonic, self.tasks_ready.poll
         ops: Any = ()
         now = looked = 0.0
         seq = 0
@@ -253,7 +265,10 @@ class WorkerLoop:
             if reports.watch_parked:
                 with lock:
                     reports.unpark()
-            ok, error, tb, result, _ = run_ops(run_id, des_id, attempt, ops, deps, targs, resolve, emit, name)
+            try:
+                ok, error, tb, result, _ = run_ops(run_id, des_id, attempt, ops, deps, targs, resolve, emit, name)
+            except BaseException as exc:  # run_ops reports an op's failure itself: this is the worker's own
+                ok, error, tb, result = False, f"worker error: {describe(exc)}", traceback.format_exc(), None
             now = mono()
             with lock:
                 if not waiting:
@@ -262,16 +277,16 @@ class WorkerLoop:
                         reports.unpark()
                 if reports.sent_seq == seq:  # its start went alone
                     waiting.append(("done", run_id, (ok, error, tb, result, now - op[2])))
-                else:
+                else:  # ``start_of``'s payload, then the outcome's, as one tuple (one per op in a burst)
                     waiting.append(("ran", run_id, (name, op[1], ok, error, tb, result, now - op[2])))
                 reports.op = None
                 reports.op_seq = seq = seq + 1
-                watched = self.watching
+                watched = reports.watch_wake >= 0
             if watched:  # the watch thread reads the pipe: it lets go of it (and of the inbox) first
-                os.write(self.wake_w, b".")
+                poke(self.wake_w)
                 with self.reading:
                     pass
-            if waiting and (now - reports.since >= SEND_AFTER or len(waiting) >= batch):  # ``Reports.due``
+            if due(now):
                 reports.flush()
         reports.flush()
 
@@ -353,28 +368,41 @@ class WorkerLoop:
                 reports.flush()
 
     def _watch_op(self, seq: int) -> None:
-        """While op ``seq`` runs: send its start and what it reports, read the task pipe."""
-        if not self.reports.send_start(seq):
+        """While op ``seq`` runs: send its start and what it reports, read the task pipe. It wakes every
+        ``WATCH_AFTER`` while nothing waits to be sent (each wake-up takes the interpreter from the op), and
+        ``SEND_AFTER`` after a first report is put (``Reports.put`` wakes it)."""
+        reports = self.reports
+        if not reports.send_start(seq):
             return  # it has ended
-        self.reports.flush()  # its start (and what it printed): the engine times it from there
+        reports.flush()  # its start (and what it printed): the engine times it from there
         if not self.reading.acquire(blocking=False):
             return  # (never held by another thread while an op runs)
         try:
             with self.cond:
-                if self.reports.op_seq != seq:
+                if reports.op_seq != seq:
                     return
-                self.watching = True
+                reports.watch_wake = self.wake_w
             while True:
-                for fd, _ in self.pipes_ready.poll(int(SEND_AFTER * 1000)):
+                # a report put after this read of ``waiting`` finds ``watch_wake`` set: it wakes this poll
+                wait = SEND_AFTER - (time.monotonic() - reports.since) if reports.waiting else WATCH_AFTER
+                for fd, _ in self.pipes_ready.poll(max(0, int(wait * 1000 + 0.999))):
                     if fd == self.wake_r:
                         os.read(self.wake_r, 512)
                     else:
                         self._take_in()
-                if self.reports.due(time.monotonic()):
-                    self.reports.flush()
+                if reports.due(time.monotonic()):
+                    reports.flush()
                 with self.cond:
-                    if self.reports.op_seq != seq:
-                        self.watching = False
+                    if reports.op_seq != seq:
+                        reports.watch_wake = -1
                         return
         finally:
             self.reading.release()
+
+
+def poke(fd: int) -> None:
+    """Wake the thread polling the pipe ``fd`` writes to (non-blocking: a full pipe wakes it already)."""
+    try:
+        os.write(fd, b".")
+    except BlockingIOError:
+        pass

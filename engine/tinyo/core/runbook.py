@@ -94,15 +94,14 @@ class RunBook:
         documents = self.documents
         documents.begin_batch()
         try:
-            open_runs, on_message, done, started = self.open, self.on_message, self._done, self._started
+            open_runs, on_message, ran, done, started = self.open, self.on_message, self._ran, self._done, self._started
             now, mono = self.clock.time(), self.clock.monotonic()  # one read each per batch: its facts, rows share it
             for kind, run_id, payload in messages:
                 run = open_runs.get(run_id)
                 if run is None:
                     on_message(worker, kind, run_id, payload)
-                elif kind == "ran":  # a start and its outcome in one message (``messages.WorkerMessage``)
-                    started(worker, run, payload, now, mono)
-                    done(worker, run, payload[2:], now)
+                elif kind == "ran":
+                    ran(worker, run, payload, now, mono)
                 elif kind == "done":
                     done(worker, run, payload, now)
                 elif kind == "start":
@@ -171,8 +170,7 @@ class RunBook:
         run = self.open.get(run_id)
         if kind == "ran":
             if run is not None:
-                self._started(worker, run, payload, self.clock.time(), self.clock.monotonic())
-                self._done(worker, run, payload[2:], self.clock.time())
+                self._ran(worker, run, payload, self.clock.time(), self.clock.monotonic())
         elif kind == "done":
             if run is not None:
                 self._done(worker, run, payload, self.clock.time())
@@ -209,6 +207,11 @@ class RunBook:
             if error and error.startswith("cancelled") and cause is None:
                 cause = "cancel"
             self.finish_failed(run, error or "failed", tb, duration, cause=cause)
+
+    def _ran(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
+        """A start and its outcome in one message (``messages.WorkerMessage``): a start's payload, then a done's."""
+        self._started(worker, run, payload, now, mono)
+        self._done(worker, run, payload[2:], now)
 
     def _started(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
         run.worker, run.start, run.start_mono = worker, payload[1], mono

@@ -352,7 +352,7 @@ class ProcessExecutor:
             for kind, run_id, payload in batch:
                 if kind == "ran":  # a fast op's start and outcome: it was never seen running (most reports)
                     inflight.pop(run_id, None)
-                    mean = mean * 0.7 + payload[6] * 0.3
+                    mean = mean * 0.7 + float(payload[6]) * 0.3
                 elif kind == "start":
                     worker.started[run_id] = payload[1]
                     worker.started_mono[run_id] = time.monotonic()
