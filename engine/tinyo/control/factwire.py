@@ -197,10 +197,13 @@ _PACKERS = threading.local()
 
 
 def _shown(value: Any) -> Any:
-    """What msgpack cannot carry: a set (a row's own) as a sorted list, anything else shown (``str``), as the
-    JSON log shows it."""
+    """What msgpack cannot carry: a set (a row's own) as a sorted list (shown if its items do not sort),
+    anything else shown (``str``), as the JSON log shows it."""
     if isinstance(value, (frozenset, set)):
-        return sorted(value)
+        try:
+            return sorted(value)
+        except TypeError:
+            pass
     return str(value)
 
 

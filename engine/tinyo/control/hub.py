@@ -188,6 +188,20 @@ class Outbox:
             self._bytes += len(line)
 
 
+def _packable_row(event: ev.BusEvent) -> object:
+    """``event``'s row if it packs, else the row of a notice saying which fact could not be sent (in its place:
+    the frame's count and numbering stay those of the facts taken)."""
+    try:
+        row = factwire.packed_rows([event])[0]
+        factwire.pack(row)
+        return row
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"[:200]
+        ts = event.ts if type(event.ts) is float else time.time()
+        notice = ev.EngineNotice(ts, "warning", f"a {event.kind} fact could not be sent to clients ({why})")
+        return factwire.packed_rows([notice])[0]
+
+
 class _Gap:
     """Where the hub's full inbox dropped facts, in its place among them: the clients are told of the gap
     after the facts before it, not ahead of them. Open (counting more) until a fact is kept after it or
@@ -364,7 +378,11 @@ class Hub:
     def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, outboxes: list[Outbox]) -> None:
         """``batch``'s facts (the last numbered ``seq``) encoded once, each frame (more if long) offered to
         every one of ``outboxes``."""
-        for line, facts in factwire.facts_frames(seq, factwire.packed_rows(batch), history):
+        try:
+            frames = factwire.facts_frames(seq, factwire.packed_rows(batch), history)
+        except Exception:  # a fact with a value nothing can pack: the batch row by row, the hub thread lives on
+            frames = factwire.facts_frames(seq, [_packable_row(event) for event in batch], history)
+        for line, facts in frames:
             for outbox in outboxes:
                 outbox.offer(line, facts)
 

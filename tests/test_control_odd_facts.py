@@ -1,0 +1,80 @@
+"""Facts carrying values of the wrong type (a set whose items do not sort, a key that is not a string): every
+subscriber still gets every fact, printed as the JSON log prints it, and the hub goes on."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from tinyo import events as ev
+from tinyo.control import hub as hub_module
+from tinyo.control.factwire import FactReader
+from tinyo.control.protocol import Facts, decode_reply
+
+from test_control_frames import _json_log
+
+
+def _metrics(counters: dict[Any, Any]) -> ev.FlowMetrics:
+    return ev.FlowMetrics(1.5, None, "flow", "fr1", "step", 0, 1, "running", 3, counters=counters)
+
+
+class _Subscriber:
+    """A real hub with one subscribed outbox, its frames read on a thread into a queue."""
+
+    def __init__(self) -> None:
+        self.hub = hub_module.Hub(lambda _why: None)
+        self.hub.start()
+        self.box = hub_module.Outbox()
+        self.hub.subscribe(self.box, history=False)
+        self.frames: queue.Queue[Facts] = queue.Queue()
+        live = threading.Event()
+        threading.Thread(target=self._read, args=(live,), daemon=True).start()
+        assert live.wait(10), "the hub added the client (facts before that are history, not sent to it)"
+
+    def _read(self, live: threading.Event) -> None:
+        while (lines := self.box.take()) is not None:
+            for line in lines:
+                message = decode_reply(line)
+                live.set()  # the first line is the Live marker
+                if isinstance(message, Facts):
+                    self.frames.put(message)
+
+    def rows(self, count: int) -> list[Any]:
+        rows: list[Any] = []
+        while len(rows) < count:
+            rows += self.frames.get(timeout=10).facts
+        return rows
+
+    def close(self) -> None:
+        self.hub.finish()
+        self.box.close()
+
+
+def test_a_fact_with_a_set_that_does_not_sort_reaches_a_subscriber_as_the_json_log_shows_it():
+    sub = _Subscriber()
+    try:
+        odd, after = _metrics({"x": {1, "a"}}), ev.EngineState(2.0, "running")
+        sub.hub.on_facts([odd, after])
+        rows = sub.rows(2)
+        assert FactReader().json_lines(rows) == _json_log([odd, after])
+    finally:
+        sub.close()
+
+
+def test_a_fact_nothing_can_pack_is_replaced_by_a_notice_and_the_hub_goes_on():
+    loop: list[Any] = []
+    loop.append(loop)  # a value no encoder carries (msgpack and JSON alike refuse it)
+    sub = _Subscriber()
+    try:
+        before, after = ev.EngineState(1.0, "running"), ev.EngineState(3.0, "paused", "by hand")
+        sub.hub.on_facts([before, _metrics({"x": loop}), after])
+        got = FactReader().events(sub.rows(3))
+        assert got[0] == before and got[2] == after
+        notice = got[1]
+        assert isinstance(notice, ev.EngineNotice) and notice.level == "warning"
+        assert "flow_metrics fact could not be sent" in notice.message
+        sub.hub.on_facts([_metrics({"y": 1})])  # and the next pass goes out as ever
+        assert FactReader().events(sub.rows(1)) == [_metrics({"y": 1})]
+    finally:
+        sub.close()
