@@ -4,15 +4,21 @@ subscriber still gets every fact, printed as the JSON log prints it, and the hub
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 from typing import Any
 
-from tinyo import events as ev
-from tinyo.control import hub as hub_module
-from tinyo.control.factwire import FactReader
-from tinyo.control.protocol import Facts, decode_reply
+import msgpack
+import pytest
 
-from test_control_frames import _json_log
+from test_control_frames import _frame, _json_log
+from tinyo import events as ev
+from tinyo.control import factwire
+from tinyo.control import hub as hub_module
+from tinyo.control.client import ControlClient
+from tinyo.control.factwire import FactReader
+from tinyo.control.paths import ControlError
+from tinyo.control.protocol import Facts, Live, Result, Welcome, decode_reply, encode
 
 
 def _metrics(counters: dict[Any, Any]) -> ev.FlowMetrics:
@@ -78,3 +84,44 @@ def test_a_fact_nothing_can_pack_is_replaced_by_a_notice_and_the_hub_goes_on():
         assert FactReader().events(sub.rows(1)) == [_metrics({"y": 1})]
     finally:
         sub.close()
+
+
+def test_a_key_that_is_not_a_string_reaches_a_subscriber_as_the_json_log_prints_it():
+    sub = _Subscriber()
+    try:
+        odd, after = _metrics({1: 2, 2.5: 3, None: 4, "x": {5: 6}}), ev.EngineState(2.0, "running")
+        sub.hub.on_facts([odd, after])
+        rows = sub.rows(2)
+        assert FactReader().json_lines(rows) == _json_log([odd, after])
+        assert FactReader().events(rows) == [_metrics({"1": 2, "2.5": 3, "null": 4, "x": {"5": 6}}), after]
+    finally:
+        sub.close()
+
+
+def _serve_then(garbage: bytes) -> ControlClient:
+    """A client of a fake engine that answers its subscription, sends one good frame, then ``garbage``."""
+    mine, theirs = socket.socketpair()
+    mine.settimeout(10)
+
+    def serve() -> None:
+        with theirs:
+            while not theirs.recv(1 << 16).endswith(b"\n"):
+                pass  # the client's subscribe
+            theirs.sendall(encode(Result(1, {"facts": factwire.SCHEMA, "texts": factwire.TEXTS})) + encode(Live())
+                           + encode(Facts(1, [ev.EngineState(1.0, "running")])) + garbage)
+            theirs.recv(1)  # until the client closes
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = ControlClient(mine)
+    client.welcome = Welcome(5, 1, "db", "r", "running")
+    return client
+
+
+def test_a_printer_given_a_map_key_no_fact_has_fails_with_a_clear_error():
+    bad = msgpack.packb([2, False, [["engine_state", 2.0, "running", {b"k": 1}, 0]]], use_bin_type=True)
+    with _serve_then(_frame(bad)) as client:
+        got = []
+        with pytest.raises(ControlError, match="cannot be read.*map key"):
+            for batch in client.subscribe_json(history=False):
+                got += batch
+    assert got[0] == Live() and got[1].startswith(b'{"type":"engine_state"')

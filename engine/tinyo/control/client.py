@@ -159,7 +159,11 @@ class ControlClient:
         reader = FactReader()
         while True:
             out: list[bytes | Live | Missed | Bye] = []
-            self._pending.extend(self._messages())
+            self._pending.extend(self._messages())  # what cannot be read raises here, after what came before it
+            if not self._pending:
+                if not self._read(1 << 18):
+                    return
+                continue
             while self._pending:
                 reply = self._pending.popleft()
                 if isinstance(reply, Facts):
@@ -175,8 +179,6 @@ class ControlClient:
                     raise ControlError(reply.message)
             if out:
                 yield out
-            if not self._read(1 << 18):
-                return
 
     # ------------------------------------------------------------------ messages
     def _write(self, message: Message) -> None:

@@ -237,13 +237,37 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"an extension type ({code}) where only plain values may be")
 
 
+_JSON_KEYS = frozenset({int, float, bool, type(None)})
+"""The map keys other than strings that JSON writes as a string: ``json.dumps({1: 2})`` is ``{"1":2}``."""
+
+
+def _map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """A map read: its keys strings, as the JSON log prints them (a number, a bool, None as ``json.dumps``
+    writes it as a key); any other key (bytes, an array) is not a fact's: ValueError."""
+    out = dict(pairs)
+    if len(out) == len(pairs) and set(map(type, out)) <= _STR:
+        return out
+    out = {}
+    for key, value in pairs:
+        if type(key) is not str:
+            if type(key) not in _JSON_KEYS:
+                raise ValueError(f"a map key of type {type(key).__name__}")
+            key = json.dumps(key)
+        out[key] = value
+    return out
+
+
+_STR = frozenset({str})
+
+
 def unpack_frame(payload: bytes) -> tuple[int, bool, list[Any]]:
     """A facts frame's payload (after its head) as (seq, history, rows); ValueError naming what is wrong. Only
-    plain values are read: no extension type (not even msgpack's timestamp), map keys strings only, no string
-or array longer than the payload itself (msgpack's limits follow its length, which the reader bounds)."""
+    plain values are read: no extension type (not even msgpack's timestamp), map keys strings (a number's
+    as the JSON log writes it, ``_map``), no string or array longer than the payload itself (msgpack's
+    limits follow its length, which the reader bounds)."""
     try:
-        data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True, ext_hook=_no_ext,
-                               max_ext_len=0, unicode_errors="surrogatepass")
+        data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False, object_pairs_hook=_map,
+                               ext_hook=_no_ext, max_ext_len=0, unicode_errors="surrogatepass")
     except Exception as exc:  # msgpack's errors have no common base: ValueError, TypeError, its own, ...
         raise ValueError(f"not a msgpack frame ({type(exc).__name__}: {exc})") from None
     if not (type(data) is list and len(data) == 3 and type(data[0]) is int and type(data[1]) is bool
