@@ -125,3 +125,11 @@ def test_a_printer_given_a_map_key_no_fact_has_fails_with_a_clear_error():
             for batch in client.subscribe_json(history=False):
                 got += batch
     assert got[0] == Live() and got[1].startswith(b'{"type":"engine_state"')
+
+
+def test_a_result_text_nested_past_the_parser_stays_text_for_a_reader():
+    finished = ev.OpFinished(1.0, 1, "d", "op", "w1", 0.1, "x")
+    row = list(factwire.packed_rows([finished])[0])
+    row[-1] = "[" * 100_000  # what no engine sends (its own encoder would refuse it), read as it came
+    assert FactReader().events([row])[0].result == row[-1]
+    assert FactReader().json_lines([row]).count(b"[") == 100_000

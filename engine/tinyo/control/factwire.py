@@ -417,7 +417,7 @@ class FactReader:
                         out[at] = values = list(values)
                     try:
                         values[i] = json.loads(values[i])
-                    except ValueError:
+                    except (ValueError, RecursionError):  # nested past what the parser takes: kept as text
                         pass
         return batch if out is None else out
 

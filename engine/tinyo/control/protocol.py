@@ -221,8 +221,8 @@ def decode(line: bytes) -> Message:
     the engine reads from a client (a facts frame is not JSON: refused here)."""
     try:
         data = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"not a JSON line ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # a line of "[": nested past the parser
+        raise ProtocolError(f"not a JSON line ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
