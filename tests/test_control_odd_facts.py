@@ -3,9 +3,11 @@ subscriber still gets every fact, printed as the JSON log prints it, and the hub
 
 from __future__ import annotations
 
+import gc
 import queue
 import socket
 import threading
+import warnings
 from typing import Any
 
 import msgpack
@@ -133,3 +135,33 @@ def test_a_result_text_nested_past_the_parser_stays_text_for_a_reader():
     row[-1] = "[" * 100_000  # what no engine sends (its own encoder would refuse it), read as it came
     assert FactReader().events([row])[0].result == row[-1]
     assert FactReader().json_lines([row]).count(b"[") == 100_000
+
+
+def test_a_client_whose_hello_gets_an_unreadable_answer_closes_its_socket(tmp_path, monkeypatch):
+    from tinyo.control.paths import private_dir, socket_path
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    db = tmp_path / "s.db"
+    path = socket_path(db)
+    private_dir(path.parent)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1 << 16)
+                conn.sendall(b"{not json\n")
+                conn.recv(1)  # until the client closes its end
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ControlError, match="cannot be read"):
+                ControlClient.connect(db, timeout=10)
+            gc.collect()
+        thread.join(10)
+        assert not thread.is_alive(), "the client closed its end"
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

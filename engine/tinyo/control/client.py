@@ -64,6 +64,9 @@ class ControlClient:
         except (OSError, EngineGone) as exc:
             sock.close()
             raise NotRunning(f"the engine on {state_key(db_path)} did not answer ({exc})") from None
+        except ControlError:  # an answer that cannot be read
+            sock.close()
+            raise
         if isinstance(reply, Bye):
             sock.close()
             raise EngineStopping(f"the engine on {state_key(db_path)} is stopping")
