@@ -165,3 +165,26 @@ def test_a_client_whose_hello_gets_an_unreadable_answer_closes_its_socket(tmp_pa
         thread.join(10)
         assert not thread.is_alive(), "the client closed its end"
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_client_refuses_a_frame_past_its_frame_limit_before_holding_it():
+    with _serve_then(_frame(b"", length=factwire.FRAME_MAX + 1)) as client:
+        got = []
+        with pytest.raises(ControlError, match="too long"):
+            for message in client.subscribe_batches(history=False):
+                got.append(message)
+    assert [type(m) for m in got] == [Live, Facts]
+
+
+def test_a_fact_longer_than_a_client_reads_is_replaced_by_a_notice(monkeypatch):
+    monkeypatch.setattr(factwire, "FRAME_MAX", 1 << 20)  # (the real one is 32 MiB)
+    sub = _Subscriber()
+    try:
+        long = ev.OpOutput(1.0, 1, "d", "op", "w1", "stdout", "x" * (2 << 20))
+        short = ev.OpOutput(1.0, 1, "d", "op", "w1", "stdout", "after")
+        sub.hub.on_facts([long, short])
+        got = FactReader().events(sub.rows(2))
+        assert isinstance(got[0], ev.EngineNotice) and "op_output fact could not be sent" in got[0].message
+        assert got[1] == short
+    finally:
+        sub.close()

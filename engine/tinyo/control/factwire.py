@@ -32,9 +32,14 @@ from ..groups import GroupSummary
 from ..names import json_escaped
 
 Row = list[Any]
-LINE_BYTES = 1 << 19
+FRAME_BYTES = 1 << 19
 """A facts frame longer than this (a batch of long tracebacks or output lines) is cut in two: what one
 client's buffer takes at a time stays small beside its limit."""
+FRAME_MAX = 32 << 20
+"""The longest facts frame a client reads (``protocol.Incoming``): a fact alone longer than this is not sent
+(the hub sends a notice in its place). Reading msgpack makes up to ~70 bytes of objects per byte (an empty
+array is one byte), so this bounds what a client may be made to hold; the longest fact the engine makes
+itself, an output line cut at a million characters, is at most 4 MiB."""
 
 
 def default(value: Any) -> Any:
@@ -227,9 +232,11 @@ def facts_frames(seq: int, batch: list[Any], history: bool = False) -> list[tupl
     """Rows ``batch`` (``packed_rows``) as one ``facts`` frame (more when it is long), each with how many facts
     it carries. ``seq``: the number of the last fact (the engine numbers them as it publishes)."""
     payload = pack([seq, history, batch])
-    if len(payload) > LINE_BYTES and len(batch) > 1:
+    if len(payload) > FRAME_BYTES and len(batch) > 1:
         half = len(batch) // 2
         return facts_frames(seq - (len(batch) - half), batch[:half], history) + facts_frames(seq, batch[half:], history)
+    if len(payload) > FRAME_MAX:
+        raise ValueError(f"a fact of {len(payload)} bytes, past the {FRAME_MAX} a client reads")
     return [(FRAME_HEAD.pack(FRAME, len(payload)) + payload, len(batch))]
 
 
@@ -267,7 +274,8 @@ def unpack_frame(payload: bytes) -> tuple[int, bool, list[Any]]:
     limits follow its length, which the reader bounds)."""
     try:
         data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False, object_pairs_hook=_map,
-                               ext_hook=_no_ext, max_ext_len=0, unicode_errors="surrogatepass")
+                               ext_hook=_no_ext, max_ext_len=0, unicode_errors="surrogatepass",
+                               max_array_len=len(payload), max_map_len=len(payload) // 2)
     except Exception as exc:  # msgpack's errors have no common base: ValueError, TypeError, its own, ...
         raise ValueError(f"not a msgpack frame ({type(exc).__name__}: {exc})") from None
     if not (type(data) is list and len(data) == 3 and type(data[0]) is int and type(data[1]) is bool

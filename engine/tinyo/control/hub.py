@@ -193,7 +193,7 @@ def _packable_row(event: ev.BusEvent) -> object:
     the frame's count and numbering stay those of the facts taken)."""
     try:
         row = factwire.packed_rows([event])[0]
-        factwire.pack(row)
+        factwire.facts_frames(0, [row])  # it packs, and within what a client reads
         return row
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"[:200]

@@ -248,11 +248,13 @@ _HEAD = factwire.FRAME_HEAD.size
 
 
 class Incoming:
-    """Splits what an engine sends into its messages (JSON lines and facts frames), as it comes in. A message
-    longer than ``limit`` bytes ends the reading (ProtocolError) before it is held."""
+    """Splits what an engine sends into its messages (JSON lines and facts frames), as it comes in. A JSON line
+    longer than ``limit`` bytes, or a facts frame longer than ``frame_limit`` (``factwire.FRAME_MAX`` at most:
+    a frame read makes many times its size in objects), ends the reading (ProtocolError) before it is held."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, frame_limit: int = factwire.FRAME_MAX) -> None:
         self.limit = limit
+        self.frame_limit = min(limit, frame_limit)
         self._buffer = bytearray()
         self._error: ProtocolError | None = None
 
@@ -271,7 +273,7 @@ class Incoming:
                     if len(buffer) - start < _HEAD:
                         break
                     end = start + _HEAD + factwire.FRAME_HEAD.unpack_from(buffer, start)[1]
-                    if end - start > self.limit:
+                    if end - start > self.frame_limit:
                         raise ProtocolError("the engine sent a message too long to read")
                     if end > len(buffer):
                         break
