@@ -267,7 +267,7 @@ def _map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
 _STR = frozenset({str})
 
 
-def unpack_frame(payload: bytes) -> tuple[int, bool, list[Any]]:
+def unpack_frame(payload: bytes | memoryview) -> tuple[int, bool, list[Any]]:
     """A facts frame's payload (after its head) as (seq, history, rows); ValueError naming what is wrong. Only
     plain values are read: no extension type (not even msgpack's timestamp), map keys strings (a number's
     as the JSON log writes it, ``_map``), no string or array longer than the payload itself (msgpack's

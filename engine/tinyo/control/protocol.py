@@ -209,8 +209,13 @@ def decode_reply(data: bytes) -> Message:
         return decode(data)
     if len(data) < _HEAD or factwire.FRAME_HEAD.unpack_from(data)[1] != len(data) - _HEAD:
         raise ProtocolError("a facts frame of the wrong length")
+    return _facts(memoryview(data)[_HEAD:])
+
+
+def _facts(payload: memoryview) -> Facts:
+    """A facts frame's payload (after its head) as its message."""
     try:
-        seq, history, rows = factwire.unpack_frame(bytes(data[_HEAD:]))
+        seq, history, rows = factwire.unpack_frame(payload)
     except ValueError as exc:
         raise ProtocolError(f"unreadable facts: {exc}") from None
     return Facts(seq, rows, history)
@@ -256,6 +261,8 @@ class Incoming:
         self.limit = limit
         self.frame_limit = min(limit, frame_limit)
         self._buffer = bytearray()
+        self._scanned = 0
+        """How much of the buffer's start (a JSON line's, cut short) holds no newline: not searched again."""
         self._error: ProtocolError | None = None
 
     def feed(self, chunk: bytes) -> None:
@@ -277,13 +284,17 @@ class Incoming:
                         raise ProtocolError("the engine sent a message too long to read")
                     if end > len(buffer):
                         break
-                    out.append(decode_reply(bytes(buffer[start:end])))
+                    # read in place, no copy: both views released before the buffer shrinks
+                    with memoryview(buffer) as view, view[start + _HEAD:end] as payload:
+                        out.append(_facts(payload))
                 else:
-                    end = buffer.find(b"\n", start)
+                    end = buffer.find(b"\n", start + self._scanned)
                     if end < 0:
                         if len(buffer) - start > self.limit:
                             raise ProtocolError("the engine sent a message too long to read")
+                        self._scanned = len(buffer) - start
                         break
+                    self._scanned = 0
                     out.append(decode(buffer[start:end]))  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
                     end += 1
                 start = end
