@@ -44,7 +44,8 @@ class ControlClient:
         self.pid = 0
 
     @classmethod
-    def connect(cls, db_path: str | os.PathLike[str], client: str = "tinyo", timeout: float | None = 30.0) -> ControlClient:
+    def connect(cls, db_path: str | os.PathLike[str], client: str = "tinyo",
+                timeout: float | None = 30.0) -> ControlClient:
         """Connect and say hello; NotRunning when nothing listens there (no socket, or a stale one)."""
         path = socket_path(db_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

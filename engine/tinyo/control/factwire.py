@@ -10,7 +10,8 @@ Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a group summ
 of any type (``TEXTS``: an op's result) as its JSON text, made as ``tinyo run --json`` makes it (a value
 JSON cannot carry shown, ``str``): a reader keys a frame's rows and prints exactly the JSON log's lines
 (``FactReader.json_lines``), so the engine encodes each fact once, in one form, for consoles and printers
-alike. The same rows as JSON (``rows``, ``rows_json_text``) make the JSON log itself.
+alike. The JSON log keys the rows of ``own_rows`` (its facts' own values) and encodes them with the same
+encoder (``rows_json_text``).
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def _make_dumps(fallback: Callable[[Any], Any]) -> Callable[[Any], str]:
 
 dumps = _make_dumps(default)
 _dumps_shown = _make_dumps(str)
-"""The facts' encoder (rows and JSON lines alike): what JSON cannot carry is shown (``str``), as ``tinyo run
---json`` always did; so a row read back and keyed is encoded to the JSON log's very bytes."""
+"""The facts' encoder (rows and JSON lines alike): what JSON cannot carry is shown (``str``), never evaluated
+and never a failure; one encoder for both, so a row read back and keyed is encoded to the JSON log's very
+bytes."""
 
 
 def utf8(text: str) -> bytes:
@@ -130,20 +132,12 @@ def _writer(cls: type[ev.BusEvent]) -> Callable[[ev.BusEvent], Any]:
 _WRITERS: dict[type, Callable[[ev.BusEvent], Any]] = {cls: _writer(cls) for cls in FACTS.values()}
 
 
-def row(event: ev.BusEvent) -> Any:
-    """``event`` as its row: ``(kind, value, ...)`` in its fields' order."""
+def _row(event: ev.BusEvent) -> Any:
+    """``event`` (of a class of fact defined elsewhere) as its row: ``(kind, value, ...)`` in its fields' order."""
     write = _WRITERS.get(type(event))
     if write is None:
         write = _WRITERS[type(event)] = _writer(type(event))
     return write(event)
-
-
-def rows(events: list[ev.BusEvent]) -> list[Any]:
-    """Each of ``events`` as its row (each fact's writer looked up and called from C: no Python loop)."""
-    try:
-        return own_rows(events)
-    except KeyError:
-        return [row(event) for event in events]
 
 
 # ------------------------------------------------------------------------------------------ frames
@@ -190,7 +184,7 @@ def packed_rows(events: list[ev.BusEvent]) -> list[Any]:
     try:
         return list(map(call, map(_PACKED_WRITERS.__getitem__, map(type, events)), events))
     except KeyError:  # a class of fact defined elsewhere: its sets sorted, its values as the JSON log shows them
-        return [_PACKED_WRITERS[type(event)](event) if type(event) in _PACKED_WRITERS else row(event)
+        return [_PACKED_WRITERS[type(event)](event) if type(event) in _PACKED_WRITERS else _row(event)
                 for event in events]
 
 
@@ -309,7 +303,7 @@ KEYS: dict[str, tuple[str, ...]] = {kind: ("type", *names) for kind, names in SC
 
 
 def rows_json_text(batch: list[Any]) -> str:
-    """Rows of this engine's facts (``rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
+    """Rows of this engine's facts (``own_rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
     for a row of a kind it does not have. Each row is keyed from C (no Python loop), the whole by one C call."""
     return json_text(list(map(dict, map(zip, map(KEYS.__getitem__, map(_KIND, batch)), batch))))
 

@@ -4,9 +4,9 @@ The engine loop only appends each fact to the hub's bounded inbox (it never enco
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
 pass took (up to ``BATCH`` facts) once, as rows in one msgpack frame, for every subscriber (a console
 makes events of them, a printer the ``tinyo run --json`` lines, each in its own process), and offers the
-same bytes to each one's outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
-subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
-the first after a quiet spell, go at once).
+same bytes to each one's outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact
+it reads itself, or a subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a
+pass), it passes once per ``HUB_PACE`` (a few facts, or the first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 msgpack's packer), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
 slowly loses the frames that do not fit, their facts counted, and is told how many before the next one.

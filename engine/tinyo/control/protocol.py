@@ -28,12 +28,9 @@ from . import factwire
 from .paths import ControlError
 
 PROTOCOL = 5
-"""Version 5: facts as msgpack frames (``factwire.facts_frames``), a field of any type (``factwire.TEXTS``) as its
-JSON text. Version 4: facts as rows only, a value JSON cannot carry shown as ``tinyo run --json`` shows it (``str``),
-so a reader prints the JSON log's own lines from them. Version 3 could also send ``tinyo run --json`` lines
-(``"form":"json"``, made by an encoder process of the engine's), and showed such a value in a row by its
-``repr``; version 2 sent rows only, many to a ``facts`` line, by the schema the ``subscribe`` answer gives;
-version 1 one keyed ``fact`` object per line."""
+"""This protocol: facts as rows in msgpack frames (``factwire.facts_frames``), a field of any type
+(``factwire.TEXTS``) as its JSON text, so a reader prints the JSON log's own lines from them. A client naming
+another version in its ``hello`` is refused in one ``error`` line."""
 MAX_LINE = 1 << 20
 """The longest line the engine reads from a client (1 MiB); a longer one ends the connection."""
 
@@ -99,7 +96,8 @@ class Error:
 @dataclass(frozen=True, slots=True)
 class Facts:
     """Facts in the order the engine published them, as rows (``factwire``), in one msgpack frame: a hub
-    pass's, or part of the history. ``seq``: the engine's number of the last of them (it numbers every fact it publishes)."""
+    pass's, or part of the history. ``seq``: the engine's number of the last of them (it numbers every fact
+    it publishes)."""
 
     seq: int
     facts: list[Any]
@@ -295,7 +293,8 @@ class Incoming:
                         self._scanned = len(buffer) - start
                         break
                     self._scanned = 0
-                    out.append(decode(buffer[start:end]))  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
+                    # json.loads reads a bytearray as it is
+                    out.append(decode(buffer[start:end]))  # type: ignore[arg-type]
                     end += 1
                 start = end
         except ProtocolError as exc:
