@@ -246,7 +246,7 @@ def _map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     """A map read: its keys strings, as the JSON log prints them (a number, a bool, None as ``json.dumps``
     writes it as a key); any other key (bytes, an array) is not a fact's: ValueError."""
     out = dict(pairs)
-    if len(out) == len(pairs) and set(map(type, out)) <= _STR:
+    if _STR.issuperset(map(type, out)):
         return out
     out = {}
     for key, value in pairs:
