@@ -325,7 +325,8 @@ def test_fuzzed_clients_are_answered_or_dropped_and_the_engine_goes_on(recipe, t
         sock.sendall(HELLO)
         read_message(sock)
         for line in (b"[1,2]", b"{not json", b'{"type":"nope"}', b'{"type":"query","id":2,"name":"stats","args":{"x":1}}',
-                     b'{"type":"command","id":3,"name":"cancel","args":{"run_id":"1"}}', b"\xff\xfe"):
+                     b'{"type":"command","id":3,"name":"cancel","args":{"run_id":"1"}}', b"\xff\xfe",
+                     b"[" * (MAX_LINE // 2)):  # nested past what the JSON parser takes
             sock.sendall(line + b"\n")
             assert isinstance(read_message(sock), Error)
         sock.sendall(b'{"type":"query","id":4,"name":"stats","args":{}}\n')

@@ -65,7 +65,8 @@ def _frame(payload: bytes, length: int | None = None) -> bytes:
     (msgpack.packb([1, False, [["x", 1]]]) + b"\x90", "not a msgpack frame"),  # more than one object
     (msgpack.packb([1, False, [msgpack.ExtType(1, b"x")]]), "not a msgpack frame"),
     (msgpack.packb([1, False, [msgpack.Timestamp(1, 0)]], datetime=False), "not a msgpack frame"),
-    (msgpack.packb([1, False, [{1: 2}]]), "not a msgpack frame"),  # a key that is not a string
+    (msgpack.packb([1, False, [{b"k": 2}]]), "map key of type bytes"),  # a key JSON writes no string for
+    (msgpack.packb([1, False, [{(1, 2): 2}]]), "not a msgpack frame"),  # (a number's is read as JSON writes it)
     (msgpack.packb([1, False]), r"\[seq, history, rows\]"),
     (msgpack.packb({"seq": 1}), r"\[seq, history, rows\]"),
     (b"\xdd\xff\xff\xff\xff", "not a msgpack frame"),  # an array of 4 billion items, in 5 bytes

@@ -158,7 +158,7 @@ def test_every_fact_of_a_real_engine_comes_back_as_the_same_event(tmp_path, inbo
 def test_a_long_batch_of_facts_is_cut_into_frames_that_carry_every_fact_once():
     long = [ev.GeneratorError(float(i), "g", f"e{i}", "boom", "tb " * 20_000) for i in range(40)]  # ~60 KB each
     frames = factwire.facts_frames(40, factwire.packed_rows(long))
-    assert len(frames) > 1 and all(len(frame) <= 2 * factwire.LINE_BYTES for frame, _ in frames)
+    assert len(frames) > 1 and all(len(frame) <= 2 * factwire.FRAME_BYTES for frame, _ in frames)
     assert sum(count for _, count in frames) == 40
     back = [e for frame, _ in frames for e in FactReader().events(decode_reply(frame).facts)]
     assert back == long

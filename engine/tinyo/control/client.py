@@ -44,7 +44,8 @@ class ControlClient:
         self.pid = 0
 
     @classmethod
-    def connect(cls, db_path: str | os.PathLike[str], client: str = "tinyo", timeout: float | None = 30.0) -> ControlClient:
+    def connect(cls, db_path: str | os.PathLike[str], client: str = "tinyo",
+                timeout: float | None = 30.0) -> ControlClient:
         """Connect and say hello; NotRunning when nothing listens there (no socket, or a stale one)."""
         path = socket_path(db_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -64,6 +65,9 @@ class ControlClient:
         except (OSError, EngineGone) as exc:
             sock.close()
             raise NotRunning(f"the engine on {state_key(db_path)} did not answer ({exc})") from None
+        except ControlError:  # an answer that cannot be read
+            sock.close()
+            raise
         if isinstance(reply, Bye):
             sock.close()
             raise EngineStopping(f"the engine on {state_key(db_path)} is stopping")
@@ -159,7 +163,11 @@ class ControlClient:
         reader = FactReader()
         while True:
             out: list[bytes | Live | Missed | Bye] = []
-            self._pending.extend(self._messages())
+            self._pending.extend(self._messages())  # what cannot be read raises here, after what came before it
+            if not self._pending:
+                if not self._read(1 << 18):
+                    return
+                continue
             while self._pending:
                 reply = self._pending.popleft()
                 if isinstance(reply, Facts):
@@ -175,8 +183,6 @@ class ControlClient:
                     raise ControlError(reply.message)
             if out:
                 yield out
-            if not self._read(1 << 18):
-                return
 
     # ------------------------------------------------------------------ messages
     def _write(self, message: Message) -> None:

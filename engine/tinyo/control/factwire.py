@@ -10,7 +10,8 @@ Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a group summ
 of any type (``TEXTS``: an op's result) as its JSON text, made as ``tinyo run --json`` makes it (a value
 JSON cannot carry shown, ``str``): a reader keys a frame's rows and prints exactly the JSON log's lines
 (``FactReader.json_lines``), so the engine encodes each fact once, in one form, for consoles and printers
-alike. The same rows as JSON (``rows``, ``rows_json_text``) make the JSON log itself.
+alike. The JSON log keys the rows of ``own_rows`` (its facts' own values) and encodes them with the same
+encoder (``rows_json_text``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ from ..groups import GroupSummary
 from ..names import json_escaped
 
 Row = list[Any]
-LINE_BYTES = 1 << 19
+FRAME_BYTES = 1 << 19
 """A facts frame longer than this (a batch of long tracebacks or output lines) is cut in two: what one
 client's buffer takes at a time stays small beside its limit."""
+FRAME_MAX = 32 << 20
+"""The longest facts frame a client reads (``protocol.Incoming``): a fact alone longer than this is not sent
+(the hub sends a notice in its place). Reading msgpack makes up to ~70 bytes of objects per byte (an empty
+array is one byte), so this bounds what a client may be made to hold; the longest fact the engine makes
+itself, an output line cut at a million characters, is at most 4 MiB."""
 
 
 def default(value: Any) -> Any:
@@ -58,8 +64,9 @@ def _make_dumps(fallback: Callable[[Any], Any]) -> Callable[[Any], str]:
 
 dumps = _make_dumps(default)
 _dumps_shown = _make_dumps(str)
-"""The facts' encoder (rows and JSON lines alike): what JSON cannot carry is shown (``str``), as ``tinyo run
---json`` always did; so a row read back and keyed is encoded to the JSON log's very bytes."""
+"""The facts' encoder (rows and JSON lines alike): what JSON cannot carry is shown (``str``), never evaluated
+and never a failure; one encoder for both, so a row read back and keyed is encoded to the JSON log's very
+bytes."""
 
 
 def utf8(text: str) -> bytes:
@@ -125,20 +132,12 @@ def _writer(cls: type[ev.BusEvent]) -> Callable[[ev.BusEvent], Any]:
 _WRITERS: dict[type, Callable[[ev.BusEvent], Any]] = {cls: _writer(cls) for cls in FACTS.values()}
 
 
-def row(event: ev.BusEvent) -> Any:
-    """``event`` as its row: ``(kind, value, ...)`` in its fields' order."""
+def _row(event: ev.BusEvent) -> Any:
+    """``event`` (of a class of fact defined elsewhere) as its row: ``(kind, value, ...)`` in its fields' order."""
     write = _WRITERS.get(type(event))
     if write is None:
         write = _WRITERS[type(event)] = _writer(type(event))
     return write(event)
-
-
-def rows(events: list[ev.BusEvent]) -> list[Any]:
-    """Each of ``events`` as its row (each fact's writer looked up and called from C: no Python loop)."""
-    try:
-        return own_rows(events)
-    except KeyError:
-        return [row(event) for event in events]
 
 
 # ------------------------------------------------------------------------------------------ frames
@@ -185,7 +184,7 @@ def packed_rows(events: list[ev.BusEvent]) -> list[Any]:
     try:
         return list(map(call, map(_PACKED_WRITERS.__getitem__, map(type, events)), events))
     except KeyError:  # a class of fact defined elsewhere: its sets sorted, its values as the JSON log shows them
-        return [_PACKED_WRITERS[type(event)](event) if type(event) in _PACKED_WRITERS else row(event)
+        return [_PACKED_WRITERS[type(event)](event) if type(event) in _PACKED_WRITERS else _row(event)
                 for event in events]
 
 
@@ -197,10 +196,13 @@ _PACKERS = threading.local()
 
 
 def _shown(value: Any) -> Any:
-    """What msgpack cannot carry: a set (a row's own) as a sorted list, anything else shown (``str``), as the
-    JSON log shows it."""
+    """What msgpack cannot carry: a set (a row's own) as a sorted list (shown if its items do not sort),
+    anything else shown (``str``), as the JSON log shows it."""
     if isinstance(value, (frozenset, set)):
-        return sorted(value)
+        try:
+            return sorted(value)
+        except TypeError:
+            pass
     return str(value)
 
 
@@ -224,9 +226,11 @@ def facts_frames(seq: int, batch: list[Any], history: bool = False) -> list[tupl
     """Rows ``batch`` (``packed_rows``) as one ``facts`` frame (more when it is long), each with how many facts
     it carries. ``seq``: the number of the last fact (the engine numbers them as it publishes)."""
     payload = pack([seq, history, batch])
-    if len(payload) > LINE_BYTES and len(batch) > 1:
+    if len(payload) > FRAME_BYTES and len(batch) > 1:
         half = len(batch) // 2
         return facts_frames(seq - (len(batch) - half), batch[:half], history) + facts_frames(seq, batch[half:], history)
+    if len(payload) > FRAME_MAX:
+        raise ValueError(f"a fact of {len(payload)} bytes, past the {FRAME_MAX} a client reads")
     return [(FRAME_HEAD.pack(FRAME, len(payload)) + payload, len(batch))]
 
 
@@ -234,13 +238,38 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"an extension type ({code}) where only plain values may be")
 
 
-def unpack_frame(payload: bytes) -> tuple[int, bool, list[Any]]:
+_JSON_KEYS = frozenset({int, float, bool, type(None)})
+"""The map keys other than strings that JSON writes as a string: ``json.dumps({1: 2})`` is ``{"1":2}``."""
+
+
+def _map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """A map read: its keys strings, as the JSON log prints them (a number, a bool, None as ``json.dumps``
+    writes it as a key); any other key (bytes, an array) is not a fact's: ValueError."""
+    out = dict(pairs)
+    if _STR.issuperset(map(type, out)):
+        return out
+    out = {}
+    for key, value in pairs:
+        if type(key) is not str:
+            if type(key) not in _JSON_KEYS:
+                raise ValueError(f"a map key of type {type(key).__name__}")
+            key = json.dumps(key)
+        out[key] = value
+    return out
+
+
+_STR = frozenset({str})
+
+
+def unpack_frame(payload: bytes | memoryview) -> tuple[int, bool, list[Any]]:
     """A facts frame's payload (after its head) as (seq, history, rows); ValueError naming what is wrong. Only
-    plain values are read: no extension type (not even msgpack's timestamp), map keys strings only, no string
-or array longer than the payload itself (msgpack's limits follow its length, which the reader bounds)."""
+    plain values are read: no extension type (not even msgpack's timestamp), map keys strings (a number's
+    as the JSON log writes it, ``_map``), no string or array longer than the payload itself (msgpack's
+    limits follow its length, which the reader bounds)."""
     try:
-        data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True, ext_hook=_no_ext,
-                               max_ext_len=0, unicode_errors="surrogatepass")
+        data = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False, object_pairs_hook=_map,
+                               ext_hook=_no_ext, max_ext_len=0, unicode_errors="surrogatepass",
+                               max_array_len=len(payload), max_map_len=len(payload) // 2)
     except Exception as exc:  # msgpack's errors have no common base: ValueError, TypeError, its own, ...
         raise ValueError(f"not a msgpack frame ({type(exc).__name__}: {exc})") from None
     if not (type(data) is list and len(data) == 3 and type(data[0]) is int and type(data[1]) is bool
@@ -274,7 +303,7 @@ KEYS: dict[str, tuple[str, ...]] = {kind: ("type", *names) for kind, names in SC
 
 
 def rows_json_text(batch: list[Any]) -> str:
-    """Rows of this engine's facts (``rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
+    """Rows of this engine's facts (``own_rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
     for a row of a kind it does not have. Each row is keyed from C (no Python loop), the whole by one C call."""
     return json_text(list(map(dict, map(zip, map(KEYS.__getitem__, map(_KIND, batch)), batch))))
 
@@ -390,7 +419,7 @@ class FactReader:
                         out[at] = values = list(values)
                     try:
                         values[i] = json.loads(values[i])
-                    except ValueError:
+                    except (ValueError, RecursionError):  # nested past what the parser takes: kept as text
                         pass
         return batch if out is None else out
 

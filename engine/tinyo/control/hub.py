@@ -4,9 +4,9 @@ The engine loop only appends each fact to the hub's bounded inbox (it never enco
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
 pass took (up to ``BATCH`` facts) once, as rows in one msgpack frame, for every subscriber (a console
 makes events of them, a printer the ``tinyo run --json`` lines, each in its own process), and offers the
-same bytes to each one's outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a
-subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or
-the first after a quiet spell, go at once).
+same bytes to each one's outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact
+it reads itself, or a subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a
+pass), it passes once per ``HUB_PACE`` (a few facts, or the first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 msgpack's packer), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
 slowly loses the frames that do not fit, their facts counted, and is told how many before the next one.
@@ -188,6 +188,20 @@ class Outbox:
             self._bytes += len(line)
 
 
+def _packable_row(event: ev.BusEvent) -> object:
+    """``event``'s row if it packs, else the row of a notice saying which fact could not be sent (in its place:
+    the frame's count and numbering stay those of the facts taken)."""
+    try:
+        row = factwire.packed_rows([event])[0]
+        factwire.facts_frames(0, [row])  # it packs, and within what a client reads
+        return row
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"[:200]
+        ts = event.ts if type(event.ts) is float else time.time()
+        notice = ev.EngineNotice(ts, "warning", f"a {event.kind} fact could not be sent to clients ({why})")
+        return factwire.packed_rows([notice])[0]
+
+
 class _Gap:
     """Where the hub's full inbox dropped facts, in its place among them: the clients are told of the gap
     after the facts before it, not ahead of them. Open (counting more) until a fact is kept after it or
@@ -364,7 +378,11 @@ class Hub:
     def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, outboxes: list[Outbox]) -> None:
         """``batch``'s facts (the last numbered ``seq``) encoded once, each frame (more if long) offered to
         every one of ``outboxes``."""
-        for line, facts in factwire.facts_frames(seq, factwire.packed_rows(batch), history):
+        try:
+            frames = factwire.facts_frames(seq, factwire.packed_rows(batch), history)
+        except Exception:  # a fact with a value nothing can pack: the batch row by row, the hub thread lives on
+            frames = factwire.facts_frames(seq, [_packable_row(event) for event in batch], history)
+        for line, facts in frames:
             for outbox in outboxes:
                 outbox.offer(line, facts)
 

@@ -28,12 +28,9 @@ from . import factwire
 from .paths import ControlError
 
 PROTOCOL = 5
-"""Version 5: facts as msgpack frames (``factwire.facts_frames``), a field of any type (``factwire.TEXTS``) as its
-JSON text. Version 4: facts as rows only, a value JSON cannot carry shown as ``tinyo run --json`` shows it (``str``),
-so a reader prints the JSON log's own lines from them. Version 3 could also send ``tinyo run --json`` lines
-(``"form":"json"``, made by an encoder process of the engine's), and showed such a value in a row by its
-``repr``; version 2 sent rows only, many to a ``facts`` line, by the schema the ``subscribe`` answer gives;
-version 1 one keyed ``fact`` object per line."""
+"""This protocol: facts as rows in msgpack frames (``factwire.facts_frames``), a field of any type
+(``factwire.TEXTS``) as its JSON text, so a reader prints the JSON log's own lines from them. A client naming
+another version in its ``hello`` is refused in one ``error`` line."""
 MAX_LINE = 1 << 20
 """The longest line the engine reads from a client (1 MiB); a longer one ends the connection."""
 
@@ -99,7 +96,8 @@ class Error:
 @dataclass(frozen=True, slots=True)
 class Facts:
     """Facts in the order the engine published them, as rows (``factwire``), in one msgpack frame: a hub
-    pass's, or part of the history. ``seq``: the engine's number of the last of them (it numbers every fact it publishes)."""
+    pass's, or part of the history. ``seq``: the engine's number of the last of them (it numbers every fact
+    it publishes)."""
 
     seq: int
     facts: list[Any]
@@ -209,8 +207,13 @@ def decode_reply(data: bytes) -> Message:
         return decode(data)
     if len(data) < _HEAD or factwire.FRAME_HEAD.unpack_from(data)[1] != len(data) - _HEAD:
         raise ProtocolError("a facts frame of the wrong length")
+    return _facts(memoryview(data)[_HEAD:])
+
+
+def _facts(payload: memoryview) -> Facts:
+    """A facts frame's payload (after its head) as its message."""
     try:
-        seq, history, rows = factwire.unpack_frame(bytes(data[_HEAD:]))
+        seq, history, rows = factwire.unpack_frame(payload)
     except ValueError as exc:
         raise ProtocolError(f"unreadable facts: {exc}") from None
     return Facts(seq, rows, history)
@@ -221,8 +224,8 @@ def decode(line: bytes) -> Message:
     the engine reads from a client (a facts frame is not JSON: refused here)."""
     try:
         data = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"not a JSON line ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # a line of "[": nested past the parser
+        raise ProtocolError(f"not a JSON line ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
@@ -248,12 +251,16 @@ _HEAD = factwire.FRAME_HEAD.size
 
 
 class Incoming:
-    """Splits what an engine sends into its messages (JSON lines and facts frames), as it comes in. A message
-    longer than ``limit`` bytes ends the reading (ProtocolError) before it is held."""
+    """Splits what an engine sends into its messages (JSON lines and facts frames), as it comes in. A JSON line
+    longer than ``limit`` bytes, or a facts frame longer than ``frame_limit`` (``factwire.FRAME_MAX`` at most:
+    a frame read makes many times its size in objects), ends the reading (ProtocolError) before it is held."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, frame_limit: int = factwire.FRAME_MAX) -> None:
         self.limit = limit
+        self.frame_limit = min(limit, frame_limit)
         self._buffer = bytearray()
+        self._scanned = 0
+        """How much of the buffer's start (a JSON line's, cut short) holds no newline: not searched again."""
         self._error: ProtocolError | None = None
 
     def feed(self, chunk: bytes) -> None:
@@ -271,18 +278,23 @@ class Incoming:
                     if len(buffer) - start < _HEAD:
                         break
                     end = start + _HEAD + factwire.FRAME_HEAD.unpack_from(buffer, start)[1]
-                    if end - start > self.limit:
+                    if end - start > self.frame_limit:
                         raise ProtocolError("the engine sent a message too long to read")
                     if end > len(buffer):
                         break
-                    out.append(decode_reply(bytes(buffer[start:end])))
+                    # read in place, no copy: both views released before the buffer shrinks
+                    with memoryview(buffer) as view, view[start + _HEAD:end] as payload:
+                        out.append(_facts(payload))
                 else:
-                    end = buffer.find(b"\n", start)
+                    end = buffer.find(b"\n", start + self._scanned)
                     if end < 0:
                         if len(buffer) - start > self.limit:
                             raise ProtocolError("the engine sent a message too long to read")
+                        self._scanned = len(buffer) - start
                         break
-                    out.append(decode(buffer[start:end]))  # type: ignore[arg-type]  # json.loads reads a bytearray as it is
+                    self._scanned = 0
+                    # json.loads reads a bytearray as it is
+                    out.append(decode(buffer[start:end]))  # type: ignore[arg-type]
                     end += 1
                 start = end
         except ProtocolError as exc:
