@@ -29,37 +29,17 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_loop import AnsweringPool, compare  # noqa: E402
+
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else None
 SKIP = 20
 """Links left out at the start (the first cycles warm the statement cache and the interpreter)."""
 
 
-class ChainPool:
+class ChainPool(AnsweringPool):
     """Takes the task a cycle hands over; ``answer`` reports it started and done in one report."""
-
-    def __init__(self, loop: Any) -> None:
-        self.loop, self.inflight, self.done = loop, [], 0
-
-    def start(self) -> None:
-        pass
-
-    def free_slots(self) -> int:
-        return 48 - len(self.inflight)
-
-    def submit(self, tasks: list[Any]) -> None:
-        self.inflight.extend(tasks)
-
-    def running(self) -> dict[int, float]:
-        return {}
-
-    def cancel(self, run_id: int, cause: str = "cancel") -> bool:
-        return False
-
-    def workers(self) -> list[Any]:
-        return []
-
-    def shutdown(self, grace: float) -> list[int]:
-        return []
 
     def answer(self) -> None:
         from tinyo.messages import WorkerReports
@@ -73,7 +53,6 @@ class ChainPool:
 
 def one_round(n: int, counted: bool) -> dict[str, Any]:
     """The chain through a fresh loop, in this process (see the module's docstring)."""
-    sys.path.insert(1, str(HERE))
     from bench_burst import PEER_RECIPE
 
     from tinyo import events as ev
@@ -130,9 +109,6 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
 
 
 def main() -> int:
-    sys.path.insert(0, str(HERE))
-    from bench_loop import compare
-
     return compare(Path(__file__), "links", "link", (2000, 500), one_round, lambda n: n - SKIP)
 
 if __name__ == "__main__":
