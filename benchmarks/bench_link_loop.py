@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_loop import AnsweringPool, compare  # noqa: E402
+from bench_loop import AnsweringPool, compare, wired_loop  # noqa: E402
 
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else None
 SKIP = 20
@@ -55,12 +55,7 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
     """The chain through a fresh loop, in this process (see the module's docstring)."""
     from bench_burst import PEER_RECIPE
 
-    from tinyo import events as ev
     from tinyo.clock import SystemClock
-    from tinyo.core.loop import Loop
-    from tinyo.model import Execution
-    from tinyo.recipe import OpResolver, load_recipe
-    from tinyo.store import Store
 
     work = Path(tempfile.mkdtemp(prefix="bench-link-loop-", dir=TMPFS))
     try:
@@ -69,13 +64,7 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
         (inbox / "go.dat").write_text("go")
         (work / "recipe.py").write_text(PEER_RECIPE.format(n=n, shape="chain", db=str(work / "state.db"),
                                                            inbox=str(inbox)))
-        recipe = load_recipe(work / "recipe.py")
-        store = Store(str(work / "state.db"))
-        loop = Loop(recipe, store, ev.Bus(), SystemClock(), OpResolver(recipe.module, recipe.path),
-                    Execution.INLINE, 1, None, watch=False)
-        pool = ChainPool(loop)
-        loop.executor = loop.runbook.executor = pool  # type: ignore[assignment]
-        loop._commit_and_publish([])
+        loop, store, pool = wired_loop(work, SystemClock(), ChainPool)
         loop.inflow.queue.put(("file", str(inbox / "go.dat"), None))
         cycles, until = 0, time.monotonic() + 30
         while not pool.inflight:  # the event taken in (after its settle window), its chain registered, the first

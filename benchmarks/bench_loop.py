@@ -99,14 +99,28 @@ class AnsweringPool:
         self.done += len(tasks)
 
 
-def one_round(n: int, counted: bool) -> dict[str, Any]:
-    """The burst through a fresh loop, in this process (see the module's docstring)."""
+def wired_loop(work: Path, clock: Any, pool_class: type[AnsweringPool]) -> tuple[Any, Any, AnsweringPool]:
+    """A ``Loop`` on ``work``'s recipe.py and state.db, wired as the engine wires it and never started, a
+    ``pool_class`` standing in for its pool; its first commit made. Returns the loop, its store, the pool."""
     from tinyo import events as ev
-    from tinyo.clock import ManualClock
     from tinyo.core.loop import Loop
     from tinyo.model import Execution
     from tinyo.recipe import OpResolver, load_recipe
     from tinyo.store import Store
+
+    recipe = load_recipe(work / "recipe.py")
+    store = Store(str(work / "state.db"))
+    loop = Loop(recipe, store, ev.Bus(), clock, OpResolver(recipe.module, recipe.path), Execution.INLINE, 1, None,
+                watch=False)
+    pool = pool_class(loop)
+    loop.executor = loop.runbook.executor = pool  # type: ignore[assignment]
+    loop._commit_and_publish([])
+    return loop, store, pool
+
+
+def one_round(n: int, counted: bool) -> dict[str, Any]:
+    """The burst through a fresh loop, in this process (see the module's docstring)."""
+    from tinyo.clock import ManualClock
 
     work = Path(tempfile.mkdtemp(prefix="bench-loop-", dir=TMPFS))
     try:
@@ -118,13 +132,7 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
             path.write_text(str(i))
             files.append(str(path))
         (work / "recipe.py").write_text(RECIPE.replace("DB_PATH", repr(str(work / "state.db"))))
-        recipe = load_recipe(work / "recipe.py")
-        store = Store(str(work / "state.db"))
-        loop = Loop(recipe, store, ev.Bus(), ManualClock(), OpResolver(recipe.module, recipe.path), Execution.INLINE,
-                    1, None, watch=False)
-        pool = AnsweringPool(loop)
-        loop.executor = loop.runbook.executor = pool  # type: ignore[assignment]
-        loop._commit_and_publish([])
+        loop, store, pool = wired_loop(work, ManualClock(), AnsweringPool)
         intake, fed, cycles = loop.inflow.queue, 0, 0
         gc.collect()
         if counted:
