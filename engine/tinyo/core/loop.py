@@ -180,7 +180,8 @@ class Loop:
     # ================================================================ life
     def main(self) -> None:
         try:
-            self._startup()
+            start(self)
+            self._commit_and_publish([])
         except BaseException as exc:
             if self.early is not None:
                 self.early.dismiss()
@@ -212,10 +213,6 @@ class Loop:
             self.outbox.drop()  # facts of the failed cycle were not committed: they are not announced
             self.outbox.publish_now(ev.EngineNotice(self.clock.time(), "error", message))
             self._teardown(grace=0)
-
-    def _startup(self) -> None:
-        start(self)
-        self._commit_and_publish([])
 
     def _wait_time(self) -> float | None:
         """Seconds until the next thing the loop must do by itself (None: only a wake-up); each source is looked
@@ -320,10 +317,8 @@ class Loop:
     def _store_intake(self, batch: bool = False) -> None:
         """Store intake events: all that wait (up to STORE_PER_CYCLE), or with ``batch`` no more than the
         generators' next batch while the cycle feeds them from intake (``Inflow.room``)."""
-        room = STORE_PER_CYCLE
-        if batch:
-            feeding = not (self.run.paused or self.config.maxevents is not None or self.dispatch.full())
-            room = self.inflow.room(feeding, self.config.batch_events)
+        feeding = batch and not (self.run.paused or self.config.maxevents is not None or self.dispatch.full())
+        room = self.inflow.room(feeding, self.config.batch_events) if batch else STORE_PER_CYCLE
         if self.inflow.store_events(self._take_many, room) and self.run.paused:
             self.commands.set_state("paused", f"paused: {self.inflow.pending} buffered")
 
