@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_loop import AnsweringPool, compare, wired_loop  # noqa: E402
+from bench_loop import AnsweringPool, close_checked, compare, wired_loop  # noqa: E402
 
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else None
 SKIP = 20
@@ -88,10 +88,7 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
         cpu = time.process_time() - t0
         if counted:
             subprocess.run(["callgrind_control", "--dump=loop", str(os.getpid())], capture_output=True, check=False)
-        ok = store.count("runs", "WHERE status = 'ok'")
-        store.close()
-        if ok != n:
-            raise RuntimeError(f"{ok} runs ok, wanted {n}")
+        close_checked(store, n)
         return {"cpu_us": cpu * 1e6 / (n - SKIP), "cycles": cycles}
     finally:
         shutil.rmtree(work, ignore_errors=True)

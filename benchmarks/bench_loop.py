@@ -118,6 +118,14 @@ def wired_loop(work: Path, clock: Any, pool_class: type[AnsweringPool]) -> tuple
     return loop, store, pool
 
 
+def close_checked(store: Any, n: int) -> None:
+    """Close the round's store, which must hold ``n`` runs ok (else the round measured something else)."""
+    ok = store.count("runs", "WHERE status = 'ok'")
+    store.close()
+    if ok != n:
+        raise RuntimeError(f"{ok} runs ok, wanted {n}")
+
+
 def one_round(n: int, counted: bool) -> dict[str, Any]:
     """The burst through a fresh loop, in this process (see the module's docstring)."""
     from tinyo.clock import ManualClock
@@ -153,10 +161,7 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
         cpu = time.process_time() - t0
         if counted:
             subprocess.run(["callgrind_control", "--dump=loop", str(os.getpid())], capture_output=True, check=False)
-        ok = store.count("runs", "WHERE status = 'ok'")
-        store.close()
-        if ok != n:
-            raise RuntimeError(f"{ok} runs ok, wanted {n}")
+        close_checked(store, n)
         return {"cpu_us": cpu * 1e6 / n, "cycles": cycles}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -216,6 +216,18 @@ def test_requests_from_other_processes_are_taken_in_by_the_loop_itself_within_it
     assert len(loop.store.pending_requests()) == 2, "the rest wait in the state file for the next poll"
 
 
+def store_until_the_watcher_is_done(loop, watcher: threading.Thread, want: int) -> int:
+    """Run the loop's intake store until ``want`` events are stored and ``watcher`` (blocked on the full queue
+    until then) has ended, or 10,000 rounds have passed; how many were stored."""
+    stored = 0
+    for _ in range(10_000):
+        stored += loop.inflow.store_events(loop._take_many)
+        if stored == want and not watcher.is_alive():
+            break
+        watcher.join(0.001)
+    return stored
+
+
 def test_intake_taken_in_bulk_frees_a_full_queue_and_leaves_no_item_unfinished(parts, tmp_path):
     """The loop takes a burst off the intake queue in one lock round: a watcher blocked on the full queue
     goes on, and the queue's count of unfinished items (what idleness is judged by) comes back to zero."""
@@ -229,12 +241,7 @@ def test_intake_taken_in_bulk_frees_a_full_queue_and_leaves_no_item_unfinished(p
         intake.put(("file", str(path), None))
     watcher = threading.Thread(target=lambda: [intake.put(("file", str(p), None)) for p in files[2:]], daemon=True)
     watcher.start()  # blocks on the full queue until the loop takes items off it
-    stored = 0
-    for _ in range(10_000):
-        stored += loop.inflow.store_events(loop._take_many)
-        if stored == len(files) and not watcher.is_alive():
-            break
-        watcher.join(0.001)
+    stored = store_until_the_watcher_is_done(loop, watcher, len(files))
     assert stored == len(files), "every file put, including those that waited for room, is stored once"
     assert not watcher.is_alive()
     assert intake.unfinished_tasks == 0 and intake.empty()
@@ -256,12 +263,7 @@ def test_a_watcher_batch_past_the_intake_s_room_waits_for_it_and_arrives_whole_i
     watcher.start()
     watcher.join(0.2)
     assert watcher.is_alive() and intake.qsize() == 3, "the batch fills the room there is, then waits"
-    stored = 0
-    for _ in range(10_000):
-        stored += loop.inflow.store_events(loop._take_many)
-        if stored == len(files) and not watcher.is_alive():
-            break
-        watcher.join(0.001)
+    stored = store_until_the_watcher_is_done(loop, watcher, len(files))
     assert stored == len(files) and not watcher.is_alive()
     assert intake.unfinished_tasks == 0 and intake.empty()
     assert [name for _, _, name, *_ in loop.inflow.next_batch(10)] == [str(p) for p in files]
