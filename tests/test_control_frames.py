@@ -3,6 +3,7 @@ reads only what a frame may hold, failing clearly on anything else; the engine r
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import socket
@@ -123,21 +124,13 @@ def test_a_client_of_a_server_sending_garbage_fails_with_a_clear_error():
         client.welcome = Welcome(5, 1, "db", "r", "running")
         got = []
         try:
-            with pytest.raises(ControlError, match="cannot be read") if len(garbage) >= 5 else _nothing():
+            with pytest.raises(ControlError, match="cannot be read") if len(garbage) >= 5 else contextlib.nullcontext():
                 for message in client.subscribe_batches(history=False):
                     got.append(message)
         finally:
             client.close()
             theirs.close()
         assert [type(m) for m in got] == [Live, Facts] and got[1].facts == [ev.EngineState(1.0, "running")]
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
 
 
 def test_a_client_sending_a_facts_frame_gets_an_error_and_the_engine_goes_on(tmp_path, inbox, harness, monkeypatch):
