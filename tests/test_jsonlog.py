@@ -37,6 +37,19 @@ def _printers() -> list[int]:
     return helper_pids(b"tinyo.jsonlog")
 
 
+def _printers_of(engine: int) -> set[int]:
+    """The printer processes ``engine`` started (its children: not another session's running at the same time)."""
+    ours = set()
+    for pid in _printers():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                if int(fh.read().rsplit(b")", 1)[1].split()[1]) == engine:
+                    ours.add(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return ours
+
+
 def test_the_printer_process_prints_each_batch_as_the_log_in_process_would(capfd):
     facts = _every_kind_of_fact()
     unpicklable = ev.OpFinished(3.2, 4, "abc", "load", "w1", 0.1, lambda: None)  # its batch is encoded here
@@ -63,13 +76,12 @@ def _wait_for_printer(proc: subprocess.Popen[bytes]) -> None:
 def test_ctrl_c_or_a_stop_to_every_process_still_prints_the_engines_last_facts(tmp_path, inbox):
     recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
     drop(inbox, "a.csv")
-    before = set(_printers())
     proc = _run(recipe, start_new_session=True)  # a group of its own, as a shell's job is
     assert proc.stdout is not None
     seen = [json.loads(proc.stdout.readline())]
     while not (seen[-1]["type"] == "op_finished"):  # the engine runs, and has run the file's op
         seen.append(json.loads(proc.stdout.readline()))
-    ours = set(_printers()) - before
+    ours = _printers_of(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group gets it
     for pid in ours:
         os.kill(pid, signal.SIGTERM)  # and what a service manager's stop does: every process of the service
@@ -85,21 +97,20 @@ def test_a_reader_that_goes_away_ends_the_printer_and_the_engine_goes_on_to_its_
     recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
     for i in range(20):
         drop(inbox, f"f{i}.csv")
-    before = set(_printers())
     proc = _run(recipe, "--stop-after", "20", "--idle-exit", "0.2")
     _wait_for_printer(proc)
+    ours = _printers_of(proc.pid)
     assert proc.stdout is not None
     proc.stdout.close()  # `| head -1`: the reader is gone
     assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
-    assert set(_printers()) <= before, "no printer process is left behind"
+    assert not ours & set(_printers()), "no printer process is left behind"
 
 
 def test_a_killed_engine_leaves_no_printer_behind(tmp_path, inbox):
     recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "s.db", inbox=inbox)
-    before = set(_printers())
     proc = _run(recipe)
     _wait_for_printer(proc)
-    ours = set(_printers()) - before
+    ours = _printers_of(proc.pid)
     assert len(ours) == 1
     proc.kill()
     proc.wait(30)
