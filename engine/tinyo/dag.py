@@ -341,9 +341,10 @@ class Graph:
                 return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
             return Verdict("retry", True, node.reason or "waiting to retry")
         # one pass over the deps: blockers, missing versions and the current versions together (this runs
-        # several times per DES on its way through; each lookup is a dict probe when the caches hold it)
-        missing: list[str] = []
-        blockers: list[tuple[str, Node]] = []
+        # several times per DES on its way through; each lookup is a dict probe when the caches hold it). The
+        # lists of blockers and missing deps are made only when there are some (mostly there are none).
+        blockers: list[tuple[str, Node]] | None = None
+        missing: list[str] | None = None
         current: dict[str, int] = {}
         producer, versions, nodes, gone, nid = self.producer, self.versions, self.nodes, self.gone, node.id
         for dep in node.deps:
@@ -353,31 +354,36 @@ class Graph:
             if owner is not None and owner != nid:
                 upstream = nodes.get(owner)
                 if upstream is not None and upstream.blocking:
+                    if blockers is None:
+                        blockers = []
                     blockers.append((dep, upstream))
                     continue
             version = versions.get(dep)
             if version is None:
                 version = self.version(dep) or 0
             if not version or dep in gone:
+                if missing is None:
+                    missing = []
                 missing.append(dep)
             current[dep] = version
-        if blockers or missing:
-            parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers, key=lambda b: b[0])]
-            parts += [f"{dep} ({'its file is gone' if dep in self.gone else 'no version yet'})" for dep in sorted(missing)]
-            return Verdict("waiting", bool(blockers), "waiting for " + ", ".join(parts))
+        if blockers is not None or missing is not None:
+            parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers or (), key=lambda b: b[0])]
+            parts += [f"{dep} ({'its file is gone' if dep in gone else 'no version yet'})" for dep in sorted(missing or ())]
+            return Verdict("waiting", blockers is not None, "waiting for " + ", ".join(parts))
         if node.forced:
             return _RERUN
+        trace = node.trace
         if node.failed_state is not None and node.failed_trace == current:
             cause = f"{node.error}; " if node.error else ""
             return Verdict(node.failed_state, True, f"{cause}it runs again when a dep changes or on rerun")
-        if node.trace is None:
+        if trace is None:
             return _NEVER_BUILT
         if self.drifted:
             drift = [t for t in sorted(node.targs) if t in self.drifted]
             if drift:
                 return Verdict("stale", True, "target " + ", ".join(f"{t} {self.drifted[t]}" for t in drift))
-        if node.trace != current:
-            changed = [f"{d} v{node.trace.get(d)} -> v{current[d]}" for d in sorted(current) if node.trace.get(d) != current[d]]
+        if trace != current:
+            changed = [f"{d} v{trace.get(d)} -> v{current[d]}" for d in sorted(current) if trace.get(d) != current[d]]
             return Verdict("stale", True, "dep changed: " + ", ".join(changed))
         return _OK
 
@@ -461,10 +467,33 @@ class Graph:
         """``settle([node.id])`` for a leaf (the run book's, as a run starts and ends): whether its verdict, when
         one of ``states``, changed it (``was``: its state before). None, with nothing changed, when ``settle``
         must decide (a reader may need telling, or the DES becomes ready or blocked: dispatch's part)."""
-        if not self._leaf(node):
-            return None
-        verdict = self.evaluate(node)
-        return self._apply(node, verdict) if verdict.state in states else None
+        changed, undecided = self.settle_leaves_in((node,), states)
+        return None if undecided else bool(changed)
+
+    def settle_leaves_in(self, batch: Iterable[Node], states: frozenset[str]) -> tuple[list[Node], list[Node]]:
+        """``settle_leaf`` for each of ``batch`` in one pass (a batch of reports' DES): the nodes it changed, and
+        those ``settle`` must decide (left as they were), each in ``batch``'s order."""
+        consumers, backed, evaluate = self.consumers, self.backing is not None, self.evaluate
+        changed: list[Node] = []
+        undecided: list[Node] = []
+        for node in batch:
+            for targ in node.targs:  # ``_leaf``, inline
+                readers = consumers.get(targ)
+                if readers or (readers is None and backed):
+                    undecided.append(node)
+                    break
+            else:
+                verdict = evaluate(node)
+                state = verdict.state
+                if state not in states:
+                    undecided.append(node)
+                elif state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
+                    node.was = node.state  # ``_apply``, inline
+                    if state == "ok":
+                        self._settled += 1
+                    node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+                    changed.append(node)
+        return changed, undecided
 
     def _leaf(self, node: Node) -> bool:
         """Nothing is known to read a target of ``node``: settling it walks nowhere. (With a backing, a target
