@@ -444,22 +444,32 @@ class Graph:
 
     def settle_leaves(self, touched: Iterable[str]) -> tuple[list[str], list[Node]] | None:
         """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory
-        and a leaf (``_leaf``: a burst's new DES). None, with nothing changed, otherwise."""
-        nodes, leaf = self.nodes, self._leaf
+        and a leaf (nothing is known to read a target of it: a burst's new DES; with a backing, a target not in
+        the reverse index may have readers there). None, with nothing changed, otherwise."""
+        nodes, consumers, backed = self.nodes, self.consumers, self.backing is not None
         batch: list[Node] = []
         for nid in dict.fromkeys(touched):
             node = nodes.get(nid)
-            if node is None or not leaf(node):
+            if node is None:
                 return None
+            for targ in node.targs:
+                readers = consumers.get(targ)
+                if readers or (readers is None and backed):
+                    return None
             batch.append(node)
         ready: list[str] = []
         changed: list[Node] = []
-        evaluate, apply = self.evaluate, self._apply
+        evaluate = self.evaluate
         for node in batch:
             verdict = evaluate(node)
-            if apply(node, verdict):
+            state = verdict.state
+            if state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
+                node.was = node.state
+                if state == "ok":
+                    self._settled += 1
+                node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
                 changed.append(node)
-            if verdict.state == "stale":
+            if state == "stale":
                 ready.append(node.id)
         return ready, changed
 
@@ -477,7 +487,7 @@ class Graph:
         changed: list[Node] = []
         undecided: list[Node] = []
         for node in batch:
-            for targ in node.targs:  # ``_leaf``, inline
+            for targ in node.targs:  # a leaf, as ``settle_leaves`` tells one
                 readers = consumers.get(targ)
                 if readers or (readers is None and backed):
                     undecided.append(node)
@@ -488,30 +498,9 @@ class Graph:
                 if state not in states:
                     undecided.append(node)
                 elif state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
-                    node.was = node.state  # ``_apply``, inline
+                    node.was = node.state
                     if state == "ok":
                         self._settled += 1
                     node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
                     changed.append(node)
         return changed, undecided
-
-    def _leaf(self, node: Node) -> bool:
-        """Nothing is known to read a target of ``node``: settling it walks nowhere. (With a backing, a target
-        not in the reverse index may have readers there; without one, it has none.)"""
-        consumers, backed = self.consumers, self.backing is not None
-        for targ in node.targs:
-            readers = consumers.get(targ)
-            if readers or (readers is None and backed):
-                return False
-        return True
-
-    def _apply(self, node: Node, verdict: Verdict) -> bool:
-        """``verdict`` is now ``node``'s; whether that changed it (``was``: its state before)."""
-        state = verdict.state
-        if state == node.state and verdict.blocking == node.blocking and verdict.reason == node.reason:
-            return False
-        node.was = node.state
-        if state == "ok":
-            self._settled += 1
-        node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
-        return True

@@ -301,8 +301,7 @@ class Documents:
     def des_moved(self, moves: list[tuple[tuple[str, ...] | frozenset[str], str, str]]) -> None:
         """DES changed state, as (targets, old state, new state): their targets move between their groups'
         counts (the moves of one settle, together)."""
-        to_doc = DES_TO_DOC
-        self.groups.move_many([(targs, to_doc[old], to_doc[new]) for targs, old, new in moves])
+        self.groups.move_many(moves, DES_TO_DOC)
 
     def load_groups(self, hot: Callable[[str], Node | None]) -> None:
         """Count every stored document in its group (at start-up; ``hot``: the DES in memory)."""

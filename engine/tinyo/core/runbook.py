@@ -210,7 +210,10 @@ class RunBook:
     def _ran(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
         """A start and its outcome in one message (``messages.WorkerMessage``): a start's payload, then a done's."""
         self._started(worker, run, payload, now, mono)
-        self._done(worker, run, payload[2:], now)
+        if payload[2]:  # ok: ``_done``'s first branch, without the copy of the payload's tail
+            self.finish_ok(run, payload[5], payload[6], now)  # (the start made ``run.worker`` this worker)
+        else:
+            self._done(worker, run, payload[2:], now)
 
     def _started(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
         run.worker, run.start, run.start_mono = worker, payload[1], mono
@@ -295,7 +298,8 @@ class RunBook:
         else:  # ``_write``, inline
             rows[2].append(ended)
             rows[1].append((dep_text, des_id))
-        self.attempts.pop(des_id, None)
+        if self.attempts:
+            self.attempts.pop(des_id, None)
         self.registration.release(des_id)
         told, emit = self.told, self.outbox.emit  # the move it tells (``_FINISHED_LEAVES``)
         said = told.get(des_id, node.state)
