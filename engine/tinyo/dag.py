@@ -285,7 +285,8 @@ class Graph:
         """Record ``version`` for ``doc``, known to differ from its current one; returns the DES that read it
         (the live set: do not change it)."""
         self.versions[sys.intern(doc)] = version
-        return self.readers(doc)
+        readers = self.consumers.get(doc)
+        return readers if readers is not None else self.readers(doc)
 
     def current(self, node: Node) -> dict[str, int]:
         """The dep versions now (only meaningful when every dep has one)."""
