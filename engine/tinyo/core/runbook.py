@@ -102,6 +102,7 @@ class RunBook:
         documents.begin_batch()
         try:
             open_runs, on_message, ran, done, started = self.open, self.on_message, self._ran, self._done, self._started
+            finish_ok = self.finish_ok
             now, mono = self.clock.time(), self.clock.monotonic()  # one read each per batch: its facts, rows share it
             for kind, run_id, payload in messages:
                 run = open_runs.get(run_id)
@@ -110,7 +111,11 @@ class RunBook:
                 elif kind == "ran":
                     ran(worker, run, payload, now, mono)
                 elif kind == "done":
-                    done(worker, run, payload, now)
+                    if payload[0]:  # ok: ``_done``'s first branch
+                        run.worker = run.worker or worker
+                        finish_ok(run, payload[3], payload[4], now)
+                    else:
+                        done(worker, run, payload, now)
                 elif kind == "start":
                     started(worker, run, payload, now, mono)
                 else:
@@ -291,7 +296,7 @@ class RunBook:
         dep_text = run.dep_text
         if dep_text is None:  # a run adopted from the last engine
             dep_text = jmap(run.dep_versions)
-        ended = (now, run.output_text(), result, run.worker, run.start, run.run_id)
+        ended = (now, run.output_text() if run.output else "", result, run.worker, run.start, run.run_id)
         rows = self._rows
         if rows is None:  # (trace as text, id): up to date, as ``Store.update_des`` takes it
             self._write(None, (dep_text, des_id), ended)
