@@ -350,15 +350,16 @@ class Graph:
         producer, versions, nodes, gone, nid = self.producer, self.versions, self.nodes, self.gone, node.id
         for dep in node.deps:
             owner = producer.get(dep, _UNKNOWN)
-            if owner is _UNKNOWN:
-                owner = self.producer_of(dep)
-            if owner is not None and owner != nid:
-                upstream = nodes.get(owner)
-                if upstream is not None and upstream.blocking:
-                    if blockers is None:
-                        blockers = []
-                    blockers.append((dep, upstream))
-                    continue
+            if owner is not None:  # (a source document's is None: one test)
+                if owner is _UNKNOWN:
+                    owner = self.producer_of(dep)
+                if owner is not None and owner != nid:
+                    upstream = nodes.get(owner)
+                    if upstream is not None and upstream.blocking:
+                        if blockers is None:
+                            blockers = []
+                        blockers.append((dep, upstream))
+                        continue
             version = versions.get(dep)
             if version is None:
                 version = self.version(dep) or 0

@@ -150,7 +150,7 @@ class Dispatch:
             ops = live_ops.get(des_id) or load_ops(des_id)
             if ops is None:
                 continue
-            attempt = attempts.get(des_id, 1)
+            attempt = attempts.get(des_id, 1) if attempts else 1
             task = Task(run_id, des_id, attempt, recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
             label = labels.get(node.ops_desc)
             if label is None:
