@@ -17,6 +17,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 
+from .dag_cycles import reject_cycle
 from .dag_nodes import UP_TO_DATE, Backing, Node, RunStatus, State, Verdict  # noqa: F401 (re-exported)
 from .errors import DESRejected
 
@@ -218,29 +219,7 @@ class Graph:
                 break
         else:
             return  # nothing reads the new targets yet (a new DES mostly): no path leads back to its deps
-        # walk downstream from the new targets; reaching one of the new deps closes a cycle
-        parent: dict[str, str | None] = {t: None for t in targ_set}
-        frontier = deque(targ_set)
-        while frontier:
-            doc = frontier.popleft()
-            for cid in list(self.readers(doc)):
-                consumer = self.node(cid)
-                for out in (consumer.targs if consumer is not None else ()):
-                    if out in parent:
-                        continue
-                    parent[out] = doc
-                    if out in dep_set:
-                        path = [out]
-                        cur: str | None = doc
-                        while cur is not None:
-                            path.append(cur)
-                            cur = parent[cur]
-                        path.reverse()
-                        raise DESRejected(
-                            f"cycle: this DES reads {path[-1]!r} and writes {path[0]!r}, but "
-                            f"{' -> '.join(path)} already flows from one to the other"
-                        )
-                    frontier.append(out)
+        reject_cycle(dep_set, targ_set, readers, self.node)  # the walk downstream from the new targets
 
     def add(self, node: Node) -> bool:
         """Add a DES (after ``check``). Returns False if it was already present."""
@@ -341,9 +320,8 @@ class Graph:
             if status == "queued":
                 return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
             return Verdict("retry", True, node.reason or "waiting to retry")
-        # one pass over the deps: blockers, missing versions and the current versions together (this runs
-        # several times per DES on its way through; each lookup is a dict probe when the caches hold it). The
-        # lists of blockers and missing deps are made only when there are some (mostly there are none).
+        # one pass over the deps: blockers, missing versions and the current versions together (this runs several
+        # times per DES; each lookup is a dict probe when the caches hold it); no list made while none block or miss
         blockers: list[tuple[str, Node]] | None = None
         missing: list[str] | None = None
         current: dict[str, int] = {}
@@ -445,9 +423,9 @@ class Graph:
         return deque(first + later) if later else work
 
     def settle_leaves(self, touched: Iterable[str]) -> tuple[list[str], list[Node]] | None:
-        """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory
-        and a leaf (nothing is known to read a target of it: a burst's new DES; with a backing, a target not in
-        the reverse index may have readers there). None, with nothing changed, otherwise."""
+        """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory and
+        a leaf (nothing is known to read its targets; with a backing, a target not in the reverse index may have
+        readers there): a burst's new DES. None, with nothing changed, otherwise."""
         nodes, consumers, backed = self.nodes, self.consumers, self.backing is not None
         batch: list[Node] = []
         for nid in dict.fromkeys(touched):
@@ -476,20 +454,20 @@ class Graph:
         return ready, changed
 
     def settle_leaf(self, node: Node, states: frozenset[str]) -> bool | None:
-        """``settle([node.id])`` for a leaf (the run book's, as a run starts and ends): whether its verdict, when
-        one of ``states``, changed it (``was``: its state before). None, with nothing changed, when ``settle``
-        must decide (a reader may need telling, or the DES becomes ready or blocked: dispatch's part)."""
+        """``settle([node.id])`` for a leaf: whether its verdict, when one of ``states``, changed it (``was``: its
+        state before). None, with nothing changed, when ``settle`` must decide (``settle_leaves_in``)."""
         changed, undecided = self.settle_leaves_in((node,), states)
         return None if undecided else bool(changed)
 
     def settle_leaves_in(self, batch: Iterable[Node], states: frozenset[str]) -> tuple[list[Node], list[Node]]:
-        """``settle_leaf`` for each of ``batch`` in one pass (a batch of reports' DES): the nodes it changed, and
-        those ``settle`` must decide (left as they were), each in ``batch``'s order."""
+        """``settle([node.id])`` for each leaf of ``batch`` (the run book's, as runs start and end) in one pass: the
+        nodes whose verdict, one of ``states``, changed them (``was``: their state before), and those ``settle``
+        must decide, left as they are (a reader to tell; ready or blocked: dispatch's part), in ``batch``'s order."""
         consumers, backed, evaluate = self.consumers, self.backing is not None, self.evaluate
         changed: list[Node] = []
         undecided: list[Node] = []
         for node in batch:
-            for targ in node.targs:  # a leaf, as ``settle_leaves`` tells one
+            for targ in node.targs:  # a leaf, as in ``settle_leaves``
                 readers = consumers.get(targ)
                 if readers or (readers is None and backed):
                     undecided.append(node)
