@@ -348,7 +348,8 @@ class Graph:
             current[dep] = version
         if blockers is not None or missing is not None:
             parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers or (), key=lambda b: b[0])]
-            parts += [f"{dep} ({'its file is gone' if dep in gone else 'no version yet'})" for dep in sorted(missing or ())]
+            parts += [f"{dep} ({'its file is gone' if dep in gone else 'no version yet'})"
+                      for dep in sorted(missing or ())]
             return Verdict("waiting", blockers is not None, "waiting for " + ", ".join(parts))
         if node.forced:
             return _RERUN

@@ -300,7 +300,7 @@ class RunBook:
         rows = self._rows
         if rows is None:  # (trace as text, id): up to date, as ``Store.update_des`` takes it
             self._write(None, (dep_text, des_id), ended)
-        else:  # ``_write``, inline
+        else:  # into the batch of reports' rows, as ``_write`` puts them (no call per run)
             rows[2].append(ended)
             rows[1].append((dep_text, des_id))
         if self.attempts:
