@@ -17,6 +17,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 
+from .dag_cycles import reject_cycle
 from .dag_nodes import UP_TO_DATE, Backing, Node, RunStatus, State, Verdict  # noqa: F401 (re-exported)
 from .errors import DESRejected
 
@@ -218,29 +219,7 @@ class Graph:
                 break
         else:
             return  # nothing reads the new targets yet (a new DES mostly): no path leads back to its deps
-        # walk downstream from the new targets; reaching one of the new deps closes a cycle
-        parent: dict[str, str | None] = {t: None for t in targ_set}
-        frontier = deque(targ_set)
-        while frontier:
-            doc = frontier.popleft()
-            for cid in list(self.readers(doc)):
-                consumer = self.node(cid)
-                for out in (consumer.targs if consumer is not None else ()):
-                    if out in parent:
-                        continue
-                    parent[out] = doc
-                    if out in dep_set:
-                        path = [out]
-                        cur: str | None = doc
-                        while cur is not None:
-                            path.append(cur)
-                            cur = parent[cur]
-                        path.reverse()
-                        raise DESRejected(
-                            f"cycle: this DES reads {path[-1]!r} and writes {path[0]!r}, but "
-                            f"{' -> '.join(path)} already flows from one to the other"
-                        )
-                    frontier.append(out)
+        reject_cycle(dep_set, targ_set, readers, self.node)  # the walk downstream from the new targets
 
     def add(self, node: Node) -> bool:
         """Add a DES (after ``check``). Returns False if it was already present."""
@@ -285,7 +264,8 @@ class Graph:
         """Record ``version`` for ``doc``, known to differ from its current one; returns the DES that read it
         (the live set: do not change it)."""
         self.versions[sys.intern(doc)] = version
-        return self.readers(doc)
+        readers = self.consumers.get(doc)
+        return readers if readers is not None else self.readers(doc)
 
     def current(self, node: Node) -> dict[str, int]:
         """The dep versions now (only meaningful when every dep has one)."""
@@ -340,44 +320,51 @@ class Graph:
             if status == "queued":
                 return Verdict("queued", True, node.reason if node.state == "queued" else "ready; waiting for a worker")
             return Verdict("retry", True, node.reason or "waiting to retry")
-        # one pass over the deps: blockers, missing versions and the current versions together (this runs
-        # several times per DES on its way through; each lookup is a dict probe when the caches hold it)
-        missing: list[str] = []
-        blockers: list[tuple[str, Node]] = []
+        # one pass over the deps: blockers, missing versions and the current versions together (this runs several
+        # times per DES; each lookup is a dict probe when the caches hold it); no list made while none block or miss
+        blockers: list[tuple[str, Node]] | None = None
+        missing: list[str] | None = None
         current: dict[str, int] = {}
         producer, versions, nodes, gone, nid = self.producer, self.versions, self.nodes, self.gone, node.id
         for dep in node.deps:
             owner = producer.get(dep, _UNKNOWN)
-            if owner is _UNKNOWN:
-                owner = self.producer_of(dep)
-            if owner is not None and owner != nid:
-                upstream = nodes.get(owner)
-                if upstream is not None and upstream.blocking:
-                    blockers.append((dep, upstream))
-                    continue
+            if owner is not None:  # (a source document's is None: one test)
+                if owner is _UNKNOWN:
+                    owner = self.producer_of(dep)
+                if owner is not None and owner != nid:
+                    upstream = nodes.get(owner)
+                    if upstream is not None and upstream.blocking:
+                        if blockers is None:
+                            blockers = []
+                        blockers.append((dep, upstream))
+                        continue
             version = versions.get(dep)
             if version is None:
                 version = self.version(dep) or 0
             if not version or dep in gone:
+                if missing is None:
+                    missing = []
                 missing.append(dep)
             current[dep] = version
-        if blockers or missing:
-            parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers, key=lambda b: b[0])]
-            parts += [f"{dep} ({'its file is gone' if dep in self.gone else 'no version yet'})" for dep in sorted(missing)]
-            return Verdict("waiting", bool(blockers), "waiting for " + ", ".join(parts))
+        if blockers is not None or missing is not None:
+            parts = [f"{dep} (DES {up.id} is {up.state})" for dep, up in sorted(blockers or (), key=lambda b: b[0])]
+            parts += [f"{dep} ({'its file is gone' if dep in gone else 'no version yet'})"
+                      for dep in sorted(missing or ())]
+            return Verdict("waiting", blockers is not None, "waiting for " + ", ".join(parts))
         if node.forced:
             return _RERUN
+        trace = node.trace
         if node.failed_state is not None and node.failed_trace == current:
             cause = f"{node.error}; " if node.error else ""
             return Verdict(node.failed_state, True, f"{cause}it runs again when a dep changes or on rerun")
-        if node.trace is None:
+        if trace is None:
             return _NEVER_BUILT
         if self.drifted:
             drift = [t for t in sorted(node.targs) if t in self.drifted]
             if drift:
                 return Verdict("stale", True, "target " + ", ".join(f"{t} {self.drifted[t]}" for t in drift))
-        if node.trace != current:
-            changed = [f"{d} v{node.trace.get(d)} -> v{current[d]}" for d in sorted(current) if node.trace.get(d) != current[d]]
+        if trace != current:
+            changed = [f"{d} v{trace.get(d)} -> v{current[d]}" for d in sorted(current) if trace.get(d) != current[d]]
             return Verdict("stale", True, "dep changed: " + ", ".join(changed))
         return _OK
 
@@ -437,52 +424,64 @@ class Graph:
         return deque(first + later) if later else work
 
     def settle_leaves(self, touched: Iterable[str]) -> tuple[list[str], list[Node]] | None:
-        """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory
-        and a leaf (``_leaf``: a burst's new DES). None, with nothing changed, otherwise."""
-        nodes, leaf = self.nodes, self._leaf
+        """``settle(touched)`` in one pass with no queue, where it walks nowhere: every DES touched is in memory and
+        a leaf (nothing is known to read its targets; with a backing, a target not in the reverse index may have
+        readers there): a burst's new DES. None, with nothing changed, otherwise."""
+        nodes, consumers, backed = self.nodes, self.consumers, self.backing is not None
         batch: list[Node] = []
         for nid in dict.fromkeys(touched):
             node = nodes.get(nid)
-            if node is None or not leaf(node):
+            if node is None:
                 return None
+            for targ in node.targs:
+                readers = consumers.get(targ)
+                if readers or (readers is None and backed):
+                    return None
             batch.append(node)
         ready: list[str] = []
         changed: list[Node] = []
-        evaluate, apply = self.evaluate, self._apply
+        evaluate = self.evaluate
         for node in batch:
             verdict = evaluate(node)
-            if apply(node, verdict):
+            state = verdict.state
+            if state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
+                node.was = node.state
+                if state == "ok":
+                    self._settled += 1
+                node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
                 changed.append(node)
-            if verdict.state == "stale":
+            if state == "stale":
                 ready.append(node.id)
         return ready, changed
 
     def settle_leaf(self, node: Node, states: frozenset[str]) -> bool | None:
-        """``settle([node.id])`` for a leaf (the run book's, as a run starts and ends): whether its verdict, when
-        one of ``states``, changed it (``was``: its state before). None, with nothing changed, when ``settle``
-        must decide (a reader may need telling, or the DES becomes ready or blocked: dispatch's part)."""
-        if not self._leaf(node):
-            return None
-        verdict = self.evaluate(node)
-        return self._apply(node, verdict) if verdict.state in states else None
+        """``settle([node.id])`` for a leaf: whether its verdict, when one of ``states``, changed it (``was``: its
+        state before). None, with nothing changed, when ``settle`` must decide (``settle_leaves_in``)."""
+        changed, undecided = self.settle_leaves_in((node,), states)
+        return None if undecided else bool(changed)
 
-    def _leaf(self, node: Node) -> bool:
-        """Nothing is known to read a target of ``node``: settling it walks nowhere. (With a backing, a target
-        not in the reverse index may have readers there; without one, it has none.)"""
-        consumers, backed = self.consumers, self.backing is not None
-        for targ in node.targs:
-            readers = consumers.get(targ)
-            if readers or (readers is None and backed):
-                return False
-        return True
-
-    def _apply(self, node: Node, verdict: Verdict) -> bool:
-        """``verdict`` is now ``node``'s; whether that changed it (``was``: its state before)."""
-        state = verdict.state
-        if state == node.state and verdict.blocking == node.blocking and verdict.reason == node.reason:
-            return False
-        node.was = node.state
-        if state == "ok":
-            self._settled += 1
-        node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
-        return True
+    def settle_leaves_in(self, batch: Iterable[Node], states: frozenset[str]) -> tuple[list[Node], list[Node]]:
+        """``settle([node.id])`` for each leaf of ``batch`` (the run book's, as runs start and end) in one pass: the
+        nodes whose verdict, one of ``states``, changed them (``was``: their state before), and those ``settle``
+        must decide, left as they are (a reader to tell; ready or blocked: dispatch's part), in ``batch``'s order."""
+        consumers, backed, evaluate = self.consumers, self.backing is not None, self.evaluate
+        changed: list[Node] = []
+        undecided: list[Node] = []
+        for node in batch:
+            for targ in node.targs:  # a leaf, as in ``settle_leaves``
+                readers = consumers.get(targ)
+                if readers or (readers is None and backed):
+                    undecided.append(node)
+                    break
+            else:
+                verdict = evaluate(node)
+                state = verdict.state
+                if state not in states:
+                    undecided.append(node)
+                elif state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
+                    node.was = node.state
+                    if state == "ok":
+                        self._settled += 1
+                    node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+                    changed.append(node)
+        return changed, undecided

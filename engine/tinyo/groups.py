@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 DOC_STATES = ("failed", "running", "queued", "waiting", "stale", "cancelled", "never built", "missing",
@@ -196,9 +196,11 @@ class Groups:
         group.states[new] += 1
         self.touched.add(key)
 
-    def move_many(self, moves: Iterable[tuple[Iterable[str], str, str]]) -> None:
+    def move_many(self, moves: Iterable[tuple[Iterable[str], str, str]], states: Mapping[str, str] | None = None
+                  ) -> None:
         """Counted documents changed state, as (names, old, new): the moves of one settle, together (as
-        ``move`` for each name)."""
+        ``move`` for each name). ``states``: what the moves' states read as on the documents (``DES_TO_DOC``
+        for the moves of their producers), applied once per group and move instead of once per move."""
         # counted per (group, old, new) first, then netted per group and state: a settle moves many documents
         # of few groups between few states (a burst's targets: thousands of moves, a few sums). Netted, a
         # state a document passes through within the call is never counted below zero on the way.
@@ -211,6 +213,13 @@ class Groups:
             for name in names:
                 move = (keys.get(name) or key_of(name), old, new)
                 counts[move] = get(move, 0) + 1
+        if states is not None:
+            read: dict[tuple[str, str, str], int] = {}
+            for (key, old, new), n in counts.items():
+                old, new = states[old], states[new]
+                if old != new:
+                    read[(key, old, new)] = read.get((key, old, new), 0) + n
+            counts = read
         if not counts:
             return
         net: dict[str, dict[str, int]] = {}

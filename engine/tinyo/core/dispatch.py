@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .registration import Registration
     from .runbook import RunBook
 
+_UNKNOWN = object()
+
 READY_MAX = 2_000
 """DES ready and waiting for a worker past which no further events are fed to the generators: when
 events arrive faster than ops run, they wait stored in order (not as DES in memory), nothing is lost."""
@@ -71,7 +73,7 @@ class Dispatch:
         for node in changed:
             if node.state == "failed":
                 failed.add(node.id)
-            else:
+            elif failed:
                 failed.discard(node.id)
             if node.id in queued:
                 continue  # told once below, as queued (its reason says why it runs), not stale then queued
@@ -109,27 +111,46 @@ class Dispatch:
                 run.submitted = True
                 tasks.append(run.task)
                 slots -= 1
-        nodes, ready, run_versions = self.graph.nodes, self.ready, self.graph.run_versions
-        load_ops, attempts, labels, open_runs = self.registration.load_ops, runbook.attempts, self._labels, runbook.open
-        gone_deps, recipe_path, run_id = self.documents.checks.gone_deps, self.recipe_path, self.next_run_id
+        graph, ready, registration = self.graph, self.ready, self.registration
+        nodes, producer, versions, run_versions = graph.nodes, graph.producer, graph.versions, graph.run_versions
+        live_ops, load_ops, attempts, labels, open_runs = registration.ops, registration.load_ops, runbook.attempts, \
+            self._labels, runbook.open
+        checks, recipe_path, run_id = self.documents.checks, self.recipe_path, self.next_run_id
+        present = checks.present
         while slots > 0 and ready:
             des_id = ready.popleft()
             node = nodes[des_id]
-            dep_versions = run_versions(node)
+            deps = node.deps
+            if len(deps) == 1:  # ``Graph.run_versions`` of one dep whose caches hold it (most), inline
+                (dep,) = deps
+                version = versions.get(dep)
+                owner = producer.get(dep, _UNKNOWN)
+                if version is None or owner is _UNKNOWN:
+                    dep_versions = run_versions(node)
+                elif owner is not None and (up := nodes.get(owner)) is not None and up.blocking:
+                    dep_versions = None
+                else:
+                    dep_versions = {dep: version} if version else {}
+            else:
+                dep_versions = run_versions(node)
             if dep_versions is None:
                 # an upstream DES became pending since ``node`` was queued (a later event changed its input):
                 # back to waiting, settled again next cycle behind it; it runs after it, once, on what it makes
                 node.status = None
                 self.touched.append(des_id)
                 continue
-            gone = gone_deps(node)
+            gone = None
+            for dep in deps:
+                if dep[:1] == "/" and dep not in present:  # a file dep not seen this cycle: is it still there?
+                    gone = checks.gone_deps(node)
+                    break
             if gone:
                 self._wait_for_files(node, gone)
                 continue
-            ops = load_ops(des_id)
+            ops = live_ops.get(des_id) or load_ops(des_id)
             if ops is None:
                 continue
-            attempt = attempts.get(des_id, 1)
+            attempt = attempts.get(des_id, 1) if attempts else 1
             task = Task(run_id, des_id, attempt, recipe_path, ops, frozenset(node.deps), frozenset(node.targs))
             label = labels.get(node.ops_desc)
             if label is None:

@@ -159,9 +159,15 @@ class Documents:
         """Give a non-file document its next version. ``source``: whether no DES produces it, when the
         caller knows (it is not looked up again)."""
         graph = self.graph
-        old = graph.versions.get(name) or graph.version(name)
+        old = graph.versions.get(name)
+        if old is None:
+            old = graph.version(name)
+        elif not old:  # known to have none (a new target): no look-up
+            old = None
         version = (old or 0) + 1
-        self.touched.extend(graph.advance(name, version))
+        readers = graph.advance(name, version)
+        if readers:
+            self.touched.extend(readers)
         if old is None and source is not False:
             self._first_version(name, source)
         now = self.clock.time()
@@ -301,8 +307,7 @@ class Documents:
     def des_moved(self, moves: list[tuple[tuple[str, ...] | frozenset[str], str, str]]) -> None:
         """DES changed state, as (targets, old state, new state): their targets move between their groups'
         counts (the moves of one settle, together)."""
-        to_doc = DES_TO_DOC
-        self.groups.move_many([(targs, to_doc[old], to_doc[new]) for targs, old, new in moves])
+        self.groups.move_many(moves, DES_TO_DOC)
 
     def load_groups(self, hot: Callable[[str], Node | None]) -> None:
         """Count every stored document in its group (at start-up; ``hot``: the DES in memory)."""

@@ -31,8 +31,15 @@ RECENT_OUTPUT = 1000
 
 
 _SETTLED_HERE = frozenset({"running", "ok"})
-"""The states a run's DES may be settled in by the run book as its run starts or ends (``Graph.settle_leaf``):
+"""The states a run's DES may be settled in by the run book as its run starts or ends (``Graph.settle_leaves_in``):
 any other (stale again, waiting, failed) is dispatch's to settle (it queues, and counts the failed)."""
+
+
+_STARTED_LEAVES, _STARTED_IS, _ = ev.RUN_MOVES[ev.OpStarted]
+_FINISHED_LEAVES, _FINISHED_IS, _ = ev.RUN_MOVES[ev.OpFinished]
+"""The DES moves ``OpStarted`` and ``OpFinished`` tell (``events.RUN_MOVES``): where the DES was last told in another
+state than the one its run fact says it leaves (a run adopted from the last engine was told running), a state fact
+says that one first, so that every reader derives the same state from the facts."""
 
 
 def retry_delay(attempt: int, first: float, most: float) -> float:
@@ -88,13 +95,14 @@ class RunBook:
         """One worker's messages, in the order it sent them (the executor hands them over in batches), in one
         pass: the rows of the runs that end among them are written together, and the DES whose runs start or
         end among them are settled once, at its end: here, in place, those nothing reads and that end running
-        or up to date (``Graph.settle_leaf``, their groups moved together), the rest by dispatch."""
+        or up to date (``Graph.settle_leaves_in``, their groups moved together), the rest by dispatch."""
         self._rows = finished, updated, finished_ok = [], [], []
         self._settling = settling = {}
         documents = self.documents
         documents.begin_batch()
         try:
             open_runs, on_message, ran, done, started = self.open, self.on_message, self._ran, self._done, self._started
+            finish_ok = self.finish_ok
             now, mono = self.clock.time(), self.clock.monotonic()  # one read each per batch: its facts, rows share it
             for kind, run_id, payload in messages:
                 run = open_runs.get(run_id)
@@ -103,7 +111,11 @@ class RunBook:
                 elif kind == "ran":
                     ran(worker, run, payload, now, mono)
                 elif kind == "done":
-                    done(worker, run, payload, now)
+                    if payload[0]:  # ok: ``_done``'s first branch
+                        run.worker = run.worker or worker
+                        finish_ok(run, payload[3], payload[4], now)
+                    else:
+                        done(worker, run, payload, now)
                 elif kind == "start":
                     started(worker, run, payload, now, mono)
                 else:
@@ -123,17 +135,17 @@ class RunBook:
     def _settle_leaves(self, settling: dict[str, Node], now: float) -> None:
         """The batch's DES settled as dispatch's ``settle`` would (and the same facts told), where that takes
         no walk and no queue; the others are left to it."""
-        settle_leaf, told, emit, touched = self.graph.settle_leaf, self.told, self.outbox.emit, self.touched
+        changed, undecided = self.graph.settle_leaves_in(settling.values(), _SETTLED_HERE)
+        if undecided:
+            self.touched.extend([node.id for node in undecided])
+        told, emit = self.told, self.outbox.emit
         moves = []
-        for node in settling.values():
-            changed = settle_leaf(node, _SETTLED_HERE)
-            if changed is None:
-                touched.append(node.id)
-            elif changed:
-                moves.append((node.targs, node.was, node.state))
-                said = told.pop(node.id, None)
-                if said != node.state:
-                    emit(ev.DESStateChanged(now, node.id, node.state, node.reason, said or node.was, node.targs))
+        for node in changed:
+            state = node.state
+            moves.append((node.targs, node.was, state))
+            said = told.pop(node.id, None)
+            if said != state:
+                emit(ev.DESStateChanged(now, node.id, state, node.reason, said or node.was, node.targs))
         if moves:
             self.documents.des_moved(moves)
 
@@ -156,14 +168,6 @@ class RunBook:
             self.store.finish_runs([finished])
         if updated is not None:
             self.store.update_des([updated])
-
-    def _settle(self, node: Node) -> None:
-        """``node``'s state may have changed: settled at the end of the batch of reports, else by dispatch."""
-        settling = self._settling
-        if settling is None:
-            self.touched.append(node.id)
-        else:
-            settling[node.id] = node
 
     def on_message(self, worker: str, kind: str, run_id: int, payload: Any) -> None:
         """One message of the worker protocol (see ``messages.WorkerMessage``)."""
@@ -211,16 +215,28 @@ class RunBook:
     def _ran(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
         """A start and its outcome in one message (``messages.WorkerMessage``): a start's payload, then a done's."""
         self._started(worker, run, payload, now, mono)
-        self._done(worker, run, payload[2:], now)
+        if payload[2]:  # ok: ``_done``'s first branch, without the copy of the payload's tail
+            self.finish_ok(run, payload[5], payload[6], now)  # (the start made ``run.worker`` this worker)
+        else:
+            self._done(worker, run, payload[2:], now)
 
     def _started(self, worker: str, run: OpenRun, payload: Any, now: float, mono: float) -> None:
         run.worker, run.start, run.start_mono = worker, payload[1], mono
-        node = self.graph.nodes.get(run.des_id)
+        des_id, emit = run.des_id, self.outbox.emit
+        node = self.graph.nodes.get(des_id)
         if node is not None:
             node.status = "running"
-            self._run_tells(node, ev.OpStarted, now)
-            self._settle(node)
-        self.outbox.emit(ev.OpStarted(now, run.run_id, run.des_id, run.op, worker, run.attempt, run.targs))
+            told = self.told  # the move it tells (``_STARTED_LEAVES``); its DES settled at the batch's end
+            said = told.get(des_id, node.state)
+            if said != _STARTED_LEAVES:
+                emit(ev.DESStateChanged(now, des_id, _STARTED_LEAVES, _STARTED_LEAVES, said, node.targs))
+            told[des_id] = _STARTED_IS
+            settling = self._settling
+            if settling is None:
+                self.touched.append(des_id)
+            else:
+                settling[des_id] = node
+        emit(ev.OpStarted(now, run.run_id, des_id, run.op, worker, run.attempt, run.targs))
 
     def on_lost(self, lost: WorkerLost) -> None:
         """A worker died: its running run failed (or was cancelled or timed out); the rest go back."""
@@ -252,7 +268,8 @@ class RunBook:
 
     # ------------------------------------------------------------ outcomes
     def finish_ok(self, run: OpenRun, result: str | None, duration: float, now: float) -> None:
-        node = self.graph.nodes.get(run.des_id)
+        des_id = run.des_id
+        node = self.graph.nodes.get(des_id)
         self.open.pop(run.run_id, None)
         if node is None:
             # its run's row is closed all the same: a run the run book no longer holds is not open in the file
@@ -260,15 +277,17 @@ class RunBook:
             self._write(None, None, (now, run.output_text(), result, run.worker, run.start, run.run_id))
             return
         targs = node.targs if len(node.targs) == 1 else sorted(node.targs)
-        made: dict[str, Any] = {}  # file targets stat-ed: their new states are read from these, not stat-ed again
+        made: dict[str, Any] | None = None  # file targets stat-ed: their new states are read from these, not again
         for targ in targs:
             if targ[:1] == "/":
-                st = made[targ] = stat_file(targ)
+                st = stat_file(targ)
                 if st is None:
                     self.finish_failed(run, f"op {run.op} finished but did not create its target file {targ}", None,
                                        duration)
                     return
-        des_id = node.id
+                if made is None:
+                    made = {}
+                made[targ] = st
         node.trace = run.dep_versions  # its own dict (``Graph.run_versions`` made it), never changed
         node.status = None
         node.forced = False
@@ -277,25 +296,38 @@ class RunBook:
         dep_text = run.dep_text
         if dep_text is None:  # a run adopted from the last engine
             dep_text = jmap(run.dep_versions)
-        self._write(None, (dep_text, des_id),  # (trace as text, id): up to date, as ``Store.update_des`` takes it
-                    (now, run.output_text(), result, run.worker, run.start, run.run_id))
-        self.attempts.pop(des_id, None)
+        ended = (now, run.output_text() if run.output else "", result, run.worker, run.start, run.run_id)
+        rows = self._rows
+        if rows is None:  # (trace as text, id): up to date, as ``Store.update_des`` takes it
+            self._write(None, (dep_text, des_id), ended)
+        else:  # into the batch of reports' rows, as ``_write`` puts them (no call per run)
+            rows[2].append(ended)
+            rows[1].append((dep_text, des_id))
+        if self.attempts:
+            self.attempts.pop(des_id, None)
         self.registration.release(des_id)
-        self._run_tells(node, ev.OpFinished, now)
-        self.outbox.emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result))
+        told, emit = self.told, self.outbox.emit  # the move it tells (``_FINISHED_LEAVES``)
+        said = told.get(des_id, node.state)
+        if said != _FINISHED_LEAVES:
+            emit(ev.DESStateChanged(now, des_id, _FINISHED_LEAVES, _FINISHED_LEAVES, said, node.targs))
+        told[des_id] = _FINISHED_IS
+        emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result))
         documents = self.documents
         for targ in targs:
             if targ[:1] == "/":
-                documents.refresh_file(targ, by=des_id, st=made[targ], source=False)
+                documents.refresh_file(targ, by=des_id, st=made[targ], source=False)  # type: ignore[index]
                 self.graph.drifted.pop(targ, None)
             else:
                 documents.bump(targ, by=des_id, source=False)
+        settling = self._settling
         if made:  # a file target built: dispatch's settle looks at it (``FileChecks.built_targets``)
             self.touched.append(des_id)
-            if self._settling is not None:
-                self._settling.pop(des_id, None)
+            if settling is not None:
+                settling.pop(des_id, None)
+        elif settling is None:  # settled at the end of the batch of reports, else by dispatch
+            self.touched.append(des_id)
         else:
-            self._settle(node)
+            settling[des_id] = node
 
     def finish_failed(self, run: OpenRun, error: str, tb: str | None, duration: float,
                       cause: str | None = None) -> None:
@@ -332,16 +364,6 @@ class RunBook:
             self.outbox.emit(ev.OpFailed(now, run.run_id, node.id, run.op, run.worker or "", duration, error, tb or "",
                                          retry_in))
         self.touched.append(node.id)
-
-    def _run_tells(self, node: Node, fact: type[ev.BusEvent], now: float) -> None:
-        """The run fact about to be published tells its DES's move (``events.RUN_MOVES``). Where the DES was
-        last told in another state than the one it leaves (a run adopted from the last engine was told
-        running), a state fact says that one first: every reader derives the same state from the facts."""
-        before, after, _ = ev.RUN_MOVES[fact]
-        said = self.told.get(node.id, node.state)
-        if said != before:
-            self.outbox.emit(ev.DESStateChanged(now, node.id, before, before, said, node.targs))
-        self.told[node.id] = after
 
     def _finish_row(self, run: OpenRun, status: str, end: float, error: str | None, tb: str | None,
                     result: str | None) -> tuple[Any, ...]:
