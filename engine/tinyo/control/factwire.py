@@ -31,6 +31,7 @@ import msgpack
 from .. import events as ev
 from ..groups import GroupSummary
 from ..names import json_escaped
+from . import jsonrows
 
 Row = list[Any]
 FRAME_BYTES = 1 << 19
@@ -302,10 +303,17 @@ KEYS: dict[str, tuple[str, ...]] = {kind: ("type", *names) for kind, names in SC
 """Per fact kind, the keys of the object ``tinyo run --json`` prints for it: ``type``, then its fields."""
 
 
+_TEMPLATES = jsonrows.Templates(KEYS)
+
+
 def rows_json_text(batch: list[Any]) -> str:
     """Rows of this engine's facts (``own_rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
-    for a row of a kind it does not have. Each row is keyed from C (no Python loop), the whole by one C call."""
-    return json_text(list(map(dict, map(zip, map(KEYS.__getitem__, map(_KIND, batch)), batch))))
+    for a row of a kind it does not have. The values are encoded by one C call and put in their kinds' lines
+    (``jsonrows``); without the C encoder, or for a row of another width, each row keyed as a dict."""
+    text = jsonrows.lines(batch, _TEMPLATES)
+    if text is None:
+        text = json_text(list(map(dict, map(zip, map(KEYS.__getitem__, map(_KIND, batch)), batch))))
+    return text
 
 
 _KIND = itemgetter(0)
@@ -384,9 +392,7 @@ class FactReader:
         self._makers: dict[str, Callable[[Row], Any]] = {}
         self._texts: dict[str, list[int]] = {}
         """Per kind, where in its rows a value comes as its JSON text (``TEXTS``)."""
-        if not isinstance(schema, dict):
-            return
-        for kind, names in schema.items():
+        for kind, names in schema.items() if isinstance(schema, dict) else ():
             if not (isinstance(kind, str) and isinstance(names, list) and all(isinstance(n, str) for n in names)):
                 continue  # a schema entry this side cannot read: its facts stay dicts
             self._keys[kind] = ("type", *names)
@@ -396,6 +402,8 @@ class FactReader:
             text = texts.get(kind) if isinstance(texts, dict) else None
             if isinstance(text, list):
                 self._texts[kind] = [names.index(n) + 1 for n in text if isinstance(n, str) and n in names]
+        self._templates = jsonrows.Templates(self._keys)
+        """Per kind, the text of its lines, to put its rows' values in (``json_lines``)."""
 
     def _read_texts(self, batch: list[Any]) -> list[Any]:
         """``batch`` with the values that came as their JSON text (``TEXTS``) read: the rows of such kinds with
@@ -457,5 +465,6 @@ class FactReader:
         except (KeyError, TypeError, IndexError):
             fits = False
         if fits:
-            return json_text(list(map(dict, map(zip, keys, batch)))).encode()
+            text = jsonrows.lines(batch, self._templates)
+            return (json_text(list(map(dict, map(zip, keys, batch)))) if text is None else text).encode()
         return json_text([self.as_dict(values) for values in batch]).encode()

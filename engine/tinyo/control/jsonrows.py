@@ -1,0 +1,79 @@
+"""Provides JSON lines made from rows of values, as ``tinyo run --json`` prints facts: per row ``[kind, value,
+...]`` the line ``{"type":kind,"key":value,...}``, each byte as ``json.dumps`` writes the row's keyed dict
+(compact, ``ensure_ascii=False``, what JSON cannot carry shown by ``str``), without a dict per row or a key
+encoded per value.
+
+A batch's values are encoded by one call of the C encoder, as one flat list whose items are separated by
+``\x00`` in place of the comma: no JSON text holds that character raw (a string's control characters are
+escaped), so the list's text split at it gives each value's text when no value holds the separator itself,
+and the batch's lines are its kinds' lines (the keys' text, made once per kind) filled in by one ``%``. A
+list, a set or a dict of two or more items does hold the separator, and adds to the count of pieces (each
+value gives one piece plus its own separators, so the count is right only when none does); then each
+container of the batch is encoded alone, with the comma. Every step is a C call over the batch: no Python
+frame per row or value (about 1.0 us a fact against 2.0 for a dict a row, the burst's facts).
+"""
+
+from __future__ import annotations
+
+from itertools import chain, compress, repeat
+from json.encoder import c_encode_basestring, c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from operator import itemgetter, not_
+from typing import Any
+
+from ..names import json_escaped
+
+SEPARATOR = "\x00"
+
+
+def _encoder(item_separator: str) -> Any:
+    """The C encoder of ``json.dumps(ensure_ascii=False, separators=(item_separator, ":"), default=str)``; called
+    as ``encoder(value, 0)``, it gives the text in pieces to join. None without the C encoder."""
+    if c_make_encoder is None or c_encode_basestring is None:
+        return None
+    return c_make_encoder(None, str, c_encode_basestring, None, ":", item_separator, False, False, True)
+
+
+_SPLIT = _encoder(SEPARATOR)
+_WHOLE = _encoder(",")
+_PLAIN = dict.fromkeys((str, int, float, bool, type(None)), False)
+"""The types whose JSON text never holds a separator; any other value is taken for a container (at worst it
+is encoded alone: the same text)."""
+_KIND = itemgetter(0)
+
+
+class Templates:
+    """Per kind, the text of its line with ``%s`` in place of each value (``keys[kind]``: ``type`` and its fields,
+    in the rows' order), and its rows' width. A kind whose keys repeat one (a dict keeps its last value) has
+    width 0: no row fits it."""
+
+    def __init__(self, keys: dict[str, tuple[str, ...]]) -> None:
+        self.widths = {kind: len(names) if names and len(set(names)) == len(names) else 0 for kind, names in keys.items()}
+        self.texts = {kind: "}\n{" + ",".join(encode_basestring(n).replace("%", "%%") + ":%s" for n in names)
+                      for kind, names in keys.items()}
+
+
+def lines(batch: list[Any], templates: Templates) -> str | None:
+    """The JSON lines of rows ``batch`` (each a list or a tuple, its kind first) keyed by ``templates``, with lone
+    surrogates escaped (``json_escaped``); None when a row is not as long as its kind's keys, or without the C
+    encoder. KeyError for a kind ``templates`` does not have; what the encoder refuses (a number past its
+    digits, a loop) raises as ``json.dumps`` would."""
+    if not batch:
+        return ""
+    kinds = list(map(_KIND, batch))
+    if _SPLIT is None or list(map(templates.widths.__getitem__, kinds)) != list(map(len, batch)):
+        return None
+    values = list(chain.from_iterable(batch))
+    pieces: Any = "".join(_SPLIT(values, 0))[1:-1].split(SEPARATOR)
+    if len(pieces) != len(values):
+        pieces = _containers_alone(values)
+    text = "".join(map(templates.texts.__getitem__, kinds))[2:] + "}\n"
+    return json_escaped(text % tuple(pieces))
+
+
+def _containers_alone(values: list[Any]) -> list[str]:
+    """The text of each of ``values``: the plain ones (``_PLAIN``) by one call, split; the others each alone."""
+    alone = list(map(_PLAIN.get, map(type, values), repeat(True)))
+    plain = list(compress(values, map(not_, alone)))
+    pieces = "".join(_SPLIT(plain, 0))[1:-1].split(SEPARATOR) if plain else []
+    whole = map("".join, map(_WHOLE, compress(values, alone), repeat(0)))
+    return list(map(next, map((iter(pieces), whole).__getitem__, alone)))
