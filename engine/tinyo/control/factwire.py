@@ -309,11 +309,8 @@ _TEMPLATES = jsonrows.Templates(KEYS)
 def rows_json_text(batch: list[Any]) -> str:
     """Rows of this engine's facts (``own_rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
     for a row of a kind it does not have. The values are encoded by one C call and put in their kinds' lines
-    (``jsonrows``); without the C encoder, or for a row of another width, each row keyed as a dict."""
-    text = jsonrows.lines(batch, _TEMPLATES)
-    if text is None:
-        text = json_text(list(map(dict, map(zip, map(KEYS.__getitem__, map(_KIND, batch)), batch))))
-    return text
+    (``jsonrows``)."""
+    return jsonrows.lines(batch, _TEMPLATES)
 
 
 _KIND = itemgetter(0)
@@ -465,6 +462,5 @@ class FactReader:
         except (KeyError, TypeError, IndexError):
             fits = False
         if fits:
-            text = jsonrows.lines(batch, self._templates)
-            return (json_text(list(map(dict, map(zip, keys, batch)))) if text is None else text).encode()
+            return jsonrows.lines(batch, self._templates).encode()
         return json_text([self.as_dict(values) for values in batch]).encode()

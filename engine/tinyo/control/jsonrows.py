@@ -15,6 +15,7 @@ frame per row or value (about 1.0 us a fact against 2.0 for a dict a row, the bu
 
 from __future__ import annotations
 
+import json
 from itertools import chain, compress, repeat
 from json.encoder import c_encode_basestring, c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import itemgetter, not_
@@ -39,6 +40,7 @@ _PLAIN = dict.fromkeys((str, int, float, bool, type(None)), False)
 """The types whose JSON text never holds a separator; any other value is taken for a container (at worst it
 is encoded alone: the same text)."""
 _KIND = itemgetter(0)
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 class Templates:
@@ -47,21 +49,22 @@ class Templates:
     width 0: no row fits it."""
 
     def __init__(self, keys: dict[str, tuple[str, ...]]) -> None:
+        self.keys = keys
         self.widths = {kind: len(names) if names and len(set(names)) == len(names) else 0 for kind, names in keys.items()}
         self.texts = {kind: "}\n{" + ",".join(encode_basestring(n).replace("%", "%%") + ":%s" for n in names)
                       for kind, names in keys.items()}
 
 
-def lines(batch: list[Any], templates: Templates) -> str | None:
+def lines(batch: list[Any], templates: Templates) -> str:
     """The JSON lines of rows ``batch`` (each a list or a tuple, its kind first) keyed by ``templates``, with lone
-    surrogates escaped (``json_escaped``); None when a row is not as long as its kind's keys, or without the C
-    encoder. KeyError for a kind ``templates`` does not have; what the encoder refuses (a number past its
-    digits, a loop) raises as ``json.dumps`` would."""
+    surrogates escaped (``json_escaped``). KeyError for a kind ``templates`` does not have; what the encoder
+    refuses (a number past its digits, a loop) raises as ``json.dumps`` would. A row not as long as its kind's
+    keys (or no C encoder) sends the batch the slow way: each row its dict, encoded alone."""
     if not batch:
         return ""
     kinds = list(map(_KIND, batch))
     if _SPLIT is None or list(map(templates.widths.__getitem__, kinds)) != list(map(len, batch)):
-        return None
+        return "".join([json_escaped(_dumps(dict(zip(templates.keys[row[0]], row)))) + "\n" for row in batch])
     values = list(chain.from_iterable(batch))
     pieces: Any = "".join(_SPLIT(values, 0))[1:-1].split(SEPARATOR)
     if len(pieces) != len(values):
