@@ -41,7 +41,7 @@ class JsonPrinter:
 
         if sys.stdout is not None:
             sys.stdout.flush()  # what the engine printed before comes first
-        from .control.factwire import KEYS
+        from .control.factwire import ALONE, KEYS
 
         read, write = os.pipe()
         try:
@@ -49,7 +49,7 @@ class JsonPrinter:
         finally:
             os.close(read)
         self._pipe = Pipe(write)
-        self._pipe.send(KEYS)  # first: the keys of each kind's lines, so the process need not import the facts
+        self._pipe.send((KEYS, ALONE))  # first: each kind's keys, so the process need not import the facts
 
     def send(self, events: list[Any]) -> None:
         """Hand a batch of facts over; BrokenPipeError once the process has ended (its reader went away)."""
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
         except EOFError:
             return 0
         if templates is None:
-            templates = jsonrows.Templates(messages.pop(0))  # the engine's keys come first (``JsonPrinter``)
+            templates = jsonrows.Templates(*messages.pop(0))  # the engine's keys come first (``JsonPrinter``)
         try:
             write_all(out, lines(messages, templates))
         except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
@@ -98,9 +98,9 @@ def lines(messages: list[bytes | str], templates: jsonrows.Templates | None = No
     order, as one write. Rows are put in their kinds' lines (``templates``: this engine's unless given)
     ``CHUNK`` at a time, each chunk's values encoded by one call of the C encoder (``jsonrows``)."""
     if templates is None:
-        from .control.factwire import KEYS
+        from .control.factwire import ALONE, KEYS
 
-        templates = jsonrows.Templates(KEYS)
+        templates = jsonrows.Templates(KEYS, ALONE)
     texts: list[str] = []
     for message in messages:
         if isinstance(message, str):

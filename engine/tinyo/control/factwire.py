@@ -303,7 +303,10 @@ KEYS: dict[str, tuple[str, ...]] = {kind: ("type", *names) for kind, names in SC
 """Per fact kind, the keys of the object ``tinyo run --json`` prints for it: ``type``, then its fields."""
 
 
-_TEMPLATES = jsonrows.Templates(KEYS)
+ALONE = frozenset(kind for kind, cls in FACTS.items()
+                  if any(str(f.type).startswith(("dict", "tuple[GroupSummary")) for f in dataclasses.fields(cls)))
+"""The kinds whose rows hold a dict in a value every time (``jsonrows.Templates``): their lines made a row at a time."""
+_TEMPLATES = jsonrows.Templates(KEYS, ALONE)
 
 
 def rows_json_text(batch: list[Any]) -> str:
@@ -399,7 +402,7 @@ class FactReader:
             text = texts.get(kind) if isinstance(texts, dict) else None
             if isinstance(text, list):
                 self._texts[kind] = [names.index(n) + 1 for n in text if isinstance(n, str) and n in names]
-        self._templates = jsonrows.Templates(self._keys)
+        self._templates = jsonrows.Templates(self._keys, ALONE)
         """Per kind, the text of its lines, to put its rows' values in (``json_lines``)."""
 
     def _read_texts(self, batch: list[Any]) -> list[Any]:

@@ -46,10 +46,12 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str
 class Templates:
     """Per kind, the text of its line with ``%s`` in place of each value (``keys[kind]``: ``type`` and its fields,
     in the rows' order), and its rows' width. A kind whose keys repeat one (a dict keeps its last value) has
-    width 0: no row fits it."""
+    width 0: no row fits it. ``alone``: the kinds whose rows hold many items in a value (a dict) every time,
+    encoded a row at a time so they do not send their whole batch the slower way."""
 
-    def __init__(self, keys: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, keys: dict[str, tuple[str, ...]], alone: frozenset[str] = frozenset()) -> None:
         self.keys = keys
+        self.alone = alone
         self.widths = {kind: len(names) if names and len(set(names)) == len(names) else 0 for kind, names in keys.items()}
         self.texts = {kind: "}\n{" + ",".join(encode_basestring(n).replace("%", "%%") + ":%s" for n in names)
                       for kind, names in keys.items()}
@@ -64,13 +66,31 @@ def lines(batch: list[Any], templates: Templates) -> str:
         return ""
     kinds = list(map(_KIND, batch))
     if _SPLIT is None or list(map(templates.widths.__getitem__, kinds)) != list(map(len, batch)):
-        return "".join([json_escaped(_dumps(dict(zip(templates.keys[row[0]], row)))) + "\n" for row in batch])
+        return _each_alone(batch, templates)
+    if not templates.alone.isdisjoint(kinds):
+        return _around_alone(batch, kinds, templates)
     values = list(chain.from_iterable(batch))
     pieces: Any = "".join(_SPLIT(values, 0))[1:-1].split(SEPARATOR)
     if len(pieces) != len(values):
         pieces = _containers_alone(values)
     text = "".join(map(templates.texts.__getitem__, kinds))[2:] + "}\n"
     return json_escaped(text % tuple(pieces))
+
+
+def _each_alone(batch: list[Any], templates: Templates) -> str:
+    """Each row its dict (its keys zipped with its values), encoded alone."""
+    return "".join([json_escaped(_dumps(dict(zip(templates.keys[row[0]], row)))) + "\n" for row in batch])
+
+
+def _around_alone(batch: list[Any], kinds: list[str], templates: Templates) -> str:
+    """The rows of the ``alone`` kinds each encoded alone, those between them by ``lines``."""
+    texts = []
+    start = 0
+    for at in compress(range(len(batch)), map(templates.alone.__contains__, kinds)):
+        texts += [lines(batch[start:at], templates), _each_alone(batch[at:at + 1], templates)]
+        start = at + 1
+    texts.append(lines(batch[start:], templates))
+    return "".join(texts)
 
 
 def _containers_alone(values: list[Any]) -> list[str]:
