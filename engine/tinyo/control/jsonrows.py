@@ -40,6 +40,9 @@ _PLAIN = dict.fromkeys((str, int, float, bool, type(None)), False)
 """The types whose JSON text never holds a separator; any other value is taken for a container (at worst it
 is encoded alone: the same text)."""
 _KIND = itemgetter(0)
+_STAMP = itemgetter(1)
+_AFTER_STAMP = itemgetter(slice(2, None))
+_FLOAT = {float}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
@@ -55,6 +58,15 @@ class Templates:
         self.widths = {kind: len(names) if names and len(set(names)) == len(names) else 0 for kind, names in keys.items()}
         self.texts = {kind: "}\n{" + ",".join(encode_basestring(n).replace("%", "%%") + ":%s" for n in names)
                       for kind, names in keys.items()}
+        self.stamped = {kind: "}\n{" + _twice(names[0]) + ":" + _twice(kind) + "," + _twice(names[1]) + ":%s"
+                        + "".join("," + _twice(n) + ":%%s" for n in names[2:]) for kind, names in keys.items()
+                        if len(names) >= 2}
+        """The same with the kind written in and, for two ``%`` in turn, the time (the second value) a ``%s`` and
+        the others a ``%%s`` (``_stamps``)."""
+
+
+def _twice(name: str) -> str:
+    return encode_basestring(name).replace("%", "%%%%")
 
 
 def lines(batch: list[Any], templates: Templates) -> str:
@@ -69,12 +81,33 @@ def lines(batch: list[Any], templates: Templates) -> str:
         return _each_alone(batch, templates)
     if not templates.alone.isdisjoint(kinds):
         return _around_alone(batch, kinds, templates)
-    values = list(chain.from_iterable(batch))
+    stamps = _stamps(batch)
+    if stamps is None:
+        values = list(chain.from_iterable(batch))
+        text = "".join(map(templates.texts.__getitem__, kinds))[2:] + "}\n"
+    else:  # the kinds written in, the times in their places, and the other values' places left for the second %
+        values = list(chain.from_iterable(map(_AFTER_STAMP, batch)))
+        text = ("".join(map(templates.stamped.__getitem__, kinds))[2:] + "}\n") % tuple(stamps)
     pieces: Any = "".join(_SPLIT(values, 0))[1:-1].split(SEPARATOR)
     if len(pieces) != len(values):
         pieces = _containers_alone(values)
-    text = "".join(map(templates.texts.__getitem__, kinds))[2:] + "}\n"
     return json_escaped(text % tuple(pieces))
+
+
+def _stamps(batch: list[Any]) -> list[str] | None:
+    """The text of each row's time (its second value), each distinct time encoded once: a float's shortest
+    digits take the encoder longer than anything else in a row, and a burst's facts share their times (four
+    or five rows a time). None unless every time is a float and at most half of them distinct (an int and a
+    float, or 0.0 and -0.0, equal as keys and differ as text)."""
+    try:
+        stamps = list(map(_STAMP, batch))
+        distinct = list(set(stamps))
+    except (TypeError, IndexError):  # a time that is no key, a row of its kind alone
+        return None
+    if 2 * len(distinct) > len(stamps) or set(map(type, stamps)) != _FLOAT or 0.0 in distinct:
+        return None
+    texts = dict(zip(distinct, "".join(_SPLIT(distinct, 0))[1:-1].split(SEPARATOR)))
+    return list(map(texts.__getitem__, stamps))
 
 
 def _each_alone(batch: list[Any], templates: Templates) -> str:
