@@ -10,7 +10,9 @@ and the batch's lines are its kinds' lines (the keys' text, made once per kind) 
 list, a set or a dict of two or more items does hold the separator, and adds to the count of pieces (each
 value gives one piece plus its own separators, so the count is right only when none does); then each
 container of the batch is encoded alone, with the comma. Every step is a C call over the batch: no Python
-frame per row or value (about 1.0 us a fact against 2.0 for a dict a row, the burst's facts).
+frame per row or value. On a real burst's facts, about 1.8 us a fact against 2.6 for a dict a row (the C
+encoder on the values alone takes 1.1: a float's shortest digits are its dearest part, hence the times
+encoded once each, ``_stamps``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ _KIND = itemgetter(0)
 _STAMP = itemgetter(1)
 _AFTER_STAMP = itemgetter(slice(2, None))
 _FLOAT = {float}
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False).encode
+"""The encoder of a row alone: the C encoder's settings (a loop is a RecursionError, as in one call)."""
 
 
 class Templates:
