@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from .children import ignore_stop_signals
-from .control import jsonrows
+from .control import jsonrows  # not factwire (the facts' classes): the engine's side imports it where it is used
 from .pipe import Pipe, write_all
 
 CHUNK = jsonrows.CHUNK

@@ -10,8 +10,8 @@ Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a group summ
 of any type (``TEXTS``: an op's result) as its JSON text, made as ``tinyo run --json`` makes it (a value
 JSON cannot carry shown, ``str``): a reader keys a frame's rows and prints exactly the JSON log's lines
 (``FactReader.json_lines``), so the engine encodes each fact once, in one form, for consoles and printers
-alike. The JSON log keys the rows of ``own_rows`` (its facts' own values) and encodes them with the same
-encoder (``rows_json_text``).
+alike. The JSON log puts the values of ``own_rows`` (its facts' own values) in its kinds' lines the same way
+(``rows_json_text``, ``jsonrows``).
 """
 
 from __future__ import annotations
@@ -403,7 +403,8 @@ class FactReader:
             if isinstance(text, list):
                 self._texts[kind] = [names.index(n) + 1 for n in text if isinstance(n, str) and n in names]
         self._templates = jsonrows.Templates(self._keys, ALONE)
-        """Per kind, the text of its lines, to put its rows' values in (``json_lines``)."""
+        """Per kind, the text of its lines, to put its rows' values in (``json_lines``; which kinds are made a row at
+        a time is this engine's guess, right for any rows)."""
 
     def _read_texts(self, batch: list[Any]) -> list[Any]:
         """``batch`` with the values that came as their JSON text (``TEXTS``) read: the rows of such kinds with
