@@ -40,9 +40,9 @@ TEXT = st.text(alphabet=st.sampled_from(['a', ',', '"', '\\', '\x00', '\n', '%',
                max_size=12) | st.just('x},{"type":"y')
 SCALAR = (st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=True) | TEXT
           | st.sampled_from([Level.HIGH, Name("sub"), Path("/not/json"), b"bytes", -0.0, math.inf]))
-VALUE = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner) | st.frozensets(TEXT, max_size=3)
-                     | st.dictionaries(TEXT | st.integers(0, 3) | st.none() | st.floats(allow_nan=False), inner, max_size=3),
-                     max_leaves=6)
+KEY = TEXT | st.integers(0, 3) | st.none() | st.floats(allow_nan=False)
+VALUE = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+                     | st.frozensets(TEXT, max_size=3) | st.dictionaries(KEY, inner, max_size=3), max_leaves=6)
 TIMES = st.sampled_from([1.5, 1796638859.9150193, 0.0, -0.0, math.nan, 1, 1.0, True, None, "t"])
 
 

@@ -61,7 +61,8 @@ class Templates:
     def __init__(self, keys: dict[str, tuple[str, ...]], alone: frozenset[str] = frozenset()) -> None:
         self.keys = keys
         self.alone = alone
-        self.widths = {kind: len(names) if names and len(set(names)) == len(names) else 0 for kind, names in keys.items()}
+        self.widths = {kind: len(names) if names and len(set(names)) == len(names) else 0
+                       for kind, names in keys.items()}
         self.texts = {kind: "}\n{" + ",".join(encode_basestring(n).replace("%", "%%") + ":%s" for n in names)
                       for kind, names in keys.items()}
         self.stamped = {kind: "}\n{" + _twice(names[0]) + ":" + _twice(kind) + "," + _twice(names[1]) + ":%s"
