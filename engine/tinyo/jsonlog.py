@@ -3,9 +3,10 @@
 ``tinyo run --json`` prints every fact as a JSON object on a line of its own. The engine's process only
 makes each batch of facts the rows of their values (``factwire.own_rows``, as the control channel sends
 them) and sends the batch down a pipe in one message (the rows marshalled: plain values, from this
-engine); this process takes every batch waiting in one read, keys their rows, encodes them by one call of
-the C encoder (``factwire.rows_json_text``) and writes them at once to the standard output it shares with
-the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
+engine); this process takes every batch waiting in one read, encodes their values by one call of the C
+encoder and puts them in their kinds' lines (``jsonrows.lines``, the keys sent first by the engine: this
+process imports no fact class, half its start-up), and writes them at once to the standard output it shares
+with the engine. The encoding, most of the log's cost, then takes neither the engine's interpreter lock nor
 its process's CPU. A reader that stops reading holds this process up, then the pipe, then the engine's
 printer (every fact is printed); a reader that went away ends it, and the engine drops what it would have
 printed. It runs in a session of its own, so a terminal's Ctrl-C and hang-up reach only the engine, and it
@@ -22,12 +23,11 @@ import sys
 from typing import Any
 
 from .children import ignore_stop_signals
-from .control import factwire
+from .control import jsonrows  # not factwire (the facts' classes): the engine's side imports it where it is used
 from .pipe import Pipe, write_all
 
-CHUNK = 256
-"""Rows encoded by one call: a burst's batch holds a thousand or more, and its objects made and encoded a
-chunk at a time stay in the processor's cache (10 to 20% less CPU for the same bytes)."""
+CHUNK = jsonrows.CHUNK
+"""Rows made lines by one call."""
 STOP_TIMEOUT = 10.0
 """Seconds the engine waits at its exit for this process to write what it was sent."""
 
@@ -40,12 +40,15 @@ class JsonPrinter:
 
         if sys.stdout is not None:
             sys.stdout.flush()  # what the engine printed before comes first
+        from .control.factwire import ALONE, KEYS
+
         read, write = os.pipe()
         try:
             self._process = spawn_helper("tinyo.jsonlog", (read,))
         finally:
             os.close(read)
         self._pipe = Pipe(write)
+        self._pipe.send((KEYS, ALONE))  # first: each kind's keys, so the process need not import the facts
 
     def send(self, events: list[Any]) -> None:
         """Hand a batch of facts over; BrokenPipeError once the process has ended (its reader went away)."""
@@ -63,6 +66,8 @@ def batch_message(events: list[Any]) -> bytes | str:
     """What goes down the pipe for a batch of facts, made whole before anything is written: their rows,
     marshalled (plain values: half pickle's time on the engine's side, and the pipe's pickle of bytes is a
     copy), or for a fact class or a value the rows cannot carry, the batch's lines themselves (rare)."""
+    from .control import factwire
+
     try:
         return marshal.dumps(factwire.own_rows(events))
     except (KeyError, TypeError, AttributeError, ValueError):
@@ -73,27 +78,34 @@ def main(argv: list[str]) -> int:
     ignore_stop_signals()
     pipe = Pipe(int(argv[1]))
     out = 1  # the standard output it shares with the engine (written to directly: no buffer between)
+    templates = None
     while True:
         try:
             messages = pipe.recv_all()  # every batch that arrived while the last was written: one wake-up
         except EOFError:
             return 0
+        if templates is None:
+            templates = jsonrows.Templates(*messages.pop(0))  # the engine's keys come first (``JsonPrinter``)
         try:
-            write_all(out, lines(messages))
+            write_all(out, lines(messages, templates))
         except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
             return 0
 
 
-def lines(messages: list[bytes | str]) -> bytes:
+def lines(messages: list[bytes | str], templates: jsonrows.Templates | None = None) -> bytes:
     """The JSON lines of ``messages`` (batches of rows, marshalled, or a rare batch's lines already made), in
-    order, as one write. Rows are keyed and encoded ``CHUNK`` at a time, each chunk by one call of the C encoder."""
+    order, as one write. Rows are put in their kinds' lines (``templates``: this engine's unless given), each
+    ``CHUNK``'s values encoded by one call of the C encoder (``jsonrows``)."""
+    if templates is None:
+        from .control.factwire import ALONE, KEYS
+
+        templates = jsonrows.Templates(KEYS, ALONE)
     texts: list[str] = []
     for message in messages:
         if isinstance(message, str):
             texts.append(message)
             continue
-        rows = marshal.loads(message)
-        texts += [factwire.rows_json_text(rows[at:at + CHUNK]) for at in range(0, len(rows), CHUNK)]
+        texts.append(jsonrows.lines(marshal.loads(message), templates))
     return "".join(texts).encode()
 
 

@@ -10,8 +10,8 @@ Values are what ``BusEvent.to_json`` gives: a set as a sorted list, a group summ
 of any type (``TEXTS``: an op's result) as its JSON text, made as ``tinyo run --json`` makes it (a value
 JSON cannot carry shown, ``str``): a reader keys a frame's rows and prints exactly the JSON log's lines
 (``FactReader.json_lines``), so the engine encodes each fact once, in one form, for consoles and printers
-alike. The JSON log keys the rows of ``own_rows`` (its facts' own values) and encodes them with the same
-encoder (``rows_json_text``).
+alike. The JSON log puts the values of ``own_rows`` (its facts' own values) in its kinds' lines the same way
+(``rows_json_text``, ``jsonrows``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import msgpack
 from .. import events as ev
 from ..groups import GroupSummary
 from ..names import json_escaped
+from . import jsonrows
 
 Row = list[Any]
 FRAME_BYTES = 1 << 19
@@ -302,10 +303,17 @@ KEYS: dict[str, tuple[str, ...]] = {kind: ("type", *names) for kind, names in SC
 """Per fact kind, the keys of the object ``tinyo run --json`` prints for it: ``type``, then its fields."""
 
 
+ALONE = frozenset(kind for kind, cls in FACTS.items()
+                  if any(str(f.type).startswith(("dict", "tuple[GroupSummary")) for f in dataclasses.fields(cls)))
+"""The kinds whose rows hold a dict in a value every time (``jsonrows.Templates``): their lines made a row at a time."""
+_TEMPLATES = jsonrows.Templates(KEYS, ALONE)
+
+
 def rows_json_text(batch: list[Any]) -> str:
     """Rows of this engine's facts (``own_rows``) as the JSON lines ``tinyo run --json`` prints for them; KeyError
-    for a row of a kind it does not have. Each row is keyed from C (no Python loop), the whole by one C call."""
-    return json_text(list(map(dict, map(zip, map(KEYS.__getitem__, map(_KIND, batch)), batch))))
+    for a row of a kind it does not have. The values are encoded by one C call and put in their kinds' lines
+    (``jsonrows``)."""
+    return jsonrows.lines(batch, _TEMPLATES)
 
 
 _KIND = itemgetter(0)
@@ -384,9 +392,7 @@ class FactReader:
         self._makers: dict[str, Callable[[Row], Any]] = {}
         self._texts: dict[str, list[int]] = {}
         """Per kind, where in its rows a value comes as its JSON text (``TEXTS``)."""
-        if not isinstance(schema, dict):
-            return
-        for kind, names in schema.items():
+        for kind, names in schema.items() if isinstance(schema, dict) else ():
             if not (isinstance(kind, str) and isinstance(names, list) and all(isinstance(n, str) for n in names)):
                 continue  # a schema entry this side cannot read: its facts stay dicts
             self._keys[kind] = ("type", *names)
@@ -396,6 +402,9 @@ class FactReader:
             text = texts.get(kind) if isinstance(texts, dict) else None
             if isinstance(text, list):
                 self._texts[kind] = [names.index(n) + 1 for n in text if isinstance(n, str) and n in names]
+        self._templates = jsonrows.Templates(self._keys, ALONE)
+        """Per kind, the text of its lines, to put its rows' values in (``json_lines``; which kinds are made a row at
+        a time is this engine's guess, right for any rows)."""
 
     def _read_texts(self, batch: list[Any]) -> list[Any]:
         """``batch`` with the values that came as their JSON text (``TEXTS``) read: the rows of such kinds with
@@ -457,5 +466,5 @@ class FactReader:
         except (KeyError, TypeError, IndexError):
             fits = False
         if fits:
-            return json_text(list(map(dict, map(zip, keys, batch)))).encode()
+            return jsonrows.lines(batch, self._templates).encode()
         return json_text([self.as_dict(values) for values in batch]).encode()
