@@ -124,7 +124,8 @@ def test_the_wal_in_use_is_read_from_the_wal_index_as_sqlite_counts_it(tmp_path)
         store.add_names([("one more", "g")])
         store.commit()
         frames = sqlite3.connect(store.path).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-        assert meter.in_use() == 32 + frames * (4096 + 24) < wal.stat().st_size
+        page = store.conn.execute("PRAGMA page_size").fetchone()[0]
+        assert meter.in_use() == 32 + frames * (page + 24) < wal.stat().st_size
     finally:
         meter.close()
         store.close()
@@ -298,5 +299,32 @@ def test_a_schema_1_file_is_upgraded_too(tmp_path):
         assert sorted(r[0] for r in store.all_names()) == ["in.csv", "out"]
         assert c.execute("SELECT n, attempt FROM des").fetchall() == [(1, 1)]
         assert [r.id for r in store.runs_for("aaaa000000000001")] == [1]
+    finally:
+        store.close()
+
+
+def test_a_new_state_file_has_the_store_s_page_size_and_an_older_one_keeps_its_own(tmp_path):
+    """A new file is made with ``PAGE_SIZE`` pages (a chain link's commit copies each page it changes into the
+    WAL whole); a file made with other pages is opened and written as it is, its pages unchanged."""
+    from tinyo.store_schema import PAGE_SIZE
+
+    store = Store(str(tmp_path / "new.db"))
+    try:
+        assert store.conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE != 4096
+    finally:
+        store.close()
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("CREATE TABLE t(x)")  # the file's first page: its size is fixed now
+    conn.execute("DROP TABLE t")
+    conn.commit()
+    conn.close()
+    store = Store(str(old))
+    try:
+        store.add_des([("d1", frozenset(["a"]), frozenset(["b"]), ("op",), None, "gen", "ev", 1.0)])
+        store.commit()
+        assert store.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert store.des_lookup("d1").targs == frozenset({"b"})
     finally:
         store.close()

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 
 from .errors import StoreError
-from .store_schema import APP_ID, SCHEMA, SCHEMA_VERSION, statement, statements
+from .store_schema import APP_ID, PAGE_SIZE, SCHEMA, SCHEMA_VERSION, statement, statements
 
 SCHEMA_3_TABLES = """
 CREATE TABLE IF NOT EXISTS des(
@@ -57,6 +57,7 @@ def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: C
                              f"{SCHEMA_VERSION}); run the recipe once (tinyo run) to upgrade the file")
     if read_only:
         raise StoreError(f"{path}: no tinyo state in this file yet")
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page is written (WAL mode writes it)
     pragmas()
     conn.executescript(
         "BEGIN IMMEDIATE;" + SCHEMA

@@ -16,6 +16,12 @@ from operator import itemgetter
 from typing import Any
 
 SCHEMA_VERSION = 5
+PAGE_SIZE = 2048
+"""The page size of a new state file (an older file keeps its own). A chain link's commit writes one page of each
+b-tree it changes to the WAL, each frame checksummed and copied whole: half the default's bytes make a link's
+commit about a tenth cheaper, where a burst's commit, spread over more pages, costs a per cent more
+(``benchmarks/README.md``, "A chain link's pages"). Not smaller: a smaller page makes a burst dearer still, and
+overflows the row of a DES with many deps."""
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
 SCHEMA = """
