@@ -190,8 +190,8 @@ def test_an_upgrade_that_fails_leaves_the_schema_3_file_as_it_was(tmp_path: Path
     assert v3_rows(db) == before
 
 
-def test_schema_5_is_what_this_tinyo_writes() -> None:
-    assert SCHEMA_VERSION == 5
+def test_schema_6_is_what_this_tinyo_writes() -> None:
+    assert SCHEMA_VERSION == 6
 
 
 def test_a_schema_4_file_is_upgraded_and_keeps_its_open_runs(tmp_path: Path) -> None:
@@ -215,7 +215,8 @@ def test_a_schema_4_file_is_upgraded_and_keeps_its_open_runs(tmp_path: Path) -> 
         Store(str(db), read_only=True, lock=False)
     store = Store(str(db))
     try:
-        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "5"
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION)
         assert store.conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs_open'").fetchone()[0] == 0
         assert store.open_runs_full() == [(1, "d1", 1, {"a": 1}), (4, "d4", 1, {"a": 1})]
         assert store.integrity_check() == "ok"
@@ -243,5 +244,51 @@ def test_a_name_that_is_not_utf8_keeps_its_bytes_through_the_upgrade(tmp_path: P
         stored = store.conn.execute("SELECT CAST(name AS BLOB) FROM documents WHERE name = CAST(? AS TEXT)",
                                     (raw,)).fetchone()
         assert stored == (raw,)
+    finally:
+        store.close()
+
+
+def test_a_schema_5_file_is_upgraded_and_each_des_keeps_its_runs_in_order(tmp_path: Path) -> None:
+    """Schema 5 found a DES's runs through the index ``runs_des_n``; schema 6 through a chain of run ids (the DES's
+    last run to end, each run's one before). A schema 5 file (this tinyo's, with the index back, the columns gone
+    and its version 5) with runs of two DES interleaved, one failed and one still open, is upgraded in place: the
+    index is gone, every DES's runs and last error read as before, and the runs after it join the chain."""
+    db = tmp_path / "state.db"
+    store = Store(str(db))
+    store.add_des([(f"d{i}", frozenset(["a"]), frozenset([f"b{i}"]), ("op",), None, "gen", "ev", 1.0)
+                   for i in (1, 2, 3)])
+    store.commit()
+    store.close()
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "ALTER TABLE runs DROP COLUMN prev_run; ALTER TABLE des DROP COLUMN last_run;"
+        "CREATE INDEX runs_des_n ON runs(des_n, id);"
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version';")
+    runs = [(1, "d1", "ok", None), (2, "d2", "ok", None), (3, "d1", "failed", "boom"), (4, "d2", "interrupted", "stop"),
+            (5, "d1", "ok", None), (6, "d2", "queued", None)]  # d3 never ran
+    conn.executemany("INSERT INTO runs(id, des_id, attempt, status, error, des_n, open_from) "
+                     "VALUES (?, ?, 1, ?, ?, (SELECT n FROM des WHERE id = ?2), 6)", runs)
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="run the recipe once"):
+        Store(str(db), read_only=True, lock=False)
+    store = Store(str(db))
+    try:
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "6"
+        assert store.conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs_des_n'").fetchone()[0] == 0
+        assert [(r.id, r.status) for r in store.runs_for("d1")] == [(1, "ok"), (3, "failed"), (5, "ok")]
+        assert [(r.id, r.status) for r in store.runs_for("d2")] == [(2, "ok"), (4, "interrupted"), (6, "queued")]
+        assert [r.id for r in store.runs_for("d1", limit=2)] == [3, 5]
+        assert store.runs_for("d3") == []
+        assert (store.last_error("d1"), store.last_error("d2"), store.last_error("d3")) == ("", "stop", "")
+        store.runs_ok([(2.0, "", None, "w1", 1.0, 6)])  # a run the last engine queued ends in this one
+        store.add_runs([(7, "d1", 1, '{"a": 1}')], 7)
+        store.commit()
+        store.finish_runs([("failed", 3.0, "again", None, None, None, "w1", 2.5, 7)])
+        store.commit()
+        assert [r.id for r in store.runs_for("d1")] == [1, 3, 5, 7]
+        assert [r.id for r in store.runs_for("d2")] == [2, 4, 6]
+        assert store.last_error("d1") == "again"
+        assert store.integrity_check() == "ok"
     finally:
         store.close()

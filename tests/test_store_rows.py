@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyo.store import Store
+from tinyo.store_schema import RUN_CHAIN
 
 
 def written(store: Store, step) -> int:  # noqa: ANN001
@@ -158,6 +159,64 @@ def test_open_runs_are_found_from_the_last_run_s_row_however_far_behind_the_olde
         assert reopened.open_runs() == [(1002, "d1002"), (1003, "d1")]
     finally:
         reopened.close()
+
+
+def test_a_des_s_runs_are_a_chain_of_ids_read_by_primary_key_whatever_ends_them(tmp_path: Path) -> None:
+    """A DES's runs are found without an index of the runs by DES (schema 6): its row keeps its last run to end,
+    each run the DES's run that ended before it, both written with the rows that end the run. Every way a run
+    ends joins the chain (ok, failed, interrupted, ended with no new state for its DES), two runs of one DES ending
+    in one commit too, and a run queued by an earlier store; an open run is found among the open runs; a pruned
+    run ends the chain; ``runs_for`` reads at most ``limit`` runs, each by its id, however long the history."""
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        store.add_des([(f"d{i}", frozenset(["a"]), frozenset([f"b{i}"]), ("op",), None, "gen", "ev", 1.0)
+                       for i in (1, 2)])
+        store.add_runs([(1, "d1", 1, '{"a": 1}'), (2, "d2", 1, '{"a": 1}')], 1)
+        store.commit()
+        assert [r.id for r in store.runs_for("d1")] == [1]  # open: found among the open runs
+        store.runs_ok([(2.0, "", None, "w1", 1.0, 1)])
+        store.update_des([('{"a": 1}', "d1")])
+        store.finish_runs([("failed", 2.0, "boom", None, None, None, "w1", 1.0, 2)])
+        store.update_des([("failed", None, {"a": 1}, False, "d2")])
+        store.commit()
+        store.add_runs([(3, "d1", 1, '{"a": 2}'), (4, "d2", 2, '{"a": 2}')], 3)
+        store.commit()
+        store.runs_ok([(3.0, "", None, "w1", 2.5, 3)])  # no new state for d1 in this commit
+        store.commit()
+        store.add_runs([(5, "d1", 1, '{"a": 3}')], 4)
+        store.runs_ok([(4.0, "", None, "w1", 3.5, 5)])
+        store.add_runs([(6, "d1", 1, '{"a": 4}')], 4)
+        store.runs_ok([(4.1, "", None, "w1", 4.0, 6)])  # d1's runs 5 and 6 end in one commit
+        store.commit()
+        assert [r.id for r in store.runs_for("d1")] == [1, 3, 5, 6]
+        assert [(r.id, r.status) for r in store.runs_for("d2")] == [(2, "failed"), (4, "queued")]
+        assert store.last_error("d2") == "boom"
+    finally:
+        store.close()
+    store = Store(str(tmp_path / "s.db"))  # a later engine: the open run was queued by the last one
+    try:
+        store.finish_runs([("interrupted", 5.0, "the engine stopped", None, None, None, None, None, 4)])
+        store.commit()
+        assert [(r.id, r.status) for r in store.runs_for("d2")] == [(2, "failed"), (4, "interrupted")]
+        assert store.last_error("d2") == "the engine stopped"
+        run_id = 7
+        for _ in range(100):
+            store.add_runs([(run_id, "d2", 1, '{"a": 5}')], run_id)
+            store.runs_ok([(6.0, "", None, "w1", 5.5, run_id)])
+            store.commit()
+            run_id += 1
+        store.add_runs([(run_id, "d2", 1, '{"a": 5}')], run_id)
+        store.commit()
+        assert [r.id for r in store.runs_for("d2", limit=5)] == list(range(run_id - 4, run_id + 1))
+        plan = " ".join(str(r) for r in store.conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT id FROM runs WHERE id IN ({RUN_CHAIN})", ("d2", 5)))
+        assert "SCAN runs" not in plan and "SCAN r " not in plan, plan  # by id only, never through the table
+        # (the open run: among the runs a start looks at, from the last run's ``open_from`` on: ``OPEN_RUNS``)
+        assert store.prune_runs(20) > 0
+        assert [r.id for r in store.runs_for("d1")] == []  # pruned: the chain ends where its runs are gone
+        assert [r.id for r in store.runs_for("d2", limit=50)] == list(range(run_id - 19, run_id + 1))
+    finally:
+        store.close()
 
 
 def test_a_run_ended_ok_and_its_des_up_to_date_are_written_by_their_own_statements_as_given_last(

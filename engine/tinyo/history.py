@@ -66,7 +66,7 @@ def read_history(store: Store, events: int = RECENT, runs: int = RECENT, lines: 
     ]
     rows = conn.execute(
         "SELECT r.id, r.des_id, d.ops_desc, r.worker, r.start, r.end, r.status, r.error, r.output "
-        "FROM runs r LEFT JOIN des d ON d.n = r.des_n ORDER BY r.id DESC LIMIT ?", (max(0, runs),)
+        "FROM runs r LEFT JOIN des d ON d.id = r.des_id ORDER BY r.id DESC LIMIT ?", (max(0, runs),)
     ).fetchall()
     past_runs: list[PastRun] = []
     budget = max(0, lines)

@@ -27,6 +27,7 @@ from .store_schema import DEFERRED, TEXT_COLUMNS, doc_statements
 from .store_wal import CHECKPOINT_BYTES, KICK_BYTES, KICK_STEP, RESET_BYTES, Checkpointer, WalMeter
 
 DES_OK = DEFERRED["des_ok"]
+_RANK = {kind: rank for rank, kind in enumerate(DEFERRED)}
 
 MANY_CHUNK = 512
 """Keys per ``IN (...)`` lookup at most."""
@@ -211,10 +212,12 @@ class StoreBase:
         self._reset_pending()
         try:
             self.begin()
-            for kind, sql in DEFERRED.items():
-                rows = pending.get(kind)
+            # the kinds deferred, in DEFERRED's order (a chain link's commit has five of its fifteen)
+            for kind in sorted(pending, key=_RANK.__getitem__) if len(pending) > 1 else pending:
+                rows = pending[kind]
                 if not rows:
                     continue
+                sql = DEFERRED[kind]
                 if kind == "docs":
                     for sql, text, shaped, update in doc_statements(rows.values()):
                         if update is not None:
@@ -226,18 +229,30 @@ class StoreBase:
                                 continue
                         self._write_rows(sql, shaped, text)
                     continue
-                if rows.__class__ is dict:
-                    rows = list(rows.values())
                 if kind == "des_update":  # keyed with the DES made up to date (``des_ok``): one row per DES
-                    ok = [row for row in rows if len(row) == 2]
-                    if ok:
-                        self._write_rows(DES_OK, ok, TEXT_COLUMNS["des_ok"])
-                        rows = [row for row in rows if len(row) != 2]
-                        if not rows:
-                            continue
+                    self._write_des(rows, pending.get("ended"))
+                    continue
+                if rows.__class__ is dict:
+                    rows = [(run_id, des_id) for des_id, run_id in rows.items()] if kind == "ended" else list(rows.values())
                 self._write_rows(sql, rows, TEXT_COLUMNS.get(kind, ()))
         except sqlite3.OperationalError as exc:
             self._abort(exc)
+
+    def _write_des(self, rows: dict[str, tuple[Any, ...]], ended: dict[str, int] | None) -> None:
+        """The DES updates, each with the run of its DES that ended in this commit, if any (taken out of
+        ``ended``: what is left there is written on its own)."""
+        ok: list[tuple[Any, ...]] = []
+        other: list[tuple[Any, ...]] = []
+        for des_id, row in rows.items():
+            run_id = ended.pop(des_id, None) if ended else None
+            if len(row) == 2:
+                ok.append((row[0], run_id, des_id))
+            else:
+                other.append((*row[:-1], run_id, des_id))
+        if ok:
+            self._write_rows(DES_OK, ok, TEXT_COLUMNS["des_ok"])
+        if other:
+            self._write_rows(DEFERRED["des_update"], other, TEXT_COLUMNS["des_update"])
 
     def _write_rows(self, sql: str, rows: list[Any], text: tuple[int, ...]) -> None:
         """``executemany``, the rows as given. A name that is not valid UTF-8 (rare) fails to bind: SQLite has

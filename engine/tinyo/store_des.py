@@ -9,7 +9,7 @@ from typing import Any
 
 from .store_docs import DocumentsPart
 from .store_rows import RunRow, StoredDES, jlist, jmap, jset, stored_des
-from .store_schema import OPEN_RUNS
+from .store_schema import OPEN_RUNS, RUN_CHAIN
 
 _DES_COLUMNS = "id, deps, targs, ops_desc, ops, generator, event, state, trace, failed_trace, forced, attempt"
 _RUN_COLUMNS = "id, des_id, attempt, worker, start, end, status, error, traceback, output, result"
@@ -23,6 +23,14 @@ def _ops_json(ops_desc: tuple[str, ...]) -> str:
 
 class DESPart(DocumentsPart):
     """DES and runs (see :class:`tinyo.store.Store`)."""
+
+    _run_des: dict[int, str]
+    """The DES of each run this store queued that has not ended yet (so a run's end names its DES, which the
+    commit links it to, without a look-up): as many as the runs open."""
+
+    def _opened(self) -> None:
+        super()._opened()
+        self._run_des = {}
 
     # ------------------------------------------------------------ DES
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
@@ -80,17 +88,43 @@ class DESPart(DocumentsPart):
         lowest id of the runs open once these are added (see ``store_schema.OPEN_RUNS``); 0, not known, makes the
         next start look at every run."""
         self._defer("runs", [(*row, open_from) for row in rows])
+        run_des = self._run_des
+        for row in rows:
+            run_des[row[0]] = row[1]
 
     def finish_runs(self, rows: list[tuple[Any, ...]]) -> None:
         """(status, end, error, traceback, output, result, worker, start, id), or without the start; a worker or
         start of None keeps what the run's row has. A run's start is written with its end: while it runs, it is
         open (queued or running, the same to a restart: interrupted, and dispatched again)."""
-        self._defer("runs_finish", [r if len(r) == 9 else (*r[:7], None, r[7]) for r in rows])
+        self._end("runs_finish", [r if len(r) == 9 else (*r[:7], None, r[7]) for r in rows])
 
     def runs_ok(self, rows: list[tuple[Any, ...]]) -> None:
         """Runs that ended ok, as (end, output, result, worker, start, id): ``finish_runs`` of ("ok", end, None,
         None, output, result, worker, start, id), in the statement of its own that binds only these."""
-        self._defer("runs_ok", rows)
+        self._end("runs_ok", rows)
+
+    def _end(self, kind: str, rows: list[tuple[Any, ...]]) -> None:
+        """Defer the rows of runs that end (each row's last item is its run's id), each run to be linked to its
+        DES's run that ended before it (``store_schema.RUN_CHAIN``): the commit moves its DES's ``last_run`` on
+        to it (``ended``, by DES)."""
+        ended = self._keyed("ended")
+        run_des = self._run_des
+        for i, row in enumerate(rows):
+            run_id = row[-1]
+            des_id = run_des.pop(run_id, None)
+            if des_id is None:  # a run queued by an earlier engine (or before a rollback)
+                found = self._one("SELECT des_id FROM runs WHERE id = ?", (run_id,))
+                if found is None:
+                    continue
+                des_id = found[0]
+            if des_id in ended:  # its DES's run before it ends in this commit too: written first, to link to
+                run_des[run_id] = des_id
+                self._defer(kind, rows[:i])
+                self.flush()
+                self._end(kind, rows[i:])
+                return
+            ended[des_id] = run_id
+        self._defer(kind, rows)
 
     def run_status(self, run_id: int) -> str | None:
         """The stored status of run ``run_id`` (None: no such run)."""
@@ -108,14 +142,16 @@ class DESPart(DocumentsPart):
         return [(r[0], r[1], r[2], json.loads(r[3] or "{}")) for r in rows]
 
     def last_error(self, des_id: str) -> str:
-        """The error of the DES's latest run ('' if none)."""
-        row = self._r("SELECT error FROM runs WHERE des_n = (SELECT n FROM des WHERE id = ?) ORDER BY id DESC LIMIT 1",
-                      (des_id,)).fetchone()
+        """The error of the DES's latest run to end ('' if none, or none ended)."""
+        row = self._r("SELECT error FROM runs WHERE id = (SELECT last_run FROM des WHERE id = ?)", (des_id,)).fetchone()
         return (row[0] or "") if row else ""
 
     def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
-        rows = self._r(f"SELECT {_RUN_COLUMNS} FROM runs WHERE des_n = (SELECT n FROM des WHERE id = ?) "
-                       "ORDER BY id DESC LIMIT ?", (des_id, limit)).fetchall()
+        """The DES's last ``limit`` runs, oldest first: those ended, through their chain (``RUN_CHAIN``), and one
+        open, among the open runs (``OPEN_RUNS``, the runs a start looks at)."""
+        rows = self._r(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({RUN_CHAIN}) UNION ALL "
+                       f"SELECT {_RUN_COLUMNS} FROM {OPEN_RUNS} AND des_id = ?1 ORDER BY id DESC LIMIT ?2",
+                       (des_id, limit)).fetchall()
         return [RunRow(*r) for r in rows[::-1]]
 
     def recent_runs(self, limit: int) -> list[RunRow]:

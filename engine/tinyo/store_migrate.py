@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 
 from .errors import StoreError
-from .store_schema import APP_ID, SCHEMA, SCHEMA_VERSION, statement, statements
+from .store_schema import APP_ID, PAGE_SIZE, SCHEMA, SCHEMA_VERSION, statement, statements
 
 SCHEMA_3_TABLES = """
 CREATE TABLE IF NOT EXISTS des(
@@ -48,15 +48,16 @@ def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: C
             if not read_only:
                 pragmas()
             return
-        if version in (1, 2, 3, 4) and not read_only:
+        if version in (1, 2, 3, 4, 5) and not read_only:
             pragmas()
             migrate(conn, version)
             return
-        if version in (1, 2, 3, 4):
+        if version in (1, 2, 3, 4, 5):
             raise StoreError(f"{path}: written by an older tinyo (schema {version}, this one reads "
                              f"{SCHEMA_VERSION}); run the recipe once (tinyo run) to upgrade the file")
     if read_only:
         raise StoreError(f"{path}: no tinyo state in this file yet")
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the file's first page is written (WAL mode writes it)
     pragmas()
     conn.executescript(
         "BEGIN IMMEDIATE;" + SCHEMA
@@ -67,14 +68,16 @@ def init_schema(conn: sqlite3.Connection, path: str, read_only: bool, pragmas: C
 
 
 def migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a schema 1, 2, 3 or 4 file to the current schema, in one transaction."""
+    """Bring a schema 1, 2, 3, 4 or 5 file to the current schema, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version < 3:
             _to_3(conn, version)
         if version < 4:
             _to_4(conn)
-        _to_5(conn)
+        if version < 5:
+            _to_5(conn)
+        _to_6(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except sqlite3.Error:
@@ -164,3 +167,25 @@ def _to_5(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE runs SET open_from = coalesce((SELECT min(id) FROM runs WHERE status IN ('queued', 'running')), "
                  "id) WHERE id = (SELECT max(id) FROM runs)")
     conn.execute("DROP INDEX IF EXISTS runs_open")
+
+
+def _to_6(conn: sqlite3.Connection) -> None:
+    """5 to 6: a DES's runs are found through a chain of run ids (``store_schema.RUN_CHAIN``: its last run to end,
+    each run's DES's run ended before it), written with the rows a run's end writes anyway, not through the index
+    ``runs_des_n``, whose page every commit that queued a run wrote. The chain of the runs ended so far is made
+    here, in id order per DES (one sort of the runs, not a look-up per run)."""
+    if "last_run" not in {r[1] for r in conn.execute("PRAGMA table_info(des)")}:
+        conn.execute("ALTER TABLE des ADD COLUMN last_run INTEGER")
+    if "prev_run" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
+        conn.execute("ALTER TABLE runs ADD COLUMN prev_run INTEGER")
+    conn.execute("CREATE TEMP TABLE run_chain(id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, prev INTEGER)")
+    conn.execute("INSERT INTO run_chain(id, des_id, prev) SELECT id, des_id, lag(id) OVER (PARTITION BY des_id "
+                 "ORDER BY id) FROM runs WHERE status NOT IN ('queued', 'running')")
+    conn.execute("UPDATE runs SET prev_run = (SELECT prev FROM run_chain c WHERE c.id = runs.id) "
+                 "WHERE status NOT IN ('queued', 'running')")
+    conn.execute("CREATE TEMP TABLE des_last(des_id TEXT PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("INSERT INTO des_last(des_id, id) SELECT des_id, max(id) FROM run_chain GROUP BY des_id")
+    conn.execute("UPDATE des SET last_run = (SELECT l.id FROM des_last l WHERE l.des_id = des.id)")
+    conn.execute("DROP TABLE temp.run_chain")
+    conn.execute("DROP TABLE temp.des_last")
+    conn.execute("DROP INDEX IF EXISTS runs_des_n")

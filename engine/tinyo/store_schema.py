@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+PAGE_SIZE = 2048
+"""The page size of a new state file (an older file keeps its own). A chain link's commit writes one page of each
+b-tree it changes to the WAL, each frame checksummed and copied whole: half the default's bytes make a link's
+commit about a tenth cheaper, where a burst's commit, spread over more pages, costs a per cent more
+(``benchmarks/README.md``, "A chain link's pages"). Not smaller: a smaller page makes a burst dearer still, and
+overflows the row of a DES with many deps."""
 APP_ID = 0x54494E59  # "TINY": PRAGMA application_id marks the file as ours
 
 SCHEMA = """
@@ -30,12 +36,11 @@ CREATE INDEX IF NOT EXISTS documents_grp ON documents(grp, name) WHERE grp IS NO
 CREATE TABLE IF NOT EXISTS des(
     n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, deps TEXT NOT NULL, targs TEXT NOT NULL, ops_desc TEXT NOT NULL, ops BLOB,
     generator TEXT, event TEXT, created REAL NOT NULL, state TEXT NOT NULL, trace TEXT,
-    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1);
+    failed_trace TEXT, forced INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1, last_run INTEGER);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY, des_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT,
     start REAL, end REAL, status TEXT NOT NULL, error TEXT, traceback TEXT, output TEXT,
-    dep_versions TEXT, result TEXT, des_n INTEGER, open_from INTEGER);
-CREATE INDEX IF NOT EXISTS runs_des_n ON runs(des_n, id);
+    dep_versions TEXT, result TEXT, des_n INTEGER, open_from INTEGER, prev_run INTEGER);
 CREATE TABLE IF NOT EXISTS processed(last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, counts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS timers(name TEXT PRIMARY KEY, last_tick REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS consumers(doc TEXT NOT NULL, des_id TEXT NOT NULL, PRIMARY KEY(doc, des_id)) WITHOUT ROWID;
@@ -57,6 +62,13 @@ row carries ``open_from``, the lowest id of the runs open once it was added (its
 open): no run inserted later exists, so every run open now has an id from the last row's ``open_from`` on,
 and a start scans from there, by id (the table's own order): no index of the open runs, whose page every commit
 that opens or ends a run would write again."""
+RUN_CHAIN = ("WITH RECURSIVE chain(id, k) AS (SELECT last_run, 1 FROM des WHERE id = ?1 AND last_run IS NOT NULL "
+             "UNION ALL SELECT r.prev_run, c.k + 1 FROM chain c JOIN runs r ON r.id = c.id "
+             "WHERE r.prev_run IS NOT NULL AND c.k < ?2) SELECT id FROM chain")
+"""The ids of a DES's last ``?2`` ended runs, newest first, by primary key alone: its row's ``last_run`` (its last
+run to end) and each run's ``prev_run`` (the DES's run that ended before it), both written as the run ends, with the
+rows that commit writes anyway (the run's end, the DES's new state). No index of the runs by DES, whose page every
+link's commit would write. A pruned run ends the chain. A DES's open run is not in it yet (see ``OPEN_RUNS``)."""
 
 DOC_COLUMNS = ("name", "version", "hash", "mtime_ns", "size", "updated", "by", "grp", "producer",
                "seen_mtime_ns", "seen_size", "seen_hash")
@@ -119,6 +131,10 @@ def _doc_shape(shape: int) -> tuple[str, Callable[[list[Any]], tuple[Any, ...]],
     return found
 
 
+PREV_RUN = "prev_run = (SELECT last_run FROM des WHERE des.id = runs.des_id)"
+"""A run's link to its DES's run that ended before it, set as it ends (see ``RUN_CHAIN``): its DES's ``last_run``
+until then, which the same commit moves on to it (the DES updates are flushed after the runs' ends)."""
+
 DEFERRED = {
     "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",
     "events_mark": "UPDATE events SET status = ?, detail = CAST(? AS TEXT) WHERE id = ?",
@@ -127,17 +143,19 @@ DEFERRED = {
     "des": "INSERT OR IGNORE INTO des(id, deps, targs, ops_desc, ops, generator, event, created, state) "
            "VALUES (?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, 'new')",
     "consumers": "INSERT OR IGNORE INTO consumers(doc, des_id) VALUES (CAST(? AS TEXT), ?)",
-    "des_update": "UPDATE des SET state = ?, trace = CAST(? AS TEXT), failed_trace = CAST(? AS TEXT), forced = ?, "
-                  "attempt = ? WHERE id = ?",
-    "des_ok": "UPDATE des SET state = 'ok', trace = CAST(? AS TEXT), failed_trace = NULL, forced = 0, attempt = 1 "
-              "WHERE id = ?",
-    "runs": "INSERT INTO runs(id, des_id, attempt, status, dep_versions, des_n, open_from) "
-            "VALUES (?1, ?2, ?3, 'queued', CAST(?4 AS TEXT), (SELECT n FROM des WHERE id = ?2), ?5)",
+    "runs": "INSERT INTO runs(id, des_id, attempt, status, dep_versions, open_from) "
+            "VALUES (?, ?, ?, 'queued', CAST(? AS TEXT), ?)",
     "runs_ok": "UPDATE runs SET status = 'ok', end = ?, error = NULL, traceback = NULL, output = CAST(? AS TEXT), "
-               "result = CAST(? AS TEXT), worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
+               "result = CAST(? AS TEXT), worker = coalesce(?, worker), start = coalesce(?, start), "
+               f"{PREV_RUN} WHERE id = ?",
     "runs_finish": "UPDATE runs SET status = ?, end = ?, error = CAST(? AS TEXT), traceback = CAST(? AS TEXT), "
                    "output = CAST(? AS TEXT), result = CAST(? AS TEXT), "
-                   "worker = coalesce(?, worker), start = coalesce(?, start) WHERE id = ?",
+                   f"worker = coalesce(?, worker), start = coalesce(?, start), {PREV_RUN} WHERE id = ?",
+    "des_update": "UPDATE des SET state = ?, trace = CAST(? AS TEXT), failed_trace = CAST(? AS TEXT), forced = ?, "
+                  "attempt = ?, last_run = coalesce(?, last_run) WHERE id = ?",
+    "des_ok": "UPDATE des SET state = 'ok', trace = CAST(? AS TEXT), failed_trace = NULL, forced = 0, attempt = 1, "
+              "last_run = coalesce(?, last_run) WHERE id = ?",
+    "ended": "UPDATE des SET last_run = ? WHERE id = ?",
     "timers": "INSERT INTO timers(name, last_tick) VALUES (CAST(? AS TEXT), ?) "
               "ON CONFLICT(name) DO UPDATE SET last_tick = max(last_tick, excluded.last_tick)",
 }
@@ -145,7 +163,9 @@ DEFERRED = {
 (see :mod:`tinyo.names`): the columns of each listed in TEXT_COLUMNS. A kind kept as a dict (documents and
 DES updates by name, the ``processed`` row) writes one row per key and commit, the last one given. A run that
 ends ok and its DES up to date (most rows, in a burst) have statements of their own that bind only what varies:
-``runs_ok``, and ``des_ok``, which shares the DES updates' keys (``des_update``'s rows of two values)."""
+``runs_ok``, and ``des_ok``, which shares the DES updates' keys (``des_update``'s rows of two values). The DES
+updates bind, as ``last_run``, the run of the DES that ended in this commit (``ended``, by DES: NULL for none);
+``ended`` writes it alone for a DES without a new state in the commit."""
 
 TEXT_COLUMNS = {"events": (3, 5), "events_mark": (1,), "des": (1, 2, 5, 6),
                 "consumers": (0,), "des_update": (1, 2), "des_ok": (0,), "runs": (3,), "runs_ok": (1, 2),
