@@ -33,7 +33,7 @@ from .protocol import Live, Missed, encode
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
-HUB_MAX = 5_000
+HUB_MAX = 10_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
 BATCH = 512
 """Facts encoded in one frame before it is handed to the clients' outboxes (bounds what the hub holds)."""
@@ -42,15 +42,17 @@ HUB_WAKE = 1_000
 find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
-HUB_PACE = 0.05
-"""Seconds between two passes under a flood (``HUB_FLOOD``): the hub, the clients' writers, their sockets and
-the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of another
-thread or process takes the engine's CPUs, its caches and turns at its interpreter lock)."""
+HUB_PACE = 0.1
+"""Seconds between two passes under a flood (``HUB_FLOOD``): the hub, the clients' sockets and the clients
+themselves wake ten times a second, not once per engine cycle (every wake-up of another thread or process
+takes the engine's CPUs, its caches and turns at its interpreter lock: a pass costs the hub thread a few
+hundred microseconds beside its facts). Half a console's paint interval under a flood (``tinyo_tui.pacing``)."""
 HUB_FLOOD = 50
 """Facts a pass must carry for the next one to wait for ``HUB_PACE``: at a burst's rate (thousands of facts a
 second) a pass carries more; a command's few facts (``tinyo inject``, a rerun) still go out after ``HUB_TICK``."""
-HUB_FULL = 2_000
-"""Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more)."""
+HUB_FULL = 4_000
+"""Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more): a burst
+publishes up to ~50,000 facts a second, so a pace's facts pass it only at the fastest."""
 PASS_BYTES = 1 << 20
 """Bytes of frames a pass holds before it offers them to the clients (one send each): a pass under a flood
 carries a few hundred kilobytes; one that finds the engine appending as fast as it drains stops here."""
