@@ -125,10 +125,11 @@ class Outbox:
         """Hand the socket what is queued, without blocking (the writer is not sending: nothing else is); what it
         does not take stays queued, in order, for the writer. A full or broken socket leaves it all there (the
         writer waits for room, or finds the client gone)."""
-        lines = self._lines
+        lines, sock = self._lines, self._sock
+        assert sock is not None
         try:
-            sent = self._sock.sendmsg(lines, (), socket.MSG_DONTWAIT) if len(lines) > 1 else \
-                self._sock.send(lines[0], socket.MSG_DONTWAIT)  # type: ignore[union-attr]
+            sent = sock.sendmsg(lines, (), socket.MSG_DONTWAIT) if len(lines) > 1 else \
+                sock.send(lines[0], socket.MSG_DONTWAIT)
         except OSError:
             return
         self._bytes -= sent
