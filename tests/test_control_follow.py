@@ -254,6 +254,19 @@ def test_a_line_offered_to_an_idle_client_is_sent_at_once_and_what_its_socket_ca
         writer.join(5)
 
 
+def test_a_pass_of_frames_reaches_an_idle_client_in_one_send_with_what_did_not_fit_counted_in_its_place():
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        box = Outbox(limit=100, sock=mine)
+        small, large, last = b"a" * 39 + b"\n", b"b" * 119 + b"\n", b"c" * 9 + b"\n"
+        assert box.offer_all([(small, 2), (large, 3), (last, 1)]) == 2  # the large frame's 3 facts missed
+        theirs.settimeout(5)
+        # no writer ran: the hub's thread sent it all at once, the gap told where it was
+        assert theirs.recv(1000) == small + encode(Missed(3)) + last
+        assert box.load() == (0, 3)
+        box.close()
+
+
 def _children(pid: int) -> set[int]:
     """The processes whose parent is ``pid``."""
     found = set()

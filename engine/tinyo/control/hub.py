@@ -2,11 +2,12 @@
 
 The engine loop only appends each fact to the hub's bounded inbox (it never encodes, waits or
 writes to a socket). The hub's own thread numbers the facts, keeps the recent ones, encodes what one
-pass took (up to ``BATCH`` facts) once, as rows in one msgpack frame, for every subscriber (a console
+pass took (``BATCH`` facts a frame) once, as rows in msgpack frames, for every subscriber (a console
 makes events of them, a printer the ``tinyo run --json`` lines, each in its own process), and offers the
-same bytes to each one's outbox; with no client it is woken only every ``HUB_WAKE`` facts (or by a fact
-it reads itself, or a subscribe), not every cycle; with clients, under a flood (``HUB_FLOOD`` facts a
-pass), it passes once per ``HUB_PACE`` (a few facts, or the first after a quiet spell, go at once).
+pass's frames to each one's outbox together (one send, one wake-up of the client); with no client it is
+woken only every ``HUB_WAKE`` facts (or by a fact it reads itself, or a subscribe), not every cycle; with
+clients, under a flood (``HUB_FLOOD`` facts a pass), it passes once per ``HUB_PACE`` (a few facts, or the
+first after a quiet spell, go at once).
 Its work is per batch: taking, numbering, keeping and encoding the facts run in C (``map``, ``compress``,
 msgpack's packer), with no Python frame per fact. An outbox is bounded in bytes: a client that reads too
 slowly loses the frames that do not fit, their facts counted, and is told how many before the next one.
@@ -32,7 +33,7 @@ from .protocol import Live, Missed, encode
 
 HISTORY_MAX = 1000
 """Recent facts kept per kind (runs, op output, everything else) for a client that subscribes."""
-HUB_MAX = 5_000
+HUB_MAX = 10_000
 """Facts waiting for the hub thread; past it they are counted as missed by every subscriber."""
 BATCH = 512
 """Facts encoded in one frame before it is handed to the clients' outboxes (bounds what the hub holds)."""
@@ -41,15 +42,20 @@ HUB_WAKE = 1_000
 find most of ``HUB_MAX`` free, and a burst wakes the hub every thousand facts instead of every cycle."""
 HUB_TICK = 0.01
 """Seconds the hub lets facts gather after the first one wakes it."""
-HUB_PACE = 0.05
-"""Seconds between two passes under a flood (``HUB_FLOOD``): the hub, the clients' writers, their sockets and
-the clients themselves wake twenty times a second, not once per engine cycle (every wake-up of another
-thread or process takes the engine's CPUs, its caches and turns at its interpreter lock)."""
+HUB_PACE = 0.1
+"""Seconds between two passes under a flood (``HUB_FLOOD``): the hub, the clients' sockets and the clients
+themselves wake ten times a second, not once per engine cycle (every wake-up of another thread or process
+takes the engine's CPUs, its caches and turns at its interpreter lock: a pass costs the hub thread a few
+hundred microseconds beside its facts). Half a console's paint interval under a flood (``tinyo_tui.pacing``)."""
 HUB_FLOOD = 50
 """Facts a pass must carry for the next one to wait for ``HUB_PACE``: at a burst's rate (thousands of facts a
 second) a pass carries more; a command's few facts (``tinyo inject``, a rerun) still go out after ``HUB_TICK``."""
-HUB_FULL = 2_000
-"""Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more)."""
+HUB_FULL = 4_000
+"""Facts waiting past which a paced hub passes at once (the inbox keeps room for a cycle or more): a burst
+publishes up to ~50,000 facts a second, so a pace's facts pass it only at the fastest."""
+PASS_BYTES = 1 << 20
+"""Bytes of frames a pass holds before it offers them to the clients (one send each): a pass under a flood
+carries a few hundred kilobytes; one that finds the engine appending as fast as it drains stops here."""
 OUTBOX_BYTES = 4 << 20
 """Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
 TAKE_BYTES = 256 << 10
@@ -90,25 +96,50 @@ class Outbox:
 
     def offer(self, line: bytes, facts: int = 1) -> bool:
         """Queue (or send at once) a line of ``facts`` facts if it fits, else count them as missed."""
+        return self.offer_all([(line, facts)]) == 1
+
+    def offer_all(self, lines: list[tuple[bytes, int]]) -> int:
+        """Queue the lines (each with how many facts it carries) that fit, in order, and count the facts of the
+        others as missed; how many were queued. An idle client's socket is handed them at once, by one send
+        (a hub pass's frames: one system call and one wake-up of the client per pass, not one per frame)."""
         with self._cond:
             if self._closed:
-                return False
-            if not self._fits(line):
-                self._missed += facts
-                if not self._lines:
-                    self._cond.notify()  # an idle writer says what was lost now, not at the next fact that fits
-                return False
-            self._flush_missed()
-            if self._sock is not None and not self._lines and not self._sending:
-                try:
-                    sent = self._sock.send(line, socket.MSG_DONTWAIT)
-                except OSError:  # full (the writer waits for room), or gone (the writer finds out)
-                    sent = 0
-                if sent == len(line):
-                    return True
-                line = line[sent:]
-            self._append(line)
-            return True
+                return 0
+            idle = not self._lines and not self._sending
+            queued = 0
+            for line, facts in lines:
+                if not self._fits(line):
+                    self._missed += facts
+                    continue
+                self._flush_missed()
+                self._lines.append(line)
+                self._bytes += len(line)
+                queued += 1
+            if idle and self._lines and self._sock is not None:
+                self._send_now()
+            if self._lines or self._missed:
+                self._cond.notify_all()  # the writer sends the rest, or says what was lost now
+            return queued
+
+    def _send_now(self) -> None:
+        """Hand the socket what is queued, without blocking (the writer is not sending: nothing else is); what it
+        does not take stays queued, in order, for the writer. A full or broken socket leaves it all there (the
+        writer waits for room, or finds the client gone)."""
+        lines, sock = self._lines, self._sock
+        assert sock is not None
+        try:
+            sent = sock.sendmsg(lines, (), socket.MSG_DONTWAIT) if len(lines) > 1 else \
+                sock.send(lines[0], socket.MSG_DONTWAIT)
+        except OSError:
+            return
+        self._bytes -= sent
+        while sent:
+            size = len(lines[0])
+            if sent < size:
+                lines[0] = lines[0][sent:]
+                break
+            lines.popleft()
+            sent -= size
 
     def miss(self, count: int) -> None:
         with self._cond:
@@ -343,21 +374,34 @@ class Hub:
 
     def _drain(self) -> None:
         """Number, keep and hand to the clients the facts in the inbox, a batch at a time; a gap's count goes
-        to each client after the facts before it."""
+        to each client after the facts before it. The pass's frames are offered together (``PASS_BYTES`` at
+        most at a time): one send per client and pass."""
         inbox = self._in
+        frames: list[tuple[bytes, int]] = []
         while inbox:
             # the engine only appends meanwhile: popleft from C, as many as there were
             batch = list(starmap(inbox.popleft, repeat((), min(BATCH, len(inbox)))))
             if self._gaps_taken != self._gaps_made:
-                self._pass_gapped(batch)
+                self._pass_gapped(batch, frames)
             else:
-                self._pass(batch)  # type: ignore[arg-type]
+                self._pass(batch, frames)  # type: ignore[arg-type]
+            if sum(len(line) for line, _ in frames) >= PASS_BYTES:
+                self._offer(frames)
+        self._offer(frames)
 
-    def _pass_gapped(self, batch: list[ev.BusEvent | _Gap]) -> None:
+    def _offer(self, frames: list[tuple[bytes, int]]) -> None:
+        """Offer ``frames`` to every subscriber, then forget them."""
+        if frames:
+            for outbox in self._subs:
+                outbox.offer_all(frames)
+            frames.clear()
+
+    def _pass_gapped(self, batch: list[ev.BusEvent | _Gap], frames: list[tuple[bytes, int]]) -> None:
         start = 0
         for index, item in enumerate(batch):
             if type(item) is _Gap:
-                self._pass(batch[start:index])  # type: ignore[arg-type]
+                self._pass(batch[start:index], frames)  # type: ignore[arg-type]
+                self._offer(frames)  # the facts before the gap, then its count
                 start = index + 1
                 with self._gap_lock:
                     item.open = False
@@ -365,26 +409,22 @@ class Hub:
                 self._gaps_taken += 1
                 for outbox in self._subs:
                     outbox.miss(count)
-        self._pass(batch[start:])  # type: ignore[arg-type]
+        self._pass(batch[start:], frames)  # type: ignore[arg-type]
 
-    def _pass(self, batch: list[ev.BusEvent]) -> None:
+    def _pass(self, batch: list[ev.BusEvent], frames: list[tuple[bytes, int]]) -> None:
         if batch:
             first = self._seq + 1
             self._seq += len(batch)
             self._keep(first, batch)
             if self._listening:
-                self._send(self._seq, batch, False, self._subs)
+                frames += self._frames(self._seq, batch, False)
 
-    def _send(self, seq: int, batch: list[ev.BusEvent], history: bool, outboxes: list[Outbox]) -> None:
-        """``batch``'s facts (the last numbered ``seq``) encoded once, each frame (more if long) offered to
-        every one of ``outboxes``."""
+    def _frames(self, seq: int, batch: list[ev.BusEvent], history: bool) -> list[tuple[bytes, int]]:
+        """``batch``'s facts (the last numbered ``seq``) encoded once for every client: a frame (more if long)."""
         try:
-            frames = factwire.facts_frames(seq, factwire.packed_rows(batch), history)
+            return factwire.facts_frames(seq, factwire.packed_rows(batch), history)
         except Exception:  # a fact with a value nothing can pack: the batch row by row, the hub thread lives on
-            frames = factwire.facts_frames(seq, [_packable_row(event) for event in batch], history)
-        for line, facts in frames:
-            for outbox in outboxes:
-                outbox.offer(line, facts)
+            return factwire.facts_frames(seq, [_packable_row(event) for event in batch], history)
 
     def _keep(self, first: int, batch: list[ev.BusEvent]) -> None:
         """Keep ``batch`` (numbered from ``first``) as history, each fact in its kind's, and read the facts
@@ -415,8 +455,10 @@ class Hub:
     def _add(self, outbox: Outbox, history: bool) -> None:
         if history:
             records = list(heapq.merge(self._events, self._runs, self._output, key=lambda r: r[0]))
+            frames: list[tuple[bytes, int]] = []
             for start in range(0, len(records), BATCH):
                 part = records[start:start + BATCH]
-                self._send(part[-1][0], [e for _, e in part], True, [outbox])
+                frames += self._frames(part[-1][0], [e for _, e in part], True)
+            outbox.offer_all(frames)
         outbox.force(encode(Live()))
         self._subs.append(outbox)
