@@ -48,7 +48,11 @@ class JsonPrinter:
         finally:
             os.close(read)
         self._pipe = Pipe(write)
-        self._pipe.send((KEYS, ALONE))  # first: each kind's keys, so the process need not import the facts
+        try:
+            self._pipe.send((KEYS, ALONE))  # first: each kind's keys, so the process need not import the facts
+        except OSError:  # the process has ended already: the caller prints in its own process, with nothing left open
+            self.close(0)
+            raise
 
     def send(self, events: list[Any]) -> None:
         """Hand a batch of facts over; BrokenPipeError once the process has ended (its reader went away)."""
