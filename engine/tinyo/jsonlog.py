@@ -26,8 +26,6 @@ from .children import ignore_stop_signals
 from .control import jsonrows  # not factwire (the facts' classes): the engine's side imports it where it is used
 from .pipe import Pipe, write_all
 
-CHUNK = jsonrows.CHUNK
-"""Rows made lines by one call."""
 STOP_TIMEOUT = 10.0
 """Seconds the engine waits at its exit for this process to write what it was sent."""
 
