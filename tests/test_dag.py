@@ -260,11 +260,15 @@ def test_leaves_settle_in_one_pass_as_the_walk_settles_them():
     assert (ready, [n.id for n in changed]) == (lambda r, c: (r, [n.id for n in c]))(*walked.settle(["waits", "new"]))
     view = lambda g: {i: (n.state, n.was, n.blocking, n.reason) for i, n in g.nodes.items()}  # noqa: E731
     assert view(leafy) == view(walked)
-    node = leafy.nodes["new"]
+    node, up = leafy.nodes["new"], leafy.nodes["up"]
+    ids = lambda changed, undecided: ([n.id for n in changed], [n.id for n in undecided])  # noqa: E731
     node.status = "running"
-    assert leafy.settle_leaf(node, frozenset({"ok"})) is None, "running is not a state asked for"
-    assert leafy.settle_leaf(node, frozenset({"running"})) is True and (node.was, node.state) == ("stale", "running")
-    assert leafy.settle_leaf(node, frozenset({"running"})) is False, "no change the second time"
+    assert ids(*leafy.settle_leaves_in((node,), frozenset({"ok"}))) == ([], ["new"]), "running is not asked for"
+    assert ids(*leafy.settle_leaves_in((node,), frozenset({"running"}))) == (["new"], [])
+    assert (node.was, node.state) == ("stale", "running")
+    assert ids(*leafy.settle_leaves_in((node,), frozenset({"running"}))) == ([], []), "no change the second time"
     node.status, node.trace = None, {"x": 1}
-    assert leafy.settle_leaf(node, frozenset({"running", "ok"})) is True and node.state == "ok" and not node.blocking
-    assert leafy.settle_leaf(leafy.nodes["up"], frozenset({"stale", "new"})) is None, "up has a reader"
+    assert ids(*leafy.settle_leaves_in((node,), frozenset({"running", "ok"}))) == (["new"], [])
+    assert node.state == "ok" and not node.blocking
+    assert ids(*leafy.settle_leaves_in((up, node), frozenset({"stale", "new"}))) == ([], ["up", "new"]), (
+        "up has a reader; new's verdict (ok) is not asked for")

@@ -17,7 +17,10 @@ from conftest import drop, helper_pids, write_recipe
 from test_report import _every_kind_of_fact, _to_json_line
 
 from tinyo import events as ev
-from tinyo.jsonlog import CHUNK, JsonPrinter, batch_message, lines
+from tinyo.children import spawn_helper, stop_helper
+from tinyo.control import jsonrows
+from tinyo.jsonlog import JsonPrinter, batch_message, lines
+from tinyo.pipe import Pipe
 
 ONE_OP = """
 def load(context):
@@ -60,6 +63,23 @@ def test_the_printer_process_prints_each_batch_as_the_log_in_process_would(capfd
     printer.close()
     out = capfd.readouterr().out
     assert out == "".join(map(_to_json_line, [*facts[:8], unpicklable, *facts[8:]]))
+
+
+def test_a_printer_sent_a_batch_first_prints_it_and_the_rest_with_its_own_keys(capfd):
+    facts = _every_kind_of_fact()
+    sys.stdout.flush()
+    read, write = os.pipe()
+    try:
+        process = spawn_helper("tinyo.jsonlog", (read,))
+    finally:
+        os.close(read)
+    pipe = Pipe(write)
+    pipe.send(batch_message(facts[:5]))  # no keys first (an engine of another version): the log is not lost
+    pipe.send(batch_message(facts[5:]))
+    pipe.close()
+    stop_helper(process, 30)
+    assert process.returncode == 0
+    assert capfd.readouterr().out == "".join(map(_to_json_line, facts))
 
 
 def _run(recipe: Path, *args: str, **kw) -> subprocess.Popen[bytes]:
@@ -130,7 +150,7 @@ def test_batches_waiting_together_are_printed_in_order_whatever_each_carries_and
     assert lines(waiting).decode() == expected
     assert lines(waiting[1:2]).decode() == _to_json_line(unpicklable)
     plain = [f for f in facts if not isinstance(getattr(f, "result", None), Path)] * 40  # rows of several chunks
-    assert len(plain) > 2 * CHUNK and isinstance(batch_message(plain), bytes)
+    assert len(plain) > 2 * jsonrows.CHUNK and isinstance(batch_message(plain), bytes)
     assert lines([batch_message(plain)]).decode() == "".join(map(_to_json_line, plain))
 
 

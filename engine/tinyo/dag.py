@@ -328,7 +328,7 @@ class Graph:
         producer, versions, nodes, gone, nid = self.producer, self.versions, self.nodes, self.gone, node.id
         for dep in node.deps:
             owner = producer.get(dep, _UNKNOWN)
-            if owner is not None:  # (a source document's is None: one test)
+            if owner is not None:  # a cached None (a source document) needs no producer look-up
                 if owner is _UNKNOWN:
                     owner = self.producer_of(dep)
                 if owner is not None and owner != nid:
@@ -453,12 +453,6 @@ class Graph:
             if state == "stale":
                 ready.append(node.id)
         return ready, changed
-
-    def settle_leaf(self, node: Node, states: frozenset[str]) -> bool | None:
-        """``settle([node.id])`` for a leaf: whether its verdict, when one of ``states``, changed it (``was``: its
-        state before). None, with nothing changed, when ``settle`` must decide (``settle_leaves_in``)."""
-        changed, undecided = self.settle_leaves_in((node,), states)
-        return None if undecided else bool(changed)
 
     def settle_leaves_in(self, batch: Iterable[Node], states: frozenset[str]) -> tuple[list[Node], list[Node]]:
         """``settle([node.id])`` for each leaf of ``batch`` (the run book's, as runs start and end) in one pass: the

@@ -234,14 +234,14 @@ class Groups:
             group = groups.get(key)
             if group is None:
                 continue
-            states = group.states
+            counts_by_state = group.states
             for state, n in deltas.items():
                 if n:
-                    left = states.get(state, 0) + n
+                    left = counts_by_state.get(state, 0) + n
                     if left > 0:
-                        states[state] = left
+                        counts_by_state[state] = left
                     else:
-                        states.pop(state, None)
+                        counts_by_state.pop(state, None)
             touched.add(key)
 
     def summary(self, pattern: str) -> GroupSummary | None:

@@ -26,8 +26,6 @@ from .children import ignore_stop_signals
 from .control import jsonrows  # not factwire (the facts' classes): the engine's side imports it where it is used
 from .pipe import Pipe, write_all
 
-CHUNK = jsonrows.CHUNK
-"""Rows made lines by one call."""
 STOP_TIMEOUT = 10.0
 """Seconds the engine waits at its exit for this process to write what it was sent."""
 
@@ -48,7 +46,11 @@ class JsonPrinter:
         finally:
             os.close(read)
         self._pipe = Pipe(write)
-        self._pipe.send((KEYS, ALONE))  # first: each kind's keys, so the process need not import the facts
+        try:
+            self._pipe.send((KEYS, ALONE))  # first: each kind's keys, so the process need not import the facts
+        except OSError:  # the process has ended already: the caller prints in its own process, with nothing left open
+            self.close(0)
+            raise
 
     def send(self, events: list[Any]) -> None:
         """Hand a batch of facts over; BrokenPipeError once the process has ended (its reader went away)."""
@@ -85,17 +87,34 @@ def main(argv: list[str]) -> int:
         except EOFError:
             return 0
         if templates is None:
-            templates = jsonrows.Templates(*messages.pop(0))  # the engine's keys come first (``JsonPrinter``)
+            templates = first_templates(messages)
         try:
             write_all(out, lines(messages, templates))
         except OSError:  # the reader went away (a closed pipe, a hung-up terminal): the engine goes on
             return 0
 
 
+def first_templates(messages: list[Any]) -> jsonrows.Templates:
+    """The kinds' keys the engine sends first (``JsonPrinter``), taken off ``messages``; if the first message is
+    not them (an engine of another version), this process's own, and that message is a batch like the rest:
+    a printer that fails here would lose the whole log."""
+    first = messages[0]
+    if (isinstance(first, tuple) and len(first) == 2 and isinstance(first[0], dict)
+            and isinstance(first[1], frozenset)):
+        del messages[0]
+        try:
+            return jsonrows.Templates(*first)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            pass  # keys of a shape this version cannot use: its own keys then (that message was no batch)
+    from .control.factwire import ALONE, KEYS
+
+    return jsonrows.Templates(KEYS, ALONE)
+
+
 def lines(messages: list[bytes | str], templates: jsonrows.Templates | None = None) -> bytes:
     """The JSON lines of ``messages`` (batches of rows, marshalled, or a rare batch's lines already made), in
     order, as one write. Rows are put in their kinds' lines (``templates``: this engine's unless given), each
-    ``CHUNK``'s values encoded by one call of the C encoder (``jsonrows``)."""
+    ``jsonrows.CHUNK``'s values encoded by one call of the C encoder (``jsonrows``)."""
     if templates is None:
         from .control.factwire import ALONE, KEYS
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .runbook import RunBook
 
 _UNKNOWN = object()
+"""``graph.producer.get``'s default: a document whose producer is not cached (a cached None is a source document)."""
 
 READY_MAX = 2_000
 """DES ready and waiting for a worker past which no further events are fed to the generators: when
