@@ -310,3 +310,38 @@ def test_new_versions_of_known_and_unknown_documents_in_one_commit_all_land_whol
                         ("/out/b.txt", 1, "hb", 20, "op", "out", "des-b", None)]
     finally:
         store.close()
+
+
+def test_a_run_ended_twice_keeps_its_des_s_chain_and_many_runs_of_one_des_end_in_one_call(tmp_path: Path) -> None:
+    """A run's second end (nothing in the engine makes one today) leaves the chain of its DES as it was: the run
+    does not point at itself, and the DES's last run does not move back to it. Many runs of one DES, queued by an
+    earlier store, end in one call (as a start's interrupted runs do), each linked to the one before."""
+    store = Store(str(tmp_path / "s.db"))
+    try:
+        store.add_des([("d1", frozenset(["a"]), frozenset(["b"]), ("op",), None, "gen", "ev", 1.0)])
+        for run_id in (1, 2, 3):
+            store.add_runs([(run_id, "d1", 1, '{"a": 1}')], run_id)
+            store.commit()
+            store.runs_ok([(2.0, "", None, "w1", 1.0, run_id)])
+            store.commit()
+        assert [r.id for r in store.runs_for("d1")] == [1, 2, 3]
+        store.finish_runs([("failed", 3.0, "again", None, None, None, "w1", 1.0, 2)])  # run 2 ends again
+        store.commit()
+        assert [r.id for r in store.runs_for("d1")] == [1, 2, 3]
+        store.finish_runs([("failed", 3.0, "again", None, None, None, "w1", 1.0, 3)])  # the last one, again
+        store.commit()
+        assert [r.id for r in store.runs_for("d1")] == [1, 2, 3]
+        assert store.conn.execute("SELECT prev_run FROM runs WHERE id = 3").fetchone() == (2,)
+        many = range(4, 2004)
+        store.add_runs([(run_id, "d1", 1, '{"a": 1}') for run_id in many], 4)
+        store.commit()
+    finally:
+        store.close()
+    store = Store(str(tmp_path / "s.db"))  # a later engine ends them all in one call
+    try:
+        store.finish_runs([("interrupted", 5.0, "the engine stopped", None, None, None, None, None, run_id)
+                           for run_id in many])
+        store.commit()
+        assert [r.id for r in store.runs_for("d1", limit=2003)] == [1, 2, 3, *many]
+    finally:
+        store.close()

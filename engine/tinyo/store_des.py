@@ -32,6 +32,10 @@ class DESPart(DocumentsPart):
         super()._opened()
         self._run_des = {}
 
+    def _rolled_back(self) -> None:
+        super()._rolled_back()
+        self._run_des = {}  # runs the dropped transaction queued are gone; older open runs are looked up by id
+
     # ------------------------------------------------------------ DES
     def add_des(self, rows: list[tuple[str, frozenset[str], frozenset[str], tuple[str, ...], bytes | None, str, str, float]]) -> None:
         """Insert new DES: (id, deps, targs, ops_desc, ops_blob, generator, event, created), with the reverse
@@ -106,25 +110,26 @@ class DESPart(DocumentsPart):
     def _end(self, kind: str, rows: list[tuple[Any, ...]]) -> None:
         """Defer the rows of runs that end (each row's last item is its run's id), each run to be linked to its
         DES's run that ended before it (``store_schema.RUN_CHAIN``): the commit moves its DES's ``last_run`` on
-        to it (``ended``, by DES)."""
+        to it (``ended``, by DES). A run that has ended already is not linked again: its DES's chain stays as it
+        is (a second link would point the run at itself and drop the runs before it)."""
         ended = self._keyed("ended")
         run_des = self._run_des
+        start = 0
         for i, row in enumerate(rows):
             run_id = row[-1]
             des_id = run_des.pop(run_id, None)
-            if des_id is None:  # a run queued by an earlier engine (or before a rollback)
-                found = self._one("SELECT des_id FROM runs WHERE id = ?", (run_id,))
-                if found is None:
+            if des_id is None:  # a run queued by an earlier engine, or one that has ended already
+                found = self._one("SELECT des_id, status FROM runs WHERE id = ?", (run_id,))
+                if found is None or found[1] not in ("queued", "running"):
                     continue
                 des_id = found[0]
             if des_id in ended:  # its DES's run before it ends in this commit too: written first, to link to
-                run_des[run_id] = des_id
-                self._defer(kind, rows[:i])
+                self._defer(kind, rows[start:i])
                 self.flush()
-                self._end(kind, rows[i:])
-                return
+                ended = self._keyed("ended")
+                start = i
             ended[des_id] = run_id
-        self._defer(kind, rows)
+        self._defer(kind, rows[start:] if start else rows)
 
     def run_status(self, run_id: int) -> str | None:
         """The stored status of run ``run_id`` (None: no such run)."""
@@ -147,7 +152,7 @@ class DESPart(DocumentsPart):
         return (row[0] or "") if row else ""
 
     def runs_for(self, des_id: str, limit: int = 50) -> list[RunRow]:
-        """The DES's last ``limit`` runs, oldest first: those ended, through their chain (``RUN_CHAIN``), and one
+        """The DES's last ``limit`` runs, oldest first: those ended, through their chain (``RUN_CHAIN``), and those
         open, among the open runs (``OPEN_RUNS``, the runs a start looks at)."""
         rows = self._r(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({RUN_CHAIN}) UNION ALL "
                        f"SELECT {_RUN_COLUMNS} FROM {OPEN_RUNS} AND des_id = ?1 ORDER BY id DESC LIMIT ?2",

@@ -131,9 +131,11 @@ def _doc_shape(shape: int) -> tuple[str, Callable[[list[Any]], tuple[Any, ...]],
     return found
 
 
-PREV_RUN = "prev_run = (SELECT last_run FROM des WHERE des.id = runs.des_id)"
+PREV_RUN = ("prev_run = CASE WHEN status IN ('queued', 'running') "
+            "THEN (SELECT last_run FROM des WHERE des.id = runs.des_id) ELSE prev_run END")
 """A run's link to its DES's run that ended before it, set as it ends (see ``RUN_CHAIN``): its DES's ``last_run``
-until then, which the same commit moves on to it (the DES updates are flushed after the runs' ends)."""
+until then, which the same commit moves on to it (the DES updates are flushed after the runs' ends). A run that
+has ended already keeps its link (``status`` is the row's before the update)."""
 
 DEFERRED = {
     "events": "INSERT INTO events(id, ts, source, name, status, detail) VALUES (?, ?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT))",

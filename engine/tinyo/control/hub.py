@@ -55,7 +55,8 @@ HUB_FULL = 4_000
 publishes up to ~50,000 facts a second, so a pace's facts pass it only at the fastest."""
 PASS_BYTES = 1 << 20
 """Bytes of frames a pass holds before it offers them to the clients (one send each): a pass under a flood
-carries a few hundred kilobytes; one that finds the engine appending as fast as it drains stops here."""
+carries a few hundred kilobytes; one that finds the engine appending as fast as it drains offers what it holds
+here and goes on, so a client is never held back for a whole flood."""
 OUTBOX_BYTES = 4 << 20
 """Bytes waiting to be sent to one client; facts past it are dropped (counted) for that client."""
 TAKE_BYTES = 256 << 10
