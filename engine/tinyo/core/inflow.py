@@ -133,10 +133,10 @@ class Inflow:
         """Events taken in and not yet stored."""
         return bool(self.own) or not self.queue.empty()
 
-    def holds_intake(self, paused: bool, ready_full: bool) -> bool:
+    def holds_intake(self, paused: bool, ready_full: bool) -> bool:  # paused: or stopping
         """Whether the watcher's files in the queue wait there, unstored, for their settle window to close
         (``SettleWindow.hold``): only while nothing stored waits for the generators and the cycle would feed
-        them. A command's event (acknowledged to its sender), the loop's own, a paused intake, the start-up
+        them. A command's event (acknowledged to its sender), the loop's own, a paused or stopping intake, the start-up
         scan's hold and a queue half full are stored at once, as before. A held file is in the queue as
         one the loop has not reached yet: a crash before its commit leaves it to the start-up scan."""
         queued = len(self.queue.queue)

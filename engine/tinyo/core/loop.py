@@ -269,7 +269,8 @@ class Loop:
         if inflow.rescan_wanted:
             inflow.rescan_wanted = False
             inflow.scan()
-        if (inflow.own or inflow.queue.queue) and not inflow.holds_intake(self.run.paused, self.dispatch.full()):
+        if (inflow.own or inflow.queue.queue) and not inflow.holds_intake(
+                self.run.paused or self.run.stop_requested, self.dispatch.full()):
             self._store_intake(batch=True)
         if inflow.settling:
             inflow.look_at_settling()
