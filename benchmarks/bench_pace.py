@@ -129,7 +129,8 @@ def main() -> int:
                   f"commits {s['commits']}, batches {s['batches']} ({s['batch_events']} events), "
                   f"inbox items {s['inbox_items']}, stores {s['stores']}; cycles with a batch {s['cycles_batch']}, "
                   f"reports only {s['cycles_inbox_only']}, intake only {s['cycles_store_only']}, "
-                  f"other {s['cycles_other']} (of which holding the intake {s.get('held_cycles', 0)}), load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"other {s['cycles_other']} (of which holding the intake {s.get('held_cycles', 0)}), "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
     med = statistics.median
     print(f"\nmedians, {args.files} files (us per file for CPU):")
     for pace in paces:
