@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import write_recipe
 from tinyo import events as ev
-from tinyo.intake import SettleWindow
+from tinyo.intake import FileState, SettleWindow
 
 JOIN = """
 NAMES = {names}
@@ -103,3 +104,103 @@ def test_cp_of_several_files_while_running_is_one_build(tmp_path: Path, inbox: P
             h.wait_idle()
         joined = [line for line in h.lines() if line.startswith("joined")]
         assert joined == ["joined a+b+c", "joined a1+b1+c1", "joined a2+b2+c2", "joined a3+b3+c3"], joined
+
+
+def test_events_held_unstored_keep_their_window_open_from_when_they_were_seen() -> None:
+    """``hold``: events taken in and not stored go on waiting while the window they open would not close
+    (quiet, cap, count as for stored ones, from the watcher's times); once stored, the window they opened
+    keeps its first and last times (its cap does not start again)."""
+    window = SettleWindow(quiet=0.01, cap=0.2, count=30)
+    window.saw(99.998)
+    assert window.hold(100.0, 5) and window.deadline() == pytest.approx(100.008)
+    window.saw(100.006)  # another delivery: its quiet period restarts the window's
+    assert window.hold(100.007, 12) and window.deadline() == pytest.approx(100.016)
+    assert not window.hold(100.017, 12), "quiet for 10 ms: it closes"
+    window.arrived(100.017, 12)
+    assert window.first == pytest.approx(99.998) and window.last == pytest.approx(100.006) and window.due(100.017)
+    window.taken()
+    window.saw(200.0)
+    assert window.hold(200.0, 29) and not window.hold(200.001, 30), "count reached: stored at once"
+    window.arrived(200.001, 30)
+    window.taken()
+    for k in range(40):  # a delivery every 5 ms: held until the cap closes the window
+        window.saw(300.0 + k * 0.005)
+        assert window.hold(300.0 + k * 0.005, 1 + k % 29)
+    assert window.deadline() == pytest.approx(300.2)
+    window.saw(300.2001)
+    assert not window.hold(300.2001, 25)
+    window.arrived(300.2001, 25)
+    assert window.due(300.2001)
+    window.taken()
+    window.hold(400.0, 1)
+    window.let_go()  # what was held was no event (unchanged files): nothing opened
+    assert window.deadline() is None
+
+
+HELD = '''
+from tinyo import Execution, TinyOConfig, meta_task
+
+
+@meta_task(root=True)
+def nothing(event):
+    return (None, [])
+
+
+config = TinyOConfig(sql_conn=DB_PATH, dirs=[], execution=Execution.INLINE, settle=3600, settle_max=7200)
+'''
+
+
+def test_a_trickle_of_files_is_stored_and_fed_once_its_window_closes_in_one_commit(tmp_path: Path) -> None:
+    """Files the watcher hands over a few at a time while their window is open wait in the intake queue: a
+    cycle then stores nothing and commits nothing, and the watcher's deliveries do not wake the loop; the
+    window's batch goes in one cycle, one commit, once it closes (here on its count: the quiet period is an
+    hour). A command's event is stored at once, whatever is held."""
+    from test_engine_parts import wire_loop
+
+    loop = wire_loop(tmp_path, HELD)
+    try:
+        inflow, size = loop.inflow, loop.config.batch_events
+        inflow.holding = False  # past the start-up scan's hold
+        files = []
+        for i in range(size):
+            path = tmp_path / f"f{i:02d}.csv"
+            path.write_text(str(i))
+            files.append((str(path), FileState(path.stat().st_mtime_ns, path.stat().st_size, None)))
+        commits = []
+        commit = loop.store.commit
+        loop.store.commit = lambda: commits.append(loop.store.conn.in_transaction) or commit()  # type: ignore
+        loop.cycle()
+        commits.clear()
+        loop.wake.clear()
+        for k in range(0, size - 10, 10):  # two deliveries of ten
+            inflow.window.saw(time.monotonic())
+            inflow.on_files(files[k:k + 10])
+            assert loop.wake.is_set() == (k == 0), "the first opens the window; the next wakes no cycle"
+            loop.wake.clear()
+            loop.cycle()
+            assert loop.store.conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+            assert inflow.held and inflow.window.deadline() is not None
+            assert not loop.wake.is_set(), "the loop waits for the window's deadline, not at once again"
+        assert not any(commits), "nothing written while they are held"
+        inflow.window.saw(time.monotonic())
+        inflow.on_files(files[size - 10:])  # the window's count: stored and fed at once
+        assert loop.wake.is_set()
+        commits.clear()
+        loop.cycle()
+        assert loop.store.conn.execute("SELECT count(*) FROM events").fetchone() == (size,)
+        assert loop.store.pending_events() == 0, "fed to the generators in the cycle that stored them"
+        assert sum(commits) == 1 and not inflow.held
+        late = tmp_path / "late.csv"
+        late.write_text("late")
+        inflow.window.saw(time.monotonic())
+        inflow.on_files([(str(late), FileState(late.stat().st_mtime_ns, late.stat().st_size, None))])
+        loop.cycle()
+        assert inflow.held
+        sender = threading.Thread(target=inflow.put, args=(("manual", "asked", None), None))
+        sender.start()
+        sender.join()
+        loop.cycle()
+        names = [row[0] for row in loop.store.conn.execute("SELECT name FROM events WHERE id > ?", (size,))]
+        assert names == [str(late), "asked"], names
+    finally:
+        loop.store.close()

@@ -91,6 +91,9 @@ class SettleWindow:
         self.last = 0.0
         self.waiting = 0
         self._seen: float | None = None
+        self.held: float | None = None
+        """When the first of the events the loop holds unstored (``hold``) was seen; None: none held."""
+        self.held_last = 0.0
 
     def saw(self, when: float) -> None:
         """(The watcher's reader thread.) The files of the batch about to be taken in were seen complete at
@@ -102,11 +105,34 @@ class SettleWindow:
         """``n`` events were stored at monotonic time ``now``."""
         seen, self._seen = self._seen, None
         at = seen if seen is not None and now - self.cap <= seen <= now else now
+        if self.held is not None:  # they waited unstored: the window opened, and was last fed, when they were seen
+            at = at if seen is not None else self.held_last
+            if self.first is None:
+                self.first, self.last = self.held, at
+            self.held = None
         if self.first is None:
             self.first = self.last = at
         else:
             self.last = max(self.last, at)
         self.waiting += n
+
+    def hold(self, now: float, queued: int) -> bool:
+        """(Loop thread, no event stored waits in this window.) Whether the ``queued`` events taken in and not
+        yet stored may go on waiting unstored: this window's rules, from when the watcher saw them, say it
+        would not close yet. A file trickling in then costs no cycle of its own (its storing, its commit):
+        the window's batch is stored and fed in one cycle once it closes (``deadline`` counts them)."""
+        seen, self._seen = self._seen, None
+        if seen is not None and not now - self.cap <= seen <= now:
+            seen = now
+        if self.held is None:
+            self.held = self.held_last = seen if seen is not None else now
+        elif seen is not None:
+            self.held_last = max(self.held_last, seen)
+        return queued < self.count and now - self.held_last < self.quiet and now - self.held < self.cap
+
+    def let_go(self) -> None:
+        """What was held was stored as no event (files unchanged): the next one opens its own window."""
+        self.held = None
 
     def due(self, now: float) -> bool:
         first = self.first
@@ -116,7 +142,7 @@ class SettleWindow:
     def deadline(self) -> float | None:
         """The monotonic time at which the window closes by itself (None: it is not open)."""
         if self.first is None:
-            return None
+            return None if self.held is None else min(self.held_last + self.quiet, self.held + self.cap)
         return min(self.last + self.quiet, self.first + self.cap)
 
     def taken(self) -> None:

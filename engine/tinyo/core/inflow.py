@@ -96,6 +96,8 @@ class Inflow:
         self.settling: dict[str, float] = {}  # start-up scan files still being written -> when to look again
         self.asked = False
         """An event was put from another thread (a command's): the next store takes all that waits."""
+        self.held = False
+        """The intake queue's events wait unstored for their window to close (``holds_intake``)."""
 
     # ------------------------------------------------------------ taking in
     def put(self, item: Intake, loop_thread: threading.Thread | None) -> None:
@@ -122,11 +124,27 @@ class Inflow:
                 waiting.not_empty.notify(len(fits))
         for item in items[len(fits):]:
             waiting.put(item)  # blocks while the intake is full: the watcher waits
-        self._wake()
+        # a hint read across threads: while the loop holds the queue's files for their window, it wakes by
+        # itself at the window's deadline (at worst earlier than these files would have it, and holds again)
+        if not self.held or len(waiting.queue) >= self.window.count:
+            self._wake()
 
     def waiting(self) -> bool:
         """Events taken in and not yet stored."""
         return bool(self.own) or not self.queue.empty()
+
+    def holds_intake(self, paused: bool, ready_full: bool) -> bool:  # paused: or stopping
+        """Whether the watcher's files in the queue wait there, unstored, for their settle window to close
+        (``SettleWindow.hold``): only while nothing stored waits for the generators and the cycle would feed
+        them. A command's event (acknowledged to its sender), the loop's own, a paused or stopping intake, the start-up
+        scan's hold and a queue half full are stored at once, as before. A held file is in the queue as
+        one the loop has not reached yet: a crash before its commit leaves it to the start-up scan."""
+        queued = len(self.queue.queue)
+        self.held = bool(queued and not (self.own or self.asked or paused or ready_full or self.holding
+                                         or self.settling or self.has_backlog() or self.window.first is not None
+                                         or queued > self.queue.maxsize // 2)
+                         and self.window.hold(time.monotonic(), queued))
+        return self.held
 
     def store_events(self, take: Callable[[queue.Queue[Intake], int], list[Intake]],
                      limit: int = STORE_PER_CYCLE) -> int:
@@ -158,6 +176,7 @@ class Inflow:
                 items.append((source, name))
         if not items:
             return 0
+        self.held = False
         now = self.clock.time()
         known = self._files
         unknown = [name for name in files if name not in known]
@@ -193,6 +212,7 @@ class Inflow:
             rows.append((now, source, name, "new"))
             states.append(state)
         if not rows:
+            self.window.let_go()
             return 0
         ids = self.store.add_events(rows)
         self.window.arrived(time.monotonic(), len(ids))

@@ -269,7 +269,8 @@ class Loop:
         if inflow.rescan_wanted:
             inflow.rescan_wanted = False
             inflow.scan()
-        if inflow.own or inflow.queue.queue:
+        if (inflow.own or inflow.queue.queue) and not inflow.holds_intake(
+                self.run.paused or self.run.stop_requested, self.dispatch.full()):
             self._store_intake(batch=True)
         if inflow.settling:
             inflow.look_at_settling()
@@ -389,7 +390,7 @@ class Loop:
         """Dispatch what is ready, commit, announce."""
         self._commit_and_publish(self._settle_and_take())
         inflow, dispatch = self.inflow, self.dispatch
-        more = (inflow.waiting() or not self.inbox.empty() or self.own_messages or self.touched
+        more = ((inflow.waiting() and not inflow.held) or not self.inbox.empty() or self.own_messages or self.touched
                 or (not self.run.paused and inflow.has_backlog() and not dispatch.full()
                     and inflow.window.due(time.monotonic()))
                 or (dispatch.ready and not inflow.holding and self.executor is not None
