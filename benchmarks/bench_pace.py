@@ -36,79 +36,59 @@ sys.path.insert(0, str(HERE))
 import bench_service as bs  # noqa: E402
 from bench_threads import SPY, thread_names, thread_times  # noqa: E402
 
-from tinyo.control.client import ControlClient  # noqa: E402
 
 
 def burst(n: int, pace: str, spread: float) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-pace-"))
-    inbox = folder / "inbox"
-    inbox.mkdir()
-    recipe = folder / "recipe.py"
-    shutil.copy(HERE / "recipes" / "bench_recipe.py", recipe)
-    db = str(folder / "s.db")
-    counts = folder / "counts.json"
-    base = bs.env()
-    benv = {**base, "TINYO_BENCH_DIRS": str(inbox), "TINYO_BENCH_DB": db, "TINYO_PACE_COUNT": str(counts),
-            "PYTHONPATH": os.pathsep.join([str(HERE / "pace_count"), base["PYTHONPATH"]])}
-    started = subprocess.run(bs.cli("start", str(recipe), "--db", db), capture_output=True, text=True, env=benv)
-    if started.returncode != 0:
-        raise SystemExit(f"tinyo start failed: {started.stderr.strip()}")
     hogs: list[subprocess.Popen[bytes]] = []
+    counts = Path(tempfile.mkdtemp(prefix="tinyo-bench-pace-counts-")) / "counts.json"
+    extra = {"TINYO_PACE_COUNT": str(counts),
+             "PYTHONPATH": os.pathsep.join([str(HERE / "pace_count"), bs.env()["PYTHONPATH"]])}
     try:
-        control = ControlClient.connect(db, "bench-pace")
-
-        def settled(total: int) -> bool:
-            stats = control.query("stats")
-            return stats["events_total"] >= total and stats["queued"] == 0 and stats["running"] == 0
-
-        for i in range(50):
-            (inbox / f"warm{i}").write_text("w")
-        while not settled(50):
-            time.sleep(0.1)
-        time.sleep(0.5)
-        pid = control.pid
-        names = thread_names(pid) if Path(SPY[0]).exists() else {}
-        count0 = json.loads(counts.read_text())
-        threads0 = thread_times(pid)
-        cpu0 = bs._cpu(pid)
-        if pace == "hogs":
-            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-        first = time.time()
-        step = spread / n if pace == "slow" else 0.0
-        for i in range(n):
-            with open(inbox / f"f{i:06d}", "w") as fh:
-                fh.write("x")
-            if step and i % 5 == 4:
-                delay = first + (i + 1) * step - time.time()
-                if delay > 0:
-                    time.sleep(delay)
-        closed = time.time()
-        while not settled(50 + n):
-            time.sleep(0.1)
-        done = time.time()
-        for hog in hogs:
-            hog.kill()
-        cpu = bs._cpu(pid) - cpu0
-        time.sleep(0.3)  # the counter file is rewritten every 0.2 s
-        count1 = json.loads(counts.read_text())
-        threads: dict[str, list[float]] = {}
-        for tid, (used, switches) in thread_times(pid).items():
-            name = names.get(tid, "(not named)")
-            u0, s0 = threads0.get(tid, (0.0, 0))
-            slot = threads.setdefault(name, [0.0, 0])
-            slot[0] += used - u0
-            slot[1] += switches - s0
-        control.close()
-        sizes = {k: v - count0["sizes"].get(k, 0) for k, v in count1["sizes"].items()}
-        return {"pace": pace, "write_s": closed - first, "total_s": done - first, "cpu_s": cpu,
-                **{k: count1[k] - count0[k] for k in count1 if k != "sizes"},
-                "sizes": {k: v for k, v in sizes.items() if v}, "threads": threads}
+        with bs.started_engine("tinyo-bench-pace-", extra) as engine:
+            inbox, control = engine.inbox, engine.control
+            time.sleep(0.5)
+            pid = control.pid
+            names = thread_names(pid) if Path(SPY[0]).exists() else {}
+            count0 = json.loads(counts.read_text())
+            threads0 = thread_times(pid)
+            cpu0 = bs._cpu(pid)
+            if pace == "hogs":
+                hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+            first = time.time()
+            step = spread / n if pace == "slow" else 0.0
+            for i in range(n):
+                with open(inbox / f"f{i:06d}", "w") as fh:
+                    fh.write("x")
+                if step and i % 5 == 4:
+                    delay = first + (i + 1) * step - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+            closed = time.time()
+            while not engine.settled(bs.WARM + n):
+                time.sleep(0.1)
+            done = time.time()
+            for hog in hogs:
+                hog.kill()
+            cpu = bs._cpu(pid) - cpu0
+            time.sleep(0.3)  # the counter file is rewritten every 0.2 s
+            count1 = json.loads(counts.read_text())
+            threads: dict[str, list[float]] = {}
+            for tid, (used, switches) in thread_times(pid).items():
+                name = names.get(tid, "(not named)")
+                u0, s0 = threads0.get(tid, (0.0, 0))
+                slot = threads.setdefault(name, [0.0, 0])
+                slot[0] += used - u0
+                slot[1] += switches - s0
+            control.close()
+            sizes = {k: v - count0["sizes"].get(k, 0) for k, v in count1["sizes"].items()}
+            return {"pace": pace, "write_s": closed - first, "total_s": done - first, "cpu_s": cpu,
+                    **{k: count1[k] - count0[k] for k in count1 if k != "sizes"},
+                    "sizes": {k: v for k, v in sizes.items() if v}, "threads": threads}
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
-        subprocess.run(bs.cli("stop", str(recipe), "--db", db, "--now"), capture_output=True, env=benv)
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(counts.parent, ignore_errors=True)
 
 
 def main() -> int:

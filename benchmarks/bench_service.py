@@ -48,6 +48,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,70 +218,98 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def burst(n: int, subscribers: int) -> dict[str, Any]:
-    """One engine, ``n`` files at once, ``subscribers`` clients reading every fact."""
-    folder = Path(tempfile.mkdtemp(prefix="tinyo-bench-burst-"))
+@dataclass
+class Started:
+    """An engine started by ``tinyo start`` on the benchmark recipe in a folder of its own, warmed up."""
+
+    folder: Path
+    inbox: Path
+    recipe: Path
+    db: str
+    env: dict[str, str]
+    control: ControlClient
+
+    def settled(self, total: int) -> bool:
+        """Whether ``total`` events were taken in and every run they made has ended."""
+        stats = self.control.query("stats")
+        return stats["events_total"] >= total and stats["queued"] == 0 and stats["running"] == 0
+
+
+WARM = 50
+"""Files the engine takes in before a burst is measured: workers import the recipe, caches fill."""
+
+
+@contextmanager
+def started_engine(prefix: str, extra_env: dict[str, str] | None = None) -> Iterator[Started]:
+    """``tinyo start`` on the benchmark recipe (``extra_env`` added to its environment), ``WARM`` files taken
+    in; stopped (``--now``) and its folder removed on the way out."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     inbox = folder / "inbox"
     inbox.mkdir()
     recipe = folder / "recipe.py"
     shutil.copy(HERE / "recipes" / "bench_recipe.py", recipe)
     db = str(folder / "s.db")
-    benv = {**env(), "TINYO_BENCH_DIRS": str(inbox), "TINYO_BENCH_DB": db}
+    benv = {**env(), "TINYO_BENCH_DIRS": str(inbox), "TINYO_BENCH_DB": db, **(extra_env or {})}
     started = subprocess.run(cli("start", str(recipe), "--db", db), capture_output=True, text=True, env=benv)
     if started.returncode != 0:
         raise SystemExit(f"tinyo start failed: {started.stderr.strip()}")
-    followers: list[subprocess.Popen[bytes]] = []
     try:
-        control = ControlClient.connect(db, "bench-control")
-
-        def settled(total: int) -> bool:
-            stats = control.query("stats")
-            return stats["events_total"] >= total and stats["queued"] == 0 and stats["running"] == 0
-
-        for i in range(50):  # warm-up: workers import the recipe, caches fill
+        engine = Started(folder, inbox, recipe, db, benv, ControlClient.connect(db, "bench-control"))
+        for i in range(WARM):
             (inbox / f"warm{i}").write_text("w")
-        while not settled(50):
+        while not engine.settled(WARM):
             time.sleep(0.1)
-        for k in range(subscribers):  # separate processes, as consoles would be: `tinyo events --follow --json`
-            out = open(folder / f"sub{k}.jsonl", "w")
-            followers.append(subprocess.Popen(cli("events", str(recipe), "--db", db, "--follow", "--json"),
-                                              stdout=out, stderr=subprocess.DEVNULL, env=benv))
-            out.close()
-        while subscribers and sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers)) == 0:
-            time.sleep(0.05)  # subscribed: their history has arrived
-        pid = control.pid
-        names = thread_names(pid) if SPY_OK else {}
-        threads0 = thread_times(pid)
-        cpu0 = _cpu(pid)
-        helpers = _helpers(pid)
-        helpers0 = sum(_cpu(h) for h in helpers)
-        subs0 = sum(_cpu(f.pid) for f in followers)
-        first = time.time()
-        for i in range(n):
-            with open(inbox / f"f{i:06d}", "w") as fh:
-                fh.write("x")
-        closed = time.time()
-        while not settled(50 + n):
-            time.sleep(0.1)
-        done = time.time()
-        cpu = _cpu(pid) - cpu0
-        helpers_cpu = sum(_cpu(h) for h in helpers) - helpers0
-        threads: dict[str, float] = {}
-        for tid, (used, _switches) in thread_times(pid).items():
-            name = names.get(tid, "(not named)")
-            threads[name] = threads.get(name, 0.0) + used - threads0.get(tid, (0.0, 0))[0]
-        control.close()
-        time.sleep(0.5)  # the followers print what is still on its way
-        subs = sum(_cpu(f.pid) for f in followers) - subs0
-        read = sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers))
-        return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read),
-                "subscribers_cpu_s": subs, "helpers_cpu_s": helpers_cpu, "threads": threads}
+        yield engine
     finally:
-        for follower in followers:
-            follower.terminate()
-            follower.wait(10)
         subprocess.run(cli("stop", str(recipe), "--db", db, "--now"), capture_output=True, env=benv)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def burst(n: int, subscribers: int) -> dict[str, Any]:
+    """One engine, ``n`` files at once, ``subscribers`` clients reading every fact."""
+    followers: list[subprocess.Popen[bytes]] = []
+    with started_engine("tinyo-bench-burst-") as engine:
+        try:
+            folder, inbox, recipe, db, benv, control = (engine.folder, engine.inbox, engine.recipe, engine.db,
+                                                        engine.env, engine.control)
+            for k in range(subscribers):  # separate processes, as consoles would be: `tinyo events --follow --json`
+                out = open(folder / f"sub{k}.jsonl", "w")
+                followers.append(subprocess.Popen(cli("events", str(recipe), "--db", db, "--follow", "--json"),
+                                                  stdout=out, stderr=subprocess.DEVNULL, env=benv))
+                out.close()
+            while subscribers and sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers)) == 0:
+                time.sleep(0.05)  # subscribed: their history has arrived
+            pid = control.pid
+            names = thread_names(pid) if SPY_OK else {}
+            threads0 = thread_times(pid)
+            cpu0 = _cpu(pid)
+            helpers = _helpers(pid)
+            helpers0 = sum(_cpu(h) for h in helpers)
+            subs0 = sum(_cpu(f.pid) for f in followers)
+            first = time.time()
+            for i in range(n):
+                with open(inbox / f"f{i:06d}", "w") as fh:
+                    fh.write("x")
+            closed = time.time()
+            while not engine.settled(WARM + n):
+                time.sleep(0.1)
+            done = time.time()
+            cpu = _cpu(pid) - cpu0
+            helpers_cpu = sum(_cpu(h) for h in helpers) - helpers0
+            threads: dict[str, float] = {}
+            for tid, (used, _switches) in thread_times(pid).items():
+                name = names.get(tid, "(not named)")
+                threads[name] = threads.get(name, 0.0) + used - threads0.get(tid, (0.0, 0))[0]
+            control.close()
+            time.sleep(0.5)  # the followers print what is still on its way
+            subs = sum(_cpu(f.pid) for f in followers) - subs0
+            read = sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers))
+            return {"lag_s": done - closed, "total_s": done - first, "cpu_s": cpu, "facts_read": float(read),
+                    "subscribers_cpu_s": subs, "helpers_cpu_s": helpers_cpu, "threads": threads}
+        finally:
+            for follower in followers:
+                follower.terminate()
+                follower.wait(10)
 
 
 def hub_cpu(files: int, subscribers: int, cycle: int = 300, pause: float = 0.001,

@@ -228,13 +228,19 @@ def store_until_the_watcher_is_done(loop, watcher: threading.Thread, want: int) 
     return stored
 
 
+def _numbered_files(folder: Path, count: int) -> list[Path]:
+    """``count`` files f0.csv, f1.csv ... in ``folder``, each holding its own number (distinct contents)."""
+    files = [folder / f"f{i}.csv" for i in range(count)]
+    for i, path in enumerate(files):
+        path.write_text(str(i))
+    return files
+
+
 def test_intake_taken_in_bulk_frees_a_full_queue_and_leaves_no_item_unfinished(parts, tmp_path):
     """The loop takes a burst off the intake queue in one lock round: a watcher blocked on the full queue
     goes on, and the queue's count of unfinished items (what idleness is judged by) comes back to zero."""
     loop = parts
-    files = [tmp_path / f"f{i}.csv" for i in range(6)]
-    for i, path in enumerate(files):
-        path.write_text(str(i))
+    files = _numbered_files(tmp_path, 6)
     intake: queue.Queue = queue.Queue(maxsize=2)
     loop.inflow.queue = intake
     for path in files[:2]:
@@ -252,9 +258,7 @@ def test_a_watcher_batch_past_the_intake_s_room_waits_for_it_and_arrives_whole_i
     """``on_files`` puts as many of a batch as fit in one lock round and waits for room for the rest: nothing is
     dropped or reordered, a blocked watcher goes on once the loop takes, and no item is left unfinished."""
     loop = parts
-    files = [tmp_path / f"f{i}.csv" for i in range(7)]
-    for i, path in enumerate(files):
-        path.write_text(str(i))
+    files = _numbered_files(tmp_path, 7)
     intake: queue.Queue = queue.Queue(maxsize=3)
     loop.inflow.queue = intake
     intake.put(("file", str(files[0]), None))  # room for two of the batch, then the watcher waits

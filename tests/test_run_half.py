@@ -13,12 +13,16 @@ from test_engine_parts import RECIPE, _des, _report, wire_loop
 from tinyo import events as ev
 
 
+def _loop_in(folder: Path):  # noqa: ANN202
+    """A loop wired on a state file in ``folder`` (made here): one per case, nothing shared between them."""
+    folder.mkdir()
+    return wire_loop(folder, RECIPE)
+
+
 def test_a_run_taken_after_its_dep_left_the_caches_reads_its_version_from_the_state_file(tmp_path: Path):
     runs = {}
     for dropped in (False, True):
-        folder = tmp_path / f"dropped-{dropped}"
-        folder.mkdir()
-        loop = wire_loop(folder, RECIPE)
+        loop = _loop_in(tmp_path / f"dropped-{dropped}")
         try:
             des = _des(loop, ["raw"], ["clean"])
             loop.documents.bump("raw", by="event")
@@ -97,9 +101,7 @@ def test_the_short_paths_give_what_the_general_ones_give_on_the_same_states(tmp_
             for cached in (True, False):
                 twins = []
                 for side in ("short", "general"):
-                    folder = tmp_path / f"{upstream}-{two}-{cached}-{side}"
-                    folder.mkdir()
-                    loop = wire_loop(folder, RECIPE)
+                    loop = _loop_in(tmp_path / f"{upstream}-{two}-{cached}-{side}")
                     dep = _dep_as(loop, tmp_path, upstream)
                     if two:
                         loop.documents.bump("side", by="event")
@@ -147,9 +149,7 @@ def test_a_run_told_in_one_message_or_two_in_a_batch_or_alone_leaves_the_same(tm
     outcomes = {}
     for one_message in (True, False):
         for batched in (True, False):
-            folder = tmp_path / f"ran-{one_message}-{batched}"
-            folder.mkdir()
-            loop = wire_loop(folder, RECIPE)
+            loop = _loop_in(tmp_path / f"ran-{one_message}-{batched}")
             try:
                 leaf_ok = _des(loop, ["raw"], ["out_ok"])
                 leaf_failed = _des(loop, ["raw"], ["out_failed"])
