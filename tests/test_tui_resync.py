@@ -325,7 +325,7 @@ def test_a_subscriber_that_stops_reading_gets_every_fact_numbered_or_counted_in_
             assert isinstance(next(stream), Live)
             engine.inject("echo_first")
             got: list[Facts | Missed] = []
-            while not any(isinstance(m, Facts) and any(type(f) is ev.DocumentUpdated for f in m.facts) for m in got):
+            while not any(isinstance(m, Facts) and any(type(f) is ev.OpFinished for f in m.facts) for m in got):
                 got.append(next(stream))  # reading: the lines go straight from the hub
             for n in range(FLOOD):  # not reading
                 engine.inject(f"echo_n{n}")
