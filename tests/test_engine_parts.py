@@ -143,7 +143,9 @@ def test_facts_wait_in_the_outbox_until_it_is_released(parts):
     assert loop.published == [], "nothing is announced before the commit"
     loop.outbox.release()
     kinds = [type(e) for e in loop.published]
-    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESStateChanged)
+    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) and ev.DESStateChanged not in kinds
+    (registered,) = [e for e in loop.published if isinstance(e, ev.DESRegistered)]
+    assert registered.state == "queued"  # its first state, told in it while it waited in the outbox
     loop.outbox.emit(ev.EngineNotice(0.0, "info", "dropped"))
     loop.outbox.drop()
     loop.outbox.release()
@@ -374,14 +376,15 @@ def _cycle(loop: Loop) -> list[tuple[str, ...]]:
 
 
 def test_each_state_change_of_a_des_is_told_once(parts):
-    """Ready: one state fact, queued (not stale then queued, and no second fact beside it); started and
-    done: the run facts tell running and ok (and the run's end its target's new version), with no state or
-    document fact beside them; a state the run facts do not tell (queued again because a dep changed while it
-    ran, a retry) has its state fact, from the state the run facts told."""
+    """Ready as it is registered: its registration tells its first state, queued (no state fact beside it);
+    ready later: one state fact, queued (not stale then queued); started and done: the run facts tell running
+    and ok (and the run's end its target's new version), with no state or document fact beside them; a state
+    the run facts do not tell (queued again because a dep changed while it ran, a retry) has its state fact,
+    from the state the run facts told."""
     loop = parts
     des = _des(loop, ["raw"], ["clean"])
     loop.documents.bump("raw", by="event")
-    assert _cycle(loop) == [("des_registered", ""), ("document_updated",), ("des_state", "queued", "new")]
+    assert _cycle(loop) == [("des_registered", "queued"), ("document_updated",)]
     assert loop.graph.nodes[des.id].reason == "queued: never built"
     (run_id,) = loop.runbook.open
     loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))

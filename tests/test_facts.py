@@ -52,7 +52,7 @@ def _until(facts: queue.Queue[dict], seen: list[dict], done, timeout: float = 30
         seen.append(fact)
 
 
-def test_a_file_dropped_into_a_watched_folder_is_told_in_five_facts_each_state_change_once(tmp_path, inbox):
+def test_a_file_dropped_into_a_watched_folder_is_told_in_four_facts_each_state_change_once(tmp_path, inbox):
     recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "state.db", inbox=inbox)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--json"], text=True,
@@ -72,15 +72,14 @@ def test_a_file_dropped_into_a_watched_folder_is_told_in_five_facts_each_state_c
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
     life = [f for f in seen[mark:] if f["type"] in _LIFE]
-    assert [f["type"] for f in life] == ["event_received", "des_registered", "des_state", "op_started",
-                                         "op_finished"], life
-    received, registered, queued, started, finished = life
-    # the file's new version told by its event's fact, the target's by its run's: no document_updated beside them
+    assert [f["type"] for f in life] == ["event_received", "des_registered", "op_started", "op_finished"], life
+    received, registered, started, finished = life
+    # the file's new version told by its event's fact, the DES's first state by its registration's, the
+    # target's new version by its run's: no document_updated or des_state beside them
     assert (received["name"], received["source"], received["des_count"], received["errors"], received["version"]) \
         == (path, "file", 1, 0, 1)
     des_id = registered["des_id"]
-    assert (queued["des_id"], queued["state"], queued["previous"], queued["reason"]) == \
-        (des_id, "queued", "new", "queued: never built")
+    assert (registered["state"], registered["reason"]) == ("queued", "queued: never built")
     assert started["des_id"] == finished["des_id"] == des_id  # running, then ok: told by the run facts alone
     assert (finished["made"], finished["versions"]) == (["done " + path], [1])
     assert proc.returncode == 0
