@@ -387,7 +387,7 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, variant: str) -> N
             if error is not None:
                 raise RuntimeError(f"op {op} {error}")  # the floor keeps no retry path
             finish_rows.append(("ok", end, None, None, "", None, name, start, rid))
-            des_states.append(("ok", trace, None, 0, 1, des_id))
+            des_states.append(("ok", trace, None, 0, 1, rid, des_id))  # last_run: this run (schema 6)
             given = []
             for targ in targs:  # not a path: no file to stat (tinyo's run book stats a "/..." target)
                 v = version[targ] = version.get(targ, 0) + 1
