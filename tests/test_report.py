@@ -230,7 +230,8 @@ def test_the_verbose_text_log_prints_state_changes():
 
 def test_the_verbose_text_log_prints_the_versions_and_first_state_other_facts_tell_as_their_own_facts_print():
     """An event's version, a new DES's first state and a run's targets' versions come inside those facts: the
-    verbose log prints each as the line of the fact it stands for, after the line of the fact that tells it."""
+    verbose log prints each as the line of the fact it stands for, in the order they were told in as facts of
+    their own: an event's version before the event's line, a first state and a run's versions after theirs."""
     told = [ev.EventReceived(1.0, 7, "/in/a.csv", "file", 1.0, 1, 0, 1),
             ev.DESRegistered(1.0, "d1", frozenset({"/in/a.csv"}), frozenset({"t"}), ("load",), "on_file", "/in/a.csv",
                              False, "queued", "queued: never built"),
@@ -248,8 +249,8 @@ def test_the_verbose_text_log_prints_the_versions_and_first_state_other_facts_te
     report.close()
     lines, plain_lines = out.getvalue().splitlines(), plain.getvalue().splitlines()
     assert len(plain_lines) == 3 and len(lines) == 6
-    assert [lines[1], lines[3], lines[5]] == unfolded.getvalue().splitlines()
-    assert [lines[0], lines[2], lines[4]] == plain_lines
+    assert [lines[0], lines[3], lines[5]] == unfolded.getvalue().splitlines()
+    assert [lines[1], lines[2], lines[4]] == plain_lines
 
 
 RECIPE = '''

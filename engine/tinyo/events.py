@@ -220,8 +220,9 @@ class DocumentUpdated(BusEvent):
 
 def folded_versions(fact: BusEvent) -> list[DocumentUpdated]:
     """The new document versions ``fact`` tells in place of a ``DocumentUpdated`` each (an ``EventReceived``: its
-    document's; an ``OpFinished``: its targets'), as those facts: readers apply them as they would those,
-    right after ``fact`` (for a run's, after its DES's move to ok, ``RUN_MOVES``)."""
+    document's; an ``OpFinished``: its targets'), as those facts: readers apply them as they would those, an
+    event's version just before its ``EventReceived`` (the order it was told in before), a run's right after its
+    ``OpFinished`` (after its DES's move to ok, ``RUN_MOVES``)."""
     if type(fact) is EventReceived:
         return [] if fact.version is None else [DocumentUpdated(fact.ts, fact.name, fact.version, "event")]
     if type(fact) is OpFinished:

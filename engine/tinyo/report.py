@@ -360,14 +360,13 @@ class TextReporter(_Batcher):
         return f"\x1b[2m{clock}\x1b[0m {_ANSI[style]}{tag:<6}\x1b[0m "
 
     def _lines(self, event: ev.BusEvent) -> list[str]:
-        lines = self._own_lines(event)
-        if self.verbose and type(event) in _FOLDING:  # what it tells in place of facts of their own, as those print
-            folded: list[ev.BusEvent] = [*ev.folded_versions(event)]
-            state = ev.folded_state(event)
-            if state is not None:
-                folded.append(state)
-            for fact in folded:
-                lines += self._own_lines(fact)
+        if not (self.verbose and type(event) in _FOLDING):
+            return self._own_lines(event)
+        lines: list[str] = []
+        # what it tells in place of facts of their own, printed as those were, in their order (an event's version
+        # before the event, a first state and a run's versions after their fact)
+        for fact in ev.unfold([event]):
+            lines += self._own_lines(event if type(fact) is type(event) else fact)
         return lines
 
     def _own_lines(self, event: ev.BusEvent) -> list[str]:  # noqa: C901 - one branch per event type, kept flat
