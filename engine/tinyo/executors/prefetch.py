@@ -49,6 +49,7 @@ def reports_due(workers: Iterable[Worker], mean: float, lock: threading.Lock) ->
     if mean >= FAST_OP:
         return [], 0.0
     now, limit = time.monotonic(), stall_limit(mean)
-    with lock:
-        return [w.result_conn.fileno() for w in workers if w.inflight and not w.dead and not w.eof
+    with lock:  # a pipe closed (a worker being replaced) has no file descriptor left: never waited for
+        return [w.result_conn.fd for w in workers if w.inflight and not w.dead and not w.eof
+                and w.result_conn is not None and w.result_conn.fd >= 0
                 and not (w.started_mono and now - next(iter(w.started_mono.values())) > limit)], REPORT_DUE
