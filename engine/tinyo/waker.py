@@ -84,6 +84,7 @@ class Waker:
                 ready = poller.poll(0 if self._flag else ms)  # the flag looked at again once marked sleeping
             finally:
                 self._sleeping = False
+        quiet = quiet and not self._flag  # else set by another thread as this one went to sleep (no byte then)
         if self._take(ready, watched) or not ready or not quiet or self.linger is None:
             return self._flag
         self._linger(self.linger(), watched)
