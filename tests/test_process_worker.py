@@ -506,7 +506,7 @@ def test_the_reports_due_in_a_moment_are_those_of_workers_holding_fast_ops_none_
             worker.result_conn = Pipe(r)
         lock = th.Lock()
         fast = FAST_OP / 10
-        assert reports_due(workers, fast, lock) == ([], REPORT_DUE)  # none holds a task: a chain's link just ended
+        assert reports_due(workers, fast, lock) == ([], 0.0)  # none holds a task: a chain's link just ended
         workers[1].inflight[7] = None  # type: ignore[assignment]
         workers[2].inflight[8] = None  # type: ignore[assignment]
         assert reports_due(workers, fast, lock) == ([fds[1][0], fds[2][0]], REPORT_DUE)

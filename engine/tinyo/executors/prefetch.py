@@ -41,13 +41,22 @@ def stall_limit(mean: float) -> float:
     return max(0.05, 20 * mean)
 
 
+NONE_DUE: tuple[list[int], float] = ([], 0.0)
+"""What :func:`reports_due` says when no report is due in a moment (its list is never added to)."""
+
+
 def reports_due(workers: Iterable[Worker], mean: float, lock: threading.Lock) -> tuple[list[int], float]:
     """The report pipes of the workers whose report comes within moments, and within how many seconds at most:
     those holding fast ops not yet reported, none of them stalled. The loop, woken by one worker's report alone,
     waits that long for theirs (``Waker.linger``): one cycle and one commit for both, where a burst's files
     trickling in would make a cycle of each (and a chain's link, the only op held, waits for nothing)."""
     if mean >= FAST_OP:
-        return [], 0.0
+        return NONE_DUE
+    for worker in workers:  # looked at without the lock first (a hint, looked at again under it): a chain's link
+        if worker.inflight:  # comes back with no other worker holding an op, and its way to the loop stays short
+            break
+    else:
+        return NONE_DUE
     now, limit = time.monotonic(), stall_limit(mean)
     with lock:  # a pipe closed (a worker being replaced) has no file descriptor left: never waited for
         return [w.result_conn.fd for w in workers if w.inflight and not w.dead and not w.eof
