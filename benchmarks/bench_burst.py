@@ -147,7 +147,7 @@ first = time.time()
 for i in range(n):
     with open(os.path.join(folder, f"f_{i:06d}.dat"), "w") as fh:
         fh.write(f"{i}\n")
-print(json.dumps({"first": first, "last_close": time.time()}))
+print(json.dumps({"first": first, "last_close": time.time(), "cpu": time.process_time()}))
 """
 
 

@@ -76,7 +76,7 @@ the default cases: a lever for lag, not for CPU), and ``tinyo run`` with its tex
 
 def alone(n: int = 10_000) -> dict[str, float]:
     """Parts of the floor's main thread timed by themselves (best of 7, process CPU, us per file): the DES id,
-    the two group keys, and the 7 facts per file as ``tinyo.events`` dataclasses and as plain tuples."""
+    the two group keys, and the 4 facts per file as ``tinyo.events`` dataclasses and as plain tuples."""
     sys.path.insert(0, str(bb.ENGINE))
     from tinyo import events as ev
     from tinyo.groups import group_key
@@ -94,23 +94,21 @@ def alone(n: int = 10_000) -> dict[str, float]:
 
     def facts(des: list[Any]) -> None:
         for p, x in zip(paths, des):
-            ev.DocumentUpdated(now, p, 1, "event"), ev.EventReceived(now, 1, p, "file", now, 1, 0)
-            ev.DESRegistered(now, d, x.deps, x.targs, ("mark",), "on_file", p)
-            ev.DESStateChanged(now, d, "queued", "queued: never built", "new", (p,))
-            ev.OpStarted(now, 1, d, "mark", "w1", 1, x.targs), ev.OpFinished(now, 1, d, "mark", "w1", 0.001, None)
-            ev.DocumentUpdated(now, "done " + p, 1, d)
+            ev.EventReceived(now, 1, p, "file", now, 1, 0, 1)
+            ev.DESRegistered(now, d, x.deps, x.targs, ("mark",), "on_file", p, False, "queued", "queued: never built")
+            ev.OpStarted(now, 1, d, "mark", "w1", 1, x.targs)
+            ev.OpFinished(now, 1, d, "mark", "w1", 0.001, None, ("done " + p,), (1,))
 
     def tuples(des: list[Any]) -> None:
         for p, x in zip(paths, des):
-            (0, now, p, 1, "event"), (1, now, 1, p, "file", now, 1, 0)
-            (2, now, d, x.deps, x.targs, ("mark",), "on_file", p)
-            (3, now, d, "queued", "queued: never built", "new", (p,)), (4, now, 1, d, "mark", "w1", 1, x.targs)
-            (5, now, 1, d, "mark", "w1", 0.001, None), (0, now, "done " + p, 1, d)
+            (1, now, 1, p, "file", now, 1, 0, 1)
+            (2, now, d, x.deps, x.targs, ("mark",), "on_file", p, False, "queued", "queued: never built")
+            (4, now, 1, d, "mark", "w1", 1, x.targs), (5, now, 1, d, "mark", "w1", 0.001, None, ("done " + p,), (1,))
 
     parts = {"the generator (building the DES)": lambda des: [fn(p) for p in paths],
              "the DES id": lambda des: [x.id for x in des],
              "two group keys": lambda des: [(group_key(p), group_key("done " + p)) for p in paths],
-             "7 facts, tinyo.events dataclasses": facts, "7 facts, tuples": tuples}
+             "4 facts, tinyo.events dataclasses": facts, "4 facts, tuples": tuples}
     out = {}
     for label, part in parts.items():
         best = float("inf")

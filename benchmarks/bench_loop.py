@@ -9,7 +9,8 @@ two workers take while ops are fast) and answers each of them at once, start and
 eight runs per worker report (the burst's recipe: one DES per file, one trivial op, one target). What is
 measured is the loop's own work per file, every cycle of it (intake, generators, registration, readiness,
 dispatch, reports, rows, commits, facts), as ``time.process_time`` gives it: the loop thread's share of a
-``tinyo run`` burst, without the waits.
+``tinyo run`` burst, without the waits. The facts the loop publishes are counted per file (and, outside
+callgrind, per kind: the round's JSON has them).
 
 The machine this runs on is shared and noisy (+-30% between runs), so ``--callgrind`` runs each round under
 valgrind's callgrind instead, counted from the first cycle to the last (``callgrind_control`` zeroes and
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +144,11 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
             files.append(str(path))
         (work / "recipe.py").write_text(RECIPE.replace("DB_PATH", repr(str(work / "state.db"))))
         loop, store, pool = wired_loop(work, ManualClock(), AnsweringPool)
+        told: list[int] = [0]  # facts published (one call a cycle: nothing per fact is added to what is measured)
+        kinds: Counter[str] = Counter()
+        loop.outbox.bus.subscribe_batches(lambda batch: told.__setitem__(0, told[0] + len(batch)))
+        if not counted:  # and by kind, where instructions are not counted
+            loop.outbox.bus.subscribe_batches(lambda batch: kinds.update(map(attrgetter("kind"), batch)))
         intake, fed, cycles = loop.inflow.queue, 0, 0
         gc.collect()
         if counted:
@@ -162,7 +170,8 @@ def one_round(n: int, counted: bool) -> dict[str, Any]:
         if counted:
             subprocess.run(["callgrind_control", "--dump=loop", str(os.getpid())], capture_output=True, check=False)
         close_checked(store, n)
-        return {"cpu_us": cpu * 1e6 / n, "cycles": cycles}
+        return {"cpu_us": cpu * 1e6 / n, "cycles": cycles, "facts_per_file": told[0] / n,
+                "kinds_per_file": {kind: count / n for kind, count in sorted(kinds.items())}}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -231,8 +240,9 @@ def compare(script: Path, what: str, per: str, default_n: tuple[int, int], one_r
     for case, samples in res["samples"].items():
         values = [s[key] for s in samples]
         medians[case] = statistics.median(values)
+        facts = f"   facts {samples[0]['facts_per_file']:.2f}" if "facts_per_file" in samples[0] else ""
         print(f"  {case:10s} median {medians[case]:12,.1f}   min {min(values):12,.1f}   max {max(values):12,.1f}   "
-              f"cycles {samples[0]['cycles']}")
+              f"cycles {samples[0]['cycles']}{facts}")
     if "baseline" in medians:
         print(f"  ratio (tinyo / baseline, medians): {medians['tinyo'] / medians['baseline']:.3f}")
     res["medians"] = medians

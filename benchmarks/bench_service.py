@@ -32,7 +32,7 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   decided by that many pairs (15 pairs: the 4th and 12th of the ordered ratios).
 
 - ``hub_two`` / ``hub_none``: the channel's share of the engine process alone, without the machine's
-  other processes: a burst's worth of facts (7 per file, 23,000 files) handed to the control hub
+  other processes: a burst's worth of facts (4 per file, 23,000 files) handed to the control hub
   the way the engine's bus does, with two clients subscribed over socket pairs (their readers
   drain them), beside the same facts with no client subscribed; process CPU.
 
@@ -325,7 +325,7 @@ def burst(n: int, subscribers: int) -> dict[str, Any]:
 def hub_cpu(files: int, subscribers: int, cycle: int = 300, pause: float = 0.001,
             real_times: bool = False) -> tuple[float, float]:
     """CPU seconds of this process (its clients' writers and readers included), and of the hub's own thread,
-    to pass a file's facts (the 7 a file dropped into a watched folder publishes, README "Facts") through a
+    to pass a file's facts (the 4 a file dropped into a watched folder publishes, README "Facts") through a
     Hub to ``subscribers`` clients (each gets the same rows: consoles and `tinyo events --json` alike), handed
     over ``cycle`` at a time every ``pause`` seconds (as the engine's cycles do). The facts' times are 1.0 (short
     to write as JSON), or with ``real_times`` what a burst's are (``time.time()``-like, 17 digits)."""
@@ -339,12 +339,11 @@ def hub_cpu(files: int, subscribers: int, cycle: int = 300, pause: float = 0.001
         t = start + i * 1.37e-4 if real_times else 1.0
         path = f"/tmp/bench/inbox/f{i:06d}"
         des_id = f"{i:016x}"
-        facts += [ev.DocumentUpdated(t, path, 1, "event"), ev.EventReceived(t, i, path, "file", t, 1, 0),
+        facts += [ev.EventReceived(t, i, path, "file", t, 1, 0, 1),
                   ev.DESRegistered(t, des_id, frozenset({path}), frozenset({"done " + path}), ("noop",), "on_file",
-                                   path),
-                  ev.DESStateChanged(t, des_id, "queued", "queued: never built", "new", ("done " + path,)),
+                                   path, False, "queued", "queued: never built"),
                   ev.OpStarted(t, i, des_id, "noop", "w1", 1, frozenset({"done " + path})),
-                  ev.OpFinished(t, i, des_id, "noop", "w1", 0.001), ev.DocumentUpdated(t, "done " + path, 1, des_id)]
+                  ev.OpFinished(t, i, des_id, "noop", "w1", 0.001, None, ("done " + path,), (1,))]
     stopped = threading.Event()
     hub_thread: list[float] = []
 

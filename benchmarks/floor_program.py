@@ -21,8 +21,9 @@ file and exits. Per cycle:
    opened, the watermark, and the outcomes read since the last commit (the run's outcome, the DES's state and
    trace, the target's new version); COMMIT before any op is handed over (Guarantees 2);
 6. hand-over to 2 forked worker processes in chunks, outcomes read back (one message per chunk);
-7. the 7 ``tinyo.events`` dataclasses tinyo tells per file and a ``GroupsChanged`` per cycle, held until the
-   commit, then handed to a bounded deque (nothing drains it).
+7. the 4 ``tinyo.events`` dataclasses tinyo tells per file (the event's with its file's version, the DES's
+   with its first state, the run's start, its end with its target's version) and a ``GroupsChanged`` per
+   cycle, held until the commit, then handed to a bounded deque (nothing drains it).
 
 The main thread's CPU is split by part (``PARTS``) with ``time.thread_time_ns``, the SQL by statement.
 """
@@ -386,29 +387,30 @@ def serve(inbox: str, db: str, marker: str, recipe_path: str, variant: str) -> N
             if error is not None:
                 raise RuntimeError(f"op {op} {error}")  # the floor keeps no retry path
             finish_rows.append(("ok", end, None, None, "", None, name, start, rid))
-            des_states.append(("ok", trace, None, 0, 1, des_id))
-            finished.append((rid, des_id, op, name, end - start, targ_set))
+            des_states.append(("ok", trace, None, 0, 1, rid, des_id))  # last_run: this run (schema 6)
+            given = []
             for targ in targs:  # not a path: no file to stat (tinyo's run book stats a "/..." target)
                 v = version[targ] = version.get(targ, 0) + 1
                 target_versions.append((targ, v, now, des_id))
+                given.append(v)
+            finished.append((rid, des_id, op, name, end - start, targ_set, tuple(targs), tuple(given)))
         stats["runs_done"] += len(outcomes)
         t1 = clock()
         parts[OUTCOMES] += t1 - t
         # ---- facts, held until the commit (the bus tells nothing before it: Guarantees 1)
         told: list[Any] = []
         if events or outcomes:
-            for (eid, (path, *_), gen, made), doc in zip(emitted, file_docs):
-                told.append(ev.DocumentUpdated(now, path, doc[1], "event"))
-                told.append(ev.EventReceived(now, eid, path, "file", now, len(made), 0))
-            for des, des_id, names, gen, path, queued in registered:
-                told.append(ev.DESRegistered(now, des_id, des.deps, des.targs, names, gen, path))
+            for (eid, (path, *_), gen, made), doc in zip(emitted, file_docs):  # its file's version told in it
+                told.append(ev.EventReceived(now, eid, path, "file", now, len(made), 0, doc[1]))
+            for des, des_id, names, gen, path, queued in registered:  # its first state told in it
                 if queued:
-                    told.append(ev.DESStateChanged(now, des_id, "queued", "queued: never built", "new",
-                                                   tuple(sorted(des.targs))))
-            for rid, des_id, op, name, duration, targ_set in finished:
+                    told.append(ev.DESRegistered(now, des_id, des.deps, des.targs, names, gen, path, False, "queued",
+                                                 "queued: never built"))
+                else:
+                    told.append(ev.DESRegistered(now, des_id, des.deps, des.targs, names, gen, path))
+            for rid, des_id, op, name, duration, targ_set, made_names, made_versions in finished:
                 told.append(ev.OpStarted(now, rid, des_id, op, name, 1, targ_set))
-                told.append(ev.OpFinished(now, rid, des_id, op, name, duration, None))
-            told.extend(ev.DocumentUpdated(now, targ, v, des_id) for targ, v, _, des_id in target_versions)
+                told.append(ev.OpFinished(now, rid, des_id, op, name, duration, None, made_names, made_versions))
             touched = {}
             for key, name in grouped:  # the groups' counts for the console's tree: one fact per cycle
                 g = groups.get(key)

@@ -59,6 +59,11 @@ class Harness:
         with self._lock:
             return [e for e in self.events if isinstance(e, kind)]
 
+    def told(self, kind: type) -> list[Any]:
+        """The facts of ``kind``, those another fact tells in its place included (``events.unfold``)."""
+        with self._lock:
+            return [e for e in ev.unfold(self.events) if isinstance(e, kind)]
+
     def lines(self) -> list[str]:
         return [e.line for e in self.of(ev.OpOutput)]
 

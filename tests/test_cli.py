@@ -50,9 +50,12 @@ def test_run_json_lines_and_stop_after(recipe, inbox):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = [e["type"] for e in events]
-    for expected in ("engine_state", "event_received", "des_registered", "des_state", "op_started", "op_output",
-                     "op_finished", "document_updated"):
+    for expected in ("engine_state", "event_received", "des_registered", "op_started", "op_output", "op_finished"):
         assert expected in kinds
+    # the file's version, the DES's first state and the targets' versions told by those facts
+    assert all(e["version"] == 1 for e in events if e["type"] == "event_received")
+    assert all(e["state"] for e in events if e["type"] == "des_registered")
+    assert all(e["versions"] == [1] for e in events if e["type"] == "op_finished")
     output = [e["line"] for e in events if e["type"] == "op_output"]
     assert output == ["loaded a.csv", "report built"]
     assert kinds[-1] == "engine_state" and events[-1]["state"] == "stopped"

@@ -143,7 +143,9 @@ def test_facts_wait_in_the_outbox_until_it_is_released(parts):
     assert loop.published == [], "nothing is announced before the commit"
     loop.outbox.release()
     kinds = [type(e) for e in loop.published]
-    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) < kinds.index(ev.DESStateChanged)
+    assert kinds.index(ev.DESRegistered) < kinds.index(ev.DocumentUpdated) and ev.DESStateChanged not in kinds
+    (registered,) = [e for e in loop.published if isinstance(e, ev.DESRegistered)]
+    assert registered.state == "queued"  # its first state, told in it while it waited in the outbox
     loop.outbox.emit(ev.EngineNotice(0.0, "info", "dropped"))
     loop.outbox.drop()
     loop.outbox.release()
@@ -363,29 +365,32 @@ def test_intake_coalesces_a_burst_on_one_file_into_one_stored_event(parts, tmp_p
 
 
 def _cycle(loop: Loop) -> list[tuple[str, ...]]:
-    """Settle, dispatch and release as a cycle ends; the facts it published, as (kind, state, previous)."""
+    """Settle, dispatch and release as a cycle ends; the facts it published, as (kind, state, previous) for a state
+    fact, (kind, first state) for a registration, (kind, targets given a new version) for a run's end."""
     loop.published.clear()
     _ready_tasks(loop)
     loop.outbox.release()
-    return [(e.kind, e.state, e.previous) if isinstance(e, ev.DESStateChanged) else (e.kind,)
+    return [(e.kind, e.state, e.previous) if isinstance(e, ev.DESStateChanged) else (e.kind, e.state)
+            if isinstance(e, ev.DESRegistered) else (e.kind, e.made) if isinstance(e, ev.OpFinished) else (e.kind,)
             for e in loop.published if not isinstance(e, ev.GroupsChanged)]
 
 
 def test_each_state_change_of_a_des_is_told_once(parts):
-    """Ready: one state fact, queued (not stale then queued, and no second fact beside it); started and
-    done: the run facts tell running and ok, with no state fact beside them; a state the run facts do not
-    tell (queued again because a dep changed while it ran, a retry) has its state fact, from the state
-    the run facts told."""
+    """Ready as it is registered: its registration tells its first state, queued (no state fact beside it);
+    ready later: one state fact, queued (not stale then queued); started and done: the run facts tell running
+    and ok (and the run's end its target's new version), with no state or document fact beside them; a state
+    the run facts do not tell (queued again because a dep changed while it ran, a retry) has its state fact,
+    from the state the run facts told."""
     loop = parts
     des = _des(loop, ["raw"], ["clean"])
     loop.documents.bump("raw", by="event")
-    assert _cycle(loop) == [("des_registered",), ("document_updated",), ("des_state", "queued", "new")]
+    assert _cycle(loop) == [("des_registered", "queued"), ("document_updated",)]
     assert loop.graph.nodes[des.id].reason == "queued: never built"
     (run_id,) = loop.runbook.open
     loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
     assert _cycle(loop) == [("op_started",)]
     loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
-    assert _cycle(loop) == [("op_finished",), ("document_updated",)]
+    assert _cycle(loop) == [("op_finished", ("clean",))]
     assert loop.graph.nodes[des.id].state == "ok"
 
     loop.documents.bump("raw", by="event")  # a new version: queued again, from ok
@@ -394,7 +399,7 @@ def test_each_state_change_of_a_des_is_told_once(parts):
     loop.runbook.on_message("w1", "start", run_id, ("w1", loop.clock.time()))
     loop.documents.bump("raw", by="event")  # changed again while it runs
     loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
-    assert _cycle(loop) == [("op_started",), ("document_updated",), ("op_finished",), ("document_updated",),
+    assert _cycle(loop) == [("op_started",), ("document_updated",), ("op_finished", ("clean",)),
                             ("des_state", "queued", "ok")]
     assert "dep changed" in loop.graph.nodes[des.id].reason
 
@@ -415,7 +420,7 @@ def test_a_ran_report_is_taken_in_as_its_start_then_its_outcome(parts):
     (run_id,) = loop.runbook.open
     start = loop.clock.time() - 0.5
     loop.runbook.on_reports("w2", [("ran", run_id, ("w2", start, True, None, None, "'made'", 0.25))])
-    assert _cycle(loop) == [("op_started",), ("op_finished",), ("document_updated",)]
+    assert _cycle(loop) == [("op_started",), ("op_finished", ("clean",))]
     facts = [e for e in loop.published if isinstance(e, (ev.OpStarted, ev.OpFinished))]
     assert [(e.run_id, e.worker) for e in facts] == [(run_id, "w2")] * 2
     assert (facts[1].duration, facts[1].result) == (0.25, "'made'")
@@ -435,7 +440,7 @@ def test_a_run_reported_done_without_its_start_is_told_running_first(parts):
     _cycle(loop)
     (run_id,) = loop.runbook.open
     loop.runbook.on_message("w1", "done", run_id, (True, None, None, None, 0.01))
-    assert _cycle(loop) == [("des_state", "running", "queued"), ("op_finished",), ("document_updated",)]
+    assert _cycle(loop) == [("des_state", "running", "queued"), ("op_finished", ("clean",))]
     assert loop.graph.nodes[des.id].state == "ok"
 
 

@@ -52,7 +52,7 @@ def _until(facts: queue.Queue[dict], seen: list[dict], done, timeout: float = 30
         seen.append(fact)
 
 
-def test_a_file_dropped_into_a_watched_folder_is_told_in_seven_facts_each_state_change_once(tmp_path, inbox):
+def test_a_file_dropped_into_a_watched_folder_is_told_in_four_facts_each_state_change_once(tmp_path, inbox):
     recipe = write_recipe(tmp_path, ONE_OP, db=tmp_path / "state.db", inbox=inbox)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tinyo.cli", "run", str(recipe), "--json"], text=True,
@@ -64,8 +64,7 @@ def test_a_file_dropped_into_a_watched_folder_is_told_in_seven_facts_each_state_
         _until(facts, seen, lambda s: any(f["type"] == "engine_state" and f["state"] == "running" for f in s))
         path = str(drop(inbox, "a.csv"))
         mark = len(seen)
-        _until(facts, seen, lambda s: any(f["type"] == "document_updated" and f["name"] == "done " + path
-                                          for f in s[mark:]))
+        _until(facts, seen, lambda s: any(f["type"] == "op_finished" for f in s[mark:]))
         time.sleep(0.3)  # anything told late would show up now
         while not facts.empty():
             seen.append(facts.get())
@@ -73,16 +72,16 @@ def test_a_file_dropped_into_a_watched_folder_is_told_in_seven_facts_each_state_
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
     life = [f for f in seen[mark:] if f["type"] in _LIFE]
-    assert [f["type"] for f in life] == ["document_updated", "event_received", "des_registered", "des_state",
-                                         "op_started", "op_finished", "document_updated"], life
-    updated, received, registered, queued, started, finished, made = life
-    assert (updated["name"], updated["version"], updated["by"]) == (path, 1, "event")
-    assert (received["name"], received["source"], received["des_count"], received["errors"]) == (path, "file", 1, 0)
+    assert [f["type"] for f in life] == ["event_received", "des_registered", "op_started", "op_finished"], life
+    received, registered, started, finished = life
+    # the file's new version told by its event's fact, the DES's first state by its registration's, the
+    # target's new version by its run's: no document_updated or des_state beside them
+    assert (received["name"], received["source"], received["des_count"], received["errors"], received["version"]) \
+        == (path, "file", 1, 0, 1)
     des_id = registered["des_id"]
-    assert (queued["des_id"], queued["state"], queued["previous"], queued["reason"]) == \
-        (des_id, "queued", "new", "queued: never built")
+    assert (registered["state"], registered["reason"]) == ("queued", "queued: never built")
     assert started["des_id"] == finished["des_id"] == des_id  # running, then ok: told by the run facts alone
-    assert (made["name"], made["version"], made["by"]) == ("done " + path, 1, des_id)
+    assert (finished["made"], finished["versions"]) == (["done " + path], [1])
     assert proc.returncode == 0
 
 

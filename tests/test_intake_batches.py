@@ -88,8 +88,12 @@ def one_by_one(loop: Loop) -> None:
 
     def from_events(batch: list[Any]) -> None:
         documents.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
-        for _, _, name, state, _ in batch:
-            documents.from_event(name, state)
+        told = documents.event_versions  # each event's version kept for its EventReceived, as the batch keeps it
+        told.clear()
+        for event_id, _, name, state, _ in batch:
+            given = documents.held(documents.from_event, name, state)
+            if given:
+                told[event_id] = given[0][1]
 
     documents.from_events = from_events  # type: ignore[method-assign]
     registration.register_batch = lambda emissions, flush: [  # type: ignore[method-assign]

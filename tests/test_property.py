@@ -259,7 +259,9 @@ def check_runs(run: Run) -> None:
 
 def check_versions_grow(run: Run) -> None:
     last: dict[str, int] = {}
-    for event in run.of(ev.DocumentUpdated):
+    with run.lock:
+        told = [e for e in ev.unfold(run.events) if type(e) is ev.DocumentUpdated]
+    for event in told:
         assert event.version > last.get(event.name, 0), f"{event.name}: version {event.version} after {last[event.name]}"
         last[event.name] = event.version
 

@@ -155,7 +155,7 @@ def test_a_file_deleted_while_its_des_is_queued_is_not_run_on(tmp_path: Path, in
         (inbox / "slow.csv").write_text("slow\n")
         h.wait_for(lambda: len(h.of(ev.OpStarted)) == 1, what="the slow op running")
         (inbox / "later.csv").write_text("later\n")
-        h.wait_for(lambda: any(e.state == "queued" for e in h.of(ev.DESStateChanged)
+        h.wait_for(lambda: any(e.state == "queued" for e in h.told(ev.DESStateChanged)
                                if any("later" in t for t in e.targs)), what="the second DES queued")
         os.unlink(inbox / "later.csv")
         gate.write_text("go")

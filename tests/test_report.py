@@ -228,6 +228,30 @@ def test_the_verbose_text_log_prints_state_changes():
     assert len(lines) == 2 and '"des_id": "d1"' in lines[0] and '"version": 2' in lines[1]
 
 
+def test_the_verbose_text_log_prints_the_versions_and_first_state_other_facts_tell_as_their_own_facts_print():
+    """An event's version, a new DES's first state and a run's targets' versions come inside those facts: the
+    verbose log prints each as the line of the fact it stands for, after the line of the fact that tells it."""
+    told = [ev.EventReceived(1.0, 7, "/in/a.csv", "file", 1.0, 1, 0, 1),
+            ev.DESRegistered(1.0, "d1", frozenset({"/in/a.csv"}), frozenset({"t"}), ("load",), "on_file", "/in/a.csv",
+                             False, "queued", "queued: never built"),
+            ev.OpFinished(2.0, 1, "d1", "load", "w1", 0.01, None, ("t",), (1,))]
+    out, plain = io.StringIO(), io.StringIO()
+    for stream, verbose in ((out, True), (plain, False)):
+        report = TextReporter(stream, color=False, verbose=verbose, clock=Clock())
+        report.many(told)
+        report.close()
+    unfolded = io.StringIO()
+    report = TextReporter(unfolded, color=False, verbose=True, clock=Clock())
+    report.many([ev.DocumentUpdated(1.0, "/in/a.csv", 1, "event"),
+                 ev.DESStateChanged(1.0, "d1", "queued", "queued: never built", "new", ("t",)),
+                 ev.DocumentUpdated(2.0, "t", 1, "d1")])
+    report.close()
+    lines, plain_lines = out.getvalue().splitlines(), plain.getvalue().splitlines()
+    assert len(plain_lines) == 3 and len(lines) == 6
+    assert [lines[1], lines[3], lines[5]] == unfolded.getvalue().splitlines()
+    assert [lines[0], lines[2], lines[4]] == plain_lines
+
+
 RECIPE = '''
 from pathlib import Path
 from tinyo import DES, Config, Execution, TinyOConfig, meta_task

@@ -70,7 +70,7 @@ def test_changed_content_while_down_reruns_only_that_des(tmp_path, inbox, harnes
     with harness(recipe) as h2:
         h2.wait_idle()
         assert h2.lines() == ["done a.csv"]
-        queued = [e for e in h2.of(ev.DESStateChanged) if e.state == "queued"]
+        queued = [e for e in h2.told(ev.DESStateChanged) if e.state == "queued"]
         assert "dep changed" in queued[0].reason
 
 

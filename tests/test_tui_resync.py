@@ -287,12 +287,13 @@ def test_a_document_first_heard_of_after_a_gap_shows_what_its_build_says(recipe:
             assert isinstance(next(stream), Live)
             engine.inject("echo_gap")
             facts: list[ev.BusEvent] = []
-            while not any(type(f) is ev.DocumentUpdated and f.name == "done.echo_gap" for f in facts):
+            while not any(type(f) is ev.OpFinished and "done.echo_gap" in f.made for f in facts):
                 message = next(stream)
                 if isinstance(message, Facts):
                     facts.extend(message.facts)
         first = next(i for i, f in enumerate(facts) if type(f) is ev.DESRegistered and "done.echo_gap" in f.targs)
-        made = next(i for i, f in enumerate(facts) if type(f) is ev.DocumentUpdated and f.name == "done.echo_gap")
+        # the run's end, which tells the new version
+        made = next(i for i, f in enumerate(facts) if type(f) is ev.OpFinished and "done.echo_gap" in f.made)
         for end in range(first + 1, made + 1):  # the gap is facts[first:end]
             state = ConsoleState()
             state.apply(facts[:first])
@@ -325,7 +326,7 @@ def test_a_subscriber_that_stops_reading_gets_every_fact_numbered_or_counted_in_
             assert isinstance(next(stream), Live)
             engine.inject("echo_first")
             got: list[Facts | Missed] = []
-            while not any(isinstance(m, Facts) and any(type(f) is ev.DocumentUpdated for f in m.facts) for m in got):
+            while not any(isinstance(m, Facts) and any(type(f) is ev.OpFinished for f in m.facts) for m in got):
                 got.append(next(stream))  # reading: the lines go straight from the hub
             for n in range(FLOOD):  # not reading
                 engine.inject(f"echo_n{n}")

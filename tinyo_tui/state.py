@@ -85,7 +85,7 @@ class ConsoleState(WorkTracker):
 # Routed by exact type, one dict lookup per fact: floods arrive in batches of thousands. A fact with no
 # handler changes nothing shown (a ``TimerFired``'s event comes as its own ``EventReceived``).
 _HANDLERS = {
-    ev.EventReceived: ConsoleState._on_received,
+    ev.EventReceived: ConsoleState._on_received_versioned,
     ev.GeneratorError: ConsoleState._on_generator_error,
     ev.DESRejectedEvent: ConsoleState._on_rejected,
     ev.EngineNotice: ConsoleState._on_notice,

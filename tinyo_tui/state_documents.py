@@ -4,7 +4,9 @@ The document DAG is not mirrored. The engine keeps the group counts the tree sho
 ``GroupsChanged``); documents and DES are cached only while they are on screen or recently heard of
 (``trim`` bounds them), and the tree asks the engine for the rest as it expands (``put_doc_info``,
 ``put_des_info``). It also keeps the header's counts of DES queued, running and failed, which follow
-the DES state changes (``DESStateChanged``, and the moves a run's start and success tell: ``move_des``).
+the DES state changes (``DESStateChanged``, the moves a run's start and success tell: ``move_des``, and a new
+DES's first state its ``DESRegistered`` tells). Document versions come as ``DocumentUpdated``, or told by
+the fact of the event or run that gave them (``events.folded_versions``: ``put_version``).
 It builds on ``EventStream`` because a new DES is noted on its event's row.
 """
 
@@ -140,6 +142,13 @@ class DocumentCache(EventStream):
                 ch.new_docs.add(name)
             self._set_doc_state(doc, DES_TO_DOC.get(node.state, "never built"), "", ch)
             ch.changed_docs.add(name)
+        if e.state:  # its first state, told here (no state fact from "new" follows)
+            self.move_des(e.des_id, e.state, e.reason, "new", e.targs, e.ts, ch)
+
+    def _on_received_versioned(self, e: ev.EventReceived, ch: Changes) -> None:
+        if e.version is not None:  # the event's document's new version, told before it as it was given
+            self.put_version(e.name, e.version, "event", ch)
+        self._on_received(e, ch)
 
     def _on_state(self, e: ev.DESStateChanged, ch: Changes) -> None:
         self.move_des(e.des_id, e.state, e.reason, e.previous, e.targs, e.ts, ch)
@@ -170,12 +179,17 @@ class DocumentCache(EventStream):
                 self._set_doc_state(doc, doc_state, detail, ch)
 
     def _on_document(self, e: ev.DocumentUpdated, ch: Changes) -> None:
-        doc, new = self._doc(e.name)
+        self.put_version(e.name, e.version, e.by, ch)
+
+    def put_version(self, name: str, version: int, by: str, ch: Changes) -> None:
+        """Document ``name`` has version ``version``, given by ``by`` (a DES id, "event" or "found"): a
+        ``DocumentUpdated``, or a version its event's or run's fact tells."""
+        doc, new = self._doc(name)
         if new:
-            ch.new_docs.add(e.name)
-        doc.version = e.version
-        if e.by not in ("event", "found"):
-            doc.producer = doc.producer or e.by
+            ch.new_docs.add(name)
+        doc.version = version
+        if by not in ("event", "found"):
+            doc.producer = doc.producer or by
             # made by the DES ``by``, whose run just ended ok: up to date as of this fact. Its run's OpFinished
             # says so too, but only of a DES cached here: one registered in a gap (facts missed, the engine's
             # answers asked about what the console held) is heard of first here, as is a document trimmed
@@ -183,7 +197,7 @@ class DocumentCache(EventStream):
             self._set_doc_state(doc, "up to date", "", ch)
         elif doc.producer is None:
             self._set_doc_state(doc, "source", "", ch)
-        ch.changed_docs.add(e.name)
+        ch.changed_docs.add(name)
 
     def _on_groups(self, e: ev.GroupsChanged, ch: Changes) -> None:
         for group in e.groups:

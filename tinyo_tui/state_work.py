@@ -72,6 +72,8 @@ class WorkTracker(DocumentCache):
         targs = self._finish_worker(e.worker, e.run_id, e.ts, ch)
         before, after, reason = ev.RUN_MOVES[ev.OpFinished]
         self.move_des(e.des_id, after, reason, before, targs, e.ts, ch)
+        for name, version in zip(e.made, e.versions):  # its targets' new versions, told by it
+            self.put_version(name, version, e.des_id, ch)
 
     def _on_op_failed(self, e: ev.OpFailed, ch: Changes) -> None:
         node = self.des.get(e.des_id)

@@ -23,7 +23,7 @@ from typing import Any
 
 from .request_words import describe, took
 
-PROTOCOL = 5
+PROTOCOL = 6
 """The control protocol spoken here (``control.protocol.PROTOCOL``, which a test checks it equals; an
 engine speaking another answers an error, and the full command line takes over)."""
 CONNECT_TIMEOUT = 30.0

@@ -51,7 +51,9 @@ class EventReceived(BusEvent):
     """The generators have seen an event (``ts``): ``des_count`` new or re-emitted DES came of it, and
     ``errors`` generator errors (each its own ``GeneratorError``, after this fact). ``taken`` is when it
     was taken in (stored), earlier than ``ts`` when intake was paused or behind. ``des_count`` is None
-    for an event whose generator hung (its ``GeneratorError`` follows)."""
+    for an event whose generator hung (its ``GeneratorError`` follows). ``version``: the version the event's
+    document (``name``) got from it, told here and not by a ``DocumentUpdated`` (``by`` "event"); None when it
+    got none (a file unchanged, gone, or made by a DES)."""
 
     kind: ClassVar[str] = "event_received"
     event_id: int
@@ -60,6 +62,7 @@ class EventReceived(BusEvent):
     taken: float | None = None
     des_count: int | None = None
     errors: int = 0
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,10 @@ class DESRegistered(BusEvent):
     event: str
     restored: bool = False
     """True for DES reloaded from the store at start (not newly generated)."""
+    state: str = ""
+    """Its first state, when it was settled in the cycle that registered it (queued, waiting...): told here,
+    with ``reason``, and not by a ``DESStateChanged`` from "new". "": not settled yet (a state fact tells it)."""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,8 @@ class DESStateChanged(BusEvent):
     """A DES moved to another state (waiting, stale, queued, retry, failed, cancelled...) or its reason
     changed. Told once per change: a DES that becomes ready is told queued (its reason says why it
     runs: ``queued: never built``), not stale then queued; its run's start and success are told by
-    ``OpStarted`` (now running) and ``OpFinished`` (now ok), with no state fact beside them."""
+    ``OpStarted`` (now running) and ``OpFinished`` (now ok), with no state fact beside them; and a new DES's
+    first state, when it is settled in the cycle that registered it, by its ``DESRegistered`` (``folded_state``)."""
 
     kind: ClassVar[str] = "des_state"
     des_id: str
@@ -148,7 +156,9 @@ class OpOutput(BusEvent):
 @dataclass(frozen=True, slots=True)
 class OpFinished(BusEvent):
     """A run's ops all succeeded: the DES is ok (up to date) now (it was running), unless a
-    ``DESStateChanged`` in the same batch says otherwise (a dep changed while it ran)."""
+    ``DESStateChanged`` in the same batch says otherwise (a dep changed while it ran). ``made``: the targets
+    the run gave a new version, ``versions`` those versions (in the same order), told here and not by a
+    ``DocumentUpdated`` (``by`` the DES)."""
 
     kind: ClassVar[str] = "op_finished"
     run_id: int
@@ -157,6 +167,8 @@ class OpFinished(BusEvent):
     worker: str
     duration: float
     result: Any = None
+    made: tuple[str, ...] = ()
+    versions: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,12 +209,50 @@ state fact; the engine publishes a ``DESStateChanged`` whenever the DES is in an
 
 @dataclass(frozen=True, slots=True)
 class DocumentUpdated(BusEvent):
-    """A document got a new version (an event named it, or a DES produced it)."""
+    """A document got a new version (an event named it, or a DES produced it), unless the fact of that event
+    or run tells it (``folded_versions``)."""
 
     kind: ClassVar[str] = "document_updated"
     name: str
     version: int
     by: str
+
+
+def folded_versions(fact: BusEvent) -> list[DocumentUpdated]:
+    """The new document versions ``fact`` tells in place of a ``DocumentUpdated`` each (an ``EventReceived``: its
+    document's; an ``OpFinished``: its targets'), as those facts: readers apply them as they would those,
+    right after ``fact`` (for a run's, after its DES's move to ok, ``RUN_MOVES``)."""
+    if type(fact) is EventReceived:
+        return [] if fact.version is None else [DocumentUpdated(fact.ts, fact.name, fact.version, "event")]
+    if type(fact) is OpFinished:
+        return [DocumentUpdated(fact.ts, name, version, fact.des_id) for name, version in zip(fact.made, fact.versions)]
+    return []
+
+
+def folded_state(fact: BusEvent) -> DESStateChanged | None:
+    """The state move a ``DESRegistered`` tells in place of a ``DESStateChanged`` from "new" (its first state),
+    as that fact; None when it tells none."""
+    if type(fact) is DESRegistered and fact.state:
+        return DESStateChanged(fact.ts, fact.des_id, fact.state, fact.reason, "new", tuple(sorted(fact.targs)))
+    return None
+
+
+def unfold(facts: list[BusEvent]) -> list[BusEvent]:
+    """``facts`` with each version and first state a fact tells of its own (``folded_versions``, ``folded_state``)
+    a fact of its own in its place, that fact without it: the stream as told one change a fact (for a reader
+    that looks for ``DocumentUpdated`` and ``DESStateChanged`` alone: tests, tools)."""
+    out: list[BusEvent] = []
+    for fact in facts:
+        kind = type(fact)
+        if kind is EventReceived and fact.version is not None:
+            out += [*folded_versions(fact), dataclasses.replace(fact, version=None)]
+        elif kind is DESRegistered and fact.state:
+            out += [dataclasses.replace(fact, state="", reason=""), folded_state(fact)]  # type: ignore[list-item]
+        elif kind is OpFinished and fact.made:
+            out += [dataclasses.replace(fact, made=(), versions=()), *folded_versions(fact)]
+        else:
+            out.append(fact)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,9 @@ _PRINTED = frozenset({ev.OpOutput, ev.EventReceived, ev.GeneratorError, ev.DESRe
 """Facts with a line in the text log (besides DESRegistered unless restored, and a worker's death)."""
 _VERBOSE = frozenset({ev.DESStateChanged, ev.DocumentUpdated})
 """Facts with a line only in the verbose text log."""
+_FOLDING = frozenset({ev.EventReceived, ev.DESRegistered, ev.OpFinished})
+"""Facts that may tell what a fact of ``_VERBOSE`` would (``events.folded_versions``, ``events.folded_state``):
+the verbose log prints that fact's line after theirs."""
 
 
 _FAILING = frozenset({*_ALWAYS, ev.EngineNotice, ev.WorkerChanged})
@@ -356,7 +359,18 @@ class TextReporter(_Batcher):
             return f"{clock} {tag:<6} "
         return f"\x1b[2m{clock}\x1b[0m {_ANSI[style]}{tag:<6}\x1b[0m "
 
-    def _lines(self, event: ev.BusEvent) -> list[str]:  # noqa: C901 - one branch per event type, kept flat
+    def _lines(self, event: ev.BusEvent) -> list[str]:
+        lines = self._own_lines(event)
+        if self.verbose and type(event) in _FOLDING:  # what it tells in place of facts of their own, as those print
+            folded: list[ev.BusEvent] = [*ev.folded_versions(event)]
+            state = ev.folded_state(event)
+            if state is not None:
+                folded.append(state)
+            for fact in folded:
+                lines += self._own_lines(fact)
+        return lines
+
+    def _own_lines(self, event: ev.BusEvent) -> list[str]:  # noqa: C901 - one branch per event type, kept flat
         p = printable
         if isinstance(event, ev.OpOutput):
             tag = f"{p(event.op)}[{p(event.worker)}] | "

@@ -27,9 +27,11 @@ from ..arguments import ArgumentError, Spec, argument, check, field_spec, is_a
 from . import factwire
 from .paths import ControlError
 
-PROTOCOL = 5
+PROTOCOL = 6
 """This protocol: facts as rows in msgpack frames (``factwire.facts_frames``), a field of any type
-(``factwire.TEXTS``) as its JSON text, so a reader prints the JSON log's own lines from them. A client naming
+(``factwire.TEXTS``) as its JSON text, so a reader prints the JSON log's own lines from them. Since 6, an
+``event_received`` row carries its document's new version, an ``op_finished`` its targets' and a
+``des_registered`` the DES's first state (no ``document_updated`` or ``des_state`` beside them). A client naming
 another version in its ``hello`` is refused in one ``error`` line."""
 MAX_LINE = 1 << 20
 """The longest line the engine reads from a client (1 MiB); a longer one ends the connection."""

@@ -65,7 +65,7 @@ class Dispatch:
         settled = self.graph.settle_leaves(touched)  # a burst's new DES: no walk, no queue
         ready, changed = settled if settled is not None else self.graph.settle(dict.fromkeys(touched))
         now = self.clock.time()
-        emit = self.outbox.emit
+        emit, fresh, first_state = self.outbox.emit, self.outbox.fresh, self.outbox.first_state
         failed = self.failed
         told = self.runbook.told  # DES whose state this cycle's run facts told (started: running, finished: ok)
         queued = set(ready)
@@ -81,6 +81,8 @@ class Dispatch:
             moves.append((node.targs, node.was, node.state))
             said = told.pop(node.id, None)
             if said != node.state:
+                if said is None and node.was == "new" and fresh and first_state(node.id, node.state, node.reason):
+                    continue  # its first state, told in its DESRegistered of this cycle
                 emit(ev.DESStateChanged(now, node.id, node.state, node.reason, said or node.was, node.targs))
         nodes, waiting = self.graph.nodes, self.ready
         for des_id in ready:
@@ -92,7 +94,10 @@ class Dispatch:
             waiting.append(des_id)
             before = node.was if des_id in changed_ids else was
             moves.append((node.targs, before, "queued"))
-            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, told.pop(des_id, None) or before, node.targs))
+            said = told.pop(des_id, None) if told else None
+            if said is None and before == "new" and fresh and first_state(des_id, "queued", node.reason):
+                continue  # its first state, told in its DESRegistered of this cycle (a burst's file: one fact less)
+            emit(ev.DESStateChanged(now, des_id, "queued", node.reason, said or before, node.targs))
         self.documents.des_moved(moves)
         if told:
             for des_id, said in told.items():  # a run fact told a state its DES has left since, unseen here

@@ -49,6 +49,12 @@ class Documents:
         self.joining: list[tuple[str, str]] = []
         """Documents new to the DAG, as (name, state), counted in their groups together (``flush_joins``): a
         batch's fast paths append here; anything else that reads or moves the counts flushes it first."""
+        self.event_versions: dict[int, int] = {}
+        """Versions the current batch's events gave their documents (event id -> version), told by their
+        ``EventReceived`` (the loop takes them as it makes those), not by a ``DocumentUpdated`` each."""
+        self.holding: list[tuple[str, int]] | None = None
+        """While not None: the new versions ``bump`` and ``refresh_file`` give, kept here for the caller's fact
+        to tell, not told by a ``DocumentUpdated`` each."""
         self._mark_gone = mark_gone
         """Intake's record of a file seen gone (so the file coming back is a new event)."""
         self.checks = FileChecks(graph, self.file_state, config.hash_files)
@@ -69,8 +75,11 @@ class Documents:
         """A batch's events, in order, as ``from_event`` gives each: one lookup of what the store knows of
         their files, and a file seen for the first time (most of a burst) taken in on a short path. Such a
         file has no version, producer or reader, is not gone, and its state as intake read it agrees with
-        its stat now: it gets version 1 and joins its group as a source (groups counted per batch)."""
+        its stat now: it gets version 1 and joins its group as a source (groups counted per batch). The
+        versions the events give are kept in ``event_versions`` for their ``EventReceived`` to tell."""
         self.prefetch_files([name for _, _, name, *_ in batch if name[:1] == "/"])
+        told = self.event_versions
+        told.clear()
         graph = self.graph
         # the graph's maps as ``graph.unnamed`` reads them (nothing here looks up or evicts: they stay bound)
         versions, producer, consumers, gone = graph.versions, graph.producer, graph.consumers, graph.gone
@@ -78,12 +87,12 @@ class Documents:
         use_hash = self.config.hash_files
         rows = self._doc_rows  # a batch is open (``begin_batch``): its rows are appended to, not handed over
         put = self._put if rows is None else rows.append
-        emit, intern, updated = self.outbox.emit, sys.intern, ev.DocumentUpdated
+        intern = sys.intern
         now = self.clock.time()
-        for _, _, name, state, _ in batch:
+        for event_id, _, name, state, _ in batch:
             if name[:1] != "/":
                 self.flush_joins()
-                self.bump(name, by="event")
+                told[event_id] = self.held(self.bump, name, by="event")[0][1]
                 now = self.clock.time()
                 continue
             st = stat_file(name)
@@ -100,15 +109,41 @@ class Documents:
                     present.add(name)
                     joining.append((name, "source"))
                     versions[intern(name)] = 1
-                    emit(updated(now, name, 1, "event"))
+                    told[event_id] = 1
                     files[name] = new
                     put((name, 1, new.digest, new.mtime_ns, new.size, now, "event"))
                     continue
             self.flush_joins()
             if self._file_event(name, state, st):
-                self.refresh_file(name, by="event", hint=state, st=st, source=True)
+                given = self.held(self.refresh_file, name, by="event", hint=state, st=st, source=True)
+                if given:
+                    told[event_id] = given[0][1]
             now = self.clock.time()
         self.flush_joins()
+
+    def held(self, give: Callable[..., object], *args: object, **kwargs: object) -> list[tuple[str, int]]:
+        """Call ``give`` (``bump`` or ``refresh_file``) and return the (document, version) it gave, untold: the
+        caller's own fact tells it (``EventReceived.version``, ``OpFinished.versions``)."""
+        held: list[tuple[str, int]] = []
+        self.holding = held
+        try:
+            give(*args, **kwargs)
+        finally:
+            self.holding = None
+        return held
+
+    def tell_untold(self, batch: list[Stored]) -> None:
+        """Tell by a ``DocumentUpdated`` each the versions kept in ``event_versions`` (and not taken by their
+        ``EventReceived``) of ``batch``'s events: those put back after a generator hung are not given a version
+        again when they come back."""
+        told = self.event_versions
+        if told:
+            now = self.clock.time()
+            for event_id, _, name, *_ in batch:
+                version = told.pop(event_id, None)
+                if version is not None:
+                    self.outbox.emit(ev.DocumentUpdated(now, name, version, "event"))
+            told.clear()
 
     def flush_joins(self) -> None:
         """Count the documents waiting in ``joining`` in their groups (one move per group and state)."""
@@ -177,7 +212,11 @@ class Documents:
             self.store.put_documents([row])
         else:
             rows.append(row)  # ``_put``, without its call: a target's new version per run done
-        self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
+        held = self.holding
+        if held is None:
+            self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
+        else:
+            held.append((name, version))
 
     def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None,
                      source: bool | None = None) -> bool:
@@ -198,7 +237,11 @@ class Documents:
                 self._first_version(path, source)
             version = (version or 0) + 1
             self.touched.extend(graph.advance(path, version))
-            self.outbox.emit(ev.DocumentUpdated(now, path, version, by))
+            held = self.holding
+            if held is None:
+                self.outbox.emit(ev.DocumentUpdated(now, path, version, by))
+            else:
+                held.append((path, version))
         if changed or state != known or known is None:
             self._files[path] = state
             self._put((path, version, state.digest, state.mtime_ns, state.size, now, by))

@@ -345,23 +345,25 @@ class Loop:
         # no trim between slices: it would drop what ``prefetch`` found for the rest (a lookup per DES then)
         flush = lambda: self._commit_and_publish(self._settle_and_take(), trim=False)  # noqa: E731
         stored = {item[0]: item for item in batch}
-        emit, now = self.outbox.emit, self.clock.time()
+        emit, now, version = self.outbox.emit, self.clock.time(), self.documents.event_versions.pop
         for emission in emissions:  # the batch's events first, as they came, then what they made
-            # one fact per event, once the generators have seen it: what it was and what came of it
+            # one fact per event, once the generators have seen it: what it was, what came of it, its version
             event_id, source, name, _, taken = stored[emission.event_id]
             emit(ev.EventReceived(now, event_id, name, source, taken, len(emission.des),  # type: ignore[arg-type]
-                                  len(emission.errors)))
+                                  len(emission.errors), version(event_id, None)))
         marks = registration.register_batch(emissions, flush)
         if hung is not None:
             event_id, generator, given = hung
             message = f"did not return within {self.config.generator_timeout:g}s (it is left running, abandoned)"
             if event_id in stored:
                 _, source, name, _, taken = stored[event_id]
-                emit(ev.EventReceived(now, event_id, name, source, taken))  # type: ignore[arg-type]
+                emit(ev.EventReceived(now, event_id, name, source, taken,  # type: ignore[arg-type]
+                                      version=version(event_id, None)))
             self.outbox.emit(ev.GeneratorError(self.clock.time(), generator, given, message, ""))
             marks.append(("error", f"generator {generator} hung", event_id))
             done_ids.add(event_id)
             self.inflow.put_back([item for item in batch if item[0] not in done_ids])
+        self.documents.tell_untold(batch)
         registration.end_batch()
         self.documents.end_batch()
         self.store.mark_events(marks)

@@ -138,6 +138,7 @@ class Registration:
                                                         graph.nodes, graph._absent)
         op_facts, register = self._op_facts, self.register
         emit, touch, live_ops, joining = self.outbox.emit, self.touched.append, self.ops, documents.joining
+        fresh, kept = self.outbox.fresh, self.outbox.kept  # where each DESRegistered waits (its first state told in it)
         intern, cache = sys.intern, self._op_cache
         rows = self._rows
         if rows is None:
@@ -204,6 +205,7 @@ class Registration:
                 live_ops[des_id] = refs
                 rows.append((des_id, deps, targs, ops_desc, blob, generator, made_by, now))
                 touch(des_id)
+                fresh[des_id] = kept()
                 emit(registered(now, des_id, deps, targs, ops_desc, generator, made_by))
             marks.append(event_mark(emission))
         documents.flush_joins()
@@ -244,7 +246,9 @@ class Registration:
             if dep[:1] == "/" and not versions.get(dep) and graph.version(dep) is None:
                 self.documents.refresh_file(dep, by="found")
         self.touched.append(des_id)
-        self.outbox.emit(ev.DESRegistered(now, des_id, deps, targs, ops_desc, generator, node.event))
+        outbox = self.outbox
+        outbox.fresh[des_id] = outbox.kept()
+        outbox.emit(ev.DESRegistered(now, des_id, deps, targs, ops_desc, generator, node.event))
         return True
 
     def load_ops(self, des_id: str) -> Ops | None:

@@ -311,14 +311,25 @@ class RunBook:
         if said != _FINISHED_LEAVES:
             emit(ev.DESStateChanged(now, des_id, _FINISHED_LEAVES, _FINISHED_LEAVES, said, node.targs))
         told[des_id] = _FINISHED_IS
-        emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result))
         documents = self.documents
-        for targ in targs:
-            if targ[:1] == "/":
-                documents.refresh_file(targ, by=des_id, st=made[targ], source=False)  # type: ignore[index]
-                self.graph.drifted.pop(targ, None)
-            else:
-                documents.bump(targ, by=des_id, source=False)
+        given: list[tuple[str, int]] = []  # the targets' new versions, told by the run's fact
+        documents.holding = given
+        try:
+            for targ in targs:
+                if targ[:1] == "/":
+                    documents.refresh_file(targ, by=des_id, st=made[targ], source=False)  # type: ignore[index]
+                    self.graph.drifted.pop(targ, None)
+                else:
+                    documents.bump(targ, by=des_id, source=False)
+        finally:
+            documents.holding = None
+        if len(given) == 1:
+            ((name, version),) = given
+            emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result, (name,),
+                               (version,)))
+        else:
+            emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result,
+                               tuple(name for name, _ in given), tuple(version for _, version in given)))
         settling = self._settling
         if made:  # a file target built: dispatch's settle looks at it (``FileChecks.built_targets``)
             self.touched.append(des_id)
