@@ -82,7 +82,7 @@ def burst(n: int, pace: str, spread: float) -> dict[str, Any]:
             control.close()
             sizes = {k: v - count0["sizes"].get(k, 0) for k, v in count1["sizes"].items()}
             return {"pace": pace, "write_s": closed - first, "total_s": done - first, "cpu_s": cpu,
-                    **{k: count1[k] - count0[k] for k in count1 if k != "sizes"},
+                    **{k: count1[k] - count0.get(k, 0) for k in count1 if k != "sizes"},
                     "sizes": {k: v for k, v in sizes.items() if v}, "threads": threads}
     finally:
         for hog in hogs:
@@ -110,6 +110,8 @@ def main() -> int:
                   f"inbox items {s['inbox_items']}, stores {s['stores']}; cycles with a batch {s['cycles_batch']}, "
                   f"reports only {s['cycles_inbox_only']}, intake only {s['cycles_store_only']}, "
                   f"other {s['cycles_other']} (of which holding the intake {s.get('held_cycles', 0)}), "
+                  f"lingers {s.get('lingers', 0)} (met {s.get('lingers_met', 0)}), "
+                  f"report cycles woken by {', '.join(f'{k[4:]} {v}' for k, v in s.items() if k.startswith('why_'))}, "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
     med = statistics.median
     print(f"\nmedians, {args.files} files (us per file for CPU):")
@@ -119,6 +121,11 @@ def main() -> int:
               f"({med(s['cpu_s'] for s in ss) / args.files * 1e6:.0f} us/file), cycles {med(s['cycles'] for s in ss)}, "
               f"commits {med(s['commits'] for s in ss)}, batches {med(s['batches'] for s in ss)}, "
               f"inbox items {med(s['inbox_items'] for s in ss)}")
+        if "cpu_batch" in ss[0]:  # the loop thread's CPU by the kind of cycle, and in commits (of any cycle)
+            kinds = ("batch", "inbox_only", "store_only", "other")
+            print("       loop CPU by cycle: " + ", ".join(
+                f"{k} {med(s['cpu_' + k] for s in ss):.2f} s ({med(s['cycles_' + k] for s in ss):.0f})" for k in kinds)
+                + f"; in commits {med(s['cpu_commit'] for s in ss):.2f} s")
         names = sorted({n for s in ss for n in s["threads"]})
         for name in names:
             cpu = med(s["threads"].get(name, [0, 0])[0] for s in ss)

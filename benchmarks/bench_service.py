@@ -25,7 +25,11 @@ Real processes, a real socket, a temp folder and state file; no assertions: it p
   first file written) -> the engine idle again (its ``stats``, asked every 100 ms), and the engine
   process's CPU, with no client subscribed and then with two ``tinyo events --follow --json`` processes
   subscribed to every fact (as two attached consoles would be; their own CPU is shown too: on a small
-  machine they compete with the engine for it) [two within 10% of none].
+  machine they compete with the engine for it) [two within 10% of none]. ``--rounds N`` pairs of bursts,
+  after one burst not counted, the order alternating within pairs (none first, then two first); beside
+  the ratio of the medians, each pair's ratio two / none, their median, interquartile range and a
+  distribution-free 95% interval of the median, which says whether the goal holds, is missed, or is not
+  decided by that many pairs (15 pairs: the 4th and 12th of the ordered ratios).
 
 - ``hub_two`` / ``hub_none``: the channel's share of the engine process alone, without the machine's
   other processes: a burst's worth of facts (4 per file, 23,000 files) handed to the control hub
@@ -239,6 +243,11 @@ WARM = 50
 """Files the engine takes in before a burst is measured: workers import the recipe, caches fill."""
 
 
+QUIET = 0.5
+"""Seconds a burst waits, once the engine is warm (and any subscriber has its history), before its CPU is read:
+what the warm-up's last cycle and the history sent to the followers leave running is counted in neither kind."""
+
+
 @contextmanager
 def started_engine(prefix: str, extra_env: dict[str, str] | None = None) -> Iterator[Started]:
     """``tinyo start`` on the benchmark recipe (``extra_env`` added to its environment), ``WARM`` files taken
@@ -279,6 +288,7 @@ def burst(n: int, subscribers: int) -> dict[str, Any]:
                 out.close()
             while subscribers and sum(_lines(folder / f"sub{k}.jsonl") for k in range(subscribers)) == 0:
                 time.sleep(0.05)  # subscribed: their history has arrived
+            time.sleep(QUIET)  # with or without followers alike: the warm-up's and the history's work ends first
             pid = control.pid
             names = thread_names(pid) if SPY_OK else {}
             threads0 = thread_times(pid)
@@ -450,12 +460,65 @@ def print_cli(results: dict[str, Any]) -> None:
 
 
 def burst_results(quick: bool, rounds: int = 3) -> dict[str, list[dict[str, Any]]]:
+    """``rounds`` pairs of bursts, one with no subscriber and one with two, after one burst not counted (the
+    machine's caches and the installed modules warm for the first pair as for the others). Within a pair the
+    order alternates (none first, then two first), so that neither kind always follows the other's engine
+    stopping, or comes first after a change in the machine's load."""
     n_burst, rounds = (3000, 2) if quick else (10_000, rounds)
     bursts: dict[str, list[dict[str, Any]]] = {"burst_none": [], "burst_two": []}
-    for _ in range(rounds):  # alternated, so a change in the machine's load hits both
-        bursts["burst_none"].append(burst(n_burst, 0))
-        bursts["burst_two"].append(burst(n_burst, 2))
+    burst(n_burst, 0)  # warm-up, not counted
+    for r in range(rounds):
+        order = (0, 2) if r % 2 == 0 else (2, 0)
+        for subscribers in order:
+            bursts["burst_two" if subscribers else "burst_none"].append(burst(n_burst, subscribers))
     return bursts
+
+
+def median_bounds(n: int, level: float = 0.95) -> tuple[int, int] | None:
+    """0-based ranks (low, high) of the sorted values between which the median lies with at least ``level``
+    confidence (distribution-free: the number of values below the median is binomial(n, 1/2)); None when n is
+    too small for it."""
+    from math import comb
+
+    k = -1
+    cumulative = 0.0
+    while k + 1 < n:
+        p = comb(n, k + 1) / 2 ** n
+        if 2 * (cumulative + p) > 1 - level:
+            break
+        cumulative += p
+        k += 1
+    return None if k < 0 else (k, n - 1 - k)
+
+
+def paired(none: list[dict[str, Any]], two: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Each pair's ratio two / none for ``key`` (the pairs in the order run), their median, quartiles and a
+    distribution-free 95% interval of the median."""
+    ratios = [b[key] / a[key] for a, b in zip(none, two) if a[key] > 0]
+    ordered = sorted(ratios)
+    out: dict[str, Any] = {"ratios": ratios, "n": len(ratios)}
+    if ratios:
+        q = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
+        out.update(median=statistics.median(ordered), q1=q[0], q3=q[2])
+        bounds = median_bounds(len(ordered))
+        if bounds is not None:
+            out["ci95"] = (ordered[bounds[0]], ordered[bounds[1]])
+    return out
+
+
+GOAL = 1.10
+"""The issue's target: two subscribed within 10% of none."""
+
+
+def verdict(view: dict[str, Any]) -> str:
+    if "ci95" not in view:
+        return "too few pairs to say"
+    low, high = view["ci95"]
+    if high <= GOAL:
+        return "the goal holds"
+    if low > GOAL:
+        return "the goal is missed"
+    return "not decided by these pairs"
 
 
 def print_bursts(bursts: dict[str, list[dict[str, Any]]], n_burst: int) -> None:
@@ -478,6 +541,19 @@ def print_bursts(bursts: dict[str, list[dict[str, Any]]], n_burst: int) -> None:
         a = statistics.median(r["threads"].get(name, 0.0) for r in none)
         b = statistics.median(r["threads"].get(name, 0.0) for r in two)
         print(f"  thread {name}: none attached {a:.2f} s, two subscribed {b:.2f} s")
+    print(f"paired, each alternated pair's two / none (pairs in the order run; target <= {GOAL:.2f}x):")
+    for what, key in (("engine process CPU", "cpu_s"), ("lag, last file closed -> idle", "lag_s"),
+                      ("first file -> idle", "total_s")):
+        view = paired(none, two, key)
+        if not view["n"]:
+            continue
+        ci = view.get("ci95")
+        ci_text = f", 95% interval of the median {ci[0]:.2f}-{ci[1]:.2f}x" if ci else ""
+        print(f"  {what}: {view['n']} pairs, median {view['median']:.2f}x, interquartile {view['q1']:.2f}-"
+              f"{view['q3']:.2f}x{ci_text}: {verdict(view)}")
+        print(f"    pairs: {', '.join(f'{r:.2f}' for r in view['ratios'])}")
+    pairs = ", ".join(f"{a['cpu_s']:.2f}/{b['cpu_s']:.2f}" for a, b in zip(none, two))
+    print(f"  (engine CPU, none / two, per pair: {pairs} s; load average now {os.getloadavg()[0]:.1f})")
 
 
 def main() -> int:
@@ -485,7 +561,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=("cli", "burst", "hub"), help="Measure these rows alone.")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--rounds", type=int, default=3, help="Bursts with and without subscribers (alternated).")
+    parser.add_argument("--rounds", type=int, default=3, help="Pairs of bursts, with and without subscribers "
+                        "(alternated; 15 to say whether the goal holds).")
     parser.add_argument("--real-times", action="store_true", help="--only hub: the facts' times as a burst's are "
                         "(17 digits), not 1.0.")
     args = parser.parse_args()
@@ -496,6 +573,8 @@ def main() -> int:
     if args.only in (None, "burst"):
         results["bursts"] = burst_results(args.quick, args.rounds)
         print_bursts(results["bursts"], 3000 if args.quick else 10_000)
+        results["bursts_paired"] = {key: paired(results["bursts"]["burst_none"], results["bursts"]["burst_two"], key)
+                                    for key in ("cpu_s", "lag_s", "total_s")}
     if args.only in (None, "hub"):
         runs = {"hub_none": 0, "hub_two": 2}
         for key in runs:

@@ -488,3 +488,34 @@ def test_a_worker_fed_one_task_at_a_time_runs_each_once_whether_it_comes_early_o
         time.sleep(gap)
     runs = [run_id for kind, run_id, _ in p.raw if kind in ("ran", "done")]
     assert runs == [t.run_id for t in tasks]
+
+
+def test_the_reports_due_in_a_moment_are_those_of_workers_holding_fast_ops_none_stalled(tmp_path: Path):
+    # what the loop, woken by one worker's report alone, waits a few milliseconds for (``Waker.linger``): a
+    # chain's link, the only op held, waits for nothing; nor does a report beside a slow or stalled op
+    import threading as th
+
+    from tinyo.executors.prefetch import FAST_OP, REPORT_DUE, reports_due, stall_limit
+    from tinyo.pipe import Pipe
+    from tinyo.worker_launch import Worker
+
+    fds = [os.pipe() for _ in range(3)]
+    try:
+        workers = [Worker(f"w{i + 1}") for i in range(3)]
+        for worker, (r, _) in zip(workers, fds):
+            worker.result_conn = Pipe(r)
+        lock = th.Lock()
+        fast = FAST_OP / 10
+        assert reports_due(workers, fast, lock) == ([], 0.0)  # none holds a task: a chain's link just ended
+        workers[1].inflight[7] = None  # type: ignore[assignment]
+        workers[2].inflight[8] = None  # type: ignore[assignment]
+        assert reports_due(workers, fast, lock) == ([fds[1][0], fds[2][0]], REPORT_DUE)
+        workers[2].started_mono[8] = time.monotonic() - 2 * stall_limit(fast)  # its op runs far longer than ops do
+        workers[1].dead = True
+        assert reports_due(workers, fast, lock) == ([], REPORT_DUE)
+        workers[1].dead = False
+        assert reports_due(workers, FAST_OP, lock) == ([], 0.0)  # slow ops: a worker holds one, reported when done
+    finally:
+        for r, w in fds:
+            os.close(r)
+            os.close(w)

@@ -100,3 +100,70 @@ def test_a_set_after_close_writes_nowhere():
     waker.close()
     waker.set()  # e.g. a watcher thread reporting after the engine stopped
     assert waker.is_set()
+
+
+@pytest.fixture
+def two_pipes(pipe):
+    """Two real pipes: ``pipe``'s and another, closed after the test."""
+    r, w = os.pipe()
+    yield pipe, (r, w)
+    for fd in (r, w):
+        os.close(fd)
+
+
+def test_a_report_that_alone_wakes_the_wait_lingers_for_the_one_due_and_one_wait_reads_both(waker, two_pipes):
+    # two workers' reports of one batch: the loop runs one cycle (one commit) for both, not one each
+    (r1, w1), (r2, w2) = two_pipes
+    read: list[bytes] = []
+    due_asked = threading.Event()
+
+    def first() -> None:
+        read.append(os.read(r1, 100))
+        waker.set()  # as the loop's sink does on its own thread
+
+    def due() -> tuple[list[int], float]:
+        due_asked.set()
+        return [r2], 30.0  # far longer than the test waits: the second report ends it
+
+    waker.watch(r1, first)
+    waker.watch(r2, lambda: read.append(os.read(r2, 100)))
+    waker.linger = due
+    waker.clear()
+    threading.Thread(target=lambda: (due_asked.wait(10), os.write(w2, b"second"))).start()
+    os.write(w1, b"first")
+    assert waker.wait() is True and read == [b"first", b"second"]
+
+
+def test_a_set_from_another_thread_ends_a_linger_and_what_was_due_is_read_by_the_next_wait(waker, two_pipes):
+    (r1, w1), (r2, w2) = two_pipes
+    read: list[bytes] = []
+    due_asked = threading.Event()
+
+    def due() -> tuple[list[int], float]:
+        due_asked.set()
+        return [r2], 30.0
+
+    waker.watch(r1, lambda: read.append(os.read(r1, 100)))
+    waker.watch(r2, lambda: read.append(os.read(r2, 100)))
+    waker.linger = due
+    waker.clear()
+    threading.Thread(target=lambda: (due_asked.wait(10), waker.set())).start()  # a command, say: at once
+    os.write(w1, b"first")
+    assert waker.wait() is True and read == [b"first"]
+    os.write(w2, b"second")
+    assert waker.wait() is True and read == [b"first", b"second"]
+
+
+def test_no_linger_when_the_loop_has_more_to_do_or_nothing_is_due(waker, two_pipes):
+    (r1, w1), (r2, _) = two_pipes
+    read: list[bytes] = []
+    asked: list[bool] = []
+    waker.watch(r1, lambda: read.append(os.read(r1, 100)))
+    waker.linger = lambda: (asked.append(True), ([r2], 30.0))[1]
+    waker.set()  # set before the wait: the loop goes on at once, whatever is due
+    os.write(w1, b"a")
+    assert waker.wait() is True and read == [b"a"] and asked == []
+    waker.clear()
+    waker.linger = lambda: (asked.append(True), ([], 0.0))[1]  # e.g. a chain's link: no other worker holds ops
+    os.write(w1, b"b")
+    assert waker.wait() is False and read == [b"a", b"b"] and asked == [True]

@@ -32,6 +32,9 @@ class Waker:
         self._poller: select.poll | None = None
         """What ``wait`` polls, for ``_polled`` (rebuilt when the watched pipes change)."""
         self._polled: dict[int, Callable[[], None]] | None = None
+        self.linger: Callable[[], tuple[list[int], float]] | None = None
+        """When a watched pipe alone woke the waiting thread: the pipes that will be readable within moments, and
+        within how many seconds (:meth:`_linger` waits for them: what they bring is handled in the same cycle)."""
 
     def is_set(self) -> bool:
         return self._flag
@@ -71,7 +74,8 @@ class Waker:
             for fd in watched:
                 poller.register(fd, select.POLLIN)
             self._poller, self._polled = poller, watched
-        if self._flag:
+        quiet = not self._flag
+        if not quiet:
             ready = poller.poll(0) if watched else []
         else:
             self._sleeping = True
@@ -80,8 +84,18 @@ class Waker:
                 ready = poller.poll(0 if self._flag else ms)  # the flag looked at again once marked sleeping
             finally:
                 self._sleeping = False
+        quiet = quiet and not self._flag  # else set by another thread as this one went to sleep (no byte then)
+        if self._take(ready, watched) or not ready or not quiet or self.linger is None:
+            return self._flag
+        self._linger(self.linger(), watched)
+        return self._flag
+
+    def _take(self, ready: list[tuple[int, int]], watched: dict[int, Callable[[], None]]) -> bool:
+        """Run the callbacks of the watched pipes ``ready``; whether a ``set`` (its byte) was among them."""
+        woken = False
         for fd, _ in ready:
             if fd == self._r:
+                woken = True
                 try:
                     os.read(self._r, 4096)
                 except BlockingIOError:
@@ -90,7 +104,26 @@ class Waker:
                 on_ready = watched.get(fd)
                 if on_ready is not None and fd in self._watched:  # not unwatched by an earlier callback
                     on_ready()
-        return self._flag
+        return woken
+
+    def _linger(self, due: tuple[list[int], float], watched: dict[int, Callable[[], None]]) -> None:
+        """A watched pipe alone woke the waiting thread and its callback ran: wait at most ``due[1]`` seconds for
+        the pipes ``due[0]`` (reports about to come), so that one cycle takes them with it rather than a cycle
+        each. A ``set`` from another thread ends the wait at once."""
+        fds, seconds = due
+        fds = [fd for fd in fds if fd in watched]
+        if not fds:
+            return
+        poller = select.poll()
+        poller.register(self._r, select.POLLIN)
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        self._sleeping = True
+        try:
+            ready = poller.poll(max(1, int(seconds * 1000 + 0.999)))
+        finally:
+            self._sleeping = False
+        self._take(ready, watched)
 
     def close(self) -> None:
         """Close its pipe, once no thread waits any more (a later ``set`` writes nowhere)."""

@@ -160,29 +160,32 @@ class WatcherProcess:
         assert events is not None
         while True:
             try:
-                message = events.recv()
+                messages = events.recv_all()  # one read for all that waits (two per message with ``recv``)
             except (EOFError, OSError):
                 break
-            kind = message[0]
-            if kind == "files":
-                if not self._deaf:
-                    if self.on_seen is not None:
-                        self.on_seen(message[2])
-                    self.on_files([(path, FileState(mtime_ns, size, digest))
-                                   for path, mtime_ns, size, digest in message[1]])
-            elif kind == "ready":
-                self._ready.set()
-            elif kind == "error":
-                self.error = message[1]
-                self._ready.set()
-            elif kind == "overflow":
-                if not self._deaf:
-                    self.on_overflow()
-            elif kind == "replaced":
-                self._replaced = True
+            for message in messages:
+                self._on_message(message, FileState)
         if not self._ready.is_set():
             self.error = self.error or "the watcher process exited"
             self._ready.set()
+
+    def _on_message(self, message: tuple[Any, ...], state: type[FileState]) -> None:
+        kind = message[0]
+        if kind == "files":
+            if not self._deaf:
+                if self.on_seen is not None:
+                    self.on_seen(message[2])
+                self.on_files([(path, state(mtime_ns, size, digest)) for path, mtime_ns, size, digest in message[1]])
+        elif kind == "ready":
+            self._ready.set()
+        elif kind == "error":
+            self.error = message[1]
+            self._ready.set()
+        elif kind == "overflow":
+            if not self._deaf:
+                self.on_overflow()
+        elif kind == "replaced":
+            self._replaced = True
 
     def settle(self, path: str) -> None:
         """Report ``path`` once it stays the same for ``debounce`` seconds (or at once on its close)."""

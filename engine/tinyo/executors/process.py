@@ -37,7 +37,7 @@ from ..worker_launch import Worker as _Worker
 from ..worker_launch import dismiss_workers
 from ..worker_launch import popen_worker as _popen
 from .base import Sink, WorkerInfo
-from .prefetch import stall_limit, tasks_held
+from .prefetch import reports_due, stall_limit, tasks_held
 
 RESPAWN_FIRST = 2.0
 RESPAWN_MAX = 60.0
@@ -78,6 +78,7 @@ class ProcessExecutor:
         :meth:`start`: a report then reaches the loop with one wake-up, not a hand-over from the reader
         thread (which still reads the workers' output, replaces the dead, and looks for stalls)."""
         self._waker = waker
+        waker.linger = lambda: reports_due(self._workers, self._mean, self._lock)
 
     def start(self) -> None:
         early = {w.name: w for w in self._launched}
