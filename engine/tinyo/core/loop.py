@@ -83,8 +83,8 @@ class Loop:
         self.graph = Graph(backing)
         self.wake = Waker()
         """Set by any thread to wake the loop; the process pool's report pipes are read while it waits."""
-        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, self._ask_rescan, intake_max,
-                             self.wake.set)
+        self.inflow = Inflow(store, config, clock, self.outbox, self.timers, lambda: self.send(Rescan()), intake_max,
+                             self.wake.set)  # the watcher asks for a look at a folder (from its thread)
         self.documents = Documents(self.graph, store, config, clock, self.outbox, self.touched, self.inflow.mark_gone)
         self.registration = Registration(self.graph, store, self.documents, self.outbox, clock, resolver, execution,
                                          self.touched)
@@ -141,10 +141,6 @@ class Loop:
             return
         self.inbox.put(item)  # blocks while the inbox is full: the executor's threads wait
         self.wake.set()
-
-    def _ask_rescan(self) -> None:
-        """The watcher's callback (its thread): a folder needs a look."""
-        self.send(Rescan())
 
     def idle_since(self) -> float | None:
         """The loop's idle mark, None while anything sent is not yet taken in: ``unfinished_tasks`` falls
