@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -146,10 +147,19 @@ def test_a_set_from_another_thread_ends_a_linger_and_what_was_due_is_read_by_the
     waker.watch(r1, lambda: read.append(os.read(r1, 100)))
     waker.watch(r2, lambda: read.append(os.read(r2, 100)))
     waker.linger = due
+
+    def command() -> None:  # a command, say, once the linger waits (its 30 s due would fail the time below)
+        due_asked.wait(10)
+        while not waker._sleeping:
+            time.sleep(0.001)
+        waker.set()
+
     waker.clear()
-    threading.Thread(target=lambda: (due_asked.wait(10), waker.set())).start()  # a command, say: at once
+    threading.Thread(target=command).start()
     os.write(w1, b"first")
+    start = time.monotonic()
     assert waker.wait() is True and read == [b"first"]
+    assert time.monotonic() - start < 15  # ended by the set, not by the due
     os.write(w2, b"second")
     assert waker.wait() is True and read == [b"first", b"second"]
 
@@ -167,3 +177,21 @@ def test_no_linger_when_the_loop_has_more_to_do_or_nothing_is_due(waker, two_pip
     waker.linger = lambda: (asked.append(True), ([], 0.0))[1]  # e.g. a chain's link: no other worker holds ops
     os.write(w1, b"b")
     assert waker.wait() is False and read == [b"a", b"b"] and asked == [True]
+
+
+def test_a_linger_ends_with_the_callers_timeout(waker, two_pipes):
+    """Something is due when the caller's timeout ends (a timer, a retry): the linger lasts no longer."""
+    (r1, w1), (r2, _) = two_pipes
+    read: list[bytes] = []
+    waker.watch(r1, lambda: read.append(os.read(r1, 100)))
+    waker.watch(r2, lambda: read.append(os.read(r2, 100)))
+    waker.linger = lambda: ([r2], 30.0)
+    waker.clear()
+    os.write(w1, b"a")
+    start = time.monotonic()
+    assert waker.wait(0.05) is False and read == [b"a"]
+    assert time.monotonic() - start < 15  # not the 30 s the linger asked for
+    os.write(w1, b"b")
+    start = time.monotonic()
+    assert waker.wait(0) is False and read == [b"a", b"b"]  # due now: no linger at all
+    assert time.monotonic() - start < 15

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -66,6 +67,7 @@ class Waker:
     def wait(self, timeout: float | None = None) -> bool:
         """Until set, ``timeout`` seconds, or a watched pipe was read; the flag. Set already, it still reads
         the watched pipes that are ready: a loop that always has more to do must not leave them unread."""
+        start = time.monotonic() if timeout else 0.0
         watched = self._watched
         poller = self._poller
         if self._polled is not watched or poller is None:
@@ -87,7 +89,9 @@ class Waker:
         quiet = quiet and not self._flag  # else set by another thread as this one went to sleep (no byte then)
         if self._take(ready, watched) or not ready or not quiet or self.linger is None:
             return self._flag
-        self._linger(self.linger(), watched)
+        left = None if timeout is None else timeout - (time.monotonic() - start if timeout else 0.0)
+        if left is None or left > 0:  # never past the caller's timeout (something is due then)
+            self._linger(self.linger(), watched, left)
         return self._flag
 
     def _take(self, ready: list[tuple[int, int]], watched: dict[int, Callable[[], None]]) -> bool:
@@ -106,11 +110,16 @@ class Waker:
                     on_ready()
         return woken
 
-    def _linger(self, due: tuple[list[int], float], watched: dict[int, Callable[[], None]]) -> None:
-        """A watched pipe alone woke the waiting thread and its callback ran: wait at most ``due[1]`` seconds for
-        the pipes ``due[0]`` (reports about to come), so that one cycle takes them with it rather than a cycle
-        each. A ``set`` from another thread ends the wait at once."""
+    def _linger(self, due: tuple[list[int], float], watched: dict[int, Callable[[], None]],
+                left: float | None) -> None:
+        """A watched pipe alone woke the waiting thread and its callback ran: wait at most ``due[1]`` seconds (and
+        no more than ``left``, what remains of the caller's timeout) for the pipes ``due[0]`` (reports about to
+        come), so that one cycle takes them with it rather than a cycle each. A ``set`` from another thread
+        during the wait ends it at once; one made while the callbacks ran (no byte written: the flag was set
+        already) does not, and waits for the linger's end, a few milliseconds at most."""
         fds, seconds = due
+        if left is not None:
+            seconds = min(seconds, left)
         fds = [fd for fd in fds if fd in watched]
         if not fds:
             return
