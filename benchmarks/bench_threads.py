@@ -34,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +79,12 @@ def thread_names(pid: int) -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r'Thread (\d+) \(\w+(?:, [^)]*)?\): "([^"]+)"', dump)}
 
 
-def one_round(engine: Path, n: int, log: str = "text") -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="bench-threads-", dir=bb.TMPFS))
+@contextmanager
+def warm_engine(engine: Path, log: str, prefix: str) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
+    """``tinyo run`` on the burst's recipe (``engine``'s checkout) in a fresh tmpfs folder, its log read (the
+    text log through a pty, or ``--json`` through a pipe), warmed up and idle: (its process, the watched
+    folder, the marker file). Stopped and the folder removed on the way out."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=bb.TMPFS))
     inbox, marker, db = work / "in", work / "marker", work / "state.db"
     inbox.mkdir()
     for i in range(4):  # taken in by the start-up scan: both workers import the op before the burst
@@ -101,6 +107,17 @@ def one_round(engine: Path, n: int, log: str = "text") -> dict[str, Any]:
         if not bb.wait_lines(marker, 4, 60, proc):
             raise RuntimeError(f"not ready: {reader.tail.decode(errors='replace')[-1500:]}")
         time.sleep(0.5)
+        yield proc, inbox, marker
+    finally:
+        proc.send_signal(2)
+        bb.wait_or_kill(proc)
+        reader.join(5)
+        os.close(master)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def one_round(engine: Path, n: int, log: str = "text") -> dict[str, Any]:
+    with warm_engine(engine, log, "bench-threads-") as (proc, inbox, marker):
         names = thread_names(proc.pid)
         t0, p0 = thread_times(proc.pid), process_times(proc.pid)
         out = subprocess.run([bb.PY, "-c", bb.WRITER, str(inbox), str(n)], check=True, capture_output=True, text=True)
@@ -110,12 +127,6 @@ def one_round(engine: Path, n: int, log: str = "text") -> dict[str, Any]:
         done = bb.wait_lines(marker, 4 + n, 180, proc)
         t1, p1 = thread_times(proc.pid), process_times(proc.pid)
         lag = marker.stat().st_mtime_ns / 1e9 - last_close
-    finally:
-        proc.send_signal(2)
-        bb.wait_or_kill(proc)
-        reader.join(5)
-        os.close(master)
-        shutil.rmtree(work, ignore_errors=True)
     threads: dict[str, list[float]] = {}
     for tid, (cpu, switches) in t1.items():
         cpu0, switches0 = t0.get(tid, (0.0, 0))

@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pty
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -56,29 +53,8 @@ def _process_cpu(pid: int) -> float:
 
 
 def one_round(engine: Path, n: int, log: str) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="bench-timeline-", dir=bb.TMPFS))
-    inbox, marker, db = work / "in", work / "marker", work / "state.db"
-    inbox.mkdir()
-    for i in range(4):  # taken in by the start-up scan: both workers import the op before the burst
-        (inbox / f"warm_{i}.dat").write_text("w")
-    recipe = work / "recipe.py"
-    recipe.write_text(bb.BURST_RECIPE.format(marker=str(marker), db=str(db), inbox=str(inbox)))
-    env = {**bb.ENV, "PYTHONPATH": str(engine)}
-    cmd = [*bb.TINYO, "run", str(recipe), *(["--json"] if log == "json" else [])]
-    if log == "json":
-        master, slave = os.pipe()
-        proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
-    else:
-        master, slave = pty.openpty()
-        proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
-    os.close(slave)
-    reader = bb.Reader(master)
-    reader.start()
     samples: list[dict[str, float]] = []
-    try:
-        if not bb.wait_lines(marker, 4, 60, proc):
-            raise RuntimeError(f"not ready: {reader.tail.decode(errors='replace')[-1500:]}")
-        time.sleep(0.5)
+    with bt.warm_engine(engine, log, "bench-timeline-") as (proc, inbox, marker):
         loop = [tid for tid, name in bt.thread_names(proc.pid).items() if name == "tinyo-engine"]
         roles = {pid: role for pid, (_, role) in bt.process_times(proc.pid).items()}
         stop = threading.Event()
@@ -104,12 +80,6 @@ def one_round(engine: Path, n: int, log: str) -> dict[str, Any]:
         stop.set()
         sampler.join()
         lag = marker.stat().st_mtime_ns / 1e9 - written["last_close"]
-    finally:
-        proc.send_signal(2)
-        bb.wait_or_kill(proc)
-        reader.join(5)
-        os.close(master)
-        shutil.rmtree(work, ignore_errors=True)
     return {"done": done, "lag_s": lag, "first": written["first"], "last_close": written["last_close"],
             "writer_cpu_s": written["cpu"], "samples": samples, "roles": sorted(set(roles.values()))}
 
