@@ -154,6 +154,7 @@ def profile_chain(n: int) -> dict[str, float]:
             submit, account, on_message)
         if started is not None and done is not None:
             RunBook._started, RunBook._done = started, done
+        RunBook.finish_ok = finish_ok
     stamps.pop(0, None)  # the workers' "ready" (run id 0)
     if len(stamps) != n:
         raise RuntimeError(f"{len(stamps)} runs stamped, wanted {n}")

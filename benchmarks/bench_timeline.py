@@ -1,6 +1,6 @@
 """A `tinyo run` burst as a timeline: who has the CPUs while the files come in, and after.
 
-    python benchmarks/bench_timeline.py [--files 10000] [--rounds 1] [--log text|json] [--engine PATH] [--json PATH]
+    python benchmarks/bench_timeline.py [--files 10000] [--rounds 1] [--log text|json] [--engine PATH] [--py-spy PATH] [--json PATH]
 
 The burst of ``bench_burst.py`` and ``bench_threads.py`` (``--files`` small files written at once into a
 watched tmpfs folder, one trivial op per file, ``tinyo run`` with its text log on a pty or ``--json`` on a
@@ -8,7 +8,7 @@ pipe). Every 10 ms a sampler reads the CPU time of the engine's loop thread (``t
 process of the run (``/proc/*/task/*/schedstat``: nanoseconds, where ``/proc/*/stat`` counts 10 ms ticks)
 and how many ops are done (the marker file). It prints, per 50 ms from the first file written, each one's
 share of a CPU, and then a summary: the loop thread's CPU while the writer wrote and after its last close,
-and how much of the machine's CPU was left unused after the last close.
+and how much CPU was left unused after the last close (by the run's processes, and the machine's idle time).
 
 What it is for: the lag (last close -> last op done) is what the loop thread still has to do when the
 writer stops. While the writer writes, the writer, the watcher and the engine share the CPUs; after the
@@ -45,6 +45,16 @@ def _ns(path: str) -> float:
         return 0.0
 
 
+def _idle() -> float:
+    """Seconds all the machine's CPUs have been idle (``/proc/stat``: idle and iowait, in clock ticks)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        return (int(fields[4]) + int(fields[5])) / bt.TICK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _process_cpu(pid: int) -> float:
     try:
         return sum(_ns(f"/proc/{pid}/task/{tid}/schedstat") for tid in os.listdir(f"/proc/{pid}/task"))
@@ -55,13 +65,14 @@ def _process_cpu(pid: int) -> float:
 def one_round(engine: Path, n: int, log: str) -> dict[str, Any]:
     samples: list[dict[str, float]] = []
     with bt.warm_engine(engine, log, "bench-timeline-") as (proc, inbox, marker):
-        loop = [tid for tid, name in bt.thread_names(proc.pid).items() if name == "tinyo-engine"]
+        loop = bt.loop_thread(proc.pid, bt.thread_names(proc.pid))
         roles = {pid: role for pid, (_, role) in bt.process_times(proc.pid).items()}
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
-                row = {"t": time.time(), "loop": sum(_ns(f"/proc/{proc.pid}/task/{t}/schedstat") for t in loop)}
+                row = {"t": time.time(), "loop": sum(_ns(f"/proc/{proc.pid}/task/{t}/schedstat") for t in loop),
+                       "idle": _idle()}
                 for pid, role in roles.items():
                     row[role] = row.get(role, 0.0) + _process_cpu(pid)
                 try:
@@ -96,7 +107,8 @@ def _at(samples: list[dict[str, float]], t: float) -> dict[str, float]:
 
 def summary(res: dict[str, Any]) -> dict[str, float]:
     samples, first, close = res["samples"], res["first"], res["last_close"]
-    start, mid, end = _at(samples, first), _at(samples, close), samples[-1]
+    # the windows end with the last op done (the samples go on a little past it: the wait for the marker)
+    start, mid, end = _at(samples, first), _at(samples, close), _at(samples, close + res["lag_s"])
     keys = ["loop", *res["roles"]]
     span, tail = max(mid["t"] - start["t"], 1e-9), max(end["t"] - mid["t"], 1e-9)
     out = {"lag_s": res["lag_s"], "writer_s": close - first, "writer_cpu_s": res["writer_cpu_s"]}
@@ -106,7 +118,8 @@ def summary(res: dict[str, Any]) -> dict[str, float]:
     busy_after = sum(out[f"{role}_after_s"] for role in res["roles"])
     out["loop_share_during"] = out["loop_during_s"] / span
     out["loop_share_after"] = out["loop_after_s"] / tail
-    out["idle_cpus_after"] = (os.cpu_count() or 1) - busy_after / tail
+    out["run_idle_cpus_after"] = (os.cpu_count() or 1) - busy_after / tail
+    out["idle_cpus_after"] = (end.get("idle", 0.0) - mid.get("idle", 0.0)) / tail
     return out
 
 
@@ -137,8 +150,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="rounds; the timeline of the median-lag round is printed")
     parser.add_argument("--log", choices=("text", "json"), default="text")
     parser.add_argument("--engine", default=str(bb.ENGINE), help="the engine/ folder to run (this checkout's)")
+    parser.add_argument("--py-spy", default=None, help="the py-spy command that names the threads")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.py_spy:
+        bt.SPY[0] = args.py_spy
     engine = Path(args.engine)
     rounds = []
     for i in range(args.rounds):
@@ -153,7 +169,9 @@ def main() -> int:
     labels = [("lag (last close -> last op done), s", "lag_s"), ("writer, first file -> last close, s", "writer_s"),
               ("writer's own CPU, s", "writer_cpu_s"), ("loop thread's CPU while the writer wrote, s", "loop_during_s"),
               ("  its share of a CPU", "loop_share_during"), ("loop thread's CPU after the last close, s", "loop_after_s"),
-              ("  its share of a CPU", "loop_share_after"), ("CPUs left unused after the last close", "idle_cpus_after")]
+              ("  its share of a CPU", "loop_share_after"),
+              ("CPUs the run's processes left unused after the last close", "run_idle_cpus_after"),
+              ("  the machine's CPUs idle then (/proc/stat, 10 ms ticks)", "idle_cpus_after")]
     for role in middle["roles"]:
         labels.append((f"{role} process(es), CPU after the last close, s", f"{role}_after_s"))
     for label, key in labels:

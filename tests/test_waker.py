@@ -150,12 +150,13 @@ def test_a_set_from_another_thread_ends_a_linger_and_what_was_due_is_read_by_the
 
     def command() -> None:  # a command, say, once the linger waits (its 30 s due would fail the time below)
         due_asked.wait(10)
-        while not waker._sleeping:
+        deadline = time.monotonic() + 10
+        while not waker._sleeping and time.monotonic() < deadline:
             time.sleep(0.001)
         waker.set()
 
     waker.clear()
-    threading.Thread(target=command).start()
+    threading.Thread(target=command, daemon=True).start()
     os.write(w1, b"first")
     start = time.monotonic()
     assert waker.wait() is True and read == [b"first"]
