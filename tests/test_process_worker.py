@@ -514,8 +514,33 @@ def test_the_reports_due_in_a_moment_are_those_of_workers_holding_fast_ops_none_
         workers[1].dead = True
         assert reports_due(workers, fast, lock) == ([], REPORT_DUE)
         workers[1].dead = False
+        assert reports_due(workers, fast, lock) == ([fds[1][0]], REPORT_DUE)
+        workers[1].eof = True  # its pipe is at its end (the worker is gone): nothing comes on it
+        assert reports_due(workers, fast, lock) == ([], REPORT_DUE)
+        workers[1].eof = False
+        workers[1].result_conn = Pipe(-1)  # closed (the worker being replaced): no descriptor to wait on
+        assert reports_due(workers, fast, lock) == ([], REPORT_DUE)
+        workers[1].result_conn = Pipe(fds[1][0])
         assert reports_due(workers, FAST_OP, lock) == ([], 0.0)  # slow ops: a worker holds one, reported when done
     finally:
         for r, w in fds:
             os.close(r)
             os.close(w)
+
+
+def test_an_attached_pool_gives_the_loop_s_wake_up_the_reports_it_may_wait_for(tmp_path: Path):
+    # the loop, woken by one report alone, lingers only for what this pool says is due: attached, the waker
+    # asks it; the pool's own reader thread (not attached) leaves the waker alone
+    from tinyo.executors.prefetch import NONE_DUE
+
+    attached = Pool(tmp_path, 2, attached=True)
+    try:
+        assert attached.waker.linger is not None
+        assert attached.waker.linger() == NONE_DUE  # no worker holds a task
+    finally:
+        attached.stop()
+    plain = Pool(tmp_path, 2, attached=False)
+    try:
+        assert plain.waker.linger is None
+    finally:
+        plain.stop()
