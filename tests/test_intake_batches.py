@@ -91,7 +91,8 @@ def one_by_one(loop: Loop) -> None:
         told = documents.event_versions  # each event's version kept for its EventReceived, as the batch keeps it
         told.clear()
         for event_id, _, name, state, _ in batch:
-            given = documents.held(documents.from_event, name, state)
+            given: list[tuple[str, int]] = []
+            documents.from_event(name, state, into=given)
             if given:
                 told[event_id] = given[0][1]
 

@@ -441,16 +441,12 @@ class Graph:
         ready: list[str] = []
         changed: list[Node] = []
         evaluate = self.evaluate
+        take = self._take
         for node in batch:
             verdict = evaluate(node)
-            state = verdict.state
-            if state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
-                node.was = node.state
-                if state == "ok":
-                    self._settled += 1
-                node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+            if take(node, verdict):
                 changed.append(node)
-            if state == "stale":
+            if verdict.state == "stale":
                 ready.append(node.id)
         return ready, changed
 
@@ -458,7 +454,7 @@ class Graph:
         """``settle([node.id])`` for each leaf of ``batch`` (the run book's, as runs start and end) in one pass: the
         nodes whose verdict, one of ``states``, changed them (``was``: their state before), and those ``settle``
         must decide, left as they are (a reader to tell; ready or blocked: dispatch's part), in ``batch``'s order."""
-        consumers, backed, evaluate = self.consumers, self.backing is not None, self.evaluate
+        consumers, backed, evaluate, take = self.consumers, self.backing is not None, self.evaluate, self._take
         changed: list[Node] = []
         undecided: list[Node] = []
         for node in batch:
@@ -469,13 +465,19 @@ class Graph:
                     break
             else:
                 verdict = evaluate(node)
-                state = verdict.state
-                if state not in states:
+                if verdict.state not in states:
                     undecided.append(node)
-                elif state != node.state or verdict.blocking != node.blocking or verdict.reason != node.reason:
-                    node.was = node.state
-                    if state == "ok":
-                        self._settled += 1
-                    node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+                elif take(node, verdict):
                     changed.append(node)
         return changed, undecided
+
+    def _take(self, node: Node, verdict: Verdict) -> bool:
+        """Give ``node`` a leaf's ``verdict`` if it changes anything (``was``: its state before); whether it did."""
+        state = verdict.state
+        if state == node.state and verdict.blocking == node.blocking and verdict.reason == node.reason:
+            return False
+        node.was = node.state
+        if state == "ok":
+            self._settled += 1
+        node.state, node.blocking, node.reason = state, verdict.blocking, verdict.reason
+        return True

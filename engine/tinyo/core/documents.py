@@ -52,24 +52,21 @@ class Documents:
         self.event_versions: dict[int, int] = {}
         """Versions the current batch's events gave their documents (event id -> version), told by their
         ``EventReceived`` (the loop takes them as it makes those), not by a ``DocumentUpdated`` each."""
-        self.holding: list[tuple[str, int]] | None = None
-        """While not None: the new versions ``bump`` and ``refresh_file`` give, kept here for the caller's fact
-        to tell, not told by a ``DocumentUpdated`` each."""
         self._mark_gone = mark_gone
         """Intake's record of a file seen gone (so the file coming back is a new event)."""
         self.checks = FileChecks(graph, self.file_state, config.hash_files)
         """Files against their recorded state: targets that drifted, deps that are gone."""
 
     # ------------------------------------------------------------ versions
-    def from_event(self, name: str, state: FileState | None) -> None:
+    def from_event(self, name: str, state: FileState | None, into: list[tuple[str, int]] | None = None) -> None:
         """An event names ``name``: a file document gets a new version if its content changed, any other
-        document gets one at once."""
+        document gets one at once (``into``: as for ``bump``)."""
         if name[:1] == "/":
             st = stat_file(name)
             if self._file_event(name, state, st):
-                self.refresh_file(name, by="event", hint=state, st=st, source=True)
+                self.refresh_file(name, by="event", hint=state, st=st, source=True, into=into)
         else:
-            self.bump(name, by="event")
+            self.bump(name, by="event", into=into)
 
     def from_events(self, batch: list[Stored]) -> None:
         """A batch's events, in order, as ``from_event`` gives each: one lookup of what the store knows of
@@ -92,7 +89,9 @@ class Documents:
         for event_id, _, name, state, _ in batch:
             if name[:1] != "/":
                 self.flush_joins()
-                told[event_id] = self.held(self.bump, name, by="event")[0][1]
+                given: list[tuple[str, int]] = []
+                self.bump(name, by="event", into=given)
+                told[event_id] = given[0][1]
                 now = self.clock.time()
                 continue
             st = stat_file(name)
@@ -115,22 +114,12 @@ class Documents:
                     continue
             self.flush_joins()
             if self._file_event(name, state, st):
-                given = self.held(self.refresh_file, name, by="event", hint=state, st=st, source=True)
+                given = []
+                self.refresh_file(name, by="event", hint=state, st=st, source=True, into=given)
                 if given:
                     told[event_id] = given[0][1]
             now = self.clock.time()
         self.flush_joins()
-
-    def held(self, give: Callable[..., object], *args: object, **kwargs: object) -> list[tuple[str, int]]:
-        """Call ``give`` (``bump`` or ``refresh_file``) and return the (document, version) it gave, untold: the
-        caller's own fact tells it (``EventReceived.version``, ``OpFinished.versions``)."""
-        held: list[tuple[str, int]] = []
-        self.holding = held
-        try:
-            give(*args, **kwargs)
-        finally:
-            self.holding = None
-        return held
 
     def tell_untold(self, batch: list[Stored]) -> None:
         """Tell by a ``DocumentUpdated`` each the versions kept in ``event_versions`` (and not taken by their
@@ -190,9 +179,10 @@ class Documents:
             self.touched.extend(self.graph.readers(path))
         self._mark_gone(path)
 
-    def bump(self, name: str, by: str, source: bool | None = None) -> None:
+    def bump(self, name: str, by: str, source: bool | None = None, into: list[tuple[str, int]] | None = None) -> None:
         """Give a non-file document its next version. ``source``: whether no DES produces it, when the
-        caller knows (it is not looked up again)."""
+        caller knows (it is not looked up again). ``into``: (document, version) goes there, for the caller's
+        own fact to tell (``EventReceived.version``, ``OpFinished.versions``), not in a ``DocumentUpdated``."""
         graph = self.graph
         old = graph.versions.get(name)
         if old is None:
@@ -212,17 +202,16 @@ class Documents:
             self.store.put_documents([row])
         else:
             rows.append(row)  # ``_put``, without its call: a target's new version per run done
-        held = self.holding
-        if held is None:
+        if into is None:
             self.outbox.emit(ev.DocumentUpdated(now, name, version, by))
         else:
-            held.append((name, version))
+            into.append((name, version))
 
     def refresh_file(self, path: str, by: str, hint: FileState | None = None, st: os.stat_result | None = None,
-                     source: bool | None = None) -> bool:
+                     source: bool | None = None, into: list[tuple[str, int]] | None = None) -> bool:
         """Give a file document a new version if its content changed; False if the file is missing.
         ``hint``: the file's state as intake read it moments ago (it is not read again); ``st``: its stat
-        just taken (it is not taken again); ``source``: as for ``bump``."""
+        just taken (it is not taken again); ``source`` and ``into``: as for ``bump``."""
         known = self._files.get(path)
         if known is None:
             known = self.file_state(path)
@@ -237,11 +226,10 @@ class Documents:
                 self._first_version(path, source)
             version = (version or 0) + 1
             self.touched.extend(graph.advance(path, version))
-            held = self.holding
-            if held is None:
+            if into is None:
                 self.outbox.emit(ev.DocumentUpdated(now, path, version, by))
             else:
-                held.append((path, version))
+                into.append((path, version))
         if changed or state != known or known is None:
             self._files[path] = state
             self._put((path, version, state.digest, state.mtime_ns, state.size, now, by))

@@ -313,16 +313,12 @@ class RunBook:
         told[des_id] = _FINISHED_IS
         documents = self.documents
         given: list[tuple[str, int]] = []  # the targets' new versions, told by the run's fact
-        documents.holding = given
-        try:
-            for targ in targs:
-                if targ[:1] == "/":
-                    documents.refresh_file(targ, by=des_id, st=made[targ], source=False)  # type: ignore[index]
-                    self.graph.drifted.pop(targ, None)
-                else:
-                    documents.bump(targ, by=des_id, source=False)
-        finally:
-            documents.holding = None
+        for targ in targs:
+            if targ[:1] == "/":
+                documents.refresh_file(targ, by=des_id, st=made[targ], source=False, into=given)  # type: ignore[index]
+                self.graph.drifted.pop(targ, None)
+            else:
+                documents.bump(targ, by=des_id, source=False, into=given)
         if len(given) == 1:
             ((name, version),) = given
             emit(ev.OpFinished(now, run.run_id, des_id, run.op, run.worker or "", duration, result, (name,),
